@@ -1,0 +1,217 @@
+#include "agent/data_plane.hpp"
+
+#include <sys/socket.h>
+
+#include <cerrno>
+
+#include "base/log.hpp"
+
+namespace knit::agent {
+
+namespace {
+// Packets handled per readiness event before yielding to the other sources, so a flood on one
+// side cannot starve the other or the timers.
+constexpr int kTunPacketsPerWake = 64;
+constexpr int kUdpBatchesPerWake = 4;
+}  // namespace
+
+DataPlane::DataPlane(asio::io_context& io, tun::TunDevice& tun, Options options)
+    : io_(io),
+      tun_(tun),
+      options_(std::move(options)),
+      tun_stream_(io, tun.fd(0)),
+      udp_(io),
+      timer_(io),
+      device_(*this, rng_),
+      frame_(wg::kFrameHeadroom + wg::kMaxDatagramSize + wg::kFrameTailroom) {
+  device_.set_mtu(static_cast<std::size_t>(options_.mtu));
+}
+
+DataPlane::~DataPlane() {
+  stop();
+  // The TUN owns its descriptor; Asio must not close it.
+  tun_stream_.release();
+}
+
+wg::Now DataPlane::now() { return {Clock::now(), std::chrono::system_clock::now()}; }
+
+std::error_code DataPlane::bind_port(std::uint16_t port) {
+  auto ec = udp_.bind(port);
+  if (ec) return ec;
+  if (fwmark_ != 0)
+    ::setsockopt(udp_.socket().native_handle(), SOL_SOCKET, SO_MARK, &fwmark_, sizeof fwmark_);
+  if (options_.on_port_changed) options_.on_port_changed(udp_.port());
+  return {};
+}
+
+void DataPlane::start() {
+  if (auto ec = bind_port(options_.port); ec) {
+    if (options_.port == 0) throw std::system_error(ec, "cannot open a UDP socket");
+    // A remembered port may be taken since; any free port is better than not starting.
+    log(LogLevel::warn, "knitd", "UDP port ", options_.port, " unavailable (", ec.message(),
+        "), using a random port");
+    if (auto again = bind_port(0); again) throw std::system_error(again, "cannot open a UDP socket");
+  }
+  running_ = true;
+  arm_tun();
+  arm_udp();
+}
+
+void DataPlane::stop() {
+  if (!running_) return;
+  running_ = false;
+  std::error_code ignored;
+  tun_stream_.cancel(ignored);
+  timer_.cancel();
+  udp_.close();
+  device_.reset_sessions();
+}
+
+void DataPlane::send_datagram(const Endpoint& to, ByteSpan datagram) { udp_.queue(to, datagram); }
+
+void DataPlane::write_tun(ByteSpan packet) {
+  if (!tun_.write(0, packet)) ++tun_write_errors_;
+}
+
+// ---------------------------------------------------------------- the loop
+
+void DataPlane::arm_tun() {
+  tun_stream_.async_wait(asio::posix::stream_descriptor::wait_read, [this](std::error_code ec) {
+    if (ec == asio::error::operation_aborted || !running_) return;
+    if (ec) {
+      log(LogLevel::error, "knitd", "TUN wait failed: ", ec.message());
+      return;
+    }
+    on_tun_readable();
+  });
+}
+
+void DataPlane::on_tun_readable() {
+  const wg::Now t = now();
+  const auto room = std::span<std::uint8_t>(frame_).subspan(wg::kFrameHeadroom, wg::kMaxDatagramSize);
+  for (int i = 0; i < kTunPacketsPerWake; ++i) {
+    long n = tun_.read(0, room.first(wg::kMaxDatagramSize - wg::kDataHeaderSize - wg::kFrameTailroom));
+    if (n <= 0) break;
+    device_.on_tun_packet(t, frame_, static_cast<std::size_t>(n));
+  }
+  after_work();
+  arm_tun();
+}
+
+void DataPlane::arm_udp() {
+  udp_.socket().async_wait(asio::socket_base::wait_read, [this](std::error_code ec) {
+    if (ec == asio::error::operation_aborted || !running_) return;
+    if (ec) {
+      log(LogLevel::error, "knitd", "UDP wait failed: ", ec.message());
+      return;
+    }
+    on_udp_readable();
+  });
+}
+
+void DataPlane::on_udp_readable() {
+  const wg::Now t = now();
+  for (int batch = 0; batch < kUdpBatchesPerWake; ++batch) {
+    const std::size_t n = udp_.receive_batch();
+    for (std::size_t i = 0; i < n; ++i) device_.on_datagram(t, udp_.received_from(i), udp_.received(i));
+    if (n < UdpTransport::kBatch) break;
+  }
+  after_work();
+  arm_udp();
+}
+
+void DataPlane::after_work() {
+  udp_.flush();
+  schedule_timer();
+}
+
+void DataPlane::schedule_timer() {
+  const auto deadline = device_.next_deadline();
+  if (deadline == armed_deadline_) return;
+  armed_deadline_ = deadline;
+  if (!deadline) {
+    timer_.cancel();
+    return;
+  }
+  timer_.expires_at(*deadline);
+  timer_.async_wait([this](std::error_code ec) {
+    if (ec == asio::error::operation_aborted || !running_) return;
+    armed_deadline_.reset();
+    device_.on_timers(now());
+    after_work();
+  });
+}
+
+// ---------------------------------------------------------------- UAPI
+
+UapiDeviceState DataPlane::uapi_get() {
+  UapiDeviceState state;
+  if (!device_.identity().empty()) state.private_key = device_.identity().private_key;
+  state.listen_port = udp_.port();
+  state.fwmark = fwmark_;
+  device_.for_each_peer([&](const wg::Peer& peer) {
+    UapiPeerState p;
+    p.public_key = peer.public_key;
+    p.preshared_key = peer.preshared_key;
+    p.endpoint = peer.endpoint;
+    if (peer.last_handshake) {
+      const auto since = peer.last_handshake->time_since_epoch();
+      const auto sec = std::chrono::duration_cast<std::chrono::seconds>(since);
+      p.last_handshake_sec = sec.count();
+      p.last_handshake_nsec = std::chrono::duration_cast<std::chrono::nanoseconds>(since - sec).count();
+    }
+    p.rx_bytes = peer.rx_bytes;
+    p.tx_bytes = peer.tx_bytes;
+    p.persistent_keepalive_interval = static_cast<std::uint16_t>(peer.timers.persistent_keepalive().count());
+    p.allowed_ips = device_.allowed_ips_of(peer);
+    state.peers.push_back(std::move(p));
+  });
+  return state;
+}
+
+int DataPlane::uapi_set(const UapiSet& request) {
+  const wg::Now t = now();
+  // Everything that can fail is checked before anything changes, so a set is all or nothing.
+  std::size_t new_peers = 0;
+  for (const auto& op : request.peers)
+    if (!op.remove && !op.update_only && device_.find_peer(op.public_key) == nullptr) ++new_peers;
+  if (!request.replace_peers && device_.peer_count() + new_peers > wg::DeviceConfig{}.max_peers)
+    return -ENOMEM;
+  if (request.listen_port && *request.listen_port != udp_.port()) {
+    const std::uint16_t previous = udp_.port();
+    if (auto ec = bind_port(*request.listen_port); ec) {
+      (void)bind_port(previous);  // put the old socket back; nothing else has changed
+      if (running_) arm_udp();
+      return -EADDRINUSE;
+    }
+    if (running_) arm_udp();
+  }
+  if (request.fwmark && *request.fwmark != fwmark_) {
+    fwmark_ = *request.fwmark;
+    ::setsockopt(udp_.socket().native_handle(), SOL_SOCKET, SO_MARK, &fwmark_, sizeof fwmark_);
+  }
+  if (request.private_key) device_.set_private_key(*request.private_key);
+  if (request.replace_peers) device_.remove_all_peers();
+  for (const auto& op : request.peers) {
+    if (op.remove) {
+      device_.remove_peer(op.public_key);
+      continue;
+    }
+    wg::Peer* peer = device_.find_peer(op.public_key);
+    if (peer == nullptr) {
+      if (op.update_only) continue;
+      peer = device_.add_peer(op.public_key, t);
+      if (peer == nullptr) continue;  // our own public key: ignored, as wireguard-go does
+    }
+    if (op.preshared_key) device_.set_preshared_key(*peer, *op.preshared_key);
+    if (op.endpoint) device_.set_endpoint(*peer, *op.endpoint);
+    if (op.replace_allowed_ips) device_.clear_allowed_ips(*peer);
+    for (const auto& prefix : op.allowed_ips) device_.add_allowed_ip(*peer, prefix);
+    if (op.persistent_keepalive_interval)
+      device_.set_persistent_keepalive(*peer, std::chrono::seconds(*op.persistent_keepalive_interval), t);
+  }
+  after_work();
+  return 0;
+}
+
+}  // namespace knit::agent

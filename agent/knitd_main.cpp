@@ -1,0 +1,122 @@
+// knitd: the Knit agent. Standalone mode (this issue): a WireGuard interface configured through
+// the cross-platform UAPI, exactly as wireguard-go is, with stock `wg`.
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <CLI/CLI.hpp>
+#include <asio.hpp>
+#include <charconv>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <iostream>
+#include <optional>
+
+#include "agent/data_plane.hpp"
+#include "agent/uapi_server.hpp"
+#include "base/log.hpp"
+#include "tun/link_config.hpp"
+#include "tun/tun_device.hpp"
+
+namespace fs = std::filesystem;
+using namespace knit;
+
+namespace {
+
+// The UDP port is kept across restarts so peers' configured endpoints stay valid.
+std::optional<std::uint16_t> load_port(const fs::path& file) {
+  std::ifstream in(file);
+  std::string text;
+  if (!(in >> text)) return std::nullopt;
+  unsigned value = 0;
+  auto [p, ec] = std::from_chars(text.data(), text.data() + text.size(), value);
+  if (ec != std::errc() || value == 0 || value > 65535) return std::nullopt;
+  return static_cast<std::uint16_t>(value);
+}
+
+void save_port(const fs::path& file, std::uint16_t port) {
+  std::error_code ec;
+  fs::create_directories(file.parent_path(), ec);
+  ::chmod(file.parent_path().c_str(), 0700);
+  std::ofstream out(file, std::ios::trunc);
+  out << port << "\n";
+  if (!out) log(LogLevel::warn, "knitd", "cannot save the UDP port to ", file.string());
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{"knitd: the Knit mesh VPN agent"};
+  std::string tun_name = "knit0";
+  std::optional<std::uint16_t> port;
+  std::string state_dir = "/var/lib/knit";
+  std::string socket_path = "/run/knit/knitd.sock";
+  std::string uapi_dir = "/var/run/wireguard";
+  int mtu = 1420;
+  std::string level = "info";
+  app.add_option("--tun", tun_name, "TUN interface name")->capture_default_str();
+  app.add_option("--port", port, "UDP port (default: random, kept across restarts)")
+      ->check(CLI::Range(1, 65535));
+  app.add_option("--state-dir", state_dir, "state directory")->capture_default_str();
+  app.add_option("--socket", socket_path, "control socket for the knit CLI")->capture_default_str();
+  app.add_option("--mtu", mtu, "tunnel MTU")->check(CLI::Range(1280, 65535))->capture_default_str();
+  app.add_option("--log-level", level, "debug, info, warn or error")->capture_default_str();
+  app.add_flag_callback("--version", [] {
+    std::cout << "knitd " << KNIT_VERSION << "\n";
+    std::exit(0);
+  }, "print the version and exit");
+  CLI11_PARSE(app, argc, argv);
+
+  LogLevel parsed_level;
+  if (!parse_log_level(level, parsed_level)) {
+    std::cerr << "knitd: --log-level must be debug, info, warn or error\n";
+    return 2;
+  }
+  set_log_level(parsed_level);
+  if (tun_name.empty() || tun_name.size() > 15 || tun_name.find('/') != std::string::npos) {
+    std::cerr << "knitd: --tun must be 1 to 15 characters without '/'\n";
+    return 2;
+  }
+
+  try {
+    const fs::path port_file = fs::path(state_dir) / ("listen-port." + tun_name);
+    asio::io_context io;
+    tun::TunDevice tun = [&] {
+      if (::geteuid() != 0 && ::access("/dev/net/tun", R_OK | W_OK) != 0)
+        throw tun::TunError(
+            "cannot open /dev/net/tun: permission denied (run knitd as root or with CAP_NET_ADMIN)");
+      return tun::TunDevice::open({tun_name, 1});
+    }();
+
+    tun::LinkConfig link;
+    if (auto ec = link.set_mtu(tun.name(), mtu); ec)
+      log(LogLevel::warn, "knitd", "cannot set MTU ", mtu, " on ", tun.name(), ": ", ec.message());
+
+    agent::DataPlane::Options options;
+    options.port = port ? *port : load_port(port_file).value_or(0);
+    options.mtu = mtu;
+    options.on_port_changed = [port_file](std::uint16_t p) { save_port(port_file, p); };
+    agent::DataPlane plane(io, tun, options);
+    // Refuses to start when another live daemon already serves this interface name.
+    auto uapi = std::make_unique<agent::UapiServer>(io, uapi_dir + "/" + tun.name() + ".sock", plane);
+    plane.start();
+    uapi->start();
+    log(LogLevel::info, "knitd", "interface ", tun.name(), " up, UDP port ", plane.port(),
+        ", UAPI ", uapi->path());
+
+    asio::signal_set signals(io, SIGINT, SIGTERM);
+    signals.async_wait([&](std::error_code ec, int signo) {
+      if (ec) return;
+      log(LogLevel::info, "knitd", "signal ", signo, ": shutting down");
+      uapi->stop();
+      plane.stop();
+      io.stop();
+    });
+    io.run();
+    uapi.reset();
+  } catch (const std::exception& e) {
+    std::cerr << "knitd: " << e.what() << "\n";
+    return 1;
+  }
+  return 0;
+}

@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# Installs everything Knit needs to build and test, from Debian 12's own archive only.
+set -euo pipefail
+if [ "$(id -u)" -ne 0 ]; then
+  echo "setup.sh: run as root (it installs Debian packages with apt-get)" >&2
+  exit 1
+fi
+packages=(
+  # build
+  build-essential cmake ninja-build pkg-config
+  # libraries
+  libsodium-dev libb2-dev libasio-dev nlohmann-json3-dev libcli11-dev libsqlite3-dev
+  libnl-route-3-dev libgtest-dev libgmock-dev libbenchmark-dev
+  # test peers and lab tools
+  wireguard-go wireguard-tools iproute2 nftables iputils-ping netcat-openbsd iperf3 tcpdump
+  procps kmod
+)
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ "${#missing[@]}" -gt 0 ]; then
+  echo "setup.sh: installing ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${missing[@]}"
+else
+  echo "setup.sh: all packages present"
+fi

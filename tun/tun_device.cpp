@@ -1,0 +1,174 @@
+#include "tun/tun_device.hpp"
+
+#include <fcntl.h>
+#include <linux/if_tun.h>
+#include <net/if.h>
+#include <sys/ioctl.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <utility>
+
+namespace knit::tun {
+namespace {
+
+constexpr const char* kClonePath = "/dev/net/tun";
+
+std::string describe(int error) { return std::system_category().message(error); }
+
+// What a person can do about a failure, by errno; empty when there is nothing useful to add.
+std::string open_hint(int error) {
+  switch (error) {
+    case ENOENT:
+    case ENODEV:
+    case ENXIO:
+      return " (load the tun module or run where /dev/net/tun exists)";
+    case EACCES:
+    case EPERM:
+      return " (run as root or with CAP_NET_ADMIN)";
+    case EMFILE:
+    case ENFILE:
+      return " (too many open files: raise the limit on file descriptors)";
+    default:
+      return "";
+  }
+}
+
+std::string attach_hint(int error) {
+  switch (error) {
+    case EACCES:
+    case EPERM:
+      return " (run as root or with CAP_NET_ADMIN)";
+    case EBUSY:
+      return " (another process is attached to it: stop it or choose another name)";
+    case EINVAL:
+      return " (a device of another kind, or a TUN device opened with other flags, has that name:"
+             " choose another name)";
+    default:
+      return "";
+  }
+}
+
+// The kernel's rule for interface names (dev_valid_name): 1..15 bytes, not "." or "..", no '/',
+// ':' or whitespace. Checked here so the message can say which rule was broken.
+void check_name(const std::string& name) {
+  const auto reject = [&](const std::string& why) {
+    throw TunError("invalid TUN device name \"" + name + "\": " + why,
+                   std::error_code(EINVAL, std::system_category()));
+  };
+  if (name.size() >= IFNAMSIZ) reject("longer than " + std::to_string(IFNAMSIZ - 1) + " characters");
+  if (name == "." || name == "..") reject("\".\" and \"..\" are not allowed");
+  for (const char c : name) {
+    if (c == '/' || c == ':' || c == ' ' || (c >= '\t' && c <= '\r')) {
+      reject("it must not contain '/', ':' or whitespace");
+    }
+  }
+}
+
+// Opens one queue of the interface; returns the fd and sets name to the kernel's final name.
+int attach_queue(std::string& name, bool multi_queue, int queue, const std::string& shown_name) {
+  const int fd = ::open(kClonePath, O_RDWR | O_NONBLOCK | O_CLOEXEC);
+  if (fd < 0) {
+    const int error = errno;
+    throw TunError(std::string("cannot open ") + kClonePath + ": " + describe(error) + open_hint(error),
+                   {error, std::system_category()});
+  }
+  ifreq request{};
+  request.ifr_flags = static_cast<short>(IFF_TUN | IFF_NO_PI | (multi_queue ? IFF_MULTI_QUEUE : 0));
+  std::memcpy(request.ifr_name, name.data(), name.size());  // checked shorter than IFNAMSIZ
+  if (::ioctl(fd, TUNSETIFF, &request) != 0) {
+    const int error = errno;
+    ::close(fd);
+    const std::string what = queue == 0 ? "cannot create TUN device " + shown_name
+                                        : "cannot attach queue " + std::to_string(queue) +
+                                              " of TUN device " + shown_name;
+    throw TunError(what + ": " + describe(error) + attach_hint(error), {error, std::system_category()});
+  }
+  name.assign(request.ifr_name, ::strnlen(request.ifr_name, IFNAMSIZ));
+  return fd;
+}
+
+}  // namespace
+
+TunDevice TunDevice::open(const Options& options) {
+  check_name(options.name);
+  if (options.queues < 1 || options.queues > kMaxQueues) {
+    throw TunError("invalid TUN queue count " + std::to_string(options.queues) + ": it must be 1 to " +
+                       std::to_string(kMaxQueues),
+                   std::error_code(EINVAL, std::system_category()));
+  }
+  const std::string shown_name = options.name.empty() ? "(kernel-chosen name)" : options.name;
+  const bool multi_queue = options.queues > 1;
+
+  // The first queue creates the interface and fixes its name ("%d" resolved); the others
+  // attach to that name. A TunDevice made from the fds so far closes them if a later one fails.
+  std::string name = options.name;
+  TunDevice device(name, {}, 0);
+  device.fds_.reserve(static_cast<std::size_t>(options.queues));
+  for (int queue = 0; queue < options.queues; ++queue) {
+    device.fds_.push_back(attach_queue(name, multi_queue, queue, queue == 0 ? shown_name : name));
+    device.name_ = name;
+  }
+  device.ifindex_ = static_cast<int>(::if_nametoindex(device.name_.c_str()));
+  if (device.ifindex_ == 0) {
+    const int error = errno;
+    throw TunError("cannot find the index of TUN device " + device.name_ + ": " + describe(error),
+                   {error, std::system_category()});
+  }
+  return device;
+}
+
+TunDevice::TunDevice(std::string name, std::vector<int> fds, int ifindex)
+    : name_(std::move(name)), fds_(std::move(fds)), ifindex_(ifindex) {}
+
+TunDevice::TunDevice(TunDevice&& other) noexcept
+    : name_(std::move(other.name_)),
+      fds_(std::exchange(other.fds_, {})),
+      ifindex_(std::exchange(other.ifindex_, 0)) {}
+
+TunDevice& TunDevice::operator=(TunDevice&& other) noexcept {
+  if (this != &other) {
+    close_all();
+    name_ = std::move(other.name_);
+    fds_ = std::exchange(other.fds_, {});
+    ifindex_ = std::exchange(other.ifindex_, 0);
+  }
+  return *this;
+}
+
+TunDevice::~TunDevice() { close_all(); }
+
+void TunDevice::close_all() noexcept {
+  for (const int fd : fds_) ::close(fd);
+  fds_.clear();
+}
+
+int TunDevice::fd(int queue) const {
+  if (queue < 0 || queue >= queue_count()) return -1;
+  return fds_[static_cast<std::size_t>(queue)];
+}
+
+long TunDevice::read(int queue, std::span<std::uint8_t> buffer) {
+  const int descriptor = fd(queue);
+  if (descriptor < 0) return -EBADF;
+  for (;;) {
+    const auto n = ::read(descriptor, buffer.data(), buffer.size());
+    if (n >= 0) return static_cast<long>(n);
+    if (errno == EINTR) continue;
+    if (errno == EAGAIN || errno == EWOULDBLOCK) return 0;
+    return -errno;
+  }
+}
+
+bool TunDevice::write(int queue, std::span<const std::uint8_t> packet) {
+  const int descriptor = fd(queue);
+  if (descriptor < 0) return false;
+  for (;;) {
+    const auto n = ::write(descriptor, packet.data(), packet.size());
+    if (n >= 0) return static_cast<std::size_t>(n) == packet.size();
+    if (errno != EINTR) return false;
+  }
+}
+
+}  // namespace knit::tun

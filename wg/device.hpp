@@ -1,0 +1,180 @@
+// The WireGuard device core: every peer, the index table and the allowed-IPs table, driven by
+// three inputs and no I/O of its own (now in, effects out through DeviceIo, deadline out):
+//
+//   on_tun_packet(now, frame)      a plaintext IP packet from the TUN, to encrypt and send
+//   on_datagram(now, from, bytes)  a UDP datagram from the network, to authenticate and decrypt
+//   on_timers(now)                 retransmissions, keepalives, rekeys, key zeroing
+//
+// Buffers: on_tun_packet takes the packet already placed kFrameHeadroom bytes into a frame with
+// kFrameTailroom spare bytes after it, and encrypts it in place — no copy, no allocation.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <unordered_map>
+#include <vector>
+
+#include "base/bytes.hpp"
+#include "base/ip.hpp"
+#include "base/random.hpp"
+#include "base/time.hpp"
+#include "wg/allowed_ips.hpp"
+#include "wg/constants.hpp"
+#include "wg/cookie.hpp"
+#include "wg/handshake.hpp"
+#include "wg/peer.hpp"
+
+namespace knit::wg {
+
+inline constexpr std::size_t kFrameHeadroom = kDataHeaderSize;
+inline constexpr std::size_t kFrameTailroom = kPaddingMultiple - 1 + kAuthTagSize;
+
+// Both clocks at one moment: monotonic for timers, wall for TAI64N and `latest handshake`.
+struct Now {
+  Instant mono{};
+  WallTime wall{};
+};
+
+class DeviceIo {
+ public:
+  virtual ~DeviceIo() = default;
+  virtual void send_datagram(const Endpoint& to, ByteSpan datagram) = 0;
+  virtual void write_tun(ByteSpan packet) = 0;
+};
+
+// Every drop has a reason and a counter.
+struct DeviceStats {
+  std::uint64_t rx_datagrams = 0;
+  std::uint64_t rx_too_short = 0;
+  std::uint64_t rx_unknown_type = 0;
+  std::uint64_t rx_bad_reserved = 0;
+  std::uint64_t rx_bad_size = 0;
+  std::uint64_t rx_no_private_key = 0;
+  std::uint64_t rx_invalid_mac = 0;
+  std::uint64_t rx_handshake_failed = 0;
+  std::uint64_t rx_unknown_peer = 0;
+  std::uint64_t rx_replayed_handshake = 0;
+  std::uint64_t rx_handshake_flood = 0;
+  std::uint64_t rx_unknown_index = 0;
+  std::uint64_t rx_expired_keypair = 0;
+  std::uint64_t rx_decrypt_failed = 0;
+  std::uint64_t rx_replayed_data = 0;
+  std::uint64_t rx_bad_inner_packet = 0;
+  std::uint64_t rx_disallowed_source = 0;
+  std::uint64_t rx_bad_cookie_reply = 0;
+  std::uint64_t rx_keepalives = 0;
+  std::uint64_t tx_cookie_replies = 0;
+  std::uint64_t tx_bad_packet = 0;
+  std::uint64_t tx_no_route = 0;
+  std::uint64_t tx_no_endpoint = 0;
+  std::uint64_t tx_staged_dropped = 0;
+  std::uint64_t handshakes_completed = 0;
+  std::uint64_t handshake_initiations_sent = 0;
+};
+
+struct DeviceConfig {
+  // Handshake messages per second above which the device counts as under load and demands
+  // cookies (whitepaper §5.3). Measured over a sliding one-second window.
+  std::uint32_t under_load_handshakes_per_second = 256;
+  // Upper bound on the number of peers, so configuration input cannot exhaust memory.
+  std::size_t max_peers = 1u << 20;
+};
+
+class Device {
+ public:
+  Device(DeviceIo& io, Random& rng, DeviceConfig config = {});
+  ~Device();
+  Device(const Device&) = delete;
+  Device& operator=(const Device&) = delete;
+
+  // --- configuration (the UAPI's operations) ---
+  void set_private_key(const std::optional<PrivateKey>& key);
+  const LocalIdentity& identity() const { return identity_; }
+  Peer* find_peer(const PublicKey& key);
+  // Creates the peer if missing; nullptr if the peer limit is reached or the key is our own.
+  Peer* add_peer(const PublicKey& key, Now now);
+  void remove_peer(const PublicKey& key);
+  void remove_all_peers();
+  void set_preshared_key(Peer& peer, const PresharedKey& psk);
+  void set_endpoint(Peer& peer, const Endpoint& endpoint);
+  void set_persistent_keepalive(Peer& peer, std::chrono::seconds interval, Now now);
+  void add_allowed_ip(Peer& peer, const IpPrefix& prefix);
+  void clear_allowed_ips(Peer& peer);
+  std::vector<IpPrefix> allowed_ips_of(const Peer& peer) const;
+  template <typename F>
+  void for_each_peer(F&& f) const {
+    for (const auto& key : peer_order_) f(*peers_.at(key));
+  }
+  std::size_t peer_count() const { return peers_.size(); }
+  // Drops every session and handshake (device down), keeping configuration.
+  void reset_sessions();
+
+  // --- the data path ---
+  // frame: kFrameHeadroom bytes, then the packet (packet_size bytes), then kFrameTailroom spare.
+  void on_tun_packet(Now now, MutableByteSpan frame, std::size_t packet_size);
+  void on_datagram(Now now, const Endpoint& from, MutableByteSpan datagram);
+  void on_timers(Now now);
+  std::optional<Instant> next_deadline() const;
+  // Starts a handshake with the peer now (as sending a packet would).
+  void initiate_handshake(Peer& peer, Now now, bool is_retry = false);
+
+  const DeviceStats& stats() const { return stats_; }
+  // Forces the under-load path (cookie replies) regardless of the measured rate; for tests.
+  void force_under_load(bool on) { force_under_load_ = on; }
+  bool under_load(Instant now);
+  // Padding never grows a packet past the tunnel MTU (whitepaper §5.4.6).
+  void set_mtu(std::size_t mtu) { mtu_ = mtu; }
+
+ private:
+  struct IndexEntry {
+    Peer* peer = nullptr;
+    Keypair* keypair = nullptr;  // null while the index names a handshake in flight
+  };
+  struct KeyHash {
+    std::size_t operator()(const PublicKey& k) const noexcept;
+  };
+
+  void handle_initiation(Now now, const Endpoint& from, MutableByteSpan msg);
+  void handle_response(Now now, const Endpoint& from, MutableByteSpan msg);
+  void handle_cookie_reply(Now now, MutableByteSpan msg);
+  void handle_data(Now now, const Endpoint& from, MutableByteSpan msg);
+  // Returns false when the message must be dropped (bad mac1, or a cookie reply was sent).
+  bool check_handshake_macs(Now now, const Endpoint& from, MutableByteSpan msg);
+
+  void send_keepalive(Peer& peer, Now now);
+  // Encrypts frame in place with the peer's current session and sends it.
+  void seal_and_send(Peer& peer, Keypair& keypair, MutableByteSpan frame, std::size_t packet_size,
+                     Now now);
+  void stage_packet(Peer& peer, ByteSpan packet);
+  void flush_staged(Peer& peer, Now now);
+  void send_to_peer(Peer& peer, ByteSpan datagram);
+  void session_established(Peer& peer, SessionKeys&& keys, Now now);
+  void zero_peer_keys(Peer& peer);
+  void retire(const Retired& retired);
+  void reconfigure_handshakes();
+
+  std::uint32_t new_index(Peer* peer, Keypair* keypair);
+
+  DeviceIo& io_;
+  Random& rng_;
+  DeviceConfig config_;
+  LocalIdentity identity_;
+  CookieChecker cookie_checker_;
+  std::unordered_map<PublicKey, std::unique_ptr<Peer>, KeyHash> peers_;
+  std::vector<PublicKey> peer_order_;  // insertion order, for stable `wg show` output
+  std::unordered_map<std::uint32_t, IndexEntry> indices_;
+  AllowedIps<Peer*> allowed_ips_;
+  DeviceStats stats_;
+  Bytes scratch_;  // keepalives, staged-packet flushes, handshake messages
+
+  // Handshake-rate measurement for the under-load decision.
+  Instant load_window_start_{};
+  std::uint32_t load_window_count_ = 0;
+  std::uint32_t load_previous_count_ = 0;
+  bool force_under_load_ = false;
+  std::size_t mtu_ = 1420;
+};
+
+}  // namespace knit::wg
