@@ -1,0 +1,121 @@
+#!/usr/bin/env bash
+# Single-stream TCP throughput through knitd <-> knitd and wireguard-go <-> wireguard-go, on the
+# same two namespaces and measured the same way (iperf3, A -> B), with the bare veth as a
+# baseline. Prints numbers, not pass/fail.
+#
+#   [kn-ba-SFX]                                          [kn-bb-SFX]
+#    iperf3 client                                        iperf3 server (one per run)
+#    wggo  on ga-SFX 10.77.1.1/24 udp 51820 ... tunnel ... gb-SFX 10.77.1.2/24 udp 51820
+#    knitd on ka-SFX 10.77.2.1/24 udp 51821 ... tunnel ... kb-SFX 10.77.2.2/24 udp 51821
+#    a0-SFX 192.0.2.1/24 -------------- veth -------------- b0-SFX 192.0.2.2/24  (baseline)
+#
+# Both tunnels stay up for the whole run and the runs are interleaved (veth, wggo, knitd,
+# veth, ...) so that load from elsewhere on the machine spreads evenly over the three.
+#
+# Usage: bench/throughput.sh [-t SECONDS] [-n RUNS] [--impls "knitd wggo"] [--no-baseline]
+#   -t, --duration SECONDS   length of each iperf3 run (default 10)
+#   -n, --runs N             runs per path; the median is reported (default 3)
+#   --impls LIST             which tunnels to measure (default "wggo knitd")
+#   --no-baseline            skip the bare veth
+# Environment: KNIT_BIN (folder holding knitd), as for the tests.
+set -euo pipefail
+
+DURATION=10
+RUNS=3
+IMPLS="wggo knitd"
+BASELINE=1
+usage() { sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; }
+while (( $# )); do
+  case "$1" in
+    -t|--duration) DURATION=$2; shift 2 ;;
+    -n|--runs) RUNS=$2; shift 2 ;;
+    --impls) IMPLS=$2; shift 2 ;;
+    --no-baseline) BASELINE=0; shift ;;
+    -h|--help) usage; exit 0 ;;
+    *) echo "unknown option: $1 (see --help)" >&2; exit 2 ;;
+  esac
+done
+[[ "$DURATION" =~ ^[0-9]+$ && "$DURATION" -ge 1 ]] || { echo "--duration wants whole seconds >= 1" >&2; exit 2; }
+[[ "$RUNS" =~ ^[0-9]+$ && "$RUNS" -ge 1 ]] || { echo "--runs wants a count >= 1" >&2; exit 2; }
+
+# Quiet daemons: logging is not what is measured.
+LAB_WGGO_LOG_LEVEL=${LAB_WGGO_LOG_LEVEL:-error}
+source "$(dirname "${BASH_SOURCE[0]}")/../tests/lab/lib.sh"
+lab_init iperf3
+
+declare -A LABEL=([veth]="veth, no tunnel" [wggo]="wireguard-go <-> wireguard-go" [knitd]="knitd <-> knitd")
+declare -A ADDR_B=([veth]=192.0.2.2 [wggo]=10.77.1.2 [knitd]=10.77.2.2)
+declare -A RESULTS=()
+PATHS=()
+(( BASELINE )) && PATHS+=(veth)
+
+lab_ns_add ba; A=$(lab_ns ba)
+lab_ns_add bb; B=$(lab_ns bb)
+lab_veth "$A" "$(lab_name a0)" 192.0.2.1/24 "$B" "$(lab_name b0)" 192.0.2.2/24
+
+port=51820
+for impl in $IMPLS; do
+  case "$impl" in
+    wggo)  net=1 p=g ;;
+    knitd) net=2 p=k ;;
+    *) lab_fail "unknown implementation '$impl' in --impls (want knitd, wggo)" ;;
+  esac
+  if ! lab_impl_available "$impl"; then
+    lab_log "$impl is not available (knitd looked for at $KNIT_BIN/knitd); not measured"
+    RESULTS[$impl]="n/a"
+    continue
+  fi
+  ia=$(lab_name "${p}a"); ib=$(lab_name "${p}b")
+  lab_wg_start "$impl" "$A" "$ia"
+  lab_wg_start "$impl" "$B" "$ib"
+  lab_wg_setup "$ia" "$port" "10.77.$net.1/24"
+  lab_wg_setup "$ib" "$port" "10.77.$net.2/24"
+  lab_wg_link "$ia" 192.0.2.1 "$ib" 192.0.2.2
+  lab_ping "$A" "10.77.$net.2" 10
+  PATHS+=("$impl")
+  port=$((port + 1))
+done
+
+# measure PATH RUN -> MBPS = Mbit/s received by the server (runs in the main shell: it
+# starts a helper that the lab must know about)
+measure() {
+  local path=$1 run=$2 addr=${ADDR_B[$1]} out
+  lab_bg "iperf3-s-$path-$run" "$B" timeout $((DURATION + 60)) iperf3 -s -1 -B "$addr" -p 5201
+  local spid=$LAB_BG_LAST
+  lab_wait_for 10 "iperf3 server on $addr in $B" lab__listening "$B" 5201
+  out=$(ip netns exec "$A" timeout $((DURATION + 30)) iperf3 -c "$addr" -p 5201 -t "$DURATION" -f m 2>&1) \
+    || lab_fail "iperf3 over $path failed: $out"
+  lab_bg_wait "$spid" 15
+  MBPS=$(awk '/receiver/ { for (i = 1; i <= NF; i++) if ($i == "Mbits/sec") v = $(i - 1) } END { print v }' <<<"$out")
+  [[ -n "$MBPS" ]] || lab_fail "no receiver line in iperf3 output over $path: $out"
+}
+
+median() { tr ' ' '\n' | grep . | sort -g | awk '{ v[NR] = $1 } END { if (NR % 2) print v[(NR + 1) / 2]; else printf "%.1f\n", (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
+
+lab_step "measuring: ${#PATHS[@]} paths x $RUNS runs x ${DURATION}s"
+for ((r = 1; r <= RUNS; r++)); do
+  for path in "${PATHS[@]}"; do
+    measure "$path" "$r"
+    RESULTS[$path]="${RESULTS[$path]:-} $MBPS"
+    lab_log "run $r/$RUNS ${LABEL[$path]}: $MBPS Mbit/s"
+  done
+done
+
+echo
+echo "Knit throughput: single TCP stream A -> B, iperf3, ${DURATION} s per run, median of $RUNS"
+echo "machine: $(nproc) CPUs, load average $(cut -d' ' -f1-3 /proc/loadavg), $(uname -r)"
+printf '%-32s %12s   %s\n' "path" "median Mbit/s" "runs"
+for path in veth wggo knitd; do
+  [[ -n "${RESULTS[$path]:-}" ]] || continue
+  if [[ "${RESULTS[$path]}" == n/a ]]; then
+    printf '%-32s %12s   %s\n' "${LABEL[$path]}" "n/a" "(not available)"
+    continue
+  fi
+  printf '%-32s %12s   %s\n' "${LABEL[$path]}" "$(median <<<"${RESULTS[$path]}")" "${RESULTS[$path]# }"
+done
+if [[ -n "${RESULTS[knitd]:-}" && -n "${RESULTS[wggo]:-}" && "${RESULTS[knitd]}" != n/a && "${RESULTS[wggo]}" != n/a ]]; then
+  k=$(median <<<"${RESULTS[knitd]}"); g=$(median <<<"${RESULTS[wggo]}")
+  printf 'ratio knitd / wireguard-go: %s\n' "$(awk -v k="$k" -v g="$g" 'BEGIN { if (g > 0) printf "%.2f", k / g; else print "n/a" }')"
+else
+  echo "ratio knitd / wireguard-go: n/a"
+fi
