@@ -3,6 +3,7 @@
 #include <sys/socket.h>
 
 #include <cerrno>
+#include <sstream>
 
 #include "base/log.hpp"
 
@@ -140,6 +141,17 @@ void DataPlane::schedule_timer() {
     device_.on_timers(now());
     after_work();
   });
+}
+
+std::string DataPlane::summary() const {
+  const wg::DeviceStats& st = device_.stats();
+  std::ostringstream out;
+  out << "rx_datagrams=" << st.rx_datagrams << " handshakes=" << st.handshakes_completed
+      << " rx_decrypt_failed=" << st.rx_decrypt_failed << " rx_replayed=" << st.rx_replayed_data
+      << " tx_no_route=" << st.tx_no_route << " udp_send_errors=" << udp_.send_errors()
+      << " udp_source_resets=" << udp_.source_resets() << " udp_receive_errors=" << udp_.receive_errors()
+      << " tun_write_errors=" << tun_write_errors_;
+  return out.str();
 }
 
 // ---------------------------------------------------------------- UAPI

@@ -36,6 +36,8 @@ class DataPlane final : public wg::DeviceIo, public UapiHandler {
   wg::Device& device() { return device_; }
   std::uint16_t port() const { return udp_.port(); }
   std::uint64_t tun_write_errors() const { return tun_write_errors_; }
+  // One line of the transport and core counters, for the shutdown log.
+  std::string summary() const;
 
   // wg::DeviceIo
   void send_datagram(const Endpoint& to, ByteSpan datagram) override;

@@ -107,7 +107,7 @@ int main(int argc, char** argv) {
     asio::signal_set signals(io, SIGINT, SIGTERM);
     signals.async_wait([&](std::error_code ec, int signo) {
       if (ec) return;
-      log(LogLevel::info, "knitd", "signal ", signo, ": shutting down");
+      log(LogLevel::info, "knitd", "signal ", signo, ": shutting down (", plane.summary(), ")");
       uapi->stop();
       plane.stop();
       io.stop();

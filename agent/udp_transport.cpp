@@ -13,10 +13,13 @@ UdpTransport::UdpTransport(asio::io_context& io)
       receive_lengths_(kBatch),
       receive_from_(kBatch),
       receive_addresses_(kBatch),
+      receive_control_(kBatch * kControlSlot),
       receive_iov_(kBatch),
       receive_headers_(kBatch),
       send_buffers_(kBatch * kSendSlot),
       send_addresses_(kBatch),
+      send_control_(kBatch * kControlSlot),
+      send_to_(kBatch),
       send_iov_(kBatch),
       send_headers_(kBatch) {}
 
@@ -41,6 +44,16 @@ std::error_code UdpTransport::bind(std::uint16_t port) {
       return ec;
     }
   }
+  // Learn the local address of every datagram, so replies leave from the address the peer
+  // sent to (a host with several addresses would otherwise answer from the outgoing
+  // interface's, and a NAT in front of the peer would drop that answer).
+  // One kind of pktinfo per socket: a dual-stack socket reports IPv4 datagrams' destination
+  // as a v4-mapped IPV6_PKTINFO too, so asking for both would only double the control data.
+  const int on = 1;
+  if (dual_stack_)
+    ::setsockopt(socket_.native_handle(), IPPROTO_IPV6, IPV6_RECVPKTINFO, &on, sizeof on);
+  else
+    ::setsockopt(socket_.native_handle(), IPPROTO_IP, IP_PKTINFO, &on, sizeof on);
   socket_.non_blocking(true, ec);
   // Large socket buffers absorb bursts while the loop is busy with the TUN side.
   socket_.set_option(asio::socket_base::receive_buffer_size(4 << 20), ec);
@@ -57,6 +70,36 @@ void UdpTransport::close() {
   port_ = 0;
 }
 
+namespace {
+
+// The destination address of a received datagram, from its pktinfo control message. Lengths
+// are checked: a truncated control message (MSG_CTRUNC) yields no address rather than garbage.
+std::optional<IpAddress> local_address(const msghdr& hdr) {
+  if (hdr.msg_flags & MSG_CTRUNC) return std::nullopt;
+  auto& mutable_hdr = const_cast<msghdr&>(hdr);
+  for (cmsghdr* c = CMSG_FIRSTHDR(&mutable_hdr); c != nullptr; c = CMSG_NXTHDR(&mutable_hdr, c)) {
+    if (c->cmsg_level == IPPROTO_IP && c->cmsg_type == IP_PKTINFO &&
+        c->cmsg_len >= CMSG_LEN(sizeof(in_pktinfo))) {
+      in_pktinfo info;
+      std::memcpy(&info, CMSG_DATA(c), sizeof info);
+      return IpAddress::v4(reinterpret_cast<const std::uint8_t*>(&info.ipi_addr));
+    }
+    if (c->cmsg_level == IPPROTO_IPV6 && c->cmsg_type == IPV6_PKTINFO &&
+        c->cmsg_len >= CMSG_LEN(sizeof(in6_pktinfo))) {
+      in6_pktinfo info;
+      std::memcpy(&info, CMSG_DATA(c), sizeof info);
+      const auto* b = reinterpret_cast<const std::uint8_t*>(&info.ipi6_addr);
+      if (IN6_IS_ADDR_V4MAPPED(&info.ipi6_addr)) return IpAddress::v4(b + 12);
+      // A link-local source would also need its interface; leave those to the kernel.
+      if (IN6_IS_ADDR_LINKLOCAL(&info.ipi6_addr)) return std::nullopt;
+      return IpAddress::v6(b);
+    }
+  }
+  return std::nullopt;
+}
+
+}  // namespace
+
 std::size_t UdpTransport::receive_batch() {
   if (!socket_.is_open()) return 0;
   for (std::size_t i = 0; i < kBatch; ++i) {
@@ -66,6 +109,8 @@ std::size_t UdpTransport::receive_batch() {
     receive_headers_[i].msg_hdr.msg_namelen = sizeof(sockaddr_storage);
     receive_headers_[i].msg_hdr.msg_iov = &receive_iov_[i];
     receive_headers_[i].msg_hdr.msg_iovlen = 1;
+    receive_headers_[i].msg_hdr.msg_control = receive_control_.data() + i * kControlSlot;
+    receive_headers_[i].msg_hdr.msg_controllen = kControlSlot;
   }
   int n = ::recvmmsg(socket_.native_handle(), receive_headers_.data(), kBatch, MSG_DONTWAIT, nullptr);
   if (n <= 0) {
@@ -80,6 +125,7 @@ std::size_t UdpTransport::receive_batch() {
       ++receive_errors_;
       continue;
     }
+    from->set_local(local_address(receive_headers_[i].msg_hdr));
     if (kept != static_cast<std::size_t>(i))
       std::memmove(receive_buffers_.data() + kept * kReceiveSlot,
                    receive_buffers_.data() + i * kReceiveSlot, receive_headers_[i].msg_len);
@@ -100,12 +146,54 @@ unsigned UdpTransport::fill_address(const Endpoint& to, sockaddr_storage& ss) co
   return to.to_sockaddr(ss);
 }
 
-void UdpTransport::send_now(const Endpoint& to, ByteSpan datagram) {
+std::size_t UdpTransport::fill_source(const Endpoint& to, std::uint8_t* control) const {
+  const auto& local = to.local();
+  if (!local || local->family() != to.address().family()) return 0;
+  std::memset(control, 0, kControlSlot);
+  auto* c = reinterpret_cast<cmsghdr*>(control);
+  if (local->is_v4()) {
+    // IP_PKTINFO works on a dual-stack socket too, for its v4-mapped destinations.
+    c->cmsg_level = IPPROTO_IP;
+    c->cmsg_type = IP_PKTINFO;
+    c->cmsg_len = CMSG_LEN(sizeof(in_pktinfo));
+    in_pktinfo info{};
+    std::memcpy(&info.ipi_spec_dst, local->bytes(), 4);
+    std::memcpy(CMSG_DATA(c), &info, sizeof info);
+    return CMSG_SPACE(sizeof(in_pktinfo));
+  }
+  if (!dual_stack_) return 0;
+  c->cmsg_level = IPPROTO_IPV6;
+  c->cmsg_type = IPV6_PKTINFO;
+  c->cmsg_len = CMSG_LEN(sizeof(in6_pktinfo));
+  in6_pktinfo info{};
+  std::memcpy(&info.ipi6_addr, local->bytes(), 16);
+  std::memcpy(CMSG_DATA(c), &info, sizeof info);
+  return CMSG_SPACE(sizeof(in6_pktinfo));
+}
+
+void UdpTransport::send_now(const Endpoint& to, ByteSpan datagram, bool with_source) {
   sockaddr_storage ss;
-  const unsigned len = fill_address(to, ss);
-  if (::sendto(socket_.native_handle(), datagram.data(), datagram.size(), MSG_DONTWAIT,
-               reinterpret_cast<const sockaddr*>(&ss), len) < 0)
-    ++send_errors_;
+  std::uint8_t control[kControlSlot];
+  iovec iov{const_cast<std::uint8_t*>(datagram.data()), datagram.size()};
+  msghdr msg{};
+  msg.msg_name = &ss;
+  msg.msg_namelen = fill_address(to, ss);
+  msg.msg_iov = &iov;
+  msg.msg_iovlen = 1;
+  const std::size_t control_len = with_source ? fill_source(to, control) : 0;
+  if (control_len > 0) {
+    msg.msg_control = control;
+    msg.msg_controllen = control_len;
+  }
+  if (::sendmsg(socket_.native_handle(), &msg, MSG_DONTWAIT) >= 0) return;
+  if (control_len > 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != ENOBUFS) {
+    // Our old source address is gone (this host roamed; Linux says EINVAL or ENETUNREACH):
+    // let the kernel choose a new one. The peer's answer then teaches the core the new one.
+    ++source_resets_;
+    send_now(to, datagram, false);
+    return;
+  }
+  ++send_errors_;
 }
 
 void UdpTransport::queue(const Endpoint& to, ByteSpan datagram) {
@@ -128,6 +216,12 @@ void UdpTransport::queue(const Endpoint& to, ByteSpan datagram) {
   send_headers_[i].msg_hdr.msg_namelen = fill_address(to, send_addresses_[i]);
   send_headers_[i].msg_hdr.msg_iov = &send_iov_[i];
   send_headers_[i].msg_hdr.msg_iovlen = 1;
+  std::uint8_t* control = send_control_.data() + i * kControlSlot;
+  if (const std::size_t len = fill_source(to, control); len > 0) {
+    send_headers_[i].msg_hdr.msg_control = control;
+    send_headers_[i].msg_hdr.msg_controllen = len;
+  }
+  send_to_[i] = to;
   if (send_count_ == kBatch) flush();
 }
 
@@ -144,8 +238,11 @@ void UdpTransport::flush() {
         send_errors_ += send_count_ - sent;
         break;
       }
-      // The first message failed on its own (say, an unreachable destination): skip it only.
-      ++send_errors_;
+      // The first message failed on its own: retry it alone (send_now drops a source address
+      // that no longer exists), then carry on with the rest of the batch.
+      const mmsghdr& failed = send_headers_[sent];
+      send_now(send_to_[sent], ByteSpan(static_cast<const std::uint8_t*>(failed.msg_hdr.msg_iov->iov_base),
+                                        failed.msg_hdr.msg_iov->iov_len));
       ++sent;
       continue;
     }

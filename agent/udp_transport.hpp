@@ -20,6 +20,7 @@ class UdpTransport {
   static constexpr std::size_t kBatch = 32;
   static constexpr std::size_t kReceiveSlot = 65536;
   static constexpr std::size_t kSendSlot = 2048;
+  static constexpr std::size_t kControlSlot = 64;  // room for one pktinfo control message
 
   explicit UdpTransport(asio::io_context& io);
   UdpTransport(const UdpTransport&) = delete;
@@ -42,11 +43,16 @@ class UdpTransport {
   void flush();
 
   std::uint64_t send_errors() const { return send_errors_; }
+  // Sends retried without a source address because that address had gone (the host roamed).
+  std::uint64_t source_resets() const { return source_resets_; }
   std::uint64_t receive_errors() const { return receive_errors_; }
 
  private:
-  void send_now(const Endpoint& to, ByteSpan datagram);
+  void send_now(const Endpoint& to, ByteSpan datagram, bool with_source = true);
   unsigned fill_address(const Endpoint& to, sockaddr_storage& ss) const;
+  // Writes an IP_PKTINFO / IPV6_PKTINFO message asking the kernel to send from to.local();
+  // returns its length, 0 when the endpoint has no local address.
+  std::size_t fill_source(const Endpoint& to, std::uint8_t* control) const;
 
   asio::ip::udp::socket socket_;
   bool dual_stack_ = false;
@@ -56,16 +62,20 @@ class UdpTransport {
   std::vector<std::size_t> receive_lengths_;
   std::vector<Endpoint> receive_from_;
   std::vector<sockaddr_storage> receive_addresses_;
+  std::vector<std::uint8_t> receive_control_;
   std::vector<iovec> receive_iov_;
   std::vector<mmsghdr> receive_headers_;
 
   std::vector<std::uint8_t> send_buffers_;
   std::vector<sockaddr_storage> send_addresses_;
+  std::vector<std::uint8_t> send_control_;
+  std::vector<Endpoint> send_to_;
   std::vector<iovec> send_iov_;
   std::vector<mmsghdr> send_headers_;
   std::size_t send_count_ = 0;
 
   std::uint64_t send_errors_ = 0;
+  std::uint64_t source_resets_ = 0;
   std::uint64_t receive_errors_ = 0;
 };
 

@@ -50,6 +50,14 @@ class Endpoint {
 
   const IpAddress& address() const { return address_; }
   std::uint16_t port() const { return port_; }
+  // The local address a datagram from this endpoint arrived on. Replies leave from it, because
+  // that is the address the remote (and any NAT in between) expects to hear from. Unset for an
+  // endpoint configured by hand: then the kernel picks the source.
+  const std::optional<IpAddress>& local() const { return local_; }
+  void set_local(std::optional<IpAddress> local) { local_ = local; }
+  bool same_remote(const Endpoint& other) const {
+    return address_ == other.address_ && port_ == other.port_;
+  }
   bool empty() const { return port_ == 0 && address_.is_unspecified(); }
   std::string to_string() const;
   // Fills ss and returns the sockaddr length to pass to the kernel.
@@ -60,6 +68,7 @@ class Endpoint {
  private:
   IpAddress address_;
   std::uint16_t port_ = 0;
+  std::optional<IpAddress> local_;
 };
 
 struct IpPrefix {

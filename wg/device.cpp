@@ -471,7 +471,12 @@ void Device::on_timers(Now now) {
       stats_.tx_staged_dropped += peer.staged.size();
       peer.staged.clear();
     }
-    if (actions.send_initiation) initiate_handshake(peer, now, actions.initiation_is_retry);
+    if (actions.send_initiation) {
+      // A handshake that went unanswered may have left from an address this host no longer
+      // has: let the OS choose the source again (the kernel module does the same).
+      if (peer.endpoint) peer.endpoint->set_local(std::nullopt);
+      initiate_handshake(peer, now, actions.initiation_is_retry);
+    }
     if (actions.send_keepalive) send_keepalive(peer, now);
   }
 }
