@@ -1,0 +1,274 @@
+#include "control/channel.hpp"
+
+#include <sodium.h>
+
+#include <algorithm>
+
+#include "wg/crypto.hpp"
+
+namespace knit::control {
+namespace {
+
+using wg::noise::IkHandshake;
+using wg::noise::NoiseError;
+
+const wg::noise::IkProtocol& protocol() {
+  static const wg::noise::IkProtocol kProtocol{
+      kChannelProtocolName,
+      ByteSpan(reinterpret_cast<const std::uint8_t*>(kChannelPrologue.data()),
+               kChannelPrologue.size()),
+      false,
+  };
+  return kProtocol;
+}
+
+// A frame: the header, then room for a body of `body_size` that the caller fills.
+Bytes frame_with_body(std::size_t body_size) {
+  Bytes frame(kFrameHeaderSize + body_size);
+  store_be32(frame.data(), static_cast<std::uint32_t>(body_size));
+  return frame;
+}
+
+MutableByteSpan body_of(Bytes& frame) { return MutableByteSpan(frame).subspan(kFrameHeaderSize); }
+
+// Handshake payloads carry a join token: their plaintext copies do not outlive their use.
+void wipe_bytes(Bytes& bytes) {
+  sodium_memzero(bytes.data(), bytes.size());
+  bytes.clear();
+}
+
+ChannelEvent event(ChannelEvent::Kind kind, Bytes data = {}) {
+  ChannelEvent out;
+  out.kind = kind;
+  out.data = std::move(data);
+  return out;
+}
+
+}  // namespace
+
+std::string_view to_string(ChannelError error) {
+  switch (error) {
+    case ChannelError::ok:
+      return "ok";
+    case ChannelError::malformed:
+      return "malformed frame";
+    case ChannelError::decrypt_failed:
+      return "decryption failed";
+    case ChannelError::frame_too_large:
+      return "frame too large";
+    case ChannelError::wrong_state:
+      return "unexpected in this state";
+    case ChannelError::nonce_exhausted:
+      return "nonce exhausted";
+    case ChannelError::bad_key:
+      return "bad key";
+  }
+  return "unknown";
+}
+
+Channel::Channel(Role role, std::size_t max_frame)
+    : role_(role),
+      state_(role == Role::initiator ? State::ready : State::listening),
+      reader_(std::clamp(max_frame, kMinFrameLimit, kMaxFrameSize)) {}
+
+Channel Channel::initiator(const wg::PrivateKey& node_key, const wg::PublicKey& coordinator_key,
+                           std::size_t max_frame) {
+  Channel channel(Role::initiator, max_frame);
+  channel.remote_static_ = coordinator_key;
+  // Without a precomputed DH nothing here can fail; a low-order coordinator key shows in start().
+  (void)channel.handshake_.start_initiator(protocol(), node_key,
+                                           wg::crypto::public_key_of(node_key), coordinator_key);
+  return channel;
+}
+
+Channel Channel::responder(const wg::PrivateKey& coordinator_key, std::size_t max_frame) {
+  Channel channel(Role::responder, max_frame);
+  channel.handshake_.start_responder(protocol(), coordinator_key,
+                                     wg::crypto::public_key_of(coordinator_key));
+  return channel;
+}
+
+Channel::Channel(Channel&& other) noexcept
+    : role_(other.role_),
+      state_(other.state_),
+      failure_(other.failure_),
+      reader_(std::move(other.reader_)),
+      handshake_(other.handshake_),
+      remote_static_(other.remote_static_),
+      send_(other.send_),
+      receive_(other.receive_) {
+  other.failure_ = ChannelError::wrong_state;
+  other.wipe();
+}
+
+Channel& Channel::operator=(Channel&& other) noexcept {
+  if (this != &other) {
+    role_ = other.role_;
+    state_ = other.state_;
+    failure_ = other.failure_;
+    reader_ = std::move(other.reader_);
+    handshake_ = other.handshake_;
+    remote_static_ = other.remote_static_;
+    send_ = other.send_;
+    receive_ = other.receive_;
+    other.failure_ = ChannelError::wrong_state;
+    other.wipe();
+  }
+  return *this;
+}
+
+void Channel::wipe() {
+  state_ = State::closed;
+  handshake_.clear();
+  send_.clear();
+  receive_.clear();
+}
+
+ChannelEvent Channel::fail(ChannelError error) {
+  if (state_ != State::closed) {
+    failure_ = error;
+    wipe();
+  }
+  ChannelEvent out;
+  out.kind = ChannelEvent::Kind::error;
+  out.error = error;
+  return out;
+}
+
+ChannelError Channel::start(Random& rng, ByteSpan payload, Bytes& frame) {
+  if (role_ != Role::initiator || state_ != State::ready) return ChannelError::wrong_state;
+  const std::size_t size = IkHandshake::message1_size(payload.size());
+  if (size > kMaxFrameSize) return ChannelError::frame_too_large;
+  const wg::PrivateKey ephemeral = wg::crypto::generate_private_key(rng);
+  Bytes out = frame_with_body(size);
+  const NoiseError err = handshake_.write_message1(body_of(out), ephemeral, payload);
+  if (err == NoiseError::bad_key) return fail(ChannelError::bad_key).error;
+  if (err != NoiseError::ok) return fail(ChannelError::wrong_state).error;
+  frame = std::move(out);
+  state_ = State::requested;
+  return ChannelError::ok;
+}
+
+ChannelError Channel::answer(Random& rng, ByteSpan payload, Bytes& frame) {
+  if (role_ != Role::responder || state_ != State::answering) return ChannelError::wrong_state;
+  const std::size_t size = IkHandshake::message2_size(payload.size());
+  if (size > kMaxFrameSize) return ChannelError::frame_too_large;
+  const wg::PrivateKey ephemeral = wg::crypto::generate_private_key(rng);
+  Bytes out = frame_with_body(size);
+  NoiseError err = handshake_.write_message2(body_of(out), ephemeral, payload);
+  if (err == NoiseError::ok) err = handshake_.split(send_, receive_);
+  // bad_key here means message 1 carried a low-order key the DH could not use.
+  if (err != NoiseError::ok) return fail(ChannelError::malformed).error;
+  handshake_.clear();  // the static and ephemeral private keys are no longer needed
+  frame = std::move(out);
+  state_ = State::open;
+  return ChannelError::ok;
+}
+
+ChannelError Channel::seal(ByteSpan plaintext, Bytes& frame) {
+  if (state_ != State::open) return ChannelError::wrong_state;
+  if (plaintext.size() > kMaxFrameSize - kAeadTagSize) return ChannelError::frame_too_large;
+  Bytes out = frame_with_body(plaintext.size() + kAeadTagSize);
+  const NoiseError err = send_.encrypt_with_ad(body_of(out), {}, plaintext);
+  if (err == NoiseError::nonce_exhausted) return fail(ChannelError::nonce_exhausted).error;
+  if (err != NoiseError::ok) return fail(ChannelError::wrong_state).error;
+  frame = std::move(out);
+  return ChannelError::ok;
+}
+
+ChannelEvent Channel::feed(ByteSpan& input) {
+  if (state_ == State::closed) {
+    input = {};
+    ChannelEvent out;
+    out.kind = ChannelEvent::Kind::error;
+    out.error = failure_;
+    return out;
+  }
+  if (input.empty()) return event(ChannelEvent::Kind::need_more);
+  // Nothing may arrive before we spoke (initiator) or while the answer is pending (responder):
+  // in IK the initiator cannot send again before it has read message 2.
+  if (state_ == State::ready || state_ == State::answering) {
+    input = {};
+    return fail(ChannelError::wrong_state);
+  }
+  switch (reader_.feed(input)) {
+    case FrameReader::Status::need_more:
+      return event(ChannelEvent::Kind::need_more);
+    case FrameReader::Status::too_large:
+      input = {};
+      return fail(ChannelError::frame_too_large);
+    case FrameReader::Status::frame:
+      break;
+  }
+  ChannelEvent out = on_frame(reader_.body());
+  if (out.kind == ChannelEvent::Kind::error) input = {};
+  return out;
+}
+
+ChannelEvent Channel::on_frame(ByteSpan body) {
+  switch (state_) {
+    case State::listening:
+      return on_message1(body);
+    case State::requested:
+      return on_message2(body);
+    case State::open:
+      return on_transport(body);
+    case State::ready:
+    case State::answering:
+    case State::closed:
+      break;
+  }
+  return fail(ChannelError::wrong_state);
+}
+
+ChannelEvent Channel::on_message1(ByteSpan body) {
+  if (body.size() < IkHandshake::message1_size(0)) return fail(ChannelError::malformed);
+  Bytes payload(body.size() - IkHandshake::message1_size(0));
+  const NoiseError err = handshake_.read_message1(payload, body);
+  if (err == NoiseError::decrypt_failed) return fail(ChannelError::decrypt_failed);
+  if (err != NoiseError::ok) {
+    wipe_bytes(payload);
+    return fail(ChannelError::malformed);
+  }
+  remote_static_ = handshake_.remote_static();
+  state_ = State::answering;
+  return event(ChannelEvent::Kind::request, std::move(payload));
+}
+
+ChannelEvent Channel::on_message2(ByteSpan body) {
+  if (body.size() < IkHandshake::message2_size(0)) return fail(ChannelError::malformed);
+  Bytes payload(body.size() - IkHandshake::message2_size(0));
+  NoiseError err = handshake_.read_message2(payload, body);
+  if (err == NoiseError::ok) err = handshake_.split(send_, receive_);
+  if (err != NoiseError::ok) {
+    wipe_bytes(payload);
+    return fail(err == NoiseError::decrypt_failed ? ChannelError::decrypt_failed
+                                                  : ChannelError::malformed);
+  }
+  handshake_.clear();
+  state_ = State::open;
+  return event(ChannelEvent::Kind::handshake_done, std::move(payload));
+}
+
+ChannelEvent Channel::on_transport(ByteSpan body) {
+  if (body.size() < kAeadTagSize) return fail(ChannelError::malformed);
+  Bytes plaintext(body.size() - kAeadTagSize);
+  const NoiseError err = receive_.decrypt_with_ad(plaintext, {}, body);
+  switch (err) {
+    case NoiseError::ok:
+      return event(ChannelEvent::Kind::message, std::move(plaintext));
+    case NoiseError::decrypt_failed:
+      return fail(ChannelError::decrypt_failed);
+    case NoiseError::nonce_exhausted:
+      return fail(ChannelError::nonce_exhausted);
+    default:
+      return fail(ChannelError::malformed);
+  }
+}
+
+void Channel::set_nonces_for_testing(std::uint64_t send, std::uint64_t receive) {
+  send_.set_nonce(send);
+  receive_.set_nonce(receive);
+}
+
+}  // namespace knit::control

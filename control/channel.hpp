@@ -1,0 +1,140 @@
+// The control channel: Noise IK over a TCP stream, sans I/O. The agent (initiator) knows the
+// coordinator's static key from the join token; its own static key is its node key, which the
+// coordinator (responder) learns from message 1 and decides whether to accept.
+//
+//   Noise_IK_25519_ChaChaPoly_BLAKE2s, prologue "knit control v1" (never a WireGuard message)
+//
+//   <- s
+//   ...
+//   -> e, es, s, ss   + payload: the register request     (frame 1, agent -> coordinator)
+//   <- e, ee, se      + payload: the register response    (frame 2, coordinator -> agent)
+//   <-> transport: AEAD(k, n, ad = empty, message), n counting up from 0 per direction
+//
+// Every message, handshake ones included, travels in one frame (frame_reader.hpp):
+//
+//   0 length be32 | 4 ciphertext[length]
+//     message 1: 96 + payload, message 2: 48 + payload, transport: 16 + plaintext
+//
+// A frame is at most 16 MiB (a peer map of 10k nodes fits); each side may receive less
+// (max_frame). A bigger frame, a frame that does not decrypt, a frame in the wrong state or a
+// nonce at 2^64 - 1 is fatal: the channel closes and the caller drops the connection. There is
+// no rekey: 2^64 - 1 messages a direction cannot be reached, and the channel fails closed
+// rather than reuse a nonce.
+//
+// Message 1 is replayable (Noise §7.7, IK payload 1 has no freshness from the responder): the
+// coordinator must treat a register request as idempotent, or commit its effects only once the
+// first transport frame from the agent proves the agent is live.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <string_view>
+
+#include "base/bytes.hpp"
+#include "base/random.hpp"
+#include "control/constants.hpp"
+#include "control/frame_reader.hpp"
+#include "wg/keys.hpp"
+#include "wg/noise.hpp"
+
+namespace knit::control {
+
+inline constexpr std::string_view kChannelProtocolName = "Noise_IK_25519_ChaChaPoly_BLAKE2s";
+inline constexpr std::string_view kChannelPrologue = "knit control v1";
+// The smallest receive limit a side may set: room for both handshake messages' overhead.
+inline constexpr std::size_t kMinFrameLimit = 256;
+
+enum class ChannelError {
+  ok,
+  malformed,        // a frame too short for what it must hold, or a low-order key in it
+  decrypt_failed,   // an AEAD tag did not verify (wrong coordinator key, tampering)
+  frame_too_large,  // a frame over the limit (received or to be sent)
+  wrong_state,      // the call or the frame does not fit where the handshake is
+  nonce_exhausted,  // 2^64 - 1 messages in one direction
+  bad_key,          // start(): the coordinator key is a low-order point
+};
+
+std::string_view to_string(ChannelError error);
+
+struct ChannelEvent {
+  enum class Kind {
+    need_more,       // the input is used up; feed more bytes
+    request,         // responder: message 1 read; data = its payload, remote_static() = the node
+                     // key. Answer with answer() or drop the connection.
+    handshake_done,  // initiator: message 2 read; data = its payload; seal() may be used now
+    message,         // a transport message; data = its plaintext
+    error,           // fatal; see error
+  };
+  Kind kind = Kind::need_more;
+  Bytes data;
+  ChannelError error = ChannelError::ok;
+};
+
+class Channel {
+ public:
+  enum class Role { initiator, responder };
+  enum class State {
+    ready,      // initiator: before start()
+    requested,  // initiator: message 1 sent, waiting for message 2
+    listening,  // responder: waiting for message 1
+    answering,  // responder: message 1 read, waiting for answer()
+    open,       // transport
+    closed,     // after a fatal error; every key wiped
+  };
+
+  // The agent: its node key and the coordinator key from the join token.
+  static Channel initiator(const wg::PrivateKey& node_key, const wg::PublicKey& coordinator_key,
+                           std::size_t max_frame = kMaxFrameSize);
+  // The coordinator: its static key.
+  static Channel responder(const wg::PrivateKey& coordinator_key,
+                           std::size_t max_frame = kMaxFrameSize);
+
+  // Move-only: a copy would send with the same keys and nonces. A moved-from channel is closed.
+  Channel(Channel&& other) noexcept;
+  Channel& operator=(Channel&& other) noexcept;
+  Channel(const Channel&) = delete;
+  Channel& operator=(const Channel&) = delete;
+  ~Channel() = default;
+
+  // Initiator: message 1 carrying payload, as a frame to write. The ephemeral key comes from rng.
+  [[nodiscard]] ChannelError start(Random& rng, ByteSpan payload, Bytes& frame);
+  // Consumes bytes from input (advancing it) up to the end of one frame and reports what that
+  // frame was. Call again while input is not empty; need_more means it is used up.
+  ChannelEvent feed(ByteSpan& input);
+  // Responder, after a request event: message 2 carrying payload, as a frame to write; the
+  // channel is open. Refusing a node is answering with an error payload, then closing.
+  [[nodiscard]] ChannelError answer(Random& rng, ByteSpan payload, Bytes& frame);
+  // Open channel: plaintext as one transport frame.
+  [[nodiscard]] ChannelError seal(ByteSpan plaintext, Bytes& frame);
+
+  Role role() const { return role_; }
+  State state() const { return state_; }
+  bool is_open() const { return state_ == State::open; }
+  // The other side's static key: the coordinator's from the start (initiator), the node key
+  // once a request event has been seen (responder).
+  const wg::PublicKey& remote_static() const { return remote_static_; }
+  std::size_t max_frame() const { return reader_.max_body(); }
+
+  // Tests only: jump the nonce counters to reach exhaustion without 2^64 messages.
+  void set_nonces_for_testing(std::uint64_t send, std::uint64_t receive);
+
+ private:
+  Channel(Role role, std::size_t max_frame);
+  ChannelEvent fail(ChannelError error);
+  void wipe();
+  ChannelEvent on_frame(ByteSpan body);
+  ChannelEvent on_message1(ByteSpan body);
+  ChannelEvent on_message2(ByteSpan body);
+  ChannelEvent on_transport(ByteSpan body);
+
+  Role role_;
+  State state_;
+  ChannelError failure_ = ChannelError::ok;
+  FrameReader reader_;
+  wg::noise::IkHandshake handshake_;
+  wg::PublicKey remote_static_{};
+  wg::noise::CipherState send_;
+  wg::noise::CipherState receive_;
+};
+
+}  // namespace knit::control

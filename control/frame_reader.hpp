@@ -1,0 +1,48 @@
+// Splits the control stream into frames, holding at most one partial frame:
+//
+//   0 length be32 | 4 body[length]          length <= the reader's limit (at most 16 MiB)
+//
+// A declared length over the limit is fatal and is refused before anything is allocated for
+// it; a frame within the limit grows its buffer only as its bytes actually arrive, so a peer
+// that announces 16 MiB and sends ten bytes costs ten bytes.
+#pragma once
+
+#include <array>
+#include <cstddef>
+#include <cstdint>
+
+#include "base/bytes.hpp"
+#include "control/constants.hpp"
+
+namespace knit::control {
+
+class FrameReader {
+ public:
+  enum class Status {
+    need_more,  // input is used up in the middle of a frame
+    frame,      // body() holds one whole frame
+    too_large,  // the header declares more than the limit: the stream is unusable from here
+  };
+
+  explicit FrameReader(std::size_t max_body = kMaxFrameSize) : max_body_(max_body) {}
+
+  // Consumes bytes from input, advancing it, up to the end of one frame: after `frame` the
+  // rest of input is untouched. After too_large every call returns too_large.
+  Status feed(ByteSpan& input);
+  // The last frame; valid until the next feed().
+  ByteSpan body() const { return body_; }
+  std::size_t max_body() const { return max_body_; }
+  // Bytes of a frame still incomplete.
+  std::size_t pending() const { return header_have_ + (body_complete_ ? 0 : body_.size()); }
+
+ private:
+  std::size_t max_body_;
+  std::array<std::uint8_t, kFrameHeaderSize> header_{};
+  std::size_t header_have_ = 0;
+  std::size_t body_want_ = 0;
+  Bytes body_;
+  bool body_complete_ = false;
+  bool too_large_ = false;
+};
+
+}  // namespace knit::control

@@ -1,0 +1,223 @@
+// Control messages: one JSON object per channel frame (channel.hpp gives the length prefix),
+// each `{"v": 1, "type": ..., fields}`. A message with another "v" is refused as a whole
+// (unsupported_version) so a future version can change anything; unknown fields are ignored.
+// JSON stops here: parse_message() turns text into the validated structs below and nothing
+// else in Knit sees JSON.
+//
+//   agent -> coordinator
+//     register         {token?, disco_key, hostname, os, endpoints[], version}
+//     endpoint_update  {endpoints[]}
+//     ping             {seq}
+//     nat_report       {udp, public_v4?, public_v6?, mapping_varies, filtering,
+//                       relay_latency_ms{relay: ms}}
+//   coordinator -> agent
+//     register_response {ok, error_code?, error_message?, node?{name, ipv4, ipv6, node_key},
+//                        mesh?{ipv4_prefix, ipv6_prefix}}
+//                        (error_* when !ok; node and mesh when ok)
+//     peer_map         {version, peers[]}
+//     peer_delta       {version, added[], changed[], removed[]}   (removed: node keys)
+//     relay_map        {relays[{name, node_key, addresses[], stun_port}]}
+//     pong             {seq}
+//     error            {code, message}
+//   peer             {name, node_key, disco_key, ipv4, ipv6, endpoints[], home_relay, online,
+//                     last_seen, tags[], routes[]}
+//
+// Value spellings: keys are standard base64 of 32 bytes (44 characters, as `wg` shows them;
+// all-zero keys are refused); endpoints "192.0.2.1:41641" / "[2001:db8::1]:41641" (no port 0,
+// no unspecified address); relay addresses "host:port" (host_port.hpp); prefixes
+// "100.64.0.0/10" with no host bits set; counters and seconds are JSON integers; names are
+// 1..63 of [A-Za-z0-9_-]. Every list has a bound (constants.hpp); "?" marks a field that may be
+// absent or null.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <variant>
+#include <vector>
+
+#include "base/ip.hpp"
+#include "control/constants.hpp"
+#include "control/error_code.hpp"
+#include "control/host_port.hpp"
+#include "wg/keys.hpp"
+
+namespace knit::control {
+
+using NodeKey = wg::PublicKey;
+using DiscoKey = wg::PublicKey;
+
+// ---- agent -> coordinator ----
+
+struct RegisterRequest {
+  std::optional<std::string> token;  // the join token as the user gave it; absent on a rejoin
+  DiscoKey disco_key{};
+  std::string hostname;  // 1..255 printable characters; the coordinator derives the node name
+  std::string os;        // e.g. "linux"; at most 64
+  std::vector<Endpoint> endpoints;
+  std::string version;  // knitd's version; at most 64
+  friend bool operator==(const RegisterRequest&, const RegisterRequest&) = default;
+};
+
+struct EndpointUpdate {
+  std::vector<Endpoint> endpoints;
+  friend bool operator==(const EndpointUpdate&, const EndpointUpdate&) = default;
+};
+
+struct Ping {
+  std::uint64_t seq = 0;
+  friend bool operator==(const Ping&, const Ping&) = default;
+};
+
+// RFC 4787 filtering behaviour, as the natbox spells it.
+enum class NatFiltering { unknown, eif, adf, apdf };
+
+struct NatReport {
+  bool udp = false;                   // any STUN answer came back over UDP
+  std::optional<Endpoint> public_v4;  // the STUN-mapped IPv4 endpoint
+  std::optional<Endpoint> public_v6;
+  bool mapping_varies = false;  // different mappings towards different servers (a hard NAT)
+  NatFiltering filtering = NatFiltering::unknown;
+  std::map<std::string, std::uint32_t> relay_latency_ms;  // relay name -> round trip
+  friend bool operator==(const NatReport&, const NatReport&) = default;
+};
+
+// ---- coordinator -> agent ----
+
+struct NodeAssignment {
+  std::string name;
+  IpAddress ipv4;  // IPv4 family
+  IpAddress ipv6;  // IPv6 family
+  NodeKey node_key{};
+  friend bool operator==(const NodeAssignment&, const NodeAssignment&) = default;
+};
+
+struct MeshInfo {
+  IpPrefix ipv4_prefix;  // e.g. 100.64.0.0/10
+  IpPrefix ipv6_prefix;  // the mesh's ULA /48
+  friend bool operator==(const MeshInfo&, const MeshInfo&) = default;
+};
+
+struct RegisterResponse {
+  bool ok = false;
+  // When !ok:
+  ErrorCode error_code = ErrorCode::internal;
+  std::string error_message;  // the coordinator's detail; the agent leads with human_message()
+  // When ok:
+  NodeAssignment node;
+  MeshInfo mesh;
+  friend bool operator==(const RegisterResponse&, const RegisterResponse&) = default;
+};
+
+struct PeerInfo {
+  std::string name;
+  NodeKey node_key{};
+  DiscoKey disco_key{};
+  IpAddress ipv4;
+  IpAddress ipv6;
+  std::vector<Endpoint> endpoints;
+  std::string home_relay;  // a relay name; empty while it has none
+  bool online = false;
+  std::int64_t last_seen = 0;  // unix seconds; 0 = never
+  std::vector<std::string> tags;
+  std::vector<IpPrefix> routes;  // subnets it routes besides its own addresses
+  friend bool operator==(const PeerInfo&, const PeerInfo&) = default;
+};
+
+// No two peers share a node key.
+struct PeerMap {
+  std::uint64_t version = 0;
+  std::vector<PeerInfo> peers;
+  friend bool operator==(const PeerMap&, const PeerMap&) = default;
+};
+
+// Turns the map of version - 1 into the map of `version` (peer_map.hpp). A node key appears in
+// at most one of the three lists.
+struct PeerDelta {
+  std::uint64_t version = 0;
+  std::vector<PeerInfo> added;
+  std::vector<PeerInfo> changed;  // the whole new entry
+  std::vector<NodeKey> removed;
+  friend bool operator==(const PeerDelta&, const PeerDelta&) = default;
+};
+
+struct RelayInfo {
+  std::string name;
+  NodeKey node_key{};
+  std::vector<HostPort> addresses;  // 1..8
+  std::uint16_t stun_port = 0;      // 0: no STUN
+  friend bool operator==(const RelayInfo&, const RelayInfo&) = default;
+};
+
+struct RelayMap {
+  std::vector<RelayInfo> relays;
+  friend bool operator==(const RelayMap&, const RelayMap&) = default;
+};
+
+struct Pong {
+  std::uint64_t seq = 0;
+  friend bool operator==(const Pong&, const Pong&) = default;
+};
+
+// The coordinator ends a session (or refuses a request) with a reason.
+struct ErrorMessage {
+  ErrorCode code = ErrorCode::internal;
+  std::string message;
+  friend bool operator==(const ErrorMessage&, const ErrorMessage&) = default;
+};
+
+// ---- parsing ----
+
+enum class MessageError {
+  too_large,  // longer than any frame
+  too_deep,   // nested deeper than any message is
+  not_json,
+  not_object,
+  unsupported_version,  // "v" is not 1
+  unknown_type,
+  missing_field,
+  wrong_type,  // e.g. a string where a number belongs
+  bad_value,   // the right type, but not a valid key, address, name, ...
+  too_many,    // a list or map over its bound
+  too_long,    // a string over its length
+  duplicate,   // a node key listed twice
+};
+
+struct ParseError {
+  MessageError kind = MessageError::not_json;
+  std::string field;  // where: "peers[3].node_key"; empty for the message as a whole
+  // e.g. "bad value in peers[3].node_key".
+  std::string describe() const;
+  friend bool operator==(const ParseError&, const ParseError&) = default;
+};
+
+using Message = std::variant<RegisterRequest, EndpointUpdate, Ping, NatReport, RegisterResponse,
+                             PeerMap, PeerDelta, RelayMap, Pong, ErrorMessage>;
+using ParseResult = std::variant<RegisterRequest, EndpointUpdate, Ping, NatReport, RegisterResponse,
+                                 PeerMap, PeerDelta, RelayMap, Pong, ErrorMessage, ParseError>;
+
+ParseResult parse_message(std::string_view text);
+// The message, when parse_message did not fail.
+std::optional<Message> to_message(ParseResult&& result);
+
+// ---- encoding ----
+// Strings that are not valid UTF-8 are written with U+FFFD in their place.
+
+std::string encode(const RegisterRequest& message);
+std::string encode(const EndpointUpdate& message);
+std::string encode(const Ping& message);
+std::string encode(const NatReport& message);
+std::string encode(const RegisterResponse& message);
+std::string encode(const PeerMap& message);
+std::string encode(const PeerDelta& message);
+std::string encode(const RelayMap& message);
+std::string encode(const Pong& message);
+std::string encode(const ErrorMessage& message);
+std::string encode(const Message& message);
+
+std::string_view to_string(NatFiltering filtering);
+std::string_view to_string(MessageError error);
+
+}  // namespace knit::control

@@ -1,0 +1,248 @@
+#include "coordinator/admin_cli.hpp"
+
+#include <sodium.h>
+
+#include <filesystem>
+#include <memory>
+#include <ostream>
+
+#include "coordinator/admin_format.hpp"
+#include "coordinator/key_file.hpp"
+#include "coordinator/state_dir.hpp"
+#include "coordinator/token_issue.hpp"
+#include "coordinator/tokens.hpp"
+
+namespace knit::coordinator {
+
+namespace {
+
+namespace fs = std::filesystem;
+
+template <typename T>
+T take(Result<T>&& result) {
+  if (!result) throw CliError(result.error().message);
+  return std::move(result).value();
+}
+
+void check(Result<void>&& result) {
+  if (!result) throw CliError(result.error().message);
+}
+
+// Commands that only read or change an existing mesh refuse to conjure an empty one from a
+// mistyped --state-dir.
+std::unique_ptr<Store> open_existing(const CliGlobals& globals) {
+  if (!has_state(globals.state_dir))
+    throw CliError("no mesh in " + globals.state_dir +
+                   ": check --state-dir, or start one with `knit-coordinator --state-dir " +
+                   globals.state_dir + " token create` or `serve`");
+  return take(open_store(globals.state_dir));
+}
+
+std::optional<IpPrefix> requested_prefix(const CliGlobals& globals) {
+  if (globals.ipv4_prefix.empty()) return std::nullopt;
+  auto prefix = IpPrefix::parse(globals.ipv4_prefix);
+  if (!prefix || !prefix->address.is_v4())
+    throw CliError("--ipv4-prefix " + globals.ipv4_prefix +
+                   " is not an IPv4 prefix such as 100.64.0.0/10");
+  return prefix;
+}
+
+struct CreateOptions {
+  bool reusable = false;
+  bool ephemeral = false;
+  bool relay = false;
+  std::string expires;
+  std::vector<std::string> tags;
+  std::vector<std::string> advertise;
+};
+
+int token_create(const CliGlobals& globals, CliContext& ctx, const CreateOptions& o) {
+  TokenOptions options;
+  options.reusable = o.reusable;
+  options.ephemeral = o.ephemeral;
+  options.relay = o.relay;
+  options.tags = o.tags;
+  if (!o.expires.empty()) {
+    options.lifetime = parse_duration(o.expires);
+    if (!options.lifetime)
+      throw CliError("--expires " + o.expires + " is not a duration such as 30m, 12h or 7d");
+  }
+  auto prefix = requested_prefix(globals);
+  // Without --advertise the address comes from a previous serve: no state, no address, and no
+  // reason to make a key and a database for a command that fails.
+  if (o.advertise.empty() && !has_state(globals.state_dir))
+    throw CliError("no address for the token: pass --advertise HOST:PORT (where agents reach "
+                   "the coordinator) or run `knit-coordinator serve --listen HOST:PORT` first");
+  check(prepare_state_dir(globals.state_dir));
+  auto store = take(open_store(globals.state_dir));
+  take(store->ensure_mesh(prefix, ctx.rng));
+  auto addresses = take(token_addresses(*store, o.advertise));
+  auto key = take(load_or_create_key(fs::path(globals.state_dir) / kKeyFile, ctx.rng));
+  const UnixSeconds now = ctx.now();
+  auto issued = take(issue_token(*store, options, addresses, key.public_key, ctx.rng, now));
+
+  std::string where;
+  for (const auto& a : addresses) where += (where.empty() ? "" : ", ") + a.to_string();
+  std::string tags;
+  for (const auto& t : issued.record.tags) tags += (tags.empty() ? "" : ",") + t;
+  ctx.out << "Created " << token_kind(issued.record) << " token " << issued.record.id
+          << (issued.record.expires_at
+                  ? " (expires " + format_expiry(issued.record.expires_at, now)
+                  : std::string(" (never expires"))
+          << (tags.empty() ? "" : ", tags " + tags) << ") for " << where << ":\n";
+  ctx.out << issued.text << "\n" << std::flush;
+  sodium_memzero(issued.text.data(), issued.text.size());  // it carries the secret
+  return 0;
+}
+
+void add_token_commands(CLI::App& app, const CliGlobals& globals, CliContext& ctx,
+                        CliAction& action) {
+  CLI::App* token = app.add_subcommand("token", "create, list and revoke join tokens");
+  token->require_subcommand(1);
+
+  auto create_options = std::make_shared<CreateOptions>();
+  CLI::App* create = token->add_subcommand(
+      "create", "create a join token; prints it alone as the last line");
+  create->add_flag("--reusable", create_options->reusable, "any number of nodes may use it");
+  create->add_flag("--ephemeral", create_options->ephemeral,
+                   "nodes joining with it are removed once offline for a while");
+  create->add_option("--expires", create_options->expires,
+                     "it stops working after this long: 30m, 12h, 7d (default: never)");
+  create->add_option("--tag", create_options->tags, "tag nodes joining with it (repeatable)")
+      ->allow_extra_args(false);
+  create->add_flag("--relay", create_options->relay, "a token for knit-relay, not for nodes");
+  create->add_option("--advertise", create_options->advertise,
+                     "HOST:PORT agents reach the coordinator at (repeatable; default: the "
+                     "address serve listens on)")
+      ->allow_extra_args(false);
+  create->callback([&globals, &ctx, &action, create_options] {
+    action = [&globals, &ctx, create_options] {
+      return token_create(globals, ctx, *create_options);
+    };
+  });
+
+  token->add_subcommand("list", "list join tokens (never their secrets)")->callback([&] {
+    action = [&globals, &ctx] {
+      auto store = open_existing(globals);
+      auto tokens = take(store->list_tokens());
+      if (tokens.empty())
+        ctx.out << "No tokens. Create one with `knit-coordinator token create`.\n";
+      else
+        ctx.out << tokens_table(tokens, ctx.now());
+      return 0;
+    };
+  });
+
+  auto revoke_id = std::make_shared<std::string>();
+  CLI::App* revoke = token->add_subcommand("revoke", "stop a token from admitting anyone");
+  revoke->add_option("ID", *revoke_id, "the token's id, as token list shows it")->required();
+  revoke->callback([&globals, &ctx, &action, revoke_id] {
+    action = [&globals, &ctx, revoke_id] {
+      auto store = open_existing(globals);
+      check(store->revoke_token(*revoke_id));
+      ctx.out << "Revoked token " << *revoke_id
+              << ". Nodes that joined with it stay (remove them with `nodes remove NAME`).\n";
+      return 0;
+    };
+  });
+}
+
+void add_node_commands(CLI::App& app, const CliGlobals& globals, CliContext& ctx,
+                       CliAction& action) {
+  CLI::App* nodes = app.add_subcommand("nodes", "list and remove the mesh's nodes");
+  nodes->require_subcommand(1);
+
+  auto json = std::make_shared<bool>(false);
+  CLI::App* list = nodes->add_subcommand("list", "list nodes: name, addresses, presence");
+  list->add_flag("--json", *json, "print JSON instead of a table");
+  list->callback([&globals, &ctx, &action, json] {
+    action = [&globals, &ctx, json] {
+      auto store = open_existing(globals);
+      auto all = take(store->list_nodes());
+      ctx.out << (*json ? nodes_json(all) : nodes_table(all, ctx.now()));
+      return 0;
+    };
+  });
+
+  auto name = std::make_shared<std::string>();
+  CLI::App* remove = nodes->add_subcommand("remove", "remove a node; its addresses become free");
+  remove->add_option("NAME", *name, "the node's name, as nodes list shows it")->required();
+  remove->callback([&globals, &ctx, &action, name] {
+    action = [&globals, &ctx, name] {
+      auto store = open_existing(globals);
+      auto removed = take(store->remove_node(*name));
+      ctx.out << "Removed node " << removed.name << " (" << removed.ipv4.to_string() << ").\n";
+      return 0;
+    };
+  });
+}
+
+void add_relay_commands(CLI::App& app, const CliGlobals& globals, CliContext& ctx,
+                        CliAction& action) {
+  CLI::App* relays = app.add_subcommand("relays", "show the relay map");
+  relays->require_subcommand(1);
+  auto json = std::make_shared<bool>(false);
+  CLI::App* list = relays->add_subcommand("list", "list registered relays");
+  list->add_flag("--json", *json, "print JSON instead of a table");
+  list->callback([&globals, &ctx, &action, json] {
+    action = [&globals, &ctx, json] {
+      auto store = open_existing(globals);
+      auto all = take(store->list_relays());
+      ctx.out << (*json ? relays_json(all) : relays_table(all, ctx.now()));
+      return 0;
+    };
+  });
+}
+
+}  // namespace
+
+void add_admin_commands(CLI::App& app, const CliGlobals& globals, CliContext& ctx,
+                        CliAction& action) {
+  add_token_commands(app, globals, ctx, action);
+  add_node_commands(app, globals, ctx, action);
+  add_relay_commands(app, globals, ctx, action);
+}
+
+int run_cli(int argc, const char* const* argv, CliContext& ctx,
+            const std::vector<CommandRegistrar>& extra) {
+  CLI::App app{"knit-coordinator: join tokens, nodes, addresses and relays of a Knit mesh",
+               "knit-coordinator"};
+  app.fallthrough();  // global options may follow the subcommand too
+  app.require_subcommand(1);
+  CliGlobals globals;
+  globals.state_dir = std::string(kDefaultStateDir);
+  app.add_option("--state-dir", globals.state_dir, "where the mesh's state lives")
+      ->capture_default_str();
+  app.add_option("--ipv4-prefix", globals.ipv4_prefix,
+                 "the mesh's IPv4 prefix, fixed at first use (default 100.64.0.0/10)");
+  app.add_flag_callback(
+      "--version",
+      [&ctx] {
+        ctx.out << "knit-coordinator " << KNIT_VERSION << "\n";
+        throw CLI::Success();
+      },
+      "print the version and exit");
+
+  CliAction action;
+  add_admin_commands(app, globals, ctx, action);
+  for (const auto& add : extra) add(app, globals, ctx, action);
+
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    int code = app.exit(e, ctx.out, ctx.err);
+    return code == 0 ? 0 : 2;
+  }
+  if (!action) {
+    ctx.err << app.help();
+    return 2;
+  }
+  try {
+    return action();
+  } catch (const CliError& e) {
+    ctx.err << "knit-coordinator: " << e.what() << "\n";
+    return 1;
+  }
+}
+
+}  // namespace knit::coordinator

@@ -1,0 +1,61 @@
+// knit-coordinator's command line (DESIGN.md "CLI and daemon", contract):
+//
+//   knit-coordinator [--state-dir DIR] [--ipv4-prefix P]
+//     token create [--reusable] [--ephemeral] [--expires D] [--tag T]... [--relay]
+//                  [--advertise HOST:PORT]...    prints the token alone as its last line
+//     token list | token revoke ID
+//     nodes list [--json] | nodes remove NAME
+//     relays list [--json]
+//
+// Commands are registered on a CLI::App by functions, so `serve` (in its own file) plugs in
+// the same way: a registrar adds its subcommand and, when chosen, stores what to run in the
+// CliAction. Actions throw CliError with a one-line message; run_cli prints it and returns 1.
+#pragma once
+
+#include <CLI/CLI.hpp>
+#include <functional>
+#include <iosfwd>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include "base/random.hpp"
+#include "coordinator/records.hpp"
+
+namespace knit::coordinator {
+
+// Options shared by every subcommand (given before or after it).
+struct CliGlobals {
+  std::string state_dir;
+  std::string ipv4_prefix;  // empty: keep the mesh's, or 100.64.0.0/10 on first use
+};
+
+// Where commands write and what they read from the world: tests swap in their own.
+struct CliContext {
+  std::ostream& out;
+  std::ostream& err;
+  std::function<UnixSeconds()> now;  // wall clock, unix seconds
+  Random& rng;
+};
+
+// The command chosen on the command line; returns the exit code.
+using CliAction = std::function<int()>;
+
+// A person-readable failure; run_cli prints "knit-coordinator: <what>" and exits 1.
+struct CliError : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+
+using CommandRegistrar = std::function<void(CLI::App& app, const CliGlobals& globals,
+                                            CliContext& ctx, CliAction& action)>;
+
+// Adds `token`, `nodes` and `relays`.
+void add_admin_commands(CLI::App& app, const CliGlobals& globals, CliContext& ctx,
+                        CliAction& action);
+
+// Parses argv (argv[0] is the program), runs the chosen command and returns the exit code:
+// 0 done, 1 failed (message on err), 2 bad usage. `extra` registers more commands (serve).
+int run_cli(int argc, const char* const* argv, CliContext& ctx,
+            const std::vector<CommandRegistrar>& extra = {});
+
+}  // namespace knit::coordinator

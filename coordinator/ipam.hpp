@@ -1,0 +1,65 @@
+// Address allocation for nodes. IPv4 comes from the mesh prefix (default 100.64.0.0/10, RFC 6598
+// shared address space); the network address, the first address (kept for the mesh itself) and
+// the broadcast address are never handed out. A node's IPv6 address is the mesh's ULA /48 with
+// subnet 0 and the node's IPv4 address as the last 32 bits, so it is unique exactly when the
+// IPv4 address is and a person can read one from the other:
+//
+//   fdXX:XXXX:XXXX : 0000 : 0000:0000 : IPv4 (32 bits)      e.g. fd12:3456:789a::6440:2
+//   \__ ULA /48 __/  subnet  \_______ interface id _______/       for 100.64.0.2
+//
+// Allocation is next-fit from a cursor the store keeps, so an address freed by a removed node is
+// not handed to the next joiner at once (peers may still hold it in their maps).
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <optional>
+#include <string>
+
+#include "base/ip.hpp"
+#include "base/random.hpp"
+
+namespace knit::coordinator {
+
+inline constexpr std::string_view kDefaultIpv4Prefix = "100.64.0.0/10";
+
+class Ipam {
+ public:
+  enum class Status { ok, mesh_full };
+  struct Allocation {
+    Status status = Status::mesh_full;
+    IpAddress ipv4;
+    IpAddress ipv6;
+    std::uint32_t next_cursor = 0;  // where the next search should start
+  };
+
+  // nullopt when the IPv4 prefix is not IPv4, has host bits set or is longer than /30 (no
+  // usable address), or the IPv6 prefix is not a /48 in fc00::/7.
+  static std::optional<Ipam> make(const IpPrefix& ipv4_prefix, const IpPrefix& ipv6_prefix);
+  // Why make() refused, as a sentence for a person; empty when it would succeed.
+  static std::string why_invalid_ipv4(const IpPrefix& prefix);
+
+  // Finds the first free address at or after cursor (a host-order IPv4 address; anything outside
+  // the usable range starts at the beginning), wrapping around once.
+  Allocation allocate(std::uint32_t cursor, const std::function<bool(std::uint32_t)>& used) const;
+  IpAddress ipv6_for(const IpAddress& ipv4) const;
+
+  // Usable host-order range [first_host, last_host].
+  std::uint32_t first_host() const { return first_; }
+  std::uint32_t last_host() const { return last_; }
+  std::uint64_t capacity() const { return std::uint64_t{last_} - first_ + 1; }
+  bool contains(const IpAddress& ipv4) const;
+
+ private:
+  Ipam(std::uint32_t first, std::uint32_t last, const IpPrefix& ipv6_prefix)
+      : first_(first), last_(last), ipv6_prefix_(ipv6_prefix) {}
+
+  std::uint32_t first_;
+  std::uint32_t last_;
+  IpPrefix ipv6_prefix_;
+};
+
+// A random ULA /48: fd00::/8 and a 40-bit random global id (RFC 4193 §3.2).
+IpPrefix random_ula_prefix(Random& rng);
+
+}  // namespace knit::coordinator

@@ -1,0 +1,270 @@
+// SqliteStore: nodes joining, their addresses and names, presence and ephemeral expiry.
+#include <charconv>
+#include <functional>
+#include <unordered_set>
+
+#include "coordinator/ipam.hpp"
+#include "coordinator/names.hpp"
+#include "coordinator/sqlite_rows.hpp"
+#include "coordinator/sqlite_store.hpp"
+
+namespace knit::coordinator {
+
+namespace {
+
+constexpr std::string_view kIpv4CursorKey = "ipv4_cursor";
+
+// A known node re-joining with the token it joined with: the secret must still match, but the
+// token's later expiry, revocation or use count do not evict an existing member.
+bool accepts_own_token(TokenCheck check) {
+  return check != TokenCheck::unknown && check != TokenCheck::wrong_kind;
+}
+
+}  // namespace
+
+Result<std::vector<Node>> SqliteStore::select_nodes(
+    std::string_view where_and_order, const std::function<void(Statement&)>& bind) {
+  auto stmt = db_.prepare("SELECT " + std::string(rows::kNodeColumns) + " FROM nodes " +
+                          std::string(where_and_order));
+  if (!stmt) return stmt.error();
+  if (bind) bind(*stmt);
+  std::vector<Node> out;
+  for (;;) {
+    auto step = stmt->step();
+    if (step == Statement::Step::done) return out;
+    if (step == Statement::Step::failed) return stmt->error();
+    out.push_back(rows::read_node(*stmt));
+  }
+}
+
+Result<std::vector<Node>> SqliteStore::list_nodes() { return select_nodes("ORDER BY name", {}); }
+
+Result<std::optional<Node>> SqliteStore::find_node(const wg::PublicKey& node_key) {
+  auto found = select_nodes("WHERE node_key = ?1",
+                            [&](Statement& s) { s.bind(1, rows::key_text(node_key)); });
+  if (!found) return found.error();
+  if (found->empty()) return std::optional<Node>();
+  return std::optional<Node>(std::move(found->front()));
+}
+
+Result<std::optional<Node>> SqliteStore::find_node_by_name(std::string_view name) {
+  if (name.empty()) return std::optional<Node>();
+  auto found = select_nodes("WHERE name = ?1", [&](Statement& s) { s.bind(1, name); });
+  if (!found) return found.error();
+  if (found->empty()) return std::optional<Node>();
+  return std::optional<Node>(std::move(found->front()));
+}
+
+Result<JoinResult> SqliteStore::join_node(const NodeRegistration& reg,
+                                          const std::optional<PresentedToken>& presented,
+                                          UnixSeconds now) {
+  auto tx = Transaction::begin(db_);
+  if (!tx) return tx.error();
+  auto mesh = mesh_settings();
+  if (!mesh) return mesh.error();
+  if (!*mesh) return Error{Errc::conflict, "the mesh is not set up yet (ensure_mesh first)"};
+  auto existing = find_node(reg.node_key);
+  if (!existing) return existing.error();
+
+  JoinResult result;
+  std::optional<Token> token;  // set when the node takes a (new) token's tags and kind
+  if (presented) {
+    bool own = *existing && (*existing)->token_id == presented->id;
+    std::optional<Token> stored;
+    auto check = judge_token(*presented, TokenUse::node, now, /*count_use=*/!own, &stored);
+    if (!check) return check.error();
+    if (own ? !accepts_own_token(*check) : *check != TokenCheck::ok) {
+      result.token = *check;
+      return result;  // refused; the transaction rolls back
+    }
+    if (!own) token = std::move(stored);
+  } else if (!*existing) {
+    result.token = TokenCheck::unknown;  // a new node must bring a token
+    return result;
+  }
+  result.token = TokenCheck::ok;
+
+  if (*existing) {
+    if (auto r = update_node(**existing, reg, token ? &*token : nullptr, now); !r)
+      return r.error();
+    auto node = find_node(reg.node_key);
+    if (!node) return node.error();
+    result.node = std::move(**node);
+  } else {
+    auto node = insert_node(reg, &*token, **mesh, now);
+    if (!node) return node.error();
+    result.node = std::move(*node);
+    result.created = true;
+  }
+  if (auto r = tx->commit(); !r) return r.error();
+  return result;
+}
+
+Result<Node> SqliteStore::insert_node(const NodeRegistration& reg, const Token* token,
+                                      const MeshSettings& mesh, UnixSeconds now) {
+  auto ipam = Ipam::make(mesh.ipv4_prefix, mesh.ipv6_prefix);
+  if (!ipam) return Error{Errc::io, "the state database holds an unusable mesh prefix"};
+
+  // Addresses held by existing nodes; the UNIQUE constraints back this up.
+  std::unordered_set<std::uint32_t> used;
+  {
+    auto stmt = db_.prepare("SELECT ipv4 FROM nodes");
+    if (!stmt) return stmt.error();
+    for (;;) {
+      auto step = stmt->step();
+      if (step == Statement::Step::done) break;
+      if (step == Statement::Step::failed) return stmt->error();
+      if (auto a = IpAddress::parse(stmt->column_text(0)); a && a->is_v4())
+        used.insert(a->v4_host_order());
+    }
+  }
+  auto cursor_text = get_setting(kIpv4CursorKey);
+  if (!cursor_text) return cursor_text.error();
+  std::uint32_t cursor = 0;  // unparsable: start from the beginning
+  if (const auto& text = *cursor_text)
+    std::from_chars(text->data(), text->data() + text->size(), cursor);
+  auto allocation = ipam->allocate(cursor, [&](std::uint32_t a) { return used.count(a) != 0; });
+  if (allocation.status == Ipam::Status::mesh_full)
+    return Error{Errc::mesh_full, "the mesh is full: all " + std::to_string(ipam->capacity()) +
+                                      " addresses of " + mesh.ipv4_prefix.to_string() +
+                                      " are taken; remove nodes to make room"};
+
+  std::string name = unique_name(sanitize_label(reg.hostname), [&](const std::string& n) {
+    auto found = find_node_by_name(n);
+    return !found || found->has_value();  // on a read error, treat the name as taken
+  });
+
+  auto stmt = db_.prepare(
+      "INSERT INTO nodes (node_key, disco_key, name, hostname, os, ipv4, ipv6, tags, ephemeral, "
+      "token_id, created_at, last_seen, online, disconnected_at) "
+      "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?11, 1, NULL)");
+  if (!stmt) return stmt.error();
+  stmt->bind(1, rows::key_text(reg.node_key))
+      .bind(2, rows::key_text(reg.disco_key))
+      .bind(3, name)
+      .bind(4, reg.hostname)
+      .bind(5, reg.os)
+      .bind(6, allocation.ipv4.to_string())
+      .bind(7, allocation.ipv6.to_string())
+      .bind(8, rows::join_list(token->tags))
+      .bind(9, std::int64_t{token->ephemeral})
+      .bind(10, token->id)
+      .bind(11, now);
+  if (auto r = stmt->run(); !r) return r.error();
+  if (auto r = put_setting(kIpv4CursorKey, std::to_string(allocation.next_cursor)); !r)
+    return r.error();
+  auto node = find_node(reg.node_key);
+  if (!node) return node.error();
+  if (!*node) return Error{Errc::io, "database: the new node vanished"};
+  return std::move(**node);
+}
+
+Result<void> SqliteStore::update_node(const Node& old, const NodeRegistration& reg,
+                                      const Token* token, UnixSeconds now) {
+  std::string name = old.name;
+  if (sanitize_label(reg.hostname) != sanitize_label(old.hostname)) {
+    name = unique_name(sanitize_label(reg.hostname), [&](const std::string& n) {
+      auto found = find_node_by_name(n);
+      return !found || (found->has_value() && (*found)->node_key != old.node_key);
+    });
+  }
+  auto stmt = db_.prepare(
+      "UPDATE nodes SET disco_key = ?2, name = ?3, hostname = ?4, os = ?5, last_seen = ?6, "
+      "online = 1, disconnected_at = NULL, tags = ?7, ephemeral = ?8, token_id = ?9 "
+      "WHERE node_key = ?1");
+  if (!stmt) return stmt.error();
+  stmt->bind(1, rows::key_text(old.node_key))
+      .bind(2, rows::key_text(reg.disco_key))
+      .bind(3, name)
+      .bind(4, reg.hostname)
+      .bind(5, reg.os)
+      .bind(6, now)
+      .bind(7, rows::join_list(token ? token->tags : old.tags))
+      .bind(8, std::int64_t{token ? token->ephemeral : old.ephemeral});
+  if (token)
+    stmt->bind(9, token->id);
+  else if (old.token_id.empty())
+    stmt->bind_null(9);
+  else
+    stmt->bind(9, old.token_id);
+  return stmt->run();
+}
+
+Result<Node> SqliteStore::remove_node(std::string_view name) {
+  auto tx = Transaction::begin(db_);
+  if (!tx) return tx.error();
+  auto node = find_node_by_name(name);
+  if (!node) return node.error();
+  if (!*node)
+    return Error{Errc::not_found, "no node named '" + std::string(name) + "' (see nodes list)"};
+  auto stmt = db_.prepare("DELETE FROM nodes WHERE name = ?1");
+  if (!stmt) return stmt.error();
+  if (auto r = stmt->bind(1, name).run(); !r) return r.error();
+  if (auto r = tx->commit(); !r) return r.error();
+  return std::move(**node);
+}
+
+Result<void> SqliteStore::update_node_fields(const wg::PublicKey& node_key,
+                                             std::string_view set_clause, std::int64_t now) {
+  auto stmt = db_.prepare("UPDATE nodes SET " + std::string(set_clause) + " WHERE node_key = ?1");
+  if (!stmt) return stmt.error();
+  if (auto r = stmt->bind(1, rows::key_text(node_key)).bind(2, now).run(); !r) return r;
+  if (db_.changes() == 0) return Error{Errc::not_found, "no node with this key"};
+  return Ok{};
+}
+
+Result<void> SqliteStore::set_node_online(const wg::PublicKey& node_key, bool online,
+                                          UnixSeconds now) {
+  return update_node_fields(node_key,
+                            online ? "online = 1, last_seen = ?2, disconnected_at = NULL"
+                                   : "online = 0, last_seen = ?2, disconnected_at = ?2",
+                            now);
+}
+
+Result<void> SqliteStore::touch_node(const wg::PublicKey& node_key, UnixSeconds now) {
+  return update_node_fields(node_key, "last_seen = ?2", now);
+}
+
+Result<void> SqliteStore::set_node_endpoints(const wg::PublicKey& node_key,
+                                             const std::vector<Endpoint>& endpoints,
+                                             std::string_view home_relay, UnixSeconds now) {
+  if (home_relay.find(',') != std::string_view::npos)
+    return Error{Errc::invalid, "a relay name cannot contain ','"};
+  auto stmt = db_.prepare(
+      "UPDATE nodes SET endpoints = ?2, home_relay = ?3, last_seen = ?4 WHERE node_key = ?1");
+  if (!stmt) return stmt.error();
+  stmt->bind(1, rows::key_text(node_key))
+      .bind(2, rows::join_endpoints(endpoints))
+      .bind(3, home_relay)
+      .bind(4, now);
+  if (auto r = stmt->run(); !r) return r;
+  if (db_.changes() == 0) return Error{Errc::not_found, "no node with this key"};
+  return Ok{};
+}
+
+Result<std::vector<Node>> SqliteStore::expire_ephemeral(UnixSeconds now, UnixSeconds grace) {
+  auto tx = Transaction::begin(db_);
+  if (!tx) return tx.error();
+  auto gone = select_nodes(
+      "WHERE ephemeral = 1 AND online = 0 AND disconnected_at IS NOT NULL "
+      "AND disconnected_at <= ?1 ORDER BY name",
+      [&](Statement& s) { s.bind(1, std::int64_t{now - grace}); });
+  if (!gone) return gone.error();
+  for (const Node& node : *gone) {
+    auto stmt = db_.prepare("DELETE FROM nodes WHERE node_key = ?1");
+    if (!stmt) return stmt.error();
+    if (auto r = stmt->bind(1, rows::key_text(node.node_key)).run(); !r) return r.error();
+  }
+  if (auto r = tx->commit(); !r) return r.error();
+  return std::move(*gone);
+}
+
+Result<void> SqliteStore::mark_all_offline(UnixSeconds now) {
+  auto stmt = db_.prepare(
+      "UPDATE nodes SET online = 0, disconnected_at = ?1 "
+      "WHERE online = 1 OR disconnected_at IS NULL");
+  if (!stmt) return stmt.error();
+  return stmt->bind(1, now).run();
+}
+
+}  // namespace knit::coordinator

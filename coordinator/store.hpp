@@ -1,0 +1,132 @@
+// The coordinator's state behind one interface, so the SQLite store (one machine) and a
+// PostgreSQL store (several coordinators, DESIGN.md "Scaling out") are interchangeable. Every
+// operation that reads and then writes is atomic: two coordinators or an admin command and a
+// running server may use the same state at once. Time is always passed in as `now`.
+//
+// Noticing changes made elsewhere (an admin removing a node, revoking a token, another
+// coordinator): the server polls change_version() about once a second, from its event loop, and
+// when the value moved it reloads the nodes and relays and sends peer-map deltas for the
+// differences. The call is cheap (SQLite: PRAGMA data_version, a shared-memory read in WAL mode;
+// PostgreSQL would use LISTEN/NOTIFY instead of polling). The server's own writes do not move
+// it: the server already knows about them.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "base/ip.hpp"
+#include "base/random.hpp"
+#include "coordinator/records.hpp"
+#include "coordinator/result.hpp"
+#include "coordinator/tokens.hpp"
+
+namespace knit::coordinator {
+
+// What an agent reports when it registers.
+struct NodeRegistration {
+  wg::PublicKey node_key{};
+  wg::PublicKey disco_key{};
+  std::string hostname;
+  std::string os;
+};
+
+// A join token as presented, reduced to what the store checks: its id (hex) and the hash of its
+// secret (control::secret_hash).
+struct PresentedToken {
+  std::string id;
+  SecretHash secret_hash{};
+};
+
+struct JoinResult {
+  TokenCheck token = TokenCheck::unknown;  // anything but ok: refused, nothing changed
+  bool created = false;                    // a new node rather than a known key re-joining
+  Node node;
+};
+
+struct RelayRegistration {
+  std::string name;  // sanitised to a DNS label
+  wg::PublicKey node_key{};
+  std::vector<std::string> addresses;  // "host:port"
+  std::uint16_t stun_port = 0;
+};
+
+struct RelayJoinResult {
+  TokenCheck token = TokenCheck::unknown;
+  bool created = false;
+  Relay relay;
+};
+
+class Store {
+ public:
+  virtual ~Store() = default;
+
+  // --- The mesh ---
+  // Fixes the mesh's settings on first use: the IPv4 prefix (ipv4_prefix, else 100.64.0.0/10)
+  // and a random ULA /48. Later calls return the stored settings; asking for a different IPv4
+  // prefix is allowed only while the mesh has no nodes (Errc::conflict otherwise).
+  virtual Result<MeshSettings> ensure_mesh(const std::optional<IpPrefix>& ipv4_prefix,
+                                           Random& rng) = 0;
+  virtual Result<std::optional<MeshSettings>> mesh_settings() = 0;
+  // The HOST:PORT `serve --listen` last used; token create puts it in tokens by default.
+  virtual Result<void> set_listen_address(std::string_view address) = 0;
+  virtual Result<std::optional<std::string>> listen_address() = 0;
+
+  // --- Join tokens ---
+  virtual Result<void> add_token(const Token& token) = 0;
+  virtual Result<std::vector<Token>> list_tokens() = 0;  // oldest first
+  virtual Result<std::optional<Token>> find_token(std::string_view id) = 0;
+  // Errc::not_found for an unknown id. Nodes that joined with it stay.
+  virtual Result<void> revoke_token(std::string_view id) = 0;
+  // Checks a presented token and, when it is ok, counts one use, atomically: of two concurrent
+  // uses of a one-use token exactly one gets ok, the other `used`.
+  virtual Result<TokenCheck> consume_token(const PresentedToken& token, TokenUse use,
+                                           UnixSeconds now) = 0;
+
+  // --- Nodes ---
+  // Registers a node, in one transaction: checks and consumes the token, names the node and
+  // allocates its addresses, and marks it online (last_seen = now). A node key already known
+  // keeps its name (unless its hostname changed) and its addresses; it needs no token (the
+  // control channel proved the key), and re-presenting the token it joined with is not a second
+  // use. A known key with a different token takes that token's tags and kind.
+  // Errc::mesh_full when no IPv4 address is free (the token is then not used up);
+  // Errc::conflict before ensure_mesh.
+  virtual Result<JoinResult> join_node(const NodeRegistration& node,
+                                       const std::optional<PresentedToken>& token,
+                                       UnixSeconds now) = 0;
+  virtual Result<std::vector<Node>> list_nodes() = 0;  // by name
+  virtual Result<std::optional<Node>> find_node(const wg::PublicKey& node_key) = 0;
+  virtual Result<std::optional<Node>> find_node_by_name(std::string_view name) = 0;
+  // Returns the removed node (the server sends a delta); Errc::not_found if there is none.
+  virtual Result<Node> remove_node(std::string_view name) = 0;
+  // online: last_seen = now, no disconnection time. Offline: disconnected_at = now, which
+  // starts an ephemeral node's grace period. Errc::not_found for an unknown key.
+  virtual Result<void> set_node_online(const wg::PublicKey& node_key, bool online,
+                                       UnixSeconds now) = 0;
+  virtual Result<void> touch_node(const wg::PublicKey& node_key, UnixSeconds now) = 0;
+  virtual Result<void> set_node_endpoints(const wg::PublicKey& node_key,
+                                          const std::vector<Endpoint>& endpoints,
+                                          std::string_view home_relay, UnixSeconds now) = 0;
+  // Removes ephemeral nodes offline since at least `grace` seconds; returns them.
+  virtual Result<std::vector<Node>> expire_ephemeral(UnixSeconds now, UnixSeconds grace) = 0;
+  // At server start: nobody is connected yet. Nodes marked online (a crash) or never seen
+  // disconnected become offline as of now.
+  virtual Result<void> mark_all_offline(UnixSeconds now) = 0;
+
+  // --- Relays ---
+  // Registers a relay with a relay token. The name is a DNS label; a relay key already known
+  // keeps its registration (re-presenting its own token is not a second use); a name held by
+  // another key is taken over, since only an admin's relay token gets this far.
+  virtual Result<RelayJoinResult> join_relay(const RelayRegistration& relay,
+                                             const PresentedToken& token, UnixSeconds now) = 0;
+  virtual Result<std::vector<Relay>> list_relays() = 0;  // by name
+  virtual Result<void> remove_relay(std::string_view name) = 0;
+
+  // --- Changes made by others ---
+  // Moves whenever another connection commits a change (see the header comment).
+  virtual Result<std::uint64_t> change_version() = 0;
+};
+
+}  // namespace knit::coordinator

@@ -1,0 +1,246 @@
+// Address allocation: the usable range of a prefix, IPv6 derived from IPv4, next-fit against a
+// naive reference, and, through the store, no reuse across nodes, stability per node key and a
+// clean mesh_full on a tiny prefix.
+#include <gtest/gtest.h>
+#include <stdlib.h>
+
+#include <filesystem>
+#include <set>
+
+#include "base/random.hpp"
+#include "coordinator/ipam.hpp"
+#include "coordinator/sqlite_store.hpp"
+
+namespace knit::coordinator {
+namespace {
+
+namespace fs = std::filesystem;
+
+IpPrefix prefix(const char* text) { return *IpPrefix::parse(text); }
+
+const IpPrefix kUla = prefix("fd12:3456:789a::/48");
+
+TEST(Ipam, UsableRangeSkipsNetworkFirstAndBroadcast) {
+  struct Case {
+    const char* prefix;
+    const char* first;
+    const char* last;
+    std::uint64_t capacity;
+  };
+  const Case cases[] = {
+      {"100.64.0.0/10", "100.64.0.2", "100.127.255.254", (1u << 22) - 3},
+      {"10.0.0.0/24", "10.0.0.2", "10.0.0.254", 253},
+      {"10.0.0.0/29", "10.0.0.2", "10.0.0.6", 5},
+      {"10.0.0.0/30", "10.0.0.2", "10.0.0.2", 1},
+  };
+  for (const auto& c : cases) {
+    SCOPED_TRACE(c.prefix);
+    auto ipam = Ipam::make(prefix(c.prefix), kUla);
+    ASSERT_TRUE(ipam);
+    EXPECT_EQ(IpAddress::v4(ipam->first_host()).to_string(), c.first);
+    EXPECT_EQ(IpAddress::v4(ipam->last_host()).to_string(), c.last);
+    EXPECT_EQ(ipam->capacity(), c.capacity);
+  }
+}
+
+TEST(Ipam, RefusesUnusablePrefixes) {
+  EXPECT_FALSE(Ipam::make(prefix("10.0.0.0/31"), kUla));
+  EXPECT_FALSE(Ipam::make(prefix("10.0.0.0/32"), kUla));
+  EXPECT_FALSE(Ipam::make(prefix("10.0.0.1/24"), kUla));  // host bits set
+  EXPECT_FALSE(Ipam::make(prefix("fd00::/64"), kUla));
+  EXPECT_FALSE(Ipam::make(prefix("10.0.0.0/24"), prefix("2001:db8::/48")));  // not a ULA
+  EXPECT_FALSE(Ipam::make(prefix("10.0.0.0/24"), prefix("fd00::/64")));
+  EXPECT_NE(Ipam::why_invalid_ipv4(prefix("10.0.0.1/24")).find("10.0.0.0/24"), std::string::npos);
+  EXPECT_TRUE(Ipam::why_invalid_ipv4(prefix("10.0.0.0/24")).empty());
+}
+
+TEST(Ipam, Ipv6IsTheUlaWithTheIpv4AsItsLastBits) {
+  auto ipam = Ipam::make(prefix("100.64.0.0/10"), kUla);
+  EXPECT_EQ(ipam->ipv6_for(*IpAddress::parse("100.64.0.2")).to_string(), "fd12:3456:789a::6440:2");
+  EXPECT_EQ(ipam->ipv6_for(*IpAddress::parse("100.127.255.254")).to_string(),
+            "fd12:3456:789a::647f:fffe");
+}
+
+TEST(Ipam, RandomUlaIsAFd48) {
+  SeededRandom rng(5);
+  IpPrefix a = random_ula_prefix(rng);
+  IpPrefix b = random_ula_prefix(rng);
+  EXPECT_EQ(a.length, 48);
+  EXPECT_EQ(a.address.bytes()[0], 0xfd);
+  for (int i = 6; i < 16; ++i) EXPECT_EQ(a.address.bytes()[i], 0);
+  EXPECT_NE(a, b);
+}
+
+TEST(Ipam, NextFitWrapsAroundAndReportsFull) {
+  auto ipam = Ipam::make(prefix("10.0.0.0/29"), kUla);  // .2 .. .6
+  std::set<std::uint32_t> used;
+  auto is_used = [&](std::uint32_t a) { return used.count(a) != 0; };
+  const std::uint32_t base = IpAddress::parse("10.0.0.0")->v4_host_order();
+
+  auto a = ipam->allocate(0, is_used);  // a cursor outside the range starts at the first host
+  ASSERT_EQ(a.status, Ipam::Status::ok);
+  EXPECT_EQ(a.ipv4.to_string(), "10.0.0.2");
+  EXPECT_EQ(a.next_cursor, base + 3);
+
+  used = {base + 2, base + 3, base + 4, base + 5};
+  a = ipam->allocate(base + 6, is_used);
+  EXPECT_EQ(a.ipv4.to_string(), "10.0.0.6");
+  EXPECT_EQ(a.next_cursor, base + 2);  // wraps
+
+  used.erase(base + 3);
+  used.insert(base + 6);
+  a = ipam->allocate(base + 5, is_used);
+  EXPECT_EQ(a.ipv4.to_string(), "10.0.0.3");  // wrapped past .6 to the free .3
+
+  used.insert(base + 3);
+  EXPECT_EQ(ipam->allocate(base + 4, is_used).status, Ipam::Status::mesh_full);
+}
+
+// Next-fit against the obvious reference: scan the range from the cursor, wrapping.
+TEST(Ipam, MatchesANaiveScanOnRandomOccupancy) {
+  auto ipam = Ipam::make(prefix("10.1.0.0/26"), kUla);
+  SeededRandom rng(11);
+  for (int round = 0; round < 500; ++round) {
+    std::set<std::uint32_t> used;
+    for (std::uint32_t a = ipam->first_host(); a <= ipam->last_host(); ++a)
+      if (rng.uniform(100) < 90) used.insert(a);
+    std::uint32_t cursor = ipam->first_host() + rng.uniform(70) - 3;
+    auto got = ipam->allocate(cursor, [&](std::uint32_t a) { return used.count(a) != 0; });
+
+    std::optional<std::uint32_t> want;
+    std::uint32_t start = ipam->contains(IpAddress::v4(cursor)) ? cursor : ipam->first_host();
+    for (std::uint64_t i = 0; i < ipam->capacity() && !want; ++i) {
+      std::uint32_t a = static_cast<std::uint32_t>(
+          ipam->first_host() + (start - ipam->first_host() + i) % ipam->capacity());
+      if (!used.count(a)) want = a;
+    }
+    if (!want) {
+      EXPECT_EQ(got.status, Ipam::Status::mesh_full);
+    } else {
+      ASSERT_EQ(got.status, Ipam::Status::ok);
+      EXPECT_EQ(got.ipv4.v4_host_order(), *want) << "round " << round;
+    }
+  }
+}
+
+// ---- through the store ----
+
+class TempDb {
+ public:
+  TempDb() {
+    std::string pattern = (fs::temp_directory_path() / "knit-ipam-XXXXXX").string();
+    dir_ = ::mkdtemp(pattern.data());
+  }
+  ~TempDb() {
+    std::error_code ec;
+    fs::remove_all(dir_, ec);
+  }
+  std::string path() const { return (dir_ / "knit.db").string(); }
+
+ private:
+  fs::path dir_;
+};
+
+wg::PublicKey key(std::uint8_t n) {
+  wg::PublicKey k{};
+  k.fill(n);
+  return k;
+}
+
+class StoreIpam : public ::testing::Test {
+ protected:
+  void open(const char* v4_prefix) {
+    auto s = SqliteStore::open(db_.path());
+    ASSERT_TRUE(s);
+    store_ = std::move(*s);
+    ASSERT_TRUE(store_->ensure_mesh(IpPrefix::parse(v4_prefix), rng_));
+    Token t;
+    t.id = "00000000000000aa";
+    t.secret_hash.fill(1);
+    t.reusable = true;
+    ASSERT_TRUE(store_->add_token(t));
+  }
+  Result<JoinResult> join(std::uint8_t n) {
+    SecretHash h{};
+    h.fill(1);
+    return store_->join_node(NodeRegistration{key(n), key(n), "host" + std::to_string(n), ""},
+                             PresentedToken{"00000000000000aa", h}, 100);
+  }
+
+  TempDb db_;
+  SeededRandom rng_{9};
+  std::unique_ptr<SqliteStore> store_;
+};
+
+TEST_F(StoreIpam, ExhaustionIsACleanMeshFullError) {
+  open("10.9.0.0/29");
+  std::set<std::string> v4, v6;
+  for (std::uint8_t n = 1; n <= 5; ++n) {
+    auto r = join(n);
+    ASSERT_TRUE(r) << r.error().message;
+    v4.insert(r->node.ipv4.to_string());
+    v6.insert(r->node.ipv6.to_string());
+  }
+  EXPECT_EQ(v4,
+            (std::set<std::string>{"10.9.0.2", "10.9.0.3", "10.9.0.4", "10.9.0.5", "10.9.0.6"}));
+  EXPECT_EQ(v6.size(), 5u);
+
+  auto full = join(6);
+  ASSERT_FALSE(full);
+  EXPECT_EQ(full.error().code, Errc::mesh_full);
+  EXPECT_NE(full.error().message.find("10.9.0.0/29"), std::string::npos);
+  EXPECT_FALSE(*store_->find_node(key(6)));
+  // A known key still re-joins when the mesh is full.
+  auto again = join(3);
+  ASSERT_TRUE(again);
+  EXPECT_EQ(again->node.ipv4.to_string(), "10.9.0.4");
+}
+
+TEST_F(StoreIpam, ASlash30HoldsOneNode) {
+  open("10.9.0.0/30");
+  auto r = join(1);
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->node.ipv4.to_string(), "10.9.0.2");
+  EXPECT_EQ(join(2).error().code, Errc::mesh_full);
+}
+
+TEST_F(StoreIpam, AddressesAreStablePerKeyAndNeverShared) {
+  open("10.9.0.0/24");
+  std::map<std::uint8_t, Node> first;
+  for (std::uint8_t n = 1; n <= 20; ++n) first[n] = join(n)->node;
+  std::set<IpAddress> seen;
+  for (auto& [n, node] : first) EXPECT_TRUE(seen.insert(node.ipv4).second);
+  for (std::uint8_t n = 1; n <= 20; ++n) {
+    auto again = join(n);
+    EXPECT_EQ(again->node.ipv4, first[n].ipv4);
+    EXPECT_EQ(again->node.ipv6, first[n].ipv6);
+  }
+}
+
+TEST_F(StoreIpam, FreedAddressesAreNotHandedOutAtOnce) {
+  open("10.9.0.0/29");  // .2 .. .6
+  for (std::uint8_t n = 1; n <= 3; ++n) ASSERT_TRUE(join(n));  // .2 .3 .4
+  ASSERT_TRUE(store_->remove_node("host2"));                   // frees .3
+  EXPECT_EQ(join(4)->node.ipv4.to_string(), "10.9.0.5");
+  EXPECT_EQ(join(5)->node.ipv4.to_string(), "10.9.0.6");
+  EXPECT_EQ(join(6)->node.ipv4.to_string(), "10.9.0.3");  // wrapped: the only free one
+  // Every live node still has a distinct address.
+  std::set<IpAddress> seen;
+  auto nodes = store_->list_nodes();
+  ASSERT_TRUE(nodes);
+  for (const auto& node : *nodes) EXPECT_TRUE(seen.insert(node.ipv4).second);
+}
+
+TEST_F(StoreIpam, TheAddressSurvivesReopening) {
+  open("10.9.0.0/24");
+  IpAddress before = join(1)->node.ipv4;
+  store_.reset();
+  auto s = SqliteStore::open(db_.path());
+  ASSERT_TRUE(s);
+  store_ = std::move(*s);
+  EXPECT_EQ(join(1)->node.ipv4, before);
+  EXPECT_NE(join(2)->node.ipv4, before);
+}
+
+}  // namespace
+}  // namespace knit::coordinator

@@ -1,0 +1,478 @@
+// The SQLite store on temporary files: every operation, reopening, schema migration from v1, and
+// two connections (an admin command and a running server) seeing each other's changes.
+#include <gtest/gtest.h>
+#include <stdlib.h>
+#include <sys/stat.h>
+
+#include <filesystem>
+
+#include "base/random.hpp"
+#include "coordinator/control_view.hpp"
+#include "coordinator/migrations.hpp"
+#include "coordinator/sqlite_store.hpp"
+#include "coordinator/state_dir.hpp"
+
+namespace knit::coordinator {
+namespace {
+
+namespace fs = std::filesystem;
+
+class TempDir {
+ public:
+  TempDir() {
+    std::string pattern = (fs::temp_directory_path() / "knit-store-XXXXXX").string();
+    path_ = ::mkdtemp(pattern.data());
+  }
+  ~TempDir() {
+    std::error_code ec;
+    fs::remove_all(path_, ec);
+  }
+  const fs::path& path() const { return path_; }
+  std::string db() const { return (path_ / "knit.db").string(); }
+
+ private:
+  fs::path path_;
+};
+
+wg::PublicKey key(std::uint8_t n) {
+  wg::PublicKey k{};
+  k.fill(n);
+  return k;
+}
+
+SecretHash hash(std::uint8_t n) {
+  SecretHash h{};
+  h.fill(n);
+  return h;
+}
+
+Token make_token(std::string id, std::uint8_t secret, bool reusable = true) {
+  Token t;
+  t.id = std::move(id);
+  t.secret_hash = hash(secret);
+  t.reusable = reusable;
+  t.created_at = 1000;
+  return t;
+}
+
+NodeRegistration reg(std::uint8_t n, std::string hostname) {
+  return NodeRegistration{key(n), key(static_cast<std::uint8_t>(n + 100)), std::move(hostname),
+                          "linux"};
+}
+
+PresentedToken presented(const Token& t) { return PresentedToken{t.id, t.secret_hash}; }
+
+class StoreTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    auto s = SqliteStore::open(dir_.db());
+    ASSERT_TRUE(s) << s.error().message;
+    store_ = std::move(*s);
+    ASSERT_TRUE(store_->ensure_mesh(std::nullopt, rng_));
+    ASSERT_TRUE(store_->add_token(token_));
+  }
+
+  Node join(std::uint8_t n, const std::string& hostname, UnixSeconds now = 2000) {
+    auto r = store_->join_node(reg(n, hostname), presented(token_), now);
+    EXPECT_TRUE(r) << (r ? "" : r.error().message);
+    EXPECT_EQ(r->token, TokenCheck::ok);
+    return r->node;
+  }
+
+  TempDir dir_;
+  SeededRandom rng_{42};
+  Token token_ = make_token("00000000000000aa", 7);
+  std::unique_ptr<SqliteStore> store_;
+};
+
+TEST_F(StoreTest, MeshSettingsAreFixedOnFirstUse) {
+  auto mesh = store_->mesh_settings();
+  ASSERT_TRUE(mesh && *mesh);
+  EXPECT_EQ((*mesh)->ipv4_prefix.to_string(), "100.64.0.0/10");
+  EXPECT_EQ((*mesh)->ipv6_prefix.length, 48);
+  EXPECT_EQ((*mesh)->ipv6_prefix.address.bytes()[0], 0xfd);
+
+  // Asking again with another seed keeps the ULA chosen the first time.
+  SeededRandom other(7);
+  auto again = store_->ensure_mesh(std::nullopt, other);
+  ASSERT_TRUE(again);
+  EXPECT_EQ(again->ipv6_prefix, (*mesh)->ipv6_prefix);
+}
+
+TEST_F(StoreTest, Ipv4PrefixChangesOnlyWhileTheMeshIsEmpty) {
+  auto changed = store_->ensure_mesh(IpPrefix::parse("10.77.0.0/16"), rng_);
+  ASSERT_TRUE(changed) << changed.error().message;
+  EXPECT_EQ(changed->ipv4_prefix.to_string(), "10.77.0.0/16");
+  Node a = join(1, "a");
+  EXPECT_EQ(a.ipv4.to_string(), "10.77.0.2");
+
+  auto refused = store_->ensure_mesh(IpPrefix::parse("10.88.0.0/16"), rng_);
+  ASSERT_FALSE(refused);
+  EXPECT_EQ(refused.error().code, Errc::conflict);
+  // The same prefix again is not a change.
+  EXPECT_TRUE(store_->ensure_mesh(IpPrefix::parse("10.77.0.0/16"), rng_));
+
+  auto bad = store_->ensure_mesh(IpPrefix::parse("10.77.0.1/16"), rng_);
+  ASSERT_FALSE(bad);
+  EXPECT_EQ(bad.error().code, Errc::invalid);
+  EXPECT_NE(bad.error().message.find("10.77.0.0/16"), std::string::npos);
+}
+
+TEST_F(StoreTest, ListenAddressIsRemembered) {
+  auto none = store_->listen_address();
+  ASSERT_TRUE(none);
+  EXPECT_FALSE(*none);
+  ASSERT_TRUE(store_->set_listen_address("coord.example.com:7443"));
+  auto some = store_->listen_address();
+  ASSERT_TRUE(some && *some);
+  EXPECT_EQ(**some, "coord.example.com:7443");
+}
+
+TEST_F(StoreTest, TokensAreStoredListedAndRevoked) {
+  Token t = make_token("0123456789abcdef", 9, false);
+  t.ephemeral = true;
+  t.expires_at = 5000;
+  t.tags = {"server", "db"};
+  ASSERT_TRUE(store_->add_token(t));
+  auto dup = store_->add_token(t);
+  ASSERT_FALSE(dup);
+  EXPECT_EQ(dup.error().code, Errc::conflict);
+
+  auto found = store_->find_token(t.id);
+  ASSERT_TRUE(found && *found);
+  EXPECT_EQ((*found)->secret_hash, t.secret_hash);
+  EXPECT_TRUE((*found)->ephemeral);
+  EXPECT_FALSE((*found)->reusable);
+  EXPECT_EQ((*found)->expires_at, 5000);
+  EXPECT_EQ((*found)->tags, t.tags);
+
+  auto all = store_->list_tokens();
+  ASSERT_TRUE(all);
+  ASSERT_EQ(all->size(), 2u);
+
+  ASSERT_TRUE(store_->revoke_token(t.id));
+  EXPECT_TRUE((*store_->find_token(t.id))->revoked);
+  auto missing = store_->revoke_token("ffffffffffffffff");
+  ASSERT_FALSE(missing);
+  EXPECT_EQ(missing.error().code, Errc::not_found);
+
+  Token bad_id = make_token("xyz", 1);
+  EXPECT_EQ(store_->add_token(bad_id).error().code, Errc::invalid);
+  Token bad_tag = make_token("1111111111111111", 1);
+  bad_tag.tags = {"Not Valid"};
+  EXPECT_EQ(store_->add_token(bad_tag).error().code, Errc::invalid);
+}
+
+TEST_F(StoreTest, JoinStoresEverythingTheNodeReported) {
+  Token tagged = make_token("00000000000000bb", 8);
+  tagged.tags = {"server"};
+  ASSERT_TRUE(store_->add_token(tagged));
+  auto r = store_->join_node(reg(1, "Laptop.local"), presented(tagged), 2000);
+  ASSERT_TRUE(r);
+  ASSERT_EQ(r->token, TokenCheck::ok);
+  EXPECT_TRUE(r->created);
+  const Node& n = r->node;
+  EXPECT_EQ(n.node_key, key(1));
+  EXPECT_EQ(n.disco_key, key(101));
+  EXPECT_EQ(n.name, "laptop");
+  EXPECT_EQ(n.hostname, "Laptop.local");
+  EXPECT_EQ(n.os, "linux");
+  EXPECT_EQ(n.ipv4.to_string(), "100.64.0.2");
+  EXPECT_TRUE(n.ipv6.is_v6());
+  EXPECT_EQ(n.tags, std::vector<std::string>{"server"});
+  EXPECT_EQ(n.token_id, tagged.id);
+  EXPECT_EQ(n.created_at, 2000);
+  EXPECT_EQ(n.last_seen, 2000);
+  EXPECT_TRUE(n.online);
+  EXPECT_FALSE(n.disconnected_at);
+  EXPECT_EQ((*store_->find_token(tagged.id))->uses, 1u);
+
+  auto by_name = store_->find_node_by_name("laptop");
+  ASSERT_TRUE(by_name && *by_name);
+  EXPECT_EQ((*by_name)->node_key, key(1));
+}
+
+TEST_F(StoreTest, UnknownKeyWithoutTokenIsRefused) {
+  auto r = store_->join_node(reg(1, "a"), std::nullopt, 2000);
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->token, TokenCheck::unknown);
+  EXPECT_TRUE(store_->list_nodes()->empty());
+
+  PresentedToken wrong{token_.id, hash(99)};
+  r = store_->join_node(reg(1, "a"), wrong, 2000);
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->token, TokenCheck::unknown);
+}
+
+TEST_F(StoreTest, KnownKeyRejoinsWithoutTokenAndKeepsItsAddresses) {
+  Node first = join(1, "laptop");
+  NodeRegistration again = reg(1, "laptop");
+  again.disco_key = key(55);  // a restarted agent makes a new disco key
+  again.os = "linux 6.1";
+  auto r = store_->join_node(again, std::nullopt, 3000);
+  ASSERT_TRUE(r);
+  ASSERT_EQ(r->token, TokenCheck::ok);
+  EXPECT_FALSE(r->created);
+  EXPECT_EQ(r->node.ipv4, first.ipv4);
+  EXPECT_EQ(r->node.ipv6, first.ipv6);
+  EXPECT_EQ(r->node.name, "laptop");
+  EXPECT_EQ(r->node.disco_key, key(55));
+  EXPECT_EQ(r->node.os, "linux 6.1");
+  EXPECT_EQ(r->node.created_at, 2000);
+  EXPECT_EQ(r->node.last_seen, 3000);
+}
+
+TEST_F(StoreTest, PresenceEndpointsAndRemoval) {
+  join(1, "a");
+  ASSERT_TRUE(store_->set_node_online(key(1), false, 2100));
+  auto n = *store_->find_node(key(1));
+  EXPECT_FALSE(n->online);
+  EXPECT_EQ(n->disconnected_at, 2100);
+  EXPECT_EQ(n->last_seen, 2100);
+
+  ASSERT_TRUE(store_->set_node_online(key(1), true, 2200));
+  n = *store_->find_node(key(1));
+  EXPECT_TRUE(n->online);
+  EXPECT_FALSE(n->disconnected_at);
+
+  std::vector<Endpoint> endpoints = {*Endpoint::parse("192.0.2.1:41641"),
+                                     *Endpoint::parse("[2001:db8::1]:41641")};
+  ASSERT_TRUE(store_->set_node_endpoints(key(1), endpoints, "fra", 2300));
+  ASSERT_TRUE(store_->touch_node(key(1), 2400));
+  n = *store_->find_node(key(1));
+  EXPECT_EQ(n->endpoints, endpoints);
+  EXPECT_EQ(n->home_relay, "fra");
+  EXPECT_EQ(n->last_seen, 2400);
+
+  EXPECT_EQ(store_->set_node_online(key(9), true, 1).error().code, Errc::not_found);
+  EXPECT_EQ(store_->touch_node(key(9), 1).error().code, Errc::not_found);
+  EXPECT_EQ(store_->set_node_endpoints(key(9), {}, "", 1).error().code, Errc::not_found);
+
+  auto removed = store_->remove_node("a");
+  ASSERT_TRUE(removed);
+  EXPECT_EQ(removed->node_key, key(1));
+  EXPECT_FALSE(*store_->find_node(key(1)));
+  EXPECT_EQ(store_->remove_node("a").error().code, Errc::not_found);
+}
+
+TEST_F(StoreTest, RecordsAsTheControlProtocolShowsThem) {
+  Node n = join(1, "a");
+  ASSERT_TRUE(store_->set_node_endpoints(key(1), {*Endpoint::parse("192.0.2.1:1")}, "fra", 2001));
+  n = **store_->find_node(key(1));
+  control::PeerInfo peer = peer_info(n);
+  EXPECT_EQ(peer.name, "a");
+  EXPECT_EQ(peer.node_key, key(1));
+  EXPECT_EQ(peer.ipv4, n.ipv4);
+  EXPECT_EQ(peer.home_relay, "fra");
+  EXPECT_EQ(peer.last_seen, 2001);
+  EXPECT_EQ(node_assignment(n).ipv6, n.ipv6);
+  EXPECT_EQ(error_code(TokenCheck::used), control::ErrorCode::token_used);
+  EXPECT_EQ(error_code(TokenCheck::wrong_kind), control::ErrorCode::token_invalid);
+  Relay relay{"fra", key(40), {"relay.example.com:443"}, 3478, 1};
+  EXPECT_EQ(relay_info(relay).addresses.at(0).to_string(), "relay.example.com:443");
+}
+
+TEST_F(StoreTest, MarkAllOfflineAtServerStart) {
+  join(1, "a");
+  join(2, "b");
+  ASSERT_TRUE(store_->set_node_online(key(2), false, 2050));
+  ASSERT_TRUE(store_->mark_all_offline(3000));
+  auto a = *store_->find_node(key(1));
+  auto b = *store_->find_node(key(2));
+  EXPECT_FALSE(a->online);
+  EXPECT_EQ(a->disconnected_at, 3000);
+  EXPECT_EQ(b->disconnected_at, 2050);  // already offline: its grace period keeps running
+}
+
+TEST_F(StoreTest, RelaysRegisterWithRelayTokens) {
+  Token relay_token = make_token("00000000000000cc", 3, false);
+  relay_token.relay = true;
+  ASSERT_TRUE(store_->add_token(relay_token));
+
+  RelayRegistration fra{"fra", key(40), {"relay.example.com:443", "[2001:DB8::0:1]:443"}, 3478};
+  // A node token does not register a relay, nor a relay token a node.
+  auto wrong = store_->join_relay(fra, presented(token_), 100);
+  ASSERT_TRUE(wrong);
+  EXPECT_EQ(wrong->token, TokenCheck::wrong_kind);
+  auto as_node = store_->join_node(reg(1, "a"), presented(relay_token), 100);
+  ASSERT_TRUE(as_node);
+  EXPECT_EQ(as_node->token, TokenCheck::wrong_kind);
+
+  auto r = store_->join_relay(fra, presented(relay_token), 100);
+  ASSERT_TRUE(r) << r.error().message;
+  ASSERT_EQ(r->token, TokenCheck::ok);
+  EXPECT_TRUE(r->created);
+  EXPECT_EQ(r->relay.addresses,
+            (std::vector<std::string>{"relay.example.com:443", "[2001:db8::1]:443"}));
+  EXPECT_EQ(r->relay.stun_port, 3478);
+
+  // The relay restarts and presents its one-use token again: not a second use.
+  fra.stun_port = 3479;
+  r = store_->join_relay(fra, presented(relay_token), 200);
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->token, TokenCheck::ok);
+  EXPECT_FALSE(r->created);
+  EXPECT_EQ(r->relay.stun_port, 3479);
+  EXPECT_EQ(r->relay.registered_at, 100);
+
+  // Another relay cannot reuse the one-use token.
+  RelayRegistration ams{"ams", key(41), {"ams.example.com:443"}, 0};
+  r = store_->join_relay(ams, presented(relay_token), 300);
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->token, TokenCheck::used);
+
+  auto bad = store_->join_relay(RelayRegistration{"Bad Name", key(42), {"x:1"}, 0},
+                                presented(relay_token), 300);
+  ASSERT_FALSE(bad);
+  EXPECT_EQ(bad.error().code, Errc::invalid);
+  bad = store_->join_relay(RelayRegistration{"x", key(42), {"no-port"}, 0},
+                           presented(relay_token), 300);
+  ASSERT_FALSE(bad);
+  EXPECT_EQ(bad.error().code, Errc::invalid);
+
+  auto relays = store_->list_relays();
+  ASSERT_TRUE(relays);
+  ASSERT_EQ(relays->size(), 1u);
+  EXPECT_EQ(relays->front().name, "fra");
+  ASSERT_TRUE(store_->remove_relay("fra"));
+  EXPECT_TRUE(store_->list_relays()->empty());
+  EXPECT_EQ(store_->remove_relay("fra").error().code, Errc::not_found);
+}
+
+TEST_F(StoreTest, ARelayNameMovesToTheNewestKey) {
+  Token relay_token = make_token("00000000000000cc", 3, true);
+  relay_token.relay = true;
+  ASSERT_TRUE(store_->add_token(relay_token));
+  ASSERT_TRUE(
+      store_->join_relay({"fra", key(40), {"a.example:443"}, 0}, presented(relay_token), 1));
+  // Reinstalled with a new key under the same name.
+  auto r = store_->join_relay({"fra", key(41), {"b.example:443"}, 0}, presented(relay_token), 2);
+  ASSERT_TRUE(r);
+  EXPECT_TRUE(r->created);
+  auto relays = *store_->list_relays();
+  ASSERT_EQ(relays.size(), 1u);
+  EXPECT_EQ(relays[0].node_key, key(41));
+}
+
+TEST(StoreReopen, StateSurvivesReopening) {
+  TempDir dir;
+  SeededRandom rng(1);
+  IpPrefix ula;
+  {
+    auto store = SqliteStore::open(dir.db());
+    ASSERT_TRUE(store);
+    ula = (*store)->ensure_mesh(std::nullopt, rng)->ipv6_prefix;
+    ASSERT_TRUE((*store)->add_token(make_token("00000000000000aa", 1)));
+    auto r = (*store)->join_node(reg(1, "a"), PresentedToken{"00000000000000aa", hash(1)}, 10);
+    ASSERT_TRUE(r && r->token == TokenCheck::ok);
+  }
+  auto store = SqliteStore::open(dir.db());
+  ASSERT_TRUE(store);
+  EXPECT_EQ((*(*store)->mesh_settings())->ipv6_prefix, ula);
+  auto nodes = (*store)->list_nodes();
+  ASSERT_TRUE(nodes);
+  ASSERT_EQ(nodes->size(), 1u);
+  EXPECT_EQ(nodes->front().name, "a");
+  EXPECT_EQ((*(*store)->find_token("00000000000000aa"))->uses, 1u);
+}
+
+TEST(StoreMigrations, AVersionOneDatabaseIsMigratedKeepingItsRows) {
+  TempDir dir;
+  {
+    auto db = Database::open(dir.db());
+    ASSERT_TRUE(db);
+    ASSERT_TRUE(migrate(*db, 1));
+    EXPECT_EQ(*schema_version(*db), 1);
+    // Rows as a v1 coordinator wrote them: no disconnected_at, no relays table.
+    ASSERT_TRUE(db->exec(
+        "INSERT INTO settings VALUES ('ipv4_prefix', '100.64.0.0/10'), "
+        "('ipv6_prefix', 'fd11:2233:4455::/48'), ('ipv4_cursor', '1681915907');"
+        "INSERT INTO tokens (id, secret_hash, reusable, tags, created_at) VALUES "
+        "('00000000000000aa', zeroblob(32), 1, 'server', 5);"
+        "INSERT INTO nodes (node_key, disco_key, name, hostname, ipv4, ipv6, token_id, "
+        "created_at, ephemeral) VALUES ('AQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQE=', "
+        "'AgICAgICAgICAgICAgICAgICAgICAgICAgICAgICAgI=', 'old', 'old', '100.64.0.2', "
+        "'fd11:2233:4455::6440:2', '00000000000000aa', 5, 1);"));
+    auto relays = db->prepare("SELECT 1 FROM relays");
+    EXPECT_FALSE(relays);  // not in v1
+  }
+  auto store = SqliteStore::open(dir.db());
+  ASSERT_TRUE(store) << store.error().message;
+  {
+    auto db = Database::open(dir.db());
+    EXPECT_EQ(*schema_version(*db), latest_schema_version());
+  }
+  auto node = (*store)->find_node_by_name("old");
+  ASSERT_TRUE(node && *node);
+  EXPECT_EQ((*node)->ipv4.to_string(), "100.64.0.2");
+  EXPECT_EQ((*node)->node_key, key(1));
+  EXPECT_FALSE((*node)->disconnected_at);
+  // The v2 features work on the migrated rows.
+  ASSERT_TRUE((*store)->set_node_online(key(1), false, 100));
+  auto gone = (*store)->expire_ephemeral(100 + kDefaultEphemeralGrace, kDefaultEphemeralGrace);
+  ASSERT_TRUE(gone);
+  EXPECT_EQ(gone->size(), 1u);
+  EXPECT_TRUE((*store)->list_relays());
+}
+
+TEST(StoreMigrations, ANewerDatabaseIsRefused) {
+  TempDir dir;
+  {
+    auto db = Database::open(dir.db());
+    ASSERT_TRUE(migrate(*db));
+    ASSERT_TRUE(db->exec("INSERT INTO schema_version (version) VALUES (999)"));
+  }
+  auto store = SqliteStore::open(dir.db());
+  ASSERT_FALSE(store);
+  EXPECT_EQ(store.error().code, Errc::newer_schema);
+}
+
+TEST(StoreMigrations, StepsAreNumberedInOrder) {
+  int expected = 1;
+  for (const auto& step : migrations()) EXPECT_EQ(step.version, expected++);
+  EXPECT_EQ(latest_schema_version(), expected - 1);
+}
+
+TEST(StoreConnections, AdminAndServerSeeEachOthersChanges) {
+  TempDir dir;
+  SeededRandom rng(3);
+  auto server = SqliteStore::open(dir.db());
+  auto admin = SqliteStore::open(dir.db());
+  ASSERT_TRUE(server && admin);
+  ASSERT_TRUE((*server)->ensure_mesh(std::nullopt, rng));
+
+  std::uint64_t seen = *(*server)->change_version();
+  // The server's own writes do not move its change version.
+  ASSERT_TRUE((*server)->set_listen_address("192.0.2.1:7443"));
+  EXPECT_EQ(*(*server)->change_version(), seen);
+
+  // An admin command creates a token: the server notices and finds it.
+  ASSERT_TRUE((*admin)->add_token(make_token("00000000000000aa", 1)));
+  std::uint64_t after_token = *(*server)->change_version();
+  EXPECT_NE(after_token, seen);
+  auto r = (*server)->join_node(reg(1, "a"), PresentedToken{"00000000000000aa", hash(1)}, 10);
+  ASSERT_TRUE(r && r->token == TokenCheck::ok);
+  EXPECT_EQ((*admin)->list_nodes()->size(), 1u);
+  EXPECT_EQ(**(*admin)->listen_address(), "192.0.2.1:7443");
+
+  // The admin removes the node: the server's version moves and the node is gone for it too.
+  ASSERT_TRUE((*admin)->remove_node("a"));
+  EXPECT_NE(*(*server)->change_version(), after_token);
+  EXPECT_FALSE(*(*server)->find_node(key(1)));
+}
+
+TEST(StateDir, IsCreatedPrivate) {
+  TempDir dir;
+  fs::path state = dir.path() / "nested" / "state";
+  EXPECT_FALSE(has_state(state));
+  ASSERT_TRUE(prepare_state_dir(state));
+  struct stat st {};
+  ASSERT_EQ(::stat(state.c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 0777, 0700u);
+  auto store = open_store(state);
+  ASSERT_TRUE(store);
+  EXPECT_TRUE(has_state(state));
+}
+
+}  // namespace
+}  // namespace knit::coordinator
