@@ -3,11 +3,12 @@
 #include <iostream>
 
 #include "coordinator/admin_cli.hpp"
+#include "coordinator/serve_command.hpp"
 
 int main(int argc, char** argv) {
   knit::SystemRandom rng;
   knit::coordinator::CliContext ctx{
       std::cout, std::cerr,
       [] { return static_cast<knit::coordinator::UnixSeconds>(std::time(nullptr)); }, rng};
-  return knit::coordinator::run_cli(argc, argv, ctx);
+  return knit::coordinator::run_cli(argc, argv, ctx, {knit::coordinator::add_serve_command});
 }

@@ -1,0 +1,344 @@
+#include "coordinator/agent_session.hpp"
+
+#include <sodium.h>
+
+#include <array>
+#include <type_traits>
+#include <utility>
+#include <variant>
+
+#include "base/log.hpp"
+
+namespace knit::coordinator {
+
+namespace {
+
+using SteadyClock = std::chrono::steady_clock;
+
+constexpr std::string_view kLog = "coordinator";
+// Frames handed to one gathered write: fewer system calls when deltas pile up.
+constexpr std::size_t kMaxFramesPerWrite = 64;
+constexpr std::size_t kReadChunk = 64 * 1024;
+
+ByteSpan bytes_of(std::string_view text) {
+  return ByteSpan(reinterpret_cast<const std::uint8_t*>(text.data()), text.size());
+}
+
+std::string endpoint_text(const asio::ip::tcp::endpoint& endpoint) {
+  const auto address = endpoint.address();
+  std::string host = address.to_string();
+  if (address.is_v6()) host = "[" + host + "]";
+  return host + ":" + std::to_string(endpoint.port());
+}
+
+}  // namespace
+
+std::string_view to_string(CloseReason reason) {
+  switch (reason) {
+    case CloseReason::peer_closed: return "closed by the agent";
+    case CloseReason::io_error: return "connection error";
+    case CloseReason::handshake_failed: return "handshake failed";
+    case CloseReason::malformed: return "malformed message";
+    case CloseReason::timeout: return "timed out";
+    case CloseReason::overflow: return "send queue overflow";
+    case CloseReason::refused: return "registration refused";
+    case CloseReason::replaced: return "replaced by a new connection";
+    case CloseReason::removed: return "node removed";
+    case CloseReason::shutdown: return "server stopping";
+  }
+  return "closed";
+}
+
+AgentSession::AgentSession(Socket socket, const wg::PrivateKey& coordinator_key, Random& rng,
+                           SessionHost& host, const SessionLimits& limits)
+    : socket_(std::move(socket)),
+      timer_(socket_.get_executor()),
+      rng_(rng),
+      host_(host),
+      limits_(limits),
+      channel_(control::Channel::responder(coordinator_key, control::kMaxAgentFrameSize)),
+      queue_limit_(limits.send_queue_bytes) {
+  std::error_code ec;
+  const auto endpoint = socket_.remote_endpoint(ec);
+  remote_ = ec ? std::string("?") : endpoint_text(endpoint);
+}
+
+AgentSession::~AgentSession() = default;
+
+void AgentSession::start() {
+  std::error_code ignored;
+  socket_.non_blocking(true, ignored);  // reads happen only once the socket is readable
+  phase_started_ = SteadyClock::now();
+  last_received_ = phase_started_;
+  arm_timer();
+  read();
+}
+
+// ---- input ----
+
+// Waits for the socket to be readable and only then reads, into one buffer all sessions share:
+// ten thousand idle agents hold no read buffer each.
+void AgentSession::read() {
+  socket_.async_wait(Socket::wait_read, [self = shared_from_this()](std::error_code ec) {
+    self->on_readable(ec);
+  });
+}
+
+void AgentSession::on_readable(std::error_code ec) {
+  if (closing()) return;
+  static std::array<std::uint8_t, kReadChunk> buffer;  // one event loop thread (server.hpp)
+  std::size_t size = 0;
+  if (!ec) {
+    size = socket_.read_some(asio::buffer(buffer), ec);
+    if (ec == asio::error::would_block || ec == asio::error::try_again) {
+      read();
+      return;
+    }
+  }
+  if (ec) {
+    if (ec == asio::error::operation_aborted) return;
+    const bool by_peer = ec == asio::error::eof || ec == asio::error::connection_reset;
+    close(by_peer ? CloseReason::peer_closed : CloseReason::io_error);
+    return;
+  }
+  ByteSpan input(buffer.data(), size);
+  while (!input.empty() && !closing()) {
+    control::ChannelEvent event = channel_.feed(input);
+    switch (event.kind) {
+      case control::ChannelEvent::Kind::need_more:
+        break;
+      case control::ChannelEvent::Kind::request:
+        on_request(event.data);
+        break;
+      case control::ChannelEvent::Kind::message:
+        on_message(event.data);
+        break;
+      case control::ChannelEvent::Kind::handshake_done:  // only an initiator sees this
+        on_channel_error(control::ChannelError::wrong_state);
+        break;
+      case control::ChannelEvent::Kind::error:
+        on_channel_error(event.error);
+        break;
+    }
+  }
+  if (!closing()) read();
+}
+
+void AgentSession::on_request(Bytes& payload) {
+  control::ParseResult parsed = control::parse_message(
+      std::string_view(reinterpret_cast<const char*>(payload.data()), payload.size()));
+  sodium_memzero(payload.data(), payload.size());  // it carries the join token
+  auto* request = std::get_if<control::RegisterRequest>(&parsed);
+  if (request == nullptr) {
+    ++host_.session_counters().malformed;
+    const auto* error = std::get_if<control::ParseError>(&parsed);
+    log(LogLevel::info, kLog, remote_, ": message 1 is not a register request (",
+        error ? error->describe() : std::string("another message type"), ")");
+    close(CloseReason::malformed);
+    return;
+  }
+  node_key_ = channel_.remote_static();
+  const control::RegisterResponse response = host_.on_register(*this, *request);
+  if (request->token) sodium_memzero(request->token->data(), request->token->size());
+  // From here the server holds this session as the node's: if answering fails, closing tells it.
+  registered_ = response.ok;
+  if (closing()) return;
+
+  const std::string answer = control::encode(response);
+  Bytes frame;
+  if (channel_.answer(rng_, bytes_of(answer), frame) != control::ChannelError::ok) {
+    ++host_.session_counters().handshake_failures;
+    close(CloseReason::handshake_failed);
+    return;
+  }
+  phase_ = Phase::open;
+  last_received_ = SteadyClock::now();
+  arm_timer();  // from the handshake's deadline to the idle one
+  if (!enqueue(std::move(frame))) return;
+  if (!response.ok) {
+    ++host_.session_counters().rejected;
+    close_after({}, CloseReason::refused);
+    return;
+  }
+  ++host_.session_counters().registered;
+  host_.on_open(*this);
+}
+
+void AgentSession::on_message(const Bytes& plaintext) {
+  last_received_ = SteadyClock::now();
+  control::ParseResult parsed = control::parse_message(
+      std::string_view(reinterpret_cast<const char*>(plaintext.data()), plaintext.size()));
+  std::visit(
+      [this](auto& message) {
+        using T = std::decay_t<decltype(message)>;
+        if constexpr (std::is_same_v<T, control::EndpointUpdate>) {
+          host_.on_endpoints(*this, message);
+        } else if constexpr (std::is_same_v<T, control::Ping>) {
+          send(control::encode(control::Pong{message.seq}));
+        } else if constexpr (std::is_same_v<T, control::NatReport>) {
+          host_.on_nat_report(*this, message);
+        } else {
+          ++host_.session_counters().malformed;
+          if constexpr (std::is_same_v<T, control::ParseError>)
+            log(LogLevel::info, kLog, remote_, ": ", message.describe());
+          else
+            log(LogLevel::info, kLog, remote_, ": a message an agent may not send");
+          close(CloseReason::malformed);
+        }
+      },
+      parsed);
+}
+
+void AgentSession::on_channel_error(control::ChannelError error) {
+  if (phase_ == Phase::handshake) {
+    ++host_.session_counters().handshake_failures;
+    log(LogLevel::debug, kLog, remote_, ": handshake failed: ", control::to_string(error));
+    close(CloseReason::handshake_failed);
+  } else {
+    ++host_.session_counters().malformed;
+    log(LogLevel::info, kLog, remote_, ": channel error: ", control::to_string(error));
+    close(CloseReason::malformed);
+  }
+}
+
+// ---- output ----
+
+bool AgentSession::send(std::string_view message) {
+  if (closing() || phase_ != Phase::open) return false;
+  Bytes frame;
+  if (const auto error = channel_.seal(bytes_of(message), frame);
+      error != control::ChannelError::ok) {
+    log(LogLevel::warn, kLog, remote_, ": cannot send a message: ", control::to_string(error));
+    close(CloseReason::io_error);
+    return false;
+  }
+  return enqueue(std::move(frame));
+}
+
+bool AgentSession::send_map(std::string_view message) {
+  // The frame is 16 bytes longer than the message, plus its header.
+  queue_limit_ = limits_.send_queue_bytes + message.size() + control::kAeadTagSize +
+                 control::kFrameHeaderSize;
+  return send(message);
+}
+
+bool AgentSession::enqueue(Bytes frame) {
+  queued_bytes_ += frame.size();
+  if (queued_bytes_ > queue_limit_) {
+    ++host_.session_counters().queue_overflows;
+    log(LogLevel::info, kLog, remote_, ": send queue over ", queue_limit_,
+        " bytes: disconnecting");
+    close(CloseReason::overflow);
+    return false;
+  }
+  queue_.push_back(std::move(frame));
+  if (!write_pending_) write();
+  return true;
+}
+
+void AgentSession::write() {
+  writing_.clear();
+  std::vector<asio::const_buffer> buffers;
+  while (!queue_.empty() && writing_.size() < kMaxFramesPerWrite) {
+    writing_.push_back(std::move(queue_.front()));
+    queue_.pop_front();
+  }
+  buffers.reserve(writing_.size());
+  for (const Bytes& frame : writing_) buffers.push_back(asio::buffer(frame));
+  write_pending_ = true;
+  asio::async_write(socket_, buffers,
+                    [self = shared_from_this()](std::error_code ec, std::size_t) {
+                      self->on_write(ec);
+                    });
+}
+
+void AgentSession::on_write(std::error_code ec) {
+  write_pending_ = false;
+  if (closed_) return;
+  if (ec) {
+    if (ec != asio::error::operation_aborted) close(CloseReason::io_error);
+    return;
+  }
+  for (const Bytes& frame : writing_) queued_bytes_ -= frame.size();
+  writing_.clear();
+  if (!queue_.empty()) {
+    write();
+  } else if (flushing_) {
+    finish();
+  }
+}
+
+// ---- closing ----
+
+void AgentSession::close_after(std::string_view last, CloseReason reason) {
+  if (closing()) return;
+  if (!last.empty() && !send(last)) return;
+  flushing_ = true;
+  close_reason_ = reason;
+  phase_ = Phase::flushing;
+  phase_started_ = SteadyClock::now();
+  if (!write_pending_ && queue_.empty()) {
+    finish();
+    return;
+  }
+  arm_timer();
+}
+
+void AgentSession::finish() {
+  // Everything was written: a FIN after it, rather than a reset that could overtake it.
+  std::error_code ignored;
+  socket_.shutdown(Socket::shutdown_send, ignored);
+  close(close_reason_);
+}
+
+void AgentSession::close(CloseReason reason) {
+  if (closed_) return;
+  closed_ = true;
+  flushing_ = false;
+  std::error_code ignored;
+  socket_.close(ignored);
+  timer_.cancel();
+  queue_.clear();  // writing_ stays until the aborted write hands it back
+  queued_bytes_ = 0;
+  host_.on_closed(*this, reason);
+}
+
+// ---- timers ----
+
+std::chrono::steady_clock::time_point AgentSession::deadline() const {
+  switch (phase_) {
+    case Phase::handshake: return phase_started_ + limits_.handshake_timeout;
+    case Phase::open: return last_received_ + limits_.idle_timeout;
+    case Phase::flushing: return phase_started_ + limits_.flush_timeout;
+  }
+  return phase_started_;
+}
+
+// One wait at a time: re-arming bumps the generation, so a wake-up already queued for an older
+// deadline does nothing. Activity only moves last_received_; the wait finds out when it fires.
+void AgentSession::arm_timer() {
+  const std::uint64_t generation = ++timer_generation_;
+  timer_.expires_at(deadline());
+  timer_.async_wait([self = shared_from_this(), generation](std::error_code ec) {
+    if (ec == asio::error::operation_aborted || self->closed_ ||
+        generation != self->timer_generation_)
+      return;
+    self->on_timer();
+  });
+}
+
+void AgentSession::on_timer() {
+  if (SteadyClock::now() < deadline()) {
+    arm_timer();
+    return;
+  }
+  ++host_.session_counters().timeouts;
+  log(LogLevel::info, kLog, remote_, ": ",
+      phase_ == Phase::handshake ? "no handshake in time"
+      : phase_ == Phase::open    ? "idle too long"
+                                 : "could not flush in time",
+      ": disconnecting");
+  close(CloseReason::timeout);
+}
+
+}  // namespace knit::coordinator

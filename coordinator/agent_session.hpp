@@ -1,0 +1,171 @@
+// One agent's control connection, as the coordinator sees it: a TCP stream carrying the Noise
+// IK channel (control/channel.hpp), on the server's single-threaded Asio event loop.
+//
+//   accept ──► handshake ──(message 1: register request)──► answered ──► open ──► closed
+//              ≤ 10 s                                        │ refused: the answer is flushed,
+//                                                            ▼ then the connection closes
+//
+// Everything the agent sends is hostile until it parses: a frame over 1 MiB
+// (kMaxAgentFrameSize), a frame that does not decrypt, JSON that is not a message an agent may
+// send, a handshake not done within the handshake timeout or no message for the idle timeout
+// closes this connection and nothing else. Outgoing frames wait in a queue bounded in bytes; an
+// agent that does not read fast enough to keep it under the bound is disconnected (it comes back
+// for a full map). The session decides nothing about the mesh: it hands what the agent said to
+// its SessionHost (the server) and sends what it is given.
+#pragma once
+
+#include <asio.hpp>
+
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <deque>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "base/bytes.hpp"
+#include "base/random.hpp"
+#include "control/channel.hpp"
+#include "control/messages.hpp"
+#include "wg/keys.hpp"
+
+namespace knit::coordinator {
+
+// What the server counts about its connections (logged at shutdown).
+struct ServerCounters {
+  std::uint64_t accepted = 0;            // TCP connections accepted
+  std::uint64_t refused_connections = 0;  // closed at once: too many connections
+  std::uint64_t handshake_failures = 0;  // garbage, wrong key, oversized frame before the answer
+  std::uint64_t malformed = 0;           // unparsable or unexpected messages, bad frames after it
+  std::uint64_t queue_overflows = 0;     // agents too slow to read what they were sent
+  std::uint64_t timeouts = 0;            // handshake not done in time, or idle too long
+  std::uint64_t registered = 0;          // register requests answered ok
+  std::uint64_t rejected = 0;            // register requests refused (token, unknown key, ...)
+};
+
+enum class CloseReason {
+  peer_closed,       // the agent closed the connection
+  io_error,          // a socket error
+  handshake_failed,  // the channel failed before the node was answered
+  malformed,         // a message (or frame) the agent may not send
+  timeout,           // handshake or idle timeout, or the refusal could not be flushed in time
+  overflow,          // the send queue went over its bound
+  refused,           // the register request was refused; the answer said why
+  replaced,          // the same node key connected again
+  removed,           // the node was removed from the mesh
+  shutdown,          // the server is stopping
+};
+
+std::string_view to_string(CloseReason reason);
+
+struct SessionLimits {
+  std::chrono::steady_clock::duration handshake_timeout = std::chrono::seconds(10);
+  std::chrono::steady_clock::duration idle_timeout = std::chrono::seconds(45);
+  // How long a refusal or a last message may take to reach the agent before closing anyway.
+  std::chrono::steady_clock::duration flush_timeout = std::chrono::seconds(5);
+  // Bytes waiting to be written, beyond the last full peer map (which may be several MiB).
+  std::size_t send_queue_bytes = std::size_t{4} << 20;
+};
+
+class AgentSession;
+
+// The server, as a session needs it. Every call is made on the event loop, from inside one of
+// the session's handlers; a call may close the session it is given.
+class SessionHost {
+ public:
+  // Message 1 was read and parsed: decide. The session sends the answer; after an ok one it is
+  // the node's session (registered()) until on_closed, even if answering fails.
+  virtual control::RegisterResponse on_register(AgentSession& session,
+                                                const control::RegisterRequest& request) = 0;
+  // The agent was answered ok: send it what it needs first (relay map, full peer map).
+  virtual void on_open(AgentSession& session) = 0;
+  virtual void on_endpoints(AgentSession& session, const control::EndpointUpdate& update) = 0;
+  virtual void on_nat_report(AgentSession& session, const control::NatReport& report) = 0;
+  // The session closed (once). It must not be destroyed from inside this call.
+  virtual void on_closed(AgentSession& session, CloseReason reason) = 0;
+  virtual ServerCounters& session_counters() = 0;
+
+ protected:
+  ~SessionHost() = default;
+};
+
+class AgentSession : public std::enable_shared_from_this<AgentSession> {
+ public:
+  using Socket = asio::ip::tcp::socket;
+
+  // coordinator_key and rng are used while the session lives; host must outlive its open state
+  // (after close() the session never calls it).
+  AgentSession(Socket socket, const wg::PrivateKey& coordinator_key, Random& rng,
+               SessionHost& host, const SessionLimits& limits);
+  ~AgentSession();
+  AgentSession(const AgentSession&) = delete;
+  AgentSession& operator=(const AgentSession&) = delete;
+
+  // Starts reading and the handshake timer. Call on a session owned by a shared_ptr.
+  void start();
+
+  // Seals a message and queues it. false when the session is closed or closing, or when the
+  // message made the queue overflow (the session is then closed).
+  bool send(std::string_view message);
+  // The same for a full peer map: the queue may hold this map on top of its usual bound.
+  bool send_map(std::string_view message);
+  // Closes at once; pending output is dropped. Idempotent.
+  void close(CloseReason reason);
+  // Sends `last` (if not empty) after what is queued, then closes; closes anyway after the
+  // flush timeout. Reads stop at once.
+  void close_after(std::string_view last, CloseReason reason);
+
+  bool closed() const { return closed_; }
+  bool closing() const { return closed_ || flushing_; }
+  // The server accepted the node (the answer says ok): the session receives peer-map updates,
+  // and its end takes the node offline unless a newer session replaced it.
+  bool registered() const { return registered_; }
+  // Known once message 1 was read.
+  const control::NodeKey& node_key() const { return node_key_; }
+  // "192.0.2.1:40000", for logs.
+  const std::string& remote() const { return remote_; }
+  std::size_t queued_bytes() const { return queued_bytes_; }
+
+ private:
+  enum class Phase { handshake, open, flushing };
+
+  void read();
+  void on_readable(std::error_code ec);
+  void on_request(Bytes& payload);
+  void on_message(const Bytes& plaintext);
+  void on_channel_error(control::ChannelError error);
+  bool enqueue(Bytes frame);
+  void write();
+  void on_write(std::error_code ec);
+  void arm_timer();
+  void on_timer();
+  std::chrono::steady_clock::time_point deadline() const;
+  void finish();
+
+  Socket socket_;
+  asio::steady_timer timer_;
+  std::uint64_t timer_generation_ = 0;  // a wake-up from an older arm_timer() is ignored
+  Random& rng_;
+  SessionHost& host_;
+  SessionLimits limits_;
+  control::Channel channel_;
+  control::NodeKey node_key_{};
+  std::string remote_;
+  Phase phase_ = Phase::handshake;
+  bool registered_ = false;
+  bool flushing_ = false;
+  bool closed_ = false;
+  CloseReason close_reason_ = CloseReason::shutdown;
+  std::chrono::steady_clock::time_point phase_started_;
+  std::chrono::steady_clock::time_point last_received_;
+
+  std::deque<Bytes> queue_;      // sealed frames not yet handed to the socket
+  std::vector<Bytes> writing_;   // frames of the write in progress
+  bool write_pending_ = false;
+  std::size_t queued_bytes_ = 0;  // queue_ and writing_
+  std::size_t queue_limit_;
+};
+
+}  // namespace knit::coordinator

@@ -1,0 +1,150 @@
+#include "coordinator/serve_command.hpp"
+
+#include <asio.hpp>
+#include <sys/resource.h>
+
+#include <csignal>
+#include <filesystem>
+#include <memory>
+#include <optional>
+#include <string>
+#include <system_error>
+
+#include "base/log.hpp"
+#include "control/host_port.hpp"
+#include "coordinator/key_file.hpp"
+#include "coordinator/server.hpp"
+#include "coordinator/state_dir.hpp"
+#include "coordinator/tokens.hpp"
+
+namespace knit::coordinator {
+
+namespace {
+
+namespace fs = std::filesystem;
+
+constexpr std::string_view kLog = "coordinator";
+
+struct ServeOptions {
+  std::string listen;
+  std::string ephemeral_grace = "10m";
+};
+
+template <typename T>
+T take(Result<T>&& result) {
+  if (!result) throw CliError(result.error().message);
+  return std::move(result).value();
+}
+
+void check(Result<void>&& result) {
+  if (!result) throw CliError(result.error().message);
+}
+
+// The mesh's settings. --ipv4-prefix only counts while the mesh has no node yet: after that the
+// addresses handed out fix it, and serve goes on with the stored prefix.
+MeshSettings fix_mesh(Store& store, const CliGlobals& globals, Random& rng) {
+  std::optional<IpPrefix> prefix;
+  if (!globals.ipv4_prefix.empty()) {
+    prefix = IpPrefix::parse(globals.ipv4_prefix);
+    if (!prefix || !prefix->address.is_v4())
+      throw CliError("--ipv4-prefix " + globals.ipv4_prefix +
+                     " is not an IPv4 prefix such as 100.64.0.0/10");
+  }
+  auto mesh = store.ensure_mesh(prefix, rng);
+  if (!mesh && mesh.error().code == Errc::conflict && prefix) {
+    MeshSettings current = take(store.ensure_mesh(std::nullopt, rng));
+    log(LogLevel::warn, kLog, "--ipv4-prefix ", globals.ipv4_prefix,
+        " ignored: the mesh already has nodes in ", current.ipv4_prefix.to_string());
+    return current;
+  }
+  return take(std::move(mesh));
+}
+
+asio::ip::tcp::endpoint listen_endpoint(asio::io_context& io, const control::HostPort& listen) {
+  if (auto ip = listen.ip()) {
+    std::error_code ec;
+    const auto address = asio::ip::make_address(listen.host, ec);
+    if (!ec) return asio::ip::tcp::endpoint(address, listen.port);
+  }
+  asio::ip::tcp::resolver resolver(io);
+  std::error_code ec;
+  const auto results = resolver.resolve(listen.host, std::to_string(listen.port),
+                                        asio::ip::tcp::resolver::passive, ec);
+  if (ec || results.empty())
+    throw CliError("--listen: cannot resolve " + listen.host +
+                   (ec ? ": " + ec.message() : std::string()));
+  return results.begin()->endpoint();
+}
+
+// Every agent holds a descriptor: take the whole hard limit rather than the usual 1024.
+void raise_descriptor_limit() {
+  rlimit limit{};
+  if (::getrlimit(RLIMIT_NOFILE, &limit) != 0 || limit.rlim_cur >= limit.rlim_max) return;
+  rlimit raised = limit;
+  raised.rlim_cur = limit.rlim_max;
+  if (::setrlimit(RLIMIT_NOFILE, &raised) != 0)
+    log(LogLevel::warn, kLog, "cannot raise the open file limit from ", limit.rlim_cur,
+        ": fewer agents can connect");
+}
+
+int serve(const CliGlobals& globals, CliContext& ctx, const ServeOptions& o) {
+  const auto listen = control::HostPort::parse(o.listen);
+  if (!listen)
+    throw CliError("--listen " + o.listen +
+                   " is not HOST:PORT, such as 0.0.0.0:7400, [::]:7400 or coord.example.com:7400");
+  const auto grace = parse_duration(o.ephemeral_grace);
+  if (!grace)
+    throw CliError("--ephemeral-grace " + o.ephemeral_grace +
+                   " is not a duration such as 10m, 1h or 2d");
+
+  check(prepare_state_dir(globals.state_dir));
+  auto store = take(open_store(globals.state_dir));
+  const MeshSettings mesh = fix_mesh(*store, globals, ctx.rng);
+  const auto key = take(load_or_create_key(fs::path(globals.state_dir) / kKeyFile, ctx.rng));
+
+  raise_descriptor_limit();
+  asio::io_context io;
+  ServerOptions options;
+  options.ephemeral_grace = *grace;
+  options.now = ctx.now;
+  Server server(io, *store, key.private_key, mesh, ctx.rng, options);
+  try {
+    server.start(listen_endpoint(io, *listen));
+  } catch (const std::system_error& e) {
+    throw CliError("cannot listen on " + listen->to_string() + ": " + e.code().message());
+  } catch (const std::runtime_error& e) {
+    throw CliError(e.what());
+  }
+  // Only an address that worked goes into tokens.
+  check(store->set_listen_address(listen->to_string()));
+
+  asio::signal_set signals(io, SIGINT, SIGTERM);
+  signals.async_wait([&server](std::error_code ec, int signal_number) {
+    if (ec) return;  // operation_aborted: the loop is going away
+    log(LogLevel::info, kLog, "signal ", signal_number, ": stopping");
+    server.stop();
+  });
+  io.run();
+  return 0;
+}
+
+}  // namespace
+
+void add_serve_command(CLI::App& app, const CliGlobals& globals, CliContext& ctx,
+                       CliAction& action) {
+  auto options = std::make_shared<ServeOptions>();
+  CLI::App* serve_app =
+      app.add_subcommand("serve", "run the coordinator: agents connect to HOST:PORT");
+  serve_app
+      ->add_option("--listen", options->listen,
+                   "HOST:PORT to listen on (saved: token create puts it into tokens)")
+      ->required();
+  serve_app->add_option("--ephemeral-grace", options->ephemeral_grace,
+                        "how long an ephemeral node may stay offline before it is removed")
+      ->capture_default_str();
+  serve_app->callback([&globals, &ctx, &action, options] {
+    action = [&globals, &ctx, options] { return serve(globals, ctx, *options); };
+  });
+}
+
+}  // namespace knit::coordinator

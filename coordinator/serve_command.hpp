@@ -1,0 +1,22 @@
+// `knit-coordinator [--state-dir DIR] [--ipv4-prefix P] serve --listen HOST:PORT
+//  [--ephemeral-grace DURATION]` (DESIGN.md "CLI and daemon", contract): runs the control server
+// (server.hpp) until SIGINT or SIGTERM.
+//
+// On start it prepares the state directory, fixes the mesh (the global --ipv4-prefix counts only
+// while the mesh has no nodes: later it is ignored with a warning), loads or makes the
+// coordinator key, marks every node offline (nobody is connected yet) and saves the listen
+// address, so `token create` can put it into tokens. --ephemeral-grace (default 10m) is how long
+// an ephemeral node may stay offline before it is removed.
+#pragma once
+
+#include <CLI/CLI.hpp>
+
+#include "coordinator/admin_cli.hpp"
+
+namespace knit::coordinator {
+
+// A CommandRegistrar: run_cli(argc, argv, ctx, {add_serve_command}).
+void add_serve_command(CLI::App& app, const CliGlobals& globals, CliContext& ctx,
+                       CliAction& action);
+
+}  // namespace knit::coordinator

@@ -1,0 +1,205 @@
+// `knit-coordinator serve`: the control server. One Asio event loop, single-threaded, serving
+// every agent's control session (agent_session.hpp) from one Store.
+//
+//   agent ──TCP──► AgentSession ──on_register/on_endpoints/...──► Server ──► Store (SQLite)
+//                       ▲                                            │
+//                       └──── relay map, full peer map, deltas ──────┘  PeerView (below)
+//
+// What each agent holds: the relay map, then a full peer map (every node but itself) at the
+// server's current version V, then one peer delta per version V+1, V+2, ... The server keeps one
+// published map for everybody (PeerView); a change (a join, a disconnect, new endpoints, an
+// admin's `nodes remove` seen by polling the store, an ephemeral node expiring) is noted as
+// pending and published within publish_delay, several changes as one delta. A delta is encoded
+// once and the same bytes go to every session, except to the few nodes the delta is about, who
+// get it without their own entry: O(size of the change) encoding and one seal per session. A
+// full map for a joining agent is spliced from per-peer JSON kept with the published map, so
+// it costs a copy rather than an encode of every peer.
+//
+// Presence: a node is online while it has a live session here (the newest session of a node
+// key replaces an older one). On disconnect it goes offline with last_seen, which for an
+// ephemeral node starts its grace period; a periodic sweep removes those past it.
+//
+// Other processes (the admin CLI) change the same store: every poll_interval the server reads
+// the store's change_version() and, when it moved, reloads nodes and relays and publishes the
+// differences; a removed node's own session is told and closed.
+#pragma once
+
+#include <asio.hpp>
+
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <unordered_map>
+#include <utility>
+#include <vector>
+
+#include "base/random.hpp"
+#include "control/messages.hpp"
+#include "coordinator/agent_session.hpp"
+#include "coordinator/records.hpp"
+#include "coordinator/store.hpp"
+#include "wg/keys.hpp"
+
+namespace knit::coordinator {
+
+// The peer map the server publishes, sans I/O: the published map at version() (what every
+// agent holds, less its own entry) plus changes not yet published.
+class PeerView {
+ public:
+  PeerView();
+
+  // Starts over at version 1 with these peers published and nothing pending.
+  void reset(const std::vector<control::PeerInfo>& peers);
+
+  // The newest state of a node (pending if it changed since the last publish); nullptr when
+  // there is no such node (or it is about to be removed).
+  const control::PeerInfo* find(const control::NodeKey& key) const;
+  // Every node of the newest state.
+  std::vector<control::NodeKey> keys() const;
+  void set(control::PeerInfo peer);
+  void remove(const control::NodeKey& key);
+  bool has_pending() const { return !pending_.empty(); }
+
+  struct Published {
+    std::uint64_t version = 0;
+    std::vector<control::NodeKey> keys;  // sorted: every node the delta mentions
+    std::string text;                    // the delta, for a node not in keys
+  };
+  // Turns the pending changes into the next version. nullopt when none of them is visible (a
+  // node set to what it already was); the version then stays.
+  std::optional<Published> publish();
+  // The last published delta as node `own` must see it: without its own entry.
+  std::string delta_text_for(const control::NodeKey& own) const;
+  // The full published map as node `own` must see it: every node but itself.
+  std::string map_text_for(const control::NodeKey& own) const;
+
+  std::uint64_t version() const { return version_; }
+  std::size_t size() const { return published_.size(); }
+
+ private:
+  struct Entry {
+    control::PeerInfo info;
+    std::string json;  // the entry as it appears in a peer_map's "peers"
+  };
+  struct Item {  // one entry of the last delta
+    control::NodeKey key{};
+    std::string json;
+  };
+  std::string delta_text(const control::NodeKey* skip) const;
+
+  std::uint64_t version_ = 1;
+  std::map<control::NodeKey, Entry> published_;
+  std::map<control::NodeKey, std::optional<control::PeerInfo>> pending_;  // nullopt: removed
+  // The last delta, by list, and as a struct for when splicing is off.
+  std::vector<Item> added_;
+  std::vector<Item> changed_;
+  std::vector<Item> removed_;
+  control::PeerDelta last_delta_;
+  std::size_t json_bytes_ = 0;  // of every published entry
+  bool splice_;                 // the encoder's layout is the one splicing assumes
+};
+
+struct ServerOptions {
+  UnixSeconds ephemeral_grace = kDefaultEphemeralGrace;
+  SessionLimits session;
+  std::chrono::steady_clock::duration poll_interval = std::chrono::milliseconds(250);
+  std::chrono::steady_clock::duration sweep_interval = std::chrono::seconds(30);
+  // Changes within this window go out as one delta (a reconnect storm, a flapping agent).
+  std::chrono::steady_clock::duration publish_delay = std::chrono::milliseconds(50);
+  std::size_t max_sessions = 100000;   // connections at once; more are closed on accept
+  std::size_t max_handshakes = 4096;   // of them not registered yet
+  std::function<UnixSeconds()> now;    // wall clock, unix seconds; default std::time
+};
+
+class Server final : private SessionHost {
+ public:
+  // The store, rng and io must outlive the server. mesh is the store's (ensure_mesh).
+  Server(asio::io_context& io, Store& store, const wg::PrivateKey& coordinator_key,
+         const MeshSettings& mesh, Random& rng, ServerOptions options = {});
+  ~Server();  // stop()
+  Server(const Server&) = delete;
+  Server& operator=(const Server&) = delete;
+
+  // Listens, marks every node offline (nobody is connected yet), loads the mesh from the store
+  // and starts accepting, polling and sweeping. Throws std::system_error when it cannot listen,
+  // std::runtime_error when the store cannot be read or written.
+  void start(const asio::ip::tcp::endpoint& listen);
+  // Closes the acceptor and every session (their nodes go offline) and cancels the timers, so
+  // io_context::run() returns once nothing else is pending. Logs the counters. Idempotent.
+  void stop();
+
+  asio::ip::tcp::endpoint local_endpoint() const;
+  const ServerCounters& counters() const { return counters_; }
+  // "accepted 12, handshake failures 1, ..." for the log.
+  std::string summary() const;
+  std::size_t session_count() const { return sessions_.size(); }
+  std::size_t online_count() const { return owners_.size(); }
+  std::uint64_t map_version() const { return view_.version(); }
+
+ private:
+  struct KeyHash {
+    std::size_t operator()(const control::NodeKey& key) const noexcept;
+  };
+
+  // SessionHost
+  control::RegisterResponse on_register(AgentSession& session,
+                                        const control::RegisterRequest& request) override;
+  void on_open(AgentSession& session) override;
+  void on_endpoints(AgentSession& session, const control::EndpointUpdate& update) override;
+  void on_nat_report(AgentSession& session, const control::NatReport& report) override;
+  void on_closed(AgentSession& session, CloseReason reason) override;
+  ServerCounters& session_counters() override { return counters_; }
+
+  void accept_next();
+  void on_accept(std::error_code ec, asio::ip::tcp::socket socket);
+  void reap();
+  bool is_owner(const AgentSession& session) const;
+  void take_ownership(AgentSession& session);
+  void mark_offline(const control::NodeKey& key);
+  void update_node(const control::NodeKey& key, const std::vector<Endpoint>& endpoints,
+                   const std::string& home_relay);
+  void forget_node(const control::NodeKey& key, std::string_view why);
+  void schedule_publish();
+  void publish();
+  void poll();
+  void reload();
+  bool load_relays();
+  void sweep();
+  void arm(asio::steady_timer& timer, std::chrono::steady_clock::duration after,
+           void (Server::*handler)());
+  UnixSeconds now() const { return options_.now(); }
+
+  asio::io_context& io_;
+  Store& store_;
+  wg::PrivateKey key_;
+  wg::PublicKey public_key_{};
+  MeshSettings mesh_;
+  Random& rng_;
+  ServerOptions options_;
+  asio::ip::tcp::acceptor acceptor_;
+  asio::steady_timer accept_retry_timer_;
+  asio::steady_timer poll_timer_;
+  asio::steady_timer sweep_timer_;
+  asio::steady_timer publish_timer_;
+  // Handlers hold a weak reference: one that runs after the server is gone does nothing.
+  std::shared_ptr<char> alive_ = std::make_shared<char>();
+  bool started_ = false;
+  bool stopped_ = false;
+  bool publish_armed_ = false;
+  bool reap_posted_ = false;
+
+  ServerCounters counters_;
+  std::unordered_map<AgentSession*, std::shared_ptr<AgentSession>> sessions_;
+  std::unordered_map<control::NodeKey, AgentSession*, KeyHash> owners_;  // registered, live
+  std::vector<AgentSession*> closed_;  // to forget on the next turn of the loop
+  PeerView view_;
+  std::vector<control::RelayInfo> relays_;
+  std::string relay_map_text_;
+  std::optional<std::uint64_t> change_version_;
+};
+
+}  // namespace knit::coordinator

@@ -1,0 +1,134 @@
+// `knit-coordinator serve`: bad arguments are refused with a message naming the option, and a
+// real run listens, saves its address and the mesh prefix, and returns 0 on SIGTERM.
+#include <arpa/inet.h>
+#include <gtest/gtest.h>
+#include <netinet/in.h>
+#include <stdlib.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <asio.hpp>
+#include <chrono>
+#include <csignal>
+#include <filesystem>
+#include <future>
+#include <sstream>
+#include <thread>
+
+#include "base/random.hpp"
+#include "coordinator/admin_cli.hpp"
+#include "coordinator/serve_command.hpp"
+#include "coordinator/state_dir.hpp"
+
+namespace knit::coordinator {
+namespace {
+
+namespace fs = std::filesystem;
+using namespace std::chrono_literals;
+
+constexpr UnixSeconds kStart = 1'700'000'000;
+
+class TempDir {
+ public:
+  TempDir() {
+    std::string pattern = (fs::temp_directory_path() / "knit-serve-XXXXXX").string();
+    path_ = ::mkdtemp(pattern.data());
+  }
+  ~TempDir() {
+    std::error_code ec;
+    fs::remove_all(path_, ec);
+  }
+  const fs::path& path() const { return path_; }
+
+ private:
+  fs::path path_;
+};
+
+bool can_connect(std::uint16_t port) {
+  int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  sockaddr_in address{};
+  address.sin_family = AF_INET;
+  address.sin_port = htons(port);
+  address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  const bool ok = ::connect(fd, reinterpret_cast<const sockaddr*>(&address), sizeof address) == 0;
+  ::close(fd);
+  return ok;
+}
+
+int run(const std::vector<std::string>& args, std::string* err = nullptr) {
+  std::vector<const char*> argv{"knit-coordinator"};
+  for (const auto& a : args) argv.push_back(a.c_str());
+  std::ostringstream out;
+  std::ostringstream error;
+  SystemRandom rng;
+  CliContext ctx{out, error, [] { return kStart; }, rng};
+  const int code = run_cli(static_cast<int>(argv.size()), argv.data(), ctx, {add_serve_command});
+  if (err) *err = error.str();
+  return code;
+}
+
+TEST(ServeCommand, RefusesBadArguments) {
+  TempDir dir;
+  const std::string state = (dir.path() / "state").string();
+  std::string err;
+  EXPECT_EQ(run({"--state-dir", state, "serve"}), 2);  // --listen is required
+  EXPECT_EQ(run({"--state-dir", state, "serve", "--listen", "nonsense"}, &err), 1);
+  EXPECT_NE(err.find("--listen"), std::string::npos) << err;
+  EXPECT_EQ(run({"--state-dir", state, "serve", "--listen", "127.0.0.1:1", "--ephemeral-grace",
+                 "soon"},
+                &err),
+            1);
+  EXPECT_NE(err.find("--ephemeral-grace"), std::string::npos) << err;
+}
+
+TEST(ServeCommand, ServesUntilSignalledAndSavesTheListenAddress) {
+  TempDir dir;
+  const std::string state = (dir.path() / "state").string();
+  // A free port, released for serve to take.
+  asio::io_context io;
+  asio::ip::tcp::acceptor probe(io, asio::ip::tcp::endpoint(asio::ip::address_v4::loopback(), 0));
+  const std::uint16_t port = probe.local_endpoint().port();
+  probe.close();
+  const std::string listen = "127.0.0.1:" + std::to_string(port);
+
+  std::signal(SIGTERM, [](int) {});
+  std::string err;
+  auto serving = std::async(std::launch::async, [&] {
+    return run({"--state-dir", state, "serve", "--listen", listen, "--ipv4-prefix",
+                "10.99.0.0/16"},
+               &err);
+  });
+  // Up once it accepts and has saved the address (the signal handler follows right after).
+  bool up = false;
+  for (int i = 0; i < 100 && !up; ++i) {
+    std::this_thread::sleep_for(50ms);
+    if (!can_connect(port)) continue;
+    auto store = open_store(state);
+    up = store && (*store)->listen_address() && (*store)->listen_address()->has_value();
+  }
+  ASSERT_TRUE(up);
+  // serve installs its SIGTERM handler just after saving the address: until it has, the test's
+  // own handler swallows the signal, so keep signalling until serve returns.
+  bool returned = false;
+  for (int i = 0; i < 50 && !returned; ++i) {
+    ::kill(::getpid(), SIGTERM);
+    returned = serving.wait_for(100ms) == std::future_status::ready;
+  }
+  std::signal(SIGTERM, SIG_DFL);
+  ASSERT_TRUE(returned);
+  EXPECT_EQ(serving.get(), 0) << err;
+
+  auto store = open_store(state);
+  ASSERT_TRUE(store);
+  auto saved = (*store)->listen_address();
+  ASSERT_TRUE(saved && *saved);
+  EXPECT_EQ(**saved, listen);
+  auto mesh = (*store)->mesh_settings();
+  ASSERT_TRUE(mesh && *mesh);
+  EXPECT_EQ((*mesh)->ipv4_prefix.to_string(), "10.99.0.0/16");
+  EXPECT_TRUE(fs::exists(fs::path(state) / "coordinator.key"));
+}
+
+}  // namespace
+}  // namespace knit::coordinator
+
