@@ -68,6 +68,11 @@ void DataPlane::stop() {
   device_.reset_sessions();
 }
 
+void DataPlane::configure(const std::function<void(wg::Device&, wg::Now)>& change) {
+  change(device_, now());
+  if (running_) after_work();
+}
+
 void DataPlane::send_datagram(const Endpoint& to, ByteSpan datagram) { udp_.queue(to, datagram); }
 
 void DataPlane::write_tun(ByteSpan packet) {

@@ -5,6 +5,7 @@
 #include <asio.hpp>
 #include <cstdint>
 #include <filesystem>
+#include <functional>
 #include <optional>
 #include <vector>
 
@@ -34,6 +35,9 @@ class DataPlane final : public wg::DeviceIo, public UapiHandler {
   void stop();
 
   wg::Device& device() { return device_; }
+  // A configuration change from outside the data path (the mesh): runs change on the device core
+  // with the current time, then sends what it queued and re-arms the timer.
+  void configure(const std::function<void(wg::Device&, wg::Now)>& change);
   std::uint16_t port() const { return udp_.port(); }
   std::uint64_t tun_write_errors() const { return tun_write_errors_; }
   // One line of the transport and core counters, for the shutdown log.

@@ -1,5 +1,6 @@
-// knitd: the Knit agent. Standalone mode (this issue): a WireGuard interface configured through
-// the cross-platform UAPI, exactly as wireguard-go is, with stock `wg`.
+// knitd: the Knit agent. A WireGuard interface configured through the cross-platform UAPI, exactly
+// as wireguard-go is, with stock `wg`; and, once `knit up` joins it to a mesh (or a mesh is
+// remembered in --state-dir), a mesh member that takes its peers from the coordinator.
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -12,7 +13,10 @@
 #include <iostream>
 #include <optional>
 
+#include "agent/control_server.hpp"
 #include "agent/data_plane.hpp"
+#include "agent/mesh.hpp"
+#include "agent/mesh_membership.hpp"
 #include "agent/uapi_server.hpp"
 #include "base/log.hpp"
 #include "tun/link_config.hpp"
@@ -22,6 +26,18 @@ namespace fs = std::filesystem;
 using namespace knit;
 
 namespace {
+
+// The membership's view of the data plane.
+class PlaneDevice final : public agent::MeshDevice {
+ public:
+  explicit PlaneDevice(agent::DataPlane& plane) : plane_(plane) {}
+  void configure(const std::function<void(wg::Device&, wg::Now)>& change) override { plane_.configure(change); }
+  wg::Device& device() override { return plane_.device(); }
+  std::uint16_t port() const override { return plane_.port(); }
+
+ private:
+  agent::DataPlane& plane_;
+};
 
 // The UDP port is kept across restarts so peers' configured endpoints stay valid.
 std::optional<std::uint16_t> load_port(const fs::path& file) {
@@ -101,18 +117,33 @@ int main(int argc, char** argv) {
     auto uapi = std::make_unique<agent::UapiServer>(io, uapi_dir + "/" + tun.name() + ".sock", plane);
     plane.start();
     uapi->start();
+
+    // The mesh side: idle until `knit up`, or rejoining the mesh remembered in the state dir.
+    agent::NetlinkLinkControl mesh_link(tun.name());
+    PlaneDevice plane_device(plane);
+    agent::Membership::Options membership_options;
+    membership_options.state_dir = state_dir;
+    membership_options.tun_name = tun.name();
+    membership_options.version = KNIT_VERSION;
+    agent::Membership membership(io, plane_device, mesh_link, membership_options);
+    auto control = std::make_unique<agent::ControlServer>(io, socket_path, membership);
+    control->start();
     log(LogLevel::info, "knitd", "interface ", tun.name(), " up, UDP port ", plane.port(),
-        ", UAPI ", uapi->path());
+        ", UAPI ", uapi->path(), ", control socket ", control->path());
+    membership.start();
 
     asio::signal_set signals(io, SIGINT, SIGTERM);
     signals.async_wait([&](std::error_code ec, int signo) {
       if (ec) return;
       log(LogLevel::info, "knitd", "signal ", signo, ": shutting down (", plane.summary(), ")");
+      control->stop();
+      membership.stop();
       uapi->stop();
       plane.stop();
       io.stop();
     });
     io.run();
+    control.reset();
     uapi.reset();
   } catch (const std::exception& e) {
     std::cerr << "knitd: " << e.what() << "\n";

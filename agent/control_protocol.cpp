@@ -1,0 +1,382 @@
+#include "agent/control_protocol.hpp"
+
+#include <nlohmann/json.hpp>
+
+#include <cmath>
+#include <type_traits>
+
+#include "base/bytes.hpp"
+
+namespace knit::agent {
+
+// ordered: `knit status --json` lists fields in the contract's order.
+using json = nlohmann::ordered_json;
+
+namespace {
+
+constexpr std::size_t kMaxDepth = 16;
+constexpr std::size_t kMaxShortText = 255;
+
+// Nesting deeper than any message has is refused before the parser sees it.
+bool nesting_ok(std::string_view text) {
+  std::size_t depth = 0;
+  bool in_string = false;
+  bool escaped = false;
+  for (char c : text) {
+    if (in_string) {
+      if (escaped) escaped = false;
+      else if (c == '\\') escaped = true;
+      else if (c == '"') in_string = false;
+      continue;
+    }
+    if (c == '"') in_string = true;
+    else if (c == '{' || c == '[') {
+      if (++depth > kMaxDepth) return false;
+    } else if ((c == '}' || c == ']') && depth > 0) {
+      --depth;
+    }
+  }
+  return true;
+}
+
+std::string dump(const json& doc, int indent = -1) {
+  return doc.dump(indent, ' ', false, json::error_handler_t::replace);
+}
+
+// ---- field readers: each throws std::invalid_argument naming the field ----
+
+const json& field(const json& object, const char* name) {
+  auto it = object.find(name);
+  if (it == object.end()) throw std::invalid_argument(std::string("missing field \"") + name + "\"");
+  return *it;
+}
+
+std::string text_field(const json& object, const char* name, std::size_t max, bool required = true) {
+  auto it = object.find(name);
+  if (it == object.end() || it->is_null()) {
+    if (required) throw std::invalid_argument(std::string("missing field \"") + name + "\"");
+    return {};
+  }
+  if (!it->is_string()) throw std::invalid_argument(std::string("\"") + name + "\" must be a string");
+  const auto& text = it->get_ref<const std::string&>();
+  if (text.size() > max) throw std::invalid_argument(std::string("\"") + name + "\" is too long");
+  return text;
+}
+
+std::optional<std::string> optional_text(const json& object, const char* name, std::size_t max) {
+  const json& value = field(object, name);
+  if (value.is_null()) return std::nullopt;
+  return text_field(object, name, max);
+}
+
+IpAddress address_field(const json& object, const char* name) {
+  auto address = IpAddress::parse(text_field(object, name, 64));
+  if (!address) throw std::invalid_argument(std::string("\"") + name + "\" is not an IP address");
+  return *address;
+}
+
+std::optional<Endpoint> optional_endpoint(const json& object, const char* name) {
+  auto text = optional_text(object, name, 64);
+  if (!text) return std::nullopt;
+  auto endpoint = Endpoint::parse(*text);
+  if (!endpoint) throw std::invalid_argument(std::string("\"") + name + "\" is not an endpoint");
+  return endpoint;
+}
+
+wg::PublicKey key_field(const json& object, const char* name) {
+  auto bytes = from_base64(text_field(object, name, 64));
+  if (!bytes || bytes->size() != wg::kKeySize)
+    throw std::invalid_argument(std::string("\"") + name + "\" is not a base64 key");
+  wg::PublicKey key{};
+  std::copy(bytes->begin(), bytes->end(), key.begin());
+  return key;
+}
+
+bool bool_field(const json& object, const char* name) {
+  const json& value = field(object, name);
+  if (!value.is_boolean()) throw std::invalid_argument(std::string("\"") + name + "\" must be true or false");
+  return value.get<bool>();
+}
+
+std::optional<bool> optional_bool(const json& object, const char* name) {
+  const json& value = field(object, name);
+  if (value.is_null()) return std::nullopt;
+  return bool_field(object, name);
+}
+
+std::uint64_t counter_field(const json& object, const char* name) {
+  const json& value = field(object, name);
+  if (!value.is_number_unsigned()) throw std::invalid_argument(std::string("\"") + name + "\" must be a count");
+  return value.get<std::uint64_t>();
+}
+
+const json& object_field(const json& object, const char* name) {
+  const json& value = field(object, name);
+  if (!value.is_object()) throw std::invalid_argument(std::string("\"") + name + "\" must be an object");
+  return value;
+}
+
+template <typename T>
+json or_null(const std::optional<T>& value) {
+  return value ? json(*value) : json(nullptr);
+}
+
+json endpoint_or_null(const std::optional<Endpoint>& endpoint) {
+  return endpoint ? json(endpoint->to_string()) : json(nullptr);
+}
+
+// ---- the status contract ----
+
+json nat_json(const NatStatus& nat) {
+  return {{"udp", or_null(nat.udp)},
+          {"public_v4", endpoint_or_null(nat.public_v4)},
+          {"public_v6", endpoint_or_null(nat.public_v6)},
+          {"mapping_varies", or_null(nat.mapping_varies)},
+          {"filtering", nat.filtering}};
+}
+
+NatStatus nat_from(const json& object) {
+  NatStatus nat;
+  nat.udp = optional_bool(object, "udp");
+  nat.public_v4 = optional_endpoint(object, "public_v4");
+  nat.public_v6 = optional_endpoint(object, "public_v6");
+  nat.mapping_varies = optional_bool(object, "mapping_varies");
+  nat.filtering = text_field(object, "filtering", 16);
+  return nat;
+}
+
+json self_json(const SelfStatus& self) {
+  json endpoints = json::array();
+  for (const Endpoint& endpoint : self.endpoints) endpoints.push_back(endpoint.to_string());
+  return {{"name", self.name},
+          {"ipv4", self.ipv4.to_string()},
+          {"ipv6", self.ipv6.to_string()},
+          {"node_key", to_base64(self.node_key)},
+          {"endpoints", endpoints},
+          {"nat", nat_json(self.nat)},
+          {"relay", or_null(self.relay)}};
+}
+
+SelfStatus self_from(const json& object) {
+  SelfStatus self;
+  self.name = text_field(object, "name", kMaxShortText);
+  self.ipv4 = address_field(object, "ipv4");
+  self.ipv6 = address_field(object, "ipv6");
+  self.node_key = key_field(object, "node_key");
+  const json& endpoints = field(object, "endpoints");
+  if (!endpoints.is_array()) throw std::invalid_argument("\"endpoints\" must be a list");
+  for (const json& item : endpoints) {
+    auto endpoint = item.is_string() ? Endpoint::parse(item.get<std::string>()) : std::nullopt;
+    if (!endpoint) throw std::invalid_argument("\"endpoints\" holds something that is not an endpoint");
+    self.endpoints.push_back(*endpoint);
+  }
+  self.nat = nat_from(object_field(object, "nat"));
+  self.relay = optional_text(object, "relay", kMaxShortText);
+  return self;
+}
+
+json peer_json(const PeerStatus& peer) {
+  return {{"name", peer.name},
+          {"ipv4", peer.ipv4.to_string()},
+          {"ipv6", peer.ipv6.to_string()},
+          {"node_key", to_base64(peer.node_key)},
+          {"online", peer.online},
+          {"path", std::string(to_string(peer.path))},
+          {"endpoint", endpoint_or_null(peer.endpoint)},
+          {"relay", or_null(peer.relay)},
+          {"rtt_ms", or_null(peer.rtt_ms)},
+          {"last_handshake", or_null(peer.last_handshake)},
+          {"rx_bytes", peer.rx_bytes},
+          {"tx_bytes", peer.tx_bytes}};
+}
+
+PeerStatus peer_from(const json& object) {
+  if (!object.is_object()) throw std::invalid_argument("a peer must be an object");
+  PeerStatus peer;
+  peer.name = text_field(object, "name", kMaxShortText);
+  peer.ipv4 = address_field(object, "ipv4");
+  peer.ipv6 = address_field(object, "ipv6");
+  peer.node_key = key_field(object, "node_key");
+  peer.online = bool_field(object, "online");
+  auto path = parse_path_kind(text_field(object, "path", 16));
+  if (!path) throw std::invalid_argument("\"path\" must be direct, relay or none");
+  peer.path = *path;
+  peer.endpoint = optional_endpoint(object, "endpoint");
+  peer.relay = optional_text(object, "relay", kMaxShortText);
+  const json& rtt = field(object, "rtt_ms");
+  if (!rtt.is_null()) {
+    if (!rtt.is_number() || !std::isfinite(rtt.get<double>()) || rtt.get<double>() < 0)
+      throw std::invalid_argument("\"rtt_ms\" must be a number of milliseconds");
+    peer.rtt_ms = rtt.get<double>();
+  }
+  const json& handshake = field(object, "last_handshake");
+  if (!handshake.is_null()) {
+    if (!handshake.is_number_integer()) throw std::invalid_argument("\"last_handshake\" must be unix seconds");
+    peer.last_handshake = handshake.get<std::int64_t>();
+  }
+  peer.rx_bytes = counter_field(object, "rx_bytes");
+  peer.tx_bytes = counter_field(object, "tx_bytes");
+  return peer;
+}
+
+json status_json(const StatusReport& status) {
+  json peers = json::array();
+  for (const PeerStatus& peer : status.peers) peers.push_back(peer_json(peer));
+  return {{"self", self_json(status.self)}, {"peers", peers}};
+}
+
+StatusReport status_from(const json& object) {
+  StatusReport status;
+  status.self = self_from(object_field(object, "self"));
+  const json& peers = field(object, "peers");
+  if (!peers.is_array()) throw std::invalid_argument("\"peers\" must be a list");
+  for (const json& item : peers) status.peers.push_back(peer_from(item));
+  return status;
+}
+
+// Parses a line into an object, or says why not.
+std::optional<json> parse_object(std::string_view line, std::size_t max, std::string& why) {
+  if (line.size() > max) {
+    why = "the line is too long";
+    return std::nullopt;
+  }
+  if (!nesting_ok(line)) {
+    why = "the JSON is nested too deeply";
+    return std::nullopt;
+  }
+  json doc = json::parse(line.begin(), line.end(), nullptr, false);
+  if (doc.is_discarded()) {
+    why = "not JSON";
+    return std::nullopt;
+  }
+  if (!doc.is_object()) {
+    why = "not a JSON object";
+    return std::nullopt;
+  }
+  return doc;
+}
+
+}  // namespace
+
+// ---------------------------------------------------------------- requests
+
+std::string encode_request(const ControlRequest& request) {
+  json doc = std::visit(
+      [](const auto& r) -> json {
+        using T = std::decay_t<decltype(r)>;
+        if constexpr (std::is_same_v<T, UpRequest>) {
+          json out = {{"cmd", "up"}};
+          if (!r.token.empty()) out["token"] = r.token;
+          if (!r.hostname.empty()) out["hostname"] = r.hostname;
+          return out;
+        } else if constexpr (std::is_same_v<T, DownRequest>) {
+          return {{"cmd", "down"}};
+        } else if constexpr (std::is_same_v<T, StatusRequest>) {
+          return {{"cmd", "status"}};
+        } else if constexpr (std::is_same_v<T, IpRequest>) {
+          return {{"cmd", "ip"}};
+        } else if constexpr (std::is_same_v<T, PingInfoRequest>) {
+          return {{"cmd", "ping-info"}, {"peer", r.peer}};
+        } else {
+          return {{"cmd", "version"}};
+        }
+      },
+      request);
+  return dump(doc);
+}
+
+std::variant<ControlRequest, ProtocolError> parse_request(std::string_view line) {
+  std::string why;
+  auto doc = parse_object(line, kMaxRequestLine, why);
+  if (!doc) return ProtocolError{"bad request: " + why};
+  try {
+    const std::string cmd = text_field(*doc, "cmd", 32);
+    if (cmd == "up") {
+      UpRequest up;
+      up.token = text_field(*doc, "token", kMaxTokenText, false);
+      up.hostname = text_field(*doc, "hostname", kMaxShortText, false);
+      return ControlRequest{std::move(up)};
+    }
+    if (cmd == "down") return ControlRequest{DownRequest{}};
+    if (cmd == "status") return ControlRequest{StatusRequest{}};
+    if (cmd == "ip") return ControlRequest{IpRequest{}};
+    if (cmd == "ping-info") {
+      PingInfoRequest ping{text_field(*doc, "peer", kMaxPeerQuery)};
+      if (ping.peer.empty()) throw std::invalid_argument("\"peer\" is empty");
+      return ControlRequest{std::move(ping)};
+    }
+    if (cmd == "version") return ControlRequest{VersionRequest{}};
+    return ProtocolError{"bad request: unknown command \"" + cmd + "\" (knit and knitd of different versions?)"};
+  } catch (const std::exception& e) {
+    return ProtocolError{std::string("bad request: ") + e.what()};
+  }
+}
+
+// ---------------------------------------------------------------- answers
+
+std::string encode_response(const ControlResponse& response) {
+  json doc = std::visit(
+      [](const auto& r) -> json {
+        using T = std::decay_t<decltype(r)>;
+        if constexpr (std::is_same_v<T, ErrorReply>) {
+          return {{"ok", false}, {"error", r.message}};
+        } else if constexpr (std::is_same_v<T, UpReply>) {
+          return {{"ok", true}, {"cmd", "up"}, {"name", r.name}, {"ipv4", r.ipv4.to_string()},
+                  {"ipv6", r.ipv6.to_string()}, {"already_joined", r.already_joined}};
+        } else if constexpr (std::is_same_v<T, DownReply>) {
+          return {{"ok", true}, {"cmd", "down"}, {"was_joined", r.was_joined}};
+        } else if constexpr (std::is_same_v<T, StatusReply>) {
+          return {{"ok", true},
+                  {"cmd", "status"},
+                  {"status", status_json(r.status)},
+                  {"coordinator",
+                   {{"state", r.coordinator.state},
+                    {"address", r.coordinator.address},
+                    {"error", r.coordinator.error}}}};
+        } else if constexpr (std::is_same_v<T, IpReply>) {
+          return {{"ok", true}, {"cmd", "ip"}, {"ipv4", r.ipv4.to_string()}, {"ipv6", r.ipv6.to_string()}};
+        } else if constexpr (std::is_same_v<T, PingInfoReply>) {
+          return {{"ok", true}, {"cmd", "ping-info"}, {"peer", peer_json(r.peer)}};
+        } else {
+          return {{"ok", true}, {"cmd", "version"}, {"version", r.version}};
+        }
+      },
+      response);
+  return dump(doc);
+}
+
+std::variant<ControlResponse, ProtocolError> parse_response(std::string_view line) {
+  std::string why;
+  auto doc = parse_object(line, kMaxResponseLine, why);
+  if (!doc) return ProtocolError{"knitd sent a bad answer: " + why};
+  try {
+    if (!bool_field(*doc, "ok")) return ControlResponse{ErrorReply{text_field(*doc, "error", 64 * 1024)}};
+    const std::string cmd = text_field(*doc, "cmd", 32);
+    if (cmd == "up") {
+      return ControlResponse{UpReply{text_field(*doc, "name", kMaxShortText), address_field(*doc, "ipv4"),
+                                     address_field(*doc, "ipv6"), bool_field(*doc, "already_joined")}};
+    }
+    if (cmd == "down") return ControlResponse{DownReply{bool_field(*doc, "was_joined")}};
+    if (cmd == "status") {
+      StatusReply reply;
+      reply.status = status_from(object_field(*doc, "status"));
+      const json& coordinator = object_field(*doc, "coordinator");
+      reply.coordinator.state = text_field(coordinator, "state", 32);
+      reply.coordinator.address = text_field(coordinator, "address", 512);
+      reply.coordinator.error = text_field(coordinator, "error", 64 * 1024);
+      return ControlResponse{std::move(reply)};
+    }
+    if (cmd == "ip") return ControlResponse{IpReply{address_field(*doc, "ipv4"), address_field(*doc, "ipv6")}};
+    if (cmd == "ping-info") return ControlResponse{PingInfoReply{peer_from(object_field(*doc, "peer"))}};
+    if (cmd == "version") return ControlResponse{VersionReply{text_field(*doc, "version", 64)}};
+    return ProtocolError{"knitd sent an answer this knit does not know (\"" + cmd + "\"): are knit and knitd the same version?"};
+  } catch (const std::exception& e) {
+    return ProtocolError{std::string("knitd sent a bad answer: ") + e.what()};
+  }
+}
+
+std::string encode_status(const StatusReport& status, int indent) { return dump(status_json(status), indent); }
+
+std::string encode_peer(const PeerStatus& peer, int indent) { return dump(peer_json(peer), indent); }
+
+}  // namespace knit::agent

@@ -1,0 +1,63 @@
+// knitd's control socket for the knit CLI (--socket, default /run/knit/knitd.sock): a unix
+// stream socket speaking control_protocol.hpp, on the caller's single-threaded Asio loop.
+//
+// Socket file: directory created 0755 if missing, socket 0600 (root only), a stale socket file
+// replaced, a live one refused. One request at a time per connection: the next line is not
+// read before the answer to the previous one is written, which may be much later (`up` waits
+// for the coordinator). Limits: 16 connections (more are closed at once), a request line of at
+// most kMaxRequestLine bytes (longer: an error answer, then the connection closes), 30 s idle
+// (no request in progress) closes a connection.
+#pragma once
+
+#include <asio.hpp>
+
+#include <chrono>
+#include <functional>
+#include <memory>
+#include <string>
+
+#include "agent/control_protocol.hpp"
+
+namespace knit::agent {
+
+class ControlHandler {
+ public:
+  using Reply = std::function<void(ControlResponse)>;
+  virtual ~ControlHandler() = default;
+  // Answer by calling reply exactly once, now or later (on the io_context's thread). A reply
+  // for a connection that has gone away is dropped.
+  virtual void handle_request(ControlRequest request, Reply reply) = 0;
+};
+
+class ControlServer {
+ public:
+  static constexpr std::size_t kMaxConnections = 16;
+  static constexpr std::chrono::seconds kIdleTimeout{30};
+
+  ControlServer(asio::io_context& io, std::string path, ControlHandler& handler);
+  ~ControlServer();  // stop()
+  ControlServer(const ControlServer&) = delete;
+  ControlServer& operator=(const ControlServer&) = delete;
+
+  // Binds and starts accepting. Throws std::runtime_error (one line) when another live process
+  // serves the path or it cannot be used.
+  void start();
+  // Closes everything and removes the socket file (if it is still ours).
+  void stop();
+
+  const std::string& path() const { return path_; }
+  std::size_t connection_count() const;
+  // Tests: shorten the idle timeout before start().
+  void set_idle_timeout(std::chrono::steady_clock::duration timeout) { idle_timeout_ = timeout; }
+
+  class Core;
+
+ private:
+  asio::io_context& io_;
+  std::string path_;
+  ControlHandler& handler_;
+  std::chrono::steady_clock::duration idle_timeout_ = kIdleTimeout;
+  std::shared_ptr<Core> core_;
+};
+
+}  // namespace knit::agent

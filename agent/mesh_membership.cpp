@@ -1,0 +1,383 @@
+#include "agent/mesh_membership.hpp"
+
+#include <sodium.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cctype>
+#include <type_traits>
+
+#include "base/log.hpp"
+#include "control/constants.hpp"
+#include "control/token.hpp"
+
+namespace knit::agent {
+
+namespace {
+
+constexpr const char* kNotJoined = "not joined: run `knit up --token TOKEN` (a token comes from `knit-coordinator token create`)";
+
+std::string system_hostname() {
+  char name[256] = {};
+  if (::gethostname(name, sizeof name - 1) != 0 || name[0] == '\0') return "knit-node";
+  return name;
+}
+
+bool valid_hostname(const std::string& name) {
+  if (name.empty() || name.size() > control::kMaxHostnameLength) return false;
+  return std::all_of(name.begin(), name.end(), [](unsigned char c) { return c >= 0x20 && c < 0x7f; });
+}
+
+std::string refusal_text(const control::RegisterResponse& response) {
+  std::string text = control::human_message(response.error_code);
+  if (response.error_code == control::ErrorCode::unknown && !response.error_message.empty())
+    text += " (the coordinator said: " + response.error_message + ")";
+  return text;
+}
+
+bool same_place(const MeshRecord& record, const control::RegisterResponse& response) {
+  return record.name == response.node.name && record.ipv4 == response.node.ipv4 &&
+         record.ipv6 == response.node.ipv6 && record.ipv4_prefix == response.mesh.ipv4_prefix &&
+         record.ipv6_prefix == response.mesh.ipv6_prefix;
+}
+
+}  // namespace
+
+Membership::Membership(asio::io_context& io, MeshDevice& device, LinkControl& link, Options options)
+    : io_(io),
+      device_(device),
+      link_(link),
+      options_(std::move(options)),
+      state_(options_.state_dir),
+      up_timer_(io),
+      poll_timer_(io) {}
+
+Membership::~Membership() { stop(); }
+
+void Membership::start() {
+  running_ = true;
+  std::optional<MeshRecord> saved;
+  try {
+    saved = state_.load_mesh();
+    if (!saved) return;
+    identity_ = state_.load_or_create_identity(rng_);
+  } catch (const StateError& e) {
+    log(LogLevel::error, "knitd", "cannot rejoin the mesh: ", e.what());
+    return;
+  }
+  mesh_ = std::move(saved);
+  log(LogLevel::info, "knitd", "rejoining the mesh as ", mesh_->name, " (", mesh_->ipv4.to_string(), ")");
+  device_.configure([&](wg::Device& device, wg::Now) { device.set_private_key(identity_->node.private_key); });
+  apply_self();
+  start_client(*mesh_, std::nullopt);
+}
+
+void Membership::stop() {
+  running_ = false;
+  client_.reset();
+  up_timer_.cancel();
+  poll_timer_.cancel();
+  if (pending_up_) {
+    auto reply = std::move(pending_up_);
+    pending_up_ = nullptr;
+    reply(ErrorReply{"knitd is shutting down"});
+  }
+}
+
+// ---------------------------------------------------------------- the CLI's requests
+
+void Membership::handle_request(ControlRequest request, Reply reply) {
+  std::visit(
+      [&](auto& r) {
+        using T = std::decay_t<decltype(r)>;
+        if constexpr (std::is_same_v<T, UpRequest>) up(std::move(r), std::move(reply));
+        else if constexpr (std::is_same_v<T, DownRequest>) reply(down());
+        else if constexpr (std::is_same_v<T, StatusRequest>) reply(status());
+        else if constexpr (std::is_same_v<T, IpRequest>) reply(ip());
+        else if constexpr (std::is_same_v<T, PingInfoRequest>) reply(ping_info(r.peer));
+        else reply(VersionReply{options_.version});
+      },
+      request);
+}
+
+void Membership::up(UpRequest request, Reply reply) {
+  if (pending_up_)
+    return reply(ErrorReply{"another `knit up` is still waiting for the coordinator: wait for it, or cancel it with `knit down`"});
+  if (request.token.empty()) {
+    if (mesh_) return reply(UpReply{mesh_->name, mesh_->ipv4, mesh_->ipv6, true});
+    return reply(ErrorReply{kNotJoined});
+  }
+  control::JoinToken token;
+  const control::TokenError token_error = control::decode_token(request.token, token);
+  if (token_error != control::TokenError::ok) return reply(ErrorReply{control::describe(token_error)});
+  if (mesh_) {
+    if (mesh_->coordinator_key == token.coordinator_key)
+      return reply(UpReply{mesh_->name, mesh_->ipv4, mesh_->ipv6, true});
+    return reply(ErrorReply{"already joined another mesh as " + mesh_->name + ": run `knit down` first"});
+  }
+  const std::string hostname = request.hostname.empty() ? system_hostname() : request.hostname;
+  if (!valid_hostname(hostname))
+    return reply(ErrorReply{"the hostname must be 1 to 255 printable ASCII characters: pass --hostname NAME"});
+  try {
+    identity_ = state_.load_or_create_identity(rng_);
+  } catch (const StateError& e) {
+    return reply(ErrorReply{e.what()});
+  }
+
+  MeshRecord record;
+  record.coordinator_addresses = token.addresses;
+  record.coordinator_key = token.coordinator_key;
+  record.hostname = hostname;
+  joining_ = record;
+  pending_up_ = std::move(reply);
+  up_timer_.expires_after(options_.up_timeout);
+  up_timer_.async_wait([this](std::error_code ec) {
+    if (ec == asio::error::operation_aborted || !joining_) return;
+    std::string why = client_ ? client_->last_error() : std::string();
+    fail_up("no answer from the coordinator within " +
+            std::to_string(std::chrono::duration_cast<std::chrono::seconds>(options_.up_timeout).count()) +
+            " s" + (why.empty() ? "" : " (" + why + ")") + ": check that it is running and reachable");
+  });
+  // The token as the user gave it, without the surrounding whitespace.
+  std::string text = request.token;
+  const auto first = text.find_first_not_of(" \t\r\n");
+  const auto last = text.find_last_not_of(" \t\r\n");
+  text = first == std::string::npos ? std::string() : text.substr(first, last - first + 1);
+  sodium_memzero(request.token.data(), request.token.size());
+  log(LogLevel::info, "knitd", "joining the mesh through ", record.coordinator_addresses.front().to_string());
+  start_client(record, std::move(text));
+}
+
+void Membership::fail_up(const std::string& message) {
+  client_.reset();
+  joining_.reset();
+  up_timer_.cancel();
+  log(LogLevel::warn, "knitd", "join failed: ", message);
+  if (pending_up_) {
+    auto reply = std::move(pending_up_);
+    pending_up_ = nullptr;
+    reply(ErrorReply{message});
+  }
+}
+
+ControlResponse Membership::down() {
+  if (joining_) fail_up("cancelled by `knit down`");
+  last_problem_.clear();
+  if (!mesh_) return DownReply{false};
+  forget_mesh("`knit down`");
+  return DownReply{true};
+}
+
+void Membership::forget_mesh(const std::string& why) {
+  log(LogLevel::info, "knitd", "leaving the mesh (", why, ")");
+  client_.reset();
+  device_.configure([&](wg::Device& device, wg::Now) { configurator_.clear_peers(device); });
+  for (const auto& failure : configurator_.clear_self(link_)) log(LogLevel::warn, "knitd", failure);
+  try {
+    state_.forget_mesh();
+  } catch (const StateError& e) {
+    log(LogLevel::error, "knitd", e.what());
+  }
+  mesh_.reset();
+  peers_ = {};
+  relays_ = {};
+  endpoints_.clear();
+  poll_timer_.cancel();
+}
+
+std::optional<std::string> Membership::not_joined_error() const {
+  if (mesh_) return std::nullopt;
+  if (joining_) return std::string("not joined yet: a `knit up` is waiting for the coordinator");
+  if (!last_problem_.empty()) return "not joined: " + last_problem_;
+  return std::string(kNotJoined);
+}
+
+ControlResponse Membership::status() {
+  if (auto error = not_joined_error()) return ErrorReply{*error};
+  StatusReply reply;
+  SelfStatus& self = reply.status.self;
+  self.name = mesh_->name;
+  self.ipv4 = mesh_->ipv4;
+  self.ipv6 = mesh_->ipv6;
+  if (identity_) self.node_key = identity_->node.public_key;
+  self.endpoints = endpoints_;
+  reply.status.peers = peer_statuses(peers_.peers, device_.device(), std::chrono::system_clock::now());
+  if (client_) {
+    reply.coordinator.state = std::string(to_string(client_->state()));
+    reply.coordinator.address = client_->address();
+    reply.coordinator.error = client_->last_error();
+  } else {
+    reply.coordinator.state = "stopped";
+  }
+  return reply;
+}
+
+ControlResponse Membership::ip() const {
+  if (auto error = not_joined_error()) return ErrorReply{*error};
+  return IpReply{mesh_->ipv4, mesh_->ipv6};
+}
+
+ControlResponse Membership::ping_info(const std::string& query) {
+  if (auto error = not_joined_error()) return ErrorReply{*error};
+  const auto address = IpAddress::parse(query);
+  auto lower = [](std::string s) {
+    std::transform(s.begin(), s.end(), s.begin(), [](unsigned char c) { return std::tolower(c); });
+    return s;
+  };
+  for (const control::PeerInfo& peer : peers_.peers) {
+    const bool match = address ? (peer.ipv4 == *address || peer.ipv6 == *address) : lower(peer.name) == lower(query);
+    if (!match) continue;
+    wg::Device& device = device_.device();
+    return PingInfoReply{peer_status(peer, device.find_peer(peer.node_key), std::chrono::system_clock::now())};
+  }
+  if (address && (*address == mesh_->ipv4 || *address == mesh_->ipv6))
+    return ErrorReply{query + " is this node's own address"};
+  return ErrorReply{"no peer named or addressed " + query + " in the mesh: `knit status` lists them"};
+}
+
+// ---------------------------------------------------------------- the coordinator
+
+void Membership::start_client(const MeshRecord& record, std::optional<std::string> token) {
+  refresh_endpoints();
+  CoordinatorClient::Options options = options_.client;
+  options.addresses = record.coordinator_addresses;
+  options.coordinator_key = record.coordinator_key;
+  options.token = std::move(token);
+  options.disco_key = identity_->disco.public_key;
+  options.hostname = record.hostname;
+  options.version = options_.version;
+  options.endpoints = endpoints_;
+  client_.reset();
+  client_ = std::make_unique<CoordinatorClient>(io_, identity_->node.private_key, std::move(options),
+                                                static_cast<CoordinatorClient::Listener&>(*this), rng_);
+  client_->start();
+  arm_poll();
+}
+
+void Membership::on_registered(const control::RegisterResponse& response) {
+  last_problem_.clear();
+  last_logged_error_.clear();
+  if (joining_) {
+    MeshRecord record = *joining_;
+    record.name = response.node.name;
+    record.ipv4 = response.node.ipv4;
+    record.ipv6 = response.node.ipv6;
+    record.ipv4_prefix = response.mesh.ipv4_prefix;
+    record.ipv6_prefix = response.mesh.ipv6_prefix;
+    try {
+      state_.save_mesh(record);
+    } catch (const StateError& e) {
+      return fail_up(e.what());
+    }
+    joining_.reset();
+    up_timer_.cancel();
+    mesh_ = record;
+    log(LogLevel::info, "knitd", "joined the mesh as ", record.name, " (", record.ipv4.to_string(), ", ",
+        record.ipv6.to_string(), ")");
+    device_.configure([&](wg::Device& device, wg::Now) { device.set_private_key(identity_->node.private_key); });
+    apply_self();
+    if (pending_up_) {
+      auto reply = std::move(pending_up_);
+      pending_up_ = nullptr;
+      reply(UpReply{record.name, record.ipv4, record.ipv6, false});
+    }
+    return;
+  }
+  if (mesh_ && !same_place(*mesh_, response)) {
+    // Stable addresses are the coordinator's promise; follow it if it ever breaks it.
+    log(LogLevel::warn, "knitd", "the coordinator moved this node to ", response.node.name, " (",
+        response.node.ipv4.to_string(), ")");
+    mesh_->name = response.node.name;
+    mesh_->ipv4 = response.node.ipv4;
+    mesh_->ipv6 = response.node.ipv6;
+    mesh_->ipv4_prefix = response.mesh.ipv4_prefix;
+    mesh_->ipv6_prefix = response.mesh.ipv6_prefix;
+    try {
+      state_.save_mesh(*mesh_);
+    } catch (const StateError& e) {
+      log(LogLevel::error, "knitd", e.what());
+    }
+    apply_self();
+  }
+}
+
+void Membership::on_refused(const control::RegisterResponse& response, bool retrying) {
+  const std::string text = refusal_text(response);
+  if (joining_) return fail_up(text);
+  if (retrying) {
+    log(LogLevel::warn, "knitd", "the coordinator refused the rejoin for now: ", text);
+    return;
+  }
+  // The coordinator no longer has this node: the membership is over.
+  log(LogLevel::error, "knitd", "the coordinator refused the rejoin: ", text);
+  last_problem_ = text;
+  forget_mesh("refused by the coordinator");
+}
+
+void Membership::on_peers(const control::PeerMap& map) {
+  peers_ = map;
+  apply_peers();
+}
+
+void Membership::on_relay_map(const control::RelayMap& relays) {
+  relays_ = relays;
+  log(LogLevel::debug, "knitd", "relay map: ", relays.relays.size(), " relays");
+}
+
+void Membership::on_unreachable(const std::string& error, Duration retry_in) {
+  if (joining_) return fail_up(error);
+  // Said once at warn level while it stays the same, so a long outage does not flood the log.
+  const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(retry_in).count();
+  log(error == last_logged_error_ ? LogLevel::debug : LogLevel::warn, "knitd", error, " (retrying in ", ms, " ms)");
+  last_logged_error_ = error;
+}
+
+void Membership::on_disconnected(const std::string& reason) {
+  log(LogLevel::warn, "knitd", "lost the coordinator: ", reason, " (reconnecting; tunnels stay up)");
+}
+
+// ---------------------------------------------------------------- applying
+
+void Membership::apply_self() {
+  if (!mesh_) return;
+  const SelfAddresses self{mesh_->ipv4, mesh_->ipv6, mesh_->ipv4_prefix, mesh_->ipv6_prefix};
+  for (const auto& failure : configurator_.apply_self(link_, self))
+    log(LogLevel::warn, "knitd", options_.tun_name, ": ", failure);
+}
+
+void Membership::apply_peers() {
+  if (!mesh_) return;
+  PeerChanges changes;
+  device_.configure([&](wg::Device& device, wg::Now now) {
+    changes = configurator_.apply_peers(device, now, peers_.peers, local_);
+  });
+  if (changes.added + changes.updated + changes.removed + changes.refused > 0)
+    log(LogLevel::info, "knitd", "peer map ", peers_.version, ": ", changes.added, " added, ", changes.updated,
+        " changed, ", changes.removed, " removed", changes.refused ? ", some refused" : "", " (",
+        configurator_.managed_count(), " peers)");
+}
+
+void Membership::refresh_endpoints() {
+  std::vector<IpPrefix> mesh_ranges;
+  if (mesh_) mesh_ranges = {mesh_->ipv4_prefix, mesh_->ipv6_prefix};
+  auto addresses = interface_addresses();
+  auto endpoints = endpoints_to_report(addresses, device_.port(), options_.tun_name, mesh_ranges, control::kMaxEndpoints);
+  const bool local_changed = addresses != local_;
+  local_ = std::move(addresses);
+  if (endpoints != endpoints_) {
+    endpoints_ = std::move(endpoints);
+    if (client_) client_->set_endpoints(endpoints_);
+  }
+  if (local_changed) apply_peers();  // a new subnet may make another endpoint the better one
+}
+
+void Membership::arm_poll() {
+  poll_timer_.expires_after(options_.endpoint_poll);
+  poll_timer_.async_wait([this](std::error_code ec) {
+    if (ec == asio::error::operation_aborted || !running_ || !client_) return;
+    refresh_endpoints();
+    arm_poll();
+  });
+}
+
+}  // namespace knit::agent

@@ -1,0 +1,112 @@
+// This host as a mesh member: joins with a token (`knit up`), keeps the coordinator session,
+// applies what it says (mesh.hpp), remembers the membership (node_identity.hpp) so a restarted
+// knitd rejoins without a token, leaves (`knit down`), and answers the CLI (control_server.hpp).
+//
+//   not joined --up(token)--> joining --register ok--> joined --down--> not joined
+//                                 |  refused / unreachable / 30 s          |  rejoin refused
+//                                 +--> not joined (the CLI gets why)       +--> not joined
+//
+// While joined the client reconnects on its own; tunnels are left as they are while the
+// coordinator is away. Without a mesh, knitd is a plain WireGuard interface configured by `wg`.
+#pragma once
+
+#include <asio.hpp>
+
+#include <chrono>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "agent/control_server.hpp"
+#include "agent/coordinator_client.hpp"
+#include "agent/local_endpoints.hpp"
+#include "agent/mesh.hpp"
+#include "agent/node_identity.hpp"
+#include "base/random.hpp"
+
+namespace knit::agent {
+
+// What the membership needs of the data plane.
+class MeshDevice {
+ public:
+  virtual ~MeshDevice() = default;
+  // Runs change on the WireGuard device, then lets the data plane send what it queued.
+  virtual void configure(const std::function<void(wg::Device&, wg::Now)>& change) = 0;
+  virtual wg::Device& device() = 0;
+  virtual std::uint16_t port() const = 0;
+};
+
+class Membership final : public ControlHandler, private CoordinatorClient::Listener {
+ public:
+  struct Options {
+    std::filesystem::path state_dir;
+    std::string tun_name;  // not reported as an endpoint
+    std::string version;
+    std::chrono::steady_clock::duration up_timeout = std::chrono::seconds(30);
+    std::chrono::steady_clock::duration endpoint_poll = std::chrono::seconds(10);
+    CoordinatorClient::Options client;  // timers and backoff; addresses etc. are filled in
+  };
+
+  Membership(asio::io_context& io, MeshDevice& device, LinkControl& link, Options options);
+  ~Membership() override;
+
+  // Rejoins the mesh remembered in the state directory, if any. Problems are logged, not thrown.
+  void start();
+  // Disconnects (shutdown). The mesh configuration stays: the TUN goes with the process.
+  void stop();
+
+  void handle_request(ControlRequest request, Reply reply) override;
+
+  bool joined() const { return mesh_.has_value(); }
+  const std::optional<MeshRecord>& mesh() const { return mesh_; }
+
+ private:
+  // CoordinatorClient::Listener
+  void on_registered(const control::RegisterResponse& response) override;
+  void on_refused(const control::RegisterResponse& response, bool retrying) override;
+  void on_peers(const control::PeerMap& map) override;
+  void on_relay_map(const control::RelayMap& relays) override;
+  void on_unreachable(const std::string& error, Duration retry_in) override;
+  void on_disconnected(const std::string& reason) override;
+
+  void up(UpRequest request, Reply reply);
+  ControlResponse down();
+  ControlResponse status();
+  ControlResponse ip() const;
+  ControlResponse ping_info(const std::string& query);
+
+  void start_client(const MeshRecord& record, std::optional<std::string> token);
+  void fail_up(const std::string& message);
+  void forget_mesh(const std::string& why);
+  void apply_self();
+  void apply_peers();
+  void refresh_endpoints();
+  void arm_poll();
+  std::optional<std::string> not_joined_error() const;
+
+  asio::io_context& io_;
+  MeshDevice& device_;
+  LinkControl& link_;
+  Options options_;
+  StateDir state_;
+  SystemRandom rng_;
+  std::optional<NodeIdentity> identity_;
+  std::optional<MeshRecord> mesh_;     // joined, as saved in mesh.json
+  std::optional<MeshRecord> joining_;  // a `knit up` waiting for its first register answer
+  Reply pending_up_;
+  std::unique_ptr<CoordinatorClient> client_;
+  MeshConfigurator configurator_;
+  control::PeerMap peers_;
+  control::RelayMap relays_;
+  std::vector<InterfaceAddress> local_;
+  std::vector<Endpoint> endpoints_;
+  std::string last_problem_;       // why the membership ended, shown while not joined
+  std::string last_logged_error_;  // the last unreachable error logged at warn level
+  asio::steady_timer up_timer_;
+  asio::steady_timer poll_timer_;
+  bool running_ = false;
+};
+
+}  // namespace knit::agent

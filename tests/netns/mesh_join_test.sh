@@ -1,0 +1,139 @@
+#!/usr/bin/env bash
+# Joining a mesh with a token: a coordinator and three agents on a routed network.
+#
+#                          [kn-core-SFX] router
+#            10.200.100.1 /    |10.200.1.1  |10.200.2.1  \10.200.3.1     \10.200.9.1
+#   10.200.100.2 [coord]   [a1] 10.200.1.2  [a2] .2.2   [a3] .3.2   [bad] 10.200.9.2
+#   knit-coordinator        knitd + knit CLI on each agent; "bad" tries broken tokens
+#
+# Checks: all 6 pairs ping by mesh IP; `knit status --json` lists the peers online; `nodes
+# remove` reaches the others within 2 s; the coordinator killed with -9: tunnels keep passing
+# traffic, agents reconnect within 5 s of its restart, nothing is lost; every kind of bad token
+# makes `knit up` exit non-zero with a message a person understands.
+set -euo pipefail
+source "$(dirname "$0")/../lab/lib.sh"
+lab_init ping nc
+lab_require_impl knitd
+for tool in knit knit-coordinator; do
+  [[ -x "$KNIT_BIN/$tool" ]] || lab_fail "$KNIT_BIN/$tool is missing: build the project first"
+done
+
+COORD_STATE="$LAB_DIR/coordinator"
+COORD_ADDR=10.200.100.2:7443
+
+lab_router_add core
+CORE=$(lab_ns core)
+lab_ns_add coord
+lab_uplink "$(lab_ns coord)" "$(lab_name co)" 10.200.100.2/24 "$CORE" "$(lab_name rco)" 10.200.100.1/24
+declare -A AGENT_NS AGENT_IF
+for i in 1 2 3 9; do
+  label=a$i; [[ $i == 9 ]] && label=bad
+  lab_ns_add "$label"
+  AGENT_NS[$i]=$(lab_ns "$label")
+  AGENT_IF[$i]=$(lab_name "k$i")
+  lab_uplink "${AGENT_NS[$i]}" "$(lab_name "e$i")" "10.200.$i.2/24" "$CORE" "$(lab_name "r$i")" "10.200.$i.1/24"
+done
+
+coordinator() { "$KNIT_BIN/knit-coordinator" --state-dir "$COORD_STATE" "$@"; }
+COORD_PID=""
+start_coordinator() {
+  lab_bg coordinator "$(lab_ns coord)" "$KNIT_BIN/knit-coordinator" --state-dir "$COORD_STATE" serve --listen "$COORD_ADDR"
+  COORD_PID=$LAB_BG_LAST
+  lab_wait_for 10 "the coordinator to listen on $COORD_ADDR" \
+    ip netns exec "$(lab_ns coord)" nc -z -w 1 "${COORD_ADDR%:*}" "${COORD_ADDR#*:}"
+}
+knit_in() {  # knit_in I ARGS... — the knit CLI against agent I's knitd
+  local i=$1; shift
+  ip netns exec "${AGENT_NS[$i]}" "$KNIT_BIN/knit" --socket "$LAB_DIR/state/${AGENT_IF[$i]}/knitd.sock" "$@"
+}
+status_json() { knit_in "$1" status --json; }
+# peers_online I N — agent I's status lists exactly N peers, all online
+peers_online() {
+  local got
+  got=$(status_json "$1" | jq '[.peers[] | select(.online == true)] | length') || return 1
+  [[ "$got" == "$2" ]] && [[ "$(status_json "$1" | jq '.peers | length')" == "$2" ]]
+}
+has_peer() { status_json "$1" | jq -e --arg n "$2" 'any(.peers[]; .name == $n)' >/dev/null; }
+lacks_peer() { ! has_peer "$@"; }
+node_online() { coordinator nodes list --json | jq -e --arg n "$1" 'any(.[]; .name == $n and .online == true)' >/dev/null; }
+
+lab_step "coordinator up, a reusable token, three agents join"
+start_coordinator
+TOKEN=$(coordinator token create --reusable --advertise "$COORD_ADDR" | tail -n 1)
+[[ "$TOKEN" == knit1-* ]] || lab_fail "token create did not print a token as its last line: '$TOKEN'"
+declare -A MESH_IP
+for i in 1 2 3; do
+  lab_wg_start knitd "${AGENT_NS[$i]}" "${AGENT_IF[$i]}"
+  knit_in "$i" up --token "$TOKEN" --hostname "agent$i" || lab_fail "knit up on agent$i failed"
+  MESH_IP[$i]=$(knit_in "$i" ip -4)
+  [[ "${MESH_IP[$i]}" == 100.* ]] || lab_fail "agent$i got no mesh IPv4 from 100.64.0.0/10: '${MESH_IP[$i]}'"
+  lab_pass "agent$i joined as ${MESH_IP[$i]}"
+done
+
+lab_step "all 6 pairs ping by mesh IP; status lists the peers online"
+for i in 1 2 3; do
+  lab_wait_for 10 "agent$i to see 2 peers online" peers_online "$i" 2
+done
+for i in 1 2 3; do
+  for j in 1 2 3; do
+    [[ $i == "$j" ]] && continue
+    lab_ping "${AGENT_NS[$i]}" "${MESH_IP[$j]}" 10
+  done
+done
+lab_pass "6 pairs ping over the mesh"
+status_json 1 | jq -e '.self.name == "agent1" and (.self.node_key | length) == 44 and (.peers[0] | has("path") and has("endpoint") and has("rtt_ms") and has("last_handshake") and has("rx_bytes") and has("tx_bytes") and has("relay") and has("ipv6"))' >/dev/null \
+  || lab_fail "knit status --json does not have the contract's fields: $(status_json 1)"
+lab_pass "knit status --json has the contract's fields"
+
+lab_step "nodes remove reaches the other agents within 2 s"
+coordinator nodes remove agent3
+lab_wait_for 2 "agent1 to forget agent3" lacks_peer 1 agent3
+lab_wait_for 2 "agent2 to forget agent3" lacks_peer 2 agent3
+lab_pass "agent3 is gone from agent1 and agent2"
+
+lab_step "coordinator killed with -9: tunnels keep working, agents reconnect within 5 s of its restart"
+NODES_BEFORE=$(coordinator nodes list --json | jq -c '[.[] | {name, ipv4, ipv6}] | sort_by(.name)')
+kill -9 "$COORD_PID"
+wait "$COORD_PID" 2>/dev/null || true
+lab_ping "${AGENT_NS[1]}" "${MESH_IP[2]}" 5
+lab_ping "${AGENT_NS[2]}" "${MESH_IP[1]}" 5
+lab_pass "agent1 <-> agent2 still pass traffic with the coordinator down"
+sleep 2
+start_coordinator
+lab_wait_for 5 "agent1 to reconnect" node_online agent1
+lab_wait_for 5 "agent2 to reconnect" node_online agent2
+NODES_AFTER=$(coordinator nodes list --json | jq -c '[.[] | {name, ipv4, ipv6}] | sort_by(.name)')
+[[ "$NODES_BEFORE" == "$NODES_AFTER" ]] || lab_fail "nodes changed across the coordinator crash: $NODES_BEFORE -> $NODES_AFTER"
+lab_ping "${AGENT_NS[1]}" "${MESH_IP[2]}" 5
+lab_pass "agents reconnected within 5 s; nodes, names and addresses unchanged"
+
+lab_step "bad tokens: knit up exits non-zero with a message a person understands"
+lab_wg_start knitd "${AGENT_NS[9]}" "${AGENT_IF[9]}"
+expect_refused() {  # expect_refused WHAT PATTERN TOKEN
+  local what=$1 pattern=$2 token=$3 out rc=0
+  out=$(knit_in 9 up --token "$token" --hostname bad 2>&1) || rc=$?
+  (( rc != 0 )) || lab_fail "knit up with $what succeeded"
+  grep -Eiq "$pattern" <<<"$out" || lab_fail "knit up with $what said '$out' (expected /$pattern/)"
+  [[ $(wc -l <<<"$out") -le 3 ]] || lab_fail "knit up with $what printed more than 3 lines: $out"
+  lab_pass "$what: exit $rc, \"$out\""
+}
+expect_refused "garbage" "not a Knit join token" "hello-world"
+TAMPERED="${TOKEN:0:20}$( [[ ${TOKEN:20:1} == A ]] && echo B || echo A )${TOKEN:21}"
+expect_refused "a tampered token" "damaged|copy it again" "$TAMPERED"
+OTHER_STATE="$LAB_DIR/other-coordinator"
+FOREIGN=$("$KNIT_BIN/knit-coordinator" --state-dir "$OTHER_STATE" token create --advertise "$COORD_ADDR" | tail -n 1)
+expect_refused "a token of another coordinator (wrong key)" "authenticat|coordinator key|token for this coordinator" "$FOREIGN"
+EXPIRING=$(coordinator token create --expires 1s | tail -n 1)
+sleep 2
+expect_refused "an expired token" "expired" "$EXPIRING"
+REVOKED=$(coordinator token create | tail -n 1)
+REVOKED_ID=$(coordinator token list | awk 'NR>1 {id=$1} END {print id}')
+coordinator token revoke "$REVOKED_ID"
+expect_refused "a revoked token" "revoked" "$REVOKED"
+ONE_USE=$(coordinator token create | tail -n 1)
+lab_wg_start knitd "${AGENT_NS[3]}" "$(lab_name k3b)"
+ip netns exec "${AGENT_NS[3]}" "$KNIT_BIN/knit" --socket "$LAB_DIR/state/$(lab_name k3b)/knitd.sock" up --token "$ONE_USE" --hostname once \
+  || lab_fail "the first use of a one-use token failed"
+expect_refused "a one-use token used twice" "already been used" "$ONE_USE"
+
+lab_step "PASS: mesh join"

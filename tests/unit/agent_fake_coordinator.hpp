@@ -1,0 +1,169 @@
+// A coordinator in miniature for the agent's tests: a TCP listener on 127.0.0.1 on the caller's
+// Asio loop, a responder Channel per connection, register answered by a policy, then a relay
+// map, a full peer map and one delta; records what agents send and answers pings. crash() drops
+// everything at once; listen(port) comes back on the same port.
+#pragma once
+
+#include <asio.hpp>
+
+#include <array>
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "base/random.hpp"
+#include "control/channel.hpp"
+#include "control/messages.hpp"
+#include "wg/crypto.hpp"
+
+namespace knit::agent::testing {
+
+using tcp = asio::ip::tcp;
+
+inline ByteSpan bytes_of(const std::string& s) { return ByteSpan(reinterpret_cast<const std::uint8_t*>(s.data()), s.size()); }
+
+inline control::PeerInfo peer(std::uint8_t n) {
+  control::PeerInfo info;
+  info.name = "node-" + std::to_string(n);
+  info.node_key.fill(n);
+  info.disco_key.fill(static_cast<std::uint8_t>(n + 100));
+  info.ipv4 = *IpAddress::parse("100.64.0." + std::to_string(n));
+  info.ipv6 = *IpAddress::parse("fd7a::" + std::to_string(n));
+  return info;
+}
+
+class FakeCoordinator {
+ public:
+  struct Behaviour {
+    bool answer = true;  // false: accept and stay silent
+    bool send_maps = true;
+    bool pong = true;
+    std::function<control::RegisterResponse(const control::RegisterRequest&)> respond;
+    std::vector<control::PeerInfo> peers = {peer(2), peer(3)};  // the full map, version 1
+    std::vector<control::PeerDelta> deltas = {removal(3)};     // then these
+  };
+  static control::PeerDelta removal(std::uint8_t n) {
+    control::PeerDelta delta;
+    delta.version = 2;
+    delta.removed = {peer(n).node_key};
+    return delta;
+  }
+
+  FakeCoordinator(asio::io_context& io, Random& rng) : io_(io), rng_(rng), key_(wg::crypto::generate_private_key(rng)) {
+    behaviour.respond = [](const control::RegisterRequest& request) {
+      control::RegisterResponse r;
+      r.ok = true;
+      r.node = {request.hostname, *IpAddress::parse("100.64.0.1"), *IpAddress::parse("fd7a::1"), {}};
+      r.node.node_key.fill(1);
+      r.mesh = {*IpPrefix::parse("100.64.0.0/10"), *IpPrefix::parse("fd7a::/48")};
+      return r;
+    };
+    listen(0);
+  }
+
+  wg::PublicKey public_key() const { return wg::crypto::public_key_of(key_); }
+  std::uint16_t port() const { return port_; }
+  control::HostPort address() const { return {"127.0.0.1", port_}; }
+
+  void listen(std::uint16_t port) {
+    acceptor_ = std::make_unique<tcp::acceptor>(io_);
+    tcp::endpoint at(asio::ip::make_address("127.0.0.1"), port);
+    acceptor_->open(at.protocol());
+    acceptor_->set_option(asio::socket_base::reuse_address(true));
+    acceptor_->bind(at);
+    acceptor_->listen();
+    port_ = acceptor_->local_endpoint().port();
+    accept();
+  }
+  // A crash: the listener and every connection go away at once.
+  void crash() {
+    acceptor_.reset();
+    for (auto& c : connections_) c->close();
+    connections_.clear();
+  }
+
+  Behaviour behaviour;
+  std::vector<control::RegisterRequest> registers;
+  std::vector<control::Message> received;
+
+ private:
+  struct Connection : std::enable_shared_from_this<Connection> {
+    Connection(FakeCoordinator& o, tcp::socket s)
+        : owner(o), socket(std::move(s)), channel(control::Channel::responder(o.key_)) {}
+    void read() {
+      socket.async_read_some(asio::buffer(buffer), [self = shared_from_this()](std::error_code ec, std::size_t n) {
+        if (ec || self->closed) return;
+        ByteSpan input(self->buffer.data(), n);
+        while (!input.empty() && !self->closed) {
+          auto event = self->channel.feed(input);
+          if (event.kind == control::ChannelEvent::Kind::need_more) break;
+          if (event.kind == control::ChannelEvent::Kind::error) return self->close();
+          self->on_event(event);
+        }
+        if (!self->closed) self->read();
+      });
+    }
+    void on_event(control::ChannelEvent& event) {
+      auto parsed = control::to_message(control::parse_message(std::string(event.data.begin(), event.data.end())));
+      if (!parsed) return close();
+      if (event.kind == control::ChannelEvent::Kind::request) {
+        auto& request = std::get<control::RegisterRequest>(*parsed);
+        owner.registers.push_back(request);
+        if (!owner.behaviour.answer) return;
+        const auto response = owner.behaviour.respond(request);
+        Bytes frame;
+        (void)channel.answer(owner.rng_, bytes_of(control::encode(response)), frame);
+        send(std::move(frame));
+        if (!response.ok) return;
+        if (owner.behaviour.send_maps) {
+          send_message(control::RelayMap{});
+          send_message(control::PeerMap{1, owner.behaviour.peers});
+          for (const auto& delta : owner.behaviour.deltas) send_message(delta);
+        }
+        return;
+      }
+      owner.received.push_back(*parsed);
+      if (auto* ping = std::get_if<control::Ping>(&*parsed); ping && owner.behaviour.pong)
+        send_message(control::Pong{ping->seq});
+    }
+    void send_message(const control::Message& message) {
+      Bytes frame;
+      (void)channel.seal(bytes_of(control::encode(message)), frame);
+      send(std::move(frame));
+    }
+    void send(Bytes frame) {
+      auto data = std::make_shared<Bytes>(std::move(frame));
+      asio::async_write(socket, asio::buffer(*data), [data, self = shared_from_this()](std::error_code, std::size_t) {});
+    }
+    void close() {
+      closed = true;
+      std::error_code ignored;
+      socket.close(ignored);
+    }
+    FakeCoordinator& owner;
+    tcp::socket socket;
+    control::Channel channel;
+    std::array<std::uint8_t, 65536> buffer{};
+    bool closed = false;
+  };
+
+  void accept() {
+    acceptor_->async_accept([this](std::error_code ec, tcp::socket socket) {
+      if (ec) return;
+      auto connection = std::make_shared<Connection>(*this, std::move(socket));
+      connections_.push_back(connection);
+      connection->read();
+      accept();
+    });
+  }
+
+  asio::io_context& io_;
+  Random& rng_;
+  wg::PrivateKey key_;
+  std::unique_ptr<tcp::acceptor> acceptor_;
+  std::uint16_t port_ = 0;
+  std::vector<std::shared_ptr<Connection>> connections_;
+};
+
+}  // namespace knit::agent::testing

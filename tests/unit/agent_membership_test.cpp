@@ -1,0 +1,255 @@
+// The mesh membership end to end inside one process: `knit up` with a token against the fake
+// coordinator, peers and addresses applied, status / ip / ping-info answers, a restart that
+// rejoins without the token, `knit down`, and the failures a person sees.
+#include <gtest/gtest.h>
+
+#include <filesystem>
+
+#include "agent/mesh_membership.hpp"
+#include "control/token.hpp"
+#include "tests/unit/agent_fake_coordinator.hpp"
+
+namespace knit::agent {
+namespace {
+
+namespace fs = std::filesystem;
+using namespace std::chrono_literals;
+using testing::FakeCoordinator;
+using tcp = asio::ip::tcp;
+
+class NullIo : public wg::DeviceIo {
+ public:
+  void send_datagram(const Endpoint&, ByteSpan) override {}
+  void write_tun(ByteSpan) override {}
+};
+
+class FakeMeshDevice : public MeshDevice {
+ public:
+  explicit FakeMeshDevice(Random& rng) : device_(io_, rng) {}
+  void configure(const std::function<void(wg::Device&, wg::Now)>& change) override {
+    change(device_, {Clock::now(), std::chrono::system_clock::now()});
+  }
+  wg::Device& device() override { return device_; }
+  std::uint16_t port() const override { return 41641; }
+
+ private:
+  NullIo io_;
+  wg::Device device_;
+};
+
+class RecordingLink : public LinkControl {
+ public:
+  std::error_code set_up() override { return record("up"); }
+  std::error_code add_address(const IpPrefix& p) override { return record("addr+ " + p.to_string()); }
+  std::error_code remove_address(const IpPrefix& p) override { return record("addr- " + p.to_string()); }
+  std::error_code add_route(const IpPrefix& d) override { return record("route+ " + d.to_string()); }
+  std::error_code remove_route(const IpPrefix& d) override { return record("route- " + d.to_string()); }
+  std::vector<std::string> ops;
+
+ private:
+  std::error_code record(std::string op) {
+    ops.push_back(std::move(op));
+    return {};
+  }
+};
+
+std::string make_token(const wg::PublicKey& coordinator_key, std::vector<control::HostPort> addresses) {
+  control::JoinToken token;
+  token.addresses = std::move(addresses);
+  token.coordinator_key = coordinator_key;
+  token.id.fill(3);
+  token.secret.data()[0] = 1;
+  return control::encode_token(token);
+}
+
+class MembershipTest : public ::testing::Test {
+ protected:
+  MembershipTest() : coordinator_(io_, rng_) {
+    char pattern[] = "/tmp/knit-member-XXXXXX";
+    root_ = ::mkdtemp(pattern);
+  }
+  ~MembershipTest() override {
+    membership_.reset();
+    fs::remove_all(root_);
+  }
+
+  std::unique_ptr<Membership> make(FakeMeshDevice& device) {
+    Membership::Options options;
+    options.state_dir = root_ / "state";
+    options.tun_name = "ka0";
+    options.version = "test";
+    options.up_timeout = 4s;
+    options.client.connect_timeout = 1s;
+    options.client.handshake_timeout = 1s;
+    auto m = std::make_unique<Membership>(io_, device, link_, options);
+    m->start();
+    return m;
+  }
+  bool run_until(const std::function<bool()>& done, Duration limit = 5s) {
+    const auto deadline = Clock::now() + limit;
+    while (!done() && Clock::now() < deadline) {
+      io_.restart();
+      io_.run_for(10ms);
+    }
+    return done();
+  }
+  ControlResponse ask(ControlRequest request) {
+    std::optional<ControlResponse> answer;
+    membership_->handle_request(std::move(request), [&](ControlResponse r) { answer = std::move(r); });
+    EXPECT_TRUE(run_until([&] { return answer.has_value(); }, 10s));
+    return answer.value_or(ErrorReply{"no answer"});
+  }
+  std::string error_of(const ControlResponse& response) {
+    auto* error = std::get_if<ErrorReply>(&response);
+    return error ? error->message : std::string("(no error)");
+  }
+  std::string token() { return make_token(coordinator_.public_key(), {coordinator_.address()}); }
+
+  SeededRandom rng_{31};
+  asio::io_context io_;
+  FakeCoordinator coordinator_;
+  fs::path root_;
+  RecordingLink link_;
+  std::unique_ptr<Membership> membership_;
+};
+
+TEST_F(MembershipTest, UpAppliesTheMeshAndDownForgetsIt) {
+  FakeMeshDevice device(rng_);
+  membership_ = make(device);
+  EXPECT_NE(error_of(ask(StatusRequest{})).find("not joined"), std::string::npos);
+
+  auto up = ask(UpRequest{token(), "host-a"});
+  ASSERT_TRUE(std::holds_alternative<UpReply>(up)) << error_of(up);
+  EXPECT_EQ(std::get<UpReply>(up).name, "host-a");
+  EXPECT_FALSE(std::get<UpReply>(up).already_joined);
+  ASSERT_EQ(coordinator_.registers.size(), 1u);
+  EXPECT_EQ(coordinator_.registers[0].token, std::optional<std::string>(token()));
+  EXPECT_EQ(coordinator_.registers[0].hostname, "host-a");
+  EXPECT_TRUE(fs::exists(root_ / "state" / "mesh.json"));
+  EXPECT_TRUE(fs::exists(root_ / "state" / "node.key"));
+  EXPECT_FALSE(device.device().identity().empty());  // the node key is the WireGuard key
+
+  // The map (peers 2 and 3, then a delta removing 3) reaches the device.
+  ASSERT_TRUE(run_until([&] {
+    return device.device().peer_count() == 1 && device.device().find_peer(testing::peer(2).node_key) != nullptr;
+  }));
+  EXPECT_EQ(link_.ops, (std::vector<std::string>{"up", "addr+ 100.64.0.1/32", "addr+ fd7a::1/128",
+                                                 "route+ 100.64.0.0/10", "route+ fd7a::/48"}));
+
+  auto status = ask(StatusRequest{});
+  ASSERT_TRUE(std::holds_alternative<StatusReply>(status)) << error_of(status);
+  const auto& report = std::get<StatusReply>(status);
+  EXPECT_EQ(report.status.self.name, "host-a");
+  EXPECT_EQ(report.status.self.node_key, device.device().identity().public_key);
+  ASSERT_EQ(report.status.peers.size(), 1u);
+  EXPECT_EQ(report.status.peers[0].name, "node-2");
+  EXPECT_EQ(report.coordinator.state, "connected");
+
+  auto ip = ask(IpRequest{});
+  ASSERT_TRUE(std::holds_alternative<IpReply>(ip));
+  EXPECT_EQ(std::get<IpReply>(ip).ipv4, *IpAddress::parse("100.64.0.1"));
+  EXPECT_TRUE(std::holds_alternative<PingInfoReply>(ask(PingInfoRequest{"node-2"})));
+  EXPECT_TRUE(std::holds_alternative<PingInfoReply>(ask(PingInfoRequest{"NODE-2"})));
+  EXPECT_TRUE(std::holds_alternative<PingInfoReply>(ask(PingInfoRequest{"100.64.0.2"})));
+  EXPECT_TRUE(std::holds_alternative<PingInfoReply>(ask(PingInfoRequest{"fd7a::2"})));
+  EXPECT_NE(error_of(ask(PingInfoRequest{"node-3"})).find("knit status"), std::string::npos);
+
+  // Up again: already there.
+  auto again = ask(UpRequest{token(), ""});
+  ASSERT_TRUE(std::holds_alternative<UpReply>(again));
+  EXPECT_TRUE(std::get<UpReply>(again).already_joined);
+  // Another mesh's token: refused.
+  SeededRandom other_rng(99);
+  FakeCoordinator other(io_, other_rng);
+  EXPECT_NE(error_of(ask(UpRequest{make_token(other.public_key(), {other.address()}), ""})).find("knit down"),
+            std::string::npos);
+
+  link_.ops.clear();
+  auto down = ask(DownRequest{});
+  ASSERT_TRUE(std::holds_alternative<DownReply>(down));
+  EXPECT_TRUE(std::get<DownReply>(down).was_joined);
+  EXPECT_EQ(device.device().peer_count(), 0u);
+  EXPECT_FALSE(fs::exists(root_ / "state" / "mesh.json"));
+  EXPECT_TRUE(fs::exists(root_ / "state" / "node.key"));
+  EXPECT_EQ(link_.ops.size(), 4u);
+  EXPECT_NE(error_of(ask(IpRequest{})).find("not joined"), std::string::npos);
+  EXPECT_FALSE(std::get<DownReply>(ask(DownRequest{})).was_joined);
+}
+
+TEST_F(MembershipTest, ARestartRejoinsWithoutTheToken) {
+  {
+    FakeMeshDevice device(rng_);
+    membership_ = make(device);
+    ASSERT_TRUE(std::holds_alternative<UpReply>(ask(UpRequest{token(), "host-a"})));
+    membership_.reset();
+  }
+  FakeMeshDevice fresh(rng_);
+  membership_ = make(fresh);
+  // Addresses come back from mesh.json at once, peers once the coordinator answers.
+  EXPECT_TRUE(std::holds_alternative<IpReply>(ask(IpRequest{})));
+  ASSERT_TRUE(run_until([&] { return fresh.device().peer_count() == 1; }));
+  ASSERT_EQ(coordinator_.registers.size(), 2u);
+  EXPECT_EQ(coordinator_.registers[1].token, std::nullopt);
+  EXPECT_EQ(coordinator_.registers[0].hostname, coordinator_.registers[1].hostname);
+}
+
+TEST_F(MembershipTest, ARefusedRejoinForgetsTheMesh) {
+  {
+    FakeMeshDevice device(rng_);
+    membership_ = make(device);
+    ASSERT_TRUE(std::holds_alternative<UpReply>(ask(UpRequest{token(), "host-a"})));
+    membership_.reset();
+  }
+  coordinator_.behaviour.respond = [](const control::RegisterRequest&) {
+    control::RegisterResponse r;
+    r.error_code = control::ErrorCode::not_registered;
+    return r;
+  };
+  FakeMeshDevice fresh(rng_);
+  membership_ = make(fresh);
+  ASSERT_TRUE(run_until([&] { return !fs::exists(root_ / "state" / "mesh.json"); }));
+  const std::string error = error_of(ask(StatusRequest{}));
+  EXPECT_NE(error.find("no longer knows this node"), std::string::npos) << error;
+}
+
+TEST_F(MembershipTest, UpReportsWhyItFailed) {
+  FakeMeshDevice device(rng_);
+  membership_ = make(device);
+  EXPECT_EQ(error_of(ask(UpRequest{"knit1-AAAA", ""})).empty(), false);
+  EXPECT_NE(error_of(ask(UpRequest{"hello", ""})).find("knit1-"), std::string::npos);
+
+  tcp::acceptor probe(io_, tcp::endpoint(asio::ip::make_address("127.0.0.1"), 0));
+  const std::uint16_t closed = probe.local_endpoint().port();
+  probe.close();
+  EXPECT_EQ(error_of(ask(UpRequest{make_token(coordinator_.public_key(), {{"127.0.0.1", closed}}), ""})),
+            "cannot reach the coordinator at 127.0.0.1:" + std::to_string(closed) + ": connection refused");
+
+  coordinator_.behaviour.respond = [](const control::RegisterRequest&) {
+    control::RegisterResponse r;
+    r.error_code = control::ErrorCode::token_expired;
+    return r;
+  };
+  EXPECT_EQ(error_of(ask(UpRequest{token(), ""})), control::human_message(control::ErrorCode::token_expired));
+  EXPECT_FALSE(fs::exists(root_ / "state" / "mesh.json"));
+
+  coordinator_.behaviour.answer = false;
+  const auto started = Clock::now();
+  EXPECT_NE(error_of(ask(UpRequest{token(), ""})).find("no answer"), std::string::npos);
+  EXPECT_LT(Clock::now() - started, 6s);
+}
+
+TEST_F(MembershipTest, DownCancelsAPendingUp) {
+  coordinator_.behaviour.answer = false;
+  FakeMeshDevice device(rng_);
+  membership_ = make(device);
+  std::optional<ControlResponse> up;
+  membership_->handle_request(UpRequest{token(), ""}, [&](ControlResponse r) { up = std::move(r); });
+  run_until([&] { return !coordinator_.registers.empty(); });
+  EXPECT_NE(error_of(ask(UpRequest{token(), ""})).find("still waiting"), std::string::npos);
+  ask(DownRequest{});
+  ASSERT_TRUE(up.has_value());
+  EXPECT_NE(error_of(*up).find("cancelled"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace knit::agent
