@@ -13,7 +13,7 @@ packages=(
   libnl-route-3-dev libgtest-dev libgmock-dev libbenchmark-dev
   # test peers and lab tools
   wireguard-go wireguard-tools iproute2 nftables iputils-ping netcat-openbsd iperf3 tcpdump
-  procps kmod jq
+  procps kmod jq coturn stun-client
 )
 missing=()
 for p in "${packages[@]}"; do
