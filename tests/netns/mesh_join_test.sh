@@ -6,7 +6,8 @@
 #   10.200.100.2 [coord]   [a1] 10.200.1.2  [a2] .2.2   [a3] .3.2   [bad] 10.200.9.2
 #   knit-coordinator        knitd + knit CLI on each agent; "bad" tries broken tokens
 #
-# Checks: all 6 pairs ping by mesh IP; `knit status --json` lists the peers online; `nodes
+# Checks: all 6 pairs ping by mesh IP; `knit status --json` lists the peers online; a restarted
+# knitd rejoins without a token and keeps its address; `nodes
 # remove` reaches the others within 2 s; the coordinator killed with -9: tunnels keep passing
 # traffic, agents reconnect within 5 s of its restart, nothing is lost; every kind of bad token
 # makes `knit up` exit non-zero with a message a person understands.
@@ -84,6 +85,14 @@ lab_pass "6 pairs ping over the mesh"
 status_json 1 | jq -e '.self.name == "agent1" and (.self.node_key | length) == 44 and (.peers[0] | has("path") and has("endpoint") and has("rtt_ms") and has("last_handshake") and has("rx_bytes") and has("tx_bytes") and has("relay") and has("ipv6"))' >/dev/null \
   || lab_fail "knit status --json does not have the contract's fields: $(status_json 1)"
 lab_pass "knit status --json has the contract's fields"
+
+lab_step "a restarted knitd rejoins with its saved key, without a token"
+lab_wg_stop "${AGENT_IF[2]}"
+lab_wg_start knitd "${AGENT_NS[2]}" "${AGENT_IF[2]}"
+lab_wait_for 10 "agent2 to rejoin by itself" peers_online 2 2
+[[ "$(knit_in 2 ip -4)" == "${MESH_IP[2]}" ]] || lab_fail "agent2 came back with another address: $(knit_in 2 ip -4)"
+lab_ping "${AGENT_NS[1]}" "${MESH_IP[2]}" 10
+lab_pass "agent2 restarted and rejoined as ${MESH_IP[2]} with no token"
 
 lab_step "nodes remove reaches the other agents within 2 s"
 coordinator nodes remove agent3
