@@ -7,6 +7,7 @@
 #include <filesystem>
 #include <set>
 
+#include "tests/support/temp_dir.hpp"
 #include "base/random.hpp"
 #include "coordinator/ipam.hpp"
 #include "coordinator/sqlite_store.hpp"
@@ -125,21 +126,7 @@ TEST(Ipam, MatchesANaiveScanOnRandomOccupancy) {
 
 // ---- through the store ----
 
-class TempDb {
- public:
-  TempDb() {
-    std::string pattern = (fs::temp_directory_path() / "knit-ipam-XXXXXX").string();
-    dir_ = ::mkdtemp(pattern.data());
-  }
-  ~TempDb() {
-    std::error_code ec;
-    fs::remove_all(dir_, ec);
-  }
-  std::string path() const { return (dir_ / "knit.db").string(); }
-
- private:
-  fs::path dir_;
-};
+using knit::testing::TempDir;
 
 wg::PublicKey key(std::uint8_t n) {
   wg::PublicKey k{};
@@ -150,7 +137,7 @@ wg::PublicKey key(std::uint8_t n) {
 class StoreIpam : public ::testing::Test {
  protected:
   void open(const char* v4_prefix) {
-    auto s = SqliteStore::open(db_.path());
+    auto s = SqliteStore::open(db_.db());
     ASSERT_TRUE(s);
     store_ = std::move(*s);
     ASSERT_TRUE(store_->ensure_mesh(IpPrefix::parse(v4_prefix), rng_));
@@ -167,7 +154,7 @@ class StoreIpam : public ::testing::Test {
                              PresentedToken{"00000000000000aa", h}, 100);
   }
 
-  TempDb db_;
+  TempDir db_;
   SeededRandom rng_{9};
   std::unique_ptr<SqliteStore> store_;
 };
@@ -235,7 +222,7 @@ TEST_F(StoreIpam, TheAddressSurvivesReopening) {
   open("10.9.0.0/24");
   IpAddress before = join(1)->node.ipv4;
   store_.reset();
-  auto s = SqliteStore::open(db_.path());
+  auto s = SqliteStore::open(db_.db());
   ASSERT_TRUE(s);
   store_ = std::move(*s);
   EXPECT_EQ(join(1)->node.ipv4, before);

@@ -6,6 +6,7 @@
 #include <filesystem>
 #include <set>
 
+#include "tests/support/temp_dir.hpp"
 #include "base/random.hpp"
 #include "coordinator/names.hpp"
 #include "coordinator/sqlite_store.hpp"
@@ -68,21 +69,7 @@ TEST(UniqueName, LongNamesStayWithin63) {
   EXPECT_EQ(got, std::string(60, 'x') + "-2");
 }
 
-class TempDb {
- public:
-  TempDb() {
-    std::string pattern = (fs::temp_directory_path() / "knit-names-XXXXXX").string();
-    dir_ = ::mkdtemp(pattern.data());
-  }
-  ~TempDb() {
-    std::error_code ec;
-    fs::remove_all(dir_, ec);
-  }
-  std::string path() const { return (dir_ / "knit.db").string(); }
-
- private:
-  fs::path dir_;
-};
+using knit::testing::TempDir;
 
 wg::PublicKey key(std::uint8_t n) {
   wg::PublicKey k{};
@@ -93,7 +80,7 @@ wg::PublicKey key(std::uint8_t n) {
 class StoreNames : public ::testing::Test {
  protected:
   void SetUp() override {
-    auto s = SqliteStore::open(db_.path());
+    auto s = SqliteStore::open(db_.db());
     ASSERT_TRUE(s);
     store_ = std::move(*s);
     ASSERT_TRUE(store_->ensure_mesh(std::nullopt, rng_));
@@ -112,7 +99,7 @@ class StoreNames : public ::testing::Test {
     return r ? r->node.name : "";
   }
 
-  TempDb db_;
+  TempDir db_;
   SeededRandom rng_{4};
   std::unique_ptr<SqliteStore> store_;
 };

@@ -15,6 +15,7 @@
 #include <sstream>
 #include <thread>
 
+#include "tests/support/temp_dir.hpp"
 #include "base/random.hpp"
 #include "coordinator/admin_cli.hpp"
 #include "coordinator/serve_command.hpp"
@@ -28,21 +29,7 @@ using namespace std::chrono_literals;
 
 constexpr UnixSeconds kStart = 1'700'000'000;
 
-class TempDir {
- public:
-  TempDir() {
-    std::string pattern = (fs::temp_directory_path() / "knit-serve-XXXXXX").string();
-    path_ = ::mkdtemp(pattern.data());
-  }
-  ~TempDir() {
-    std::error_code ec;
-    fs::remove_all(path_, ec);
-  }
-  const fs::path& path() const { return path_; }
-
- private:
-  fs::path path_;
-};
+using knit::testing::TempDir;
 
 bool can_connect(std::uint16_t port) {
   int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);

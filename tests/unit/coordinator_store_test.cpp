@@ -6,6 +6,7 @@
 
 #include <filesystem>
 
+#include "tests/support/temp_dir.hpp"
 #include "base/random.hpp"
 #include "coordinator/control_view.hpp"
 #include "coordinator/migrations.hpp"
@@ -17,22 +18,7 @@ namespace {
 
 namespace fs = std::filesystem;
 
-class TempDir {
- public:
-  TempDir() {
-    std::string pattern = (fs::temp_directory_path() / "knit-store-XXXXXX").string();
-    path_ = ::mkdtemp(pattern.data());
-  }
-  ~TempDir() {
-    std::error_code ec;
-    fs::remove_all(path_, ec);
-  }
-  const fs::path& path() const { return path_; }
-  std::string db() const { return (path_ / "knit.db").string(); }
-
- private:
-  fs::path path_;
-};
+using knit::testing::TempDir;
 
 wg::PublicKey key(std::uint8_t n) {
   wg::PublicKey k{};

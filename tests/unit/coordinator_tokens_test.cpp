@@ -7,6 +7,7 @@
 #include <filesystem>
 #include <thread>
 
+#include "tests/support/temp_dir.hpp"
 #include "base/random.hpp"
 #include "control/token.hpp"
 #include "coordinator/sqlite_store.hpp"
@@ -103,21 +104,7 @@ TEST(Kinds, Labels) {
   EXPECT_EQ(token_kind(t), "one-use,relay");
 }
 
-class TempDb {
- public:
-  TempDb() {
-    std::string pattern = (fs::temp_directory_path() / "knit-tokens-XXXXXX").string();
-    dir_ = ::mkdtemp(pattern.data());
-  }
-  ~TempDb() {
-    std::error_code ec;
-    fs::remove_all(dir_, ec);
-  }
-  std::string path() const { return (dir_ / "knit.db").string(); }
-
- private:
-  fs::path dir_;
-};
+using knit::testing::TempDir;
 
 wg::PublicKey key(std::uint8_t n) {
   wg::PublicKey k{};
@@ -145,7 +132,7 @@ struct ManualClock {
 class TokenStore : public ::testing::Test {
  protected:
   void SetUp() override {
-    auto s = SqliteStore::open(db_.path());
+    auto s = SqliteStore::open(db_.db());
     ASSERT_TRUE(s);
     store_ = std::move(*s);
     ASSERT_TRUE(store_->ensure_mesh(std::nullopt, rng_));
@@ -170,7 +157,7 @@ class TokenStore : public ::testing::Test {
     return store_->join_node(NodeRegistration{key(n), key(n), "host", "linux"}, token, clock_.now);
   }
 
-  TempDb db_;
+  TempDir db_;
   SeededRandom rng_{21};
   ManualClock clock_;
   wg::PublicKey coordinator_key_{};
@@ -258,8 +245,8 @@ TEST_F(TokenStore, TagsAndEphemeralGoToTheNode) {
 }
 
 TEST_F(TokenStore, MeshFullDoesNotUseUpTheToken) {
-  TempDb small;
-  auto s = SqliteStore::open(small.path());
+  TempDir small;
+  auto s = SqliteStore::open(small.db());
   ASSERT_TRUE(s);
   ASSERT_TRUE((*s)->ensure_mesh(IpPrefix::parse("10.0.0.0/30"), rng_));
   Token reusable;
@@ -289,7 +276,7 @@ TEST_F(TokenStore, ConsumeCountsAUseAtomically) {
 // Two coordinators (or a server and a stray second server) on one database race to use the
 // same one-use token: exactly one wins, over many rounds.
 TEST_F(TokenStore, OneUseTokenRaceAcrossTwoHandles) {
-  auto other = SqliteStore::open(db_.path());
+  auto other = SqliteStore::open(db_.db());
   ASSERT_TRUE(other);
   SqliteStore* handles[2] = {store_.get(), other->get()};
   for (int round = 0; round < 20; ++round) {
