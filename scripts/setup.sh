@@ -11,6 +11,7 @@ packages=(
   # libraries
   libsodium-dev libb2-dev libasio-dev nlohmann-json3-dev libcli11-dev libsqlite3-dev
   libnl-route-3-dev libgtest-dev libgmock-dev libbenchmark-dev
+  libnatpmp-dev libminiupnpc-dev libssl-dev
   # test peers and lab tools
   wireguard-go wireguard-tools iproute2 nftables iputils-ping netcat-openbsd iperf3 tcpdump
   procps kmod jq coturn stun-client
