@@ -135,7 +135,7 @@ void Device::send_to_peer(Peer& peer, ByteSpan datagram) {
     ++stats_.tx_no_endpoint;
     return;
   }
-  io_.send_datagram(*peer.endpoint, datagram);
+  io_.send_to_peer(peer, *peer.endpoint, datagram);
   peer.tx_bytes += datagram.size();
 }
 

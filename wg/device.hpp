@@ -41,6 +41,13 @@ class DeviceIo {
  public:
   virtual ~DeviceIo() = default;
   virtual void send_datagram(const Endpoint& to, ByteSpan datagram) = 0;
+  // A datagram for a configured peer (handshakes, data, keepalives), addressed to its current
+  // endpoint. An adapter that chooses the path itself (knitd's mesh peers: direct UDP or the
+  // relay) overrides this; the default sends to the endpoint.
+  virtual void send_to_peer(const Peer& peer, const Endpoint& endpoint, ByteSpan datagram) {
+    (void)peer;
+    send_datagram(endpoint, datagram);
+  }
   virtual void write_tun(ByteSpan packet) = 0;
 };
 

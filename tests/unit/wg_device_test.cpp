@@ -23,8 +23,13 @@ class RecordingIo : public DeviceIo {
   void send_datagram(const Endpoint& to, ByteSpan datagram) override {
     sent.push_back({to, Bytes(datagram.begin(), datagram.end())});
   }
+  void send_to_peer(const Peer& peer, const Endpoint& to, ByteSpan datagram) override {
+    peer_sends.push_back(peer.public_key);
+    send_datagram(to, datagram);
+  }
   void write_tun(ByteSpan packet) override { tun.emplace_back(packet.begin(), packet.end()); }
   std::deque<Sent> sent;
+  std::vector<PublicKey> peer_sends;  // whose datagrams went through send_to_peer
   std::deque<Bytes> tun;
 };
 
@@ -127,6 +132,19 @@ TEST_F(DevicePair, HandshakeOnFirstPacketThenDataBothWays) {
   EXPECT_TRUE(peer_b_->last_handshake.has_value());
   EXPECT_GT(peer_b_->tx_bytes, 0u);
   EXPECT_GT(peer_a_->rx_bytes, 0u);
+}
+
+// knitd picks each mesh peer's path (direct or relay) itself: every datagram of a configured
+// peer (initiation, response, data) reaches the adapter with that peer; cookie replies to
+// strangers do not.
+TEST_F(DevicePair, EveryPeerDatagramGoesThroughSendToPeer) {
+  send_from(a_, ipv4_packet(kAddrA, kAddrB));
+  pump();
+  ASSERT_EQ(io_b_.tun.size(), 1u);
+  ASSERT_GE(io_a_.peer_sends.size(), 2u);  // initiation + data
+  for (const auto& key : io_a_.peer_sends) EXPECT_EQ(key, b_.identity().public_key);
+  ASSERT_EQ(io_b_.peer_sends.size(), 1u);  // the response
+  EXPECT_EQ(io_b_.peer_sends[0], a_.identity().public_key);
 }
 
 TEST_F(DevicePair, DataIsPaddedToSixteenAndKeepaliveIs32Bytes) {
