@@ -5,6 +5,7 @@
 #include <cerrno>
 #include <sstream>
 
+#include "agent/virtual_endpoints.hpp"
 #include "base/log.hpp"
 
 namespace knit::agent {
@@ -73,7 +74,33 @@ void DataPlane::configure(const std::function<void(wg::Device&, wg::Now)>& chang
   if (running_) after_work();
 }
 
-void DataPlane::send_datagram(const Endpoint& to, ByteSpan datagram) { udp_.queue(to, datagram); }
+void DataPlane::send_datagram(const Endpoint& to, ByteSpan datagram) {
+  if (hooks_ != nullptr && VirtualEndpoints::is_virtual(to)) {
+    hooks_->send_to_virtual(to, datagram);
+    return;
+  }
+  udp_.queue(to, datagram);
+}
+
+void DataPlane::send_to_peer(const wg::Peer& peer, const Endpoint& endpoint, ByteSpan datagram) {
+  if (hooks_ != nullptr && hooks_->send_to_peer(peer, datagram)) return;
+  udp_.queue(endpoint, datagram);
+}
+
+void DataPlane::inject_datagram(wg::Now t, const Endpoint& from, MutableByteSpan datagram) {
+  device_.on_datagram(t, from, datagram);
+  if (running_) after_work();
+}
+
+namespace {
+// WireGuard messages start with their type (1..4) as a little-endian u32: three zero bytes
+// follow. Disco ("KNIT...") and STUN (top two bits 00, then a length and the magic cookie)
+// never look like that.
+bool is_wireguard(ByteSpan datagram) {
+  return datagram.size() >= 4 && datagram[0] >= 1 && datagram[0] <= 4 && datagram[1] == 0 &&
+         datagram[2] == 0 && datagram[3] == 0;
+}
+}  // namespace
 
 void DataPlane::write_tun(ByteSpan packet) {
   if (!tun_.write(0, packet)) ++tun_write_errors_;
@@ -119,7 +146,13 @@ void DataPlane::on_udp_readable() {
   const wg::Now t = now();
   for (int batch = 0; batch < kUdpBatchesPerWake; ++batch) {
     const std::size_t n = udp_.receive_batch();
-    for (std::size_t i = 0; i < n; ++i) device_.on_datagram(t, udp_.received_from(i), udp_.received(i));
+    for (std::size_t i = 0; i < n; ++i) {
+      const MutableByteSpan datagram = udp_.received(i);
+      if (hooks_ != nullptr && !is_wireguard(datagram))
+        hooks_->on_other_datagram(t, udp_.received_from(i), datagram);
+      else
+        device_.on_datagram(t, udp_.received_from(i), datagram);
+    }
     if (n < UdpTransport::kBatch) break;
   }
   after_work();
@@ -127,6 +160,7 @@ void DataPlane::on_udp_readable() {
 }
 
 void DataPlane::after_work() {
+  if (hooks_ != nullptr) hooks_->after_work();
   udp_.flush();
   schedule_timer();
 }

@@ -18,6 +18,25 @@
 
 namespace knit::agent {
 
+// What the mesh's path logic (direct UDP, relay, disco, STUN) plugs into the data plane. Without
+// it, knitd is a plain WireGuard interface: every peer is sent to its endpoint and every
+// datagram goes to the WireGuard core.
+class PathHooks {
+ public:
+  virtual ~PathHooks() = default;
+  // A datagram for a configured peer. Returns false when these hooks do not manage that peer
+  // (a peer set up by hand through `wg`): the data plane then sends it to the endpoint itself.
+  virtual bool send_to_peer(const wg::Peer& peer, ByteSpan datagram) = 0;
+  // A datagram to a stand-in endpoint (virtual_endpoints.hpp) that is not for a configured peer:
+  // a cookie reply to an initiation that came through the relay.
+  virtual void send_to_virtual(const Endpoint& to, ByteSpan datagram) = 0;
+  // A datagram on the UDP socket that is not WireGuard (disco, STUN), told apart by its first
+  // bytes (WireGuard messages start with a type 1..4 and three zero bytes).
+  virtual void on_other_datagram(wg::Now now, const Endpoint& from, ByteSpan datagram) = 0;
+  // After each burst of work (a batch of packets, a timer): flush what was queued.
+  virtual void after_work() = 0;
+};
+
 class DataPlane final : public wg::DeviceIo, public UapiHandler {
  public:
   struct Options {
@@ -43,8 +62,17 @@ class DataPlane final : public wg::DeviceIo, public UapiHandler {
   // One line of the transport and core counters, for the shutdown log.
   std::string summary() const;
 
+  // The mesh's path logic; nullptr to detach. Not owned; must outlive its attachment.
+  void set_path_hooks(PathHooks* hooks) { hooks_ = hooks; }
+  // For the path logic: a datagram out of the UDP socket (queued; sent after the current work),
+  // and a WireGuard datagram that arrived another way (the relay, a probe socket).
+  void send_udp(const Endpoint& to, ByteSpan datagram) { udp_.queue(to, datagram); }
+  void inject_datagram(wg::Now now, const Endpoint& from, MutableByteSpan datagram);
+  static wg::Now now();
+
   // wg::DeviceIo
   void send_datagram(const Endpoint& to, ByteSpan datagram) override;
+  void send_to_peer(const wg::Peer& peer, const Endpoint& endpoint, ByteSpan datagram) override;
   void write_tun(ByteSpan packet) override;
 
   // UapiHandler
@@ -52,7 +80,6 @@ class DataPlane final : public wg::DeviceIo, public UapiHandler {
   int uapi_set(const UapiSet& request) override;
 
  private:
-  static wg::Now now();
   void arm_tun();
   void on_tun_readable();
   void arm_udp();
@@ -71,6 +98,7 @@ class DataPlane final : public wg::DeviceIo, public UapiHandler {
   wg::Device device_;
   std::optional<Instant> armed_deadline_;
   std::vector<std::uint8_t> frame_;
+  PathHooks* hooks_ = nullptr;
   std::uint32_t fwmark_ = 0;
   std::uint64_t tun_write_errors_ = 0;
   bool running_ = false;
