@@ -15,6 +15,9 @@ packages=(
   # test peers and lab tools
   wireguard-go wireguard-tools iproute2 nftables iputils-ping netcat-openbsd iperf3 tcpdump
   procps kmod jq coturn stun-client
+  miniupnpd-nftables  # lab router for PCP/NAT-PMP/UPnP tests; no maintainer scripts, no service
+  # packaging: cpack -G DEB (dpkg-shlibdeps needs file), systemd-analyze verify
+  file systemd
 )
 missing=()
 for p in "${packages[@]}"; do
