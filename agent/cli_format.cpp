@@ -93,11 +93,36 @@ std::string format_status(const StatusReply& reply, WallTime now) {
 
   std::string out;
   for (const Row& row : rows) out += render_row(row, widths);
+  if (const auto& filter = self.filter; filter && (filter->shields_up || !filter->forwards.empty())) {
+    out += std::string("# shields ") + (filter->shields_up ? "up" : "down") + " (" +
+           std::to_string(filter->counters.refused_v4 + filter->counters.refused_v6) + " refused)";
+    for (const ForwardStatus& f : filter->forwards) {
+      out += std::string(", forward ") + std::string(to_string(f.rule.protocol)) + "/" +
+             std::to_string(f.rule.mesh_port) + " -> " + f.rule.target.to_string();
+    }
+    out += "\n";
+  }
   if (reply.coordinator.state != "connected") {
     out += "# coordinator: " + (reply.coordinator.state.empty() ? std::string("unknown") : reply.coordinator.state);
     if (!reply.coordinator.error.empty()) out += " (" + reply.coordinator.error + ")";
     out += "; tunnels keep working meanwhile\n";
   }
+  return out;
+}
+
+std::string format_forwards(const std::vector<ForwardStatus>& forwards) {
+  if (forwards.empty()) return "no port forwards\n";
+  std::vector<Row> rows;
+  rows.push_back({"PROTO", "MESH PORT", "TARGET", "STATE", "CONNECTIONS", "IN", "OUT"});
+  for (const ForwardStatus& f : forwards) {
+    rows.push_back({std::string(to_string(f.rule.protocol)), std::to_string(f.rule.mesh_port),
+                    f.rule.target.to_string(), f.active ? "active" : "waiting for a mesh address",
+                    std::to_string(f.connections), std::to_string(f.packets_in) + " pkts",
+                    std::to_string(f.packets_out) + " pkts"});
+  }
+  const auto widths = column_widths(rows);
+  std::string out;
+  for (const Row& row : rows) out += render_row(row, widths);
   return out;
 }
 

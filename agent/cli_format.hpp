@@ -5,6 +5,7 @@
 #include <cstdint>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "agent/control_protocol.hpp"
 #include "base/time.hpp"
@@ -25,5 +26,8 @@ std::string format_rtt(std::optional<double> rtt_ms);
 //   100.64.0.3  host-c  none    -                 rtt -  handshake never    rx 0 B      tx 0 B     offline
 //   # coordinator: waiting: cannot reach the coordinator at ...
 std::string format_status(const StatusReply& reply, WallTime now);
+
+// `knit forward list`: one row per forward with a header row, or "no port forwards".
+std::string format_forwards(const std::vector<ForwardStatus>& forwards);
 
 }  // namespace knit::agent

@@ -157,6 +157,80 @@ json self_json(const SelfStatus& self) {
           {"relay", or_null(self.relay)}};
 }
 
+// ---- knitd's extension of "self": shields, port forwards, filter counters ----
+
+json forward_json(const ForwardStatus& f) {
+  return {{"proto", std::string(to_string(f.rule.protocol))},
+          {"mesh_port", f.rule.mesh_port},
+          {"target", f.rule.target.to_string()},
+          {"active", f.active},
+          {"packets_in", f.packets_in},
+          {"packets_out", f.packets_out},
+          {"connections", f.connections}};
+}
+
+ForwardRule forward_rule_from(const json& object) {
+  if (!object.is_object()) throw std::invalid_argument("a forward must be an object");
+  ForwardRule rule;
+  auto protocol = parse_forward_protocol(text_field(object, "proto", 8));
+  if (!protocol) throw std::invalid_argument("\"proto\" must be tcp or udp");
+  rule.protocol = *protocol;
+  const std::uint64_t port = counter_field(object, "mesh_port");
+  if (port == 0 || port > 65535) throw std::invalid_argument("\"mesh_port\" must be 1 to 65535");
+  rule.mesh_port = static_cast<std::uint16_t>(port);
+  auto target = Endpoint::parse(text_field(object, "target", 64));
+  if (!target) throw std::invalid_argument("\"target\" must be HOST:PORT");
+  rule.target = *target;
+  return rule;
+}
+
+ForwardStatus forward_from(const json& object) {
+  ForwardStatus f;
+  f.rule = forward_rule_from(object);
+  f.active = bool_field(object, "active");
+  f.packets_in = counter_field(object, "packets_in");
+  f.packets_out = counter_field(object, "packets_out");
+  f.connections = counter_field(object, "connections");
+  return f;
+}
+
+json forwards_json(const std::vector<ForwardStatus>& forwards) {
+  json list = json::array();
+  for (const ForwardStatus& f : forwards) list.push_back(forward_json(f));
+  return list;
+}
+
+std::vector<ForwardStatus> forwards_from(const json& list) {
+  if (!list.is_array()) throw std::invalid_argument("\"forwards\" must be a list");
+  std::vector<ForwardStatus> out;
+  for (const json& item : list) out.push_back(forward_from(item));
+  return out;
+}
+
+void add_filter_json(json& self, const FilterStatus& filter) {
+  const FilterCounters& c = filter.counters;
+  self["shields_up"] = filter.shields_up;
+  self["forwards"] = forwards_json(filter.forwards);
+  self["filter"] = {{"refused_v4", c.refused_v4},         {"refused_v6", c.refused_v6},
+                    {"malformed", c.malformed},           {"untracked", c.untracked},
+                    {"forwarded_in", c.forwarded_in},     {"forwarded_out", c.forwarded_out}};
+}
+
+std::optional<FilterStatus> filter_from(const json& self) {
+  if (!self.contains("shields_up")) return std::nullopt;
+  FilterStatus filter;
+  filter.shields_up = bool_field(self, "shields_up");
+  filter.forwards = forwards_from(field(self, "forwards"));
+  const json& c = object_field(self, "filter");
+  filter.counters.refused_v4 = counter_field(c, "refused_v4");
+  filter.counters.refused_v6 = counter_field(c, "refused_v6");
+  filter.counters.malformed = counter_field(c, "malformed");
+  filter.counters.untracked = counter_field(c, "untracked");
+  filter.counters.forwarded_in = counter_field(c, "forwarded_in");
+  filter.counters.forwarded_out = counter_field(c, "forwarded_out");
+  return filter;
+}
+
 SelfStatus self_from(const json& object) {
   SelfStatus self;
   self.name = text_field(object, "name", kMaxShortText);
@@ -172,6 +246,7 @@ SelfStatus self_from(const json& object) {
   }
   self.nat = nat_from(object_field(object, "nat"));
   self.relay = optional_text(object, "relay", kMaxShortText);
+  self.filter = filter_from(object);
   return self;
 }
 
@@ -222,7 +297,9 @@ PeerStatus peer_from(const json& object) {
 json status_json(const StatusReport& status) {
   json peers = json::array();
   for (const PeerStatus& peer : status.peers) peers.push_back(peer_json(peer));
-  return {{"self", self_json(status.self)}, {"peers", peers}};
+  json self = self_json(status.self);
+  if (status.self.filter) add_filter_json(self, *status.self.filter);
+  return {{"self", self}, {"peers", peers}};
 }
 
 StatusReport status_from(const json& object) {
@@ -277,6 +354,21 @@ std::string encode_request(const ControlRequest& request) {
           return {{"cmd", "ip"}};
         } else if constexpr (std::is_same_v<T, PingInfoRequest>) {
           return {{"cmd", "ping-info"}, {"peer", r.peer}};
+        } else if constexpr (std::is_same_v<T, SetRequest>) {
+          json out = {{"cmd", "set"}};
+          if (r.shields_up) out["shields_up"] = *r.shields_up;
+          return out;
+        } else if constexpr (std::is_same_v<T, ForwardAddRequest>) {
+          return {{"cmd", "forward-add"},
+                  {"proto", std::string(to_string(r.rule.protocol))},
+                  {"mesh_port", r.rule.mesh_port},
+                  {"target", r.rule.target.to_string()}};
+        } else if constexpr (std::is_same_v<T, ForwardRemoveRequest>) {
+          return {{"cmd", "forward-remove"},
+                  {"proto", std::string(to_string(r.protocol))},
+                  {"mesh_port", r.mesh_port}};
+        } else if constexpr (std::is_same_v<T, ForwardListRequest>) {
+          return {{"cmd", "forward-list"}};
         } else {
           return {{"cmd", "version"}};
         }
@@ -306,6 +398,20 @@ std::variant<ControlRequest, ProtocolError> parse_request(std::string_view line)
       return ControlRequest{std::move(ping)};
     }
     if (cmd == "version") return ControlRequest{VersionRequest{}};
+    if (cmd == "set") {
+      SetRequest set;
+      if (doc->contains("shields_up")) set.shields_up = bool_field(*doc, "shields_up");
+      return ControlRequest{set};
+    }
+    if (cmd == "forward-add") return ControlRequest{ForwardAddRequest{forward_rule_from(*doc)}};
+    if (cmd == "forward-remove") {
+      auto protocol = parse_forward_protocol(text_field(*doc, "proto", 8));
+      if (!protocol) throw std::invalid_argument("\"proto\" must be tcp or udp");
+      const std::uint64_t port = counter_field(*doc, "mesh_port");
+      if (port == 0 || port > 65535) throw std::invalid_argument("\"mesh_port\" must be 1 to 65535");
+      return ControlRequest{ForwardRemoveRequest{*protocol, static_cast<std::uint16_t>(port)}};
+    }
+    if (cmd == "forward-list") return ControlRequest{ForwardListRequest{}};
     return ProtocolError{"bad request: unknown command \"" + cmd + "\" (knit and knitd of different versions?)"};
   } catch (const std::exception& e) {
     return ProtocolError{std::string("bad request: ") + e.what()};
@@ -337,6 +443,10 @@ std::string encode_response(const ControlResponse& response) {
           return {{"ok", true}, {"cmd", "ip"}, {"ipv4", r.ipv4.to_string()}, {"ipv6", r.ipv6.to_string()}};
         } else if constexpr (std::is_same_v<T, PingInfoReply>) {
           return {{"ok", true}, {"cmd", "ping-info"}, {"peer", peer_json(r.peer)}};
+        } else if constexpr (std::is_same_v<T, SetReply>) {
+          return {{"ok", true}, {"cmd", "set"}, {"shields_up", r.shields_up}};
+        } else if constexpr (std::is_same_v<T, ForwardsReply>) {
+          return {{"ok", true}, {"cmd", "forwards"}, {"forwards", forwards_json(r.forwards)}};
         } else {
           return {{"ok", true}, {"cmd", "version"}, {"version", r.version}};
         }
@@ -369,6 +479,8 @@ std::variant<ControlResponse, ProtocolError> parse_response(std::string_view lin
     if (cmd == "ip") return ControlResponse{IpReply{address_field(*doc, "ipv4"), address_field(*doc, "ipv6")}};
     if (cmd == "ping-info") return ControlResponse{PingInfoReply{peer_from(object_field(*doc, "peer"))}};
     if (cmd == "version") return ControlResponse{VersionReply{text_field(*doc, "version", 64)}};
+    if (cmd == "set") return ControlResponse{SetReply{bool_field(*doc, "shields_up")}};
+    if (cmd == "forwards") return ControlResponse{ForwardsReply{forwards_from(field(*doc, "forwards"))}};
     return ProtocolError{"knitd sent an answer this knit does not know (\"" + cmd + "\"): are knit and knitd the same version?"};
   } catch (const std::exception& e) {
     return ProtocolError{std::string("knitd sent a bad answer: ") + e.what()};
@@ -378,5 +490,9 @@ std::variant<ControlResponse, ProtocolError> parse_response(std::string_view lin
 std::string encode_status(const StatusReport& status, int indent) { return dump(status_json(status), indent); }
 
 std::string encode_peer(const PeerStatus& peer, int indent) { return dump(peer_json(peer), indent); }
+
+std::string encode_forwards(const std::vector<ForwardStatus>& forwards, int indent) {
+  return dump(forwards_json(forwards), indent);
+}
 
 }  // namespace knit::agent

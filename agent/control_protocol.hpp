@@ -9,6 +9,11 @@
 //   {"cmd": "ip"}                                      "ipv4", "ipv6"
 //   {"cmd": "ping-info", "peer": NAME-OR-MESH-IP}      "peer": {a peer of the status contract}
 //   {"cmd": "version"}                                 "version"
+//   {"cmd": "set", "shields_up": B?}                   "shields_up"
+//   {"cmd": "forward-add", "proto": "tcp"|"udp",       "forwards": [{"proto", "mesh_port",
+//    "mesh_port": N, "target": "HOST:PORT"}              "target", "active", "packets_in",
+//   {"cmd": "forward-remove", "proto", "mesh_port"}       "packets_out", "connections"}]
+//   {"cmd": "forward-list"}                              (every forward, after the change)
 //   any failure                                        {"ok": false, "error": "what to do"}
 //
 // `knit status --json` prints encode_status() of what it got, so the contract has one writer:
@@ -18,14 +23,19 @@
 //    "peers": [{"name", "ipv4", "ipv6", "node_key", "online", "path": "direct"|"relay"|"none",
 //               "endpoint", "relay", "rtt_ms", "last_handshake", "rx_bytes", "tx_bytes"}]}
 //
+// knitd extends "self" with its shields and port forwards (filter_status.hpp): "shields_up",
+// "forwards" and "filter" (the filter's counters); absent when talking to an older knitd.
+//
 // Node keys are base64; endpoint, relay, rtt_ms and last_handshake are null when unknown;
 // last_handshake is unix seconds. JSON stops here: both sides see only the structs below.
 #pragma once
 
 #include <cstddef>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <variant>
+#include <vector>
 
 #include "agent/status.hpp"
 
@@ -60,8 +70,27 @@ struct PingInfoRequest {
 struct VersionRequest {
   friend bool operator==(const VersionRequest&, const VersionRequest&) = default;
 };
+// `knit set`: runtime settings; an unset field is left as it is. (`knit up --shields-up` sends
+// a set before its up.)
+struct SetRequest {
+  std::optional<bool> shields_up;
+  friend bool operator==(const SetRequest&, const SetRequest&) = default;
+};
+struct ForwardAddRequest {
+  ForwardRule rule;
+  friend bool operator==(const ForwardAddRequest&, const ForwardAddRequest&) = default;
+};
+struct ForwardRemoveRequest {
+  ForwardProtocol protocol = ForwardProtocol::tcp;
+  std::uint16_t mesh_port = 0;
+  friend bool operator==(const ForwardRemoveRequest&, const ForwardRemoveRequest&) = default;
+};
+struct ForwardListRequest {
+  friend bool operator==(const ForwardListRequest&, const ForwardListRequest&) = default;
+};
 using ControlRequest =
-    std::variant<UpRequest, DownRequest, StatusRequest, IpRequest, PingInfoRequest, VersionRequest>;
+    std::variant<UpRequest, DownRequest, StatusRequest, IpRequest, PingInfoRequest, VersionRequest,
+                 SetRequest, ForwardAddRequest, ForwardRemoveRequest, ForwardListRequest>;
 
 // ---- answers ----
 struct ErrorReply {
@@ -97,8 +126,17 @@ struct VersionReply {
   std::string version;
   friend bool operator==(const VersionReply&, const VersionReply&) = default;
 };
+struct SetReply {
+  bool shields_up = false;
+  friend bool operator==(const SetReply&, const SetReply&) = default;
+};
+// The answer to every forward command: the forwards as they are now.
+struct ForwardsReply {
+  std::vector<ForwardStatus> forwards;
+  friend bool operator==(const ForwardsReply&, const ForwardsReply&) = default;
+};
 using ControlResponse = std::variant<ErrorReply, UpReply, DownReply, StatusReply, IpReply,
-                                     PingInfoReply, VersionReply>;
+                                     PingInfoReply, VersionReply, SetReply, ForwardsReply>;
 
 // A failure to parse, as a sentence.
 struct ProtocolError {
@@ -116,5 +154,7 @@ std::variant<ControlResponse, ProtocolError> parse_response(std::string_view lin
 std::string encode_status(const StatusReport& status, int indent = -1);
 // One peer of the contract, as `knit ping --json` shows it.
 std::string encode_peer(const PeerStatus& peer, int indent = -1);
+// The forwards as `knit forward list --json` shows them (a list of the objects above).
+std::string encode_forwards(const std::vector<ForwardStatus>& forwards, int indent = -1);
 
 }  // namespace knit::agent

@@ -34,7 +34,9 @@ ControlResponse call(const Globals& g, const ControlRequest& request, std::chron
 
 void print_json(const json& doc) { std::cout << doc.dump(2, ' ', false, json::error_handler_t::replace) << "\n"; }
 
-int run_up(const Globals& g, const std::string& token, const std::string& hostname) {
+int run_up(const Globals& g, const std::string& token, const std::string& hostname, bool shields_up) {
+  // The shields go up (and are saved) before the join, so no moment of the membership is open.
+  if (shields_up) expect<SetReply>(call(g, SetRequest{true}));
   auto reply = expect<UpReply>(call(g, UpRequest{token, hostname}, kUpTimeout));
   if (g.json) {
     print_json({{"name", reply.name}, {"ipv4", reply.ipv4.to_string()}, {"ipv6", reply.ipv6.to_string()},
@@ -92,6 +94,38 @@ int run_version(const Globals& g) {
   std::cout << "knit " << KNIT_VERSION << "\n";
   if (daemon) std::cout << "knitd " << *daemon << "\n";
   return 0;
+}
+
+int run_set(const Globals& g, std::optional<bool> shields_up) {
+  const auto reply = expect<SetReply>(call(g, SetRequest{shields_up}));
+  if (g.json) print_json({{"shields_up", reply.shields_up}});
+  else std::cout << "shields " << (reply.shields_up ? "up" : "down") << "\n";
+  return 0;
+}
+
+// "tcp" or "udp", and a port 1-65535, or a CliError saying what is wrong.
+ForwardProtocol forward_protocol(const std::string& text) {
+  auto protocol = parse_forward_protocol(text);
+  if (!protocol) throw CliError("the protocol must be tcp or udp, not \"" + text + "\"");
+  return *protocol;
+}
+
+int print_forwards(const Globals& g, const ForwardsReply& reply) {
+  if (g.json) std::cout << encode_forwards(reply.forwards, 2) << "\n";
+  else std::cout << format_forwards(reply.forwards);
+  return 0;
+}
+
+int run_forward_add(const Globals& g, const std::string& proto, int mesh_port, const std::string& target) {
+  auto endpoint = Endpoint::parse(target);
+  if (!endpoint) throw CliError("the target must be HOST:PORT with an IPv4 address, e.g. 192.168.1.10:80");
+  const ForwardRule rule{forward_protocol(proto), static_cast<std::uint16_t>(mesh_port), *endpoint};
+  return print_forwards(g, expect<ForwardsReply>(call(g, ForwardAddRequest{rule})));
+}
+
+int run_forward_remove(const Globals& g, const std::string& proto, int mesh_port) {
+  const ForwardRemoveRequest request{forward_protocol(proto), static_cast<std::uint16_t>(mesh_port)};
+  return print_forwards(g, expect<ForwardsReply>(call(g, request)));
 }
 
 std::string path_text(const PeerStatus& peer) {
@@ -157,7 +191,35 @@ int main(int argc, char** argv) {
   auto* up = app.add_subcommand("up", "join a mesh with a join token (or rejoin the mesh knitd remembers)");
   up->add_option("--token", token, "the join token from `knit-coordinator token create`");
   up->add_option("--hostname", hostname, "the name to register (default: this host's name)");
+  bool up_shields = false;
+  up->add_flag("--shields-up", up_shields,
+               "refuse connections from the mesh to this host (kept; `knit set --shields-up=false` lowers them)");
   json_flag(up);
+
+  std::optional<bool> set_shields;
+  auto* set = app.add_subcommand("set", "change settings of the running knitd (kept across restarts)");
+  set->add_option("--shields-up", set_shields,
+                  "true: refuse connections from the mesh to this host, except replies and port forwards");
+  json_flag(set);
+
+  auto* forward = app.add_subcommand("forward", "port forwards: a mesh port of this node to HOST:PORT");
+  forward->require_subcommand(1);
+  std::string forward_proto;
+  int forward_port = 0;
+  std::string forward_target;
+  auto* forward_add = forward->add_subcommand("add", "forward PROTO MESHPORT of this node's mesh IPv4 to HOST:PORT");
+  forward_add->add_option("proto", forward_proto, "tcp or udp")->required();
+  forward_add->add_option("meshport", forward_port, "the port peers connect to")->required()->check(CLI::Range(1, 65535));
+  forward_add->add_option("target", forward_target,
+                          "HOST:PORT: an address of this host other than loopback, or a host routing the mesh through it")
+      ->required();
+  json_flag(forward_add);
+  auto* forward_list = forward->add_subcommand("list", "the port forwards and their traffic");
+  json_flag(forward_list);
+  auto* forward_remove = forward->add_subcommand("remove", "remove the forward of PROTO MESHPORT");
+  forward_remove->add_option("proto", forward_proto, "tcp or udp")->required();
+  forward_remove->add_option("meshport", forward_port, "the forwarded mesh port")->required()->check(CLI::Range(1, 65535));
+  json_flag(forward_remove);
 
   auto* down = app.add_subcommand("down", "leave the mesh: disconnect and forget it (the node key is kept)");
   json_flag(down);
@@ -191,7 +253,14 @@ int main(int argc, char** argv) {
   }
 
   try {
-    if (*up) return run_up(g, token, hostname);
+    if (*up) return run_up(g, token, hostname, up_shields);
+    if (*set) {
+      if (!set_shields) throw CliError("nothing to set: pass --shields-up=true or --shields-up=false");
+      return run_set(g, set_shields);
+    }
+    if (*forward_add) return run_forward_add(g, forward_proto, forward_port, forward_target);
+    if (*forward_list) return print_forwards(g, expect<ForwardsReply>(call(g, ForwardListRequest{})));
+    if (*forward_remove) return run_forward_remove(g, forward_proto, forward_port);
     if (*down) return run_down(g);
     if (*status) return run_status(g);
     if (*ip) return run_ip(g, only_v4, only_v6);

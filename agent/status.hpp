@@ -9,6 +9,7 @@
 #include <string>
 #include <vector>
 
+#include "agent/filter_status.hpp"
 #include "base/ip.hpp"
 #include "base/time.hpp"
 #include "control/messages.hpp"
@@ -38,6 +39,8 @@ struct SelfStatus {
   std::vector<Endpoint> endpoints;
   NatStatus nat;
   std::optional<std::string> relay;  // our home relay
+  // knitd's shields and port forwards: "shields_up", "forwards", "filter" (filter_status.hpp).
+  std::optional<FilterStatus> filter;
   friend bool operator==(const SelfStatus&, const SelfStatus&) = default;
 };
 

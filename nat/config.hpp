@@ -88,6 +88,12 @@ struct Config {
   bool decrement_ttl = true;
   // Outbound sources must fall inside one of these (empty: any unicast source).
   std::vector<IpPrefix> inside_prefixes;
+  // The engine runs on the host that owns the external addresses (knitd's stateful filter):
+  // outbound packets *from* an external address are the host's own flows and are tracked
+  // like an inside host's, keeping their address and (port preservation, when free) their
+  // port, so they pass untranslated and open the filter for their replies. Off (a router):
+  // such packets are dropped as not_inside.
+  bool own_address_flows = false;
   // Source of the ICMP errors the engine sends inside; unset: the host's external address.
   std::optional<IpAddress> inside_address;
 

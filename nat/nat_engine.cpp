@@ -133,7 +133,8 @@ std::size_t NatEngine::take_timer_icmp(std::span<std::uint8_t> out) {
 // ---- outbound --------------------------------------------------------------------------
 
 bool NatEngine::inside_source_ok(std::uint32_t source) const {
-  if (table_.external_index_of(source)) return false;  // the NAT's own address: not translated
+  // The NAT's own address: not translated, unless the engine filters for that host itself.
+  if (table_.external_index_of(source)) return config_.own_address_flows;
   if (config_.inside_prefixes.empty()) return true;
   for (const IpPrefix& prefix : config_.inside_prefixes)
     if (prefix_contains(prefix, source)) return true;

@@ -161,6 +161,8 @@ std::optional<std::uint16_t> NatTable::search_external(std::uint32_t address) co
 
 std::uint16_t NatTable::external_index_for(std::uint32_t internal_address) const {
   if (external_.size() == 1) return 0;
+  // Config::own_address_flows: the host's own flows keep their own address.
+  if (const auto own = external_index_of(internal_address)) return *own;
   return static_cast<std::uint16_t>(hash_words(internal_address, 0, salt_ ^ 0x706f6f6c) %
                                     external_.size());
 }

@@ -1,0 +1,251 @@
+#include "agent/packet_filter.hpp"
+
+#include <algorithm>
+#include <sstream>
+
+#include "nat/icmp_error.hpp"
+
+namespace knit::agent {
+
+namespace {
+
+nat::Protocol nat_protocol(ForwardProtocol protocol) {
+  return protocol == ForwardProtocol::tcp ? nat::Protocol::tcp : nat::Protocol::udp;
+}
+
+bool is_malformed(nat::DropReason reason) {
+  return reason == nat::DropReason::malformed || reason == nat::DropReason::bad_checksum ||
+         reason == nat::DropReason::not_ipv4;
+}
+
+// A NatEngine as a host's stateful filter: no translation of the host's own flows.
+nat::Config host_config(const IpAddress& mesh_v4, const PacketFilter::Limits& limits) {
+  nat::Config c;
+  c.external_addresses = {mesh_v4};
+  c.mapping = nat::Mapping::endpoint_independent;  // with port preservation: the same port
+  c.filtering = nat::Filtering::address_and_port_dependent;  // replies from whom we talk to
+  c.own_address_flows = true;
+  c.decrement_ttl = false;  // a host, not a router
+  c.hairpinning = false;    // the kernel never routes its own address into the TUN
+  c.unsolicited_syn_hold = Duration::zero();  // refused at once, not held (no simultaneous open
+  c.unsolicited_syn_icmp = false;             // with strangers: shields up means silence)
+  c.icmp_error_on_exhaustion = false;         // a full table: passed untracked, see outbound
+  c.max_mappings = limits.max_mappings;
+  c.max_sessions = limits.max_sessions;
+  return c;
+}
+
+}  // namespace
+
+std::string_view to_string(ForwardProtocol protocol) {
+  return protocol == ForwardProtocol::tcp ? "tcp" : "udp";
+}
+
+std::optional<ForwardProtocol> parse_forward_protocol(std::string_view text) {
+  if (text == "tcp") return ForwardProtocol::tcp;
+  if (text == "udp") return ForwardProtocol::udp;
+  return std::nullopt;
+}
+
+std::string check_forward_rule(const ForwardRule& rule) {
+  if (rule.mesh_port == 0) return "the mesh port must be 1 to 65535";
+  if (rule.target.port() == 0) return "the target port must be 1 to 65535";
+  const IpAddress& address = rule.target.address();
+  if (!address.is_v4()) return "the target must be an IPv4 address (forwards are on the mesh IPv4)";
+  const std::uint32_t a = address.v4_host_order();
+  if ((a >> 24) == 127)
+    return "the target cannot be a loopback address: the kernel does not accept 127/8 from the "
+           "TUN; use an address of another interface of this host";
+  if (nat::is_martian(a) || a == 0xffffffffu)
+    return "the target must be a unicast address (not 0/8, multicast or broadcast)";
+  return {};
+}
+
+PacketFilter::PacketFilter(Random& rng, Limits limits)
+    : rng_(rng),
+      limits_(limits),
+      v6_(rng.next_u64(), Ipv6Conntrack::Limits{limits.max_ipv6_flows, std::chrono::minutes(5),
+                                                std::chrono::minutes(124), std::chrono::minutes(4),
+                                                std::chrono::seconds(60)}) {}
+
+PacketFilter::~PacketFilter() = default;
+
+// ---------------------------------------------------------------- settings
+
+void PacketFilter::set_mesh_address(std::optional<IpAddress> ipv4) {
+  if (ipv4 && !ipv4->is_v4()) ipv4.reset();
+  if (ipv4 == mesh_v4_) return;
+  mesh_v4_ = ipv4;
+  rebuild_engine();
+}
+
+void PacketFilter::rebuild_engine() {
+  if (engine_) {
+    const nat::Stats s = engine_->stats();
+    retired_.forwarded_in += s.port_forward_inbound;
+    retired_.forwarded_out += s.port_forward_outbound;
+  }
+  engine_.reset();
+  if (!mesh_v4_) return;
+  engine_ = std::make_unique<nat::NatEngine>(host_config(*mesh_v4_, limits_), rng_);
+  for (const ForwardRule& rule : rules_) install(rule, nullptr);
+}
+
+bool PacketFilter::install(const ForwardRule& rule, std::string* why) {
+  if (!engine_) return true;  // installed once the address is known
+  if (rule.target.address() == *mesh_v4_) {
+    if (why) *why = "the target cannot be this node's own mesh address";
+    return false;
+  }
+  const nat::ForwardError e = engine_->add_port_forward(
+      {nat_protocol(rule.protocol), rule.mesh_port, rule.target.address(), rule.target.port(), {}});
+  if (e == nat::ForwardError::none) return true;
+  if (why) {
+    *why = e == nat::ForwardError::port_in_use
+               ? "mesh port " + std::to_string(rule.mesh_port) + " is in use by a connection of this host"
+               : std::string("cannot install the forward: ") + nat::to_string(e);
+  }
+  return false;
+}
+
+std::string PacketFilter::add_forward(const ForwardRule& rule) {
+  if (std::string why = check_forward_rule(rule); !why.empty()) return why;
+  for (const ForwardRule& existing : rules_) {
+    if (existing.protocol == rule.protocol && existing.mesh_port == rule.mesh_port) {
+      return std::string(to_string(rule.protocol)) + " mesh port " + std::to_string(rule.mesh_port) +
+             " is already forwarded to " + existing.target.to_string() +
+             ": remove it first (`knit forward remove`)";
+    }
+  }
+  std::string why;
+  if (!install(rule, &why)) return why;
+  rules_.push_back(rule);
+  return {};
+}
+
+bool PacketFilter::remove_forward(ForwardProtocol protocol, std::uint16_t mesh_port) {
+  auto it = std::find_if(rules_.begin(), rules_.end(), [&](const ForwardRule& r) {
+    return r.protocol == protocol && r.mesh_port == mesh_port;
+  });
+  if (it == rules_.end()) return false;
+  rules_.erase(it);
+  if (engine_) engine_->remove_port_forward(nat_protocol(protocol), mesh_port);
+  return true;
+}
+
+std::vector<ForwardStatus> PacketFilter::forwards() const {
+  std::vector<nat::PortForwardStatus> live;
+  if (engine_) live = engine_->port_forwards();
+  std::vector<ForwardStatus> out;
+  for (const ForwardRule& rule : rules_) {
+    ForwardStatus status;
+    status.rule = rule;
+    for (const nat::PortForwardStatus& f : live) {
+      if (f.forward.protocol != nat_protocol(rule.protocol) || f.forward.external_port != rule.mesh_port)
+        continue;
+      status.active = true;
+      status.packets_in = f.inbound_packets;
+      status.packets_out = f.outbound_packets;
+      status.connections = f.sessions_opened;
+    }
+    out.push_back(status);
+  }
+  return out;
+}
+
+FilterCounters PacketFilter::counters() const {
+  FilterCounters c = counters_;
+  c.forwarded_in = retired_.forwarded_in;
+  c.forwarded_out = retired_.forwarded_out;
+  if (engine_) {
+    const nat::Stats s = engine_->stats();
+    c.forwarded_in += s.port_forward_inbound;
+    c.forwarded_out += s.port_forward_outbound;
+  }
+  return c;
+}
+
+std::string PacketFilter::dump() const {
+  std::ostringstream out;
+  out << "shields " << (shields_up_ ? "up" : "down") << ", " << rules_.size() << " forwards, "
+      << v6_.size() << " IPv6 flows\n";
+  if (engine_) out << engine_->dump();
+  return out.str();
+}
+
+// ---------------------------------------------------------------- the packet path
+
+void PacketFilter::maybe_expire(Instant now) {
+  if (next_expiry_ && now < *next_expiry_) return;
+  next_expiry_ = now + kExpiryInterval;
+  if (engine_) engine_->expire(now);
+  v6_.expire(now);
+}
+
+std::size_t PacketFilter::outbound(Instant now, MutableByteSpan packet) {
+  maybe_expire(now);
+  if (!packet.empty() && (packet[0] >> 4) == 4) return outbound_v4(now, packet);
+  if (!packet.empty() && (packet[0] >> 4) == 6) return outbound_v6(now, packet);
+  ++counters_.malformed;
+  return 0;
+}
+
+std::size_t PacketFilter::inbound(Instant now, MutableByteSpan packet) {
+  maybe_expire(now);
+  if (!packet.empty() && (packet[0] >> 4) == 4) return inbound_v4(now, packet);
+  if (!packet.empty() && (packet[0] >> 4) == 6) return inbound_v6(now, packet);
+  ++counters_.malformed;
+  return 0;
+}
+
+std::size_t PacketFilter::outbound_v4(Instant now, MutableByteSpan packet) {
+  if (!engine_) return packet.size();
+  const nat::Result r = engine_->outbound(now, packet);
+  if (r.verdict == nat::Verdict::forward) return r.length;
+  if (is_malformed(r.reason)) {
+    ++counters_.malformed;
+    return 0;
+  }
+  // Not a flow the engine tracks (an echo reply, an ICMP error of the host's, a RST for
+  // nothing), or no room to track it: outbound is never filtered, so it goes as it is. A drop
+  // verdict leaves the packet untouched.
+  ++counters_.untracked;
+  return packet.size();
+}
+
+std::size_t PacketFilter::inbound_v4(Instant now, MutableByteSpan packet) {
+  if (!engine_) return packet.size();
+  const nat::Result r = engine_->inbound(now, packet);
+  if (r.verdict == nat::Verdict::forward) return r.length;
+  if (r.verdict == nat::Verdict::drop && is_malformed(r.reason)) {
+    ++counters_.malformed;
+    return 0;
+  }
+  if (shields_up_) {
+    ++counters_.refused_v4;
+    return 0;
+  }
+  return packet.size();  // unsolicited, passed as it came (the engine leaves drops untouched)
+}
+
+std::size_t PacketFilter::outbound_v6(Instant now, MutableByteSpan packet) {
+  switch (v6_.outbound(now, packet)) {
+    case Ipv6Conntrack::Outcome::malformed: ++counters_.malformed; return 0;
+    case Ipv6Conntrack::Outcome::untracked:
+    case Ipv6Conntrack::Outcome::table_full: ++counters_.untracked; return packet.size();
+    default: return packet.size();
+  }
+}
+
+std::size_t PacketFilter::inbound_v6(Instant now, MutableByteSpan packet) {
+  switch (v6_.inbound(now, packet)) {
+    case Ipv6Conntrack::Outcome::malformed: ++counters_.malformed; return 0;
+    case Ipv6Conntrack::Outcome::unsolicited:
+      if (!shields_up_) return packet.size();
+      ++counters_.refused_v6;
+      return 0;
+    default: return packet.size();
+  }
+}
+
+}  // namespace knit::agent

@@ -1,0 +1,102 @@
+// PacketFilter: knitd's stateful filter ("shields") and port-forward translator, between the TUN
+// and the WireGuard device. No I/O, no clock: the data plane hands packets and `now` in.
+//
+//   TUN ──read──► outbound(now, pkt) ──► Device::on_tun_packet     (opens/refreshes state;
+//                                                                   forward replies: source
+//                                                                   target -> mesh IP:port)
+//   TUN ◄─write── inbound(now, pkt)  ◄── DeviceIo::write_tun        (shields; forwards: dest
+//                                                                   mesh IP:port -> target)
+//
+// IPv4 goes through a NatEngine configured for a host (nat::Config::own_address_flows): its
+// external address is this node's mesh IPv4, the host's own flows keep their address and port
+// and open the way for their replies (filtering is address-and-port dependent, as a stateful
+// firewall), unsolicited SYNs are dropped at once, and the port forwards are the engine's
+// static DNAT rules. IPv6 goes through Ipv6Conntrack (track only, no translation).
+//
+// Shields down (the default): everything passes as it would without the filter, but state
+// is still kept, so raising the shields later does not cut the host's open connections.
+// Shields up: an inbound packet passes only when it belongs to a flow this host opened, is an
+// ICMP error about one, or is for a port forward. Malformed packets are dropped either way.
+//
+// Port forwards translate only the destination (DNAT): the target sees the peer's mesh address
+// as the source and must send its replies back through this host's TUN, which holds when the
+// target is an address of this host (not loopback: the kernel never accepts 127/8 from another
+// interface) or a machine that routes the mesh range through this host (a container or VM
+// behind it, with IP forwarding on).
+#pragma once
+
+#include <cstddef>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "agent/filter_status.hpp"
+#include "agent/ipv6_conntrack.hpp"
+#include "base/bytes.hpp"
+#include "base/random.hpp"
+#include "base/time.hpp"
+#include "nat/nat_engine.hpp"
+
+namespace knit::agent {
+
+class PacketFilter {
+ public:
+  struct Limits {
+    std::size_t max_mappings = 16384;
+    std::size_t max_sessions = 65536;
+    std::size_t max_ipv6_flows = 65536;
+  };
+  // How often the packet path retires timed-out state in bulk.
+  static constexpr Duration kExpiryInterval = std::chrono::seconds(10);
+
+  explicit PacketFilter(Random& rng) : PacketFilter(rng, Limits{}) {}
+  PacketFilter(Random& rng, Limits limits);
+  ~PacketFilter();
+
+  // This node's mesh IPv4 (nullopt: not in a mesh). The IPv4 translator is rebuilt when it
+  // changes; without an address IPv4 passes unfiltered (there is no mesh address to protect).
+  void set_mesh_address(std::optional<IpAddress> ipv4);
+  const std::optional<IpAddress>& mesh_address() const { return mesh_v4_; }
+
+  void set_shields_up(bool up) { shields_up_ = up; }
+  bool shields_up() const { return shields_up_; }
+
+  // Adds a rule; returns why not (a sentence), empty on success. A rule whose mesh port is
+  // taken by another rule of the same protocol is refused.
+  std::string add_forward(const ForwardRule& rule);
+  // False when there is no such rule. Connections through it end when they time out.
+  bool remove_forward(ForwardProtocol protocol, std::uint16_t mesh_port);
+  const std::vector<ForwardRule>& forward_rules() const { return rules_; }
+  std::vector<ForwardStatus> forwards() const;
+  FilterCounters counters() const;
+  // The IPv4 table as a person reads it (NatEngine::dump), and the IPv6 flow count.
+  std::string dump() const;
+
+  // The packet path. The packet is rewritten in place; the result is how many bytes of it to
+  // pass on (to the device or the TUN), 0 to drop it.
+  std::size_t outbound(Instant now, MutableByteSpan packet);
+  std::size_t inbound(Instant now, MutableByteSpan packet);
+
+ private:
+  void rebuild_engine();
+  bool install(const ForwardRule& rule, std::string* why);
+  void maybe_expire(Instant now);
+  std::size_t outbound_v4(Instant now, MutableByteSpan packet);
+  std::size_t inbound_v4(Instant now, MutableByteSpan packet);
+  std::size_t outbound_v6(Instant now, MutableByteSpan packet);
+  std::size_t inbound_v6(Instant now, MutableByteSpan packet);
+
+  Random& rng_;
+  Limits limits_;
+  std::optional<IpAddress> mesh_v4_;
+  std::unique_ptr<nat::NatEngine> engine_;
+  Ipv6Conntrack v6_;
+  std::vector<ForwardRule> rules_;
+  bool shields_up_ = false;
+  FilterCounters counters_;
+  FilterCounters retired_;  // forward counters of engines replaced since
+  std::optional<Instant> next_expiry_;
+};
+
+}  // namespace knit::agent
