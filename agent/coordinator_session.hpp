@@ -1,6 +1,6 @@
-// One session with the coordinator over one TCP connection, without I/O: the Noise IK channel
-// (control/channel.hpp) and the control messages (control/messages.hpp) in the order the
-// coordinator speaks them:
+// One session with the coordinator over one TCP connection, without I/O: the client session
+// knitd and knit-relay share (control/client_session.hpp) with knitd's register request and
+// answer. The messages in the order the coordinator speaks them:
 //
 //   agent                                   coordinator
 //   frame 1: RegisterRequest        ---->
@@ -20,7 +20,7 @@
 
 #include "base/bytes.hpp"
 #include "base/random.hpp"
-#include "control/channel.hpp"
+#include "control/client_session.hpp"
 #include "control/messages.hpp"
 #include "wg/keys.hpp"
 
@@ -57,22 +57,15 @@ class CoordinatorSession {
   std::optional<Bytes> seal(const control::Message& message);
 
   bool registered() const { return registered_; }
-  bool over() const { return over_; }
-  const std::string& failure() const { return failure_; }
-  bool has_peer_map() const { return has_map_; }
-  const control::PeerMap& peer_map() const { return map_; }
+  bool over() const { return session_.over(); }
+  const std::string& failure() const { return session_.failure(); }
+  bool has_peer_map() const { return session_.has_peer_map(); }
+  const control::PeerMap& peer_map() const { return session_.peer_map(); }
 
  private:
-  void on_response(ByteSpan payload, std::vector<SessionEvent>& events);
-  void on_message(ByteSpan plaintext, std::vector<SessionEvent>& events);
-  void fail(std::string why, std::vector<SessionEvent>& events);
-
-  control::Channel channel_;
+  control::ClientSession session_;
+  std::vector<control::ClientEvent> client_events_;
   bool registered_ = false;
-  bool over_ = false;
-  std::string failure_;
-  bool has_map_ = false;
-  control::PeerMap map_;
 };
 
 }  // namespace knit::agent

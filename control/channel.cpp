@@ -12,14 +12,13 @@ namespace {
 using wg::noise::IkHandshake;
 using wg::noise::NoiseError;
 
-const wg::noise::IkProtocol& protocol() {
-  static const wg::noise::IkProtocol kProtocol{
+// The handshake mixes the prologue in when it starts, so the protocol only lives for that call.
+wg::noise::IkProtocol protocol(std::string_view prologue) {
+  return wg::noise::IkProtocol{
       kChannelProtocolName,
-      ByteSpan(reinterpret_cast<const std::uint8_t*>(kChannelPrologue.data()),
-               kChannelPrologue.size()),
+      ByteSpan(reinterpret_cast<const std::uint8_t*>(prologue.data()), prologue.size()),
       false,
   };
-  return kProtocol;
 }
 
 // A frame: the header, then room for a body of `body_size` that the caller fills.
@@ -72,18 +71,19 @@ Channel::Channel(Role role, std::size_t max_frame)
       reader_(std::clamp(max_frame, kMinFrameLimit, kMaxFrameSize)) {}
 
 Channel Channel::initiator(const wg::PrivateKey& node_key, const wg::PublicKey& coordinator_key,
-                           std::size_t max_frame) {
+                           std::size_t max_frame, std::string_view prologue) {
   Channel channel(Role::initiator, max_frame);
   channel.remote_static_ = coordinator_key;
   // Without a precomputed DH nothing here can fail; a low-order coordinator key shows in start().
-  (void)channel.handshake_.start_initiator(protocol(), node_key,
+  (void)channel.handshake_.start_initiator(protocol(prologue), node_key,
                                            wg::crypto::public_key_of(node_key), coordinator_key);
   return channel;
 }
 
-Channel Channel::responder(const wg::PrivateKey& coordinator_key, std::size_t max_frame) {
+Channel Channel::responder(const wg::PrivateKey& coordinator_key, std::size_t max_frame,
+                           std::string_view prologue) {
   Channel channel(Role::responder, max_frame);
-  channel.handshake_.start_responder(protocol(), coordinator_key,
+  channel.handshake_.start_responder(protocol(prologue), coordinator_key,
                                      wg::crypto::public_key_of(coordinator_key));
   return channel;
 }

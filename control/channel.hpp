@@ -83,11 +83,16 @@ class Channel {
   };
 
   // The agent: its node key and the coordinator key from the join token.
+  // prologue: kChannelPrologue for the control channel; another protocol riding on the same
+  // channel (the relay: "knit relay v1") passes its own, so a handshake of one can never be
+  // accepted as a handshake of the other. The text must outlive the call only.
   static Channel initiator(const wg::PrivateKey& node_key, const wg::PublicKey& coordinator_key,
-                           std::size_t max_frame = kMaxFrameSize);
+                           std::size_t max_frame = kMaxFrameSize,
+                           std::string_view prologue = kChannelPrologue);
   // The coordinator: its static key.
   static Channel responder(const wg::PrivateKey& coordinator_key,
-                           std::size_t max_frame = kMaxFrameSize);
+                           std::size_t max_frame = kMaxFrameSize,
+                           std::string_view prologue = kChannelPrologue);
 
   // Move-only: a copy would send with the same keys and nonces. A moved-from channel is closed.
   Channel(Channel&& other) noexcept;

@@ -6,13 +6,14 @@
 namespace knit::control {
 namespace {
 
-constexpr std::array<std::pair<ErrorCode, std::string_view>, 7> kNames{{
+constexpr std::array<std::pair<ErrorCode, std::string_view>, 8> kNames{{
     {ErrorCode::token_invalid, "token_invalid"},
     {ErrorCode::token_expired, "token_expired"},
     {ErrorCode::token_revoked, "token_revoked"},
     {ErrorCode::token_used, "token_used"},
     {ErrorCode::not_registered, "not_registered"},
     {ErrorCode::mesh_full, "mesh_full"},
+    {ErrorCode::key_in_use, "key_in_use"},
     {ErrorCode::internal, "internal"},
 }};
 
@@ -51,6 +52,9 @@ std::string human_message(ErrorCode code) {
     case ErrorCode::mesh_full:
       return "the mesh has no free address left: remove unused nodes with `knit-coordinator "
              "nodes remove NAME`, or configure a larger address range";
+    case ErrorCode::key_in_use:
+      return "this key is already registered in the mesh as a relay (or as a node): a node and a "
+             "relay each need a key of their own, so give each its own state directory";
     case ErrorCode::internal:
       return "the coordinator hit an internal error: try again later, and check the "
              "coordinator's log if it persists";

@@ -16,6 +16,7 @@ enum class ErrorCode {
   token_used,      // a one-use token already spent
   not_registered,  // a rejoin (no token) with a node key the coordinator does not know
   mesh_full,       // no address left to assign
+  key_in_use,      // the key is a relay's and a node registers with it, or the other way round
   internal,        // the coordinator failed; retrying later may help
   unknown,         // a code this version does not know
 };

@@ -10,6 +10,13 @@
 //     ping             {seq}
 //     nat_report       {udp, public_v4?, public_v6?, mapping_varies, filtering,
 //                       relay_latency_ms{relay: ms}}
+//   relay -> coordinator (knit-relay; its Noise static key is its relay key)
+//     relay_register   {token?, name, addresses[], stun_port, version}
+//                       (ping as an agent sends it; nothing else)
+//   coordinator -> relay
+//     relay_register_response {ok, error_code?, error_message?, name?}
+//                       (error_* when !ok; name, as registered, when ok), then relay_map,
+//                       peer_map, peer_delta, pong and error exactly as an agent gets them
 //   coordinator -> agent
 //     register_response {ok, error_code?, error_message?, node?{name, ipv4, ipv6, node_key},
 //                        mesh?{ipv4_prefix, ipv6_prefix}}
@@ -26,7 +33,8 @@
 // all-zero keys are refused); endpoints "192.0.2.1:41641" / "[2001:db8::1]:41641" (no port 0,
 // no unspecified address); relay addresses "host:port" (host_port.hpp); prefixes
 // "100.64.0.0/10" with no host bits set; counters and seconds are JSON integers; names are
-// 1..63 of [A-Za-z0-9_-]. Every list has a bound (constants.hpp); "?" marks a field that may be
+// 1..63 of [A-Za-z0-9_-], except a relay's own name in relay_register, which is a lowercase DNS
+// label (a-z 0-9 and inner single '-', at most 63) as the coordinator stores it. Every list has a bound (constants.hpp); "?" marks a field that may be
 // absent or null.
 #pragma once
 
@@ -82,6 +90,30 @@ struct NatReport {
   NatFiltering filtering = NatFiltering::unknown;
   std::map<std::string, std::uint32_t> relay_latency_ms;  // relay name -> round trip
   friend bool operator==(const NatReport&, const NatReport&) = default;
+};
+
+// ---- relay -> coordinator ----
+
+// knit-relay registering itself. The relay key is the channel's static key, not a field.
+struct RelayRegister {
+  std::optional<std::string> token;  // a relay join token; absent when the relay key is known
+  std::string name;                  // a lowercase DNS label (see the header comment)
+  std::vector<HostPort> addresses;   // 1..8 "host:port" agents dial
+  std::uint16_t stun_port = 0;       // 0: no STUN responder
+  std::string version;               // knit-relay's version; at most 64
+  friend bool operator==(const RelayRegister&, const RelayRegister&) = default;
+};
+
+// ---- coordinator -> relay ----
+
+struct RelayRegisterResponse {
+  bool ok = false;
+  // When !ok:
+  ErrorCode error_code = ErrorCode::internal;
+  std::string error_message;
+  // When ok: the relay's name in the relay map.
+  std::string name;
+  friend bool operator==(const RelayRegisterResponse&, const RelayRegisterResponse&) = default;
 };
 
 // ---- coordinator -> agent ----
@@ -194,9 +226,11 @@ struct ParseError {
 };
 
 using Message = std::variant<RegisterRequest, EndpointUpdate, Ping, NatReport, RegisterResponse,
-                             PeerMap, PeerDelta, RelayMap, Pong, ErrorMessage>;
+                             PeerMap, PeerDelta, RelayMap, Pong, ErrorMessage, RelayRegister,
+                             RelayRegisterResponse>;
 using ParseResult = std::variant<RegisterRequest, EndpointUpdate, Ping, NatReport, RegisterResponse,
-                                 PeerMap, PeerDelta, RelayMap, Pong, ErrorMessage, ParseError>;
+                                 PeerMap, PeerDelta, RelayMap, Pong, ErrorMessage, RelayRegister,
+                                 RelayRegisterResponse, ParseError>;
 
 ParseResult parse_message(std::string_view text);
 // The message, when parse_message did not fail.
@@ -215,9 +249,14 @@ std::string encode(const PeerDelta& message);
 std::string encode(const RelayMap& message);
 std::string encode(const Pong& message);
 std::string encode(const ErrorMessage& message);
+std::string encode(const RelayRegister& message);
+std::string encode(const RelayRegisterResponse& message);
 std::string encode(const Message& message);
 
 std::string_view to_string(NatFiltering filtering);
 std::string_view to_string(MessageError error);
+
+// A relay's name as relay_register carries it: [a-z0-9]+ joined by single '-', 1..63 long.
+bool is_valid_relay_name(std::string_view name);
 
 }  // namespace knit::control

@@ -18,6 +18,12 @@ Json endpoints_json(const std::vector<Endpoint>& endpoints) {
   return out;
 }
 
+Json host_ports_json(const std::vector<HostPort>& addresses) {
+  Json out = Json::array();
+  for (const HostPort& address : addresses) out.push_back(address.to_string());
+  return out;
+}
+
 Json header(std::string_view type) {
   Json out = Json::object();
   out["v"] = kMessageVersion;
@@ -151,9 +157,7 @@ std::string encode(const RelayMap& message) {
     Json entry = Json::object();
     entry["name"] = relay.name;
     entry["node_key"] = key_text(relay.node_key);
-    Json addresses = Json::array();
-    for (const HostPort& address : relay.addresses) addresses.push_back(address.to_string());
-    entry["addresses"] = std::move(addresses);
+    entry["addresses"] = host_ports_json(relay.addresses);
     entry["stun_port"] = relay.stun_port;
     relays.push_back(std::move(entry));
   }
@@ -171,6 +175,28 @@ std::string encode(const ErrorMessage& message) {
   Json out = header("error");
   out["code"] = to_string(message.code);
   out["message"] = message.message;
+  return text(out);
+}
+
+std::string encode(const RelayRegister& message) {
+  Json out = header("relay_register");
+  if (message.token) out["token"] = *message.token;
+  out["name"] = message.name;
+  out["addresses"] = host_ports_json(message.addresses);
+  out["stun_port"] = message.stun_port;
+  out["version"] = message.version;
+  return text(out);
+}
+
+std::string encode(const RelayRegisterResponse& message) {
+  Json out = header("relay_register_response");
+  out["ok"] = message.ok;
+  if (!message.ok) {
+    out["error_code"] = to_string(message.error_code);
+    out["error_message"] = message.error_message;
+  } else {
+    out["name"] = message.name;
+  }
   return text(out);
 }
 

@@ -396,18 +396,22 @@ bool read_error_code(Parser& p, const Json& v, const Path& at, ErrorCode& out) {
   return true;
 }
 
+// The error half of a refusal, shared by both register responses.
+bool read_refusal(Parser& p, const Json& v, const Path& at, ErrorCode& code,
+                  std::string& message) {
+  std::optional<std::string> text;
+  if (!field(p, v, at, "error_code", code, read_error_code) ||
+      !optional_field(p, v, at, "error_message", text,
+                      text_reader(0, kMaxErrorTextLength, printable))) {
+    return false;
+  }
+  message = text.value_or("");
+  return true;
+}
+
 bool read_register_response(Parser& p, const Json& v, const Path& at, RegisterResponse& out) {
   if (!field(p, v, at, "ok", out.ok, kBool)) return false;
-  if (!out.ok) {
-    std::optional<std::string> message;
-    if (!field(p, v, at, "error_code", out.error_code, read_error_code) ||
-        !optional_field(p, v, at, "error_message", message,
-                        text_reader(0, kMaxErrorTextLength, printable))) {
-      return false;
-    }
-    out.error_message = message.value_or("");
-    return true;
-  }
+  if (!out.ok) return read_refusal(p, v, at, out.error_code, out.error_message);
   const Json* node = object_field(p, v, at, "node");
   if (node == nullptr) return false;
   const Path node_at = at.field("node");
@@ -438,17 +442,36 @@ bool read_peer_delta(Parser& p, const Json& v, const Path& at, PeerDelta& out) {
          unique_keys(p, at, {&out.added, &out.changed}, out.removed);
 }
 
+// A relay's addresses: 1..kMaxRelayAddresses of "host:port".
+bool read_relay_addresses(Parser& p, const Json& v, const Path& at, std::vector<HostPort>& out) {
+  if (!read_list(p, v, at, kMaxRelayAddresses, out, read_host_port)) return false;
+  if (out.empty()) return p.fail(MessageError::bad_value, at);
+  return true;
+}
+
 bool read_relay(Parser& p, const Json& v, const Path& at, RelayInfo& out) {
   if (!v.is_object()) return p.fail(MessageError::wrong_type, at);
-  if (!field(p, v, at, "name", out.name, kName) ||
-      !field(p, v, at, "node_key", out.node_key, kKey) ||
-      !field(p, v, at, "addresses", out.addresses,
-             list_reader(kMaxRelayAddresses, read_host_port)) ||
-      !field(p, v, at, "stun_port", out.stun_port, read_int<std::uint16_t>)) {
-    return false;
-  }
-  if (out.addresses.empty()) return p.fail(MessageError::bad_value, at.field("addresses"));
-  return true;
+  return field(p, v, at, "name", out.name, kName) &&
+         field(p, v, at, "node_key", out.node_key, kKey) &&
+         field(p, v, at, "addresses", out.addresses, read_relay_addresses) &&
+         field(p, v, at, "stun_port", out.stun_port, read_int<std::uint16_t>);
+}
+
+bool read_relay_register(Parser& p, const Json& v, const Path& at, RelayRegister& out) {
+  return optional_field(p, v, at, "token", out.token,
+                        text_reader(1, kMaxTokenLength, token_text)) &&
+         field(p, v, at, "name", out.name,
+               text_reader(1, kMaxNameLength, is_valid_relay_name)) &&
+         field(p, v, at, "addresses", out.addresses, read_relay_addresses) &&
+         field(p, v, at, "stun_port", out.stun_port, read_int<std::uint16_t>) &&
+         field(p, v, at, "version", out.version, text_reader(0, kMaxShortTextLength, printable));
+}
+
+bool read_relay_register_response(Parser& p, const Json& v, const Path& at,
+                                  RelayRegisterResponse& out) {
+  if (!field(p, v, at, "ok", out.ok, kBool)) return false;
+  if (!out.ok) return read_refusal(p, v, at, out.error_code, out.error_message);
+  return field(p, v, at, "name", out.name, text_reader(1, kMaxNameLength, is_valid_relay_name));
 }
 
 bool read_relay_map(Parser& p, const Json& v, const Path& at, RelayMap& out) {
@@ -532,6 +555,22 @@ std::string_view to_string(MessageError error) {
   return "invalid message";
 }
 
+bool is_valid_relay_name(std::string_view name) {
+  if (name.empty() || name.size() > kMaxNameLength) return false;
+  bool after_dash = true;  // no leading '-'
+  for (char c : name) {
+    if (c == '-') {
+      if (after_dash) return false;  // no "--"
+      after_dash = true;
+    } else if ((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9')) {
+      after_dash = false;
+    } else {
+      return false;
+    }
+  }
+  return !after_dash;  // no trailing '-'
+}
+
 std::string ParseError::describe() const {
   std::string out(to_string(kind));
   if (!field.empty()) out += " in " + field;
@@ -573,6 +612,10 @@ ParseResult parse_message(std::string_view text) {
   if (type == "relay_map") return parse_as<RelayMap>(root, read_relay_map);
   if (type == "pong") return parse_as<Pong>(root, read_pong);
   if (type == "error") return parse_as<ErrorMessage>(root, read_error);
+  if (type == "relay_register") return parse_as<RelayRegister>(root, read_relay_register);
+  if (type == "relay_register_response") {
+    return parse_as<RelayRegisterResponse>(root, read_relay_register_response);
+  }
   return ParseError{MessageError::unknown_type, "type"};
 }
 

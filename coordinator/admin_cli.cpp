@@ -179,7 +179,7 @@ void add_node_commands(CLI::App& app, const CliGlobals& globals, CliContext& ctx
 
 void add_relay_commands(CLI::App& app, const CliGlobals& globals, CliContext& ctx,
                         CliAction& action) {
-  CLI::App* relays = app.add_subcommand("relays", "show the relay map");
+  CLI::App* relays = app.add_subcommand("relays", "show and remove the relays of the relay map");
   relays->require_subcommand(1);
   auto json = std::make_shared<bool>(false);
   CLI::App* list = relays->add_subcommand("list", "list registered relays");
@@ -189,6 +189,20 @@ void add_relay_commands(CLI::App& app, const CliGlobals& globals, CliContext& ct
       auto store = open_existing(globals);
       auto all = take(store->list_relays());
       ctx.out << (*json ? relays_json(all) : relays_table(all, ctx.now()));
+      return 0;
+    };
+  });
+
+  auto name = std::make_shared<std::string>();
+  CLI::App* remove = relays->add_subcommand(
+      "remove", "remove a relay from the relay map; it must join again with a relay token");
+  remove->add_option("NAME", *name, "the relay's name, as relays list shows it")->required();
+  remove->callback([&globals, &ctx, &action, name] {
+    action = [&globals, &ctx, name] {
+      auto store = open_existing(globals);
+      check(store->remove_relay(*name));
+      ctx.out << "Removed relay " << *name
+              << ". Agents drop it from their relay map within seconds.\n";
       return 0;
     };
   });

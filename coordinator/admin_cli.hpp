@@ -5,7 +5,7 @@
 //                  [--advertise HOST:PORT]...    prints the token alone as its last line
 //     token list | token revoke ID
 //     nodes list [--json] | nodes remove NAME
-//     relays list [--json]
+//     relays list [--json] | relays remove NAME
 //
 // Commands are registered on a CLI::App by functions, so `serve` (in its own file) plugs in
 // the same way: a registrar adds its subcommand and, when chosen, stores what to run in the

@@ -107,8 +107,10 @@ std::string relays_table(const std::vector<Relay>& relays, UnixSeconds now) {
   for (const auto& r : relays)
     rows.push_back({r.name, join(r.addresses, ","),
                     r.stun_port == 0 ? "-" : std::to_string(r.stun_port),
+                    r.online ? "yes" : "no", r.online ? "now" : format_ago(r.last_seen, now),
                     to_base64(r.node_key), format_ago(r.registered_at, now)});
-  return render_table({"NAME", "ADDRESSES", "STUN", "NODE KEY", "REGISTERED"}, rows);
+  return render_table(
+      {"NAME", "ADDRESSES", "STUN", "ONLINE", "LAST SEEN", "NODE KEY", "REGISTERED"}, rows);
 }
 
 std::string nodes_json(const std::vector<Node>& nodes) {
@@ -140,6 +142,8 @@ std::string relays_json(const std::vector<Relay>& relays) {
                    {"node_key", to_base64(r.node_key)},
                    {"addresses", r.addresses},
                    {"stun_port", r.stun_port},
+                   {"online", r.online},
+                   {"last_seen", time_json(r.last_seen)},
                    {"registered_at", format_time(r.registered_at)}});
   return out.dump(2) + "\n";
 }

@@ -128,25 +128,34 @@ void AgentSession::on_request(Bytes& payload) {
   control::ParseResult parsed = control::parse_message(
       std::string_view(reinterpret_cast<const char*>(payload.data()), payload.size()));
   sodium_memzero(payload.data(), payload.size());  // it carries the join token
-  auto* request = std::get_if<control::RegisterRequest>(&parsed);
-  if (request == nullptr) {
-    ++host_.session_counters().malformed;
-    const auto* error = std::get_if<control::ParseError>(&parsed);
-    log(LogLevel::info, kLog, remote_, ": message 1 is not a register request (",
-        error ? error->describe() : std::string("another message type"), ")");
-    close(CloseReason::malformed);
+  node_key_ = channel_.remote_static();
+  if (auto* request = std::get_if<control::RegisterRequest>(&parsed)) {
+    const control::RegisterResponse response = host_.on_register(*this, *request);
+    if (request->token) sodium_memzero(request->token->data(), request->token->size());
+    answer(control::encode(response), response.ok);
     return;
   }
-  node_key_ = channel_.remote_static();
-  const control::RegisterResponse response = host_.on_register(*this, *request);
-  if (request->token) sodium_memzero(request->token->data(), request->token->size());
-  // From here the server holds this session as the node's: if answering fails, closing tells it.
-  registered_ = response.ok;
-  if (closing()) return;
+  if (auto* relay = std::get_if<control::RelayRegister>(&parsed)) {
+    role_ = Role::relay;
+    const control::RelayRegisterResponse response = host_.on_relay_register(*this, *relay);
+    if (relay->token) sodium_memzero(relay->token->data(), relay->token->size());
+    answer(control::encode(response), response.ok);
+    return;
+  }
+  ++host_.session_counters().malformed;
+  const auto* error = std::get_if<control::ParseError>(&parsed);
+  log(LogLevel::info, kLog, remote_, ": message 1 is not a register request (",
+      error ? error->describe() : std::string("another message type"), ")");
+  close(CloseReason::malformed);
+}
 
-  const std::string answer = control::encode(response);
+void AgentSession::answer(std::string_view text, bool ok) {
+  // From here the server holds this session as the node's (or relay's): if answering fails,
+  // closing tells it.
+  registered_ = ok;
+  if (closing()) return;
   Bytes frame;
-  if (channel_.answer(rng_, bytes_of(answer), frame) != control::ChannelError::ok) {
+  if (channel_.answer(rng_, bytes_of(text), frame) != control::ChannelError::ok) {
     ++host_.session_counters().handshake_failures;
     close(CloseReason::handshake_failed);
     return;
@@ -155,7 +164,7 @@ void AgentSession::on_request(Bytes& payload) {
   last_received_ = SteadyClock::now();
   arm_timer();  // from the handshake's deadline to the idle one
   if (!enqueue(std::move(frame))) return;
-  if (!response.ok) {
+  if (!ok) {
     ++host_.session_counters().rejected;
     close_after({}, CloseReason::refused);
     return;
@@ -171,20 +180,21 @@ void AgentSession::on_message(const Bytes& plaintext) {
   std::visit(
       [this](auto& message) {
         using T = std::decay_t<decltype(message)>;
-        if constexpr (std::is_same_v<T, control::EndpointUpdate>) {
-          host_.on_endpoints(*this, message);
-        } else if constexpr (std::is_same_v<T, control::Ping>) {
+        if constexpr (std::is_same_v<T, control::Ping>) {
           send(control::encode(control::Pong{message.seq}));
+          return;
+        } else if constexpr (std::is_same_v<T, control::EndpointUpdate>) {
+          if (role_ == Role::agent) return host_.on_endpoints(*this, message);
         } else if constexpr (std::is_same_v<T, control::NatReport>) {
-          host_.on_nat_report(*this, message);
-        } else {
-          ++host_.session_counters().malformed;
-          if constexpr (std::is_same_v<T, control::ParseError>)
-            log(LogLevel::info, kLog, remote_, ": ", message.describe());
-          else
-            log(LogLevel::info, kLog, remote_, ": a message an agent may not send");
-          close(CloseReason::malformed);
+          if (role_ == Role::agent) return host_.on_nat_report(*this, message);
         }
+        ++host_.session_counters().malformed;
+        if constexpr (std::is_same_v<T, control::ParseError>)
+          log(LogLevel::info, kLog, remote_, ": ", message.describe());
+        else
+          log(LogLevel::info, kLog, remote_, ": a message ",
+              role_ == Role::relay ? "a relay" : "an agent", " may not send");
+        close(CloseReason::malformed);
       },
       parsed);
 }

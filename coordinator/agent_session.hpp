@@ -1,5 +1,8 @@
-// One agent's control connection, as the coordinator sees it: a TCP stream carrying the Noise
-// IK channel (control/channel.hpp), on the server's single-threaded Asio event loop.
+// One agent's (or one knit-relay's) control connection, as the coordinator sees it: a TCP stream
+// carrying the Noise IK channel (control/channel.hpp), on the server's single-threaded Asio
+// event loop. Message 1 says which it is: a register request makes an agent session, a
+// relay_register a relay session (it receives the same relay map, peer map and deltas, and may
+// send nothing but pings).
 //
 //   accept ──► handshake ──(message 1: register request)──► answered ──► open ──► closed
 //              ≤ 10 s                                        │ refused: the answer is flushed,
@@ -79,6 +82,9 @@ class SessionHost {
   // the node's session (registered()) until on_closed, even if answering fails.
   virtual control::RegisterResponse on_register(AgentSession& session,
                                                 const control::RegisterRequest& request) = 0;
+  // The same for a relay registering itself (session.role() == relay).
+  virtual control::RelayRegisterResponse on_relay_register(
+      AgentSession& session, const control::RelayRegister& request) = 0;
   // The agent was answered ok: send it what it needs first (relay map, full peer map).
   virtual void on_open(AgentSession& session) = 0;
   virtual void on_endpoints(AgentSession& session, const control::EndpointUpdate& update) = 0;
@@ -94,6 +100,8 @@ class SessionHost {
 class AgentSession : public std::enable_shared_from_this<AgentSession> {
  public:
   using Socket = asio::ip::tcp::socket;
+  // Who is at the other end, as message 1 says (agent until then).
+  enum class Role { agent, relay };
 
   // coordinator_key and rng are used while the session lives; host must outlive its open state
   // (after close() the session never calls it).
@@ -122,8 +130,9 @@ class AgentSession : public std::enable_shared_from_this<AgentSession> {
   // The server accepted the node (the answer says ok): the session receives peer-map updates,
   // and its end takes the node offline unless a newer session replaced it.
   bool registered() const { return registered_; }
-  // Known once message 1 was read.
+  // Known once message 1 was read: the node key, or a relay's relay key.
   const control::NodeKey& node_key() const { return node_key_; }
+  Role role() const { return role_; }
   // "192.0.2.1:40000", for logs.
   const std::string& remote() const { return remote_; }
   std::size_t queued_bytes() const { return queued_bytes_; }
@@ -134,6 +143,8 @@ class AgentSession : public std::enable_shared_from_this<AgentSession> {
   void read();
   void on_readable(std::error_code ec);
   void on_request(Bytes& payload);
+  // Sends the answer to message 1 and opens (ok) or closes (refused) the session.
+  void answer(std::string_view text, bool ok);
   void on_message(const Bytes& plaintext);
   void on_channel_error(control::ChannelError error);
   bool enqueue(Bytes frame);
@@ -152,6 +163,7 @@ class AgentSession : public std::enable_shared_from_this<AgentSession> {
   SessionLimits limits_;
   control::Channel channel_;
   control::NodeKey node_key_{};
+  Role role_ = Role::agent;
   std::string remote_;
   Phase phase_ = Phase::handshake;
   bool registered_ = false;

@@ -61,9 +61,16 @@ CREATE TABLE relays (
 );
 )sql";
 
+// v3: relays connect to the coordinator, so `relays list` shows which are online.
+constexpr const char* kV3 = R"sql(
+ALTER TABLE relays ADD COLUMN online INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE relays ADD COLUMN last_seen INTEGER;
+)sql";
+
 constexpr Migration kMigrations[] = {
     {1, "settings, tokens and nodes", kV1},
     {2, "ephemeral expiry and relays", kV2},
+    {3, "relay presence", kV3},
 };
 
 }  // namespace

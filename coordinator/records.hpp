@@ -66,6 +66,8 @@ struct Relay {
   std::vector<std::string> addresses;  // "host:port" agents connect to
   std::uint16_t stun_port = 0;         // 0: no STUN responder
   UnixSeconds registered_at = 0;
+  bool online = false;                  // connected to a coordinator now
+  std::optional<UnixSeconds> last_seen{};  // when it last connected or went away
 };
 
 }  // namespace knit::coordinator

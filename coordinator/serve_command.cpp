@@ -11,6 +11,8 @@
 #include <system_error>
 
 #include "base/log.hpp"
+#include "base/metrics.hpp"
+#include "base/metrics_server.hpp"
 #include "control/host_port.hpp"
 #include "coordinator/key_file.hpp"
 #include "coordinator/server.hpp"
@@ -28,6 +30,7 @@ constexpr std::string_view kLog = "coordinator";
 struct ServeOptions {
   std::string listen;
   std::string ephemeral_grace = "10m";
+  std::string metrics;  // HOST:PORT of the Prometheus endpoint; empty: none
 };
 
 template <typename T>
@@ -87,6 +90,61 @@ void raise_descriptor_limit() {
         ": fewer agents can connect");
 }
 
+// The numbers a scrape of --metrics shows, read from the server (and the store) at scrape time.
+void register_metrics(metrics::Registry& registry, const Server& server, Store& store) {
+  struct Samples {
+    metrics::Gauge* connections;
+    metrics::Gauge* online;
+    metrics::Gauge* nodes;
+    metrics::Gauge* version;
+    metrics::Counter* accepted;
+    metrics::Counter* joins;
+    metrics::Counter* refused;
+    metrics::Counter* too_many;
+    metrics::Counter* handshake;
+    metrics::Counter* malformed;
+    metrics::Counter* overflow;
+    metrics::Counter* timeout;
+  };
+  const auto drop = [&registry](std::string_view reason) {
+    return &registry.counter("knit_coordinator_connection_drops_total",
+                             "Control connections closed by the coordinator, by reason.",
+                             {{"reason", std::string(reason)}});
+  };
+  const Samples m{
+      &registry.gauge("knit_coordinator_control_connections",
+                      "Control connections open now (agents and relays)."),
+      &registry.gauge("knit_coordinator_nodes_online", "Nodes connected now."),
+      &registry.gauge("knit_coordinator_nodes", "Nodes in the mesh, online or not."),
+      &registry.gauge("knit_coordinator_peer_map_version", "Version of the published peer map."),
+      &registry.counter("knit_coordinator_connections_accepted_total", "TCP connections accepted."),
+      &registry.counter("knit_coordinator_joins_total", "Register requests answered ok."),
+      &registry.counter("knit_coordinator_joins_refused_total",
+                        "Register requests refused (bad, used, expired or revoked token; "
+                        "unknown key)."),
+      drop("too_many_connections"),
+      drop("handshake_failed"),
+      drop("malformed"),
+      drop("queue_overflow"),
+      drop("timeout"),
+  };
+  registry.on_collect([m, &server, &store] {
+    const ServerCounters& c = server.counters();
+    m.connections->set(static_cast<double>(server.session_count()));
+    m.online->set(static_cast<double>(server.online_count()));
+    if (auto all = store.list_nodes()) m.nodes->set(static_cast<double>(all.value().size()));
+    m.version->set(static_cast<double>(server.map_version()));
+    m.accepted->set(c.accepted);
+    m.joins->set(c.registered);
+    m.refused->set(c.rejected);
+    m.too_many->set(c.refused_connections);
+    m.handshake->set(c.handshake_failures);
+    m.malformed->set(c.malformed);
+    m.overflow->set(c.queue_overflows);
+    m.timeout->set(c.timeouts);
+  });
+}
+
 int serve(const CliGlobals& globals, CliContext& ctx, const ServeOptions& o) {
   const auto listen = control::HostPort::parse(o.listen);
   if (!listen)
@@ -96,6 +154,14 @@ int serve(const CliGlobals& globals, CliContext& ctx, const ServeOptions& o) {
   if (!grace)
     throw CliError("--ephemeral-grace " + o.ephemeral_grace +
                    " is not a duration such as 10m, 1h or 2d");
+
+  std::optional<asio::ip::tcp::endpoint> metrics_listen;
+  if (!o.metrics.empty()) {
+    metrics_listen = metrics::parse_listen_address(o.metrics);
+    if (!metrics_listen)
+      throw CliError("--metrics " + o.metrics +
+                     " is not IP:PORT, such as 127.0.0.1:9101 or [::1]:9101");
+  }
 
   check(prepare_state_dir(globals.state_dir));
   auto store = take(open_store(globals.state_dir));
@@ -118,10 +184,26 @@ int serve(const CliGlobals& globals, CliContext& ctx, const ServeOptions& o) {
   // Only an address that worked goes into tokens.
   check(store->set_listen_address(listen->to_string()));
 
+  // Opt-in: nothing listens for scrapes without --metrics.
+  metrics::Registry registry;
+  std::unique_ptr<metrics::MetricsServer> metrics_server;
+  if (metrics_listen) {
+    register_metrics(registry, server, *store);
+    metrics_server = std::make_unique<metrics::MetricsServer>(
+        io, *metrics_listen, [&registry] { return registry.render(); });
+    try {
+      metrics_server->start();
+    } catch (const std::system_error& e) {
+      server.stop();
+      throw CliError("cannot serve metrics on " + o.metrics + ": " + e.code().message());
+    }
+  }
+
   asio::signal_set signals(io, SIGINT, SIGTERM);
-  signals.async_wait([&server](std::error_code ec, int signal_number) {
+  signals.async_wait([&server, &metrics_server](std::error_code ec, int signal_number) {
     if (ec) return;  // operation_aborted: the loop is going away
     log(LogLevel::info, kLog, "signal ", signal_number, ": stopping");
+    if (metrics_server) metrics_server->stop();
     server.stop();
   });
   io.run();
@@ -142,6 +224,8 @@ void add_serve_command(CLI::App& app, const CliGlobals& globals, CliContext& ctx
   serve_app->add_option("--ephemeral-grace", options->ephemeral_grace,
                         "how long an ephemeral node may stay offline before it is removed")
       ->capture_default_str();
+  serve_app->add_option("--metrics", options->metrics,
+                        "IP:PORT to serve Prometheus metrics on (GET /metrics; default: off)");
   serve_app->callback([&globals, &ctx, &action, options] {
     action = [&globals, &ctx, options] { return serve(globals, ctx, *options); };
   });

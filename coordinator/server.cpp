@@ -48,6 +48,16 @@ std::string peer_json(const PeerInfo& peer) {
   return text.substr(head, text.size() - head - tail);
 }
 
+// A register answer (an agent's or a relay's) that refuses, saying why.
+template <typename Response>
+Response refusal(control::ErrorCode code, std::string message) {
+  Response response;
+  response.ok = false;
+  response.error_code = code;
+  response.error_message = std::move(message);
+  return response;
+}
+
 std::string removed_json(const NodeKey& key) { return "\"" + key_text(key) + "\""; }
 
 template <typename Items>
@@ -305,9 +315,14 @@ void Server::stop() {
     if (auto r = store_.set_node_online(key, false, t); !r && r.error().code != Errc::not_found)
       log(LogLevel::warn, kLog, "cannot mark a node offline: ", r.error().message);
   }
+  for (const auto& [key, session] : relay_owners_) {
+    if (auto r = store_.set_relay_online(key, false, t); !r && r.error().code != Errc::not_found)
+      log(LogLevel::warn, kLog, "cannot mark a relay offline: ", r.error().message);
+  }
   for (const auto& [raw, session] : sessions_) session->close(CloseReason::shutdown);
   sessions_.clear();
   owners_.clear();
+  relay_owners_.clear();
   closed_.clear();
   log(LogLevel::info, kLog, "stopped: ", summary());
 }
@@ -360,7 +375,7 @@ void Server::on_accept(std::error_code ec, asio::ip::tcp::socket socket) {
     return;
   }
   ++counters_.accepted;
-  const std::size_t handshaking = sessions_.size() - owners_.size();
+  const std::size_t handshaking = sessions_.size() - owners_.size() - relay_owners_.size();
   if (sessions_.size() >= options_.max_sessions || handshaking >= options_.max_handshakes) {
     ++counters_.refused_connections;
     std::error_code ignored;
@@ -379,7 +394,10 @@ void Server::on_accept(std::error_code ec, asio::ip::tcp::socket socket) {
 
 void Server::on_closed(AgentSession& session, CloseReason reason) {
   if (stopped_) return;
-  if (session.registered()) {
+  if (session.registered() && session.role() == AgentSession::Role::relay) {
+    log(LogLevel::info, kLog, session.remote(), ": relay ", key_text(session.node_key()),
+        " disconnected (", to_string(reason), ")");
+  } else if (session.registered()) {
     const PeerInfo* peer = view_.find(session.node_key());
     log(LogLevel::info, kLog, session.remote(), ": ", peer ? peer->name : key_text(session.node_key()),
         " disconnected (", to_string(reason), ")");
@@ -402,23 +420,38 @@ void Server::reap() {
   closed.swap(closed_);
   for (AgentSession* session : closed) {
     if (session->registered()) {
-      auto it = owners_.find(session->node_key());
-      if (it != owners_.end() && it->second == session) {
-        owners_.erase(it);
-        mark_offline(session->node_key());
+      Owners& owners = owners_of(*session);
+      auto it = owners.find(session->node_key());
+      if (it != owners.end() && it->second == session) {
+        owners.erase(it);
+        if (session->role() == AgentSession::Role::agent) {
+          mark_offline(session->node_key());
+        } else if (auto r = store_.set_relay_online(session->node_key(), false, now());
+                   !r && r.error().code != Errc::not_found) {
+          log(LogLevel::warn, kLog, "cannot mark a relay offline: ", r.error().message);
+        }
       }
     }
     sessions_.erase(session);  // its last handlers hold it until they have run
   }
 }
 
+Server::Owners& Server::owners_of(const AgentSession& session) {
+  return session.role() == AgentSession::Role::relay ? relay_owners_ : owners_;
+}
+
+const Server::Owners& Server::owners_of(const AgentSession& session) const {
+  return session.role() == AgentSession::Role::relay ? relay_owners_ : owners_;
+}
+
 bool Server::is_owner(const AgentSession& session) const {
-  auto it = owners_.find(session.node_key());
-  return it != owners_.end() && it->second == &session;
+  const Owners& owners = owners_of(session);
+  auto it = owners.find(session.node_key());
+  return it != owners.end() && it->second == &session;
 }
 
 void Server::take_ownership(AgentSession& session) {
-  auto [it, inserted] = owners_.try_emplace(session.node_key(), &session);
+  auto [it, inserted] = owners_of(session).try_emplace(session.node_key(), &session);
   if (inserted || it->second == &session) return;
   AgentSession* older = it->second;
   it->second = &session;
@@ -434,28 +467,20 @@ control::RegisterResponse Server::on_register(AgentSession& session,
   auto refuse = [&](control::ErrorCode code, std::string message) {
     log(LogLevel::info, kLog, session.remote(), ": refused ", key_text(key), ": ",
         control::to_string(code), " (", message, ")");
-    control::RegisterResponse response;
-    response.ok = false;
-    response.error_code = code;
-    response.error_message = std::move(message);
-    return response;
+    return refusal<control::RegisterResponse>(code, std::move(message));
   };
 
   std::optional<PresentedToken> presented;
-  if (request.token) {
-    control::JoinToken token;  // its secret wipes itself
-    if (auto error = control::decode_token(*request.token, token); error != control::TokenError::ok)
-      return refuse(control::ErrorCode::token_invalid, control::describe(error));
-    if (token.coordinator_key != public_key_)
-      return refuse(control::ErrorCode::token_invalid, "the token was made for another coordinator");
-    presented = presented_token(token);
-  }
+  if (std::string why; request.token && !read_token(*request.token, presented, why))
+    return refuse(control::ErrorCode::token_invalid, why);
   const UnixSeconds t = now();
   auto joined = store_.join_node(
       NodeRegistration{key, request.disco_key, request.hostname, request.os}, presented, t);
   if (!joined) {
     if (joined.error().code == Errc::mesh_full)
       return refuse(control::ErrorCode::mesh_full, joined.error().message);
+    if (joined.error().code == Errc::conflict)  // a relay's key
+      return refuse(control::ErrorCode::key_in_use, joined.error().message);
     log(LogLevel::error, kLog, "cannot register a node: ", joined.error().message);
     return refuse(control::ErrorCode::internal,
                   "the coordinator could not register the node; try again later");
@@ -486,6 +511,85 @@ control::RegisterResponse Server::on_register(AgentSession& session,
   view_.set(peer_info(node));
   schedule_publish();
   return response;
+}
+
+bool Server::read_token(const std::string& text, std::optional<PresentedToken>& out,
+                        std::string& why) const {
+  control::JoinToken token;  // its secret wipes itself
+  if (auto error = control::decode_token(text, token); error != control::TokenError::ok) {
+    why = control::describe(error);
+    return false;
+  }
+  if (token.coordinator_key != public_key_) {
+    why = "the token was made for another coordinator";
+    return false;
+  }
+  out = presented_token(token);
+  return true;
+}
+
+control::RelayRegisterResponse Server::on_relay_register(AgentSession& session,
+                                                         const control::RelayRegister& request) {
+  const NodeKey& key = session.node_key();
+  auto refuse = [&](control::ErrorCode code, std::string message) {
+    log(LogLevel::info, kLog, session.remote(), ": refused relay ", request.name, " (",
+        key_text(key), "): ", control::to_string(code), " (", message, ")");
+    return refusal<control::RelayRegisterResponse>(code, std::move(message));
+  };
+
+  std::optional<PresentedToken> presented;
+  if (std::string why; request.token && !read_token(*request.token, presented, why))
+    return refuse(control::ErrorCode::token_invalid, why);
+  RelayRegistration registration{request.name, key, {}, request.stun_port};
+  for (const control::HostPort& address : request.addresses)
+    registration.addresses.push_back(address.to_string());
+  auto joined = store_.join_relay(registration, presented, now());
+  if (!joined) {
+    if (joined.error().code == Errc::conflict)  // a node's key
+      return refuse(control::ErrorCode::key_in_use, joined.error().message);
+    log(LogLevel::error, kLog, "cannot register a relay: ", joined.error().message);
+    return refuse(control::ErrorCode::internal,
+                  "the coordinator could not register the relay; try again later");
+  }
+  if (joined->token != TokenCheck::ok) {
+    if (!presented)
+      return refuse(control::ErrorCode::not_registered,
+                    "this relay key is not registered: start knit-relay with a relay token "
+                    "(`knit-coordinator token create --relay`)");
+    if (joined->token == TokenCheck::wrong_kind)
+      return refuse(control::ErrorCode::token_invalid,
+                    "this is a node's join token: a relay needs one made with `token create "
+                    "--relay`");
+    return refuse(error_code(joined->token),
+                  "the relay token was refused (" + std::string(to_string(joined->token)) + ")");
+  }
+  take_ownership(session);
+  log(LogLevel::info, kLog, session.remote(), ": relay ", joined->relay.name,
+      joined->created ? " joined" : " is back");
+  // A new relay, or new addresses: every agent and relay learns at once. This session is not
+  // open yet; on_open sends it the map.
+  if (load_relays()) push_relay_map();
+  control::RelayRegisterResponse response;
+  response.ok = true;
+  response.name = joined->relay.name;
+  return response;
+}
+
+void Server::push_relay_map() {
+  std::vector<AgentSession*> removed;
+  for (const auto& [key, session] : relay_owners_) {
+    const bool listed = std::any_of(relays_.begin(), relays_.end(),
+                                    [&](const control::RelayInfo& r) { return r.node_key == key; });
+    if (!listed) removed.push_back(session);
+  }
+  for (AgentSession* session : removed) {
+    log(LogLevel::info, kLog, "relay ", key_text(session->node_key()), " was removed");
+    control::ErrorMessage message{control::ErrorCode::not_registered,
+                                  "this relay was removed from the mesh"};
+    session->close_after(control::encode(message), CloseReason::removed);
+  }
+  for (const auto& [key, session] : owners_) session->send(relay_map_text_);
+  for (const auto& [key, session] : relay_owners_) session->send(relay_map_text_);
 }
 
 void Server::on_open(AgentSession& session) {
@@ -585,6 +689,12 @@ void Server::publish() {
     session->send(about_it ? view_.delta_text_for(key) : published->text);
     ++sent;
   }
+  // A relay is never in the map: it gets the delta as it is.
+  for (const auto& [key, session] : relay_owners_) {
+    if (session->closing()) continue;
+    session->send(published->text);
+    ++sent;
+  }
   log(LogLevel::debug, kLog, "peer map version ", published->version, ": ",
       published->keys.size(), " nodes changed, sent to ", sent, " agents");
 }
@@ -625,9 +735,7 @@ void Server::reload() {
     log(LogLevel::info, kLog, "node ", key_text(key), " was removed");
     forget_node(key, "this node was removed from the mesh");
   }
-  if (load_relays()) {
-    for (const auto& [key, session] : owners_) session->send(relay_map_text_);
-  }
+  if (load_relays()) push_relay_map();
 }
 
 bool Server::load_relays() {

@@ -22,6 +22,14 @@
 // Other processes (the admin CLI) change the same store: every poll_interval the server reads
 // the store's change_version() and, when it moved, reloads nodes and relays and publishes the
 // differences; a removed node's own session is told and closed.
+//
+// Relays (knit-relay) connect like agents, with a relay_register as message 1 and their relay
+// key as the channel's static key: a relay token the first time, nothing but the key later. A
+// relay session gets the relay map, the full peer map and every delta exactly as an agent does
+// (a relay admits only current members), and is online while connected (`relays list`). A relay
+// is never a peer: its key is refused as a node's and a node's key as a relay's (key_in_use).
+// A relay joining, changing its addresses or being removed (`relays remove`) sends the new relay
+// map to every agent and relay; a removed relay's own session is told and closed.
 #pragma once
 
 #include <asio.hpp>
@@ -138,16 +146,22 @@ class Server final : private SessionHost {
   std::string summary() const;
   std::size_t session_count() const { return sessions_.size(); }
   std::size_t online_count() const { return owners_.size(); }
+  std::size_t relay_online_count() const { return relay_owners_.size(); }
   std::uint64_t map_version() const { return view_.version(); }
 
  private:
   struct KeyHash {
     std::size_t operator()(const control::NodeKey& key) const noexcept;
   };
+  using Owners = std::unordered_map<control::NodeKey, AgentSession*, KeyHash>;
+  Owners& owners_of(const AgentSession& session);
+  const Owners& owners_of(const AgentSession& session) const;
 
   // SessionHost
   control::RegisterResponse on_register(AgentSession& session,
                                         const control::RegisterRequest& request) override;
+  control::RelayRegisterResponse on_relay_register(AgentSession& session,
+                                                   const control::RelayRegister& request) override;
   void on_open(AgentSession& session) override;
   void on_endpoints(AgentSession& session, const control::EndpointUpdate& update) override;
   void on_nat_report(AgentSession& session, const control::NatReport& report) override;
@@ -158,7 +172,13 @@ class Server final : private SessionHost {
   void on_accept(std::error_code ec, asio::ip::tcp::socket socket);
   void reap();
   bool is_owner(const AgentSession& session) const;
+  // The node's (or relay's) session from now on; an older one of the same key is closed.
   void take_ownership(AgentSession& session);
+  // A presented join token, checked to be this coordinator's; false (and why) when it is not.
+  bool read_token(const std::string& text, std::optional<PresentedToken>& out,
+                  std::string& why) const;
+  // Sends relay_map_text_ to every agent and relay; closes the sessions of removed relays.
+  void push_relay_map();
   void mark_offline(const control::NodeKey& key);
   void update_node(const control::NodeKey& key, const std::vector<Endpoint>& endpoints,
                    const std::string& home_relay);
@@ -194,7 +214,8 @@ class Server final : private SessionHost {
 
   ServerCounters counters_;
   std::unordered_map<AgentSession*, std::shared_ptr<AgentSession>> sessions_;
-  std::unordered_map<control::NodeKey, AgentSession*, KeyHash> owners_;  // registered, live
+  Owners owners_;        // agents: registered, live
+  Owners relay_owners_;  // relays: registered, live
   std::vector<AgentSession*> closed_;  // to forget on the next turn of the loop
   PeerView view_;
   std::vector<control::RelayInfo> relays_;

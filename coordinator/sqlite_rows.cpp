@@ -101,6 +101,8 @@ Relay read_relay(const Statement& row) {
   r.addresses = split_list(row.column_text(2));
   r.stun_port = static_cast<std::uint16_t>(row.column_int(3));
   r.registered_at = row.column_int(4);
+  r.online = row.column_int(6) != 0;
+  r.last_seen = row.column_optional_int(7);
   return r;
 }
 

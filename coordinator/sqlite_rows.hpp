@@ -27,7 +27,8 @@ inline constexpr std::string_view kNodeColumns =
 inline constexpr std::string_view kTokenColumns =
     "id, secret_hash, reusable, ephemeral, relay, revoked, expires_at, tags, uses, created_at";
 inline constexpr std::string_view kRelayColumns =
-    "name, node_key, addresses, stun_port, registered_at, COALESCE(token_id, '')";
+    "name, node_key, addresses, stun_port, registered_at, COALESCE(token_id, ''), online, "
+    "last_seen";
 
 Node read_node(const Statement& row);
 Token read_token(const Statement& row);

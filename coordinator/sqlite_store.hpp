@@ -49,10 +49,13 @@ class SqliteStore final : public Store {
   Result<std::vector<Node>> expire_ephemeral(UnixSeconds now, UnixSeconds grace) override;
   Result<void> mark_all_offline(UnixSeconds now) override;
 
-  Result<RelayJoinResult> join_relay(const RelayRegistration& relay, const PresentedToken& token,
+  Result<RelayJoinResult> join_relay(const RelayRegistration& relay,
+                                     const std::optional<PresentedToken>& token,
                                      UnixSeconds now) override;
   Result<std::vector<Relay>> list_relays() override;
   Result<void> remove_relay(std::string_view name) override;
+  Result<void> set_relay_online(const wg::PublicKey& relay_key, bool online,
+                                UnixSeconds now) override;
 
   Result<std::uint64_t> change_version() override;
 
@@ -62,6 +65,8 @@ class SqliteStore final : public Store {
   Result<std::optional<std::string>> get_setting(std::string_view key);
   Result<void> put_setting(std::string_view key, std::string_view value);
   Result<std::int64_t> count_nodes();
+  // Whether the key is registered as a relay (nodes) or as a node (relays).
+  Result<bool> key_in_table(std::string_view table, const wg::PublicKey& key);
   // The token a presenter names, judged; counts a use when `count_use` and it is ok.
   Result<TokenCheck> judge_token(const PresentedToken& token, TokenUse use, UnixSeconds now,
                                  bool count_use, std::optional<Token>* out);

@@ -65,6 +65,9 @@ Result<JoinResult> SqliteStore::join_node(const NodeRegistration& reg,
   if (!*mesh) return Error{Errc::conflict, "the mesh is not set up yet (ensure_mesh first)"};
   auto existing = find_node(reg.node_key);
   if (!existing) return existing.error();
+  auto relay = key_in_table("relays", reg.node_key);
+  if (!relay) return relay.error();
+  if (*relay) return Error{Errc::conflict, "this key is a relay's key, not a node's"};
 
   JoinResult result;
   std::optional<Token> token;  // set when the node takes a (new) token's tags and kind
@@ -264,7 +267,19 @@ Result<void> SqliteStore::mark_all_offline(UnixSeconds now) {
       "UPDATE nodes SET online = 0, disconnected_at = ?1 "
       "WHERE online = 1 OR disconnected_at IS NULL");
   if (!stmt) return stmt.error();
-  return stmt->bind(1, now).run();
+  if (auto r = stmt->bind(1, now).run(); !r) return r;
+  auto relays = db_.prepare("UPDATE relays SET online = 0, last_seen = ?1 WHERE online = 1");
+  if (!relays) return relays.error();
+  return relays->bind(1, now).run();
+}
+
+Result<bool> SqliteStore::key_in_table(std::string_view table, const wg::PublicKey& key) {
+  auto stmt = db_.prepare("SELECT 1 FROM " + std::string(table) + " WHERE node_key = ?1");
+  if (!stmt) return stmt.error();
+  stmt->bind(1, rows::key_text(key));
+  auto step = stmt->step();
+  if (step == Statement::Step::failed) return stmt->error();
+  return step == Statement::Step::row;
 }
 
 }  // namespace knit::coordinator

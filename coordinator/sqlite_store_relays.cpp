@@ -34,11 +34,14 @@ std::vector<std::string> canonical_addresses(const RelayRegistration& relay) {
 }  // namespace
 
 Result<RelayJoinResult> SqliteStore::join_relay(const RelayRegistration& relay,
-                                                const PresentedToken& presented,
+                                                const std::optional<PresentedToken>& presented,
                                                 UnixSeconds now) {
   if (auto r = validate(relay); !r) return r.error();
   auto tx = Transaction::begin(db_);
   if (!tx) return tx.error();
+  auto node = key_in_table("nodes", relay.node_key);
+  if (!node) return node.error();
+  if (*node) return Error{Errc::conflict, "this key is a node's key, not a relay's"};
 
   // The relay already registered under this key, and the token it registered with.
   std::optional<std::string> own_token;
@@ -51,13 +54,20 @@ Result<RelayJoinResult> SqliteStore::join_relay(const RelayRegistration& relay,
     if (step == Statement::Step::row) own_token = stmt->column_text(0);
   }
   RelayJoinResult result;
-  bool own = own_token && *own_token == presented.id;
-  auto check = judge_token(presented, TokenUse::relay, now, /*count_use=*/!own, nullptr);
-  if (!check) return check.error();
-  bool accepted = own ? (*check != TokenCheck::unknown && *check != TokenCheck::wrong_kind)
-                      : *check == TokenCheck::ok;
-  if (!accepted) {
-    result.token = *check;
+  std::string token_id = own_token.value_or("");
+  if (presented) {
+    bool own = own_token && *own_token == presented->id;
+    auto check = judge_token(*presented, TokenUse::relay, now, /*count_use=*/!own, nullptr);
+    if (!check) return check.error();
+    bool accepted = own ? (*check != TokenCheck::unknown && *check != TokenCheck::wrong_kind)
+                        : *check == TokenCheck::ok;
+    if (!accepted) {
+      result.token = *check;
+      return result;
+    }
+    token_id = presented->id;
+  } else if (!own_token) {
+    result.token = TokenCheck::unknown;  // a new relay must bring a token
     return result;
   }
   result.token = TokenCheck::ok;
@@ -69,17 +79,17 @@ Result<RelayJoinResult> SqliteStore::join_relay(const RelayRegistration& relay,
     return r.error();
 
   auto stmt = db_.prepare(
-      "INSERT INTO relays (name, node_key, addresses, stun_port, token_id, registered_at) "
-      "VALUES (?1, ?2, ?3, ?4, ?5, ?6) "
+      "INSERT INTO relays (name, node_key, addresses, stun_port, token_id, registered_at, "
+      "online, last_seen) VALUES (?1, ?2, ?3, ?4, NULLIF(?5, ''), ?6, 1, ?6) "
       "ON CONFLICT (node_key) DO UPDATE SET name = excluded.name, "
       "addresses = excluded.addresses, stun_port = excluded.stun_port, "
-      "token_id = excluded.token_id");
+      "token_id = excluded.token_id, online = 1, last_seen = excluded.last_seen");
   if (!stmt) return stmt.error();
   stmt->bind(1, relay.name)
       .bind(2, rows::key_text(relay.node_key))
       .bind(3, rows::join_list(canonical_addresses(relay)))
       .bind(4, std::int64_t{relay.stun_port})
-      .bind(5, presented.id)
+      .bind(5, token_id)
       .bind(6, now);
   if (auto r = stmt->run(); !r) return r.error();
 
@@ -105,6 +115,17 @@ Result<std::vector<Relay>> SqliteStore::list_relays() {
     if (step == Statement::Step::failed) return stmt->error();
     out.push_back(rows::read_relay(*stmt));
   }
+}
+
+Result<void> SqliteStore::set_relay_online(const wg::PublicKey& relay_key, bool online,
+                                           UnixSeconds now) {
+  auto stmt = db_.prepare("UPDATE relays SET online = ?1, last_seen = ?2 WHERE node_key = ?3");
+  if (!stmt) return stmt.error();
+  if (auto r = stmt->bind(1, std::int64_t{online}).bind(2, now).bind(3, rows::key_text(relay_key)).run();
+      !r)
+    return r;
+  if (db_.changes() == 0) return Error{Errc::not_found, "no relay with this key"};
+  return Ok{};
 }
 
 Result<void> SqliteStore::remove_relay(std::string_view name) {

@@ -112,17 +112,24 @@ class Store {
   // Removes ephemeral nodes offline since at least `grace` seconds; returns them.
   virtual Result<std::vector<Node>> expire_ephemeral(UnixSeconds now, UnixSeconds grace) = 0;
   // At server start: nobody is connected yet. Nodes marked online (a crash) or never seen
-  // disconnected become offline as of now.
+  // disconnected become offline as of now; so do relays marked online.
   virtual Result<void> mark_all_offline(UnixSeconds now) = 0;
 
   // --- Relays ---
-  // Registers a relay with a relay token. The name is a DNS label; a relay key already known
-  // keeps its registration (re-presenting its own token is not a second use); a name held by
-  // another key is taken over, since only an admin's relay token gets this far.
+  // Registers a relay with a relay token and marks it online (last_seen = now). The name is a
+  // DNS label; a relay key already known keeps its registration and needs no token (the
+  // control channel proved the key; re-presenting its own token is not a second use), and its
+  // name, addresses and STUN port are updated; a name held by another key is taken over, since
+  // only an admin's relay token gets this far. A relay key and a node key are never the same:
+  // Errc::conflict when the key is a node's (join_node refuses a relay's key likewise).
   virtual Result<RelayJoinResult> join_relay(const RelayRegistration& relay,
-                                             const PresentedToken& token, UnixSeconds now) = 0;
+                                             const std::optional<PresentedToken>& token,
+                                             UnixSeconds now) = 0;
   virtual Result<std::vector<Relay>> list_relays() = 0;  // by name
   virtual Result<void> remove_relay(std::string_view name) = 0;
+  // last_seen = now either way. Errc::not_found for an unknown key.
+  virtual Result<void> set_relay_online(const wg::PublicKey& relay_key, bool online,
+                                        UnixSeconds now) = 0;
 
   // --- Changes made by others ---
   // Moves whenever another connection commits a change (see the header comment).

@@ -111,18 +111,24 @@ class Agent {
     fd_ = -1;
   }
 
-  // Sends message 1 and reads message 2.
-  std::optional<control::RegisterResponse> join(const control::RegisterRequest& request) {
+  // Sends `hello` as message 1 (a register request, or a relay_register when this plays a
+  // relay) and returns message 2's payload.
+  std::optional<control::Message> hello(const control::Message& message) {
     Bytes frame;
-    if (channel_.start(rng_, bytes_of(control::encode(request)), frame) != control::ChannelError::ok)
+    if (channel_.start(rng_, bytes_of(control::encode(message)), frame) != control::ChannelError::ok)
       return std::nullopt;
     message1_ = frame;
     if (!write_all(fd_, frame)) return std::nullopt;
     auto event = next_event(3s);
     if (!event || event->kind != control::ChannelEvent::Kind::handshake_done) return std::nullopt;
-    auto parsed = control::parse_message(
-        std::string_view(reinterpret_cast<const char*>(event->data.data()), event->data.size()));
-    auto* response = std::get_if<control::RegisterResponse>(&parsed);
+    return control::to_message(control::parse_message(
+        std::string_view(reinterpret_cast<const char*>(event->data.data()), event->data.size())));
+  }
+
+  // Sends message 1 and reads message 2.
+  std::optional<control::RegisterResponse> join(const control::RegisterRequest& request) {
+    auto answer = hello(request);
+    auto* response = answer ? std::get_if<control::RegisterResponse>(&*answer) : nullptr;
     if (response == nullptr) return std::nullopt;
     return *response;
   }

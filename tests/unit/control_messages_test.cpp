@@ -82,6 +82,23 @@ std::vector<Message> samples() {
                     3478},
                    {"nyc", key(51), {*HostPort::parse("192.0.2.51:443")}, 0}}};
 
+  RelayRegister relay_reg;
+  relay_reg.token = "knit1-BBBB";
+  relay_reg.name = "fra-1";
+  relay_reg.addresses = {*HostPort::parse("relay.example:443"), *HostPort::parse("[2001:db8::9]:8443")};
+  relay_reg.stun_port = 3478;
+  relay_reg.version = "0.1.0";
+  RelayRegister relay_rejoin = relay_reg;
+  relay_rejoin.token.reset();
+  relay_rejoin.stun_port = 0;
+  RelayRegisterResponse relay_ok;
+  relay_ok.ok = true;
+  relay_ok.name = "fra-1";
+  RelayRegisterResponse relay_refused;
+  relay_refused.error_code = ErrorCode::key_in_use;
+  relay_refused.error_message = "this key is a node's key, not a relay's";
+
+  // Relay messages last: tests pick the others by index.
   return {reg,
           rejoin,
           EndpointUpdate{{ep("10.0.0.1:1"), ep("[fe80::1]:2")}},
@@ -97,7 +114,11 @@ std::vector<Message> samples() {
           relays,
           RelayMap{},
           Pong{~std::uint64_t{0}},
-          ErrorMessage{ErrorCode::mesh_full, "no addresses left"}};
+          ErrorMessage{ErrorCode::mesh_full, "no addresses left"},
+          relay_reg,
+          relay_rejoin,
+          relay_ok,
+          relay_refused};
 }
 
 ParseError error_of(std::string_view text) {
@@ -184,7 +205,8 @@ std::vector<json> other_types(const json& value) {
 }
 
 bool is_optional(const std::string& type, const std::string& field) {
-  return (type == "register" && field == "token") ||
+  return ((type == "register" || type == "relay_register") && field == "token") ||
+         (type == "relay_register_response" && field == "error_message") ||
          (type == "nat_report" && (field == "public_v4" || field == "public_v6")) ||
          (type == "register_response" && field == "error_message");
 }
@@ -496,10 +518,75 @@ TEST(ControlMessages, NonUtf8StringsEncodeSafely) {
   EXPECT_EQ(std::get<ErrorMessage>(result).message, "bad \xef\xbf\xbd byte");
 }
 
+TEST(ControlMessages, RelayRegisterIsValidated) {
+  const auto all = samples();
+  const Message& reg = all[16];
+  const Message& ok = all[18];
+  ASSERT_TRUE(std::holds_alternative<RelayRegister>(reg));
+  struct Case {
+    const Message* message;
+    std::function<void(json&)> edit;
+    ParseError error;
+  };
+  const std::vector<Case> cases = {
+      // The name is a lowercase DNS label, as the coordinator stores it.
+      {&reg, [](json& j) { j["name"] = "Fra"; }, {MessageError::bad_value, "name"}},
+      {&reg, [](json& j) { j["name"] = "fra_1"; }, {MessageError::bad_value, "name"}},
+      {&reg, [](json& j) { j["name"] = "-fra"; }, {MessageError::bad_value, "name"}},
+      {&reg, [](json& j) { j["name"] = "fra-"; }, {MessageError::bad_value, "name"}},
+      {&reg, [](json& j) { j["name"] = "fr--a"; }, {MessageError::bad_value, "name"}},
+      {&reg, [](json& j) { j["name"] = ""; }, {MessageError::bad_value, "name"}},
+      {&reg, [](json& j) { j["name"] = std::string(64, 'a'); }, {MessageError::too_long, "name"}},
+      {&reg, [](json& j) { j["addresses"] = json::array(); }, {MessageError::bad_value, "addresses"}},
+      {&reg, [](json& j) { j["addresses"][1] = "no-port"; }, {MessageError::bad_value, "addresses[1]"}},
+      {&reg, [](json& j) { j["addresses"][0] = "relay.example:0"; },
+       {MessageError::bad_value, "addresses[0]"}},
+      {&reg, [](json& j) { j["addresses"][0] = std::string(300, 'a') + ":1"; },
+       {MessageError::too_long, "addresses[0]"}},
+      {&reg, [](json& j) { j["addresses"] = json::array({"a:1", "a:2", "a:3", "a:4", "a:5", "a:6", "a:7", "a:8", "a:9"}); },
+       {MessageError::too_many, "addresses"}},
+      {&reg, [](json& j) { j["stun_port"] = 65536; }, {MessageError::bad_value, "stun_port"}},
+      {&reg, [](json& j) { j["stun_port"] = -1; }, {MessageError::bad_value, "stun_port"}},
+      {&reg, [](json& j) { j["token"] = "knit1 x"; }, {MessageError::bad_value, "token"}},
+      {&reg, [](json& j) { j["token"] = std::string(5000, 'A'); }, {MessageError::too_long, "token"}},
+      {&reg, [](json& j) { j["version"] = std::string(65, 'v'); }, {MessageError::too_long, "version"}},
+      {&reg, [](json& j) { j["version"] = "a\x01"; }, {MessageError::bad_value, "version"}},
+      // An ok answer names the relay; a refusal needs a code.
+      {&ok, [](json& j) { j.erase("name"); }, {MessageError::missing_field, "name"}},
+      {&ok, [](json& j) { j["name"] = "Bad Name"; }, {MessageError::bad_value, "name"}},
+      {&ok, [](json& j) { j["ok"] = false; }, {MessageError::missing_field, "error_code"}},
+  };
+  for (std::size_t i = 0; i < cases.size(); ++i) {
+    EXPECT_EQ(error_of_json(with(*cases[i].message, cases[i].edit)), cases[i].error) << "case " << i;
+  }
+  // A null token is a rejoin; an unknown error code from a newer coordinator reads as unknown.
+  ParseResult result = parse_message(with(reg, [](json& j) { j["token"] = nullptr; }).dump());
+  ASSERT_TRUE(std::holds_alternative<RelayRegister>(result));
+  EXPECT_FALSE(std::get<RelayRegister>(result).token);
+  result = parse_message(
+      R"({"v":1,"type":"relay_register_response","ok":false,"error_code":"relay_quota"})");
+  ASSERT_TRUE(std::holds_alternative<RelayRegisterResponse>(result));
+  EXPECT_EQ(std::get<RelayRegisterResponse>(result).error_code, ErrorCode::unknown);
+  // IPv6 hosts keep one spelling.
+  result = parse_message(with(reg, [](json& j) { j["addresses"][1] = "[2001:DB8::0:9]:8443"; }).dump());
+  ASSERT_TRUE(std::holds_alternative<RelayRegister>(result));
+  EXPECT_EQ(std::get<RelayRegister>(result).addresses[1].to_string(), "[2001:db8::9]:8443");
+}
+
+TEST(ControlMessages, RelayNames) {
+  for (const char* good : {"a", "fra", "fra-1", "0", "a-b-c", "x1y2"})
+    EXPECT_TRUE(is_valid_relay_name(good)) << good;
+  for (const char* bad : {"", "-", "a-", "-a", "a--b", "A", "a_b", "a.b", "a b"})
+    EXPECT_FALSE(is_valid_relay_name(bad)) << bad;
+  EXPECT_TRUE(is_valid_relay_name(std::string(63, 'a')));
+  EXPECT_FALSE(is_valid_relay_name(std::string(64, 'a')));
+}
+
 TEST(ControlErrorCodes, NamesAndHumanMessages) {
   for (ErrorCode code : {ErrorCode::token_invalid, ErrorCode::token_expired,
                          ErrorCode::token_revoked, ErrorCode::token_used, ErrorCode::not_registered,
-                         ErrorCode::mesh_full, ErrorCode::internal, ErrorCode::unknown}) {
+                         ErrorCode::mesh_full, ErrorCode::key_in_use, ErrorCode::internal,
+                         ErrorCode::unknown}) {
     EXPECT_EQ(error_code_from_string(to_string(code)), code);
     EXPECT_GT(human_message(code).size(), 20u);
   }

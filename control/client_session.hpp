@@ -1,0 +1,87 @@
+// The client's side of one control session over one TCP connection, without I/O, shared by
+// every client of the coordinator: knitd (agent/coordinator_session.hpp) and knit-relay
+// (relay/coordinator_link.hpp). The Noise IK channel (channel.hpp) and the messages
+// (messages.hpp) in the order the coordinator speaks them:
+//
+//   client                                  coordinator
+//   frame 1: hello (register or     ---->
+//            relay_register)
+//                                   <----   frame 2: the answer (ok, or a refusal and close)
+//                                   <----   RelayMap, PeerMap{version}, PeerDelta{version + 1}...
+//   EndpointUpdate, Ping{seq}       ---->
+//                                   <----   Pong{seq}, ErrorMessage (then close)
+//
+// Bytes in (feed), frames out (start, seal), events out. The answer is a register_response or a
+// relay_register_response (anything else fails the session); a refusal (!ok) ends the session
+// after its `answered` event, and the owner may end() it for an answer of the other kind. The
+// session keeps the
+// current peer map; a delta that does not fit it (a gap in versions, or contents that do not
+// match) ends the session, and the next session's full map sets things right.
+#pragma once
+
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "base/bytes.hpp"
+#include "base/random.hpp"
+#include "control/channel.hpp"
+#include "control/messages.hpp"
+#include "wg/keys.hpp"
+
+namespace knit::control {
+
+struct ClientEvent {
+  enum class Kind {
+    answered,           // message 2 read: `answer` holds the parsed register_response or
+                        // relay_register_response; over() when it refused us
+    peers_changed,      // the peer map changed: a full map or a delta applied
+    relay_map,          // relays
+    pong,               // a Pong (liveness only)
+    coordinator_error,  // error: the coordinator ends the session with a reason
+    failed,             // the session is unusable (hostile or broken input)
+  };
+  Kind kind = Kind::failed;
+  Message answer;
+  RelayMap relays;
+  ErrorMessage error;
+  std::string failure;
+};
+
+class ClientSession {
+ public:
+  // own_key: the node key (knitd) or the relay key (knit-relay).
+  ClientSession(const wg::PrivateKey& own_key, const wg::PublicKey& coordinator_key);
+
+  // Message 1 carrying `hello`, as a frame to write; nullopt (with `failure` set) when it cannot
+  // be made (e.g. a low-order coordinator key). The encoded hello (it may carry a join token)
+  // is wiped.
+  std::optional<Bytes> start(Random& rng, const Message& hello);
+  // Consumes every byte of input, appending what happened to events. After a refusal, a
+  // coordinator_error or failed event (or end()) the session is over and input is ignored.
+  void feed(ByteSpan input, std::vector<ClientEvent>& events);
+  // A message to the coordinator as one frame; nullopt when the session is not open.
+  std::optional<Bytes> seal(const Message& message);
+  // The owner ends the session (e.g. an answer meant for the other kind of client).
+  void end(std::string why);
+
+  bool answered() const { return answered_; }
+  bool over() const { return over_; }
+  const std::string& failure() const { return failure_; }
+  bool has_peer_map() const { return has_map_; }
+  const PeerMap& peer_map() const { return map_; }
+
+ private:
+  void on_answer(ByteSpan payload, std::vector<ClientEvent>& events);
+  void on_message(ByteSpan plaintext, std::vector<ClientEvent>& events);
+  void fail(std::string why, std::vector<ClientEvent>& events);
+
+  Channel channel_;
+  bool answered_ = false;
+  bool over_ = false;
+  std::string failure_;
+  bool has_map_ = false;
+  PeerMap map_;
+};
+
+}  // namespace knit::control

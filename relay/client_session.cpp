@@ -1,0 +1,81 @@
+#include "relay/client_session.hpp"
+
+namespace knit::relay {
+
+ClientSession::ClientSession(const wg::PrivateKey& my_key, const NodeKey& relay_key, Role role)
+    : channel_(control::Channel::initiator(my_key, relay_key, kMaxNoiseFrame, kRelayPrologue)),
+      role_(role) {}
+
+ClientSession::Step ClientSession::fail(std::string why) {
+  over_ = true;
+  admitted_ = false;
+  error_ = std::move(why);
+  Step step;
+  step.kind = Step::Kind::failed;
+  step.error = error_;
+  return step;
+}
+
+bool ClientSession::start(Random& rng, Bytes& frame) {
+  Hello hello;
+  hello.role = role_;
+  const control::ChannelError err = channel_.start(rng, encode(hello), frame);
+  if (err != control::ChannelError::ok) {
+    (void)fail(std::string(control::to_string(err)));
+    return false;
+  }
+  return true;
+}
+
+ClientSession::Step ClientSession::feed(ByteSpan& input) {
+  Step step;
+  if (over_) {
+    input = {};
+    step.kind = Step::Kind::failed;
+    step.error = error_;
+    return step;
+  }
+  control::ChannelEvent event = channel_.feed(input);
+  switch (event.kind) {
+    case control::ChannelEvent::Kind::need_more:
+      return step;
+    case control::ChannelEvent::Kind::error:
+      if (event.error == control::ChannelError::decrypt_failed && !admitted_)
+        return fail("the relay's handshake did not verify (wrong relay key?)");
+      return fail(std::string(control::to_string(event.error)));
+    case control::ChannelEvent::Kind::request:  // only a responder sees this
+      return fail("unexpected handshake request");
+    case control::ChannelEvent::Kind::handshake_done: {
+      const auto result = parse_result(event.data);
+      if (!result) return fail("malformed handshake answer");
+      step.result = *result;
+      if (result->status != Admission::ok) {
+        over_ = true;
+        error_ = "refused: " + std::string(to_string(result->status));
+        step.kind = Step::Kind::refused;
+        return step;
+      }
+      admitted_ = true;
+      step.kind = Step::Kind::admitted;
+      return step;
+    }
+    case control::ChannelEvent::Kind::message:
+      plaintext_ = std::move(event.data);
+      step.parse = parse_frame(plaintext_, step.frame);
+      step.kind = step.parse == ParseError::ok ? Step::Kind::frame : Step::Kind::bad_frame;
+      return step;
+  }
+  return fail("unexpected channel event");
+}
+
+bool ClientSession::seal(ByteSpan frame, Bytes& out) {
+  if (!admitted_) return false;
+  const control::ChannelError err = channel_.seal(frame, out);
+  if (err != control::ChannelError::ok) {
+    (void)fail(std::string(control::to_string(err)));
+    return false;
+  }
+  return true;
+}
+
+}  // namespace knit::relay

@@ -1,0 +1,69 @@
+// The dialing side of one relay connection, without I/O: an agent talking to its home relay, or
+// a relay dialing a peer relay. The Noise channel with the relay prologue, the Hello and Result
+// (frame.hpp), then one frame per transport message.
+//
+//   start()  -> message 1 (Hello)
+//   feed()   <- message 2 (Result): admitted, or refused and over
+//            <- transport messages: one frame each
+//   seal()   -> one frame as a transport message
+//
+// After `admitted` the caller must send something first (a Ping): the relay admits the
+// connection only once a transport message proves we hold the keys (frame.hpp).
+#pragma once
+
+#include <cstddef>
+#include <string>
+
+#include "base/bytes.hpp"
+#include "base/random.hpp"
+#include "control/channel.hpp"
+#include "relay/frame.hpp"
+#include "wg/keys.hpp"
+
+namespace knit::relay {
+
+class ClientSession {
+ public:
+  struct Step {
+    enum class Kind {
+      need_more,  // input is used up
+      admitted,   // the relay accepted us; result holds its answer
+      refused,    // the relay refused us (result.status); the session is over
+      frame,      // one frame; valid until the next feed()
+      bad_frame,  // a transport message that did not parse (parse says why); dropped
+      failed,     // the channel failed (error says why); the session is over
+    };
+    Kind kind = Kind::need_more;
+    Result result;
+    Frame frame;
+    ParseError parse = ParseError::ok;
+    std::string error;
+  };
+
+  // my_key: our static key (the node key, or this relay's key); relay_key: the relay we dial.
+  ClientSession(const wg::PrivateKey& my_key, const NodeKey& relay_key, Role role);
+
+  // Message 1 as a frame to write; false (error() says why) when it cannot be made.
+  [[nodiscard]] bool start(Random& rng, Bytes& frame);
+  // Consumes input up to the end of one message (advancing it) and reports it.
+  Step feed(ByteSpan& input);
+  // One encoded frame (frame.hpp) as a transport message. False when not admitted.
+  [[nodiscard]] bool seal(ByteSpan frame, Bytes& out);
+
+  bool admitted() const { return admitted_; }
+  bool over() const { return over_; }
+  const std::string& error() const { return error_; }
+  const NodeKey& relay_key() const { return channel_.remote_static(); }
+
+ private:
+  Step fail(std::string why);
+
+  control::Channel channel_;
+  Role role_;
+  Bytes plaintext_;  // the last transport message; frames point into it
+  bool admitted_ = false;
+  bool over_ = false;
+  std::string error_;
+};
+
+}  // namespace knit::relay

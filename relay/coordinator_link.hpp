@@ -1,0 +1,102 @@
+// knit-relay's link to the coordinator: the relay joins the mesh with a relay token, appears in
+// the relay map, and receives the membership it admits clients by (DESIGN.md "CLI and daemon").
+//
+//   relay                                         coordinator
+//   frame 1: relay_register {token?, name,  ---->   (Noise IK; static key = the relay key)
+//            addresses[], stun_port, version}
+//                                           <----   frame 2: relay_register_response
+//                                           <----   relay_map, peer_map, peer_delta...
+//   ping (every 15 s)                       ---->
+//                                           <----   pong; error (then close)
+//
+// The control channel and the map bookkeeping are the ones knitd uses (control/client_session,
+// control/reconnect_backoff); this file is the Asio loop around them: TCP to each coordinator
+// address in order, pings and liveness, reconnection with backoff, and the state directory
+// (coordinator_link_state.hpp). The listener gets the node keys of every member (not the whole
+// peer entries: a relay needs nothing else), and only when that set changes.
+//
+//   start: cache? ──► on_members/on_relays at once ──► connecting ──ok──► connected
+//                                                        ▲    │ every address failed, lost
+//                                                        └── waiting (backoff) ◄──┘
+//   refused (bad, used, revoked or expired token; relay removed): on_coordinator(false, why)
+//   and the link stops; a relay the coordinator no longer knows also drops its cached membership.
+//
+// Timers: connect (resolve + TCP) 5 s per address, handshake 10 s, ping every 15 s, no message
+// for 45 s = a dead connection. Everything runs on the io_context's thread: call start() and
+// stop() there (or before run()); listener calls come from there.
+#pragma once
+
+#include <asio.hpp>
+
+#include <chrono>
+#include <cstdint>
+#include <filesystem>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "base/time.hpp"
+#include "control/messages.hpp"
+#include "control/reconnect_backoff.hpp"
+#include "wg/keys.hpp"
+
+namespace knit::relay {
+
+class MembershipListener {
+ public:
+  virtual ~MembershipListener() = default;
+  virtual void on_members(const std::vector<wg::PublicKey>& node_keys) = 0;  // the full current set
+  virtual void on_relays(const std::vector<control::RelayInfo>& relays) = 0;  // the full relay map (includes this relay)
+  virtual void on_coordinator(bool connected, const std::string& detail) = 0;
+};
+
+class CoordinatorLink {
+ public:
+  struct Options {
+    std::optional<std::string> token;    // the relay join token (needed on first start)
+    std::filesystem::path state_dir;     // relay.key (0600), the cached membership, coordinator address
+    std::string name;                    // relay name
+    std::vector<std::string> advertise;  // "host:port" agents dial
+    std::uint16_t stun_port = 0;
+    // Tuning; the defaults are what knit-relay uses.
+    std::string version = KNIT_VERSION;
+    Duration connect_timeout = std::chrono::seconds(5);
+    Duration handshake_timeout = std::chrono::seconds(10);
+    Duration ping_interval = std::chrono::seconds(15);
+    Duration dead_after = std::chrono::seconds(45);
+    control::ReconnectBackoff::Config backoff;
+  };
+
+  // Loads (or makes) the relay key and checks the options. Throws std::runtime_error with one
+  // line a person can act on: a name that is not a DNS label, an address that is not HOST:PORT,
+  // a damaged token, an unusable state directory. io and listener must outlive the link.
+  CoordinatorLink(asio::io_context& io, Options options, MembershipListener& listener);
+  ~CoordinatorLink();  // stop()
+  CoordinatorLink(const CoordinatorLink&) = delete;
+  CoordinatorLink& operator=(const CoordinatorLink&) = delete;
+
+  // Loads the cache (calling the listener at once when a cache exists), then connects and keeps
+  // reconnecting. Throws std::runtime_error when no coordinator is known (first start without
+  // --token) or a state file is damaged.
+  void start();
+  // Closes the connection and cancels every timer; no listener call after this returns.
+  void stop();
+  const wg::PrivateKey& relay_key() const;  // the relay's static key (created on first start)
+
+  // For status output and tests.
+  bool connected() const;
+  // Why the last attempt or session failed; empty when none has.
+  std::string last_error() const;
+
+  class Core;
+
+ private:
+  std::shared_ptr<Core> core_;
+};
+
+// What a refusal means for a relay's operator: the control/error_code.hpp sentence, worded for
+// relay tokens (`token create --relay`), then the coordinator's detail.
+std::string relay_refusal_text(control::ErrorCode code, const std::string& detail);
+
+}  // namespace knit::relay

@@ -1,0 +1,440 @@
+#include "relay/relay_client.hpp"
+
+#include <openssl/ssl.h>
+
+#include <deque>
+
+#include "base/log.hpp"
+#include "relay/client_session.hpp"
+#include "relay/stream.hpp"
+
+namespace knit::relay {
+namespace {
+
+constexpr std::size_t kWriteBatch = 256 * 1024;
+
+// One TCP (or TLS) connection and the buffers its pending operations use: handlers hold it, so
+// closing never frees what an operation still touches.
+struct Link {
+  explicit Link(asio::io_context& io) : stream(io) {}
+  Stream stream;
+  Bytes read_buffer;
+  std::vector<Bytes> writing;
+  std::vector<asio::const_buffer> buffers;
+};
+
+}  // namespace
+
+std::string_view to_string(RelayClient::State state) {
+  switch (state) {
+    case RelayClient::State::stopped: return "stopped";
+    case RelayClient::State::connecting: return "connecting";
+    case RelayClient::State::connected: return "connected";
+    case RelayClient::State::waiting: return "waiting";
+  }
+  return "stopped";
+}
+
+// Everything pending handlers touch, kept alive by them. A generation number tells a handler
+// whether the connection it was started for is still the current one.
+class RelayClient::Core : public std::enable_shared_from_this<Core> {
+ public:
+  Core(asio::io_context& io, const wg::PrivateKey& my_key, Random& rng, Options options)
+      : io_(io),
+        my_key_(my_key),
+        rng_(rng),
+        options_(options),
+        resolver_(io),
+        deadline_(io),
+        ping_timer_(io),
+        retry_timer_(io) {}
+
+  void connect(std::vector<std::string> addresses, const NodeKey& relay_key);
+  void close();
+  bool send(const NodeKey& dst, ByteSpan packet);
+
+  PacketHandler on_packet_;
+  StateHandler on_state_;
+  PeerGoneHandler on_peer_gone_;
+  State state_ = State::stopped;
+  std::optional<Duration> rtt_;
+  Stats stats_;
+  std::string address_text_;
+
+ private:
+  bool current(std::uint64_t gen) const { return state_ != State::stopped && gen == generation_; }
+  void begin_round();
+  void try_address();
+  void address_failed(const std::string& why);
+  void lost(const std::string& why, Duration delay);
+  void close_connection();
+  void on_transport_ready(std::uint64_t gen);
+  void read_next();
+  void on_read(std::uint64_t gen, std::error_code ec, std::size_t n);
+  void handle(const ClientSession::Step& step);
+  void queue_frame(ByteSpan frame);
+  void write_next();
+  void send_ping();
+  void arm_ping();
+  void arm_deadline(Duration after, std::string why);
+  Duration next_backoff();
+  void notify(bool up, const std::string& detail) {
+    if (on_state_) on_state_(up, detail);
+  }
+
+  asio::io_context& io_;
+  wg::PrivateKey my_key_;
+  Random& rng_;
+  Options options_;
+  std::vector<DialAddress> addresses_;
+  NodeKey relay_key_{};
+  asio::ip::tcp::resolver resolver_;
+  asio::steady_timer deadline_;
+  asio::steady_timer ping_timer_;
+  asio::steady_timer retry_timer_;
+  std::shared_ptr<asio::ssl::context> tls_context_;
+
+  std::uint64_t generation_ = 0;
+  std::size_t index_ = 0;
+  int failures_ = 0;
+  std::string round_error_;
+  std::shared_ptr<Link> link_;
+  std::unique_ptr<ClientSession> session_;
+  std::deque<Bytes> output_;
+  std::size_t queued_bytes_ = 0;
+  bool write_pending_ = false;
+  Bytes scratch_;
+  Instant last_received_{};
+  std::uint64_t ping_token_ = 0;
+  Instant ping_sent_{};
+};
+
+void RelayClient::Core::connect(std::vector<std::string> addresses, const NodeKey& relay_key) {
+  close();
+  addresses_.clear();
+  for (const std::string& text : addresses)
+    if (auto parsed = parse_dial_address(text)) addresses_.push_back(std::move(*parsed));
+  relay_key_ = relay_key;
+  if (addresses_.empty()) return notify(false, "no valid relay address");
+  failures_ = 0;
+  begin_round();
+}
+
+void RelayClient::Core::close() {
+  ++generation_;
+  state_ = State::stopped;
+  close_connection();
+  retry_timer_.cancel();
+}
+
+void RelayClient::Core::close_connection() {
+  std::error_code ignored;
+  resolver_.cancel();
+  deadline_.cancel();
+  ping_timer_.cancel();
+  if (link_) link_->stream.close();
+  link_.reset();  // pending handlers keep it alive until they run
+  session_.reset();
+  output_.clear();
+  queued_bytes_ = 0;
+  write_pending_ = false;
+  rtt_.reset();
+  address_text_.clear();
+}
+
+void RelayClient::Core::begin_round() {
+  index_ = 0;
+  round_error_.clear();
+  try_address();
+}
+
+void RelayClient::Core::try_address() {
+  if (index_ >= addresses_.size()) {
+    const Duration delay = next_backoff();
+    return lost(round_error_, delay);
+  }
+  close_connection();
+  const std::uint64_t gen = ++generation_;
+  state_ = State::connecting;
+  arm_deadline(options_.connect_timeout, "timed out");
+  const DialAddress& target = addresses_[index_];
+  resolver_.async_resolve(
+      target.host, std::to_string(target.port), asio::ip::resolver_base::numeric_service,
+      [self = shared_from_this(), gen](std::error_code ec,
+                                       asio::ip::tcp::resolver::results_type results) {
+        if (!self->current(gen)) return;
+        if (ec) return self->address_failed(ec.message());
+        self->link_ = std::make_shared<Link>(self->io_);
+        asio::async_connect(self->link_->stream.socket(), results,
+                            [self, gen, link = self->link_](std::error_code error,
+                                                            const asio::ip::tcp::endpoint&) {
+                              if (!self->current(gen)) return;
+                              if (error) return self->address_failed(error.message());
+                              self->on_transport_ready(gen);
+                            });
+      });
+}
+
+void RelayClient::Core::on_transport_ready(std::uint64_t gen) {
+  std::error_code ignored;
+  link_->stream.socket().set_option(asio::ip::tcp::no_delay(true), ignored);
+  const DialAddress& target = addresses_[index_];
+  if (target.tls && !link_->stream.is_tls()) {
+    if (!tls_context_) tls_context_ = make_client_tls();
+    Stream::Tls& tls = link_->stream.use_tls(*tls_context_);
+    SSL_set_tlsext_host_name(tls.native_handle(), target.host.c_str());  // SNI for proxies
+    tls.async_handshake(asio::ssl::stream_base::client, [self = shared_from_this(), gen,
+                                                         link = link_](std::error_code ec) {
+      if (!self->current(gen)) return;
+      if (ec) return self->address_failed("TLS: " + ec.message());
+      self->on_transport_ready(gen);
+    });
+    return;
+  }
+  session_ = std::make_unique<ClientSession>(my_key_, relay_key_, options_.role);
+  Bytes frame;
+  if (!session_->start(rng_, frame)) return address_failed(session_->error());
+  arm_deadline(options_.handshake_timeout, "no answer to the handshake");
+  link_->read_buffer.resize(std::max<std::size_t>(options_.read_chunk, 1024));
+  output_.push_back(std::move(frame));
+  write_next();
+  read_next();
+}
+
+void RelayClient::Core::address_failed(const std::string& why) {
+  const DialAddress& target = addresses_[index_];
+  const std::string where = to_string(target);
+  round_error_ += (round_error_.empty() ? "" : "; ") + where + ": " + why;
+  ++index_;
+  try_address();
+}
+
+void RelayClient::Core::lost(const std::string& why, Duration delay) {
+  const bool was_connected = state_ == State::connected;
+  close_connection();
+  const std::uint64_t gen = ++generation_;
+  state_ = State::waiting;
+  retry_timer_.expires_after(delay);
+  retry_timer_.async_wait([self = shared_from_this(), gen](std::error_code ec) {
+    if (ec == asio::error::operation_aborted || !self->current(gen)) return;
+    self->begin_round();
+  });
+  if (was_connected || !why.empty()) notify(false, why);
+}
+
+Duration RelayClient::Core::next_backoff() {
+  Duration ceiling = options_.backoff_min;
+  for (int i = 0; i < failures_ && ceiling < options_.backoff_max; ++i) ceiling *= 2;
+  ceiling = std::min(ceiling, options_.backoff_max);
+  if (failures_ < 30) ++failures_;
+  const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(ceiling).count();
+  const auto half = ms / 2;
+  return std::chrono::milliseconds(half + rng_.uniform(static_cast<std::uint32_t>(ms - half + 1)));
+}
+
+void RelayClient::Core::arm_deadline(Duration after, std::string why) {
+  const std::uint64_t gen = generation_;
+  deadline_.expires_after(after);
+  deadline_.async_wait([self = shared_from_this(), gen, why = std::move(why)](std::error_code ec) {
+    if (ec == asio::error::operation_aborted || !self->current(gen)) return;
+    if (self->state_ == State::connected) return self->lost("relay connection dead: " + why,
+                                                              self->options_.backoff_min);
+    self->address_failed(why);
+  });
+}
+
+// ---------------------------------------------------------------- reading
+
+void RelayClient::Core::read_next() {
+  const std::uint64_t gen = generation_;
+  link_->stream.async_read_some(asio::buffer(link_->read_buffer),
+                                [self = shared_from_this(), gen, link = link_](std::error_code ec,
+                                                                             std::size_t n) {
+                                  self->on_read(gen, ec, n);
+                                });
+}
+
+void RelayClient::Core::on_read(std::uint64_t gen, std::error_code ec, std::size_t n) {
+  if (!current(gen)) return;
+  if (ec) {
+    const std::string why = ec == asio::error::eof ? "the relay closed the connection"
+                                                    : "relay connection failed: " + ec.message();
+    if (state_ != State::connected) return address_failed(why);
+    return lost(why, options_.backoff_min);
+  }
+  last_received_ = Clock::now();
+  ByteSpan input(link_->read_buffer.data(), n);
+  while (!input.empty()) {
+    const ClientSession::Step step = session_->feed(input);
+    if (step.kind == ClientSession::Step::Kind::need_more) break;
+    handle(step);
+    if (!current(gen)) return;  // the step ended the connection, or a callback closed us
+  }
+  read_next();
+}
+
+void RelayClient::Core::handle(const ClientSession::Step& step) {
+  using Kind = ClientSession::Step::Kind;
+  switch (step.kind) {
+    case Kind::need_more:
+      return;
+    case Kind::failed:
+      if (state_ != State::connected) return address_failed(step.error);
+      return lost("relay connection failed: " + step.error, options_.backoff_min);
+    case Kind::refused: {
+      // The membership may change (a node just joined): try again, but slowly.
+      round_error_ = "relay refused us: " + std::string(to_string(step.result.status));
+      failures_ = std::max(failures_, 4);
+      return lost(round_error_, next_backoff());
+    }
+    case Kind::admitted: {
+      state_ = State::connected;
+      failures_ = 0;
+      ++stats_.sessions;
+      address_text_ = to_string(addresses_[index_]);
+      deadline_.cancel();
+      send_ping();  // proves we hold the keys (frame.hpp) and measures the first rtt
+      arm_ping();
+      return notify(true, "connected to relay at " + address_text_);
+    }
+    case Kind::bad_frame:
+      ++stats_.dropped_malformed;
+      return;
+    case Kind::frame:
+      break;
+  }
+  const Frame& frame = step.frame;
+  switch (frame.type) {
+    case FrameType::recv:
+      ++stats_.packets_received;
+      stats_.bytes_received += frame.packet.size();
+      if (on_packet_) on_packet_(frame.src, frame.packet);
+      return;
+    case FrameType::pong:
+      if (frame.token == ping_token_ && ping_token_ != 0) {
+        rtt_ = Clock::now() - ping_sent_;
+        ping_token_ = 0;
+      }
+      return;
+    case FrameType::ping:
+      encode_pong(frame.token, scratch_);
+      return queue_frame(scratch_);
+    case FrameType::peer_gone:
+      ++stats_.peer_gone;
+      if (on_peer_gone_) on_peer_gone_(frame.dst);
+      return;
+    case FrameType::closing:
+      return lost("the relay closed the connection: " +
+                      std::string(to_string(static_cast<CloseReason>(frame.reason))),
+                  options_.backoff_min);
+    default:
+      return;  // keepalive, or a relay-mesh frame a client has no use for
+  }
+}
+
+// ---------------------------------------------------------------- writing
+
+bool RelayClient::Core::send(const NodeKey& dst, ByteSpan packet) {
+  if (state_ != State::connected) {
+    ++stats_.dropped_not_connected;
+    return false;
+  }
+  if (!encode_send(dst, packet, scratch_)) {
+    ++stats_.dropped_malformed;
+    return false;
+  }
+  if (queued_bytes_ + scratch_.size() + 20 > options_.max_queue_bytes) {
+    ++stats_.dropped_queue_full;
+    return false;
+  }
+  queue_frame(scratch_);
+  ++stats_.packets_sent;
+  stats_.bytes_sent += packet.size();
+  return true;
+}
+
+void RelayClient::Core::queue_frame(ByteSpan frame) {
+  Bytes sealed;
+  if (!session_ || !session_->seal(frame, sealed)) return;
+  queued_bytes_ += sealed.size();
+  output_.push_back(std::move(sealed));
+  if (!write_pending_) write_next();
+}
+
+void RelayClient::Core::write_next() {
+  if (output_.empty() || !link_) return;
+  Link& link = *link_;
+  link.writing.clear();
+  link.buffers.clear();
+  std::size_t batch = 0;
+  while (!output_.empty() && (batch == 0 || batch + output_.front().size() <= kWriteBatch)) {
+    batch += output_.front().size();
+    link.writing.push_back(std::move(output_.front()));
+    output_.pop_front();
+  }
+  for (const Bytes& frame : link.writing) link.buffers.push_back(asio::buffer(frame));
+  write_pending_ = true;
+  const std::uint64_t gen = generation_;
+  link.stream.async_write(link.buffers, [self = shared_from_this(), gen, batch, keep = link_](
+                                            std::error_code ec, std::size_t) {
+    if (!self->current(gen)) return;
+    self->write_pending_ = false;
+    self->queued_bytes_ -= std::min(self->queued_bytes_, batch);
+    if (ec) {
+      if (self->state_ != State::connected) return self->address_failed(ec.message());
+      return self->lost("relay connection failed: " + ec.message(), self->options_.backoff_min);
+    }
+    self->write_next();
+  });
+}
+
+void RelayClient::Core::send_ping() {
+  ping_token_ = rng_.next_u64() | 1;
+  ping_sent_ = Clock::now();
+  encode_ping(ping_token_, scratch_);
+  queue_frame(scratch_);
+}
+
+void RelayClient::Core::arm_ping() {
+  const std::uint64_t gen = generation_;
+  ping_timer_.expires_after(options_.ping_interval);
+  ping_timer_.async_wait([self = shared_from_this(), gen](std::error_code ec) {
+    if (ec == asio::error::operation_aborted || !self->current(gen)) return;
+    if (Clock::now() - self->last_received_ >= self->options_.dead_after)
+      return self->lost("relay connection dead: nothing heard", self->options_.backoff_min);
+    self->send_ping();
+    self->arm_ping();
+  });
+}
+
+// ---------------------------------------------------------------- the facade
+
+RelayClient::RelayClient(asio::io_context& io, const wg::PrivateKey& my_key, Random& rng)
+    : RelayClient(io, my_key, rng, Options{}) {}
+
+RelayClient::RelayClient(asio::io_context& io, const wg::PrivateKey& my_key, Random& rng,
+                         Options options)
+    : core_(std::make_shared<Core>(io, my_key, rng, options)) {}
+
+RelayClient::~RelayClient() { close(); }
+
+void RelayClient::on_packet(PacketHandler handler) { core_->on_packet_ = std::move(handler); }
+void RelayClient::on_state(StateHandler handler) { core_->on_state_ = std::move(handler); }
+void RelayClient::on_peer_gone(PeerGoneHandler handler) {
+  core_->on_peer_gone_ = std::move(handler);
+}
+
+void RelayClient::connect(std::vector<std::string> addresses, const NodeKey& relay_key) {
+  core_->connect(std::move(addresses), relay_key);
+}
+
+void RelayClient::close() { core_->close(); }
+
+bool RelayClient::send(const NodeKey& dst, ByteSpan packet) { return core_->send(dst, packet); }
+
+RelayClient::State RelayClient::state() const { return core_->state_; }
+std::optional<Duration> RelayClient::rtt() const { return core_->rtt_; }
+const RelayClient::Stats& RelayClient::stats() const { return core_->stats_; }
+std::string RelayClient::address() const { return core_->address_text_; }
+
+}  // namespace knit::relay

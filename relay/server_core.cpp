@@ -1,0 +1,620 @@
+#include "relay/server_core.hpp"
+
+#include <algorithm>
+#include <array>
+
+#include "control/channel.hpp"
+#include "relay/client_session.hpp"
+#include "wg/crypto.hpp"
+#include "wg/noise.hpp"
+
+namespace knit::relay {
+namespace {
+
+// Bytes a frame takes in a queue once sealed: the length header and the AEAD tag.
+constexpr std::size_t kSealOverhead = control::kFrameHeaderSize + control::kAeadTagSize;
+// Message 1 with the largest Hello we read; anything declaring more is refused unread.
+constexpr std::size_t kMaxMessage1 = wg::noise::IkHandshake::message1_size(kMaxHelloSize);
+constexpr std::size_t kMinMessage1 = wg::noise::IkHandshake::message1_size(0);
+
+}  // namespace
+
+struct ServerCore::Conn {
+  enum class Phase {
+    dialing,    // outbound: waiting for TCP
+    handshake,  // waiting for message 1 (inbound) or 2 (outbound)
+    answered,   // inbound, admitted in principle: waiting for the first transport message
+    open,
+    closing,    // flushing a last frame; nothing more is read
+    gone,
+  };
+  ConnId id = 0;
+  Phase phase = Phase::handshake;
+  bool outbound = false;
+  Role role = Role::client;
+  NodeKey key{};
+  std::optional<control::Channel> channel;  // inbound
+  std::unique_ptr<ClientSession> session;   // outbound
+  std::vector<Bytes> queue;                 // sealed frames from head on
+  std::size_t head = 0;
+  std::size_t queued_bytes = 0;
+  Instant created{};
+  Instant last_received{};
+  Instant last_sent{};
+  Instant closing_since{};
+  std::array<std::uint8_t, control::kFrameHeaderSize> first{};  // message 1's length header
+  std::size_t first_have = 0;
+
+  std::size_t queued_frames() const { return queue.size() - head; }
+  bool admitted() const { return phase == Phase::open; }
+};
+
+ServerCore::ServerCore(const wg::PrivateKey& relay_key, ServerConfig config, ServerIo& io,
+                       Random& rng)
+    : relay_key_(relay_key),
+      public_key_(wg::crypto::public_key_of(relay_key)),
+      config_(config),
+      io_(io),
+      rng_(rng) {}
+
+ServerCore::~ServerCore() = default;
+
+ServerCore::Conn* ServerCore::find(ConnId id) {
+  const auto it = conns_.find(id);
+  if (it == conns_.end() || it->second->phase == Conn::Phase::gone) return nullptr;
+  return it->second.get();
+}
+
+ServerCore::Conn& ServerCore::add_conn(Instant now, bool outbound) {
+  auto conn = std::make_unique<Conn>();
+  conn->id = next_id_++;
+  conn->outbound = outbound;
+  conn->created = now;
+  conn->last_received = now;
+  conn->last_sent = now;
+  Conn& ref = *conn;
+  conns_.emplace(ref.id, std::move(conn));
+  return ref;
+}
+
+void ServerCore::collect_dead() {
+  for (ConnId id : dead_) conns_.erase(id);
+  dead_.clear();
+}
+
+void ServerCore::remove(Conn& conn, Instant now, bool tell_io) {
+  if (conn.phase == Conn::Phase::gone) return;
+  forget(conn, now);
+  if (conn.outbound) {
+    const auto peer = relays_.find(conn.key);
+    if (peer != relays_.end() && peer->second.dialing == conn.id) {
+      peer->second.dialing = 0;
+      const int doublings = std::min(peer->second.failures, 5);
+      ++peer->second.failures;
+      Duration delay = std::min(config_.redial_max, config_.redial_min * (1 << doublings));
+      const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(delay).count();
+      delay += std::chrono::milliseconds(rng_.uniform(static_cast<std::uint32_t>(ms / 2 + 1)));
+      peer->second.retry_at = now + delay;
+    }
+  }
+  conn.phase = Conn::Phase::gone;
+  conn.queue.clear();
+  conn.head = 0;
+  conn.queued_bytes = 0;
+  dead_.push_back(conn.id);  // destroyed on the next entry, never under a caller's feet
+  if (tell_io) io_.close(conn.id);
+}
+
+void ServerCore::forget(Conn& conn, Instant now) {
+  (void)now;
+  if (conn.phase != Conn::Phase::open) return;
+  if (conn.role == Role::client) {
+    const auto it = clients_.find(conn.key);
+    if (it != clients_.end() && it->second == conn.id) {
+      clients_.erase(it);
+      announce(FrameType::absent, conn.key);
+    }
+  } else {
+    const auto it = links_.find(conn.key);
+    if (it != links_.end() && it->second == conn.id) {
+      links_.erase(it);
+      std::erase_if(routes_, [&](const auto& route) { return route.second == conn.id; });
+    }
+  }
+}
+
+void ServerCore::begin_close(Conn& conn, CloseReason reason, Instant now) {
+  if (conn.phase != Conn::Phase::open && conn.phase != Conn::Phase::answered) {
+    remove(conn, now, true);
+    return;
+  }
+  forget(conn, now);
+  conn.phase = Conn::Phase::closing;  // before queueing: the frame may be taken at once
+  conn.closing_since = now;
+  Bytes frame;
+  encode_closing(reason, frame);
+  if (!queue_frame(conn, frame, false) && conn.queued_frames() == 0) remove(conn, now, true);
+}
+
+bool ServerCore::queue_frame(Conn& conn, ByteSpan frame, bool is_packet) {
+  const std::size_t size = frame.size() + kSealOverhead;
+  const std::size_t scale = is_packet ? 1 : 2;  // control frames may use twice the room
+  if (conn.queued_bytes + size > config_.max_queue_bytes * scale ||
+      conn.queued_frames() >= config_.max_queue_frames * scale)
+    return false;
+  Bytes sealed;
+  bool ok = false;
+  if (conn.session) {
+    ok = conn.session->seal(frame, sealed);
+  } else if (conn.channel) {
+    ok = conn.channel->seal(frame, sealed) == control::ChannelError::ok;
+  }
+  if (!ok) return false;
+  return queue_sealed(conn, std::move(sealed));
+}
+
+bool ServerCore::queue_sealed(Conn& conn, Bytes sealed) {
+  const bool was_empty = conn.queued_frames() == 0;
+  conn.last_sent = now_;
+  conn.queued_bytes += sealed.size();
+  conn.queue.push_back(std::move(sealed));
+  if (was_empty) io_.want_write(conn.id);
+  return true;
+}
+
+ServerCore::Take ServerCore::take_output(ConnId id, std::vector<Bytes>& out,
+                                         std::size_t max_bytes) {
+  const auto it = conns_.find(id);
+  if (it == conns_.end() || it->second->phase == Conn::Phase::gone) return Take::close_after;
+  Conn& conn = *it->second;
+  std::size_t taken = 0;
+  while (conn.head < conn.queue.size() && (taken == 0 || taken + conn.queue[conn.head].size() <= max_bytes)) {
+    Bytes& frame = conn.queue[conn.head++];
+    taken += frame.size();
+    conn.queued_bytes -= frame.size();
+    out.push_back(std::move(frame));
+  }
+  if (conn.head == conn.queue.size()) {
+    conn.queue.clear();
+    conn.head = 0;
+  }
+  return conn.phase == Conn::Phase::closing && conn.queued_frames() == 0 ? Take::close_after
+                                                                         : Take::keep;
+}
+
+// ---------------------------------------------------------------- membership and relay map
+
+void ServerCore::set_members(const std::vector<NodeKey>& members, Instant now) {
+  now_ = now;
+  members_.emplace(members.begin(), members.end());
+  std::vector<ConnId> cut;
+  for (const auto& [key, id] : clients_)
+    if (members_->count(key) == 0) cut.push_back(id);
+  for (ConnId id : cut) {
+    if (Conn* conn = find(id)) {
+      ++stats_.cut_off;
+      begin_close(*conn, CloseReason::removed, now);
+    }
+  }
+  // Admitted in principle but not proven yet: refused when they speak (admit checks again).
+}
+
+void ServerCore::set_relays(const std::vector<control::RelayInfo>& relays, Instant now) {
+  now_ = now;
+  std::unordered_map<NodeKey, PeerRelay, KeyHash> next;
+  for (const control::RelayInfo& info : relays) {
+    if (info.node_key == public_key_) continue;
+    PeerRelay peer;
+    const auto old = relays_.find(info.node_key);
+    if (old != relays_.end()) peer = old->second;
+    peer.info = info;
+    next[info.node_key] = std::move(peer);
+  }
+  std::vector<ConnId> stale;
+  for (const auto& [id, conn] : conns_) {
+    if (conn->phase == Conn::Phase::gone || conn->role != Role::relay) continue;
+    if (next.count(conn->key) == 0) stale.push_back(id);
+  }
+  relays_ = std::move(next);
+  for (ConnId id : stale)
+    if (Conn* conn = find(id)) remove(*conn, now, true);
+  dial_due(now);
+}
+
+// ---------------------------------------------------------------- connections
+
+ServerCore::ConnId ServerCore::on_accept(Instant now) {
+  now_ = now;
+  collect_dead();
+  ++stats_.accepted;
+  Conn& conn = add_conn(now, false);
+  conn.channel.emplace(control::Channel::responder(relay_key_, kMaxNoiseFrame, kRelayPrologue));
+  return conn.id;
+}
+
+void ServerCore::on_dialed(ConnId id, Instant now) {
+  now_ = now;
+  Conn* conn = find(id);
+  if (conn == nullptr || conn->phase != Conn::Phase::dialing) return;
+  Bytes frame;
+  if (!conn->session->start(rng_, frame)) return remove(*conn, now, true);
+  conn->phase = Conn::Phase::handshake;
+  conn->last_received = now;
+  queue_sealed(*conn, std::move(frame));
+}
+
+void ServerCore::on_closed(ConnId id, Instant now) {
+  now_ = now;
+  if (Conn* conn = find(id)) remove(*conn, now, false);
+}
+
+void ServerCore::on_bytes(ConnId id, ByteSpan bytes, Instant now) {
+  now_ = now;
+  collect_dead();
+  Conn* conn = find(id);
+  if (conn == nullptr || conn->phase == Conn::Phase::closing || bytes.empty()) return;
+  conn->last_received = now;
+  if (conn->outbound) return feed_outbound(*conn, bytes, now);
+  // Before the channel buffers message 1, its declared length must fit a handshake: a stranger
+  // gets no 64 KiB buffer.
+  if (conn->phase == Conn::Phase::handshake && conn->first_have < conn->first.size()) {
+    const std::size_t n = std::min(conn->first.size() - conn->first_have, bytes.size());
+    std::copy_n(bytes.begin(), n, conn->first.begin() + static_cast<std::ptrdiff_t>(conn->first_have));
+    conn->first_have += n;
+    if (conn->first_have == conn->first.size()) {
+      const std::uint32_t length = load_be32(conn->first.data());
+      if (length < kMinMessage1 || length > kMaxMessage1) {
+        ++stats_.handshake_failed;
+        if (length > kMaxMessage1) ++stats_.drop_oversize;
+        return remove(*conn, now, true);
+      }
+    }
+  }
+  feed_inbound(*conn, bytes, now);
+}
+
+void ServerCore::feed_inbound(Conn& conn, ByteSpan input, Instant now) {
+  while (!input.empty() && conn.phase != Conn::Phase::gone && conn.phase != Conn::Phase::closing) {
+    control::ChannelEvent event = conn.channel->feed(input);
+    switch (event.kind) {
+      case control::ChannelEvent::Kind::need_more:
+        return;
+      case control::ChannelEvent::Kind::error:
+        if (event.error == control::ChannelError::frame_too_large) ++stats_.drop_oversize;
+        if (conn.phase == Conn::Phase::open)
+          ++stats_.connection_errors;
+        else
+          ++stats_.handshake_failed;
+        return remove(conn, now, true);
+      case control::ChannelEvent::Kind::request:
+        on_request(conn, event.data, now);
+        break;
+      case control::ChannelEvent::Kind::handshake_done:
+        ++stats_.handshake_failed;
+        return remove(conn, now, true);
+      case control::ChannelEvent::Kind::message: {
+        if (conn.phase == Conn::Phase::answered) {
+          admit(conn, now);
+          if (conn.phase != Conn::Phase::open) return;
+        }
+        Frame frame;
+        const ParseError err = parse_frame(event.data, frame);
+        if (err == ParseError::unknown_type) {
+          ++stats_.drop_unknown_type;
+        } else if (err != ParseError::ok) {
+          ++stats_.drop_malformed;
+        } else {
+          on_frame(conn, frame, now);
+        }
+        break;
+      }
+    }
+  }
+}
+
+void ServerCore::on_request(Conn& conn, ByteSpan payload, Instant now) {
+  const NodeKey key = conn.channel->remote_static();
+  const std::optional<Hello> hello = parse_hello(payload);
+  Admission admission = Admission::ok;
+  if (!hello || hello->version != kRelayVersion ||
+      (hello->role != Role::client && hello->role != Role::relay)) {
+    admission = Admission::bad_hello;
+    ++stats_.refused_bad_hello;
+  } else if (hello->role == Role::client) {
+    if (!members_) {
+      admission = Admission::membership_unknown;
+      ++stats_.refused_membership_unknown;
+    } else if (members_->count(key) == 0) {
+      admission = Admission::not_member;
+      ++stats_.refused_not_member;
+    }
+  } else if (key == public_key_) {
+    admission = Admission::self;
+    ++stats_.refused_not_relay;
+  } else if (relays_.count(key) == 0) {
+    admission = Admission::not_relay;
+    ++stats_.refused_not_relay;
+  }
+  Result result;
+  result.status = admission;
+  result.keepalive_s = static_cast<std::uint16_t>(
+      std::chrono::duration_cast<std::chrono::seconds>(config_.keepalive).count());
+  Bytes frame;
+  if (conn.channel->answer(rng_, encode(result), frame) != control::ChannelError::ok) {
+    ++stats_.handshake_failed;
+    return remove(conn, now, true);
+  }
+  conn.key = key;
+  if (admission != Admission::ok) {
+    conn.phase = Conn::Phase::closing;  // the refusal goes out, then the connection closes
+    conn.closing_since = now;
+    queue_sealed(conn, std::move(frame));
+    return;
+  }
+  conn.role = hello->role;
+  conn.phase = Conn::Phase::answered;
+  queue_sealed(conn, std::move(frame));
+}
+
+void ServerCore::admit(Conn& conn, Instant now) {
+  if (conn.role == Role::client) {
+    if (!members_ || members_->count(conn.key) == 0) {  // removed since message 1
+      ++stats_.cut_off;
+      return begin_close(conn, CloseReason::removed, now);
+    }
+    conn.phase = Conn::Phase::open;
+    ++stats_.admitted;
+    const auto old = clients_.find(conn.key);
+    if (old != clients_.end()) {
+      if (Conn* previous = find(old->second)) {
+        ++stats_.replaced;
+        clients_.erase(old);  // no absent: the key stays connected here
+        begin_close(*previous, CloseReason::replaced, now);
+      }
+    }
+    clients_[conn.key] = conn.id;
+    announce(FrameType::present, conn.key);
+    return;
+  }
+  if (relays_.count(conn.key) == 0) return remove(conn, now, true);
+  conn.phase = Conn::Phase::open;
+  ++stats_.admitted;
+  link_opened(conn, now);
+}
+
+// ---------------------------------------------------------------- outbound relay links
+
+void ServerCore::dial_due(Instant now) {
+  if (shutting_down_) return;
+  for (auto& [key, peer] : relays_) {
+    if (!(public_key_ < key) || peer.dialing != 0 || links_.count(key) != 0 || now < peer.retry_at)
+      continue;
+    Conn& conn = add_conn(now, true);
+    conn.phase = Conn::Phase::dialing;
+    conn.role = Role::relay;
+    conn.key = key;
+    conn.session = std::make_unique<ClientSession>(relay_key_, key, Role::relay);
+    peer.dialing = conn.id;
+    io_.dial(conn.id, peer.info);
+  }
+}
+
+void ServerCore::feed_outbound(Conn& conn, ByteSpan input, Instant now) {
+  while (!input.empty() && conn.phase != Conn::Phase::gone && conn.phase != Conn::Phase::closing) {
+    ClientSession::Step step = conn.session->feed(input);
+    switch (step.kind) {
+      case ClientSession::Step::Kind::need_more:
+        return;
+      case ClientSession::Step::Kind::refused:
+      case ClientSession::Step::Kind::failed:
+        return remove(conn, now, true);
+      case ClientSession::Step::Kind::admitted: {
+        conn.phase = Conn::Phase::open;
+        Bytes ping;  // proves the link before anything else (frame.hpp)
+        encode_ping(rng_.next_u64(), ping);
+        queue_frame(conn, ping, false);
+        const auto peer = relays_.find(conn.key);
+        if (peer != relays_.end()) peer->second.failures = 0;
+        link_opened(conn, now);
+        break;
+      }
+      case ClientSession::Step::Kind::frame:
+        on_frame(conn, step.frame, now);
+        break;
+      case ClientSession::Step::Kind::bad_frame:
+        ++(step.parse == ParseError::unknown_type ? stats_.drop_unknown_type
+                                                  : stats_.drop_malformed);
+        break;
+    }
+  }
+}
+
+void ServerCore::link_opened(Conn& conn, Instant now) {
+  const auto old = links_.find(conn.key);
+  if (old != links_.end() && old->second != conn.id) {
+    if (Conn* previous = find(old->second)) begin_close(*previous, CloseReason::replaced, now);
+  }
+  links_[conn.key] = conn.id;
+  send_present_list(conn);
+}
+
+void ServerCore::send_present_list(Conn& link) {
+  std::vector<NodeKey> batch;
+  for (const auto& [key, id] : clients_) {
+    batch.push_back(key);
+    if (batch.size() == kMaxKeysPerFrame) {
+      encode_keys(FrameType::present, batch, scratch_);
+      queue_frame(link, scratch_, false);
+      batch.clear();
+    }
+  }
+  if (!batch.empty() && encode_keys(FrameType::present, batch, scratch_))
+    queue_frame(link, scratch_, false);
+}
+
+void ServerCore::announce(FrameType type, const NodeKey& key) {
+  if (links_.empty()) return;
+  Bytes frame;
+  encode_keys(type, {key}, frame);
+  for (const auto& [relay, id] : links_) {
+    Conn* link = find(id);
+    // A link that cannot take even control frames is stuck: the peer resyncs on a new one.
+    if (link != nullptr && !queue_frame(*link, frame, false)) ++stats_.drop_queue_full;
+  }
+}
+
+// ---------------------------------------------------------------- frames
+
+void ServerCore::on_frame(Conn& conn, const Frame& frame, Instant now) {
+  (void)now;
+  switch (frame.type) {
+    case FrameType::keepalive:
+    case FrameType::pong:
+    case FrameType::closing:
+      return;
+    case FrameType::ping: {
+      Bytes pong;
+      encode_pong(frame.token, pong);
+      if (!queue_frame(conn, pong, false)) ++stats_.drop_queue_full;
+      return;
+    }
+    default:
+      break;
+  }
+  if (conn.role == Role::client) return on_client_frame(conn, frame);
+  on_relay_frame(conn, frame);
+}
+
+void ServerCore::on_client_frame(Conn& conn, const Frame& frame) {
+  if (frame.type != FrameType::send) {
+    ++stats_.drop_not_allowed;
+    return;
+  }
+  deliver(conn.key, frame.dst, frame.packet, conn);
+}
+
+void ServerCore::deliver(const NodeKey& src, const NodeKey& dst, ByteSpan packet, Conn& from) {
+  if (const auto local = clients_.find(dst); local != clients_.end()) {
+    Conn* target = find(local->second);
+    if (target == nullptr || !encode_recv(src, packet, scratch_)) return;
+    if (!queue_frame(*target, scratch_, true)) {
+      ++stats_.drop_queue_full;
+      return;
+    }
+    ++stats_.packets_local;
+    stats_.bytes_local += packet.size();
+    return;
+  }
+  if (const auto route = routes_.find(dst); route != routes_.end()) {
+    Conn* link = find(route->second);
+    if (link == nullptr || !encode_forward(src, dst, packet, scratch_)) return;
+    if (!queue_frame(*link, scratch_, true)) {
+      ++stats_.drop_queue_full;
+      return;
+    }
+    ++stats_.packets_to_mesh;
+    stats_.bytes_to_mesh += packet.size();
+    return;
+  }
+  ++stats_.drop_no_route;
+  encode_peer_gone(dst, GoneReason::not_connected, scratch_);
+  if (queue_frame(from, scratch_, false)) ++stats_.peer_gone_sent;
+}
+
+void ServerCore::on_relay_frame(Conn& conn, const Frame& frame) {
+  switch (frame.type) {
+    case FrameType::forward: {
+      const auto local = clients_.find(frame.dst);
+      Conn* target = local == clients_.end() ? nullptr : find(local->second);
+      if (target == nullptr) {
+        ++stats_.drop_mesh_no_client;
+        return;
+      }
+      if (!encode_recv(frame.src, frame.packet, scratch_)) return;
+      if (!queue_frame(*target, scratch_, true)) {
+        ++stats_.drop_queue_full;
+        return;
+      }
+      ++stats_.packets_from_mesh;
+      stats_.bytes_from_mesh += frame.packet.size();
+      return;
+    }
+    case FrameType::present:
+      for (std::size_t i = 0; i < frame.key_count(); ++i) routes_[frame.key(i)] = conn.id;
+      return;
+    case FrameType::absent:
+      for (std::size_t i = 0; i < frame.key_count(); ++i) {
+        const auto it = routes_.find(frame.key(i));
+        if (it != routes_.end() && it->second == conn.id) routes_.erase(it);
+      }
+      return;
+    default:
+      ++stats_.drop_not_allowed;
+      return;
+  }
+}
+
+// ---------------------------------------------------------------- timers
+
+Instant ServerCore::on_timer(Instant now) {
+  now_ = now;
+  collect_dead();
+  std::vector<ConnId> ids;
+  ids.reserve(conns_.size());
+  for (const auto& [id, conn] : conns_) ids.push_back(id);
+  for (ConnId id : ids) {
+    Conn* conn = find(id);
+    if (conn == nullptr) continue;
+    switch (conn->phase) {
+      case Conn::Phase::dialing:
+      case Conn::Phase::handshake:
+      case Conn::Phase::answered:
+        if (now - conn->created >= config_.handshake_timeout) {
+          if (!conn->outbound) ++stats_.handshake_timeouts;
+          remove(*conn, now, true);
+        }
+        break;
+      case Conn::Phase::open:
+        if (now - conn->last_received >= config_.idle_timeout) {
+          ++stats_.idle_timeouts;
+          begin_close(*conn, CloseReason::idle, now);
+        } else if (now - conn->last_sent >= config_.keepalive) {
+          Bytes keepalive;
+          encode_keepalive(keepalive);
+          queue_frame(*conn, keepalive, false);
+        }
+        break;
+      case Conn::Phase::closing:
+        if (now - conn->closing_since >= config_.closing_grace) remove(*conn, now, true);
+        break;
+      case Conn::Phase::gone:
+        break;
+    }
+  }
+  dial_due(now);
+  return now + config_.tick;
+}
+
+void ServerCore::shutdown(Instant now) {
+  now_ = now;
+  shutting_down_ = true;
+  std::vector<ConnId> ids;
+  for (const auto& [id, conn] : conns_) ids.push_back(id);
+  for (ConnId id : ids)
+    if (Conn* conn = find(id)) begin_close(*conn, CloseReason::shutting_down, now);
+}
+
+const Stats& ServerCore::stats() const {
+  stats_.clients = clients_.size();
+  stats_.relay_links = links_.size();
+  stats_.remote_clients = routes_.size();
+  std::uint64_t handshaking = 0;
+  for (const auto& [id, conn] : conns_)
+    if (conn->phase != Conn::Phase::open && conn->phase != Conn::Phase::closing &&
+        conn->phase != Conn::Phase::gone)
+      ++handshaking;
+  stats_.handshaking = handshaking;
+  return stats_;
+}
+
+}  // namespace knit::relay

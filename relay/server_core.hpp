@@ -1,0 +1,174 @@
+// The relay's brain, without I/O: every connection's handshake, admission by mesh membership,
+// forwarding by destination key, the relay mesh, bounded queues and timers. The Asio adapter
+// (server.hpp) only moves bytes and calls in with `now`.
+//
+//   accepted ──message 1──► answered ──first transport message──► open ──► closing ──► gone
+//      │ (handshake_timeout, garbage, refusal)                      │ (idle, cut off, replaced)
+//      └────────────────────────────────────────────────────────────┴──► gone
+//
+// Output is pulled: the core queues sealed frames per connection (bounded: max_queue_bytes and
+// max_queue_frames for packets, twice that for control frames) and calls ServerIo::want_write;
+// the adapter calls take_output when its socket can take more.
+//
+// Routing: a `send` to dst goes to the local client dst, else over the link of the peer relay
+// that announced dst (present/absent), else it is dropped and a peer_gone goes back. A forward
+// from a peer relay reaches only a local client (one hop: relays form a full mesh).
+//
+// Relay mesh: of two relays in the relay map, the one with the smaller key dials the other
+// (ServerIo::dial), redialing with backoff while both are in the map; a link made the other way
+// round is accepted too, and the newest link to a relay wins.
+#pragma once
+
+#include <algorithm>
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <unordered_map>
+#include <unordered_set>
+#include <vector>
+
+#include "base/bytes.hpp"
+#include "base/random.hpp"
+#include "base/time.hpp"
+#include "control/messages.hpp"
+#include "relay/frame.hpp"
+#include "relay/stats.hpp"
+#include "wg/keys.hpp"
+
+namespace knit::relay {
+
+struct KeyHash {
+  std::size_t operator()(const NodeKey& key) const noexcept {
+    std::size_t h;
+    static_assert(sizeof(h) <= kKeySize);
+    std::copy_n(key.begin(), sizeof(h), reinterpret_cast<std::uint8_t*>(&h));
+    return h;  // keys are uniformly random (public X25519 points of random scalars)
+  }
+};
+
+using KeySet = std::unordered_set<NodeKey, KeyHash>;
+
+struct ServerConfig {
+  std::size_t max_queue_bytes = 512 * 1024;  // per connection, packets
+  std::size_t max_queue_frames = 1024;
+  Duration keepalive = std::chrono::seconds(20);   // send a keepalive after this much silence
+  Duration idle_timeout = std::chrono::seconds(65);  // nothing received: the connection is dead
+  Duration handshake_timeout = std::chrono::seconds(10);
+  Duration closing_grace = std::chrono::seconds(5);  // to flush a refusal or closing frame
+  Duration tick = std::chrono::seconds(1);           // how often on_timer wants to run
+  Duration redial_min = std::chrono::seconds(1);
+  Duration redial_max = std::chrono::seconds(30);
+};
+
+class ServerIo {
+ public:
+  using ConnId = std::uint64_t;
+  virtual ~ServerIo() = default;
+  // Frames wait in the connection's queue: call take_output (now or when the socket is ready).
+  virtual void want_write(ConnId id) = 0;
+  // Drop the connection at once. The core has forgotten it already (on_closed is not needed).
+  virtual void close(ConnId id) = 0;
+  // Open a TCP stream to a peer relay (its addresses in order); then on_dialed, or on_closed.
+  virtual void dial(ConnId id, const control::RelayInfo& relay) = 0;
+};
+
+class ServerCore {
+ public:
+  using ConnId = ServerIo::ConnId;
+  enum class Take {
+    keep,         // out holds what there was; keep the connection
+    close_after,  // write out, then close the connection and call on_closed
+  };
+
+  // relay_key: this relay's static key (the one in the relay map). io and rng outlive the core.
+  ServerCore(const wg::PrivateKey& relay_key, ServerConfig config, ServerIo& io, Random& rng);
+  ~ServerCore();
+  ServerCore(const ServerCore&) = delete;
+  ServerCore& operator=(const ServerCore&) = delete;
+
+  // The full current membership. Clients not in it are cut off at once.
+  void set_members(const std::vector<NodeKey>& members, Instant now);
+  // The full relay map (may include this relay). Links to relays gone from it are closed.
+  void set_relays(const std::vector<control::RelayInfo>& relays, Instant now);
+
+  // A TCP (or TLS) connection was accepted; the returned id names it from now on.
+  ConnId on_accept(Instant now);
+  // A dial asked for by ServerIo::dial is connected: the core queues message 1.
+  void on_dialed(ConnId id, Instant now);
+  // Bytes read from a connection.
+  void on_bytes(ConnId id, ByteSpan bytes, Instant now);
+  // The connection is gone (EOF, error, failed dial, or after close_after). Unknown ids are
+  // ignored.
+  void on_closed(ConnId id, Instant now);
+  // Moves queued frames (at most max_bytes, at least one frame when any) into out.
+  Take take_output(ConnId id, std::vector<Bytes>& out, std::size_t max_bytes);
+  // Timeouts, keepalives, redials. Returns when it wants to run next.
+  Instant on_timer(Instant now);
+  // Sends a closing frame to every admitted connection and stops admitting.
+  void shutdown(Instant now);
+
+  // The counters, with the gauges brought up to date.
+  const Stats& stats() const;
+  std::size_t connections() const { return conns_.size(); }
+  bool has_client(const NodeKey& key) const { return clients_.count(key) != 0; }
+  const NodeKey& public_key() const { return public_key_; }
+
+  struct Conn;
+
+ private:
+  struct PeerRelay {
+    control::RelayInfo info;
+    ConnId dialing = 0;  // an outbound link in progress or open
+    Instant retry_at{};
+    int failures = 0;
+  };
+
+  Conn* find(ConnId id);
+  Conn& add_conn(Instant now, bool outbound);
+  void collect_dead();
+  // Forgets the connection (destroyed on the next entry); tell_io: ask the adapter to close it.
+  void remove(Conn& conn, Instant now, bool tell_io);
+  // Routing state only: clients_/links_/routes_ entries and the absent announcement.
+  void forget(Conn& conn, Instant now);
+  // A closing frame, then close once written (or remove at once when nothing can be sent).
+  void begin_close(Conn& conn, CloseReason reason, Instant now);
+  // Seals and queues one frame within the bounds; false (nothing queued) when over them.
+  bool queue_frame(Conn& conn, ByteSpan frame, bool is_packet);
+  bool queue_sealed(Conn& conn, Bytes sealed);
+
+  void feed_inbound(Conn& conn, ByteSpan input, Instant now);
+  void feed_outbound(Conn& conn, ByteSpan input, Instant now);
+  void on_request(Conn& conn, ByteSpan hello, Instant now);
+  void admit(Conn& conn, Instant now);
+  void on_frame(Conn& conn, const Frame& frame, Instant now);
+  void on_client_frame(Conn& conn, const Frame& frame);
+  void on_relay_frame(Conn& conn, const Frame& frame);
+  void deliver(const NodeKey& src, const NodeKey& dst, ByteSpan packet, Conn& from);
+  void announce(FrameType type, const NodeKey& key);
+  void send_present_list(Conn& link);
+  void link_opened(Conn& conn, Instant now);
+  void link_closed(Conn& conn, Instant now);
+  void dial_due(Instant now);
+
+  wg::PrivateKey relay_key_;
+  NodeKey public_key_{};
+  ServerConfig config_;
+  ServerIo& io_;
+  Random& rng_;
+  mutable Stats stats_;
+  Instant now_{};  // of the current entry: when queued frames were sent, for keepalives
+  bool shutting_down_ = false;
+
+  ConnId next_id_ = 1;
+  std::unordered_map<ConnId, std::unique_ptr<Conn>> conns_;
+  std::optional<KeySet> members_;  // nullopt: membership not known yet
+  std::unordered_map<NodeKey, PeerRelay, KeyHash> relays_;  // peer relays (not this one)
+  std::unordered_map<NodeKey, ConnId, KeyHash> clients_;     // admitted clients here
+  std::unordered_map<NodeKey, ConnId, KeyHash> links_;       // open links to peer relays
+  std::unordered_map<NodeKey, ConnId, KeyHash> routes_;      // remote client -> link
+  std::vector<ConnId> dead_;
+  Bytes scratch_;
+};
+
+}  // namespace knit::relay
