@@ -13,7 +13,6 @@ namespace knit::agent {
 namespace {
 
 constexpr std::size_t kReadChunk = 64 * 1024;
-constexpr int kMaxDoublings = 20;
 
 std::string lower_first(std::string text) {
   if (!text.empty() && text[0] >= 'A' && text[0] <= 'Z') text[0] = static_cast<char>(text[0] - 'A' + 'a');
@@ -27,32 +26,6 @@ std::string seconds_text(Duration d) {
 }
 
 }  // namespace
-
-// ---------------------------------------------------------------- backoff
-
-void ReconnectBackoff::on_session() { failures_ = 0; }
-
-void ReconnectBackoff::on_session_lost(Instant now) {
-  failures_ = 0;
-  lost_at_ = now;
-}
-
-Duration ReconnectBackoff::ceiling(Instant now) const {
-  Duration ceiling = config_.initial;
-  for (int i = 0; i < std::min(failures_, kMaxDoublings) && ceiling < config_.max; ++i) ceiling *= 2;
-  ceiling = std::min(ceiling, config_.max);
-  if (lost_at_ && now - *lost_at_ < config_.recovering_window)
-    ceiling = std::min(ceiling, config_.recovering_max);
-  return ceiling;
-}
-
-Duration ReconnectBackoff::next_delay(Instant now) {
-  const auto top = std::chrono::duration_cast<std::chrono::milliseconds>(ceiling(now));
-  if (failures_ < kMaxDoublings) ++failures_;
-  const auto half = top / 2;
-  const auto span = static_cast<std::uint32_t>((top - half).count());
-  return half + std::chrono::milliseconds(span == 0 ? 0 : rng_.uniform(span + 1));
-}
 
 std::string_view to_string(CoordinatorClient::State state) {
   switch (state) {
@@ -89,6 +62,7 @@ class CoordinatorClient::Core : public std::enable_shared_from_this<Core> {
   void start();
   void stop();
   void set_endpoints(std::vector<Endpoint> endpoints);
+  void set_nat_report(const control::NatReport& report);
 
   State state() const { return state_; }
   const std::string& last_error() const { return last_error_; }
@@ -152,6 +126,8 @@ class CoordinatorClient::Core : public std::enable_shared_from_this<Core> {
   Instant last_received_{};
   std::uint64_t ping_seq_ = 0;
   std::vector<Endpoint> sent_endpoints_;
+  std::optional<control::NatReport> nat_report_;
+  std::optional<control::NatReport> sent_nat_report_;
 };
 
 void CoordinatorClient::Core::start() {
@@ -192,6 +168,13 @@ void CoordinatorClient::Core::set_endpoints(std::vector<Endpoint> endpoints) {
   if (state_ != State::connected || options_.endpoints == sent_endpoints_) return;
   sent_endpoints_ = options_.endpoints;
   if (auto frame = session_->seal(control::EndpointUpdate{sent_endpoints_})) send(std::move(*frame));
+}
+
+void CoordinatorClient::Core::set_nat_report(const control::NatReport& report) {
+  nat_report_ = report;
+  if (state_ != State::connected || nat_report_ == sent_nat_report_) return;
+  sent_nat_report_ = nat_report_;
+  if (auto frame = session_->seal(*nat_report_)) send(std::move(*frame));
 }
 
 void CoordinatorClient::Core::begin_round() {
@@ -399,6 +382,9 @@ void CoordinatorClient::Core::on_registered(const control::RegisterResponse& res
   if (listener_ != nullptr) listener_->on_registered(response);
   // Endpoints that changed during the handshake.
   if (state_ == State::connected && options_.endpoints != sent_endpoints_) set_endpoints(options_.endpoints);
+  // A new session has not heard our NAT report yet.
+  sent_nat_report_.reset();
+  if (state_ == State::connected && nat_report_) set_nat_report(*nat_report_);
 }
 
 void CoordinatorClient::Core::arm_deadline(Duration after) {
@@ -448,6 +434,8 @@ void CoordinatorClient::stop() { core_->stop(); }
 void CoordinatorClient::set_endpoints(std::vector<Endpoint> endpoints) {
   core_->set_endpoints(std::move(endpoints));
 }
+
+void CoordinatorClient::set_nat_report(const control::NatReport& report) { core_->set_nat_report(report); }
 CoordinatorClient::State CoordinatorClient::state() const { return core_->state(); }
 std::string CoordinatorClient::last_error() const { return core_->last_error(); }
 std::string CoordinatorClient::address() const { return core_->address(); }

@@ -2,6 +2,7 @@
 
 #include <sys/socket.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <sstream>
 
@@ -24,6 +25,8 @@ DataPlane::DataPlane(asio::io_context& io, tun::TunDevice& tun, Options options)
       tun_stream_(io, tun.fd(0)),
       udp_(io),
       timer_(io),
+      filter_(rng_),
+      inbound_packet_(wg::kMaxDatagramSize),
       device_(*this, rng_),
       frame_(wg::kFrameHeadroom + wg::kMaxDatagramSize + wg::kFrameTailroom) {
   device_.set_mtu(static_cast<std::size_t>(options_.mtu));
@@ -103,7 +106,16 @@ bool is_wireguard(ByteSpan datagram) {
 }  // namespace
 
 void DataPlane::write_tun(ByteSpan packet) {
-  if (!tun_.write(0, packet)) ++tun_write_errors_;
+  // The filter may rewrite (port forwards), and the device's buffer is not ours to change.
+  if (packet.size() > inbound_packet_.size()) {
+    ++tun_write_errors_;
+    return;
+  }
+  std::copy(packet.begin(), packet.end(), inbound_packet_.begin());
+  const std::size_t pass =
+      filter_.inbound(Clock::now(), MutableByteSpan(inbound_packet_).first(packet.size()));
+  if (pass == 0) return;
+  if (!tun_.write(0, ByteSpan(inbound_packet_).first(pass))) ++tun_write_errors_;
 }
 
 // ---------------------------------------------------------------- the loop
@@ -125,7 +137,9 @@ void DataPlane::on_tun_readable() {
   for (int i = 0; i < kTunPacketsPerWake; ++i) {
     long n = tun_.read(0, room.first(wg::kMaxDatagramSize - wg::kDataHeaderSize - wg::kFrameTailroom));
     if (n <= 0) break;
-    device_.on_tun_packet(t, frame_, static_cast<std::size_t>(n));
+    const std::size_t pass = filter_.outbound(t.mono, room.first(static_cast<std::size_t>(n)));
+    if (pass == 0) continue;
+    device_.on_tun_packet(t, frame_, pass);
   }
   after_work();
   arm_tun();
@@ -190,6 +204,11 @@ std::string DataPlane::summary() const {
       << " tx_no_route=" << st.tx_no_route << " udp_send_errors=" << udp_.send_errors()
       << " udp_source_resets=" << udp_.source_resets() << " udp_receive_errors=" << udp_.receive_errors()
       << " tun_write_errors=" << tun_write_errors_;
+  const FilterCounters f = filter_.counters();
+  out << " shields=" << (filter_.shields_up() ? "up" : "down") << " filter_refused_v4=" << f.refused_v4
+      << " filter_refused_v6=" << f.refused_v6 << " filter_malformed=" << f.malformed
+      << " filter_untracked=" << f.untracked << " forwarded_in=" << f.forwarded_in
+      << " forwarded_out=" << f.forwarded_out;
   return out.str();
 }
 

@@ -9,6 +9,7 @@
 #include <optional>
 #include <vector>
 
+#include "agent/packet_filter.hpp"
 #include "agent/udp_transport.hpp"
 #include "agent/uapi.hpp"
 #include "agent/uapi_server.hpp"
@@ -59,6 +60,9 @@ class DataPlane final : public wg::DeviceIo, public UapiHandler {
   void configure(const std::function<void(wg::Device&, wg::Now)>& change);
   std::uint16_t port() const { return udp_.port(); }
   std::uint64_t tun_write_errors() const { return tun_write_errors_; }
+  // The shields and port forwards between the TUN and the device (packet_filter.hpp).
+  PacketFilter& filter() { return filter_; }
+  const PacketFilter& filter() const { return filter_; }
   // One line of the transport and core counters, for the shutdown log.
   std::string summary() const;
 
@@ -68,6 +72,9 @@ class DataPlane final : public wg::DeviceIo, public UapiHandler {
   // and a WireGuard datagram that arrived another way (the relay, a probe socket).
   void send_udp(const Endpoint& to, ByteSpan datagram) { udp_.queue(to, datagram); }
   void inject_datagram(wg::Now now, const Endpoint& from, MutableByteSpan datagram);
+  // Sends what send_udp queued (outside the data plane's own work, e.g. from a timer).
+  void flush() { udp_.flush(); }
+  bool dual_stack() const { return udp_.dual_stack(); }
   static wg::Now now();
 
   // wg::DeviceIo
@@ -95,6 +102,8 @@ class DataPlane final : public wg::DeviceIo, public UapiHandler {
   UdpTransport udp_;
   asio::steady_timer timer_;
   SystemRandom rng_;
+  PacketFilter filter_;
+  std::vector<std::uint8_t> inbound_packet_;  // write_tun's packet, for the filter to rewrite
   wg::Device device_;
   std::optional<Instant> armed_deadline_;
   std::vector<std::uint8_t> frame_;

@@ -15,6 +15,7 @@
 
 #include "agent/control_server.hpp"
 #include "agent/data_plane.hpp"
+#include "agent/filter_control.hpp"
 #include "agent/mesh.hpp"
 #include "agent/mesh_membership.hpp"
 #include "agent/uapi_server.hpp"
@@ -34,6 +35,8 @@ class PlaneDevice final : public agent::MeshDevice {
   void configure(const std::function<void(wg::Device&, wg::Now)>& change) override { plane_.configure(change); }
   wg::Device& device() override { return plane_.device(); }
   std::uint16_t port() const override { return plane_.port(); }
+  agent::DataPlane* data_plane() override { return &plane_; }
+  void set_mesh_address(const std::optional<IpAddress>& ipv4) override { plane_.filter().set_mesh_address(ipv4); }
 
  private:
   agent::DataPlane& plane_;
@@ -126,7 +129,10 @@ int main(int argc, char** argv) {
     membership_options.tun_name = tun.name();
     membership_options.version = KNIT_VERSION;
     agent::Membership membership(io, plane_device, mesh_link, membership_options);
-    auto control = std::make_unique<agent::ControlServer>(io, socket_path, membership);
+    // Shields and port forwards (`knit set`, `knit forward`), kept in the state dir.
+    agent::FilterControl filter_control(plane.filter(), agent::ForwardStore(state_dir), membership);
+    filter_control.restore();
+    auto control = std::make_unique<agent::ControlServer>(io, socket_path, filter_control);
     control->start();
     log(LogLevel::info, "knitd", "interface ", tun.name(), " up, UDP port ", plane.port(),
         ", UAPI ", uapi->path(), ", control socket ", control->path());

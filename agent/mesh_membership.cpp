@@ -17,6 +17,44 @@ namespace {
 
 constexpr const char* kNotJoined = "not joined: run `knit up --token TOKEN` (a token comes from `knit-coordinator token create`)";
 
+NatStatus nat_status(const NetcheckReport& check) {
+  NatStatus nat;
+  nat.udp = check.probe.udp;
+  nat.public_v4 = check.probe.public_v4;
+  nat.public_v6 = check.probe.public_v6;
+  nat.mapping_varies = check.probe.mapping_varies;
+  switch (check.probe.filtering) {
+    case punch::NatFiltering::endpoint_independent: nat.filtering = "eif"; break;
+    case punch::NatFiltering::address_dependent: nat.filtering = "adf"; break;
+    case punch::NatFiltering::address_and_port_dependent: nat.filtering = "apdf"; break;
+    case punch::NatFiltering::unknown: nat.filtering = "unknown"; break;
+  }
+  return nat;
+}
+
+// The path knitd actually uses for a peer, replacing what the WireGuard state alone suggests.
+void apply_path(PeerStatus& peer, const PeerPath& path) {
+  switch (path.kind) {
+    case punch::PathKind::direct:
+      peer.path = PathKind::direct;
+      peer.endpoint = path.endpoint;
+      peer.rtt_ms = path.rtt_ms;
+      break;
+    case punch::PathKind::relay:
+      peer.path = PathKind::relay;
+      peer.relay = path.relay;
+      peer.endpoint.reset();
+      break;
+    case punch::PathKind::none:
+      // Nothing proven by a probe: a fresh handshake to a real endpoint still means direct.
+      if (peer.endpoint && VirtualEndpoints::is_virtual(*peer.endpoint)) {
+        peer.endpoint.reset();
+        peer.path = PathKind::none;
+      }
+      break;
+  }
+}
+
 std::string system_hostname() {
   char name[256] = {};
   if (::gethostname(name, sizeof name - 1) != 0 || name[0] == '\0') return "knit-node";
@@ -75,6 +113,7 @@ void Membership::start() {
 void Membership::stop() {
   running_ = false;
   client_.reset();
+  stop_paths();
   up_timer_.cancel();
   poll_timer_.cancel();
   if (pending_up_) {
@@ -171,6 +210,7 @@ ControlResponse Membership::down() {
 void Membership::forget_mesh(const std::string& why) {
   log(LogLevel::info, "knitd", "leaving the mesh (", why, ")");
   client_.reset();
+  stop_paths();
   device_.configure([&](wg::Device& device, wg::Now) { configurator_.clear_peers(device); });
   for (const auto& failure : configurator_.clear_self(link_)) log(LogLevel::warn, "knitd", failure);
   try {
@@ -179,6 +219,7 @@ void Membership::forget_mesh(const std::string& why) {
     log(LogLevel::error, "knitd", e.what());
   }
   mesh_.reset();
+  device_.set_mesh_address(std::nullopt);
   peers_ = {};
   relays_ = {};
   endpoints_.clear();
@@ -202,6 +243,11 @@ ControlResponse Membership::status() {
   if (identity_) self.node_key = identity_->node.public_key;
   self.endpoints = endpoints_;
   reply.status.peers = peer_statuses(peers_.peers, device_.device(), std::chrono::system_clock::now());
+  if (paths_) {
+    if (!paths_->home_relay().empty()) self.relay = paths_->home_relay();
+    if (const auto& check = paths_->last_netcheck()) self.nat = nat_status(*check);
+    for (PeerStatus& peer : reply.status.peers) apply_path(peer, paths_->path_of(peer.node_key));
+  }
   if (client_) {
     reply.coordinator.state = std::string(to_string(client_->state()));
     reply.coordinator.address = client_->address();
@@ -228,7 +274,9 @@ ControlResponse Membership::ping_info(const std::string& query) {
     const bool match = address ? (peer.ipv4 == *address || peer.ipv6 == *address) : lower(peer.name) == lower(query);
     if (!match) continue;
     wg::Device& device = device_.device();
-    return PingInfoReply{peer_status(peer, device.find_peer(peer.node_key), std::chrono::system_clock::now())};
+    PeerStatus status = peer_status(peer, device.find_peer(peer.node_key), std::chrono::system_clock::now());
+    if (paths_) apply_path(status, paths_->path_of(peer.node_key));
+    return PingInfoReply{status};
   }
   if (address && (*address == mesh_->ipv4 || *address == mesh_->ipv6))
     return ErrorReply{query + " is this node's own address"};
@@ -238,6 +286,7 @@ ControlResponse Membership::ping_info(const std::string& query) {
 // ---------------------------------------------------------------- the coordinator
 
 void Membership::start_client(const MeshRecord& record, std::optional<std::string> token) {
+  start_paths();
   refresh_endpoints();
   CoordinatorClient::Options options = options_.client;
   options.addresses = record.coordinator_addresses;
@@ -322,6 +371,7 @@ void Membership::on_peers(const control::PeerMap& map) {
 void Membership::on_relay_map(const control::RelayMap& relays) {
   relays_ = relays;
   log(LogLevel::debug, "knitd", "relay map: ", relays.relays.size(), " relays");
+  if (paths_) paths_->set_relays(relays_);
 }
 
 void Membership::on_unreachable(const std::string& error, Duration retry_in) {
@@ -340,6 +390,7 @@ void Membership::on_disconnected(const std::string& reason) {
 
 void Membership::apply_self() {
   if (!mesh_) return;
+  device_.set_mesh_address(mesh_->ipv4);
   const SelfAddresses self{mesh_->ipv4, mesh_->ipv6, mesh_->ipv4_prefix, mesh_->ipv6_prefix};
   for (const auto& failure : configurator_.apply_self(link_, self))
     log(LogLevel::warn, "knitd", options_.tun_name, ": ", failure);
@@ -350,7 +401,21 @@ void Membership::apply_peers() {
   PeerChanges changes;
   device_.configure([&](wg::Device& device, wg::Now now) {
     changes = configurator_.apply_peers(device, now, peers_.peers, local_);
+    if (!paths_) return;
+    // A peer that published no endpoint we could use is still reachable (relay, or a path a
+    // probe finds): WireGuard gets its stand-in so it will start a handshake.
+    for (const control::PeerInfo& info : peers_.peers) {
+      if (!configurator_.manages(info.node_key)) continue;
+      wg::Peer* peer = device.find_peer(info.node_key);
+      if (peer != nullptr && !peer->endpoint) device.set_endpoint(*peer, paths_->stand_in(info.node_key));
+    }
   });
+  if (paths_) {
+    std::vector<control::PeerInfo> managed;
+    for (const control::PeerInfo& info : peers_.peers)
+      if (configurator_.manages(info.node_key)) managed.push_back(info);
+    paths_->set_peers(managed);
+  }
   if (changes.added + changes.updated + changes.removed + changes.refused > 0)
     log(LogLevel::info, "knitd", "peer map ", peers_.version, ": ", changes.added, " added, ", changes.updated,
         " changed, ", changes.removed, " removed", changes.refused ? ", some refused" : "", " (",
@@ -364,11 +429,50 @@ void Membership::refresh_endpoints() {
   auto endpoints = endpoints_to_report(addresses, device_.port(), options_.tun_name, mesh_ranges, control::kMaxEndpoints);
   const bool local_changed = addresses != local_;
   local_ = std::move(addresses);
+  if (paths_) {
+    // Ours plus the STUN-reflexive and port-mapped ones (a change re-probes every path).
+    paths_->set_interface_endpoints(endpoints);
+    endpoints = paths_->endpoints();
+    if (endpoints.size() > control::kMaxEndpoints) endpoints.resize(control::kMaxEndpoints);
+  }
   if (endpoints != endpoints_) {
     endpoints_ = std::move(endpoints);
     if (client_) client_->set_endpoints(endpoints_);
   }
   if (local_changed) apply_peers();  // a new subnet may make another endpoint the better one
+}
+
+void Membership::start_paths() {
+  DataPlane* plane = device_.data_plane();
+  if (plane == nullptr || paths_ || !identity_) return;
+  relay_link_ = std::make_unique<HomeRelayLink>(io_, identity_->node.private_key, rng_);
+  paths_ = std::make_unique<MeshPaths>(io_, *plane, *relay_link_, identity_->disco.private_key,
+                                       identity_->node.public_key);
+  relay_link_->set_handlers(
+      [this](const wg::PublicKey& from, ByteSpan packet) { paths_->on_relay_packet(from, packet); },
+      [this](bool up) { paths_->on_relay_state(up); });
+  paths_->on_candidates_changed = [this] { on_candidates_changed(); };
+  paths_->start();
+  if (!relays_.relays.empty()) paths_->set_relays(relays_);
+}
+
+void Membership::stop_paths() {
+  if (!paths_) return;
+  paths_->stop();
+  // Peers go back to where the coordinator said they are, until the configurator removes them.
+  paths_.reset();
+  relay_link_.reset();
+}
+
+void Membership::on_candidates_changed() {
+  if (!paths_) return;
+  auto endpoints = paths_->endpoints();
+  if (endpoints.size() > control::kMaxEndpoints) endpoints.resize(control::kMaxEndpoints);
+  if (endpoints != endpoints_) {
+    endpoints_ = std::move(endpoints);
+    if (client_) client_->set_endpoints(endpoints_);
+  }
+  if (auto report = paths_->nat_report(); report && client_) client_->set_nat_report(*report);
 }
 
 void Membership::arm_poll() {

@@ -23,6 +23,8 @@
 #include "agent/coordinator_client.hpp"
 #include "agent/local_endpoints.hpp"
 #include "agent/mesh.hpp"
+#include "agent/mesh_paths.hpp"
+#include "agent/relay_link.hpp"
 #include "agent/node_identity.hpp"
 #include "base/random.hpp"
 
@@ -36,6 +38,11 @@ class MeshDevice {
   virtual void configure(const std::function<void(wg::Device&, wg::Now)>& change) = 0;
   virtual wg::Device& device() = 0;
   virtual std::uint16_t port() const = 0;
+  // This node's mesh IPv4 (nullopt when it leaves the mesh), for the packet filter.
+  virtual void set_mesh_address(const std::optional<IpAddress>& /*ipv4*/) {}
+  // knitd's data plane, for direct paths, the relay and netcheck (mesh_paths.hpp); tests that
+  // only exercise the membership have none, and their peers go to published endpoints.
+  virtual DataPlane* data_plane() { return nullptr; }
 };
 
 class Membership final : public ControlHandler, private CoordinatorClient::Listener {
@@ -83,6 +90,9 @@ class Membership final : public ControlHandler, private CoordinatorClient::Liste
   void apply_self();
   void apply_peers();
   void refresh_endpoints();
+  void start_paths();
+  void stop_paths();
+  void on_candidates_changed();
   void arm_poll();
   std::optional<std::string> not_joined_error() const;
 
@@ -97,6 +107,9 @@ class Membership final : public ControlHandler, private CoordinatorClient::Liste
   std::optional<MeshRecord> joining_;  // a `knit up` waiting for its first register answer
   Reply pending_up_;
   std::unique_ptr<CoordinatorClient> client_;
+  // Direct paths, the home relay and netcheck; while joined, when there is a data plane.
+  std::unique_ptr<HomeRelayLink> relay_link_;
+  std::unique_ptr<MeshPaths> paths_;
   MeshConfigurator configurator_;
   control::PeerMap peers_;
   control::RelayMap relays_;

@@ -31,6 +31,7 @@ class UdpTransport {
   void close();
   bool is_open() const { return socket_.is_open(); }
   std::uint16_t port() const { return port_; }
+  bool dual_stack() const { return dual_stack_; }
   asio::ip::udp::socket& socket() { return socket_; }
 
   // Receives up to kBatch datagrams without blocking; 0 when none are waiting.
