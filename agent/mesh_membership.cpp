@@ -244,7 +244,9 @@ ControlResponse Membership::status() {
   self.endpoints = endpoints_;
   reply.status.peers = peer_statuses(peers_.peers, device_.device(), std::chrono::system_clock::now());
   if (paths_) {
-    if (!paths_->home_relay().empty()) self.relay = paths_->home_relay();
+    // Our home relay while the link to it is up (DESIGN.md: self.relay).
+    if (!paths_->home_relay().empty() && relay_link_ && relay_link_->connected())
+      self.relay = paths_->home_relay();
     if (const auto& check = paths_->last_netcheck()) self.nat = nat_status(*check);
     for (PeerStatus& peer : reply.status.peers) apply_path(peer, paths_->path_of(peer.node_key));
   }
