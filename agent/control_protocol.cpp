@@ -145,6 +145,39 @@ NatStatus nat_from(const json& object) {
   return nat;
 }
 
+json netcheck_json(const NetcheckReply& r) {
+  json out = nat_json(r.nat);
+  out["mapping"] = r.mapping;
+  out["portmap"] = r.portmap;
+  out["portmapped"] = endpoint_or_null(r.portmapped);
+  json relays = json::object();
+  for (const auto& [name, ms] : r.relay_ms) relays[name] = ms;
+  out["relay_latency_ms"] = relays;
+  out["home_relay"] = or_null(r.home_relay);
+  return out;
+}
+
+NetcheckReply netcheck_from(const json& object) {
+  NetcheckReply r;
+  r.nat = nat_from(object);
+  r.mapping = text_field(object, "mapping", 16);
+  const json& portmap = field(object, "portmap");
+  if (!portmap.is_array() || portmap.size() > 8) throw std::invalid_argument("\"portmap\" must be a short list");
+  for (const json& p : portmap) {
+    if (!p.is_string() || p.get<std::string>().size() > 16) throw std::invalid_argument("bad \"portmap\" entry");
+    r.portmap.push_back(p.get<std::string>());
+  }
+  r.portmapped = optional_endpoint(object, "portmapped");
+  const json& relays = field(object, "relay_latency_ms");
+  if (!relays.is_object() || relays.size() > 64) throw std::invalid_argument("\"relay_latency_ms\" must be an object");
+  for (const auto& [name, ms] : relays.items()) {
+    if (!ms.is_number_unsigned() || name.size() > kMaxShortText) throw std::invalid_argument("bad relay latency");
+    r.relay_ms[name] = ms.get<std::uint32_t>();
+  }
+  r.home_relay = optional_text(object, "home_relay", kMaxShortText);
+  return r;
+}
+
 json self_json(const SelfStatus& self) {
   json endpoints = json::array();
   for (const Endpoint& endpoint : self.endpoints) endpoints.push_back(endpoint.to_string());
@@ -369,6 +402,8 @@ std::string encode_request(const ControlRequest& request) {
                   {"mesh_port", r.mesh_port}};
         } else if constexpr (std::is_same_v<T, ForwardListRequest>) {
           return {{"cmd", "forward-list"}};
+        } else if constexpr (std::is_same_v<T, NetcheckRequest>) {
+          return {{"cmd", "netcheck"}};
         } else {
           return {{"cmd", "version"}};
         }
@@ -412,6 +447,7 @@ std::variant<ControlRequest, ProtocolError> parse_request(std::string_view line)
       return ControlRequest{ForwardRemoveRequest{*protocol, static_cast<std::uint16_t>(port)}};
     }
     if (cmd == "forward-list") return ControlRequest{ForwardListRequest{}};
+    if (cmd == "netcheck") return ControlRequest{NetcheckRequest{}};
     return ProtocolError{"bad request: unknown command \"" + cmd + "\" (knit and knitd of different versions?)"};
   } catch (const std::exception& e) {
     return ProtocolError{std::string("bad request: ") + e.what()};
@@ -447,6 +483,8 @@ std::string encode_response(const ControlResponse& response) {
           return {{"ok", true}, {"cmd", "set"}, {"shields_up", r.shields_up}};
         } else if constexpr (std::is_same_v<T, ForwardsReply>) {
           return {{"ok", true}, {"cmd", "forwards"}, {"forwards", forwards_json(r.forwards)}};
+        } else if constexpr (std::is_same_v<T, NetcheckReply>) {
+          return {{"ok", true}, {"cmd", "netcheck"}, {"netcheck", netcheck_json(r)}};
         } else {
           return {{"ok", true}, {"cmd", "version"}, {"version", r.version}};
         }
@@ -481,6 +519,7 @@ std::variant<ControlResponse, ProtocolError> parse_response(std::string_view lin
     if (cmd == "version") return ControlResponse{VersionReply{text_field(*doc, "version", 64)}};
     if (cmd == "set") return ControlResponse{SetReply{bool_field(*doc, "shields_up")}};
     if (cmd == "forwards") return ControlResponse{ForwardsReply{forwards_from(field(*doc, "forwards"))}};
+    if (cmd == "netcheck") return ControlResponse{netcheck_from(object_field(*doc, "netcheck"))};
     return ProtocolError{"knitd sent an answer this knit does not know (\"" + cmd + "\"): are knit and knitd the same version?"};
   } catch (const std::exception& e) {
     return ProtocolError{std::string("knitd sent a bad answer: ") + e.what()};
@@ -490,6 +529,10 @@ std::variant<ControlResponse, ProtocolError> parse_response(std::string_view lin
 std::string encode_status(const StatusReport& status, int indent) { return dump(status_json(status), indent); }
 
 std::string encode_peer(const PeerStatus& peer, int indent) { return dump(peer_json(peer), indent); }
+
+std::string encode_netcheck(const NetcheckReply& netcheck, int indent) {
+  return dump(netcheck_json(netcheck), indent);
+}
 
 std::string encode_forwards(const std::vector<ForwardStatus>& forwards, int indent) {
   return dump(forwards_json(forwards), indent);

@@ -31,6 +31,7 @@
 #pragma once
 
 #include <cstddef>
+#include <map>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -88,9 +89,14 @@ struct ForwardRemoveRequest {
 struct ForwardListRequest {
   friend bool operator==(const ForwardListRequest&, const ForwardListRequest&) = default;
 };
+// `knit netcheck`: a fresh NAT and relay measurement.
+struct NetcheckRequest {
+  friend bool operator==(const NetcheckRequest&, const NetcheckRequest&) = default;
+};
 using ControlRequest =
     std::variant<UpRequest, DownRequest, StatusRequest, IpRequest, PingInfoRequest, VersionRequest,
-                 SetRequest, ForwardAddRequest, ForwardRemoveRequest, ForwardListRequest>;
+                 SetRequest, ForwardAddRequest, ForwardRemoveRequest, ForwardListRequest,
+                 NetcheckRequest>;
 
 // ---- answers ----
 struct ErrorReply {
@@ -135,8 +141,19 @@ struct ForwardsReply {
   std::vector<ForwardStatus> forwards;
   friend bool operator==(const ForwardsReply&, const ForwardsReply&) = default;
 };
+// What `knit netcheck` reports.
+struct NetcheckReply {
+  NatStatus nat;                     // udp, public addresses, mapping_varies, filtering
+  std::string mapping = "unknown";   // EIM | ADM | APDM | unknown (RFC 5780, when measurable)
+  std::vector<std::string> portmap;  // port-mapping protocols the gateway offers: pcp, natpmp, upnp
+  std::optional<Endpoint> portmapped;               // our mapped endpoint, when one is held
+  std::map<std::string, std::uint32_t> relay_ms;    // relay name -> STUN round trip
+  std::optional<std::string> home_relay;
+  friend bool operator==(const NetcheckReply&, const NetcheckReply&) = default;
+};
 using ControlResponse = std::variant<ErrorReply, UpReply, DownReply, StatusReply, IpReply,
-                                     PingInfoReply, VersionReply, SetReply, ForwardsReply>;
+                                     PingInfoReply, VersionReply, SetReply, ForwardsReply,
+                                     NetcheckReply>;
 
 // A failure to parse, as a sentence.
 struct ProtocolError {
@@ -156,5 +173,7 @@ std::string encode_status(const StatusReport& status, int indent = -1);
 std::string encode_peer(const PeerStatus& peer, int indent = -1);
 // The forwards as `knit forward list --json` shows them (a list of the objects above).
 std::string encode_forwards(const std::vector<ForwardStatus>& forwards, int indent = -1);
+// `knit netcheck --json`.
+std::string encode_netcheck(const NetcheckReply& netcheck, int indent = -1);
 
 }  // namespace knit::agent

@@ -80,6 +80,42 @@ int run_ip(const Globals& g, bool only_v4, bool only_v6) {
   return 0;
 }
 
+int run_netcheck(const Globals& g) {
+  KnitdConnection connection(g.socket);
+  // A netcheck waits for STUN answers (and their retransmissions) and the gateway's port
+  // mapping protocols: a few seconds at worst.
+  const auto reply = expect<NetcheckReply>(connection.call(NetcheckRequest{}, std::chrono::seconds(20)));
+  if (g.json) {
+    std::cout << encode_netcheck(reply, 2) << "\n";
+    return 0;
+  }
+  const NatStatus& nat = reply.nat;
+  auto endpoint = [](const std::optional<Endpoint>& e) { return e ? e->to_string() : std::string("none"); };
+  std::cout << "UDP:           " << (nat.udp ? (*nat.udp ? "yes" : "no (blocked? peers are reached through the relay)") : "unknown") << "\n";
+  std::cout << "IPv4:          " << endpoint(nat.public_v4) << "\n";
+  std::cout << "IPv6:          " << endpoint(nat.public_v6) << "\n";
+  std::string mapping = reply.mapping;
+  if (nat.mapping_varies)
+    mapping += *nat.mapping_varies ? " (varies by destination: a hard NAT)" : " (the same for every destination)";
+  std::cout << "Mapping:       " << mapping << "\n";
+  std::cout << "Filtering:     " << nat.filtering << "\n";
+  std::string portmap;
+  for (const auto& p : reply.portmap) portmap += (portmap.empty() ? "" : ", ") + p;
+  std::cout << "Port mapping:  " << (portmap.empty() ? std::string("none") : portmap);
+  if (reply.portmapped) std::cout << " (mapped " << reply.portmapped->to_string() << ")";
+  std::cout << "\n";
+  std::cout << "Relays:        ";
+  if (reply.relay_ms.empty()) std::cout << "none measured";
+  bool first = true;
+  for (const auto& [name, ms] : reply.relay_ms) {
+    std::cout << (first ? "" : ", ") << name << " " << ms << " ms"
+              << (reply.home_relay && *reply.home_relay == name ? " (home)" : "");
+    first = false;
+  }
+  std::cout << "\n";
+  return 0;
+}
+
 int run_version(const Globals& g) {
   std::optional<std::string> daemon;
   try {
@@ -243,6 +279,10 @@ int main(int argc, char** argv) {
   ping->add_option("--timeout", timeout_s, "seconds to wait for each reply")->check(CLI::Range(0.1, 60.0))->capture_default_str();
   json_flag(ping);
 
+  auto* netcheck = app.add_subcommand(
+      "netcheck", "measure this node's network: UDP, public addresses, NAT behaviour, port mapping, relay latency");
+  json_flag(netcheck);
+
   auto* version = app.add_subcommand("version", "knit's and knitd's versions");
   json_flag(version);
 
@@ -265,6 +305,7 @@ int main(int argc, char** argv) {
     if (*status) return run_status(g);
     if (*ip) return run_ip(g, only_v4, only_v6);
     if (*ping) return run_ping(g, peer, count, timeout_s);
+    if (*netcheck) return run_netcheck(g);
     if (*version) return run_version(g);
   } catch (const CliError& e) {
     std::cout.flush();

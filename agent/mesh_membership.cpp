@@ -134,6 +134,7 @@ void Membership::handle_request(ControlRequest request, Reply reply) {
         else if constexpr (std::is_same_v<T, StatusRequest>) reply(status());
         else if constexpr (std::is_same_v<T, IpRequest>) reply(ip());
         else if constexpr (std::is_same_v<T, PingInfoRequest>) reply(ping_info(r.peer));
+        else if constexpr (std::is_same_v<T, NetcheckRequest>) netcheck(std::move(reply));
         else reply(VersionReply{options_.version});
       },
       request);
@@ -258,6 +259,21 @@ ControlResponse Membership::status() {
     reply.coordinator.state = "stopped";
   }
   return reply;
+}
+
+void Membership::netcheck(Reply reply) {
+  if (auto error = not_joined_error()) return reply(ErrorReply{*error});
+  if (!paths_) return reply(ErrorReply{"netcheck needs knitd's data plane (not available in this process)"});
+  paths_->netcheck([reply = std::move(reply)](const NetcheckReport& report) {
+    NetcheckReply out;
+    out.nat = nat_status(report);
+    out.mapping = std::string(punch::to_string(report.probe.mapping));
+    out.portmap = report.portmap_protocols;
+    out.portmapped = report.portmapped;
+    out.relay_ms = report.relay_latency_ms;
+    if (!report.home_relay.empty()) out.home_relay = report.home_relay;
+    reply(std::move(out));
+  });
 }
 
 ControlResponse Membership::ip() const {

@@ -82,6 +82,7 @@ class Membership final : public ControlHandler, private CoordinatorClient::Liste
   ControlResponse down();
   ControlResponse status();
   ControlResponse ip() const;
+  void netcheck(Reply reply);
   ControlResponse ping_info(const std::string& query);
 
   void start_client(const MeshRecord& record, std::optional<std::string> token);

@@ -42,6 +42,8 @@ void MeshPaths::start() {
   plane_.set_path_hooks(this);
   const Instant now = mono_now();
   paths_.set_relay_available(now, relay_.connected());
+  portmap_ = std::make_unique<punch::PortMapper>(io_, rng_);
+  portmap_->start(plane_.port(), [this](const punch::PortMapEvent& e) { on_portmap(e); });
   start_netcheck(now);
   drain();
   schedule();
@@ -54,6 +56,13 @@ void MeshPaths::stop() {
   timer_.cancel();
   probe_sockets_.clear();
   relay_.set_relay(std::nullopt);
+  if (portmap_) {
+    // Deleting the mapping at the router takes a round trip: the mapper lives until it is done,
+    // and is released from a fresh handler, never from inside its own callback.
+    std::shared_ptr<punch::PortMapper> mapper(std::move(portmap_));
+    asio::io_context& io = io_;
+    mapper->stop([mapper, &io]() mutable { asio::post(io, [m = std::move(mapper)] {}); });
+  }
   for (auto& waiter : std::exchange(netcheck_waiters_, {}))
     if (netcheck_) waiter(*netcheck_);
 }
@@ -358,12 +367,48 @@ void MeshPaths::start_netcheck(Instant now) {
     NetcheckReport report;
     report.finished = std::chrono::system_clock::now();
     report.home_relay = home_relay_;
+    report.portmap_protocols = portmap_protocols_;
+    report.portmapped = portmapped_;
     netcheck_ = report;
     for (auto& waiter : std::exchange(netcheck_waiters_, {})) waiter(*netcheck_);
     return;
   }
   netcheck_running_ = true;
   probe_.start(now, servers);
+  if (portmap_ && !portmap_probe_running_) {
+    portmap_probe_running_ = true;
+    portmap_->probe([this](const punch::PortMapAvailability& a) {
+      portmap_probe_running_ = false;
+      portmap_protocols_.clear();
+      if (a.pcp) portmap_protocols_.push_back("pcp");
+      if (a.natpmp) portmap_protocols_.push_back("natpmp");
+      if (a.upnp) portmap_protocols_.push_back("upnp");
+      if (netcheck_) netcheck_->portmap_protocols = portmap_protocols_;
+      maybe_finish_netcheck(mono_now());
+      after_work();
+    });
+  }
+}
+
+void MeshPaths::maybe_finish_netcheck(Instant now) {
+  (void)now;
+  // `knit netcheck` waits for the STUN tests and the port-mapping probe both.
+  if (netcheck_running_ || portmap_probe_running_ || !netcheck_) return;
+  for (auto& waiter : std::exchange(netcheck_waiters_, {})) waiter(*netcheck_);
+}
+
+void MeshPaths::on_portmap(const punch::PortMapEvent& e) {
+  using Kind = punch::PortMapEvent::Kind;
+  std::optional<Endpoint> mapped;
+  if ((e.kind == Kind::mapped || e.kind == Kind::renewed) && e.mapping) mapped = e.mapping->external;
+  if (e.kind == Kind::mapped)
+    log(LogLevel::info, kLog, "port mapping: ", e.mapping->external.to_string(), " (",
+        punch::to_string(e.mapping->protocol), ")");
+  if (mapped == portmapped_) return;
+  portmapped_ = mapped;
+  if (netcheck_) netcheck_->portmapped = portmapped_;
+  push_candidates(mono_now());
+  after_work();
 }
 
 void MeshPaths::finish_netcheck(Instant now) {
@@ -371,10 +416,8 @@ void MeshPaths::finish_netcheck(Instant now) {
   NetcheckReport report;
   report.probe = probe_.result();
   report.finished = std::chrono::system_clock::now();
-  if (netcheck_) {
-    report.portmap_protocols = netcheck_->portmap_protocols;
-    report.portmapped = netcheck_->portmapped;
-  }
+  report.portmap_protocols = portmap_protocols_;
+  report.portmapped = portmapped_;
   const auto servers = stun_servers();
   for (const auto& server : report.probe.servers) {
     if (!server.rtt) continue;
@@ -391,7 +434,7 @@ void MeshPaths::finish_netcheck(Instant now) {
   choose_home_relay(now);
   netcheck_->home_relay = home_relay_;
   push_candidates(now);
-  for (auto& waiter : std::exchange(netcheck_waiters_, {})) waiter(*netcheck_);
+  maybe_finish_netcheck(now);
 }
 
 void MeshPaths::choose_home_relay(Instant now) {

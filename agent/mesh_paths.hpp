@@ -36,6 +36,7 @@
 #include "base/random.hpp"
 #include "control/messages.hpp"
 #include "punch/path_manager.hpp"
+#include "punch/portmap_mapper.hpp"
 #include "punch/stun_nat_probe.hpp"
 
 namespace knit::agent {
@@ -130,6 +131,8 @@ class MeshPaths final : public PathHooks {
   void schedule();
   void on_timer();
   void start_netcheck(Instant now);
+  void maybe_finish_netcheck(Instant now);
+  void on_portmap(const punch::PortMapEvent& event);
   void finish_netcheck(Instant now);
   void choose_home_relay(Instant now);
   void push_candidates(Instant now);
@@ -150,6 +153,11 @@ class MeshPaths final : public PathHooks {
   std::vector<Endpoint> interface_endpoints_;
   std::optional<NetcheckReport> netcheck_;
   bool netcheck_running_ = false;
+  bool portmap_probe_running_ = false;
+  // The router's port mapping of our UDP port (NAT-PMP, PCP or UPnP), a candidate of its own.
+  std::unique_ptr<punch::PortMapper> portmap_;
+  std::optional<Endpoint> portmapped_;
+  std::vector<std::string> portmap_protocols_;
   std::vector<std::function<void(const NetcheckReport&)>> netcheck_waiters_;
   std::optional<Instant> next_netcheck_;
   std::string home_relay_;

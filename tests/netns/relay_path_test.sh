@@ -101,6 +101,14 @@ lab_wait_for 10 "agent2's path to agent1 to be direct" path_is 2 direct
 [[ "$(peer_field 1 .rtt_ms)" != null ]] || lab_fail "a direct path has no RTT"
 lab_pass "direct: $(peer_field 1 '"\(.endpoint) rtt \(.rtt_ms) ms"'); home relays $(knit_in 1 status --json | jq -r .self.relay), $(knit_in 2 status --json | jq -r .self.relay)"
 
+lab_step "knit netcheck: UDP, the public address, NAT behaviour and both relays' latency"
+NC=$(knit_in 1 netcheck --json) || lab_fail "knit netcheck failed"
+echo "$NC" | jq -e '.udp == true and (.public_v4 | startswith("10.201.1.2:")) and .mapping_varies == false
+    and (.relay_latency_ms | has("r1") and has("r2")) and (.home_relay | type == "string")' >/dev/null \
+  || lab_fail "netcheck reports the wrong things: $NC"
+knit_in 1 netcheck | grep -q "^Relays:.*(home)" || lab_fail "netcheck's text output lacks the relays: $(knit_in 1 netcheck)"
+lab_pass "netcheck: $(echo "$NC" | jq -c '{udp, public_v4, mapping, mapping_varies, filtering, relay_latency_ms}')"
+
 lab_step "a TCP transfer survives direct -> relay -> direct; the relay never sees plaintext"
 HOME1=$(knit_in 1 status --json | jq -r .self.relay)
 CAP_R=${HOME1#r}

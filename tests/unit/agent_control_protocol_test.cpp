@@ -62,7 +62,8 @@ T parsed_request(const std::string& line) {
 TEST(ControlProtocol, RequestsRoundTrip) {
   const std::vector<ControlRequest> requests = {
       UpRequest{"knit1-abc", "laptop"}, UpRequest{"knit1-abc", ""}, UpRequest{"", ""},
-      DownRequest{}, StatusRequest{}, IpRequest{}, PingInfoRequest{"host-b"}, VersionRequest{}};
+      DownRequest{}, StatusRequest{}, IpRequest{}, PingInfoRequest{"host-b"}, VersionRequest{},
+      NetcheckRequest{}};
   for (const auto& request : requests) {
     const std::string line = encode_request(request);
     EXPECT_EQ(line.find('\n'), std::string::npos);
@@ -84,7 +85,21 @@ TEST(ControlProtocol, ResponsesRoundTrip) {
       IpReply{*IpAddress::parse("100.64.0.1"), *IpAddress::parse("fd7a::1")},
       PingInfoReply{sample_status().peers[0]},
       PingInfoReply{sample_status().peers[1]},
-      VersionReply{"0.1.0"}};
+      VersionReply{"0.1.0"},
+      NetcheckReply{},
+      [] {
+        NetcheckReply r;
+        r.nat.udp = true;
+        r.nat.public_v4 = Endpoint::parse("203.0.113.7:41641");
+        r.nat.mapping_varies = true;
+        r.nat.filtering = "apdf";
+        r.mapping = "APDM";
+        r.portmap = {"pcp", "upnp"};
+        r.portmapped = Endpoint::parse("203.0.113.7:50000");
+        r.relay_ms = {{"r1", 12}, {"r2", 40}};
+        r.home_relay = "r1";
+        return r;
+      }()};
   for (const auto& response : responses) {
     const std::string line = encode_response(response);
     EXPECT_EQ(line.find('\n'), std::string::npos);
