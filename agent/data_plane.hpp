@@ -55,6 +55,7 @@ class DataPlane final : public wg::DeviceIo, public UapiHandler {
   void stop();
 
   wg::Device& device() { return device_; }
+  const wg::Device& device() const { return device_; }
   // A configuration change from outside the data path (the mesh): runs change on the device core
   // with the current time, then sends what it queued and re-arms the timer.
   void configure(const std::function<void(wg::Device&, wg::Now)>& change);

@@ -91,7 +91,9 @@ int run_netcheck(const Globals& g) {
   }
   const NatStatus& nat = reply.nat;
   auto endpoint = [](const std::optional<Endpoint>& e) { return e ? e->to_string() : std::string("none"); };
-  std::cout << "UDP:           " << (nat.udp ? (*nat.udp ? "yes" : "no (blocked? peers are reached through the relay)") : "unknown") << "\n";
+  std::cout << "UDP:           " << (nat.udp ? (*nat.udp ? "yes" : "no (blocked? peers are reached through the relay)")
+                                           : "unknown (no relay with a STUN port to ask)")
+            << "\n";
   std::cout << "IPv4:          " << endpoint(nat.public_v4) << "\n";
   std::cout << "IPv6:          " << endpoint(nat.public_v6) << "\n";
   std::string mapping = reply.mapping;

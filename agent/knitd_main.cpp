@@ -17,7 +17,9 @@
 #include "agent/data_plane.hpp"
 #include "agent/filter_control.hpp"
 #include "agent/mesh.hpp"
+#include "agent/knitd_metrics.hpp"
 #include "agent/mesh_membership.hpp"
+#include "base/metrics_server.hpp"
 #include "agent/uapi_server.hpp"
 #include "base/log.hpp"
 #include "tun/link_config.hpp"
@@ -73,6 +75,7 @@ int main(int argc, char** argv) {
   std::string uapi_dir = "/var/run/wireguard";
   int mtu = 1420;
   std::string level = "info";
+  std::string metrics_address;
   app.add_option("--tun", tun_name, "TUN interface name")->capture_default_str();
   app.add_option("--port", port, "UDP port (default: random, kept across restarts)")
       ->check(CLI::Range(1, 65535));
@@ -80,6 +83,7 @@ int main(int argc, char** argv) {
   app.add_option("--socket", socket_path, "control socket for the knit CLI")->capture_default_str();
   app.add_option("--mtu", mtu, "tunnel MTU")->check(CLI::Range(1280, 65535))->capture_default_str();
   app.add_option("--log-level", level, "debug, info, warn or error")->capture_default_str();
+  app.add_option("--metrics", metrics_address, "serve Prometheus metrics over HTTP on IP:PORT (off by default)");
   app.add_flag_callback("--version", [] {
     std::cout << "knitd " << KNIT_VERSION << "\n";
     std::exit(0);
@@ -138,11 +142,24 @@ int main(int argc, char** argv) {
         ", UAPI ", uapi->path(), ", control socket ", control->path());
     membership.start();
 
+    // Opt-in: nothing listens unless --metrics is given.
+    metrics::Registry registry;
+    std::unique_ptr<metrics::MetricsServer> metrics_server;
+    if (!metrics_address.empty()) {
+      auto listen = metrics::parse_listen_address(metrics_address);
+      if (!listen) throw std::runtime_error("--metrics " + metrics_address + " is not IP:PORT, such as 127.0.0.1:9102");
+      agent::register_knitd_metrics(registry, plane, membership);
+      metrics_server = std::make_unique<metrics::MetricsServer>(io, *listen, [&registry] { return registry.render(); });
+      metrics_server->start();
+      log(LogLevel::info, "knitd", "metrics on http://", metrics_address, "/metrics");
+    }
+
     asio::signal_set signals(io, SIGINT, SIGTERM);
     signals.async_wait([&](std::error_code ec, int signo) {
       if (ec) return;
       log(LogLevel::info, "knitd", "signal ", signo, ": shutting down (", plane.summary(), ")");
       control->stop();
+      if (metrics_server) metrics_server->stop();
       membership.stop();
       uapi->stop();
       plane.stop();

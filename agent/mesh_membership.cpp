@@ -19,7 +19,8 @@ constexpr const char* kNotJoined = "not joined: run `knit up --token TOKEN` (a t
 
 NatStatus nat_status(const NetcheckReport& check) {
   NatStatus nat;
-  nat.udp = check.probe.udp;
+  // Without a STUN server to ask (no relay with STUN), whether UDP works is unknown.
+  if (!check.probe.servers.empty()) nat.udp = check.probe.udp;
   nat.public_v4 = check.probe.public_v4;
   nat.public_v6 = check.probe.public_v6;
   nat.mapping_varies = check.probe.mapping_varies;
@@ -259,6 +260,10 @@ ControlResponse Membership::status() {
     reply.coordinator.state = "stopped";
   }
   return reply;
+}
+
+bool Membership::coordinator_connected() const {
+  return client_ && client_->state() == CoordinatorClient::State::connected;
 }
 
 void Membership::netcheck(Reply reply) {

@@ -67,6 +67,10 @@ class Membership final : public ControlHandler, private CoordinatorClient::Liste
   void handle_request(ControlRequest request, Reply reply) override;
 
   bool joined() const { return mesh_.has_value(); }
+  // For metrics: the path logic while joined (else null), the coordinator and relay links.
+  const MeshPaths* paths() const { return paths_.get(); }
+  bool coordinator_connected() const;
+  bool relay_connected() const { return relay_link_ && relay_link_->connected(); }
   const std::optional<MeshRecord>& mesh() const { return mesh_; }
 
  private:

@@ -176,8 +176,17 @@ void MeshPaths::netcheck(std::function<void(const NetcheckReport&)> done) {
 
 // ---------------------------------------------------------------- relay input
 
+std::array<std::size_t, 3> MeshPaths::peers_by_path() const {
+  std::array<std::size_t, 3> out{};
+  const Instant now = mono_now();
+  for (const auto& [key, info] : managed_) ++out[static_cast<std::size_t>(paths_.path(key, now).kind)];
+  return out;
+}
+
 void MeshPaths::on_relay_packet(const wg::PublicKey& from, ByteSpan packet) {
   const Instant now = mono_now();
+  ++traffic_.rx_relay_packets;
+  traffic_.rx_relay_bytes += packet.size();
   if (punch::looks_like_disco(packet)) {
     paths_.handle_disco(now, punch::DiscoSource::relay(from), packet);
   } else if (managed_.count(from) != 0) {
@@ -210,6 +219,9 @@ bool MeshPaths::send_to_peer(const wg::Peer& peer, ByteSpan datagram) {
   const Instant now = mono_now();
   paths_.note_data_sent(now, key);
   const punch::PathInfo path = paths_.path(key, now);
+  const auto kind = static_cast<std::size_t>(path.kind);
+  ++traffic_.tx_packets[kind];
+  traffic_.tx_bytes[kind] += datagram.size();
   switch (path.kind) {
     case punch::PathKind::direct:
       if (path.socket == punch::kMainSocket) {
@@ -232,6 +244,8 @@ bool MeshPaths::send_to_peer(const wg::Peer& peer, ByteSpan datagram) {
         plane_.send_udp(*peer.endpoint, datagram);
       else if (relay_.connected())
         relay_.send(key, datagram);
+      else
+        ++traffic_.tx_dropped;
       return true;
   }
   return true;

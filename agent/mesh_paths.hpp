@@ -23,6 +23,7 @@
 
 #include <asio.hpp>
 
+#include <array>
 #include <chrono>
 #include <functional>
 #include <map>
@@ -109,6 +110,15 @@ class MeshPaths final : public PathHooks {
   const std::optional<NetcheckReport>& last_netcheck() const { return netcheck_; }
   const std::string& home_relay() const { return home_relay_; }
   const punch::PathStats& stats() const { return paths_.stats(); }
+  // Traffic by the path it took: [none, relay, direct] (punch::PathKind order).
+  struct Traffic {
+    std::array<std::uint64_t, 3> tx_packets{}, tx_bytes{};
+    std::uint64_t rx_relay_packets = 0, rx_relay_bytes = 0;
+    std::uint64_t tx_dropped = 0;  // no path at all
+  };
+  const Traffic& traffic() const { return traffic_; }
+  // Peers by current path: [none, relay, direct].
+  std::array<std::size_t, 3> peers_by_path() const;
   // Runs a netcheck now and calls done with its report (at once when one is already running,
   // it waits for that one).
   void netcheck(std::function<void(const NetcheckReport&)> done);
@@ -165,6 +175,7 @@ class MeshPaths final : public PathHooks {
   asio::steady_timer timer_;
   std::optional<Instant> armed_;
   Bytes scratch_;
+  Traffic traffic_;
   bool running_ = false;
   bool draining_ = false;
 };

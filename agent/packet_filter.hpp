@@ -70,6 +70,9 @@ class PacketFilter {
   const std::vector<ForwardRule>& forward_rules() const { return rules_; }
   std::vector<ForwardStatus> forwards() const;
   FilterCounters counters() const;
+  // Table sizes for metrics: the IPv4 NAT table's memory and the tracked IPv6 flows.
+  std::size_t nat_table_bytes() const { return engine_ ? engine_->memory_bytes() : 0; }
+  std::size_t ipv6_flows() const { return v6_.size(); }
   // The IPv4 table as a person reads it (NatEngine::dump), and the IPv6 flow count.
   std::string dump() const;
 
