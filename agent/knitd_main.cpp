@@ -8,6 +8,7 @@
 #include <asio.hpp>
 #include <charconv>
 #include <cstdio>
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <iostream>
@@ -168,6 +169,13 @@ int main(int argc, char** argv) {
     io.run();
     control.reset();
     uapi.reset();
+    // What must be undone is undone: both sockets are removed, and the TUN interface goes with
+    // its descriptor when the process ends. A port-mapping worker may still be inside a blocking
+    // UPnP call (miniupnpc cannot be cancelled, and its discovery waits seconds): exit now
+    // rather than wait for it.
+    std::cout.flush();
+    std::cerr.flush();
+    std::_Exit(0);
   } catch (const std::exception& e) {
     std::cerr << "knitd: " << e.what() << "\n";
     return 1;
