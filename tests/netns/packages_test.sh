@@ -47,7 +47,9 @@ lab_step "1. cpack -G DEB in $BUILD"
 [[ -f "$BUILD/CPackConfig.cmake" ]] || cmake "$BUILD" >/dev/null
 targets=(knitd knit knit-coordinator)
 has_relay=0
-if cmake --build "$BUILD" --target help 2>/dev/null | grep -q '^knit-relay:'; then
+# (grep without -q reads to the end: an early exit would kill the writer and, under pipefail,
+# fail the pipeline.)
+if cmake --build "$BUILD" --target help 2>/dev/null | grep '^knit-relay:' >/dev/null; then
   has_relay=1
   targets+=(knit-relay)
 fi
@@ -133,7 +135,7 @@ if ((has_relay)); then
     /etc/knit/relay.conf /usr/share/bash-completion/completions/knit-relay
   [[ "$(cat "$TMP/control-knit-relay/conffiles")" == /etc/knit/relay.conf ]] \
     || lab_fail "knit-relay: conffiles is $(cat "$TMP/control-knit-relay/conffiles")"
-  dpkg-deb -c "$deb_knit_relay" | grep -qE '^-rw------- root/root .* \./etc/knit/relay\.conf$' \
+  dpkg-deb -c "$deb_knit_relay" | grep -E '^-rw------- root/root .* \./etc/knit/relay\.conf$' >/dev/null \
     || lab_fail "knit-relay: /etc/knit/relay.conf is not 0600 root (it holds the token)"
 else
   lab_log "no knit-relay target in this build: knit-relay package not expected"
