@@ -85,7 +85,9 @@ int main(int argc, char** argv) {
   std::string token, name, listen_text, stun_text, state_dir = "/var/lib/knit-relay";
   std::vector<std::string> advertise;
   std::string tls_cert, tls_key, metrics_text, level = "info";
-  app.add_option("--token", token, "relay join token (token create --relay); first start only");
+  // Also read from KNIT_RELAY_TOKEN, so a service passes it without showing it in `ps`.
+  app.add_option("--token", token, "relay join token (token create --relay); first start only")
+      ->envname("KNIT_RELAY_TOKEN");
   app.add_option("--name", name, "relay name (one DNS label)")->required();
   app.add_option("--listen", listen_text, "TCP address to serve, IP:PORT")->required();
   app.add_option("--stun", stun_text, "UDP address to answer STUN on, IP:PORT");
