@@ -282,9 +282,12 @@ void RelayClient::Core::handle(const ClientSession::Step& step) {
       if (state_ != State::connected) return address_failed(step.error);
       return lost("relay connection failed: " + step.error, options_.backoff_min);
     case Kind::refused: {
-      // The membership may change (a node just joined): try again, but slowly.
+      // The membership may change: a node that has just joined is often refused because the
+      // coordinator's delta reaches the relay a moment after the node's own join. So the
+      // first retry comes within a second (the coordinator polls every 250 ms), then the usual
+      // doubling slows a node that really is not a member down to backoff_max.
       round_error_ = "relay refused us: " + std::string(to_string(step.result.status));
-      failures_ = std::max(failures_, 4);
+      failures_ = std::max(failures_, 1);
       return lost(round_error_, next_backoff());
     }
     case Kind::admitted: {
