@@ -69,45 +69,38 @@ void NatPmpClient::close() {
   waiting_ = false;
 }
 
+// The start both exchanges share: state reset, then one deadline for the address request and
+// (for a mapping) the map request after it.
+void NatPmpClient::begin(bool probe_only, Done done) {
+  probe_only_ = probe_only;
+  done_ = std::move(done);
+  busy_ = true;
+  dropped_ = 0;
+  tries_ = 0;
+  const std::uint64_t gen = ++generation_;
+  deadline_timer_.expires_after(options_.request_timeout);
+  deadline_timer_.async_wait([this, gen, alive = std::weak_ptr<int>(alive_)](std::error_code ec) {
+    if (ec || !alive.lock() || gen != generation_ || !busy_) return;
+    finish({{}, fail(PortMapErrc::timeout, std::to_string(tries_) + " requests sent, " +
+                                               std::to_string(dropped_) + " answers dropped"),
+            false});
+  });
+}
+
 void NatPmpClient::map(std::uint16_t internal_port, Duration lifetime, Done done) {
   cancel();
   if (auto f = ensure_open()) return done(PortMapOutcome{{}, std::move(f), false});
   if (internal_port != internal_port_) mapping_.reset();
   internal_port_ = internal_port;
   lifetime_s_ = std::max<std::uint32_t>(seconds(lifetime), 1);
-  probe_only_ = false;
-  done_ = std::move(done);
-  busy_ = true;
-  dropped_ = 0;
-  tries_ = 0;
-  const std::uint64_t gen = ++generation_;
-  // Two exchanges share one deadline.
-  deadline_timer_.expires_after(options_.request_timeout);
-  deadline_timer_.async_wait([this, gen, alive = std::weak_ptr<int>(alive_)](std::error_code ec) {
-    if (ec || !alive.lock() || gen != generation_ || !busy_) return;
-    finish({{}, fail(PortMapErrc::timeout, std::to_string(tries_) + " requests sent, " +
-                                               std::to_string(dropped_) + " answers dropped"),
-            false});
-  });
+  begin(false, std::move(done));
   send_step(Step::address);
 }
 
 void NatPmpClient::probe(Done done) {
   cancel();
   if (auto f = ensure_open()) return done(PortMapOutcome{{}, std::move(f), false});
-  probe_only_ = true;
-  done_ = std::move(done);
-  busy_ = true;
-  dropped_ = 0;
-  tries_ = 0;
-  const std::uint64_t gen = ++generation_;
-  deadline_timer_.expires_after(options_.request_timeout);
-  deadline_timer_.async_wait([this, gen, alive = std::weak_ptr<int>(alive_)](std::error_code ec) {
-    if (ec || !alive.lock() || gen != generation_ || !busy_) return;
-    finish({{}, fail(PortMapErrc::timeout, std::to_string(tries_) + " requests sent, " +
-                                               std::to_string(dropped_) + " answers dropped"),
-            false});
-  });
+  begin(true, std::move(done));
   send_step(Step::address);
 }
 

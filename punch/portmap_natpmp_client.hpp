@@ -35,6 +35,7 @@ class NatPmpClient final : public PortMapClient {
   void cancel() override;
 
  private:
+  void begin(bool probe_only, Done done);
   enum class Step { address, map, unmap };
   std::optional<PortMapFailure> ensure_open();
   void close();
