@@ -114,7 +114,7 @@ class ControlConnection : public std::enable_shared_from_this<ControlConnection>
  private:
   void next();
   void dispatch(std::string line);
-  void answer(const ControlResponse& response, bool then_close);
+  void answer(const localapi::ControlResponse& response, bool then_close);
   void read();
   void arm_deadline();
   void close();
@@ -134,9 +134,9 @@ void ControlConnection::next() {
   if (closed_ || busy_) return;
   const auto newline = input_.find('\n');
   if (newline == std::string::npos) {
-    if (input_.size() > kMaxRequestLine) {
+    if (input_.size() > localapi::kMaxRequestLine) {
       wipe(input_);
-      return answer(ErrorReply{"bad request: the line is too long"}, /*then_close=*/true);
+      return answer(localapi::ErrorReply{"bad request: the line is too long"}, /*then_close=*/true);
     }
     return read();
   }
@@ -149,28 +149,28 @@ void ControlConnection::next() {
 }
 
 void ControlConnection::dispatch(std::string line) {
-  auto parsed = parse_request(line);
+  auto parsed = localapi::parse_request(line);
   wipe(line);  // may hold a join token
-  if (auto* error = std::get_if<ProtocolError>(&parsed)) return answer(ErrorReply{error->message}, false);
+  if (auto* error = std::get_if<localapi::ProtocolError>(&parsed)) return answer(localapi::ErrorReply{error->message}, false);
   busy_ = true;
   deadline_.cancel();  // `up` may take a while: the client is waiting, not idle
   std::weak_ptr<ControlConnection> weak = weak_from_this();
   auto replied = std::make_shared<bool>(false);
-  ControlHandler::Reply reply = [weak, replied](ControlResponse response) {
+  ControlHandler::Reply reply = [weak, replied](localapi::ControlResponse response) {
     if (*replied) return;
     *replied = true;
     if (auto self = weak.lock(); self && !self->closed_) self->answer(response, false);
   };
   try {
-    core_->handler().handle_request(std::move(std::get<ControlRequest>(parsed)), reply);
+    core_->handler().handle_request(std::move(std::get<localapi::ControlRequest>(parsed)), reply);
   } catch (const std::exception& e) {
-    reply(ErrorReply{std::string("knitd failed: ") + e.what()});
+    reply(localapi::ErrorReply{std::string("knitd failed: ") + e.what()});
   }
 }
 
-void ControlConnection::answer(const ControlResponse& response, bool then_close) {
+void ControlConnection::answer(const localapi::ControlResponse& response, bool then_close) {
   busy_ = true;
-  output_ = encode_response(response);
+  output_ = localapi::encode_response(response);
   output_ += '\n';
   asio::async_write(socket_, asio::buffer(output_),
                     [self = shared_from_this(), then_close](std::error_code ec, std::size_t) {

@@ -16,17 +16,17 @@
 #include <memory>
 #include <string>
 
-#include "agent/control_protocol.hpp"
+#include "localapi/protocol.hpp"
 
 namespace knit::agent {
 
 class ControlHandler {
  public:
-  using Reply = std::function<void(ControlResponse)>;
+  using Reply = std::function<void(localapi::ControlResponse)>;
   virtual ~ControlHandler() = default;
   // Answer by calling reply exactly once, now or later (on the io_context's thread). A reply
   // for a connection that has gone away is dropped.
-  virtual void handle_request(ControlRequest request, Reply reply) = 0;
+  virtual void handle_request(localapi::ControlRequest request, Reply reply) = 0;
 };
 
 class ControlServer {

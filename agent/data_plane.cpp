@@ -6,7 +6,7 @@
 #include <cerrno>
 #include <sstream>
 
-#include "agent/virtual_endpoints.hpp"
+#include "punch/path/virtual_endpoints.hpp"
 #include "base/log.hpp"
 
 namespace knit::agent {
@@ -78,7 +78,7 @@ void DataPlane::configure(const std::function<void(wg::Device&, wg::Now)>& chang
 }
 
 void DataPlane::send_datagram(const Endpoint& to, ByteSpan datagram) {
-  if (hooks_ != nullptr && VirtualEndpoints::is_virtual(to)) {
+  if (hooks_ != nullptr && punch::VirtualEndpoints::is_virtual(to)) {
     hooks_->send_to_virtual(to, datagram);
     return;
   }
@@ -167,7 +167,7 @@ void DataPlane::on_udp_readable() {
       else
         device_.on_datagram(t, udp_.received_from(i), datagram);
     }
-    if (n < UdpTransport::kBatch) break;
+    if (n < net::UdpSocket::kBatch) break;
   }
   after_work();
   arm_udp();
@@ -204,7 +204,7 @@ std::string DataPlane::summary() const {
       << " tx_no_route=" << st.tx_no_route << " udp_send_errors=" << udp_.send_errors()
       << " udp_source_resets=" << udp_.source_resets() << " udp_receive_errors=" << udp_.receive_errors()
       << " tun_write_errors=" << tun_write_errors_;
-  const FilterCounters f = filter_.counters();
+  const localapi::FilterCounters f = filter_.counters();
   out << " shields=" << (filter_.shields_up() ? "up" : "down") << " filter_refused_v4=" << f.refused_v4
       << " filter_refused_v6=" << f.refused_v6 << " filter_malformed=" << f.malformed
       << " filter_untracked=" << f.untracked << " forwarded_in=" << f.forwarded_in
@@ -214,13 +214,13 @@ std::string DataPlane::summary() const {
 
 // ---------------------------------------------------------------- UAPI
 
-UapiDeviceState DataPlane::uapi_get() {
-  UapiDeviceState state;
+wg::UapiDeviceState DataPlane::uapi_get() {
+  wg::UapiDeviceState state;
   if (!device_.identity().empty()) state.private_key = device_.identity().private_key;
   state.listen_port = udp_.port();
   state.fwmark = fwmark_;
   device_.for_each_peer([&](const wg::Peer& peer) {
-    UapiPeerState p;
+    wg::UapiPeerState p;
     p.public_key = peer.public_key;
     p.preshared_key = peer.preshared_key;
     p.endpoint = peer.endpoint;
@@ -239,7 +239,7 @@ UapiDeviceState DataPlane::uapi_get() {
   return state;
 }
 
-int DataPlane::uapi_set(const UapiSet& request) {
+int DataPlane::uapi_set(const wg::UapiSet& request) {
   const wg::Now t = now();
   // Everything that can fail is checked before anything changes, so a set is all or nothing.
   std::size_t new_peers = 0;

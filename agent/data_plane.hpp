@@ -10,8 +10,8 @@
 #include <vector>
 
 #include "agent/packet_filter.hpp"
-#include "agent/udp_transport.hpp"
-#include "agent/uapi.hpp"
+#include "net/udp_socket.hpp"
+#include "wg/uapi.hpp"
 #include "agent/uapi_server.hpp"
 #include "base/random.hpp"
 #include "tun/tun_device.hpp"
@@ -84,8 +84,8 @@ class DataPlane final : public wg::DeviceIo, public UapiHandler {
   void write_tun(ByteSpan packet) override;
 
   // UapiHandler
-  UapiDeviceState uapi_get() override;
-  int uapi_set(const UapiSet& request) override;
+  wg::UapiDeviceState uapi_get() override;
+  int uapi_set(const wg::UapiSet& request) override;
 
  private:
   void arm_tun();
@@ -100,7 +100,7 @@ class DataPlane final : public wg::DeviceIo, public UapiHandler {
   tun::TunDevice& tun_;
   Options options_;
   asio::posix::stream_descriptor tun_stream_;
-  UdpTransport udp_;
+  net::UdpSocket udp_;
   asio::steady_timer timer_;
   SystemRandom rng_;
   PacketFilter filter_;

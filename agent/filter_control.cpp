@@ -15,7 +15,7 @@ void FilterControl::restore() {
     return;
   }
   filter_.set_shields_up(settings.shields_up);
-  for (const ForwardRule& rule : settings.forwards) {
+  for (const localapi::ForwardRule& rule : settings.forwards) {
     if (std::string why = filter_.add_forward(rule); !why.empty())
       log(LogLevel::warn, "knitd", "port forward ", to_string(rule.protocol), "/", rule.mesh_port, " -> ",
           rule.target.to_string(), " not restored: ", why);
@@ -25,8 +25,8 @@ void FilterControl::restore() {
         filter_.forward_rules().size(), " port forwards");
 }
 
-FilterStatus FilterControl::status() const {
-  return FilterStatus{filter_.shields_up(), filter_.forwards(), filter_.counters()};
+localapi::FilterStatus FilterControl::status() const {
+  return localapi::FilterStatus{filter_.shields_up(), filter_.forwards(), filter_.counters()};
 }
 
 std::string FilterControl::save() {
@@ -38,52 +38,52 @@ std::string FilterControl::save() {
   return {};
 }
 
-void FilterControl::handle_request(ControlRequest request, Reply reply) {
-  if (std::holds_alternative<StatusRequest>(request)) {
-    return next_.handle_request(std::move(request), [this, reply](ControlResponse response) {
-      if (auto* answer = std::get_if<StatusReply>(&response)) answer->status.self.filter = status();
+void FilterControl::handle_request(localapi::ControlRequest request, Reply reply) {
+  if (std::holds_alternative<localapi::StatusRequest>(request)) {
+    return next_.handle_request(std::move(request), [this, reply](localapi::ControlResponse response) {
+      if (auto* answer = std::get_if<localapi::StatusReply>(&response)) answer->status.self.filter = status();
       reply(std::move(response));
     });
   }
   std::visit(
       [&](auto& r) {
         using T = std::decay_t<decltype(r)>;
-        if constexpr (std::is_same_v<T, SetRequest>) reply(set(r));
-        else if constexpr (std::is_same_v<T, ForwardAddRequest>) reply(forward_add(r));
-        else if constexpr (std::is_same_v<T, ForwardRemoveRequest>) reply(forward_remove(r));
-        else if constexpr (std::is_same_v<T, ForwardListRequest>) reply(ForwardsReply{filter_.forwards()});
+        if constexpr (std::is_same_v<T, localapi::SetRequest>) reply(set(r));
+        else if constexpr (std::is_same_v<T, localapi::ForwardAddRequest>) reply(forward_add(r));
+        else if constexpr (std::is_same_v<T, localapi::ForwardRemoveRequest>) reply(forward_remove(r));
+        else if constexpr (std::is_same_v<T, localapi::ForwardListRequest>) reply(localapi::ForwardsReply{filter_.forwards()});
         else next_.handle_request(std::move(request), std::move(reply));
       },
       request);
 }
 
-ControlResponse FilterControl::set(const SetRequest& request) {
+localapi::ControlResponse FilterControl::set(const localapi::SetRequest& request) {
   if (request.shields_up && *request.shields_up != filter_.shields_up()) {
     filter_.set_shields_up(*request.shields_up);
     log(LogLevel::info, "knitd", "shields ", *request.shields_up ? "up" : "down");
-    if (std::string failed = save(); !failed.empty()) return ErrorReply{failed};
+    if (std::string failed = save(); !failed.empty()) return localapi::ErrorReply{failed};
   }
-  return SetReply{filter_.shields_up()};
+  return localapi::SetReply{filter_.shields_up()};
 }
 
-ControlResponse FilterControl::forward_add(const ForwardAddRequest& request) {
+localapi::ControlResponse FilterControl::forward_add(const localapi::ForwardAddRequest& request) {
   if (filter_.forward_rules().size() >= kMaxForwards)
-    return ErrorReply{"too many port forwards (" + std::to_string(kMaxForwards) + ")"};
-  if (std::string why = filter_.add_forward(request.rule); !why.empty()) return ErrorReply{why};
+    return localapi::ErrorReply{"too many port forwards (" + std::to_string(kMaxForwards) + ")"};
+  if (std::string why = filter_.add_forward(request.rule); !why.empty()) return localapi::ErrorReply{why};
   log(LogLevel::info, "knitd", "port forward ", to_string(request.rule.protocol), "/", request.rule.mesh_port,
       " -> ", request.rule.target.to_string());
-  if (std::string failed = save(); !failed.empty()) return ErrorReply{failed};
-  return ForwardsReply{filter_.forwards()};
+  if (std::string failed = save(); !failed.empty()) return localapi::ErrorReply{failed};
+  return localapi::ForwardsReply{filter_.forwards()};
 }
 
-ControlResponse FilterControl::forward_remove(const ForwardRemoveRequest& request) {
+localapi::ControlResponse FilterControl::forward_remove(const localapi::ForwardRemoveRequest& request) {
   if (!filter_.remove_forward(request.protocol, request.mesh_port)) {
-    return ErrorReply{"no " + std::string(to_string(request.protocol)) + " forward on mesh port " +
+    return localapi::ErrorReply{"no " + std::string(to_string(request.protocol)) + " forward on mesh port " +
                       std::to_string(request.mesh_port) + ": `knit forward list` shows them"};
   }
   log(LogLevel::info, "knitd", "port forward ", to_string(request.protocol), "/", request.mesh_port, " removed");
-  if (std::string failed = save(); !failed.empty()) return ErrorReply{failed};
-  return ForwardsReply{filter_.forwards()};
+  if (std::string failed = save(); !failed.empty()) return localapi::ErrorReply{failed};
+  return localapi::ForwardsReply{filter_.forwards()};
 }
 
 }  // namespace knit::agent

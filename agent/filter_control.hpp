@@ -17,14 +17,14 @@ class FilterControl final : public ControlHandler {
 
   // Applies the saved settings to the filter; problems are logged (knitd starts anyway).
   void restore();
-  FilterStatus status() const;
+  localapi::FilterStatus status() const;
 
-  void handle_request(ControlRequest request, Reply reply) override;
+  void handle_request(localapi::ControlRequest request, Reply reply) override;
 
  private:
-  ControlResponse set(const SetRequest& request);
-  ControlResponse forward_add(const ForwardAddRequest& request);
-  ControlResponse forward_remove(const ForwardRemoveRequest& request);
+  localapi::ControlResponse set(const localapi::SetRequest& request);
+  localapi::ControlResponse forward_add(const localapi::ForwardAddRequest& request);
+  localapi::ControlResponse forward_remove(const localapi::ForwardRemoveRequest& request);
   // Saves the current settings; an error sentence when that failed, else empty.
   std::string save();
 

@@ -17,7 +17,7 @@ constexpr std::size_t kMaxFileSize = 256 * 1024;
 
 std::string encode_filter_settings(const FilterSettings& settings) {
   json forwards = json::array();
-  for (const ForwardRule& rule : settings.forwards) {
+  for (const localapi::ForwardRule& rule : settings.forwards) {
     forwards.push_back({{"proto", std::string(to_string(rule.protocol))},
                         {"mesh_port", rule.mesh_port},
                         {"target", rule.target.to_string()}});
@@ -48,7 +48,7 @@ std::optional<FilterSettings> parse_filter_settings(const std::string& text, std
   }
   for (const json& item : *list) {
     auto proto = item.is_object() && item.contains("proto") && item["proto"].is_string()
-                     ? parse_forward_protocol(item["proto"].get<std::string>())
+                     ? localapi::parse_forward_protocol(item["proto"].get<std::string>())
                      : std::nullopt;
     const bool port_ok = item.is_object() && item.contains("mesh_port") &&
                          item["mesh_port"].is_number_unsigned() &&
@@ -60,8 +60,8 @@ std::optional<FilterSettings> parse_filter_settings(const std::string& text, std
       why = "a forward needs \"proto\" (tcp|udp), \"mesh_port\" and \"target\" (HOST:PORT)";
       return std::nullopt;
     }
-    ForwardRule rule{*proto, static_cast<std::uint16_t>(item["mesh_port"].get<std::uint64_t>()), *target};
-    if (std::string bad = check_forward_rule(rule); !bad.empty()) {
+    localapi::ForwardRule rule{*proto, static_cast<std::uint16_t>(item["mesh_port"].get<std::uint64_t>()), *target};
+    if (std::string bad = localapi::check_forward_rule(rule); !bad.empty()) {
       why = "forward " + std::string(to_string(rule.protocol)) + "/" + std::to_string(rule.mesh_port) +
             ": " + bad;
       return std::nullopt;

@@ -14,7 +14,7 @@
 #include <string>
 #include <vector>
 
-#include "agent/filter_status.hpp"
+#include "localapi/filter_status.hpp"
 
 namespace knit::agent {
 
@@ -23,7 +23,7 @@ inline constexpr std::size_t kMaxForwards = 1024;
 
 struct FilterSettings {
   bool shields_up = false;
-  std::vector<ForwardRule> forwards;
+  std::vector<localapi::ForwardRule> forwards;
   friend bool operator==(const FilterSettings&, const FilterSettings&) = default;
 };
 

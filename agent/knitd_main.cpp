@@ -20,7 +20,7 @@
 #include "agent/mesh.hpp"
 #include "agent/knitd_metrics.hpp"
 #include "agent/mesh_membership.hpp"
-#include "base/metrics_server.hpp"
+#include "net/metrics_server.hpp"
 #include "agent/uapi_server.hpp"
 #include "base/log.hpp"
 #include "tun/link_config.hpp"
@@ -145,12 +145,12 @@ int main(int argc, char** argv) {
 
     // Opt-in: nothing listens unless --metrics is given.
     metrics::Registry registry;
-    std::unique_ptr<metrics::MetricsServer> metrics_server;
+    std::unique_ptr<net::MetricsServer> metrics_server;
     if (!metrics_address.empty()) {
-      auto listen = metrics::parse_listen_address(metrics_address);
+      auto listen = net::parse_listen_address(metrics_address);
       if (!listen) throw std::runtime_error("--metrics " + metrics_address + " is not IP:PORT, such as 127.0.0.1:9102");
       agent::register_knitd_metrics(registry, plane, membership);
-      metrics_server = std::make_unique<metrics::MetricsServer>(io, *listen, [&registry] { return registry.render(); });
+      metrics_server = std::make_unique<net::MetricsServer>(io, *listen, [&registry] { return registry.render(); });
       metrics_server->start();
       log(LogLevel::info, "knitd", "metrics on http://", metrics_address, "/metrics");
     }

@@ -85,7 +85,7 @@ void register_knitd_metrics(metrics::Registry& registry, const DataPlane& plane,
     rx_datagrams.set(st.rx_datagrams);
     handshakes.set(st.handshakes_completed);
     initiations.set(st.handshake_initiations_sent);
-    const FilterCounters fc = p.filter().counters();
+    const localapi::FilterCounters fc = p.filter().counters();
     refused_v4->set(fc.refused_v4);
     refused_v6->set(fc.refused_v6);
     filter_malformed->set(fc.malformed);

@@ -17,8 +17,8 @@ namespace {
 
 constexpr const char* kNotJoined = "not joined: run `knit up --token TOKEN` (a token comes from `knit-coordinator token create`)";
 
-NatStatus nat_status(const NetcheckReport& check) {
-  NatStatus nat;
+localapi::NatStatus nat_status(const NetcheckReport& check) {
+  localapi::NatStatus nat;
   // Without a STUN server to ask (no relay with STUN), whether UDP works is unknown.
   if (!check.probe.servers.empty()) nat.udp = check.probe.udp;
   nat.public_v4 = check.probe.public_v4;
@@ -34,23 +34,23 @@ NatStatus nat_status(const NetcheckReport& check) {
 }
 
 // The path knitd actually uses for a peer, replacing what the WireGuard state alone suggests.
-void apply_path(PeerStatus& peer, const PeerPath& path) {
+void apply_path(localapi::PeerStatus& peer, const PeerPath& path) {
   switch (path.kind) {
     case punch::PathKind::direct:
-      peer.path = PathKind::direct;
+      peer.path = localapi::PathKind::direct;
       peer.endpoint = path.endpoint;
       peer.rtt_ms = path.rtt_ms;
       break;
     case punch::PathKind::relay:
-      peer.path = PathKind::relay;
+      peer.path = localapi::PathKind::relay;
       peer.relay = path.relay;
       peer.endpoint.reset();
       break;
     case punch::PathKind::none:
       // Nothing proven by a probe: a fresh handshake to a real endpoint still means direct.
-      if (peer.endpoint && VirtualEndpoints::is_virtual(*peer.endpoint)) {
+      if (peer.endpoint && punch::VirtualEndpoints::is_virtual(*peer.endpoint)) {
         peer.endpoint.reset();
-        peer.path = PathKind::none;
+        peer.path = localapi::PathKind::none;
       }
       break;
   }
@@ -120,49 +120,49 @@ void Membership::stop() {
   if (pending_up_) {
     auto reply = std::move(pending_up_);
     pending_up_ = nullptr;
-    reply(ErrorReply{"knitd is shutting down"});
+    reply(localapi::ErrorReply{"knitd is shutting down"});
   }
 }
 
 // ---------------------------------------------------------------- the CLI's requests
 
-void Membership::handle_request(ControlRequest request, Reply reply) {
+void Membership::handle_request(localapi::ControlRequest request, Reply reply) {
   std::visit(
       [&](auto& r) {
         using T = std::decay_t<decltype(r)>;
-        if constexpr (std::is_same_v<T, UpRequest>) up(std::move(r), std::move(reply));
-        else if constexpr (std::is_same_v<T, DownRequest>) reply(down());
-        else if constexpr (std::is_same_v<T, StatusRequest>) reply(status());
-        else if constexpr (std::is_same_v<T, IpRequest>) reply(ip());
-        else if constexpr (std::is_same_v<T, PingInfoRequest>) reply(ping_info(r.peer));
-        else if constexpr (std::is_same_v<T, NetcheckRequest>) netcheck(std::move(reply));
-        else reply(VersionReply{options_.version});
+        if constexpr (std::is_same_v<T, localapi::UpRequest>) up(std::move(r), std::move(reply));
+        else if constexpr (std::is_same_v<T, localapi::DownRequest>) reply(down());
+        else if constexpr (std::is_same_v<T, localapi::StatusRequest>) reply(status());
+        else if constexpr (std::is_same_v<T, localapi::IpRequest>) reply(ip());
+        else if constexpr (std::is_same_v<T, localapi::PingInfoRequest>) reply(ping_info(r.peer));
+        else if constexpr (std::is_same_v<T, localapi::NetcheckRequest>) netcheck(std::move(reply));
+        else reply(localapi::VersionReply{options_.version});
       },
       request);
 }
 
-void Membership::up(UpRequest request, Reply reply) {
+void Membership::up(localapi::UpRequest request, Reply reply) {
   if (pending_up_)
-    return reply(ErrorReply{"another `knit up` is still waiting for the coordinator: wait for it, or cancel it with `knit down`"});
+    return reply(localapi::ErrorReply{"another `knit up` is still waiting for the coordinator: wait for it, or cancel it with `knit down`"});
   if (request.token.empty()) {
-    if (mesh_) return reply(UpReply{mesh_->name, mesh_->ipv4, mesh_->ipv6, true});
-    return reply(ErrorReply{kNotJoined});
+    if (mesh_) return reply(localapi::UpReply{mesh_->name, mesh_->ipv4, mesh_->ipv6, true});
+    return reply(localapi::ErrorReply{kNotJoined});
   }
   control::JoinToken token;
   const control::TokenError token_error = control::decode_token(request.token, token);
-  if (token_error != control::TokenError::ok) return reply(ErrorReply{control::describe(token_error)});
+  if (token_error != control::TokenError::ok) return reply(localapi::ErrorReply{control::describe(token_error)});
   if (mesh_) {
     if (mesh_->coordinator_key == token.coordinator_key)
-      return reply(UpReply{mesh_->name, mesh_->ipv4, mesh_->ipv6, true});
-    return reply(ErrorReply{"already joined another mesh as " + mesh_->name + ": run `knit down` first"});
+      return reply(localapi::UpReply{mesh_->name, mesh_->ipv4, mesh_->ipv6, true});
+    return reply(localapi::ErrorReply{"already joined another mesh as " + mesh_->name + ": run `knit down` first"});
   }
   const std::string hostname = request.hostname.empty() ? system_hostname() : request.hostname;
   if (!valid_hostname(hostname))
-    return reply(ErrorReply{"the hostname must be 1 to 255 printable ASCII characters: pass --hostname NAME"});
+    return reply(localapi::ErrorReply{"the hostname must be 1 to 255 printable ASCII characters: pass --hostname NAME"});
   try {
     identity_ = state_.load_or_create_identity(rng_);
   } catch (const StateError& e) {
-    return reply(ErrorReply{e.what()});
+    return reply(localapi::ErrorReply{e.what()});
   }
 
   MeshRecord record;
@@ -197,16 +197,16 @@ void Membership::fail_up(const std::string& message) {
   if (pending_up_) {
     auto reply = std::move(pending_up_);
     pending_up_ = nullptr;
-    reply(ErrorReply{message});
+    reply(localapi::ErrorReply{message});
   }
 }
 
-ControlResponse Membership::down() {
+localapi::ControlResponse Membership::down() {
   if (joining_) fail_up("cancelled by `knit down`");
   last_problem_.clear();
-  if (!mesh_) return DownReply{false};
+  if (!mesh_) return localapi::DownReply{false};
   forget_mesh("`knit down`");
-  return DownReply{true};
+  return localapi::DownReply{true};
 }
 
 void Membership::forget_mesh(const std::string& why) {
@@ -235,10 +235,10 @@ std::optional<std::string> Membership::not_joined_error() const {
   return std::string(kNotJoined);
 }
 
-ControlResponse Membership::status() {
-  if (auto error = not_joined_error()) return ErrorReply{*error};
-  StatusReply reply;
-  SelfStatus& self = reply.status.self;
+localapi::ControlResponse Membership::status() {
+  if (auto error = not_joined_error()) return localapi::ErrorReply{*error};
+  localapi::StatusReply reply;
+  localapi::SelfStatus& self = reply.status.self;
   self.name = mesh_->name;
   self.ipv4 = mesh_->ipv4;
   self.ipv6 = mesh_->ipv6;
@@ -250,7 +250,7 @@ ControlResponse Membership::status() {
     if (!paths_->home_relay().empty() && relay_link_ && relay_link_->connected())
       self.relay = paths_->home_relay();
     if (const auto& check = paths_->last_netcheck()) self.nat = nat_status(*check);
-    for (PeerStatus& peer : reply.status.peers) apply_path(peer, paths_->path_of(peer.node_key));
+    for (localapi::PeerStatus& peer : reply.status.peers) apply_path(peer, paths_->path_of(peer.node_key));
   }
   if (client_) {
     reply.coordinator.state = std::string(to_string(client_->state()));
@@ -267,10 +267,10 @@ bool Membership::coordinator_connected() const {
 }
 
 void Membership::netcheck(Reply reply) {
-  if (auto error = not_joined_error()) return reply(ErrorReply{*error});
-  if (!paths_) return reply(ErrorReply{"netcheck needs knitd's data plane (not available in this process)"});
+  if (auto error = not_joined_error()) return reply(localapi::ErrorReply{*error});
+  if (!paths_) return reply(localapi::ErrorReply{"netcheck needs knitd's data plane (not available in this process)"});
   paths_->netcheck([reply = std::move(reply)](const NetcheckReport& report) {
-    NetcheckReply out;
+    localapi::NetcheckReply out;
     out.nat = nat_status(report);
     out.mapping = std::string(punch::to_string(report.probe.mapping));
     out.portmap = report.portmap_protocols;
@@ -281,13 +281,13 @@ void Membership::netcheck(Reply reply) {
   });
 }
 
-ControlResponse Membership::ip() const {
-  if (auto error = not_joined_error()) return ErrorReply{*error};
-  return IpReply{mesh_->ipv4, mesh_->ipv6};
+localapi::ControlResponse Membership::ip() const {
+  if (auto error = not_joined_error()) return localapi::ErrorReply{*error};
+  return localapi::IpReply{mesh_->ipv4, mesh_->ipv6};
 }
 
-ControlResponse Membership::ping_info(const std::string& query) {
-  if (auto error = not_joined_error()) return ErrorReply{*error};
+localapi::ControlResponse Membership::ping_info(const std::string& query) {
+  if (auto error = not_joined_error()) return localapi::ErrorReply{*error};
   const auto address = IpAddress::parse(query);
   auto lower = [](std::string s) {
     std::transform(s.begin(), s.end(), s.begin(), [](unsigned char c) { return std::tolower(c); });
@@ -297,13 +297,13 @@ ControlResponse Membership::ping_info(const std::string& query) {
     const bool match = address ? (peer.ipv4 == *address || peer.ipv6 == *address) : lower(peer.name) == lower(query);
     if (!match) continue;
     wg::Device& device = device_.device();
-    PeerStatus status = peer_status(peer, device.find_peer(peer.node_key), std::chrono::system_clock::now());
+    localapi::PeerStatus status = peer_status(peer, device.find_peer(peer.node_key), std::chrono::system_clock::now());
     if (paths_) apply_path(status, paths_->path_of(peer.node_key));
-    return PingInfoReply{status};
+    return localapi::PingInfoReply{status};
   }
   if (address && (*address == mesh_->ipv4 || *address == mesh_->ipv6))
-    return ErrorReply{query + " is this node's own address"};
-  return ErrorReply{"no peer named or addressed " + query + " in the mesh: `knit status` lists them"};
+    return localapi::ErrorReply{query + " is this node's own address"};
+  return localapi::ErrorReply{"no peer named or addressed " + query + " in the mesh: `knit status` lists them"};
 }
 
 // ---------------------------------------------------------------- the coordinator
@@ -351,7 +351,7 @@ void Membership::on_registered(const control::RegisterResponse& response) {
     if (pending_up_) {
       auto reply = std::move(pending_up_);
       pending_up_ = nullptr;
-      reply(UpReply{record.name, record.ipv4, record.ipv6, false});
+      reply(localapi::UpReply{record.name, record.ipv4, record.ipv6, false});
     }
     return;
   }

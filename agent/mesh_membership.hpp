@@ -26,6 +26,7 @@
 #include "agent/mesh_paths.hpp"
 #include "agent/relay_link.hpp"
 #include "agent/node_identity.hpp"
+#include "agent/peer_status.hpp"
 #include "base/random.hpp"
 
 namespace knit::agent {
@@ -64,7 +65,7 @@ class Membership final : public ControlHandler, private CoordinatorClient::Liste
   // Disconnects (shutdown). The mesh configuration stays: the TUN goes with the process.
   void stop();
 
-  void handle_request(ControlRequest request, Reply reply) override;
+  void handle_request(localapi::ControlRequest request, Reply reply) override;
 
   bool joined() const { return mesh_.has_value(); }
   // For metrics: the path logic while joined (else null), the coordinator and relay links.
@@ -82,12 +83,12 @@ class Membership final : public ControlHandler, private CoordinatorClient::Liste
   void on_unreachable(const std::string& error, Duration retry_in) override;
   void on_disconnected(const std::string& reason) override;
 
-  void up(UpRequest request, Reply reply);
-  ControlResponse down();
-  ControlResponse status();
-  ControlResponse ip() const;
+  void up(localapi::UpRequest request, Reply reply);
+  localapi::ControlResponse down();
+  localapi::ControlResponse status();
+  localapi::ControlResponse ip() const;
   void netcheck(Reply reply);
-  ControlResponse ping_info(const std::string& query);
+  localapi::ControlResponse ping_info(const std::string& query);
 
   void start_client(const MeshRecord& record, std::optional<std::string> token);
   void fail_up(const std::string& message);

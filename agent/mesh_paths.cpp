@@ -3,8 +3,8 @@
 #include <algorithm>
 
 #include "base/log.hpp"
-#include "punch/disco.hpp"
-#include "punch/stun_message.hpp"
+#include "punch/path/disco.hpp"
+#include "punch/stun/message.hpp"
 
 namespace knit::agent {
 
@@ -240,7 +240,7 @@ bool MeshPaths::send_to_peer(const wg::Peer& peer, ByteSpan datagram) {
     case punch::PathKind::none:
       // Nothing proven yet and no relay: the best endpoint the coordinator published, as a
       // plain WireGuard peer would (a LAN neighbour or a public host answers at once).
-      if (peer.endpoint && !VirtualEndpoints::is_virtual(*peer.endpoint))
+      if (peer.endpoint && !punch::VirtualEndpoints::is_virtual(*peer.endpoint))
         plane_.send_udp(*peer.endpoint, datagram);
       else if (relay_.connected())
         relay_.send(key, datagram);

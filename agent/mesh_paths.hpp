@@ -33,12 +33,12 @@
 #include <vector>
 
 #include "agent/data_plane.hpp"
-#include "agent/virtual_endpoints.hpp"
+#include "punch/path/virtual_endpoints.hpp"
 #include "base/random.hpp"
 #include "control/messages.hpp"
-#include "punch/path_manager.hpp"
-#include "punch/portmap_mapper.hpp"
-#include "punch/stun_nat_probe.hpp"
+#include "punch/path/manager.hpp"
+#include "punch/portmap/mapper.hpp"
+#include "punch/stun/nat_probe.hpp"
 
 namespace knit::agent {
 
@@ -156,7 +156,7 @@ class MeshPaths final : public PathHooks {
   SystemRandom rng_;
   punch::PathManager paths_;
   punch::NatProbe probe_;
-  VirtualEndpoints virtual_;
+  punch::VirtualEndpoints virtual_;
   std::map<wg::PublicKey, control::PeerInfo> managed_;
   std::map<punch::SocketId, std::unique_ptr<ProbeSocket>> probe_sockets_;
   control::RelayMap relays_;

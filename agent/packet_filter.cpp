@@ -9,8 +9,8 @@ namespace knit::agent {
 
 namespace {
 
-nat::Protocol nat_protocol(ForwardProtocol protocol) {
-  return protocol == ForwardProtocol::tcp ? nat::Protocol::tcp : nat::Protocol::udp;
+nat::Protocol nat_protocol(localapi::ForwardProtocol protocol) {
+  return protocol == localapi::ForwardProtocol::tcp ? nat::Protocol::tcp : nat::Protocol::udp;
 }
 
 bool is_malformed(nat::DropReason reason) {
@@ -37,34 +37,10 @@ nat::Config host_config(const IpAddress& mesh_v4, const PacketFilter::Limits& li
 
 }  // namespace
 
-std::string_view to_string(ForwardProtocol protocol) {
-  return protocol == ForwardProtocol::tcp ? "tcp" : "udp";
-}
-
-std::optional<ForwardProtocol> parse_forward_protocol(std::string_view text) {
-  if (text == "tcp") return ForwardProtocol::tcp;
-  if (text == "udp") return ForwardProtocol::udp;
-  return std::nullopt;
-}
-
-std::string check_forward_rule(const ForwardRule& rule) {
-  if (rule.mesh_port == 0) return "the mesh port must be 1 to 65535";
-  if (rule.target.port() == 0) return "the target port must be 1 to 65535";
-  const IpAddress& address = rule.target.address();
-  if (!address.is_v4()) return "the target must be an IPv4 address (forwards are on the mesh IPv4)";
-  const std::uint32_t a = address.v4_host_order();
-  if ((a >> 24) == 127)
-    return "the target cannot be a loopback address: the kernel does not accept 127/8 from the "
-           "TUN; use an address of another interface of this host";
-  if (nat::is_martian(a) || a == 0xffffffffu)
-    return "the target must be a unicast address (not 0/8, multicast or broadcast)";
-  return {};
-}
-
 PacketFilter::PacketFilter(Random& rng, Limits limits)
     : rng_(rng),
       limits_(limits),
-      v6_(rng.next_u64(), Ipv6Conntrack::Limits{limits.max_ipv6_flows, std::chrono::minutes(5),
+      v6_(rng.next_u64(), nat::Ipv6Conntrack::Limits{limits.max_ipv6_flows, std::chrono::minutes(5),
                                                 std::chrono::minutes(124), std::chrono::minutes(4),
                                                 std::chrono::seconds(60)}) {}
 
@@ -88,10 +64,10 @@ void PacketFilter::rebuild_engine() {
   engine_.reset();
   if (!mesh_v4_) return;
   engine_ = std::make_unique<nat::NatEngine>(host_config(*mesh_v4_, limits_), rng_);
-  for (const ForwardRule& rule : rules_) install(rule, nullptr);
+  for (const localapi::ForwardRule& rule : rules_) install(rule, nullptr);
 }
 
-bool PacketFilter::install(const ForwardRule& rule, std::string* why) {
+bool PacketFilter::install(const localapi::ForwardRule& rule, std::string* why) {
   if (!engine_) return true;  // installed once the address is known
   if (rule.target.address() == *mesh_v4_) {
     if (why) *why = "the target cannot be this node's own mesh address";
@@ -108,9 +84,9 @@ bool PacketFilter::install(const ForwardRule& rule, std::string* why) {
   return false;
 }
 
-std::string PacketFilter::add_forward(const ForwardRule& rule) {
-  if (std::string why = check_forward_rule(rule); !why.empty()) return why;
-  for (const ForwardRule& existing : rules_) {
+std::string PacketFilter::add_forward(const localapi::ForwardRule& rule) {
+  if (std::string why = localapi::check_forward_rule(rule); !why.empty()) return why;
+  for (const localapi::ForwardRule& existing : rules_) {
     if (existing.protocol == rule.protocol && existing.mesh_port == rule.mesh_port) {
       return std::string(to_string(rule.protocol)) + " mesh port " + std::to_string(rule.mesh_port) +
              " is already forwarded to " + existing.target.to_string() +
@@ -123,8 +99,8 @@ std::string PacketFilter::add_forward(const ForwardRule& rule) {
   return {};
 }
 
-bool PacketFilter::remove_forward(ForwardProtocol protocol, std::uint16_t mesh_port) {
-  auto it = std::find_if(rules_.begin(), rules_.end(), [&](const ForwardRule& r) {
+bool PacketFilter::remove_forward(localapi::ForwardProtocol protocol, std::uint16_t mesh_port) {
+  auto it = std::find_if(rules_.begin(), rules_.end(), [&](const localapi::ForwardRule& r) {
     return r.protocol == protocol && r.mesh_port == mesh_port;
   });
   if (it == rules_.end()) return false;
@@ -133,12 +109,12 @@ bool PacketFilter::remove_forward(ForwardProtocol protocol, std::uint16_t mesh_p
   return true;
 }
 
-std::vector<ForwardStatus> PacketFilter::forwards() const {
+std::vector<localapi::ForwardStatus> PacketFilter::forwards() const {
   std::vector<nat::PortForwardStatus> live;
   if (engine_) live = engine_->port_forwards();
-  std::vector<ForwardStatus> out;
-  for (const ForwardRule& rule : rules_) {
-    ForwardStatus status;
+  std::vector<localapi::ForwardStatus> out;
+  for (const localapi::ForwardRule& rule : rules_) {
+    localapi::ForwardStatus status;
     status.rule = rule;
     for (const nat::PortForwardStatus& f : live) {
       if (f.forward.protocol != nat_protocol(rule.protocol) || f.forward.external_port != rule.mesh_port)
@@ -153,8 +129,8 @@ std::vector<ForwardStatus> PacketFilter::forwards() const {
   return out;
 }
 
-FilterCounters PacketFilter::counters() const {
-  FilterCounters c = counters_;
+localapi::FilterCounters PacketFilter::counters() const {
+  localapi::FilterCounters c = counters_;
   c.forwarded_in = retired_.forwarded_in;
   c.forwarded_out = retired_.forwarded_out;
   if (engine_) {
@@ -230,17 +206,17 @@ std::size_t PacketFilter::inbound_v4(Instant now, MutableByteSpan packet) {
 
 std::size_t PacketFilter::outbound_v6(Instant now, MutableByteSpan packet) {
   switch (v6_.outbound(now, packet)) {
-    case Ipv6Conntrack::Outcome::malformed: ++counters_.malformed; return 0;
-    case Ipv6Conntrack::Outcome::untracked:
-    case Ipv6Conntrack::Outcome::table_full: ++counters_.untracked; return packet.size();
+    case nat::Ipv6Conntrack::Outcome::malformed: ++counters_.malformed; return 0;
+    case nat::Ipv6Conntrack::Outcome::untracked:
+    case nat::Ipv6Conntrack::Outcome::table_full: ++counters_.untracked; return packet.size();
     default: return packet.size();
   }
 }
 
 std::size_t PacketFilter::inbound_v6(Instant now, MutableByteSpan packet) {
   switch (v6_.inbound(now, packet)) {
-    case Ipv6Conntrack::Outcome::malformed: ++counters_.malformed; return 0;
-    case Ipv6Conntrack::Outcome::unsolicited:
+    case nat::Ipv6Conntrack::Outcome::malformed: ++counters_.malformed; return 0;
+    case nat::Ipv6Conntrack::Outcome::unsolicited:
       if (!shields_up_) return packet.size();
       ++counters_.refused_v6;
       return 0;

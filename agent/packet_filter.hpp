@@ -31,8 +31,8 @@
 #include <string>
 #include <vector>
 
-#include "agent/filter_status.hpp"
-#include "agent/ipv6_conntrack.hpp"
+#include "localapi/filter_status.hpp"
+#include "nat/ipv6_conntrack.hpp"
 #include "base/bytes.hpp"
 #include "base/random.hpp"
 #include "base/time.hpp"
@@ -64,12 +64,12 @@ class PacketFilter {
 
   // Adds a rule; returns why not (a sentence), empty on success. A rule whose mesh port is
   // taken by another rule of the same protocol is refused.
-  std::string add_forward(const ForwardRule& rule);
+  std::string add_forward(const localapi::ForwardRule& rule);
   // False when there is no such rule. Connections through it end when they time out.
-  bool remove_forward(ForwardProtocol protocol, std::uint16_t mesh_port);
-  const std::vector<ForwardRule>& forward_rules() const { return rules_; }
-  std::vector<ForwardStatus> forwards() const;
-  FilterCounters counters() const;
+  bool remove_forward(localapi::ForwardProtocol protocol, std::uint16_t mesh_port);
+  const std::vector<localapi::ForwardRule>& forward_rules() const { return rules_; }
+  std::vector<localapi::ForwardStatus> forwards() const;
+  localapi::FilterCounters counters() const;
   // Table sizes for metrics: the IPv4 NAT table's memory and the tracked IPv6 flows.
   std::size_t nat_table_bytes() const { return engine_ ? engine_->memory_bytes() : 0; }
   std::size_t ipv6_flows() const { return v6_.size(); }
@@ -83,7 +83,7 @@ class PacketFilter {
 
  private:
   void rebuild_engine();
-  bool install(const ForwardRule& rule, std::string* why);
+  bool install(const localapi::ForwardRule& rule, std::string* why);
   void maybe_expire(Instant now);
   std::size_t outbound_v4(Instant now, MutableByteSpan packet);
   std::size_t inbound_v4(Instant now, MutableByteSpan packet);
@@ -94,11 +94,11 @@ class PacketFilter {
   Limits limits_;
   std::optional<IpAddress> mesh_v4_;
   std::unique_ptr<nat::NatEngine> engine_;
-  Ipv6Conntrack v6_;
-  std::vector<ForwardRule> rules_;
+  nat::Ipv6Conntrack v6_;
+  std::vector<localapi::ForwardRule> rules_;
   bool shields_up_ = false;
-  FilterCounters counters_;
-  FilterCounters retired_;  // forward counters of engines replaced since
+  localapi::FilterCounters counters_;
+  localapi::FilterCounters retired_;  // forward counters of engines replaced since
   std::optional<Instant> next_expiry_;
 };
 

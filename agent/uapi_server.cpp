@@ -153,7 +153,7 @@ class UapiConnection : public std::enable_shared_from_this<UapiConnection> {
 
  private:
   void pump();
-  void answer(UapiParser::Event& event);
+  void answer(wg::UapiParser::Event& event);
   void read();
   void write();
   void arm_deadline();
@@ -163,7 +163,7 @@ class UapiConnection : public std::enable_shared_from_this<UapiConnection> {
   Socket socket_;
   asio::steady_timer deadline_;
   Duration idle_timeout_;
-  UapiParser parser_;
+  wg::UapiParser parser_;
   std::array<char, kReadChunk> read_buffer_{};
   std::string output_;
   bool closed_ = false;
@@ -172,7 +172,7 @@ class UapiConnection : public std::enable_shared_from_this<UapiConnection> {
 void UapiConnection::pump() {
   while (!closed_ && output_.size() < kOutputHighWater) {
     auto event = parser_.next();
-    if (std::holds_alternative<UapiParser::NeedMore>(event)) break;
+    if (std::holds_alternative<wg::UapiParser::NeedMore>(event)) break;
     answer(event);
     arm_deadline();  // a completed request: the client is not idle
   }
@@ -187,25 +187,25 @@ void UapiConnection::pump() {
   }
 }
 
-void UapiConnection::answer(UapiParser::Event& event) {
+void UapiConnection::answer(wg::UapiParser::Event& event) {
   std::string text;
-  if (std::holds_alternative<UapiParser::Get>(event)) {
+  if (std::holds_alternative<wg::UapiParser::Get>(event)) {
     try {
-      text = format_get(core_->handler().uapi_get());
+      text = wg::format_get(core_->handler().uapi_get());
     } catch (const std::exception&) {
-      text = format_errno(kUapiErrorIo);
+      text = wg::format_errno(wg::kUapiErrorIo);
     }
-  } else if (auto* set = std::get_if<UapiParser::Set>(&event)) {
-    int result = kUapiErrorIo;
+  } else if (auto* set = std::get_if<wg::UapiParser::Set>(&event)) {
+    int result = wg::kUapiErrorIo;
     try {
       result = core_->handler().uapi_set(set->request);
     } catch (const std::exception&) {
-      result = kUapiErrorIo;
+      result = wg::kUapiErrorIo;
     }
-    text = format_errno(result);
-  } else if (auto* error = std::get_if<UapiParser::Error>(&event)) {
+    text = wg::format_errno(result);
+  } else if (auto* error = std::get_if<wg::UapiParser::Error>(&event)) {
     ++core_->counters().malformed;
-    text = format_errno(error->errno_value);
+    text = wg::format_errno(error->errno_value);
   }
   append_wiped(output_, text);
 }

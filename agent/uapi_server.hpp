@@ -17,7 +17,7 @@
 #include <string>
 #include <string_view>
 
-#include "agent/uapi.hpp"
+#include "wg/uapi.hpp"
 
 namespace knit::agent {
 
@@ -32,9 +32,9 @@ struct UapiServerCounters {
 class UapiHandler {
  public:
   virtual ~UapiHandler() = default;
-  virtual UapiDeviceState uapi_get() = 0;
+  virtual wg::UapiDeviceState uapi_get() = 0;
   // 0 or a negative errno (kUapiErrorInvalid, kUapiErrorPortInUse...); applied atomically.
-  virtual int uapi_set(const UapiSet& request) = 0;
+  virtual int uapi_set(const wg::UapiSet& request) = 0;
 };
 
 class UapiServer {

@@ -12,7 +12,7 @@
 
 #include "base/log.hpp"
 #include "base/metrics.hpp"
-#include "base/metrics_server.hpp"
+#include "net/metrics_server.hpp"
 #include "control/host_port.hpp"
 #include "coordinator/key_file.hpp"
 #include "coordinator/server.hpp"
@@ -157,7 +157,7 @@ int serve(const CliGlobals& globals, CliContext& ctx, const ServeOptions& o) {
 
   std::optional<asio::ip::tcp::endpoint> metrics_listen;
   if (!o.metrics.empty()) {
-    metrics_listen = metrics::parse_listen_address(o.metrics);
+    metrics_listen = net::parse_listen_address(o.metrics);
     if (!metrics_listen)
       throw CliError("--metrics " + o.metrics +
                      " is not IP:PORT, such as 127.0.0.1:9101 or [::1]:9101");
@@ -186,10 +186,10 @@ int serve(const CliGlobals& globals, CliContext& ctx, const ServeOptions& o) {
 
   // Opt-in: nothing listens for scrapes without --metrics.
   metrics::Registry registry;
-  std::unique_ptr<metrics::MetricsServer> metrics_server;
+  std::unique_ptr<net::MetricsServer> metrics_server;
   if (metrics_listen) {
     register_metrics(registry, server, *store);
-    metrics_server = std::make_unique<metrics::MetricsServer>(
+    metrics_server = std::make_unique<net::MetricsServer>(
         io, *metrics_listen, [&registry] { return registry.render(); });
     try {
       metrics_server->start();

@@ -8,7 +8,7 @@
 // address, so `token create` can put it into tokens. --ephemeral-grace (default 10m) is how long
 // an ephemeral node may stay offline before it is removed.
 //
-// --metrics IP:PORT (opt-in) serves Prometheus text on GET /metrics (base/metrics_server.hpp):
+// --metrics IP:PORT (opt-in) serves Prometheus text on GET /metrics (net/metrics_server.hpp):
 // control connections, nodes online and in total, joins, refused joins, and connections the
 // coordinator dropped, by reason.
 #pragma once

@@ -6,7 +6,7 @@
 #include <cerrno>
 
 #include "base/log.hpp"
-#include "natbox/sysctl.hpp"
+#include "net/sysctl.hpp"
 
 namespace knit::natbox {
 namespace {
@@ -33,8 +33,8 @@ bool has_address(const std::vector<IpPrefix>& addresses, const IpAddress& addres
                      [&](const IpPrefix& p) { return p.address == address; });
 }
 
-bool is_plain_local(const Rule& rule) {
-  return rule.table == kTableLocal && rule.iif.empty() && !rule.to && !rule.other_selectors;
+bool is_plain_local(const net::Rule& rule) {
+  return rule.table == net::kTableLocal && rule.iif.empty() && !rule.to && !rule.other_selectors;
 }
 
 }  // namespace
@@ -44,7 +44,7 @@ Takeover::Survey Takeover::survey(const Plan& plan) {
     throw TakeoverError("--public-ip must be an IPv4 address (the NAT engine is IPv4-only)");
   if (plan.inside == plan.outside)
     throw TakeoverError("--inside and --outside must be different interfaces");
-  const auto forwarding = read_sysctl("net/ipv4/ip_forward");
+  const auto forwarding = net::read_sysctl("net/ipv4/ip_forward");
   if (forwarding != "1")
     throw TakeoverError(
         "this namespace does not forward IPv4 (net.ipv4.ip_forward is not 1): run knit-natbox in a "
@@ -107,7 +107,7 @@ void Takeover::must(const std::string& what, std::error_code result, std::functi
 
 void Takeover::set_sysctl(const std::string& key, const std::string& value, bool restore_after,
                           bool optional) {
-  const auto before = read_sysctl(key);
+  const auto before = net::read_sysctl(key);
   if (!before) {
     if (optional) return;
     throw TakeoverError("cannot read /proc/sys/" + key);
@@ -116,11 +116,11 @@ void Takeover::set_sysctl(const std::string& key, const std::string& value, bool
   std::function<void()> undo;
   if (restore_after) {
     undo = [key, old = *before] {
-      if (auto ec = write_sysctl(key, old))
+      if (auto ec = net::write_sysctl(key, old))
         log(LogLevel::warn, kLog, "cannot restore /proc/sys/", key, " to ", old, ": ", ec.message());
     };
   }
-  must("sysctl " + key + "=" + value, write_sysctl(key, value), std::move(undo));
+  must("sysctl " + key + "=" + value, net::write_sysctl(key, value), std::move(undo));
 }
 
 void Takeover::prepare_tun(const std::string& name) {
@@ -156,7 +156,7 @@ void Takeover::pick_tables() {
   throw TakeoverError("no free pair of routing tables found");
 }
 
-void Takeover::add_rule(const Rule& rule) {
+void Takeover::add_rule(const net::Rule& rule) {
   must("ip rule " + rule.to_string(), routing_.add_rule(rule), [this, rule] {
     if (auto ec = routing_.delete_rule(rule))
       log(LogLevel::warn, kLog, "cannot delete rule ", rule.to_string(), ": ", ec.message());
@@ -164,10 +164,10 @@ void Takeover::add_rule(const Rule& rule) {
 }
 
 void Takeover::move_local_rule() {
-  std::vector<Rule> rules;
+  std::vector<net::Rule> rules;
   if (auto ec = routing_.rules(rules)) throw TakeoverError("cannot list rules: " + ec.message());
   bool at_zero = false;
-  for (const Rule& r : rules) {
+  for (const net::Rule& r : rules) {
     if (!is_plain_local(r)) continue;
     if (r.priority == 0) {
       at_zero = true;
@@ -177,8 +177,8 @@ void Takeover::move_local_rule() {
     }
   }
   if (!at_zero) return;  // moved already (by hand, or an earlier run that was killed)
-  const Rule moved{kPrefLocalMoved, "", std::nullopt, kTableLocal, false};
-  const Rule original{0, "", std::nullopt, kTableLocal, false};
+  const net::Rule moved{kPrefLocalMoved, "", std::nullopt, net::kTableLocal, false};
+  const net::Rule original{0, "", std::nullopt, net::kTableLocal, false};
   add_rule(moved);
   must("ip rule del 0: lookup local", routing_.delete_rule(original), [this, original] {
     if (auto ec = routing_.add_rule(original))
@@ -212,7 +212,7 @@ void Takeover::take_public_address() {
 
 void Takeover::set_up() {
   // The kernel applies max(all, device) for rp_filter, so the TUNs' 0 needs "all" at 0 too.
-  if (read_sysctl("net/ipv4/conf/all/rp_filter").value_or("0") != "0") {
+  if (net::read_sysctl("net/ipv4/conf/all/rp_filter").value_or("0") != "0") {
     log(LogLevel::info, kLog, "setting net.ipv4.conf.all.rp_filter to 0 while running (the TUNs "
         "need it off; other interfaces keep their own setting)");
     set_sysctl("net/ipv4/conf/all/rp_filter", "0", true);
@@ -232,14 +232,14 @@ void Takeover::set_up() {
 
   const IpPrefix host{plan_.public_address, 32};
   if (survey_.public_is_local) {
-    add_rule(Rule{kPrefHairpinToPublic, plan_.inside, host, table_inside_, false});
-    add_rule(Rule{kPrefInboundToPublic, plan_.outside, host, table_outside_, false});
+    add_rule(net::Rule{kPrefHairpinToPublic, plan_.inside, host, table_inside_, false});
+    add_rule(net::Rule{kPrefInboundToPublic, plan_.outside, host, table_outside_, false});
     move_local_rule();
   } else {
     take_public_address();
   }
   // Last: from here on, inside traffic flows through the natbox.
-  add_rule(Rule{kPrefFromInside, plan_.inside, std::nullopt, table_inside_, false});
+  add_rule(net::Rule{kPrefFromInside, plan_.inside, std::nullopt, table_inside_, false});
 }
 
 void Takeover::restore() {

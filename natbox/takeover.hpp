@@ -33,7 +33,7 @@
 #include <vector>
 
 #include "base/ip.hpp"
-#include "natbox/policy_routing.hpp"
+#include "net/policy_routing.hpp"
 #include "tun/link_config.hpp"
 
 namespace knit::natbox {
@@ -87,7 +87,7 @@ class Takeover {
   void set_up();
   void prepare_tun(const std::string& name);
   void pick_tables();
-  void add_rule(const Rule& rule);
+  void add_rule(const net::Rule& rule);
   void move_local_rule();
   void take_public_address();
   // Runs an action that must succeed; records its undo. Throws TakeoverError naming `what`.
@@ -98,7 +98,7 @@ class Takeover {
   Plan plan_;
   Survey survey_;
   tun::LinkConfig links_;
-  PolicyRouting routing_;
+  net::PolicyRouting routing_;
   std::uint32_t table_inside_ = 0;
   std::uint32_t table_outside_ = 0;
   std::vector<std::pair<std::string, std::function<void()>>> undo_;

@@ -24,7 +24,7 @@
 #include "base/log.hpp"
 #include "base/random.hpp"
 #include "control/host_port.hpp"
-#include "punch/stun_server.hpp"
+#include "punch/stun/server.hpp"
 #include "relay/coordinator_link.hpp"
 #include "relay/metrics_http.hpp"
 #include "relay/server.hpp"

@@ -28,7 +28,7 @@
 #                              [kn-pub-SFX] knitd "pub"                  knitd in a site host
 #
 # Agents need STUN servers at two different addresses to tell whether their NAT's mapping
-# varies by destination (punch/stun_nat_probe.hpp): a relay answers STUN on one address only,
+# varies by destination (punch/stun/nat_probe.hpp): a relay answers STUN on one address only,
 # so a mesh where hard NATs must be recognised (port prediction) needs two relays.
 #
 # Functions (state-creating ones must run in the main shell, never inside $(...)):

@@ -18,7 +18,7 @@
 
 #include "base/log.hpp"
 #include "base/random.hpp"
-#include "punch/portmap_mapper.hpp"
+#include "punch/portmap/mapper.hpp"
 
 using namespace knit;
 using namespace knit::punch;

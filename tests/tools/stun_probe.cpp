@@ -24,8 +24,8 @@
 #include "base/ip.hpp"
 #include "base/random.hpp"
 #include "base/time.hpp"
-#include "punch/stun_client.hpp"
-#include "punch/stun_nat_probe.hpp"
+#include "punch/stun/client.hpp"
+#include "punch/stun/nat_probe.hpp"
 
 using namespace knit;
 using json = nlohmann::json;

@@ -13,7 +13,7 @@
 #include <future>
 #include <thread>
 
-#include "agent/cli_client.hpp"
+#include "cli/client.hpp"
 #include "agent/control_server.hpp"
 
 namespace knit::agent {
@@ -21,24 +21,27 @@ namespace {
 
 namespace fs = std::filesystem;
 using namespace std::chrono_literals;
+using cli::CliError;
+using cli::KnitdConnection;
+using cli::expect;
 
 // Answers at once, except `up`, which it holds until release_up().
 class FakeHandler : public ControlHandler {
  public:
-  void handle_request(ControlRequest request, Reply reply) override {
+  void handle_request(localapi::ControlRequest request, Reply reply) override {
     ++requests;
-    if (auto* up = std::get_if<UpRequest>(&request)) {
+    if (auto* up = std::get_if<localapi::UpRequest>(&request)) {
       held_token = up->token;
       held = std::move(reply);
       return;
     }
-    if (std::holds_alternative<VersionRequest>(request)) return reply(VersionReply{"9.9.9"});
-    if (std::holds_alternative<IpRequest>(request))
-      return reply(IpReply{*IpAddress::parse("100.64.0.1"), *IpAddress::parse("fd7a::1")});
-    reply(ErrorReply{"not joined: run `knit up --token TOKEN`"});
+    if (std::holds_alternative<localapi::VersionRequest>(request)) return reply(localapi::VersionReply{"9.9.9"});
+    if (std::holds_alternative<localapi::IpRequest>(request))
+      return reply(localapi::IpReply{*IpAddress::parse("100.64.0.1"), *IpAddress::parse("fd7a::1")});
+    reply(localapi::ErrorReply{"not joined: run `knit up --token TOKEN`"});
   }
   void release_up() {
-    if (held) held(UpReply{"host-a", *IpAddress::parse("100.64.0.1"), *IpAddress::parse("fd7a::1"), false});
+    if (held) held(localapi::UpReply{"host-a", *IpAddress::parse("100.64.0.1"), *IpAddress::parse("fd7a::1"), false});
     held = nullptr;
   }
   int requests = 0;
@@ -130,10 +133,10 @@ TEST_F(ControlServerTest, SocketIsRootOnly) {
 TEST_F(ControlServerTest, AnswersRequestsInOrderOnOneConnection) {
   start_loop();
   KnitdConnection connection(path_);
-  EXPECT_EQ(expect<VersionReply>(connection.call(VersionRequest{}, 2000ms)).version, "9.9.9");
-  EXPECT_EQ(expect<IpReply>(connection.call(IpRequest{}, 2000ms)).ipv4, *IpAddress::parse("100.64.0.1"));
+  EXPECT_EQ(expect<localapi::VersionReply>(connection.call(localapi::VersionRequest{}, 2000ms)).version, "9.9.9");
+  EXPECT_EQ(expect<localapi::IpReply>(connection.call(localapi::IpRequest{}, 2000ms)).ipv4, *IpAddress::parse("100.64.0.1"));
   try {
-    expect<StatusReply>(connection.call(StatusRequest{}, 2000ms));
+    expect<localapi::StatusReply>(connection.call(localapi::StatusRequest{}, 2000ms));
     FAIL();
   } catch (const CliError& e) {
     EXPECT_STREQ(e.what(), "not joined: run `knit up --token TOKEN`");
@@ -153,7 +156,7 @@ TEST_F(ControlServerTest, AnAnswerMayComeLater) {
   start_loop();
   auto answer = std::async(std::launch::async, [&] {
     KnitdConnection connection(path_);
-    return expect<UpReply>(connection.call(UpRequest{"knit1-t", ""}, 5000ms));
+    return expect<localapi::UpReply>(connection.call(localapi::UpRequest{"knit1-t", ""}, 5000ms));
   });
   for (int i = 0; i < 200; ++i) {
     bool held = false;
@@ -179,7 +182,7 @@ TEST_F(ControlServerTest, MalformedLinesGetAnErrorAndTheConnectionGoesOn) {
 TEST_F(ControlServerTest, AnOverlongLineIsRefusedAndClosed) {
   start_loop();
   int fd = raw_connect(path_);
-  const std::string huge(kMaxRequestLine + 10, 'x');
+  const std::string huge(localapi::kMaxRequestLine + 10, 'x');
   std::string answer = raw_exchange(fd, huge);
   EXPECT_NE(answer.find("too long"), std::string::npos);
   char byte;
@@ -228,7 +231,7 @@ TEST_F(ControlServerTest, ASecondServerOnALiveSocketIsRefused) {
   }
   // The first one still answers.
   KnitdConnection connection(path_);
-  EXPECT_EQ(expect<VersionReply>(connection.call(VersionRequest{}, 2000ms)).version, "9.9.9");
+  EXPECT_EQ(expect<localapi::VersionReply>(connection.call(localapi::VersionRequest{}, 2000ms)).version, "9.9.9");
 }
 
 TEST_F(ControlServerTest, AStaleSocketFileIsReplaced) {
@@ -241,7 +244,7 @@ TEST_F(ControlServerTest, AStaleSocketFileIsReplaced) {
   ::close(fd);  // bound, never listened: nothing answers
   start_loop();
   KnitdConnection connection(path_);
-  EXPECT_EQ(expect<VersionReply>(connection.call(VersionRequest{}, 2000ms)).version, "9.9.9");
+  EXPECT_EQ(expect<localapi::VersionReply>(connection.call(localapi::VersionRequest{}, 2000ms)).version, "9.9.9");
 }
 
 TEST(CliClient, SaysKnitdIsNotRunning) {

@@ -6,7 +6,7 @@
 #include <filesystem>
 #include <fstream>
 
-#include "agent/control_protocol.hpp"
+#include "localapi/protocol.hpp"
 #include "agent/forward_store.hpp"
 
 namespace knit::agent {
@@ -16,8 +16,8 @@ Endpoint ep(const char* text) { return *Endpoint::parse(text); }
 
 FilterSettings sample() {
   return FilterSettings{true,
-                        {{ForwardProtocol::tcp, 8080, ep("10.9.0.2:80")},
-                         {ForwardProtocol::udp, 5353, ep("192.168.1.1:53")}}};
+                        {{localapi::ForwardProtocol::tcp, 8080, ep("10.9.0.2:80")},
+                         {localapi::ForwardProtocol::udp, 5353, ep("192.168.1.1:53")}}};
 }
 
 TEST(AgentForwardStore, RoundTripsThroughAPrivateFile) {
@@ -52,46 +52,46 @@ TEST(AgentForwardStore, RefusesBadDocuments) {
 }
 
 TEST(AgentForwardStore, ControlMessagesRoundTrip) {
-  const std::vector<ControlRequest> requests = {
-      SetRequest{true}, SetRequest{false}, SetRequest{std::nullopt},
-      ForwardAddRequest{{ForwardProtocol::tcp, 8080, ep("10.9.0.2:80")}},
-      ForwardRemoveRequest{ForwardProtocol::udp, 53}, ForwardListRequest{},
-      UpRequest{"tok", "h"}};
+  const std::vector<localapi::ControlRequest> requests = {
+      localapi::SetRequest{true}, localapi::SetRequest{false}, localapi::SetRequest{std::nullopt},
+      localapi::ForwardAddRequest{{localapi::ForwardProtocol::tcp, 8080, ep("10.9.0.2:80")}},
+      localapi::ForwardRemoveRequest{localapi::ForwardProtocol::udp, 53}, localapi::ForwardListRequest{},
+      localapi::UpRequest{"tok", "h"}};
   for (const auto& request : requests) {
-    auto back = parse_request(encode_request(request));
-    ASSERT_TRUE(std::holds_alternative<ControlRequest>(back)) << encode_request(request);
-    EXPECT_EQ(std::get<ControlRequest>(back), request);
+    auto back = localapi::parse_request(localapi::encode_request(request));
+    ASSERT_TRUE(std::holds_alternative<localapi::ControlRequest>(back)) << localapi::encode_request(request);
+    EXPECT_EQ(std::get<localapi::ControlRequest>(back), request);
   }
-  ForwardStatus f{{ForwardProtocol::tcp, 8080, ep("10.9.0.2:80")}, true, 5, 4, 1};
-  const std::vector<ControlResponse> responses = {SetReply{true}, ForwardsReply{{f}}, ForwardsReply{}};
+  localapi::ForwardStatus f{{localapi::ForwardProtocol::tcp, 8080, ep("10.9.0.2:80")}, true, 5, 4, 1};
+  const std::vector<localapi::ControlResponse> responses = {localapi::SetReply{true}, localapi::ForwardsReply{{f}}, localapi::ForwardsReply{}};
   for (const auto& response : responses) {
-    auto back = parse_response(encode_response(response));
-    ASSERT_TRUE(std::holds_alternative<ControlResponse>(back)) << encode_response(response);
-    EXPECT_EQ(std::get<ControlResponse>(back), response);
+    auto back = localapi::parse_response(localapi::encode_response(response));
+    ASSERT_TRUE(std::holds_alternative<localapi::ControlResponse>(back)) << localapi::encode_response(response);
+    EXPECT_EQ(std::get<localapi::ControlResponse>(back), response);
   }
-  EXPECT_TRUE(std::holds_alternative<ProtocolError>(
-      parse_request(R"({"cmd": "forward-add", "proto": "tcp", "mesh_port": 0, "target": "10.0.0.1:1"})")));
-  EXPECT_TRUE(std::holds_alternative<ProtocolError>(parse_request(R"({"cmd": "set", "shields_up": 1})")));
+  EXPECT_TRUE(std::holds_alternative<localapi::ProtocolError>(
+      localapi::parse_request(R"({"cmd": "forward-add", "proto": "tcp", "mesh_port": 0, "target": "10.0.0.1:1"})")));
+  EXPECT_TRUE(std::holds_alternative<localapi::ProtocolError>(localapi::parse_request(R"({"cmd": "set", "shields_up": 1})")));
 }
 
 TEST(AgentForwardStore, StatusCarriesTheFilterUnderSelf) {
-  StatusReport status;
+  localapi::StatusReport status;
   status.self.name = "a";
   status.self.ipv4 = *IpAddress::parse("100.64.0.1");
   status.self.ipv6 = *IpAddress::parse("fd7a::1");
-  FilterStatus filter;
+  localapi::FilterStatus filter;
   filter.shields_up = true;
-  filter.forwards = {ForwardStatus{{ForwardProtocol::udp, 53, ep("10.0.0.1:53")}, false, 0, 0, 0}};
+  filter.forwards = {localapi::ForwardStatus{{localapi::ForwardProtocol::udp, 53, ep("10.0.0.1:53")}, false, 0, 0, 0}};
   filter.counters.refused_v4 = 7;
   status.self.filter = filter;
-  const std::string text = encode_status(status);
+  const std::string text = localapi::encode_status(status);
   EXPECT_NE(text.find("\"shields_up\":true"), std::string::npos) << text;
   EXPECT_NE(text.find("\"refused_v4\":7"), std::string::npos) << text;
   // Every contract field is still there, in front.
   EXPECT_LT(text.find("\"relay\""), text.find("\"shields_up\""));
-  auto back = parse_response(encode_response(StatusReply{status, {"connected", "x", ""}}));
-  ASSERT_TRUE(std::holds_alternative<ControlResponse>(back));
-  EXPECT_EQ(std::get<StatusReply>(std::get<ControlResponse>(back)).status, status);
+  auto back = localapi::parse_response(localapi::encode_response(localapi::StatusReply{status, {"connected", "x", ""}}));
+  ASSERT_TRUE(std::holds_alternative<localapi::ControlResponse>(back));
+  EXPECT_EQ(std::get<localapi::StatusReply>(std::get<localapi::ControlResponse>(back)).status, status);
 }
 
 }  // namespace

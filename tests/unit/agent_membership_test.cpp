@@ -93,14 +93,14 @@ class MembershipTest : public ::testing::Test {
     }
     return done();
   }
-  ControlResponse ask(ControlRequest request) {
-    std::optional<ControlResponse> answer;
-    membership_->handle_request(std::move(request), [&](ControlResponse r) { answer = std::move(r); });
+  localapi::ControlResponse ask(localapi::ControlRequest request) {
+    std::optional<localapi::ControlResponse> answer;
+    membership_->handle_request(std::move(request), [&](localapi::ControlResponse r) { answer = std::move(r); });
     EXPECT_TRUE(run_until([&] { return answer.has_value(); }, 10s));
-    return answer.value_or(ErrorReply{"no answer"});
+    return answer.value_or(localapi::ErrorReply{"no answer"});
   }
-  std::string error_of(const ControlResponse& response) {
-    auto* error = std::get_if<ErrorReply>(&response);
+  std::string error_of(const localapi::ControlResponse& response) {
+    auto* error = std::get_if<localapi::ErrorReply>(&response);
     return error ? error->message : std::string("(no error)");
   }
   std::string token() { return make_token(coordinator_.public_key(), {coordinator_.address()}); }
@@ -116,12 +116,12 @@ class MembershipTest : public ::testing::Test {
 TEST_F(MembershipTest, UpAppliesTheMeshAndDownForgetsIt) {
   FakeMeshDevice device(rng_);
   membership_ = make(device);
-  EXPECT_NE(error_of(ask(StatusRequest{})).find("not joined"), std::string::npos);
+  EXPECT_NE(error_of(ask(localapi::StatusRequest{})).find("not joined"), std::string::npos);
 
-  auto up = ask(UpRequest{token(), "host-a"});
-  ASSERT_TRUE(std::holds_alternative<UpReply>(up)) << error_of(up);
-  EXPECT_EQ(std::get<UpReply>(up).name, "host-a");
-  EXPECT_FALSE(std::get<UpReply>(up).already_joined);
+  auto up = ask(localapi::UpRequest{token(), "host-a"});
+  ASSERT_TRUE(std::holds_alternative<localapi::UpReply>(up)) << error_of(up);
+  EXPECT_EQ(std::get<localapi::UpReply>(up).name, "host-a");
+  EXPECT_FALSE(std::get<localapi::UpReply>(up).already_joined);
   ASSERT_EQ(coordinator_.registers.size(), 1u);
   EXPECT_EQ(coordinator_.registers[0].token, std::optional<std::string>(token()));
   EXPECT_EQ(coordinator_.registers[0].hostname, "host-a");
@@ -136,57 +136,57 @@ TEST_F(MembershipTest, UpAppliesTheMeshAndDownForgetsIt) {
   EXPECT_EQ(link_.ops, (std::vector<std::string>{"up", "addr+ 100.64.0.1/32", "addr+ fd7a::1/128",
                                                  "route+ 100.64.0.0/10", "route+ fd7a::/48"}));
 
-  auto status = ask(StatusRequest{});
-  ASSERT_TRUE(std::holds_alternative<StatusReply>(status)) << error_of(status);
-  const auto& report = std::get<StatusReply>(status);
+  auto status = ask(localapi::StatusRequest{});
+  ASSERT_TRUE(std::holds_alternative<localapi::StatusReply>(status)) << error_of(status);
+  const auto& report = std::get<localapi::StatusReply>(status);
   EXPECT_EQ(report.status.self.name, "host-a");
   EXPECT_EQ(report.status.self.node_key, device.device().identity().public_key);
   ASSERT_EQ(report.status.peers.size(), 1u);
   EXPECT_EQ(report.status.peers[0].name, "node-2");
   EXPECT_EQ(report.coordinator.state, "connected");
 
-  auto ip = ask(IpRequest{});
-  ASSERT_TRUE(std::holds_alternative<IpReply>(ip));
-  EXPECT_EQ(std::get<IpReply>(ip).ipv4, *IpAddress::parse("100.64.0.1"));
-  EXPECT_TRUE(std::holds_alternative<PingInfoReply>(ask(PingInfoRequest{"node-2"})));
-  EXPECT_TRUE(std::holds_alternative<PingInfoReply>(ask(PingInfoRequest{"NODE-2"})));
-  EXPECT_TRUE(std::holds_alternative<PingInfoReply>(ask(PingInfoRequest{"100.64.0.2"})));
-  EXPECT_TRUE(std::holds_alternative<PingInfoReply>(ask(PingInfoRequest{"fd7a::2"})));
-  EXPECT_NE(error_of(ask(PingInfoRequest{"node-3"})).find("knit status"), std::string::npos);
+  auto ip = ask(localapi::IpRequest{});
+  ASSERT_TRUE(std::holds_alternative<localapi::IpReply>(ip));
+  EXPECT_EQ(std::get<localapi::IpReply>(ip).ipv4, *IpAddress::parse("100.64.0.1"));
+  EXPECT_TRUE(std::holds_alternative<localapi::PingInfoReply>(ask(localapi::PingInfoRequest{"node-2"})));
+  EXPECT_TRUE(std::holds_alternative<localapi::PingInfoReply>(ask(localapi::PingInfoRequest{"NODE-2"})));
+  EXPECT_TRUE(std::holds_alternative<localapi::PingInfoReply>(ask(localapi::PingInfoRequest{"100.64.0.2"})));
+  EXPECT_TRUE(std::holds_alternative<localapi::PingInfoReply>(ask(localapi::PingInfoRequest{"fd7a::2"})));
+  EXPECT_NE(error_of(ask(localapi::PingInfoRequest{"node-3"})).find("knit status"), std::string::npos);
 
   // Up again: already there.
-  auto again = ask(UpRequest{token(), ""});
-  ASSERT_TRUE(std::holds_alternative<UpReply>(again));
-  EXPECT_TRUE(std::get<UpReply>(again).already_joined);
+  auto again = ask(localapi::UpRequest{token(), ""});
+  ASSERT_TRUE(std::holds_alternative<localapi::UpReply>(again));
+  EXPECT_TRUE(std::get<localapi::UpReply>(again).already_joined);
   // Another mesh's token: refused.
   SeededRandom other_rng(99);
   FakeCoordinator other(io_, other_rng);
-  EXPECT_NE(error_of(ask(UpRequest{make_token(other.public_key(), {other.address()}), ""})).find("knit down"),
+  EXPECT_NE(error_of(ask(localapi::UpRequest{make_token(other.public_key(), {other.address()}), ""})).find("knit down"),
             std::string::npos);
 
   link_.ops.clear();
-  auto down = ask(DownRequest{});
-  ASSERT_TRUE(std::holds_alternative<DownReply>(down));
-  EXPECT_TRUE(std::get<DownReply>(down).was_joined);
+  auto down = ask(localapi::DownRequest{});
+  ASSERT_TRUE(std::holds_alternative<localapi::DownReply>(down));
+  EXPECT_TRUE(std::get<localapi::DownReply>(down).was_joined);
   EXPECT_EQ(device.device().peer_count(), 0u);
   EXPECT_FALSE(fs::exists(root_ / "state" / "mesh.json"));
   EXPECT_TRUE(fs::exists(root_ / "state" / "node.key"));
   EXPECT_EQ(link_.ops.size(), 4u);
-  EXPECT_NE(error_of(ask(IpRequest{})).find("not joined"), std::string::npos);
-  EXPECT_FALSE(std::get<DownReply>(ask(DownRequest{})).was_joined);
+  EXPECT_NE(error_of(ask(localapi::IpRequest{})).find("not joined"), std::string::npos);
+  EXPECT_FALSE(std::get<localapi::DownReply>(ask(localapi::DownRequest{})).was_joined);
 }
 
 TEST_F(MembershipTest, ARestartRejoinsWithoutTheToken) {
   {
     FakeMeshDevice device(rng_);
     membership_ = make(device);
-    ASSERT_TRUE(std::holds_alternative<UpReply>(ask(UpRequest{token(), "host-a"})));
+    ASSERT_TRUE(std::holds_alternative<localapi::UpReply>(ask(localapi::UpRequest{token(), "host-a"})));
     membership_.reset();
   }
   FakeMeshDevice fresh(rng_);
   membership_ = make(fresh);
   // Addresses come back from mesh.json at once, peers once the coordinator answers.
-  EXPECT_TRUE(std::holds_alternative<IpReply>(ask(IpRequest{})));
+  EXPECT_TRUE(std::holds_alternative<localapi::IpReply>(ask(localapi::IpRequest{})));
   ASSERT_TRUE(run_until([&] { return fresh.device().peer_count() == 1; }));
   ASSERT_EQ(coordinator_.registers.size(), 2u);
   EXPECT_EQ(coordinator_.registers[1].token, std::nullopt);
@@ -197,7 +197,7 @@ TEST_F(MembershipTest, ARefusedRejoinForgetsTheMesh) {
   {
     FakeMeshDevice device(rng_);
     membership_ = make(device);
-    ASSERT_TRUE(std::holds_alternative<UpReply>(ask(UpRequest{token(), "host-a"})));
+    ASSERT_TRUE(std::holds_alternative<localapi::UpReply>(ask(localapi::UpRequest{token(), "host-a"})));
     membership_.reset();
   }
   coordinator_.behaviour.respond = [](const control::RegisterRequest&) {
@@ -208,20 +208,20 @@ TEST_F(MembershipTest, ARefusedRejoinForgetsTheMesh) {
   FakeMeshDevice fresh(rng_);
   membership_ = make(fresh);
   ASSERT_TRUE(run_until([&] { return !fs::exists(root_ / "state" / "mesh.json"); }));
-  const std::string error = error_of(ask(StatusRequest{}));
+  const std::string error = error_of(ask(localapi::StatusRequest{}));
   EXPECT_NE(error.find("no longer knows this node"), std::string::npos) << error;
 }
 
 TEST_F(MembershipTest, UpReportsWhyItFailed) {
   FakeMeshDevice device(rng_);
   membership_ = make(device);
-  EXPECT_EQ(error_of(ask(UpRequest{"knit1-AAAA", ""})).empty(), false);
-  EXPECT_NE(error_of(ask(UpRequest{"hello", ""})).find("knit1-"), std::string::npos);
+  EXPECT_EQ(error_of(ask(localapi::UpRequest{"knit1-AAAA", ""})).empty(), false);
+  EXPECT_NE(error_of(ask(localapi::UpRequest{"hello", ""})).find("knit1-"), std::string::npos);
 
   tcp::acceptor probe(io_, tcp::endpoint(asio::ip::make_address("127.0.0.1"), 0));
   const std::uint16_t closed = probe.local_endpoint().port();
   probe.close();
-  EXPECT_EQ(error_of(ask(UpRequest{make_token(coordinator_.public_key(), {{"127.0.0.1", closed}}), ""})),
+  EXPECT_EQ(error_of(ask(localapi::UpRequest{make_token(coordinator_.public_key(), {{"127.0.0.1", closed}}), ""})),
             "cannot reach the coordinator at 127.0.0.1:" + std::to_string(closed) + ": connection refused");
 
   coordinator_.behaviour.respond = [](const control::RegisterRequest&) {
@@ -229,12 +229,12 @@ TEST_F(MembershipTest, UpReportsWhyItFailed) {
     r.error_code = control::ErrorCode::token_expired;
     return r;
   };
-  EXPECT_EQ(error_of(ask(UpRequest{token(), ""})), control::human_message(control::ErrorCode::token_expired));
+  EXPECT_EQ(error_of(ask(localapi::UpRequest{token(), ""})), control::human_message(control::ErrorCode::token_expired));
   EXPECT_FALSE(fs::exists(root_ / "state" / "mesh.json"));
 
   coordinator_.behaviour.answer = false;
   const auto started = Clock::now();
-  EXPECT_NE(error_of(ask(UpRequest{token(), ""})).find("no answer"), std::string::npos);
+  EXPECT_NE(error_of(ask(localapi::UpRequest{token(), ""})).find("no answer"), std::string::npos);
   EXPECT_LT(Clock::now() - started, 6s);
 }
 
@@ -242,11 +242,11 @@ TEST_F(MembershipTest, DownCancelsAPendingUp) {
   coordinator_.behaviour.answer = false;
   FakeMeshDevice device(rng_);
   membership_ = make(device);
-  std::optional<ControlResponse> up;
-  membership_->handle_request(UpRequest{token(), ""}, [&](ControlResponse r) { up = std::move(r); });
+  std::optional<localapi::ControlResponse> up;
+  membership_->handle_request(localapi::UpRequest{token(), ""}, [&](localapi::ControlResponse r) { up = std::move(r); });
   run_until([&] { return !coordinator_.registers.empty(); });
-  EXPECT_NE(error_of(ask(UpRequest{token(), ""})).find("still waiting"), std::string::npos);
-  ask(DownRequest{});
+  EXPECT_NE(error_of(ask(localapi::UpRequest{token(), ""})).find("still waiting"), std::string::npos);
+  ask(localapi::DownRequest{});
   ASSERT_TRUE(up.has_value());
   EXPECT_NE(error_of(*up).find("cancelled"), std::string::npos);
 }

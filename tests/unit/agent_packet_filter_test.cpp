@@ -161,7 +161,7 @@ TEST(AgentPacketFilter, MalformedPacketsAreCountedAndDropped) {
 TEST(AgentPacketFilter, ForwardTranslatesBothWaysWithValidChecksums) {
   Fixture f;
   f.filter.set_shields_up(true);
-  ASSERT_EQ(f.filter.add_forward({ForwardProtocol::tcp, 8080, ep("10.9.0.2:80")}), "");
+  ASSERT_EQ(f.filter.add_forward({localapi::ForwardProtocol::tcp, 8080, ep("10.9.0.2:80")}), "");
   const Endpoint client = ep("100.64.0.2:50000");
   auto syn = f.in(make_tcp(client, ep("100.64.0.1:8080"), nat::kTcpSyn, Bytes{1, 2, 3}));
   ASSERT_TRUE(syn);
@@ -182,14 +182,14 @@ TEST(AgentPacketFilter, ForwardTranslatesBothWaysWithValidChecksums) {
   EXPECT_EQ(f.filter.counters().forwarded_in, 1u);
   // UDP on that port is not forwarded, and refused with the shields up.
   EXPECT_FALSE(f.in(make_udp(client, ep("100.64.0.1:8080"))));
-  ASSERT_TRUE(f.filter.remove_forward(ForwardProtocol::tcp, 8080));
-  EXPECT_FALSE(f.filter.remove_forward(ForwardProtocol::tcp, 8080));
+  ASSERT_TRUE(f.filter.remove_forward(localapi::ForwardProtocol::tcp, 8080));
+  EXPECT_FALSE(f.filter.remove_forward(localapi::ForwardProtocol::tcp, 8080));
   EXPECT_FALSE(f.in(make_tcp(ep("100.64.0.2:50001"), ep("100.64.0.1:8080"), nat::kTcpSyn)));
 }
 
 TEST(AgentPacketFilter, UdpForward) {
   Fixture f;
-  ASSERT_EQ(f.filter.add_forward({ForwardProtocol::udp, 5353, ep("192.168.7.9:53")}), "");
+  ASSERT_EQ(f.filter.add_forward({localapi::ForwardProtocol::udp, 5353, ep("192.168.7.9:53")}), "");
   auto query = f.in(make_udp(ep("100.64.0.2:40000"), ep("100.64.0.1:5353"), Bytes{9, 9}));
   ASSERT_TRUE(query);
   EXPECT_EQ(summarize(*query).destination, ep("192.168.7.9:53"));
@@ -202,22 +202,22 @@ TEST(AgentPacketFilter, UdpForward) {
 
 TEST(AgentPacketFilter, ForwardRulesAreValidated) {
   Fixture f;
-  EXPECT_NE(f.filter.add_forward({ForwardProtocol::tcp, 80, ep("127.0.0.1:8080")}), "");
-  EXPECT_NE(f.filter.add_forward({ForwardProtocol::tcp, 80, ep("224.0.0.1:8080")}), "");
-  EXPECT_NE(f.filter.add_forward({ForwardProtocol::tcp, 0, ep("10.0.0.1:8080")}), "");
-  EXPECT_NE(f.filter.add_forward({ForwardProtocol::tcp, 80, ep("10.0.0.1:0")}), "");
-  EXPECT_NE(f.filter.add_forward({ForwardProtocol::tcp, 80, ep("[fd00::1]:80")}), "");
-  EXPECT_NE(f.filter.add_forward({ForwardProtocol::tcp, 80, ep("100.64.0.1:22")}), "");
-  EXPECT_EQ(f.filter.add_forward({ForwardProtocol::tcp, 80, ep("10.0.0.1:8080")}), "");
-  EXPECT_NE(f.filter.add_forward({ForwardProtocol::tcp, 80, ep("10.0.0.2:8080")}), "");
-  EXPECT_EQ(f.filter.add_forward({ForwardProtocol::udp, 80, ep("10.0.0.2:8080")}), "");
+  EXPECT_NE(f.filter.add_forward({localapi::ForwardProtocol::tcp, 80, ep("127.0.0.1:8080")}), "");
+  EXPECT_NE(f.filter.add_forward({localapi::ForwardProtocol::tcp, 80, ep("224.0.0.1:8080")}), "");
+  EXPECT_NE(f.filter.add_forward({localapi::ForwardProtocol::tcp, 0, ep("10.0.0.1:8080")}), "");
+  EXPECT_NE(f.filter.add_forward({localapi::ForwardProtocol::tcp, 80, ep("10.0.0.1:0")}), "");
+  EXPECT_NE(f.filter.add_forward({localapi::ForwardProtocol::tcp, 80, ep("[fd00::1]:80")}), "");
+  EXPECT_NE(f.filter.add_forward({localapi::ForwardProtocol::tcp, 80, ep("100.64.0.1:22")}), "");
+  EXPECT_EQ(f.filter.add_forward({localapi::ForwardProtocol::tcp, 80, ep("10.0.0.1:8080")}), "");
+  EXPECT_NE(f.filter.add_forward({localapi::ForwardProtocol::tcp, 80, ep("10.0.0.2:8080")}), "");
+  EXPECT_EQ(f.filter.add_forward({localapi::ForwardProtocol::udp, 80, ep("10.0.0.2:8080")}), "");
   EXPECT_EQ(f.filter.forward_rules().size(), 2u);
 }
 
 TEST(AgentPacketFilter, ForwardsWaitForTheAddressAndFollowItsChanges) {
   SeededRandom rng(5);
   PacketFilter filter(rng);
-  ASSERT_EQ(filter.add_forward({ForwardProtocol::tcp, 8080, ep("10.9.0.2:80")}), "");
+  ASSERT_EQ(filter.add_forward({localapi::ForwardProtocol::tcp, 8080, ep("10.9.0.2:80")}), "");
   EXPECT_FALSE(filter.forwards()[0].active);
   filter.set_mesh_address(ip("100.64.0.7"));
   EXPECT_TRUE(filter.forwards()[0].active);

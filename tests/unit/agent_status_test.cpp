@@ -1,10 +1,7 @@
-// What `knit status` reports for a peer (path from the handshake age, counters, endpoint), how the
-// human table reads, and the ICMP echo codec `knit ping` uses.
+// What `knit status` reports for a peer: path from the handshake age, counters, endpoint.
 #include <gtest/gtest.h>
 
-#include "agent/cli_format.hpp"
-#include "agent/cli_ping.hpp"
-#include "agent/status.hpp"
+#include "agent/peer_status.hpp"
 #include "base/random.hpp"
 #include "wg/crypto.hpp"
 
@@ -39,7 +36,7 @@ TEST(PeerStatus, PathIsDirectOnlyWithARecentHandshake) {
   const WallTime now = WallTime{} + std::chrono::hours(480000);
 
   auto status = peer_status(info(key, "b"), peer, now);
-  EXPECT_EQ(status.path, PathKind::none);
+  EXPECT_EQ(status.path, localapi::PathKind::none);
   EXPECT_EQ(status.endpoint, std::nullopt);
   EXPECT_EQ(status.last_handshake, std::nullopt);
   EXPECT_EQ(status.rtt_ms, std::nullopt);
@@ -50,7 +47,7 @@ TEST(PeerStatus, PathIsDirectOnlyWithARecentHandshake) {
   peer->rx_bytes = 10;
   peer->tx_bytes = 20;
   status = peer_status(info(key, "b"), peer, now);
-  EXPECT_EQ(status.path, PathKind::direct);
+  EXPECT_EQ(status.path, localapi::PathKind::direct);
   EXPECT_EQ(status.endpoint, Endpoint::parse("192.0.2.2:41641"));
   EXPECT_EQ(status.last_handshake,
             std::chrono::duration_cast<std::chrono::seconds>((now - 179s).time_since_epoch()).count());
@@ -58,9 +55,9 @@ TEST(PeerStatus, PathIsDirectOnlyWithARecentHandshake) {
   EXPECT_EQ(status.tx_bytes, 20u);
 
   peer->last_handshake = now - 181s;
-  EXPECT_EQ(peer_status(info(key, "b"), peer, now).path, PathKind::none);
+  EXPECT_EQ(peer_status(info(key, "b"), peer, now).path, localapi::PathKind::none);
   // Without a device peer (removed by hand): known from the map, nothing measured.
-  EXPECT_EQ(peer_status(info(key, "b"), nullptr, now).path, PathKind::none);
+  EXPECT_EQ(peer_status(info(key, "b"), nullptr, now).path, localapi::PathKind::none);
 }
 
 TEST(PeerStatus, ListIsSortedByNameAndSkipsUs) {
@@ -76,91 +73,6 @@ TEST(PeerStatus, ListIsSortedByNameAndSkipsUs) {
   ASSERT_EQ(list.size(), 2u);
   EXPECT_EQ(list[0].name, "alpha");
   EXPECT_EQ(list[1].name, "zeta");
-}
-
-TEST(CliFormat, Units) {
-  EXPECT_EQ(format_bytes(0), "0 B");
-  EXPECT_EQ(format_bytes(1023), "1023 B");
-  EXPECT_EQ(format_bytes(1536), "1.50 KiB");
-  EXPECT_EQ(format_bytes(20 * 1024 * 1024), "20.0 MiB");
-  const WallTime now = WallTime{} + 100000s;
-  EXPECT_EQ(format_age(std::nullopt, now), "never");
-  EXPECT_EQ(format_age(100000, now), "just now");
-  EXPECT_EQ(format_age(100000 - 12, now), "12s ago");
-  EXPECT_EQ(format_age(100000 - 600, now), "10m ago");
-  EXPECT_EQ(format_age(100000 - 3 * 3600, now), "3h ago");
-  EXPECT_EQ(format_age(100000 - 3 * 86400, now), "3d ago");
-  EXPECT_EQ(format_rtt(std::nullopt), "-");
-  EXPECT_EQ(format_rtt(0.4234), "0.42 ms");
-  EXPECT_EQ(format_rtt(12.34), "12.3 ms");
-  EXPECT_EQ(format_rtt(123.4), "123 ms");
-}
-
-TEST(CliFormat, StatusTable) {
-  StatusReply reply;
-  reply.status.self.name = "host-a";
-  reply.status.self.ipv4 = *IpAddress::parse("100.64.0.1");
-  reply.status.self.endpoints = {*Endpoint::parse("192.0.2.1:41641")};
-  PeerStatus b;
-  b.name = "host-b";
-  b.ipv4 = *IpAddress::parse("100.64.0.2");
-  b.online = true;
-  b.path = PathKind::direct;
-  b.endpoint = Endpoint::parse("192.0.2.2:41641");
-  b.last_handshake = 99990;
-  b.rx_bytes = 2048;
-  b.tx_bytes = 100;
-  PeerStatus c;
-  c.name = "c";
-  c.ipv4 = *IpAddress::parse("100.64.0.30");
-  reply.status.peers = {b, c};
-  reply.coordinator.state = "connected";
-  const std::string text = format_status(reply, WallTime{} + 100000s);
-  EXPECT_EQ(text,
-            "100.64.0.1   host-a  self    192.0.2.1:41641\n"
-            "100.64.0.2   host-b  direct  192.0.2.2:41641  rtt -  handshake 10s ago  rx 2.00 KiB  tx 100 B\n"
-            "100.64.0.30  c       none    -                rtt -  handshake never    rx 0 B       tx 0 B    offline\n");
-  reply.coordinator = {"waiting", "", "cannot reach the coordinator at 192.0.2.9:443: connection refused"};
-  EXPECT_NE(format_status(reply, WallTime{}).find(
-                "# coordinator: waiting (cannot reach the coordinator at 192.0.2.9:443: connection refused)"),
-            std::string::npos);
-}
-
-TEST(IcmpEcho, RequestAndReply) {
-  const std::string data = "abc";
-  const ByteSpan payload(reinterpret_cast<const std::uint8_t*>(data.data()), data.size());
-  Bytes v4 = make_echo_request(false, 0x1234, 7, payload);
-  ASSERT_EQ(v4.size(), 11u);
-  EXPECT_EQ(v4[0], 8);
-  EXPECT_EQ(internet_checksum(v4), 0);  // a correct checksum sums to zero
-  EXPECT_EQ(make_echo_request(true, 1, 2, payload)[0], 128);
-
-  // A reply is the request with type 0 (v4) / 129 (v6).
-  Bytes reply = v4;
-  reply[0] = 0;
-  EXPECT_TRUE(is_echo_reply(reply, false, false, true, 0x1234, 7));
-  EXPECT_FALSE(is_echo_reply(reply, false, false, true, 0x1234, 8));
-  EXPECT_FALSE(is_echo_reply(reply, false, false, true, 0x9999, 7));
-  EXPECT_TRUE(is_echo_reply(reply, false, false, false, 0x9999, 7));  // a ping socket's id is the kernel's
-  EXPECT_FALSE(is_echo_reply(v4, false, false, true, 0x1234, 7));     // our own request
-  // Behind an IPv4 header (raw sockets).
-  Bytes with_header(20, 0);
-  with_header[0] = 0x45;
-  with_header.insert(with_header.end(), reply.begin(), reply.end());
-  EXPECT_TRUE(is_echo_reply(with_header, false, true, true, 0x1234, 7));
-  with_header[0] = 0x4f;  // header claims 60 bytes
-  EXPECT_FALSE(is_echo_reply(with_header, false, true, true, 0x1234, 7));
-  EXPECT_FALSE(is_echo_reply(Bytes{}, false, true, true, 0, 0));
-  EXPECT_FALSE(is_echo_reply(Bytes{0, 0, 0}, false, false, false, 0, 0));
-  Bytes v6 = make_echo_request(true, 5, 6, payload);
-  v6[0] = 129;
-  EXPECT_TRUE(is_echo_reply(v6, true, false, true, 5, 6));
-}
-
-// RFC 1071 §3's example.
-TEST(IcmpEcho, ChecksumExample) {
-  const Bytes words = {0x00, 0x01, 0xf2, 0x03, 0xf4, 0xf5, 0xf6, 0xf7};
-  EXPECT_EQ(internet_checksum(words), static_cast<std::uint16_t>(~0xddf2));
 }
 
 }  // namespace

@@ -6,7 +6,7 @@
 #include <sodium.h>
 
 #include "base/random.hpp"
-#include "punch/disco.hpp"
+#include "punch/path/disco.hpp"
 
 namespace knit::punch {
 namespace {

@@ -6,8 +6,8 @@
 
 #include <algorithm>
 
-#include "punch/path_constants.hpp"
-#include "punch/path_select.hpp"
+#include "punch/path/constants.hpp"
+#include "punch/path/select.hpp"
 #include "punch_sim_world.hpp"
 
 namespace knit::punch::sim {

@@ -5,7 +5,7 @@
 #include <cstdio>
 #include <fstream>
 
-#include "punch/portmap_gateway.hpp"
+#include "punch/portmap/gateway.hpp"
 
 namespace knit::punch {
 namespace {

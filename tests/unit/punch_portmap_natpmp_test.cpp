@@ -4,7 +4,7 @@
 
 #include <functional>
 
-#include "punch/portmap_natpmp.hpp"
+#include "punch/portmap/natpmp.hpp"
 
 namespace knit::punch {
 namespace {

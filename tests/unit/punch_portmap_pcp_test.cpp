@@ -4,7 +4,7 @@
 
 #include <functional>
 
-#include "punch/portmap_pcp.hpp"
+#include "punch/portmap/pcp.hpp"
 
 namespace knit::punch {
 namespace {

@@ -2,7 +2,7 @@
 // §11.2.1).
 #include <gtest/gtest.h>
 
-#include "punch/portmap_schedule.hpp"
+#include "punch/portmap/schedule.hpp"
 
 namespace knit::punch {
 namespace {

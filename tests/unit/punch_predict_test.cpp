@@ -9,7 +9,7 @@
 #include <vector>
 
 #include "base/random.hpp"
-#include "punch/predict.hpp"
+#include "punch/path/predict.hpp"
 
 namespace knit::punch {
 namespace {

@@ -13,7 +13,7 @@
 #include <string>
 #include <vector>
 
-#include "punch/path_constants.hpp"
+#include "punch/path/constants.hpp"
 #include "punch_sim_world.hpp"
 
 namespace knit::punch::sim {

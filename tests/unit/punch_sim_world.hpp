@@ -28,8 +28,8 @@
 #include "nat/nat_engine.hpp"
 #include "nat/packet_builder.hpp"
 #include "nat/wire.hpp"
-#include "punch/disco.hpp"
-#include "punch/path_manager.hpp"
+#include "punch/path/disco.hpp"
+#include "punch/path/manager.hpp"
 #include "wg/crypto.hpp"
 
 namespace knit::punch::sim {

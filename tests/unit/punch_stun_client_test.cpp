@@ -3,8 +3,8 @@
 #include <gtest/gtest.h>
 
 #include "base/random.hpp"
-#include "punch/stun_client.hpp"
-#include "punch/stun_responder.hpp"
+#include "punch/stun/client.hpp"
+#include "punch/stun/responder.hpp"
 
 namespace knit::punch {
 namespace {

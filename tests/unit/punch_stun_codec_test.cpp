@@ -6,7 +6,7 @@
 #include <map>
 
 #include "base/random.hpp"
-#include "punch/stun_message.hpp"
+#include "punch/stun/message.hpp"
 #include "punch_stun_vectors.hpp"
 
 namespace knit::punch {

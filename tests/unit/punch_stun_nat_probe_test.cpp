@@ -8,8 +8,8 @@
 #include <tuple>
 
 #include "base/random.hpp"
-#include "punch/stun_nat_probe.hpp"
-#include "punch/stun_responder.hpp"
+#include "punch/stun/nat_probe.hpp"
+#include "punch/stun/responder.hpp"
 
 namespace knit::punch {
 namespace {

@@ -6,7 +6,7 @@
 #include <cstring>
 
 #include "base/random.hpp"
-#include "punch/stun_responder.hpp"
+#include "punch/stun/responder.hpp"
 #include "punch_stun_vectors.hpp"
 
 namespace knit::punch {

@@ -1,0 +1,321 @@
+// knit: the command line of the Knit agent. Every command is one request to knitd over its control
+// socket (control_protocol.hpp); `ping` then sends ICMP echoes through the tunnel itself.
+// Exit status: 0 ok, 1 error (one line on stderr saying what to do).
+#include <CLI/CLI.hpp>
+#include <nlohmann/json.hpp>
+
+#include <chrono>
+#include <iostream>
+#include <thread>
+
+#include "cli/client.hpp"
+#include "cli/format.hpp"
+#include "cli/ping.hpp"
+
+using namespace knit;
+using namespace knit::cli;
+using json = nlohmann::ordered_json;
+
+namespace {
+
+constexpr std::chrono::seconds kRequestTimeout{10};
+// knitd gives the coordinator 30 s to answer a join; leave room for its answer to arrive.
+constexpr std::chrono::seconds kUpTimeout{45};
+
+struct Globals {
+  std::string socket = kDefaultControlSocket;
+  bool json = false;
+};
+
+localapi::ControlResponse call(const Globals& g, const localapi::ControlRequest& request, std::chrono::seconds timeout = kRequestTimeout) {
+  KnitdConnection connection(g.socket);
+  return connection.call(request, timeout);
+}
+
+void print_json(const json& doc) { std::cout << doc.dump(2, ' ', false, json::error_handler_t::replace) << "\n"; }
+
+int run_up(const Globals& g, const std::string& token, const std::string& hostname, bool shields_up) {
+  // The shields go up (and are saved) before the join, so no moment of the membership is open.
+  if (shields_up) expect<localapi::SetReply>(call(g, localapi::SetRequest{true}));
+  auto reply = expect<localapi::UpReply>(call(g, localapi::UpRequest{token, hostname}, kUpTimeout));
+  if (g.json) {
+    print_json({{"name", reply.name}, {"ipv4", reply.ipv4.to_string()}, {"ipv6", reply.ipv6.to_string()},
+                {"already_joined", reply.already_joined}});
+  } else if (reply.already_joined) {
+    std::cout << "already joined as " << reply.name << " (" << reply.ipv4.to_string() << ", "
+              << reply.ipv6.to_string() << ")\n";
+  } else {
+    std::cout << "joined the mesh as " << reply.name << " (" << reply.ipv4.to_string() << ", "
+              << reply.ipv6.to_string() << ")\n";
+  }
+  return 0;
+}
+
+int run_down(const Globals& g) {
+  const auto reply = expect<localapi::DownReply>(call(g, localapi::DownRequest{}));
+  if (g.json) print_json({{"was_joined", reply.was_joined}});
+  else if (reply.was_joined) std::cout << "left the mesh (the node key is kept: a later `knit up` keeps this node's addresses)\n";
+  else std::cout << "not joined: nothing to leave\n";
+  return 0;
+}
+
+int run_status(const Globals& g) {
+  auto reply = expect<localapi::StatusReply>(call(g, localapi::StatusRequest{}));
+  if (g.json) std::cout << localapi::encode_status(reply.status, 2) << "\n";
+  else std::cout << format_status(reply, std::chrono::system_clock::now());
+  return 0;
+}
+
+int run_ip(const Globals& g, bool only_v4, bool only_v6) {
+  auto reply = expect<localapi::IpReply>(call(g, localapi::IpRequest{}));
+  if (g.json) {
+    json doc = json::object();
+    if (!only_v6) doc["ipv4"] = reply.ipv4.to_string();
+    if (!only_v4) doc["ipv6"] = reply.ipv6.to_string();
+    print_json(doc);
+    return 0;
+  }
+  if (!only_v6) std::cout << reply.ipv4.to_string() << "\n";
+  if (!only_v4) std::cout << reply.ipv6.to_string() << "\n";
+  return 0;
+}
+
+int run_netcheck(const Globals& g) {
+  KnitdConnection connection(g.socket);
+  // A netcheck waits for STUN answers (and their retransmissions) and the gateway's port
+  // mapping protocols: a few seconds at worst.
+  const auto reply = expect<localapi::NetcheckReply>(connection.call(localapi::NetcheckRequest{}, std::chrono::seconds(20)));
+  if (g.json) {
+    std::cout << localapi::encode_netcheck(reply, 2) << "\n";
+    return 0;
+  }
+  const localapi::NatStatus& nat = reply.nat;
+  auto endpoint = [](const std::optional<Endpoint>& e) { return e ? e->to_string() : std::string("none"); };
+  std::cout << "UDP:           " << (nat.udp ? (*nat.udp ? "yes" : "no (blocked? peers are reached through the relay)")
+                                           : "unknown (no relay with a STUN port to ask)")
+            << "\n";
+  std::cout << "IPv4:          " << endpoint(nat.public_v4) << "\n";
+  std::cout << "IPv6:          " << endpoint(nat.public_v6) << "\n";
+  std::string mapping = reply.mapping;
+  if (nat.mapping_varies)
+    mapping += *nat.mapping_varies ? " (varies by destination: a hard NAT)" : " (the same for every destination)";
+  std::cout << "Mapping:       " << mapping << "\n";
+  std::cout << "Filtering:     " << nat.filtering << "\n";
+  std::string portmap;
+  for (const auto& p : reply.portmap) portmap += (portmap.empty() ? "" : ", ") + p;
+  std::cout << "Port mapping:  " << (portmap.empty() ? std::string("none") : portmap);
+  if (reply.portmapped) std::cout << " (mapped " << reply.portmapped->to_string() << ")";
+  std::cout << "\n";
+  std::cout << "Relays:        ";
+  if (reply.relay_ms.empty()) std::cout << "none measured";
+  bool first = true;
+  for (const auto& [name, ms] : reply.relay_ms) {
+    std::cout << (first ? "" : ", ") << name << " " << ms << " ms"
+              << (reply.home_relay && *reply.home_relay == name ? " (home)" : "");
+    first = false;
+  }
+  std::cout << "\n";
+  return 0;
+}
+
+int run_version(const Globals& g) {
+  std::optional<std::string> daemon;
+  try {
+    daemon = expect<localapi::VersionReply>(call(g, localapi::VersionRequest{})).version;
+  } catch (const CliError&) {
+    // The CLI's own version is worth printing even without knitd.
+  }
+  if (g.json) {
+    print_json({{"knit", KNIT_VERSION}, {"knitd", daemon ? json(*daemon) : json(nullptr)}});
+    return 0;
+  }
+  std::cout << "knit " << KNIT_VERSION << "\n";
+  if (daemon) std::cout << "knitd " << *daemon << "\n";
+  return 0;
+}
+
+int run_set(const Globals& g, std::optional<bool> shields_up) {
+  const auto reply = expect<localapi::SetReply>(call(g, localapi::SetRequest{shields_up}));
+  if (g.json) print_json({{"shields_up", reply.shields_up}});
+  else std::cout << "shields " << (reply.shields_up ? "up" : "down") << "\n";
+  return 0;
+}
+
+// "tcp" or "udp", and a port 1-65535, or a CliError saying what is wrong.
+localapi::ForwardProtocol forward_protocol(const std::string& text) {
+  auto protocol = localapi::parse_forward_protocol(text);
+  if (!protocol) throw CliError("the protocol must be tcp or udp, not \"" + text + "\"");
+  return *protocol;
+}
+
+int print_forwards(const Globals& g, const localapi::ForwardsReply& reply) {
+  if (g.json) std::cout << localapi::encode_forwards(reply.forwards, 2) << "\n";
+  else std::cout << format_forwards(reply.forwards);
+  return 0;
+}
+
+int run_forward_add(const Globals& g, const std::string& proto, int mesh_port, const std::string& target) {
+  auto endpoint = Endpoint::parse(target);
+  if (!endpoint) throw CliError("the target must be HOST:PORT with an IPv4 address, e.g. 192.168.1.10:80");
+  const localapi::ForwardRule rule{forward_protocol(proto), static_cast<std::uint16_t>(mesh_port), *endpoint};
+  return print_forwards(g, expect<localapi::ForwardsReply>(call(g, localapi::ForwardAddRequest{rule})));
+}
+
+int run_forward_remove(const Globals& g, const std::string& proto, int mesh_port) {
+  const localapi::ForwardRemoveRequest request{forward_protocol(proto), static_cast<std::uint16_t>(mesh_port)};
+  return print_forwards(g, expect<localapi::ForwardsReply>(call(g, request)));
+}
+
+std::string path_text(const localapi::PeerStatus& peer) {
+  if (peer.path == localapi::PathKind::direct && peer.endpoint) return "direct " + peer.endpoint->to_string();
+  if (peer.path == localapi::PathKind::relay && peer.relay) return "relay " + *peer.relay;
+  return std::string(to_string(peer.path));
+}
+
+int run_ping(const Globals& g, const std::string& target, int count, double timeout_s) {
+  KnitdConnection connection(g.socket);
+  localapi::PeerStatus peer = expect<localapi::PingInfoReply>(connection.call(localapi::PingInfoRequest{target}, kRequestTimeout)).peer;
+  const auto asked = IpAddress::parse(target);
+  const IpAddress address = asked && asked->is_v6() ? peer.ipv6 : peer.ipv4;
+  IcmpPinger pinger(address);
+  const auto timeout = std::chrono::milliseconds(static_cast<long>(timeout_s * 1000));
+  const std::string who = peer.name + " (" + address.to_string() + ")";
+
+  json pings = json::array();
+  int received = 0;
+  for (int seq = 1; seq <= count; ++seq) {
+    const auto started = std::chrono::steady_clock::now();
+    const auto rtt = pinger.echo(static_cast<std::uint16_t>(seq), timeout);
+    // The path as knitd sees it now: the first echo may have just brought the tunnel up.
+    try {
+      peer = expect<localapi::PingInfoReply>(connection.call(localapi::PingInfoRequest{target}, kRequestTimeout)).peer;
+    } catch (const CliError&) {
+    }
+    if (rtt) ++received;
+    if (g.json) {
+      pings.push_back({{"seq", seq},
+                       {"rtt_ms", rtt ? json(*rtt) : json(nullptr)},
+                       {"path", std::string(to_string(peer.path))},
+                       {"endpoint", peer.endpoint ? json(peer.endpoint->to_string()) : json(nullptr)}});
+    } else if (rtt) {
+      std::cout << "pong from " << who << " via " << path_text(peer) << " in " << format_rtt(*rtt) << std::endl;
+    } else {
+      std::cout << "no pong from " << who << " within " << timeout_s << " s (path: " << path_text(peer) << ")"
+                << std::endl;
+    }
+    if (seq < count) std::this_thread::sleep_until(started + std::chrono::seconds(1));
+  }
+  if (g.json) {
+    print_json({{"peer", peer.name}, {"ip", address.to_string()}, {"sent", count}, {"received", received},
+                {"pings", pings}});
+  }
+  if (received == 0) throw CliError("no reply from " + who + " to " + std::to_string(count) + " pings");
+  return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{"knit: control the Knit mesh VPN agent (knitd)"};
+  app.require_subcommand(1);
+  app.fallthrough();  // global options may follow the command: `knit status --socket PATH`
+  Globals g;
+  app.add_option("--socket", g.socket, "knitd's control socket")->capture_default_str();
+  app.set_version_flag("--version", std::string("knit ") + KNIT_VERSION);
+  auto json_flag = [&g](CLI::App* sub) { sub->add_flag("--json", g.json, "print JSON instead of text"); };
+
+  std::string token;
+  std::string hostname;
+  auto* up = app.add_subcommand("up", "join a mesh with a join token (or rejoin the mesh knitd remembers)");
+  up->add_option("--token", token, "the join token from `knit-coordinator token create`");
+  up->add_option("--hostname", hostname, "the name to register (default: this host's name)");
+  bool up_shields = false;
+  up->add_flag("--shields-up", up_shields,
+               "refuse connections from the mesh to this host (kept; `knit set --shields-up=false` lowers them)");
+  json_flag(up);
+
+  std::optional<bool> set_shields;
+  auto* set = app.add_subcommand("set", "change settings of the running knitd (kept across restarts)");
+  set->add_option("--shields-up", set_shields,
+                  "true: refuse connections from the mesh to this host, except replies and port forwards");
+  json_flag(set);
+
+  auto* forward = app.add_subcommand("forward", "port forwards: a mesh port of this node to HOST:PORT");
+  forward->require_subcommand(1);
+  std::string forward_proto;
+  int forward_port = 0;
+  std::string forward_target;
+  auto* forward_add = forward->add_subcommand("add", "forward PROTO MESHPORT of this node's mesh IPv4 to HOST:PORT");
+  forward_add->add_option("proto", forward_proto, "tcp or udp")->required();
+  forward_add->add_option("meshport", forward_port, "the port peers connect to")->required()->check(CLI::Range(1, 65535));
+  forward_add->add_option("target", forward_target,
+                          "HOST:PORT: an address of this host other than loopback, or a host routing the mesh through it")
+      ->required();
+  json_flag(forward_add);
+  auto* forward_list = forward->add_subcommand("list", "the port forwards and their traffic");
+  json_flag(forward_list);
+  auto* forward_remove = forward->add_subcommand("remove", "remove the forward of PROTO MESHPORT");
+  forward_remove->add_option("proto", forward_proto, "tcp or udp")->required();
+  forward_remove->add_option("meshport", forward_port, "the forwarded mesh port")->required()->check(CLI::Range(1, 65535));
+  json_flag(forward_remove);
+
+  auto* down = app.add_subcommand("down", "leave the mesh: disconnect and forget it (the node key is kept)");
+  json_flag(down);
+
+  auto* status = app.add_subcommand("status", "this node and every peer: path, endpoint, handshake, traffic");
+  json_flag(status);
+
+  bool only_v4 = false;
+  bool only_v6 = false;
+  auto* ip = app.add_subcommand("ip", "this node's mesh addresses");
+  auto* v4 = ip->add_flag("-4", only_v4, "only the IPv4 address");
+  ip->add_flag("-6", only_v6, "only the IPv6 address")->excludes(v4);
+  json_flag(ip);
+
+  std::string peer;
+  int count = 4;
+  double timeout_s = 2.0;
+  auto* ping = app.add_subcommand("ping", "ping a peer through the mesh and show the path it takes");
+  ping->add_option("peer", peer, "a peer's name or mesh IP")->required();
+  ping->add_option("-c,--count", count, "how many echoes to send")->check(CLI::Range(1, 100000))->capture_default_str();
+  ping->add_option("--timeout", timeout_s, "seconds to wait for each reply")->check(CLI::Range(0.1, 60.0))->capture_default_str();
+  json_flag(ping);
+
+  auto* netcheck = app.add_subcommand(
+      "netcheck", "measure this node's network: UDP, public addresses, NAT behaviour, port mapping, relay latency");
+  json_flag(netcheck);
+
+  auto* version = app.add_subcommand("version", "knit's and knitd's versions");
+  json_flag(version);
+
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    return app.exit(e) == 0 ? 0 : 1;
+  }
+
+  try {
+    if (*up) return run_up(g, token, hostname, up_shields);
+    if (*set) {
+      if (!set_shields) throw CliError("nothing to set: pass --shields-up=true or --shields-up=false");
+      return run_set(g, set_shields);
+    }
+    if (*forward_add) return run_forward_add(g, forward_proto, forward_port, forward_target);
+    if (*forward_list) return print_forwards(g, expect<localapi::ForwardsReply>(call(g, localapi::ForwardListRequest{})));
+    if (*forward_remove) return run_forward_remove(g, forward_proto, forward_port);
+    if (*down) return run_down(g);
+    if (*status) return run_status(g);
+    if (*ip) return run_ip(g, only_v4, only_v6);
+    if (*ping) return run_ping(g, peer, count, timeout_s);
+    if (*netcheck) return run_netcheck(g);
+    if (*version) return run_version(g);
+  } catch (const CliError& e) {
+    std::cout.flush();
+    std::cerr << e.what() << "\n";
+    return 1;
+  } catch (const std::exception& e) {
+    std::cerr << "knit: " << e.what() << "\n";
+    return 1;
+  }
+  return 1;
+}

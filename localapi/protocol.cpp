@@ -1,0 +1,541 @@
+#include "localapi/protocol.hpp"
+
+#include <nlohmann/json.hpp>
+
+#include <cmath>
+#include <type_traits>
+
+#include "base/bytes.hpp"
+
+namespace knit::localapi {
+
+// ordered: `knit status --json` lists fields in the contract's order.
+using json = nlohmann::ordered_json;
+
+namespace {
+
+constexpr std::size_t kMaxDepth = 16;
+constexpr std::size_t kMaxShortText = 255;
+
+// Nesting deeper than any message has is refused before the parser sees it.
+bool nesting_ok(std::string_view text) {
+  std::size_t depth = 0;
+  bool in_string = false;
+  bool escaped = false;
+  for (char c : text) {
+    if (in_string) {
+      if (escaped) escaped = false;
+      else if (c == '\\') escaped = true;
+      else if (c == '"') in_string = false;
+      continue;
+    }
+    if (c == '"') in_string = true;
+    else if (c == '{' || c == '[') {
+      if (++depth > kMaxDepth) return false;
+    } else if ((c == '}' || c == ']') && depth > 0) {
+      --depth;
+    }
+  }
+  return true;
+}
+
+std::string dump(const json& doc, int indent = -1) {
+  return doc.dump(indent, ' ', false, json::error_handler_t::replace);
+}
+
+// ---- field readers: each throws std::invalid_argument naming the field ----
+
+const json& field(const json& object, const char* name) {
+  auto it = object.find(name);
+  if (it == object.end()) throw std::invalid_argument(std::string("missing field \"") + name + "\"");
+  return *it;
+}
+
+std::string text_field(const json& object, const char* name, std::size_t max, bool required = true) {
+  auto it = object.find(name);
+  if (it == object.end() || it->is_null()) {
+    if (required) throw std::invalid_argument(std::string("missing field \"") + name + "\"");
+    return {};
+  }
+  if (!it->is_string()) throw std::invalid_argument(std::string("\"") + name + "\" must be a string");
+  const auto& text = it->get_ref<const std::string&>();
+  if (text.size() > max) throw std::invalid_argument(std::string("\"") + name + "\" is too long");
+  return text;
+}
+
+std::optional<std::string> optional_text(const json& object, const char* name, std::size_t max) {
+  const json& value = field(object, name);
+  if (value.is_null()) return std::nullopt;
+  return text_field(object, name, max);
+}
+
+IpAddress address_field(const json& object, const char* name) {
+  auto address = IpAddress::parse(text_field(object, name, 64));
+  if (!address) throw std::invalid_argument(std::string("\"") + name + "\" is not an IP address");
+  return *address;
+}
+
+std::optional<Endpoint> optional_endpoint(const json& object, const char* name) {
+  auto text = optional_text(object, name, 64);
+  if (!text) return std::nullopt;
+  auto endpoint = Endpoint::parse(*text);
+  if (!endpoint) throw std::invalid_argument(std::string("\"") + name + "\" is not an endpoint");
+  return endpoint;
+}
+
+wg::PublicKey key_field(const json& object, const char* name) {
+  auto bytes = from_base64(text_field(object, name, 64));
+  if (!bytes || bytes->size() != wg::kKeySize)
+    throw std::invalid_argument(std::string("\"") + name + "\" is not a base64 key");
+  wg::PublicKey key{};
+  std::copy(bytes->begin(), bytes->end(), key.begin());
+  return key;
+}
+
+bool bool_field(const json& object, const char* name) {
+  const json& value = field(object, name);
+  if (!value.is_boolean()) throw std::invalid_argument(std::string("\"") + name + "\" must be true or false");
+  return value.get<bool>();
+}
+
+std::optional<bool> optional_bool(const json& object, const char* name) {
+  const json& value = field(object, name);
+  if (value.is_null()) return std::nullopt;
+  return bool_field(object, name);
+}
+
+std::uint64_t counter_field(const json& object, const char* name) {
+  const json& value = field(object, name);
+  if (!value.is_number_unsigned()) throw std::invalid_argument(std::string("\"") + name + "\" must be a count");
+  return value.get<std::uint64_t>();
+}
+
+const json& object_field(const json& object, const char* name) {
+  const json& value = field(object, name);
+  if (!value.is_object()) throw std::invalid_argument(std::string("\"") + name + "\" must be an object");
+  return value;
+}
+
+template <typename T>
+json or_null(const std::optional<T>& value) {
+  return value ? json(*value) : json(nullptr);
+}
+
+json endpoint_or_null(const std::optional<Endpoint>& endpoint) {
+  return endpoint ? json(endpoint->to_string()) : json(nullptr);
+}
+
+// ---- the status contract ----
+
+json nat_json(const NatStatus& nat) {
+  return {{"udp", or_null(nat.udp)},
+          {"public_v4", endpoint_or_null(nat.public_v4)},
+          {"public_v6", endpoint_or_null(nat.public_v6)},
+          {"mapping_varies", or_null(nat.mapping_varies)},
+          {"filtering", nat.filtering}};
+}
+
+NatStatus nat_from(const json& object) {
+  NatStatus nat;
+  nat.udp = optional_bool(object, "udp");
+  nat.public_v4 = optional_endpoint(object, "public_v4");
+  nat.public_v6 = optional_endpoint(object, "public_v6");
+  nat.mapping_varies = optional_bool(object, "mapping_varies");
+  nat.filtering = text_field(object, "filtering", 16);
+  return nat;
+}
+
+json netcheck_json(const NetcheckReply& r) {
+  json out = nat_json(r.nat);
+  out["mapping"] = r.mapping;
+  out["portmap"] = r.portmap;
+  out["portmapped"] = endpoint_or_null(r.portmapped);
+  json relays = json::object();
+  for (const auto& [name, ms] : r.relay_ms) relays[name] = ms;
+  out["relay_latency_ms"] = relays;
+  out["home_relay"] = or_null(r.home_relay);
+  return out;
+}
+
+NetcheckReply netcheck_from(const json& object) {
+  NetcheckReply r;
+  r.nat = nat_from(object);
+  r.mapping = text_field(object, "mapping", 16);
+  const json& portmap = field(object, "portmap");
+  if (!portmap.is_array() || portmap.size() > 8) throw std::invalid_argument("\"portmap\" must be a short list");
+  for (const json& p : portmap) {
+    if (!p.is_string() || p.get<std::string>().size() > 16) throw std::invalid_argument("bad \"portmap\" entry");
+    r.portmap.push_back(p.get<std::string>());
+  }
+  r.portmapped = optional_endpoint(object, "portmapped");
+  const json& relays = field(object, "relay_latency_ms");
+  if (!relays.is_object() || relays.size() > 64) throw std::invalid_argument("\"relay_latency_ms\" must be an object");
+  for (const auto& [name, ms] : relays.items()) {
+    if (!ms.is_number_unsigned() || name.size() > kMaxShortText) throw std::invalid_argument("bad relay latency");
+    r.relay_ms[name] = ms.get<std::uint32_t>();
+  }
+  r.home_relay = optional_text(object, "home_relay", kMaxShortText);
+  return r;
+}
+
+json self_json(const SelfStatus& self) {
+  json endpoints = json::array();
+  for (const Endpoint& endpoint : self.endpoints) endpoints.push_back(endpoint.to_string());
+  return {{"name", self.name},
+          {"ipv4", self.ipv4.to_string()},
+          {"ipv6", self.ipv6.to_string()},
+          {"node_key", to_base64(self.node_key)},
+          {"endpoints", endpoints},
+          {"nat", nat_json(self.nat)},
+          {"relay", or_null(self.relay)}};
+}
+
+// ---- knitd's extension of "self": shields, port forwards, filter counters ----
+
+json forward_json(const ForwardStatus& f) {
+  return {{"proto", std::string(to_string(f.rule.protocol))},
+          {"mesh_port", f.rule.mesh_port},
+          {"target", f.rule.target.to_string()},
+          {"active", f.active},
+          {"packets_in", f.packets_in},
+          {"packets_out", f.packets_out},
+          {"connections", f.connections}};
+}
+
+ForwardRule forward_rule_from(const json& object) {
+  if (!object.is_object()) throw std::invalid_argument("a forward must be an object");
+  ForwardRule rule;
+  auto protocol = parse_forward_protocol(text_field(object, "proto", 8));
+  if (!protocol) throw std::invalid_argument("\"proto\" must be tcp or udp");
+  rule.protocol = *protocol;
+  const std::uint64_t port = counter_field(object, "mesh_port");
+  if (port == 0 || port > 65535) throw std::invalid_argument("\"mesh_port\" must be 1 to 65535");
+  rule.mesh_port = static_cast<std::uint16_t>(port);
+  auto target = Endpoint::parse(text_field(object, "target", 64));
+  if (!target) throw std::invalid_argument("\"target\" must be HOST:PORT");
+  rule.target = *target;
+  return rule;
+}
+
+ForwardStatus forward_from(const json& object) {
+  ForwardStatus f;
+  f.rule = forward_rule_from(object);
+  f.active = bool_field(object, "active");
+  f.packets_in = counter_field(object, "packets_in");
+  f.packets_out = counter_field(object, "packets_out");
+  f.connections = counter_field(object, "connections");
+  return f;
+}
+
+json forwards_json(const std::vector<ForwardStatus>& forwards) {
+  json list = json::array();
+  for (const ForwardStatus& f : forwards) list.push_back(forward_json(f));
+  return list;
+}
+
+std::vector<ForwardStatus> forwards_from(const json& list) {
+  if (!list.is_array()) throw std::invalid_argument("\"forwards\" must be a list");
+  std::vector<ForwardStatus> out;
+  for (const json& item : list) out.push_back(forward_from(item));
+  return out;
+}
+
+void add_filter_json(json& self, const FilterStatus& filter) {
+  const FilterCounters& c = filter.counters;
+  self["shields_up"] = filter.shields_up;
+  self["forwards"] = forwards_json(filter.forwards);
+  self["filter"] = {{"refused_v4", c.refused_v4},         {"refused_v6", c.refused_v6},
+                    {"malformed", c.malformed},           {"untracked", c.untracked},
+                    {"forwarded_in", c.forwarded_in},     {"forwarded_out", c.forwarded_out}};
+}
+
+std::optional<FilterStatus> filter_from(const json& self) {
+  if (!self.contains("shields_up")) return std::nullopt;
+  FilterStatus filter;
+  filter.shields_up = bool_field(self, "shields_up");
+  filter.forwards = forwards_from(field(self, "forwards"));
+  const json& c = object_field(self, "filter");
+  filter.counters.refused_v4 = counter_field(c, "refused_v4");
+  filter.counters.refused_v6 = counter_field(c, "refused_v6");
+  filter.counters.malformed = counter_field(c, "malformed");
+  filter.counters.untracked = counter_field(c, "untracked");
+  filter.counters.forwarded_in = counter_field(c, "forwarded_in");
+  filter.counters.forwarded_out = counter_field(c, "forwarded_out");
+  return filter;
+}
+
+SelfStatus self_from(const json& object) {
+  SelfStatus self;
+  self.name = text_field(object, "name", kMaxShortText);
+  self.ipv4 = address_field(object, "ipv4");
+  self.ipv6 = address_field(object, "ipv6");
+  self.node_key = key_field(object, "node_key");
+  const json& endpoints = field(object, "endpoints");
+  if (!endpoints.is_array()) throw std::invalid_argument("\"endpoints\" must be a list");
+  for (const json& item : endpoints) {
+    auto endpoint = item.is_string() ? Endpoint::parse(item.get<std::string>()) : std::nullopt;
+    if (!endpoint) throw std::invalid_argument("\"endpoints\" holds something that is not an endpoint");
+    self.endpoints.push_back(*endpoint);
+  }
+  self.nat = nat_from(object_field(object, "nat"));
+  self.relay = optional_text(object, "relay", kMaxShortText);
+  self.filter = filter_from(object);
+  return self;
+}
+
+json peer_json(const PeerStatus& peer) {
+  return {{"name", peer.name},
+          {"ipv4", peer.ipv4.to_string()},
+          {"ipv6", peer.ipv6.to_string()},
+          {"node_key", to_base64(peer.node_key)},
+          {"online", peer.online},
+          {"path", std::string(to_string(peer.path))},
+          {"endpoint", endpoint_or_null(peer.endpoint)},
+          {"relay", or_null(peer.relay)},
+          {"rtt_ms", or_null(peer.rtt_ms)},
+          {"last_handshake", or_null(peer.last_handshake)},
+          {"rx_bytes", peer.rx_bytes},
+          {"tx_bytes", peer.tx_bytes}};
+}
+
+PeerStatus peer_from(const json& object) {
+  if (!object.is_object()) throw std::invalid_argument("a peer must be an object");
+  PeerStatus peer;
+  peer.name = text_field(object, "name", kMaxShortText);
+  peer.ipv4 = address_field(object, "ipv4");
+  peer.ipv6 = address_field(object, "ipv6");
+  peer.node_key = key_field(object, "node_key");
+  peer.online = bool_field(object, "online");
+  auto path = parse_path_kind(text_field(object, "path", 16));
+  if (!path) throw std::invalid_argument("\"path\" must be direct, relay or none");
+  peer.path = *path;
+  peer.endpoint = optional_endpoint(object, "endpoint");
+  peer.relay = optional_text(object, "relay", kMaxShortText);
+  const json& rtt = field(object, "rtt_ms");
+  if (!rtt.is_null()) {
+    if (!rtt.is_number() || !std::isfinite(rtt.get<double>()) || rtt.get<double>() < 0)
+      throw std::invalid_argument("\"rtt_ms\" must be a number of milliseconds");
+    peer.rtt_ms = rtt.get<double>();
+  }
+  const json& handshake = field(object, "last_handshake");
+  if (!handshake.is_null()) {
+    if (!handshake.is_number_integer()) throw std::invalid_argument("\"last_handshake\" must be unix seconds");
+    peer.last_handshake = handshake.get<std::int64_t>();
+  }
+  peer.rx_bytes = counter_field(object, "rx_bytes");
+  peer.tx_bytes = counter_field(object, "tx_bytes");
+  return peer;
+}
+
+json status_json(const StatusReport& status) {
+  json peers = json::array();
+  for (const PeerStatus& peer : status.peers) peers.push_back(peer_json(peer));
+  json self = self_json(status.self);
+  if (status.self.filter) add_filter_json(self, *status.self.filter);
+  return {{"self", self}, {"peers", peers}};
+}
+
+StatusReport status_from(const json& object) {
+  StatusReport status;
+  status.self = self_from(object_field(object, "self"));
+  const json& peers = field(object, "peers");
+  if (!peers.is_array()) throw std::invalid_argument("\"peers\" must be a list");
+  for (const json& item : peers) status.peers.push_back(peer_from(item));
+  return status;
+}
+
+// Parses a line into an object, or says why not.
+std::optional<json> parse_object(std::string_view line, std::size_t max, std::string& why) {
+  if (line.size() > max) {
+    why = "the line is too long";
+    return std::nullopt;
+  }
+  if (!nesting_ok(line)) {
+    why = "the JSON is nested too deeply";
+    return std::nullopt;
+  }
+  json doc = json::parse(line.begin(), line.end(), nullptr, false);
+  if (doc.is_discarded()) {
+    why = "not JSON";
+    return std::nullopt;
+  }
+  if (!doc.is_object()) {
+    why = "not a JSON object";
+    return std::nullopt;
+  }
+  return doc;
+}
+
+}  // namespace
+
+// ---------------------------------------------------------------- requests
+
+std::string encode_request(const ControlRequest& request) {
+  json doc = std::visit(
+      [](const auto& r) -> json {
+        using T = std::decay_t<decltype(r)>;
+        if constexpr (std::is_same_v<T, UpRequest>) {
+          json out = {{"cmd", "up"}};
+          if (!r.token.empty()) out["token"] = r.token;
+          if (!r.hostname.empty()) out["hostname"] = r.hostname;
+          return out;
+        } else if constexpr (std::is_same_v<T, DownRequest>) {
+          return {{"cmd", "down"}};
+        } else if constexpr (std::is_same_v<T, StatusRequest>) {
+          return {{"cmd", "status"}};
+        } else if constexpr (std::is_same_v<T, IpRequest>) {
+          return {{"cmd", "ip"}};
+        } else if constexpr (std::is_same_v<T, PingInfoRequest>) {
+          return {{"cmd", "ping-info"}, {"peer", r.peer}};
+        } else if constexpr (std::is_same_v<T, SetRequest>) {
+          json out = {{"cmd", "set"}};
+          if (r.shields_up) out["shields_up"] = *r.shields_up;
+          return out;
+        } else if constexpr (std::is_same_v<T, ForwardAddRequest>) {
+          return {{"cmd", "forward-add"},
+                  {"proto", std::string(to_string(r.rule.protocol))},
+                  {"mesh_port", r.rule.mesh_port},
+                  {"target", r.rule.target.to_string()}};
+        } else if constexpr (std::is_same_v<T, ForwardRemoveRequest>) {
+          return {{"cmd", "forward-remove"},
+                  {"proto", std::string(to_string(r.protocol))},
+                  {"mesh_port", r.mesh_port}};
+        } else if constexpr (std::is_same_v<T, ForwardListRequest>) {
+          return {{"cmd", "forward-list"}};
+        } else if constexpr (std::is_same_v<T, NetcheckRequest>) {
+          return {{"cmd", "netcheck"}};
+        } else {
+          return {{"cmd", "version"}};
+        }
+      },
+      request);
+  return dump(doc);
+}
+
+std::variant<ControlRequest, ProtocolError> parse_request(std::string_view line) {
+  std::string why;
+  auto doc = parse_object(line, kMaxRequestLine, why);
+  if (!doc) return ProtocolError{"bad request: " + why};
+  try {
+    const std::string cmd = text_field(*doc, "cmd", 32);
+    if (cmd == "up") {
+      UpRequest up;
+      up.token = text_field(*doc, "token", kMaxTokenText, false);
+      up.hostname = text_field(*doc, "hostname", kMaxShortText, false);
+      return ControlRequest{std::move(up)};
+    }
+    if (cmd == "down") return ControlRequest{DownRequest{}};
+    if (cmd == "status") return ControlRequest{StatusRequest{}};
+    if (cmd == "ip") return ControlRequest{IpRequest{}};
+    if (cmd == "ping-info") {
+      PingInfoRequest ping{text_field(*doc, "peer", kMaxPeerQuery)};
+      if (ping.peer.empty()) throw std::invalid_argument("\"peer\" is empty");
+      return ControlRequest{std::move(ping)};
+    }
+    if (cmd == "version") return ControlRequest{VersionRequest{}};
+    if (cmd == "set") {
+      SetRequest set;
+      if (doc->contains("shields_up")) set.shields_up = bool_field(*doc, "shields_up");
+      return ControlRequest{set};
+    }
+    if (cmd == "forward-add") return ControlRequest{ForwardAddRequest{forward_rule_from(*doc)}};
+    if (cmd == "forward-remove") {
+      auto protocol = parse_forward_protocol(text_field(*doc, "proto", 8));
+      if (!protocol) throw std::invalid_argument("\"proto\" must be tcp or udp");
+      const std::uint64_t port = counter_field(*doc, "mesh_port");
+      if (port == 0 || port > 65535) throw std::invalid_argument("\"mesh_port\" must be 1 to 65535");
+      return ControlRequest{ForwardRemoveRequest{*protocol, static_cast<std::uint16_t>(port)}};
+    }
+    if (cmd == "forward-list") return ControlRequest{ForwardListRequest{}};
+    if (cmd == "netcheck") return ControlRequest{NetcheckRequest{}};
+    return ProtocolError{"bad request: unknown command \"" + cmd + "\" (knit and knitd of different versions?)"};
+  } catch (const std::exception& e) {
+    return ProtocolError{std::string("bad request: ") + e.what()};
+  }
+}
+
+// ---------------------------------------------------------------- answers
+
+std::string encode_response(const ControlResponse& response) {
+  json doc = std::visit(
+      [](const auto& r) -> json {
+        using T = std::decay_t<decltype(r)>;
+        if constexpr (std::is_same_v<T, ErrorReply>) {
+          return {{"ok", false}, {"error", r.message}};
+        } else if constexpr (std::is_same_v<T, UpReply>) {
+          return {{"ok", true}, {"cmd", "up"}, {"name", r.name}, {"ipv4", r.ipv4.to_string()},
+                  {"ipv6", r.ipv6.to_string()}, {"already_joined", r.already_joined}};
+        } else if constexpr (std::is_same_v<T, DownReply>) {
+          return {{"ok", true}, {"cmd", "down"}, {"was_joined", r.was_joined}};
+        } else if constexpr (std::is_same_v<T, StatusReply>) {
+          return {{"ok", true},
+                  {"cmd", "status"},
+                  {"status", status_json(r.status)},
+                  {"coordinator",
+                   {{"state", r.coordinator.state},
+                    {"address", r.coordinator.address},
+                    {"error", r.coordinator.error}}}};
+        } else if constexpr (std::is_same_v<T, IpReply>) {
+          return {{"ok", true}, {"cmd", "ip"}, {"ipv4", r.ipv4.to_string()}, {"ipv6", r.ipv6.to_string()}};
+        } else if constexpr (std::is_same_v<T, PingInfoReply>) {
+          return {{"ok", true}, {"cmd", "ping-info"}, {"peer", peer_json(r.peer)}};
+        } else if constexpr (std::is_same_v<T, SetReply>) {
+          return {{"ok", true}, {"cmd", "set"}, {"shields_up", r.shields_up}};
+        } else if constexpr (std::is_same_v<T, ForwardsReply>) {
+          return {{"ok", true}, {"cmd", "forwards"}, {"forwards", forwards_json(r.forwards)}};
+        } else if constexpr (std::is_same_v<T, NetcheckReply>) {
+          return {{"ok", true}, {"cmd", "netcheck"}, {"netcheck", netcheck_json(r)}};
+        } else {
+          return {{"ok", true}, {"cmd", "version"}, {"version", r.version}};
+        }
+      },
+      response);
+  return dump(doc);
+}
+
+std::variant<ControlResponse, ProtocolError> parse_response(std::string_view line) {
+  std::string why;
+  auto doc = parse_object(line, kMaxResponseLine, why);
+  if (!doc) return ProtocolError{"knitd sent a bad answer: " + why};
+  try {
+    if (!bool_field(*doc, "ok")) return ControlResponse{ErrorReply{text_field(*doc, "error", 64 * 1024)}};
+    const std::string cmd = text_field(*doc, "cmd", 32);
+    if (cmd == "up") {
+      return ControlResponse{UpReply{text_field(*doc, "name", kMaxShortText), address_field(*doc, "ipv4"),
+                                     address_field(*doc, "ipv6"), bool_field(*doc, "already_joined")}};
+    }
+    if (cmd == "down") return ControlResponse{DownReply{bool_field(*doc, "was_joined")}};
+    if (cmd == "status") {
+      StatusReply reply;
+      reply.status = status_from(object_field(*doc, "status"));
+      const json& coordinator = object_field(*doc, "coordinator");
+      reply.coordinator.state = text_field(coordinator, "state", 32);
+      reply.coordinator.address = text_field(coordinator, "address", 512);
+      reply.coordinator.error = text_field(coordinator, "error", 64 * 1024);
+      return ControlResponse{std::move(reply)};
+    }
+    if (cmd == "ip") return ControlResponse{IpReply{address_field(*doc, "ipv4"), address_field(*doc, "ipv6")}};
+    if (cmd == "ping-info") return ControlResponse{PingInfoReply{peer_from(object_field(*doc, "peer"))}};
+    if (cmd == "version") return ControlResponse{VersionReply{text_field(*doc, "version", 64)}};
+    if (cmd == "set") return ControlResponse{SetReply{bool_field(*doc, "shields_up")}};
+    if (cmd == "forwards") return ControlResponse{ForwardsReply{forwards_from(field(*doc, "forwards"))}};
+    if (cmd == "netcheck") return ControlResponse{netcheck_from(object_field(*doc, "netcheck"))};
+    return ProtocolError{"knitd sent an answer this knit does not know (\"" + cmd + "\"): are knit and knitd the same version?"};
+  } catch (const std::exception& e) {
+    return ProtocolError{std::string("knitd sent a bad answer: ") + e.what()};
+  }
+}
+
+std::string encode_status(const StatusReport& status, int indent) { return dump(status_json(status), indent); }
+
+std::string encode_peer(const PeerStatus& peer, int indent) { return dump(peer_json(peer), indent); }
+
+std::string encode_netcheck(const NetcheckReply& netcheck, int indent) {
+  return dump(netcheck_json(netcheck), indent);
+}
+
+std::string encode_forwards(const std::vector<ForwardStatus>& forwards, int indent) {
+  return dump(forwards_json(forwards), indent);
+}
+
+}  // namespace knit::localapi

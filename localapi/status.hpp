@@ -1,0 +1,80 @@
+// What `knit status` shows: this node and each mesh peer, as knitd sees them right now. The JSON
+// form is a contract (DESIGN.md, control_protocol.hpp encodes it); this is the plain data, built
+// from the peer map, the WireGuard device and the clock handed in.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "localapi/filter_status.hpp"
+#include "base/ip.hpp"
+#include "base/time.hpp"
+#include "wg/keys.hpp"
+
+namespace knit::localapi {
+
+// A handshake this recent means the direct path works (WireGuard rekeys every 120 s and gives
+// a session up after 180 s: REJECT_AFTER_TIME).
+inline constexpr std::chrono::seconds kDirectPathFreshness{180};
+
+// NAT discovery (netcheck) comes later; until then every field is unknown.
+struct NatStatus {
+  std::optional<bool> udp;
+  std::optional<Endpoint> public_v4;
+  std::optional<Endpoint> public_v6;
+  std::optional<bool> mapping_varies;
+  std::string filtering = "unknown";  // unknown | eif | adf | apdf
+  friend bool operator==(const NatStatus&, const NatStatus&) = default;
+};
+
+struct SelfStatus {
+  std::string name;
+  IpAddress ipv4;
+  IpAddress ipv6;
+  wg::PublicKey node_key{};
+  std::vector<Endpoint> endpoints;
+  NatStatus nat;
+  std::optional<std::string> relay;  // our home relay
+  // knitd's shields and port forwards: "shields_up", "forwards", "filter" (filter_status.hpp).
+  std::optional<FilterStatus> filter;
+  friend bool operator==(const SelfStatus&, const SelfStatus&) = default;
+};
+
+enum class PathKind { direct, relay, none };
+std::string_view to_string(PathKind path);
+std::optional<PathKind> parse_path_kind(std::string_view text);
+
+struct PeerStatus {
+  std::string name;
+  IpAddress ipv4;
+  IpAddress ipv6;
+  wg::PublicKey node_key{};
+  bool online = false;
+  PathKind path = PathKind::none;
+  std::optional<Endpoint> endpoint;  // where WireGuard sends to now
+  std::optional<std::string> relay;  // the peer's home relay
+  std::optional<double> rtt_ms;      // null until measured
+  std::optional<std::int64_t> last_handshake;  // unix seconds
+  std::uint64_t rx_bytes = 0;
+  std::uint64_t tx_bytes = 0;
+  friend bool operator==(const PeerStatus&, const PeerStatus&) = default;
+};
+
+struct StatusReport {
+  SelfStatus self;
+  std::vector<PeerStatus> peers;
+  friend bool operator==(const StatusReport&, const StatusReport&) = default;
+};
+
+// How knitd's coordinator connection is doing; shown by `knit status` beside the report.
+struct CoordinatorStatus {
+  std::string state;    // connected | connecting | waiting | stopped
+  std::string address;  // HOST:PORT while connected
+  std::string error;    // the last failure, if any
+  friend bool operator==(const CoordinatorStatus&, const CoordinatorStatus&) = default;
+};
+
+}  // namespace knit::localapi

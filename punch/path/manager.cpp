@@ -1,0 +1,484 @@
+// PathManager: events from outside (peers, candidates, network changes, disco messages) and the
+// path query. What gets sent when lives in path_probe.cpp.
+#include "punch/path/manager.hpp"
+
+#include <algorithm>
+#include <cstring>
+
+#include "punch/path/peer.hpp"
+#include "punch/path/select.hpp"
+#include "wg/crypto.hpp"
+
+namespace knit::punch {
+
+const char* to_string(PathKind kind) {
+  switch (kind) {
+    case PathKind::none: return "none";
+    case PathKind::relay: return "relay";
+    case PathKind::direct: return "direct";
+  }
+  return "?";
+}
+
+std::size_t PathManager::KeyHash::operator()(const wg::PublicKey& k) const noexcept {
+  // Keys are uniformly random (or chosen by peers we already authenticate through the
+  // coordinator), so their first bytes make a good hash.
+  std::size_t h;
+  std::memcpy(&h, k.data(), sizeof h);
+  return h;
+}
+
+namespace {
+
+Endpoint remote_only(const Endpoint& e) { return Endpoint(e.address(), e.port()); }
+
+PathInfo compute_path(const PathManager::Peer& peer, Instant now, bool relay_available) {
+  PathInfo info;
+  if (peer.direct(now)) {
+    const Candidate& c = peer.candidates[*peer.best];
+    info.kind = PathKind::direct;
+    info.socket = c.socket;
+    info.endpoint = c.endpoint;
+    info.rtt = c.rtt;
+    info.lan = c.lan;
+  } else if (relay_available) {
+    info.kind = PathKind::relay;
+  }
+  return info;
+}
+
+bool same_path(const PathInfo& a, const PathInfo& b) {
+  return a.kind == b.kind && a.socket == b.socket && a.endpoint.same_remote(b.endpoint);
+}
+
+}  // namespace
+
+// Adds (or finds) a candidate; evicts the stalest unproven one the coordinator did not publish
+// when the table is full. nullopt: full of candidates worth keeping.
+static std::optional<std::size_t> add_candidate(PathManager::Peer& peer, SocketId socket,
+                                                const Endpoint& endpoint, CandidateKind kind,
+                                                Instant now) {
+  if (auto i = peer.find(socket, endpoint)) return i;
+  if (peer.candidates.size() >= kMaxCandidates) {
+    std::optional<std::size_t> victim;
+    for (std::size_t i = 0; i < peer.candidates.size(); ++i) {
+      const Candidate& c = peer.candidates[i];
+      if (c.from_coordinator || c.trusted(now) || (peer.best && *peer.best == i)) continue;
+      if (!victim || c.last_heard.value_or(Instant::min()) <
+                         peer.candidates[*victim].last_heard.value_or(Instant::min()))
+        victim = i;
+    }
+    if (!victim) return std::nullopt;
+    peer.candidates.erase(peer.candidates.begin() + static_cast<std::ptrdiff_t>(*victim));
+    if (peer.best && *peer.best > *victim) --*peer.best;
+  }
+  Candidate c;
+  c.socket = socket;
+  c.endpoint = endpoint;
+  c.kind = kind;
+  c.lan = is_private_address(endpoint.address());
+  peer.candidates.push_back(c);
+  return peer.candidates.size() - 1;
+}
+
+PathManager::PathManager(const wg::PrivateKey& disco_private, const NodeKey& self_node_key,
+                         Random& rng, std::uint64_t initial_counter)
+    : disco_private_(disco_private),
+      disco_public_(wg::crypto::public_key_of(disco_private)),
+      self_node_key_(self_node_key),
+      rng_(rng),
+      counter_(initial_counter),
+      // The epoch, like the counter, must keep growing across restarts (a peer drops a
+      // call-me-maybe older than the last one it saw): start from the same wall-clock seed.
+      local_epoch_(initial_counter),
+      global_bucket_(kGlobalDiscoBurst, kGlobalDiscoRate) {}
+
+PathManager::~PathManager() = default;
+
+PathManager::Peer* PathManager::find(const NodeKey& key) {
+  auto it = peers_.find(key);
+  return it == peers_.end() ? nullptr : it->second.get();
+}
+
+PathManager::Peer* PathManager::find_by_disco(const DiscoKey& key) {
+  auto it = by_disco_.find(key);
+  return it == by_disco_.end() ? nullptr : find(it->second);
+}
+
+void PathManager::lower_deadline(std::optional<Instant> t) {
+  if (t && (!next_deadline_ || *t < *next_deadline_)) next_deadline_ = t;
+}
+
+std::vector<PathAction> PathManager::take_actions() {
+  std::vector<PathAction> out;
+  out.swap(actions_);
+  return out;
+}
+
+void PathManager::set_relay_available(Instant now, bool available) {
+  if (available == relay_available_) return;
+  relay_available_ = available;
+  for (auto& [key, peer] : peers_) {
+    // With a relay, call-me-maybe can reach the peer now: probe at once.
+    if (available) peer->full_probe_at = now;
+    report_path(now, *peer);
+    service(now, *peer);
+  }
+}
+
+void PathManager::set_peer(Instant now, const NodeKey& node_key, const DiscoKey& disco_key,
+                           const std::vector<Endpoint>& endpoints) {
+  Peer* peer = find(node_key);
+  bool probe = false;
+  if (!peer) {
+    auto fresh = std::make_unique<Peer>();
+    fresh->node_key = node_key;
+    fresh->reported = PathInfo{};
+    peer = fresh.get();
+    peers_.emplace(node_key, std::move(fresh));
+    probe = true;
+  }
+  if (peer->disco_key != disco_key || !peer->session.ready()) {
+    // A new disco key means the peer restarted with new state: nothing it proved still holds.
+    by_disco_.erase(peer->disco_key);
+    peer->disco_key = disco_key;
+    by_disco_[disco_key] = node_key;
+    // A low-order key leaves the session unusable: the peer is reachable through the relay only.
+    (void)peer->session.init(disco_private_, disco_public_, disco_key);
+    for (Candidate& c : peer->candidates) c.last_pong.reset();
+    peer->pings.clear();
+    peer->remote_facts = false;
+    peer->remote_epoch = 0;
+    end_prediction(now, *peer, std::nullopt);
+    probe = true;
+  }
+  // Coordinator endpoints: add the new ones, unmark the ones no longer published.
+  std::vector<Endpoint> published;
+  for (const Endpoint& e : endpoints) {
+    if (published.size() >= kMaxCandidates / 2) break;  // leave room for call-me-maybe and observed
+    if (e.port() == 0 || e.address().is_unspecified()) continue;
+    published.push_back(remote_only(e));
+  }
+  for (Candidate& c : peer->candidates) {
+    if (c.socket != kMainSocket) continue;
+    c.from_coordinator = std::any_of(published.begin(), published.end(),
+                                     [&](const Endpoint& e) { return c.endpoint.same_remote(e); });
+  }
+  for (const Endpoint& e : published) {
+    if (peer->find(kMainSocket, e)) continue;
+    if (auto i = add_candidate(*peer, kMainSocket, e, CandidateKind::reflexive, now)) {
+      peer->candidates[*i].from_coordinator = true;
+      probe = true;
+    } else {
+      ++stats_.candidates_refused;
+    }
+  }
+  peer->coordinator_endpoints = published;
+  if (probe) {
+    peer->full_probe_at = now;
+    peer->reprobe_backoff = kReprobeMin;
+  }
+  report_path(now, *peer);
+  service(now, *peer);
+}
+
+void PathManager::remove_peer(Instant now, const NodeKey& node_key) {
+  Peer* peer = find(node_key);
+  if (!peer) return;
+  end_prediction(now, *peer, std::nullopt);
+  for (SocketId s : peer->kept_sockets) close_socket(s);
+  by_disco_.erase(peer->disco_key);
+  peers_.erase(node_key);
+}
+
+void PathManager::set_local_candidates(Instant now, const LocalCandidates& candidates) {
+  LocalCandidates c = candidates;
+  if (c.local.size() > kMaxLocalCandidates) c.local.resize(kMaxLocalCandidates);
+  if (c == local_) return;
+  local_ = c;
+  ++local_epoch_;
+  // Every peer must hear our new candidates, and may now reach us on paths it could not.
+  for (auto& [key, peer] : peers_) {
+    // The call-me-maybe goes now even if a full probe just went out (after network_changed,
+    // with the old candidates); its own bucket bounds it.
+    send_call_me_maybe(now, *peer);
+    if (!peer->full_probe_at) peer->full_probe_at = now;
+    peer->reprobe_backoff = kReprobeMin;
+    service(now, *peer);
+  }
+}
+
+void PathManager::network_changed(Instant now) {
+  ++local_epoch_;
+  for (auto& [key, peer] : peers_) {
+    end_prediction(now, *peer, std::nullopt);
+    for (SocketId s : peer->kept_sockets) close_socket(s);
+    peer->kept_sockets.clear();
+    // Our address may have changed under every path: none is trusted until proven again.
+    for (Candidate& c : peer->candidates) {
+      c.last_pong.reset();
+      c.last_ping.reset();
+    }
+    peer->candidates.erase(std::remove_if(peer->candidates.begin(), peer->candidates.end(),
+                                          [](const Candidate& c) { return c.socket != kMainSocket; }),
+                           peer->candidates.end());
+    peer->best.reset();
+    peer->pings.clear();
+    peer->last_full_probe.reset();  // no spacing: probe at once
+    peer->full_probe_at = now;
+    peer->reprobe_backoff = kReprobeMin;
+    peer->predict_retry_at.reset();
+    peer->predict_backoff = kPredictRetryMin;
+    report_path(now, *peer);
+    service(now, *peer);
+  }
+}
+
+void PathManager::note_data_sent(Instant now, const NodeKey& node_key) {
+  Peer* peer = find(node_key);
+  if (!peer) return;
+  const bool was_active = peer->active(now);
+  peer->last_data = now;
+  // The common, cheap case: an active peer's schedule (heartbeats, re-probes with backoff) is
+  // already running.
+  if (was_active) return;
+  // Traffic resumes: without a trusted direct path, look for one now (spacing permitting).
+  if (!peer->direct(now) && !peer->full_probe_at) peer->full_probe_at = now;
+  service(now, *peer);
+}
+
+void PathManager::on_timers(Instant now) {
+  next_deadline_.reset();
+  for (auto& [key, peer] : peers_) service(now, *peer);
+}
+
+PathInfo PathManager::path(const NodeKey& node_key, Instant now) const {
+  auto it = peers_.find(node_key);
+  if (it == peers_.end()) return PathInfo{};
+  return compute_path(*it->second, now, relay_available_);
+}
+
+std::vector<PeerPathStatus> PathManager::status(Instant now) const {
+  std::vector<PeerPathStatus> out;
+  for (const auto& [key, peer] : peers_) {
+    PeerPathStatus s;
+    s.node_key = key;
+    s.path = compute_path(*peer, now, relay_available_);
+    s.candidates = peer->candidates.size();
+    s.active = peer->active(now);
+    s.predicting = peer->prediction.role != Prediction::Role::none;
+    out.push_back(s);
+  }
+  return out;
+}
+
+void PathManager::reselect(Instant now, Peer& peer) {
+  std::array<PathChoiceInput, kMaxCandidates> in{};
+  const std::size_t n = std::min(peer.candidates.size(), kMaxCandidates);
+  for (std::size_t i = 0; i < n; ++i) {
+    const Candidate& c = peer.candidates[i];
+    in[i] = PathChoiceInput{c.trusted(now), c.rtt, c.lan};
+  }
+  const bool had = peer.direct(now);
+  const std::optional<std::size_t> before = peer.best;
+  peer.best = choose_path(std::span<const PathChoiceInput>(in.data(), n), peer.best);
+  if (had && peer.best && before && *peer.best != *before) ++stats_.path_switches;
+  report_path(now, peer);
+}
+
+void PathManager::report_path(Instant now, Peer& peer) {
+  const PathInfo info = compute_path(peer, now, relay_available_);
+  if (same_path(info, peer.reported)) {
+    peer.reported.rtt = info.rtt;
+    return;
+  }
+  if (peer.reported.kind == PathKind::direct && info.kind != PathKind::direct)
+    ++stats_.fallbacks_to_relay;
+  peer.reported = info;
+  PathAction a;
+  a.kind = ActionKind::path_changed;
+  a.peer = peer.node_key;
+  a.socket = info.socket;
+  a.endpoint = info.endpoint;
+  actions_.push_back(std::move(a));
+}
+
+DiscoError PathManager::handle_disco(Instant now, const DiscoSource& source, ByteSpan packet) {
+  const auto count = [this](DiscoError e) {
+    ++stats_.drops[static_cast<std::size_t>(e)];
+    return e;
+  };
+  const std::optional<DiscoKey> sender = disco_sender(packet);
+  if (!sender) return count(looks_like_disco(packet) ? DiscoError::truncated : DiscoError::not_disco);
+  // Strangers cost a hash lookup, never an X25519 operation.
+  Peer* peer = find_by_disco(*sender);
+  if (!peer) return count(DiscoError::unknown_sender);
+  DiscoMessage message;
+  const DiscoError opened = peer->session.open(packet, message);
+  if (opened != DiscoError::none) return count(opened);
+  if (source.via == DiscoSource::Via::relay && source.relay_from != peer->node_key)
+    return count(DiscoError::node_key_mismatch);
+  DiscoError result = DiscoError::none;
+  switch (message.type) {
+    case DiscoType::ping:
+      if (message.ping.node_key != peer->node_key) return count(DiscoError::node_key_mismatch);
+      handle_ping(now, *peer, source, message.ping);
+      break;
+    case DiscoType::pong:
+      result = handle_pong(now, *peer, source, message.pong);
+      break;
+    case DiscoType::call_me_maybe:
+      result = handle_call_me_maybe(now, *peer, message.call_me_maybe);
+      break;
+  }
+  if (result != DiscoError::none) return count(result);
+  ++stats_.received;
+  service(now, *peer);
+  return DiscoError::none;
+}
+
+void PathManager::handle_ping(Instant now, Peer& peer, const DiscoSource& source,
+                              const DiscoPing& ping) {
+  DiscoMessage pong;
+  pong.type = DiscoType::pong;
+  pong.pong.tx_id = ping.tx_id;
+  if (source.via == DiscoSource::Via::relay) {
+    // Answered the way it came (a relay RTT probe); no path to learn.
+    if (relay_available_ && peer.cmm_bucket.take(now)) {
+      PathAction a;
+      a.kind = ActionKind::send_relay;
+      a.purpose = SendPurpose::pong;
+      a.peer = peer.node_key;
+      a.bytes = peer.session.seal(pong, counter_++, rng_);
+      actions_.push_back(std::move(a));
+      ++stats_.pongs_sent;
+    }
+    return;
+  }
+  pong.pong.observed = remote_only(source.from);
+  if (send_disco_udp(now, peer, source.socket, source.from, pong, SendPurpose::pong, false))
+    ++stats_.pongs_sent;
+  // The path it came on is a candidate ("peer-reflexive"); prove it from our side too.
+  auto i = add_candidate(peer, source.socket, source.from, CandidateKind::observed, now);
+  if (!i) {
+    ++stats_.candidates_refused;
+    return;
+  }
+  Candidate& c = peer.candidates[*i];
+  c.last_heard = now;
+  if (!c.trusted(now) && (!c.last_ping || now - *c.last_ping >= kPingBackSpacing))
+    send_ping(now, peer, *i, SendPurpose::ping_back);
+}
+
+DiscoError PathManager::handle_pong(Instant now, Peer& peer, const DiscoSource& source,
+                                    const DiscoPong& pong) {
+  if (source.via != DiscoSource::Via::udp) return DiscoError::unexpected_pong;
+  Prediction& pr = peer.prediction;
+  std::optional<std::size_t> idx;
+  Duration rtt{};
+  auto it = std::find_if(peer.pings.begin(), peer.pings.end(), [&](const OutstandingPing& p) {
+    return p.tx == pong.tx_id && p.socket == source.socket && p.to.same_remote(source.from);
+  });
+  if (it != peer.pings.end()) {
+    rtt = now - it->sent;
+    peer.pings.erase(it);
+    idx = peer.find(source.socket, source.from);
+    if (!idx) idx = add_candidate(peer, source.socket, source.from, CandidateKind::observed, now);
+  } else if (pr.role == Prediction::Role::easy && pong.tx_id == pr.tx && pr.spray &&
+             source.socket == kMainSocket && source.from.address() == pr.target) {
+    // A sprayed port answered: the hard side's probe socket behind that mapping got our ping.
+    const std::optional<Instant> sent = pr.spray->probed_at(source.from.port());
+    if (!sent || now - *sent > kPingTimeout) return DiscoError::unexpected_pong;
+    rtt = now - *sent;
+    idx = add_candidate(peer, kMainSocket, source.from, CandidateKind::predicted, now);
+    ++stats_.prediction_hits;
+    pr.spray->stop();  // the prediction ends below, once the candidate is recorded
+  } else if (pr.role == Prediction::Role::hard && pong.tx_id == pr.tx &&
+             source.from.same_remote(pr.easy_endpoint) &&
+             std::find(pr.sockets.begin(), pr.sockets.end(), source.socket) != pr.sockets.end() &&
+             now - pr.started <= kProbeSocketLifetime) {
+    // A probe socket's first ping got through (the easy side filters by address only, or not
+    // at all).
+    const auto k = static_cast<std::size_t>(
+        std::find(pr.sockets.begin(), pr.sockets.end(), source.socket) - pr.sockets.begin());
+    if (k >= pr.round_sent.size() || pr.round_sent[k] == Instant::min())
+      return DiscoError::unexpected_pong;
+    rtt = now - pr.round_sent[k];
+    idx = add_candidate(peer, source.socket, source.from, CandidateKind::predicted, now);
+  } else {
+    return DiscoError::unexpected_pong;
+  }
+  if (!idx) {
+    ++stats_.candidates_refused;
+    return DiscoError::none;
+  }
+  Candidate& c = peer.candidates[*idx];
+  c.last_pong = now;
+  c.rtt = rtt;
+  const SocketId socket = c.socket;
+  if (socket != kMainSocket && pr.role == Prediction::Role::hard) {
+    ++stats_.prediction_hits;
+    end_prediction(now, peer, socket);
+    peer.predict_retry_at.reset();  // a success may be repeated whenever needed
+    peer.predict_backoff = kPredictRetryMin;
+  } else if (pr.role == Prediction::Role::easy && pr.spray && pr.spray->done() &&
+             c.kind == CandidateKind::predicted) {
+    end_prediction(now, peer, std::nullopt);
+    peer.predict_retry_at.reset();
+    peer.predict_backoff = kPredictRetryMin;
+  }
+  reselect(now, peer);
+  return DiscoError::none;
+}
+
+DiscoError PathManager::handle_call_me_maybe(Instant now, Peer& peer, const CallMeMaybe& cmm) {
+  if (peer.remote_facts && cmm.epoch < peer.remote_epoch) return DiscoError::stale;
+  peer.remote_active = cmm.active;
+  if (!peer.remote_facts || cmm.epoch > peer.remote_epoch) {
+    peer.remote_facts = true;
+    peer.remote_epoch = cmm.epoch;
+    peer.remote_candidates = cmm.endpoints;
+    const bool portmapped = std::any_of(cmm.endpoints.begin(), cmm.endpoints.end(),
+                                        [](const CandidateEndpoint& e) {
+                                          return e.kind == CandidateKind::portmapped;
+                                        });
+    // A port mapping is reachable from anywhere: such a peer is easy whatever STUN says.
+    peer.remote_hard = cmm.mapping_varies && !portmapped;
+    // A path to an endpoint the peer advertised before and no longer does (it roamed) is not
+    // trusted any more; it is used again only if a new pong proves it.
+    for (Candidate& c : peer.candidates) {
+      if (c.from_call_me_maybe && c.socket == kMainSocket &&
+          std::none_of(cmm.endpoints.begin(), cmm.endpoints.end(),
+                       [&](const CandidateEndpoint& e) { return c.endpoint.same_remote(e.endpoint); }))
+        c.last_pong.reset();
+      c.from_call_me_maybe = false;
+    }
+    for (const CandidateEndpoint& e : cmm.endpoints) {
+      if (e.endpoint.port() == 0 || e.endpoint.address().is_unspecified()) continue;
+      if (auto i = add_candidate(peer, kMainSocket, e.endpoint, e.kind, now))
+        peer.candidates[*i].from_call_me_maybe = true;
+      else
+        ++stats_.candidates_refused;
+    }
+    peer.reprobe_backoff = kReprobeMin;
+    peer.predict_retry_at.reset();
+    peer.predict_backoff = kPredictRetryMin;
+  }
+  // Simultaneous open: the sender is pinging our candidates right now; ping all of its.
+  for (std::size_t i = 0; i < peer.candidates.size(); ++i) {
+    const Candidate& c = peer.candidates[i];
+    if (c.socket != kMainSocket || (!c.from_call_me_maybe && !c.from_coordinator)) continue;
+    if (c.last_ping && now - *c.last_ping < kPingBackSpacing) continue;
+    send_ping(now, peer, i, SendPurpose::probe);
+  }
+  // The sender may not know our candidates or NAT yet (it may be the only side sending data).
+  if (peer.cmm_epoch_sent != local_epoch_ || !peer.last_cmm_sent ||
+      now - *peer.last_cmm_sent >= kReprobeMin)
+    send_call_me_maybe(now, peer);
+  if (!peer.direct(now) && !peer.predict_at &&
+      peer.prediction.role == Prediction::Role::none)
+    peer.predict_at = now + kPredictStartDelay;
+  return DiscoError::none;
+}
+
+}  // namespace knit::punch

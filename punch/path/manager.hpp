@@ -1,0 +1,268 @@
+// PathManager: for every mesh peer, how to reach it now — direct over UDP (from the WireGuard
+// socket or a probe socket), through the home relay, or not at all — and the disco probing that
+// finds and keeps direct paths. Sans-I/O (ZeroTier's contract): `now` in, actions and a deadline
+// out. Nothing here reads a clock or touches a socket.
+//
+//   inputs                                   PathManager                         outputs
+//   set_peer / remove_peer      (coordinator) ──►  ┌──────────────────────┐ ──► send_udp(socket, endpoint, bytes)
+//   set_local_candidates        (netcheck)    ──►  │ per peer: candidates, │ ──► send_relay(node key, bytes)
+//   set_relay_available         (relay link)  ──►  │ pings, pongs, RTTs,   │ ──► open/close_probe_socket(id)
+//   network_changed             (rtnetlink)   ──►  │ chosen path, trust,   │ ──► path_changed(node key)
+//   handle_disco(source, bytes) (sockets)     ──►  │ prediction            │
+//   note_data_sent(peer)        (data plane)  ──►  └──────────────────────┘ ◄── path(peer, now): O(1)
+//   on_timers(now) at next_deadline()
+//
+// Behaviour (timings in path_constants.hpp):
+//  * A peer is reachable through the relay from the first moment (when one is connected); a
+//    direct path replaces it as soon as a pong proves it, and is used while trusted (a pong
+//    within kPathTrust).
+//  * A new peer, new candidates on either side, data to a peer without a trusted direct path:
+//    a full probe — call-me-maybe through the relay with our candidates, and a ping to every
+//    candidate of the peer at once. A call-me-maybe received makes us ping every candidate it
+//    lists at once (simultaneous open). A ping from a path we have not proven is answered with
+//    a pong and our own ping ("peer-reflexive" candidate, as ICE does).
+//  * Paths are chosen by RTT with hysteresis, LAN endpoints preferred (path_select.hpp).
+//  * While data flows the chosen path gets a heartbeat ping every kHeartbeatInterval; without
+//    pongs it loses trust after kPathTrust and traffic moves to the relay; an active peer on
+//    the relay is fully re-probed every 5..60 s (backing off), and every peer at once after
+//    network_changed().
+//  * Easy <-> hard pairs: port prediction (predict.hpp) once plain probing has had
+//    kPredictStartDelay; hard <-> hard: relay.
+//  * Rate bounds: per-peer and global token buckets (path_rate.hpp); prediction is paced.
+//
+// Disco messages from strangers, forged, replayed, stale or unexpected are dropped and counted
+// (stats().drops); every per-peer table is bounded.
+//
+// Driving it from the agent's event loop (one thread, one steady_timer):
+//   PathManager pm(identity.disco.private_key, node_key, system_random, unix_time_ns());
+//   coordinator peer map      -> pm.set_peer(now, node_key, disco_key, endpoints) / remove_peer
+//   netcheck (STUN, portmap)  -> pm.set_local_candidates(now, {local, reflexive, portmapped, varies})
+//   relay connected / lost    -> pm.set_relay_available(now, true / false)
+//   address or route change   -> pm.network_changed(now), then netcheck again
+//   datagram on socket s      -> looks_like_disco(b) ? pm.handle_disco(now, DiscoSource::udp(s, from), b)
+//                                : STUN ? stun client : WireGuard device (from any socket, probe ones too)
+//   relay payload from node K -> looks_like_disco(b) ? pm.handle_disco(now, DiscoSource::relay(K), b) : WireGuard
+//   WireGuard packet to peer  -> p = pm.path(peer, now); pm.note_data_sent(now, peer);
+//                                direct: send from socket p.socket to p.endpoint; relay: relay.send(peer);
+//                                none: drop
+//   after every call          -> for (a : pm.take_actions()) carry it out (PathAction)
+//   timer                     -> at pm.next_deadline(): pm.on_timers(now)
+// The path, not WireGuard's roaming endpoint, decides where packets go.
+#pragma once
+
+#include <array>
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <unordered_map>
+#include <vector>
+
+#include "base/bytes.hpp"
+#include "base/ip.hpp"
+#include "base/random.hpp"
+#include "base/time.hpp"
+#include "punch/path/disco.hpp"
+#include "punch/path/rate.hpp"
+
+namespace knit::punch {
+
+// A UDP socket of the agent: 0 is the WireGuard socket; probe sockets get ids from 1 up, never
+// reused by one PathManager.
+using SocketId = std::uint32_t;
+inline constexpr SocketId kMainSocket = 0;
+
+enum class PathKind : std::uint8_t { none, relay, direct };
+const char* to_string(PathKind kind);
+
+struct PathInfo {
+  PathKind kind = PathKind::none;
+  SocketId socket = kMainSocket;  // direct: send WireGuard packets from this socket...
+  Endpoint endpoint;              // ...to this endpoint
+  Duration rtt{};                 // direct: the latest measured round trip
+  bool lan = false;               // direct: a private (LAN) endpoint
+  friend bool operator==(const PathInfo&, const PathInfo&) = default;
+};
+
+// Where a disco packet came from.
+struct DiscoSource {
+  enum class Via : std::uint8_t { udp, relay };
+  Via via = Via::udp;
+  SocketId socket = kMainSocket;  // udp: the socket it arrived on
+  Endpoint from;                  // udp: the remote endpoint it came from
+  NodeKey relay_from{};           // relay: the node key the relay vouches for
+
+  static DiscoSource udp(SocketId socket, const Endpoint& from) {
+    DiscoSource s;
+    s.socket = socket;
+    s.from = from;
+    return s;
+  }
+  static DiscoSource relay(const NodeKey& from) {
+    DiscoSource s;
+    s.via = Via::relay;
+    s.relay_from = from;
+    return s;
+  }
+};
+
+enum class ActionKind : std::uint8_t {
+  send_udp,            // send `bytes` from `socket` to `endpoint`
+  send_relay,          // send `bytes` to `peer` through the relay
+  open_probe_socket,   // bind a new UDP socket (any port, same family as the main one) as `socket`
+  close_probe_socket,  // close `socket`
+  path_changed,        // path(`peer`) changed: re-point WireGuard's endpoint, update status
+};
+// Why a datagram is sent (for logs, tests and rate accounting).
+enum class SendPurpose : std::uint8_t {
+  none,
+  probe,          // full probe: ping to a candidate
+  heartbeat,      // keepalive ping on the chosen path
+  ping_back,      // answering a ping from an unproven path with our own
+  pong,
+  call_me_maybe,
+  spray,          // prediction, easy side: ping to a random port
+  socket_round,   // prediction, hard side: ping from a probe socket
+};
+
+struct PathAction {
+  ActionKind kind = ActionKind::send_udp;
+  SendPurpose purpose = SendPurpose::none;
+  SocketId socket = kMainSocket;
+  Endpoint endpoint;
+  NodeKey peer{};
+  Bytes bytes;
+};
+
+// This node's own candidates (from the interfaces, STUN and port mapping).
+struct LocalCandidates {
+  std::vector<Endpoint> local;           // interface addresses with the WireGuard port
+  std::optional<Endpoint> reflexive;     // STUN: our public endpoint
+  std::optional<Endpoint> portmapped;    // NAT-PMP / PCP / UPnP mapping
+  bool mapping_varies = false;           // STUN: our NAT maps per destination ("hard")
+  friend bool operator==(const LocalCandidates&, const LocalCandidates&) = default;
+};
+
+struct PathStats {
+  std::array<std::uint64_t, kDiscoErrorCount> drops{};  // by DiscoError
+  std::uint64_t received = 0;                           // disco messages accepted
+  std::uint64_t pings_sent = 0;    // probe + heartbeat + ping_back
+  std::uint64_t pongs_sent = 0;
+  std::uint64_t call_me_maybes_sent = 0;
+  std::uint64_t spray_probes_sent = 0;
+  std::uint64_t socket_round_pings_sent = 0;
+  std::uint64_t sends_deferred = 0;     // a full probe postponed by the global bucket
+  std::uint64_t sends_suppressed = 0;   // a datagram not sent because of a rate bound
+  std::uint64_t path_switches = 0;      // direct -> better direct
+  std::uint64_t fallbacks_to_relay = 0; // direct -> relay/none (trust ran out)
+  std::uint64_t predictions_started = 0;
+  std::uint64_t prediction_hits = 0;
+  std::uint64_t candidates_refused = 0; // a peer's candidate table was full
+  std::uint64_t drops_of(DiscoError e) const { return drops[static_cast<std::size_t>(e)]; }
+};
+
+// One peer as `knit status` shows it.
+struct PeerPathStatus {
+  NodeKey node_key{};
+  PathInfo path;
+  std::size_t candidates = 0;
+  bool active = false;
+  bool predicting = false;
+};
+
+class PathManager {
+ public:
+  // `initial_counter` seeds the disco nonce counter, which must only grow across restarts:
+  // pass the wall clock in nanoseconds since the Unix epoch at start. rng must outlive this.
+  PathManager(const wg::PrivateKey& disco_private, const NodeKey& self_node_key, Random& rng,
+              std::uint64_t initial_counter);
+  ~PathManager();
+  PathManager(const PathManager&) = delete;
+  PathManager& operator=(const PathManager&) = delete;
+
+  const DiscoKey& disco_public() const { return disco_public_; }
+
+  // --- inputs ---
+  void set_relay_available(Instant now, bool available);
+  // Adds or updates a peer (its disco key and the endpoints the coordinator published).
+  void set_peer(Instant now, const NodeKey& node_key, const DiscoKey& disco_key,
+                const std::vector<Endpoint>& endpoints);
+  void remove_peer(Instant now, const NodeKey& node_key);
+  void set_local_candidates(Instant now, const LocalCandidates& candidates);
+  // Our addresses or routes changed (roaming): every path is re-proven from scratch, at once.
+  void network_changed(Instant now);
+  // A datagram that looks_like_disco(), or a disco payload the relay delivered.
+  DiscoError handle_disco(Instant now, const DiscoSource& source, ByteSpan packet);
+  // The data plane sent a packet to this peer (cheap: call it for every packet).
+  void note_data_sent(Instant now, const NodeKey& node_key);
+  void on_timers(Instant now);
+  // When on_timers() next has work; may be early, never late. nullopt: nothing pending.
+  std::optional<Instant> next_deadline() const { return next_deadline_; }
+
+  // --- outputs ---
+  std::vector<PathAction> take_actions();
+  bool has_actions() const { return !actions_.empty(); }
+
+  // --- queries ---
+  // How to send to this peer now: one hash lookup and a comparison.
+  PathInfo path(const NodeKey& node_key, Instant now) const;
+  std::vector<PeerPathStatus> status(Instant now) const;
+  const PathStats& stats() const { return stats_; }
+  std::size_t peer_count() const { return peers_.size(); }
+  std::size_t open_probe_sockets() const { return open_probe_sockets_; }
+
+  struct Peer;  // path_peer.hpp
+
+ private:
+  struct KeyHash {
+    std::size_t operator()(const wg::PublicKey& k) const noexcept;
+  };
+
+  // path_manager.cpp: events and bookkeeping
+  Peer* find(const NodeKey& key);
+  Peer* find_by_disco(const DiscoKey& key);
+  void handle_ping(Instant now, Peer& peer, const DiscoSource& source, const DiscoPing& ping);
+  DiscoError handle_pong(Instant now, Peer& peer, const DiscoSource& source,
+                         const DiscoPong& pong);
+  DiscoError handle_call_me_maybe(Instant now, Peer& peer, const CallMeMaybe& cmm);
+  void reselect(Instant now, Peer& peer);
+  void report_path(Instant now, Peer& peer);
+  void lower_deadline(std::optional<Instant> t);
+
+  // path_probe.cpp: what to send when
+  void service(Instant now, Peer& peer);
+  void full_probe(Instant now, Peer& peer);
+  bool send_ping(Instant now, Peer& peer, std::size_t candidate, SendPurpose purpose);
+  bool send_call_me_maybe(Instant now, Peer& peer);
+  bool send_disco_udp(Instant now, Peer& peer, SocketId socket, const Endpoint& to,
+                      const DiscoMessage& message, SendPurpose purpose, bool bypass_global);
+  void maybe_start_prediction(Instant now, Peer& peer);
+  void advance_prediction(Instant now, Peer& peer);
+  void end_prediction(Instant now, Peer& peer, std::optional<SocketId> keep);
+  void close_socket(SocketId socket);
+  bool my_hard() const;
+  std::optional<Instant> peer_wake(Instant now, const Peer& peer) const;
+  TxId new_tx();
+
+  wg::PrivateKey disco_private_;
+  DiscoKey disco_public_{};
+  NodeKey self_node_key_{};
+  Random& rng_;
+  std::uint64_t counter_;
+
+  std::unordered_map<NodeKey, std::unique_ptr<Peer>, KeyHash> peers_;
+  std::unordered_map<DiscoKey, NodeKey, KeyHash> by_disco_;
+  LocalCandidates local_;
+  std::uint64_t local_epoch_;
+  bool relay_available_ = false;
+  TokenBucket global_bucket_;
+  SocketId next_socket_ = 1;
+  std::size_t open_probe_sockets_ = 0;
+  bool prediction_running_ = false;  // at most one at a time (256 sockets, 100 probes/s)
+
+  std::vector<PathAction> actions_;
+  std::optional<Instant> next_deadline_;
+  PathStats stats_;
+};
+
+}  // namespace knit::punch

@@ -1,0 +1,342 @@
+// PathManager: what to send when — full probes, heartbeats, call-me-maybe, port prediction —
+// under the rate bounds, and when to wake up next.
+#include <algorithm>
+
+#include "punch/path/manager.hpp"
+#include "punch/path/peer.hpp"
+
+namespace knit::punch {
+
+namespace {
+// trusted() holds while now - last_pong <= kPathTrust: it ends one tick later.
+constexpr Duration kTick = Duration(1);
+
+void earliest(std::optional<Instant>& acc, std::optional<Instant> t) {
+  if (t && (!acc || *t < *acc)) acc = t;
+}
+}  // namespace
+
+TxId PathManager::new_tx() {
+  TxId tx;
+  rng_.fill(tx);
+  return tx;
+}
+
+bool PathManager::my_hard() const { return local_.mapping_varies && !local_.portmapped; }
+
+void PathManager::service(Instant now, Peer& peer) {
+  // Unanswered pings are forgotten; a pong after this is unexpected.
+  std::erase_if(peer.pings, [&](const OutstandingPing& p) { return now - p.sent > kPingTimeout; });
+
+  const bool was_direct = peer.reported.kind == PathKind::direct;
+  reselect(now, peer);
+  const bool active = peer.active(now);
+  const bool direct = peer.direct(now);
+  if (was_direct && !direct && active) {
+    // The path in use stopped answering: traffic is on the relay now; look for a new path.
+    peer.full_probe_at = now;
+    peer.reprobe_backoff = kReprobeMin;
+  }
+
+  // Full probe: asked for by an event, or periodic while the peer is in use.
+  bool periodic = false;
+  bool due = peer.full_probe_at && now >= *peer.full_probe_at;
+  if (!due && active && peer.last_full_probe) {
+    const Duration every = direct ? kUpgradeInterval : peer.reprobe_backoff;
+    periodic = due = now - *peer.last_full_probe >= every;
+  }
+  if (due) {
+    if (peer.last_full_probe && now - *peer.last_full_probe < kMinFullProbeSpacing) {
+      peer.full_probe_at = *peer.last_full_probe + kMinFullProbeSpacing;
+    } else {
+      full_probe(now, peer);
+      if (periodic && !direct) peer.reprobe_backoff = std::min(peer.reprobe_backoff * 2, kReprobeMax);
+    }
+  }
+
+  // Heartbeat on the chosen path while in use: keeps NAT mappings open and trust fresh.
+  if (active && peer.direct(now)) {
+    const Candidate& c = peer.candidates[*peer.best];
+    if (!c.last_ping || now - *c.last_ping >= kHeartbeatInterval)
+      send_ping(now, peer, *peer.best, SendPurpose::heartbeat);
+  }
+
+  if (peer.predict_at && now >= *peer.predict_at) {
+    peer.predict_at.reset();
+    maybe_start_prediction(now, peer);
+  }
+  advance_prediction(now, peer);
+
+  // A probe socket won by prediction is given back once its path has been out of use a while.
+  if (!peer.kept_sockets.empty()) {
+    const bool in_use = peer.direct(now) && peer.candidates[*peer.best].socket != kMainSocket;
+    if (in_use) {
+      peer.kept_unused_since.reset();
+    } else if (!peer.kept_unused_since) {
+      peer.kept_unused_since = now;
+    } else if (now - *peer.kept_unused_since >= kProbeSocketLinger) {
+      for (SocketId s : peer.kept_sockets) close_socket(s);
+      peer.kept_sockets.clear();
+      peer.kept_unused_since.reset();
+      std::erase_if(peer.candidates, [](const Candidate& c) { return c.socket != kMainSocket; });
+      peer.best.reset();
+      reselect(now, peer);
+    }
+  }
+
+  peer.wake = peer_wake(now, peer);
+  lower_deadline(peer.wake);
+}
+
+std::optional<Instant> PathManager::peer_wake(Instant now, const Peer& peer) const {
+  std::optional<Instant> w;
+  for (const OutstandingPing& p : peer.pings) earliest(w, p.sent + kPingTimeout + kTick);
+  const bool active = peer.active(now);
+  if (peer.direct(now)) {
+    const Candidate& c = peer.candidates[*peer.best];
+    earliest(w, *c.last_pong + kPathTrust + kTick);
+    if (active) earliest(w, c.last_ping ? *c.last_ping + kHeartbeatInterval : now);
+  }
+  earliest(w, peer.full_probe_at);
+  if (active && peer.last_full_probe)
+    earliest(w, *peer.last_full_probe + (peer.direct(now) ? kUpgradeInterval : peer.reprobe_backoff));
+  earliest(w, peer.predict_at);
+  const Prediction& pr = peer.prediction;
+  if (pr.role != Prediction::Role::none) {
+    earliest(w, pr.ends);
+    if (pr.spray) earliest(w, pr.spray->next_deadline());
+    if (pr.round) earliest(w, pr.round->next_deadline());
+  }
+  if (peer.kept_unused_since) earliest(w, *peer.kept_unused_since + kProbeSocketLinger);
+  return w;
+}
+
+void PathManager::full_probe(Instant now, Peer& peer) {
+  // Every candidate, on the main socket or on a probe socket a prediction won.
+  const auto pings = static_cast<std::uint32_t>(peer.candidates.size());
+  // All candidates at once or not at all: a probe cut in half by the global bound would miss
+  // the simultaneous open. Wait for room instead (never drop).
+  const Instant room = global_bucket_.when_available(now, pings + 1);
+  if (room > now) {
+    peer.full_probe_at = room;
+    ++stats_.sends_deferred;
+    return;
+  }
+  peer.last_full_probe = now;
+  peer.full_probe_at.reset();
+  send_call_me_maybe(now, peer);
+  for (std::size_t i = 0; i < peer.candidates.size(); ++i) send_ping(now, peer, i, SendPurpose::probe);
+  // Prediction needs the peer's facts; if they are known and no path turns up, try it.
+  if (peer.remote_facts && !peer.predict_at && peer.prediction.role == Prediction::Role::none &&
+      !peer.direct(now))
+    peer.predict_at = now + kPredictStartDelay;
+}
+
+bool PathManager::send_disco_udp(Instant now, Peer& peer, SocketId socket, const Endpoint& to,
+                                 const DiscoMessage& message, SendPurpose purpose,
+                                 bool bypass_global) {
+  if (!peer.session.ready()) return false;
+  if (!bypass_global && !global_bucket_.take(now)) {
+    ++stats_.sends_suppressed;
+    ++stats_.drops[static_cast<std::size_t>(DiscoError::rate_limited)];
+    return false;
+  }
+  PathAction a;
+  a.kind = ActionKind::send_udp;
+  a.purpose = purpose;
+  a.socket = socket;
+  a.endpoint = to;
+  a.peer = peer.node_key;
+  a.bytes = peer.session.seal(message, counter_++, rng_);
+  actions_.push_back(std::move(a));
+  return true;
+}
+
+bool PathManager::send_ping(Instant now, Peer& peer, std::size_t index, SendPurpose purpose) {
+  if (!peer.session.ready()) return false;
+  if (!peer.ping_bucket.take(now)) {
+    ++stats_.sends_suppressed;
+    return false;
+  }
+  Candidate& c = peer.candidates[index];
+  DiscoMessage m;
+  m.type = DiscoType::ping;
+  m.ping.tx_id = new_tx();
+  m.ping.node_key = self_node_key_;
+  if (!send_disco_udp(now, peer, c.socket, c.endpoint, m, purpose, false)) return false;
+  c.last_ping = now;
+  if (peer.pings.size() >= kMaxOutstandingPings) peer.pings.erase(peer.pings.begin());
+  peer.pings.push_back(OutstandingPing{m.ping.tx_id, c.socket, c.endpoint, now});
+  ++stats_.pings_sent;
+  return true;
+}
+
+bool PathManager::send_call_me_maybe(Instant now, Peer& peer) {
+  if (!relay_available_ || !peer.session.ready()) return false;
+  if (!peer.cmm_bucket.take(now)) {
+    ++stats_.sends_suppressed;
+    return false;
+  }
+  DiscoMessage m;
+  m.type = DiscoType::call_me_maybe;
+  CallMeMaybe& c = m.call_me_maybe;
+  c.mapping_varies = my_hard();
+  c.active = peer.active(now);
+  c.epoch = local_epoch_;
+  const auto add = [&](CandidateKind kind, const Endpoint& e) {
+    if (c.endpoints.size() < kMaxCallMeMaybeEndpoints && !e.empty())
+      c.endpoints.push_back(CandidateEndpoint{kind, Endpoint(e.address(), e.port())});
+  };
+  if (local_.portmapped) add(CandidateKind::portmapped, *local_.portmapped);
+  if (local_.reflexive) add(CandidateKind::reflexive, *local_.reflexive);
+  for (const Endpoint& e : local_.local) add(CandidateKind::local, e);
+  PathAction a;
+  a.kind = ActionKind::send_relay;
+  a.purpose = SendPurpose::call_me_maybe;
+  a.peer = peer.node_key;
+  a.bytes = peer.session.seal(m, counter_++, rng_);
+  actions_.push_back(std::move(a));
+  peer.last_cmm_sent = now;
+  peer.cmm_epoch_sent = local_epoch_;
+  ++stats_.call_me_maybes_sent;
+  return true;
+}
+
+void PathManager::maybe_start_prediction(Instant now, Peer& peer) {
+  if (peer.direct(now) || !peer.remote_facts || peer.prediction.role != Prediction::Role::none)
+    return;
+  const bool hard = my_hard();
+  // Easy <-> easy needs no prediction; hard <-> hard would need ~65k probes a side: relay.
+  if (hard == peer.remote_hard) return;
+  // 256 sockets or 2048 probes only for a pair that carries traffic.
+  if (!peer.active(now) && !peer.remote_active) return;
+  if (peer.predict_retry_at && now < *peer.predict_retry_at) {
+    peer.predict_at = peer.predict_retry_at;
+    return;
+  }
+  if (prediction_running_) {
+    peer.predict_at = now + kPredictStartDelay;  // one at a time: wait for our turn
+    return;
+  }
+  // The easy side aims at the hard side's public address; the hard side at the easy side's
+  // public endpoint (a port mapping if it has one, else what STUN saw).
+  std::optional<Endpoint> aim;
+  for (CandidateKind kind : {CandidateKind::portmapped, CandidateKind::reflexive}) {
+    for (const CandidateEndpoint& e : peer.remote_candidates)
+      if (!aim && e.kind == kind && e.endpoint.address().is_v4()) aim = e.endpoint;
+  }
+  if (!aim) return;
+  Prediction& pr = peer.prediction;
+  pr = Prediction{};
+  pr.started = now;
+  pr.tx = new_tx();
+  if (hard) {
+    // A socket an earlier prediction won no longer carries a path (or we would not be here):
+    // give it back before taking 256 new ones.
+    for (SocketId s : peer.kept_sockets) close_socket(s);
+    peer.kept_sockets.clear();
+    peer.kept_unused_since.reset();
+    std::erase_if(peer.candidates, [](const Candidate& c) { return c.socket != kMainSocket; });
+    std::erase_if(peer.pings, [](const OutstandingPing& p) { return p.socket != kMainSocket; });
+    peer.best.reset();
+    pr.role = Prediction::Role::hard;
+    pr.easy_endpoint = *aim;
+    pr.round.emplace(now);
+    pr.ends = now + kProbeSocketLifetime;
+    for (std::size_t i = 0; i < kProbeSockets; ++i) {
+      PathAction a;
+      a.kind = ActionKind::open_probe_socket;
+      a.socket = next_socket_++;
+      a.peer = peer.node_key;
+      pr.sockets.push_back(a.socket);
+      actions_.push_back(std::move(a));
+    }
+    pr.round_sent.assign(kProbeSockets, Instant::min());
+    open_probe_sockets_ += kProbeSockets;
+  } else {
+    pr.role = Prediction::Role::easy;
+    pr.target = aim->address();
+    pr.spray.emplace(rng_, now + kSprayStartDelay);
+    pr.ends = now + kSprayStartDelay +
+              std::chrono::duration_cast<Duration>(std::chrono::seconds(1)) * kSprayMaxProbes /
+                  kSprayRate +
+              kPingTimeout;
+  }
+  prediction_running_ = true;
+  ++stats_.predictions_started;
+}
+
+void PathManager::advance_prediction(Instant now, Peer& peer) {
+  Prediction& pr = peer.prediction;
+  if (pr.role == Prediction::Role::none) return;
+  if (now >= pr.ends) {
+    // No hit: try again later, less and less often.
+    end_prediction(now, peer, std::nullopt);
+    peer.predict_retry_at = now + peer.predict_backoff;
+    peer.predict_backoff = std::min(peer.predict_backoff * 2, kPredictRetryMax);
+    return;
+  }
+  if (peer.direct(now) && peer.candidates[*peer.best].socket == kMainSocket &&
+      pr.role == Prediction::Role::hard) {
+    end_prediction(now, peer, std::nullopt);  // plain probing found a path after all
+    return;
+  }
+  DiscoMessage m;
+  m.type = DiscoType::ping;
+  m.ping.tx_id = pr.tx;
+  m.ping.node_key = self_node_key_;
+  if (pr.spray) {
+    if (global_bucket_.when_available(now) > now) return;
+    if (auto port = pr.spray->next(now)) {
+      if (send_disco_udp(now, peer, kMainSocket, Endpoint(pr.target, *port), m,
+                         SendPurpose::spray, false))
+        ++stats_.spray_probes_sent;
+    }
+  }
+  if (pr.round) {
+    if (global_bucket_.when_available(now) > now) return;
+    if (auto k = pr.round->next(now)) {
+      if (send_disco_udp(now, peer, pr.sockets[*k], pr.easy_endpoint, m, SendPurpose::socket_round,
+                         false)) {
+        pr.round_sent[*k] = now;
+        ++stats_.socket_round_pings_sent;
+      }
+    }
+  }
+}
+
+void PathManager::end_prediction(Instant, Peer& peer, std::optional<SocketId> keep) {
+  Prediction& pr = peer.prediction;
+  if (pr.role == Prediction::Role::none) return;
+  for (SocketId s : pr.sockets)
+    if (!keep || s != *keep) close_socket(s);
+  if (keep) {
+    peer.kept_sockets.push_back(*keep);
+    peer.kept_unused_since.reset();
+  }
+  // Candidates on sockets now closed go; the chosen one is found again by its key.
+  std::optional<std::pair<SocketId, Endpoint>> best_key;
+  if (peer.best) best_key.emplace(peer.candidates[*peer.best].socket, peer.candidates[*peer.best].endpoint);
+  std::erase_if(peer.candidates, [&](const Candidate& c) {
+    return c.socket != kMainSocket &&
+           std::find(peer.kept_sockets.begin(), peer.kept_sockets.end(), c.socket) ==
+               peer.kept_sockets.end();
+  });
+  std::erase_if(peer.pings, [&](const OutstandingPing& p) {
+    return p.socket != kMainSocket && std::find(peer.kept_sockets.begin(), peer.kept_sockets.end(),
+                                                p.socket) == peer.kept_sockets.end();
+  });
+  peer.best = best_key ? peer.find(best_key->first, best_key->second) : std::nullopt;
+  pr = Prediction{};
+  prediction_running_ = false;
+}
+
+void PathManager::close_socket(SocketId socket) {
+  PathAction a;
+  a.kind = ActionKind::close_probe_socket;
+  a.socket = socket;
+  actions_.push_back(std::move(a));
+  if (open_probe_sockets_ > 0) --open_probe_sockets_;
+}
+
+}  // namespace knit::punch

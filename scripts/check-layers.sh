@@ -1,0 +1,65 @@
+#!/usr/bin/env bash
+# Checks that includes point one way (docs/ARCHITECTURE.md, "Floors"): every folder may include
+# only the folders listed for it, and the protocol cores include no Asio. Prints each violation
+# as FILE:LINE and exits 1 if there is any. Run by CTest as the unit test `layering`.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+# folder -> the folders its files may include (besides itself)
+declare -A allowed=(
+  [base]=""
+  [wg]="base"
+  [nat]="base"
+  [control]="base wg"
+  [tun]="base"
+  [net]="base tun wg control"
+  [localapi]="base wg"
+  [punch/stun]="base"
+  [punch/portmap]="base"
+  [punch/path]="base wg"
+  [relay]="base wg control net"
+  [coordinator]="base wg control net"
+  [natbox]="base nat tun net"
+  [agent]="base wg nat control tun net localapi punch/stun punch/portmap punch/path relay"
+  [cli]="base localapi"
+)
+# Programs may pull in a room their library does not need.
+declare -A program_extra=(
+  [relay/relay_main.cpp]="punch/stun"
+)
+# Cores: no I/O, so no Asio. In punch/, the files named for their I/O are adapters.
+cores="base wg nat control localapi punch/stun punch/portmap punch/path"
+punch_adapters='/(server|mapper|[a-z_]*client|stun_main)\.(hpp|cpp)$'
+
+folder_of() {
+  case "$1" in
+    punch/*/*) echo "${1%/*}" ;;
+    *) echo "${1%%/*}" ;;
+  esac
+}
+
+status=0
+while IFS= read -r file; do
+  folder=$(folder_of "$file")
+  [ -n "${allowed[$folder]+x}" ] || continue
+  ok=" $folder ${allowed[$folder]} ${program_extra[$file]:-} "
+  while IFS=: read -r line include; do
+    target=${include#*\"}
+    target=${target%\"*}
+    tfolder=$(folder_of "$target")
+    case "$ok" in
+      *" $tfolder "*) ;;
+      *) echo "$file:$line: $folder/ may not include $target"; status=1 ;;
+    esac
+  done < <(grep -n '^#include "' "$file" | sed 's/:#include /:/' || true)
+  if [[ " $cores " == *" $folder "* ]] && ! [[ "$file" =~ $punch_adapters && "$folder" == punch/* ]]; then
+    if grep -n '^#include <asio' "$file" >/dev/null; then
+      echo "$file:$(grep -n '^#include <asio' "$file" | head -1 | cut -d: -f1): a core ($folder/) includes Asio"
+      status=1
+    fi
+  fi
+done < <(find base wg nat control tun net localapi punch relay coordinator natbox agent cli \
+           -name '*.[ch]pp' | sort)
+
+[ "$status" -eq 0 ] && echo "layers: every include points one way"
+exit "$status"
