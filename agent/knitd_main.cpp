@@ -19,7 +19,11 @@
 #include "agent/filter_control.hpp"
 #include "agent/mesh.hpp"
 #include "agent/knitd_metrics.hpp"
+#include "agent/local_api.hpp"
 #include "agent/mesh_membership.hpp"
+#include "agent/mesh_paths.hpp"
+#include "agent/uapi_device.hpp"
+#include "agent/udp_transport.hpp"
 #include "net/metrics_server.hpp"
 #include "agent/uapi_server.hpp"
 #include "base/log.hpp"
@@ -31,18 +35,18 @@ using namespace knit;
 
 namespace {
 
-// The membership's view of the data plane.
+// The membership's view of the packet path.
 class PlaneDevice final : public agent::MeshDevice {
  public:
-  explicit PlaneDevice(agent::DataPlane& plane) : plane_(plane) {}
+  PlaneDevice(agent::DataPlane& plane, agent::UdpTransport& udp) : plane_(plane), udp_(udp) {}
   void configure(const std::function<void(wg::Device&, wg::Now)>& change) override { plane_.configure(change); }
   wg::Device& device() override { return plane_.device(); }
-  std::uint16_t port() const override { return plane_.port(); }
-  agent::DataPlane* data_plane() override { return &plane_; }
+  std::uint16_t port() const override { return udp_.port(); }
   void set_mesh_address(const std::optional<IpAddress>& ipv4) override { plane_.filter().set_mesh_address(ipv4); }
 
  private:
   agent::DataPlane& plane_;
+  agent::UdpTransport& udp_;
 };
 
 // The UDP port is kept across restarts so peers' configured endpoints stay valid.
@@ -116,31 +120,37 @@ int main(int argc, char** argv) {
     if (auto ec = link.set_mtu(tun.name(), mtu); ec)
       log(LogLevel::warn, "knitd", "cannot set MTU ", mtu, " on ", tun.name(), ": ", ec.message());
 
-    agent::DataPlane::Options options;
-    options.port = port ? *port : load_port(port_file).value_or(0);
-    options.mtu = mtu;
-    options.on_port_changed = [port_file](std::uint16_t p) { save_port(port_file, p); };
-    agent::DataPlane plane(io, tun, options);
+    // The packet path: the UDP transport beneath the device, the data plane above it.
+    agent::UdpTransport::Options udp_options;
+    udp_options.port = port ? *port : load_port(port_file).value_or(0);
+    udp_options.on_port_changed = [port_file](std::uint16_t p) { save_port(port_file, p); };
+    agent::UdpTransport udp(io, udp_options);
+    agent::DataPlane plane(io, tun, udp, mtu);
+    agent::UapiDevice uapi_device(plane, udp);
     // Refuses to start when another live daemon already serves this interface name.
-    auto uapi = std::make_unique<agent::UapiServer>(io, uapi_dir + "/" + tun.name() + ".sock", plane);
+    auto uapi = std::make_unique<agent::UapiServer>(io, uapi_dir + "/" + tun.name() + ".sock", uapi_device);
+    udp.start(plane);
     plane.start();
     uapi->start();
 
     // The mesh side: idle until `knit up`, or rejoining the mesh remembered in the state dir.
     agent::NetlinkLinkControl mesh_link(tun.name());
-    PlaneDevice plane_device(plane);
+    PlaneDevice plane_device(plane, udp);
+    agent::MeshPaths mesh_paths(io, plane, udp);
     agent::Membership::Options membership_options;
     membership_options.state_dir = state_dir;
     membership_options.tun_name = tun.name();
     membership_options.version = KNIT_VERSION;
-    agent::Membership membership(io, plane_device, mesh_link, membership_options);
-    // Shields and port forwards (`knit set`, `knit forward`), kept in the state dir.
-    agent::FilterControl filter_control(plane.filter(), agent::ForwardStore(state_dir), membership);
+    agent::Membership membership(io, plane_device, mesh_link, &mesh_paths, membership_options);
+    // The CLI's requests: shields and port forwards (`knit set`, `knit forward`, kept in the
+    // state dir) in front of the mesh's questions and `up`/`down`.
+    agent::LocalApi local_api(membership);
+    agent::FilterControl filter_control(plane.filter(), agent::ForwardStore(state_dir), local_api);
     filter_control.restore();
     auto control = std::make_unique<agent::ControlServer>(io, socket_path, filter_control);
     control->start();
-    log(LogLevel::info, "knitd", "interface ", tun.name(), " up, UDP port ", plane.port(),
-        ", UAPI ", uapi->path(), ", control socket ", control->path());
+    log(LogLevel::info, "knitd", "TUN ", tun.name(), " ready (up once the node joins a mesh or `ip link set` "
+        "brings it up), UDP port ", udp.port(), ", UAPI ", uapi->path(), ", control socket ", control->path());
     membership.start();
 
     // Opt-in: nothing listens unless --metrics is given.
@@ -158,12 +168,13 @@ int main(int argc, char** argv) {
     asio::signal_set signals(io, SIGINT, SIGTERM);
     signals.async_wait([&](std::error_code ec, int signo) {
       if (ec) return;
-      log(LogLevel::info, "knitd", "signal ", signo, ": shutting down (", plane.summary(), ")");
+      log(LogLevel::info, "knitd", "signal ", signo, ": shutting down (", plane.summary(), " ", udp.summary(), ")");
       control->stop();
       if (metrics_server) metrics_server->stop();
       membership.stop();
       uapi->stop();
       plane.stop();
+      udp.stop();
       io.stop();
     });
     io.run();

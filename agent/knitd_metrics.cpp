@@ -92,10 +92,11 @@ void register_knitd_metrics(metrics::Registry& registry, const DataPlane& plane,
     nat_bytes.set(static_cast<double>(p.filter().nat_table_bytes()));
     v6_flows.set(static_cast<double>(p.filter().ipv6_flows()));
     coordinator.set(membership.coordinator_connected() ? 1 : 0);
-    relay.set(membership.relay_connected() ? 1 : 0);
-    if (const MeshPaths* paths = membership.paths()) {
-      const auto& t = paths->traffic();
-      const auto peers = paths->peers_by_path();
+    const MeshPaths* paths = membership.paths();
+    relay.set(paths != nullptr && paths->relay_connected() ? 1 : 0);
+    if (const MeshTransport* transport = paths != nullptr ? paths->transport() : nullptr) {
+      const auto& t = transport->traffic();
+      const auto peers = transport->peers_by_path();
       for (int i = 0; i < 3; ++i) {
         by_path.tx_packets[i]->set(t.tx_packets[i]);
         by_path.tx_bytes[i]->set(t.tx_bytes[i]);
@@ -105,7 +106,7 @@ void register_knitd_metrics(metrics::Registry& registry, const DataPlane& plane,
       rx_relay_bytes.set(t.rx_relay_bytes);
       no_path->set(t.tx_dropped);
       std::uint64_t disco = 0;
-      for (auto d : paths->stats().drops) disco += d;
+      for (auto d : transport->stats().drops) disco += d;
       disco_drops->set(disco);
     } else {
       for (int i = 0; i < 3; ++i) by_path.peers[i]->set(0);

@@ -17,45 +17,6 @@ namespace {
 
 constexpr const char* kNotJoined = "not joined: run `knit up --token TOKEN` (a token comes from `knit-coordinator token create`)";
 
-localapi::NatStatus nat_status(const NetcheckReport& check) {
-  localapi::NatStatus nat;
-  // Without a STUN server to ask (no relay with STUN), whether UDP works is unknown.
-  if (!check.probe.servers.empty()) nat.udp = check.probe.udp;
-  nat.public_v4 = check.probe.public_v4;
-  nat.public_v6 = check.probe.public_v6;
-  nat.mapping_varies = check.probe.mapping_varies;
-  switch (check.probe.filtering) {
-    case punch::NatFiltering::endpoint_independent: nat.filtering = "eif"; break;
-    case punch::NatFiltering::address_dependent: nat.filtering = "adf"; break;
-    case punch::NatFiltering::address_and_port_dependent: nat.filtering = "apdf"; break;
-    case punch::NatFiltering::unknown: nat.filtering = "unknown"; break;
-  }
-  return nat;
-}
-
-// The path knitd actually uses for a peer, replacing what the WireGuard state alone suggests.
-void apply_path(localapi::PeerStatus& peer, const PeerPath& path) {
-  switch (path.kind) {
-    case punch::PathKind::direct:
-      peer.path = localapi::PathKind::direct;
-      peer.endpoint = path.endpoint;
-      peer.rtt_ms = path.rtt_ms;
-      break;
-    case punch::PathKind::relay:
-      peer.path = localapi::PathKind::relay;
-      peer.relay = path.relay;
-      peer.endpoint.reset();
-      break;
-    case punch::PathKind::none:
-      // Nothing proven by a probe: a fresh handshake to a real endpoint still means direct.
-      if (peer.endpoint && punch::VirtualEndpoints::is_virtual(*peer.endpoint)) {
-        peer.endpoint.reset();
-        peer.path = localapi::PathKind::none;
-      }
-      break;
-  }
-}
-
 std::string system_hostname() {
   char name[256] = {};
   if (::gethostname(name, sizeof name - 1) != 0 || name[0] == '\0') return "knit-node";
@@ -82,10 +43,12 @@ bool same_place(const MeshRecord& record, const control::RegisterResponse& respo
 
 }  // namespace
 
-Membership::Membership(asio::io_context& io, MeshDevice& device, LinkControl& link, Options options)
+Membership::Membership(asio::io_context& io, MeshDevice& device, LinkControl& link, MeshPaths* paths,
+                       Options options)
     : io_(io),
       device_(device),
       link_(link),
+      paths_(paths),
       options_(std::move(options)),
       state_(options_.state_dir),
       up_timer_(io),
@@ -124,24 +87,9 @@ void Membership::stop() {
   }
 }
 
-// ---------------------------------------------------------------- the CLI's requests
+// ---------------------------------------------------------------- up and down
 
-void Membership::handle_request(localapi::ControlRequest request, Reply reply) {
-  std::visit(
-      [&](auto& r) {
-        using T = std::decay_t<decltype(r)>;
-        if constexpr (std::is_same_v<T, localapi::UpRequest>) up(std::move(r), std::move(reply));
-        else if constexpr (std::is_same_v<T, localapi::DownRequest>) reply(down());
-        else if constexpr (std::is_same_v<T, localapi::StatusRequest>) reply(status());
-        else if constexpr (std::is_same_v<T, localapi::IpRequest>) reply(ip());
-        else if constexpr (std::is_same_v<T, localapi::PingInfoRequest>) reply(ping_info(r.peer));
-        else if constexpr (std::is_same_v<T, localapi::NetcheckRequest>) netcheck(std::move(reply));
-        else reply(localapi::VersionReply{options_.version});
-      },
-      request);
-}
-
-void Membership::up(localapi::UpRequest request, Reply reply) {
+void Membership::up(localapi::UpRequest request, ControlHandler::Reply reply) {
   if (pending_up_)
     return reply(localapi::ErrorReply{"another `knit up` is still waiting for the coordinator: wait for it, or cancel it with `knit down`"});
   if (request.token.empty()) {
@@ -235,75 +183,20 @@ std::optional<std::string> Membership::not_joined_error() const {
   return std::string(kNotJoined);
 }
 
-localapi::ControlResponse Membership::status() {
-  if (auto error = not_joined_error()) return localapi::ErrorReply{*error};
-  localapi::StatusReply reply;
-  localapi::SelfStatus& self = reply.status.self;
-  self.name = mesh_->name;
-  self.ipv4 = mesh_->ipv4;
-  self.ipv6 = mesh_->ipv6;
-  if (identity_) self.node_key = identity_->node.public_key;
-  self.endpoints = endpoints_;
-  reply.status.peers = peer_statuses(peers_.peers, device_.device(), std::chrono::system_clock::now());
-  if (paths_) {
-    // Our home relay while the link to it is up (DESIGN.md: self.relay).
-    if (!paths_->home_relay().empty() && relay_link_ && relay_link_->connected())
-      self.relay = paths_->home_relay();
-    if (const auto& check = paths_->last_netcheck()) self.nat = nat_status(*check);
-    for (localapi::PeerStatus& peer : reply.status.peers) apply_path(peer, paths_->path_of(peer.node_key));
-  }
-  if (client_) {
-    reply.coordinator.state = std::string(to_string(client_->state()));
-    reply.coordinator.address = client_->address();
-    reply.coordinator.error = client_->last_error();
-  } else {
-    reply.coordinator.state = "stopped";
-  }
-  return reply;
-}
-
 bool Membership::coordinator_connected() const {
   return client_ && client_->state() == CoordinatorClient::State::connected;
 }
 
-void Membership::netcheck(Reply reply) {
-  if (auto error = not_joined_error()) return reply(localapi::ErrorReply{*error});
-  if (!paths_) return reply(localapi::ErrorReply{"netcheck needs knitd's data plane (not available in this process)"});
-  paths_->netcheck([reply = std::move(reply)](const NetcheckReport& report) {
-    localapi::NetcheckReply out;
-    out.nat = nat_status(report);
-    out.mapping = std::string(punch::to_string(report.probe.mapping));
-    out.portmap = report.portmap_protocols;
-    out.portmapped = report.portmapped;
-    out.relay_ms = report.relay_latency_ms;
-    if (!report.home_relay.empty()) out.home_relay = report.home_relay;
-    reply(std::move(out));
-  });
-}
-
-localapi::ControlResponse Membership::ip() const {
-  if (auto error = not_joined_error()) return localapi::ErrorReply{*error};
-  return localapi::IpReply{mesh_->ipv4, mesh_->ipv6};
-}
-
-localapi::ControlResponse Membership::ping_info(const std::string& query) {
-  if (auto error = not_joined_error()) return localapi::ErrorReply{*error};
-  const auto address = IpAddress::parse(query);
-  auto lower = [](std::string s) {
-    std::transform(s.begin(), s.end(), s.begin(), [](unsigned char c) { return std::tolower(c); });
-    return s;
-  };
-  for (const control::PeerInfo& peer : peers_.peers) {
-    const bool match = address ? (peer.ipv4 == *address || peer.ipv6 == *address) : lower(peer.name) == lower(query);
-    if (!match) continue;
-    wg::Device& device = device_.device();
-    localapi::PeerStatus status = peer_status(peer, device.find_peer(peer.node_key), std::chrono::system_clock::now());
-    if (paths_) apply_path(status, paths_->path_of(peer.node_key));
-    return localapi::PingInfoReply{status};
+localapi::CoordinatorStatus Membership::coordinator_status() const {
+  localapi::CoordinatorStatus out;
+  if (!client_) {
+    out.state = "stopped";
+    return out;
   }
-  if (address && (*address == mesh_->ipv4 || *address == mesh_->ipv6))
-    return localapi::ErrorReply{query + " is this node's own address"};
-  return localapi::ErrorReply{"no peer named or addressed " + query + " in the mesh: `knit status` lists them"};
+  out.state = std::string(to_string(client_->state()));
+  out.address = client_->address();
+  out.error = client_->last_error();
+  return out;
 }
 
 // ---------------------------------------------------------------- the coordinator
@@ -394,7 +287,7 @@ void Membership::on_peers(const control::PeerMap& map) {
 void Membership::on_relay_map(const control::RelayMap& relays) {
   relays_ = relays;
   log(LogLevel::debug, "knitd", "relay map: ", relays.relays.size(), " relays");
-  if (paths_) paths_->set_relays(relays_);
+  if (MeshPaths* paths = this->paths()) paths->set_relays(relays_);
 }
 
 void Membership::on_unreachable(const std::string& error, Duration retry_in) {
@@ -422,22 +315,24 @@ void Membership::apply_self() {
 void Membership::apply_peers() {
   if (!mesh_) return;
   PeerChanges changes;
+  MeshPaths* paths = this->paths();
   device_.configure([&](wg::Device& device, wg::Now now) {
     changes = configurator_.apply_peers(device, now, peers_.peers, local_);
-    if (!paths_) return;
+    if (paths == nullptr) return;
     // A peer that published no endpoint we could use is still reachable (relay, or a path a
     // probe finds): WireGuard gets its stand-in so it will start a handshake.
     for (const control::PeerInfo& info : peers_.peers) {
       if (!configurator_.manages(info.node_key)) continue;
       wg::Peer* peer = device.find_peer(info.node_key);
-      if (peer != nullptr && !peer->endpoint) device.set_endpoint(*peer, paths_->stand_in(info.node_key));
+      if (peer == nullptr || peer->endpoint) continue;
+      if (auto stand_in = paths->stand_in(info.node_key)) device.set_endpoint(*peer, *stand_in);
     }
   });
-  if (paths_) {
+  if (paths != nullptr) {
     std::vector<control::PeerInfo> managed;
     for (const control::PeerInfo& info : peers_.peers)
       if (configurator_.manages(info.node_key)) managed.push_back(info);
-    paths_->set_peers(managed);
+    paths->set_peers(managed);
   }
   if (changes.added + changes.updated + changes.removed + changes.refused > 0)
     log(LogLevel::info, "knitd", "peer map ", peers_.version, ": ", changes.added, " added, ", changes.updated,
@@ -452,10 +347,10 @@ void Membership::refresh_endpoints() {
   auto endpoints = endpoints_to_report(addresses, device_.port(), options_.tun_name, mesh_ranges, control::kMaxEndpoints);
   const bool local_changed = addresses != local_;
   local_ = std::move(addresses);
-  if (paths_) {
+  if (MeshPaths* paths = this->paths()) {
     // Ours plus the STUN-reflexive and port-mapped ones (a change re-probes every path).
-    paths_->set_interface_endpoints(endpoints);
-    endpoints = paths_->endpoints();
+    paths->set_interface_endpoints(endpoints);
+    endpoints = paths->endpoints();
     if (endpoints.size() > control::kMaxEndpoints) endpoints.resize(control::kMaxEndpoints);
   }
   if (endpoints != endpoints_) {
@@ -466,29 +361,18 @@ void Membership::refresh_endpoints() {
 }
 
 void Membership::start_paths() {
-  DataPlane* plane = device_.data_plane();
-  if (plane == nullptr || paths_ || !identity_) return;
-  relay_link_ = std::make_unique<HomeRelayLink>(io_, identity_->node.private_key, rng_);
-  paths_ = std::make_unique<MeshPaths>(io_, *plane, *relay_link_, identity_->disco.private_key,
-                                       identity_->node.public_key);
-  relay_link_->set_handlers(
-      [this](const wg::PublicKey& from, ByteSpan packet) { paths_->on_relay_packet(from, packet); },
-      [this](bool up) { paths_->on_relay_state(up); });
+  if (paths_ == nullptr || paths_->running() || !identity_) return;
   paths_->on_candidates_changed = [this] { on_candidates_changed(); };
-  paths_->start();
+  paths_->start(*identity_);
   if (!relays_.relays.empty()) paths_->set_relays(relays_);
 }
 
 void Membership::stop_paths() {
-  if (!paths_) return;
-  paths_->stop();
-  // Peers go back to where the coordinator said they are, until the configurator removes them.
-  paths_.reset();
-  relay_link_.reset();
+  if (paths_ != nullptr) paths_->stop();
 }
 
 void Membership::on_candidates_changed() {
-  if (!paths_) return;
+  if (paths() == nullptr) return;
   auto endpoints = paths_->endpoints();
   if (endpoints.size() > control::kMaxEndpoints) endpoints.resize(control::kMaxEndpoints);
   if (endpoints != endpoints_) {

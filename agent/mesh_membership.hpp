@@ -1,6 +1,7 @@
 // This host as a mesh member: joins with a token (`knit up`), keeps the coordinator session,
-// applies what it says (mesh.hpp), remembers the membership (node_identity.hpp) so a restarted
-// knitd rejoins without a token, leaves (`knit down`), and answers the CLI (control_server.hpp).
+// applies what it says (mesh.hpp) and hands the mesh's paths what they need (mesh_paths.hpp),
+// remembers the membership (node_identity.hpp) so a restarted knitd rejoins without a token,
+// and leaves (`knit down`). The CLI's questions are answered by local_api.hpp from its state.
 //
 //   not joined --up(token)--> joining --register ok--> joined --down--> not joined
 //                                 |  refused / unreachable / 30 s          |  rejoin refused
@@ -24,9 +25,7 @@
 #include "agent/local_endpoints.hpp"
 #include "agent/mesh.hpp"
 #include "agent/mesh_paths.hpp"
-#include "agent/relay_link.hpp"
 #include "agent/node_identity.hpp"
-#include "agent/peer_status.hpp"
 #include "base/random.hpp"
 
 namespace knit::agent {
@@ -41,12 +40,9 @@ class MeshDevice {
   virtual std::uint16_t port() const = 0;
   // This node's mesh IPv4 (nullopt when it leaves the mesh), for the packet filter.
   virtual void set_mesh_address(const std::optional<IpAddress>& /*ipv4*/) {}
-  // knitd's data plane, for direct paths, the relay and netcheck (mesh_paths.hpp); tests that
-  // only exercise the membership have none, and their peers go to published endpoints.
-  virtual DataPlane* data_plane() { return nullptr; }
 };
 
-class Membership final : public ControlHandler, private CoordinatorClient::Listener {
+class Membership final : private CoordinatorClient::Listener {
  public:
   struct Options {
     std::filesystem::path state_dir;
@@ -57,7 +53,9 @@ class Membership final : public ControlHandler, private CoordinatorClient::Liste
     CoordinatorClient::Options client;  // timers and backoff; addresses etc. are filled in
   };
 
-  Membership(asio::io_context& io, MeshDevice& device, LinkControl& link, Options options);
+  // paths: the mesh's paths while joined (knitd's); null in tests of the membership alone,
+  // whose peers then go to their published endpoints.
+  Membership(asio::io_context& io, MeshDevice& device, LinkControl& link, MeshPaths* paths, Options options);
   ~Membership() override;
 
   // Rejoins the mesh remembered in the state directory, if any. Problems are logged, not thrown.
@@ -65,14 +63,28 @@ class Membership final : public ControlHandler, private CoordinatorClient::Liste
   // Disconnects (shutdown). The mesh configuration stays: the TUN goes with the process.
   void stop();
 
-  void handle_request(localapi::ControlRequest request, Reply reply) override;
+  // `knit up`: joins with the token (or answers for the mesh already joined); the reply comes
+  // when the coordinator has answered, or the attempt failed or timed out.
+  void up(localapi::UpRequest request, ControlHandler::Reply reply);
+  // `knit down`.
+  localapi::ControlResponse down();
 
   bool joined() const { return mesh_.has_value(); }
-  // For metrics: the path logic while joined (else null), the coordinator and relay links.
-  const MeshPaths* paths() const { return paths_.get(); }
-  bool coordinator_connected() const;
-  bool relay_connected() const { return relay_link_ && relay_link_->connected(); }
   const std::optional<MeshRecord>& mesh() const { return mesh_; }
+  const std::optional<NodeIdentity>& identity() const { return identity_; }
+  const control::PeerMap& peers() const { return peers_; }
+  // The endpoints sent to the coordinator.
+  const std::vector<Endpoint>& endpoints() const { return endpoints_; }
+  // Why the CLI cannot ask about the mesh now (not joined, still joining); nullopt when joined.
+  std::optional<std::string> not_joined_error() const;
+  localapi::CoordinatorStatus coordinator_status() const;
+  bool coordinator_connected() const;
+  // The paths while joined (null while not, and in tests of the membership alone).
+  const MeshPaths* paths() const { return paths_ && paths_->running() ? paths_ : nullptr; }
+  MeshPaths* paths() { return paths_ && paths_->running() ? paths_ : nullptr; }
+  // The WireGuard device, for status.
+  wg::Device& device() { return device_.device(); }
+  const std::string& version() const { return options_.version; }
 
  private:
   // CoordinatorClient::Listener
@@ -82,13 +94,6 @@ class Membership final : public ControlHandler, private CoordinatorClient::Liste
   void on_relay_map(const control::RelayMap& relays) override;
   void on_unreachable(const std::string& error, Duration retry_in) override;
   void on_disconnected(const std::string& reason) override;
-
-  void up(localapi::UpRequest request, Reply reply);
-  localapi::ControlResponse down();
-  localapi::ControlResponse status();
-  localapi::ControlResponse ip() const;
-  void netcheck(Reply reply);
-  localapi::ControlResponse ping_info(const std::string& query);
 
   void start_client(const MeshRecord& record, std::optional<std::string> token);
   void fail_up(const std::string& message);
@@ -100,22 +105,19 @@ class Membership final : public ControlHandler, private CoordinatorClient::Liste
   void stop_paths();
   void on_candidates_changed();
   void arm_poll();
-  std::optional<std::string> not_joined_error() const;
 
   asio::io_context& io_;
   MeshDevice& device_;
   LinkControl& link_;
+  MeshPaths* paths_;  // may be null
   Options options_;
   StateDir state_;
   SystemRandom rng_;
   std::optional<NodeIdentity> identity_;
   std::optional<MeshRecord> mesh_;     // joined, as saved in mesh.json
   std::optional<MeshRecord> joining_;  // a `knit up` waiting for its first register answer
-  Reply pending_up_;
+  ControlHandler::Reply pending_up_;
   std::unique_ptr<CoordinatorClient> client_;
-  // Direct paths, the home relay and netcheck; while joined, when there is a data plane.
-  std::unique_ptr<HomeRelayLink> relay_link_;
-  std::unique_ptr<MeshPaths> paths_;
   MeshConfigurator configurator_;
   control::PeerMap peers_;
   control::RelayMap relays_;

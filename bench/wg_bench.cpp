@@ -13,13 +13,19 @@
 namespace knit::wg {
 namespace {
 
-class CaptureIo : public DeviceIo {
+class CaptureIo : public Transport, public TunSink {
  public:
-  void send_datagram(const Endpoint&, ByteSpan datagram) override {
+  void send(const Peer&, std::span<const ByteSpan> datagrams) override {
+    for (ByteSpan datagram : datagrams) {
+      last.assign(datagram.begin(), datagram.end());
+      ++sent;
+    }
+  }
+  void send_reply(const Endpoint&, ByteSpan datagram) override {
     last.assign(datagram.begin(), datagram.end());
     ++sent;
   }
-  void write_tun(ByteSpan packet) override {
+  void write_tun(MutableByteSpan packet) override {
     tun_bytes += packet.size();
     ++tun_packets;
   }
@@ -41,7 +47,7 @@ Bytes ipv4_packet(std::size_t size, std::uint32_t src, std::uint32_t dst) {
 struct Pair {
   CaptureIo io_a, io_b;
   SeededRandom rng_a{1}, rng_b{2};
-  Device a{io_a, rng_a}, b{io_b, rng_b};
+  Device a{io_a, io_a, rng_a}, b{io_b, io_b, rng_b};
   Now now{Instant{} + 1000s, WallTime{} + std::chrono::hours(24 * 365 * 50)};
   Endpoint ep_a = *Endpoint::parse("192.0.2.1:1"), ep_b = *Endpoint::parse("192.0.2.2:2");
   Bytes frame = Bytes(kFrameHeadroom + 65535 + kFrameTailroom);

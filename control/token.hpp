@@ -1,4 +1,4 @@
-// The join token (contract, DESIGN.md "Identity and joining"): one copy-pasteable string that
+// The join token (contract, docs/ARCHITECTURE.md "Identity and joining"): one copy-pasteable string that
 // tells an agent where the coordinator is, how to authenticate it (its Noise static key: no CA,
 // no trust on first use) and which secret proves the agent may join.
 //

@@ -1,4 +1,4 @@
-// knit-coordinator's command line (DESIGN.md "CLI and daemon", contract):
+// knit-coordinator's command line (docs/ARCHITECTURE.md "CLI and daemon", contract):
 //
 //   knit-coordinator [--state-dir DIR] [--ipv4-prefix P]
 //     token create [--reusable] [--ephemeral] [--expires D] [--tag T]... [--relay]

@@ -1,5 +1,5 @@
 // `knit-coordinator [--state-dir DIR] [--ipv4-prefix P] serve --listen HOST:PORT
-//  [--ephemeral-grace DURATION]` (DESIGN.md "CLI and daemon", contract): runs the control server
+//  [--ephemeral-grace DURATION]` (docs/ARCHITECTURE.md "CLI and daemon", contract): runs the control server
 // (server.hpp) until SIGINT or SIGTERM.
 //
 // On start it prepares the state directory, fixes the mesh (the global --ipv4-prefix counts only

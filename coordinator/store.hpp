@@ -1,5 +1,5 @@
 // The coordinator's state behind one interface, so the SQLite store (one machine) and a
-// PostgreSQL store (several coordinators, DESIGN.md "Scaling out") are interchangeable. Every
+// PostgreSQL store (several coordinators, docs/ARCHITECTURE.md "Scaling out") are interchangeable. Every
 // operation that reads and then writes is atomic: two coordinators or an admin command and a
 // running server may use the same state at once. Time is always passed in as `now`.
 //

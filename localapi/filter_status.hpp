@@ -1,6 +1,6 @@
 // What the shields and port forwards look like from outside knitd: plain data shared by the
 // packet filter, the settings file, the control protocol and `knit status --json`, where it
-// extends "self" (DESIGN.md's fields stay as they are):
+// extends "self" (docs/ARCHITECTURE.md's fields stay as they are):
 //
 //   "shields_up": bool,
 //   "forwards": [{"proto": "tcp"|"udp", "mesh_port": N, "target": "HOST:PORT", "active": bool,

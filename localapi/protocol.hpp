@@ -4,7 +4,7 @@
 //   request                                            answer when ok ({"ok": true, "cmd": ..., ...})
 //   {"cmd": "up", "token": T?, "hostname": H?}         "name", "ipv4", "ipv6", "already_joined"
 //   {"cmd": "down"}                                    "was_joined"
-//   {"cmd": "status"}                                  "status": {the DESIGN.md contract},
+//   {"cmd": "status"}                                  "status": {the docs/ARCHITECTURE.md contract},
 //                                                      "coordinator": {"state", "address", "error"}
 //   {"cmd": "ip"}                                      "ipv4", "ipv6"
 //   {"cmd": "ping-info", "peer": NAME-OR-MESH-IP}      "peer": {a peer of the status contract}

@@ -1,5 +1,5 @@
 // What `knit status` shows: this node and each mesh peer, as knitd sees them right now. The JSON
-// form is a contract (DESIGN.md, control_protocol.hpp encodes it); this is the plain data, built
+// form is a contract (docs/ARCHITECTURE.md, control_protocol.hpp encodes it); this is the plain data, built
 // from the peer map, the WireGuard device and the clock handed in.
 #pragma once
 

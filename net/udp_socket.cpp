@@ -136,14 +136,18 @@ std::size_t UdpSocket::receive_batch() {
   return kept;
 }
 
-unsigned UdpSocket::fill_address(const Endpoint& to, sockaddr_storage& ss) const {
-  if (dual_stack_ && to.address().is_v4()) {
+unsigned socket_address(const Endpoint& to, bool dual_stack, sockaddr_storage& ss) {
+  if (dual_stack && to.address().is_v4()) {
     // A dual-stack socket reaches IPv4 peers through v4-mapped addresses (::ffff:a.b.c.d).
     std::uint8_t mapped[16] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
     std::memcpy(mapped + 12, to.address().bytes(), 4);
     return Endpoint(IpAddress::v6(mapped), to.port()).to_sockaddr(ss);
   }
   return to.to_sockaddr(ss);
+}
+
+unsigned UdpSocket::fill_address(const Endpoint& to, sockaddr_storage& ss) const {
+  return socket_address(to, dual_stack_, ss);
 }
 
 std::size_t UdpSocket::fill_source(const Endpoint& to, std::uint8_t* control) const {

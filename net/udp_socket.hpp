@@ -1,5 +1,5 @@
-// The agent's one UDP socket (WireGuard now; disco and STUN later share it). Dual-stack where the
-// host has IPv6, plain IPv4 otherwise. Receives and sends in batches (recvmmsg / sendmmsg) so a
+// A batched UDP socket: knitd's main socket (WireGuard, disco and STUN share it). Dual-stack
+// where the host has IPv6, plain IPv4 otherwise. Receives and sends in batches (recvmmsg / sendmmsg) so a
 // busy tunnel costs one system call per batch rather than one per packet.
 #pragma once
 
@@ -14,6 +14,10 @@
 #include "base/ip.hpp"
 
 namespace knit::net {
+
+// The socket address to send to `to` from a socket that is dual-stack or not (a dual-stack
+// socket reaches IPv4 peers at their v4-mapped address). Returns its length.
+unsigned socket_address(const Endpoint& to, bool dual_stack, sockaddr_storage& out);
 
 class UdpSocket {
  public:

@@ -78,4 +78,11 @@ bool ClientSession::seal(ByteSpan frame, Bytes& out) {
   return true;
 }
 
+MutableByteSpan ClientSession::writable(ByteSpan packet) {
+  const std::uint8_t* begin = plaintext_.data();
+  const std::uint8_t* end = begin + plaintext_.size();
+  if (packet.empty() || packet.data() < begin || packet.data() + packet.size() > end) return {};
+  return MutableByteSpan(plaintext_.data() + (packet.data() - begin), packet.size());
+}
+
 }  // namespace knit::relay

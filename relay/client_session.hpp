@@ -47,6 +47,10 @@ class ClientSession {
   [[nodiscard]] bool start(Random& rng, Bytes& frame);
   // Consumes input up to the end of one message (advancing it) and reports it.
   Step feed(ByteSpan& input);
+  // The bytes of a frame's packet from the last feed(), writable: they are this session's own
+  // receive buffer, so a receiver may decrypt them in place until the next feed(). Empty when
+  // `packet` does not lie in that buffer.
+  MutableByteSpan writable(ByteSpan packet);
   // One encoded frame (frame.hpp) as a transport message. False when not admitted.
   [[nodiscard]] bool seal(ByteSpan frame, Bytes& out);
 

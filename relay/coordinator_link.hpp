@@ -1,5 +1,5 @@
 // knit-relay's link to the coordinator: the relay joins the mesh with a relay token, appears in
-// the relay map, and receives the membership it admits clients by (DESIGN.md "CLI and daemon").
+// the relay map, and receives the membership it admits clients by (docs/ARCHITECTURE.md "CLI and daemon").
 //
 //   relay                                         coordinator
 //   frame 1: relay_register {token?, name,  ---->   (Noise IK; static key = the relay key)

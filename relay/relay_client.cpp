@@ -311,7 +311,7 @@ void RelayClient::Core::handle(const ClientSession::Step& step) {
     case FrameType::recv:
       ++stats_.packets_received;
       stats_.bytes_received += frame.packet.size();
-      if (on_packet_) on_packet_(frame.src, frame.packet);
+      if (on_packet_) on_packet_(frame.src, session_->writable(frame.packet));
       return;
     case FrameType::pong:
       if (frame.token == ping_token_ && ping_token_ != 0) {

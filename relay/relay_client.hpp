@@ -61,7 +61,8 @@ class RelayClient {
     std::uint64_t sessions = 0;  // times admitted
   };
 
-  using PacketHandler = std::function<void(const NodeKey& src, ByteSpan packet)>;
+  // The packet is the connection's receive buffer, writable until the handler returns.
+  using PacketHandler = std::function<void(const NodeKey& src, MutableByteSpan packet)>;
   // connected: admitted by the relay; detail says where, or why not.
   using StateHandler = std::function<void(bool connected, const std::string& detail)>;
   using PeerGoneHandler = std::function<void(const NodeKey& peer)>;

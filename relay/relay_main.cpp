@@ -1,5 +1,5 @@
 // knit-relay: forwards sealed packets between mesh members by node key over TCP (TLS optional)
-// and answers STUN on UDP (DESIGN.md, "CLI and daemon").
+// and answers STUN on UDP (docs/ARCHITECTURE.md, "CLI and daemon").
 //
 //   knit-relay --token TOKEN --name NAME --listen HOST:PORT [--stun HOST:PORT]
 //              [--state-dir DIR] [--advertise HOST:PORT]... [--tls-cert FILE --tls-key FILE]

@@ -31,35 +31,34 @@ declare -A program_extra=(
 cores="base wg nat control localapi punch/stun punch/portmap punch/path"
 punch_adapters='/(server|mapper|[a-z_]*client|stun_main)\.(hpp|cpp)$'
 
+# The folder a path belongs to, in $REPLY (no subshell: this runs once per include).
 folder_of() {
   case "$1" in
-    punch/*/*) echo "${1%/*}" ;;
-    *) echo "${1%%/*}" ;;
+    punch/*/*) REPLY="${1%/*}" ;;
+    *) REPLY="${1%%/*}" ;;
   esac
 }
 
 status=0
-while IFS= read -r file; do
-  folder=$(folder_of "$file")
+files=$(find base wg nat control tun net localapi punch relay coordinator natbox agent cli -name '*.[ch]pp' | sort)
+# Every quoted include, as FILE:LINE:TARGET, in one pass.
+while IFS=: read -r file line target; do
+  folder_of "$file"; folder=$REPLY
   [ -n "${allowed[$folder]+x}" ] || continue
-  ok=" $folder ${allowed[$folder]} ${program_extra[$file]:-} "
-  while IFS=: read -r line include; do
-    target=${include#*\"}
-    target=${target%\"*}
-    tfolder=$(folder_of "$target")
-    case "$ok" in
-      *" $tfolder "*) ;;
-      *) echo "$file:$line: $folder/ may not include $target"; status=1 ;;
-    esac
-  done < <(grep -n '^#include "' "$file" | sed 's/:#include /:/' || true)
-  if [[ " $cores " == *" $folder "* ]] && ! [[ "$file" =~ $punch_adapters && "$folder" == punch/* ]]; then
-    if grep -n '^#include <asio' "$file" >/dev/null; then
-      echo "$file:$(grep -n '^#include <asio' "$file" | head -1 | cut -d: -f1): a core ($folder/) includes Asio"
-      status=1
-    fi
-  fi
-done < <(find base wg nat control tun net localapi punch relay coordinator natbox agent cli \
-           -name '*.[ch]pp' | sort)
+  folder_of "$target"; tfolder=$REPLY
+  case " $folder ${allowed[$folder]} ${program_extra[$file]:-} " in
+    *" $tfolder "*) ;;
+    *) echo "$file:$line: $folder/ may not include $target"; status=1 ;;
+  esac
+done < <(grep -Hn '^#include "' $files | sed -E 's/:#include "([^"]*)".*/:\1/')
+# Asio in a core.
+while IFS=: read -r file line _; do
+  folder_of "$file"; folder=$REPLY
+  [[ " $cores " == *" $folder "* ]] || continue
+  [[ "$folder" == punch/* && "$file" =~ $punch_adapters ]] && continue
+  echo "$file:$line: a core ($folder/) includes Asio"
+  status=1
+done < <(grep -Hn '^#include <asio' $files || true)
 
 [ "$status" -eq 0 ] && echo "layers: every include points one way"
 exit "$status"

@@ -119,6 +119,8 @@ TunDevice TunDevice::open(const Options& options) {
   return device;
 }
 
+TunDevice TunDevice::adopt(std::string name, int fd) { return TunDevice(std::move(name), {fd}, 0); }
+
 TunDevice::TunDevice(std::string name, std::vector<int> fds, int ifindex)
     : name_(std::move(name)), fds_(std::move(fds)), ifindex_(ifindex) {}
 

@@ -38,6 +38,9 @@ class TunDevice {
 
   // Opens (creates) the interface; throws TunError.
   static TunDevice open(const Options& options);
+  // A stand-in for tests: one queue over a descriptor that keeps packet boundaries (one end of a
+  // SOCK_SEQPACKET socketpair), owned from now on. No interface exists; ifindex() is 0.
+  static TunDevice adopt(std::string name, int fd);
 
   TunDevice(TunDevice&& other) noexcept;
   TunDevice& operator=(TunDevice&& other) noexcept;

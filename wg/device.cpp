@@ -9,15 +9,8 @@
 
 namespace knit::wg {
 
-std::size_t Device::KeyHash::operator()(const PublicKey& k) const noexcept {
-  // Public keys are uniformly random: any 8 bytes make a good hash.
-  std::uint64_t h;
-  std::memcpy(&h, k.data(), sizeof h);
-  return static_cast<std::size_t>(h);
-}
-
-Device::Device(DeviceIo& io, Random& rng, DeviceConfig config)
-    : io_(io), rng_(rng), config_(config), scratch_(kMaxDatagramSize + kFrameTailroom) {}
+Device::Device(Transport& transport, TunSink& tun, Random& rng, DeviceConfig config)
+    : transport_(&transport), tun_(tun), rng_(rng), config_(config), scratch_(kMaxDatagramSize + kFrameTailroom) {}
 
 Device::~Device() { remove_all_peers(); }
 
@@ -135,7 +128,7 @@ void Device::send_to_peer(Peer& peer, ByteSpan datagram) {
     ++stats_.tx_no_endpoint;
     return;
   }
-  io_.send_to_peer(peer, *peer.endpoint, datagram);
+  transport_->send(peer, std::span<const ByteSpan>(&datagram, 1));
   peer.tx_bytes += datagram.size();
 }
 
@@ -286,7 +279,7 @@ bool Device::check_handshake_macs(Now now, const Endpoint& from, MutableByteSpan
     // §5.4.7: under load, answer with a cookie instead of spending a DH on this sender.
     auto reply = std::span<std::uint8_t, kCookieReplySize>(scratch_.data(), kCookieReplySize);
     cookie_checker_.create_reply(reply, msg, sender_index(msg), from, now.mono, rng_);
-    io_.send_datagram(from, reply);
+    transport_->send_reply(from, reply);
     ++stats_.tx_cookie_replies;
     return false;
   }
@@ -457,7 +450,7 @@ void Device::handle_data(Now now, const Endpoint& from, MutableByteSpan msg) {
     ++stats_.rx_disallowed_source;
     return;
   }
-  io_.write_tun(body.first(header->total_length));
+  tun_.write_tun(body.first(header->total_length));
 }
 
 // ---------------------------------------------------------------- timers

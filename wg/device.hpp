@@ -1,5 +1,6 @@
 // The WireGuard device core: every peer, the index table and the allowed-IPs table, driven by
-// three inputs and no I/O of its own (now in, effects out through DeviceIo, deadline out):
+// three inputs and no I/O of its own (now in; effects out through the Transport and the
+// TunSink, transport.hpp; deadline out):
 //
 //   on_tun_packet(now, frame)      a plaintext IP packet from the TUN, to encrypt and send
 //   on_datagram(now, from, bytes)  a UDP datagram from the network, to authenticate and decrypt
@@ -25,6 +26,7 @@
 #include "wg/cookie.hpp"
 #include "wg/handshake.hpp"
 #include "wg/peer.hpp"
+#include "wg/transport.hpp"
 
 namespace knit::wg {
 
@@ -35,20 +37,6 @@ inline constexpr std::size_t kFrameTailroom = kPaddingMultiple - 1 + kAuthTagSiz
 struct Now {
   Instant mono{};
   WallTime wall{};
-};
-
-class DeviceIo {
- public:
-  virtual ~DeviceIo() = default;
-  virtual void send_datagram(const Endpoint& to, ByteSpan datagram) = 0;
-  // A datagram for a configured peer (handshakes, data, keepalives), addressed to its current
-  // endpoint. An adapter that chooses the path itself (knitd's mesh peers: direct UDP or the
-  // relay) overrides this; the default sends to the endpoint.
-  virtual void send_to_peer(const Peer& peer, const Endpoint& endpoint, ByteSpan datagram) {
-    (void)peer;
-    send_datagram(endpoint, datagram);
-  }
-  virtual void write_tun(ByteSpan packet) = 0;
 };
 
 // Every drop has a reason and a counter.
@@ -91,10 +79,15 @@ struct DeviceConfig {
 
 class Device {
  public:
-  Device(DeviceIo& io, Random& rng, DeviceConfig config = {});
+  Device(Transport& transport, TunSink& tun, Random& rng, DeviceConfig config = {});
   ~Device();
   Device(const Device&) = delete;
   Device& operator=(const Device&) = delete;
+
+  // The transport every datagram leaves through, from now on (a mesh puts its own in place of
+  // the plain one while joined). Not owned; must outlive its use.
+  void set_transport(Transport& transport) { transport_ = &transport; }
+  Transport& transport() const { return *transport_; }
 
   // --- configuration (the UAPI's operations) ---
   void set_private_key(const std::optional<PrivateKey>& key);
@@ -139,9 +132,6 @@ class Device {
     Peer* peer = nullptr;
     Keypair* keypair = nullptr;  // null while the index names a handshake in flight
   };
-  struct KeyHash {
-    std::size_t operator()(const PublicKey& k) const noexcept;
-  };
 
   void handle_initiation(Now now, const Endpoint& from, MutableByteSpan msg);
   void handle_response(Now now, const Endpoint& from, MutableByteSpan msg);
@@ -164,7 +154,8 @@ class Device {
 
   std::uint32_t new_index(Peer* peer, Keypair* keypair);
 
-  DeviceIo& io_;
+  Transport* transport_;
+  TunSink& tun_;
   Random& rng_;
   DeviceConfig config_;
   LocalIdentity identity_;

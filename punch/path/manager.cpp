@@ -20,14 +20,6 @@ const char* to_string(PathKind kind) {
   return "?";
 }
 
-std::size_t PathManager::KeyHash::operator()(const wg::PublicKey& k) const noexcept {
-  // Keys are uniformly random (or chosen by peers we already authenticate through the
-  // coordinator), so their first bytes make a good hash.
-  std::size_t h;
-  std::memcpy(&h, k.data(), sizeof h);
-  return h;
-}
-
 namespace {
 
 Endpoint remote_only(const Endpoint& e) { return Endpoint(e.address(), e.port()); }
@@ -235,16 +227,25 @@ void PathManager::network_changed(Instant now) {
 }
 
 void PathManager::note_data_sent(Instant now, const NodeKey& node_key) {
+  if (Peer* peer = find(node_key)) note_data_sent(now, *peer);
+}
+
+std::optional<PathInfo> PathManager::route(Instant now, const NodeKey& node_key) {
   Peer* peer = find(node_key);
-  if (!peer) return;
-  const bool was_active = peer->active(now);
-  peer->last_data = now;
+  if (!peer) return std::nullopt;
+  note_data_sent(now, *peer);
+  return compute_path(*peer, now, relay_available_);
+}
+
+void PathManager::note_data_sent(Instant now, Peer& peer) {
+  const bool was_active = peer.active(now);
+  peer.last_data = now;
   // The common, cheap case: an active peer's schedule (heartbeats, re-probes with backoff) is
   // already running.
   if (was_active) return;
   // Traffic resumes: without a trusted direct path, look for one now (spacing permitting).
-  if (!peer->direct(now) && !peer->full_probe_at) peer->full_probe_at = now;
-  service(now, *peer);
+  if (!peer.direct(now) && !peer.full_probe_at) peer.full_probe_at = now;
+  service(now, peer);
 }
 
 void PathManager::on_timers(Instant now) {

@@ -195,6 +195,9 @@ class PathManager {
   DiscoError handle_disco(Instant now, const DiscoSource& source, ByteSpan packet);
   // The data plane sent a packet to this peer (cheap: call it for every packet).
   void note_data_sent(Instant now, const NodeKey& node_key);
+  // The per-packet call: note_data_sent and path() in one hash lookup; nullopt when the peer is
+  // not one of ours (a peer configured by hand through `wg`).
+  std::optional<PathInfo> route(Instant now, const NodeKey& node_key);
   void on_timers(Instant now);
   // When on_timers() next has work; may be early, never late. nullopt: nothing pending.
   std::optional<Instant> next_deadline() const { return next_deadline_; }
@@ -214,12 +217,10 @@ class PathManager {
   struct Peer;  // path_peer.hpp
 
  private:
-  struct KeyHash {
-    std::size_t operator()(const wg::PublicKey& k) const noexcept;
-  };
 
   // path_manager.cpp: events and bookkeeping
   Peer* find(const NodeKey& key);
+  void note_data_sent(Instant now, Peer& peer);
   Peer* find_by_disco(const DiscoKey& key);
   void handle_ping(Instant now, Peer& peer, const DiscoSource& source, const DiscoPing& ping);
   DiscoError handle_pong(Instant now, Peer& peer, const DiscoSource& source,
@@ -250,8 +251,8 @@ class PathManager {
   Random& rng_;
   std::uint64_t counter_;
 
-  std::unordered_map<NodeKey, std::unique_ptr<Peer>, KeyHash> peers_;
-  std::unordered_map<DiscoKey, NodeKey, KeyHash> by_disco_;
+  std::unordered_map<NodeKey, std::unique_ptr<Peer>, wg::KeyHash> peers_;
+  std::unordered_map<DiscoKey, NodeKey, wg::KeyHash> by_disco_;
   LocalCandidates local_;
   std::uint64_t local_epoch_;
   bool relay_available_ = false;

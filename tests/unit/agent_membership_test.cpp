@@ -5,6 +5,7 @@
 
 #include <filesystem>
 
+#include "agent/local_api.hpp"
 #include "agent/mesh_membership.hpp"
 #include "control/token.hpp"
 #include "tests/unit/agent_fake_coordinator.hpp"
@@ -17,15 +18,16 @@ using namespace std::chrono_literals;
 using testing::FakeCoordinator;
 using tcp = asio::ip::tcp;
 
-class NullIo : public wg::DeviceIo {
+class NullIo : public wg::Transport, public wg::TunSink {
  public:
-  void send_datagram(const Endpoint&, ByteSpan) override {}
-  void write_tun(ByteSpan) override {}
+  void send(const wg::Peer&, std::span<const ByteSpan>) override {}
+  void send_reply(const Endpoint&, ByteSpan) override {}
+  void write_tun(MutableByteSpan) override {}
 };
 
 class FakeMeshDevice : public MeshDevice {
  public:
-  explicit FakeMeshDevice(Random& rng) : device_(io_, rng) {}
+  explicit FakeMeshDevice(Random& rng) : device_(io_, io_, rng) {}
   void configure(const std::function<void(wg::Device&, wg::Now)>& change) override {
     change(device_, {Clock::now(), std::chrono::system_clock::now()});
   }
@@ -69,6 +71,7 @@ class MembershipTest : public ::testing::Test {
     root_ = ::mkdtemp(pattern);
   }
   ~MembershipTest() override {
+    api_.reset();
     membership_.reset();
     fs::remove_all(root_);
   }
@@ -81,7 +84,8 @@ class MembershipTest : public ::testing::Test {
     options.up_timeout = 4s;
     options.client.connect_timeout = 1s;
     options.client.handshake_timeout = 1s;
-    auto m = std::make_unique<Membership>(io_, device, link_, options);
+    auto m = std::make_unique<Membership>(io_, device, link_, nullptr, options);
+    api_ = std::make_unique<LocalApi>(*m);
     m->start();
     return m;
   }
@@ -95,7 +99,7 @@ class MembershipTest : public ::testing::Test {
   }
   localapi::ControlResponse ask(localapi::ControlRequest request) {
     std::optional<localapi::ControlResponse> answer;
-    membership_->handle_request(std::move(request), [&](localapi::ControlResponse r) { answer = std::move(r); });
+    api_->handle_request(std::move(request), [&](localapi::ControlResponse r) { answer = std::move(r); });
     EXPECT_TRUE(run_until([&] { return answer.has_value(); }, 10s));
     return answer.value_or(localapi::ErrorReply{"no answer"});
   }
@@ -111,6 +115,7 @@ class MembershipTest : public ::testing::Test {
   fs::path root_;
   RecordingLink link_;
   std::unique_ptr<Membership> membership_;
+  std::unique_ptr<LocalApi> api_;
 };
 
 TEST_F(MembershipTest, UpAppliesTheMeshAndDownForgetsIt) {
@@ -243,7 +248,7 @@ TEST_F(MembershipTest, DownCancelsAPendingUp) {
   FakeMeshDevice device(rng_);
   membership_ = make(device);
   std::optional<localapi::ControlResponse> up;
-  membership_->handle_request(localapi::UpRequest{token(), ""}, [&](localapi::ControlResponse r) { up = std::move(r); });
+  api_->handle_request(localapi::UpRequest{token(), ""}, [&](localapi::ControlResponse r) { up = std::move(r); });
   run_until([&] { return !coordinator_.registers.empty(); });
   EXPECT_NE(error_of(ask(localapi::UpRequest{token(), ""})).find("still waiting"), std::string::npos);
   ask(localapi::DownRequest{});

@@ -1,5 +1,5 @@
 // Applying the coordinator's view to this host: mesh addresses on the link, one WireGuard peer
-// per map entry on a real wg::Device (with a recording DeviceIo), hand-made peers untouched, and
+// per map entry on a real wg::Device (with a recording transport), hand-made peers untouched, and
 // the endpoint choice.
 #include <gtest/gtest.h>
 
@@ -10,10 +10,13 @@
 namespace knit::agent {
 namespace {
 
-class RecordingIo : public wg::DeviceIo {
+class RecordingIo : public wg::Transport, public wg::TunSink {
  public:
-  void send_datagram(const Endpoint& to, ByteSpan) override { sent.push_back(to); }
-  void write_tun(ByteSpan) override {}
+  void send(const wg::Peer& peer, std::span<const ByteSpan> datagrams) override {
+    for (std::size_t i = 0; i < datagrams.size(); ++i) sent.push_back(*peer.endpoint);
+  }
+  void send_reply(const Endpoint& to, ByteSpan) override { sent.push_back(to); }
+  void write_tun(MutableByteSpan) override {}
   std::vector<Endpoint> sent;
 };
 
@@ -58,7 +61,7 @@ InterfaceAddress lan(const char* text) { return InterfaceAddress{"eth0", prefix(
 
 class MeshPeers : public ::testing::Test {
  protected:
-  MeshPeers() : device_(io_, rng_) {
+  MeshPeers() : device_(io_, io_, rng_) {
     SeededRandom keys(42);
     own_ = wg::crypto::generate_private_key(keys);
     device_.set_private_key(own_);

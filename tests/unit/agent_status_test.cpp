@@ -10,10 +10,11 @@ namespace {
 
 using namespace std::chrono_literals;
 
-class NullIo : public wg::DeviceIo {
+class NullIo : public wg::Transport, public wg::TunSink {
  public:
-  void send_datagram(const Endpoint&, ByteSpan) override {}
-  void write_tun(ByteSpan) override {}
+  void send(const wg::Peer&, std::span<const ByteSpan>) override {}
+  void send_reply(const Endpoint&, ByteSpan) override {}
+  void write_tun(MutableByteSpan) override {}
 };
 
 control::PeerInfo info(const wg::PublicKey& key, const char* name) {
@@ -30,7 +31,7 @@ control::PeerInfo info(const wg::PublicKey& key, const char* name) {
 TEST(PeerStatus, PathIsDirectOnlyWithARecentHandshake) {
   SeededRandom rng(1);
   NullIo io;
-  wg::Device device(io, rng);
+  wg::Device device(io, io, rng);
   const wg::PublicKey key = wg::crypto::public_key_of(wg::crypto::generate_private_key(rng));
   wg::Peer* peer = device.add_peer(key, {});
   const WallTime now = WallTime{} + std::chrono::hours(480000);
@@ -63,7 +64,7 @@ TEST(PeerStatus, PathIsDirectOnlyWithARecentHandshake) {
 TEST(PeerStatus, ListIsSortedByNameAndSkipsUs) {
   SeededRandom rng(2);
   NullIo io;
-  wg::Device device(io, rng);
+  wg::Device device(io, io, rng);
   wg::PrivateKey own = wg::crypto::generate_private_key(rng);
   device.set_private_key(own);
   const auto a = wg::crypto::public_key_of(wg::crypto::generate_private_key(rng));

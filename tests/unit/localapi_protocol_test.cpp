@@ -1,6 +1,6 @@
 // The local control protocol (knit <-> knitd): every request and answer survives a round trip,
 // malformed requests are refused with a reason, and `knit status --json` has exactly the
-// DESIGN.md contract's fields.
+// docs/ARCHITECTURE.md contract's fields.
 #include <gtest/gtest.h>
 
 #include <nlohmann/json.hpp>

@@ -18,18 +18,20 @@ struct Sent {
   Bytes bytes;
 };
 
-class RecordingIo : public DeviceIo {
+class RecordingIo : public Transport, public TunSink {
  public:
-  void send_datagram(const Endpoint& to, ByteSpan datagram) override {
+  void send(const Peer& peer, std::span<const ByteSpan> datagrams) override {
+    for (ByteSpan datagram : datagrams) {
+      peer_sends.push_back(peer.public_key);
+      sent.push_back({*peer.endpoint, Bytes(datagram.begin(), datagram.end())});
+    }
+  }
+  void send_reply(const Endpoint& to, ByteSpan datagram) override {
     sent.push_back({to, Bytes(datagram.begin(), datagram.end())});
   }
-  void send_to_peer(const Peer& peer, const Endpoint& to, ByteSpan datagram) override {
-    peer_sends.push_back(peer.public_key);
-    send_datagram(to, datagram);
-  }
-  void write_tun(ByteSpan packet) override { tun.emplace_back(packet.begin(), packet.end()); }
+  void write_tun(MutableByteSpan packet) override { tun.emplace_back(packet.begin(), packet.end()); }
   std::deque<Sent> sent;
-  std::vector<PublicKey> peer_sends;  // whose datagrams went through send_to_peer
+  std::vector<PublicKey> peer_sends;  // whose datagrams went through send()
   std::deque<Bytes> tun;
 };
 
@@ -51,7 +53,7 @@ constexpr std::uint32_t kAddrB = 0x0a000002;  // 10.0.0.2
 
 class DevicePair : public ::testing::Test {
  protected:
-  DevicePair() : rng_a_(1), rng_b_(2), a_(io_a_, rng_a_), b_(io_b_, rng_b_) {
+  DevicePair() : rng_a_(1), rng_b_(2), a_(io_a_, io_a_, rng_a_), b_(io_b_, io_b_, rng_b_) {
     SeededRandom keys(99);
     key_a_ = crypto::generate_private_key(keys);
     key_b_ = crypto::generate_private_key(keys);

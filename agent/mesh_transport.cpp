@@ -1,0 +1,237 @@
+#include "agent/mesh_transport.hpp"
+
+#include <chrono>
+
+#include "base/log.hpp"
+
+namespace knit::agent {
+
+namespace {
+constexpr const char* kLog = "paths";
+
+std::uint64_t wall_nanoseconds() {
+  return static_cast<std::uint64_t>(std::chrono::duration_cast<std::chrono::nanoseconds>(
+                                        std::chrono::system_clock::now().time_since_epoch())
+                                        .count());
+}
+}  // namespace
+
+MeshTransport::MeshTransport(asio::io_context& io, UdpTransport& udp, RelayLink& relay,
+                             WireGuardReceiver& receiver, const wg::PrivateKey& disco_private,
+                             const wg::PublicKey& node_key, Random& rng, ClockFn clock)
+    : clock_(std::move(clock)),
+      udp_(udp),
+      relay_(relay),
+      receiver_(receiver),
+      // The disco nonce counter only grows across restarts: it starts at the wall clock.
+      paths_(disco_private, node_key, rng, wall_nanoseconds()),
+      probes_(io, [this](punch::SocketId id, const Endpoint& from, MutableByteSpan bytes) {
+        on_probe_datagram(id, from, bytes);
+      }),
+      timer_(io, [this] { on_timer(); }, clock_) {}
+
+MeshTransport::~MeshTransport() { stop(); }
+
+void MeshTransport::start() {
+  if (running_) return;
+  running_ = true;
+  udp_.set_other_datagrams(this);
+  paths_.set_relay_available(clock_(), relay_.connected());
+  flush();
+}
+
+void MeshTransport::stop() {
+  if (!running_) return;
+  running_ = false;
+  udp_.set_other_datagrams(nullptr);
+  timer_.cancel();
+  probes_.close_all();
+}
+
+// ---------------------------------------------------------------- inputs
+
+void MeshTransport::set_peers(const std::vector<control::PeerInfo>& peers) {
+  const Instant now = clock_();
+  std::unordered_map<wg::PublicKey, control::PeerInfo, wg::KeyHash> next;
+  for (const auto& peer : peers) next.emplace(peer.node_key, peer);
+  for (const auto& [key, old] : told_) {
+    if (next.count(key) != 0) continue;
+    paths_.remove_peer(now, key);
+    virtual_.release(key);
+  }
+  names_.clear();
+  for (const auto& [key, peer] : next) {
+    names_.emplace(key, peer.name);
+    auto it = told_.find(key);
+    if (it != told_.end() && it->second.disco_key == peer.disco_key && it->second.endpoints == peer.endpoints)
+      continue;
+    paths_.set_peer(now, key, peer.disco_key, peer.endpoints);
+  }
+  told_ = std::move(next);
+  flush();
+}
+
+void MeshTransport::set_local_candidates(const punch::LocalCandidates& candidates) {
+  paths_.set_local_candidates(clock_(), candidates);
+  flush();
+}
+
+void MeshTransport::network_changed() {
+  paths_.network_changed(clock_());
+  flush();
+}
+
+void MeshTransport::set_relay_available(bool available) {
+  paths_.set_relay_available(clock_(), available);
+  flush();
+}
+
+// ---------------------------------------------------------------- the seam: sending
+
+void MeshTransport::send(const wg::Peer& peer, std::span<const ByteSpan> datagrams) {
+  const std::optional<punch::PathInfo> route = paths_.route(clock_(), peer.public_key);
+  if (!route) {
+    udp_.send(peer, datagrams);  // configured by hand through `wg`: its endpoint, as plain mode
+    return;
+  }
+  const auto kind = static_cast<std::size_t>(route->kind);
+  for (ByteSpan datagram : datagrams) {
+    ++traffic_.tx_packets[kind];
+    traffic_.tx_bytes[kind] += datagram.size();
+  }
+  switch (route->kind) {
+    case punch::PathKind::direct:
+      for (ByteSpan datagram : datagrams) {
+        if (route->socket == punch::kMainSocket)
+          udp_.send_to(route->endpoint, datagram);
+        else
+          probes_.send(route->socket, route->endpoint, datagram);
+      }
+      return;
+    case punch::PathKind::relay:
+      for (ByteSpan datagram : datagrams) relay_.send(peer.public_key, datagram);
+      return;
+    case punch::PathKind::none:
+      // Nothing proven yet: the endpoint the coordinator published, as a plain WireGuard peer
+      // would (a LAN neighbour or a public host answers at once), else the relay.
+      if (peer.endpoint && !punch::VirtualEndpoints::is_virtual(*peer.endpoint)) {
+        udp_.send(peer, datagrams);
+      } else if (relay_.connected()) {
+        for (ByteSpan datagram : datagrams) relay_.send(peer.public_key, datagram);
+      } else {
+        traffic_.tx_dropped += datagrams.size();
+      }
+      return;
+  }
+}
+
+void MeshTransport::send_reply(const Endpoint& to, ByteSpan datagram) {
+  // A cookie reply to an initiation that came through the relay goes back the same way.
+  if (punch::VirtualEndpoints::is_virtual(to)) {
+    if (auto key = virtual_.key_of(to)) relay_.send(*key, datagram);
+    return;
+  }
+  udp_.send_reply(to, datagram);
+}
+
+void MeshTransport::flush() {
+  if (running_ && !draining_) {
+    drain();
+    timer_.arm(paths_.next_deadline());
+  }
+  udp_.flush();
+}
+
+// ---------------------------------------------------------------- receiving
+
+void MeshTransport::on_other(wg::Now, DatagramKind kind, const Endpoint& from, MutableByteSpan bytes) {
+  if (kind == DatagramKind::disco)
+    paths_.handle_disco(clock_(), punch::DiscoSource::udp(punch::kMainSocket, from), bytes);
+  else if (kind == DatagramKind::stun && stun_)
+    stun_(clock_(), from, bytes);
+}
+
+void MeshTransport::on_relay_packet(const wg::PublicKey& from, MutableByteSpan packet) {
+  ++traffic_.rx_relay_packets;
+  traffic_.rx_relay_bytes += packet.size();
+  switch (classify_datagram(packet)) {
+    case DatagramKind::disco:
+      paths_.handle_disco(clock_(), punch::DiscoSource::relay(from), packet);
+      break;
+    case DatagramKind::wireguard:
+      // The core hears it from the peer's stand-in endpoint, so a cookie reply (the only thing
+      // the core sends to a source rather than to a peer) comes back through the relay.
+      if (manages(from)) deliver(virtual_.assign(from), packet);
+      else ++traffic_.rx_not_ours;
+      break;
+    default:
+      ++traffic_.rx_not_ours;
+  }
+  flush();
+}
+
+void MeshTransport::on_probe_datagram(punch::SocketId id, const Endpoint& from, MutableByteSpan bytes) {
+  switch (classify_datagram(bytes)) {
+    case DatagramKind::disco:
+      paths_.handle_disco(clock_(), punch::DiscoSource::udp(id, from), bytes);
+      flush();
+      break;
+    case DatagramKind::wireguard:
+      deliver(from, bytes);
+      break;
+    default:
+      ++traffic_.rx_not_ours;
+  }
+}
+
+void MeshTransport::deliver(const Endpoint& from, MutableByteSpan bytes) {
+  const ReceivedDatagram one{from, bytes};
+  receiver_.on_wireguard({clock_(), std::chrono::system_clock::now()}, std::span(&one, 1));
+}
+
+// ---------------------------------------------------------------- the PathManager's own sends
+
+void MeshTransport::drain() {
+  if (!paths_.has_actions()) return;
+  draining_ = true;
+  for (punch::PathAction& a : paths_.take_actions()) {
+    switch (a.kind) {
+      case punch::ActionKind::send_udp:
+        if (a.socket == punch::kMainSocket) udp_.send_to(a.endpoint, a.bytes);
+        else probes_.send(a.socket, a.endpoint, a.bytes);
+        break;
+      case punch::ActionKind::send_relay:
+        relay_.send(a.peer, a.bytes);
+        break;
+      case punch::ActionKind::open_probe_socket:
+        probes_.open(a.socket, udp_.dual_stack());
+        break;
+      case punch::ActionKind::close_probe_socket:
+        probes_.close(a.socket);
+        break;
+      case punch::ActionKind::path_changed: {
+        const punch::PathInfo p = path_of(a.peer);
+        auto it = names_.find(a.peer);
+        log(LogLevel::info, kLog, it != names_.end() ? it->second : std::string("?"), ": ",
+            punch::to_string(p.kind), p.kind == punch::PathKind::direct ? " " + p.endpoint.to_string() : std::string());
+        break;
+      }
+    }
+  }
+  draining_ = false;
+}
+
+void MeshTransport::on_timer() {
+  if (!running_) return;
+  paths_.on_timers(clock_());
+  flush();
+}
+
+std::array<std::size_t, 3> MeshTransport::peers_by_path() const {
+  std::array<std::size_t, 3> out{};
+  const Instant now = clock_();
+  for (const auto& [key, name] : names_) ++out[static_cast<std::size_t>(paths_.path(key, now).kind)];
+  return out;
+}
+
+}  // namespace knit::agent

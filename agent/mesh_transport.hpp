@@ -1,0 +1,133 @@
+// The mesh's transport under the WireGuard device (wg/transport.hpp): it chooses, packet by
+// packet, the path to each mesh peer, and takes in what every path delivers.
+//
+//   wg::Device ─send(peer)─► PathManager::route(peer) ─┬─ direct, main socket ─► UdpTransport
+//                                                      ├─ direct, probe socket ─► ProbeSockets
+//                                                      ├─ relay ──────────────► RelayLink
+//                                                      └─ none: the endpoint the coordinator
+//                                                         published, else the relay
+//   main socket (disco, STUN) ─► on_other ─┬─ disco ─► PathManager
+//                                          └─ STUN ──► the STUN handler (netcheck)
+//   probe sockets, relay ─► classify_datagram ─┬─ WireGuard ─► WireGuardReceiver (the loop)
+//                                              └─ disco ─────► PathManager
+//
+// Peers configured by hand through `wg` are not the PathManager's: they go to their endpoint
+// through the UdpTransport as in plain mode. Mesh peers keep a stand-in endpoint in the core
+// (punch/path/virtual_endpoints.hpp) while no real one is known, so WireGuard starts a
+// handshake; a datagram from the relay arrives from the peer's stand-in, and a cookie reply
+// sent to a stand-in goes back through the relay. The PathManager's own sends (probes,
+// heartbeats, call-me-maybe, prediction) are drained after every burst of work (flush) and on
+// its timer.
+#pragma once
+
+#include <asio.hpp>
+
+#include <array>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "agent/datagram.hpp"
+#include "agent/probe_sockets.hpp"
+#include "agent/udp_transport.hpp"
+#include "base/random.hpp"
+#include "control/messages.hpp"
+#include "net/deadline_timer.hpp"
+#include "punch/path/manager.hpp"
+#include "punch/path/virtual_endpoints.hpp"
+#include "wg/transport.hpp"
+
+namespace knit::agent {
+
+class MeshTransport final : public wg::Transport, public UdpTransport::OtherDatagrams {
+ public:
+  // The home relay as the transport needs it (home_relay.hpp in knitd, a fake in tests).
+  class RelayLink {
+   public:
+    virtual ~RelayLink() = default;
+    virtual bool connected() const = 0;
+    // Queues a packet for a node; false when it cannot be queued (not connected, queue full).
+    virtual bool send(const wg::PublicKey& to, ByteSpan packet) = 0;
+  };
+
+  // What was sent, by the path it took: [none, relay, direct] (punch::PathKind order); `none`
+  // is a mesh peer's published endpoint, used before any path is proven.
+  struct Traffic {
+    std::array<std::uint64_t, 3> tx_packets{}, tx_bytes{};
+    std::uint64_t rx_relay_packets = 0, rx_relay_bytes = 0;
+    std::uint64_t tx_dropped = 0;     // a mesh peer with no path at all
+    std::uint64_t rx_not_ours = 0;    // from a probe socket or the relay, neither disco nor a mesh peer's WireGuard
+  };
+
+  using StunHandler = std::function<void(Instant now, const Endpoint& from, ByteSpan datagram)>;
+  // The monotonic clock: the steady clock in knitd, a manual one in tests.
+  using ClockFn = std::function<Instant()>;
+
+  MeshTransport(asio::io_context& io, UdpTransport& udp, RelayLink& relay, WireGuardReceiver& receiver,
+                const wg::PrivateKey& disco_private, const wg::PublicKey& node_key, Random& rng,
+                ClockFn clock = Clock::now);
+  ~MeshTransport() override;
+  MeshTransport(const MeshTransport&) = delete;
+  MeshTransport& operator=(const MeshTransport&) = delete;
+
+  // Takes the main socket's disco and STUN; stop() gives them back and closes probe sockets.
+  void start();
+  void stop();
+
+  // --- inputs ---
+  // The mesh's peers (every peer not listed is forgotten); ours is excluded by the caller.
+  void set_peers(const std::vector<control::PeerInfo>& peers);
+  void set_local_candidates(const punch::LocalCandidates& candidates);
+  // Our addresses changed (roaming): every path is re-proven at once.
+  void network_changed();
+  void set_relay_available(bool available);
+  void set_stun_handler(StunHandler handler) { stun_ = std::move(handler); }
+  // A packet the home relay delivered from a node.
+  void on_relay_packet(const wg::PublicKey& from, MutableByteSpan packet);
+
+  // --- queries ---
+  bool manages(const wg::PublicKey& key) const { return names_.count(key) != 0; }
+  // The stand-in endpoint of a mesh peer (allocated on first use).
+  Endpoint stand_in(const wg::PublicKey& key) { return virtual_.assign(key); }
+  punch::PathInfo path_of(const wg::PublicKey& key) const { return paths_.path(key, clock_()); }
+  // Mesh peers by current path: [none, relay, direct].
+  std::array<std::size_t, 3> peers_by_path() const;
+  const Traffic& traffic() const { return traffic_; }
+  const punch::PathStats& stats() const { return paths_.stats(); }
+
+  // wg::Transport
+  void send(const wg::Peer& peer, std::span<const ByteSpan> datagrams) override;
+  void send_reply(const Endpoint& to, ByteSpan datagram) override;
+  void flush() override;
+
+  // UdpTransport::OtherDatagrams
+  void on_other(wg::Now now, DatagramKind kind, const Endpoint& from, MutableByteSpan bytes) override;
+  void after_receive() override { flush(); }
+
+ private:
+  void on_probe_datagram(punch::SocketId id, const Endpoint& from, MutableByteSpan bytes);
+  void deliver(const Endpoint& from, MutableByteSpan bytes);
+  void drain();
+  void on_timer();
+
+  ClockFn clock_;
+  UdpTransport& udp_;
+  RelayLink& relay_;
+  WireGuardReceiver& receiver_;
+  punch::PathManager paths_;
+  punch::VirtualEndpoints virtual_;
+  ProbeSockets probes_;
+  net::DeadlineTimer timer_;
+  StunHandler stun_;
+  // Mesh peers: node key -> name (for the log) and what the PathManager was told.
+  std::unordered_map<wg::PublicKey, std::string, wg::KeyHash> names_;
+  std::unordered_map<wg::PublicKey, control::PeerInfo, wg::KeyHash> told_;
+  Traffic traffic_;
+  bool running_ = false;
+  bool draining_ = false;
+};
+
+}  // namespace knit::agent

@@ -1,0 +1,88 @@
+#include "agent/probe_sockets.hpp"
+
+#include <sys/socket.h>
+
+#include "base/log.hpp"
+#include "net/udp_socket.hpp"
+
+namespace knit::agent {
+
+struct ProbeSockets::Socket {
+  Socket(asio::io_context& io, punch::SocketId socket_id) : socket(io), id(socket_id), buffer(kReceiveSize) {}
+  asio::ip::udp::socket socket;
+  punch::SocketId id;
+  bool dual_stack = false;
+  bool open = true;  // false once closed: a completion still queued must not use it
+  asio::ip::udp::endpoint from;
+  Bytes buffer;
+};
+
+ProbeSockets::ProbeSockets(asio::io_context& io, Handler handler) : io_(io), handler_(std::move(handler)) {}
+
+ProbeSockets::~ProbeSockets() { close_all(); }
+
+bool ProbeSockets::open(punch::SocketId id, bool dual_stack) {
+  auto s = std::make_shared<Socket>(io_, id);
+  std::error_code ec;
+  const auto protocol = dual_stack ? asio::ip::udp::v6() : asio::ip::udp::v4();
+  s->socket.open(protocol, ec);
+  if (!ec && dual_stack) s->socket.set_option(asio::ip::v6_only(false), ec);
+  if (!ec) s->socket.bind(asio::ip::udp::endpoint(protocol, 0), ec);
+  if (!ec) s->socket.non_blocking(true, ec);
+  if (ec) {
+    log(LogLevel::debug, "paths", "probe socket ", id, ": ", ec.message());
+    return false;
+  }
+  s->dual_stack = dual_stack;
+  close(id);
+  sockets_.emplace(id, s);
+  read(*s);
+  return true;
+}
+
+void ProbeSockets::close(punch::SocketId id) {
+  auto it = sockets_.find(id);
+  if (it == sockets_.end()) return;
+  it->second->open = false;
+  std::error_code ignored;
+  it->second->socket.close(ignored);
+  sockets_.erase(it);
+}
+
+void ProbeSockets::close_all() {
+  for (auto& [id, s] : sockets_) {
+    s->open = false;
+    std::error_code ignored;
+    s->socket.close(ignored);
+  }
+  sockets_.clear();
+}
+
+bool ProbeSockets::send(punch::SocketId id, const Endpoint& to, ByteSpan datagram) {
+  auto it = sockets_.find(id);
+  if (it == sockets_.end()) return false;
+  sockaddr_storage ss;
+  const unsigned len = net::socket_address(to, it->second->dual_stack, ss);
+  if (::sendto(it->second->socket.native_handle(), datagram.data(), datagram.size(), MSG_DONTWAIT,
+               reinterpret_cast<const sockaddr*>(&ss), len) < 0) {
+    ++send_errors_;
+    return false;
+  }
+  return true;
+}
+
+void ProbeSockets::read(Socket& socket) {
+  // The completion holds the socket alive; `open` says whether it is still ours.
+  std::shared_ptr<Socket> keep = sockets_.at(socket.id);
+  socket.socket.async_receive_from(asio::buffer(socket.buffer), socket.from,
+                                   [this, keep](std::error_code ec, std::size_t n) {
+    if (ec == asio::error::operation_aborted || !keep->open) return;
+    if (!ec) {
+      if (auto from = Endpoint::from_sockaddr(keep->from.data()))
+        handler_(keep->id, *from, MutableByteSpan(keep->buffer.data(), n));
+    }
+    if (keep->open) read(*keep);
+  });
+}
+
+}  // namespace knit::agent
