@@ -66,7 +66,7 @@ class Ipam {
   static std::string why_invalid_ipv4(const IpPrefix& prefix);
 
   // Takes the first free address at or after cursor (a host-order IPv4 address; anything outside
-  // the usable range starts at the beginning), wrapping around once: at most three look-ups.
+  // the usable range starts at the beginning), wrapping around once: at most four look-ups.
   Allocation allocate(std::uint32_t cursor, const RangeLookup& floor,
                       const RangeLookup& above) const;
   // Gives an address of this mesh back: at most two look-ups.

@@ -427,24 +427,33 @@ TEST(StoreConnections, AdminAndServerSeeEachOthersChanges) {
   ASSERT_TRUE(server && admin);
   ASSERT_TRUE((*server)->ensure_mesh(std::nullopt, rng));
 
-  std::uint64_t seen = *(*server)->change_version();
-  // The server's own writes do not move its change version.
+  std::uint64_t cursor = *(*server)->latest_change();
+  std::uint64_t seen = *(*server)->data_version();
+  // The server's own writes do not move its data version, and its own notes are skipped.
   ASSERT_TRUE((*server)->set_listen_address("192.0.2.1:7443"));
-  EXPECT_EQ(*(*server)->change_version(), seen);
+  EXPECT_EQ(*(*server)->data_version(), seen);
 
-  // An admin command creates a token: the server notices and finds it.
+  // An admin command creates a token: the server's data version moves (tokens are not noted:
+  // agents do not see them) and it finds the token.
   ASSERT_TRUE((*admin)->add_token(make_token("00000000000000aa", 1)));
-  std::uint64_t after_token = *(*server)->change_version();
-  EXPECT_NE(after_token, seen);
+  EXPECT_NE(*(*server)->data_version(), seen);
   auto r = (*server)->join_node(reg(1, "a"), PresentedToken{"00000000000000aa", hash(1)}, 10);
   ASSERT_TRUE(r && r->token == TokenCheck::ok);
   EXPECT_EQ((*admin)->list_nodes()->size(), 1u);
   EXPECT_EQ(**(*admin)->listen_address(), "192.0.2.1:7443");
+  EXPECT_TRUE((*server)->changes_after(cursor)->empty());  // its own join
 
-  // The admin removes the node: the server's version moves and the node is gone for it too.
+  // The admin removes the node: the server reads a note about exactly that node.
   ASSERT_TRUE((*admin)->remove_node("a"));
-  EXPECT_NE(*(*server)->change_version(), after_token);
+  auto changes = (*server)->changes_after(cursor);
+  ASSERT_TRUE(changes);
+  EXPECT_EQ(*changes, (std::vector<StoreChange>{{StoreChange::Kind::node, key(1)}}));
+  EXPECT_TRUE((*server)->changes_after(cursor)->empty());  // read once
   EXPECT_FALSE(*(*server)->find_node(key(1)));
+  // The admin's view of the same notes has the server's join and not its own removal.
+  std::uint64_t from_start = 0;
+  EXPECT_EQ(*(*admin)->changes_after(from_start),
+            (std::vector<StoreChange>{{StoreChange::Kind::node, key(1)}}));
 }
 
 TEST(StateDir, IsCreatedPrivate) {
