@@ -100,6 +100,11 @@ peers_online() {
 has_peer() { status_json "$1" | jq -e --arg n "$2" 'any(.peers[]; .name == $n)' >/dev/null; }
 lacks_peer() { ! has_peer "$@"; }
 nodes_json() { admin 1 --store "$PG_URL" nodes list --json | jq -c '[.[] | {name, node_key, ipv4, ipv6}] | sort_by(.name)'; }
+on_coordinator() {  # on_coordinator C NAME — NAME's session is on coordinator C
+  local at
+  at=$("$PG_BIN/psql" -tA -h "$PG_DIR/socket" -U knit -d knit -c "SELECT connected_to FROM nodes WHERE name = '$2'") || return 1
+  [[ "$at" == */"${COORD_ADDR[$1]}" ]]
+}
 join_agent() {  # join_agent I TOKEN
   local i=$1
   lab_wg_start knitd "${AGENT_NS[$i]}" "${AGENT_IF[$i]}"
@@ -149,6 +154,7 @@ ha_mesh() {
   lab_wait_for 2 "agent3 (on coordinator 2) to forget agent4" lacks_peer 3 agent4
   lab_wait_for 2 "agent1 (on coordinator 1) to forget agent4" lacks_peer 1 agent4
   lab_pass "agent4 removed everywhere within 2 s"
+  on_coordinator 1 agent1 && on_coordinator 2 agent3 || lab_fail "agents are not split across the coordinators as their tokens say"
 }
 
 ha_failover() {
@@ -160,8 +166,10 @@ ha_failover() {
   sleep 1
   kill -9 "${COORD_PID[1]}"
   wait "${COORD_PID[1]}" 2>/dev/null || true
-  # A change only coordinator 2 can deliver now: agent1 hears of it only once it moved there.
-  sleep 5
+  # The store says which coordinator a node's session is on.
+  lab_wait_for 5 "agent1 to move to coordinator 2" on_coordinator 2 agent1
+  lab_wait_for 5 "agent2 to move to coordinator 2" on_coordinator 2 agent2
+  # A change only coordinator 2 can deliver now.
   admin 2 --store "$PG_URL" nodes remove agent2 >/dev/null
   lab_wait_for 2 "agent1 to hear (through coordinator 2) that agent2 was removed" lacks_peer 1 agent2
   lab_pass "agent1 moved to coordinator 2"
