@@ -12,7 +12,7 @@
 // What each agent holds: the relay map, then a full peer map (every node but itself) at the
 // server's current version V, then one peer delta per version V+1, V+2, ... The server keeps one
 // published map for everybody (PeerView); a change (a join, a disconnect, new endpoints, an
-// admin's `nodes remove` seen by polling the store, an ephemeral node expiring) is noted as
+// admin's `nodes remove` heard through the change feed, an ephemeral node expiring) is noted as
 // pending and published within publish_delay, several changes as one delta. A delta is encoded
 // once and the same bytes go to every session, except to the few nodes the delta is about, who
 // get it without their own entry: O(size of the change) encoding and one seal per session. A
