@@ -53,24 +53,46 @@ bool from_base(const PeerInfo& peer, const V6Base& base) {
 
 // ---- reading ----
 
+// Where in the message a value sits: "added[3].endpoints[1]". Made into text only when
+// something is wrong there (building it for every field would cost more than the parse).
+struct Where {
+  static constexpr std::size_t kNone = ~std::size_t{0};
+  const char* list = nullptr;  // "peers", "added", ... or a top-level field
+  std::size_t index = kNone;
+  const char* field = nullptr;
+  std::size_t sub = kNone;
+
+  Where(const char* top) : list(top) {}  // NOLINT: implicit from a field name
+  Where(const char* l, std::size_t i, const char* f = nullptr, std::size_t s = kNone)
+      : list(l), index(i), field(f), sub(s) {}
+  Where at(const char* f, std::size_t s = kNone) const { return Where(list, index, f, s); }
+  std::string str() const {
+    std::string out = list != nullptr ? list : "";
+    if (index != kNone) out += "[" + std::to_string(index) + "]";
+    if (field != nullptr) out += std::string(".") + field;
+    if (sub != kNone) out += "[" + std::to_string(sub) + "]";
+    return out;
+  }
+};
+
 class Reader {
  public:
   explicit Reader(std::string_view text)
       : p_(reinterpret_cast<const std::uint8_t*>(text.data())), end_(p_ + text.size()) {}
 
-  bool fail(MessageError kind, std::string field) {
-    if (!error_) error_ = ParseError{kind, std::move(field)};
+  bool fail(MessageError kind, const Where& where) {
+    if (!error_) error_ = ParseError{kind, where.str()};
     return false;
   }
   ParseError error() const { return error_.value_or(ParseError{MessageError::bad_value, {}}); }
   bool done() const { return p_ == end_; }
 
-  bool u8(std::uint8_t& v, const std::string& at) {
+  bool u8(std::uint8_t& v, const Where& at) {
     if (p_ == end_) return fail(MessageError::missing_field, at);
     v = *p_++;
     return true;
   }
-  bool varint(std::uint64_t& v, const std::string& at) {
+  bool varint(std::uint64_t& v, const Where& at) {
     v = 0;
     for (int shift = 0; shift < 70; shift += 7) {
       if (p_ == end_) return fail(MessageError::missing_field, at);
@@ -86,7 +108,7 @@ class Reader {
   }
   // A count of entries, each at least min_size bytes: more than could be in what is left is
   // refused before anything is reserved for them.
-  bool count(std::size_t& n, std::size_t max, std::size_t min_size, const std::string& at) {
+  bool count(std::size_t& n, std::size_t max, std::size_t min_size, const Where& at) {
     std::uint64_t v = 0;
     if (!varint(v, at)) return false;
     if (v > max) return fail(MessageError::too_many, at);
@@ -94,13 +116,13 @@ class Reader {
     n = static_cast<std::size_t>(v);
     return true;
   }
-  bool bytes(std::uint8_t* out, std::size_t n, const std::string& at) {
+  bool bytes(std::uint8_t* out, std::size_t n, const Where& at) {
     if (left() < n) return fail(MessageError::missing_field, at);
     std::memcpy(out, p_, n);
     p_ += n;
     return true;
   }
-  bool str(std::string& out, const std::string& at) {
+  bool str(std::string& out, const Where& at) {
     std::uint8_t n = 0;
     if (!u8(n, at)) return false;
     if (left() < n) return fail(MessageError::missing_field, at);
@@ -128,14 +150,14 @@ bool valid_tag(std::string_view s) {
          std::all_of(s.begin(), s.end(), [](char c) { return name_char(c) || c == ':' || c == '.'; });
 }
 
-bool read_key(Reader& r, NodeKey& key, const std::string& at) {
+bool read_key(Reader& r, NodeKey& key, const Where& at) {
   if (!r.bytes(key.data(), key.size(), at)) return false;
   if (std::all_of(key.begin(), key.end(), [](std::uint8_t b) { return b == 0; }))
     return r.fail(MessageError::bad_value, at);
   return true;
 }
 
-bool read_address(Reader& r, IpAddress& out, const std::string& at) {
+bool read_address(Reader& r, IpAddress& out, const Where& at) {
   std::uint8_t family = 0;
   if (!r.u8(family, at)) return false;
   std::array<std::uint8_t, 16> b{};
@@ -162,42 +184,41 @@ bool host_bits_zero(const IpPrefix& prefix) {
 // empty lists.
 constexpr std::size_t kMinPeerSize = 1 + 1 + 32 + 32 + 4 + 1 + 1 + 1 + 1 + 1;
 
-bool read_peer(Reader& r, const V6Base& base, PeerInfo& out, const std::string& at) {
+bool read_peer(Reader& r, const V6Base& base, PeerInfo& out, const Where& at) {
   std::uint8_t flags = 0;
-  if (!r.u8(flags, at + ".flags")) return false;
-  if ((flags & ~kKnownFlags) != 0) return r.fail(MessageError::bad_value, at + ".flags");
+  if (!r.u8(flags, at.at("flags"))) return false;
+  if ((flags & ~kKnownFlags) != 0) return r.fail(MessageError::bad_value, at.at("flags"));
   out.online = (flags & kOnline) != 0;
-  if (!r.str(out.name, at + ".name")) return false;
-  if (!valid_name(out.name)) return r.fail(MessageError::bad_value, at + ".name");
-  if (!read_key(r, out.node_key, at + ".node_key") ||
-      !read_key(r, out.disco_key, at + ".disco_key"))
+  if (!r.str(out.name, at.at("name"))) return false;
+  if (!valid_name(out.name)) return r.fail(MessageError::bad_value, at.at("name"));
+  if (!read_key(r, out.node_key, at.at("node_key")) ||
+      !read_key(r, out.disco_key, at.at("disco_key")))
     return false;
   std::array<std::uint8_t, 16> b{};
-  if (!r.bytes(b.data(), 4, at + ".ipv4")) return false;
+  if (!r.bytes(b.data(), 4, at.at("ipv4"))) return false;
   out.ipv4 = IpAddress::v4(b.data());
   if ((flags & kV6FromBase) != 0) {
     std::copy(base.begin(), base.end(), b.begin());
     std::memcpy(b.data() + 12, out.ipv4.bytes(), 4);
-  } else if (!r.bytes(b.data(), 16, at + ".ipv6")) {
+  } else if (!r.bytes(b.data(), 16, at.at("ipv6"))) {
     return false;
   }
   out.ipv6 = IpAddress::v6(b.data());
   std::uint64_t last_seen = 0;
-  if (!r.varint(last_seen, at + ".last_seen")) return false;
+  if (!r.varint(last_seen, at.at("last_seen"))) return false;
   if (last_seen > static_cast<std::uint64_t>(std::numeric_limits<std::int64_t>::max()))
-    return r.fail(MessageError::bad_value, at + ".last_seen");
+    return r.fail(MessageError::bad_value, at.at("last_seen"));
   out.last_seen = static_cast<std::int64_t>(last_seen);
-  if (!r.str(out.home_relay, at + ".home_relay")) return false;
+  if (!r.str(out.home_relay, at.at("home_relay"))) return false;
   if (!out.home_relay.empty() && !valid_name(out.home_relay))
-    return r.fail(MessageError::bad_value, at + ".home_relay");
+    return r.fail(MessageError::bad_value, at.at("home_relay"));
 
   std::size_t n = 0;
-  const std::string endpoints_at = at + ".endpoints";
-  if (!r.count(n, kMaxEndpoints, 7, endpoints_at)) return false;
+  if (!r.count(n, kMaxEndpoints, 7, at.at("endpoints"))) return false;
   out.endpoints.clear();
   out.endpoints.reserve(n);
   for (std::size_t i = 0; i < n; ++i) {
-    const std::string e_at = endpoints_at + "[" + std::to_string(i) + "]";
+    const Where e_at = at.at("endpoints", i);
     IpAddress address;
     std::uint8_t port[2];
     if (!read_address(r, address, e_at) || !r.bytes(port, 2, e_at)) return false;
@@ -205,21 +226,18 @@ bool read_peer(Reader& r, const V6Base& base, PeerInfo& out, const std::string& 
     if (p == 0 || address.is_unspecified()) return r.fail(MessageError::bad_value, e_at);
     out.endpoints.emplace_back(address, p);
   }
-  const std::string tags_at = at + ".tags";
-  if (!r.count(n, kMaxTags, 2, tags_at)) return false;
+  if (!r.count(n, kMaxTags, 2, at.at("tags"))) return false;
   out.tags.clear();
   out.tags.reserve(n);
   for (std::size_t i = 0; i < n; ++i) {
-    const std::string t_at = tags_at + "[" + std::to_string(i) + "]";
-    if (!r.str(out.tags.emplace_back(), t_at)) return false;
-    if (!valid_tag(out.tags.back())) return r.fail(MessageError::bad_value, t_at);
+    if (!r.str(out.tags.emplace_back(), at.at("tags", i))) return false;
+    if (!valid_tag(out.tags.back())) return r.fail(MessageError::bad_value, at.at("tags", i));
   }
-  const std::string routes_at = at + ".routes";
-  if (!r.count(n, kMaxRoutes, 6, routes_at)) return false;
+  if (!r.count(n, kMaxRoutes, 6, at.at("routes"))) return false;
   out.routes.clear();
   out.routes.reserve(n);
   for (std::size_t i = 0; i < n; ++i) {
-    const std::string p_at = routes_at + "[" + std::to_string(i) + "]";
+    const Where p_at = at.at("routes", i);
     std::uint8_t family = 0;
     std::uint8_t length = 0;
     if (!r.u8(family, p_at) || !r.u8(length, p_at)) return false;
@@ -239,14 +257,13 @@ bool read_peer(Reader& r, const V6Base& base, PeerInfo& out, const std::string& 
   return true;
 }
 
-bool read_peers(Reader& r, const V6Base& base, std::vector<PeerInfo>& out,
-                const std::string& at) {
+bool read_peers(Reader& r, const V6Base& base, std::vector<PeerInfo>& out, const char* list) {
   std::size_t n = 0;
-  if (!r.count(n, kMaxPeersPerMessage, kMinPeerSize, at)) return false;
+  if (!r.count(n, kMaxPeersPerMessage, kMinPeerSize, list)) return false;
   out.clear();
   out.reserve(n);
   for (std::size_t i = 0; i < n; ++i)
-    if (!read_peer(r, base, out.emplace_back(), at + "[" + std::to_string(i) + "]")) return false;
+    if (!read_peer(r, base, out.emplace_back(), Where(list, i))) return false;
   return true;
 }
 
@@ -420,7 +437,7 @@ ParseResult parse_binary(std::string_view text) {
     if (!r.count(n, kMaxPeersPerMessage, 32, "removed")) return r.error();
     delta.removed.resize(n);
     for (std::size_t i = 0; i < n; ++i)
-      if (!read_key(r, delta.removed[i], "removed[" + std::to_string(i) + "]")) return r.error();
+      if (!read_key(r, delta.removed[i], Where("removed", i))) return r.error();
     if (!r.done()) return ParseError{MessageError::bad_value, "removed"};
     if (delta.added.size() + delta.changed.size() + delta.removed.size() > kMaxPeersPerMessage)
       return ParseError{MessageError::too_many, {}};

@@ -234,7 +234,7 @@ TEST_F(ServerTest, NatReportPicksTheNearestRelayAsHome) {
   const std::string t = reusable_token();
   auto a = joined(t, "a");
   auto b = joined(t, "b");
-  // Relays register through the store (knit-relay's join); the server notices by polling.
+  // Relays register through the store (knit-relay's join); the server hears of it by its feed.
   TokenOptions relay_token;
   relay_token.relay = true;
   relay_token.reusable = true;
