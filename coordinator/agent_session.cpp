@@ -20,7 +20,7 @@ constexpr std::string_view kLog = "coordinator";
 constexpr std::size_t kMaxFramesPerWrite = 64;
 constexpr std::size_t kReadChunk = 64 * 1024;
 // A map's next page is sealed when less than this waits to be written.
-constexpr std::size_t kMapPumpBytes = 256 * 1024;
+constexpr std::size_t kMapPumpBytes = 128 * 1024;  // about two pages
 
 ByteSpan bytes_of(std::string_view text) {
   return ByteSpan(reinterpret_cast<const std::uint8_t*>(text.data()), text.size());
