@@ -1,16 +1,17 @@
 // coordinator_bench: how the coordinator copes with many agents. Not a test: it prints numbers.
 //
-//   coordinator_bench [--agents N ...] [--in-flight K] [--parse-every P] [--repeats R]
-//                     [--budget SECONDS]
+//   coordinator_bench [--agents N ...] [--backends sqlite,postgres] [--in-flight K]
+//                     [--full-every F] [--repeats R] [--budget SECONDS]
 //
-// For each N (default 1000, then 10000), on loopback only:
+// For each store backend (SQLite, and PostgreSQL started by the bench from Debian's package, as
+// the store tests do) and each N (default 1000, then 10000), on loopback only:
 //
 //   bench process                                       child process (this program, exec'd)
 //   ┌────────────────────────────────────┐              ┌──────────────────────────────┐
 //   │ Swarm: N simulated agents, one     │── N TCP ────►│ coordinator::Server (serve's │
 //   │ thread, Noise IK, register, maps,  │  127.0.0.1   │ defaults) on its own loop,   │
 //   │ deltas, pings                      │              │ temp state dir               │
-//   │ admin Store handle (`nodes remove`)│── SQLite ───►│ polls the store every 250 ms │
+//   │ admin Store handle (`nodes remove`)│── store ────►│ change feed: inotify/NOTIFY  │
 //   └────────────────────────────────────┘              └──────────────────────────────┘
 //
 // and measures
@@ -19,17 +20,18 @@
 //      and the CPU time each side spent.
 //   2. propagation of one change to every agent, R times each, median: an agent's
 //      EndpointUpdate (publish_delay 50 ms included) and an admin removing a node through its
-//      own Store handle (the server's 250 ms store poll included); "fan-out" is first agent to
-//      last agent: the server's sealing and writing plus the agents' thread reading them all.
+//      own Store handle (the change feed included); p99: until 99% of the agents applied it;
+//      "fan-out" is first agent to last agent.
 //   3. the coordinator's memory: VmRSS of the child after the joins, less its VmRSS before any
 //      agent came, per node; and the same after malloc_trim(0) in the child ("live"), since
-//      glibc keeps the freed buffers of full maps and send queues. It counts the server's heap
-//      (sessions, the published map, per-peer JSON, SQLite's cache), not kernel socket buffers.
+//      glibc keeps freed buffers. It counts the server's heap (sessions, the published map, its
+//      encoded entries, the store's cache), not kernel socket buffers.
+//   4. bytes per join: map pages and deltas the agents received, divided by the joins.
 //
 // The agents run in this process, on one thread, so they compete with the coordinator for the
 // CPU; N joins move O(N^2) bytes (each joiner gets a full map of everybody, everybody gets a
-// delta per join), all of which the agents decrypt, and the deltas they parse (every P-th
-// agent with control::parse_message; P = 1 by default). The swarm holds back new joins while
+// delta per join), all of which the agents decrypt, parse and apply (coordinator_bench_agents
+// .hpp). The swarm holds back new joins while
 // its loop runs late, and says for how long. When the joins outlast the budget the run is
 // capped at the agents that joined, and says so.
 #include <CLI/CLI.hpp>
@@ -55,6 +57,7 @@
 #include "coordinator/key_file.hpp"
 #include "coordinator/state_dir.hpp"
 #include "coordinator/token_issue.hpp"
+#include "tests/support/postgres_server.hpp"
 
 namespace knit::bench {
 namespace {
@@ -70,18 +73,23 @@ constexpr int kSettleRounds = 10;
 
 struct Options {
   std::vector<std::size_t> agents{1000, 10000};
+  std::vector<std::string> backends{"sqlite", "postgres"};
   std::size_t in_flight = 64;
-  std::size_t parse_every = 1;
+  std::size_t full_every = 100;
   std::size_t repeats = 5;
   double budget_seconds = 300;
 };
 
 struct Row {
+  std::string backend;
   std::size_t asked = 0;
   std::size_t joined = 0;
   double join_s = 0;
   double consistent_s = 0;  // start to every agent holding the final map
-  std::optional<double> endpoint_ms, endpoint_fanout_ms, remove_ms, remove_fanout_ms;
+  std::optional<double> endpoint_ms, endpoint_p99_ms, remove_ms, remove_p99_ms;
+  double map_bytes_per_join = 0;
+  double delta_bytes_per_join = 0;
+  std::size_t bad_tables = 0;
   std::size_t rss_before_kib = 0;
   std::size_t rss_kib = 0;
   std::size_t live_before_kib = 0;  // after malloc_trim
@@ -183,9 +191,9 @@ void print_stats(const char* when, const ServerStats& s) {
 template <typename Make>
 void measure_change(const char* what, ServerProcess& server, Swarm& swarm, std::size_t repeats,
                     bool exclude_agent, Make make, std::optional<double>& total_ms,
-                    std::optional<double>& fanout_ms) {
+                    std::optional<double>& p99_ms) {
   std::vector<double> totals;
-  std::vector<double> fanouts;
+  std::vector<double> p99s;
   for (std::size_t r = 0; r < repeats; ++r) {
     const auto version = settle(server, swarm);
     const std::vector<std::size_t> open = swarm.open_agents();
@@ -203,18 +211,21 @@ void measure_change(const char* what, ServerProcess& server, Swarm& swarm, std::
       continue;
     }
     totals.push_back(millis(p.last));
-    fanouts.push_back(millis(p.last - p.first));
-    std::printf("  %s #%zu: %zu agents, first after %.1f ms, last after %.1f ms\n", what, r + 1,
-                p.expected, millis(p.first), millis(p.last));
+    p99s.push_back(millis(p.p99));
+    std::printf("  %s #%zu: %zu agents, first after %.1f ms, 99%% after %.1f ms, last after "
+                "%.1f ms\n",
+                what, r + 1, p.expected, millis(p.first), millis(p.p99), millis(p.last));
   }
   total_ms = median(totals);
-  fanout_ms = median(fanouts);
+  // The worst repeat's p99: the figure the 2 s target is about.
+  if (!p99s.empty()) p99_ms = *std::max_element(p99s.begin(), p99s.end());
 }
 
-Row run(std::size_t n, const Options& options) {
+Row run(const std::string& backend, std::size_t n, const Options& options) {
   Row row;
+  row.backend = backend;
   row.asked = n;
-  std::printf("\n== %zu agents ==\n", n);
+  std::printf("\n== %zu agents, %s ==\n", n, backend.c_str());
   std::fflush(stdout);
 
   TempDir dir;
@@ -224,8 +235,17 @@ Row run(std::size_t n, const Options& options) {
   const auto key = take(coordinator::load_or_create_key(dir.path() / coordinator::kKeyFile, rng),
                         "coordinator key");
 
-  ServerProcess server = ServerProcess::spawn(dir.path());
-  auto admin = take(coordinator::open_store(dir.path()), "admin store");
+  std::string store_at;
+  if (backend == "postgres") {
+    auto& pg = knit::testing::PostgresServer::instance();
+    if (!pg.available()) throw std::runtime_error("PostgreSQL: " + pg.why());
+    store_at = pg.fresh_database();
+  }
+  ServerProcess server = ServerProcess::spawn(dir.path(), store_at);
+  std::string why;
+  auto location = coordinator::parse_store_location(store_at, dir.path(), why);
+  if (!location) throw std::runtime_error(why);
+  auto admin = take(coordinator::open_store(*location), "admin store");
   coordinator::TokenOptions token_options;
   token_options.reusable = true;
   const auto token =
@@ -242,7 +262,7 @@ Row run(std::size_t n, const Options& options) {
   config.coordinator_key = key.public_key;
   config.token = token.text;
   config.in_flight = options.in_flight;
-  config.parse_every = options.parse_every;
+  config.full_every = options.full_every;
   Swarm swarm(config);
 
   // 1. joins
@@ -277,6 +297,9 @@ Row run(std::size_t n, const Options& options) {
               static_cast<unsigned long long>(c.min_version),
               static_cast<unsigned long long>(c.max_version), c.min_peers, c.max_peers,
               static_cast<unsigned long long>(joined.counters.registered - 1));
+  row.bad_tables = swarm.verify_tables(swarm.open_keys());
+  std::printf("  full PeerTables (every %zu-th agent) not exactly the mesh: %zu\n",
+              options.full_every, row.bad_tables);
   print_stats("before the agents", before);
   print_stats("after the joins", joined);
   std::printf("  VmRSS after malloc_trim: %zu KiB before the agents, %zu KiB after the joins\n",
@@ -290,7 +313,7 @@ Row run(std::size_t n, const Options& options) {
   // 2. one change to every agent
   measure_change("endpoint update", server, swarm, options.repeats, false,
                  [&](std::size_t agent) { return swarm.change_endpoints(agent); },
-                 row.endpoint_ms, row.endpoint_fanout_ms);
+                 row.endpoint_ms, row.endpoint_p99_ms);
   measure_change("admin remove", server, swarm, options.repeats, true,
                  [&](std::size_t agent) {
                    const std::string name = swarm.name(agent);
@@ -300,18 +323,26 @@ Row run(std::size_t n, const Options& options) {
                                  r.error().message.c_str());
                    return made;
                  },
-                 row.remove_ms, row.remove_fanout_ms);
+                 row.remove_ms, row.remove_p99_ms);
 
   const SwarmTotals t = swarm.totals();
+  const double joined_n = row.joined > 0 ? static_cast<double>(row.joined) : 1.0;
+  row.map_bytes_per_join = static_cast<double>(t.map_bytes) / joined_n;
+  row.delta_bytes_per_join = static_cast<double>(t.delta_bytes) / joined_n;
   print_stats("at the end", server.stats());
   std::printf(
-      "  agents received %.1f MiB: %llu full maps (%.1f MiB), %llu deltas (%.1f MiB), %llu "
-      "pongs; %llu version gaps, %llu unexpected messages, %llu connections closed by the "
-      "coordinator (%llu of them removed nodes)\n",
+      "  agents received %.1f MiB: %llu full maps in %llu pages (%.1f MiB, %.0f B per join), "
+      "%llu deltas with %llu entries (%.1f MiB, %.0f B per join), %llu pongs; %llu version "
+      "gaps, %llu deltas a full PeerTable refused, %llu unexpected messages, %llu "
+      "connections closed by the coordinator (%llu of them removed nodes)\n",
       static_cast<double>(t.bytes) / (1 << 20), static_cast<unsigned long long>(t.maps),
-      static_cast<double>(t.map_bytes) / (1 << 20), static_cast<unsigned long long>(t.deltas),
-      static_cast<double>(t.delta_bytes) / (1 << 20), static_cast<unsigned long long>(t.pongs),
-      static_cast<unsigned long long>(t.gaps), static_cast<unsigned long long>(t.unexpected),
+      static_cast<unsigned long long>(t.pages), static_cast<double>(t.map_bytes) / (1 << 20),
+      row.map_bytes_per_join, static_cast<unsigned long long>(t.deltas),
+      static_cast<unsigned long long>(t.delta_peers),
+      static_cast<double>(t.delta_bytes) / (1 << 20), row.delta_bytes_per_join,
+      static_cast<unsigned long long>(t.pongs),
+      static_cast<unsigned long long>(t.gaps), static_cast<unsigned long long>(t.table_misfits),
+      static_cast<unsigned long long>(t.unexpected),
       static_cast<unsigned long long>(t.closed_by_server),
       static_cast<unsigned long long>(t.removed));
   std::fflush(stdout);
@@ -327,39 +358,39 @@ std::string ms_text(const std::optional<double>& ms) {
 }
 
 void print_table(const std::vector<Row>& rows) {
-  std::printf("\n%7s %7s %9s %8s %9s %9s %13s %10s %11s %10s %10s %9s %9s\n", "agents",
-              "joined", "join", "joins/s", "all-maps", "CPU/join", "endpoint p50", "(fan-out)",
-              "remove p50", "(fan-out)", "coord RSS", "RSS/node", "live/node");
+  std::printf("\n%-10s %6s %7s %9s %8s %9s %9s %12s %11s %12s %11s %9s %9s %10s %10s\n",
+              "store", "agents", "joined", "join", "joins/s", "all-maps", "CPU/join",
+              "endpoint p50", "(p99)", "remove p50", "(p99)", "RSS/node", "live/node",
+              "map B/join", "delta B/j");
   for (const Row& r : rows) {
+    const double joined = r.joined > 0 ? static_cast<double>(r.joined) : 1.0;
     const double delta_kib = static_cast<double>(r.rss_kib) - static_cast<double>(r.rss_before_kib);
+    const double live_kib = static_cast<double>(r.live_kib) - static_cast<double>(r.live_before_kib);
     char join[16];
     std::snprintf(join, sizeof join, "%.2f s", r.join_s);
     char consistent[16];
     std::snprintf(consistent, sizeof consistent, "%.2f s", r.consistent_s);
-    char rss[16];
-    std::snprintf(rss, sizeof rss, "%.1f MiB", static_cast<double>(r.rss_kib) / 1024);
-    const double joined = r.joined > 0 ? static_cast<double>(r.joined) : 1.0;
     char per_node[16];
     std::snprintf(per_node, sizeof per_node, "%.1f KiB", delta_kib / joined);
-    const double live_kib =
-        static_cast<double>(r.live_kib) - static_cast<double>(r.live_before_kib);
     char live_per_node[16];
     std::snprintf(live_per_node, sizeof live_per_node, "%.1f KiB", live_kib / joined);
     char cpu[16];
     std::snprintf(cpu, sizeof cpu, "%.2f ms", r.server_cpu_s * 1000 / joined);
-    std::printf("%7zu %6zu%s %9s %8.0f %9s %9s %13s %10s %11s %10s %10s %9s %9s\n", r.asked,
-                r.joined, r.capped ? "*" : " ", join,
+    std::printf("%-10s %6zu %6zu%s %9s %8.0f %9s %9s %12s %11s %12s %11s %9s %9s %10.0f %10.0f\n",
+                r.backend.c_str(), r.asked, r.joined, r.capped ? "*" : " ", join,
                 r.join_s > 0 ? static_cast<double>(r.joined) / r.join_s : 0.0, consistent, cpu,
-                ms_text(r.endpoint_ms).c_str(), ms_text(r.endpoint_fanout_ms).c_str(),
-                ms_text(r.remove_ms).c_str(), ms_text(r.remove_fanout_ms).c_str(), rss,
-                per_node, live_per_node);
+                ms_text(r.endpoint_ms).c_str(), ms_text(r.endpoint_p99_ms).c_str(),
+                ms_text(r.remove_ms).c_str(), ms_text(r.remove_p99_ms).c_str(), per_node,
+                live_per_node, r.map_bytes_per_join, r.delta_bytes_per_join);
   }
   std::printf(
       "\njoin: first connect to the last agent holding its full map; all-maps: to every agent "
       "holding the final map;\nCPU/join: the coordinator's CPU time over the joins and settling, "
-      "per join.\nendpoint/remove: change made to the last agent applying its delta (median); "
-      "fan-out: first agent to last.\nRSS/node: (coordinator VmRSS after the joins - before any "
-      "agent) / joined; live/node: the same, each measured after malloc_trim(0).%s\n",
+      "per join.\nendpoint/remove: change made to the last agent applying its delta (median of "
+      "the repeats); p99: until 99%% of the agents applied it (worst repeat).\nRSS/node: "
+      "(coordinator VmRSS after the joins - before any agent) / joined; live/node: the same, each "
+      "measured after malloc_trim(0).\nmap/delta B per join: plaintext bytes the agents received, "
+      "divided by the joins (a full mesh moves O(N^2) in all).%s\n",
       std::any_of(rows.begin(), rows.end(), [](const Row& r) { return r.capped; })
           ? "\n* capped: the join budget ran out (see above)."
           : "");
@@ -373,9 +404,11 @@ int bench_main(int argc, char** argv) {
   app.add_option("--in-flight", options.in_flight, "joins under way at once")
       ->check(CLI::Range(1, 4096))
       ->capture_default_str();
-  app.add_option("--parse-every", options.parse_every,
-                 "every K-th agent parses each delta in full (control::parse_message); the "
-                 "others read its version and counts off the text")
+  app.add_option("--backends", options.backends, "stores to run against: sqlite, postgres")
+      ->capture_default_str();
+  app.add_option("--full-every", options.full_every,
+                 "every F-th agent keeps a full PeerTable (all agents parse and apply every "
+                 "delta to their version and count)")
       ->check(CLI::Range(std::size_t{1}, std::size_t{1} << 20))
       ->capture_default_str();
   app.add_option("--repeats", options.repeats, "changes measured per kind")
@@ -390,9 +423,9 @@ int bench_main(int argc, char** argv) {
   set_log_level(LogLevel::warn);
   const rlim_t limit = raise_descriptor_limit();
   std::printf("open file limit %llu per process (the agents and the coordinator each need one "
-              "per agent); %zu joins in flight; every %zu%s agent parses each delta in full\n",
-              static_cast<unsigned long long>(limit), options.in_flight, options.parse_every,
-              options.parse_every == 1 ? "st" : "th");
+              "per agent); %zu joins in flight; every agent parses and applies every delta, "
+              "every %zu-th into a full PeerTable\n",
+              static_cast<unsigned long long>(limit), options.in_flight, options.full_every);
 
   std::vector<Row> rows;
   for (std::size_t n : options.agents) {
@@ -406,14 +439,17 @@ int bench_main(int argc, char** argv) {
       n = capped;
       if (n == 0) continue;
     }
-    try {
-      rows.push_back(run(n, options));
-    } catch (const std::exception& e) {
-      std::fprintf(stderr, "coordinator_bench: %zu agents: %s\n", n, e.what());
+    for (const std::string& backend : options.backends) {
+      try {
+        rows.push_back(run(backend, n, options));
+      } catch (const std::exception& e) {
+        std::fprintf(stderr, "coordinator_bench: %zu agents on %s: %s\n", n, backend.c_str(),
+                     e.what());
+      }
     }
   }
   print_table(rows);
-  return rows.size() == options.agents.size() ? 0 : 1;
+  return rows.size() == options.agents.size() * options.backends.size() ? 0 : 1;
 }
 
 }  // namespace

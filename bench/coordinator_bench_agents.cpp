@@ -10,6 +10,7 @@
 
 #include "control/channel.hpp"
 #include "control/messages.hpp"
+#include "control/peer_map.hpp"
 #include "wg/crypto.hpp"
 
 namespace knit::bench {
@@ -43,72 +44,6 @@ ByteSpan bytes_of(std::string_view text) {
   return ByteSpan(reinterpret_cast<const std::uint8_t*>(text.data()), text.size());
 }
 
-// control::encode writes {"v":1,"type":"...", ...} with "type" first (ordered_json): the type
-// and a map's "version" are read off the head of the text.
-std::string_view message_type(std::string_view text) {
-  constexpr std::string_view kKey = "\"type\":\"";
-  const std::size_t at = text.substr(0, 64).find(kKey);
-  if (at == std::string_view::npos) return {};
-  const std::size_t begin = at + kKey.size();
-  const std::size_t end = text.find('"', begin);
-  if (end == std::string_view::npos) return {};
-  return text.substr(begin, end - begin);
-}
-
-std::optional<std::uint64_t> head_version(std::string_view text) {
-  constexpr std::string_view kKey = "\"version\":";
-  const std::size_t at = text.substr(0, 96).find(kKey);
-  if (at == std::string_view::npos) return std::nullopt;
-  const char* begin = text.data() + at + kKey.size();
-  std::uint64_t value = 0;
-  const auto [end, ec] = std::from_chars(begin, text.data() + text.size(), value);
-  if (ec != std::errc()) return std::nullopt;
-  return value;
-}
-
-// Node names, tags and relay names are [A-Za-z0-9_-]: the key cannot occur inside a value.
-// (Boyer-Moore-Horspool: find() would stop at every '"' of the JSON.)
-std::size_t count_peers(std::string_view map_text) {
-  static constexpr std::string_view kKey = "\"node_key\":";
-  static const std::boyer_moore_horspool_searcher searcher(kKey.begin(), kKey.end());
-  std::size_t n = 0;
-  for (auto at = std::search(map_text.begin(), map_text.end(), searcher); at != map_text.end();
-       at = std::search(at + kKey.size(), map_text.end(), searcher))
-    ++n;
-  return n;
-}
-
-// What applying a delta to a version and a peer count takes from it.
-struct DeltaSummary {
-  std::uint64_t version = 0;
-  std::size_t added = 0;
-  std::size_t removed = 0;
-};
-
-// The real parser: every field validated, keys decoded.
-std::optional<DeltaSummary> parsed_delta(std::string_view text) {
-  auto parsed = control::parse_message(text);
-  const auto* delta = std::get_if<control::PeerDelta>(&parsed);
-  if (delta == nullptr) return std::nullopt;
-  return DeltaSummary{delta->version, delta->added.size(), delta->removed.size()};
-}
-
-// Read off the text, as for maps: {"v":1,"type":"peer_delta","version":N,"added":[{peer},...],
-// "changed":[...],"removed":["key",...]} (control::encode's order).
-std::optional<DeltaSummary> scanned_delta(std::string_view text) {
-  constexpr std::string_view kChanged = "\"changed\":[";
-  constexpr std::string_view kRemoved = "\"removed\":[";
-  const auto version = head_version(text);
-  // From the end: "removed" and "changed" are the short lists of a delta, most of the time.
-  const std::size_t removed = text.rfind(kRemoved);
-  const std::size_t changed = text.rfind(kChanged, removed);
-  if (!version || changed == std::string_view::npos || removed == std::string_view::npos)
-    return std::nullopt;
-  const std::string_view keys = text.substr(removed + kRemoved.size());
-  return DeltaSummary{*version, count_peers(text.substr(0, changed)),
-                      static_cast<std::size_t>(std::count(keys.begin(), keys.end(), '"')) / 2};
-}
-
 // A LAN address and a public one, as an agent behind a NAT reports them.
 std::vector<Endpoint> endpoints_of(std::size_t index, std::uint64_t generation) {
   const std::string lan = "10." + std::to_string((index >> 16) & 255) + "." +
@@ -131,10 +66,14 @@ class SimAgent {
       : swarm_(swarm),
         index_(index),
         socket_(swarm.io_),
-        channel_(control::Channel::initiator(wg::crypto::generate_private_key(swarm.rng_),
-                                             swarm.config_.coordinator_key)),
-        full_parse_(index % swarm.config_.parse_every == 0),
-        started_at_(SteadyClock::now()) {}
+        key_(wg::crypto::generate_private_key(swarm.rng_)),
+        public_key_(wg::crypto::public_key_of(key_)),
+        channel_(control::Channel::initiator(key_, swarm.config_.coordinator_key)),
+        started_at_(SteadyClock::now()) {
+    if (index % swarm.config_.full_every == 0) table_ = std::make_unique<control::PeerTable>();
+  }
+
+  const control::PeerTable* table() const { return table_.get(); }
 
   void start() {
     const tcp::endpoint coordinator(asio::ip::address_v4::loopback(), swarm_.config_.port);
@@ -167,6 +106,7 @@ class SimAgent {
   }
 
   std::size_t index() const { return index_; }
+  const control::NodeKey& public_key() const { return public_key_; }
   State state() const { return state_; }
   bool is_open() const { return state_ == State::open; }
   const std::string& name() const { return name_; }
@@ -269,44 +209,57 @@ class SimAgent {
     state_ = State::joining;
   }
 
+  // Everything the coordinator sends is parsed in full, as knitd's session does; pages and
+  // deltas move the agent's version and peer count (and, on every full_every-th agent, a real
+  // PeerTable). A page or delta out of order counts as a gap.
   void on_message(std::string_view text) {
-    const std::string_view type = message_type(text);
-    if (type == "peer_map") {
-      const auto version = head_version(text);
-      if (!version) {
-        ++swarm_.totals_.unexpected;
+    control::ParseResult parsed = control::parse_message(text);
+    if (auto* page = std::get_if<control::PeerMapPage>(&parsed)) {
+      ++swarm_.totals_.pages;
+      swarm_.totals_.map_bytes += text.size();
+      if (page->index == 0) {
+        incoming_version_ = page->version;
+        incoming_peers_ = 0;
+        next_page_ = 0;
+        if (table_) incoming_ = control::PeerMap{page->version, {}};
+      }
+      if (page->index != next_page_ || page->version != incoming_version_) {
+        ++swarm_.totals_.gaps;
         return fail();
       }
+      ++next_page_;
+      incoming_peers_ += page->peers.size();
+      if (table_) incoming_.peers.insert(incoming_.peers.end(), page->peers.begin(), page->peers.end());
+      if (next_page_ < page->count) return;
       ++swarm_.totals_.maps;
-      swarm_.totals_.map_bytes += text.size();
-      version_ = *version;
-      peers_ = count_peers(text);
+      version_ = incoming_version_;
+      peers_ = incoming_peers_;
+      if (table_ && !table_->reset(std::move(incoming_))) ++swarm_.totals_.unexpected;
       updated_at_ = SteadyClock::now();
       if (state_ == State::joining) {
         state_ = State::open;
         swarm_.on_joined(*this);
       }
       swarm_.on_updated(*this);
-    } else if (type == "peer_delta") {
-      const auto delta = full_parse_ ? parsed_delta(text) : scanned_delta(text);
-      if (!delta || state_ != State::open) {
+    } else if (auto* delta = std::get_if<control::PeerDelta>(&parsed)) {
+      if (state_ != State::open) {
         ++swarm_.totals_.unexpected;
         return;
       }
       ++swarm_.totals_.deltas;
       swarm_.totals_.delta_bytes += text.size();
+      swarm_.totals_.delta_peers += delta->added.size() + delta->changed.size() + delta->removed.size();
       if (delta->version != version_ + 1) ++swarm_.totals_.gaps;
+      if (table_ && !table_->apply(*delta)) ++swarm_.totals_.table_misfits;
       version_ = delta->version;
-      peers_ += delta->added;
-      peers_ -= std::min(peers_, delta->removed);
+      peers_ += delta->added.size();
+      peers_ -= std::min(peers_, delta->removed.size());
       updated_at_ = SteadyClock::now();
       swarm_.on_updated(*this);
-    } else if (type == "pong") {
+    } else if (std::holds_alternative<control::Pong>(parsed)) {
       ++swarm_.totals_.pongs;
-    } else if (type == "relay_map") {
-      if (!std::holds_alternative<control::RelayMap>(control::parse_message(text)))
-        ++swarm_.totals_.unexpected;
-    } else if (type == "error") {
+    } else if (std::holds_alternative<control::RelayMap>(parsed)) {
+    } else if (std::holds_alternative<control::ErrorMessage>(parsed)) {
       removed_ = true;  // the coordinator closes the session after it
     } else {
       ++swarm_.totals_.unexpected;
@@ -316,13 +269,19 @@ class SimAgent {
   Swarm& swarm_;
   std::size_t index_;
   tcp::socket socket_;
+  wg::PrivateKey key_;
+  control::NodeKey public_key_;
   control::Channel channel_;
   State state_ = State::connecting;
   std::string name_;
   std::uint64_t version_ = 0;
   std::size_t peers_ = 0;
   bool removed_ = false;
-  bool full_parse_;
+  std::unique_ptr<control::PeerTable> table_;  // on every full_every-th agent
+  control::PeerMap incoming_;
+  std::uint64_t incoming_version_ = 0;
+  std::size_t incoming_peers_ = 0;
+  std::uint32_t next_page_ = 0;
   SteadyClock::time_point started_at_;
   SteadyClock::time_point updated_at_{};
   SteadyClock::time_point last_sent_{};
@@ -442,6 +401,7 @@ void Swarm::on_updated(SimAgent& agent) {
   const std::int64_t now = ns_of(SteadyClock::now());
   if (reached_ == 0) first_ns_ = now;
   last_ns_ = now;
+  arrivals_.push_back(now);
   ++reached_;
 }
 
@@ -490,6 +450,37 @@ JoinReport Swarm::join(std::size_t n, SteadyClock::duration budget) {
   return report;
 }
 
+std::size_t Swarm::verify_tables(const std::vector<control::NodeKey>& all) {
+  return on_loop([this, &all] {
+    std::size_t bad = 0;
+    for (const auto& agent : agents_) {
+      const control::PeerTable* table = agent->table();
+      if (!agent->is_open() || table == nullptr) continue;
+      // Everybody but itself.
+      std::size_t expected = 0;
+      for (const control::NodeKey& key : all) {
+        if (key == agent->public_key()) continue;
+        ++expected;
+        if (table->find(key) == nullptr) {
+          ++bad;
+          break;
+        }
+      }
+      if (table->size() != expected) ++bad;
+    }
+    return bad;
+  });
+}
+
+std::vector<control::NodeKey> Swarm::open_keys() {
+  return on_loop([this] {
+    std::vector<control::NodeKey> out;
+    for (const auto& agent : agents_)
+      if (agent->is_open()) out.push_back(agent->public_key());
+    return out;
+  });
+}
+
 Consistency Swarm::consistency() {
   return on_loop([this] {
     Consistency c;
@@ -533,6 +524,7 @@ void Swarm::arm(std::uint64_t version, std::optional<std::size_t> excluded) {
   on_loop([this, version, excluded] {
     target_version_ = version;
     armed_ = true;
+    arrivals_.clear();
     reached_ = 0;
     first_ns_ = 0;
     last_ns_ = 0;
@@ -559,6 +551,11 @@ Propagation Swarm::wait(SteadyClock::time_point since, SteadyClock::duration wit
     if (p.reached > 0) {
       p.first = time_of(first_ns_) - since;
       p.last = time_of(last_ns_) - since;
+      // The 99th percentile over every agent's arrival.
+      std::vector<std::int64_t> sorted = arrivals_;
+      std::sort(sorted.begin(), sorted.end());
+      const std::size_t at = std::min(sorted.size() - 1, (sorted.size() * 99 + 99) / 100 - 1);
+      p.p99 = time_of(sorted[at]) - since;
     }
     return p;
   });

@@ -2,17 +2,13 @@
 // and thread of their own, speaking to the coordinator over real TCP on loopback.
 //
 // Each agent has its own node key and Noise IK channel (control/channel.hpp), registers with a
-// reusable token, and then does what knitd's coordinator session does with what it is sent,
-// made cheap where the bench allows it:
-//   register_response  parsed (control::parse_message)
-//   relay_map          parsed
-//   peer_map           not parsed: its version and its number of peers are read off the text
-//                      (a full map at 10k nodes is ~3 MiB of JSON, and every joining agent gets one)
-//   peer_delta         applied to the agent's version and peer count (a delta whose version is
-//                      not the next one counts as a gap); parsed by control::parse_message on
-//                      every parse_every-th agent, read off the text like a map on the others
-//                      (N joins bring O(N^2) bytes of deltas, and one thread parses them all)
-//   pong, error        noted
+// reusable token, and then does what knitd's coordinator session does with what it is sent:
+// every message is decrypted and parsed in full by control::parse_message (every field
+// validated, as an agent does), map pages are gathered in order, and every delta is applied:
+//   to the agent's version and peer count on every agent (a page or delta out of order counts
+//   as a gap), and to a real control::PeerTable on every full_every-th agent, whose final map
+//   is checked against the coordinator's node list (ten thousand full tables of ten thousand
+//   peers would not fit in memory: 10^8 entries).
 // and pings when it sent nothing for 15 s, as knitd does, so the coordinator's idle timeout holds.
 //
 // One thread decrypts everything the coordinator sends to every agent, so the agents can fall
@@ -37,6 +33,7 @@
 
 #include "base/bytes.hpp"
 #include "base/random.hpp"
+#include "control/messages.hpp"
 #include "wg/keys.hpp"
 
 namespace knit::bench {
@@ -48,7 +45,7 @@ struct SwarmConfig {
   wg::PublicKey coordinator_key{};
   std::string token;                                      // reusable
   std::size_t in_flight = 64;                             // joins under way at once
-  std::size_t parse_every = 1;  // 1: every agent parses every delta in full
+  std::size_t full_every = 100;  // these agents keep a full PeerTable
   SteadyClock::duration join_timeout = std::chrono::seconds(30);  // connect to full map
   SteadyClock::duration ping_interval = std::chrono::seconds(15);
 };
@@ -82,14 +79,18 @@ struct Propagation {
   std::size_t expected = 0;
   SteadyClock::duration first{};  // to the first agent
   SteadyClock::duration last{};   // to the last one
+  SteadyClock::duration p99{};    // to 99% of them
 };
 
 struct SwarmTotals {
   std::uint64_t bytes = 0;  // read from sockets
-  std::uint64_t maps = 0;
+  std::uint64_t maps = 0;         // whole maps
+  std::uint64_t pages = 0;
   std::uint64_t map_bytes = 0;  // plaintext
   std::uint64_t deltas = 0;
   std::uint64_t delta_bytes = 0;
+  std::uint64_t delta_peers = 0;    // entries in them
+  std::uint64_t table_misfits = 0;  // deltas a full PeerTable refused
   std::uint64_t gaps = 0;        // deltas whose version did not follow
   std::uint64_t unexpected = 0;  // messages that did not parse or were not expected
   std::uint64_t pings = 0;
@@ -122,6 +123,10 @@ class Swarm {
   // at once); then wait() until they all do, or `within` passes.
   void arm(std::uint64_t version, std::optional<std::size_t> excluded = std::nullopt);
   Propagation wait(SteadyClock::time_point since, SteadyClock::duration within);
+
+  // Full-table agents whose map is not exactly `all` but themselves.
+  std::size_t verify_tables(const std::vector<control::NodeKey>& all);
+  std::vector<control::NodeKey> open_keys();
 
   // Agent `agent` reports new endpoints; returns when it was sent.
   SteadyClock::time_point change_endpoints(std::size_t agent);
@@ -172,6 +177,7 @@ class Swarm {
   std::atomic<std::size_t> reached_{0};
   std::atomic<std::int64_t> first_ns_{0};
   std::atomic<std::int64_t> last_ns_{0};
+  std::vector<std::int64_t> arrivals_;  // loop only
 
   std::thread thread_;
 };

@@ -83,14 +83,18 @@ std::string stats_line(const coordinator::Server& server) {
 }
 
 // The child: `serve` without the CLI. Returns the exit status.
-int serve_child(const fs::path& state_dir, pid_t parent, int from_parent, int to_parent) {
+int serve_child(const fs::path& state_dir, const std::string& store_at, pid_t parent,
+                int from_parent, int to_parent) {
   // The bench may die without stopping us: go with it.
   ::prctl(PR_SET_PDEATHSIG, SIGKILL);
   if (::getppid() != parent) return 1;
   set_log_level(LogLevel::warn);  // not a line per join
 
   SystemRandom rng;
-  auto store = coordinator::open_store(state_dir);
+  std::string why;
+  auto location = coordinator::parse_store_location(store_at, state_dir, why);
+  if (!location) throw std::runtime_error("store: " + why);
+  auto store = coordinator::open_store(*location);
   if (!store) throw std::runtime_error("cannot open the store: " + store.error().message);
   auto mesh = (*store)->ensure_mesh(std::nullopt, rng);
   if (!mesh) throw std::runtime_error("cannot set up the mesh: " + mesh.error().message);
@@ -141,22 +145,22 @@ int serve_child(const fs::path& state_dir, pid_t parent, int from_parent, int to
 }  // namespace
 
 int server_child_main(int argc, char** argv) {
-  // kServerChildFlag STATE_DIR FROM_PARENT_FD TO_PARENT_FD PARENT_PID
-  if (argc != 6 || argv[1] != kServerChildFlag) {
+  // kServerChildFlag STATE_DIR FROM_PARENT_FD TO_PARENT_FD PARENT_PID STORE
+  if (argc != 7 || argv[1] != kServerChildFlag) {
     std::fprintf(stderr, "coordinator_bench: %s is for the bench's own use\n",
                  kServerChildFlag.data());
     return 2;
   }
   try {
-    return serve_child(argv[2], static_cast<pid_t>(std::stol(argv[5])), std::stoi(argv[3]),
-                       std::stoi(argv[4]));
+    return serve_child(argv[2], argv[6], static_cast<pid_t>(std::stol(argv[5])),
+                       std::stoi(argv[3]), std::stoi(argv[4]));
   } catch (const std::exception& e) {
     std::fprintf(stderr, "coordinator_bench: coordinator: %s\n", e.what());
     return 1;
   }
 }
 
-ServerProcess ServerProcess::spawn(const fs::path& state_dir) {
+ServerProcess ServerProcess::spawn(const fs::path& state_dir, const std::string& store) {
   int down[2];  // parent -> child
   int up[2];    // child -> parent
   if (::pipe2(down, O_CLOEXEC) != 0) throw std::runtime_error("pipe failed");
@@ -180,7 +184,8 @@ ServerProcess ServerProcess::spawn(const fs::path& state_dir) {
     ::fcntl(down[0], F_SETFD, 0);
     ::fcntl(up[1], F_SETFD, 0);
     ::execl("/proc/self/exe", "coordinator_bench", flag.c_str(), dir.c_str(),
-            from_parent.c_str(), to_parent.c_str(), parent.c_str(), static_cast<char*>(nullptr));
+            from_parent.c_str(), to_parent.c_str(), parent.c_str(), store.c_str(),
+            static_cast<char*>(nullptr));
     ::_exit(127);
   }
   ::close(down[0]);

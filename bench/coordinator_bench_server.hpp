@@ -6,7 +6,8 @@
 //   bench (parent)                          coordinator (child: this program again, exec'd
 //     prepare_state_dir, key file            with kServerChildFlag, so nothing of the parent's
 //                                            memory is in its RSS)
-//     fork, exec ─────────────────────────► open_store, ensure_mesh, load_key, Server::start
+//     fork, exec ─────────────────────────► open_store (SQLite or PostgreSQL), ensure_mesh,
+//                                            load_key, Server::start
 //          ◄──────────── "port P" ─────────
 //     "stats" ────────────────────────────►
 //          ◄── "rss K hwm K sessions ..." ─ /proc/self/status and the server's counters
@@ -46,9 +47,10 @@ struct ServerStats {
 
 class ServerProcess {
  public:
-  // Starts a coordinator serving state_dir (prepared, with its key file) on 127.0.0.1:0.
-  // Throws std::runtime_error.
-  static ServerProcess spawn(const std::filesystem::path& state_dir);
+  // Starts a coordinator serving state_dir (prepared, with its key file) on 127.0.0.1:0, on the
+  // store at `store` (a --store location; empty: knit.db in state_dir). Throws
+  // std::runtime_error.
+  static ServerProcess spawn(const std::filesystem::path& state_dir, const std::string& store);
 
   ServerProcess(ServerProcess&& other) noexcept;
   ServerProcess& operator=(ServerProcess&&) = delete;

@@ -120,20 +120,18 @@ void ClientSession::on_message(ByteSpan plaintext, std::vector<ClientEvent>& eve
   bool ok = std::visit(
       [&](auto&& message) -> bool {
         using T = std::decay_t<decltype(message)>;
-        if constexpr (std::is_same_v<T, PeerMap>) {
-          map_ = std::move(message);
-          sort_by_node_key(map_.peers);
-          has_map_ = true;
-          event.kind = ClientEvent::Kind::peers_changed;
-          return true;
+        if constexpr (std::is_same_v<T, PeerMapPage>) {
+          bool done = false;
+          on_page(message, events, event, done);
+          return done;
         } else if constexpr (std::is_same_v<T, PeerDelta>) {
-          if (!has_map_) {
-            fail("the coordinator sent a peer delta before any full map", events);
+          if (!has_map_ || paging_) {
+            fail("the coordinator sent a peer delta before a whole map", events);
             return false;
           }
-          if (!apply_delta(map_, message)) {
+          if (!table_.apply(message)) {
             fail("peer delta " + std::to_string(message.version) + " does not fit map version " +
-                     std::to_string(map_.version) + ": reconnecting for a full map",
+                     std::to_string(table_.map().version) + ": reconnecting for a full map",
                  events);
             return false;
           }
@@ -161,6 +159,35 @@ void ClientSession::on_message(ByteSpan plaintext, std::vector<ClientEvent>& eve
       },
       parsed);
   if (ok) events.push_back(std::move(event));
+}
+
+// Pages come in order, all of one version and count; the map they make replaces the current
+// one only once the last is in. `ok` is set when that happened (an event to report).
+void ClientSession::on_page(PeerMapPage& page, std::vector<ClientEvent>& events,
+                            ClientEvent& event, bool& ok) {
+  ok = false;
+  if (page.index == 0) {
+    paging_ = true;
+    next_page_ = 0;
+    page_count_ = page.count;
+    incoming_ = PeerMap{page.version, {}};
+  }
+  if (!paging_ || page.index != next_page_ || page.count != page_count_ ||
+      page.version != incoming_.version)
+    return fail("the coordinator sent peer-map pages out of order", events);
+  if (incoming_.peers.size() + page.peers.size() > kMaxPeers)
+    return fail("the coordinator's peer map is over " + std::to_string(kMaxPeers) + " peers",
+                events);
+  incoming_.peers.insert(incoming_.peers.end(), std::make_move_iterator(page.peers.begin()),
+                         std::make_move_iterator(page.peers.end()));
+  if (++next_page_ < page_count_) return;
+  paging_ = false;
+  if (!table_.reset(std::move(incoming_)))
+    return fail("the coordinator's peer map lists a node key twice", events);
+  incoming_ = {};
+  has_map_ = true;
+  event.kind = ClientEvent::Kind::peers_changed;
+  ok = true;
 }
 
 std::optional<Bytes> ClientSession::seal(const Message& message) {

@@ -7,16 +7,19 @@
 //   frame 1: hello (register or     ---->
 //            relay_register)
 //                                   <----   frame 2: the answer (ok, or a refusal and close)
-//                                   <----   RelayMap, PeerMap{version}, PeerDelta{version + 1}...
+//                                   <----   RelayMap, PeerMapPage{version, 0..count-1},
+//                                           PeerDelta{version + 1}...
 //   EndpointUpdate, Ping{seq}       ---->
 //                                   <----   Pong{seq}, ErrorMessage (then close)
 //
 // Bytes in (feed), frames out (start, seal), events out. The answer is a register_response or a
 // relay_register_response (anything else fails the session); a refusal (!ok) ends the session
 // after its `answered` event, and the owner may end() it for an answer of the other kind. The
-// session keeps the
-// current peer map; a delta that does not fit it (a gap in versions, or contents that do not
-// match) ends the session, and the next session's full map sets things right.
+// session keeps the current peer map (a PeerTable: a delta costs O(changed peers)); pages of a
+// full map are gathered until the last one is in, and only then replace the map. Pages out of
+// order, a map over kMaxPeers peers, or a delta that does not fit (a gap in versions, or
+// contents that do not match) end the session, and the next session's full map sets things
+// right.
 #pragma once
 
 #include <optional>
@@ -27,6 +30,7 @@
 #include "base/random.hpp"
 #include "control/channel.hpp"
 #include "control/messages.hpp"
+#include "control/peer_map.hpp"
 #include "wg/keys.hpp"
 
 namespace knit::control {
@@ -69,7 +73,7 @@ class ClientSession {
   bool over() const { return over_; }
   const std::string& failure() const { return failure_; }
   bool has_peer_map() const { return has_map_; }
-  const PeerMap& peer_map() const { return map_; }
+  const PeerMap& peer_map() const { return table_.map(); }
 
  private:
   void on_answer(ByteSpan payload, std::vector<ClientEvent>& events);
@@ -80,8 +84,16 @@ class ClientSession {
   bool answered_ = false;
   bool over_ = false;
   std::string failure_;
+  void on_page(PeerMapPage& page, std::vector<ClientEvent>& events, ClientEvent& event,
+               bool& ok);
+
   bool has_map_ = false;
-  PeerMap map_;
+  PeerTable table_;
+  // The map being gathered from pages: the next page expected is its index.
+  bool paging_ = false;
+  std::uint32_t next_page_ = 0;
+  std::uint32_t page_count_ = 0;
+  PeerMap incoming_;
 };
 
 }  // namespace knit::control

@@ -28,8 +28,8 @@ inline constexpr std::size_t kMaxTokenLength =
 
 // ---- channel framing (channel.hpp) ----
 inline constexpr std::size_t kFrameHeaderSize = 4;  // big-endian ciphertext length
-// A full peer map of 10k nodes must fit in one frame.
-inline constexpr std::size_t kMaxFrameSize = std::size_t{16} << 20;
+// The largest message: a relay map of kMaxRelays relays (JSON, ~0.6 MiB); peer maps go in pages.
+inline constexpr std::size_t kMaxFrameSize = std::size_t{2} << 20;
 // What the coordinator needs to accept from an agent (register, endpoints, NAT report): a
 // responder passes it as max_frame so an unauthenticated stranger's JSON stays small.
 inline constexpr std::size_t kMaxAgentFrameSize = std::size_t{1} << 20;
@@ -40,7 +40,12 @@ inline constexpr int kMessageVersion = 1;
 inline constexpr std::size_t kMaxMessageSize = kMaxFrameSize - kAeadTagSize;
 inline constexpr std::size_t kMaxJsonDepth = 16;  // refused before nlohmann parses anything
 inline constexpr std::size_t kMaxEndpoints = 64;
-inline constexpr std::size_t kMaxPeers = 32768;
+inline constexpr std::size_t kMaxPeers = 32768;  // in a whole map, over all its pages
+// Peer pages and deltas (peer_codec.hpp): the coordinator cuts pages at about the target size
+// and splits a larger change into several deltas; the parser refuses more than the maximums.
+inline constexpr std::size_t kMaxPeersPerMessage = 4096;
+inline constexpr std::size_t kPeerPageTargetBytes = std::size_t{64} << 10;
+inline constexpr std::size_t kMaxPeerMessageBytes = std::size_t{1} << 20;
 inline constexpr std::size_t kMaxTags = 32;
 inline constexpr std::size_t kMaxRoutes = 256;
 inline constexpr std::size_t kMaxRelays = 256;

@@ -1,5 +1,6 @@
-// Control messages: one JSON object per channel frame (channel.hpp gives the length prefix),
-// each `{"v": 1, "type": ..., fields}`. A message with another "v" is refused as a whole
+// Control messages: one message per channel frame (channel.hpp gives the length prefix). Peer-map
+// pages and peer deltas are binary (peer_codec.hpp: they are most of the bytes at scale); every
+// other message is a JSON object `{"v": 1, "type": ..., fields}`. A message with another "v" is refused as a whole
 // (unsupported_version) so a future version can change anything; unknown fields are ignored.
 // JSON stops here: parse_message() turns text into the validated structs below and nothing
 // else in Knit sees JSON.
@@ -21,8 +22,8 @@
 //     register_response {ok, error_code?, error_message?, node?{name, ipv4, ipv6, node_key},
 //                        mesh?{ipv4_prefix, ipv6_prefix}}
 //                        (error_* when !ok; node and mesh when ok)
-//     peer_map         {version, peers[]}
-//     peer_delta       {version, added[], changed[], removed[]}   (removed: node keys)
+//     peer_map_page    binary (peer_codec.hpp): version, index, count, peers[]
+//     peer_delta       binary (peer_codec.hpp): version, added[], changed[], removed[] (keys)
 //     relay_map        {relays[{name, node_key, addresses[], stun_port}]}
 //     pong             {seq}
 //     error            {code, message}
@@ -158,11 +159,21 @@ struct PeerInfo {
   friend bool operator==(const PeerInfo&, const PeerInfo&) = default;
 };
 
-// No two peers share a node key.
+// A whole peer map, as a client assembles it from pages. No two peers share a node key; the
+// order of peers carries no meaning.
 struct PeerMap {
   std::uint64_t version = 0;
   std::vector<PeerInfo> peers;
   friend bool operator==(const PeerMap&, const PeerMap&) = default;
+};
+
+// One page of the map at `version`: pages index 0..count-1 together hold every peer once.
+struct PeerMapPage {
+  std::uint64_t version = 0;
+  std::uint32_t index = 0;
+  std::uint32_t count = 1;
+  std::vector<PeerInfo> peers;
+  friend bool operator==(const PeerMapPage&, const PeerMapPage&) = default;
 };
 
 // Turns the map of version - 1 into the map of `version` (peer_map.hpp). A node key appears in
@@ -226,10 +237,10 @@ struct ParseError {
 };
 
 using Message = std::variant<RegisterRequest, EndpointUpdate, Ping, NatReport, RegisterResponse,
-                             PeerMap, PeerDelta, RelayMap, Pong, ErrorMessage, RelayRegister,
+                             PeerMapPage, PeerDelta, RelayMap, Pong, ErrorMessage, RelayRegister,
                              RelayRegisterResponse>;
 using ParseResult = std::variant<RegisterRequest, EndpointUpdate, Ping, NatReport, RegisterResponse,
-                                 PeerMap, PeerDelta, RelayMap, Pong, ErrorMessage, RelayRegister,
+                                 PeerMapPage, PeerDelta, RelayMap, Pong, ErrorMessage, RelayRegister,
                                  RelayRegisterResponse, ParseError>;
 
 ParseResult parse_message(std::string_view text);
@@ -237,15 +248,15 @@ ParseResult parse_message(std::string_view text);
 std::optional<Message> to_message(ParseResult&& result);
 
 // ---- encoding ----
-// Strings that are not valid UTF-8 are written with U+FFFD in their place.
+// JSON strings that are not valid UTF-8 are written with U+FFFD in their place.
 
 std::string encode(const RegisterRequest& message);
 std::string encode(const EndpointUpdate& message);
 std::string encode(const Ping& message);
 std::string encode(const NatReport& message);
 std::string encode(const RegisterResponse& message);
-std::string encode(const PeerMap& message);
-std::string encode(const PeerDelta& message);
+std::string encode(const PeerMapPage& message);  // binary (peer_codec.cpp)
+std::string encode(const PeerDelta& message);    // binary (peer_codec.cpp)
 std::string encode(const RelayMap& message);
 std::string encode(const Pong& message);
 std::string encode(const ErrorMessage& message);

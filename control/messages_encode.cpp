@@ -35,30 +35,6 @@ std::string text(const Json& message) {
   return message.dump(-1, ' ', false, nlohmann::detail::error_handler_t::replace);
 }
 
-Json peer_json(const PeerInfo& peer) {
-  Json out = Json::object();
-  out["name"] = peer.name;
-  out["node_key"] = key_text(peer.node_key);
-  out["disco_key"] = key_text(peer.disco_key);
-  out["ipv4"] = peer.ipv4.to_string();
-  out["ipv6"] = peer.ipv6.to_string();
-  out["endpoints"] = endpoints_json(peer.endpoints);
-  out["home_relay"] = peer.home_relay;
-  out["online"] = peer.online;
-  out["last_seen"] = peer.last_seen;
-  out["tags"] = peer.tags;
-  Json routes = Json::array();
-  for (const IpPrefix& route : peer.routes) routes.push_back(route.to_string());
-  out["routes"] = std::move(routes);
-  return out;
-}
-
-Json peers_json(const std::vector<PeerInfo>& peers) {
-  Json out = Json::array();
-  for (const PeerInfo& peer : peers) out.push_back(peer_json(peer));
-  return out;
-}
-
 }  // namespace
 
 std::string_view to_string(NatFiltering filtering) {
@@ -129,24 +105,6 @@ std::string encode(const RegisterResponse& message) {
   mesh["ipv4_prefix"] = message.mesh.ipv4_prefix.to_string();
   mesh["ipv6_prefix"] = message.mesh.ipv6_prefix.to_string();
   out["mesh"] = std::move(mesh);
-  return text(out);
-}
-
-std::string encode(const PeerMap& message) {
-  Json out = header("peer_map");
-  out["version"] = message.version;
-  out["peers"] = peers_json(message.peers);
-  return text(out);
-}
-
-std::string encode(const PeerDelta& message) {
-  Json out = header("peer_delta");
-  out["version"] = message.version;
-  out["added"] = peers_json(message.added);
-  out["changed"] = peers_json(message.changed);
-  Json removed = Json::array();
-  for (const NodeKey& key : message.removed) removed.push_back(key_text(key));
-  out["removed"] = std::move(removed);
   return text(out);
 }
 

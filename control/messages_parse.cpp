@@ -7,6 +7,7 @@
 #include "base/bytes.hpp"
 #include "control/constants.hpp"
 #include "control/messages.hpp"
+#include "control/peer_codec.hpp"
 
 namespace knit::control {
 namespace {
@@ -62,12 +63,6 @@ bool name_char(char c) {
 
 bool valid_name(std::string_view s) {
   return !s.empty() && s.size() <= kMaxNameLength && std::all_of(s.begin(), s.end(), name_char);
-}
-
-bool valid_tag(std::string_view s) {
-  return !s.empty() && s.size() <= kMaxNameLength && std::all_of(s.begin(), s.end(), [](char c) {
-    return name_char(c) || c == ':' || c == '.';
-  });
 }
 
 bool token_text(std::string_view s) {
@@ -292,42 +287,6 @@ constexpr auto kU64 = [](Parser& p, const Json& v, const Path& at, std::uint64_t
 
 // ---- messages ----
 
-bool read_peer(Parser& p, const Json& v, const Path& at, PeerInfo& out) {
-  if (!v.is_object()) return p.fail(MessageError::wrong_type, at);
-  return field(p, v, at, "name", out.name, kName) &&
-         field(p, v, at, "node_key", out.node_key, kKey) &&
-         field(p, v, at, "disco_key", out.disco_key, kKey) &&
-         field(p, v, at, "ipv4", out.ipv4, ip_reader(Family::v4)) &&
-         field(p, v, at, "ipv6", out.ipv6, ip_reader(Family::v6)) &&
-         field(p, v, at, "endpoints", out.endpoints,
-               list_reader(kMaxEndpoints, endpoint_reader(Family::any))) &&
-         field(p, v, at, "home_relay", out.home_relay,
-               text_reader(0, kMaxNameLength,
-                           [](std::string_view s) { return s.empty() || valid_name(s); })) &&
-         field(p, v, at, "online", out.online, kBool) &&
-         field(p, v, at, "last_seen", out.last_seen, read_int<std::int64_t>) &&
-         field(p, v, at, "tags", out.tags,
-               list_reader(kMaxTags, text_reader(1, kMaxNameLength, valid_tag))) &&
-         field(p, v, at, "routes", out.routes, list_reader(kMaxRoutes, prefix_reader(Family::any)));
-}
-
-const auto kPeers = list_reader(kMaxPeers, read_peer);
-
-// No node key twice among all of `lists` and `keys`.
-bool unique_keys(Parser& p, const Path& at,
-                 std::initializer_list<const std::vector<PeerInfo>*> lists,
-                 const std::vector<NodeKey>& keys = {}) {
-  std::vector<NodeKey> all(keys);
-  for (const auto* list : lists) {
-    for (const PeerInfo& peer : *list) all.push_back(peer.node_key);
-  }
-  std::sort(all.begin(), all.end());
-  if (std::adjacent_find(all.begin(), all.end()) != all.end()) {
-    return p.fail(MessageError::duplicate, at);
-  }
-  return true;
-}
-
 bool read_register(Parser& p, const Json& v, const Path& at, RegisterRequest& out) {
   return optional_field(p, v, at, "token", out.token,
                         text_reader(1, kMaxTokenLength, token_text)) &&
@@ -426,20 +385,6 @@ bool read_register_response(Parser& p, const Json& v, const Path& at, RegisterRe
   const Path mesh_at = at.field("mesh");
   return field(p, *mesh, mesh_at, "ipv4_prefix", out.mesh.ipv4_prefix, prefix_reader(Family::v4)) &&
          field(p, *mesh, mesh_at, "ipv6_prefix", out.mesh.ipv6_prefix, prefix_reader(Family::v6));
-}
-
-bool read_peer_map(Parser& p, const Json& v, const Path& at, PeerMap& out) {
-  return field(p, v, at, "version", out.version, kU64) &&
-         field(p, v, at, "peers", out.peers, kPeers) &&
-         unique_keys(p, at.field("peers"), {&out.peers});
-}
-
-bool read_peer_delta(Parser& p, const Json& v, const Path& at, PeerDelta& out) {
-  return field(p, v, at, "version", out.version, kU64) &&
-         field(p, v, at, "added", out.added, kPeers) &&
-         field(p, v, at, "changed", out.changed, kPeers) &&
-         field(p, v, at, "removed", out.removed, list_reader(kMaxPeers, read_key)) &&
-         unique_keys(p, at, {&out.added, &out.changed}, out.removed);
 }
 
 // A relay's addresses: 1..kMaxRelayAddresses of "host:port".
@@ -578,6 +523,7 @@ std::string ParseError::describe() const {
 }
 
 ParseResult parse_message(std::string_view text) {
+  if (!text.empty() && static_cast<std::uint8_t>(text[0]) == kBinaryTag) return parse_binary(text);
   if (text.size() > kMaxMessageSize) return ParseError{MessageError::too_large, {}};
   if (!within_depth(text, kMaxJsonDepth)) return ParseError{MessageError::too_deep, {}};
   Json root;
@@ -607,8 +553,6 @@ ParseResult parse_message(std::string_view text) {
   if (type == "register_response") {
     return parse_as<RegisterResponse>(root, read_register_response);
   }
-  if (type == "peer_map") return parse_as<PeerMap>(root, read_peer_map);
-  if (type == "peer_delta") return parse_as<PeerDelta>(root, read_peer_delta);
   if (type == "relay_map") return parse_as<RelayMap>(root, read_relay_map);
   if (type == "pong") return parse_as<Pong>(root, read_pong);
   if (type == "error") return parse_as<ErrorMessage>(root, read_error);

@@ -1,5 +1,7 @@
 #include "control/peer_map.hpp"
 
+#include "base/bytes.hpp"
+
 #include <algorithm>
 #include <utility>
 
@@ -101,6 +103,62 @@ bool apply_delta(std::vector<PeerInfo>& map, const PeerDelta& delta) {
   }
   map.insert(map.end(), delta.added.begin(), delta.added.end());
   sort_by_node_key(map);
+  return true;
+}
+
+std::size_t NodeKeyHash::operator()(const NodeKey& key) const noexcept {
+  // Every byte counts, so keys that differ only at the end (as in tests) do not collide.
+  std::uint64_t h = 0x9e3779b97f4a7c15u;
+  for (std::size_t i = 0; i < key.size(); i += 8) {
+    h ^= load_le64(key.data() + i);
+    h *= 0xff51afd7ed558ccdu;
+    h ^= h >> 33;
+  }
+  return static_cast<std::size_t>(h);
+}
+
+bool PeerTable::reset(PeerMap map) {
+  std::unordered_map<NodeKey, std::size_t, NodeKeyHash> index;
+  index.reserve(map.peers.size());
+  for (std::size_t i = 0; i < map.peers.size(); ++i)
+    if (!index.emplace(map.peers[i].node_key, i).second) return false;
+  map_ = std::move(map);
+  index_ = std::move(index);
+  return true;
+}
+
+const PeerInfo* PeerTable::find(const NodeKey& key) const {
+  const auto it = index_.find(key);
+  return it == index_.end() ? nullptr : &map_.peers[it->second];
+}
+
+bool PeerTable::apply(const PeerDelta& delta) {
+  if (map_.version == ~std::uint64_t{0} || delta.version != map_.version + 1) return false;
+  if (!keys_unique(delta)) return false;
+  for (const NodeKey& key : delta.removed)
+    if (index_.count(key) == 0) return false;
+  for (const PeerInfo& peer : delta.changed)
+    if (index_.count(peer.node_key) == 0) return false;
+  for (const PeerInfo& peer : delta.added)
+    if (index_.count(peer.node_key) != 0) return false;
+
+  std::vector<PeerInfo>& peers = map_.peers;
+  for (const PeerInfo& peer : delta.changed) peers[index_.at(peer.node_key)] = peer;
+  for (const NodeKey& key : delta.removed) {
+    const auto it = index_.find(key);
+    const std::size_t at = it->second;
+    index_.erase(it);
+    if (at != peers.size() - 1) {
+      peers[at] = std::move(peers.back());
+      index_[peers[at].node_key] = at;
+    }
+    peers.pop_back();
+  }
+  for (const PeerInfo& peer : delta.added) {
+    index_.emplace(peer.node_key, peers.size());
+    peers.push_back(peer);
+  }
+  map_.version = delta.version;
   return true;
 }
 

@@ -2,6 +2,7 @@
 
 #include <sodium.h>
 
+#include <cstdlib>
 #include <filesystem>
 #include <memory>
 #include <ostream>
@@ -31,11 +32,15 @@ void check(Result<void>&& result) {
 // Commands that only read or change an existing mesh refuse to conjure an empty one from a
 // mistyped --state-dir.
 std::unique_ptr<Store> open_existing(const CliGlobals& globals) {
-  if (!has_state(globals.state_dir))
-    throw CliError("no mesh in " + globals.state_dir +
-                   ": check --state-dir, or start one with `knit-coordinator --state-dir " +
+  const StoreLocation location = store_location(globals);
+  if (!has_state(location))
+    throw CliError("no mesh in " +
+                   (location.backend == StoreBackend::sqlite ? globals.state_dir
+                                                             : std::string("the PostgreSQL store")) +
+                   ": check --state-dir and --store, or start one with `knit-coordinator "
+                   "--state-dir " +
                    globals.state_dir + " token create` or `serve`");
-  return take(open_store(globals.state_dir));
+  return take(open_store(location));
 }
 
 std::optional<IpPrefix> requested_prefix(const CliGlobals& globals) {
@@ -70,11 +75,12 @@ int token_create(const CliGlobals& globals, CliContext& ctx, const CreateOptions
   auto prefix = requested_prefix(globals);
   // Without --advertise the address comes from a previous serve: no state, no address, and no
   // reason to make a key and a database for a command that fails.
-  if (o.advertise.empty() && !has_state(globals.state_dir))
+  const StoreLocation location = store_location(globals);
+  if (o.advertise.empty() && !has_state(location))
     throw CliError("no address for the token: pass --advertise HOST:PORT (where agents reach "
                    "the coordinator) or run `knit-coordinator serve --listen HOST:PORT` first");
   check(prepare_state_dir(globals.state_dir));
-  auto store = take(open_store(globals.state_dir));
+  auto store = take(open_store(location));
   take(store->ensure_mesh(prefix, ctx.rng));
   auto addresses = take(token_addresses(*store, o.advertise));
   auto key = take(load_or_create_key(fs::path(globals.state_dir) / kKeyFile, ctx.rng));
@@ -210,6 +216,13 @@ void add_relay_commands(CLI::App& app, const CliGlobals& globals, CliContext& ct
 
 }  // namespace
 
+StoreLocation store_location(const CliGlobals& globals) {
+  std::string why;
+  auto location = parse_store_location(globals.store, globals.state_dir, why);
+  if (!location) throw CliError("--store: " + why);
+  return *location;
+}
+
 void add_admin_commands(CLI::App& app, const CliGlobals& globals, CliContext& ctx,
                         CliAction& action) {
   add_token_commands(app, globals, ctx, action);
@@ -227,6 +240,10 @@ int run_cli(int argc, const char* const* argv, CliContext& ctx,
   globals.state_dir = std::string(kDefaultStateDir);
   app.add_option("--state-dir", globals.state_dir, "where the mesh's state lives")
       ->capture_default_str();
+  if (const char* env = std::getenv(std::string(kStoreEnv).c_str())) globals.store = env;
+  app.add_option("--store", globals.store,
+                 "where the mesh's state is: sqlite:PATH or postgres://USER@HOST/DATABASE "
+                 "(default: $KNIT_COORDINATOR_STORE, else knit.db in the state directory)");
   app.add_option("--ipv4-prefix", globals.ipv4_prefix,
                  "the mesh's IPv4 prefix, fixed at first use (default 100.64.0.0/10)");
   app.add_flag_callback(

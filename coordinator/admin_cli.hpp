@@ -1,11 +1,12 @@
 // knit-coordinator's command line (docs/ARCHITECTURE.md "CLI and daemon", contract):
 //
-//   knit-coordinator [--state-dir DIR] [--ipv4-prefix P]
+//   knit-coordinator [--state-dir DIR] [--ipv4-prefix P] [--store sqlite:PATH|postgres://...]
 //     token create [--reusable] [--ephemeral] [--expires D] [--tag T]... [--relay]
 //                  [--advertise HOST:PORT]...    prints the token alone as its last line
 //     token list | token revoke ID
 //     nodes list [--json] | nodes remove NAME
 //     relays list [--json] | relays remove NAME
+//     migrate --from sqlite:PATH --to postgres://...   (migrate_command.hpp)
 //
 // Commands are registered on a CLI::App by functions, so `serve` (in its own file) plugs in
 // the same way: a registrar adds its subcommand and, when chosen, stores what to run in the
@@ -28,7 +29,12 @@ namespace knit::coordinator {
 struct CliGlobals {
   std::string state_dir;
   std::string ipv4_prefix;  // empty: keep the mesh's, or 100.64.0.0/10 on first use
+  std::string store;        // --store, else KNIT_COORDINATOR_STORE; empty: knit.db in state_dir
 };
+
+// The store the globals name; throws CliError for a malformed --store.
+struct StoreLocation;
+StoreLocation store_location(const CliGlobals& globals);
 
 // Where commands write and what they read from the world: tests swap in their own.
 struct CliContext {

@@ -19,6 +19,8 @@ constexpr std::string_view kLog = "coordinator";
 // Frames handed to one gathered write: fewer system calls when deltas pile up.
 constexpr std::size_t kMaxFramesPerWrite = 64;
 constexpr std::size_t kReadChunk = 64 * 1024;
+// A map's next page is sealed when less than this waits to be written.
+constexpr std::size_t kMapPumpBytes = 128 * 1024;  // about two pages
 
 ByteSpan bytes_of(std::string_view text) {
   return ByteSpan(reinterpret_cast<const std::uint8_t*>(text.data()), text.size());
@@ -56,8 +58,7 @@ AgentSession::AgentSession(Socket socket, const wg::PrivateKey& coordinator_key,
       rng_(rng),
       host_(host),
       limits_(limits),
-      channel_(control::Channel::responder(coordinator_key, control::kMaxAgentFrameSize)),
-      queue_limit_(limits.send_queue_bytes) {
+      channel_(control::Channel::responder(coordinator_key, control::kMaxAgentFrameSize)) {
   std::error_code ec;
   const auto endpoint = socket_.remote_endpoint(ec);
   remote_ = ec ? std::string("?") : endpoint_text(endpoint);
@@ -215,6 +216,20 @@ void AgentSession::on_channel_error(control::ChannelError error) {
 
 bool AgentSession::send(std::string_view message) {
   if (closing() || phase_ != Phase::open) return false;
+  if (map_ == nullptr) return seal_and_enqueue(message);
+  queued_bytes_ += message.size();
+  if (queued_bytes_ > limits_.send_queue_bytes) {
+    ++host_.session_counters().queue_overflows;
+    log(LogLevel::info, kLog, remote_, ": send queue over ", limits_.send_queue_bytes,
+        " bytes while its map streams: disconnecting");
+    close(CloseReason::overflow);
+    return false;
+  }
+  held_.emplace_back(message);
+  return true;
+}
+
+bool AgentSession::seal_and_enqueue(std::string_view message) {
   Bytes frame;
   if (const auto error = channel_.seal(bytes_of(message), frame);
       error != control::ChannelError::ok) {
@@ -225,18 +240,38 @@ bool AgentSession::send(std::string_view message) {
   return enqueue(std::move(frame));
 }
 
-bool AgentSession::send_map(std::string_view message) {
-  // The frame is 16 bytes longer than the message, plus its header.
-  queue_limit_ = limits_.send_queue_bytes + message.size() + control::kAeadTagSize +
-                 control::kFrameHeaderSize;
-  return send(message);
+bool AgentSession::send_map(std::shared_ptr<const MapSnapshot> map) {
+  if (closing() || phase_ != Phase::open || map_ != nullptr || map == nullptr) return false;
+  map_ = std::move(map);
+  next_page_ = 0;
+  pump_map();
+  return !closing();
+}
+
+void AgentSession::pump_map() {
+  if (pumping_) return;  // enqueue() may start a write that completes inline: no recursion
+  pumping_ = true;
+  while (map_ != nullptr && !closing() && queued_bytes_ < kMapPumpBytes) {
+    if (next_page_ < map_->page_count()) {
+      if (!seal_and_enqueue(map_->page_for(next_page_++, node_key_))) break;
+      continue;
+    }
+    map_.reset();
+    while (!held_.empty() && !closing()) {
+      std::string message = std::move(held_.front());
+      held_.pop_front();
+      queued_bytes_ -= message.size();
+      if (!seal_and_enqueue(message)) break;
+    }
+  }
+  pumping_ = false;
 }
 
 bool AgentSession::enqueue(Bytes frame) {
   queued_bytes_ += frame.size();
-  if (queued_bytes_ > queue_limit_) {
+  if (queued_bytes_ > limits_.send_queue_bytes) {
     ++host_.session_counters().queue_overflows;
-    log(LogLevel::info, kLog, remote_, ": send queue over ", queue_limit_,
+    log(LogLevel::info, kLog, remote_, ": send queue over ", limits_.send_queue_bytes,
         " bytes: disconnecting");
     close(CloseReason::overflow);
     return false;
@@ -271,6 +306,8 @@ void AgentSession::on_write(std::error_code ec) {
   }
   for (const Bytes& frame : writing_) queued_bytes_ -= frame.size();
   writing_.clear();
+  if (map_ != nullptr) pump_map();
+  if (closed_ || write_pending_) return;
   if (!queue_.empty()) {
     write();
   } else if (flushing_) {
@@ -282,6 +319,10 @@ void AgentSession::on_write(std::error_code ec) {
 
 void AgentSession::close_after(std::string_view last, CloseReason reason) {
   if (closing()) return;
+  // The last word goes out after what is queued, not after a map nobody needs any more.
+  map_.reset();
+  for (const std::string& message : held_) queued_bytes_ -= message.size();
+  held_.clear();
   if (!last.empty() && !send(last)) return;
   flushing_ = true;
   close_reason_ = reason;
@@ -310,6 +351,8 @@ void AgentSession::close(CloseReason reason) {
   timer_.cancel();
   queue_.clear();  // writing_ stays until the aborted write hands it back
   queued_bytes_ = 0;
+  map_.reset();
+  held_.clear();
   host_.on_closed(*this, reason);
 }
 

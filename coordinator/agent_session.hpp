@@ -13,7 +13,9 @@
 // send, a handshake not done within the handshake timeout or no message for the idle timeout
 // closes this connection and nothing else. Outgoing frames wait in a queue bounded in bytes; an
 // agent that does not read fast enough to keep it under the bound is disconnected (it comes back
-// for a full map). The session decides nothing about the mesh: it hands what the agent said to
+// for a full map). A full map goes out page by page (map_snapshot.hpp): the next page is sealed
+// only when the queue has drained below kMapPumpBytes, and messages sent meanwhile (deltas)
+// wait, counted against the same bound, until the last page is out. The session decides nothing about the mesh: it hands what the agent said to
 // its SessionHost (the server) and sends what it is given.
 #pragma once
 
@@ -32,6 +34,7 @@
 #include "base/random.hpp"
 #include "control/channel.hpp"
 #include "control/messages.hpp"
+#include "coordinator/map_snapshot.hpp"
 #include "wg/keys.hpp"
 
 namespace knit::coordinator {
@@ -68,7 +71,7 @@ struct SessionLimits {
   std::chrono::steady_clock::duration idle_timeout = std::chrono::seconds(45);
   // How long a refusal or a last message may take to reach the agent before closing anyway.
   std::chrono::steady_clock::duration flush_timeout = std::chrono::seconds(5);
-  // Bytes waiting to be written, beyond the last full peer map (which may be several MiB).
+  // Bytes waiting to be written (a full map's pages are sealed as the queue drains).
   std::size_t send_queue_bytes = std::size_t{4} << 20;
 };
 
@@ -117,8 +120,9 @@ class AgentSession : public std::enable_shared_from_this<AgentSession> {
   // Seals a message and queues it. false when the session is closed or closing, or when the
   // message made the queue overflow (the session is then closed).
   bool send(std::string_view message);
-  // The same for a full peer map: the queue may hold this map on top of its usual bound.
-  bool send_map(std::string_view message);
+  // Streams the map's pages, then whatever send() was given meanwhile.
+  bool send_map(std::shared_ptr<const MapSnapshot> map);
+  bool streaming_map() const { return map_ != nullptr; }
   // Closes at once; pending output is dropped. Idempotent.
   void close(CloseReason reason);
   // Sends `last` (if not empty) after what is queued, then closes; closes anyway after the
@@ -148,6 +152,9 @@ class AgentSession : public std::enable_shared_from_this<AgentSession> {
   void on_message(const Bytes& plaintext);
   void on_channel_error(control::ChannelError error);
   bool enqueue(Bytes frame);
+  bool seal_and_enqueue(std::string_view message);
+  // Seals map pages while the queue is short; after the last, the held messages.
+  void pump_map();
   void write();
   void on_write(std::error_code ec);
   void arm_timer();
@@ -176,8 +183,11 @@ class AgentSession : public std::enable_shared_from_this<AgentSession> {
   std::deque<Bytes> queue_;      // sealed frames not yet handed to the socket
   std::vector<Bytes> writing_;   // frames of the write in progress
   bool write_pending_ = false;
-  std::size_t queued_bytes_ = 0;  // queue_ and writing_
-  std::size_t queue_limit_;
+  std::size_t queued_bytes_ = 0;  // queue_, writing_ and held_
+  std::shared_ptr<const MapSnapshot> map_;  // being streamed
+  std::size_t next_page_ = 0;
+  std::deque<std::string> held_;  // sent while the map streams
+  bool pumping_ = false;
 };
 
 }  // namespace knit::coordinator

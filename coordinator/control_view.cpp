@@ -1,5 +1,7 @@
 #include "coordinator/control_view.hpp"
 
+#include <algorithm>
+
 namespace knit::coordinator {
 
 control::PeerInfo peer_info(const Node& node) {
@@ -23,6 +25,13 @@ control::NodeAssignment node_assignment(const Node& node) {
 
 control::MeshInfo mesh_info(const MeshSettings& mesh) {
   return control::MeshInfo{mesh.ipv4_prefix, mesh.ipv6_prefix};
+}
+
+control::V6Base v6_base_of(const MeshSettings& mesh) {
+  control::V6Base base{};
+  if (mesh.ipv6_prefix.address.is_v6())
+    std::copy(mesh.ipv6_prefix.address.bytes(), mesh.ipv6_prefix.address.bytes() + 6, base.begin());
+  return base;
 }
 
 control::RelayInfo relay_info(const Relay& relay) {

@@ -6,6 +6,7 @@
 
 #include "control/error_code.hpp"
 #include "control/messages.hpp"
+#include "control/peer_codec.hpp"
 #include "control/token.hpp"
 #include "coordinator/records.hpp"
 #include "coordinator/store.hpp"
@@ -16,6 +17,9 @@ namespace knit::coordinator {
 control::PeerInfo peer_info(const Node& node);
 control::NodeAssignment node_assignment(const Node& node);
 control::MeshInfo mesh_info(const MeshSettings& mesh);
+// What every node's IPv6 address starts with (the ULA /48 and subnet 0, ipam.hpp), so peer
+// entries can leave it out.
+control::V6Base v6_base_of(const MeshSettings& mesh);
 // Addresses that are not HOST:PORT (never stored so) are left out.
 control::RelayInfo relay_info(const Relay& relay);
 

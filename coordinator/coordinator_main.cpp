@@ -3,6 +3,7 @@
 #include <iostream>
 
 #include "coordinator/admin_cli.hpp"
+#include "coordinator/migrate_command.hpp"
 #include "coordinator/serve_command.hpp"
 
 int main(int argc, char** argv) {
@@ -10,5 +11,6 @@ int main(int argc, char** argv) {
   knit::coordinator::CliContext ctx{
       std::cout, std::cerr,
       [] { return static_cast<knit::coordinator::UnixSeconds>(std::time(nullptr)); }, rng};
-  return knit::coordinator::run_cli(argc, argv, ctx, {knit::coordinator::add_serve_command});
+  return knit::coordinator::run_cli(argc, argv, ctx, {knit::coordinator::add_serve_command,
+                                                knit::coordinator::add_migrate_command});
 }

@@ -1,5 +1,6 @@
 #include "coordinator/ipam.hpp"
 
+#include <algorithm>
 #include <array>
 
 namespace knit::coordinator {
@@ -42,22 +43,66 @@ bool Ipam::contains(const IpAddress& ipv4) const {
   return v >= first_ && v <= last_;
 }
 
-Ipam::Allocation Ipam::allocate(std::uint32_t cursor,
-                                const std::function<bool(std::uint32_t)>& used) const {
+Ipam::Allocation Ipam::allocate(std::uint32_t cursor, const RangeLookup& floor,
+                                const RangeLookup& above) const {
   Allocation out;
   if (cursor < first_ || cursor > last_) cursor = first_;
-  std::uint32_t candidate = cursor;
-  for (std::uint64_t tried = 0; tried < capacity(); ++tried) {
-    if (!used(candidate)) {
-      out.status = Status::ok;
-      out.ipv4 = IpAddress::v4(candidate);
-      out.ipv6 = ipv6_for(out.ipv4);
-      out.next_cursor = candidate == last_ ? first_ : candidate + 1;
+  std::optional<FreeRange> range = floor(cursor);
+  std::uint32_t address = cursor;
+  if (!range || range->last < cursor) {
+    range = above(cursor);
+    if (!range && cursor > first_) range = floor(first_);  // wrap: a range starting at first_
+    if (!range && cursor > first_) range = above(first_);
+    if (!range) return out;  // mesh_full
+    address = range->first;
+  }
+  if (address < first_ || address > last_ || address < range->first || address > range->last)
+    return out;  // a range outside the mesh: treat as full rather than hand out a bad address
+  out.status = Status::ok;
+  out.ipv4 = IpAddress::v4(address);
+  out.ipv6 = ipv6_for(out.ipv4);
+  out.next_cursor = address == last_ ? first_ : address + 1;
+  out.from = *range;
+  if (range->first < address) out.rest.push_back(FreeRange{range->first, address - 1});
+  if (address < range->last) out.rest.push_back(FreeRange{address + 1, range->last});
+  return out;
+}
+
+Ipam::Release Ipam::release(std::uint32_t address, const RangeLookup& floor,
+                            const RangeLookup& above) const {
+  Release out;
+  out.merged = FreeRange{address, address};
+  if (address < first_ || address > last_) {
+    out.already_free = true;  // not ours to track
+    return out;
+  }
+  if (auto before = floor(address)) {
+    if (before->last >= address) {
+      out.already_free = true;
       return out;
     }
-    candidate = candidate == last_ ? first_ : candidate + 1;
+    if (before->last + 1 == address) {
+      out.remove.push_back(*before);
+      out.merged.first = before->first;
+    }
   }
-  out.status = Status::mesh_full;
+  if (auto after = above(address); after && after->first == address + 1) {
+    out.remove.push_back(*after);
+    out.merged.last = after->last;
+  }
+  return out;
+}
+
+std::vector<FreeRange> Ipam::free_ranges(std::vector<std::uint32_t> used) const {
+  std::sort(used.begin(), used.end());
+  std::vector<FreeRange> out;
+  std::uint64_t next = first_;  // the first address not yet accounted for
+  for (std::uint32_t a : used) {
+    if (a < first_ || a > last_ || a < next) continue;
+    if (a > next) out.push_back(FreeRange{static_cast<std::uint32_t>(next), a - 1});
+    next = std::uint64_t{a} + 1;
+  }
+  if (next <= last_) out.push_back(FreeRange{static_cast<std::uint32_t>(next), last_});
   return out;
 }
 

@@ -8,13 +8,20 @@
 //   \__ ULA /48 __/  subnet  \_______ interface id _______/       for 100.64.0.2
 //
 // Allocation is next-fit from a cursor the store keeps, so an address freed by a removed node is
-// not handed to the next joiner at once (peers may still hold it in their maps).
+// not handed to the next joiner at once (peers may still hold it in their maps). The store keeps
+// the unused addresses as disjoint ranges keyed by their first address, and answers two ordered
+// look-ups on that key (floor: the range starting at or before a; above: the first range
+// starting after a), so taking or giving back an address is O(log N) whatever the mesh's size:
+//
+//   cursor c ──► floor(c) holds c?  take c ──► [first, c-1] and [c+1, last] stay free
+//                   └ no: above(c)? take its first   └ no (wrap): above(0)'s first, else full
 #pragma once
 
 #include <cstdint>
 #include <functional>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "base/ip.hpp"
 #include "base/random.hpp"
@@ -23,14 +30,33 @@ namespace knit::coordinator {
 
 inline constexpr std::string_view kDefaultIpv4Prefix = "100.64.0.0/10";
 
+// Host-order addresses first..last, all unused.
+struct FreeRange {
+  std::uint32_t first = 0;
+  std::uint32_t last = 0;
+  friend bool operator==(const FreeRange&, const FreeRange&) = default;
+};
+
 class Ipam {
  public:
   enum class Status { ok, mesh_full };
+  // The ordered look-ups on the free ranges (see the header comment); nullopt for none.
+  using RangeLookup = std::function<std::optional<FreeRange>(std::uint32_t)>;
+
   struct Allocation {
     Status status = Status::mesh_full;
     IpAddress ipv4;
     IpAddress ipv6;
     std::uint32_t next_cursor = 0;  // where the next search should start
+    FreeRange from;                 // the free range the address came out of
+    std::vector<FreeRange> rest;    // what replaces it: 0, 1 or 2 ranges
+  };
+  // Giving an address back: remove these ranges, add `merged` (the address joined with any
+  // free neighbours). already_free: nothing to do.
+  struct Release {
+    bool already_free = false;
+    std::vector<FreeRange> remove;
+    FreeRange merged;
   };
 
   // nullopt when the IPv4 prefix is not IPv4, has host bits set or is longer than /30 (no
@@ -39,9 +65,14 @@ class Ipam {
   // Why make() refused, as a sentence for a person; empty when it would succeed.
   static std::string why_invalid_ipv4(const IpPrefix& prefix);
 
-  // Finds the first free address at or after cursor (a host-order IPv4 address; anything outside
-  // the usable range starts at the beginning), wrapping around once.
-  Allocation allocate(std::uint32_t cursor, const std::function<bool(std::uint32_t)>& used) const;
+  // Takes the first free address at or after cursor (a host-order IPv4 address; anything outside
+  // the usable range starts at the beginning), wrapping around once: at most four look-ups.
+  Allocation allocate(std::uint32_t cursor, const RangeLookup& floor,
+                      const RangeLookup& above) const;
+  // Gives an address of this mesh back: at most two look-ups.
+  Release release(std::uint32_t address, const RangeLookup& floor, const RangeLookup& above) const;
+  // The free ranges of the whole usable range when `used` are taken (building the index once).
+  std::vector<FreeRange> free_ranges(std::vector<std::uint32_t> used) const;
   IpAddress ipv6_for(const IpAddress& ipv4) const;
 
   // Usable host-order range [first_host, last_host].

@@ -67,10 +67,29 @@ ALTER TABLE relays ADD COLUMN online INTEGER NOT NULL DEFAULT 0;
 ALTER TABLE relays ADD COLUMN last_seen INTEGER;
 )sql";
 
+// v4: joins in O(log N) (free IPv4 ranges, built from the nodes on first use: the setting
+// ipv4_free_built says they are), the change log the server tails, and which coordinator a node
+// is connected to (several coordinators on one PostgreSQL; one here).
+constexpr const char* kV4 = R"sql(
+CREATE TABLE ipv4_free (
+  first INTEGER PRIMARY KEY,              -- host-order IPv4, first..last unused
+  last  INTEGER NOT NULL
+);
+CREATE TABLE changes (
+  id       INTEGER PRIMARY KEY AUTOINCREMENT,
+  origin   TEXT NOT NULL,                 -- the writing connection (Store::origin)
+  kind     INTEGER NOT NULL,              -- StoreChange::Kind
+  node_key TEXT NOT NULL DEFAULT '',
+  at       INTEGER NOT NULL
+);
+ALTER TABLE nodes ADD COLUMN connected_to TEXT NOT NULL DEFAULT '';
+)sql";
+
 constexpr Migration kMigrations[] = {
     {1, "settings, tokens and nodes", kV1},
     {2, "ephemeral expiry and relays", kV2},
     {3, "relay presence", kV3},
+    {4, "free address ranges, change log, node's coordinator", kV4},
 };
 
 }  // namespace

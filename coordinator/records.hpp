@@ -26,6 +26,7 @@ inline constexpr UnixSeconds kDefaultEphemeralGrace = 10 * 60;
 struct MeshSettings {
   IpPrefix ipv4_prefix;
   IpPrefix ipv6_prefix;
+  friend bool operator==(const MeshSettings&, const MeshSettings&) = default;
 };
 
 struct Token {

@@ -2,6 +2,7 @@
 
 #include <asio.hpp>
 #include <sys/resource.h>
+#include <unistd.h>
 
 #include <csignal>
 #include <filesystem>
@@ -77,6 +78,12 @@ asio::ip::tcp::endpoint listen_endpoint(asio::io_context& io, const control::Hos
     throw CliError("--listen: cannot resolve " + listen.host +
                    (ec ? ": " + ec.message() : std::string()));
   return results.begin()->endpoint();
+}
+
+std::string coordinator_id(const control::HostPort& listen) {
+  char host[256] = {};
+  if (::gethostname(host, sizeof host - 1) != 0) host[0] = '\0';
+  return std::string(host) + "/" + listen.to_string();
 }
 
 // Every agent holds a descriptor: take the whole hard limit rather than the usual 1024.
@@ -164,7 +171,7 @@ int serve(const CliGlobals& globals, CliContext& ctx, const ServeOptions& o) {
   }
 
   check(prepare_state_dir(globals.state_dir));
-  auto store = take(open_store(globals.state_dir));
+  auto store = take(open_store(store_location(globals)));
   const MeshSettings mesh = fix_mesh(*store, globals, ctx.rng);
   const auto key = take(load_or_create_key(fs::path(globals.state_dir) / kKeyFile, ctx.rng));
 
@@ -173,6 +180,9 @@ int serve(const CliGlobals& globals, CliContext& ctx, const ServeOptions& o) {
   ServerOptions options;
   options.ephemeral_grace = *grace;
   options.now = ctx.now;
+  // Who this is among several coordinators on one database: a restarted coordinator takes its
+  // own nodes offline, not another's.
+  options.coordinator_id = coordinator_id(*listen);
   Server server(io, *store, key.private_key, mesh, ctx.rng, options);
   try {
     server.start(listen_endpoint(io, *listen));

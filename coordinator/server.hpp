@@ -1,27 +1,32 @@
 // `knit-coordinator serve`: the control server. One Asio event loop, single-threaded, serving
-// every agent's control session (agent_session.hpp) from one Store.
+// every agent's control session (agent_session.hpp) from one Store. Its jobs, by file:
+//   server.cpp           lifecycle, the accept loop, sessions and who owns which node key
+//   server_register.cpp  registration of agents and relays, what agents report
+//   server_publish.cpp   publishing the peer map, changes made by others, the ephemeral sweep
 //
-//   agent ──TCP──► AgentSession ──on_register/on_endpoints/...──► Server ──► Store (SQLite)
-//                       ▲                                            │
-//                       └──── relay map, full peer map, deltas ──────┘  PeerView (below)
+//   agent ──TCP──► AgentSession ──on_register/on_endpoints/...──► Server ──► Store
+//                       ▲                                            │     ▲
+//                       └──── relay map, map pages, deltas ──────────┘     │ ChangeFeed
+//                                    PeerView (peer_view.hpp)              │ (others' changes)
 //
 // What each agent holds: the relay map, then a full peer map (every node but itself) at the
 // server's current version V, then one peer delta per version V+1, V+2, ... The server keeps one
 // published map for everybody (PeerView); a change (a join, a disconnect, new endpoints, an
-// admin's `nodes remove` seen by polling the store, an ephemeral node expiring) is noted as
+// admin's `nodes remove` heard through the change feed, an ephemeral node expiring) is noted as
 // pending and published within publish_delay, several changes as one delta. A delta is encoded
 // once and the same bytes go to every session, except to the few nodes the delta is about, who
 // get it without their own entry: O(size of the change) encoding and one seal per session. A
-// full map for a joining agent is spliced from per-peer JSON kept with the published map, so
-// it costs a copy rather than an encode of every peer.
+// joining agent's full map streams as pages from a snapshot of per-peer entries kept with the
+// published map (map_snapshot.hpp), sealed as its socket drains.
 //
 // Presence: a node is online while it has a live session here (the newest session of a node
 // key replaces an older one). On disconnect it goes offline with last_seen, which for an
 // ephemeral node starts its grace period; a periodic sweep removes those past it.
 //
-// Other processes (the admin CLI) change the same store: every poll_interval the server reads
-// the store's change_version() and, when it moved, reloads nodes and relays and publishes the
-// differences; a removed node's own session is told and closed.
+// Other processes (the admin CLI, other coordinators on one PostgreSQL) change the same store:
+// the change feed (change_feed.hpp) tells the server which nodes changed, it reads those again
+// and publishes the differences; a removed node's own session is told and closed. When the
+// feed may have missed something it reloads everything.
 //
 // Relays (knit-relay) connect like agents, with a relay_register as message 1 and their relay
 // key as the channel's static key: a relay token the first time, nothing but the key later. A
@@ -47,80 +52,29 @@
 
 #include "base/random.hpp"
 #include "control/messages.hpp"
+#include "control/peer_map.hpp"
 #include "coordinator/agent_session.hpp"
+#include "coordinator/change_feed.hpp"
+#include "coordinator/peer_view.hpp"
 #include "coordinator/records.hpp"
 #include "coordinator/store.hpp"
 #include "wg/keys.hpp"
 
 namespace knit::coordinator {
 
-// The peer map the server publishes, sans I/O: the published map at version() (what every
-// agent holds, less its own entry) plus changes not yet published.
-class PeerView {
- public:
-  PeerView();
-
-  // Starts over at version 1 with these peers published and nothing pending.
-  void reset(const std::vector<control::PeerInfo>& peers);
-
-  // The newest state of a node (pending if it changed since the last publish); nullptr when
-  // there is no such node (or it is about to be removed).
-  const control::PeerInfo* find(const control::NodeKey& key) const;
-  // Every node of the newest state.
-  std::vector<control::NodeKey> keys() const;
-  void set(control::PeerInfo peer);
-  void remove(const control::NodeKey& key);
-  bool has_pending() const { return !pending_.empty(); }
-
-  struct Published {
-    std::uint64_t version = 0;
-    std::vector<control::NodeKey> keys;  // sorted: every node the delta mentions
-    std::string text;                    // the delta, for a node not in keys
-  };
-  // Turns the pending changes into the next version. nullopt when none of them is visible (a
-  // node set to what it already was); the version then stays.
-  std::optional<Published> publish();
-  // The last published delta as node `own` must see it: without its own entry.
-  std::string delta_text_for(const control::NodeKey& own) const;
-  // The full published map as node `own` must see it: every node but itself.
-  std::string map_text_for(const control::NodeKey& own) const;
-
-  std::uint64_t version() const { return version_; }
-  std::size_t size() const { return published_.size(); }
-
- private:
-  struct Entry {
-    control::PeerInfo info;
-    std::string json;  // the entry as it appears in a peer_map's "peers"
-  };
-  struct Item {  // one entry of the last delta
-    control::NodeKey key{};
-    std::string json;
-  };
-  std::string delta_text(const control::NodeKey* skip) const;
-
-  std::uint64_t version_ = 1;
-  std::map<control::NodeKey, Entry> published_;
-  std::map<control::NodeKey, std::optional<control::PeerInfo>> pending_;  // nullopt: removed
-  // The last delta, by list, and as a struct for when splicing is off.
-  std::vector<Item> added_;
-  std::vector<Item> changed_;
-  std::vector<Item> removed_;
-  control::PeerDelta last_delta_;
-  std::size_t json_bytes_ = 0;  // of every published entry
-  bool splice_;                 // the encoder's layout is the one splicing assumes
-};
-
 struct ServerOptions {
   UnixSeconds ephemeral_grace = kDefaultEphemeralGrace;
   SessionLimits session;
-  std::chrono::steady_clock::duration poll_interval = std::chrono::milliseconds(250);
   std::chrono::steady_clock::duration sweep_interval = std::chrono::seconds(30);
   // Changes within this window go out as one delta (a reconnect storm, a flapping agent).
   std::chrono::steady_clock::duration publish_delay = std::chrono::milliseconds(50);
   std::size_t max_sessions = 100000;   // connections at once; more are closed on accept
   std::size_t max_handshakes = 4096;   // of them not registered yet
   std::function<UnixSeconds()> now;    // wall clock, unix seconds; default std::time
+  // Who this coordinator is among several on one database (Store::set_coordinator_id).
+  std::string coordinator_id;
+  // Hears of others' changes; default make_change_feed(io, store). Tests may give none.
+  std::function<std::unique_ptr<ChangeFeed>(asio::io_context&, Store&)> change_feed;
 };
 
 class Server final : private SessionHost {
@@ -132,8 +86,8 @@ class Server final : private SessionHost {
   Server(const Server&) = delete;
   Server& operator=(const Server&) = delete;
 
-  // Listens, marks every node offline (nobody is connected yet), loads the mesh from the store
-  // and starts accepting, polling and sweeping. Throws std::system_error when it cannot listen,
+  // Listens, marks its nodes offline (nobody is connected yet), loads the mesh from the store
+  // and starts accepting, following the change feed and sweeping. Throws std::system_error when it cannot listen,
   // std::runtime_error when the store cannot be read or written.
   void start(const asio::ip::tcp::endpoint& listen);
   // Closes the acceptor and every session (their nodes go offline) and cancels the timers, so
@@ -150,10 +104,7 @@ class Server final : private SessionHost {
   std::uint64_t map_version() const { return view_.version(); }
 
  private:
-  struct KeyHash {
-    std::size_t operator()(const control::NodeKey& key) const noexcept;
-  };
-  using Owners = std::unordered_map<control::NodeKey, AgentSession*, KeyHash>;
+  using Owners = std::unordered_map<control::NodeKey, AgentSession*, control::NodeKeyHash>;
   Owners& owners_of(const AgentSession& session);
   const Owners& owners_of(const AgentSession& session) const;
 
@@ -185,7 +136,8 @@ class Server final : private SessionHost {
   void forget_node(const control::NodeKey& key, std::string_view why);
   void schedule_publish();
   void publish();
-  void poll();
+  void on_store_changes(std::vector<StoreChange> changes, bool resync);
+  void refresh_node(const control::NodeKey& key);
   void reload();
   bool load_relays();
   void sweep();
@@ -202,7 +154,6 @@ class Server final : private SessionHost {
   ServerOptions options_;
   asio::ip::tcp::acceptor acceptor_;
   asio::steady_timer accept_retry_timer_;
-  asio::steady_timer poll_timer_;
   asio::steady_timer sweep_timer_;
   asio::steady_timer publish_timer_;
   // Handlers hold a weak reference: one that runs after the server is gone does nothing.
@@ -220,7 +171,7 @@ class Server final : private SessionHost {
   PeerView view_;
   std::vector<control::RelayInfo> relays_;
   std::string relay_map_text_;
-  std::optional<std::uint64_t> change_version_;
+  std::unique_ptr<ChangeFeed> feed_;
 };
 
 }  // namespace knit::coordinator

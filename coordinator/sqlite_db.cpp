@@ -54,8 +54,14 @@ Result<void> Statement::run() {
   for (;;) {
     switch (step()) {
       case Step::row: continue;
-      case Step::done: return Ok{};
-      case Step::failed: return error();
+      case Step::done:
+        sqlite3_reset(stmt_);  // ready to be bound and run again
+        return Ok{};
+      case Step::failed: {
+        Error e = error();
+        sqlite3_reset(stmt_);
+        return e;
+      }
     }
   }
 }

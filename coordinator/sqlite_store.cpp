@@ -1,5 +1,11 @@
 #include "coordinator/sqlite_store.hpp"
 
+#include <sodium.h>
+
+#include <array>
+
+#include "base/bytes.hpp"
+
 #include "coordinator/ipam.hpp"
 #include "coordinator/migrations.hpp"
 #include "coordinator/sqlite_rows.hpp"
@@ -26,7 +32,9 @@ Result<std::unique_ptr<SqliteStore>> SqliteStore::open(const std::string& path) 
   auto db = Database::open(path);
   if (!db) return db.error();
   if (auto r = migrate(*db); !r) return r.error();
-  return std::unique_ptr<SqliteStore>(new SqliteStore(std::move(*db)));
+  std::array<std::uint8_t, 8> id{};
+  randombytes_buf(id.data(), id.size());
+  return std::unique_ptr<SqliteStore>(new SqliteStore(std::move(*db), path, to_hex(id)));
 }
 
 Result<std::optional<std::string>> SqliteStore::get_setting(std::string_view key) {
@@ -99,6 +107,7 @@ Result<MeshSettings> SqliteStore::ensure_mesh(const std::optional<IpPrefix>& ipv
   }
   if (auto r = put_setting(kIpv4PrefixKey, mesh.ipv4_prefix.to_string()); !r) return r.error();
   if (auto r = put_setting(kIpv4CursorKey, "0"); !r) return r.error();
+  if (auto r = rebuild_free_ranges(mesh); !r) return r.error();
   if (auto r = tx->commit(); !r) return r.error();
   return mesh;
 }
@@ -198,14 +207,6 @@ Result<TokenCheck> SqliteStore::consume_token(const PresentedToken& token, Token
   if (*check == TokenCheck::ok)
     if (auto r = tx->commit(); !r) return r.error();
   return *check;
-}
-
-Result<std::uint64_t> SqliteStore::change_version() {
-  // Changes only when another connection commits; sqlite.org/pragma.html#pragma_data_version.
-  auto stmt = db_.prepare("PRAGMA data_version");
-  if (!stmt) return stmt.error();
-  if (stmt->step() != Statement::Step::row) return stmt->error();
-  return static_cast<std::uint64_t>(stmt->column_int(0));
 }
 
 }  // namespace knit::coordinator

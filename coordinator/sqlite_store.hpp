@@ -1,13 +1,15 @@
 // The Store on one SQLite file, <state-dir>/knit.db. Each SqliteStore is one connection, used
 // from one thread; an admin command and the server each open their own, and WAL mode plus a busy
-// timeout let them work side by side. Implemented in sqlite_store.cpp (mesh, tokens, changes),
-// sqlite_store_nodes.cpp and sqlite_store_relays.cpp.
+// timeout let them work side by side. Implemented in sqlite_store.cpp (mesh, tokens),
+// sqlite_store_nodes.cpp, sqlite_store_addresses.cpp (the free ranges), sqlite_store_relays.cpp
+// and sqlite_store_changes.cpp (the change log, export and import).
 #pragma once
 
 #include <functional>
 #include <memory>
 #include <string>
 
+#include "coordinator/ipam.hpp"
 #include "coordinator/sqlite_db.hpp"
 #include "coordinator/store.hpp"
 
@@ -57,10 +59,35 @@ class SqliteStore final : public Store {
   Result<void> set_relay_online(const wg::PublicKey& relay_key, bool online,
                                 UnixSeconds now) override;
 
-  Result<std::uint64_t> change_version() override;
+  void set_coordinator_id(std::string id) override { coordinator_id_ = std::move(id); }
+  StoreBackend backend() const override { return StoreBackend::sqlite; }
+  const std::string& origin() const override { return origin_; }
+  Result<StoreSnapshot> export_all() override;
+  Result<void> import_all(const StoreSnapshot& snapshot) override;
+
+  // --- The change log (sqlite_change_feed.hpp reads it) ---
+  const std::string& path() const { return path_; }
+  // Moves whenever another connection commits (PRAGMA data_version): a cheap first look.
+  Result<std::uint64_t> data_version();
+  // The newest note's id (0: none).
+  Result<std::uint64_t> latest_change();
+  // Notes after `cursor` written by other connections, oldest first; cursor moves past every
+  // note read (own ones included).
+  Result<std::vector<StoreChange>> changes_after(std::uint64_t& cursor);
+  // Drops notes older than `before` (the server does this now and then).
+  Result<void> trim_changes(UnixSeconds before);
 
  private:
-  explicit SqliteStore(Database db) : db_(std::move(db)) {}
+  SqliteStore(Database db, std::string path, std::string origin)
+      : db_(std::move(db)), path_(std::move(path)), origin_(std::move(origin)) {}
+
+  // Inside the caller's transaction.
+  Result<void> note(StoreChange::Kind kind, const wg::PublicKey* node_key);
+  // The free ranges (sqlite_store_addresses.cpp), inside the caller's transaction.
+  Result<Ipam::Allocation> take_address(const MeshSettings& mesh);
+  Result<void> release_address(const MeshSettings& mesh, const IpAddress& ipv4);
+  Result<void> rebuild_free_ranges(const MeshSettings& mesh);
+  Result<std::optional<FreeRange>> range_lookup(bool floor, std::uint32_t at);
 
   Result<std::optional<std::string>> get_setting(std::string_view key);
   Result<void> put_setting(std::string_view key, std::string_view value);
@@ -76,10 +103,11 @@ class SqliteStore final : public Store {
                            UnixSeconds now);
   Result<std::vector<Node>> select_nodes(std::string_view where_and_order,
                                          const std::function<void(Statement&)>& bind);
-  Result<void> update_node_fields(const wg::PublicKey& node_key, std::string_view set_clause,
-                                  std::int64_t now);
 
   Database db_;
+  std::string path_;
+  std::string origin_;
+  std::string coordinator_id_;
 };
 
 }  // namespace knit::coordinator

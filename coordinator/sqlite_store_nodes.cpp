@@ -1,7 +1,6 @@
 // SqliteStore: nodes joining, their addresses and names, presence and ephemeral expiry.
 #include <charconv>
 #include <functional>
-#include <unordered_set>
 
 #include "coordinator/ipam.hpp"
 #include "coordinator/names.hpp"
@@ -11,8 +10,6 @@
 namespace knit::coordinator {
 
 namespace {
-
-constexpr std::string_view kIpv4CursorKey = "ipv4_cursor";
 
 // A known node re-joining with the token it joined with: the secret must still match, but the
 // token's later expiry, revocation or use count do not evict an existing member.
@@ -99,6 +96,7 @@ Result<JoinResult> SqliteStore::join_node(const NodeRegistration& reg,
     result.node = std::move(*node);
     result.created = true;
   }
+  if (auto r = note(StoreChange::Kind::node, &reg.node_key); !r) return r.error();
   if (auto r = tx->commit(); !r) return r.error();
   return result;
 }
@@ -108,25 +106,10 @@ Result<Node> SqliteStore::insert_node(const NodeRegistration& reg, const Token* 
   auto ipam = Ipam::make(mesh.ipv4_prefix, mesh.ipv6_prefix);
   if (!ipam) return Error{Errc::io, "the state database holds an unusable mesh prefix"};
 
-  // Addresses held by existing nodes; the UNIQUE constraints back this up.
-  std::unordered_set<std::uint32_t> used;
-  {
-    auto stmt = db_.prepare("SELECT ipv4 FROM nodes");
-    if (!stmt) return stmt.error();
-    for (;;) {
-      auto step = stmt->step();
-      if (step == Statement::Step::done) break;
-      if (step == Statement::Step::failed) return stmt->error();
-      if (auto a = IpAddress::parse(stmt->column_text(0)); a && a->is_v4())
-        used.insert(a->v4_host_order());
-    }
-  }
-  auto cursor_text = get_setting(kIpv4CursorKey);
-  if (!cursor_text) return cursor_text.error();
-  std::uint32_t cursor = 0;  // unparsable: start from the beginning
-  if (const auto& text = *cursor_text)
-    std::from_chars(text->data(), text->data() + text->size(), cursor);
-  auto allocation = ipam->allocate(cursor, [&](std::uint32_t a) { return used.count(a) != 0; });
+  // From the free ranges, O(log N); the UNIQUE constraints back this up.
+  auto taken = take_address(mesh);
+  if (!taken) return taken.error();
+  const Ipam::Allocation& allocation = *taken;
   if (allocation.status == Ipam::Status::mesh_full)
     return Error{Errc::mesh_full, "the mesh is full: all " + std::to_string(ipam->capacity()) +
                                       " addresses of " + mesh.ipv4_prefix.to_string() +
@@ -139,8 +122,8 @@ Result<Node> SqliteStore::insert_node(const NodeRegistration& reg, const Token* 
 
   auto stmt = db_.prepare(
       "INSERT INTO nodes (node_key, disco_key, name, hostname, os, ipv4, ipv6, tags, ephemeral, "
-      "token_id, created_at, last_seen, online, disconnected_at) "
-      "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?11, 1, NULL)");
+      "token_id, created_at, last_seen, online, disconnected_at, connected_to) "
+      "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?11, 1, NULL, ?12)");
   if (!stmt) return stmt.error();
   stmt->bind(1, rows::key_text(reg.node_key))
       .bind(2, rows::key_text(reg.disco_key))
@@ -152,10 +135,9 @@ Result<Node> SqliteStore::insert_node(const NodeRegistration& reg, const Token* 
       .bind(8, rows::join_list(token->tags))
       .bind(9, std::int64_t{token->ephemeral})
       .bind(10, token->id)
-      .bind(11, now);
+      .bind(11, now)
+      .bind(12, coordinator_id_);
   if (auto r = stmt->run(); !r) return r.error();
-  if (auto r = put_setting(kIpv4CursorKey, std::to_string(allocation.next_cursor)); !r)
-    return r.error();
   auto node = find_node(reg.node_key);
   if (!node) return node.error();
   if (!*node) return Error{Errc::io, "database: the new node vanished"};
@@ -173,8 +155,8 @@ Result<void> SqliteStore::update_node(const Node& old, const NodeRegistration& r
   }
   auto stmt = db_.prepare(
       "UPDATE nodes SET disco_key = ?2, name = ?3, hostname = ?4, os = ?5, last_seen = ?6, "
-      "online = 1, disconnected_at = NULL, tags = ?7, ephemeral = ?8, token_id = ?9 "
-      "WHERE node_key = ?1");
+      "online = 1, disconnected_at = NULL, tags = ?7, ephemeral = ?8, token_id = ?9, "
+      "connected_to = ?10 WHERE node_key = ?1");
   if (!stmt) return stmt.error();
   stmt->bind(1, rows::key_text(old.node_key))
       .bind(2, rows::key_text(reg.disco_key))
@@ -183,7 +165,8 @@ Result<void> SqliteStore::update_node(const Node& old, const NodeRegistration& r
       .bind(5, reg.os)
       .bind(6, now)
       .bind(7, rows::join_list(token ? token->tags : old.tags))
-      .bind(8, std::int64_t{token ? token->ephemeral : old.ephemeral});
+      .bind(8, std::int64_t{token ? token->ephemeral : old.ephemeral})
+      .bind(10, coordinator_id_);
   if (token)
     stmt->bind(9, token->id);
   else if (old.token_id.empty())
@@ -203,29 +186,46 @@ Result<Node> SqliteStore::remove_node(std::string_view name) {
   auto stmt = db_.prepare("DELETE FROM nodes WHERE name = ?1");
   if (!stmt) return stmt.error();
   if (auto r = stmt->bind(1, name).run(); !r) return r.error();
+  auto mesh = mesh_settings();
+  if (!mesh) return mesh.error();
+  if (*mesh)
+    if (auto r = release_address(**mesh, (*node)->ipv4); !r) return r.error();
+  if (auto r = note(StoreChange::Kind::node, &(*node)->node_key); !r) return r.error();
   if (auto r = tx->commit(); !r) return r.error();
   return std::move(**node);
 }
 
-Result<void> SqliteStore::update_node_fields(const wg::PublicKey& node_key,
-                                             std::string_view set_clause, std::int64_t now) {
-  auto stmt = db_.prepare("UPDATE nodes SET " + std::string(set_clause) + " WHERE node_key = ?1");
+Result<void> SqliteStore::set_node_online(const wg::PublicKey& node_key, bool online,
+                                          UnixSeconds now) {
+  auto tx = Transaction::begin(db_);
+  if (!tx) return tx.error();
+  // Online: this coordinator's node from now on. Offline: only for the coordinator it is
+  // connected to (?3; empty for an admin), not one it already left.
+  auto stmt = db_.prepare(
+      online ? "UPDATE nodes SET online = 1, last_seen = ?2, disconnected_at = NULL, "
+               "connected_to = ?3 WHERE node_key = ?1"
+             : "UPDATE nodes SET online = 0, last_seen = ?2, disconnected_at = ?2 "
+               "WHERE node_key = ?1 AND (?3 = '' OR connected_to = ?3 OR connected_to = '')");
+  if (!stmt) return stmt.error();
+  if (auto r = stmt->bind(1, rows::key_text(node_key)).bind(2, now).bind(3, coordinator_id_).run();
+      !r)
+    return r;
+  if (db_.changes() == 0) {
+    auto known = find_node(node_key);
+    if (!known) return known.error();
+    if (!*known) return Error{Errc::not_found, "no node with this key"};
+    return Ok{};  // connected to another coordinator now: nothing to say
+  }
+  if (auto r = note(StoreChange::Kind::node, &node_key); !r) return r;
+  return tx->commit();
+}
+
+Result<void> SqliteStore::touch_node(const wg::PublicKey& node_key, UnixSeconds now) {
+  auto stmt = db_.prepare("UPDATE nodes SET last_seen = ?2 WHERE node_key = ?1");
   if (!stmt) return stmt.error();
   if (auto r = stmt->bind(1, rows::key_text(node_key)).bind(2, now).run(); !r) return r;
   if (db_.changes() == 0) return Error{Errc::not_found, "no node with this key"};
   return Ok{};
-}
-
-Result<void> SqliteStore::set_node_online(const wg::PublicKey& node_key, bool online,
-                                          UnixSeconds now) {
-  return update_node_fields(node_key,
-                            online ? "online = 1, last_seen = ?2, disconnected_at = NULL"
-                                   : "online = 0, last_seen = ?2, disconnected_at = ?2",
-                            now);
-}
-
-Result<void> SqliteStore::touch_node(const wg::PublicKey& node_key, UnixSeconds now) {
-  return update_node_fields(node_key, "last_seen = ?2", now);
 }
 
 Result<void> SqliteStore::set_node_endpoints(const wg::PublicKey& node_key,
@@ -233,6 +233,8 @@ Result<void> SqliteStore::set_node_endpoints(const wg::PublicKey& node_key,
                                              std::string_view home_relay, UnixSeconds now) {
   if (home_relay.find(',') != std::string_view::npos)
     return Error{Errc::invalid, "a relay name cannot contain ','"};
+  auto tx = Transaction::begin(db_);
+  if (!tx) return tx.error();
   auto stmt = db_.prepare(
       "UPDATE nodes SET endpoints = ?2, home_relay = ?3, last_seen = ?4 WHERE node_key = ?1");
   if (!stmt) return stmt.error();
@@ -242,7 +244,8 @@ Result<void> SqliteStore::set_node_endpoints(const wg::PublicKey& node_key,
       .bind(4, now);
   if (auto r = stmt->run(); !r) return r;
   if (db_.changes() == 0) return Error{Errc::not_found, "no node with this key"};
-  return Ok{};
+  if (auto r = note(StoreChange::Kind::node, &node_key); !r) return r;
+  return tx->commit();
 }
 
 Result<std::vector<Node>> SqliteStore::expire_ephemeral(UnixSeconds now, UnixSeconds grace) {
@@ -253,24 +256,37 @@ Result<std::vector<Node>> SqliteStore::expire_ephemeral(UnixSeconds now, UnixSec
       "AND disconnected_at <= ?1 ORDER BY name",
       [&](Statement& s) { s.bind(1, std::int64_t{now - grace}); });
   if (!gone) return gone.error();
+  auto mesh = mesh_settings();
+  if (!mesh) return mesh.error();
   for (const Node& node : *gone) {
     auto stmt = db_.prepare("DELETE FROM nodes WHERE node_key = ?1");
     if (!stmt) return stmt.error();
     if (auto r = stmt->bind(1, rows::key_text(node.node_key)).run(); !r) return r.error();
+    if (*mesh)
+      if (auto r = release_address(**mesh, node.ipv4); !r) return r.error();
+    if (auto r = note(StoreChange::Kind::node, &node.node_key); !r) return r.error();
   }
   if (auto r = tx->commit(); !r) return r.error();
   return std::move(*gone);
 }
 
 Result<void> SqliteStore::mark_all_offline(UnixSeconds now) {
+  // Only this coordinator's nodes (set_coordinator_id): another coordinator's are connected.
+  auto tx = Transaction::begin(db_);
+  if (!tx) return tx.error();
   auto stmt = db_.prepare(
       "UPDATE nodes SET online = 0, disconnected_at = ?1 "
-      "WHERE online = 1 OR disconnected_at IS NULL");
+      "WHERE (online = 1 OR disconnected_at IS NULL) "
+      "AND (?2 = '' OR connected_to = ?2 OR connected_to = '')");
   if (!stmt) return stmt.error();
-  if (auto r = stmt->bind(1, now).run(); !r) return r;
+  if (auto r = stmt->bind(1, now).bind(2, coordinator_id_).run(); !r) return r;
+  const bool changed = db_.changes() > 0;
   auto relays = db_.prepare("UPDATE relays SET online = 0, last_seen = ?1 WHERE online = 1");
   if (!relays) return relays.error();
-  return relays->bind(1, now).run();
+  if (auto r = relays->bind(1, now).run(); !r) return r;
+  if (changed)
+    if (auto r = note(StoreChange::Kind::nodes, nullptr); !r) return r;
+  return tx->commit();
 }
 
 Result<bool> SqliteStore::key_in_table(std::string_view table, const wg::PublicKey& key) {

@@ -100,6 +100,7 @@ Result<RelayJoinResult> SqliteStore::join_relay(const RelayRegistration& relay,
   if (read->step() != Statement::Step::row) return read->error();
   result.relay = rows::read_relay(*read);
   result.created = !own_token.has_value();
+  if (auto r = note(StoreChange::Kind::relays, nullptr); !r) return r.error();
   if (auto r = tx->commit(); !r) return r.error();
   return result;
 }
@@ -129,12 +130,15 @@ Result<void> SqliteStore::set_relay_online(const wg::PublicKey& relay_key, bool 
 }
 
 Result<void> SqliteStore::remove_relay(std::string_view name) {
+  auto tx = Transaction::begin(db_);
+  if (!tx) return tx.error();
   auto stmt = db_.prepare("DELETE FROM relays WHERE name = ?1");
   if (!stmt) return stmt.error();
   if (auto r = stmt->bind(1, name).run(); !r) return r;
   if (db_.changes() == 0)
     return Error{Errc::not_found, "no relay named '" + std::string(name) + "' (see relays list)"};
-  return Ok{};
+  if (auto r = note(StoreChange::Kind::relays, nullptr); !r) return r;
+  return tx->commit();
 }
 
 }  // namespace knit::coordinator

@@ -3,12 +3,15 @@
 // operation that reads and then writes is atomic: two coordinators or an admin command and a
 // running server may use the same state at once. Time is always passed in as `now`.
 //
-// Noticing changes made elsewhere (an admin removing a node, revoking a token, another
-// coordinator): the server polls change_version() about once a second, from its event loop, and
-// when the value moved it reloads the nodes and relays and sends peer-map deltas for the
-// differences. The call is cheap (SQLite: PRAGMA data_version, a shared-memory read in WAL mode;
-// PostgreSQL would use LISTEN/NOTIFY instead of polling). The server's own writes do not move
-// it: the server already knows about them.
+// Noticing changes made elsewhere (an admin removing a node, another coordinator on the same
+// PostgreSQL): every write that changes what agents see is noted in its own transaction, with
+// the writing connection's origin() and the node it is about: in SQLite as a row of a change log
+// that the server reads when the database file changes (sqlite_change_feed.hpp), in PostgreSQL
+// as a NOTIFY every coordinator LISTENs for (pg_change_feed.hpp). A coordinator skips its own
+// notes: it already knows.
+//
+// Addresses come from a table of free IPv4 ranges (ipam.hpp), so a join costs O(log N) in the
+// store whatever the size of the mesh.
 #pragma once
 
 #include <cstdint>
@@ -52,6 +55,30 @@ struct RelayRegistration {
   std::vector<std::string> addresses;  // "host:port"
   std::uint16_t stun_port = 0;
 };
+
+// A note of a change (see the header comment).
+struct StoreChange {
+  enum class Kind : std::uint8_t {
+    node = 1,    // node_key joined, changed, or was removed: read it again
+    relays = 2,  // the relay map changed
+    nodes = 3,   // many nodes at once (a coordinator marking its nodes offline): read them all
+  };
+  Kind kind = Kind::node;
+  wg::PublicKey node_key{};
+  friend bool operator==(const StoreChange&, const StoreChange&) = default;
+};
+
+// Everything a mesh is, for `knit-coordinator migrate`: rows as they are stored.
+struct StoreSnapshot {
+  std::optional<MeshSettings> mesh;
+  std::optional<std::string> listen_address;
+  std::uint32_t ipv4_cursor = 0;
+  std::vector<Token> tokens;
+  std::vector<Node> nodes;
+  std::vector<std::pair<Relay, std::string>> relays;  // with the token id each registered with
+};
+
+enum class StoreBackend { sqlite, postgres };
 
 struct RelayJoinResult {
   TokenCheck token = TokenCheck::unknown;
@@ -131,9 +158,23 @@ class Store {
   virtual Result<void> set_relay_online(const wg::PublicKey& relay_key, bool online,
                                         UnixSeconds now) = 0;
 
+  // --- Coordinators ---
+  // The coordinator this connection writes for ("host:port"): join_node and set_node_online
+  // record it as the node's, and a node goes offline (set_node_online false, mark_all_offline)
+  // only for the coordinator it is connected to, so a node that moved to another coordinator
+  // is not marked offline by the one it left. Empty (the admin CLI): every node.
+  virtual void set_coordinator_id(std::string id) = 0;
+
   // --- Changes made by others ---
-  // Moves whenever another connection commits a change (see the header comment).
-  virtual Result<std::uint64_t> change_version() = 0;
+  virtual StoreBackend backend() const = 0;
+  // This connection's id in the change notes (random, per connection).
+  virtual const std::string& origin() const = 0;
+
+  // --- Moving a mesh (migrate) ---
+  virtual Result<StoreSnapshot> export_all() = 0;
+  // Into an empty store (no node, token or relay: Errc::conflict otherwise), in one
+  // transaction, keeping every key, name and address.
+  virtual Result<void> import_all(const StoreSnapshot& snapshot) = 0;
 };
 
 }  // namespace knit::coordinator

@@ -12,9 +12,11 @@ packages=(
   libsodium-dev libb2-dev libasio-dev nlohmann-json3-dev libcli11-dev libsqlite3-dev
   libnl-route-3-dev libgtest-dev libgmock-dev libbenchmark-dev
   libnatpmp-dev libminiupnpc-dev libssl-dev
+  libpq-dev zlib1g-dev  # the coordinator's PostgreSQL store; zlib for bench/peer_codec_bench
   # test peers and lab tools
   wireguard-go wireguard-tools iproute2 nftables iputils-ping netcat-openbsd iperf3 tcpdump
   procps kmod jq coturn stun-client
+  postgresql  # a real server for the store tests, the coordinator HA netns test and the bench
   miniupnpd-nftables  # lab router for PCP/NAT-PMP/UPnP tests; no maintainer scripts, no service
   # packaging: cpack -G DEB (dpkg-shlibdeps needs file), systemd-analyze verify
   file systemd

@@ -163,10 +163,19 @@ class Agent {
       map_broken_ = true;
       return std::nullopt;
     }
-    if (auto* map = std::get_if<control::PeerMap>(&*message)) {
-      map_ = *map;
-      control::sort_by_node_key(map_.peers);
-      have_map_ = true;
+    if (auto* page = std::get_if<control::PeerMapPage>(&*message)) {
+      // Pages in order; the map is whole at the last one.
+      if (page->index == 0) incoming_ = control::PeerMap{page->version, {}};
+      else if (page->index != next_page_ || page->version != incoming_.version) map_broken_ = true;
+      next_page_ = page->index + 1;
+      incoming_.peers.insert(incoming_.peers.end(), page->peers.begin(), page->peers.end());
+      ++pages_;
+      if (next_page_ == page->count) {
+        map_ = std::move(incoming_);
+        control::sort_by_node_key(map_.peers);
+        have_map_ = true;
+        ++maps_;
+      }
     } else if (auto* delta = std::get_if<control::PeerDelta>(&*message)) {
       if (!have_map_ || !control::apply_delta(map_, *delta)) map_broken_ = true;
     } else if (auto* relays = std::get_if<control::RelayMap>(&*message)) {
@@ -216,6 +225,8 @@ class Agent {
   const wg::PrivateKey& node_key() const { return node_key_; }
   const wg::PublicKey& public_key() const { return public_key_; }
   const control::PeerMap& map() const { return map_; }
+  int maps() const { return maps_; }    // whole maps received
+  int pages() const { return pages_; }  // pages of them
   bool have_map() const { return have_map_; }
   bool map_broken() const { return map_broken_; }
   const control::RelayMap& relays() const { return relays_; }
@@ -260,6 +271,10 @@ class Agent {
   bool closed_ = false;
   Bytes message1_;
   control::PeerMap map_;
+  control::PeerMap incoming_;
+  std::uint32_t next_page_ = 0;
+  int maps_ = 0;
+  int pages_ = 0;
   bool have_map_ = false;
   bool map_broken_ = false;
   control::RelayMap relays_;

@@ -126,7 +126,7 @@ TEST_F(SessionTest, RegistersThenFollowsTheMapAndDeltas) {
   EXPECT_EQ(events[0].kind, Kind::relay_map);
 
   // Several frames in one read.
-  Bytes stream = coordinator_.send(control::PeerMap{5, {peer(3), peer(2)}});
+  Bytes stream = coordinator_.send(control::PeerMapPage{5, 0, 1, {peer(3), peer(2)}});
   control::PeerDelta delta;
   delta.version = 6;
   delta.added = {peer(4)};
@@ -153,7 +153,7 @@ TEST_F(SessionTest, RegistersThenFollowsTheMapAndDeltas) {
 
 TEST_F(SessionTest, ADeltaThatDoesNotFitEndsTheSession) {
   register_ok();
-  feed(coordinator_.send(control::PeerMap{5, {peer(2)}}));
+  feed(coordinator_.send(control::PeerMapPage{5, 0, 1, {peer(2)}}));
   control::PeerDelta gap;
   gap.version = 7;  // 6 is missing
   gap.added = {peer(4)};
@@ -163,6 +163,38 @@ TEST_F(SessionTest, ADeltaThatDoesNotFitEndsTheSession) {
   EXPECT_NE(events[0].failure.find("full map"), std::string::npos);
   EXPECT_TRUE(session_.over());
   EXPECT_EQ(session_.peer_map().version, 5u);  // untouched
+}
+
+TEST_F(SessionTest, AMapInPagesCountsOnceWholeAndOnlyInOrder) {
+  register_ok();
+  feed(coordinator_.send(control::PeerMapPage{1, 0, 1, {peer(9)}}));
+  // A new map in three pages: the old one stays until the last page is in.
+  auto events = feed(coordinator_.send(control::PeerMapPage{8, 0, 3, {peer(2)}}));
+  EXPECT_TRUE(events.empty());
+  events = feed(coordinator_.send(control::PeerMapPage{8, 1, 3, {peer(3)}}));
+  EXPECT_TRUE(events.empty());
+  EXPECT_EQ(session_.peer_map().version, 1u);
+  events = feed(coordinator_.send(control::PeerMapPage{8, 2, 3, {peer(4)}}));
+  ASSERT_EQ(events.size(), 1u);
+  EXPECT_EQ(events[0].kind, Kind::peers_changed);
+  EXPECT_EQ(session_.peer_map().version, 8u);
+  EXPECT_EQ(session_.peer_map().peers.size(), 3u);
+  // A delta while a map is half in, or a page out of order, ends the session.
+  feed(coordinator_.send(control::PeerMapPage{9, 0, 2, {peer(2)}}));
+  control::PeerDelta delta;
+  delta.version = 10;
+  events = feed(coordinator_.send(delta));
+  ASSERT_EQ(events.size(), 1u);
+  EXPECT_EQ(events[0].kind, Kind::failed);
+  EXPECT_EQ(session_.peer_map().version, 8u);
+}
+
+TEST_F(SessionTest, PagesOutOfOrderEndTheSession) {
+  register_ok();
+  auto events = feed(coordinator_.send(control::PeerMapPage{8, 1, 3, {peer(3)}}));
+  ASSERT_EQ(events.size(), 1u);
+  EXPECT_EQ(events[0].kind, Kind::failed);
+  EXPECT_FALSE(session_.has_peer_map());
 }
 
 TEST_F(SessionTest, ADeltaBeforeAnyMapEndsTheSession) {

@@ -118,7 +118,7 @@ class FakeCoordinator {
         if (!response.ok) return;
         if (owner.behaviour.send_maps) {
           send_message(control::RelayMap{});
-          send_message(control::PeerMap{1, owner.behaviour.peers});
+          send_message(control::PeerMapPage{1, 0, 1, owner.behaviour.peers});
           for (const auto& delta : owner.behaviour.deltas) send_message(delta);
         }
         return;

@@ -1,10 +1,11 @@
-// Address allocation: the usable range of a prefix, IPv6 derived from IPv4, next-fit against a
-// naive reference, and, through the store, no reuse across nodes, stability per node key and a
+// Address allocation: the usable range of a prefix, IPv6 derived from IPv4, next-fit from free
+// ranges against a naive reference, and, through the store, no reuse across nodes, stability per node key and a
 // clean mesh_full on a tiny prefix.
 #include <gtest/gtest.h>
 #include <stdlib.h>
 
 #include <filesystem>
+#include <map>
 #include <set>
 
 #include "tests/support/temp_dir.hpp"
@@ -72,54 +73,121 @@ TEST(Ipam, RandomUlaIsAFd48) {
   EXPECT_NE(a, b);
 }
 
+// The free ranges as the store keeps them (first -> last), with its two look-ups.
+class RangeIndex {
+ public:
+  explicit RangeIndex(const Ipam& ipam) : ipam_(ipam) {
+    for (const FreeRange& r : ipam.free_ranges({})) ranges_[r.first] = r.last;
+  }
+  Ipam::RangeLookup floor() {
+    return [this](std::uint32_t a) -> std::optional<FreeRange> {
+      ++lookups;
+      auto it = ranges_.upper_bound(a);
+      if (it == ranges_.begin()) return std::nullopt;
+      --it;
+      return FreeRange{it->first, it->second};
+    };
+  }
+  Ipam::RangeLookup above() {
+    return [this](std::uint32_t a) -> std::optional<FreeRange> {
+      ++lookups;
+      auto it = ranges_.upper_bound(a);
+      if (it == ranges_.end()) return std::nullopt;
+      return FreeRange{it->first, it->second};
+    };
+  }
+  Ipam::Allocation take(std::uint32_t cursor) {
+    auto out = ipam_.allocate(cursor, floor(), above());
+    if (out.status == Ipam::Status::ok) {
+      ranges_.erase(out.from.first);
+      for (const FreeRange& r : out.rest) ranges_[r.first] = r.last;
+    }
+    return out;
+  }
+  void give(std::uint32_t a) {
+    auto release = ipam_.release(a, floor(), above());
+    if (release.already_free) return;
+    for (const FreeRange& r : release.remove) ranges_.erase(r.first);
+    ranges_[release.merged.first] = release.merged.last;
+  }
+  std::vector<FreeRange> ranges() const {
+    std::vector<FreeRange> out;
+    for (const auto& [first, last] : ranges_) out.push_back(FreeRange{first, last});
+    return out;
+  }
+  int lookups = 0;
+
+ private:
+  const Ipam& ipam_;
+  std::map<std::uint32_t, std::uint32_t> ranges_;
+};
+
 TEST(Ipam, NextFitWrapsAroundAndReportsFull) {
   auto ipam = Ipam::make(prefix("10.0.0.0/29"), kUla);  // .2 .. .6
-  std::set<std::uint32_t> used;
-  auto is_used = [&](std::uint32_t a) { return used.count(a) != 0; };
+  RangeIndex index(*ipam);
   const std::uint32_t base = IpAddress::parse("10.0.0.0")->v4_host_order();
 
-  auto a = ipam->allocate(0, is_used);  // a cursor outside the range starts at the first host
+  auto a = index.take(0);  // a cursor outside the range starts at the first host
   ASSERT_EQ(a.status, Ipam::Status::ok);
   EXPECT_EQ(a.ipv4.to_string(), "10.0.0.2");
   EXPECT_EQ(a.next_cursor, base + 3);
-
-  used = {base + 2, base + 3, base + 4, base + 5};
-  a = ipam->allocate(base + 6, is_used);
+  EXPECT_EQ(index.take(a.next_cursor).ipv4.to_string(), "10.0.0.3");
+  EXPECT_EQ(index.take(base + 4).ipv4.to_string(), "10.0.0.4");
+  EXPECT_EQ(index.take(base + 5).ipv4.to_string(), "10.0.0.5");
+  a = index.take(base + 6);
   EXPECT_EQ(a.ipv4.to_string(), "10.0.0.6");
   EXPECT_EQ(a.next_cursor, base + 2);  // wraps
 
-  used.erase(base + 3);
-  used.insert(base + 6);
-  a = ipam->allocate(base + 5, is_used);
+  index.give(base + 3);
+  index.give(base + 3);  // twice is once
+  a = index.take(base + 5);
   EXPECT_EQ(a.ipv4.to_string(), "10.0.0.3");  // wrapped past .6 to the free .3
-
-  used.insert(base + 3);
-  EXPECT_EQ(ipam->allocate(base + 4, is_used).status, Ipam::Status::mesh_full);
+  EXPECT_EQ(index.take(base + 4).status, Ipam::Status::mesh_full);
+  index.give(base + 100);  // not the mesh's: ignored
+  EXPECT_EQ(index.take(base + 4).status, Ipam::Status::mesh_full);
 }
 
-// Next-fit against the obvious reference: scan the range from the cursor, wrapping.
-TEST(Ipam, MatchesANaiveScanOnRandomOccupancy) {
-  auto ipam = Ipam::make(prefix("10.1.0.0/26"), kUla);
+// Next-fit from the ranges against the obvious reference, a scan from the cursor that wraps;
+// and after taking and giving back at random, the ranges are exactly the complement of what
+// is used, merged. Each step costs at most three look-ups whatever the size.
+TEST(Ipam, MatchesANaiveScanOnRandomTakesAndReleases) {
+  auto ipam = Ipam::make(prefix("10.1.0.0/24"), kUla);
   SeededRandom rng(11);
-  for (int round = 0; round < 500; ++round) {
-    std::set<std::uint32_t> used;
-    for (std::uint32_t a = ipam->first_host(); a <= ipam->last_host(); ++a)
-      if (rng.uniform(100) < 90) used.insert(a);
-    std::uint32_t cursor = ipam->first_host() + rng.uniform(70) - 3;
-    auto got = ipam->allocate(cursor, [&](std::uint32_t a) { return used.count(a) != 0; });
-
-    std::optional<std::uint32_t> want;
-    std::uint32_t start = ipam->contains(IpAddress::v4(cursor)) ? cursor : ipam->first_host();
-    for (std::uint64_t i = 0; i < ipam->capacity() && !want; ++i) {
-      std::uint32_t a = static_cast<std::uint32_t>(
-          ipam->first_host() + (start - ipam->first_host() + i) % ipam->capacity());
-      if (!used.count(a)) want = a;
-    }
-    if (!want) {
-      EXPECT_EQ(got.status, Ipam::Status::mesh_full);
+  RangeIndex index(*ipam);
+  std::set<std::uint32_t> used;
+  std::uint32_t cursor = 0;
+  for (int round = 0; round < 5000; ++round) {
+    if (rng.uniform(100) < 60 || used.empty()) {
+      std::optional<std::uint32_t> want;
+      const std::uint32_t start = ipam->contains(IpAddress::v4(cursor)) ? cursor : ipam->first_host();
+      for (std::uint64_t i = 0; i < ipam->capacity() && !want; ++i) {
+        const auto a = static_cast<std::uint32_t>(
+            ipam->first_host() + (start - ipam->first_host() + i) % ipam->capacity());
+        if (!used.count(a)) want = a;
+      }
+      index.lookups = 0;
+      auto got = index.take(cursor);
+      EXPECT_LE(index.lookups, 4);
+      if (!want) {
+        ASSERT_EQ(got.status, Ipam::Status::mesh_full) << round;
+        continue;
+      }
+      ASSERT_EQ(got.status, Ipam::Status::ok) << round;
+      ASSERT_EQ(got.ipv4.v4_host_order(), *want) << "round " << round;
+      used.insert(*want);
+      cursor = got.next_cursor;
     } else {
-      ASSERT_EQ(got.status, Ipam::Status::ok);
-      EXPECT_EQ(got.ipv4.v4_host_order(), *want) << "round " << round;
+      auto it = used.begin();
+      std::advance(it, rng.uniform(static_cast<std::uint32_t>(used.size())));
+      index.lookups = 0;
+      index.give(*it);
+      EXPECT_LE(index.lookups, 2);
+      used.erase(it);
+    }
+    if (round % 50 == 0) {
+      ASSERT_EQ(index.ranges(),
+                ipam->free_ranges(std::vector<std::uint32_t>(used.begin(), used.end())))
+          << round;
     }
   }
 }

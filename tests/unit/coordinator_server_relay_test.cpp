@@ -155,7 +155,6 @@ TEST_F(RelayServerTest, ReconnectsWithItsKeyAloneAndReplacesItsOldSession) {
 
 TEST_F(RelayServerTest, NodeRemovalReachesTheRelayAsADelta) {
   ServerOptions options;
-  options.poll_interval = 100ms;
   start(options);
   const std::string t = reusable_token();
   auto a = joined(t, "alpha");
@@ -177,7 +176,6 @@ TEST_F(RelayServerTest, NodeRemovalReachesTheRelayAsADelta) {
 
 TEST_F(RelayServerTest, AgentsSeeTheRelayJoinAndLeaveTheRelayMap) {
   ServerOptions options;
-  options.poll_interval = 100ms;
   start(options);
   auto a = joined(reusable_token(), "alpha");
   EXPECT_TRUE(a->relays().relays.empty());

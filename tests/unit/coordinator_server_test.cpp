@@ -29,8 +29,8 @@ TEST_F(ServerTest, JoinGetsAddressesRelayMapAndPeerMap) {
   ASSERT_TRUE(std::holds_alternative<control::RelayMap>(*relays));
   auto map = a->next();
   ASSERT_TRUE(map);
-  ASSERT_TRUE(std::holds_alternative<control::PeerMap>(*map));
-  EXPECT_TRUE(std::get<control::PeerMap>(*map).peers.empty());
+  ASSERT_TRUE(std::holds_alternative<control::PeerMapPage>(*map));
+  EXPECT_EQ(std::get<control::PeerMapPage>(*map), (control::PeerMapPage{1, 0, 1, {}}));
 
   auto node = admin_->find_node(a->public_key());
   ASSERT_TRUE(node && *node);
@@ -234,7 +234,7 @@ TEST_F(ServerTest, NatReportPicksTheNearestRelayAsHome) {
   const std::string t = reusable_token();
   auto a = joined(t, "a");
   auto b = joined(t, "b");
-  // Relays register through the store (knit-relay's join); the server notices by polling.
+  // Relays register through the store (knit-relay's join); the server hears of it by its feed.
   TokenOptions relay_token;
   relay_token.relay = true;
   relay_token.reusable = true;

@@ -1,15 +1,27 @@
-// The SQLite store on temporary files: every operation, reopening, schema migration from v1, and
-// two connections (an admin command and a running server) seeing each other's changes.
+// The store suite, written once and run against both backends: SQLite on temporary files and a
+// real PostgreSQL started for the test program (tests/support/postgres_server.hpp; skipped, with
+// the reason, only where the postgresql package is not installed). Every operation, concurrent
+// joins on separate connections (one-use tokens stay one-use, addresses stay unique), exporting
+// and importing a mesh (migrate). SQLite alone: reopening, schema migration from v1, the change
+// log between two connections. PostgreSQL alone: a connection lost mid-transaction leaves
+// nothing half-written, and the store carries on after the server restarts.
 #include <gtest/gtest.h>
 #include <stdlib.h>
 #include <sys/stat.h>
 
+#include <atomic>
 #include <filesystem>
+#include <set>
+#include <thread>
 
+#include "tests/support/postgres_server.hpp"
 #include "tests/support/temp_dir.hpp"
 #include "base/random.hpp"
 #include "coordinator/control_view.hpp"
 #include "coordinator/migrations.hpp"
+#include "coordinator/migrate_command.hpp"
+#include "coordinator/pg_conn.hpp"
+#include "coordinator/pg_store.hpp"
 #include "coordinator/sqlite_store.hpp"
 #include "coordinator/state_dir.hpp"
 
@@ -48,14 +60,37 @@ NodeRegistration reg(std::uint8_t n, std::string hostname) {
 
 PresentedToken presented(const Token& t) { return PresentedToken{t.id, t.secret_hash}; }
 
-class StoreTest : public ::testing::Test {
+std::string backend_name(const ::testing::TestParamInfo<StoreBackend>& info) {
+  return info.param == StoreBackend::sqlite ? "SQLite" : "PostgreSQL";
+}
+
+class StoreTest : public ::testing::TestWithParam<StoreBackend> {
  protected:
   void SetUp() override {
-    auto s = SqliteStore::open(dir_.db());
+    if (GetParam() == StoreBackend::postgres) {
+      auto& pg = knit::testing::PostgresServer::instance();
+      if (!pg.available()) GTEST_SKIP() << pg.why();
+      location_ = pg.fresh_database();
+    } else {
+      location_ = dir_.db();
+    }
+    auto s = open();
     ASSERT_TRUE(s) << s.error().message;
     store_ = std::move(*s);
     ASSERT_TRUE(store_->ensure_mesh(std::nullopt, rng_));
     ASSERT_TRUE(store_->add_token(token_));
+  }
+
+  // Another connection to the same state (an admin command, another coordinator).
+  Result<std::unique_ptr<Store>> open() {
+    if (GetParam() == StoreBackend::postgres) {
+      auto s = PgStore::open(location_);
+      if (!s) return s.error();
+      return std::unique_ptr<Store>(std::move(*s));
+    }
+    auto s = SqliteStore::open(location_);
+    if (!s) return s.error();
+    return std::unique_ptr<Store>(std::move(*s));
   }
 
   Node join(std::uint8_t n, const std::string& hostname, UnixSeconds now = 2000) {
@@ -66,12 +101,13 @@ class StoreTest : public ::testing::Test {
   }
 
   TempDir dir_;
+  std::string location_;
   SeededRandom rng_{42};
   Token token_ = make_token("00000000000000aa", 7);
-  std::unique_ptr<SqliteStore> store_;
+  std::unique_ptr<Store> store_;
 };
 
-TEST_F(StoreTest, MeshSettingsAreFixedOnFirstUse) {
+TEST_P(StoreTest, MeshSettingsAreFixedOnFirstUse) {
   auto mesh = store_->mesh_settings();
   ASSERT_TRUE(mesh && *mesh);
   EXPECT_EQ((*mesh)->ipv4_prefix.to_string(), "100.64.0.0/10");
@@ -85,7 +121,7 @@ TEST_F(StoreTest, MeshSettingsAreFixedOnFirstUse) {
   EXPECT_EQ(again->ipv6_prefix, (*mesh)->ipv6_prefix);
 }
 
-TEST_F(StoreTest, Ipv4PrefixChangesOnlyWhileTheMeshIsEmpty) {
+TEST_P(StoreTest, Ipv4PrefixChangesOnlyWhileTheMeshIsEmpty) {
   auto changed = store_->ensure_mesh(IpPrefix::parse("10.77.0.0/16"), rng_);
   ASSERT_TRUE(changed) << changed.error().message;
   EXPECT_EQ(changed->ipv4_prefix.to_string(), "10.77.0.0/16");
@@ -104,7 +140,7 @@ TEST_F(StoreTest, Ipv4PrefixChangesOnlyWhileTheMeshIsEmpty) {
   EXPECT_NE(bad.error().message.find("10.77.0.0/16"), std::string::npos);
 }
 
-TEST_F(StoreTest, ListenAddressIsRemembered) {
+TEST_P(StoreTest, ListenAddressIsRemembered) {
   auto none = store_->listen_address();
   ASSERT_TRUE(none);
   EXPECT_FALSE(*none);
@@ -114,7 +150,7 @@ TEST_F(StoreTest, ListenAddressIsRemembered) {
   EXPECT_EQ(**some, "coord.example.com:7443");
 }
 
-TEST_F(StoreTest, TokensAreStoredListedAndRevoked) {
+TEST_P(StoreTest, TokensAreStoredListedAndRevoked) {
   Token t = make_token("0123456789abcdef", 9, false);
   t.ephemeral = true;
   t.expires_at = 5000;
@@ -149,7 +185,7 @@ TEST_F(StoreTest, TokensAreStoredListedAndRevoked) {
   EXPECT_EQ(store_->add_token(bad_tag).error().code, Errc::invalid);
 }
 
-TEST_F(StoreTest, JoinStoresEverythingTheNodeReported) {
+TEST_P(StoreTest, JoinStoresEverythingTheNodeReported) {
   Token tagged = make_token("00000000000000bb", 8);
   tagged.tags = {"server"};
   ASSERT_TRUE(store_->add_token(tagged));
@@ -178,7 +214,7 @@ TEST_F(StoreTest, JoinStoresEverythingTheNodeReported) {
   EXPECT_EQ((*by_name)->node_key, key(1));
 }
 
-TEST_F(StoreTest, UnknownKeyWithoutTokenIsRefused) {
+TEST_P(StoreTest, UnknownKeyWithoutTokenIsRefused) {
   auto r = store_->join_node(reg(1, "a"), std::nullopt, 2000);
   ASSERT_TRUE(r);
   EXPECT_EQ(r->token, TokenCheck::unknown);
@@ -190,7 +226,7 @@ TEST_F(StoreTest, UnknownKeyWithoutTokenIsRefused) {
   EXPECT_EQ(r->token, TokenCheck::unknown);
 }
 
-TEST_F(StoreTest, KnownKeyRejoinsWithoutTokenAndKeepsItsAddresses) {
+TEST_P(StoreTest, KnownKeyRejoinsWithoutTokenAndKeepsItsAddresses) {
   Node first = join(1, "laptop");
   NodeRegistration again = reg(1, "laptop");
   again.disco_key = key(55);  // a restarted agent makes a new disco key
@@ -208,7 +244,7 @@ TEST_F(StoreTest, KnownKeyRejoinsWithoutTokenAndKeepsItsAddresses) {
   EXPECT_EQ(r->node.last_seen, 3000);
 }
 
-TEST_F(StoreTest, PresenceEndpointsAndRemoval) {
+TEST_P(StoreTest, PresenceEndpointsAndRemoval) {
   join(1, "a");
   ASSERT_TRUE(store_->set_node_online(key(1), false, 2100));
   auto n = *store_->find_node(key(1));
@@ -241,7 +277,7 @@ TEST_F(StoreTest, PresenceEndpointsAndRemoval) {
   EXPECT_EQ(store_->remove_node("a").error().code, Errc::not_found);
 }
 
-TEST_F(StoreTest, RecordsAsTheControlProtocolShowsThem) {
+TEST_P(StoreTest, RecordsAsTheControlProtocolShowsThem) {
   Node n = join(1, "a");
   ASSERT_TRUE(store_->set_node_endpoints(key(1), {*Endpoint::parse("192.0.2.1:1")}, "fra", 2001));
   n = **store_->find_node(key(1));
@@ -258,7 +294,7 @@ TEST_F(StoreTest, RecordsAsTheControlProtocolShowsThem) {
   EXPECT_EQ(relay_info(relay).addresses.at(0).to_string(), "relay.example.com:443");
 }
 
-TEST_F(StoreTest, MarkAllOfflineAtServerStart) {
+TEST_P(StoreTest, MarkAllOfflineAtServerStart) {
   join(1, "a");
   join(2, "b");
   ASSERT_TRUE(store_->set_node_online(key(2), false, 2050));
@@ -270,7 +306,7 @@ TEST_F(StoreTest, MarkAllOfflineAtServerStart) {
   EXPECT_EQ(b->disconnected_at, 2050);  // already offline: its grace period keeps running
 }
 
-TEST_F(StoreTest, RelaysRegisterWithRelayTokens) {
+TEST_P(StoreTest, RelaysRegisterWithRelayTokens) {
   Token relay_token = make_token("00000000000000cc", 3, false);
   relay_token.relay = true;
   ASSERT_TRUE(store_->add_token(relay_token));
@@ -325,7 +361,7 @@ TEST_F(StoreTest, RelaysRegisterWithRelayTokens) {
   EXPECT_EQ(store_->remove_relay("fra").error().code, Errc::not_found);
 }
 
-TEST_F(StoreTest, ARelayNameMovesToTheNewestKey) {
+TEST_P(StoreTest, ARelayNameMovesToTheNewestKey) {
   Token relay_token = make_token("00000000000000cc", 3, true);
   relay_token.relay = true;
   ASSERT_TRUE(store_->add_token(relay_token));
@@ -338,6 +374,219 @@ TEST_F(StoreTest, ARelayNameMovesToTheNewestKey) {
   auto relays = *store_->list_relays();
   ASSERT_EQ(relays.size(), 1u);
   EXPECT_EQ(relays[0].node_key, key(41));
+}
+
+// ---- concurrency: separate connections, as several coordinators (or a coordinator and the
+// admin CLI) are ----
+
+TEST_P(StoreTest, AOneUseTokenAdmitsExactlyOneOfManyConcurrentJoins) {
+  Token once = make_token("00000000000000bb", 9, /*reusable=*/false);
+  ASSERT_TRUE(store_->add_token(once));
+  constexpr int kThreads = 8;
+  std::atomic<int> admitted{0};
+  std::atomic<int> used{0};
+  std::atomic<int> failed{0};
+  std::vector<std::thread> threads;
+  for (int t = 0; t < kThreads; ++t) {
+    threads.emplace_back([&, t] {
+      auto conn = open();
+      if (!conn) {
+        ++failed;
+        return;
+      }
+      auto r = (*conn)->join_node(reg(static_cast<std::uint8_t>(10 + t), "racer"), presented(once),
+                                  2000);
+      if (!r) ++failed;
+      else if (r->token == TokenCheck::ok) ++admitted;
+      else if (r->token == TokenCheck::used) ++used;
+    });
+  }
+  for (auto& th : threads) th.join();
+  EXPECT_EQ(failed, 0);
+  EXPECT_EQ(admitted, 1);
+  EXPECT_EQ(used, kThreads - 1);
+  EXPECT_EQ(store_->list_nodes()->size(), 1u);
+  EXPECT_EQ((*store_->find_token(once.id))->uses, 1u);
+}
+
+TEST_P(StoreTest, ConcurrentJoinsGetUniqueAddressesAndNames) {
+  constexpr int kThreads = 4;
+  constexpr int kEach = 15;
+  std::atomic<int> failed{0};
+  std::vector<std::thread> threads;
+  for (int t = 0; t < kThreads; ++t) {
+    threads.emplace_back([&, t] {
+      auto conn = open();
+      if (!conn) {
+        ++failed;
+        return;
+      }
+      for (int i = 0; i < kEach; ++i) {
+        const auto n = static_cast<std::uint8_t>(1 + t * kEach + i);
+        auto r = (*conn)->join_node(reg(n, "same-host"), presented(token_), 2000);
+        if (!r || r->token != TokenCheck::ok) ++failed;
+      }
+    });
+  }
+  for (auto& th : threads) th.join();
+  EXPECT_EQ(failed, 0);
+  auto nodes = store_->list_nodes();
+  ASSERT_TRUE(nodes);
+  ASSERT_EQ(nodes->size(), static_cast<std::size_t>(kThreads * kEach));
+  std::set<IpAddress> v4;
+  std::set<IpAddress> v6;
+  std::set<std::string> names;
+  for (const Node& n : *nodes) {
+    v4.insert(n.ipv4);
+    v6.insert(n.ipv6);
+    names.insert(n.name);
+  }
+  EXPECT_EQ(v4.size(), nodes->size());
+  EXPECT_EQ(v6.size(), nodes->size());
+  EXPECT_EQ(names.size(), nodes->size());
+}
+
+TEST_P(StoreTest, AnotherCoordinatorDoesNotTakeThisOnesNodesOffline) {
+  join(1, "a");  // connected through the store_ connection as coordinator one
+  store_->set_coordinator_id("one:7443");
+  ASSERT_TRUE(store_->set_node_online(key(1), true, 2001));
+  auto other = open();
+  ASSERT_TRUE(other);
+  (*other)->set_coordinator_id("two:7443");
+  ASSERT_TRUE((*other)->mark_all_offline(2002));
+  ASSERT_TRUE((*other)->set_node_online(key(1), false, 2003));
+  EXPECT_TRUE((*store_->find_node(key(1)))->online);
+  // The node moves to coordinator two; one's late disconnect no longer counts.
+  ASSERT_TRUE((*other)->set_node_online(key(1), true, 2004));
+  ASSERT_TRUE(store_->set_node_online(key(1), false, 2005));
+  EXPECT_TRUE((*store_->find_node(key(1)))->online);
+  ASSERT_TRUE((*other)->set_node_online(key(1), false, 2006));
+  EXPECT_FALSE((*store_->find_node(key(1)))->online);
+}
+
+// ---- moving a mesh (migrate) ----
+
+TEST_P(StoreTest, AMeshMovesWholeIntoAnEmptyStore) {
+  Token tagged = make_token("00000000000000cc", 3, false);
+  tagged.tags = {"server"};
+  tagged.expires_at = 99999;
+  ASSERT_TRUE(store_->add_token(tagged));
+  join(1, "alpha");
+  join(2, "beta");
+  ASSERT_TRUE(store_->join_node(reg(3, "gamma"), presented(tagged), 2001));
+  ASSERT_TRUE(store_->set_node_endpoints(key(2), {*Endpoint::parse("192.0.2.9:41641")}, "", 2002));
+  Token relay_token = make_token("00000000000000dd", 4);
+  relay_token.relay = true;
+  ASSERT_TRUE(store_->add_token(relay_token));
+  ASSERT_TRUE(store_->join_relay({"fra", key(40), {"relay.example:443"}, 3478},
+                                 presented(relay_token), 2003));
+  ASSERT_TRUE(store_->remove_node("alpha"));
+  ASSERT_TRUE(store_->set_listen_address("coord.example:7443"));
+
+  // Into the other backend.
+  TempDir target_dir;
+  std::unique_ptr<Store> target;
+  if (GetParam() == StoreBackend::sqlite) {
+    auto& pg = knit::testing::PostgresServer::instance();
+    if (!pg.available()) GTEST_SKIP() << pg.why();
+    auto t = PgStore::open(pg.fresh_database());
+    ASSERT_TRUE(t) << t.error().message;
+    target = std::move(*t);
+  } else {
+    auto t = SqliteStore::open(target_dir.db());
+    ASSERT_TRUE(t);
+    target = std::move(*t);
+  }
+  auto moved = migrate_store(*store_, *target);
+  ASSERT_TRUE(moved) << moved.error().message;
+  auto before = store_->list_nodes();
+  auto after = target->list_nodes();
+  ASSERT_TRUE(before && after);
+  ASSERT_EQ(after->size(), 2u);
+  for (std::size_t i = 0; i < before->size(); ++i) {
+    EXPECT_EQ((*after)[i].node_key, (*before)[i].node_key);
+    EXPECT_EQ((*after)[i].disco_key, (*before)[i].disco_key);
+    EXPECT_EQ((*after)[i].name, (*before)[i].name);
+    EXPECT_EQ((*after)[i].ipv4, (*before)[i].ipv4);
+    EXPECT_EQ((*after)[i].ipv6, (*before)[i].ipv6);
+    EXPECT_EQ((*after)[i].tags, (*before)[i].tags);
+    EXPECT_EQ((*after)[i].endpoints, (*before)[i].endpoints);
+    EXPECT_FALSE((*after)[i].online);  // nobody is connected to the new store yet
+  }
+  EXPECT_EQ(*target->mesh_settings(), *store_->mesh_settings());
+  EXPECT_EQ(**target->listen_address(), "coord.example:7443");
+  EXPECT_EQ(target->list_tokens()->size(), 3u);
+  EXPECT_EQ((*target->find_token(tagged.id))->uses, 1u);
+  EXPECT_EQ(target->list_relays()->size(), 1u);
+  // The one-use token stays used; a known key re-joins with its addresses; a new node gets an
+  // address nobody has (the free ranges were rebuilt), and not alpha's freed one at once.
+  EXPECT_EQ(target->join_node(reg(9, "x"), presented(tagged), 3000)->token, TokenCheck::used);
+  auto beta = target->join_node(reg(2, "beta"), std::nullopt, 3000);
+  ASSERT_TRUE(beta && beta->token == TokenCheck::ok);
+  EXPECT_EQ(beta->node.ipv4, (*before)[0].ipv4);
+  auto fresh = target->join_node(reg(7, "delta"), presented(token_), 3000);
+  ASSERT_TRUE(fresh && fresh->token == TokenCheck::ok);
+  for (const Node& n : *before) EXPECT_NE(fresh->node.ipv4, n.ipv4);
+  // Not into a store that already holds a mesh.
+  EXPECT_EQ(migrate_store(*store_, *target).error().code, Errc::conflict);
+}
+
+INSTANTIATE_TEST_SUITE_P(Backends, StoreTest,
+                         ::testing::Values(StoreBackend::sqlite, StoreBackend::postgres),
+                         backend_name);
+
+// ---- PostgreSQL: losing the connection ----
+
+class PgOutage : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    auto& pg = knit::testing::PostgresServer::instance();
+    if (!pg.available()) GTEST_SKIP() << pg.why();
+    conninfo_ = pg.fresh_database();
+  }
+  std::string conninfo_;
+};
+
+// The backend is killed between two statements of a transaction: PostgreSQL rolls back the
+// first, the connection reconnects, and the whole body runs again, so each row is there once.
+TEST_F(PgOutage, AConnectionLostMidTransactionLeavesNothingHalfWritten) {
+  PgConnection conn(conninfo_);
+  ASSERT_TRUE(conn.connect());
+  ASSERT_TRUE(conn.exec_script("CREATE TABLE pair (id INT PRIMARY KEY, half TEXT)"));
+  PgConnection killer(conninfo_);
+  ASSERT_TRUE(killer.connect());
+  int runs = 0;
+  auto done = conn.run_transaction([&]() -> Result<void> {
+    ++runs;
+    if (auto r = conn.exec("INSERT INTO pair VALUES (1, 'first')"); !r) return r.error();
+    if (runs == 1) {
+      auto r = killer.exec("SELECT pg_terminate_backend($1)",
+                           {std::to_string(PQbackendPID(conn.handle()))});
+      EXPECT_TRUE(r);
+    }
+    if (auto r = conn.exec("INSERT INTO pair VALUES (2, 'second')"); !r) return r.error();
+    return Ok{};
+  });
+  ASSERT_TRUE(done) << done.error().message;
+  EXPECT_EQ(runs, 2);
+  auto rows = killer.exec("SELECT id FROM pair ORDER BY id");
+  ASSERT_TRUE(rows);
+  ASSERT_EQ(rows->rows(), 2);
+  EXPECT_EQ(rows->integer(0, 0), 1);
+  EXPECT_EQ(rows->integer(1, 0), 2);
+}
+
+TEST_F(PgOutage, TheStoreCarriesOnAfterTheServerRestarts) {
+  auto store = PgStore::open(conninfo_);
+  ASSERT_TRUE(store);
+  SeededRandom rng(1);
+  ASSERT_TRUE((*store)->ensure_mesh(std::nullopt, rng));
+  ASSERT_TRUE((*store)->add_token(make_token("00000000000000aa", 1)));
+  ASSERT_TRUE(knit::testing::PostgresServer::instance().restart());
+  auto r = (*store)->join_node(reg(1, "a"), PresentedToken{"00000000000000aa", hash(1)}, 10);
+  ASSERT_TRUE(r) << r.error().message;
+  EXPECT_EQ(r->token, TokenCheck::ok);
+  EXPECT_EQ((*store)->list_nodes()->size(), 1u);
 }
 
 TEST(StoreReopen, StateSurvivesReopening) {
@@ -427,24 +676,33 @@ TEST(StoreConnections, AdminAndServerSeeEachOthersChanges) {
   ASSERT_TRUE(server && admin);
   ASSERT_TRUE((*server)->ensure_mesh(std::nullopt, rng));
 
-  std::uint64_t seen = *(*server)->change_version();
-  // The server's own writes do not move its change version.
+  std::uint64_t cursor = *(*server)->latest_change();
+  std::uint64_t seen = *(*server)->data_version();
+  // The server's own writes do not move its data version, and its own notes are skipped.
   ASSERT_TRUE((*server)->set_listen_address("192.0.2.1:7443"));
-  EXPECT_EQ(*(*server)->change_version(), seen);
+  EXPECT_EQ(*(*server)->data_version(), seen);
 
-  // An admin command creates a token: the server notices and finds it.
+  // An admin command creates a token: the server's data version moves (tokens are not noted:
+  // agents do not see them) and it finds the token.
   ASSERT_TRUE((*admin)->add_token(make_token("00000000000000aa", 1)));
-  std::uint64_t after_token = *(*server)->change_version();
-  EXPECT_NE(after_token, seen);
+  EXPECT_NE(*(*server)->data_version(), seen);
   auto r = (*server)->join_node(reg(1, "a"), PresentedToken{"00000000000000aa", hash(1)}, 10);
   ASSERT_TRUE(r && r->token == TokenCheck::ok);
   EXPECT_EQ((*admin)->list_nodes()->size(), 1u);
   EXPECT_EQ(**(*admin)->listen_address(), "192.0.2.1:7443");
+  EXPECT_TRUE((*server)->changes_after(cursor)->empty());  // its own join
 
-  // The admin removes the node: the server's version moves and the node is gone for it too.
+  // The admin removes the node: the server reads a note about exactly that node.
   ASSERT_TRUE((*admin)->remove_node("a"));
-  EXPECT_NE(*(*server)->change_version(), after_token);
+  auto changes = (*server)->changes_after(cursor);
+  ASSERT_TRUE(changes);
+  EXPECT_EQ(*changes, (std::vector<StoreChange>{{StoreChange::Kind::node, key(1)}}));
+  EXPECT_TRUE((*server)->changes_after(cursor)->empty());  // read once
   EXPECT_FALSE(*(*server)->find_node(key(1)));
+  // The admin's view of the same notes has the server's join and not its own removal.
+  std::uint64_t from_start = 0;
+  EXPECT_EQ(*(*admin)->changes_after(from_start),
+            (std::vector<StoreChange>{{StoreChange::Kind::node, key(1)}}));
 }
 
 TEST(StateDir, IsCreatedPrivate) {

@@ -159,7 +159,6 @@ class CoordinatorLinkTest : public ServerTest {
 
 TEST_F(CoordinatorLinkTest, JoinsFollowsTheMembershipAndCachesIt) {
   ServerOptions server_options;
-  server_options.poll_interval = 100ms;
   start(server_options);
   const std::string t = reusable_token();
   auto a = joined(t, "alpha");

@@ -1,0 +1,110 @@
+// The Store on PostgreSQL (libpq), for several coordinators sharing one database and for meshes
+// past one machine (`serve --store postgres://...`). The same schema versions as SQLite
+// (pg_migrations.cpp, in PostgreSQL's dialect) and the same semantics, with PostgreSQL's
+// locking in place of SQLite's single writer:
+//   - a token row is read FOR UPDATE before a use is counted: of two concurrent joins with a
+//     one-use token exactly one succeeds;
+//   - the address cursor row is read FOR UPDATE before an address is taken from the free
+//     ranges: allocations are serialised, and the UNIQUE constraints back that up;
+//   - a race lost on a unique name or key (23505) runs the transaction again.
+// Changes that agents see are announced with NOTIFY knit_changes in the same transaction
+// (pg_change_feed.hpp): "<origin> <kind> <node key>". Each PgStore is one connection, used from
+// one thread. Implemented in pg_store.cpp (mesh, tokens, export and import) and
+// pg_store_nodes.cpp (nodes, addresses, relays).
+#pragma once
+
+#include <memory>
+#include <string>
+
+#include "coordinator/ipam.hpp"
+#include "coordinator/pg_conn.hpp"
+#include "coordinator/store.hpp"
+
+namespace knit::coordinator {
+
+inline constexpr std::string_view kNotifyChannel = "knit_changes";
+
+// postgres://... or postgresql://... (libpq's URI), or libpq's "key=value" form.
+bool is_postgres_location(std::string_view location);
+
+class PgStore final : public Store {
+ public:
+  // Connects and applies pending schema migrations.
+  static Result<std::unique_ptr<PgStore>> open(const std::string& conninfo,
+                                               PgConnection::Limits limits = {});
+
+  Result<MeshSettings> ensure_mesh(const std::optional<IpPrefix>& ipv4_prefix,
+                                   Random& rng) override;
+  Result<std::optional<MeshSettings>> mesh_settings() override;
+  Result<void> set_listen_address(std::string_view address) override;
+  Result<std::optional<std::string>> listen_address() override;
+
+  Result<void> add_token(const Token& token) override;
+  Result<std::vector<Token>> list_tokens() override;
+  Result<std::optional<Token>> find_token(std::string_view id) override;
+  Result<void> revoke_token(std::string_view id) override;
+  Result<TokenCheck> consume_token(const PresentedToken& token, TokenUse use,
+                                   UnixSeconds now) override;
+
+  Result<JoinResult> join_node(const NodeRegistration& node,
+                               const std::optional<PresentedToken>& token,
+                               UnixSeconds now) override;
+  Result<std::vector<Node>> list_nodes() override;
+  Result<std::optional<Node>> find_node(const wg::PublicKey& node_key) override;
+  Result<std::optional<Node>> find_node_by_name(std::string_view name) override;
+  Result<Node> remove_node(std::string_view name) override;
+  Result<void> set_node_online(const wg::PublicKey& node_key, bool online,
+                               UnixSeconds now) override;
+  Result<void> touch_node(const wg::PublicKey& node_key, UnixSeconds now) override;
+  Result<void> set_node_endpoints(const wg::PublicKey& node_key,
+                                  const std::vector<Endpoint>& endpoints,
+                                  std::string_view home_relay, UnixSeconds now) override;
+  Result<std::vector<Node>> expire_ephemeral(UnixSeconds now, UnixSeconds grace) override;
+  Result<void> mark_all_offline(UnixSeconds now) override;
+
+  Result<RelayJoinResult> join_relay(const RelayRegistration& relay,
+                                     const std::optional<PresentedToken>& token,
+                                     UnixSeconds now) override;
+  Result<std::vector<Relay>> list_relays() override;
+  Result<void> remove_relay(std::string_view name) override;
+  Result<void> set_relay_online(const wg::PublicKey& relay_key, bool online,
+                                UnixSeconds now) override;
+
+  void set_coordinator_id(std::string id) override { coordinator_id_ = std::move(id); }
+  StoreBackend backend() const override { return StoreBackend::postgres; }
+  const std::string& origin() const override { return origin_; }
+  Result<StoreSnapshot> export_all() override;
+  Result<void> import_all(const StoreSnapshot& snapshot) override;
+
+  const std::string& conninfo() const { return conn_.conninfo(); }
+  PgConnection& connection() { return conn_; }
+
+ private:
+  PgStore(std::string conninfo, PgConnection::Limits limits, std::string origin)
+      : conn_(std::move(conninfo), limits), origin_(std::move(origin)) {}
+
+  // Inside a transaction.
+  Result<void> notify(StoreChange::Kind kind, const wg::PublicKey* node_key);
+  Result<std::optional<std::string>> get_setting(std::string_view key, bool for_update = false);
+  Result<void> put_setting(std::string_view key, std::string_view value);
+  Result<std::vector<Node>> select_nodes(std::string_view where_and_order,
+                                         const std::vector<PgParam>& params);
+  Result<TokenCheck> judge_token(const PresentedToken& token, TokenUse use, UnixSeconds now,
+                                 bool count_use, std::optional<Token>* out);
+  Result<Node> insert_node(const NodeRegistration& reg, const Token& token,
+                           const MeshSettings& mesh, UnixSeconds now);
+  Result<void> update_node(const Node& old, const NodeRegistration& reg, const Token* token,
+                           UnixSeconds now);
+  Result<Ipam::Allocation> take_address(const MeshSettings& mesh);
+  Result<void> release_address(const MeshSettings& mesh, const IpAddress& ipv4);
+  Result<void> rebuild_free_ranges(const MeshSettings& mesh);
+  Result<std::optional<FreeRange>> range_lookup(bool floor, std::uint32_t at);
+  Result<bool> key_in_table(std::string_view table, const wg::PublicKey& key);
+  Result<void> insert_token(const Token& token);
+
+  PgConnection conn_;
+  std::string origin_;
+  std::string coordinator_id_;
+};
+
+}  // namespace knit::coordinator

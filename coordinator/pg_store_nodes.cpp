@@ -1,0 +1,419 @@
+// PgStore: nodes joining, their addresses (free ranges under the cursor row's lock) and names,
+// presence and ephemeral expiry.
+#include <charconv>
+
+#include "base/bytes.hpp"
+#include "control/constants.hpp"
+#include "control/host_port.hpp"
+#include "coordinator/names.hpp"
+#include "coordinator/pg_store.hpp"
+#include "coordinator/pg_store_rows.hpp"
+
+namespace knit::coordinator {
+
+
+namespace {
+
+constexpr std::string_view kIpv4CursorKey = "ipv4_cursor";
+constexpr std::string_view kFreeBuiltKey = "ipv4_free_built";
+
+bool accepts_own_token(TokenCheck check) {
+  return check != TokenCheck::unknown && check != TokenCheck::wrong_kind;
+}
+
+}  // namespace
+
+Result<std::vector<Node>> PgStore::select_nodes(std::string_view where_and_order,
+                                                const std::vector<PgParam>& params) {
+  auto r = conn_.exec("SELECT " + std::string(pg_rows::kNodeColumns) + " FROM nodes " +
+                          std::string(where_and_order),
+                      params);
+  if (!r) return r.error();
+  std::vector<Node> out;
+  out.reserve(static_cast<std::size_t>(r->rows()));
+  for (int i = 0; i < r->rows(); ++i) out.push_back(pg_rows::read_node(*r, i));
+  return out;
+}
+
+Result<std::vector<Node>> PgStore::list_nodes() {
+  std::vector<Node> out;
+  auto done = conn_.run_transaction([&]() -> Result<void> {
+    auto nodes = select_nodes("ORDER BY name", {});
+    if (!nodes) return nodes.error();
+    out = std::move(*nodes);
+    return Ok{};
+  });
+  if (!done) return done.error();
+  return out;
+}
+
+Result<std::optional<Node>> PgStore::find_node(const wg::PublicKey& node_key) {
+  std::optional<Node> out;
+  auto done = conn_.run_transaction([&]() -> Result<void> {
+    auto nodes = select_nodes("WHERE node_key = $1", {to_base64(node_key)});
+    if (!nodes) return nodes.error();
+    out.reset();
+    if (!nodes->empty()) out = std::move(nodes->front());
+    return Ok{};
+  });
+  if (!done) return done.error();
+  return out;
+}
+
+Result<std::optional<Node>> PgStore::find_node_by_name(std::string_view name) {
+  if (name.empty()) return std::optional<Node>();
+  std::optional<Node> out;
+  auto done = conn_.run_transaction([&]() -> Result<void> {
+    auto nodes = select_nodes("WHERE name = $1", {std::string(name)});
+    if (!nodes) return nodes.error();
+    out.reset();
+    if (!nodes->empty()) out = std::move(nodes->front());
+    return Ok{};
+  });
+  if (!done) return done.error();
+  return out;
+}
+
+Result<bool> PgStore::key_in_table(std::string_view table, const wg::PublicKey& key) {
+  auto r = conn_.exec("SELECT 1 FROM " + std::string(table) + " WHERE node_key = $1",
+                      {to_base64(key)});
+  if (!r) return r.error();
+  return r->rows() > 0;
+}
+
+// ---- addresses ----
+
+Result<std::optional<FreeRange>> PgStore::range_lookup(bool floor, std::uint32_t at) {
+  auto r = conn_.exec(floor ? "SELECT first, last FROM ipv4_free WHERE first <= $1 "
+                              "ORDER BY first DESC LIMIT 1"
+                            : "SELECT first, last FROM ipv4_free WHERE first > $1 "
+                              "ORDER BY first LIMIT 1",
+                      {pg_int(std::int64_t{at})});
+  if (!r) return r.error();
+  if (r->rows() == 0) return std::optional<FreeRange>();
+  return std::optional<FreeRange>(FreeRange{static_cast<std::uint32_t>(r->integer(0, 0)),
+                                            static_cast<std::uint32_t>(r->integer(0, 1))});
+}
+
+Result<void> PgStore::rebuild_free_ranges(const MeshSettings& mesh) {
+  auto ipam = Ipam::make(mesh.ipv4_prefix, mesh.ipv6_prefix);
+  if (!ipam) return Error{Errc::io, "the database holds an unusable mesh prefix"};
+  auto nodes = conn_.exec("SELECT ipv4 FROM nodes");
+  if (!nodes) return nodes.error();
+  std::vector<std::uint32_t> used;
+  for (int i = 0; i < nodes->rows(); ++i)
+    if (auto a = IpAddress::parse(nodes->text(i, 0)); a && a->is_v4()) used.push_back(a->v4_host_order());
+  if (auto r = conn_.exec("DELETE FROM ipv4_free"); !r) return r.error();
+  for (const FreeRange& range : ipam->free_ranges(std::move(used))) {
+    auto r = conn_.exec("INSERT INTO ipv4_free (first, last) VALUES ($1, $2)",
+                        {pg_int(std::int64_t{range.first}), pg_int(std::int64_t{range.last})});
+    if (!r) return r.error();
+  }
+  return put_setting(kFreeBuiltKey, "1");
+}
+
+Result<Ipam::Allocation> PgStore::take_address(const MeshSettings& mesh) {
+  auto ipam = Ipam::make(mesh.ipv4_prefix, mesh.ipv6_prefix);
+  if (!ipam) return Error{Errc::io, "the database holds an unusable mesh prefix"};
+  // The cursor row's lock serialises every allocation in the mesh (see pg_store.hpp).
+  auto cursor_text = get_setting(kIpv4CursorKey, /*for_update=*/true);
+  if (!cursor_text) return cursor_text.error();
+  auto built = get_setting(kFreeBuiltKey);
+  if (!built) return built.error();
+  if (!*built)
+    if (auto r = rebuild_free_ranges(mesh); !r) return r.error();
+  std::uint32_t cursor = 0;
+  if (const auto& text = *cursor_text) std::from_chars(text->data(), text->data() + text->size(), cursor);
+
+  std::optional<Error> failed;
+  auto lookup = [&](bool floor) {
+    return [&, floor](std::uint32_t at) -> std::optional<FreeRange> {
+      auto r = range_lookup(floor, at);
+      if (!r) {
+        if (!failed) failed = r.error();
+        return std::nullopt;
+      }
+      return *r;
+    };
+  };
+  Ipam::Allocation allocation = ipam->allocate(cursor, lookup(true), lookup(false));
+  if (failed) return *failed;
+  if (allocation.status == Ipam::Status::mesh_full) return allocation;
+  if (auto r = conn_.exec("DELETE FROM ipv4_free WHERE first = $1",
+                          {pg_int(std::int64_t{allocation.from.first})});
+      !r)
+    return r.error();
+  for (const FreeRange& range : allocation.rest)
+    if (auto r = conn_.exec("INSERT INTO ipv4_free (first, last) VALUES ($1, $2)",
+                            {pg_int(std::int64_t{range.first}), pg_int(std::int64_t{range.last})});
+        !r)
+      return r.error();
+  if (auto r = put_setting(kIpv4CursorKey, std::to_string(allocation.next_cursor)); !r)
+    return r.error();
+  return allocation;
+}
+
+Result<void> PgStore::release_address(const MeshSettings& mesh, const IpAddress& ipv4) {
+  if (!ipv4.is_v4()) return Ok{};
+  auto cursor = get_setting(kIpv4CursorKey, /*for_update=*/true);  // the same lock
+  if (!cursor) return cursor.error();
+  auto built = get_setting(kFreeBuiltKey);
+  if (!built) return built.error();
+  if (!*built) return Ok{};
+  auto ipam = Ipam::make(mesh.ipv4_prefix, mesh.ipv6_prefix);
+  if (!ipam) return Error{Errc::io, "the database holds an unusable mesh prefix"};
+  std::optional<Error> failed;
+  auto lookup = [&](bool floor) {
+    return [&, floor](std::uint32_t at) -> std::optional<FreeRange> {
+      auto r = range_lookup(floor, at);
+      if (!r) {
+        if (!failed) failed = r.error();
+        return std::nullopt;
+      }
+      return *r;
+    };
+  };
+  const Ipam::Release release = ipam->release(ipv4.v4_host_order(), lookup(true), lookup(false));
+  if (failed) return *failed;
+  if (release.already_free) return Ok{};
+  for (const FreeRange& range : release.remove)
+    if (auto r = conn_.exec("DELETE FROM ipv4_free WHERE first = $1",
+                            {pg_int(std::int64_t{range.first})});
+        !r)
+      return r.error();
+  auto r = conn_.exec("INSERT INTO ipv4_free (first, last) VALUES ($1, $2)",
+                      {pg_int(std::int64_t{release.merged.first}),
+                       pg_int(std::int64_t{release.merged.last})});
+  if (!r) return r.error();
+  return Ok{};
+}
+
+// ---- joining ----
+
+Result<JoinResult> PgStore::join_node(const NodeRegistration& reg,
+                                      const std::optional<PresentedToken>& presented,
+                                      UnixSeconds now) {
+  JoinResult result;
+  auto done = conn_.run_transaction([&]() -> Result<void> {
+    result = {};
+    auto mesh = mesh_settings();
+    if (!mesh) return mesh.error();
+    if (!*mesh) return Error{Errc::conflict, "the mesh is not set up yet (ensure_mesh first)"};
+    auto existing_rows = select_nodes("WHERE node_key = $1 FOR UPDATE", {to_base64(reg.node_key)});
+    if (!existing_rows) return existing_rows.error();
+    std::optional<Node> existing;
+    if (!existing_rows->empty()) existing = std::move(existing_rows->front());
+    auto relay = key_in_table("relays", reg.node_key);
+    if (!relay) return relay.error();
+    if (*relay) return Error{Errc::conflict, "this key is a relay's key, not a node's"};
+
+    std::optional<Token> token;
+    if (presented) {
+      const bool own = existing && existing->token_id == presented->id;
+      std::optional<Token> stored;
+      auto check = judge_token(*presented, TokenUse::node, now, /*count_use=*/!own, &stored);
+      if (!check) return check.error();
+      if (own ? !accepts_own_token(*check) : *check != TokenCheck::ok) {
+        result.token = *check;
+        return Error{Errc::invalid, "refused"};  // rolls back; reported through result.token
+      }
+      if (!own) token = std::move(stored);
+    } else if (!existing) {
+      result.token = TokenCheck::unknown;
+      return Error{Errc::invalid, "refused"};
+    }
+    result.token = TokenCheck::ok;
+    if (existing) {
+      if (auto r = update_node(*existing, reg, token ? &*token : nullptr, now); !r) return r;
+      auto rows = select_nodes("WHERE node_key = $1", {to_base64(reg.node_key)});
+      if (!rows) return rows.error();
+      if (rows->empty()) return Error{Errc::io, "database: the node vanished"};
+      result.node = std::move(rows->front());
+    } else {
+      auto node = insert_node(reg, *token, **mesh, now);
+      if (!node) return node.error();
+      result.node = std::move(*node);
+      result.created = true;
+    }
+    return notify(StoreChange::Kind::node, &reg.node_key);
+  });
+  if (!done) {
+    if (done.error().code == Errc::invalid && result.token != TokenCheck::ok) return result;
+    return done.error();
+  }
+  return result;
+}
+
+Result<Node> PgStore::insert_node(const NodeRegistration& reg, const Token& token,
+                                  const MeshSettings& mesh, UnixSeconds now) {
+  auto ipam = Ipam::make(mesh.ipv4_prefix, mesh.ipv6_prefix);
+  if (!ipam) return Error{Errc::io, "the database holds an unusable mesh prefix"};
+  auto taken = take_address(mesh);
+  if (!taken) return taken.error();
+  if (taken->status == Ipam::Status::mesh_full)
+    return Error{Errc::mesh_full, "the mesh is full: all " + std::to_string(ipam->capacity()) +
+                                      " addresses of " + mesh.ipv4_prefix.to_string() +
+                                      " are taken; remove nodes to make room"};
+  std::optional<Error> failed;
+  std::string name = unique_name(sanitize_label(reg.hostname), [&](const std::string& n) {
+    auto r = conn_.exec("SELECT 1 FROM nodes WHERE name = $1", {n});
+    if (!r) {
+      if (!failed) failed = r.error();
+      return true;
+    }
+    return r->rows() > 0;
+  });
+  if (failed) return *failed;
+  auto r = conn_.exec(
+      "INSERT INTO nodes (node_key, disco_key, name, hostname, os, ipv4, ipv6, tags, ephemeral, "
+      "token_id, created_at, last_seen, online, disconnected_at, connected_to) "
+      "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $11, 1, NULL, $12)",
+      {to_base64(reg.node_key), to_base64(reg.disco_key), name, reg.hostname, reg.os,
+       taken->ipv4.to_string(), taken->ipv6.to_string(), pg_rows::join_list(token.tags),
+       pg_int(token.ephemeral), token.id, pg_int(now), coordinator_id_});
+  if (!r) return r.error();
+  auto rows = select_nodes("WHERE node_key = $1", {to_base64(reg.node_key)});
+  if (!rows) return rows.error();
+  if (rows->empty()) return Error{Errc::io, "database: the new node vanished"};
+  return std::move(rows->front());
+}
+
+Result<void> PgStore::update_node(const Node& old, const NodeRegistration& reg, const Token* token,
+                                  UnixSeconds now) {
+  std::string name = old.name;
+  std::optional<Error> failed;
+  if (sanitize_label(reg.hostname) != sanitize_label(old.hostname)) {
+    name = unique_name(sanitize_label(reg.hostname), [&](const std::string& n) {
+      auto r = conn_.exec("SELECT 1 FROM nodes WHERE name = $1 AND node_key <> $2",
+                          {n, to_base64(old.node_key)});
+      if (!r) {
+        if (!failed) failed = r.error();
+        return true;
+      }
+      return r->rows() > 0;
+    });
+  }
+  if (failed) return *failed;
+  PgParam token_id = token ? PgParam(token->id) : (old.token_id.empty() ? PgParam() : PgParam(old.token_id));
+  auto r = conn_.exec(
+      "UPDATE nodes SET disco_key = $2, name = $3, hostname = $4, os = $5, last_seen = $6, "
+      "online = 1, disconnected_at = NULL, tags = $7, ephemeral = $8, token_id = $9, "
+      "connected_to = $10 WHERE node_key = $1",
+      {to_base64(old.node_key), to_base64(reg.disco_key), name, reg.hostname, reg.os, pg_int(now),
+       pg_rows::join_list(token ? token->tags : old.tags),
+       pg_int(token ? token->ephemeral : old.ephemeral), token_id, coordinator_id_});
+  if (!r) return r.error();
+  return Ok{};
+}
+
+Result<Node> PgStore::remove_node(std::string_view name) {
+  Node removed;
+  auto done = conn_.run_transaction([&]() -> Result<void> {
+    auto rows = select_nodes("WHERE name = $1 FOR UPDATE", {std::string(name)});
+    if (!rows) return rows.error();
+    if (rows->empty())
+      return Error{Errc::not_found, "no node named '" + std::string(name) + "' (see nodes list)"};
+    removed = std::move(rows->front());
+    if (auto r = conn_.exec("DELETE FROM nodes WHERE name = $1", {std::string(name)}); !r)
+      return r.error();
+    auto mesh = mesh_settings();
+    if (!mesh) return mesh.error();
+    if (*mesh)
+      if (auto r = release_address(**mesh, removed.ipv4); !r) return r;
+    return notify(StoreChange::Kind::node, &removed.node_key);
+  });
+  if (!done) return done.error();
+  return removed;
+}
+
+Result<void> PgStore::set_node_online(const wg::PublicKey& node_key, bool online,
+                                      UnixSeconds now) {
+  return conn_.run_transaction([&]() -> Result<void> {
+    auto r = conn_.exec(
+        online ? "UPDATE nodes SET online = 1, last_seen = $2, disconnected_at = NULL, "
+                 "connected_to = $3 WHERE node_key = $1"
+               : "UPDATE nodes SET online = 0, last_seen = $2, disconnected_at = $2 "
+                 "WHERE node_key = $1 AND ($3 = '' OR connected_to = $3 OR connected_to = '')",
+        {to_base64(node_key), pg_int(now), coordinator_id_});
+    if (!r) return r.error();
+    if (r->affected() == 0) {
+      auto known = key_in_table("nodes", node_key);
+      if (!known) return known.error();
+      if (!*known) return Error{Errc::not_found, "no node with this key"};
+      return Ok{};  // connected to another coordinator now
+    }
+    return notify(StoreChange::Kind::node, &node_key);
+  });
+}
+
+Result<void> PgStore::touch_node(const wg::PublicKey& node_key, UnixSeconds now) {
+  return conn_.run_transaction([&]() -> Result<void> {
+    auto r = conn_.exec("UPDATE nodes SET last_seen = $2 WHERE node_key = $1",
+                        {to_base64(node_key), pg_int(now)});
+    if (!r) return r.error();
+    if (r->affected() == 0) return Error{Errc::not_found, "no node with this key"};
+    return Ok{};
+  });
+}
+
+Result<void> PgStore::set_node_endpoints(const wg::PublicKey& node_key,
+                                         const std::vector<Endpoint>& endpoints,
+                                         std::string_view home_relay, UnixSeconds now) {
+  if (home_relay.find(',') != std::string_view::npos)
+    return Error{Errc::invalid, "a relay name cannot contain ','"};
+  return conn_.run_transaction([&]() -> Result<void> {
+    auto r = conn_.exec(
+        "UPDATE nodes SET endpoints = $2, home_relay = $3, last_seen = $4 WHERE node_key = $1",
+        {to_base64(node_key), pg_rows::join_endpoints(endpoints), std::string(home_relay),
+         pg_int(now)});
+    if (!r) return r.error();
+    if (r->affected() == 0) return Error{Errc::not_found, "no node with this key"};
+    return notify(StoreChange::Kind::node, &node_key);
+  });
+}
+
+Result<std::vector<Node>> PgStore::expire_ephemeral(UnixSeconds now, UnixSeconds grace) {
+  std::vector<Node> gone;
+  auto done = conn_.run_transaction([&]() -> Result<void> {
+    auto rows = select_nodes(
+        "WHERE ephemeral = 1 AND online = 0 AND disconnected_at IS NOT NULL "
+        "AND disconnected_at <= $1 ORDER BY name FOR UPDATE",
+        {pg_int(now - grace)});
+    if (!rows) return rows.error();
+    gone = std::move(*rows);
+    auto mesh = mesh_settings();
+    if (!mesh) return mesh.error();
+    for (const Node& node : gone) {
+      if (auto r = conn_.exec("DELETE FROM nodes WHERE node_key = $1", {to_base64(node.node_key)}); !r)
+        return r.error();
+      if (*mesh)
+        if (auto r = release_address(**mesh, node.ipv4); !r) return r;
+      if (auto r = notify(StoreChange::Kind::node, &node.node_key); !r) return r;
+    }
+    return Ok{};
+  });
+  if (!done) return done.error();
+  return gone;
+}
+
+Result<void> PgStore::mark_all_offline(UnixSeconds now) {
+  return conn_.run_transaction([&]() -> Result<void> {
+    auto r = conn_.exec(
+        "UPDATE nodes SET online = 0, disconnected_at = $1 "
+        "WHERE (online = 1 OR disconnected_at IS NULL) "
+        "AND ($2 = '' OR connected_to = $2 OR connected_to = '')",
+        {pg_int(now), coordinator_id_});
+    if (!r) return r.error();
+    const bool changed = r->affected() > 0;
+    // Relays too are this coordinator's only while connected; with several coordinators a
+    // relay may be on another: it says so again when it reconnects.
+    if (auto relays = conn_.exec("UPDATE relays SET online = 0, last_seen = $1 WHERE online = 1",
+                                 {pg_int(now)});
+        !relays)
+      return relays.error();
+    if (changed) return notify(StoreChange::Kind::nodes, nullptr);
+    return Ok{};
+  });
+}
+
+}  // namespace knit::coordinator

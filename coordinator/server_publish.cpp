@@ -1,0 +1,184 @@
+// Server: publishing the peer map and the relay map, changes made by others (the change feed),
+// and the sweep that removes ephemeral nodes (and hands freed memory back).
+#include <malloc.h>
+
+#include <algorithm>
+#include <unordered_set>
+
+#include "base/bytes.hpp"
+#include "base/log.hpp"
+#include "coordinator/control_view.hpp"
+#include "coordinator/server.hpp"
+
+namespace knit::coordinator {
+
+namespace {
+
+constexpr std::string_view kLog = "coordinator";
+
+using control::NodeKey;
+using control::PeerInfo;
+
+std::string key_text(const NodeKey& key) { return to_base64(key); }
+
+}  // namespace
+
+void Server::push_relay_map() {
+  std::vector<AgentSession*> removed;
+  for (const auto& [key, session] : relay_owners_) {
+    const bool listed = std::any_of(relays_.begin(), relays_.end(),
+                                    [&](const control::RelayInfo& r) { return r.node_key == key; });
+    if (!listed) removed.push_back(session);
+  }
+  for (AgentSession* session : removed) {
+    log(LogLevel::info, kLog, "relay ", key_text(session->node_key()), " was removed");
+    control::ErrorMessage message{control::ErrorCode::not_registered,
+                                  "this relay was removed from the mesh"};
+    session->close_after(control::encode(message), CloseReason::removed);
+  }
+  for (const auto& [key, session] : owners_) session->send(relay_map_text_);
+  for (const auto& [key, session] : relay_owners_) session->send(relay_map_text_);
+}
+
+void Server::forget_node(const NodeKey& key, std::string_view why) {
+  view_.remove(key);
+  schedule_publish();
+  if (auto it = owners_.find(key); it != owners_.end()) {
+    control::ErrorMessage message{control::ErrorCode::not_registered, std::string(why)};
+    it->second->close_after(control::encode(message), CloseReason::removed);
+  }
+}
+
+// ---- publishing ----
+
+void Server::schedule_publish() {
+  if (publish_armed_ || stopped_ || !started_) return;
+  publish_armed_ = true;
+  arm(publish_timer_, options_.publish_delay, &Server::publish);
+}
+
+void Server::publish() {
+  publish_armed_ = false;
+  auto published = view_.publish();
+  if (!published) return;
+  std::size_t sent = 0;
+  for (const auto& [key, session] : owners_) {
+    if (session->closing()) continue;
+    const bool about_it =
+        std::binary_search(published->keys.begin(), published->keys.end(), key);
+    session->send(about_it ? view_.delta_text_for(key) : published->text);
+    ++sent;
+  }
+  // A relay is never in the map: it gets the delta as it is.
+  for (const auto& [key, session] : relay_owners_) {
+    if (session->closing()) continue;
+    session->send(published->text);
+    ++sent;
+  }
+  log(LogLevel::debug, kLog, "peer map version ", published->version, ": ",
+      published->keys.size(), " nodes changed, sent to ", sent, " agents");
+  // A change too large for one delta goes out as several versions.
+  if (view_.has_pending()) schedule_publish();
+}
+
+// ---- changes made by others ----
+
+void Server::on_store_changes(std::vector<StoreChange> changes, bool resync) {
+  if (resync) return reload();
+  bool relays = false;
+  for (const StoreChange& change : changes) {
+    switch (change.kind) {
+      case StoreChange::Kind::node: refresh_node(change.node_key); break;
+      case StoreChange::Kind::relays: relays = true; break;
+      case StoreChange::Kind::nodes: return reload();
+    }
+  }
+  if (relays && load_relays()) push_relay_map();
+}
+
+// One node, read again: O(log N) in the store, O(1) to publish.
+void Server::refresh_node(const NodeKey& key) {
+  auto node = store_.find_node(key);
+  if (!node) {
+    log(LogLevel::warn, kLog, "cannot read a changed node: ", node.error().message);
+    return reload();
+  }
+  if (!*node) {
+    if (view_.find(key) == nullptr) return;
+    log(LogLevel::info, kLog, "node ", key_text(key), " was removed");
+    return forget_node(key, "this node was removed from the mesh");
+  }
+  PeerInfo peer = peer_info(**node);
+  const PeerInfo* current = view_.find(key);
+  if (current != nullptr && *current == peer) return;
+  // Presence is this coordinator's to say for its own sessions.
+  if (owners_.count(key) != 0 && !peer.online) return;
+  view_.set(std::move(peer));
+  schedule_publish();
+}
+
+void Server::reload() {
+  auto nodes = store_.list_nodes();
+  if (!nodes) {
+    log(LogLevel::warn, kLog, "cannot reload the nodes: ", nodes.error().message);
+    return;
+  }
+  std::unordered_set<NodeKey, control::NodeKeyHash> present;
+  present.reserve(nodes->size());
+  for (const Node& node : *nodes) {
+    present.insert(node.node_key);
+    PeerInfo peer = peer_info(node);
+    const PeerInfo* current = view_.find(node.node_key);
+    if (current == nullptr || !(*current == peer)) {
+      view_.set(std::move(peer));
+      schedule_publish();
+    }
+  }
+  for (const NodeKey& key : view_.keys()) {
+    if (present.count(key) != 0) continue;
+    log(LogLevel::info, kLog, "node ", key_text(key), " was removed");
+    forget_node(key, "this node was removed from the mesh");
+  }
+  if (load_relays()) push_relay_map();
+}
+
+bool Server::load_relays() {
+  auto relays = store_.list_relays();
+  if (!relays) {
+    log(LogLevel::warn, kLog, "cannot read the relays: ", relays.error().message);
+    return false;
+  }
+  std::vector<control::RelayInfo> infos;
+  for (const Relay& relay : *relays) {
+    control::RelayInfo info = relay_info(relay);
+    // What an agent's parser accepts: 1..8 addresses, at most kMaxRelays relays.
+    if (info.addresses.empty()) continue;
+    if (info.addresses.size() > control::kMaxRelayAddresses)
+      info.addresses.resize(control::kMaxRelayAddresses);
+    if (infos.size() == control::kMaxRelays) break;
+    infos.push_back(std::move(info));
+  }
+  if (infos == relays_) return false;
+  relays_ = std::move(infos);
+  relay_map_text_ = control::encode(control::RelayMap{relays_});
+  return true;
+}
+
+void Server::sweep() {
+  auto gone = store_.expire_ephemeral(now(), options_.ephemeral_grace);
+  if (!gone) {
+    log(LogLevel::warn, kLog, "cannot expire ephemeral nodes: ", gone.error().message);
+  } else {
+    for (const Node& node : *gone) {
+      log(LogLevel::info, kLog, "ephemeral node ", node.name, " removed after ",
+          options_.ephemeral_grace, " s offline");
+      forget_node(node.node_key, "this ephemeral node was removed after being offline");
+    }
+  }
+  // A join storm leaves glibc holding the freed buffers of map pages and queued deltas (tens of
+  // MiB at 10,000 nodes); give them back to the system rather than keep the peak for ever.
+  ::malloc_trim(0);
+  arm(sweep_timer_, options_.sweep_interval, &Server::sweep);
+}
+
+}  // namespace knit::coordinator
