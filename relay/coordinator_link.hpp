@@ -9,9 +9,9 @@
 //   ping (every 15 s)                       ---->
 //                                           <----   pong; error (then close)
 //
-// The control channel and the map bookkeeping are the ones knitd uses (control/client_session,
-// control/reconnect_backoff); this file is the Asio loop around them: TCP to each coordinator
-// address in order, pings and liveness, reconnection with backoff, and the state directory
+// The connection is the one knitd uses (net/coordinator_connection.hpp: TCP to each coordinator
+// address, the Noise session, pings and liveness, reconnection with backoff and failover between
+// addresses); this file is the relay's protocol over it, and the state directory
 // (coordinator_link_state.hpp). The listener gets the node keys of every member (not the whole
 // peer entries: a relay needs nothing else), and only when that set changes.
 //

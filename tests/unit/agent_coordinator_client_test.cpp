@@ -11,7 +11,7 @@
 
 #include "agent/coordinator_client.hpp"
 #include "base/random.hpp"
-#include "tests/unit/agent_fake_coordinator.hpp"
+#include "tests/support/fake_coordinator.hpp"
 #include "wg/crypto.hpp"
 
 namespace knit::agent {
