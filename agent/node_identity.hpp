@@ -8,17 +8,18 @@
 //               what it assigned us. Present exactly while the node is joined; a restarted knitd
 //               rejoins from it without a token. `knit down` removes it.
 //
-// A key file that others may read is refused (it may have leaked) with what to do about it.
+// A key file that others may read is refused (it may have leaked) with what to do about it. The
+// file handling is the state directory every daemon shares (base/state_dir.hpp).
 #pragma once
 
 #include <filesystem>
 #include <optional>
-#include <stdexcept>
 #include <string>
 #include <vector>
 
 #include "base/ip.hpp"
 #include "base/random.hpp"
+#include "base/state_dir.hpp"
 #include "control/host_port.hpp"
 #include "wg/keys.hpp"
 
@@ -29,10 +30,7 @@ inline constexpr const char* kDiscoKeyFile = "disco.key";
 inline constexpr const char* kMeshFile = "mesh.json";
 
 // A state-directory problem, as one line a person can act on.
-class StateError : public std::runtime_error {
- public:
-  using std::runtime_error::runtime_error;
-};
+using StateError = StateDirError;
 
 struct KeyPair {
   wg::PrivateKey private_key;  // zeroed when dropped
@@ -66,9 +64,9 @@ class StateDir {
  public:
   explicit StateDir(std::filesystem::path dir) : dir_(std::move(dir)) {}
 
-  const std::filesystem::path& path() const { return dir_; }
+  const std::filesystem::path& path() const { return dir_.path(); }
   // Creates the directory (mode 0700) if missing. Throws StateError.
-  void ensure() const;
+  void ensure() const { dir_.ensure(); }
 
   // Loads node.key and disco.key, making either with rng when missing. Throws StateError.
   NodeIdentity load_or_create_identity(Random& rng) const;
@@ -81,7 +79,7 @@ class StateDir {
   void forget_mesh() const;
 
  private:
-  std::filesystem::path dir_;
+  StateDirectory dir_;
 };
 
 // The key in a key file; makes one (0600) with rng when the file does not exist. Throws StateError.

@@ -12,15 +12,16 @@
 //
 // Files are replaced atomically (a temporary file, then rename), mode 0600. A damaged or
 // oversized file is treated as hostile input: it is refused with a reason, never trusted in part.
+// The file handling is the state directory every daemon shares (base/state_dir.hpp).
 #pragma once
 
 #include <filesystem>
 #include <optional>
-#include <stdexcept>
 #include <string>
 #include <vector>
 
 #include "base/random.hpp"
+#include "base/state_dir.hpp"
 #include "control/host_port.hpp"
 #include "control/messages.hpp"
 #include "wg/keys.hpp"
@@ -32,10 +33,7 @@ inline constexpr const char* kCoordinatorFile = "coordinator.json";
 inline constexpr const char* kMembershipFile = "membership.json";
 
 // A state-directory problem, as one line a person can act on.
-class LinkStateError : public std::runtime_error {
- public:
-  using std::runtime_error::runtime_error;
-};
+using LinkStateError = StateDirError;
 
 struct CoordinatorRecord {
   std::vector<control::HostPort> addresses;  // 1..8, from the join token
@@ -58,10 +56,10 @@ std::optional<MembershipCache> parse_membership(const std::string& text, std::st
 class LinkState {
  public:
   explicit LinkState(std::filesystem::path dir) : dir_(std::move(dir)) {}
-  const std::filesystem::path& path() const { return dir_; }
+  const std::filesystem::path& path() const { return dir_.path(); }
 
   // Creates the directory (mode 0700) when missing. Throws LinkStateError.
-  void ensure() const;
+  void ensure() const { dir_.ensure(); }
   // relay.key, made with rng on first use. Throws LinkStateError.
   wg::PrivateKey load_or_create_key(Random& rng) const;
   // nullopt when there is no such file; a damaged one throws LinkStateError.
@@ -72,7 +70,7 @@ class LinkState {
   void forget_membership() const;                                // no error when gone
 
  private:
-  std::filesystem::path dir_;
+  StateDirectory dir_;
 };
 
 }  // namespace knit::relay
