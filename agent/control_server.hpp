@@ -1,5 +1,7 @@
 // knitd's control socket for the knit CLI (--socket, default /run/knit/knitd.sock): a unix
-// stream socket speaking control_protocol.hpp, on the caller's single-threaded Asio loop.
+// stream socket speaking localapi/protocol.hpp, on the caller's single-threaded Asio loop. The
+// socket file, the accept loop and the connections are the shared unix-socket server
+// (net/unix_socket_server.hpp); this file is the line protocol on each connection.
 //
 // Socket file: directory created 0755 if missing, socket 0600 (root only), a stale socket file
 // replaced, a live one refused. One request at a time per connection: the next line is not
@@ -17,6 +19,7 @@
 #include <string>
 
 #include "localapi/protocol.hpp"
+#include "net/unix_socket_server.hpp"
 
 namespace knit::agent {
 
@@ -50,14 +53,12 @@ class ControlServer {
   // Tests: shorten the idle timeout before start().
   void set_idle_timeout(std::chrono::steady_clock::duration timeout) { idle_timeout_ = timeout; }
 
-  class Core;
-
  private:
   asio::io_context& io_;
   std::string path_;
   ControlHandler& handler_;
   std::chrono::steady_clock::duration idle_timeout_ = kIdleTimeout;
-  std::shared_ptr<Core> core_;
+  std::unique_ptr<net::UnixSocketServer> server_;  // from start() to stop()
 };
 
 }  // namespace knit::agent

@@ -1,5 +1,7 @@
-// Serves the WireGuard UAPI (uapi.hpp) on a unix stream socket, as wireguard-go does on
-// /var/run/wireguard/<interface>.sock, on the caller's single-threaded Asio event loop.
+// Serves the WireGuard UAPI (wg/uapi.hpp) on a unix stream socket, as wireguard-go does on
+// /var/run/wireguard/<interface>.sock, on the caller's single-threaded Asio event loop. The
+// socket file, the accept loop and the connections are the shared unix-socket server
+// (net/unix_socket_server.hpp); this file is the request/answer pump on each connection.
 //
 // Socket file: directory created with mode 0755 if missing, socket mode 0700 (wireguard-go
 // binds under umask 0077), a stale socket file replaced, a live one (connect succeeds) refused.
@@ -17,12 +19,12 @@
 #include <string>
 #include <string_view>
 
+#include "net/unix_socket_server.hpp"
 #include "wg/uapi.hpp"
 
 namespace knit::agent {
 
 namespace detail {
-class UapiServerCore;
 struct UapiServerCounters {
   std::atomic<std::uint64_t> malformed{0};
 };
@@ -73,9 +75,7 @@ class UapiServer {
   std::chrono::steady_clock::duration idle_timeout_ = kIdleTimeout;
   std::shared_ptr<detail::UapiServerCounters> counters_ =
       std::make_shared<detail::UapiServerCounters>();
-  // The acceptor and the live connections, from start() to stop(). Shared with the pending
-  // accept handler, so that handlers running after stop() find it still alive.
-  std::shared_ptr<detail::UapiServerCore> core_;
+  std::unique_ptr<net::UnixSocketServer> server_;  // from start() to stop()
 };
 
 }  // namespace knit::agent
