@@ -88,37 +88,23 @@ void ControlSession::answer(const localapi::ControlResponse& response, bool then
   connection_.write(text);
 }
 
+net::UnixSocketServer::Options socket_options(std::string path) {
+  net::UnixSocketServer::Options options;
+  options.not_a_socket = path + " exists and is not a socket: remove it, or pick another --socket";
+  options.in_use = "another knitd already serves " + path + ": stop it, or pick another --socket";
+  options.path = std::move(path);
+  options.socket_mode = kSocketMode;
+  options.max_connections = ControlServer::kMaxConnections;
+  options.idle_timeout = ControlServer::kIdleTimeout;
+  options.what = "control socket";
+  return options;
+}
+
 }  // namespace
 
 ControlServer::ControlServer(asio::io_context& io, std::string path, ControlHandler& handler)
-    : io_(io), path_(std::move(path)), handler_(handler) {}
-
-ControlServer::~ControlServer() { stop(); }
-
-void ControlServer::start() {
-  if (server_) return;
-  net::UnixSocketServer::Options options;
-  options.path = path_;
-  options.socket_mode = kSocketMode;
-  options.max_connections = kMaxConnections;
-  options.idle_timeout = idle_timeout_;
-  options.what = "control socket";
-  options.not_a_socket = path_ + " exists and is not a socket: remove it, or pick another --socket";
-  options.in_use = "another knitd already serves " + path_ + ": stop it, or pick another --socket";
-  auto server = std::make_unique<net::UnixSocketServer>(
-      io_, std::move(options), [&handler = handler_](net::UnixSocketConnection& connection) {
+    : server_(io, socket_options(std::move(path)), [&handler](net::UnixSocketConnection& connection) {
         return std::make_unique<ControlSession>(connection, handler);
-      });
-  server->start();
-  server_ = std::move(server);
-}
-
-void ControlServer::stop() {
-  if (!server_) return;
-  server_->stop();
-  server_.reset();
-}
-
-std::size_t ControlServer::connection_count() const { return server_ ? server_->connection_count() : 0; }
+      }) {}
 
 }  // namespace knit::agent

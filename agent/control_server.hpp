@@ -38,27 +38,22 @@ class ControlServer {
   static constexpr std::chrono::seconds kIdleTimeout{30};
 
   ControlServer(asio::io_context& io, std::string path, ControlHandler& handler);
-  ~ControlServer();  // stop()
   ControlServer(const ControlServer&) = delete;
   ControlServer& operator=(const ControlServer&) = delete;
 
   // Binds and starts accepting. Throws std::runtime_error (one line) when another live process
   // serves the path or it cannot be used.
-  void start();
-  // Closes everything and removes the socket file (if it is still ours).
-  void stop();
+  void start() { server_.start(); }
+  // Closes everything and removes the socket file (if it is still ours). Also on destruction.
+  void stop() { server_.stop(); }
 
-  const std::string& path() const { return path_; }
-  std::size_t connection_count() const;
+  const std::string& path() const { return server_.path(); }
+  std::size_t connection_count() const { return server_.connection_count(); }
   // Tests: shorten the idle timeout before start().
-  void set_idle_timeout(std::chrono::steady_clock::duration timeout) { idle_timeout_ = timeout; }
+  void set_idle_timeout(std::chrono::steady_clock::duration timeout) { server_.set_idle_timeout(timeout); }
 
  private:
-  asio::io_context& io_;
-  std::string path_;
-  ControlHandler& handler_;
-  std::chrono::steady_clock::duration idle_timeout_ = kIdleTimeout;
-  std::unique_ptr<net::UnixSocketServer> server_;  // from start() to stop()
+  net::UnixSocketServer server_;
 };
 
 }  // namespace knit::agent

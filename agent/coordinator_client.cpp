@@ -60,11 +60,7 @@ void CoordinatorClient::Core::start() {
   o.addresses = options_.addresses;
   o.coordinator_key = options_.coordinator_key;
   o.log_tag = "knitd";
-  o.connect_timeout = options_.connect_timeout;
-  o.handshake_timeout = options_.handshake_timeout;
-  o.ping_interval = options_.ping_interval;
-  o.dead_after = options_.dead_after;
-  o.backoff = options_.backoff;
+  static_cast<net::CoordinatorConnection::Timing&>(o) = options_;
   connection_.emplace(io_, node_key_, std::move(o), weak_from_this(), rng_);
   connection_->start();
 }

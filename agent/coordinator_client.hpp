@@ -55,8 +55,10 @@ class CoordinatorClient {
     virtual void on_disconnected(const std::string& reason) = 0;
   };
 
-  struct Options {
-    std::vector<control::HostPort> addresses;  // tried in order
+  // The timers and backoff (connect_timeout, handshake_timeout, ping_interval, dead_after,
+  // stable_after, backoff) are the connection's.
+  struct Options : net::CoordinatorConnection::Timing {
+    std::vector<control::HostPort> addresses;  // a round tries each, in order
     wg::PublicKey coordinator_key{};
     std::optional<std::string> token;  // first join only; forgotten after the first ok
     control::DiscoKey disco_key{};
@@ -64,11 +66,6 @@ class CoordinatorClient {
     std::string os = "linux";
     std::string version;
     std::vector<Endpoint> endpoints;
-    Duration connect_timeout = std::chrono::seconds(5);
-    Duration handshake_timeout = std::chrono::seconds(10);
-    Duration ping_interval = std::chrono::seconds(15);
-    Duration dead_after = std::chrono::seconds(45);
-    ReconnectBackoff::Config backoff;
   };
 
   // io, rng and listener must outlive the client. The node key is copied (and zeroed on drop).

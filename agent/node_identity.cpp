@@ -50,19 +50,19 @@ KeyPair load_or_create_key(const fs::path& file, Random& rng) {
 NodeIdentity StateDir::load_or_create_identity(Random& rng) const {
   ensure();
   NodeIdentity identity;
-  identity.node = load_or_create_key(dir_.file(kNodeKeyFile), rng);
-  identity.disco = load_or_create_key(dir_.file(kDiscoKeyFile), rng);
+  identity.node = agent::load_or_create_key(file(kNodeKeyFile), rng);
+  identity.disco = agent::load_or_create_key(file(kDiscoKeyFile), rng);
   return identity;
 }
 
 std::optional<MeshRecord> StateDir::load_mesh() const {
-  return dir_.load<MeshRecord>(kMeshFile, kMaxMeshFileSize, parse_mesh_record,
+  return load<MeshRecord>(kMeshFile, kMaxMeshFileSize, parse_mesh_record,
                                "remove it and join again with `knit up --token TOKEN`");
 }
 
-void StateDir::save_mesh(const MeshRecord& record) const { dir_.write(kMeshFile, encode_mesh_record(record)); }
+void StateDir::save_mesh(const MeshRecord& record) const { write(kMeshFile, encode_mesh_record(record)); }
 
-void StateDir::forget_mesh() const { dir_.remove(kMeshFile); }
+void StateDir::forget_mesh() const { remove(kMeshFile); }
 
 std::string encode_mesh_record(const MeshRecord& record) {
   json addresses = json::array();

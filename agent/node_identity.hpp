@@ -60,13 +60,11 @@ struct MeshRecord {
 std::string encode_mesh_record(const MeshRecord& record);
 std::optional<MeshRecord> parse_mesh_record(const std::string& text, std::string& why);
 
-class StateDir {
+// knitd's records in its state directory (path(), ensure() and the file handling are the
+// shared StateDirectory's).
+class StateDir : public StateDirectory {
  public:
-  explicit StateDir(std::filesystem::path dir) : dir_(std::move(dir)) {}
-
-  const std::filesystem::path& path() const { return dir_.path(); }
-  // Creates the directory (mode 0700) if missing. Throws StateError.
-  void ensure() const { dir_.ensure(); }
+  using StateDirectory::StateDirectory;
 
   // Loads node.key and disco.key, making either with rng when missing. Throws StateError.
   NodeIdentity load_or_create_identity(Random& rng) const;
@@ -77,9 +75,6 @@ class StateDir {
   void save_mesh(const MeshRecord& record) const;
   // Removes mesh.json; no error when it is already gone.
   void forget_mesh() const;
-
- private:
-  StateDirectory dir_;
 };
 
 // The key in a key file; makes one (0600) with rng when the file does not exist. Throws StateError.

@@ -97,6 +97,16 @@ void UapiSession::answer(wg::UapiParser::Event& event) {
   append_wiped(output_, text);
 }
 
+net::UnixSocketServer::Options socket_options(std::string path) {
+  net::UnixSocketServer::Options options;
+  options.path = std::move(path);
+  options.socket_mode = kSocketMode;
+  options.max_connections = UapiServer::kMaxConnections;
+  options.idle_timeout = UapiServer::kIdleTimeout;
+  options.what = "UAPI socket";
+  return options;
+}
+
 }  // namespace
 
 std::string UapiServer::socket_path_for(std::string_view interface_name) {
@@ -106,33 +116,9 @@ std::string UapiServer::socket_path_for(std::string_view interface_name) {
 }
 
 UapiServer::UapiServer(asio::io_context& io, std::string path, UapiHandler& handler)
-    : io_(io), path_(std::move(path)), handler_(handler) {}
-
-UapiServer::~UapiServer() { stop(); }
-
-void UapiServer::start() {
-  if (server_) return;
-  net::UnixSocketServer::Options options;
-  options.path = path_;
-  options.socket_mode = kSocketMode;
-  options.max_connections = kMaxConnections;
-  options.idle_timeout = idle_timeout_;
-  options.what = "UAPI socket";
-  auto server = std::make_unique<net::UnixSocketServer>(
-      io_, std::move(options),
-      [&handler = handler_, counters = counters_](net::UnixSocketConnection& connection) {
-        return std::make_unique<UapiSession>(connection, handler, counters);
-      });
-  server->start();
-  server_ = std::move(server);
-}
-
-void UapiServer::stop() {
-  if (!server_) return;
-  server_->stop();
-  server_.reset();
-}
-
-std::size_t UapiServer::connection_count() const { return server_ ? server_->connection_count() : 0; }
+    : server_(io, socket_options(std::move(path)),
+              [&handler, counters = counters_](net::UnixSocketConnection& connection) {
+                return std::make_unique<UapiSession>(connection, handler, counters);
+              }) {}
 
 }  // namespace knit::agent

@@ -50,32 +50,29 @@ class UapiServer {
 
   // io and handler must outlive the server. Nothing happens until start().
   UapiServer(asio::io_context& io, std::string path, UapiHandler& handler);
-  ~UapiServer();  // stop()
   UapiServer(const UapiServer&) = delete;
   UapiServer& operator=(const UapiServer&) = delete;
 
   // Binds the socket and starts accepting. Throws std::runtime_error with a one-line message if
   // another live process serves the path, or the path cannot be used. No-op if started.
-  void start();
+  void start() { server_.start(); }
   // Closes the acceptor and every connection and removes the socket file (if it is still ours).
-  void stop();
+  // Also on destruction.
+  void stop() { server_.stop(); }
 
-  const std::string& path() const { return path_; }
+  const std::string& path() const { return server_.path(); }
   // Requests answered with an error by the parser (not errors returned by the handler).
   std::uint64_t malformed_requests() const { return counters_->malformed.load(); }
-  std::size_t connection_count() const;
+  std::size_t connection_count() const { return server_.connection_count(); }
 
   // For tests: shorten the idle timeout. Call before start().
-  void set_idle_timeout(std::chrono::steady_clock::duration timeout) { idle_timeout_ = timeout; }
+  void set_idle_timeout(std::chrono::steady_clock::duration timeout) { server_.set_idle_timeout(timeout); }
 
  private:
-  asio::io_context& io_;
-  std::string path_;
-  UapiHandler& handler_;
-  std::chrono::steady_clock::duration idle_timeout_ = kIdleTimeout;
+  // Shared with the sessions, which count into it.
   std::shared_ptr<detail::UapiServerCounters> counters_ =
       std::make_shared<detail::UapiServerCounters>();
-  std::unique_ptr<net::UnixSocketServer> server_;  // from start() to stop()
+  net::UnixSocketServer server_;
 };
 
 }  // namespace knit::agent

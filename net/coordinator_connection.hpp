@@ -71,19 +71,23 @@ class CoordinatorConnection {
     }
   };
 
-  struct Options {
-    std::vector<control::HostPort> addresses;  // 1..8: the coordinator and its peers
-    wg::PublicKey coordinator_key{};
-    std::string prologue{control::kChannelPrologue};
-    std::string log_tag = "knitd";  // who logs the per-address failures (at debug level)
-    Duration connect_timeout = std::chrono::seconds(5);
+  // The timers and the backoff, which an owner's own options inherit (and tests shorten).
+  struct Timing {
+    Duration connect_timeout = std::chrono::seconds(5);  // per address: resolve + TCP
     Duration handshake_timeout = std::chrono::seconds(10);
     Duration ping_interval = std::chrono::seconds(15);
-    Duration dead_after = std::chrono::seconds(45);
+    Duration dead_after = std::chrono::seconds(45);  // no message for this long: dead
     // A session that lasted this long moves to the next address at once when it ends; a shorter
     // one waits the backoff first (a coordinator that accepts and drops is not hammered).
     Duration stable_after = std::chrono::seconds(1);
     control::ReconnectBackoff::Config backoff;
+  };
+
+  struct Options : Timing {
+    std::vector<control::HostPort> addresses;  // 1..8: the coordinator and its peers
+    wg::PublicKey coordinator_key{};
+    std::string prologue{control::kChannelPrologue};
+    std::string log_tag = "knitd";  // who logs the per-address failures (at debug level)
   };
 
   // io and rng must outlive the connection. own_key (the node or relay key) is copied, and

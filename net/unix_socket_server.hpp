@@ -115,6 +115,8 @@ class UnixSocketServer {
 
   const std::string& path() const { return options_.path; }
   std::size_t connection_count() const;
+  // For tests: shorten the idle timeout. Call before start().
+  void set_idle_timeout(std::chrono::steady_clock::duration timeout) { options_.idle_timeout = timeout; }
 
   class Core;
 

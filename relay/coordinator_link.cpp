@@ -137,7 +137,7 @@ CoordinatorLink::Core::Core(asio::io_context& io, Options options, MembershipLis
   }
   try {
     key_ = state_.load_or_create_key(rng_);
-  } catch (const LinkStateError& error) {
+  } catch (const StateDirError& error) {
     throw std::runtime_error(error.what());
   }
 }
@@ -165,18 +165,14 @@ void CoordinatorLink::Core::start() {
         listener_->on_members(cache_.members);
       }
     }
-  } catch (const LinkStateError& error) {
+  } catch (const StateDirError& error) {
     throw std::runtime_error(error.what());
   }
   net::CoordinatorConnection::Options o;
   o.addresses = coordinator_.addresses;
   o.coordinator_key = coordinator_.coordinator_key;
   o.log_tag = std::string(kLog);
-  o.connect_timeout = options_.connect_timeout;
-  o.handshake_timeout = options_.handshake_timeout;
-  o.ping_interval = options_.ping_interval;
-  o.dead_after = options_.dead_after;
-  o.backoff = options_.backoff;
+  static_cast<net::CoordinatorConnection::Timing&>(o) = options_;
   connection_.emplace(io_, key_, std::move(o), weak_from_this(), rng_);
   connection_->start();
 }
@@ -261,7 +257,7 @@ void CoordinatorLink::Core::on_relay_map(control::RelayMap relays) {
 void CoordinatorLink::Core::save_cache() {
   try {
     state_.save_membership(cache_);
-  } catch (const LinkStateError& error) {
+  } catch (const StateDirError& error) {
     // The relay keeps working; only a restart while the coordinator is down would miss it.
     log(LogLevel::warn, kLog, "cannot cache the membership: ", error.what());
   }

@@ -126,30 +126,30 @@ std::optional<MembershipCache> parse_membership(const std::string& text, std::st
 }
 
 wg::PrivateKey LinkState::load_or_create_key(Random& rng) const {
-  return dir_.load_or_create_key(kRelayKeyFile, rng);
+  return StateDirectory::load_or_create_key(kRelayKeyFile, rng);
 }
 
 std::optional<CoordinatorRecord> LinkState::load_coordinator() const {
-  return dir_.load<CoordinatorRecord>(kCoordinatorFile, kMaxCoordinatorFileSize,
+  return load<CoordinatorRecord>(kCoordinatorFile, kMaxCoordinatorFileSize,
                                       parse_coordinator_record, kDamagedAdvice);
 }
 
 void LinkState::save_coordinator(const CoordinatorRecord& record) const {
-  dir_.write(kCoordinatorFile, encode_coordinator_record(record));
+  write(kCoordinatorFile, encode_coordinator_record(record));
 }
 
 std::optional<MembershipCache> LinkState::load_membership() const {
-  return dir_.load<MembershipCache>(kMembershipFile, kMaxMembershipFileSize, parse_membership,
+  return load<MembershipCache>(kMembershipFile, kMaxMembershipFileSize, parse_membership,
                                     kDamagedAdvice);
 }
 
 void LinkState::save_membership(const MembershipCache& cache) const {
-  dir_.write(kMembershipFile, encode_membership(cache));
+  write(kMembershipFile, encode_membership(cache));
 }
 
 void LinkState::forget_membership() const {
   try {
-    dir_.remove(kMembershipFile);
+    remove(kMembershipFile);
   } catch (const StateDirError&) {
     // Unreadable or not ours to remove: the next start finds out and says so.
   }

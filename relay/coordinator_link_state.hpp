@@ -32,9 +32,6 @@ inline constexpr const char* kRelayKeyFile = "relay.key";
 inline constexpr const char* kCoordinatorFile = "coordinator.json";
 inline constexpr const char* kMembershipFile = "membership.json";
 
-// A state-directory problem, as one line a person can act on.
-using LinkStateError = StateDirError;
-
 struct CoordinatorRecord {
   std::vector<control::HostPort> addresses;  // 1..8, from the join token
   wg::PublicKey coordinator_key{};
@@ -53,24 +50,21 @@ std::optional<CoordinatorRecord> parse_coordinator_record(const std::string& tex
 std::string encode_membership(const MembershipCache& cache);
 std::optional<MembershipCache> parse_membership(const std::string& text, std::string& why);
 
-class LinkState {
+// The relay's records in its state directory (path(), ensure() and the file handling are the
+// shared StateDirectory's).
+class LinkState : public StateDirectory {
  public:
-  explicit LinkState(std::filesystem::path dir) : dir_(std::move(dir)) {}
-  const std::filesystem::path& path() const { return dir_.path(); }
+  using StateDirectory::StateDirectory;
 
-  // Creates the directory (mode 0700) when missing. Throws LinkStateError.
-  void ensure() const { dir_.ensure(); }
-  // relay.key, made with rng on first use. Throws LinkStateError.
+  // relay.key, made with rng on first use. Throws StateDirError.
   wg::PrivateKey load_or_create_key(Random& rng) const;
-  // nullopt when there is no such file; a damaged one throws LinkStateError.
+  // nullopt when there is no such file; a damaged one throws StateDirError.
   std::optional<CoordinatorRecord> load_coordinator() const;
-  void save_coordinator(const CoordinatorRecord& record) const;  // throws LinkStateError
+  void save_coordinator(const CoordinatorRecord& record) const;  // throws StateDirError
   std::optional<MembershipCache> load_membership() const;        // as load_coordinator
-  void save_membership(const MembershipCache& cache) const;      // throws LinkStateError
+  void save_membership(const MembershipCache& cache) const;      // throws StateDirError
   void forget_membership() const;                                // no error when gone
 
- private:
-  StateDirectory dir_;
 };
 
 }  // namespace knit::relay
