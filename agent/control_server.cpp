@@ -88,23 +88,19 @@ void ControlSession::answer(const localapi::ControlResponse& response, bool then
   connection_.write(text);
 }
 
-net::UnixSocketServer::Options socket_options(std::string path) {
-  net::UnixSocketServer::Options options;
-  options.not_a_socket = path + " exists and is not a socket: remove it, or pick another --socket";
-  options.in_use = "another knitd already serves " + path + ": stop it, or pick another --socket";
-  options.path = std::move(path);
-  options.socket_mode = kSocketMode;
-  options.max_connections = ControlServer::kMaxConnections;
-  options.idle_timeout = ControlServer::kIdleTimeout;
-  options.what = "control socket";
-  return options;
-}
-
 }  // namespace
 
 ControlServer::ControlServer(asio::io_context& io, std::string path, ControlHandler& handler)
-    : server_(io, socket_options(std::move(path)), [&handler](net::UnixSocketConnection& connection) {
-        return std::make_unique<ControlSession>(connection, handler);
-      }) {}
+    : server_(io,
+              {.path = path,
+               .socket_mode = kSocketMode,
+               .max_connections = kMaxConnections,
+               .idle_timeout = kIdleTimeout,
+               .what = "control socket",
+               .not_a_socket = path + " exists and is not a socket: remove it, or pick another --socket",
+               .in_use = "another knitd already serves " + path + ": stop it, or pick another --socket"},
+              [&handler](net::UnixSocketConnection& connection) {
+                return std::make_unique<ControlSession>(connection, handler);
+              }) {}
 
 }  // namespace knit::agent

@@ -97,16 +97,6 @@ void UapiSession::answer(wg::UapiParser::Event& event) {
   append_wiped(output_, text);
 }
 
-net::UnixSocketServer::Options socket_options(std::string path) {
-  net::UnixSocketServer::Options options;
-  options.path = std::move(path);
-  options.socket_mode = kSocketMode;
-  options.max_connections = UapiServer::kMaxConnections;
-  options.idle_timeout = UapiServer::kIdleTimeout;
-  options.what = "UAPI socket";
-  return options;
-}
-
 }  // namespace
 
 std::string UapiServer::socket_path_for(std::string_view interface_name) {
@@ -116,7 +106,14 @@ std::string UapiServer::socket_path_for(std::string_view interface_name) {
 }
 
 UapiServer::UapiServer(asio::io_context& io, std::string path, UapiHandler& handler)
-    : server_(io, socket_options(std::move(path)),
+    : server_(io,
+              {.path = path,
+               .socket_mode = kSocketMode,
+               .max_connections = kMaxConnections,
+               .idle_timeout = kIdleTimeout,
+               .what = "UAPI socket",
+               .not_a_socket = path + " exists and is not a socket",
+               .in_use = "another process is already serving " + path},
               [&handler, counters = counters_](net::UnixSocketConnection& connection) {
                 return std::make_unique<UapiSession>(connection, handler, counters);
               }) {}

@@ -188,11 +188,8 @@ void UnixSocketServer::Core::open() {
   if (ec == asio::error::address_in_use) {
     struct stat info {};
     if (::lstat(path.c_str(), &info) == 0 && !S_ISSOCK(info.st_mode))
-      throw std::runtime_error(options_.not_a_socket.empty() ? path + " exists and is not a socket"
-                                                             : options_.not_a_socket);
-    if (socket_is_live(path))
-      throw std::runtime_error(options_.in_use.empty() ? "another process is already serving " + path
-                                                       : options_.in_use);
+      throw std::runtime_error(options_.not_a_socket);
+    if (socket_is_live(path)) throw std::runtime_error(options_.in_use);
     ::unlink(path.c_str());  // stale, left behind by a process that died
     ec.clear();
     acceptor_.bind(endpoint, ec);

@@ -96,8 +96,8 @@ class UnixSocketServer {
     // Wording of start()'s refusals: what the socket is ("control socket"), and the whole line
     // for a name taken by something that is not a socket, and by a live server.
     std::string what = "socket";
-    std::string not_a_socket;  // default: "PATH exists and is not a socket"
-    std::string in_use;        // default: "another process is already serving PATH"
+    std::string not_a_socket;
+    std::string in_use;
   };
   // A new connection's session; the connection outlives it.
   using SessionFactory = std::function<std::unique_ptr<UnixSocketSession>(UnixSocketConnection&)>;

@@ -8,6 +8,7 @@
 #include "agent/mesh_membership.hpp"
 #include "control/token.hpp"
 #include "tests/support/fake_coordinator.hpp"
+#include "tests/support/io_loop.hpp"
 
 namespace knit::agent {
 namespace {
@@ -86,12 +87,7 @@ class MembershipTest : public ::testing::Test {
     return m;
   }
   bool run_until(const std::function<bool()>& done, Duration limit = 5s) {
-    const auto deadline = Clock::now() + limit;
-    while (!done() && Clock::now() < deadline) {
-      io_.restart();
-      io_.run_for(10ms);
-    }
-    return done();
+    return knit::testing::run_until(io_, done, limit);
   }
   localapi::ControlResponse ask(localapi::ControlRequest request) {
     std::optional<localapi::ControlResponse> answer;

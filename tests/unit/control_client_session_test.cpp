@@ -62,6 +62,12 @@ class SessionTest : public ::testing::Test {
     session_.feed(frame, events);
     return events;
   }
+  // Starts the session and feeds it the coordinator's answer to the hello.
+  std::vector<ClientEvent> answered_with(const Message& response) {
+    auto frame = session_.start(rng_, request());
+    coordinator_.read_request(*frame);
+    return feed(coordinator_.answer(response));
+  }
   void register_ok() {
     auto frame = session_.start(rng_, request());
     ASSERT_TRUE(frame);
@@ -137,13 +143,11 @@ TEST_F(SessionTest, ADeltaBeforeAnyMapEndsTheSession) {
 }
 
 TEST_F(SessionTest, ARefusalIsReported) {
-  auto frame = session_.start(rng_, request());
-  coordinator_.read_request(*frame);
   RegisterResponse refused;
   refused.ok = false;
   refused.error_code = ErrorCode::token_expired;
   refused.error_message = "expired 2 days ago";
-  auto events = feed(coordinator_.answer(refused));
+  auto events = answered_with(refused);
   ASSERT_EQ(events.size(), 1u);
   EXPECT_EQ(kind_of(events[0]), Kind::refused);
   EXPECT_EQ(response_of(events[0]).error_code, ErrorCode::token_expired);
@@ -185,21 +189,17 @@ TEST_F(SessionTest, AWrongCoordinatorKeySaysSo) {
 }
 
 TEST_F(SessionTest, AnAnswerThatIsNotARegisterResponseFails) {
-  auto frame = session_.start(rng_, request());
-  coordinator_.read_request(*frame);
-  auto events = feed(coordinator_.answer(RegisterResponse{}));  // ok=false, code internal
+  auto events = answered_with(RegisterResponse{});  // ok=false, code internal
   ASSERT_EQ(events.size(), 1u);
   EXPECT_EQ(kind_of(events[0]), Kind::refused);
 }
 
 TEST_F(SessionTest, AnAnswerOfTheOtherKindFails) {
   // A node's hello answered as a relay's...
-  auto frame = session_.start(rng_, request());
-  coordinator_.read_request(*frame);
   RelayRegisterResponse relay_answer;
   relay_answer.ok = true;
   relay_answer.name = "fra";
-  auto events = feed(coordinator_.answer(relay_answer));
+  auto events = answered_with(relay_answer);
   ASSERT_EQ(events.size(), 1u);
   EXPECT_EQ(kind_of(events[0]), Kind::failed);
   EXPECT_TRUE(session_.over());

@@ -13,6 +13,7 @@
 #include "base/random.hpp"
 #include "net/coordinator_connection.hpp"
 #include "tests/support/fake_coordinator.hpp"
+#include "tests/support/io_loop.hpp"
 #include "wg/crypto.hpp"
 
 namespace knit::net {
@@ -75,12 +76,7 @@ class ConnectionTest : public ::testing::Test {
     return connection;
   }
   bool run_until(const std::function<bool()>& done, Duration limit = 5s) {
-    const auto deadline = Clock::now() + limit;
-    while (!done() && Clock::now() < deadline) {
-      io_.restart();
-      io_.run_for(10ms);
-    }
-    return done();
+    return knit::testing::run_until(io_, done, limit);
   }
   void idle(Duration d) { run_until([] { return false; }, d); }
 

@@ -93,12 +93,9 @@ TEST(NatPmpCodec, HostileTable) {
 }
 
 TEST(NatPmpCodec, DropsAreCountedByCause) {
-  PortMapCounters c;
-  count_drop(NatPmpError::bad_size, c);
-  count_drop(NatPmpError::wrong_opcode, c);
-  count_drop(NatPmpError::not_response, c);
-  count_drop(NatPmpError::wrong_port, c);
-  count_drop(NatPmpError::bad_version, c);
+  const auto c = knit::testing::counted_drops<PortMapCounters>({NatPmpError::bad_size, NatPmpError::wrong_opcode,
+                                                                NatPmpError::not_response, NatPmpError::wrong_port,
+                                                                NatPmpError::bad_version});
   EXPECT_EQ(c.dropped_size, 1u);
   EXPECT_EQ(c.dropped_opcode, 2u);
   EXPECT_EQ(c.dropped_mismatch, 1u);

@@ -184,13 +184,9 @@ TEST(PcpCodec, MalformedTable) {
 }
 
 TEST(PcpCodec, DropsAreCountedByCause) {
-  PortMapCounters c;
-  count_drop(PcpError::bad_size, c);
-  count_drop(PcpError::truncated_map, c);
-  count_drop(PcpError::wrong_opcode, c);
-  count_drop(PcpError::nonce_mismatch, c);
-  count_drop(PcpError::wrong_port, c);
-  count_drop(PcpError::ok, c);
+  const auto c = knit::testing::counted_drops<PortMapCounters>({PcpError::bad_size, PcpError::truncated_map,
+                                                                PcpError::wrong_opcode, PcpError::nonce_mismatch,
+                                                                PcpError::wrong_port, PcpError::ok});
   EXPECT_EQ(c.dropped_size, 2u);
   EXPECT_EQ(c.dropped_opcode, 1u);
   EXPECT_EQ(c.dropped_nonce, 1u);
