@@ -1,5 +1,7 @@
 // knitd's control socket for the knit CLI (--socket, default /run/knit/knitd.sock): a unix
-// stream socket speaking control_protocol.hpp, on the caller's single-threaded Asio loop.
+// stream socket speaking localapi/protocol.hpp, on the caller's single-threaded Asio loop. The
+// socket file, the accept loop and the connections are the shared unix-socket server
+// (net/unix_socket_server.hpp); this file is the line protocol on each connection.
 //
 // Socket file: directory created 0755 if missing, socket 0600 (root only), a stale socket file
 // replaced, a live one refused. One request at a time per connection: the next line is not
@@ -17,6 +19,7 @@
 #include <string>
 
 #include "localapi/protocol.hpp"
+#include "net/unix_socket_server.hpp"
 
 namespace knit::agent {
 
@@ -35,29 +38,22 @@ class ControlServer {
   static constexpr std::chrono::seconds kIdleTimeout{30};
 
   ControlServer(asio::io_context& io, std::string path, ControlHandler& handler);
-  ~ControlServer();  // stop()
   ControlServer(const ControlServer&) = delete;
   ControlServer& operator=(const ControlServer&) = delete;
 
   // Binds and starts accepting. Throws std::runtime_error (one line) when another live process
   // serves the path or it cannot be used.
-  void start();
-  // Closes everything and removes the socket file (if it is still ours).
-  void stop();
+  void start() { server_.start(); }
+  // Closes everything and removes the socket file (if it is still ours). Also on destruction.
+  void stop() { server_.stop(); }
 
-  const std::string& path() const { return path_; }
-  std::size_t connection_count() const;
+  const std::string& path() const { return server_.path(); }
+  std::size_t connection_count() const { return server_.connection_count(); }
   // Tests: shorten the idle timeout before start().
-  void set_idle_timeout(std::chrono::steady_clock::duration timeout) { idle_timeout_ = timeout; }
-
-  class Core;
+  void set_idle_timeout(std::chrono::steady_clock::duration timeout) { server_.set_idle_timeout(timeout); }
 
  private:
-  asio::io_context& io_;
-  std::string path_;
-  ControlHandler& handler_;
-  std::chrono::steady_clock::duration idle_timeout_ = kIdleTimeout;
-  std::shared_ptr<Core> core_;
+  net::UnixSocketServer server_;
 };
 
 }  // namespace knit::agent

@@ -1,13 +1,16 @@
-// knitd's connection to the coordinator: TCP to each address of the join token in order, a
-// CoordinatorSession over it, pings, liveness and reconnection, on the caller's Asio loop.
+// knitd's connection to the coordinator: the register request and what the answers mean for the
+// agent (the peer map, the relay map, endpoint and NAT reports), over the shared coordinator
+// connection (net/coordinator_connection.hpp: TCP to the join token's addresses, the Noise
+// session, pings, liveness, reconnection and failover between addresses), on the caller's loop.
 //
 //   stopped --start--> connecting --register ok--> connected --lost--> waiting --> connecting
-//                          |  every address failed                        ^
+//                          |  every address failed                        ^      (next address)
 //                          +-----------------------> waiting -------------+
 //
 // Timers: connect (resolve + TCP) 5 s per address, handshake 10 s, Ping every 15 s, no message
-// for 45 s = a dead connection. Reconnection follows ReconnectBackoff. The peers WireGuard knows
-// are never touched here: tunnels outlive the coordinator.
+// for 45 s = a dead connection. Reconnection follows ReconnectBackoff; a settled session that is
+// lost moves to the next address at once. The peers WireGuard knows are never touched here:
+// tunnels outlive the coordinator.
 #pragma once
 
 #include <asio.hpp>
@@ -23,6 +26,7 @@
 #include "control/host_port.hpp"
 #include "control/messages.hpp"
 #include "control/reconnect_backoff.hpp"
+#include "net/coordinator_connection.hpp"
 #include "wg/keys.hpp"
 
 namespace knit::agent {
@@ -32,7 +36,7 @@ using ReconnectBackoff = control::ReconnectBackoff;
 
 class CoordinatorClient {
  public:
-  enum class State { stopped, connecting, connected, waiting };
+  using State = net::CoordinatorConnection::State;
 
   // Called on the io_context's thread. A listener may call stop() from any callback.
   class Listener {
@@ -51,8 +55,10 @@ class CoordinatorClient {
     virtual void on_disconnected(const std::string& reason) = 0;
   };
 
-  struct Options {
-    std::vector<control::HostPort> addresses;  // tried in order
+  // The timers and backoff (connect_timeout, handshake_timeout, ping_interval, dead_after,
+  // stable_after, backoff) are the connection's.
+  struct Options : net::CoordinatorConnection::Timing {
+    std::vector<control::HostPort> addresses;  // a round tries each, in order
     wg::PublicKey coordinator_key{};
     std::optional<std::string> token;  // first join only; forgotten after the first ok
     control::DiscoKey disco_key{};
@@ -60,11 +66,6 @@ class CoordinatorClient {
     std::string os = "linux";
     std::string version;
     std::vector<Endpoint> endpoints;
-    Duration connect_timeout = std::chrono::seconds(5);
-    Duration handshake_timeout = std::chrono::seconds(10);
-    Duration ping_interval = std::chrono::seconds(15);
-    Duration dead_after = std::chrono::seconds(45);
-    ReconnectBackoff::Config backoff;
   };
 
   // io, rng and listener must outlive the client. The node key is copied (and zeroed on drop).
@@ -94,6 +95,6 @@ class CoordinatorClient {
   std::shared_ptr<Core> core_;
 };
 
-std::string_view to_string(CoordinatorClient::State state);
+using net::to_string;  // of a CoordinatorClient::State
 
 }  // namespace knit::agent

@@ -1,14 +1,8 @@
 #include "agent/node_identity.hpp"
 
-#include <sys/stat.h>
-#include <unistd.h>
-
-#include <cerrno>
-#include <cstring>
 #include <nlohmann/json.hpp>
 
 #include "base/bytes.hpp"
-#include "base/key_file.hpp"
 #include "control/constants.hpp"
 #include "wg/crypto.hpp"
 
@@ -21,8 +15,6 @@ namespace {
 
 // A mesh.json is a few hundred bytes; anything much bigger is not ours.
 constexpr std::size_t kMaxMeshFileSize = 64 * 1024;
-
-std::string errno_text(int error) { return std::strerror(error); }
 
 std::string key_text(const wg::PublicKey& key) { return to_base64(key); }
 
@@ -49,63 +41,28 @@ IpPrefix prefix_of_family(const std::string& text, bool v4) {
 }  // namespace
 
 KeyPair load_or_create_key(const fs::path& file, Random& rng) {
-  auto stored = load_or_create_key_file(file, rng);
-  if (!stored) {
-    // Made, then gone before we could load it.
-    if (stored.error().code == FileErrc::not_found)
-      throw StateError("cannot read back " + file.string());
-    throw StateError(stored.error().message);  // base/key_file's wording is knitd's
-  }
   KeyPair pair;
-  pair.private_key = stored->key;
+  pair.private_key = load_or_create_key_or_throw(file, rng);
   pair.public_key = wg::crypto::public_key_of(pair.private_key);
   return pair;
-}
-
-void StateDir::ensure() const {
-  std::error_code ec;
-  if (fs::is_directory(dir_, ec)) return;
-  fs::create_directories(dir_, ec);
-  if (ec) throw StateError("cannot create the state directory " + dir_.string() + ": " + ec.message());
-  ::chmod(dir_.c_str(), 0700);
 }
 
 NodeIdentity StateDir::load_or_create_identity(Random& rng) const {
   ensure();
   NodeIdentity identity;
-  identity.node = load_or_create_key(dir_ / kNodeKeyFile, rng);
-  identity.disco = load_or_create_key(dir_ / kDiscoKeyFile, rng);
+  identity.node = agent::load_or_create_key(file(kNodeKeyFile), rng);
+  identity.disco = agent::load_or_create_key(file(kDiscoKeyFile), rng);
   return identity;
 }
 
 std::optional<MeshRecord> StateDir::load_mesh() const {
-  const fs::path file = dir_ / kMeshFile;
-  auto text = read_small_file(file, kMaxMeshFileSize);
-  if (!text) {
-    if (text.error().code == FileErrc::not_found) return std::nullopt;
-    throw StateError(text.error().message);
-  }
-  std::string why;
-  auto record = parse_mesh_record(*text, why);
-  if (!record)
-    throw StateError(file.string() + " is damaged (" + why + "): remove it and join again with "
-                     "`knit up --token TOKEN`");
-  return record;
+  return load<MeshRecord>(kMeshFile, kMaxMeshFileSize, parse_mesh_record,
+                               "remove it and join again with `knit up --token TOKEN`");
 }
 
-void StateDir::save_mesh(const MeshRecord& record) const {
-  ensure();
-  const std::string text = encode_mesh_record(record);
-  const ByteSpan bytes(reinterpret_cast<const std::uint8_t*>(text.data()), text.size());
-  if (auto failed = write_private_file(dir_ / kMeshFile, bytes, /*replace=*/true))
-    throw StateError(failed->message);
-}
+void StateDir::save_mesh(const MeshRecord& record) const { write(kMeshFile, encode_mesh_record(record)); }
 
-void StateDir::forget_mesh() const {
-  const fs::path file = dir_ / kMeshFile;
-  if (::unlink(file.c_str()) != 0 && errno != ENOENT)
-    throw StateError("cannot remove " + file.string() + ": " + errno_text(errno));
-}
+void StateDir::forget_mesh() const { remove(kMeshFile); }
 
 std::string encode_mesh_record(const MeshRecord& record) {
   json addresses = json::array();

@@ -8,17 +8,18 @@
 //               what it assigned us. Present exactly while the node is joined; a restarted knitd
 //               rejoins from it without a token. `knit down` removes it.
 //
-// A key file that others may read is refused (it may have leaked) with what to do about it.
+// A key file that others may read is refused (it may have leaked) with what to do about it. The
+// file handling is the state directory every daemon shares (base/state_dir.hpp).
 #pragma once
 
 #include <filesystem>
 #include <optional>
-#include <stdexcept>
 #include <string>
 #include <vector>
 
 #include "base/ip.hpp"
 #include "base/random.hpp"
+#include "base/state_dir.hpp"
 #include "control/host_port.hpp"
 #include "wg/keys.hpp"
 
@@ -29,10 +30,7 @@ inline constexpr const char* kDiscoKeyFile = "disco.key";
 inline constexpr const char* kMeshFile = "mesh.json";
 
 // A state-directory problem, as one line a person can act on.
-class StateError : public std::runtime_error {
- public:
-  using std::runtime_error::runtime_error;
-};
+using StateError = StateDirError;
 
 struct KeyPair {
   wg::PrivateKey private_key;  // zeroed when dropped
@@ -62,13 +60,11 @@ struct MeshRecord {
 std::string encode_mesh_record(const MeshRecord& record);
 std::optional<MeshRecord> parse_mesh_record(const std::string& text, std::string& why);
 
-class StateDir {
+// knitd's records in its state directory (path(), ensure() and the file handling are the
+// shared StateDirectory's).
+class StateDir : public StateDirectory {
  public:
-  explicit StateDir(std::filesystem::path dir) : dir_(std::move(dir)) {}
-
-  const std::filesystem::path& path() const { return dir_; }
-  // Creates the directory (mode 0700) if missing. Throws StateError.
-  void ensure() const;
+  using StateDirectory::StateDirectory;
 
   // Loads node.key and disco.key, making either with rng when missing. Throws StateError.
   NodeIdentity load_or_create_identity(Random& rng) const;
@@ -79,9 +75,6 @@ class StateDir {
   void save_mesh(const MeshRecord& record) const;
   // Removes mesh.json; no error when it is already gone.
   void forget_mesh() const;
-
- private:
-  std::filesystem::path dir_;
 };
 
 // The key in a key file; makes one (0600) with rng when the file does not exist. Throws StateError.

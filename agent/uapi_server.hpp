@@ -1,5 +1,7 @@
-// Serves the WireGuard UAPI (uapi.hpp) on a unix stream socket, as wireguard-go does on
-// /var/run/wireguard/<interface>.sock, on the caller's single-threaded Asio event loop.
+// Serves the WireGuard UAPI (wg/uapi.hpp) on a unix stream socket, as wireguard-go does on
+// /var/run/wireguard/<interface>.sock, on the caller's single-threaded Asio event loop. The
+// socket file, the accept loop and the connections are the shared unix-socket server
+// (net/unix_socket_server.hpp); this file is the request/answer pump on each connection.
 //
 // Socket file: directory created with mode 0755 if missing, socket mode 0700 (wireguard-go
 // binds under umask 0077), a stale socket file replaced, a live one (connect succeeds) refused.
@@ -17,12 +19,12 @@
 #include <string>
 #include <string_view>
 
+#include "net/unix_socket_server.hpp"
 #include "wg/uapi.hpp"
 
 namespace knit::agent {
 
 namespace detail {
-class UapiServerCore;
 struct UapiServerCounters {
   std::atomic<std::uint64_t> malformed{0};
 };
@@ -48,34 +50,29 @@ class UapiServer {
 
   // io and handler must outlive the server. Nothing happens until start().
   UapiServer(asio::io_context& io, std::string path, UapiHandler& handler);
-  ~UapiServer();  // stop()
   UapiServer(const UapiServer&) = delete;
   UapiServer& operator=(const UapiServer&) = delete;
 
   // Binds the socket and starts accepting. Throws std::runtime_error with a one-line message if
   // another live process serves the path, or the path cannot be used. No-op if started.
-  void start();
+  void start() { server_.start(); }
   // Closes the acceptor and every connection and removes the socket file (if it is still ours).
-  void stop();
+  // Also on destruction.
+  void stop() { server_.stop(); }
 
-  const std::string& path() const { return path_; }
+  const std::string& path() const { return server_.path(); }
   // Requests answered with an error by the parser (not errors returned by the handler).
   std::uint64_t malformed_requests() const { return counters_->malformed.load(); }
-  std::size_t connection_count() const;
+  std::size_t connection_count() const { return server_.connection_count(); }
 
   // For tests: shorten the idle timeout. Call before start().
-  void set_idle_timeout(std::chrono::steady_clock::duration timeout) { idle_timeout_ = timeout; }
+  void set_idle_timeout(std::chrono::steady_clock::duration timeout) { server_.set_idle_timeout(timeout); }
 
  private:
-  asio::io_context& io_;
-  std::string path_;
-  UapiHandler& handler_;
-  std::chrono::steady_clock::duration idle_timeout_ = kIdleTimeout;
+  // Shared with the sessions, which count into it.
   std::shared_ptr<detail::UapiServerCounters> counters_ =
       std::make_shared<detail::UapiServerCounters>();
-  // The acceptor and the live connections, from start() to stop(). Shared with the pending
-  // accept handler, so that handlers running after stop() find it still alive.
-  std::shared_ptr<detail::UapiServerCore> core_;
+  net::UnixSocketServer server_;
 };
 
 }  // namespace knit::agent

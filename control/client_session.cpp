@@ -30,10 +30,12 @@ std::string channel_failure(ChannelError error, bool handshake) {
 
 }  // namespace
 
-ClientSession::ClientSession(const wg::PrivateKey& own_key, const wg::PublicKey& coordinator_key)
-    : channel_(Channel::initiator(own_key, coordinator_key)) {}
+ClientSession::ClientSession(const wg::PrivateKey& own_key, const wg::PublicKey& coordinator_key,
+                             std::string_view prologue)
+    : channel_(Channel::initiator(own_key, coordinator_key, kMaxFrameSize, prologue)) {}
 
 std::optional<Bytes> ClientSession::start(Random& rng, const Message& hello) {
+  relay_hello_ = std::holds_alternative<RelayRegister>(hello);
   std::string text = encode(hello);
   Bytes frame;
   const auto error = channel_.start(rng, as_bytes(text), frame);
@@ -47,11 +49,6 @@ std::optional<Bytes> ClientSession::start(Random& rng, const Message& hello) {
     return std::nullopt;
   }
   return frame;
-}
-
-void ClientSession::end(std::string why) {
-  over_ = true;
-  failure_ = std::move(why);
 }
 
 void ClientSession::fail(std::string why, std::vector<ClientEvent>& events) {
@@ -89,13 +86,13 @@ void ClientSession::on_answer(ByteSpan payload, std::vector<ClientEvent>& events
   auto parsed = parse_message(as_text(payload));
   if (auto* error = std::get_if<ParseError>(&parsed))
     return fail("the coordinator's register answer is malformed: " + error->describe(), events);
-  // Either answer shape: ok opens the session, a refusal ends it.
+  // The answer of the hello's kind: ok opens the session, a refusal ends it.
   std::optional<bool> ok;
   std::optional<ErrorCode> code;
-  if (auto* agent = std::get_if<RegisterResponse>(&parsed)) {
+  if (auto* agent = std::get_if<RegisterResponse>(&parsed); agent && !relay_hello_) {
     ok = agent->ok;
     code = agent->error_code;
-  } else if (auto* relay = std::get_if<RelayRegisterResponse>(&parsed)) {
+  } else if (auto* relay = std::get_if<RelayRegisterResponse>(&parsed); relay && relay_hello_) {
     ok = relay->ok;
     code = relay->error_code;
   }

@@ -1,7 +1,7 @@
 // The client's side of one control session over one TCP connection, without I/O, shared by
-// every client of the coordinator: knitd (agent/coordinator_session.hpp) and knit-relay
-// (relay/coordinator_link.hpp). The Noise IK channel (channel.hpp) and the messages
-// (messages.hpp) in the order the coordinator speaks them:
+// every client of the coordinator: knitd (agent/coordinator_client.hpp) and knit-relay
+// (relay/coordinator_link.hpp), both through net/coordinator_connection.hpp. The Noise IK
+// channel (channel.hpp) and the messages (messages.hpp) in the order the coordinator speaks them:
 //
 //   client                                  coordinator
 //   frame 1: hello (register or     ---->
@@ -12,18 +12,19 @@
 //   EndpointUpdate, Ping{seq}       ---->
 //                                   <----   Pong{seq}, ErrorMessage (then close)
 //
-// Bytes in (feed), frames out (start, seal), events out. The answer is a register_response or a
-// relay_register_response (anything else fails the session); a refusal (!ok) ends the session
-// after its `answered` event, and the owner may end() it for an answer of the other kind. The
-// session keeps the current peer map (a PeerTable: a delta costs O(changed peers)); pages of a
-// full map are gathered until the last one is in, and only then replace the map. Pages out of
-// order, a map over kMaxPeers peers, or a delta that does not fit (a gap in versions, or
-// contents that do not match) end the session, and the next session's full map sets things
-// right.
+// Bytes in (feed), frames out (start, seal), events out. The answer is the response of the
+// hello's kind: a register_response to a register, a relay_register_response to a
+// relay_register (anything else fails the session); a refusal (!ok) ends the session after its
+// `answered` event. The session keeps the current peer map (a PeerTable: a delta costs
+// O(changed peers)); pages of a full map are gathered until the last one is in, and only then
+// replace the map. Pages out of order, a map over kMaxPeers peers, or a delta that does not fit
+// (a gap in versions, or contents that do not match) end the session, and the next session's
+// full map sets things right.
 #pragma once
 
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "base/bytes.hpp"
@@ -54,20 +55,20 @@ struct ClientEvent {
 
 class ClientSession {
  public:
-  // own_key: the node key (knitd) or the relay key (knit-relay).
-  ClientSession(const wg::PrivateKey& own_key, const wg::PublicKey& coordinator_key);
+  // own_key: the node key (knitd) or the relay key (knit-relay). prologue: the channel's
+  // (channel.hpp); the text must outlive the call only.
+  ClientSession(const wg::PrivateKey& own_key, const wg::PublicKey& coordinator_key,
+                std::string_view prologue = kChannelPrologue);
 
   // Message 1 carrying `hello`, as a frame to write; nullopt (with `failure` set) when it cannot
   // be made (e.g. a low-order coordinator key). The encoded hello (it may carry a join token)
   // is wiped.
   std::optional<Bytes> start(Random& rng, const Message& hello);
   // Consumes every byte of input, appending what happened to events. After a refusal, a
-  // coordinator_error or failed event (or end()) the session is over and input is ignored.
+  // coordinator_error or failed event the session is over and input is ignored.
   void feed(ByteSpan input, std::vector<ClientEvent>& events);
   // A message to the coordinator as one frame; nullopt when the session is not open.
   std::optional<Bytes> seal(const Message& message);
-  // The owner ends the session (e.g. an answer meant for the other kind of client).
-  void end(std::string why);
 
   bool answered() const { return answered_; }
   bool over() const { return over_; }
@@ -81,6 +82,7 @@ class ClientSession {
   void fail(std::string why, std::vector<ClientEvent>& events);
 
   Channel channel_;
+  bool relay_hello_ = false;  // the hello was a relay_register: only its response answers it
   bool answered_ = false;
   bool over_ = false;
   std::string failure_;

@@ -26,7 +26,7 @@ Forwarder::Forwarder(asio::io_context& io, tun::TunDevice& from_inside,
       options_(options),
       inside_stream_(io, from_inside.fd(0)),
       outside_stream_(io, from_outside.fd(0)),
-      timer_(io),
+      timer_(io, [this] { on_timer(); }),
       packet_(kMaxPacket),
       reply_(kReplyRoom) {}
 
@@ -125,23 +125,11 @@ void Forwarder::write(tun::TunDevice& tun, std::span<const std::uint8_t> packet)
 }
 
 void Forwarder::schedule_timer() {
-  if (!running_) return;
-  const auto deadline = engine_.next_deadline();
-  if (deadline == armed_deadline_) return;
-  armed_deadline_ = deadline;
-  if (!deadline) {
-    timer_.cancel();
-    return;
-  }
-  timer_.expires_at(*deadline);
-  timer_.async_wait([this](std::error_code ec) {
-    if (ec == asio::error::operation_aborted || !running_) return;
-    armed_deadline_.reset();
-    on_timer();
-  });
+  if (running_) timer_.arm(engine_.next_deadline());
 }
 
 void Forwarder::on_timer() {
+  if (!running_) return;  // an expiry already queued when stop() cancelled the timer
   engine_.expire(Clock::now());
   // ICMP port unreachables owed for unsolicited SYNs go back to their (outside) senders.
   for (std::size_t i = 0; i < engine_.config().max_held_syns; ++i) {

@@ -19,12 +19,12 @@
 
 #include <asio.hpp>
 #include <cstdint>
-#include <optional>
 #include <string>
 #include <vector>
 
 #include "base/time.hpp"
 #include "nat/nat_engine.hpp"
+#include "net/deadline_timer.hpp"
 #include "tun/tun_device.hpp"
 
 namespace knit::natbox {
@@ -75,8 +75,7 @@ class Forwarder {
   Options options_;
   asio::posix::stream_descriptor inside_stream_;
   asio::posix::stream_descriptor outside_stream_;
-  asio::steady_timer timer_;
-  std::optional<Instant> armed_deadline_;
+  net::DeadlineTimer timer_;  // at engine.next_deadline()
   bool running_ = false;
   std::vector<std::uint8_t> packet_;
   std::vector<std::uint8_t> reply_;

@@ -9,9 +9,9 @@
 //   ping (every 15 s)                       ---->
 //                                           <----   pong; error (then close)
 //
-// The control channel and the map bookkeeping are the ones knitd uses (control/client_session,
-// control/reconnect_backoff); this file is the Asio loop around them: TCP to each coordinator
-// address in order, pings and liveness, reconnection with backoff, and the state directory
+// The connection is the one knitd uses (net/coordinator_connection.hpp: TCP to each coordinator
+// address, the Noise session, pings and liveness, reconnection with backoff and failover between
+// addresses); this file is the relay's protocol over it, and the state directory
 // (coordinator_link_state.hpp). The listener gets the node keys of every member (not the whole
 // peer entries: a relay needs nothing else), and only when that set changes.
 //
@@ -38,7 +38,7 @@
 
 #include "base/time.hpp"
 #include "control/messages.hpp"
-#include "control/reconnect_backoff.hpp"
+#include "net/coordinator_connection.hpp"
 #include "wg/keys.hpp"
 
 namespace knit::relay {
@@ -53,19 +53,15 @@ class MembershipListener {
 
 class CoordinatorLink {
  public:
-  struct Options {
+  // Tuning (the connection's timers and backoff, inherited): the defaults are what knit-relay
+  // uses.
+  struct Options : net::CoordinatorConnection::Timing {
     std::optional<std::string> token;    // the relay join token (needed on first start)
     std::filesystem::path state_dir;     // relay.key (0600), the cached membership, coordinator address
     std::string name;                    // relay name
     std::vector<std::string> advertise;  // "host:port" agents dial
     std::uint16_t stun_port = 0;
-    // Tuning; the defaults are what knit-relay uses.
     std::string version = KNIT_VERSION;
-    Duration connect_timeout = std::chrono::seconds(5);
-    Duration handshake_timeout = std::chrono::seconds(10);
-    Duration ping_interval = std::chrono::seconds(15);
-    Duration dead_after = std::chrono::seconds(45);
-    control::ReconnectBackoff::Config backoff;
   };
 
   // Loads (or makes) the relay key and checks the options. Throws std::runtime_error with one

@@ -1,12 +1,9 @@
 #include "relay/coordinator_link_state.hpp"
 
-#include <sys/stat.h>
-
 #include <algorithm>
 #include <nlohmann/json.hpp>
 
 #include "base/bytes.hpp"
-#include "base/key_file.hpp"
 #include "control/constants.hpp"
 
 namespace knit::relay {
@@ -39,9 +36,8 @@ std::optional<json> parse_object(const std::string& text, std::string& why) {
   return root;
 }
 
-ByteSpan bytes_of(const std::string& text) {
-  return ByteSpan(reinterpret_cast<const std::uint8_t*>(text.data()), text.size());
-}
+// What to do about a damaged file.
+constexpr std::string_view kDamagedAdvice = "remove it and start knit-relay with --token again";
 
 }  // namespace
 
@@ -129,74 +125,34 @@ std::optional<MembershipCache> parse_membership(const std::string& text, std::st
   return cache;
 }
 
-void LinkState::ensure() const {
-  std::error_code ec;
-  if (fs::is_directory(dir_, ec)) return;
-  fs::create_directories(dir_, ec);
-  if (ec)
-    throw LinkStateError("cannot create the state directory " + dir_.string() + ": " + ec.message());
-  ::chmod(dir_.c_str(), 0700);
-}
-
 wg::PrivateKey LinkState::load_or_create_key(Random& rng) const {
-  ensure();
-  const fs::path file = dir_ / kRelayKeyFile;
-  auto stored = load_or_create_key_file(file, rng);
-  if (!stored) {
-    if (stored.error().code == FileErrc::not_found)
-      throw LinkStateError("cannot read back " + file.string());
-    throw LinkStateError(stored.error().message);
-  }
-  return stored->key;
+  return StateDirectory::load_or_create_key(kRelayKeyFile, rng);
 }
-
-namespace {
-
-template <typename T, typename Parse>
-std::optional<T> load_file(const fs::path& file, std::size_t limit, Parse parse) {
-  auto text = read_small_file(file, limit);
-  if (!text) {
-    if (text.error().code == FileErrc::not_found) return std::nullopt;
-    throw LinkStateError(text.error().message);
-  }
-  std::string why;
-  auto parsed = parse(*text, why);
-  if (!parsed)
-    throw LinkStateError(file.string() + " is damaged (" + why + "): remove it and start knit-relay "
-                         "with --token again");
-  return parsed;
-}
-
-void save_file(const fs::path& file, const std::string& text) {
-  if (auto error = write_private_file(file, bytes_of(text), /*replace=*/true))
-    throw LinkStateError(error->message);
-}
-
-}  // namespace
 
 std::optional<CoordinatorRecord> LinkState::load_coordinator() const {
-  return load_file<CoordinatorRecord>(dir_ / kCoordinatorFile, kMaxCoordinatorFileSize,
-                                      parse_coordinator_record);
+  return load<CoordinatorRecord>(kCoordinatorFile, kMaxCoordinatorFileSize,
+                                      parse_coordinator_record, kDamagedAdvice);
 }
 
 void LinkState::save_coordinator(const CoordinatorRecord& record) const {
-  ensure();
-  save_file(dir_ / kCoordinatorFile, encode_coordinator_record(record));
+  write(kCoordinatorFile, encode_coordinator_record(record));
 }
 
 std::optional<MembershipCache> LinkState::load_membership() const {
-  return load_file<MembershipCache>(dir_ / kMembershipFile, kMaxMembershipFileSize,
-                                    parse_membership);
+  return load<MembershipCache>(kMembershipFile, kMaxMembershipFileSize, parse_membership,
+                                    kDamagedAdvice);
 }
 
 void LinkState::save_membership(const MembershipCache& cache) const {
-  ensure();
-  save_file(dir_ / kMembershipFile, encode_membership(cache));
+  write(kMembershipFile, encode_membership(cache));
 }
 
 void LinkState::forget_membership() const {
-  std::error_code ignored;
-  fs::remove(dir_ / kMembershipFile, ignored);
+  try {
+    remove(kMembershipFile);
+  } catch (const StateDirError&) {
+    // Unreadable or not ours to remove: the next start finds out and says so.
+  }
 }
 
 }  // namespace knit::relay

@@ -12,15 +12,16 @@
 //
 // Files are replaced atomically (a temporary file, then rename), mode 0600. A damaged or
 // oversized file is treated as hostile input: it is refused with a reason, never trusted in part.
+// The file handling is the state directory every daemon shares (base/state_dir.hpp).
 #pragma once
 
 #include <filesystem>
 #include <optional>
-#include <stdexcept>
 #include <string>
 #include <vector>
 
 #include "base/random.hpp"
+#include "base/state_dir.hpp"
 #include "control/host_port.hpp"
 #include "control/messages.hpp"
 #include "wg/keys.hpp"
@@ -30,12 +31,6 @@ namespace knit::relay {
 inline constexpr const char* kRelayKeyFile = "relay.key";
 inline constexpr const char* kCoordinatorFile = "coordinator.json";
 inline constexpr const char* kMembershipFile = "membership.json";
-
-// A state-directory problem, as one line a person can act on.
-class LinkStateError : public std::runtime_error {
- public:
-  using std::runtime_error::runtime_error;
-};
 
 struct CoordinatorRecord {
   std::vector<control::HostPort> addresses;  // 1..8, from the join token
@@ -55,24 +50,21 @@ std::optional<CoordinatorRecord> parse_coordinator_record(const std::string& tex
 std::string encode_membership(const MembershipCache& cache);
 std::optional<MembershipCache> parse_membership(const std::string& text, std::string& why);
 
-class LinkState {
+// The relay's records in its state directory (path(), ensure() and the file handling are the
+// shared StateDirectory's).
+class LinkState : public StateDirectory {
  public:
-  explicit LinkState(std::filesystem::path dir) : dir_(std::move(dir)) {}
-  const std::filesystem::path& path() const { return dir_; }
+  using StateDirectory::StateDirectory;
 
-  // Creates the directory (mode 0700) when missing. Throws LinkStateError.
-  void ensure() const;
-  // relay.key, made with rng on first use. Throws LinkStateError.
+  // relay.key, made with rng on first use. Throws StateDirError.
   wg::PrivateKey load_or_create_key(Random& rng) const;
-  // nullopt when there is no such file; a damaged one throws LinkStateError.
+  // nullopt when there is no such file; a damaged one throws StateDirError.
   std::optional<CoordinatorRecord> load_coordinator() const;
-  void save_coordinator(const CoordinatorRecord& record) const;  // throws LinkStateError
+  void save_coordinator(const CoordinatorRecord& record) const;  // throws StateDirError
   std::optional<MembershipCache> load_membership() const;        // as load_coordinator
-  void save_membership(const MembershipCache& cache) const;      // throws LinkStateError
+  void save_membership(const MembershipCache& cache) const;      // throws StateDirError
   void forget_membership() const;                                // no error when gone
 
- private:
-  std::filesystem::path dir_;
 };
 
 }  // namespace knit::relay

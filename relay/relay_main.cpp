@@ -22,11 +22,12 @@
 
 #include "base/ip.hpp"
 #include "base/log.hpp"
+#include "base/metrics.hpp"
 #include "base/random.hpp"
 #include "control/host_port.hpp"
+#include "net/metrics_server.hpp"
 #include "punch/stun/server.hpp"
 #include "relay/coordinator_link.hpp"
-#include "relay/metrics_http.hpp"
 #include "relay/server.hpp"
 #include "relay/stats.hpp"
 #include "relay/stream.hpp"
@@ -163,13 +164,17 @@ int main(int argc, char** argv) {
         throw std::runtime_error("cannot serve STUN: " + stun_server->error_context() + ": " +
                                  ec.message());
     }
-    std::unique_ptr<relay::MetricsHttp> metrics;
+    // Opt-in: nothing listens unless --metrics is given (GET /metrics, as knitd and the
+    // coordinator serve it).
+    metrics::Registry registry;
+    std::unique_ptr<net::MetricsServer> metrics_server;
     if (!metrics_text.empty()) {
-      metrics = std::make_unique<relay::MetricsHttp>(
-          io, bind_address("--metrics", metrics_text),
-          [&server] { return relay::to_prometheus(server.stats()); });
+      relay::register_metrics(registry, [&server]() -> const relay::Stats& { return server.stats(); });
+      metrics_server = std::make_unique<net::MetricsServer>(
+          io, bind_address("--metrics", metrics_text), [&registry] { return registry.render(); },
+          net::ServerLimits{.max_connections = 16, .max_head = 4096, .deadline = std::chrono::seconds(5)});
       try {
-        metrics->start();
+        metrics_server->start();
       } catch (const std::system_error& e) {
         throw std::runtime_error("cannot serve metrics on " + metrics_text + ": " +
                                  e.code().message());
@@ -185,7 +190,7 @@ int main(int argc, char** argv) {
       log(LogLevel::info, kComponent, "signal ", signo, ": shutting down");
       link.stop();
       if (stun_server) stun_server->stop();
-      if (metrics) metrics->stop();
+      if (metrics_server) metrics_server->stop();
       server.stop();
     });
     std::string where = "serving " + server.local_endpoint().address().to_string() + ":" +
@@ -193,7 +198,7 @@ int main(int argc, char** argv) {
                         (server_options.tls ? " (TCP and TLS)" : " (TCP)");
     if (stun_server)
       for (const auto& e : stun_server->local_endpoints()) where += ", STUN " + e.to_string();
-    if (metrics) where += ", metrics " + metrics_text;
+    if (metrics_server) where += ", metrics " + metrics_text;
     log(LogLevel::info, kComponent, where, "; relay key ",
         to_base64(wg::crypto::public_key_of(link.relay_key())));
     io.run();

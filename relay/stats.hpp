@@ -1,9 +1,15 @@
-// The relay's counters, and their two renderings: Prometheus text (the --metrics endpoint) and
-// the one-line summary knit-relay logs at shutdown.
+// The relay's counters, and their two renderings: knit_relay_* samples in a metrics registry
+// (base/metrics.hpp, served by net/metrics_server.hpp on --metrics) and the one-line summary
+// knit-relay logs at shutdown.
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <string>
+
+namespace knit::metrics {
+class Registry;  // base/metrics.hpp
+}  // namespace knit::metrics
 
 namespace knit::relay {
 
@@ -44,8 +50,10 @@ struct Stats {
   std::uint64_t drop_oversize = 0;       // a frame over the limit (the connection ends)
 };
 
-// Prometheus text exposition format 0.0.4: knit_relay_* metrics with HELP and TYPE lines.
-std::string to_prometheus(const Stats& stats);
+// Declares the knit_relay_* families in `registry` (gauges, connection, traffic and drop
+// counters, labelled by reason or path) and copies `stats()` into them before every render.
+// The function and what it returns must outlive the registry's renders.
+void register_metrics(metrics::Registry& registry, std::function<const Stats&()> stats);
 // "clients=3 links=1 forwarded=1200 pkts/1.7 MB ... refused=2 drops=5 (queue=1 ...)".
 std::string summary_line(const Stats& stats);
 

@@ -132,9 +132,12 @@ ha_mesh() {
   admin 1 migrate --from "sqlite:${COORD_STATE[1]}/knit.db" --to "$PG_URL" || lab_fail "migrate failed"
   [[ "$(nodes_json)" == "$SQLITE_NODES" ]] || lab_fail "the nodes changed in the move: $SQLITE_NODES -> $(nodes_json)"
   lab_pass "$(jq length <<<"$SQLITE_NODES") nodes moved with their keys, names and addresses"
+  # Coordinator 2 starts only once the agents are back on 1: an agent that lost its coordinator
+  # tries the token's other address first, and the split below is meant to be 1+2 | 3+4.
   start_coordinator 1
-  start_coordinator 2
   lab_wait_for 10 "agent1 to reconnect (to the migrated store)" peers_online 1 1
+  lab_wait_for 10 "agent2 to reconnect (to the migrated store)" peers_online 2 1
+  start_coordinator 2
   [[ "$(knit_in 1 ip -4)" == "${MESH_IP[1]}" ]] || lab_fail "agent1 changed address across the move"
   lab_ping "${AGENT_NS[1]}" "${MESH_IP[2]}" 10
   lab_pass "agents reconnected to the PostgreSQL-backed coordinator without joining again"
@@ -154,7 +157,8 @@ ha_mesh() {
   lab_wait_for 2 "agent3 (on coordinator 2) to forget agent4" lacks_peer 3 agent4
   lab_wait_for 2 "agent1 (on coordinator 1) to forget agent4" lacks_peer 1 agent4
   lab_pass "agent4 removed everywhere within 2 s"
-  on_coordinator 1 agent1 && on_coordinator 2 agent3 || lab_fail "agents are not split across the coordinators as their tokens say"
+  on_coordinator 1 agent1 && on_coordinator 2 agent3 ||
+    lab_fail "agents are not split across the coordinators as their tokens say: $("$PG_BIN/psql" -tA -h "$PG_DIR/socket" -U knit -d knit -c "SELECT name, connected_to FROM nodes ORDER BY name" | tr '\n' ' ')"
 }
 
 ha_failover() {

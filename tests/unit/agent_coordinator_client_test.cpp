@@ -11,7 +11,8 @@
 
 #include "agent/coordinator_client.hpp"
 #include "base/random.hpp"
-#include "tests/unit/agent_fake_coordinator.hpp"
+#include "tests/support/fake_coordinator.hpp"
+#include "tests/support/io_loop.hpp"
 #include "wg/crypto.hpp"
 
 namespace knit::agent {
@@ -65,12 +66,7 @@ class ClientTest : public ::testing::Test {
   }
   // Runs the loop until done() or the time is up; true when done.
   bool run_until(const std::function<bool()>& done, Duration limit = 5s) {
-    const auto deadline = Clock::now() + limit;
-    while (!done() && Clock::now() < deadline) {
-      io_.restart();
-      io_.run_for(10ms);
-    }
-    return done();
+    return knit::testing::run_until(io_, done, limit);
   }
 
   SeededRandom rng_{21};

@@ -8,7 +8,8 @@
 #include "agent/local_api.hpp"
 #include "agent/mesh_membership.hpp"
 #include "control/token.hpp"
-#include "tests/unit/agent_fake_coordinator.hpp"
+#include "tests/support/fake_coordinator.hpp"
+#include "tests/support/io_loop.hpp"
 
 namespace knit::agent {
 namespace {
@@ -90,12 +91,7 @@ class MembershipTest : public ::testing::Test {
     return m;
   }
   bool run_until(const std::function<bool()>& done, Duration limit = 5s) {
-    const auto deadline = Clock::now() + limit;
-    while (!done() && Clock::now() < deadline) {
-      io_.restart();
-      io_.run_for(10ms);
-    }
-    return done();
+    return knit::testing::run_until(io_, done, limit);
   }
   localapi::ControlResponse ask(localapi::ControlRequest request) {
     std::optional<localapi::ControlResponse> answer;
@@ -254,6 +250,35 @@ TEST_F(MembershipTest, DownCancelsAPendingUp) {
   ask(localapi::DownRequest{});
   ASSERT_TRUE(up.has_value());
   EXPECT_NE(error_of(*up).find("cancelled"), std::string::npos);
+}
+
+// Issue 18: a token names several coordinators of one mesh; when the one in use dies, knitd
+// moves to another within 5 s, and the tunnels WireGuard holds never go away meanwhile.
+TEST_F(MembershipTest, AMovingCoordinatorLeavesTheTunnelsUp) {
+  SeededRandom other_rng(77);
+  FakeCoordinator second(io_, other_rng, coordinator_.private_key());
+  FakeMeshDevice device(rng_);
+  membership_ = make(device);
+  const std::string both = make_token(coordinator_.public_key(), {coordinator_.address(), second.address()});
+  ASSERT_TRUE(std::holds_alternative<localapi::UpReply>(ask(localapi::UpRequest{both, "host-a"})));
+  const auto tunnel_up = [&] { return device.device().find_peer(testing::peer(2).node_key) != nullptr; };
+  ASSERT_TRUE(run_until([&] { return device.device().peer_count() == 1 && tunnel_up(); }));
+  run_until([] { return false; }, 1200ms);  // a settled session
+
+  coordinator_.crash();
+  const auto crashed = Clock::now();
+  bool tunnel_stayed = true;
+  ASSERT_TRUE(run_until([&] {
+    tunnel_stayed = tunnel_stayed && tunnel_up();
+    return second.registers.size() == 1 && membership_->coordinator_connected();
+  }));
+  EXPECT_LT(Clock::now() - crashed, 5s);
+  EXPECT_TRUE(tunnel_stayed);
+  EXPECT_EQ(second.registers[0].token, std::nullopt);  // a rejoin with the node key, not a join
+  auto status = ask(localapi::StatusRequest{});
+  ASSERT_TRUE(std::holds_alternative<localapi::StatusReply>(status)) << error_of(status);
+  EXPECT_EQ(std::get<localapi::StatusReply>(status).coordinator.address, second.address().to_string());
+  EXPECT_TRUE(tunnel_up());
 }
 
 }  // namespace

@@ -9,6 +9,7 @@
 #include "nat/nat_engine.hpp"
 #include "nat/packet_builder.hpp"
 #include "nat/wire.hpp"
+#include "tests/support/nat_combinations.hpp"
 
 namespace knit::nat {
 namespace {
@@ -50,7 +51,7 @@ struct Nat {
   std::array<std::uint8_t, kIcmpErrorMaxSize> reply{};
 };
 
-using Combination = std::tuple<Mapping, Filtering>;
+using Combination = knit::testing::NatCombination;
 
 class NatBehaviour : public ::testing::TestWithParam<Combination> {};
 
@@ -127,21 +128,7 @@ TEST_P(NatBehaviour, Rfc4787Req8FilteringBehaviour) {
   EXPECT_EQ(s.inbound_packets, s.forwarded_inbound + s.dropped_inbound + s.replied_inbound);
 }
 
-std::string combination_name(const ::testing::TestParamInfo<Combination>& info) {
-  static const char* m[] = {"Eim", "Adm", "Apdm"};
-  static const char* f[] = {"Eif", "Adf", "Apdf"};
-  return std::string(m[static_cast<int>(std::get<0>(info.param))]) +
-         f[static_cast<int>(std::get<1>(info.param))];
-}
-
-INSTANTIATE_TEST_SUITE_P(
-    AllNine, NatBehaviour,
-    ::testing::Combine(::testing::Values(Mapping::endpoint_independent, Mapping::address_dependent,
-                                         Mapping::address_and_port_dependent),
-                       ::testing::Values(Filtering::endpoint_independent,
-                                         Filtering::address_dependent,
-                                         Filtering::address_and_port_dependent)),
-    combination_name);
+INSTANTIATE_TEST_SUITE_P(AllNine, NatBehaviour, knit::testing::all_nine_behaviours(), knit::testing::behaviour_name);
 
 TEST(NatPorts, Rfc4787Sec421PortPreservationWhenFree) {
   Nat nat(make_config(Mapping::endpoint_independent, Filtering::address_and_port_dependent));

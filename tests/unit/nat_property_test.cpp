@@ -16,6 +16,7 @@
 #include "nat/nat_engine.hpp"
 #include "nat/packet_builder.hpp"
 #include "nat/wire.hpp"
+#include "tests/support/nat_combinations.hpp"
 
 namespace knit::nat {
 namespace {
@@ -77,7 +78,7 @@ std::tuple<std::uint8_t, Endpoint, IpAddress, std::uint16_t> mapping_key(Mapping
   return {f.protocol, f.internal, y, port};
 }
 
-using Combination = std::tuple<Mapping, Filtering>;
+using Combination = knit::testing::NatCombination;
 class NatProperty : public ::testing::TestWithParam<Combination> {};
 
 TEST_P(NatProperty, RepliesReturnToTheirOriginAndNothingIsAmbiguous) {
@@ -169,21 +170,7 @@ TEST_P(NatProperty, RepliesReturnToTheirOriginAndNothingIsAmbiguous) {
   }
 }
 
-std::string combination_name(const ::testing::TestParamInfo<Combination>& info) {
-  static const char* m[] = {"Eim", "Adm", "Apdm"};
-  static const char* f[] = {"Eif", "Adf", "Apdf"};
-  return std::string(m[static_cast<int>(std::get<0>(info.param))]) +
-         f[static_cast<int>(std::get<1>(info.param))];
-}
-
-INSTANTIATE_TEST_SUITE_P(
-    AllNine, NatProperty,
-    ::testing::Combine(::testing::Values(Mapping::endpoint_independent, Mapping::address_dependent,
-                                         Mapping::address_and_port_dependent),
-                       ::testing::Values(Filtering::endpoint_independent,
-                                         Filtering::address_dependent,
-                                         Filtering::address_and_port_dependent)),
-    combination_name);
+INSTANTIATE_TEST_SUITE_P(AllNine, NatProperty, knit::testing::all_nine_behaviours(), knit::testing::behaviour_name);
 
 // Checks the counters add up and the live table respects its bounds and is unambiguous.
 void check_books(const NatEngine& nat, Instant now) {

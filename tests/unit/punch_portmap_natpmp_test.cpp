@@ -5,6 +5,7 @@
 #include <functional>
 
 #include "punch/portmap/natpmp.hpp"
+#include "tests/support/refusal_table.hpp"
 
 namespace knit::punch {
 namespace {
@@ -85,22 +86,16 @@ TEST(NatPmpCodec, HostileTable) {
       {12, "TCP map answer", kNatPmpOpMapUdp, [] { return build_natpmp_map_answer(kNatPmpOpMapTcp, NatPmpResult::success, 1, 51820, 1, 60); }, NatPmpError::wrong_opcode},
       {13, "another internal port", kNatPmpOpMapUdp, [] { return build_natpmp_map_answer(kNatPmpOpMapUdp, NatPmpResult::success, 1, 51821, 1, 60); }, NatPmpError::wrong_port},
   };
-  for (const Hostile& h : table) {
-    NatPmpAnswer a;
-    a.epoch_s = 0xbeef;
-    EXPECT_EQ(check_natpmp_answer(h.make(), h.expected_opcode, 51820, a), h.expected)
-        << "#" << h.id << " " << h.what;
-    EXPECT_EQ(a.epoch_s, 0xbeefu) << "#" << h.id << ": output touched on failure";
-  }
+  knit::testing::expect_refusals(table, &NatPmpAnswer::epoch_s, std::uint32_t{0xbeef},
+                                 [](const Hostile& h, NatPmpAnswer& a) {
+                                   return check_natpmp_answer(h.make(), h.expected_opcode, 51820, a);
+                                 });
 }
 
 TEST(NatPmpCodec, DropsAreCountedByCause) {
-  PortMapCounters c;
-  count_drop(NatPmpError::bad_size, c);
-  count_drop(NatPmpError::wrong_opcode, c);
-  count_drop(NatPmpError::not_response, c);
-  count_drop(NatPmpError::wrong_port, c);
-  count_drop(NatPmpError::bad_version, c);
+  const auto c = knit::testing::counted_drops<PortMapCounters>({NatPmpError::bad_size, NatPmpError::wrong_opcode,
+                                                                NatPmpError::not_response, NatPmpError::wrong_port,
+                                                                NatPmpError::bad_version});
   EXPECT_EQ(c.dropped_size, 1u);
   EXPECT_EQ(c.dropped_opcode, 2u);
   EXPECT_EQ(c.dropped_mismatch, 1u);

@@ -5,6 +5,7 @@
 #include <functional>
 
 #include "punch/portmap/pcp.hpp"
+#include "tests/support/refusal_table.hpp"
 
 namespace knit::punch {
 namespace {
@@ -174,24 +175,18 @@ TEST(PcpCodec, MalformedTable) {
       {18, "option longer than message", [](Bytes& b) { b.insert(b.end(), {1, 0, 0xff, 0xff}); }, PcpError::bad_option},
       {19, "error header only, NOT_AUTHORIZED", [](Bytes& b) { b.resize(24); b[3] = 2; }, PcpError::truncated_map},
   };
-  for (const Malformed& m : table) {
-    Bytes b = good;
-    m.mutate(b);
-    PcpAnswer a;
-    a.lifetime_s = 0xdead;
-    EXPECT_EQ(parse_pcp_answer(b, r, a), m.expected) << "#" << m.id << " " << m.what;
-    EXPECT_EQ(a.lifetime_s, 0xdeadu) << "#" << m.id << ": output touched on failure";
-  }
+  knit::testing::expect_refusals(table, &PcpAnswer::lifetime_s, std::uint32_t{0xdead},
+                                 [&](const Malformed& m, PcpAnswer& a) {
+                                   Bytes b = good;
+                                   m.mutate(b);
+                                   return parse_pcp_answer(b, r, a);
+                                 });
 }
 
 TEST(PcpCodec, DropsAreCountedByCause) {
-  PortMapCounters c;
-  count_drop(PcpError::bad_size, c);
-  count_drop(PcpError::truncated_map, c);
-  count_drop(PcpError::wrong_opcode, c);
-  count_drop(PcpError::nonce_mismatch, c);
-  count_drop(PcpError::wrong_port, c);
-  count_drop(PcpError::ok, c);
+  const auto c = knit::testing::counted_drops<PortMapCounters>({PcpError::bad_size, PcpError::truncated_map,
+                                                                PcpError::wrong_opcode, PcpError::nonce_mismatch,
+                                                                PcpError::wrong_port, PcpError::ok});
   EXPECT_EQ(c.dropped_size, 2u);
   EXPECT_EQ(c.dropped_opcode, 1u);
   EXPECT_EQ(c.dropped_nonce, 1u);

@@ -11,8 +11,9 @@
 #include <string>
 #include <vector>
 
+#include "base/metrics.hpp"
 #include "base/random.hpp"
-#include "relay/metrics_http.hpp"
+#include "net/metrics_server.hpp"
 #include "relay/relay_client.hpp"
 #include "relay/server.hpp"
 #include "relay/stream.hpp"
@@ -230,8 +231,10 @@ TEST_F(RelayLoopbackTest, TlsAndPlainClientsOnOnePort) {
 
 TEST_F(RelayLoopbackTest, MetricsEndpoint) {
   auto server = make_server();
-  MetricsHttp metrics(io_, {asio::ip::make_address("127.0.0.1"), 0},
-                      [&] { return to_prometheus(server->stats()); });
+  // As knit-relay --metrics serves them: the relay's samples in a registry, the shared endpoint.
+  metrics::Registry registry;
+  register_metrics(registry, [&]() -> const Stats& { return server->stats(); });
+  net::MetricsServer metrics(io_, {asio::ip::make_address("127.0.0.1"), 0}, [&] { return registry.render(); });
   metrics.start();
   Node a(io_, rng_);
   server->set_members({a.pub});
@@ -257,7 +260,7 @@ TEST_F(RelayLoopbackTest, MetricsEndpoint) {
   };
   read();
   ASSERT_TRUE(run_until(io_, [&] { return done; }));
-  EXPECT_EQ(response.substr(0, 15), "HTTP/1.0 200 OK");
+  EXPECT_EQ(response.substr(0, 15), "HTTP/1.1 200 OK");  // net/metrics_http.hpp answers in 1.1
   EXPECT_NE(response.find("\nknit_relay_clients 1\n"), std::string::npos) << response;
   EXPECT_NE(response.find("knit_relay_drops_total{reason=\"queue_full\"} 0"), std::string::npos);
   a.client.close();

@@ -1,7 +1,9 @@
-// A coordinator in miniature for the agent's tests: a TCP listener on 127.0.0.1 on the caller's
-// Asio loop, a responder Channel per connection, register answered by a policy, then a relay
-// map, a full peer map and one delta; records what agents send and answers pings. crash() drops
-// everything at once; listen(port) comes back on the same port.
+// A coordinator in miniature for the tests of its clients (knitd's coordinator client and
+// membership, the shared coordinator connection): a TCP listener on 127.0.0.1 on the caller's
+// Asio loop, the coordinator's end of a session (coordinator_end.hpp) per connection, register
+// answered by a policy, then a relay map, a full peer map and one delta; records what clients
+// send and answers pings. crash() drops everything at once; listen(port) comes back on the same
+// port. Several fakes made with one key play several coordinators of one mesh.
 #pragma once
 
 #include <asio.hpp>
@@ -13,32 +15,21 @@
 #include <vector>
 
 #include "base/random.hpp"
-#include "control/channel.hpp"
 #include "control/messages.hpp"
+#include "tests/support/coordinator_end.hpp"
 #include "wg/crypto.hpp"
 
-namespace knit::agent::testing {
-
-using tcp = asio::ip::tcp;
-
-inline ByteSpan bytes_of(const std::string& s) { return ByteSpan(reinterpret_cast<const std::uint8_t*>(s.data()), s.size()); }
-
-inline control::PeerInfo peer(std::uint8_t n) {
-  control::PeerInfo info;
-  info.name = "node-" + std::to_string(n);
-  info.node_key.fill(n);
-  info.disco_key.fill(static_cast<std::uint8_t>(n + 100));
-  info.ipv4 = *IpAddress::parse("100.64.0." + std::to_string(n));
-  info.ipv6 = *IpAddress::parse("fd7a::" + std::to_string(n));
-  return info;
-}
+namespace knit::testing {
 
 class FakeCoordinator {
  public:
+  using tcp = asio::ip::tcp;
+
   struct Behaviour {
     bool answer = true;  // false: accept and stay silent
     bool send_maps = true;
     bool pong = true;
+    bool hang_up = false;  // close each connection right after answering it
     std::function<control::RegisterResponse(const control::RegisterRequest&)> respond;
     std::vector<control::PeerInfo> peers = {peer(2), peer(3)};  // the full map, version 1
     std::vector<control::PeerDelta> deltas = {removal(3)};     // then these
@@ -50,18 +41,14 @@ class FakeCoordinator {
     return delta;
   }
 
-  FakeCoordinator(asio::io_context& io, Random& rng) : io_(io), rng_(rng), key_(wg::crypto::generate_private_key(rng)) {
-    behaviour.respond = [](const control::RegisterRequest& request) {
-      control::RegisterResponse r;
-      r.ok = true;
-      r.node = {request.hostname, *IpAddress::parse("100.64.0.1"), *IpAddress::parse("fd7a::1"), {}};
-      r.node.node_key.fill(1);
-      r.mesh = {*IpPrefix::parse("100.64.0.0/10"), *IpPrefix::parse("fd7a::/48")};
-      return r;
-    };
+  FakeCoordinator(asio::io_context& io, Random& rng) : FakeCoordinator(io, rng, wg::crypto::generate_private_key(rng)) {}
+  // Another coordinator of the same mesh: the same static key.
+  FakeCoordinator(asio::io_context& io, Random& rng, const wg::PrivateKey& key) : io_(io), rng_(rng), key_(key) {
+    behaviour.respond = [](const control::RegisterRequest& request) { return accepted(request.hostname); };
     listen(0);
   }
 
+  const wg::PrivateKey& private_key() const { return key_; }
   wg::PublicKey public_key() const { return wg::crypto::public_key_of(key_); }
   std::uint16_t port() const { return port_; }
   control::HostPort address() const { return {"127.0.0.1", port_}; }
@@ -89,14 +76,13 @@ class FakeCoordinator {
 
  private:
   struct Connection : std::enable_shared_from_this<Connection> {
-    Connection(FakeCoordinator& o, tcp::socket s)
-        : owner(o), socket(std::move(s)), channel(control::Channel::responder(o.key_)) {}
+    Connection(FakeCoordinator& o, tcp::socket s) : owner(o), socket(std::move(s)), end(o.rng_, o.key_) {}
     void read() {
       socket.async_read_some(asio::buffer(buffer), [self = shared_from_this()](std::error_code ec, std::size_t n) {
         if (ec || self->closed) return;
         ByteSpan input(self->buffer.data(), n);
         while (!input.empty() && !self->closed) {
-          auto event = self->channel.feed(input);
+          auto event = self->end.channel().feed(input);
           if (event.kind == control::ChannelEvent::Kind::need_more) break;
           if (event.kind == control::ChannelEvent::Kind::error) return self->close();
           self->on_event(event);
@@ -105,16 +91,15 @@ class FakeCoordinator {
       });
     }
     void on_event(control::ChannelEvent& event) {
-      auto parsed = control::to_message(control::parse_message(std::string(event.data.begin(), event.data.end())));
+      auto parsed = message_of(event);
       if (!parsed) return close();
       if (event.kind == control::ChannelEvent::Kind::request) {
         auto& request = std::get<control::RegisterRequest>(*parsed);
         owner.registers.push_back(request);
         if (!owner.behaviour.answer) return;
         const auto response = owner.behaviour.respond(request);
-        Bytes frame;
-        (void)channel.answer(owner.rng_, bytes_of(control::encode(response)), frame);
-        send(std::move(frame));
+        if (response.ok && owner.behaviour.hang_up) return send(end.answer(response), /*then_close=*/true);
+        send(end.answer(response));
         if (!response.ok) return;
         if (owner.behaviour.send_maps) {
           send_message(control::RelayMap{});
@@ -127,14 +112,13 @@ class FakeCoordinator {
       if (auto* ping = std::get_if<control::Ping>(&*parsed); ping && owner.behaviour.pong)
         send_message(control::Pong{ping->seq});
     }
-    void send_message(const control::Message& message) {
-      Bytes frame;
-      (void)channel.seal(bytes_of(control::encode(message)), frame);
-      send(std::move(frame));
-    }
-    void send(Bytes frame) {
+    void send_message(const control::Message& message) { send(end.send(message)); }
+    void send(Bytes frame, bool then_close = false) {
       auto data = std::make_shared<Bytes>(std::move(frame));
-      asio::async_write(socket, asio::buffer(*data), [data, self = shared_from_this()](std::error_code, std::size_t) {});
+      asio::async_write(socket, asio::buffer(*data),
+                        [data, then_close, self = shared_from_this()](std::error_code, std::size_t) {
+                          if (then_close) self->close();
+                        });
     }
     void close() {
       closed = true;
@@ -143,7 +127,7 @@ class FakeCoordinator {
     }
     FakeCoordinator& owner;
     tcp::socket socket;
-    control::Channel channel;
+    CoordinatorEnd end;
     std::array<std::uint8_t, 65536> buffer{};
     bool closed = false;
   };
@@ -166,4 +150,4 @@ class FakeCoordinator {
   std::vector<std::shared_ptr<Connection>> connections_;
 };
 
-}  // namespace knit::agent::testing
+}  // namespace knit::testing
