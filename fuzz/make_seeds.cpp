@@ -7,6 +7,8 @@
 // Record-driven targets (fuzz_util.hpp: op u8 | length u16 | bytes) get sequences that reach
 // deep states: a TCP handshake through the NAT engine, a tracked IPv6 flow and its reply, a
 // packet through an established WireGuard session.
+#include <algorithm>
+#include <cctype>
 #include <cstdint>
 #include <filesystem>
 #include <fstream>

@@ -26,7 +26,7 @@ namespace {
 
 void fix_ip_checksum(Bytes& packet) {
   if (packet.size() < 20 || (packet[0] >> 4) != 4) return;
-  const std::size_t ihl = std::size_t{packet[0] & 0x0f} * 4;
+  const std::size_t ihl = static_cast<std::size_t>(packet[0] & 0x0f) * 4;
   if (ihl < 20 || ihl > packet.size()) return;
   packet[10] = packet[11] = 0;
   const std::uint16_t sum = internet_checksum(ByteSpan(packet.data(), ihl));

@@ -3,6 +3,7 @@
 // Properties: what parses rebuilds (StunBuilder) into a message that parses to the same
 // addresses and values; the responder answers only well-formed binding requests, from one of
 // its own sockets, with a message that parses and carries the request's transaction id.
+#include <algorithm>
 #include <cstddef>
 #include <cstdint>
 
@@ -80,11 +81,21 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
                     reply->from.address() == locals[1].address());
     KNIT_FUZZ_CHECK(reply->from.port() == 3478 || reply->from.port() == 3479);
     KNIT_FUZZ_CHECK(reply->datagram.size() <= stun::kMaxBuiltMessage);
+    if (request.classic) {
+      // An RFC 3489 answer has no cookie, which parse_stun accepts only in a request (a client
+      // of Knit never reads one): check its header by hand.
+      const Bytes& d = reply->datagram;
+      KNIT_FUZZ_CHECK(d.size() >= stun::kHeaderSize && load_be16(d.data() + 2) == d.size() - stun::kHeaderSize);
+      KNIT_FUZZ_CHECK(load_be16(d.data()) == stun::kBindingSuccess ||
+                      load_be16(d.data()) == stun::kBindingError);
+      KNIT_FUZZ_CHECK(std::equal(request.raw_id.begin(), request.raw_id.end(), d.begin() + 4));
+      continue;
+    }
     StunMessage answer;
-    KNIT_FUZZ_CHECK(parse_stun(reply->datagram, answer,
-                               StunParseOptions{.allow_classic = request.classic}) == StunError::ok);
+    KNIT_FUZZ_CHECK(parse_stun(reply->datagram, answer) == StunError::ok);
     KNIT_FUZZ_CHECK(answer.raw_id == request.raw_id);
     KNIT_FUZZ_CHECK(answer.type == stun::kBindingSuccess || answer.type == stun::kBindingError);
+    KNIT_FUZZ_CHECK(answer.has_fingerprint == request.has_fingerprint);
   }
   return 0;
 }
