@@ -3,12 +3,14 @@
 // The world is rebuilt when A's connection is gone (an input may legitimately kill it) and
 // every kRebuildEvery runs.
 //
-// Operations (op u8 | length u16 | bytes[length]), op % 5:
-//   0  bytes as a frame from A, sealed by A's session (the frame parser and routing)
-//   1  `send` to B with bytes as the packet (forwarding); B must receive it as `recv` from A
-//   2  bytes from a new, unauthenticated connection (the handshake parser), then it closes
-//   3  bytes appended raw to A's stream (corrupts it: the last operation on this world)
-//   4  time passes (first byte: seconds) and on_timer runs
+// Operations (op u8 | length u16 | bytes[length]), by op % 8:
+//   0, 5  bytes as a frame from A, sealed by A's session (the frame parser and routing)
+//   1, 6  `send` to B with bytes as the packet (forwarding); B must receive it as `recv` from A
+//   2     bytes from a new, unauthenticated connection (the handshake parser), then it closes
+//   3     op exactly 3: bytes appended raw to A's stream (corrupts it: the last operation on
+//         this world, which is rebuilt for the next input); other ops = 3 mod 8: as 0
+//   4, 7  time passes (first byte: seconds, < 30) and on_timer runs; A and B then send a
+//         keepalive, as live clients do, so the idle timeout ends only worlds that stop
 // Properties: the core's output for A and B always decrypts and parses; a packet A sends to B
 // arrives intact; queues stay bounded.
 #include <cstddef>
@@ -120,11 +122,14 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   int operations = 0;
   while (!in.empty() && ++operations <= 32 && !w.a.over && !w.b.over) {
     const auto [op, bytes] = fuzz::next_record(in, 4096);
-    switch (op % 5) {
+    const unsigned kind = op == 3 ? 3u : (op % 8 == 3 ? 0u : op % 8);
+    switch (kind) {
       case 0:
+      case 5:
         w.send_frame(w.a, bytes);
         break;
-      case 1: {
+      case 1:
+      case 6: {
         if (bytes.empty()) break;
         Bytes frame;
         KNIT_FUZZ_CHECK(encode_send(w.b.pub, bytes, frame));
@@ -153,10 +158,15 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
         w.pull(w.a);
         w.a.over = true;
         break;
-      default:
+      default: {
         w.now += std::chrono::seconds(bytes.empty() ? 1 : bytes[0] % 30);
         (void)w.core.on_timer(w.now);
+        Bytes keepalive;
+        encode_keepalive(keepalive);
+        w.send_frame(w.a, keepalive);
+        w.send_frame(w.b, keepalive);
         break;
+      }
     }
     w.pull(w.a);
     w.pull(w.b);

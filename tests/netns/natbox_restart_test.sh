@@ -12,7 +12,7 @@
 #   [kn-peer-SFX] 192.0.2.1/28 ------------------------------------------------------------+   |
 #   [kn-stun-SFX] coturn 198.51.100.1, .2 (3478/3479) ------------------------------------------+
 #
-# Site n1 runs RUNS (LAB_RESTARTS) times (default 5: EIM/APDF, APDM/APDF, EIM/EIF, ...); site n2 (local mode,
+# Site n1 runs RUNS (LAB_RESTARTS) times (default 3: EIM/APDF, APDM/APDF, EIM/EIF, ...); site n2 (local mode,
 # where the "lookup local" rule moves) RUNS times too. Between two runs a STUN client keeps
 # sending from the host, so the router sees that flow with and without the natbox.
 set -euo pipefail
@@ -20,7 +20,7 @@ source "$(dirname "${BASH_SOURCE[0]}")/../lab/lib.sh"
 source "$(dirname "${BASH_SOURCE[0]}")/../lab/nat.sh"
 lab_init ping nft turnserver turnutils_stunclient
 
-RUNS=${LAB_RESTARTS:-5}
+RUNS=${LAB_RESTARTS:-3}
 MODES=(eim:apdf apdm:apdf eim:eif adm:adf eim:apdf)
 
 lab_step "topology: core, coturn, a peer, site n1 (proxy ARP) and site n2 (own address)"
