@@ -31,7 +31,7 @@ nodes() { mesh_coordinator nodes list --json 2>/dev/null | jq length 2>/dev/null
 lab_step "$N agents run \`knit up\` at once; the coordinator is killed -9 once the first has joined"
 # 150 ms on the coordinator's link, so the joins (TCP, Noise, register, first delta) overlap and
 # the kill lands in the middle of several.
-ip -n "$MESH_COORD_NS" qdisc add dev "$(lab_name coord0)" root netem delay 150ms
+ip netns exec "$MESH_COORD_NS" tc qdisc add dev "$(lab_name coord0)" root netem delay 150ms
 declare -A UP_PID=()
 for ((i = 0; i < N; i++)); do
   mesh_knit "j$i" up --token "$TOKEN" --hostname "j$i" >"$LAB_DIR/logs/up-j$i.out" 2>&1 &
@@ -43,7 +43,7 @@ kill -KILL "$MESH_COORD_PID"
 killed_us=$(mesh_now_us)
 wait "$MESH_COORD_PID" 2>/dev/null || true
 MESH_COORD_PID=""
-ip -n "$MESH_COORD_NS" qdisc del dev "$(lab_name coord0)" root
+ip netns exec "$MESH_COORD_NS" tc qdisc del dev "$(lab_name coord0)" root
 lab_log "coordinator killed -9 with $(nodes) node(s) in its store"
 
 # Every `knit up` ends (within 60 s) in success or in one clear line.

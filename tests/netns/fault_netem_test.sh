@@ -40,10 +40,10 @@ lab_pass "a1 -> a2 direct: $(mesh_peer a1 a2 endpoint)"
 
 lab_step "netem on both underlay links: ${NETEM[*]}"
 for a in a1 a2; do
-  ip -n "$(lab_host_ns "$a")" qdisc add dev "$(lab_name "${a}0")" root netem "${NETEM[@]}" \
+  ip netns exec "$(lab_host_ns "$a")" tc qdisc add dev "$(lab_name "${a}0")" root netem "${NETEM[@]}" \
     || lab_fail "tc netem on $a"
 done
-lab_log "$(ip -n "$(lab_host_ns a1)" qdisc show dev "$(lab_name a10)")"
+lab_log "$(ip netns exec "$(lab_host_ns a1)" tc qdisc show dev "$(lab_name a10)")"
 
 # truthful LABEL PEER — one status sample: fails the test on a lie, logs the path.
 declare -A LAST_RX=() LAST_TX=()
@@ -84,10 +84,10 @@ truthful a2 a1
 (( LAST_TX[a1] >= MB * 1048576 )) || lab_fail "a1 counts only ${LAST_TX[a1]} bytes sent to a2 after $MB MiB went through"
 (( LAST_RX[a2] >= MB * 1048576 )) || lab_fail "a2 counts only ${LAST_RX[a2]} bytes received from a1 after $MB MiB went through"
 lab_pass "status stayed truthful: a1 tx ${LAST_TX[a1]} B, a2 rx ${LAST_RX[a2]} B; the path changed $FLAPS times"
-ip -n "$(lab_host_ns a1)" -s qdisc show dev "$(lab_name a10)" | sed 's/^/    /'
+ip netns exec "$(lab_host_ns a1)" tc -s qdisc show dev "$(lab_name a10)" | sed 's/^/    /'
 
 lab_step "netem off: the mesh is whole"
-for a in a1 a2; do ip -n "$(lab_host_ns "$a")" qdisc del dev "$(lab_name "${a}0")" root; done
+for a in a1 a2; do ip netns exec "$(lab_host_ns "$a")" tc qdisc del dev "$(lab_name "${a}0")" root; done
 mesh_wait_path 30 a1 a2 direct
 mesh_ping a1 a2 5
 lab_pass "20 MiB crossed 5% loss, duplication and reordering intact; knit status never lied"
