@@ -29,9 +29,11 @@ done
 
 nodes() { mesh_coordinator nodes list --json 2>/dev/null | jq length 2>/dev/null || echo 0; }
 lab_step "$N agents run \`knit up\` at once; the coordinator is killed -9 once the first has joined"
-# 150 ms on the coordinator's link, so the joins (TCP, Noise, register, first delta) overlap and
-# the kill lands in the middle of several.
-ip netns exec "$MESH_COORD_NS" tc qdisc add dev "$(lab_name coord0)" root netem delay 150ms
+# A slow coordinator link (150 ms with netem; where the kernel has none, 256 kbit/s with tbf), so
+# the joins (TCP, Noise, register, first delta) overlap and the kill lands in several.
+ip netns exec "$MESH_COORD_NS" tc qdisc add dev "$(lab_name coord0)" root netem delay 150ms 2>/dev/null \
+  || ip netns exec "$MESH_COORD_NS" tc qdisc add dev "$(lab_name coord0)" root tbf rate 256kbit burst 4kb latency 2s \
+  || lab_fail "cannot slow the coordinator's link (tc netem or tbf)"
 declare -A UP_PID=()
 for ((i = 0; i < N; i++)); do
   mesh_knit "j$i" up --token "$TOKEN" --hostname "j$i" >"$LAB_DIR/logs/up-j$i.out" 2>&1 &
