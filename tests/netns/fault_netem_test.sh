@@ -56,15 +56,15 @@ impair_core() {
 table ip kimpair {
   chain forward {
     type filter hook forward priority -5; policy accept;
-    ip saddr $A1_UL ip daddr $A2_UL meta l4proto udp numgen random mod 100 < 5 drop
-    ip saddr $A2_UL ip daddr $A1_UL meta l4proto udp numgen random mod 100 < 5 drop
-    ip saddr $A1_UL ip daddr $A2_UL meta l4proto udp numgen random mod 100 < 5 dup to $A2_UL device "$d2"
-    ip saddr $A2_UL ip daddr $A1_UL meta l4proto udp numgen random mod 100 < 5 dup to $A1_UL device "$d1"
+    ip saddr $A1_UL ip daddr $A2_UL meta l4proto udp numgen random mod 100 < 5 counter drop
+    ip saddr $A2_UL ip daddr $A1_UL meta l4proto udp numgen random mod 100 < 5 counter drop
+    ip saddr $A1_UL ip daddr $A2_UL meta l4proto udp numgen random mod 100 < 5 counter dup to $A2_UL device "$d2"
+    ip saddr $A2_UL ip daddr $A1_UL meta l4proto udp numgen random mod 100 < 5 counter dup to $A1_UL device "$d1"
   }
   chain postrouting {
     type filter hook postrouting priority 0; policy accept;
-    ip saddr $A1_UL ip daddr $A2_UL meta l4proto udp numgen random mod 100 < 5 meta priority set 1:20
-    ip saddr $A2_UL ip daddr $A1_UL meta l4proto udp numgen random mod 100 < 5 meta priority set 1:20
+    ip saddr $A1_UL ip daddr $A2_UL meta l4proto udp numgen random mod 100 < 5 counter meta priority set 1:20
+    ip saddr $A2_UL ip daddr $A1_UL meta l4proto udp numgen random mod 100 < 5 counter meta priority set 1:20
   }
 }
 EOF
