@@ -16,8 +16,11 @@ packages=(
   wireguard-go wireguard-tools iproute2 nftables iputils-ping netcat-openbsd iperf3 tcpdump
   procps kmod jq coturn stun-client
   miniupnpd-nftables  # lab router for PCP/NAT-PMP/UPnP tests; no maintainer scripts, no service
-  # packaging: cpack -G DEB (dpkg-shlibdeps needs file), systemd-analyze verify
-  file systemd
+  # packaging: cpack -G DEB (dpkg-shlibdeps needs file), systemd-analyze verify, lintian;
+  # dpkg-buildflags (dpkg-dev) for the distribution-flags build of scripts/check-builds.sh
+  file systemd lintian dpkg-dev
+  # the install test: a Debian root filesystem (debootstrap, cached) booted by systemd-nspawn
+  debootstrap systemd-container
 )
 missing=()
 for p in "${packages[@]}"; do

@@ -29,7 +29,7 @@ set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/../lab/lib.sh"
 
 for tool in cpack dpkg-deb dpkg-shlibdeps systemd-analyze systemd-sysusers systemd-tmpfiles \
-            file readelf ldd; do
+            file readelf ldd lintian; do
   command -v "$tool" >/dev/null || lab_skip "needs $tool (scripts/setup.sh installs it)"
 done
 lab__find_knit_bin
@@ -146,6 +146,20 @@ for p in "${packages[@]}"; do
           "(installed $(field "${!deb_var}" Installed-Size) KiB)"
 done
 lab_pass "control fields, Depends, conffiles, maintainer scripts and file lists"
+
+lab_step "1b. lintian: no error and no warning (overrides, each justified, in packaging/lintian/)"
+debs=()
+for p in "${packages[@]}"; do deb_var="deb_${p//-/_}"; debs+=("${!deb_var}"); done
+t0=$SECONDS
+# Informational tags are printed too (they are advice, and cheap to read), but only errors and
+# warnings fail; --show-overrides lists what the override files silence.
+if ! timeout 300 lintian --fail-on error,warning --display-info --show-overrides "${debs[@]}" \
+     >"$TMP/lintian.log" 2>&1; then
+  cat "$TMP/lintian.log" >&2
+  lab_fail "lintian reports errors or warnings (above)"
+fi
+sed 's/^/    /' "$TMP/lintian.log"
+lab_pass "lintian: $(grep -c '^E:' "$TMP/lintian.log" || true) errors, $(grep -c '^W:' "$TMP/lintian.log" || true) warnings, $(grep -c '^I:' "$TMP/lintian.log" || true) info, $(grep -c '^O:' "$TMP/lintian.log" || true) overridden ($((SECONDS - t0)) s)"
 
 lab_step "2. systemd-analyze verify, in a scratch root holding the packages"
 for p in "${packages[@]}"; do

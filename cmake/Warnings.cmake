@@ -1,0 +1,24 @@
+# Warnings, and when they are errors (KNIT_WERROR).
+#
+# The project's own builds treat every warning as an error: the default build type
+# (RelWithDebInfo: what scripts/build.sh, CI and a plain `cmake -S . -B build` use) and Debug.
+# A build that brings its own optimisation level or flags never fails on a warning: a Release
+# or MinSizeRel build, a distribution's build type (Debian's is None) and any build configured
+# with its own CXXFLAGS (dpkg-buildflags, a packager's -O3) get the same warnings without
+# -Werror, because a newer or differently tuned compiler finds new false positives (GCC 12 at
+# -O3 reported -Wrestrict inside libstdc++ for `"[" + std::string`). Say -DKNIT_WERROR=ON or OFF
+# to choose yourself; CI builds Release and dpkg-buildflags with ON (scripts/check-builds.sh), so
+# a warning there still fails CI.
+set(knit_werror_default OFF)
+if(CMAKE_BUILD_TYPE MATCHES "^(RelWithDebInfo|Debug)$" AND "${CMAKE_CXX_FLAGS}" STREQUAL "")
+  set(knit_werror_default ON)
+endif()
+option(KNIT_WERROR "Treat compiler warnings as errors (default: ON for RelWithDebInfo and Debug builds without CXXFLAGS of their own)"
+       ${knit_werror_default})
+
+add_compile_options(-Wall -Wextra -Wpedantic -Wshadow -Wnon-virtual-dtor)
+if(KNIT_WERROR)
+  # Deprecations come from system headers we do not control: reported, never fatal.
+  add_compile_options(-Werror -Wno-error=deprecated-declarations)
+endif()
+message(STATUS "knit: ${CMAKE_BUILD_TYPE} build, warnings as errors: ${KNIT_WERROR}")
