@@ -69,6 +69,28 @@ function(knit_package_docs component package)
   endif()
 endfunction()
 
+# knit_manpage(COMPONENT TARGET SECTION SUMMARY): TARGET's manual page, made at build time by
+# help2man from the program's own --help (packaging/man/make-man.sh), installed in COMPONENT.
+find_program(KNIT_HELP2MAN help2man)
+if(NOT KNIT_HELP2MAN)
+  message(WARNING "help2man not found (scripts/setup.sh installs it): packages without manual pages")
+endif()
+function(knit_manpage component target section summary)
+  if(NOT KNIT_HELP2MAN)
+    return()
+  endif()
+  set(page ${PROJECT_BINARY_DIR}/packaging/man/${target}.${section}.gz)
+  add_custom_command(
+    OUTPUT ${page}
+    COMMAND ${KNIT_PACKAGING_DIR}/man/make-man.sh $<TARGET_FILE_DIR:${target}> ${target}
+            ${section} ${summary} ${page}
+    DEPENDS ${target} ${KNIT_PACKAGING_DIR}/man/make-man.sh
+    COMMENT "Manual page ${target}(${section})"
+    VERBATIM)
+  add_custom_target(${target}_manpage ALL DEPENDS ${page})
+  install(FILES ${page} DESTINATION share/man/man${section} COMPONENT ${component})
+endfunction()
+
 # knit: the agent and its CLI.
 set(KNIT_PACKAGE_COMPONENTS)
 if(TARGET knitd AND TARGET knit)
@@ -87,11 +109,13 @@ if(TARGET knitd AND TARGET knit)
           RENAME knitd COMPONENT agent)
   knit_package_scripts(agent knit knitd.service "" yes /var/lib/knit /etc/knit/knitd.conf)
   knit_package_docs(agent knit)
+  knit_manpage(agent knitd 8 "Knit mesh VPN agent")
+  knit_manpage(agent knit 1 "control the Knit mesh VPN agent")
   list(APPEND KNIT_PACKAGE_COMPONENTS agent)
 endif()
 
 # knit-coordinator and knit-relay: a server, its system user, its unit.
-macro(knit_server_package component package target config)
+macro(knit_server_package component package target config summary)
   install(TARGETS ${target} RUNTIME DESTINATION bin COMPONENT ${component})
   install(FILES ${KNIT_PACKAGING_DIR}/systemd/${package}.service DESTINATION ${KNIT_UNIT_DIR}
           COMPONENT ${component})
@@ -104,16 +128,18 @@ macro(knit_server_package component package target config)
   knit_package_scripts(${component} ${package} ${package}.service ${package} no
                        /var/lib/${package} /etc/knit/${config})
   knit_package_docs(${component} ${package})
+  knit_manpage(${component} ${target} 1 "${summary}")
   list(APPEND KNIT_PACKAGE_COMPONENTS ${component})
 endmacro()
 
 if(TARGET knit-coordinator)
-  knit_server_package(coordinator knit-coordinator knit-coordinator coordinator.conf)
+  knit_server_package(coordinator knit-coordinator knit-coordinator coordinator.conf
+                      "Knit mesh VPN coordinator")
   install(FILES ${KNIT_PACKAGING_DIR}/config/coordinator.conf DESTINATION /etc/knit
           COMPONENT coordinator)
 endif()
 if(TARGET knit-relay)
-  knit_server_package(relay knit-relay knit-relay relay.conf)
+  knit_server_package(relay knit-relay knit-relay relay.conf "Knit mesh VPN relay")
   # It holds the relay token.
   install(FILES ${KNIT_PACKAGING_DIR}/config/relay.conf DESTINATION /etc/knit
           PERMISSIONS OWNER_READ OWNER_WRITE COMPONENT relay)
