@@ -73,7 +73,7 @@ endfunction()
 # help2man from the program's own --help (packaging/man/make-man.sh), installed in COMPONENT.
 find_program(KNIT_HELP2MAN help2man)
 if(NOT KNIT_HELP2MAN)
-  message(WARNING "help2man not found (scripts/setup.sh installs it): packages without manual pages")
+  message(WARNING "help2man not found (scripts/setup.sh installs it): packages lack manual pages")
 endif()
 function(knit_manpage component target section summary)
   if(NOT KNIT_HELP2MAN)

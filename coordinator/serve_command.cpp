@@ -152,7 +152,8 @@ void register_metrics(metrics::Registry& registry, const Server& server, Store& 
 // What `token create` puts into tokens from now on, saved in the store as one space-separated
 // setting: the --advertise addresses when given, else the --listen address (token create
 // refuses a wildcard one and says how to set an address agents can dial).
-std::string token_default(const control::HostPort& listen, const std::vector<std::string>& advertise) {
+std::string token_default(const control::HostPort& listen,
+                          const std::vector<std::string>& advertise) {
   if (advertise.empty()) return listen.to_string();
   if (advertise.size() > control::kMaxTokenAddresses)
     throw CliError("--advertise: a token carries at most " +

@@ -130,7 +130,8 @@ TEST_F(AdminCli, TokenCreateUsesTheSavedAdvertisedAddresses) {
   ASSERT_EQ(token.addresses.size(), 2u);
   EXPECT_EQ(token.addresses[0].to_string(), "coord.example.net:7443");
   EXPECT_EQ(token.addresses[1].to_string(), "[2001:db8::1]:7443");
-  EXPECT_NE(r.out.find("for coord.example.net:7443, [2001:db8::1]:7443"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("for coord.example.net:7443, [2001:db8::1]:7443"), std::string::npos)
+      << r.out;
 
   // --advertise still wins, and takes a comma-separated list like serve's.
   r = run({"token", "create", "--advertise", "a.example:1,b.example:2"});
