@@ -2,9 +2,10 @@
 # The builds users and distributions make, beside the project's own RelWithDebInfo build:
 #
 #   release   cmake -DCMAKE_BUILD_TYPE=Release (-O3)
-#   debflags  Debian's flags from dpkg-buildflags (hardening=+all: -O2, _FORTIFY_SOURCE=2,
-#             -fstack-protector-strong, -Wformat -Werror=format-security, -fcf-protection,
-#             PIE, -z relro -z now), with CMAKE_BUILD_TYPE=None as debhelper configures it
+#   debflags  Debian's flags from dpkg-buildflags (hardening=+all; on Debian 12: -g -O2,
+#             -D_FORTIFY_SOURCE=2, -fstack-protector-strong, -Wformat -Werror=format-security,
+#             PIE by GCC's default, -z relro -z now), with CMAKE_BUILD_TYPE=None as debhelper
+#             configures it
 #
 # Each is configured with KNIT_WERROR=ON, so a warning that only appears at that optimisation
 # level fails here (a plain Release or distribution build would only print it), and builds only
