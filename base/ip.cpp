@@ -105,8 +105,16 @@ std::optional<Endpoint> Endpoint::from_sockaddr(const sockaddr* sa) {
 }
 
 std::string Endpoint::to_string() const {
-  if (address_.is_v6()) return "[" + address_.to_string() + "]:" + std::to_string(port_);
-  return address_.to_string() + ":" + std::to_string(port_);
+  // Appended into one string rather than `"[" + host + ...`: one allocation, and GCC 12 at -O3
+  // warned falsely (-Wrestrict) about the libstdc++ string insert that form inlines.
+  std::string out;
+  out.reserve(INET6_ADDRSTRLEN + 8);
+  if (address_.is_v6()) out += '[';
+  out += address_.to_string();
+  if (address_.is_v6()) out += ']';
+  out += ':';
+  out += std::to_string(port_);
+  return out;
 }
 
 unsigned Endpoint::to_sockaddr(sockaddr_storage& ss) const {

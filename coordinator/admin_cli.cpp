@@ -118,8 +118,9 @@ void add_token_commands(CLI::App& app, const CliGlobals& globals, CliContext& ct
       ->allow_extra_args(false);
   create->add_flag("--relay", create_options->relay, "a token for knit-relay, not for nodes");
   create->add_option("--advertise", create_options->advertise,
-                     "HOST:PORT agents reach the coordinator at (repeatable; default: the "
-                     "address serve listens on)")
+                     "HOST:PORT agents reach the coordinator at (repeatable or comma-separated; "
+                     "default: what serve saved, its --advertise or else its --listen address)")
+      ->delimiter(',')
       ->allow_extra_args(false);
   create->callback([&globals, &ctx, &action, create_options] {
     action = [&globals, &ctx, create_options] {

@@ -10,10 +10,13 @@
 #include <optional>
 #include <string>
 #include <system_error>
+#include <vector>
 
 #include "base/log.hpp"
 #include "base/metrics.hpp"
+#include "control/constants.hpp"
 #include "net/metrics_server.hpp"
+#include "net/systemd_notify.hpp"
 #include "control/host_port.hpp"
 #include "coordinator/key_file.hpp"
 #include "coordinator/server.hpp"
@@ -30,6 +33,7 @@ constexpr std::string_view kLog = "coordinator";
 
 struct ServeOptions {
   std::string listen;
+  std::vector<std::string> advertise;  // HOST:PORT agents dial; empty: the --listen address
   std::string ephemeral_grace = "10m";
   std::string metrics;  // HOST:PORT of the Prometheus endpoint; empty: none
 };
@@ -152,11 +156,34 @@ void register_metrics(metrics::Registry& registry, const Server& server, Store& 
   });
 }
 
+// What `token create` puts into tokens from now on, saved in the store as one space-separated
+// setting: the --advertise addresses when given, else the --listen address (token create
+// refuses a wildcard one and says how to set an address agents can dial).
+std::string token_default(const control::HostPort& listen,
+                          const std::vector<std::string>& advertise) {
+  if (advertise.empty()) return listen.to_string();
+  if (advertise.size() > control::kMaxTokenAddresses)
+    throw CliError("--advertise: a token carries at most " +
+                   std::to_string(control::kMaxTokenAddresses) + " coordinator addresses");
+  std::string saved;
+  for (const auto& text : advertise) {
+    const auto address = control::HostPort::parse(text);
+    if (!address)
+      throw CliError("--advertise " + text +
+                     " is not HOST:PORT, such as coord.example.com:7443 or [2001:db8::1]:7443");
+    if (auto ip = address->ip(); ip && ip->is_unspecified())
+      throw CliError("--advertise " + text + " is a wildcard: give an address agents can dial");
+    saved += (saved.empty() ? "" : " ") + address->to_string();
+  }
+  return saved;
+}
+
 int serve(const CliGlobals& globals, CliContext& ctx, const ServeOptions& o) {
   const auto listen = control::HostPort::parse(o.listen);
   if (!listen)
     throw CliError("--listen " + o.listen +
                    " is not HOST:PORT, such as 0.0.0.0:7400, [::]:7400 or coord.example.com:7400");
+  const std::string token_addresses = token_default(*listen, o.advertise);
   const auto grace = parse_duration(o.ephemeral_grace);
   if (!grace)
     throw CliError("--ephemeral-grace " + o.ephemeral_grace +
@@ -191,8 +218,13 @@ int serve(const CliGlobals& globals, CliContext& ctx, const ServeOptions& o) {
   } catch (const std::runtime_error& e) {
     throw CliError(e.what());
   }
-  // Only an address that worked goes into tokens.
-  check(store->set_listen_address(listen->to_string()));
+  // Only once listening works: the addresses tokens carry by default.
+  check(store->set_listen_address(token_addresses));
+  if (auto ip = listen->ip(); ip && ip->is_unspecified() && o.advertise.empty())
+    log(LogLevel::warn, kLog, "listening on ", listen->to_string(),
+        " with no address agents can dial: every token create needs --advertise HOST:PORT "
+        "until serve runs with --advertise (KNIT_COORDINATOR_ADVERTISE in "
+        "/etc/knit/coordinator.conf)");
 
   // Opt-in: nothing listens for scrapes without --metrics.
   metrics::Registry registry;
@@ -213,9 +245,13 @@ int serve(const CliGlobals& globals, CliContext& ctx, const ServeOptions& o) {
   signals.async_wait([&server, &metrics_server](std::error_code ec, int signal_number) {
     if (ec) return;  // operation_aborted: the loop is going away
     log(LogLevel::info, kLog, "signal ", signal_number, ": stopping");
+    net::systemd_notify("STOPPING=1");
     if (metrics_server) metrics_server->stop();
     server.stop();
   });
+  // Listening, with the token addresses saved: knit-coordinator.service (Type=notify) counts as
+  // started only now, so `systemctl start` followed by `token create` never races.
+  net::systemd_notify("READY=1");
   io.run();
   return 0;
 }
@@ -229,8 +265,17 @@ void add_serve_command(CLI::App& app, const CliGlobals& globals, CliContext& ctx
       app.add_subcommand("serve", "run the coordinator: agents connect to HOST:PORT");
   serve_app
       ->add_option("--listen", options->listen,
-                   "HOST:PORT to listen on (saved: token create puts it into tokens)")
+                   "HOST:PORT to listen on (saved: token create puts it into tokens unless "
+                   "--advertise is given)")
       ->required();
+  // Read from the environment too, so the unit takes it from /etc/knit/coordinator.conf.
+  serve_app
+      ->add_option("--advertise", options->advertise,
+                   "HOST:PORT agents dial, saved for every later token create (repeatable or "
+                   "comma-separated; default: the --listen address)")
+      ->envname("KNIT_COORDINATOR_ADVERTISE")
+      ->delimiter(',')
+      ->allow_extra_args(false);
   serve_app->add_option("--ephemeral-grace", options->ephemeral_grace,
                         "how long an ephemeral node may stay offline before it is removed")
       ->capture_default_str();

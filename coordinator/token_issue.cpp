@@ -1,5 +1,7 @@
 #include "coordinator/token_issue.hpp"
 
+#include <string_view>
+
 #include "control/constants.hpp"
 #include "control/token.hpp"
 
@@ -23,21 +25,35 @@ Result<std::vector<control::HostPort>> token_addresses(Store& store,
                                       " coordinator addresses"};
     return out;
   }
-  auto listen = store.listen_address();
-  if (!listen) return listen.error();
-  if (!*listen)
+  // What the last serve saved: its --advertise addresses (space-separated) or its --listen one.
+  auto saved = store.listen_address();
+  if (!saved) return saved.error();
+  if (!*saved)
     return Error{Errc::invalid,
                  "no address for the token: pass --advertise HOST:PORT (where agents reach the "
                  "coordinator) or run `knit-coordinator serve --listen HOST:PORT` first"};
-  auto address = control::HostPort::parse(**listen);
-  if (!address)
-    return Error{Errc::invalid, "the saved listen address '" + **listen +
-                                    "' is not HOST:PORT: pass --advertise HOST:PORT"};
-  if (auto ip = address->ip(); ip && ip->is_unspecified())
-    return Error{Errc::invalid, "serve listens on " + **listen +
-                                    ", which agents cannot dial: pass --advertise HOST:PORT with "
-                                    "an address they can reach"};
-  out.push_back(*address);
+  std::string_view rest = **saved;
+  while (!rest.empty()) {
+    const auto start = rest.find_first_not_of(' ');
+    if (start == std::string_view::npos) break;
+    rest.remove_prefix(start);
+    const std::string_view text = rest.substr(0, rest.find(' '));
+    rest.remove_prefix(text.size());
+    auto address = control::HostPort::parse(text);
+    if (!address)
+      return Error{Errc::invalid, "the saved coordinator address '" + std::string(text) +
+                                      "' is not HOST:PORT: pass --advertise HOST:PORT"};
+    if (auto ip = address->ip(); ip && ip->is_unspecified())
+      return Error{Errc::invalid,
+                   "serve listens on " + address->to_string() +
+                       ", which agents cannot dial: set KNIT_COORDINATOR_ADVERTISE=HOST:PORT in "
+                       "/etc/knit/coordinator.conf and restart knit-coordinator (or run serve "
+                       "with --advertise HOST:PORT), or pass --advertise HOST:PORT here"};
+    out.push_back(*address);
+  }
+  if (out.empty() || out.size() > control::kMaxTokenAddresses)
+    return Error{Errc::invalid, "the saved coordinator addresses '" + **saved +
+                                    "' do not fit a token: pass --advertise HOST:PORT"};
   return out;
 }
 

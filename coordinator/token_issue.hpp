@@ -27,8 +27,9 @@ struct IssuedToken {
 };
 
 // Where agents reach the coordinator, for the token: the --advertise addresses when given
-// (HOST:PORT each), else the address the last `serve --listen` saved, which must then be one an
-// agent can dial (not 0.0.0.0 or ::). Errc::invalid with the fix in the message otherwise.
+// (HOST:PORT each), else the addresses the last `serve` saved (its --advertise list, else its
+// --listen address, which must then be one an agent can dial, not 0.0.0.0 or ::). Errc::invalid
+// with the fix in the message otherwise.
 Result<std::vector<control::HostPort>> token_addresses(Store& store,
                                                        const std::vector<std::string>& advertise);
 

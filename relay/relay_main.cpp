@@ -5,6 +5,8 @@
 //              [--state-dir DIR] [--advertise HOST:PORT]... [--tls-cert FILE --tls-key FILE]
 //              [--metrics HOST:PORT] [--log-level LEVEL]
 //
+// --token and --advertise are also read from KNIT_RELAY_TOKEN and KNIT_RELAY_ADVERTISE, which is
+// how knit-relay.service passes them from /etc/knit/relay.conf (the token stays out of `ps`).
 // The token is needed on the first start only: the relay key, the coordinator's address and the
 // last membership are kept in the state directory, so a restarted relay serves from its cache
 // while the coordinator is down. SIGINT/SIGTERM: closing frames to every client, a one-line
@@ -24,6 +26,7 @@
 #include "base/log.hpp"
 #include "base/metrics.hpp"
 #include "base/random.hpp"
+#include "net/systemd_notify.hpp"
 #include "control/host_port.hpp"
 #include "net/metrics_server.hpp"
 #include "punch/stun/server.hpp"
@@ -94,8 +97,13 @@ int main(int argc, char** argv) {
   app.add_option("--stun", stun_text, "UDP address to answer STUN on, IP:PORT");
   app.add_option("--state-dir", state_dir, "relay key, coordinator and membership cache")
       ->capture_default_str();
+  // Also read from KNIT_RELAY_ADVERTISE, which the unit takes from /etc/knit/relay.conf.
   app.add_option("--advertise", advertise,
-                 "HOST:PORT agents dial (repeatable; default: the --listen address)");
+                 "HOST:PORT agents dial (repeatable or comma-separated; default: the --listen "
+                 "address)")
+      ->envname("KNIT_RELAY_ADVERTISE")
+      ->delimiter(',')
+      ->allow_extra_args(false);
   app.add_option("--tls-cert", tls_cert, "PEM certificate chain: also accept TLS on --listen");
   app.add_option("--tls-key", tls_key, "PEM private key for --tls-cert");
   app.add_option("--metrics", metrics_text, "serve Prometheus metrics over HTTP on IP:PORT");
@@ -122,10 +130,16 @@ int main(int argc, char** argv) {
       stun = Endpoint::parse(stun_text);
       if (!stun) throw std::runtime_error("--stun wants IP:PORT, not '" + stun_text + "'");
     }
+    // The service passes its settings from /etc/knit/relay.conf: the messages name them.
+    if (name.empty())
+      throw std::runtime_error("no relay name: set KNIT_RELAY_NAME in /etc/knit/relay.conf "
+                               "(--name NAME), for example the region, fra1");
     if (advertise.empty()) {
       if (listen.address().is_unspecified())
         throw std::runtime_error("--listen " + listen_text +
-                                 " is a wildcard: say with --advertise HOST:PORT what agents dial");
+                                 " is a wildcard, so agents need to be told what to dial: set "
+                                 "KNIT_RELAY_ADVERTISE=HOST:PORT in /etc/knit/relay.conf "
+                                 "(--advertise HOST:PORT), for example relay.example.net:443");
       advertise.push_back(listen_text);
     }
     for (const std::string& a : advertise)
@@ -188,6 +202,7 @@ int main(int argc, char** argv) {
     signals.async_wait([&](std::error_code ec, int signo) {
       if (ec) return;
       log(LogLevel::info, kComponent, "signal ", signo, ": shutting down");
+      net::systemd_notify("STOPPING=1");
       link.stop();
       if (stun_server) stun_server->stop();
       if (metrics_server) metrics_server->stop();
@@ -201,6 +216,9 @@ int main(int argc, char** argv) {
     if (metrics_server) where += ", metrics " + metrics_text;
     log(LogLevel::info, kComponent, where, "; relay key ",
         to_base64(wg::crypto::public_key_of(link.relay_key())));
+    // Serving: knit-relay.service (Type=notify) counts as started only now, and a relay that
+    // exits before (a missing setting) makes `systemctl start` fail with that message.
+    net::systemd_notify("READY=1");
     io.run();
     std::cout << "knit-relay: " << relay::summary_line(server.stats()) << std::endl;
     return 0;

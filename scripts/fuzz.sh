@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs every libFuzzer target (fuzz/) for a fixed budget and fails on any finding.
 #
-#   scripts/fuzz.sh                      each target 30 s (the CI budget), 2 at a time
+#   scripts/fuzz.sh                      each target 30 s, 2 at a time (CI: --seconds 10)
 #   scripts/fuzz.sh --minutes 10         a long local run: 10 minutes each
 #   scripts/fuzz.sh --seconds 5 stun token     only these targets
 #   options: --jobs N (targets at once; default: the number of cores), --build-dir DIR

@@ -10,14 +10,19 @@
 #              fuzz seed under the sanitizers (scripts/sanitize.sh). The build starts right after
 #              the GCC build, at the lowest CPU and I/O priority, so it uses the cores the
 #              namespace tests leave idle (KNIT_CI_OVERLAP=0: build it after the tests instead)
-#   fuzz       every fuzz target for KNIT_CI_FUZZ_SECONDS (default 30) s (scripts/fuzz.sh)
+#   fuzz       every fuzz target for KNIT_CI_FUZZ_SECONDS (default 10) s (scripts/fuzz.sh;
+#              longer runs: scripts/fuzz.sh --minutes N)
+#   builds     the builds users and distributions make (scripts/check-builds.sh): Release (-O3)
+#              and Debian's dpkg-buildflags, each with warnings as errors, then their unit tests.
+#              Built in the background after the sanitizer build, at the same low priority
 #
 # sanitizer and fuzz need clang (setup.sh installs it); without it they are skipped, loudly.
-# KNIT_CI_SANITIZE=0 skips both. Every stage runs even when an earlier one failed (except that
+# KNIT_CI_SANITIZE=0 skips both, KNIT_CHECK_BUILDS=0 the builds stage. Arguments given to this
+# script (a partial ctest run) leave out sanitizer, fuzz and builds. Every stage runs even when an earlier one failed (except that
 # nothing runs without a build); the exit status is 1 if any failed.
 set -uo pipefail
 cd "$(dirname "$0")/.."
-fuzz_seconds=${KNIT_CI_FUZZ_SECONDS:-30}
+fuzz_seconds=${KNIT_CI_FUZZ_SECONDS:-10}
 declare -a STAGES=() TIMES=() RESULTS=()
 failed=0
 
@@ -54,19 +59,35 @@ T0=$(now_s)
 run_stage setup ./scripts/setup.sh || { summary; exit 1; }
 run_stage build ./scripts/build.sh || { summary; exit 1; }
 
-sanitize=1
+sanitize=1 check_builds=1
 [[ "${KNIT_CI_SANITIZE:-1}" == 0 ]] && sanitize=0
+[[ "${KNIT_CHECK_BUILDS:-1}" == 0 ]] && check_builds=0
+(($# > 0)) && sanitize=0 check_builds=0
 if (( sanitize )) && ! command -v clang++ >/dev/null; then
   echo "=== NOTE: clang++ missing: the sanitizer and fuzz stages are skipped"
   sanitize=0
 fi
-asan_pid="" asan_t0=0
-if (( sanitize )) && [[ "${KNIT_CI_OVERLAP:-1}" == 1 ]]; then
-  echo "=== stage sanitizer-build: started in the background at low priority (build-asan/ci-build.log)"
-  mkdir -p build-asan
-  asan_t0=$(now_s)
-  nice -n 19 ionice -c 3 ./scripts/sanitize.sh --build-only >build-asan/ci-build.log 2>&1 &
-  asan_pid=$!
+# The background builds, one after the other at the lowest priority: the sanitizer build, then
+# the Release and dpkg-buildflags builds. Each writes its status to build-bg/<name>.rc.
+bg_pid="" bg_t0=0
+rm -rf build-bg && mkdir -p build-bg
+background_builds() {
+  if (( sanitize )); then
+    ./scripts/sanitize.sh --build-only >build-bg/sanitizer.log 2>&1
+    echo $? >build-bg/sanitizer.rc
+    date +%s >build-bg/sanitizer.end
+  fi
+  if (( check_builds )); then
+    ./scripts/check-builds.sh --build-only >build-bg/builds.log 2>&1
+    echo $? >build-bg/builds.rc
+    date +%s >build-bg/builds.end
+  fi
+}
+if (( sanitize || check_builds )) && [[ "${KNIT_CI_OVERLAP:-1}" == 1 ]]; then
+  echo "=== background builds (sanitizer: $sanitize, release+debflags: $check_builds) started at low priority (build-bg/*.log)"
+  bg_t0=$(now_s)
+  nice -n 19 ionice -c 3 bash -c "$(declare -f background_builds); sanitize=$sanitize check_builds=$check_builds; background_builds" &
+  bg_pid=$!
 fi
 
 t0=$(now_s)
@@ -74,26 +95,44 @@ echo "=== stage tests: ctest on build/ $*"
 ( cd build && ctest --output-on-failure -j "$(nproc)" "$@" )
 if (( $? == 0 )); then record tests "$t0" ok; else record tests "$t0" failed; fi
 
-if (( sanitize )); then
-  if [[ -n "$asan_pid" ]]; then
-    t0=$(now_s)
-    echo "=== stage sanitizer-build: waiting for the background build"
-    if wait "$asan_pid"; then
-      record sanitizer-build "$asan_t0" ok
-    else
-      tail -n 80 build-asan/ci-build.log
-      record sanitizer-build "$asan_t0" failed
-    fi
-    echo "    (of which $(( $(now_s) - t0 )) s after the tests ended)"
+if [[ -n "$bg_pid" ]]; then
+  t0=$(now_s)
+  echo "=== waiting for the background builds"
+  wait "$bg_pid"
+  echo "    ($(( $(now_s) - t0 )) s after the tests ended)"
+elif (( sanitize || check_builds )); then
+  background_builds
+fi
+bg_stage() {  # NAME: the background build NAME's result as a stage
+  local name=$1 rc end
+  rc=$(cat "build-bg/$name.rc" 2>/dev/null || echo 1)
+  end=$(cat "build-bg/$name.end" 2>/dev/null || now_s)
+  if [[ "$rc" == 0 ]]; then
+    STAGES+=("$name-build") TIMES+=($(( end - bg_t0 ))) RESULTS+=(ok)
+    echo "=== stage $name-build: ok"
   else
-    run_stage sanitizer-build ./scripts/sanitize.sh --build-only
+    tail -n 80 "build-bg/$name.log"
+    STAGES+=("$name-build") TIMES+=($(( end - bg_t0 ))) RESULTS+=(failed)
+    failed=$((failed + 1))
+    echo "=== stage $name-build: failed"
   fi
-  if [[ "${RESULTS[-1]}" == ok ]]; then
+  bg_t0=$end
+  [[ "$rc" == 0 ]]
+}
+(( bg_t0 == 0 )) && bg_t0=$(now_s)
+
+if (( sanitize )); then
+  if bg_stage sanitizer; then
     run_stage sanitizer ./scripts/sanitize.sh --test-only
     run_stage fuzz ./scripts/fuzz.sh --seconds "$fuzz_seconds"
   fi
 else
   STAGES+=(sanitizer fuzz) TIMES+=(0 0) RESULTS+=(skipped skipped)
+fi
+if (( check_builds )); then
+  bg_stage builds && run_stage builds ./scripts/check-builds.sh --test-only
+else
+  STAGES+=(builds) TIMES+=(0) RESULTS+=(skipped)
 fi
 
 summary

@@ -34,7 +34,7 @@ if [[ "$mode" != test ]]; then
   # -O1 and line tables: readable stack traces at a fraction of -O2 -g's compile time.
   CC=clang CXX=clang++ cmake -S . -B "$dir" "${generator[@]}" -DCMAKE_BUILD_TYPE=None \
     -DCMAKE_C_FLAGS="-O1 -gline-tables-only" -DCMAKE_CXX_FLAGS="-O1 -gline-tables-only" \
-    -DKNIT_SANITIZE="$sanitize" -DKNIT_BUILD_FUZZERS="$fuzzers" -DKNIT_BUILD_BENCH=OFF >/dev/null
+    -DKNIT_WERROR=ON -DKNIT_SANITIZE="$sanitize" -DKNIT_BUILD_FUZZERS="$fuzzers" -DKNIT_BUILD_BENCH=OFF >/dev/null
   cmake --build "$dir" -j "$jobs"
 fi
 [[ "$mode" == build ]] && exit 0

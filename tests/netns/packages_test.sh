@@ -18,10 +18,14 @@
 #   no namespaces and no daemons: nothing here touches the host outside $TMP.
 #
 # 1. cpack makes knit, knit-coordinator (and knit-relay when the build has it), each with the
-#    version, Depends computed by dpkg-shlibdeps (libsodium23, libsqlite3-0...), conffiles in
-#    /etc/knit, postinst/prerm/postrm that pass `sh -n`, and exactly the files expected.
+#    version, Depends computed by dpkg-shlibdeps (libsodium23, libsqlite3-0...), Recommends
+#    bash-completion (knit: Suggests wireguard-tools), conffiles in /etc/knit, postinst/prerm/
+#    postrm that pass `sh -n` and use deb-systemd-helper/-invoke, and exactly the files expected
+#    (manual pages, copyright, changelog, lintian overrides included).
+#    1b. lintian: no error and no warning; the overrides (packaging/lintian/) are listed.
 # 2. systemd-analyze verify prints nothing for every unit, with the packaged binaries in place.
-# 3. The sysusers.d and tmpfiles.d files make knit-coordinator / knit-relay and 0700 state dirs.
+# 3. The sysusers.d and tmpfiles.d files make the group knit, the users knit-coordinator and
+#    knit-relay, and 0700 state dirs.
 # 4. The extracted binaries run from the scratch root with the host's libraries only (no RPATH
 #    into the build tree, nothing "not found").
 # Prints each package's size. Label netns through the glob; runs as root in CI, needs no TUN.
@@ -29,7 +33,7 @@ set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/../lab/lib.sh"
 
 for tool in cpack dpkg-deb dpkg-shlibdeps systemd-analyze systemd-sysusers systemd-tmpfiles \
-            file readelf ldd; do
+            file readelf ldd lintian; do
   command -v "$tool" >/dev/null || lab_skip "needs $tool (scripts/setup.sh installs it)"
 done
 lab__find_knit_bin
@@ -56,6 +60,11 @@ fi
 # Only what is missing is built: KNIT_BIN's binaries are the ones under test.
 missing=()
 for t in "${targets[@]}"; do [[ -x "$KNIT_BIN/$t" ]] || missing+=("$t"); done
+# The manual pages are made from the binaries' --help at build time (help2man).
+for t in "${targets[@]}"; do
+  page=$(ls "$BUILD"/packaging/man/"$t".[18].gz 2>/dev/null || true)
+  [[ -n "$page" ]] || missing+=("${t}_manpage")
+done
 ((${#missing[@]} == 0)) || cmake --build "$BUILD" --target "${missing[@]}" >/dev/null
 (cd "$BUILD" && timeout 300 cpack -G DEB -B "$OUT" >"$TMP/cpack.log" 2>&1) || {
   cat "$TMP/cpack.log" >&2
@@ -107,13 +116,30 @@ check_package() {
       lab_fail "$name: $script has unexpanded @VARIABLES@"
     fi
   done
-  lab_log "$name: Depends: $depends"
+  # Units registered and cleaned up the Debian way (issue 20: purge left enablement links).
+  grep -q 'deb-systemd-helper update-state\|deb-systemd-helper enable' "$TMP/control-$name/postinst" \
+    || lab_fail "$name: postinst does not register its unit with deb-systemd-helper"
+  grep -q 'deb-systemd-helper purge' "$TMP/control-$name/postrm" \
+    || lab_fail "$name: postrm does not purge its unit's links with deb-systemd-helper"
+  grep -q 'deb-systemd-invoke stop' "$TMP/control-$name/prerm" \
+    || lab_fail "$name: prerm does not stop its unit with deb-systemd-invoke"
+  [[ "$(field "$deb" Recommends)" == *bash-completion* ]] || lab_fail "$name: does not recommend bash-completion"
+  lab_log "$name: Depends: $depends; Recommends: $(field "$deb" Recommends); Suggests: $(field "$deb" Suggests)"
 }
+
+# docs P — what every package P carries besides its programs: copyright, changelog, lintian
+# overrides.
+docs() { echo /usr/share/doc/"$1"/copyright /usr/share/doc/"$1"/changelog.Debian.gz /usr/share/lintian/overrides/"$1"; }
 
 check_package "$deb_knit" knit 'libsodium23' 'libc6'
 expect_files "$deb_knit" /usr/sbin/knitd /usr/bin/knit /lib/systemd/system/knitd.service \
-  /usr/lib/tmpfiles.d/knit.conf /etc/knit/knitd.conf \
-  /usr/share/bash-completion/completions/knit /usr/share/bash-completion/completions/knitd
+  /usr/lib/sysusers.d/knit.conf /usr/lib/tmpfiles.d/knit.conf /etc/knit/knitd.conf \
+  /usr/share/bash-completion/completions/knit /usr/share/bash-completion/completions/knitd \
+  /usr/share/man/man8/knitd.8.gz /usr/share/man/man1/knit.1.gz $(docs knit)
+# wireguard-tools only suggested: recommending it pulls a kernel into containers through
+# wireguard-modules (issue 20).
+[[ "$(field "$deb_knit" Suggests)" == wireguard-tools ]] || lab_fail "knit: Suggests is '$(field "$deb_knit" Suggests)'"
+[[ "$(field "$deb_knit" Recommends)" == bash-completion ]] || lab_fail "knit: Recommends is '$(field "$deb_knit" Recommends)'"
 [[ "$(cat "$TMP/control-knit/conffiles")" == /etc/knit/knitd.conf ]] \
   || lab_fail "knit: conffiles is $(cat "$TMP/control-knit/conffiles")"
 grep -q 'start_on_install=yes' "$TMP/control-knit/postinst" || lab_fail "knit: knitd not started on install"
@@ -122,7 +148,8 @@ check_package "$deb_knit_coordinator" knit-coordinator 'libsodium23' 'libsqlite3
 expect_files "$deb_knit_coordinator" /usr/bin/knit-coordinator \
   /lib/systemd/system/knit-coordinator.service /usr/lib/sysusers.d/knit-coordinator.conf \
   /usr/lib/tmpfiles.d/knit-coordinator.conf /etc/knit/coordinator.conf \
-  /usr/share/bash-completion/completions/knit-coordinator
+  /usr/share/bash-completion/completions/knit-coordinator /usr/share/man/man1/knit-coordinator.1.gz \
+  $(docs knit-coordinator)
 [[ "$(cat "$TMP/control-knit-coordinator/conffiles")" == /etc/knit/coordinator.conf ]] \
   || lab_fail "knit-coordinator: conffiles is $(cat "$TMP/control-knit-coordinator/conffiles")"
 grep -q 'start_on_install=no' "$TMP/control-knit-coordinator/postinst" \
@@ -132,7 +159,8 @@ if ((has_relay)); then
   check_package "$deb_knit_relay" knit-relay 'libsodium23' 'libssl3' 'libc6'
   expect_files "$deb_knit_relay" /usr/bin/knit-relay /lib/systemd/system/knit-relay.service \
     /usr/lib/sysusers.d/knit-relay.conf /usr/lib/tmpfiles.d/knit-relay.conf \
-    /etc/knit/relay.conf /usr/share/bash-completion/completions/knit-relay
+    /etc/knit/relay.conf /usr/share/bash-completion/completions/knit-relay \
+    /usr/share/man/man1/knit-relay.1.gz $(docs knit-relay)
   [[ "$(cat "$TMP/control-knit-relay/conffiles")" == /etc/knit/relay.conf ]] \
     || lab_fail "knit-relay: conffiles is $(cat "$TMP/control-knit-relay/conffiles")"
   dpkg-deb -c "$deb_knit_relay" | grep -E '^-rw------- root/root .* \./etc/knit/relay\.conf$' >/dev/null \
@@ -147,6 +175,23 @@ for p in "${packages[@]}"; do
 done
 lab_pass "control fields, Depends, conffiles, maintainer scripts and file lists"
 
+lab_step "1b. lintian: no error and no warning (overrides, each justified, in packaging/lintian/)"
+debs=()
+for p in "${packages[@]}"; do deb_var="deb_${p//-/_}"; debs+=("${!deb_var}"); done
+t0=$SECONDS
+# Informational tags are printed too (advice, cheap to read), but only errors and warnings
+# fail; --show-overrides lists what the override files silence (with it, --fail-on would count
+# the overridden tags too, so the E:/W: lines are counted here).
+timeout 300 lintian --display-info --show-overrides "${debs[@]}" >"$TMP/lintian.log" 2>&1 || {
+  cat "$TMP/lintian.log" >&2
+  lab_fail "lintian itself failed"
+}
+sed 's/^/    /' "$TMP/lintian.log"
+if grep -qE '^[EW]: ' "$TMP/lintian.log"; then
+  lab_fail "lintian reports errors or warnings: $(grep -E '^[EW]: ' "$TMP/lintian.log")"
+fi
+lab_pass "lintian: $(grep -c '^E:' "$TMP/lintian.log" || true) errors, $(grep -c '^W:' "$TMP/lintian.log" || true) warnings, $(grep -c '^I:' "$TMP/lintian.log" || true) info, $(grep -c '^O:' "$TMP/lintian.log" || true) overridden ($((SECONDS - t0)) s)"
+
 lab_step "2. systemd-analyze verify, in a scratch root holding the packages"
 for p in "${packages[@]}"; do
   deb_var="deb_${p//-/_}"
@@ -158,7 +203,8 @@ cp -an /lib/systemd/system/. "$ROOT/lib/systemd/system/"
 units=(knitd.service knit-coordinator.service)
 ((has_relay)) && units+=(knit-relay.service)
 for unit in "${units[@]}"; do
-  out=$(cd "$ROOT" && systemd-analyze verify --root="$ROOT" "lib/systemd/system/$unit" 2>&1) \
+  # --man=no: the Documentation= pages are in the scratch root, where man(1) does not look.
+  out=$(cd "$ROOT" && systemd-analyze verify --man=no --root="$ROOT" "lib/systemd/system/$unit" 2>&1) \
     || lab_fail "systemd-analyze verify $unit failed: $out"
   [[ -z "$out" ]] || lab_fail "systemd-analyze verify $unit complains: $out"
   exposure=$(cd "$ROOT" && systemd-analyze security --offline=yes --root="$ROOT" \
@@ -180,6 +226,9 @@ mkdir -p "$ROOT/etc"
 touch "$ROOT/etc/passwd" "$ROOT/etc/group"
 servers=(knit-coordinator)
 ((has_relay)) && servers+=(knit-relay)
+systemd-sysusers --root="$ROOT" "$ROOT/usr/lib/sysusers.d/knit.conf" >/dev/null 2>&1 \
+  || lab_fail "systemd-sysusers knit.conf failed"
+grep -q '^knit:x:[0-9]*:$' "$ROOT/etc/group" || lab_fail "no group knit: $(cat "$ROOT/etc/group")"
 for user in "${servers[@]}"; do
   systemd-sysusers --root="$ROOT" "$ROOT/usr/lib/sysusers.d/$user.conf" >/dev/null 2>&1 \
     || lab_fail "systemd-sysusers $user.conf failed"
@@ -197,7 +246,7 @@ done
 uid=$(awk -F: '$1 == "knit-coordinator" {print $3}' "$ROOT/etc/passwd")
 [[ "$(stat -c %u "$ROOT/var/lib/knit-coordinator")" == "$uid" ]] \
   || lab_fail "/var/lib/knit-coordinator not owned by knit-coordinator"
-lab_pass "users ${servers[*]}; /var/lib/knit and server state dirs 0700; /run/knit"
+lab_pass "group knit; users ${servers[*]}; /var/lib/knit and server state dirs 0700; /run/knit"
 
 lab_step "4. the packaged binaries run from the scratch root, on the host's libraries"
 binaries=("$ROOT/usr/sbin/knitd" "$ROOT/usr/bin/knit" "$ROOT/usr/bin/knit-coordinator")

@@ -118,6 +118,41 @@ TEST_F(AdminCli, TokenCreateUsesTheSavedListenAddress) {
   EXPECT_TRUE((*store()->find_token(control::token_id_hex(token.id)))->relay);
 }
 
+// What `serve --advertise` saves (space-separated) goes into every token; a saved wildcard
+// listen address is refused with the setting that fixes it, for the service's admin.
+TEST_F(AdminCli, TokenCreateUsesTheSavedAdvertisedAddresses) {
+  ASSERT_EQ(run({"token", "create", "--advertise", "x:1"}).code, 0);
+  ASSERT_TRUE(store()->set_listen_address("coord.example.net:7443 [2001:db8::1]:7443"));
+  CliRun r = run({"token", "create", "--reusable"});
+  ASSERT_EQ(r.code, 0) << r.err;
+  control::JoinToken token;
+  ASSERT_EQ(control::decode_token(r.last_line(), token), control::TokenError::ok);
+  ASSERT_EQ(token.addresses.size(), 2u);
+  EXPECT_EQ(token.addresses[0].to_string(), "coord.example.net:7443");
+  EXPECT_EQ(token.addresses[1].to_string(), "[2001:db8::1]:7443");
+  EXPECT_NE(r.out.find("for coord.example.net:7443, [2001:db8::1]:7443"), std::string::npos)
+      << r.out;
+
+  // --advertise still wins, and takes a comma-separated list like serve's.
+  r = run({"token", "create", "--advertise", "a.example:1,b.example:2"});
+  ASSERT_EQ(r.code, 0) << r.err;
+  ASSERT_EQ(control::decode_token(r.last_line(), token), control::TokenError::ok);
+  ASSERT_EQ(token.addresses.size(), 2u);
+  EXPECT_EQ(token.addresses[1].to_string(), "b.example:2");
+
+  ASSERT_TRUE(store()->set_listen_address("0.0.0.0:7443"));
+  r = run({"token", "create"});
+  EXPECT_EQ(r.code, 1);
+  EXPECT_NE(r.err.find("KNIT_COORDINATOR_ADVERTISE"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("--advertise"), std::string::npos) << r.err;
+  EXPECT_EQ(r.err.find('\n'), r.err.size() - 1);  // one line
+
+  ASSERT_TRUE(store()->set_listen_address("nonsense"));
+  r = run({"token", "create"});
+  EXPECT_EQ(r.code, 1);
+  EXPECT_NE(r.err.find("--advertise"), std::string::npos) << r.err;
+}
+
 TEST_F(AdminCli, BadOptionsAreRefusedWithAHint) {
   CliRun r = run({"token", "create", "--advertise", "x:1", "--expires", "soon"});
   EXPECT_EQ(r.code, 1);

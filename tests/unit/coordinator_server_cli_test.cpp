@@ -1,5 +1,6 @@
 // `knit-coordinator serve`: bad arguments are refused with a message naming the option, and a
-// real run listens, saves its address and the mesh prefix, and returns 0 on SIGTERM.
+// real run listens, saves its address (or the --advertise ones) and the mesh prefix, and returns
+// 0 on SIGTERM.
 #include <arpa/inet.h>
 #include <gtest/gtest.h>
 #include <netinet/in.h>
@@ -14,6 +15,7 @@
 #include <future>
 #include <sstream>
 #include <thread>
+#include <vector>
 
 #include "tests/support/temp_dir.hpp"
 #include "base/random.hpp"
@@ -68,23 +70,21 @@ TEST(ServeCommand, RefusesBadArguments) {
   EXPECT_NE(err.find("--ephemeral-grace"), std::string::npos) << err;
 }
 
-TEST(ServeCommand, ServesUntilSignalledAndSavesTheListenAddress) {
-  TempDir dir;
-  const std::string state = (dir.path() / "state").string();
+// Runs `serve --listen 127.0.0.1:<free port> EXTRA...` on `state` until it is up, then stops
+// it with SIGTERM; returns the address(es) it saved for tokens.
+std::string serve_once(const std::string& state, std::vector<std::string> extra) {
   // A free port, released for serve to take.
   asio::io_context io;
   asio::ip::tcp::acceptor probe(io, asio::ip::tcp::endpoint(asio::ip::address_v4::loopback(), 0));
   const std::uint16_t port = probe.local_endpoint().port();
   probe.close();
-  const std::string listen = "127.0.0.1:" + std::to_string(port);
+  std::vector<std::string> args{"--state-dir", state, "serve", "--listen",
+                                "127.0.0.1:" + std::to_string(port)};
+  args.insert(args.end(), extra.begin(), extra.end());
 
   std::signal(SIGTERM, [](int) {});
   std::string err;
-  auto serving = std::async(std::launch::async, [&] {
-    return run({"--state-dir", state, "serve", "--listen", listen, "--ipv4-prefix",
-                "10.99.0.0/16"},
-               &err);
-  });
+  auto serving = std::async(std::launch::async, [&] { return run(args, &err); });
   // Up once it accepts and has saved the address (the signal handler follows right after).
   bool up = false;
   for (int i = 0; i < 100 && !up; ++i) {
@@ -93,7 +93,7 @@ TEST(ServeCommand, ServesUntilSignalledAndSavesTheListenAddress) {
     auto store = open_store(state);
     up = store && (*store)->listen_address() && (*store)->listen_address()->has_value();
   }
-  ASSERT_TRUE(up);
+  EXPECT_TRUE(up);
   // serve installs its SIGTERM handler just after saving the address: until it has, the test's
   // own handler swallows the signal, so keep signalling until serve returns.
   bool returned = false;
@@ -102,18 +102,62 @@ TEST(ServeCommand, ServesUntilSignalledAndSavesTheListenAddress) {
     returned = serving.wait_for(100ms) == std::future_status::ready;
   }
   std::signal(SIGTERM, SIG_DFL);
-  ASSERT_TRUE(returned);
+  EXPECT_TRUE(returned);
+  if (!returned) return {};
   EXPECT_EQ(serving.get(), 0) << err;
+  auto store = open_store(state);
+  EXPECT_TRUE(store);
+  if (!store) return {};
+  auto saved = (*store)->listen_address();
+  return saved && *saved ? **saved : std::string();
+}
+
+TEST(ServeCommand, ServesUntilSignalledAndSavesTheListenAddress) {
+  TempDir dir;
+  const std::string state = (dir.path() / "state").string();
+  const std::string saved = serve_once(state, {"--ipv4-prefix", "10.99.0.0/16"});
+  EXPECT_TRUE(saved.starts_with("127.0.0.1:")) << saved;
 
   auto store = open_store(state);
   ASSERT_TRUE(store);
-  auto saved = (*store)->listen_address();
-  ASSERT_TRUE(saved && *saved);
-  EXPECT_EQ(**saved, listen);
   auto mesh = (*store)->mesh_settings();
   ASSERT_TRUE(mesh && *mesh);
   EXPECT_EQ((*mesh)->ipv4_prefix.to_string(), "10.99.0.0/16");
   EXPECT_TRUE(fs::exists(fs::path(state) / "coordinator.key"));
+}
+
+// --advertise (or KNIT_COORDINATOR_ADVERTISE, which the unit sets from coordinator.conf) is what
+// every later `token create` puts into tokens.
+TEST(ServeCommand, SavesTheAdvertisedAddressesForTokens) {
+  TempDir dir;
+  const std::string state = (dir.path() / "state").string();
+  EXPECT_EQ(serve_once(state, {"--advertise", "coord.example.net:7443,[2001:DB8::1]:7443"}),
+            "coord.example.net:7443 [2001:db8::1]:7443");
+
+  ::setenv("KNIT_COORDINATOR_ADVERTISE", "coord.example.org:443", 1);
+  EXPECT_EQ(serve_once(state, {}), "coord.example.org:443");
+  // The flag wins over the environment.
+  EXPECT_EQ(serve_once(state, {"--advertise", "flag.example:1"}), "flag.example:1");
+  // Empty, as the packaged coordinator.conf has it: the listen address again.
+  ::setenv("KNIT_COORDINATOR_ADVERTISE", "", 1);
+  EXPECT_TRUE(serve_once(state, {}).starts_with("127.0.0.1:"));
+  ::unsetenv("KNIT_COORDINATOR_ADVERTISE");
+}
+
+TEST(ServeCommand, RefusesBadAdvertisedAddressesBeforeListening) {
+  TempDir dir;
+  const std::string state = (dir.path() / "state").string();
+  std::string err;
+  EXPECT_EQ(run({"--state-dir", state, "serve", "--listen", "127.0.0.1:1", "--advertise", "nope"},
+                &err),
+            1);
+  EXPECT_NE(err.find("--advertise nope"), std::string::npos) << err;
+  EXPECT_EQ(run({"--state-dir", state, "serve", "--listen", "127.0.0.1:1", "--advertise",
+                 "0.0.0.0:7443"},
+                &err),
+            1);
+  EXPECT_NE(err.find("wildcard"), std::string::npos) << err;
+  EXPECT_FALSE(fs::exists(fs::path(state) / "knit.db"));  // refused before anything was made
 }
 
 }  // namespace
