@@ -875,3 +875,25 @@ lab__check_initiator() {
     || lab_fail "$cap: the first handshake response was not from $second ($sul.$sport) to $first ($ful.$fport); got: $lines"
   lab_pass "$cap: $first (${LAB_WG_IMPL[$first]}) initiated the handshake, $second (${LAB_WG_IMPL[$second]}) responded"
 }
+
+# lab_check_offloads — every knitd log of this lab says which offload mode it ran in: "off"
+# when KNIT_OFFLOADS=off, else "on"; with offloads on, at least one knitd split super-packets
+# read from its TUN and one coalesced segments before writing them (the shutdown counters).
+lab_check_offloads() {
+  local want=on log split=0 merged=0 n=0 v
+  [[ "${KNIT_OFFLOADS:-}" == off ]] && want=off
+  for log in "$LAB_DIR"/logs/knitd-*.log; do
+    [[ -e "$log" ]] || continue
+    n=$((n + 1))
+    grep -q "TUN offloads $want" "$log" || lab_fail "$log: expected 'TUN offloads $want': $(grep -m1 'TUN offloads' "$log")"
+    v=$(grep -o 'tun_super_packets=[0-9]*' "$log" | tail -n1 | cut -d= -f2); split=$((split + ${v:-0}))
+    v=$(grep -o 'tun_coalesced=[0-9]*' "$log" | tail -n1 | cut -d= -f2); merged=$((merged + ${v:-0}))
+  done
+  (( n > 0 )) || lab_fail "no knitd log found in $LAB_DIR/logs"
+  if [[ "$want" == on ]]; then
+    (( split > 0 && merged > 0 )) || lab_fail "offloads on, but knitd split $split super-packets and coalesced $merged segments"
+  else
+    (( split == 0 && merged == 0 )) || lab_fail "offloads forced off, but knitd split $split super-packets and coalesced $merged segments"
+  fi
+  lab_log "offloads $want: knitd split $split super-packets, coalesced $merged segments ($n logs)"
+}
