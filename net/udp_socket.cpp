@@ -8,6 +8,8 @@
 
 namespace knit::net {
 
+UdpSocket::UdpSocket(asio::io_context& io) : UdpSocket(io, Options{}) {}
+
 UdpSocket::UdpSocket(asio::io_context& io, Options options)
     : options_(options),
       socket_(io),

@@ -41,7 +41,8 @@ class UdpSocket {
     bool offloads = true;  // UDP_SEGMENT and UDP_GRO where the kernel has them
   };
 
-  explicit UdpSocket(asio::io_context& io, Options options = {});
+  explicit UdpSocket(asio::io_context& io);
+  UdpSocket(asio::io_context& io, Options options);
   UdpSocket(const UdpSocket&) = delete;
   UdpSocket& operator=(const UdpSocket&) = delete;
 
