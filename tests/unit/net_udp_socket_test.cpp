@@ -60,7 +60,9 @@ TEST_P(UdpSocketTest, ARunOfSameSizeDatagramsArrivesWholeAndInOrder) {
     EXPECT_EQ(b_.gro_datagrams(), 0u);
   } else if (a_.gso()) {
     EXPECT_EQ(a_.gso_messages(), 1u) << "21 datagrams, one message";
-    if (b_.gro()) EXPECT_EQ(b_.gro_datagrams(), sent.size()) << "and one coalesced receive";
+    if (b_.gro()) {
+      EXPECT_EQ(b_.gro_datagrams(), sent.size()) << "and one coalesced receive";
+    }
   }
   EXPECT_EQ(a_.send_errors(), 0u);
 }
@@ -87,7 +89,7 @@ TEST_P(UdpSocketTest, MixedSizesAndEndpointsKeepTheirOrder) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Offloads, UdpSocketTest, ::testing::Bool(),
-                         [](const auto& info) { return info.param ? "on" : "off"; });
+                         [](const ::testing::TestParamInfo<bool>& p) { return p.param ? "on" : "off"; });
 
 }  // namespace
 }  // namespace knit::net
