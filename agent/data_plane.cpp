@@ -15,7 +15,8 @@ DataPlane::DataPlane(asio::io_context& io, tun::TunDevice& tun, wg::Transport& t
         device_.on_timers(now());
         after_work();
       }),
-      frame_(wg::kFrameHeadroom + wg::kMaxDatagramSize + wg::kFrameTailroom) {
+      frame_(wg::kFrameHeadroom + tun::kVirtioNetHeaderSize + tun::kMaxSuperPacket + wg::kFrameTailroom),
+      segment_(wg::kFrameHeadroom + wg::kMaxDatagramSize + wg::kFrameTailroom) {
   device_.set_mtu(static_cast<std::size_t>(mtu));
 }
 
@@ -61,16 +62,58 @@ void DataPlane::arm_tun() {
   });
 }
 
+void DataPlane::outbound(const wg::Now& t, MutableByteSpan frame, std::size_t size) {
+  const std::size_t pass = filter_.outbound(t.mono, frame.subspan(wg::kFrameHeadroom, size));
+  if (pass == 0) return;
+  device_.on_tun_packet(t, frame, pass);
+}
+
 void DataPlane::on_tun_readable() {
   const wg::Now t = now();
-  const auto room = std::span<std::uint8_t>(frame_).subspan(
-      wg::kFrameHeadroom, wg::kMaxDatagramSize - wg::kDataHeaderSize - wg::kFrameTailroom);
+  // The largest packet the device seals in one datagram.
+  constexpr std::size_t kMaxPlain = wg::kMaxDatagramSize - wg::kDataHeaderSize - wg::kFrameTailroom;
+  if (!tun_.vnet_header()) {
+    const auto room = std::span<std::uint8_t>(frame_).subspan(wg::kFrameHeadroom, kMaxPlain);
+    for (int i = 0; i < kTunPacketsPerWake; ++i) {
+      const long n = tun_.read(0, room);
+      if (n <= 0) break;
+      outbound(t, frame_, static_cast<std::size_t>(n));
+    }
+    after_work();
+    return;
+  }
+  // [headroom - 10][virtio header][packet ...]: a packet sent as it is already sits
+  // kFrameHeadroom bytes into frame_.
+  constexpr std::size_t kAt = wg::kFrameHeadroom - tun::kVirtioNetHeaderSize;
+  static_assert(wg::kFrameHeadroom >= tun::kVirtioNetHeaderSize);
+  const auto room = std::span<std::uint8_t>(frame_).subspan(kAt, tun::kVirtioNetHeaderSize + tun::kMaxSuperPacket);
+  const auto segment_room =
+      std::span<std::uint8_t>(segment_).subspan(wg::kFrameHeadroom, kMaxPlain);
   for (int i = 0; i < kTunPacketsPerWake; ++i) {
     const long n = tun_.read(0, room);
     if (n <= 0) break;
-    const std::size_t pass = filter_.outbound(t.mono, room.first(static_cast<std::size_t>(n)));
-    if (pass == 0) continue;
-    device_.on_tun_packet(t, frame_, pass);
+    if (static_cast<std::size_t>(n) <= tun::kVirtioNetHeaderSize) {
+      ++tun_offload_errors_;
+      continue;
+    }
+    const tun::VirtioNetHeader header = tun::VirtioNetHeader::parse(room.data());
+    const std::size_t size = static_cast<std::size_t>(n) - tun::kVirtioNetHeaderSize;
+    const MutableByteSpan packet = room.subspan(tun::kVirtioNetHeaderSize, size);
+    if ((header.gso_type & ~tun::VirtioNetHeader::kGsoEcn) == tun::VirtioNetHeader::kGsoNone) {
+      if (size > kMaxPlain || tun::complete_checksum(header, packet) != tun::OffloadError::ok) {
+        ++tun_offload_errors_;
+        continue;
+      }
+      outbound(t, frame_, size);
+      continue;
+    }
+    ++tun_super_packets_;
+    if (segmenter_.start(header, packet) != tun::OffloadError::ok) {
+      ++tun_offload_errors_;
+      continue;
+    }
+    while (const std::size_t part = segmenter_.next(segment_room)) outbound(t, segment_, part);
+    if (segmenter_.error() != tun::OffloadError::ok) ++tun_offload_errors_;
   }
   after_work();
 }
@@ -79,18 +122,30 @@ void DataPlane::on_tun_readable() {
 
 void DataPlane::on_wireguard(wg::Now t, std::span<const ReceivedDatagram> batch) {
   for (const ReceivedDatagram& d : batch) device_.on_datagram(t, d.from, d.bytes);
+  coalescer_.flush(*this);
   after_work();
 }
 
 void DataPlane::write_tun(MutableByteSpan packet) {
   const std::size_t pass = filter_.inbound(Clock::now(), packet);
   if (pass == 0) return;
+  if (tun_.vnet_header()) {
+    coalescer_.add(packet.first(pass), *this);
+    return;
+  }
   if (!tun_.write(0, packet.first(pass))) ++tun_write_errors_;
+}
+
+void DataPlane::write_coalesced(const tun::VirtioNetHeader& header, ByteSpan packet) {
+  std::uint8_t bytes[tun::kVirtioNetHeaderSize];
+  header.write(bytes);
+  if (!tun_.write(0, bytes, packet)) ++tun_write_errors_;
 }
 
 // ---------------------------------------------------------------- time
 
 void DataPlane::after_work() {
+  coalescer_.flush(*this);
   device_.transport().flush();
   if (running_) timer_.arm(device_.next_deadline());
 }
@@ -100,7 +155,9 @@ std::string DataPlane::summary() const {
   std::ostringstream out;
   out << "rx_datagrams=" << st.rx_datagrams << " handshakes=" << st.handshakes_completed
       << " rx_decrypt_failed=" << st.rx_decrypt_failed << " rx_replayed=" << st.rx_replayed_data
-      << " tx_no_route=" << st.tx_no_route << " tun_write_errors=" << tun_write_errors_;
+      << " tx_no_route=" << st.tx_no_route << " tun_write_errors=" << tun_write_errors_
+      << " tun_offloads=" << (tun_.vnet_header() ? "on" : "off") << " tun_super_packets=" << tun_super_packets_
+      << " tun_offload_errors=" << tun_offload_errors_ << " tun_coalesced=" << coalescer_.stats().packets_merged;
   const localapi::FilterCounters f = filter_.counters();
   out << " shields=" << (filter_.shields_up() ? "up" : "down") << " filter_refused_v4=" << f.refused_v4
       << " filter_refused_v6=" << f.refused_v6 << " filter_malformed=" << f.malformed

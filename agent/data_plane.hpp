@@ -3,8 +3,11 @@
 // beneath the device are the transport's business (wg/transport.hpp): this class never sees a
 // socket.
 //
-// Outbound, TUN -> network (on_tun_readable, up to kTunPacketsPerWake a wake):
-//   1. read one packet from the TUN into frame_, kFrameHeadroom bytes in (room for the header)
+// Outbound, TUN -> network (on_tun_readable, up to kTunPacketsPerWake reads a wake):
+//   1. read one packet from the TUN into frame_, kFrameHeadroom bytes in (room for the header);
+//      with offloads (tun_device.hpp) one read is a virtio-net header and up to 64 KiB: a
+//      packet's unfinished checksum is completed in place, a super-packet is split into
+//      segments (tun/offload.hpp), each into segment_ and through steps 2-4 in turn
 //   2. PacketFilter::outbound       conntrack and port-forward rewrites (packet_filter.hpp)
 //   3. wg::Device::on_tun_packet    allowed IPs pick the peer; sealed in place, or staged while
 //                                   a handshake runs
@@ -13,7 +16,9 @@
 // Inbound, network -> TUN (on_wireguard, a batch a transport classified as WireGuard):
 //   1. wg::Device::on_datagram      authenticate, decrypt in place, replay window, cryptokey
 //                                   routing (the inner source must be the peer's)
-//   2. write_tun                    PacketFilter::inbound (shields, forwards), then the TUN
+//   2. write_tun                    PacketFilter::inbound (shields, forwards), then the TUN;
+//                                   with offloads a TCP flow's segments are coalesced into
+//                                   super-packets (tun/offload.hpp) and written after the batch
 //   3. after the batch              Transport::flush (handshake answers), re-arm the timer
 // Time: the device's next deadline arms one timer (net/deadline_timer.hpp); on_timers runs
 // retransmissions, keepalives, rekeys and key zeroing.
@@ -30,12 +35,13 @@
 #include "agent/packet_filter.hpp"
 #include "base/random.hpp"
 #include "net/deadline_timer.hpp"
+#include "tun/offload.hpp"
 #include "tun/tun_device.hpp"
 #include "wg/device.hpp"
 
 namespace knit::agent {
 
-class DataPlane final : public wg::TunSink, public WireGuardReceiver {
+class DataPlane final : public wg::TunSink, public WireGuardReceiver, private tun::CoalescedSink {
  public:
   static constexpr int kTunPacketsPerWake = 64;
 
@@ -58,6 +64,10 @@ class DataPlane final : public wg::TunSink, public WireGuardReceiver {
   PacketFilter& filter() { return filter_; }
   const PacketFilter& filter() const { return filter_; }
   std::uint64_t tun_write_errors() const { return tun_write_errors_; }
+  // Super-packets read from the TUN and split; packets the offload code refused (malformed).
+  std::uint64_t tun_super_packets() const { return tun_super_packets_; }
+  std::uint64_t tun_offload_errors() const { return tun_offload_errors_; }
+  const tun::TcpCoalescer::Stats& coalescer_stats() const { return coalescer_.stats(); }
   // One line of the device and filter counters, for the shutdown log.
   std::string summary() const;
   static wg::Now now();
@@ -71,6 +81,8 @@ class DataPlane final : public wg::TunSink, public WireGuardReceiver {
   void arm_tun();
   void on_tun_readable();
   void after_work();
+  void outbound(const wg::Now& t, MutableByteSpan frame, std::size_t size);
+  void write_coalesced(const tun::VirtioNetHeader& header, ByteSpan packet) override;
 
   tun::TunDevice& tun_;
   asio::posix::stream_descriptor tun_stream_;
@@ -78,8 +90,13 @@ class DataPlane final : public wg::TunSink, public WireGuardReceiver {
   PacketFilter filter_;
   wg::Device device_;
   net::DeadlineTimer timer_;
-  std::vector<std::uint8_t> frame_;
+  std::vector<std::uint8_t> frame_;    // a read: headroom, [virtio header,] packet, tailroom
+  std::vector<std::uint8_t> segment_;  // one segment of a super-packet, headroom and tailroom
+  tun::Segmenter segmenter_;
+  tun::TcpCoalescer coalescer_;
   std::uint64_t tun_write_errors_ = 0;
+  std::uint64_t tun_super_packets_ = 0;
+  std::uint64_t tun_offload_errors_ = 0;
   bool running_ = false;
 };
 

@@ -13,6 +13,7 @@
 #include <fstream>
 #include <iostream>
 #include <optional>
+#include <string_view>
 
 #include "agent/control_server.hpp"
 #include "agent/data_plane.hpp"
@@ -58,6 +59,12 @@ std::optional<std::uint16_t> load_port(const fs::path& file) {
   auto [p, ec] = std::from_chars(text.data(), text.data() + text.size(), value);
   if (ec != std::errc() || value == 0 || value > 65535) return std::nullopt;
   return static_cast<std::uint16_t>(value);
+}
+
+std::string to_hex_flags(unsigned flags) {
+  char text[16];
+  std::snprintf(text, sizeof text, "%x", flags);
+  return text;
 }
 
 void save_port(const fs::path& file, std::uint16_t port) {
@@ -109,12 +116,18 @@ int main(int argc, char** argv) {
   try {
     const fs::path port_file = fs::path(state_dir) / ("listen-port." + tun_name);
     asio::io_context io;
+    // KNIT_OFFLOADS=off keeps the TUN and the UDP socket to one packet per read and write, so
+    // the fallback for kernels without offloads stays tested.
+    const char* offload_env = std::getenv("KNIT_OFFLOADS");
+    const bool offloads = offload_env == nullptr || std::string_view(offload_env) != "off";
     tun::TunDevice tun = [&] {
       if (::geteuid() != 0 && ::access("/dev/net/tun", R_OK | W_OK) != 0)
         throw tun::TunError(
             "cannot open /dev/net/tun: permission denied (run knitd as root or with CAP_NET_ADMIN)");
-      return tun::TunDevice::open({tun_name, 1});
+      return tun::TunDevice::open({tun_name, 1, offloads});
     }();
+    log(LogLevel::info, "knitd", "TUN offloads ",
+        tun.vnet_header() ? "on (flags 0x" + to_hex_flags(tun.offloads()) + ")" : std::string("off"));
 
     tun::LinkConfig link;
     if (auto ec = link.set_mtu(tun.name(), mtu); ec)
@@ -124,6 +137,7 @@ int main(int argc, char** argv) {
     agent::UdpTransport::Options udp_options;
     udp_options.port = port ? *port : load_port(port_file).value_or(0);
     udp_options.on_port_changed = [port_file](std::uint16_t p) { save_port(port_file, p); };
+    udp_options.offloads = offloads;
     agent::UdpTransport udp(io, udp_options);
     agent::DataPlane plane(io, tun, udp, mtu);
     agent::UapiDevice uapi_device(plane, udp);

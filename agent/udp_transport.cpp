@@ -16,7 +16,7 @@ constexpr int kBatchesPerWake = 4;
 }  // namespace
 
 UdpTransport::UdpTransport(asio::io_context& io, Options options)
-    : options_(std::move(options)), socket_(io) {
+    : options_(std::move(options)), socket_(io, net::UdpSocket::Options{options_.offloads}) {
   batch_.reserve(net::UdpSocket::kBatch);
 }
 
@@ -103,7 +103,7 @@ void UdpTransport::on_readable() {
       }
     }
     if (!batch_.empty()) receiver_->on_wireguard(now, batch_);
-    if (n < net::UdpSocket::kBatch) break;
+    if (!socket_.receive_was_full()) break;
   }
   if (other && other_ != nullptr) other_->after_receive();
 }
@@ -111,7 +111,9 @@ void UdpTransport::on_readable() {
 std::string UdpTransport::summary() const {
   std::ostringstream out;
   out << "udp_send_errors=" << socket_.send_errors() << " udp_source_resets=" << socket_.source_resets()
-      << " udp_receive_errors=" << socket_.receive_errors() << " udp_not_ours=" << other_dropped_;
+      << " udp_receive_errors=" << socket_.receive_errors() << " udp_not_ours=" << other_dropped_
+      << " udp_gso=" << (socket_.gso() ? "on" : "off") << " udp_gso_messages=" << socket_.gso_messages()
+      << " udp_gro=" << (socket_.gro() ? "on" : "off") << " udp_gro_datagrams=" << socket_.gro_datagrams();
   return out.str();
 }
 

@@ -37,6 +37,8 @@ class UdpTransport final : public wg::Transport {
     std::uint16_t port = 0;  // 0: a random free port
     // Called whenever the bound port changes (to remember it); may be empty.
     std::function<void(std::uint16_t)> on_port_changed;
+    // UDP_SEGMENT / UDP_GRO (net/udp_socket.hpp); off forces the one-datagram fallback.
+    bool offloads = true;
   };
 
   UdpTransport(asio::io_context& io, Options options);

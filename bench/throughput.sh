@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
-# Single-stream TCP throughput through knitd <-> knitd and wireguard-go <-> wireguard-go, on the
-# same two namespaces and measured the same way (iperf3, A -> B), with the bare veth as a
-# baseline. Prints numbers, not pass/fail.
+# TCP throughput through knitd <-> knitd and wireguard-go <-> wireguard-go, on the same two
+# namespaces and measured the same way (iperf3, A -> B), with the bare veth as a baseline: one
+# stream for each, four streams for knitd and wireguard-go, and iperf3 UDP at a fixed offered
+# load (--udp-rate) with the loss it saw. For the tunnels, the CPU time (user + sys) both
+# daemons spent per gigabit moved. Prints numbers, not pass/fail.
 #
 #   [kn-ba-SFX]                                          [kn-bb-SFX]
 #    iperf3 client                                        iperf3 server (one per run)
@@ -13,17 +15,22 @@
 # veth, ...) so that load from elsewhere on the machine spreads evenly over the three.
 #
 # Usage: bench/throughput.sh [-t SECONDS] [-n RUNS] [--impls "knitd wggo"] [--no-baseline]
+#                            [--udp-rate RATE]
 #   -t, --duration SECONDS   length of each iperf3 run (default 10)
 #   -n, --runs N             runs per path; the median is reported (default 3)
 #   --impls LIST             which tunnels to measure (default "wggo knitd")
 #   --no-baseline            skip the bare veth
-# Environment: KNIT_BIN (folder holding knitd), as for the tests.
+#   --udp-rate RATE          offered load of the UDP runs, iperf3 -b syntax (default 500M);
+#                            "0" skips them
+# Environment: KNIT_BIN (folder holding knitd), as for the tests; KNIT_OFFLOADS=off is passed
+# on to knitd (measures the fallback).
 set -euo pipefail
 
 DURATION=10
 RUNS=3
 IMPLS="wggo knitd"
 BASELINE=1
+UDP_RATE=500M
 usage() { sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; }
 while (( $# )); do
   case "$1" in
@@ -31,6 +38,7 @@ while (( $# )); do
     -n|--runs) RUNS=$2; shift 2 ;;
     --impls) IMPLS=$2; shift 2 ;;
     --no-baseline) BASELINE=0; shift ;;
+    --udp-rate) UDP_RATE=$2; shift 2 ;;
     -h|--help) usage; exit 0 ;;
     *) echo "unknown option: $1 (see --help)" >&2; exit 2 ;;
   esac
@@ -43,9 +51,11 @@ LAB_WGGO_LOG_LEVEL=${LAB_WGGO_LOG_LEVEL:-error}
 source "$(dirname "${BASH_SOURCE[0]}")/../tests/lab/lib.sh"
 lab_init iperf3
 
-declare -A LABEL=([veth]="veth, no tunnel" [wggo]="wireguard-go <-> wireguard-go" [knitd]="knitd <-> knitd")
+declare -A LABEL=([veth]="veth, no tunnel" [wggo]="wireguard-go <-> wireguard-go" [knitd]="knitd <-> knitd"
+                  [wggo4]="wireguard-go, 4 streams" [knitd4]="knitd, 4 streams"
+                  [wggou]="wireguard-go, UDP $UDP_RATE" [knitdu]="knitd, UDP $UDP_RATE")
 declare -A ADDR_B=([veth]=192.0.2.2 [wggo]=10.77.1.2 [knitd]=10.77.2.2)
-declare -A RESULTS=()
+declare -A RESULTS=() CPU=() LOSS=() IFS_OF=()
 PATHS=()
 (( BASELINE )) && PATHS+=(veth)
 
@@ -72,50 +82,83 @@ for impl in $IMPLS; do
   lab_wg_setup "$ib" "$port" "10.77.$net.2/24"
   lab_wg_link "$ia" 192.0.2.1 "$ib" 192.0.2.2
   lab_ping "$A" "10.77.$net.2" 10
-  PATHS+=("$impl")
+  IFS_OF[$impl]="$ia $ib"
+  PATHS+=("$impl" "${impl}4")
+  [[ "$UDP_RATE" != 0 ]] && PATHS+=("${impl}u")
   port=$((port + 1))
 done
 
-# measure PATH RUN -> MBPS = Mbit/s received by the server (runs in the main shell: it
-# starts a helper that the lab must know about)
+# cpu_ticks IMPL -> the user + sys clock ticks both daemons of IMPL have used so far
+cpu_ticks() {
+  local t=0 ifn pid
+  for ifn in ${IFS_OF[$1]}; do
+    pid=${LAB_WG_PID[$ifn]}
+    # fields 14 and 15 of /proc/PID/stat, counted after the ")" that ends the command name
+    t=$((t + $(sed 's/.*) //' "/proc/$pid/stat" | awk '{ print $12 + $13 }')))
+  done
+  echo "$t"
+}
+
+# measure PATH RUN -> MBPS = Mbit/s received by the server, CPUG = CPU seconds of the two
+# daemons per gigabit, LOSSP = UDP loss in percent (runs in the main shell: it starts a helper
+# that the lab must know about)
 measure() {
-  local path=$1 run=$2 addr=${ADDR_B[$1]} out
+  local path=$1 run=$2 impl=${1%[4u]} args=() out before after
+  local addr=${ADDR_B[$impl]}
+  case "$path" in
+    *4) args=(-P 4) ;;
+    *u) args=(-u -b "$UDP_RATE" -l 1300) ;;
+  esac
   lab_bg "iperf3-s-$path-$run" "$B" timeout $((DURATION + 60)) iperf3 -s -1 -B "$addr" -p 5201
   local spid=$LAB_BG_LAST
   lab_wait_for 10 "iperf3 server on $addr in $B" lab__listening "$B" 5201
-  out=$(ip netns exec "$A" timeout $((DURATION + 30)) iperf3 -c "$addr" -p 5201 -t "$DURATION" -f m 2>&1) \
+  [[ "$impl" != veth ]] && before=$(cpu_ticks "$impl")
+  out=$(ip netns exec "$A" timeout $((DURATION + 30)) iperf3 -c "$addr" -p 5201 -t "$DURATION" -f m "${args[@]}" 2>&1) \
     || lab_fail "iperf3 over $path failed: $out"
+  [[ "$impl" != veth ]] && after=$(cpu_ticks "$impl")
   lab_bg_wait "$spid" 15
+  # the receiver's total: the [SUM] line with several streams, the only line with one
   MBPS=$(awk '/receiver/ { for (i = 1; i <= NF; i++) if ($i == "Mbits/sec") v = $(i - 1) } END { print v }' <<<"$out")
   [[ -n "$MBPS" ]] || lab_fail "no receiver line in iperf3 output over $path: $out"
+  LOSSP=""
+  if [[ "$path" == *u ]]; then
+    LOSSP=$(awk '/receiver/ { for (i = 1; i <= NF; i++) if ($i ~ /^\([0-9.e+-]+%\)$/) { v = $i; gsub(/[()%]/, "", v) } } END { print v }' <<<"$out")
+  fi
+  CPUG=""
+  if [[ "$impl" != veth ]]; then
+    CPUG=$(awk -v t=$((after - before)) -v hz="$(getconf CLK_TCK)" -v m="$MBPS" -v d="$DURATION" \
+      'BEGIN { if (m > 0) printf "%.2f", (t / hz) / (m * d / 1000); else print "n/a" }')
+  fi
 }
 
-median() { tr ' ' '\n' | grep . | sort -g | awk '{ v[NR] = $1 } END { if (NR % 2) print v[(NR + 1) / 2]; else printf "%.1f\n", (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
+median() { tr ' ' '\n' | { grep . || true; } | sort -g | awk '{ v[NR] = $1 } END { if (NR == 0) print "-"; else if (NR % 2) print v[(NR + 1) / 2]; else printf "%.1f\n", (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
 
 lab_step "measuring: ${#PATHS[@]} paths x $RUNS runs x ${DURATION}s"
 for ((r = 1; r <= RUNS; r++)); do
   for path in "${PATHS[@]}"; do
     measure "$path" "$r"
     RESULTS[$path]="${RESULTS[$path]:-} $MBPS"
-    lab_log "run $r/$RUNS ${LABEL[$path]}: $MBPS Mbit/s"
+    CPU[$path]="${CPU[$path]:-} $CPUG"
+    LOSS[$path]="${LOSS[$path]:-} $LOSSP"
+    lab_log "run $r/$RUNS ${LABEL[$path]}: $MBPS Mbit/s${CPUG:+, $CPUG CPU s/Gbit}${LOSSP:+, loss $LOSSP%} (load $(cut -d' ' -f1 /proc/loadavg))"
   done
 done
 
 echo
-echo "Knit throughput: single TCP stream A -> B, iperf3, ${DURATION} s per run, median of $RUNS"
-echo "machine: $(nproc) CPUs, load average $(cut -d' ' -f1-3 /proc/loadavg), $(uname -r)"
-printf '%-32s %12s   %s\n' "path" "median Mbit/s" "runs"
-for path in veth wggo knitd; do
+echo "Knit throughput: TCP A -> B (1 and 4 streams) and UDP at $UDP_RATE, iperf3, ${DURATION} s per run, median of $RUNS"
+echo "machine: $(nproc) CPUs, load average $(cut -d' ' -f1-3 /proc/loadavg), $(uname -r), KNIT_OFFLOADS=${KNIT_OFFLOADS:-on}"
+printf '%-34s %12s %12s %8s   %s\n' "path" "median Mbit/s" "CPU s/Gbit" "loss %" "runs"
+for path in veth wggo knitd wggo4 knitd4 wggou knitdu; do
   [[ -n "${RESULTS[$path]:-}" ]] || continue
-  if [[ "${RESULTS[$path]}" == n/a ]]; then
-    printf '%-32s %12s   %s\n' "${LABEL[$path]}" "n/a" "(not available)"
-    continue
-  fi
-  printf '%-32s %12s   %s\n' "${LABEL[$path]}" "$(median <<<"${RESULTS[$path]}")" "${RESULTS[$path]# }"
+  printf '%-34s %12s %12s %8s   %s\n' "${LABEL[$path]}" "$(median <<<"${RESULTS[$path]}")" \
+    "$(median <<<"${CPU[$path]:-}")" "$(median <<<"${LOSS[$path]:-}")" "${RESULTS[$path]# }"
 done
-if [[ -n "${RESULTS[knitd]:-}" && -n "${RESULTS[wggo]:-}" && "${RESULTS[knitd]}" != n/a && "${RESULTS[wggo]}" != n/a ]]; then
-  k=$(median <<<"${RESULTS[knitd]}"); g=$(median <<<"${RESULTS[wggo]}")
-  printf 'ratio knitd / wireguard-go: %s\n' "$(awk -v k="$k" -v g="$g" 'BEGIN { if (g > 0) printf "%.2f", k / g; else print "n/a" }')"
-else
-  echo "ratio knitd / wireguard-go: n/a"
-fi
+for impl in wggo knitd; do
+  [[ -n "${RESULTS[$impl]:-}" ]] || echo "${LABEL[$impl]}: n/a (not available)"
+done
+ratio() {
+  [[ -n "${RESULTS[$1]:-}" && -n "${RESULTS[$2]:-}" ]] || { echo n/a; return; }
+  awk -v k="$(median <<<"${RESULTS[$1]}")" -v g="$(median <<<"${RESULTS[$2]}")" 'BEGIN { if (g > 0) printf "%.2f", k / g; else print "n/a" }'
+}
+echo "ratio knitd / wireguard-go: 1 stream $(ratio knitd wggo), 4 streams $(ratio knitd4 wggo4)"
+echo "relay / direct: not measured here (knit-relay needs a coordinator; see tests/netns/relay_path_test.sh)"

@@ -1,16 +1,19 @@
 #include "net/udp_socket.hpp"
 
 #include <netinet/in.h>
+#include <netinet/udp.h>
 
 #include <cerrno>
 #include <cstring>
 
 namespace knit::net {
 
-UdpSocket::UdpSocket(asio::io_context& io)
-    : socket_(io),
+UdpSocket::UdpSocket(asio::io_context& io) : UdpSocket(io, Options{}) {}
+
+UdpSocket::UdpSocket(asio::io_context& io, Options options)
+    : options_(options),
+      socket_(io),
       receive_buffers_(kBatch * kReceiveSlot),
-      receive_lengths_(kBatch),
       receive_from_(kBatch),
       receive_addresses_(kBatch),
       receive_control_(kBatch * kControlSlot),
@@ -19,9 +22,12 @@ UdpSocket::UdpSocket(asio::io_context& io)
       send_buffers_(kBatch * kSendSlot),
       send_addresses_(kBatch),
       send_control_(kBatch * kControlSlot),
-      send_to_(kBatch),
+      send_messages_(kBatch),
       send_iov_(kBatch),
-      send_headers_(kBatch) {}
+      send_headers_(kBatch) {
+  // A coalesced receive may hold many datagrams; the list grows once to its high mark.
+  received_.reserve(kBatch * kMaxSegments);
+}
 
 std::error_code UdpSocket::bind(std::uint16_t port) {
   close();
@@ -55,9 +61,22 @@ std::error_code UdpSocket::bind(std::uint16_t port) {
   else
     ::setsockopt(socket_.native_handle(), IPPROTO_IP, IP_PKTINFO, &on, sizeof on);
   socket_.non_blocking(true, ec);
-  // Large socket buffers absorb bursts while the loop is busy with the TUN side.
-  socket_.set_option(asio::socket_base::receive_buffer_size(4 << 20), ec);
-  socket_.set_option(asio::socket_base::send_buffer_size(4 << 20), ec);
+  // Large socket buffers absorb bursts while the loop is busy with the TUN side: past
+  // net.core.rmem_max where the process may (CAP_NET_ADMIN), else as large as allowed.
+  const int fd = socket_.native_handle();
+  const int bytes = kBufferBytes;
+  if (::setsockopt(fd, SOL_SOCKET, SO_RCVBUFFORCE, &bytes, sizeof bytes) != 0)
+    ::setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &bytes, sizeof bytes);
+  if (::setsockopt(fd, SOL_SOCKET, SO_SNDBUFFORCE, &bytes, sizeof bytes) != 0)
+    ::setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &bytes, sizeof bytes);
+  gso_ = gro_ = false;
+  if (options_.offloads) {
+    // UDP_SEGMENT has no switch: probe that the option exists (Linux 4.18+).
+    int segment = 0;
+    socklen_t len = sizeof segment;
+    gso_ = ::getsockopt(fd, SOL_UDP, UDP_SEGMENT, &segment, &len) == 0;
+    gro_ = ::setsockopt(fd, SOL_UDP, UDP_GRO, &on, sizeof on) == 0;
+  }
   ec.clear();
   port_ = socket_.local_endpoint(ec).port();
   return ec;
@@ -65,6 +84,7 @@ std::error_code UdpSocket::bind(std::uint16_t port) {
 
 void UdpSocket::close() {
   send_count_ = 0;
+  received_.clear();
   std::error_code ignored;
   if (socket_.is_open()) socket_.close(ignored);
   port_ = 0;
@@ -100,7 +120,26 @@ std::optional<IpAddress> local_address(const msghdr& hdr) {
 
 }  // namespace
 
+namespace {
+
+// The segment size of a coalesced receive (UDP_GRO), 0 when the datagram came alone.
+std::size_t gro_segment(const msghdr& hdr) {
+  auto& mutable_hdr = const_cast<msghdr&>(hdr);
+  for (cmsghdr* c = CMSG_FIRSTHDR(&mutable_hdr); c != nullptr; c = CMSG_NXTHDR(&mutable_hdr, c)) {
+    if (c->cmsg_level == SOL_UDP && c->cmsg_type == UDP_GRO && c->cmsg_len >= CMSG_LEN(sizeof(int))) {
+      int size;
+      std::memcpy(&size, CMSG_DATA(c), sizeof size);
+      return size > 0 ? static_cast<std::size_t>(size) : 0;
+    }
+  }
+  return 0;
+}
+
+}  // namespace
+
 std::size_t UdpSocket::receive_batch() {
+  received_.clear();
+  receive_full_ = false;
   if (!socket_.is_open()) return 0;
   for (std::size_t i = 0; i < kBatch; ++i) {
     receive_iov_[i] = {receive_buffers_.data() + i * kReceiveSlot, kReceiveSlot};
@@ -117,23 +156,31 @@ std::size_t UdpSocket::receive_batch() {
     if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) ++receive_errors_;
     return 0;
   }
-  std::size_t kept = 0;
+  receive_full_ = static_cast<std::size_t>(n) == kBatch;
   for (int i = 0; i < n; ++i) {
+    const msghdr& hdr = receive_headers_[i].msg_hdr;
     auto from = Endpoint::from_sockaddr(reinterpret_cast<const sockaddr*>(&receive_addresses_[i]));
     // Truncated datagrams (larger than a slot) cannot be valid WireGuard messages.
-    if (!from || (receive_headers_[i].msg_hdr.msg_flags & MSG_TRUNC)) {
+    if (!from || (hdr.msg_flags & MSG_TRUNC)) {
       ++receive_errors_;
       continue;
     }
-    from->set_local(local_address(receive_headers_[i].msg_hdr));
-    if (kept != static_cast<std::size_t>(i))
-      std::memmove(receive_buffers_.data() + kept * kReceiveSlot,
-                   receive_buffers_.data() + i * kReceiveSlot, receive_headers_[i].msg_len);
-    receive_lengths_[kept] = receive_headers_[i].msg_len;
-    receive_from_[kept] = *from;
-    ++kept;
+    from->set_local(local_address(hdr));
+    receive_from_[static_cast<std::size_t>(i)] = *from;
+    const std::size_t base = static_cast<std::size_t>(i) * kReceiveSlot;
+    const std::size_t length = receive_headers_[i].msg_len;
+    const std::size_t segment = gro_ ? gro_segment(hdr) : 0;
+    if (segment == 0 || segment >= length) {
+      received_.push_back({base, length, static_cast<std::size_t>(i)});
+      continue;
+    }
+    // One sender's run of same-size datagrams (the last may be shorter).
+    for (std::size_t off = 0; off < length; off += segment) {
+      received_.push_back({base + off, std::min(segment, length - off), static_cast<std::size_t>(i)});
+      ++gro_datagrams_;
+    }
   }
-  return kept;
+  return received_.size();
 }
 
 unsigned socket_address(const Endpoint& to, bool dual_stack, sockaddr_storage& ss) {
@@ -206,30 +253,71 @@ void UdpSocket::queue(const Endpoint& to, ByteSpan datagram) {
     ++send_errors_;
     return;
   }
-  if (datagram.size() > kSendSlot) {
+  if (datagram.empty() || datagram.size() > kSendSlot) {
     flush();
     send_now(to, datagram);
     return;
   }
-  const std::size_t i = send_count_++;
-  std::uint8_t* slot = send_buffers_.data() + i * kSendSlot;
-  std::memcpy(slot, datagram.data(), datagram.size());
-  send_iov_[i] = {slot, datagram.size()};
-  std::memset(&send_headers_[i], 0, sizeof(mmsghdr));
-  send_headers_[i].msg_hdr.msg_name = &send_addresses_[i];
-  send_headers_[i].msg_hdr.msg_namelen = fill_address(to, send_addresses_[i]);
-  send_headers_[i].msg_hdr.msg_iov = &send_iov_[i];
-  send_headers_[i].msg_hdr.msg_iovlen = 1;
-  std::uint8_t* control = send_control_.data() + i * kControlSlot;
-  if (const std::size_t len = fill_source(to, control); len > 0) {
-    send_headers_[i].msg_hdr.msg_control = control;
-    send_headers_[i].msg_hdr.msg_controllen = len;
+  // Joins the run in the last message when it can: same endpoint (and source), same size or
+  // a shorter last one, room left.
+  if (gso_ && send_count_ > 0) {
+    Message& last = send_messages_[send_count_ - 1];
+    if (!last.closed && last.to == to && datagram.size() <= last.segment &&
+        last.count < kMaxSegments && last.length + datagram.size() <= kSendSlot) {
+      std::memcpy(send_buffers_.data() + (send_count_ - 1) * kSendSlot + last.length, datagram.data(),
+                  datagram.size());
+      last.length += datagram.size();
+      ++last.count;
+      if (datagram.size() < last.segment) last.closed = true;
+      return;
+    }
   }
-  send_to_[i] = to;
   if (send_count_ == kBatch) flush();
+  const std::size_t i = send_count_++;
+  std::memcpy(send_buffers_.data() + i * kSendSlot, datagram.data(), datagram.size());
+  Message& m = send_messages_[i];
+  m.to = to;
+  m.length = datagram.size();
+  m.segment = datagram.size();
+  m.count = 1;
+  m.closed = false;
+}
+
+void UdpSocket::send_segments_alone(std::size_t i) {
+  const Message& m = send_messages_[i];
+  const std::uint8_t* slot = send_buffers_.data() + i * kSendSlot;
+  for (std::size_t off = 0; off < m.length; off += m.segment)
+    send_now(m.to, ByteSpan(slot + off, std::min(m.segment, m.length - off)));
 }
 
 void UdpSocket::flush() {
+  if (send_count_ == 0) return;
+  for (std::size_t i = 0; i < send_count_; ++i) {
+    const Message& m = send_messages_[i];
+    send_iov_[i] = {send_buffers_.data() + i * kSendSlot, m.length};
+    std::memset(&send_headers_[i], 0, sizeof(mmsghdr));
+    msghdr& hdr = send_headers_[i].msg_hdr;
+    hdr.msg_name = &send_addresses_[i];
+    hdr.msg_namelen = fill_address(m.to, send_addresses_[i]);
+    hdr.msg_iov = &send_iov_[i];
+    hdr.msg_iovlen = 1;
+    std::uint8_t* control = send_control_.data() + i * kControlSlot;
+    std::memset(control, 0, kControlSlot);
+    std::size_t len = fill_source(m.to, control);
+    if (m.count > 1) {
+      auto* c = reinterpret_cast<cmsghdr*>(control + len);
+      c->cmsg_level = SOL_UDP;
+      c->cmsg_type = UDP_SEGMENT;
+      c->cmsg_len = CMSG_LEN(sizeof(std::uint16_t));
+      const auto segment = static_cast<std::uint16_t>(m.segment);
+      std::memcpy(CMSG_DATA(c), &segment, sizeof segment);
+      len += CMSG_SPACE(sizeof(std::uint16_t));
+    }
+    if (len > 0) {
+      hdr.msg_control = control;
+      hdr.msg_controllen = len;
+    }
+  }
   std::size_t sent = 0;
   while (sent < send_count_) {
     int n = ::sendmmsg(socket_.native_handle(), send_headers_.data() + sent,
@@ -239,17 +327,26 @@ void UdpSocket::flush() {
       if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == ENOBUFS)) {
         // A full socket buffer: the rest of this batch is lost, as a router would lose it;
         // WireGuard and the inner TCP recover.
-        send_errors_ += send_count_ - sent;
+        for (std::size_t i = sent; i < send_count_; ++i) send_errors_ += send_messages_[i].count;
         break;
       }
-      // The first message failed on its own: retry it alone (send_now drops a source address
-      // that no longer exists), then carry on with the rest of the batch.
-      const mmsghdr& failed = send_headers_[sent];
-      send_now(send_to_[sent], ByteSpan(static_cast<const std::uint8_t*>(failed.msg_hdr.msg_iov->iov_base),
-                                        failed.msg_hdr.msg_iov->iov_len));
+      const Message& m = send_messages_[sent];
+      if (m.count > 1 && errno == EIO) {
+        // The path cannot segment (no checksum offload on the way out): one by one, from now on.
+        gso_ = false;
+        send_segments_alone(sent);
+      } else if (m.count > 1) {
+        send_segments_alone(sent);
+      } else {
+        // The message failed on its own: retry it alone (send_now drops a source address that
+        // no longer exists), then carry on with the rest of the batch.
+        send_now(m.to, ByteSpan(send_buffers_.data() + sent * kSendSlot, m.length));
+      }
       ++sent;
       continue;
     }
+    for (std::size_t i = sent; i < sent + static_cast<std::size_t>(n); ++i)
+      if (send_messages_[i].count > 1) ++gso_messages_;
     sent += static_cast<std::size_t>(n);
   }
   send_count_ = 0;

@@ -1,6 +1,14 @@
 // A batched UDP socket: knitd's main socket (WireGuard, disco and STUN share it). Dual-stack
 // where the host has IPv6, plain IPv4 otherwise. Receives and sends in batches (recvmmsg / sendmmsg) so a
 // busy tunnel costs one system call per batch rather than one per packet.
+//
+// Offloads (on unless Options::offloads is false): a run of queued datagrams of one size to one
+// endpoint leaves as one message with UDP_SEGMENT (the kernel, or the NIC, cuts it; the last
+// datagram of a run may be shorter), and UDP_GRO lets the kernel hand over a run of one
+// sender's same-size datagrams as one buffer, split here again. A socket whose path refuses
+// segmentation (EIO: no checksum offload on the way out) sends those datagrams one by one and
+// stops asking; the buffers are forced past the system limits where the process may
+// (SO_RCVBUFFORCE, as root).
 #pragma once
 
 #include <sys/socket.h>
@@ -23,10 +31,18 @@ class UdpSocket {
  public:
   static constexpr std::size_t kBatch = 32;
   static constexpr std::size_t kReceiveSlot = 65536;
-  static constexpr std::size_t kSendSlot = 2048;
-  static constexpr std::size_t kControlSlot = 64;  // room for one pktinfo control message
+  // One message: a datagram, or a run of same-size datagrams for UDP_SEGMENT.
+  static constexpr std::size_t kSendSlot = 65536;
+  static constexpr std::size_t kMaxSegments = 64;  // the kernel's UDP_MAX_SEGMENTS (at least)
+  static constexpr std::size_t kControlSlot = 96;  // pktinfo and a UDP_SEGMENT / UDP_GRO message
+  static constexpr int kBufferBytes = 7 << 20;
+
+  struct Options {
+    bool offloads = true;  // UDP_SEGMENT and UDP_GRO where the kernel has them
+  };
 
   explicit UdpSocket(asio::io_context& io);
+  UdpSocket(asio::io_context& io, Options options);
   UdpSocket(const UdpSocket&) = delete;
   UdpSocket& operator=(const UdpSocket&) = delete;
 
@@ -38,10 +54,15 @@ class UdpSocket {
   bool dual_stack() const { return dual_stack_; }
   asio::ip::udp::socket& socket() { return socket_; }
 
-  // Receives up to kBatch datagrams without blocking; 0 when none are waiting.
+  // Receives up to kBatch messages without blocking (more datagrams than that when the kernel
+  // coalesced them); returns the number of datagrams, 0 when none are waiting.
   std::size_t receive_batch();
-  MutableByteSpan received(std::size_t i) { return {receive_buffers_.data() + i * kReceiveSlot, receive_lengths_[i]}; }
-  const Endpoint& received_from(std::size_t i) const { return receive_from_[i]; }
+  // Whether the last receive_batch filled every slot (more may be waiting).
+  bool receive_was_full() const { return receive_full_; }
+  MutableByteSpan received(std::size_t i) {
+    return {receive_buffers_.data() + received_[i].offset, received_[i].length};
+  }
+  const Endpoint& received_from(std::size_t i) const { return receive_from_[received_[i].slot]; }
 
   // Queues a datagram; sent by flush() or when the batch is full.
   void queue(const Endpoint& to, ByteSpan datagram);
@@ -51,6 +72,11 @@ class UdpSocket {
   // Sends retried without a source address because that address had gone (the host roamed).
   std::uint64_t source_resets() const { return source_resets_; }
   std::uint64_t receive_errors() const { return receive_errors_; }
+  bool gso() const { return gso_; }
+  bool gro() const { return gro_; }
+  // Messages sent with UDP_SEGMENT, and datagrams received coalesced (UDP_GRO).
+  std::uint64_t gso_messages() const { return gso_messages_; }
+  std::uint64_t gro_datagrams() const { return gro_datagrams_; }
 
  private:
   void send_now(const Endpoint& to, ByteSpan datagram, bool with_source = true);
@@ -59,12 +85,30 @@ class UdpSocket {
   // returns its length, 0 when the endpoint has no local address.
   std::size_t fill_source(const Endpoint& to, std::uint8_t* control) const;
 
+  struct Received {
+    std::size_t offset;
+    std::size_t length;
+    std::size_t slot;
+  };
+  struct Message {
+    Endpoint to;
+    std::size_t length = 0;    // bytes in the slot
+    std::size_t segment = 0;   // the size of each datagram but the last
+    std::size_t count = 0;     // datagrams
+    bool closed = false;       // a shorter datagram ended the run
+  };
+  void send_segments_alone(std::size_t i);
+
+  Options options_;
   asio::ip::udp::socket socket_;
   bool dual_stack_ = false;
+  bool gso_ = false;
+  bool gro_ = false;
+  bool receive_full_ = false;
   std::uint16_t port_ = 0;
 
   std::vector<std::uint8_t> receive_buffers_;
-  std::vector<std::size_t> receive_lengths_;
+  std::vector<Received> received_;
   std::vector<Endpoint> receive_from_;
   std::vector<sockaddr_storage> receive_addresses_;
   std::vector<std::uint8_t> receive_control_;
@@ -74,7 +118,7 @@ class UdpSocket {
   std::vector<std::uint8_t> send_buffers_;
   std::vector<sockaddr_storage> send_addresses_;
   std::vector<std::uint8_t> send_control_;
-  std::vector<Endpoint> send_to_;
+  std::vector<Message> send_messages_;
   std::vector<iovec> send_iov_;
   std::vector<mmsghdr> send_headers_;
   std::size_t send_count_ = 0;
@@ -82,6 +126,8 @@ class UdpSocket {
   std::uint64_t send_errors_ = 0;
   std::uint64_t source_resets_ = 0;
   std::uint64_t receive_errors_ = 0;
+  std::uint64_t gso_messages_ = 0;
+  std::uint64_t gro_datagrams_ = 0;
 };
 
 }  // namespace knit::net

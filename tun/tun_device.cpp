@@ -4,6 +4,7 @@
 #include <linux/if_tun.h>
 #include <net/if.h>
 #include <sys/ioctl.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -67,7 +68,8 @@ void check_name(const std::string& name) {
 }
 
 // Opens one queue of the interface; returns the fd and sets name to the kernel's final name.
-int attach_queue(std::string& name, bool multi_queue, int queue, const std::string& shown_name) {
+int attach_queue(std::string& name, bool multi_queue, bool vnet_header, int queue,
+                 const std::string& shown_name) {
   const int fd = ::open(kClonePath, O_RDWR | O_NONBLOCK | O_CLOEXEC);
   if (fd < 0) {
     const int error = errno;
@@ -75,7 +77,8 @@ int attach_queue(std::string& name, bool multi_queue, int queue, const std::stri
                    {error, std::system_category()});
   }
   ifreq request{};
-  request.ifr_flags = static_cast<short>(IFF_TUN | IFF_NO_PI | (multi_queue ? IFF_MULTI_QUEUE : 0));
+  request.ifr_flags = static_cast<short>(IFF_TUN | IFF_NO_PI | (multi_queue ? IFF_MULTI_QUEUE : 0) |
+                                         (vnet_header ? IFF_VNET_HDR : 0));
   std::memcpy(request.ifr_name, name.data(), name.size());  // checked shorter than IFNAMSIZ
   if (::ioctl(fd, TUNSETIFF, &request) != 0) {
     const int error = errno;
@@ -87,6 +90,30 @@ int attach_queue(std::string& name, bool multi_queue, int queue, const std::stri
   }
   name.assign(request.ifr_name, ::strnlen(request.ifr_name, IFNAMSIZ));
   return fd;
+}
+
+// The offloads to ask for, most first: a kernel refuses the whole set (EINVAL) if one bit is
+// unknown to it (USO came with Linux 6.2).
+unsigned set_offloads(int fd) {
+  constexpr unsigned kTso = TUN_F_CSUM | TUN_F_TSO4 | TUN_F_TSO6;
+#ifdef TUN_F_USO4
+  constexpr unsigned kAll = kTso | TUN_F_USO4 | TUN_F_USO6;
+#else
+  constexpr unsigned kAll = kTso | 0x20 | 0x40;
+#endif
+  for (const unsigned flags : {kAll, kTso, unsigned{TUN_F_CSUM}}) {
+    if (::ioctl(fd, TUNSETOFFLOAD, static_cast<unsigned long>(flags)) == 0) return flags;
+  }
+  return 0;
+}
+
+bool kernel_has_vnet_header() {
+  const int fd = ::open(kClonePath, O_RDWR | O_CLOEXEC);
+  if (fd < 0) return false;
+  unsigned features = 0;
+  const bool ok = ::ioctl(fd, TUNGETFEATURES, &features) == 0 && (features & IFF_VNET_HDR) != 0;
+  ::close(fd);
+  return ok;
 }
 
 }  // namespace
@@ -106,10 +133,13 @@ TunDevice TunDevice::open(const Options& options) {
   std::string name = options.name;
   TunDevice device(name, {}, 0);
   device.fds_.reserve(static_cast<std::size_t>(options.queues));
+  device.vnet_header_ = options.offloads && kernel_has_vnet_header();
   for (int queue = 0; queue < options.queues; ++queue) {
-    device.fds_.push_back(attach_queue(name, multi_queue, queue, queue == 0 ? shown_name : name));
+    device.fds_.push_back(
+        attach_queue(name, multi_queue, device.vnet_header_, queue, queue == 0 ? shown_name : name));
     device.name_ = name;
   }
+  if (device.vnet_header_) device.offloads_ = set_offloads(device.fds_[0]);
   device.ifindex_ = static_cast<int>(::if_nametoindex(device.name_.c_str()));
   if (device.ifindex_ == 0) {
     const int error = errno;
@@ -119,7 +149,11 @@ TunDevice TunDevice::open(const Options& options) {
   return device;
 }
 
-TunDevice TunDevice::adopt(std::string name, int fd) { return TunDevice(std::move(name), {fd}, 0); }
+TunDevice TunDevice::adopt(std::string name, int fd, bool vnet_header) {
+  TunDevice device(std::move(name), {fd}, 0);
+  device.vnet_header_ = vnet_header;
+  return device;
+}
 
 TunDevice::TunDevice(std::string name, std::vector<int> fds, int ifindex)
     : name_(std::move(name)), fds_(std::move(fds)), ifindex_(ifindex) {}
@@ -127,7 +161,9 @@ TunDevice::TunDevice(std::string name, std::vector<int> fds, int ifindex)
 TunDevice::TunDevice(TunDevice&& other) noexcept
     : name_(std::move(other.name_)),
       fds_(std::exchange(other.fds_, {})),
-      ifindex_(std::exchange(other.ifindex_, 0)) {}
+      ifindex_(std::exchange(other.ifindex_, 0)),
+      vnet_header_(std::exchange(other.vnet_header_, false)),
+      offloads_(std::exchange(other.offloads_, 0)) {}
 
 TunDevice& TunDevice::operator=(TunDevice&& other) noexcept {
   if (this != &other) {
@@ -135,6 +171,8 @@ TunDevice& TunDevice::operator=(TunDevice&& other) noexcept {
     name_ = std::move(other.name_);
     fds_ = std::exchange(other.fds_, {});
     ifindex_ = std::exchange(other.ifindex_, 0);
+    vnet_header_ = std::exchange(other.vnet_header_, false);
+    offloads_ = std::exchange(other.offloads_, 0);
   }
   return *this;
 }
@@ -169,6 +207,19 @@ bool TunDevice::write(int queue, std::span<const std::uint8_t> packet) {
   for (;;) {
     const auto n = ::write(descriptor, packet.data(), packet.size());
     if (n >= 0) return static_cast<std::size_t>(n) == packet.size();
+    if (errno != EINTR) return false;
+  }
+}
+
+bool TunDevice::write(int queue, std::span<const std::uint8_t> header,
+                      std::span<const std::uint8_t> packet) {
+  const int descriptor = fd(queue);
+  if (descriptor < 0) return false;
+  iovec parts[2] = {{const_cast<std::uint8_t*>(header.data()), header.size()},
+                    {const_cast<std::uint8_t*>(packet.data()), packet.size()}};
+  for (;;) {
+    const auto n = ::writev(descriptor, parts, 2);
+    if (n >= 0) return static_cast<std::size_t>(n) == header.size() + packet.size();
     if (errno != EINTR) return false;
   }
 }

@@ -970,3 +970,30 @@ lab__check_initiator() {
     || lab_fail "$cap: the first handshake response was not from $second ($sul.$sport) to $first ($ful.$fport); got: $lines"
   lab_pass "$cap: $first (${LAB_WG_IMPL[$first]}) initiated the handshake, $second (${LAB_WG_IMPL[$second]}) responded"
 }
+
+# lab_check_offloads — stops the knitd daemons still running (SIGTERM, checked as lab_wg_stop
+# does), then every knitd log of this lab must say which offload mode it ran in: "off" when
+# KNIT_OFFLOADS=off, else "on"; with offloads on, the knitd daemons together split
+# super-packets read from their TUNs and coalesced segments before writing them (the counters
+# of their shutdown lines); with offloads off, neither.
+lab_check_offloads() {
+  local want=on log split=0 merged=0 n=0 v ifn
+  [[ "${KNIT_OFFLOADS:-}" == off ]] && want=off
+  for ifn in "${!LAB_WG_PID[@]}"; do
+    [[ "${LAB_WG_REAL[$ifn]:-}" == knitd ]] && lab_wg_stop "$ifn"
+  done
+  for log in "$LAB_DIR"/logs/knitd-*.log; do
+    [[ -e "$log" ]] || continue
+    n=$((n + 1))
+    grep -q "TUN offloads $want" "$log" || lab_fail "$log: expected 'TUN offloads $want': $(grep -m1 'TUN offloads' "$log" || true)"
+    v=$(grep -o 'tun_super_packets=[0-9]*' "$log" | tail -n1 | cut -d= -f2 || true); split=$((split + ${v:-0}))
+    v=$(grep -o 'tun_coalesced=[0-9]*' "$log" | tail -n1 | cut -d= -f2 || true); merged=$((merged + ${v:-0}))
+  done
+  (( n > 0 )) || lab_fail "no knitd log found in $LAB_DIR/logs"
+  if [[ "$want" == on ]]; then
+    (( split > 0 && merged > 0 )) || lab_fail "offloads on, but knitd split $split super-packets and coalesced $merged segments"
+  else
+    (( split == 0 && merged == 0 )) || lab_fail "offloads forced off, but knitd split $split super-packets and coalesced $merged segments"
+  fi
+  lab_log "offloads $want: knitd split $split super-packets, coalesced $merged segments ($n logs)"
+}

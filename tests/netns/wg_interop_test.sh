@@ -17,4 +17,8 @@ set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/../lab/lib.sh"
 lab_init
 lab_pair_suite knitd wggo "${LAB_MB:-50}"
+# The offload mode each knitd ran in, from its own log: forced off by KNIT_OFFLOADS=off (the
+# netns_*_no_offloads tests), else on, and then the transfers went through super-packets (TSO
+# reads split, segments coalesced before TUN writes; the counters of the shutdown line).
+lab_check_offloads
 lab_step "PASS: knitd <-> wireguard-go interop"

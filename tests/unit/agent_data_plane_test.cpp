@@ -36,10 +36,10 @@ class FakeTransport final : public wg::Transport {
 
 // One plane and the test's end of its TUN.
 struct Side {
-  explicit Side(asio::io_context& io, const char* name) {
+  explicit Side(asio::io_context& io, const char* name, bool vnet_header = false) {
     int fds[2];
     if (::socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, fds) != 0) throw std::runtime_error("socketpair");
-    tun = std::make_unique<tun::TunDevice>(tun::TunDevice::adopt(name, fds[0]));
+    tun = std::make_unique<tun::TunDevice>(tun::TunDevice::adopt(name, fds[0], vnet_header));
     wire = fds[1];
     plane = std::make_unique<DataPlane>(io, *tun, transport, 1420);
   }
@@ -49,7 +49,7 @@ struct Side {
   }
   void write_packet(const Bytes& p) const { ASSERT_EQ(::write(wire, p.data(), p.size()), static_cast<ssize_t>(p.size())); }
   std::optional<Bytes> read_packet() const {
-    Bytes b(2048);
+    Bytes b(70000);
     const auto n = ::read(wire, b.data(), b.size());
     if (n <= 0) return std::nullopt;
     b.resize(static_cast<std::size_t>(n));
@@ -90,7 +90,8 @@ constexpr std::uint32_t kA = 0x0a000001, kB = 0x0a000002;
 
 class DataPlaneTest : public ::testing::Test {
  protected:
-  DataPlaneTest() : a_(io_, "fake-a"), b_(io_, "fake-b") {
+  explicit DataPlaneTest(bool vnet_header = false)
+      : a_(io_, "fake-a", vnet_header), b_(io_, "fake-b", vnet_header) {
     SeededRandom keys(5);
     const wg::PrivateKey ka = wg::crypto::generate_private_key(keys);
     const wg::PrivateKey kb = wg::crypto::generate_private_key(keys);
@@ -116,12 +117,21 @@ class DataPlaneTest : public ::testing::Test {
     io_.restart();
     io_.run_for(20ms);
   }
-  // Carries what each side's transport queued to the other side, until both are quiet.
-  void carry() {
+  // Carries what each side's transport queued to the other side, until both are quiet; with
+  // batched, all of a side's datagrams in one batch (as one recvmmsg would hand them over).
+  void carry(bool batched = false) {
     for (int i = 0; i < 20; ++i) {
       run();
       bool moved = false;
       for (auto [from, to, addr] : {std::tuple{&a_, &b_, "192.0.2.1:51820"}, std::tuple{&b_, &a_, "192.0.2.2:51820"}}) {
+        if (batched && !from->transport.queued.empty()) {
+          std::deque<Bytes> all = std::move(from->transport.queued);
+          from->transport.queued.clear();
+          std::vector<ReceivedDatagram> batch;
+          for (Bytes& d : all) batch.push_back({*Endpoint::parse(addr), MutableByteSpan(d)});
+          to->plane->on_wireguard(DataPlane::now(), batch);
+          moved = true;
+        }
         while (!from->transport.queued.empty()) {
           Bytes d = std::move(from->transport.queued.front());
           from->transport.queued.pop_front();
@@ -182,6 +192,101 @@ TEST_F(DataPlaneTest, PacketsForNoPeerAreCountedNotSent) {
   run();
   EXPECT_TRUE(a_.transport.queued.empty());
   EXPECT_EQ(a_.plane->device().stats().tx_no_route, 1u);
+}
+
+// ---------------------------------------------------------------- offloads
+
+class DataPlaneOffloadTest : public DataPlaneTest {
+ protected:
+  DataPlaneOffloadTest() : DataPlaneTest(true) {}
+};
+
+// An IPv4 TCP super-packet of `segments` x 1000 bytes from A to B, as a TSO-capable TUN hands
+// it over: virtio header first, the TCP checksum holding only the pseudo-header sum.
+Bytes tso_read(int segments) {
+  const std::size_t size = 40 + 1000 * static_cast<std::size_t>(segments);
+  Bytes p(tun::kVirtioNetHeaderSize + size, 0);
+  tun::VirtioNetHeader h;
+  h.flags = tun::VirtioNetHeader::kNeedsCsum;
+  h.gso_type = tun::VirtioNetHeader::kGsoTcpV4;
+  h.gso_size = 1000;
+  h.hdr_len = 40;
+  h.csum_start = 20;
+  h.csum_offset = 16;
+  h.write(p.data());
+  std::uint8_t* ip = p.data() + tun::kVirtioNetHeaderSize;
+  ip[0] = 0x45;
+  store_be16(ip + 2, static_cast<std::uint16_t>(size));
+  store_be16(ip + 4, 7);
+  store_be16(ip + 6, 0x4000);
+  ip[8] = 64;
+  ip[9] = 6;
+  store_be32(ip + 12, kA);
+  store_be32(ip + 16, kB);
+  store_be16(ip + 10, static_cast<std::uint16_t>(~tun::checksum_fold(tun::checksum_add({ip, 20}))));
+  std::uint8_t* t = ip + 20;
+  store_be16(t, 40000);
+  store_be16(t + 2, 5201);
+  store_be32(t + 4, 1000);
+  store_be32(t + 8, 1);
+  t[12] = 5 << 4;
+  t[13] = 0x18;  // ACK | PSH
+  store_be16(t + 14, 500);
+  for (std::size_t i = 40; i < size; ++i) ip[i] = static_cast<std::uint8_t>(i * 7);
+  store_be16(t + 16, tun::checksum_fold(tun::pseudo_header_sum({ip + 12, 4}, {ip + 16, 4}, 6,
+                                                                static_cast<std::uint32_t>(size - 20))));
+  return p;
+}
+
+std::vector<Bytes> split(ByteSpan with_header) {
+  tun::Segmenter s;
+  std::vector<Bytes> out;
+  const auto h = tun::VirtioNetHeader::parse(with_header.data());
+  if (s.start(h, with_header.subspan(tun::kVirtioNetHeaderSize)) != tun::OffloadError::ok) return out;
+  Bytes buffer(70000);
+  while (const std::size_t n = s.next(buffer)) out.emplace_back(buffer.begin(), buffer.begin() + static_cast<std::ptrdiff_t>(n));
+  return out;
+}
+
+TEST_F(DataPlaneOffloadTest, ASuperPacketIsSplitSealedPerSegmentAndCoalescedAgain) {
+  // A first packet makes the handshake; its datagrams are carried one by one.
+  Bytes first(tun::kVirtioNetHeaderSize, 0);
+  const Bytes hello = udp_packet(kA, kB, 0x61);
+  first.insert(first.end(), hello.begin(), hello.end());
+  a_.write_packet(first);
+  carry();
+  auto got = b_.read_packet();
+  ASSERT_TRUE(got);
+  EXPECT_EQ(*got, first) << "a packet without offload work keeps a zero header";
+
+  const Bytes super = tso_read(5);
+  a_.write_packet(super);
+  run();
+  EXPECT_EQ(a_.transport.queued.size(), 5u) << "one datagram per segment";
+  EXPECT_EQ(a_.plane->tun_super_packets(), 1u);
+  carry(/*batched=*/true);
+  got = b_.read_packet();
+  ASSERT_TRUE(got);
+  const auto h = tun::VirtioNetHeader::parse(got->data());
+  EXPECT_EQ(h.gso_type, tun::VirtioNetHeader::kGsoTcpV4) << "the five segments went to the TUN as one";
+  EXPECT_EQ(h.gso_size, 1000);
+  EXPECT_EQ(got->size(), super.size());
+  const std::vector<Bytes> sent = split(super), received = split(*got);
+  ASSERT_EQ(sent.size(), 5u);
+  EXPECT_EQ(received, sent) << "the same segments, checksums and all";
+  EXPECT_FALSE(b_.read_packet());
+  EXPECT_EQ(b_.plane->coalescer_stats().packets_merged, 4u);
+  EXPECT_EQ(a_.plane->tun_offload_errors() + b_.plane->tun_offload_errors(), 0u);
+}
+
+TEST_F(DataPlaneOffloadTest, AMalformedSuperPacketIsCountedAndDropped) {
+  Bytes bad = tso_read(3);
+  bad[tun::kVirtioNetHeaderSize] = 0x47;  // IHL 7: the TCP header moves past what is there
+  bad.resize(tun::kVirtioNetHeaderSize + 24);
+  a_.write_packet(bad);
+  run();
+  EXPECT_EQ(a_.plane->tun_offload_errors(), 1u);
+  EXPECT_TRUE(a_.transport.queued.empty());
 }
 
 }  // namespace
