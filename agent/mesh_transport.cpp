@@ -3,11 +3,17 @@
 #include <chrono>
 
 #include "base/log.hpp"
+#include "wg/constants.hpp"
 
 namespace knit::agent {
 
 namespace {
 constexpr const char* kLog = "paths";
+
+// A WireGuard handshake initiation (type 1, three reserved zero bytes, 148 bytes).
+bool is_initiation(ByteSpan d) {
+  return d.size() == wg::kInitiationSize && d[0] == 1 && d[1] == 0 && d[2] == 0 && d[3] == 0;
+}
 
 std::uint64_t wall_nanoseconds() {
   return static_cast<std::uint64_t>(std::chrono::duration_cast<std::chrono::nanoseconds>(
@@ -83,6 +89,8 @@ void MeshTransport::network_changed() {
 
 void MeshTransport::set_relay_available(bool available) {
   paths_.set_relay_available(clock_(), available);
+  // Admitted at last: what we sent while the relay refused us never left.
+  if (available) resend_initiations();
   flush();
 }
 
@@ -98,6 +106,7 @@ void MeshTransport::send(const wg::Peer& peer, std::span<const ByteSpan> datagra
   for (ByteSpan datagram : datagrams) {
     ++traffic_.tx_packets[kind];
     traffic_.tx_bytes[kind] += datagram.size();
+    if (is_initiation(datagram)) note_initiation(peer.public_key, route->kind, datagram);
   }
   switch (route->kind) {
     case punch::PathKind::direct:
@@ -157,8 +166,12 @@ void MeshTransport::on_relay_packet(const wg::PublicKey& from, MutableByteSpan p
   switch (classify_datagram(packet)) {
     case DatagramKind::disco:
       paths_.handle_disco(clock_(), punch::DiscoSource::relay(from), packet);
+      // The peer is at the relay now; it may not have been when our initiation went there.
+      resend_initiation(from, false);
       break;
     case DatagramKind::wireguard:
+      // Its answer to our initiation: nothing left to resend.
+      if (!packet.empty() && packet[0] == 2) initiations_.erase(from);
       // The core hears it from the peer's stand-in endpoint, so a cookie reply (the only thing
       // the core sends to a source rather than to a peer) comes back through the relay.
       if (manages(from)) deliver(virtual_.assign(from), packet);
@@ -211,6 +224,7 @@ void MeshTransport::drain() {
         break;
       case punch::ActionKind::path_changed: {
         const punch::PathInfo p = path_of(a.peer);
+        if (p.kind != punch::PathKind::none) resend_initiation(a.peer, true);
         auto it = names_.find(a.peer);
         log(LogLevel::info, kLog, it != names_.end() ? it->second : std::string("?"), ": ",
             punch::to_string(p.kind), p.kind == punch::PathKind::direct ? " " + p.endpoint.to_string() : std::string());
@@ -219,6 +233,50 @@ void MeshTransport::drain() {
     }
   }
   draining_ = false;
+}
+
+// ---------------------------------------------------------------- the first packet
+
+void MeshTransport::note_initiation(const wg::PublicKey& peer, punch::PathKind kind, ByteSpan datagram) {
+  PendingInitiation& p = initiations_[peer];
+  p.bytes.assign(datagram.begin(), datagram.end());
+  p.sent = clock_();
+  // Dropped (no relay, no endpoint) or sent to a published endpoint nothing has proven.
+  p.lost = kind == punch::PathKind::none;
+  p.resent = false;
+  // Bounded by the mesh's peers; forget the stale ones as we go.
+  if (initiations_.size() > names_.size() + 1)
+    std::erase_if(initiations_, [&](const auto& e) { return p.sent - e.second.sent > wg::kRekeyTimeout; });
+}
+
+void MeshTransport::resend_initiation(const wg::PublicKey& peer, bool only_if_lost) {
+  auto it = initiations_.find(peer);
+  if (it == initiations_.end()) return;
+  PendingInitiation& p = it->second;
+  const Instant now = clock_();
+  // After REKEY_TIMEOUT WireGuard sends a fresh one itself.
+  if (p.resent || now - p.sent >= wg::kRekeyTimeout || (only_if_lost && !p.lost)) return;
+  const punch::PathInfo route = paths_.path(peer, now);
+  switch (route.kind) {
+    case punch::PathKind::direct:
+      if (route.socket == punch::kMainSocket) udp_.send_to(route.endpoint, p.bytes);
+      else probes_.send(route.socket, route.endpoint, p.bytes);
+      break;
+    case punch::PathKind::relay:
+      if (!relay_.send(peer, p.bytes)) return;
+      break;
+    case punch::PathKind::none:
+      return;
+  }
+  p.resent = true;
+  ++traffic_.initiations_resent;
+}
+
+void MeshTransport::resend_initiations() {
+  std::vector<wg::PublicKey> lost;
+  for (const auto& [key, p] : initiations_)
+    if (p.lost) lost.push_back(key);
+  for (const auto& key : lost) resend_initiation(key, true);
 }
 
 void MeshTransport::on_timer() {

@@ -103,6 +103,13 @@ inline constexpr Duration kProbeSocketLifetime = std::chrono::seconds(30);
 // that keeps failing (a NAT we misjudged) never looks like a port scan.
 inline constexpr Duration kPredictRetryMin = std::chrono::seconds(10);
 inline constexpr Duration kPredictRetryMax = std::chrono::minutes(5);
+// Predictions for several peers run at once (a hard node with several easy peers used to wait
+// ~20 s per peer in line). The hard side holds kProbeSockets sockets per prediction, so two at
+// once (512 descriptors, well inside the usual 1024 soft limit with the rest of knitd); the easy
+// side only sprays from its main socket, three at once (3 x kSprayRate leaves a quarter of the global bucket for ordinary probes). Whatever runs, every probe still passes
+// the global bucket (kGlobalDiscoRate): concurrency shares the rate, never raises it.
+inline constexpr std::size_t kMaxPredictionsHard = 2;
+inline constexpr std::size_t kMaxPredictionsEasy = 3;
 // A winning probe socket whose path has been out of use this long is closed.
 inline constexpr Duration kProbeSocketLinger = std::chrono::seconds(60);
 

@@ -189,6 +189,8 @@ void PathManager::set_local_candidates(Instant now, const LocalCandidates& candi
   if (c == local_) return;
   local_ = c;
   ++local_epoch_;
+  evidence_.set_stun(c.reflexive);
+  observed_varies_ = evidence_.varies(now);
   // Every peer must hear our new candidates, and may now reach us on paths it could not.
   for (auto& [key, peer] : peers_) {
     // The call-me-maybe goes now even if a full probe just went out (after network_changed,
@@ -202,6 +204,10 @@ void PathManager::set_local_candidates(Instant now, const LocalCandidates& candi
 
 void PathManager::network_changed(Instant now) {
   ++local_epoch_;
+  // Another network, another NAT: what peers saw of the old one says nothing.
+  evidence_.clear();
+  evidence_.set_stun(local_.reflexive);
+  observed_varies_ = false;
   for (auto& [key, peer] : peers_) {
     end_prediction(now, *peer, std::nullopt);
     for (SocketId s : peer->kept_sockets) close_socket(s);
@@ -371,6 +377,23 @@ void PathManager::handle_ping(Instant now, Peer& peer, const DiscoSource& source
     send_ping(now, peer, *i, SendPurpose::ping_back);
 }
 
+void PathManager::note_observed(Instant now, const Endpoint& to, const Endpoint& observed) {
+  evidence_.add(now, to, observed);
+  ++stats_.mapping_observations;
+  const bool varies = evidence_.varies(now);
+  if (varies == observed_varies_) return;
+  observed_varies_ = varies;
+  // We turned out to be hard: every peer must hear it (call-me-maybe carries it) and may now
+  // need port prediction.
+  // Serviced from on_timers, not from inside this pong's handling.
+  ++local_epoch_;
+  for (auto& [key, peer] : peers_) {
+    if (!peer->full_probe_at) peer->full_probe_at = now;
+    peer->reprobe_backoff = kReprobeMin;
+  }
+  lower_deadline(now);
+}
+
 DiscoError PathManager::handle_pong(Instant now, Peer& peer, const DiscoSource& source,
                                     const DiscoPong& pong) {
   if (source.via != DiscoSource::Via::udp) return DiscoError::unexpected_pong;
@@ -417,6 +440,8 @@ DiscoError PathManager::handle_pong(Instant now, Peer& peer, const DiscoSource& 
   c.last_pong = now;
   c.rtt = rtt;
   const SocketId socket = c.socket;
+  // Only the main socket's mapping is ours to judge (probe sockets are prediction's own).
+  if (socket == kMainSocket) note_observed(now, c.endpoint, pong.observed);
   if (socket != kMainSocket && pr.role == Prediction::Role::hard) {
     ++stats_.prediction_hits;
     end_prediction(now, peer, socket);

@@ -63,6 +63,7 @@
 #include "base/random.hpp"
 #include "base/time.hpp"
 #include "punch/path/disco.hpp"
+#include "punch/path/mapping_evidence.hpp"
 #include "punch/path/rate.hpp"
 
 namespace knit::punch {
@@ -158,6 +159,7 @@ struct PathStats {
   std::uint64_t predictions_started = 0;
   std::uint64_t prediction_hits = 0;
   std::uint64_t candidates_refused = 0; // a peer's candidate table was full
+  std::uint64_t mapping_observations = 0; // pongs whose observed source fed MappingEvidence
   std::uint64_t drops_of(DiscoError e) const { return drops[static_cast<std::size_t>(e)]; }
 };
 
@@ -213,6 +215,11 @@ class PathManager {
   const PathStats& stats() const { return stats_; }
   std::size_t peer_count() const { return peers_.size(); }
   std::size_t open_probe_sockets() const { return open_probe_sockets_; }
+  // Our NAT maps per destination, as peers' pongs on direct paths show (mapping_evidence.hpp),
+  // whatever STUN said. Counts as "hard" like LocalCandidates::mapping_varies.
+  bool observed_mapping_varies() const { return observed_varies_; }
+  // mapping_varies from STUN or from the peers' pongs, and no port mapping: we are "hard".
+  bool hard() const { return my_hard(); }
 
   struct Peer;  // path_peer.hpp
 
@@ -229,6 +236,7 @@ class PathManager {
   void reselect(Instant now, Peer& peer);
   void report_path(Instant now, Peer& peer);
   void lower_deadline(std::optional<Instant> t);
+  void note_observed(Instant now, const Endpoint& to, const Endpoint& observed);
 
   // path_probe.cpp: what to send when
   void service(Instant now, Peer& peer);
@@ -255,11 +263,16 @@ class PathManager {
   std::unordered_map<DiscoKey, NodeKey, wg::KeyHash> by_disco_;
   LocalCandidates local_;
   std::uint64_t local_epoch_;
+  MappingEvidence evidence_;
+  bool observed_varies_ = false;
   bool relay_available_ = false;
   TokenBucket global_bucket_;
   SocketId next_socket_ = 1;
   std::size_t open_probe_sockets_ = 0;
-  bool prediction_running_ = false;  // at most one at a time (256 sockets, 100 probes/s)
+  // Predictions under way, by our role: several at once (constants.hpp, kMaxPredictions*),
+  // every probe still inside the global bucket.
+  std::size_t predictions_easy_ = 0;
+  std::size_t predictions_hard_ = 0;
 
   std::vector<PathAction> actions_;
   std::optional<Instant> next_deadline_;

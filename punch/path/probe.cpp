@@ -22,7 +22,7 @@ TxId PathManager::new_tx() {
   return tx;
 }
 
-bool PathManager::my_hard() const { return local_.mapping_varies && !local_.portmapped; }
+bool PathManager::my_hard() const { return (local_.mapping_varies || observed_varies_) && !local_.portmapped; }
 
 void PathManager::service(Instant now, Peer& peer) {
   // Unanswered pings are forgotten; a pong after this is unexpected.
@@ -214,8 +214,9 @@ void PathManager::maybe_start_prediction(Instant now, Peer& peer) {
     peer.predict_at = peer.predict_retry_at;
     return;
   }
-  if (prediction_running_) {
-    peer.predict_at = now + kPredictStartDelay;  // one at a time: wait for our turn
+  if ((hard && predictions_hard_ >= kMaxPredictionsHard) ||
+      (!hard && predictions_easy_ >= kMaxPredictionsEasy)) {
+    peer.predict_at = now + kPredictStartDelay;  // all slots taken: wait for our turn
     return;
   }
   // The easy side aims at the hard side's public address; the hard side at the easy side's
@@ -262,7 +263,7 @@ void PathManager::maybe_start_prediction(Instant now, Peer& peer) {
                   kSprayRate +
               kPingTimeout;
   }
-  prediction_running_ = true;
+  ++(hard ? predictions_hard_ : predictions_easy_);
   ++stats_.predictions_started;
 }
 
@@ -327,8 +328,9 @@ void PathManager::end_prediction(Instant, Peer& peer, std::optional<SocketId> ke
                                                 p.socket) == peer.kept_sockets.end();
   });
   peer.best = best_key ? peer.find(best_key->first, best_key->second) : std::nullopt;
+  std::size_t& running = pr.role == Prediction::Role::hard ? predictions_hard_ : predictions_easy_;
+  if (running > 0) --running;
   pr = Prediction{};
-  prediction_running_ = false;
 }
 
 void PathManager::close_socket(SocketId socket) {
