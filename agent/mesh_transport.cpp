@@ -210,7 +210,8 @@ void MeshTransport::drain() {
   for (punch::PathAction& a : paths_.take_actions()) {
     switch (a.kind) {
       case punch::ActionKind::send_udp:
-        if (a.socket == punch::kMainSocket) udp_.send_to(a.endpoint, a.bytes);
+        if (a.socket == punch::kMainSocket && a.ttl != 0) udp_.send_with_ttl(a.endpoint, a.bytes, a.ttl);
+        else if (a.socket == punch::kMainSocket) udp_.send_to(a.endpoint, a.bytes);
         else probes_.send(a.socket, a.endpoint, a.bytes);
         break;
       case punch::ActionKind::send_relay:

@@ -51,6 +51,15 @@ inline constexpr Duration kMinFullProbeSpacing = std::chrono::seconds(1);
 // often per candidate (simultaneous open: both sides need a pong).
 inline constexpr Duration kPingBackSpacing = std::chrono::milliseconds(500);
 
+// Openers (manager.hpp, "who sends first"): TTL 2 leaves our host and our router (one hop) and
+// expires at the next router, long before the peer's. A carrier NAT behind ours is not opened
+// by it (two NATs are three hops); carrier NATs firewall their own address in practice.
+inline constexpr std::uint8_t kOpenerTtl = 2;
+// Full pings follow the openers when the peer's call-me-maybe arrives, else after this long (a
+// peer that cannot hear the relay). Long enough for a relay round trip and the coordinator's
+// delta to reach a peer that did not know us yet.
+inline constexpr Duration kOpenerFallback = std::chrono::seconds(2);
+
 // --- Rate bounds (token buckets) ------------------------------------------------------------
 // Per peer: ordinary pings (full probes, heartbeats, ping-backs). A full probe of every
 // candidate must fit in one burst.

@@ -497,6 +497,8 @@ DiscoError PathManager::handle_call_me_maybe(Instant now, Peer& peer, const Call
     if (c.last_ping && now - *c.last_ping < kPingBackSpacing) continue;
     send_ping(now, peer, i, SendPurpose::probe);
   }
+  // Its openers have left: ours wait no longer (probe.cpp, who sends first).
+  send_deferred_pings(now, peer);
   // The sender may not know our candidates or NAT yet (it may be the only side sending data).
   if (peer.cmm_epoch_sent != local_epoch_ || !peer.last_cmm_sent ||
       now - *peer.last_cmm_sent >= kReprobeMin)

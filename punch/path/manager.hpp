@@ -26,6 +26,14 @@
 //    pongs it loses trust after kPathTrust and traffic moves to the relay; an active peer on
 //    the relay is fully re-probed every 5..60 s (backing off), and every peer at once after
 //    network_changed().
+//  * Who sends first (routers without a WAN firewall): a full probe with the relay up sends
+//    each public candidate an "opener" — a ping with TTL kOpenerTtl that opens our own NAT's
+//    mapping and dies before the peer's router — and the call-me-maybe; the full pings follow
+//    when the peer's call-me-maybe arrives (it has sent its openers by then) or after
+//    kOpenerFallback. So no probe reaches a router before the flow it answers exists there:
+//    on a Linux router without an input firewall such a probe creates a conntrack entry that
+//    takes the port, masquerade gives the local flow another one, and every later probe
+//    refreshes that entry (the path never opens). LAN candidates are pinged at once.
 //  * Easy <-> hard pairs: port prediction (predict.hpp) once plain probing has had
 //    kPredictStartDelay; hard <-> hard: relay.
 //  * Rate bounds: per-peer and global token buckets (path_rate.hpp); prediction is paced.
@@ -124,6 +132,7 @@ enum class SendPurpose : std::uint8_t {
   call_me_maybe,
   spray,          // prediction, easy side: ping to a random port
   socket_round,   // prediction, hard side: ping from a probe socket
+  opener,         // a ping with a short TTL: opens our own NAT, dies before the peer's router
 };
 
 struct PathAction {
@@ -133,6 +142,7 @@ struct PathAction {
   Endpoint endpoint;
   NodeKey peer{};
   Bytes bytes;
+  std::uint8_t ttl = 0;  // send_udp: the IP TTL / hop limit to use; 0: the socket's default
 };
 
 // This node's own candidates (from the interfaces, STUN and port mapping).
@@ -160,6 +170,7 @@ struct PathStats {
   std::uint64_t prediction_hits = 0;
   std::uint64_t candidates_refused = 0; // a peer's candidate table was full
   std::uint64_t mapping_observations = 0; // pongs whose observed source fed MappingEvidence
+  std::uint64_t openers_sent = 0;         // short-TTL pings ahead of a full probe
   std::uint64_t drops_of(DiscoError e) const { return drops[static_cast<std::size_t>(e)]; }
 };
 
@@ -242,6 +253,8 @@ class PathManager {
   void service(Instant now, Peer& peer);
   void full_probe(Instant now, Peer& peer);
   bool send_ping(Instant now, Peer& peer, std::size_t candidate, SendPurpose purpose);
+  bool send_opener(Instant now, Peer& peer, std::size_t candidate);
+  void send_deferred_pings(Instant now, Peer& peer);
   bool send_call_me_maybe(Instant now, Peer& peer);
   bool send_disco_udp(Instant now, Peer& peer, SocketId socket, const Endpoint& to,
                       const DiscoMessage& message, SendPurpose purpose, bool bypass_global);

@@ -54,6 +54,9 @@ void PathManager::service(Instant now, Peer& peer) {
     }
   }
 
+  // The peer never answered our call-me-maybe: the full pings go anyway.
+  if (peer.deferred_pings_at && now >= *peer.deferred_pings_at) send_deferred_pings(now, peer);
+
   // Heartbeat on the chosen path while in use: keeps NAT mappings open and trust fresh.
   if (active && peer.direct(now)) {
     const Candidate& c = peer.candidates[*peer.best];
@@ -98,6 +101,7 @@ std::optional<Instant> PathManager::peer_wake(Instant now, const Peer& peer) con
     if (active) earliest(w, c.last_ping ? *c.last_ping + kHeartbeatInterval : now);
   }
   earliest(w, peer.full_probe_at);
+  earliest(w, peer.deferred_pings_at);
   if (active && peer.last_full_probe)
     earliest(w, *peer.last_full_probe + (peer.direct(now) ? kUpgradeInterval : peer.reprobe_backoff));
   earliest(w, peer.predict_at);
@@ -124,8 +128,20 @@ void PathManager::full_probe(Instant now, Peer& peer) {
   }
   peer.last_full_probe = now;
   peer.full_probe_at.reset();
-  send_call_me_maybe(now, peer);
-  for (std::size_t i = 0; i < peer.candidates.size(); ++i) send_ping(now, peer, i, SendPurpose::probe);
+  // Who sends first (manager.hpp): with the call-me-maybe on its way, public candidates get an
+  // opener now and the full ping when the peer has opened its side.
+  const bool open_first = send_call_me_maybe(now, peer);
+  bool deferred = false;
+  for (std::size_t i = 0; i < peer.candidates.size(); ++i) {
+    const Candidate& c = peer.candidates[i];
+    if (open_first && c.socket == kMainSocket && !c.lan && !c.trusted(now)) {
+      send_opener(now, peer, i);
+      deferred = true;
+    } else {
+      send_ping(now, peer, i, SendPurpose::probe);
+    }
+  }
+  if (deferred) peer.deferred_pings_at = now + kOpenerFallback;
   // Prediction needs the peer's facts; if they are known and no path turns up, try it.
   if (peer.remote_facts && !peer.predict_at && peer.prediction.role == Prediction::Role::none &&
       !peer.direct(now))
@@ -169,6 +185,33 @@ bool PathManager::send_ping(Instant now, Peer& peer, std::size_t index, SendPurp
   peer.pings.push_back(OutstandingPing{m.ping.tx_id, c.socket, c.endpoint, now});
   ++stats_.pings_sent;
   return true;
+}
+
+bool PathManager::send_opener(Instant now, Peer& peer, std::size_t index) {
+  Candidate& c = peer.candidates[index];
+  DiscoMessage m;
+  m.type = DiscoType::ping;
+  m.ping.tx_id = new_tx();
+  m.ping.node_key = self_node_key_;
+  if (!send_disco_udp(now, peer, c.socket, c.endpoint, m, SendPurpose::opener, false)) return false;
+  actions_.back().ttl = kOpenerTtl;
+  // If a path is short enough for it to arrive after all, its pong is a proof like any other.
+  // c.last_ping stays: the full ping must not wait for kPingBackSpacing.
+  if (peer.pings.size() >= kMaxOutstandingPings) peer.pings.erase(peer.pings.begin());
+  peer.pings.push_back(OutstandingPing{m.ping.tx_id, c.socket, c.endpoint, now});
+  ++stats_.openers_sent;
+  return true;
+}
+
+void PathManager::send_deferred_pings(Instant now, Peer& peer) {
+  if (!peer.deferred_pings_at) return;
+  peer.deferred_pings_at.reset();
+  for (std::size_t i = 0; i < peer.candidates.size(); ++i) {
+    const Candidate& c = peer.candidates[i];
+    if (c.socket != kMainSocket || c.lan || c.trusted(now)) continue;
+    if (c.last_ping && now - *c.last_ping < kPingBackSpacing) continue;
+    send_ping(now, peer, i, SendPurpose::probe);
+  }
 }
 
 bool PathManager::send_call_me_maybe(Instant now, Peer& peer) {
