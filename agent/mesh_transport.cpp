@@ -212,7 +212,7 @@ void MeshTransport::drain() {
       case punch::ActionKind::send_udp:
         if (a.socket == punch::kMainSocket && a.ttl != 0) udp_.send_with_ttl(a.endpoint, a.bytes, a.ttl);
         else if (a.socket == punch::kMainSocket) udp_.send_to(a.endpoint, a.bytes);
-        else probes_.send(a.socket, a.endpoint, a.bytes);
+        else probes_.send(a.socket, a.endpoint, a.bytes, a.ttl);
         break;
       case punch::ActionKind::send_relay:
         relay_.send(a.peer, a.bytes);

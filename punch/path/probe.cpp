@@ -131,11 +131,16 @@ void PathManager::full_probe(Instant now, Peer& peer) {
   // Who sends first (manager.hpp): with the call-me-maybe on its way, public candidates get an
   // opener now and the full ping when the peer has opened its side.
   const bool open_first = send_call_me_maybe(now, peer);
+  // A host without a NAT has nothing to open (and a TTL of 2 could reach a router 2 hops away);
+  // it still lets the peer send first.
+  const bool behind_nat =
+      !local_.reflexive || std::none_of(local_.local.begin(), local_.local.end(),
+                                        [&](const Endpoint& e) { return e.same_remote(*local_.reflexive); });
   bool deferred = false;
   for (std::size_t i = 0; i < peer.candidates.size(); ++i) {
     const Candidate& c = peer.candidates[i];
     if (open_first && c.socket == kMainSocket && !c.lan && !c.trusted(now)) {
-      send_opener(now, peer, i);
+      if (behind_nat) send_opener(now, peer, i);
       deferred = true;
     } else {
       send_ping(now, peer, i, SendPurpose::probe);
@@ -342,6 +347,11 @@ void PathManager::advance_prediction(Instant now, Peer& peer) {
     if (auto k = pr.round->next(now)) {
       if (send_disco_udp(now, peer, pr.sockets[*k], pr.easy_endpoint, m, SendPurpose::socket_round,
                          false)) {
+        // Opens our mapping and filter for the easy endpoint and goes no further: reaching an
+        // easy side behind a router without a WAN firewall, it would take (its port, this
+        // mapping) there, and the spray ping that finds this mapping would leave from another
+        // port (manager.hpp, who sends first). The easy side's spray finds it instead.
+        actions_.back().ttl = kOpenerTtl;
         pr.round_sent[*k] = now;
         ++stats_.socket_round_pings_sent;
       }

@@ -289,6 +289,48 @@ TEST(PunchSim, NatGridOneRelayWithAndWithoutFirewall) {
               adm_direct, adm_pairs, steals, max_pps);
 }
 
+// One relay cannot show an address-dependent mapping (both STUN ports share one address); three
+// public peers can: each sees the agent at another port, and the agent counts as hard from then
+// on. An endpoint-independent agent behind a router without a WAN firewall is not misjudged.
+TEST(PunchSim, PeersRevealAnAddressDependentMapping) {
+  using M = nat::Mapping;
+  using F = nat::Filtering;
+  for (const Site& site : {Site{"adm/apdf", false, M::address_dependent, F::address_and_port_dependent},
+                           Site{"eim/apdf-o", false, M::endpoint_independent, F::address_and_port_dependent, true}}) {
+    SCOPED_TRACE(site.name);
+    World w;
+    Agent& h = w.add_agent("H", {ip("10.0.1.2")}, nat_config(site, "203.0.113.1"), 31);
+    h.unfirewalled = site.unfirewalled;
+    std::vector<Agent*> peers;
+    for (const char* address : {"198.51.100.1", "198.51.100.2", "198.51.100.3"})
+      peers.push_back(&w.add_agent(address, {ip(address)}, std::nullopt, 40 + peers.size()));
+    w.set_relay(true);
+    const LocalCandidates ch = w.discover_one_relay(h);
+    ASSERT_FALSE(ch.mapping_varies) << "one address shows no variation";
+    h.pm->set_local_candidates(w.now, ch);
+    for (Agent* p : peers) {
+      const LocalCandidates cp = w.discover_one_relay(*p);
+      p->pm->set_local_candidates(w.now, cp);
+      w.introduce(h, ch, *p, cp);
+    }
+    auto tick = [&] {
+      for (Agent* p : peers) {
+        h.pm->note_data_sent(w.now, p->node_key);
+        p->pm->note_data_sent(w.now, h.node_key);
+        w.drain(*p);
+      }
+      w.drain(h);
+    };
+    w.run_for(std::chrono::seconds(5), tick);
+    for (Agent* p : peers) EXPECT_EQ(h.pm->path(p->node_key, w.now).kind, PathKind::direct);
+    EXPECT_GE(h.pm->stats().mapping_observations, 3u);
+    const bool adm = site.mapping == M::address_dependent;
+    EXPECT_EQ(h.pm->observed_mapping_varies(), adm);
+    EXPECT_EQ(h.pm->hard(), adm);
+    for (Agent* p : peers) EXPECT_FALSE(p->pm->observed_mapping_varies());
+  }
+}
+
 // An easy <-> hard pair on a predicted path loses the internet for 8 s (the NAT mappings
 // survive) or 40 s (they expire: prediction again): traffic moves to the relay within
 // kPathTrust, and the direct path is back within 20 s of the outage ending.
