@@ -55,10 +55,13 @@ inline constexpr Duration kPingBackSpacing = std::chrono::milliseconds(500);
 // expires at the next router, long before the peer's. A carrier NAT behind ours is not opened
 // by it (two NATs are three hops); carrier NATs firewall their own address in practice.
 inline constexpr std::uint8_t kOpenerTtl = 2;
-// Full pings follow the openers when the peer's call-me-maybe arrives, else after this long (a
-// peer that cannot hear the relay). Long enough for a relay round trip and the coordinator's
-// delta to reach a peer that did not know us yet.
-inline constexpr Duration kOpenerFallback = std::chrono::seconds(2);
+// Full pings follow the openers when the peer's call-me-maybe arrives, else after this long: a
+// safety net only. A peer that does not know us yet drops our call-me-maybe and sends its own
+// when the coordinator's delta reaches it; full pings sent before that would reach its router
+// before its flow to us exists and take the port there (the NAT grid saw 2 s fire too early on
+// a loaded host, and such a pair stayed on the relay ~40 s until the stolen entry expired). A
+// peer without a relay sends plain pings at once, which our openers let in.
+inline constexpr Duration kOpenerFallback = std::chrono::seconds(15);
 
 // --- Rate bounds (token buckets) ------------------------------------------------------------
 // Per peer: ordinary pings (full probes, heartbeats, ping-backs). A full probe of every
