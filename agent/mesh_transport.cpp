@@ -1,14 +1,25 @@
 #include "agent/mesh_transport.hpp"
 
+#include <algorithm>
 #include <chrono>
 
 #include "base/log.hpp"
+#include "punch/path/select.hpp"
 #include "wg/constants.hpp"
 
 namespace knit::agent {
 
 namespace {
 constexpr const char* kLog = "paths";
+
+// A LAN or loopback address: no NAT router between us and it.
+bool nearby(const IpAddress& a) {
+  if (punch::is_private_address(a)) return true;
+  const std::uint8_t* b = a.bytes();
+  if (a.is_v4()) return b[0] == 127;
+  static constexpr std::uint8_t kLoopback6[16] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1};
+  return std::equal(b, b + 16, kLoopback6);
+}
 
 // A WireGuard handshake initiation (type 1, three reserved zero bytes, 148 bytes).
 bool is_initiation(ByteSpan d) {
@@ -121,9 +132,13 @@ void MeshTransport::send(const wg::Peer& peer, std::span<const ByteSpan> datagra
       for (ByteSpan datagram : datagrams) relay_.send(peer.public_key, datagram);
       return;
     case punch::PathKind::none:
-      // Nothing proven yet: the endpoint the coordinator published, as a plain WireGuard peer
-      // would (a LAN neighbour or a public host answers at once), else the relay.
-      if (peer.endpoint && !punch::VirtualEndpoints::is_virtual(*peer.endpoint)) {
+      // Nothing proven yet (the relay has not admitted us): a LAN endpoint the coordinator
+      // published, as a plain WireGuard peer would. Not a public one: behind a Linux router
+      // without a WAN firewall, a packet that arrives before the peer's own flow to us exists
+      // takes the port there (punch/path/manager.hpp, who sends first) and the pair stays on the
+      // relay until that entry expires. The initiation is sent again once the relay admits us.
+      if (peer.endpoint && !punch::VirtualEndpoints::is_virtual(*peer.endpoint) &&
+          nearby(peer.endpoint->address())) {
         udp_.send(peer, datagrams);
       } else if (relay_.connected()) {
         for (ByteSpan datagram : datagrams) relay_.send(peer.public_key, datagram);
