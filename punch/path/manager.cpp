@@ -490,19 +490,37 @@ DiscoError PathManager::handle_call_me_maybe(Instant now, Peer& peer, const Call
     peer.predict_retry_at.reset();
     peer.predict_backoff = kPredictRetryMin;
   }
-  // Simultaneous open: the sender is pinging our candidates right now; ping all of its.
+  // Simultaneous open: the sender is pinging our candidates right now; ping all of its — at
+  // full TTL only if it says it has opened its NAT towards us (who sends first, manager.hpp).
+  // If not (it knew no candidate of ours), our full pings could reach its router before its
+  // flow to us exists: send openers, and tell it we have opened; it pings us, we answer.
+  const bool behind_nat = behind_a_nat();
+  bool opened_now = false;
   for (std::size_t i = 0; i < peer.candidates.size(); ++i) {
     const Candidate& c = peer.candidates[i];
     if (c.socket != kMainSocket || (!c.from_call_me_maybe && !c.from_coordinator)) continue;
     if (c.last_ping && now - *c.last_ping < kPingBackSpacing) continue;
-    send_ping(now, peer, i, SendPurpose::probe);
+    if (cmm.opened || c.lan || c.trusted(now)) {
+      send_ping(now, peer, i, SendPurpose::probe);
+    } else {
+      if (behind_nat) send_opener(now, peer, i);
+      opened_now = true;
+    }
   }
-  // Its openers have left: ours wait no longer (probe.cpp, who sends first).
-  send_deferred_pings(now, peer);
-  // The sender may not know our candidates or NAT yet (it may be the only side sending data).
-  if (peer.cmm_epoch_sent != local_epoch_ || !peer.last_cmm_sent ||
+  if (cmm.opened) {
+    // Its openers have left: ours wait no longer.
+    send_deferred_pings(now, peer);
+  } else if (opened_now && !peer.deferred_pings_at) {
+    peer.deferred_pings_at = now + kOpenerFallback;
+  }
+  // The sender may not know our candidates or NAT yet (it may be the only side sending data);
+  // one that has not opened towards us must hear that we have opened towards it.
+  const bool any_public = std::any_of(peer.candidates.begin(), peer.candidates.end(), [](const Candidate& c) {
+    return c.socket == kMainSocket && !c.lan;
+  });
+  if (opened_now || peer.cmm_epoch_sent != local_epoch_ || !peer.last_cmm_sent ||
       now - *peer.last_cmm_sent >= kReprobeMin)
-    send_call_me_maybe(now, peer);
+    send_call_me_maybe(now, peer, any_public || !behind_nat);
   if (!peer.direct(now) && !peer.predict_at &&
       peer.prediction.role == Prediction::Role::none)
     peer.predict_at = now + kPredictStartDelay;

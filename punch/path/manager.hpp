@@ -29,8 +29,9 @@
 //  * Who sends first (routers without a WAN firewall): a full probe with the relay up sends
 //    each public candidate an "opener" — a ping with TTL kOpenerTtl that opens our own NAT's
 //    mapping and dies before the peer's router — and the call-me-maybe; the full pings follow
-//    when the peer's call-me-maybe arrives (it has sent its openers by then) or after
-//    kOpenerFallback. So no probe reaches a router before the flow it answers exists there:
+//    when the peer's call-me-maybe says it has opened its side ("opened": it had our candidates
+//    and sent its openers) or after kOpenerFallback. A call-me-maybe without "opened" (the
+//    sender knew no candidate of ours) is answered with openers and our own, opened one. So no probe reaches a router before the flow it answers exists there:
 //    on a Linux router without an input firewall such a probe creates a conntrack entry that
 //    takes the port, masquerade gives the local flow another one, and every later probe
 //    refreshes that entry (the path never opens). LAN candidates are pinged at once.
@@ -255,7 +256,8 @@ class PathManager {
   bool send_ping(Instant now, Peer& peer, std::size_t candidate, SendPurpose purpose);
   bool send_opener(Instant now, Peer& peer, std::size_t candidate);
   void send_deferred_pings(Instant now, Peer& peer);
-  bool send_call_me_maybe(Instant now, Peer& peer);
+  // opened: we have just sent openers or pings to the peer's public candidates (disco.hpp).
+  bool send_call_me_maybe(Instant now, Peer& peer, bool opened = false);
   bool send_disco_udp(Instant now, Peer& peer, SocketId socket, const Endpoint& to,
                       const DiscoMessage& message, SendPurpose purpose, bool bypass_global);
   void maybe_start_prediction(Instant now, Peer& peer);
@@ -263,6 +265,7 @@ class PathManager {
   void end_prediction(Instant now, Peer& peer, std::optional<SocketId> keep);
   void close_socket(SocketId socket);
   bool my_hard() const;
+  bool behind_a_nat() const;  // our reflexive address is none of our interfaces
   std::optional<Instant> peer_wake(Instant now, const Peer& peer) const;
   TxId new_tx();
 

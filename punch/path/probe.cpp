@@ -22,6 +22,11 @@ TxId PathManager::new_tx() {
   return tx;
 }
 
+bool PathManager::behind_a_nat() const {
+  return !local_.reflexive || std::none_of(local_.local.begin(), local_.local.end(),
+                                           [&](const Endpoint& e) { return e.same_remote(*local_.reflexive); });
+}
+
 bool PathManager::my_hard() const { return (local_.mapping_varies || observed_varies_) && !local_.portmapped; }
 
 void PathManager::service(Instant now, Peer& peer) {
@@ -130,12 +135,15 @@ void PathManager::full_probe(Instant now, Peer& peer) {
   peer.full_probe_at.reset();
   // Who sends first (manager.hpp): with the call-me-maybe on its way, public candidates get an
   // opener now and the full ping when the peer has opened its side.
-  const bool open_first = send_call_me_maybe(now, peer);
   // A host without a NAT has nothing to open (and a TTL of 2 could reach a router 2 hops away);
   // it still lets the peer send first.
-  const bool behind_nat =
-      !local_.reflexive || std::none_of(local_.local.begin(), local_.local.end(),
-                                        [&](const Endpoint& e) { return e.same_remote(*local_.reflexive); });
+  const bool behind_nat = behind_a_nat();
+  // "opened": the openers below reach every public candidate we know of the peer (or we have
+  // no NAT); a peer told so pings us at once. Knowing none, we have opened nothing.
+  const bool any_public = std::any_of(peer.candidates.begin(), peer.candidates.end(), [](const Candidate& c) {
+    return c.socket == kMainSocket && !c.lan;
+  });
+  const bool open_first = send_call_me_maybe(now, peer, any_public || !behind_nat);
   bool deferred = false;
   for (std::size_t i = 0; i < peer.candidates.size(); ++i) {
     const Candidate& c = peer.candidates[i];
@@ -219,7 +227,7 @@ void PathManager::send_deferred_pings(Instant now, Peer& peer) {
   }
 }
 
-bool PathManager::send_call_me_maybe(Instant now, Peer& peer) {
+bool PathManager::send_call_me_maybe(Instant now, Peer& peer, bool opened) {
   if (!relay_available_ || !peer.session.ready()) return false;
   if (!peer.cmm_bucket.take(now)) {
     ++stats_.sends_suppressed;
@@ -230,6 +238,7 @@ bool PathManager::send_call_me_maybe(Instant now, Peer& peer) {
   CallMeMaybe& c = m.call_me_maybe;
   c.mapping_varies = my_hard();
   c.active = peer.active(now);
+  c.opened = opened;
   c.epoch = local_epoch_;
   const auto add = [&](CandidateKind kind, const Endpoint& e) {
     if (c.endpoints.size() < kMaxCallMeMaybeEndpoints && !e.empty())
