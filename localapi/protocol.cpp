@@ -165,6 +165,7 @@ NetcheckReply netcheck_from(const json& object) {
   NetcheckReply r;
   r.nat = nat_from(object);
   r.mapping = text_field(object, "mapping", 16);
+  r.nat.mapping = r.mapping;  // one field on the wire (protocol.hpp)
   const json& portmap = field(object, "portmap");
   if (!portmap.is_array() || portmap.size() > 8) throw std::invalid_argument("\"portmap\" must be a short list");
   for (const json& p : portmap) {
