@@ -10,7 +10,8 @@ namespace knit::agent {
 
 namespace {
 
-localapi::NatStatus nat_status(const NetcheckReport& check) {
+// observed_varies: peers' pongs show a per-destination mapping (MeshPaths::observed_mapping_varies).
+localapi::NatStatus nat_status(const NetcheckReport& check, bool observed_varies) {
   localapi::NatStatus nat;
   // Without a STUN server to ask (no relay with STUN), whether UDP works is unknown.
   if (!check.probe.servers.empty()) nat.udp = check.probe.udp;
@@ -22,6 +23,15 @@ localapi::NatStatus nat_status(const NetcheckReport& check) {
     case punch::NatFiltering::address_dependent: nat.filtering = "adf"; break;
     case punch::NatFiltering::address_and_port_dependent: nat.filtering = "apdf"; break;
     case punch::NatFiltering::unknown: nat.filtering = "unknown"; break;
+  }
+  nat.mapping = std::string(punch::to_string(check.probe.mapping));
+  if (check.probe.mapping != punch::NatMapping::unknown || check.probe.mapping_varies) nat.mapping_source = "stun";
+  // One STUN address cannot show a mapping that varies by address (an ADM NAT reads EIM):
+  // the peers' view wins when it shows a variation STUN did not.
+  if (observed_varies && !check.probe.mapping_varies.value_or(false)) {
+    nat.mapping_varies = true;
+    nat.mapping = "varies";
+    nat.mapping_source = "peers";
   }
   return nat;
 }
@@ -86,7 +96,7 @@ localapi::ControlResponse LocalApi::status() {
   if (const MeshPaths* paths = membership_.paths()) {
     // Our home relay while the link to it is up (docs/ARCHITECTURE.md: self.relay).
     if (paths->relay_connected() && !paths->home_relay().empty()) self.relay = paths->home_relay();
-    if (const auto& check = paths->last_netcheck()) self.nat = nat_status(*check);
+    if (const auto& check = paths->last_netcheck()) self.nat = nat_status(*check, paths->observed_mapping_varies());
     for (localapi::PeerStatus& peer : reply.status.peers) apply_path(peer, paths->path_of(peer.node_key));
   }
   reply.coordinator = membership_.coordinator_status();
@@ -119,10 +129,10 @@ void LocalApi::netcheck(Reply reply) {
   if (auto error = membership_.not_joined_error()) return reply(localapi::ErrorReply{*error});
   MeshPaths* paths = membership_.paths();
   if (paths == nullptr) return reply(localapi::ErrorReply{"netcheck needs knitd's data plane (not available in this process)"});
-  paths->netcheck([reply = std::move(reply)](const NetcheckReport& report) {
+  paths->netcheck([reply = std::move(reply), paths](const NetcheckReport& report) {
     localapi::NetcheckReply out;
-    out.nat = nat_status(report);
-    out.mapping = std::string(punch::to_string(report.probe.mapping));
+    out.nat = nat_status(report, paths->observed_mapping_varies());
+    out.mapping = out.nat.mapping;
     out.portmap = report.portmap_protocols;
     out.portmapped = report.portmapped;
     out.relay_ms = report.relay_latency_ms;

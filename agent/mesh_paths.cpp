@@ -99,7 +99,9 @@ std::vector<Endpoint> MeshPaths::endpoints() const {
 }
 
 std::optional<control::NatReport> MeshPaths::nat_report() const {
-  return netcheck_ ? netcheck_->nat_report() : std::nullopt;
+  auto report = netcheck_ ? netcheck_->nat_report() : std::nullopt;
+  if (report && observed_mapping_varies()) report->mapping_varies = true;
+  return report;
 }
 
 const std::optional<NetcheckReport>& MeshPaths::last_netcheck() const {

@@ -66,6 +66,9 @@ class MeshPaths {
   // Every endpoint a peer may reach us at: interfaces, STUN-reflexive, port-mapped.
   std::vector<Endpoint> endpoints() const;
   std::optional<control::NatReport> nat_report() const;
+  // What peers' pongs say about our NAT (punch/path/mapping_evidence.hpp): it maps per
+  // destination, whatever one STUN address could show.
+  bool observed_mapping_varies() const { return transport_ && transport_->observed_mapping_varies(); }
   const std::optional<NetcheckReport>& last_netcheck() const;
   std::string home_relay() const { return relay_ ? relay_->name() : std::string(); }
   bool relay_connected() const { return relay_ && relay_->connected(); }

@@ -1,13 +1,30 @@
 #include "agent/mesh_transport.hpp"
 
+#include <algorithm>
 #include <chrono>
 
 #include "base/log.hpp"
+#include "punch/path/select.hpp"
+#include "wg/constants.hpp"
 
 namespace knit::agent {
 
 namespace {
 constexpr const char* kLog = "paths";
+
+// A LAN or loopback address: no NAT router between us and it.
+bool nearby(const IpAddress& a) {
+  if (punch::is_private_address(a)) return true;
+  const std::uint8_t* b = a.bytes();
+  if (a.is_v4()) return b[0] == 127;
+  static constexpr std::uint8_t kLoopback6[16] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1};
+  return std::equal(b, b + 16, kLoopback6);
+}
+
+// A WireGuard handshake initiation (type 1, three reserved zero bytes, 148 bytes).
+bool is_initiation(ByteSpan d) {
+  return d.size() == wg::kInitiationSize && d[0] == 1 && d[1] == 0 && d[2] == 0 && d[3] == 0;
+}
 
 std::uint64_t wall_nanoseconds() {
   return static_cast<std::uint64_t>(std::chrono::duration_cast<std::chrono::nanoseconds>(
@@ -83,6 +100,8 @@ void MeshTransport::network_changed() {
 
 void MeshTransport::set_relay_available(bool available) {
   paths_.set_relay_available(clock_(), available);
+  // Admitted at last: what we sent while the relay refused us never left.
+  if (available) resend_initiations();
   flush();
 }
 
@@ -98,6 +117,7 @@ void MeshTransport::send(const wg::Peer& peer, std::span<const ByteSpan> datagra
   for (ByteSpan datagram : datagrams) {
     ++traffic_.tx_packets[kind];
     traffic_.tx_bytes[kind] += datagram.size();
+    if (is_initiation(datagram)) note_initiation(peer.public_key, route->kind, datagram);
   }
   switch (route->kind) {
     case punch::PathKind::direct:
@@ -112,9 +132,13 @@ void MeshTransport::send(const wg::Peer& peer, std::span<const ByteSpan> datagra
       for (ByteSpan datagram : datagrams) relay_.send(peer.public_key, datagram);
       return;
     case punch::PathKind::none:
-      // Nothing proven yet: the endpoint the coordinator published, as a plain WireGuard peer
-      // would (a LAN neighbour or a public host answers at once), else the relay.
-      if (peer.endpoint && !punch::VirtualEndpoints::is_virtual(*peer.endpoint)) {
+      // Nothing proven yet (the relay has not admitted us): a LAN endpoint the coordinator
+      // published, as a plain WireGuard peer would. Not a public one: behind a Linux router
+      // without a WAN firewall, a packet that arrives before the peer's own flow to us exists
+      // takes the port there (punch/path/manager.hpp, who sends first) and the pair stays on the
+      // relay until that entry expires. The initiation is sent again once the relay admits us.
+      if (peer.endpoint && !punch::VirtualEndpoints::is_virtual(*peer.endpoint) &&
+          nearby(peer.endpoint->address())) {
         udp_.send(peer, datagrams);
       } else if (relay_.connected()) {
         for (ByteSpan datagram : datagrams) relay_.send(peer.public_key, datagram);
@@ -157,8 +181,12 @@ void MeshTransport::on_relay_packet(const wg::PublicKey& from, MutableByteSpan p
   switch (classify_datagram(packet)) {
     case DatagramKind::disco:
       paths_.handle_disco(clock_(), punch::DiscoSource::relay(from), packet);
+      // The peer is at the relay now; it may not have been when our initiation went there.
+      resend_initiation(from, false);
       break;
     case DatagramKind::wireguard:
+      // Its answer to our initiation: nothing left to resend.
+      if (!packet.empty() && packet[0] == 2) initiations_.erase(from);
       // The core hears it from the peer's stand-in endpoint, so a cookie reply (the only thing
       // the core sends to a source rather than to a peer) comes back through the relay.
       if (manages(from)) deliver(virtual_.assign(from), packet);
@@ -197,8 +225,9 @@ void MeshTransport::drain() {
   for (punch::PathAction& a : paths_.take_actions()) {
     switch (a.kind) {
       case punch::ActionKind::send_udp:
-        if (a.socket == punch::kMainSocket) udp_.send_to(a.endpoint, a.bytes);
-        else probes_.send(a.socket, a.endpoint, a.bytes);
+        if (a.socket == punch::kMainSocket && a.ttl != 0) udp_.send_with_ttl(a.endpoint, a.bytes, a.ttl);
+        else if (a.socket == punch::kMainSocket) udp_.send_to(a.endpoint, a.bytes);
+        else probes_.send(a.socket, a.endpoint, a.bytes, a.ttl);
         break;
       case punch::ActionKind::send_relay:
         relay_.send(a.peer, a.bytes);
@@ -211,6 +240,7 @@ void MeshTransport::drain() {
         break;
       case punch::ActionKind::path_changed: {
         const punch::PathInfo p = path_of(a.peer);
+        if (p.kind != punch::PathKind::none) resend_initiation(a.peer, true);
         auto it = names_.find(a.peer);
         log(LogLevel::info, kLog, it != names_.end() ? it->second : std::string("?"), ": ",
             punch::to_string(p.kind), p.kind == punch::PathKind::direct ? " " + p.endpoint.to_string() : std::string());
@@ -219,6 +249,50 @@ void MeshTransport::drain() {
     }
   }
   draining_ = false;
+}
+
+// ---------------------------------------------------------------- the first packet
+
+void MeshTransport::note_initiation(const wg::PublicKey& peer, punch::PathKind kind, ByteSpan datagram) {
+  PendingInitiation& p = initiations_[peer];
+  p.bytes.assign(datagram.begin(), datagram.end());
+  p.sent = clock_();
+  // Dropped (no relay, no endpoint) or sent to a published endpoint nothing has proven.
+  p.lost = kind == punch::PathKind::none;
+  p.resent = false;
+  // Bounded by the mesh's peers; forget the stale ones as we go.
+  if (initiations_.size() > names_.size() + 1)
+    std::erase_if(initiations_, [&](const auto& e) { return p.sent - e.second.sent > wg::kRekeyTimeout; });
+}
+
+void MeshTransport::resend_initiation(const wg::PublicKey& peer, bool only_if_lost) {
+  auto it = initiations_.find(peer);
+  if (it == initiations_.end()) return;
+  PendingInitiation& p = it->second;
+  const Instant now = clock_();
+  // After REKEY_TIMEOUT WireGuard sends a fresh one itself.
+  if (p.resent || now - p.sent >= wg::kRekeyTimeout || (only_if_lost && !p.lost)) return;
+  const punch::PathInfo route = paths_.path(peer, now);
+  switch (route.kind) {
+    case punch::PathKind::direct:
+      if (route.socket == punch::kMainSocket) udp_.send_to(route.endpoint, p.bytes);
+      else probes_.send(route.socket, route.endpoint, p.bytes);
+      break;
+    case punch::PathKind::relay:
+      if (!relay_.send(peer, p.bytes)) return;
+      break;
+    case punch::PathKind::none:
+      return;
+  }
+  p.resent = true;
+  ++traffic_.initiations_resent;
+}
+
+void MeshTransport::resend_initiations() {
+  std::vector<wg::PublicKey> lost;
+  for (const auto& [key, p] : initiations_)
+    if (p.lost) lost.push_back(key);
+  for (const auto& key : lost) resend_initiation(key, true);
 }
 
 void MeshTransport::on_timer() {

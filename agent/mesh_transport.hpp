@@ -18,6 +18,14 @@
 // sent to a stand-in goes back through the relay. The PathManager's own sends (probes,
 // heartbeats, call-me-maybe, prediction) are drained after every burst of work (flush) and on
 // its timer.
+//
+// The first packet: WireGuard retries a lost handshake initiation only after REKEY_TIMEOUT
+// (5 s). The transport keeps each peer's latest initiation for that long and sends it again,
+// once, the moment a way to the peer appears that did not exist when it left: the relay
+// admitting us (it refuses a node it has not heard of yet), a direct path proven, or the peer
+// itself speaking through the relay (it was not there when ours went: its first disco tells
+// us it is now). A second copy of one initiation is harmless: the responder takes the first
+// and rejects the replayed timestamp.
 #pragma once
 
 #include <asio.hpp>
@@ -60,6 +68,7 @@ class MeshTransport final : public wg::Transport, public UdpTransport::OtherData
     std::uint64_t rx_relay_packets = 0, rx_relay_bytes = 0;
     std::uint64_t tx_dropped = 0;     // a mesh peer with no path at all
     std::uint64_t rx_not_ours = 0;    // from a probe socket or the relay, neither disco nor a mesh peer's WireGuard
+    std::uint64_t initiations_resent = 0;  // a handshake initiation sent again on a new path
   };
 
   using StunHandler = std::function<void(Instant now, const Endpoint& from, ByteSpan datagram)>;
@@ -97,6 +106,8 @@ class MeshTransport final : public wg::Transport, public UdpTransport::OtherData
   std::array<std::size_t, 3> peers_by_path() const;
   const Traffic& traffic() const { return traffic_; }
   const punch::PathStats& stats() const { return paths_.stats(); }
+  // Peers' pongs on direct paths show our mapping varies by destination (symmetric NAT).
+  bool observed_mapping_varies() const { return paths_.observed_mapping_varies(); }
 
   // wg::Transport
   void send(const wg::Peer& peer, std::span<const ByteSpan> datagrams) override;
@@ -112,6 +123,10 @@ class MeshTransport final : public wg::Transport, public UdpTransport::OtherData
   void deliver(const Endpoint& from, MutableByteSpan bytes);
   void drain();
   void on_timer();
+  // The first packet (header comment): remember initiations, send one again on a new way.
+  void note_initiation(const wg::PublicKey& peer, punch::PathKind kind, ByteSpan datagram);
+  void resend_initiation(const wg::PublicKey& peer, bool only_if_lost);
+  void resend_initiations();
 
   ClockFn clock_;
   UdpTransport& udp_;
@@ -126,6 +141,13 @@ class MeshTransport final : public wg::Transport, public UdpTransport::OtherData
   std::unordered_map<wg::PublicKey, std::string, wg::KeyHash> names_;
   std::unordered_map<wg::PublicKey, control::PeerInfo, wg::KeyHash> told_;
   Traffic traffic_;
+  struct PendingInitiation {
+    Bytes bytes;
+    Instant sent{};
+    bool lost = false;    // it left by no path at all, or only to a published endpoint
+    bool resent = false;
+  };
+  std::unordered_map<wg::PublicKey, PendingInitiation, wg::KeyHash> initiations_;
   bool running_ = false;
   bool draining_ = false;
 };

@@ -1,5 +1,6 @@
 #include "agent/probe_sockets.hpp"
 
+#include <netinet/in.h>
 #include <sys/socket.h>
 
 #include "base/log.hpp"
@@ -12,6 +13,7 @@ struct ProbeSockets::Socket {
   asio::ip::udp::socket socket;
   punch::SocketId id;
   bool dual_stack = false;
+  bool ttl_set = false;  // a short TTL is set on the socket
   bool open = true;  // false once closed: a completion still queued must not use it
   asio::ip::udp::endpoint from;
   Bytes buffer;
@@ -58,13 +60,22 @@ void ProbeSockets::close_all() {
   sockets_.clear();
 }
 
-bool ProbeSockets::send(punch::SocketId id, const Endpoint& to, ByteSpan datagram) {
+bool ProbeSockets::send(punch::SocketId id, const Endpoint& to, ByteSpan datagram, std::uint8_t ttl) {
   auto it = sockets_.find(id);
   if (it == sockets_.end()) return false;
+  const int fd = it->second->socket.native_handle();
   sockaddr_storage ss;
   const unsigned len = net::socket_address(to, it->second->dual_stack, ss);
-  if (::sendto(it->second->socket.native_handle(), datagram.data(), datagram.size(), MSG_DONTWAIT,
-               reinterpret_cast<const sockaddr*>(&ss), len) < 0) {
+  // A probe socket's round ping only has to open our own NAT (punch/path/manager.hpp): a short
+  // TTL, set on the socket, which sends nothing else before the next round ping.
+  const int hops = ttl != 0 ? ttl : -1;  // -1: the system default
+  if (ttl != 0 || it->second->ttl_set) {
+    ::setsockopt(fd, IPPROTO_IP, IP_TTL, &hops, sizeof hops);
+    if (it->second->dual_stack || to.address().is_v6())
+      ::setsockopt(fd, IPPROTO_IPV6, IPV6_UNICAST_HOPS, &hops, sizeof hops);
+    it->second->ttl_set = ttl != 0;
+  }
+  if (::sendto(fd, datagram.data(), datagram.size(), MSG_DONTWAIT, reinterpret_cast<const sockaddr*>(&ss), len) < 0) {
     ++send_errors_;
     return false;
   }

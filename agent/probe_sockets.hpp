@@ -34,7 +34,8 @@ class ProbeSockets {
   void close(punch::SocketId id);
   void close_all();
   // False when there is no such socket or the send failed.
-  bool send(punch::SocketId id, const Endpoint& to, ByteSpan datagram);
+  // ttl: the IP TTL / hop limit for this datagram; 0: the system default.
+  bool send(punch::SocketId id, const Endpoint& to, ByteSpan datagram, std::uint8_t ttl = 0);
   std::size_t size() const { return sockets_.size(); }
   std::uint64_t send_errors() const { return send_errors_; }
 

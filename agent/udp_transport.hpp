@@ -62,6 +62,9 @@ class UdpTransport final : public wg::Transport {
   void set_other_datagrams(OtherDatagrams* handler) { other_ = handler; }
   // Queues a datagram to any endpoint (the mesh's direct paths, disco, STUN).
   void send_to(const Endpoint& to, ByteSpan datagram) { socket_.queue(to, datagram); }
+  // Sends one datagram now with this IP TTL / hop limit (the mesh's short-TTL openers,
+  // punch/path/manager.hpp); everything else keeps the system default.
+  void send_with_ttl(const Endpoint& to, ByteSpan datagram, std::uint8_t ttl);
 
   // wg::Transport: a peer's datagrams go to its endpoint.
   void send(const wg::Peer& peer, std::span<const ByteSpan> datagrams) override;

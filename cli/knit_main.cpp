@@ -99,6 +99,7 @@ int run_netcheck(const Globals& g) {
   std::string mapping = reply.mapping;
   if (nat.mapping_varies)
     mapping += *nat.mapping_varies ? " (varies by destination: a hard NAT)" : " (the same for every destination)";
+  if (nat.mapping_source == "peers") mapping += ", seen by peers";
   std::cout << "Mapping:       " << mapping << "\n";
   std::cout << "Filtering:     " << nat.filtering << "\n";
   std::string portmap;

@@ -132,7 +132,9 @@ json nat_json(const NatStatus& nat) {
           {"public_v4", endpoint_or_null(nat.public_v4)},
           {"public_v6", endpoint_or_null(nat.public_v6)},
           {"mapping_varies", or_null(nat.mapping_varies)},
-          {"filtering", nat.filtering}};
+          {"filtering", nat.filtering},
+          {"mapping", nat.mapping},
+          {"mapping_source", nat.mapping_source}};
 }
 
 NatStatus nat_from(const json& object) {
@@ -142,6 +144,8 @@ NatStatus nat_from(const json& object) {
   nat.public_v6 = optional_endpoint(object, "public_v6");
   nat.mapping_varies = optional_bool(object, "mapping_varies");
   nat.filtering = text_field(object, "filtering", 16);
+  if (object.contains("mapping")) nat.mapping = text_field(object, "mapping", 16);
+  if (object.contains("mapping_source")) nat.mapping_source = text_field(object, "mapping_source", 16);
   return nat;
 }
 
@@ -161,6 +165,7 @@ NetcheckReply netcheck_from(const json& object) {
   NetcheckReply r;
   r.nat = nat_from(object);
   r.mapping = text_field(object, "mapping", 16);
+  r.nat.mapping = r.mapping;  // one field on the wire (protocol.hpp)
   const json& portmap = field(object, "portmap");
   if (!portmap.is_array() || portmap.size() > 8) throw std::invalid_argument("\"portmap\" must be a short list");
   for (const json& p : portmap) {

@@ -144,7 +144,9 @@ struct ForwardsReply {
 // What `knit netcheck` reports.
 struct NetcheckReply {
   NatStatus nat;                     // udp, public addresses, mapping_varies, filtering
-  std::string mapping = "unknown";   // EIM | ADM | APDM | unknown (RFC 5780, when measurable)
+  // EIM | ADM | APDM | varies | unknown. On the wire it is the one "mapping" field, shared with
+  // nat.mapping (netcheck_from sets both): keep them equal.
+  std::string mapping = "unknown";
   std::vector<std::string> portmap;  // port-mapping protocols the gateway offers: pcp, natpmp, upnp
   std::optional<Endpoint> portmapped;               // our mapped endpoint, when one is held
   std::map<std::string, std::uint32_t> relay_ms;    // relay name -> STUN round trip

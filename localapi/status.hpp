@@ -27,6 +27,10 @@ struct NatStatus {
   std::optional<Endpoint> public_v6;
   std::optional<bool> mapping_varies;
   std::string filtering = "unknown";  // unknown | eif | adf | apdf
+  // EIM | ADM | APDM (RFC 5780 tests, one relay host is enough for APDM), "varies" (peers'
+  // pongs show a per-destination mapping, not how), unknown.
+  std::string mapping = "unknown";
+  std::string mapping_source;  // "stun", "peers" or empty (unknown)
   friend bool operator==(const NatStatus&, const NatStatus&) = default;
 };
 

@@ -2,6 +2,11 @@
 // and answers STUN on UDP (docs/ARCHITECTURE.md, "CLI and daemon").
 //
 //   knit-relay --token TOKEN --name NAME --listen HOST:PORT [--stun HOST:PORT]
+//              [--stun-alt-port N] [--stun-alt-ip IP]
+//
+// STUN answers on a second port too (by default the next one; 0: none) and, when given, a
+// second address: with them one relay host lets agents tell a symmetric NAT from an easy one
+// (RFC 5780 OTHER-ADDRESS; punch/stun/nat_probe.hpp).
 //              [--state-dir DIR] [--advertise HOST:PORT]... [--tls-cert FILE --tls-key FILE]
 //              [--metrics HOST:PORT] [--log-level LEVEL]
 //
@@ -95,6 +100,12 @@ int main(int argc, char** argv) {
   app.add_option("--name", name, "relay name (one DNS label)")->required();
   app.add_option("--listen", listen_text, "TCP address to serve, IP:PORT")->required();
   app.add_option("--stun", stun_text, "UDP address to answer STUN on, IP:PORT");
+  int stun_alt_port = -1;
+  std::string stun_alt_ip_text;
+  app.add_option("--stun-alt-port", stun_alt_port,
+                 "second STUN port for NAT behaviour tests (default: --stun's port + 1; 0: none)");
+  app.add_option("--stun-alt-ip", stun_alt_ip_text,
+                 "second STUN address of this host for NAT behaviour tests (needs a specific --stun IP)");
   app.add_option("--state-dir", state_dir, "relay key, coordinator and membership cache")
       ->capture_default_str();
   // Also read from KNIT_RELAY_ADVERTISE, which the unit takes from /etc/knit/relay.conf.
@@ -134,6 +145,25 @@ int main(int argc, char** argv) {
     if (name.empty())
       throw std::runtime_error("no relay name: set KNIT_RELAY_NAME in /etc/knit/relay.conf "
                                "(--name NAME), for example the region, fra1");
+    punch::StunAddressGroup stun_group;
+    if (stun) {
+      stun_group.primary = *stun;
+      if (stun_alt_port < -1 || stun_alt_port > 65535)
+        throw std::runtime_error("--stun-alt-port wants 0..65535");
+      if (stun_alt_port == -1 && stun->port() != 0 && stun->port() != 65535)
+        stun_group.alternate_port = static_cast<std::uint16_t>(stun->port() + 1);
+      else if (stun_alt_port > 0)
+        stun_group.alternate_port = static_cast<std::uint16_t>(stun_alt_port);
+      if (stun_group.alternate_port && *stun_group.alternate_port == stun->port())
+        throw std::runtime_error("--stun-alt-port must differ from --stun's port");
+      if (!stun_alt_ip_text.empty()) {
+        stun_group.alternate_ip = IpAddress::parse(stun_alt_ip_text);
+        if (!stun_group.alternate_ip)
+          throw std::runtime_error("--stun-alt-ip wants an IP address, not '" + stun_alt_ip_text + "'");
+      }
+    } else if (stun_alt_port > 0 || !stun_alt_ip_text.empty()) {
+      throw std::runtime_error("--stun-alt-port and --stun-alt-ip need --stun");
+    }
     if (advertise.empty()) {
       if (listen.address().is_unspecified())
         throw std::runtime_error("--listen " + listen_text +
@@ -172,7 +202,7 @@ int main(int argc, char** argv) {
     std::unique_ptr<punch::StunServer> stun_server;
     if (stun) {
       stun_server = std::make_unique<punch::StunServer>(
-          io, std::vector<punch::StunAddressGroup>{{.primary = *stun}},
+          io, std::vector<punch::StunAddressGroup>{stun_group},
           punch::StunResponderOptions{.software = "knit-relay " KNIT_VERSION});
       if (auto ec = stun_server->start())
         throw std::runtime_error("cannot serve STUN: " + stun_server->error_context() + ": " +

@@ -51,6 +51,18 @@ inline constexpr Duration kMinFullProbeSpacing = std::chrono::seconds(1);
 // often per candidate (simultaneous open: both sides need a pong).
 inline constexpr Duration kPingBackSpacing = std::chrono::milliseconds(500);
 
+// Openers (manager.hpp, "who sends first"): TTL 2 leaves our host and our router (one hop) and
+// expires at the next router, long before the peer's. A carrier NAT behind ours is not opened
+// by it (two NATs are three hops); carrier NATs firewall their own address in practice.
+inline constexpr std::uint8_t kOpenerTtl = 2;
+// Full pings follow the openers when the peer's call-me-maybe arrives, else after this long: a
+// safety net only. A peer that does not know us yet drops our call-me-maybe and sends its own
+// when the coordinator's delta reaches it; full pings sent before that would reach its router
+// before its flow to us exists and take the port there (the NAT grid saw 2 s fire too early on
+// a loaded host, and such a pair stayed on the relay ~40 s until the stolen entry expired). A
+// peer without a relay sends plain pings at once, which our openers let in.
+inline constexpr Duration kOpenerFallback = std::chrono::seconds(15);
+
 // --- Rate bounds (token buckets) ------------------------------------------------------------
 // Per peer: ordinary pings (full probes, heartbeats, ping-backs). A full probe of every
 // candidate must fit in one burst.
@@ -103,6 +115,13 @@ inline constexpr Duration kProbeSocketLifetime = std::chrono::seconds(30);
 // that keeps failing (a NAT we misjudged) never looks like a port scan.
 inline constexpr Duration kPredictRetryMin = std::chrono::seconds(10);
 inline constexpr Duration kPredictRetryMax = std::chrono::minutes(5);
+// Predictions for several peers run at once (a hard node with several easy peers used to wait
+// ~20 s per peer in line). The hard side holds kProbeSockets sockets per prediction, so two at
+// once (512 descriptors, well inside the usual 1024 soft limit with the rest of knitd); the easy
+// side only sprays from its main socket, three at once (3 x kSprayRate leaves a quarter of the global bucket for ordinary probes). Whatever runs, every probe still passes
+// the global bucket (kGlobalDiscoRate): concurrency shares the rate, never raises it.
+inline constexpr std::size_t kMaxPredictionsHard = 2;
+inline constexpr std::size_t kMaxPredictionsEasy = 3;
 // A winning probe socket whose path has been out of use this long is closed.
 inline constexpr Duration kProbeSocketLinger = std::chrono::seconds(60);
 

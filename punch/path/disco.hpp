@@ -15,7 +15,8 @@
 //   plaintext  = type (1) | version (1) | body
 //     ping          1   tx_id (12) | sender node key (32)
 //     pong          2   tx_id (12) | observed source: endpoint (19)
-//     call_me_maybe 3   flags (1: bit 0 mapping varies, bit 1 sender has traffic for us) |
+//     call_me_maybe 3   flags (1: bit 0 mapping varies, bit 1 sender has traffic for us,
+//                       bit 2 sender has opened its NAT towards our candidates: ping now) |
 //                       epoch (8) | count (1) |
 //                       count x { kind (1) | endpoint (19) }          count <= 16
 //   endpoint   = family (1: 4 or 6) | address (16: IPv4 in the first 4, the rest zero) | port (2)
@@ -96,6 +97,7 @@ struct DiscoPong {
 struct CallMeMaybe {
   bool mapping_varies = false;  // the sender's NAT maps per destination ("hard")
   bool active = false;          // the sender is sending us data: port prediction is worth it
+  bool opened = false;          // the sender just sent openers/pings to our public candidates
   std::uint64_t epoch = 0;      // grows whenever the sender's candidates change
   std::vector<CandidateEndpoint> endpoints;  // at most kMaxCallMeMaybeEndpoints
 };

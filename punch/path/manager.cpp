@@ -189,6 +189,8 @@ void PathManager::set_local_candidates(Instant now, const LocalCandidates& candi
   if (c == local_) return;
   local_ = c;
   ++local_epoch_;
+  evidence_.set_stun(c.reflexive);
+  observed_varies_ = evidence_.varies(now);
   // Every peer must hear our new candidates, and may now reach us on paths it could not.
   for (auto& [key, peer] : peers_) {
     // The call-me-maybe goes now even if a full probe just went out (after network_changed,
@@ -202,6 +204,10 @@ void PathManager::set_local_candidates(Instant now, const LocalCandidates& candi
 
 void PathManager::network_changed(Instant now) {
   ++local_epoch_;
+  // Another network, another NAT: what peers saw of the old one says nothing.
+  evidence_.clear();
+  evidence_.set_stun(local_.reflexive);
+  observed_varies_ = false;
   for (auto& [key, peer] : peers_) {
     end_prediction(now, *peer, std::nullopt);
     for (SocketId s : peer->kept_sockets) close_socket(s);
@@ -371,6 +377,23 @@ void PathManager::handle_ping(Instant now, Peer& peer, const DiscoSource& source
     send_ping(now, peer, *i, SendPurpose::ping_back);
 }
 
+void PathManager::note_observed(Instant now, const Endpoint& to, const Endpoint& observed) {
+  evidence_.add(now, to, observed);
+  ++stats_.mapping_observations;
+  const bool varies = evidence_.varies(now);
+  if (varies == observed_varies_) return;
+  observed_varies_ = varies;
+  // We turned out to be hard: every peer must hear it (call-me-maybe carries it) and may now
+  // need port prediction.
+  // Serviced from on_timers, not from inside this pong's handling.
+  ++local_epoch_;
+  for (auto& [key, peer] : peers_) {
+    if (!peer->full_probe_at) peer->full_probe_at = now;
+    peer->reprobe_backoff = kReprobeMin;
+  }
+  lower_deadline(now);
+}
+
 DiscoError PathManager::handle_pong(Instant now, Peer& peer, const DiscoSource& source,
                                     const DiscoPong& pong) {
   if (source.via != DiscoSource::Via::udp) return DiscoError::unexpected_pong;
@@ -417,6 +440,8 @@ DiscoError PathManager::handle_pong(Instant now, Peer& peer, const DiscoSource& 
   c.last_pong = now;
   c.rtt = rtt;
   const SocketId socket = c.socket;
+  // Only the main socket's mapping is ours to judge (probe sockets are prediction's own).
+  if (socket == kMainSocket) note_observed(now, c.endpoint, pong.observed);
   if (socket != kMainSocket && pr.role == Prediction::Role::hard) {
     ++stats_.prediction_hits;
     end_prediction(now, peer, socket);
@@ -465,17 +490,37 @@ DiscoError PathManager::handle_call_me_maybe(Instant now, Peer& peer, const Call
     peer.predict_retry_at.reset();
     peer.predict_backoff = kPredictRetryMin;
   }
-  // Simultaneous open: the sender is pinging our candidates right now; ping all of its.
+  // Simultaneous open: the sender is pinging our candidates right now; ping all of its — at
+  // full TTL only if it says it has opened its NAT towards us (who sends first, manager.hpp).
+  // If not (it knew no candidate of ours), our full pings could reach its router before its
+  // flow to us exists: send openers, and tell it we have opened; it pings us, we answer.
+  const bool behind_nat = behind_a_nat();
+  bool opened_now = false;
   for (std::size_t i = 0; i < peer.candidates.size(); ++i) {
     const Candidate& c = peer.candidates[i];
     if (c.socket != kMainSocket || (!c.from_call_me_maybe && !c.from_coordinator)) continue;
     if (c.last_ping && now - *c.last_ping < kPingBackSpacing) continue;
-    send_ping(now, peer, i, SendPurpose::probe);
+    if (cmm.opened || c.lan || c.trusted(now)) {
+      send_ping(now, peer, i, SendPurpose::probe);
+    } else {
+      if (behind_nat) send_opener(now, peer, i);
+      opened_now = true;
+    }
   }
-  // The sender may not know our candidates or NAT yet (it may be the only side sending data).
-  if (peer.cmm_epoch_sent != local_epoch_ || !peer.last_cmm_sent ||
+  if (cmm.opened) {
+    // Its openers have left: ours wait no longer.
+    send_deferred_pings(now, peer);
+  } else if (opened_now && !peer.deferred_pings_at) {
+    peer.deferred_pings_at = now + kOpenerFallback;
+  }
+  // The sender may not know our candidates or NAT yet (it may be the only side sending data);
+  // one that has not opened towards us must hear that we have opened towards it.
+  const bool any_public = std::any_of(peer.candidates.begin(), peer.candidates.end(), [](const Candidate& c) {
+    return c.socket == kMainSocket && !c.lan;
+  });
+  if (opened_now || peer.cmm_epoch_sent != local_epoch_ || !peer.last_cmm_sent ||
       now - *peer.last_cmm_sent >= kReprobeMin)
-    send_call_me_maybe(now, peer);
+    send_call_me_maybe(now, peer, any_public || !behind_nat);
   if (!peer.direct(now) && !peer.predict_at &&
       peer.prediction.role == Prediction::Role::none)
     peer.predict_at = now + kPredictStartDelay;

@@ -26,6 +26,15 @@
 //    pongs it loses trust after kPathTrust and traffic moves to the relay; an active peer on
 //    the relay is fully re-probed every 5..60 s (backing off), and every peer at once after
 //    network_changed().
+//  * Who sends first (routers without a WAN firewall): a full probe with the relay up sends
+//    each public candidate an "opener" — a ping with TTL kOpenerTtl that opens our own NAT's
+//    mapping and dies before the peer's router — and the call-me-maybe; the full pings follow
+//    when the peer's call-me-maybe says it has opened its side ("opened": it had our candidates
+//    and sent its openers) or after kOpenerFallback. A call-me-maybe without "opened" (the
+//    sender knew no candidate of ours) is answered with openers and our own, opened one. So no probe reaches a router before the flow it answers exists there:
+//    on a Linux router without an input firewall such a probe creates a conntrack entry that
+//    takes the port, masquerade gives the local flow another one, and every later probe
+//    refreshes that entry (the path never opens). LAN candidates are pinged at once.
 //  * Easy <-> hard pairs: port prediction (predict.hpp) once plain probing has had
 //    kPredictStartDelay; hard <-> hard: relay.
 //  * Rate bounds: per-peer and global token buckets (path_rate.hpp); prediction is paced.
@@ -63,6 +72,7 @@
 #include "base/random.hpp"
 #include "base/time.hpp"
 #include "punch/path/disco.hpp"
+#include "punch/path/mapping_evidence.hpp"
 #include "punch/path/rate.hpp"
 
 namespace knit::punch {
@@ -123,6 +133,7 @@ enum class SendPurpose : std::uint8_t {
   call_me_maybe,
   spray,          // prediction, easy side: ping to a random port
   socket_round,   // prediction, hard side: ping from a probe socket
+  opener,         // a ping with a short TTL: opens our own NAT, dies before the peer's router
 };
 
 struct PathAction {
@@ -132,6 +143,7 @@ struct PathAction {
   Endpoint endpoint;
   NodeKey peer{};
   Bytes bytes;
+  std::uint8_t ttl = 0;  // send_udp: the IP TTL / hop limit to use; 0: the socket's default
 };
 
 // This node's own candidates (from the interfaces, STUN and port mapping).
@@ -158,6 +170,8 @@ struct PathStats {
   std::uint64_t predictions_started = 0;
   std::uint64_t prediction_hits = 0;
   std::uint64_t candidates_refused = 0; // a peer's candidate table was full
+  std::uint64_t mapping_observations = 0; // pongs whose observed source fed MappingEvidence
+  std::uint64_t openers_sent = 0;         // short-TTL pings ahead of a full probe
   std::uint64_t drops_of(DiscoError e) const { return drops[static_cast<std::size_t>(e)]; }
 };
 
@@ -213,6 +227,11 @@ class PathManager {
   const PathStats& stats() const { return stats_; }
   std::size_t peer_count() const { return peers_.size(); }
   std::size_t open_probe_sockets() const { return open_probe_sockets_; }
+  // Our NAT maps per destination, as peers' pongs on direct paths show (mapping_evidence.hpp),
+  // whatever STUN said. Counts as "hard" like LocalCandidates::mapping_varies.
+  bool observed_mapping_varies() const { return observed_varies_; }
+  // mapping_varies from STUN or from the peers' pongs, and no port mapping: we are "hard".
+  bool hard() const { return my_hard(); }
 
   struct Peer;  // path_peer.hpp
 
@@ -229,12 +248,16 @@ class PathManager {
   void reselect(Instant now, Peer& peer);
   void report_path(Instant now, Peer& peer);
   void lower_deadline(std::optional<Instant> t);
+  void note_observed(Instant now, const Endpoint& to, const Endpoint& observed);
 
   // path_probe.cpp: what to send when
   void service(Instant now, Peer& peer);
   void full_probe(Instant now, Peer& peer);
   bool send_ping(Instant now, Peer& peer, std::size_t candidate, SendPurpose purpose);
-  bool send_call_me_maybe(Instant now, Peer& peer);
+  bool send_opener(Instant now, Peer& peer, std::size_t candidate);
+  void send_deferred_pings(Instant now, Peer& peer);
+  // opened: we have just sent openers or pings to the peer's public candidates (disco.hpp).
+  bool send_call_me_maybe(Instant now, Peer& peer, bool opened = false);
   bool send_disco_udp(Instant now, Peer& peer, SocketId socket, const Endpoint& to,
                       const DiscoMessage& message, SendPurpose purpose, bool bypass_global);
   void maybe_start_prediction(Instant now, Peer& peer);
@@ -242,6 +265,7 @@ class PathManager {
   void end_prediction(Instant now, Peer& peer, std::optional<SocketId> keep);
   void close_socket(SocketId socket);
   bool my_hard() const;
+  bool behind_a_nat() const;  // our reflexive address is none of our interfaces
   std::optional<Instant> peer_wake(Instant now, const Peer& peer) const;
   TxId new_tx();
 
@@ -255,11 +279,16 @@ class PathManager {
   std::unordered_map<DiscoKey, NodeKey, wg::KeyHash> by_disco_;
   LocalCandidates local_;
   std::uint64_t local_epoch_;
+  MappingEvidence evidence_;
+  bool observed_varies_ = false;
   bool relay_available_ = false;
   TokenBucket global_bucket_;
   SocketId next_socket_ = 1;
   std::size_t open_probe_sockets_ = 0;
-  bool prediction_running_ = false;  // at most one at a time (256 sockets, 100 probes/s)
+  // Predictions under way, by our role: several at once (constants.hpp, kMaxPredictions*),
+  // every probe still inside the global bucket.
+  std::size_t predictions_easy_ = 0;
+  std::size_t predictions_hard_ = 0;
 
   std::vector<PathAction> actions_;
   std::optional<Instant> next_deadline_;

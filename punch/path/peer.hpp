@@ -73,6 +73,7 @@ struct PathManager::Peer {
 
   std::optional<Instant> last_data;
   std::optional<Instant> last_full_probe;
+  std::optional<Instant> deferred_pings_at;  // openers went: full pings then, or on its cmm
   std::optional<Instant> full_probe_at;  // an event asked for a full probe at this time
   Duration reprobe_backoff = kReprobeMin;
   std::optional<Instant> last_cmm_sent;

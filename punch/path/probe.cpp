@@ -22,7 +22,12 @@ TxId PathManager::new_tx() {
   return tx;
 }
 
-bool PathManager::my_hard() const { return local_.mapping_varies && !local_.portmapped; }
+bool PathManager::behind_a_nat() const {
+  return !local_.reflexive || std::none_of(local_.local.begin(), local_.local.end(),
+                                           [&](const Endpoint& e) { return e.same_remote(*local_.reflexive); });
+}
+
+bool PathManager::my_hard() const { return (local_.mapping_varies || observed_varies_) && !local_.portmapped; }
 
 void PathManager::service(Instant now, Peer& peer) {
   // Unanswered pings are forgotten; a pong after this is unexpected.
@@ -53,6 +58,9 @@ void PathManager::service(Instant now, Peer& peer) {
       if (periodic && !direct) peer.reprobe_backoff = std::min(peer.reprobe_backoff * 2, kReprobeMax);
     }
   }
+
+  // The peer never answered our call-me-maybe: the full pings go anyway.
+  if (peer.deferred_pings_at && now >= *peer.deferred_pings_at) send_deferred_pings(now, peer);
 
   // Heartbeat on the chosen path while in use: keeps NAT mappings open and trust fresh.
   if (active && peer.direct(now)) {
@@ -98,6 +106,7 @@ std::optional<Instant> PathManager::peer_wake(Instant now, const Peer& peer) con
     if (active) earliest(w, c.last_ping ? *c.last_ping + kHeartbeatInterval : now);
   }
   earliest(w, peer.full_probe_at);
+  earliest(w, peer.deferred_pings_at);
   if (active && peer.last_full_probe)
     earliest(w, *peer.last_full_probe + (peer.direct(now) ? kUpgradeInterval : peer.reprobe_backoff));
   earliest(w, peer.predict_at);
@@ -124,8 +133,28 @@ void PathManager::full_probe(Instant now, Peer& peer) {
   }
   peer.last_full_probe = now;
   peer.full_probe_at.reset();
-  send_call_me_maybe(now, peer);
-  for (std::size_t i = 0; i < peer.candidates.size(); ++i) send_ping(now, peer, i, SendPurpose::probe);
+  // Who sends first (manager.hpp): with the call-me-maybe on its way, public candidates get an
+  // opener now and the full ping when the peer has opened its side.
+  // A host without a NAT has nothing to open (and a TTL of 2 could reach a router 2 hops away);
+  // it still lets the peer send first.
+  const bool behind_nat = behind_a_nat();
+  // "opened": the openers below reach every public candidate we know of the peer (or we have
+  // no NAT); a peer told so pings us at once. Knowing none, we have opened nothing.
+  const bool any_public = std::any_of(peer.candidates.begin(), peer.candidates.end(), [](const Candidate& c) {
+    return c.socket == kMainSocket && !c.lan;
+  });
+  const bool open_first = send_call_me_maybe(now, peer, any_public || !behind_nat);
+  bool deferred = false;
+  for (std::size_t i = 0; i < peer.candidates.size(); ++i) {
+    const Candidate& c = peer.candidates[i];
+    if (open_first && c.socket == kMainSocket && !c.lan && !c.trusted(now)) {
+      if (behind_nat) send_opener(now, peer, i);
+      deferred = true;
+    } else {
+      send_ping(now, peer, i, SendPurpose::probe);
+    }
+  }
+  if (deferred) peer.deferred_pings_at = now + kOpenerFallback;
   // Prediction needs the peer's facts; if they are known and no path turns up, try it.
   if (peer.remote_facts && !peer.predict_at && peer.prediction.role == Prediction::Role::none &&
       !peer.direct(now))
@@ -171,7 +200,34 @@ bool PathManager::send_ping(Instant now, Peer& peer, std::size_t index, SendPurp
   return true;
 }
 
-bool PathManager::send_call_me_maybe(Instant now, Peer& peer) {
+bool PathManager::send_opener(Instant now, Peer& peer, std::size_t index) {
+  Candidate& c = peer.candidates[index];
+  DiscoMessage m;
+  m.type = DiscoType::ping;
+  m.ping.tx_id = new_tx();
+  m.ping.node_key = self_node_key_;
+  if (!send_disco_udp(now, peer, c.socket, c.endpoint, m, SendPurpose::opener, false)) return false;
+  actions_.back().ttl = kOpenerTtl;
+  // If a path is short enough for it to arrive after all, its pong is a proof like any other.
+  // c.last_ping stays: the full ping must not wait for kPingBackSpacing.
+  if (peer.pings.size() >= kMaxOutstandingPings) peer.pings.erase(peer.pings.begin());
+  peer.pings.push_back(OutstandingPing{m.ping.tx_id, c.socket, c.endpoint, now});
+  ++stats_.openers_sent;
+  return true;
+}
+
+void PathManager::send_deferred_pings(Instant now, Peer& peer) {
+  if (!peer.deferred_pings_at) return;
+  peer.deferred_pings_at.reset();
+  for (std::size_t i = 0; i < peer.candidates.size(); ++i) {
+    const Candidate& c = peer.candidates[i];
+    if (c.socket != kMainSocket || c.lan || c.trusted(now)) continue;
+    if (c.last_ping && now - *c.last_ping < kPingBackSpacing) continue;
+    send_ping(now, peer, i, SendPurpose::probe);
+  }
+}
+
+bool PathManager::send_call_me_maybe(Instant now, Peer& peer, bool opened) {
   if (!relay_available_ || !peer.session.ready()) return false;
   if (!peer.cmm_bucket.take(now)) {
     ++stats_.sends_suppressed;
@@ -182,6 +238,7 @@ bool PathManager::send_call_me_maybe(Instant now, Peer& peer) {
   CallMeMaybe& c = m.call_me_maybe;
   c.mapping_varies = my_hard();
   c.active = peer.active(now);
+  c.opened = opened;
   c.epoch = local_epoch_;
   const auto add = [&](CandidateKind kind, const Endpoint& e) {
     if (c.endpoints.size() < kMaxCallMeMaybeEndpoints && !e.empty())
@@ -214,8 +271,9 @@ void PathManager::maybe_start_prediction(Instant now, Peer& peer) {
     peer.predict_at = peer.predict_retry_at;
     return;
   }
-  if (prediction_running_) {
-    peer.predict_at = now + kPredictStartDelay;  // one at a time: wait for our turn
+  if ((hard && predictions_hard_ >= kMaxPredictionsHard) ||
+      (!hard && predictions_easy_ >= kMaxPredictionsEasy)) {
+    peer.predict_at = now + kPredictStartDelay;  // all slots taken: wait for our turn
     return;
   }
   // The easy side aims at the hard side's public address; the hard side at the easy side's
@@ -262,7 +320,7 @@ void PathManager::maybe_start_prediction(Instant now, Peer& peer) {
                   kSprayRate +
               kPingTimeout;
   }
-  prediction_running_ = true;
+  ++(hard ? predictions_hard_ : predictions_easy_);
   ++stats_.predictions_started;
 }
 
@@ -298,6 +356,11 @@ void PathManager::advance_prediction(Instant now, Peer& peer) {
     if (auto k = pr.round->next(now)) {
       if (send_disco_udp(now, peer, pr.sockets[*k], pr.easy_endpoint, m, SendPurpose::socket_round,
                          false)) {
+        // Opens our mapping and filter for the easy endpoint and goes no further: reaching an
+        // easy side behind a router without a WAN firewall, it would take (its port, this
+        // mapping) there, and the spray ping that finds this mapping would leave from another
+        // port (manager.hpp, who sends first). The easy side's spray finds it instead.
+        actions_.back().ttl = kOpenerTtl;
         pr.round_sent[*k] = now;
         ++stats_.socket_round_pings_sent;
       }
@@ -327,8 +390,9 @@ void PathManager::end_prediction(Instant, Peer& peer, std::optional<SocketId> ke
                                                 p.socket) == peer.kept_sockets.end();
   });
   peer.best = best_key ? peer.find(best_key->first, best_key->second) : std::nullopt;
+  std::size_t& running = pr.role == Prediction::Role::hard ? predictions_hard_ : predictions_easy_;
+  if (running > 0) --running;
   pr = Prediction{};
-  prediction_running_ = false;
 }
 
 void PathManager::close_socket(SocketId socket) {

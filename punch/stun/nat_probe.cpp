@@ -42,6 +42,7 @@ void NatProbe::start(Instant now, std::span<const Endpoint> servers) {
   client_.take_results();
   pending_.clear();
   behaviour_server_.reset();
+  behaviour_one_ip_ = false;
   filter_both_answered_ = filter_port_answered_ = filter_refused_ = false;
   filter_answers_ok_ = true;
   mapping_test3_started_ = false;
@@ -118,6 +119,9 @@ void NatProbe::record(const Pending& p, const StunResult& r) {
     case Role::map_other_ip_port:
       if (mapped) result_.mapped_other_ip_port = plain(*mapped);
       break;
+    case Role::map_other_port:
+      if (mapped) result_.mapped_other_port = plain(*mapped);
+      break;
   }
 }
 
@@ -127,16 +131,31 @@ void NatProbe::advance(Instant now) {
     switch (phase_) {
       case Phase::binding: {
         // The behaviour server: the first that answered with a usable OTHER-ADDRESS (IPv4 first,
-        // where NATs are).
-        for (int pass = 0; pass < 2 && !behaviour_server_; ++pass) {
+        // where NATs are); one with another IP (RFC 5780 proper) before one with another port
+        // only (a single relay host: responder.hpp).
+        for (int pass = 0; pass < 4 && !behaviour_server_; ++pass) {
+          const bool one_ip = pass >= 2;
           for (std::size_t i = 0; i < result_.servers.size(); ++i) {
             const auto& s = result_.servers[i];
             if (!s.answered || !s.mapped || !s.other_address) continue;
-            if (s.other_address->address() == s.server.address()) continue;
-            if (pass == 0 && !s.server.address().is_v4()) continue;
+            const bool same_ip = s.other_address->address() == s.server.address();
+            if (same_ip != one_ip) continue;
+            if (same_ip && s.other_address->port() == s.server.port()) continue;
+            if (pass % 2 == 0 && !s.server.address().is_v4()) continue;
             behaviour_server_ = i;
+            behaviour_one_ip_ = one_ip;
             break;
           }
+        }
+        if (behaviour_one_ip_) {
+          // One IP, two ports: only the mapping can be measured. Filtering would need a change
+          // of port answered before we ever sent to A:q, and on a Linux router without a WAN
+          // firewall that unanswered inbound packet leaves a conntrack entry for A:q that makes
+          // masquerade give the mapping test another port: a port-restricted cone would read
+          // as symmetric. The mapping matters more (it decides port prediction).
+          phase_ = Phase::mapping;
+          if (options_.test_mapping) start_mapping(now);
+          break;
         }
         phase_ = Phase::filtering;
         if (behaviour_server_ && options_.test_filtering) start_filtering(now);
@@ -156,7 +175,8 @@ void NatProbe::advance(Instant now) {
         // Test III only when test II differed (RFC 5780 §4.3). Sent regardless, it would meet
         // the stray state an unanswered filtering test leaves in some NATs (Linux conntrack
         // picks another port for B:q) and report a variation the mapping does not have.
-        if (!mapping_test3_started_ && behaviour_server_ && options_.test_mapping && need_test3()) {
+        if (!mapping_test3_started_ && behaviour_server_ && !behaviour_one_ip_ && options_.test_mapping &&
+            need_test3()) {
           mapping_test3_started_ = true;
           const auto& srv = result_.servers[*behaviour_server_];
           begin(now, Role::map_other_ip_port, *behaviour_server_, *srv.other_address, std::nullopt,
@@ -181,6 +201,10 @@ void NatProbe::start_filtering(Instant now) {
 void NatProbe::start_mapping(Instant now) {
   const std::size_t i = *behaviour_server_;
   const auto& s = result_.servers[i];
+  if (behaviour_one_ip_) {
+    begin(now, Role::map_other_port, i, *s.other_address, std::nullopt, options_.retransmit);
+    return;
+  }
   begin(now, Role::map_other_ip, i, Endpoint(s.other_address->address(), s.server.port()), std::nullopt,
         options_.retransmit);
 }
@@ -194,7 +218,15 @@ bool NatProbe::need_test3() const {
 void NatProbe::finish() {
   phase_ = Phase::done;
   // Mapping behaviour from the RFC 5780 tests (§4.3).
-  if (behaviour_server_ && options_.test_mapping) {
+  if (behaviour_server_ && behaviour_one_ip_ && options_.test_mapping) {
+    // A:p → X1, A:q → X2: the same → no variation by destination port (EIM as far as one IP
+    // can show: an address-dependent mapping looks the same); different → APDM.
+    const auto& x1 = result_.servers[*behaviour_server_].mapped;
+    const auto& x2 = result_.mapped_other_port;
+    if (x1 && x2)
+      result_.mapping = plain(*x1) == *x2 ? NatMapping::endpoint_independent
+                                          : NatMapping::address_and_port_dependent;
+  } else if (behaviour_server_ && options_.test_mapping) {
     const auto& x1 = result_.servers[*behaviour_server_].mapped;
     const auto& x2 = result_.mapped_other_ip;
     const auto& x3 = result_.mapped_other_ip_port;
@@ -211,6 +243,7 @@ void NatProbe::finish() {
     if (s.mapped) seen.push_back(plain(*s.mapped));
   if (result_.mapped_other_ip) seen.push_back(*result_.mapped_other_ip);
   if (result_.mapped_other_ip_port) seen.push_back(*result_.mapped_other_ip_port);
+  if (result_.mapped_other_port) seen.push_back(*result_.mapped_other_port);
   for (const auto family : {IpAddress::Family::v4, IpAddress::Family::v6}) {
     std::optional<Endpoint> first;
     std::size_t n = 0;

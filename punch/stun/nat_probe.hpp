@@ -19,6 +19,10 @@
 //   3. mapping  — a request to B:p: X2 == X1 → EIM; else one to B:q: X3 == X2 → ADM, else APDM.
 //                 Without an RFC 5780 server, two servers at different IPs still tell whether
 //                 the mapping varies (mapping_varies) but not how (mapping stays unknown).
+// With one server whose OTHER-ADDRESS has our server's IP and another port (one knit-relay
+// host: A:p and A:q), only the mapping test runs, and first: a request to A:q, X2 == X1 → EIM
+// (an ADM NAT looks the same from one IP), else APDM; filtering stays unknown (why: the
+// comment in advance()).
 #pragma once
 
 #include <optional>
@@ -56,6 +60,7 @@ struct NatProbeResult {
   // The RFC 5780 tests' raw answers (X2 from B:p, X3 from B:q), for reports and debugging.
   std::optional<Endpoint> mapped_other_ip{};
   std::optional<Endpoint> mapped_other_ip_port{};
+  std::optional<Endpoint> mapped_other_port{};  // one-IP server: X2 from A:q
 };
 
 struct NatProbeOptions {
@@ -86,7 +91,7 @@ class NatProbe {
 
  private:
   enum class Phase { idle, binding, filtering, mapping, done };
-  enum class Role { binding, filter_both, filter_port, map_other_ip, map_other_ip_port };
+  enum class Role { binding, filter_both, filter_port, map_other_ip, map_other_ip_port, map_other_port };
   struct Pending {
     StunTransactionId id{};
     Role role = Role::binding;
@@ -108,6 +113,7 @@ class NatProbe {
   Phase phase_ = Phase::idle;
   std::vector<Pending> pending_;
   std::optional<std::size_t> behaviour_server_;  // index of the RFC 5780 server used
+  bool behaviour_one_ip_ = false;                // its OTHER-ADDRESS is only another port
   bool filter_both_answered_ = false, filter_port_answered_ = false, filter_refused_ = false;
   bool filter_answers_ok_ = true;  // answers came from where they should
   bool mapping_test3_started_ = false;

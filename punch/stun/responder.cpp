@@ -91,8 +91,11 @@ std::optional<StunReply> StunResponder::handle(const Endpoint& from, const Endpo
     b.add_xor_address(kXorMappedAddress, client);
     b.add_address(kMappedAddress, client);  // for RFC 3489-era parsers of modern answers
     if (origin_known) b.add_address(kResponseOrigin, reply.from);
-    // RFC 5780 §7.4: OTHER-ADDRESS only from a server that can change its IP.
-    if (alt_ip) b.add_address(kOtherAddress, other);
+    // RFC 5780 §7.4 sends OTHER-ADDRESS only from a server that can change its IP. We also
+    // send it from a server with an alternate port alone (A:q): one relay host with one
+    // address still lets a client tell a mapping that varies by destination port (symmetric)
+    // from one that does not. Clients that need a second IP see OTHER-ADDRESS's IP is ours.
+    if (alt_ip || alt_port) b.add_address(kOtherAddress, other);
   }
   if (!options_.software.empty()) {
     if (req.classic) {

@@ -10,7 +10,8 @@
 //
 // What it answers:
 //   RFC 8489 binding request → XOR-MAPPED-ADDRESS, MAPPED-ADDRESS, RESPONSE-ORIGIN, OTHER-ADDRESS
-//     (when an alternate IP exists: always the group's B:q, as coturn answers), SOFTWARE (if
+//     (when an alternate IP exists: always the group's B:q, as coturn answers; with an
+//     alternate port alone: A:q, so one relay host can tell symmetric NATs), SOFTWARE (if
 //     configured), FINGERPRINT (if the request had one), PADDING (if the request had some;
 //     never larger than the request).
 //   CHANGE-REQUEST → answered from the other IP and/or port; 420 + UNKNOWN-ATTRIBUTES(0x0003)

@@ -2,34 +2,42 @@
 # The NAT grid: one mesh with an agent behind every kind of NAT the lab offers, every pair
 # checked at once (issue 5, "How it is checked"). Tailscale's natlab does the same.
 #
-#   [kn-coord-SFX] knit-coordinator   [kn-ra-SFX] knit-relay ra    [kn-rb-SFX] knit-relay rb
-#   192.0.2.1:7443                    192.0.2.17 :443 +STUN :3478  192.0.2.33 :443 +STUN :3478
-#          \__________________________________|______________________________/
+#   [kn-coord-SFX] knit-coordinator   [kn-ra-SFX] knit-relay ra: the only relay
+#   192.0.2.1:7443                    192.0.2.17 :443, STUN :3478 and :3479 (one address)
+#          \__________________________________|
 #                                      [kn-core-SFX] "the internet"  ─── [kn-pub-SFX] agent pub
-#                                             |                           192.0.2.49 (no NAT)
-#     +------------+------------+-------------+-------------+------------+-------------+------------+
-#   [fcr]        [rcr]        [prcr]        [snr]         [skr]        [dblc] CGNAT  [lanr]       [blkr]
-#   natbox       natbox       kernel        natbox        kernel       masquerade    natbox       kernel
-#   EIM/EIF      EIM/ADF      masquerade    APDM/APDF     masquerade   [dblr] home   EIM/APDF     masquerade,
-#   full cone    restricted   port-restr.   symmetric     random       masquerade    hairpin      UDP dropped
-#     |            |            |             |           symmetric      |           /      \        |
-#   [fch1] fc    [rch1] rc    [prch1] prc   [snh1] sn     [skh1] sk    [dblh1] dbl [lanh1]  [lanh2] [blkh1] blk
-#                                                                                   lan1     lan2
+#                                             |                           192.0.2.33 (no NAT)
+#     +---------+---------+----------+----------+---------+----------+----------+-----------+---------+
+#   [fcr]     [rcr]     [prcr]     [pror]     [snr]     [skr]      [skor]     [dblc] CGNAT [lanr]    [blkr]
+#   natbox    natbox    kernel     kernel     natbox    kernel     kernel     masquerade  natbox    kernel
+#   EIM/EIF   EIM/ADF   masquerade masquerade APDM/APDF masquerade masquerade [dblr] home EIM/APDF  masquerade,
+#   full cone restrict. port-restr port-restr symmetric random     random     masquerade  hairpin   UDP dropped
+#                       WAN fw     NO WAN fw            WAN fw     NO WAN fw    |        /     \      |
+#   [fch1] fc [rch1] rc [prch1]prc [proh1]pro [snh1] sn [skh1] sk  [skoh1]sko [dblh1]dbl [lanh1][lanh2] [blkh1]blk
+#                                                                                         lan1   lan2
 #   (every namespace is kn-NAME-SFX; site i's public address is 203.0.113.(16i+1); LANs 10.(i+1).0.0/24;
-#    kernel routers and natboxes drop idle UDP mappings after 30 s; kernel routers drop new
-#    flows from the WAN addressed to themselves, as home routers do)
+#    kernel routers and natboxes drop idle UDP mappings after 30 s)
 #
-# Two relays, because an agent learns whether its NAT maps per destination ("hard") by asking
-# two STUN servers at different addresses; each knit-relay answers STUN on one.
+# Both kinds of kernel router: with a WAN input firewall (drops new flows from the WAN to the
+# router itself, as home routers do: prc, sk, dbl, blk) and without one (Docker hosts, VPS
+# gateways, hand-built routers: pro, sko). Without one, a peer's probe that arrives before our
+# own flow to it takes the port (mesh.sh, mesh_router_firewall); knitd's short-TTL openers and
+# who-sends-first ordering (punch/path/manager.hpp) are what keep such pairs direct.
 #
-# For every pair of the grid's 9 agents (36 cells): ping answers both ways, and `knit status
+# ONE relay: an agent learns whether its NAT maps per destination ("hard") from the relay's
+# STUN on two ports of one address (RFC 5780 OTHER-ADDRESS; punch/stun/nat_probe.hpp).
+#
+# For every pair of the grid's 10 agents (45 cells; 11 and 55 with GRID_OPEN_EASY=1): ping answers both ways, and `knit status
 # --json` on both sides shows path "direct" when at least one side has endpoint-independent
 # mapping (easy <-> symmetric included: port prediction), "relay" only for symmetric <->
-# symmetric. The two LAN hosts use their LAN addresses. Time to direct is measured from the
-# later `knit up` of the pair: within GRID_EASY_S (10 s) for easy pairs, GRID_HARD_S (25 s)
-# for easy <-> symmetric. The grid is printed as a table; each wrong cell fails with its own
-# message. Then: 20 MiB over TCP between the two symmetric agents (through the relay, sha256
-# checked), and the UDP-blocked agent reaches the public one through the relay.
+# symmetric. The wire must agree: counters in the core count WireGuard data packets (UDP,
+# first payload byte 4) between every pair of public addresses while one last ping crosses
+# each pair; a "direct" cell needs them both ways, a "relay" cell none. The two LAN hosts use
+# their LAN addresses. Time to direct is measured from the later `knit up` of the pair: within
+# GRID_EASY_S (10 s) for easy pairs, GRID_HARD_S for easy <-> symmetric. The grid is printed as
+# a table; each wrong cell fails with its own message. Then: 20 MiB over TCP between the two
+# symmetric agents (through the relay, sha256 checked), and the UDP-blocked agent reaches the
+# public one through the relay.
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/../lab/lib.sh"
 source "$(dirname "${BASH_SOURCE[0]}")/../lab/nat.sh"
@@ -39,37 +47,46 @@ lab_require_impl knitd
 [[ -x "$KNIT_BIN/knit-natbox" ]] || lab_fail "$KNIT_BIN/knit-natbox is missing: build it first"
 
 GRID_EASY_S=${GRID_EASY_S:-10}
-# Easy <-> hard pairs open by port prediction, one prediction at a time per agent: the kernel
-# symmetric site predicting for four peers at once has taken up to ~41 s for its last one
-# (bench/punch_timing.sh measures the median, ~8 s). The window is wide enough for that.
+# Easy <-> hard pairs open by port prediction, several peers at once (punch/path/constants.hpp,
+# kMaxPredictions*); bench/punch_timing.sh measures the median and maximum.
 GRID_HARD_S=${GRID_HARD_S:-60}
 GRID_MB=${GRID_MB:-20}
 UDP_TIMEOUT=30
 
 # The grid, in row order: label, what it is behind, easy (EIM) or hard.
-GRID=(pub fc rc prc sn sk dbl lan1 lan2)
-declare -A KIND=([pub]="public" [fc]="full cone" [rc]="restricted" [prc]="port-restr"
-                 [sn]="sym natbox" [sk]="sym kernel" [dbl]="double NAT" [lan1]="LAN host 1"
-                 [lan2]="LAN host 2")
-declare -A HARD=([sn]=1 [sk]=1)
+# GRID_OPEN_EASY=1 adds pro, the port-restricted cone behind a router WITHOUT a WAN firewall.
+# Not in CI yet: pro reaches the peers that join before it in ~1 s, but the ones that join
+# after the symmetric natbox only after ~40 s (something still reaches its router before its
+# own flow and takes the port; the open symmetric site sko passes). See the branch's report.
+if [[ "${GRID_OPEN_EASY:-0}" == 1 ]]; then
+  GRID=(pub fc rc prc pro sn sk sko dbl lan1 lan2)
+else
+  GRID=(pub fc rc prc sn sk sko dbl lan1 lan2)
+fi
+declare -A KIND=([pub]="public" [fc]="full cone" [rc]="restricted" [prc]="port-r fw"
+                 [pro]="port-r open" [sn]="sym natbox" [sk]="sym k fw" [sko]="sym k open"
+                 [dbl]="double NAT" [lan1]="LAN host 1" [lan2]="LAN host 2")
+declare -A HARD=([sn]=1 [sk]=1 [sko]=1)
 
-lab_step "the lab: core, coordinator, two relays, eight sites"
+lab_step "the lab: core, coordinator, ONE relay, the NAT sites"
 lab_nat_core
 mesh_coordinator_start
 mesh_relay_start ra
-mesh_relay_start rb
 lab_core_host pub
 lab_site_natbox fc eim eif --udp-timeout "$UDP_TIMEOUT"
 lab_site_natbox rc eim adf --udp-timeout "$UDP_TIMEOUT"
 lab_site_kernel prc port-restricted
+[[ "${GRID_OPEN_EASY:-0}" == 1 ]] && lab_site_kernel pro port-restricted
 lab_site_natbox sn apdm apdf --udp-timeout "$UDP_TIMEOUT"
 lab_site_kernel sk symmetric
+lab_site_kernel sko symmetric
 lab_site_double dbl
 lab_site_natbox lan eim apdf --hosts 2 --hairpin --udp-timeout "$UDP_TIMEOUT"
 lab_site_udp_blocked blk
-for r in prcr skr dblr dblc blkr; do lab_conntrack_udp_timeout "$(lab_ns "$r")" "$UDP_TIMEOUT"; done
-# The kernel routers drop new flows from the WAN to themselves, as home routers do (mesh.sh says
-# why that matters for hole punching). GRID_FIREWALL=0 leaves them open.
+for r in prcr skr skor dblr dblc blkr; do lab_conntrack_udp_timeout "$(lab_ns "$r")" "$UDP_TIMEOUT"; done
+[[ "${GRID_OPEN_EASY:-0}" == 1 ]] && lab_conntrack_udp_timeout "$(lab_ns pror)" "$UDP_TIMEOUT"
+# These kernel routers drop new flows from the WAN to themselves, as home routers do (mesh.sh
+# says why that matters for hole punching); pro and sko never do. GRID_FIREWALL=0 leaves all open.
 if [[ "${GRID_FIREWALL:-1}" == 1 ]]; then
   for rw in prcr:prcw skr:skw dblc:dblw dblr:dblhw blkr:blkw; do
     mesh_router_firewall "$(lab_ns "${rw%%:*}")" "$(lab_name "${rw#*:}")"
@@ -77,11 +94,13 @@ if [[ "${GRID_FIREWALL:-1}" == 1 ]]; then
 fi
 
 declare -A HOST_NS=([pub]=$(lab_host_ns pub) [fc]=$(lab_site_host fc) [rc]=$(lab_site_host rc)
-                    [prc]=$(lab_site_host prc) [sn]=$(lab_site_host sn) [sk]=$(lab_site_host sk)
+                    [prc]=$(lab_site_host prc) [sn]=$(lab_site_host sn)
+                    [sk]=$(lab_site_host sk) [sko]=$(lab_site_host sko)
                     [dbl]=$(lab_site_host dbl) [lan1]=$(lab_site_host lan 1)
                     [lan2]=$(lab_site_host lan 2) [blk]=$(lab_site_host blk))
 
 lab_step "knitd in every host; a recorder polls every agent's status from now on"
+[[ "${GRID_OPEN_EASY:-0}" == 1 ]] && HOST_NS[pro]=$(lab_site_host pro)
 for a in "${GRID[@]}" blk; do mesh_agent_start "$a" "${HOST_NS[$a]}"; done
 # One recorder per agent polls its status all along: T_US AGENT PEER PATH ENDPOINT RTT_MS lines
 # in state/paths.AGENT.
@@ -173,18 +192,60 @@ for ((i = 0; i < ${#GRID[@]}; i++)); do
   done
 done
 
-lab_step "ping both ways across every pair"
-declare -A PING_OK=()
+# The wire: one counting rule in the core per ordered pair of public addresses, for WireGuard
+# data packets (UDP, first payload byte 4). The relay's traffic is TCP and never counts.
+declare -A PUB_OF=()
 for a in "${GRID[@]}"; do
-  for b in "${GRID[@]}"; do
-    [[ "$a" == "$b" ]] && continue
+  case "$a" in
+    pub) PUB_OF[$a]=$(lab_host_addr pub) ;;
+    lan1|lan2) PUB_OF[$a]=$(lab_site_public lan) ;;
+    *) PUB_OF[$a]=$(lab_site_public "$a") ;;
+  esac
+done
+mapfile -t PUBS < <(printf '%s\n' "${PUB_OF[@]}" | sort -u)
+{
+  echo "table ip knit_grid_wire {"
+  echo "  chain wire {"
+  echo "    type filter hook forward priority -10; policy accept;"
+  for x in "${PUBS[@]}"; do
+    for y in "${PUBS[@]}"; do
+      [[ "$x" == "$y" ]] && continue
+      echo "    ip saddr $x ip daddr $y meta l4proto udp @th,64,8 4 counter comment \"$x>$y\""
+    done
+  done
+  echo "  }"
+  echo "}"
+} | lab_nft "$LAB_CORE"
+# wire_counts: "SRC>DST PACKETS" lines.
+wire_counts() {
+  ip netns exec "$LAB_CORE" nft -j list chain ip knit_grid_wire wire |
+    jq -r '.nftables[] | select(.rule) | .rule | "\(.comment) \([.expr[] | select(.counter) | .counter.packets][0])"'
+}
+declare -A WIRE=()  # WIRE[A,B]: WireGuard data packets A's public address sent B's during A's and B's pings
+
+lab_step "ping both ways across every pair, counting WireGuard data on the wire"
+for pid in "${PINGERS[@]}"; do kill "$pid" 2>/dev/null || true; done
+declare -A PING_OK=()
+for ((i = 0; i < ${#GRID[@]}; i++)); do
+  for ((j = i + 1; j < ${#GRID[@]}; j++)); do
+    a=${GRID[$i]} b=${GRID[$j]}
+    declare -A before=() after=()
+    while read -r k n; do before[$k]=$n; done < <(wire_counts)
     if lab_poll 5 mesh_ping_once "$a" "$b"; then PING_OK[$a,$b]=1; fi
+    if lab_poll 5 mesh_ping_once "$b" "$a"; then PING_OK[$b,$a]=1; fi
+    while read -r k n; do after[$k]=$n; done < <(wire_counts)
+    pa=${PUB_OF[$a]} pb=${PUB_OF[$b]}
+    if [[ "$pa" != "$pb" ]]; then
+      WIRE[$a,$b]=$(( ${after[$pa>$pb]:-0} - ${before[$pa>$pb]:-0} ))
+      WIRE[$b,$a]=$(( ${after[$pb>$pa]:-0} - ${before[$pb>$pa]:-0} ))
+    fi
+    unset before after
   done
 done
-for pid in "${PINGERS[@]}"; do kill "$pid" 2>/dev/null || true; done
 
 # The verdict per cell, the table, the failures.
 FAILURES=()
+CELLS=$(( ${#GRID[@]} * (${#GRID[@]} - 1) / 2 ))
 short() { case "$1" in direct) echo D ;; relay) echo R ;; none) echo N ;; *) echo "?" ;; esac; }
 secs() { awk -v us="$1" 'BEGIN { printf "%.1f", us / 1e6 }'; }
 declare -A CELL=()
@@ -198,6 +259,15 @@ for ((i = 0; i < ${#GRID[@]}; i++)); do
     [[ -n "${PING_OK[$b,$a]:-}" ]] || bad+=("no ping answer from $b to $a")
     [[ "$pa" == "$want" ]] || bad+=("$a says path $pa, expected $want")
     [[ "$pb" == "$want" ]] || bad+=("$b says path $pb, expected $want")
+    # What the wire saw while these two pinged each other (not for the LAN pair: one address).
+    if [[ -n "${WIRE[$a,$b]:-}" ]]; then
+      wa=${WIRE[$a,$b]} wb=${WIRE[$b,$a]}
+      if [[ "$pa" == direct && "$pb" == direct ]]; then
+        (( wa > 0 && wb > 0 )) || bad+=("both say direct, but the wire carried $wa WireGuard data packets $a -> $b and $wb $b -> $a")
+      elif [[ "$pa" == relay && "$pb" == relay ]]; then
+        (( wa == 0 && wb == 0 )) || bad+=("both say relay, but the wire carried $wa direct WireGuard data packets $a -> $b and $wb $b -> $a")
+      fi
+    fi
     if [[ "$want" == direct ]]; then
       ft=${FIRST_DIRECT_US[$a,$b]:-}
       lim=$(limit_s "$a" "$b")
@@ -250,9 +320,9 @@ if (( ${#FAILURES[@]} )); then
   for a in "${GRID[@]}"; do
     awk '{ k = $2 " " $3; if (last[k] != $4) { print; last[k] = $4 } }' "$LAB_DIR/state/paths.$a"
   done | sort -n | awk -v t0="$LAST_UP" '{ $1 = sprintf("%+.1fs", ($1 - t0) / 1e6); print }' >&2
-  lab_fail "${#FAILURES[@]} of 36 grid cells are wrong"
+  lab_fail "${#FAILURES[@]} of $CELLS grid cells are wrong"
 fi
-lab_pass "all 36 cells as expected"
+lab_pass "all $CELLS cells as expected, status and wire agreeing"
 
 lab_step "$GRID_MB MiB over TCP between the two symmetric NATs (through the relay)"
 FILE=$(lab_data_file "$GRID_MB")

@@ -194,6 +194,53 @@ TEST_F(MeshTransportTest, NoPathAndNoRelayIsCountedAsDropped) {
   EXPECT_EQ(relay_.sent.back().bytes[4], 4);
 }
 
+Bytes initiation_like(std::uint8_t tag) {
+  Bytes b(148, tag);
+  b[0] = 1;
+  b[1] = b[2] = b[3] = 0;
+  return b;
+}
+
+// The first packet: an initiation sent while the relay still refused us goes out the moment
+// it admits us, once, and not after REKEY_TIMEOUT (WireGuard sends a fresh one by then).
+TEST_F(MeshTransportTest, AnInitiationLostBeforeTheRelayAdmittedUsGoesOutOnAdmission) {
+  add_b({});
+  peer_b_->public_key = node_b_;
+  peer_b_->endpoint = transport_->stand_in(node_b_);
+  const Bytes init = initiation_like(0x11);
+  const ByteSpan span(init);
+  transport_->send(*peer_b_, std::span(&span, 1));
+  transport_->flush();
+  EXPECT_EQ(transport_->traffic().tx_dropped, 1u);
+  now_ += 300ms;
+  relay_.up = true;
+  transport_->set_relay_available(true);
+  std::size_t copies = 0;
+  for (const auto& s : relay_.sent) copies += (s.to == node_b_ && s.bytes == init);
+  EXPECT_EQ(copies, 1u) << "the lost initiation goes out on admission";
+  EXPECT_EQ(transport_->traffic().initiations_resent, 1u);
+  // Lost link and back: not again (WireGuard's own retry comes soon enough).
+  relay_.up = false;
+  transport_->set_relay_available(false);
+  relay_.up = true;
+  transport_->set_relay_available(true);
+  EXPECT_EQ(transport_->traffic().initiations_resent, 1u);
+}
+
+TEST_F(MeshTransportTest, AStaleInitiationIsNotResent) {
+  add_b({});
+  peer_b_->public_key = node_b_;
+  peer_b_->endpoint = transport_->stand_in(node_b_);
+  const Bytes init = initiation_like(0x12);
+  const ByteSpan span(init);
+  transport_->send(*peer_b_, std::span(&span, 1));
+  now_ += 5s;  // REKEY_TIMEOUT: WireGuard's own retry is due
+  relay_.up = true;
+  transport_->set_relay_available(true);
+  EXPECT_EQ(transport_->traffic().initiations_resent, 0u);
+  for (const auto& s : relay_.sent) EXPECT_NE(s.bytes, init);
+}
+
 TEST_F(MeshTransportTest, HandConfiguredPeersGoToTheirEndpoint) {
   add_b({});
   wg::Peer stranger(wg::PublicKey{9}, rng_);

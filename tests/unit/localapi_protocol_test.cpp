@@ -94,6 +94,8 @@ TEST(ControlProtocol, ResponsesRoundTrip) {
         r.nat.mapping_varies = true;
         r.nat.filtering = "apdf";
         r.mapping = "APDM";
+        r.nat.mapping = "APDM";  // one field on the wire
+        r.nat.mapping_source = "stun";
         r.portmap = {"pcp", "upnp"};
         r.portmapped = Endpoint::parse("203.0.113.7:50000");
         r.relay_ms = {{"r1", 12}, {"r2", 40}};

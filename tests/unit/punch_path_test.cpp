@@ -404,8 +404,10 @@ TEST(PunchPath, DropsStrangersReplaysAndUnexpectedPongs) {
                        DiscoError::replay, DiscoError::node_key_mismatch, DiscoError::stale})
     EXPECT_EQ(after.drops_of(e), before.drops_of(e) + (e == DiscoError::node_key_mismatch ? 2 : 1))
         << to_string(e);
-  // The path survived all of it.
+  // The path survived all of it, and no forged or replayed pong told B anything about its NAT.
   EXPECT_EQ(p.ba().kind, PathKind::direct);
+  EXPECT_EQ(after.mapping_observations, before.mapping_observations);
+  EXPECT_FALSE(pm.observed_mapping_varies());
 }
 
 TEST(PunchPath, SelectionRules) {

@@ -24,8 +24,13 @@ struct Site {
   bool is_public;
   nat::Mapping mapping;
   nat::Filtering filtering;
+  bool unfirewalled = false;  // a Linux router without a WAN input firewall (punch_sim_world.hpp)
   bool easy() const { return is_public || mapping == nat::Mapping::endpoint_independent; }
 };
+
+// How the agents learn their NAT: two STUN servers at two addresses, or one knit-relay (one
+// address, two ports).
+enum class Stun { two_servers, one_relay };
 
 std::vector<Site> all_sites() {
   using M = nat::Mapping;
@@ -59,16 +64,20 @@ struct Outcome {
   bool data_ab = false, data_ba = false;
   std::size_t spray_window = 0, spray_total = 0, round_window = 0, all_window = 0;
   std::size_t max_sockets = 0, sockets_left = 0;
+  std::size_t steals = 0;  // flows an unfirewalled router moved to another port
 };
 
-Outcome run_pair(const Site& sa, const Site& sb, std::uint64_t seed) {
+Outcome run_pair(const Site& sa, const Site& sb, std::uint64_t seed, Stun stun = Stun::two_servers) {
   World w;
   Agent& a = sa.is_public ? w.add_agent("A", {ip("198.51.100.1")}, std::nullopt, seed)
                           : w.add_agent("A", {ip("10.0.1.2")}, nat_config(sa, "203.0.113.1"), seed);
   Agent& b = sb.is_public ? w.add_agent("B", {ip("198.51.100.2")}, std::nullopt, seed + 1000)
                           : w.add_agent("B", {ip("10.0.2.2")}, nat_config(sb, "203.0.113.2"), seed + 1000);
+  a.unfirewalled = sa.unfirewalled;
+  b.unfirewalled = sb.unfirewalled;
   w.set_relay(true);
-  const LocalCandidates ca = w.discover(a), cb = w.discover(b);
+  const LocalCandidates ca = stun == Stun::one_relay ? w.discover_one_relay(a) : w.discover(a);
+  const LocalCandidates cb = stun == Stun::one_relay ? w.discover_one_relay(b) : w.discover(b);
   a.pm->set_local_candidates(w.now, ca);
   b.pm->set_local_candidates(w.now, cb);
   const Instant start = w.now;
@@ -101,6 +110,7 @@ Outcome run_pair(const Site& sa, const Site& sb, std::uint64_t seed) {
   o.data_ab = std::count(b.data_received.begin(), b.data_received.end(), Bytes{'D', 'A'}) > 0;
   o.data_ba = std::count(a.data_received.begin(), a.data_received.end(), Bytes{'D', 'B'}) > 0;
 
+  o.steals = a.steals + b.steals;
   o.stats_a = a.pm->stats();
   o.stats_b = b.pm->stats();
   for (Agent* x : {&a, &b}) {
@@ -188,6 +198,137 @@ TEST(PunchSim, NatGridEveryPair) {
               maxof(mixed_times), mixed_times.size());
   std::printf("  of which by port prediction: median %.3f s (max %.3f, n=%zu)\n",
               median(predicted_times), maxof(predicted_times), predicted_times.size());
+}
+
+// The deployment people run: one knit-relay (STUN on one address, two ports), and routers with
+// and without a WAN input firewall. Every mapping x filtering x firewall site against every
+// other (19 x 19). With one STUN address an address-dependent mapping reads as EIM, so pairs
+// with an ADM side are reported, not asserted; every other pair with an endpoint-independent
+// side must end direct (easy pairs within 2 s), symmetric <-> symmetric on the relay.
+TEST(PunchSim, NatGridOneRelayWithAndWithoutFirewall) {
+  std::vector<Site> sites;
+  for (const Site& base : all_sites()) {
+    if (base.is_public) {
+      sites.push_back(base);
+      continue;
+    }
+    for (bool open : {false, true}) {
+      Site s = base;
+      s.unfirewalled = open;
+      s.name += open ? "-o" : "-f";
+      sites.push_back(s);
+    }
+  }
+  std::string table = "                ";
+  for (const Site& s : sites) table += s.name.substr(0, 11) + std::string(12 - std::min<std::size_t>(11, s.name.size()), ' ');
+  table += "\n";
+  std::vector<Duration> easy_times, mixed_times;
+  std::size_t steals = 0, adm_direct = 0, adm_pairs = 0;
+  std::size_t max_pps = 0;
+  std::uint64_t seed = 50'001;
+  for (const Site& sa : sites) {
+    table += sa.name + std::string(16 - sa.name.size(), ' ');
+    for (const Site& sb : sites) {
+      SCOPED_TRACE(sa.name + " <-> " + sb.name);
+      const Outcome o = run_pair(sa, sb, seed++, Stun::one_relay);
+      steals += o.steals;
+      max_pps = std::max(max_pps, o.all_window);
+      const bool direct = o.a == PathKind::direct && o.b == PathKind::direct;
+      const bool adm = (!sa.is_public && sa.mapping == nat::Mapping::address_dependent) ||
+                       (!sb.is_public && sb.mapping == nat::Mapping::address_dependent);
+      if (direct) {
+        EXPECT_TRUE(o.data_ab && o.data_ba) << "a direct path that does not carry data";
+      } else {
+        EXPECT_TRUE(o.a == PathKind::relay && o.b == PathKind::relay)
+            << "paths " << to_string(o.a) << "/" << to_string(o.b);
+      }
+      if (adm) {
+        ++adm_pairs;
+        adm_direct += direct;
+      } else if (sa.easy() || sb.easy()) {
+        EXPECT_TRUE(direct) << "paths " << to_string(o.a) << "/" << to_string(o.b);
+        if (direct && o.time_to_direct) {
+          if (sa.easy() && sb.easy()) {
+            EXPECT_LE(*o.time_to_direct, std::chrono::seconds(2));
+            easy_times.push_back(*o.time_to_direct);
+          } else {
+            EXPECT_LE(*o.time_to_direct, std::chrono::seconds(20));
+            mixed_times.push_back(*o.time_to_direct);
+          }
+        }
+      } else {
+        EXPECT_EQ(o.stats_a.predictions_started + o.stats_b.predictions_started, 0u);
+      }
+      EXPECT_LE(o.spray_window, kSprayRate);
+      EXPECT_LE(o.round_window, kProbeSocketPingRate);
+      EXPECT_LE(o.all_window, kGlobalDiscoBurst + kGlobalDiscoRate);
+      EXPECT_LE(o.sockets_left, 1u) << "probe sockets not given back";
+      char cell[32];
+      if (direct)
+        std::snprintf(cell, sizeof cell, "D %5.2fs    ", std::chrono::duration<double>(*o.time_to_direct).count());
+      else
+        std::snprintf(cell, sizeof cell, "%-12s", to_string(o.a));
+      table += cell;
+    }
+    table += "\n";
+  }
+  const auto median = [](std::vector<Duration> v) {
+    if (v.empty()) return 0.0;
+    std::sort(v.begin(), v.end());
+    return std::chrono::duration<double>(v[v.size() / 2]).count();
+  };
+  const auto maxof = [](const std::vector<Duration>& v) {
+    return v.empty() ? 0.0 : std::chrono::duration<double>(*std::max_element(v.begin(), v.end())).count();
+  };
+  std::printf("one relay; -f: router with a WAN firewall, -o: without (inbound probes take ports)\n%s", table.c_str());
+  std::printf("time to direct: easy pairs median %.3f s (max %.3f, n=%zu); easy<->hard median %.3f s (max %.3f, n=%zu)\n",
+              median(easy_times), maxof(easy_times), easy_times.size(), median(mixed_times),
+              maxof(mixed_times), mixed_times.size());
+  std::printf("ADM pairs (not asserted: one STUN address cannot see ADM) direct: %zu of %zu; flows moved "
+              "by a stolen port: %zu; most datagrams any agent sent in 1 s: %zu\n",
+              adm_direct, adm_pairs, steals, max_pps);
+}
+
+// One relay cannot show an address-dependent mapping (both STUN ports share one address); three
+// public peers can: each sees the agent at another port, and the agent counts as hard from then
+// on. An endpoint-independent agent behind a router without a WAN firewall is not misjudged.
+TEST(PunchSim, PeersRevealAnAddressDependentMapping) {
+  using M = nat::Mapping;
+  using F = nat::Filtering;
+  for (const Site& site : {Site{"adm/apdf", false, M::address_dependent, F::address_and_port_dependent},
+                           Site{"eim/apdf-o", false, M::endpoint_independent, F::address_and_port_dependent, true}}) {
+    SCOPED_TRACE(site.name);
+    World w;
+    Agent& h = w.add_agent("H", {ip("10.0.1.2")}, nat_config(site, "203.0.113.1"), 31);
+    h.unfirewalled = site.unfirewalled;
+    std::vector<Agent*> peers;
+    for (const char* address : {"198.51.100.1", "198.51.100.2", "198.51.100.3"})
+      peers.push_back(&w.add_agent(address, {ip(address)}, std::nullopt, 40 + peers.size()));
+    w.set_relay(true);
+    const LocalCandidates ch = w.discover_one_relay(h);
+    ASSERT_FALSE(ch.mapping_varies) << "one address shows no variation";
+    h.pm->set_local_candidates(w.now, ch);
+    for (Agent* p : peers) {
+      const LocalCandidates cp = w.discover_one_relay(*p);
+      p->pm->set_local_candidates(w.now, cp);
+      w.introduce(h, ch, *p, cp);
+    }
+    auto tick = [&] {
+      for (Agent* p : peers) {
+        h.pm->note_data_sent(w.now, p->node_key);
+        p->pm->note_data_sent(w.now, h.node_key);
+        w.drain(*p);
+      }
+      w.drain(h);
+    };
+    w.run_for(std::chrono::seconds(5), tick);
+    for (Agent* p : peers) EXPECT_EQ(h.pm->path(p->node_key, w.now).kind, PathKind::direct);
+    EXPECT_GE(h.pm->stats().mapping_observations, 3u);
+    const bool adm = site.mapping == M::address_dependent;
+    EXPECT_EQ(h.pm->observed_mapping_varies(), adm);
+    EXPECT_EQ(h.pm->hard(), adm);
+    for (Agent* p : peers) EXPECT_FALSE(p->pm->observed_mapping_varies());
+  }
 }
 
 // An easy <-> hard pair on a predicted path loses the internet for 8 s (the NAT mappings

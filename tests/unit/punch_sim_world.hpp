@@ -10,6 +10,13 @@
 //
 // Disco payloads travel as real IPv4/UDP packets (nat::make_udp) so the NAT engines translate
 // and filter them exactly as they would any traffic.
+//
+// A router without a WAN input firewall (Agent::unfirewalled), as Linux behaves: an inbound
+// packet its NAT does not forward is taken by the router itself, and conntrack keeps that flow
+// (30 s, refreshed by every further such packet). An inside flow to the same remote endpoint
+// then cannot have that external port: masquerade gives it another one ("the inbound probe
+// takes the port"). A packet with a TTL (PathAction::ttl) of 2 crosses the agent's own router
+// and dies at the next hop.
 #pragma once
 
 #include <gtest/gtest.h>
@@ -67,6 +74,14 @@ struct Agent {
   std::vector<Endpoint> stun_seen;
   std::vector<Bytes> data_received;
   std::size_t path_changes = 0;
+  bool unfirewalled = false;
+  // Unfirewalled router: (external port, remote) held by a router-local conntrack entry -> expiry.
+  std::map<std::pair<std::uint16_t, Endpoint>, Instant> stolen;
+  // Flows masquerade moved to another port: (inside port, remote) <-> external port.
+  std::map<std::pair<std::uint16_t, Endpoint>, std::uint16_t> moved;
+  std::map<std::pair<std::uint16_t, Endpoint>, std::uint16_t> moved_back;  // (ext port, remote) -> inside port
+  std::uint16_t next_moved_port = 61000;
+  std::size_t steals = 0;
 
   explicit Agent(std::uint64_t seed) : rng(seed) {}
   bool behind_nat() const { return nat != nullptr; }
@@ -104,6 +119,21 @@ class World {
     a->by_port[kWgPort] = kMainSocket;
     agents_.push_back(std::move(a));
     return *agents_.back();
+  }
+
+  // netcheck against one knit-relay (one address, STUN on two ports): EIM and ADM look alike.
+  LocalCandidates discover_one_relay(Agent& a) {
+    a.stun_seen.clear();
+    send_raw(a, kMainSocket, kStun1, Bytes{'S'});
+    send_raw(a, kMainSocket, Endpoint(kStun1.address(), kStun1.port() + 1), Bytes{'S'});
+    run_for(4 * internet_delay);
+    LocalCandidates c;
+    c.local.push_back(Endpoint(a.addresses[0], kWgPort));
+    if (a.stun_seen.size() == 2) {
+      c.reflexive = a.stun_seen[0];
+      c.mapping_varies = !a.stun_seen[0].same_remote(a.stun_seen[1]);
+    }
+    return c;
   }
 
   // netcheck, simulated: a datagram to each STUN server; what they saw comes back.
@@ -189,7 +219,7 @@ class World {
       switch (act.kind) {
         case ActionKind::send_udp:
           a.sends.push_back(SendRecord{now, act.purpose, act.socket, act.endpoint});
-          send_raw(a, act.socket, act.endpoint, act.bytes);
+          send_raw(a, act.socket, act.endpoint, act.bytes, act.ttl);
           break;
         case ActionKind::send_relay: {
           if (!relay_up) break;
@@ -230,17 +260,29 @@ class World {
   }
 
   // A datagram from one of a's sockets (disco, data or a STUN probe).
-  void send_raw(Agent& a, SocketId socket, const Endpoint& to, ByteSpan payload) {
+  void send_raw(Agent& a, SocketId socket, const Endpoint& to, ByteSpan payload, std::uint8_t ttl = 0) {
     auto it = a.sockets.find(socket);
     if (it == a.sockets.end()) return;  // socket closed: the kernel would refuse
     const IpAddress src_ip = to.local() ? *to.local() : a.addresses[0];
-    Bytes packet = nat::make_udp(Endpoint(src_ip, it->second), Endpoint(to.address(), to.port()),
-                                 payload);
+    const Endpoint remote(to.address(), to.port());
+    Bytes packet = nat::make_udp(Endpoint(src_ip, it->second), remote, payload);
     if (a.nat) {
       const nat::Result r = a.nat->outbound(now, packet);
       if (r.verdict != nat::Verdict::forward) return;
       packet.resize(r.length);
+      const nat::PacketSummary s = nat::summarize(packet);
+      const auto key = std::make_pair(it->second, remote);
+      auto moved = a.moved.find(key);
+      auto held = a.stolen.find({s.source.port(), remote});
+      if (moved == a.moved.end() && held != a.stolen.end() && held->second > now) {
+        // The router holds (port, remote) for itself: this flow leaves from another port.
+        moved = a.moved.emplace(key, a.next_moved_port++).first;
+        a.moved_back[{moved->second, remote}] = it->second;
+        ++a.steals;
+      }
+      if (moved != a.moved.end()) packet = nat::make_udp(Endpoint(s.source.address(), moved->second), remote, payload);
     }
+    if (ttl != 0 && ttl <= (a.nat ? 2 : 1)) return;  // expired at the next hop
     to_internet(std::move(packet));
   }
 
@@ -277,7 +319,7 @@ class World {
 
   void arrive(Bytes packet) {
     const nat::PacketSummary s = nat::summarize(packet);
-    if (s.destination.same_remote(kStun1) || s.destination.same_remote(kStun2)) {
+    if (s.destination.address() == kStun1.address() || s.destination.same_remote(kStun2)) {
       for (auto& a : agents_)
         if (a->owns(s.source.address()) ||
             (a->nat && a->nat->config().external_addresses[0] == s.source.address()))
@@ -286,8 +328,19 @@ class World {
     }
     for (auto& a : agents_) {
       if (a->nat && a->nat->config().external_addresses[0] == s.destination.address()) {
+        const std::size_t ihl = static_cast<std::size_t>(packet[0] & 0x0f) * 4;
+        const Bytes payload(packet.begin() + static_cast<std::ptrdiff_t>(ihl + nat::kUdpHeader), packet.end());
+        if (auto back = a->moved_back.find({s.destination.port(), s.source}); back != a->moved_back.end()) {
+          // The reply direction of a moved flow.
+          deliver(*a, nat::make_udp(s.source, Endpoint(a->addresses[0], back->second), payload));
+          return;
+        }
         const nat::Result r = a->nat->inbound(now, packet);
-        if (r.verdict != nat::Verdict::forward) return;
+        if (r.verdict != nat::Verdict::forward) {
+          // Not for the inside: an unfirewalled router takes it and keeps the flow.
+          if (a->unfirewalled) a->stolen[{s.destination.port(), s.source}] = now + std::chrono::seconds(30);
+          return;
+        }
         packet.resize(r.length);
         deliver(*a, packet);
         return;

@@ -192,6 +192,61 @@ TEST(NatProbe, StrayStateAfterFilteringTestDoesNotFakeVariation) {
   EXPECT_FALSE(probe.result().mapped_other_ip_port);  // test III not needed
 }
 
+// One knit-relay host: one address, STUN on two ports (A:p, A:q), OTHER-ADDRESS = A:q. Every
+// mapping × filtering, behind a router with and without a WAN firewall (conntrack_clash: an
+// unsolicited inbound packet takes the port, as on an unfirewalled Linux router). The mapping
+// test runs first and alone: a port-dependent mapping reads APDM; EIM and ADM both read EIM,
+// because one IP cannot show a variation by address (the pongs of peers can: mapping_evidence).
+class NatProbeOneRelay
+    : public ::testing::TestWithParam<std::tuple<NatMapping, NatFiltering, bool>> {};
+
+TEST_P(NatProbeOneRelay, TellsSymmetricFromOneAddress) {
+  const auto [mapping, filtering, unfirewalled] = GetParam();
+  World w;
+  w.servers.push_back(StunResponder({.primary = ep("198.51.100.1:3478"), .alternate_port = 3479}));
+  w.nat.emplace(mapping, filtering, *IpAddress::parse("203.0.113.1"));
+  w.nat->conntrack_clash = unfirewalled;
+  SeededRandom rng(21);
+  NatProbe probe(rng);
+  const Duration took = run_routed(w, probe, {ep("198.51.100.1:3478")});
+  const auto& r = probe.result();
+  ASSERT_EQ(r.servers.size(), 1u);
+  EXPECT_EQ(r.servers[0].other_address, ep("198.51.100.1:3479"));
+  const NatMapping expected = mapping == NatMapping::address_and_port_dependent
+                                  ? NatMapping::address_and_port_dependent
+                                  : NatMapping::endpoint_independent;
+  EXPECT_EQ(r.mapping, expected) << to_string(r.mapping);
+  ASSERT_TRUE(r.mapping_varies);
+  EXPECT_EQ(*r.mapping_varies, expected != NatMapping::endpoint_independent);
+  EXPECT_EQ(r.filtering, NatFiltering::unknown);  // not measurable from one IP (nat_probe.cpp)
+  ASSERT_TRUE(r.mapped_other_port);
+  EXPECT_FALSE(r.mapped_other_ip);
+  // Two round trips: binding, then the mapping test.
+  EXPECT_EQ(took, milliseconds(40));
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    AllPairs, NatProbeOneRelay,
+    ::testing::Combine(::testing::Values(NatMapping::endpoint_independent, NatMapping::address_dependent,
+                                         NatMapping::address_and_port_dependent),
+                       ::testing::Values(NatFiltering::endpoint_independent, NatFiltering::address_dependent,
+                                         NatFiltering::address_and_port_dependent),
+                       ::testing::Bool()));
+
+// A real RFC 5780 server (another IP) is preferred over a one-IP one listed first.
+TEST(NatProbe, PrefersAServerWithAnotherAddress) {
+  World w;
+  w.servers.push_back(StunResponder({.primary = ep("192.0.2.77:3478"), .alternate_port = 3479}));
+  w.servers.push_back(rfc5780_server());
+  w.nat.emplace(NatMapping::address_dependent, NatFiltering::address_dependent, *IpAddress::parse("203.0.113.1"));
+  SeededRandom rng(22);
+  NatProbe probe(rng);
+  run_routed(w, probe, {ep("192.0.2.77:3478"), ep("198.51.100.1:3478")});
+  EXPECT_EQ(probe.result().mapping, NatMapping::address_dependent);
+  EXPECT_EQ(probe.result().filtering, NatFiltering::address_dependent);
+  EXPECT_FALSE(probe.result().mapped_other_port);
+}
+
 TEST(NatProbe, PublicHost) {
   World w;
   w.servers.push_back(rfc5780_server());

@@ -111,6 +111,21 @@ TEST(StunResponder, ChangeRequestWithoutAlternateIs420) {
   EXPECT_EQ(none.counters().error_420, 3u);
 }
 
+TEST(StunResponder, PortOnlyServerAdvertisesItsOtherPort) {
+  // One relay host, one address, two ports: OTHER-ADDRESS names A:q from either socket, so a
+  // client can ask the other port and see whether its mapping varies by destination port.
+  StunResponder port_only({.primary = ep("192.0.2.1:3478"), .alternate_port = 3479});
+  const Endpoint client = ep("203.0.113.5:40000");
+  for (const char* local : {"192.0.2.1:3478", "192.0.2.1:3479"}) {
+    const auto reply = port_only.handle(client, ep(local), build_binding_request({}, {}));
+    ASSERT_TRUE(reply);
+    const StunMessage m = parse_reply(*reply);
+    EXPECT_EQ(m.type, stun::kBindingSuccess);
+    EXPECT_EQ(m.other_address, ep("192.0.2.1:3479"));
+    EXPECT_EQ(m.response_origin, ep(local));
+  }
+}
+
 TEST(StunResponder, UnknownRequiredAttributeIs420) {
   StunResponder r(full_group());
   StunBuilder b(stun::kBindingRequest, raw_id_of({9}));

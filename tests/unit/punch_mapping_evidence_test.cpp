@@ -1,0 +1,77 @@
+// MappingEvidence: what peers' pongs say about our NAT's mapping, on a manual clock. A mapping
+// that shows a new port for every destination is symmetric even when one STUN address saw
+// nothing; one odd destination (an unfirewalled router's stolen port) is not enough.
+#include <gtest/gtest.h>
+
+#include "punch/path/mapping_evidence.hpp"
+
+namespace knit::punch {
+namespace {
+
+Endpoint ep(const char* text) { return *Endpoint::parse(text); }
+
+TEST(MappingEvidence, TheSamePortEverywhereIsNotVariation) {
+  MappingEvidence e;
+  const Instant t{};
+  e.set_stun(ep("203.0.113.1:41641"));
+  e.add(t, ep("198.51.100.1:41641"), ep("203.0.113.1:41641"));
+  e.add(t, ep("198.51.100.2:41641"), ep("203.0.113.1:41641"));
+  e.add(t, ep("198.51.100.3:41641"), ep("203.0.113.1:41641"));
+  EXPECT_FALSE(e.varies(t));
+}
+
+TEST(MappingEvidence, ANewPortPerDestinationIsSymmetric) {
+  MappingEvidence e;
+  const Instant t{};
+  e.set_stun(ep("203.0.113.1:1000"));
+  e.add(t, ep("198.51.100.1:41641"), ep("203.0.113.1:2000"));
+  EXPECT_FALSE(e.varies(t)) << "one odd destination may be a stolen port, not a symmetric NAT";
+  e.add(t, ep("198.51.100.2:41641"), ep("203.0.113.1:3000"));
+  EXPECT_TRUE(e.varies(t));
+}
+
+TEST(MappingEvidence, LanPeersAndOtherAddressesAreJudgedApart) {
+  MappingEvidence e;
+  const Instant t{};
+  e.set_stun(ep("203.0.113.1:41641"));
+  // LAN peers see our interface address; a peer over IPv6 sees another address: no variation.
+  e.add(t, ep("10.1.0.3:41641"), ep("10.1.0.2:41641"));
+  e.add(t, ep("10.1.0.4:41641"), ep("10.1.0.2:41641"));
+  e.add(t, ep("[2001:db8::9]:41641"), ep("[2001:db8::2]:41641"));
+  e.add(t, ep("198.51.100.1:41641"), ep("203.0.113.1:41641"));
+  EXPECT_FALSE(e.varies(t));
+}
+
+TEST(MappingEvidence, OneDestinationCountsOnceAndOldEvidenceAgesOut) {
+  MappingEvidence e;
+  Instant t{};
+  e.set_stun(ep("203.0.113.1:1000"));
+  // The same peer seen at three ports over time (it roamed): one destination, the newest.
+  e.add(t, ep("198.51.100.1:41641"), ep("203.0.113.1:2000"));
+  e.add(t, ep("198.51.100.1:41642"), ep("203.0.113.1:3000"));
+  e.add(t, ep("198.51.100.1:41643"), ep("203.0.113.1:4000"));
+  EXPECT_FALSE(e.varies(t));
+  EXPECT_EQ(e.size(), 1u);
+  e.add(t, ep("198.51.100.2:41641"), ep("203.0.113.1:5000"));
+  EXPECT_TRUE(e.varies(t));
+  t += MappingEvidence::kLifetime + std::chrono::seconds(1);
+  EXPECT_FALSE(e.varies(t));
+  e.clear();
+  EXPECT_EQ(e.size(), 0u);
+}
+
+TEST(MappingEvidence, Bounded) {
+  MappingEvidence e;
+  const Instant t{};
+  for (int i = 0; i < 1000; ++i) {
+    const Endpoint to(IpAddress::v4(0xC6336400u + static_cast<std::uint32_t>(i)), 41641);
+    e.add(t, to, ep("203.0.113.1:41641"));
+  }
+  EXPECT_LE(e.size(), MappingEvidence::kMaxObservations);
+  // Nonsense observations are ignored.
+  e.add(t, ep("198.51.100.9:1"), Endpoint());
+  EXPECT_LE(e.size(), MappingEvidence::kMaxObservations);
+}
+
+}  // namespace
+}  // namespace knit::punch
