@@ -68,6 +68,7 @@ void DataPlane::on_tun_readable() {
   for (int i = 0; i < kTunPacketsPerWake; ++i) {
     const long n = tun_.read(0, room);
     if (n <= 0) break;
+    if (local_hook_ && local_hook_(room.first(static_cast<std::size_t>(n)))) continue;
     const std::size_t pass = filter_.outbound(t.mono, room.first(static_cast<std::size_t>(n)));
     if (pass == 0) continue;
     device_.on_tun_packet(t, frame_, pass);
@@ -86,6 +87,10 @@ void DataPlane::write_tun(MutableByteSpan packet) {
   const std::size_t pass = filter_.inbound(Clock::now(), packet);
   if (pass == 0) return;
   if (!tun_.write(0, packet.first(pass))) ++tun_write_errors_;
+}
+
+void DataPlane::write_local(ByteSpan packet) {
+  if (!tun_.write(0, packet)) ++tun_write_errors_;
 }
 
 // ---------------------------------------------------------------- time

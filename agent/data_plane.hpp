@@ -4,7 +4,8 @@
 // socket.
 //
 // Outbound, TUN -> network (on_tun_readable, up to kTunPacketsPerWake a wake):
-//   1. read one packet from the TUN into frame_, kFrameHeadroom bytes in (room for the header)
+//   1. read one packet from the TUN into frame_, kFrameHeadroom bytes in (room for the header);
+//      a packet the local hook takes (the mesh resolver's address, dns_service.hpp) stops here
 //   2. PacketFilter::outbound       conntrack and port-forward rewrites (packet_filter.hpp)
 //   3. wg::Device::on_tun_packet    allowed IPs pick the peer; sealed in place, or staged while
 //                                   a handshake runs
@@ -58,6 +59,12 @@ class DataPlane final : public wg::TunSink, public WireGuardReceiver {
   PacketFilter& filter() { return filter_; }
   const PacketFilter& filter() const { return filter_; }
   std::uint64_t tun_write_errors() const { return tun_write_errors_; }
+  // Packets knitd answers itself: the hook sees every packet read from the TUN first and
+  // returns true for those it takes (they go no further). Its answers go to the TUN through
+  // write_local, past the filter and the device (they come from knitd, not from a peer).
+  using LocalHook = std::function<bool(ByteSpan packet)>;
+  void set_local_hook(LocalHook hook) { local_hook_ = std::move(hook); }
+  void write_local(ByteSpan packet);
   // One line of the device and filter counters, for the shutdown log.
   std::string summary() const;
   static wg::Now now();
@@ -79,6 +86,7 @@ class DataPlane final : public wg::TunSink, public WireGuardReceiver {
   wg::Device device_;
   net::DeadlineTimer timer_;
   std::vector<std::uint8_t> frame_;
+  LocalHook local_hook_;
   std::uint64_t tun_write_errors_ = 0;
   bool running_ = false;
 };
