@@ -99,6 +99,28 @@ TEST_F(HostDnsTest, RecoversAfterACrash) {
   EXPECT_EQ(slurp(resolv_), kOriginal);
 }
 
+TEST_F(HostDnsTest, WithResolvedSetsTheLinkOnlyAndRevertsIt) {
+  // A stand-in resolvectl that records its arguments; resolved "runs" (its runtime dir exists).
+  const fs::path log = dir_.path() / "resolvectl.log";
+  const fs::path fake = dir_.path() / "resolvectl";
+  spit(fake, "#!/bin/sh\necho \"$@\" >> " + log.string() + "\n");
+  fs::permissions(fake, fs::perms::owner_all);
+  fs::create_directories(options_.resolved_runtime);
+  options_.resolvectl = fake.string();
+  HostDns host(options_);
+  ASSERT_TRUE(host.resolved_available());
+  HostDnsWish w = wish();
+  w.split_domains = {"corp.example"};
+  host.apply(w, /*manage_resolv_conf=*/true);  // resolved wins: resolv.conf stays the host's
+  EXPECT_EQ(host.mode(), HostDns::Mode::resolved);
+  EXPECT_EQ(slurp(resolv_), kOriginal);
+  EXPECT_EQ(slurp(log),
+            "dns knit0 100.100.100.100\ndomain knit0 ~knit.internal ~corp.example\ndefault-route knit0 false\n");
+  host.revert();
+  EXPECT_EQ(host.mode(), HostDns::Mode::off);
+  EXPECT_NE(slurp(log).find("\nrevert knit0\n"), std::string::npos);
+}
+
 TEST(DnsSettings, RoundTripAndDefaults) {
   EXPECT_EQ(parse_dns_settings(""), DnsSettings{});
   DnsSettings s{false, true};
