@@ -12,7 +12,7 @@
 #
 # Checks: `getent hosts agentJ.knit.internal` and `ping agentJ` (the search domain) from every
 # agent; a rename at the coordinator answers within 2 s, the old name NXDOMAIN; a removed node
-# NXDOMAIN within 2 s; a non-mesh name forwarded to the lab's DNS server (and a truncated answer
+# NXDOMAIN within 2 s; a new mesh domain (`dns domain`) reaches names and the search list; a non-mesh name forwarded to the lab's DNS server (and a truncated answer
 # fetched again over TCP); the resolver answers nothing from the underlay (not on the agent's
 # underlay address, not for a packet routed to 100.100.100.100 through an IP-forwarding agent);
 # `knit down` and knitd's exit restore resolv.conf byte for byte; accept-dns=false leaves it alone.
@@ -120,6 +120,16 @@ coordinator nodes remove desk3 >/dev/null
 lab_wait_for 2 "agent2 to answer NXDOMAIN for desk3" is_nxdomain 2 desk3.knit.internal
 lab_log "removal visible after $((($(date +%s%N) - T0) / 1000000)) ms"
 lab_pass "rename and removal reached the resolvers"
+
+lab_step "a new mesh domain reaches the agents: names and the search list follow"
+T0=$(date +%s%N)
+coordinator dns domain corp.internal >/dev/null
+lab_wait_for 2 "agent1 to resolve agent2.corp.internal" resolves_to 1 agent2.corp.internal "${IP[2]}"
+lab_log "domain change visible after $((($(date +%s%N) - T0) / 1000000)) ms"
+grep -q '^search corp.internal lab.example$' "/etc/netns/${NS[1]}/resolv.conf" || lab_fail "search list not updated"
+in_ns 1 ping -4 -c 1 -W 2 agent2 >/dev/null || lab_fail "ping agent2 (short name) after the domain change"
+! resolves_to 1 agent2.knit.internal "${IP[2]}" || lab_fail "the old domain still answers"
+lab_pass "domain changed to corp.internal on the agents"
 
 lab_step "the resolver is silent on the underlay"
 out=$(ip netns exec "$CORE" "$DNS_LAB" query 10.200.1.2 agent2.knit.internal A --timeout 1 || true)
