@@ -13,7 +13,15 @@ namespace fs = std::filesystem;
 
 void StateDirectory::ensure() const {
   std::error_code ec;
-  if (fs::is_directory(dir_, ec)) return;
+  if (fs::is_directory(dir_, ec)) {
+    // Keys go in here: a directory others can read or enter is closed first.
+    struct stat st {};
+    if (::stat(dir_.c_str(), &st) == 0 && (st.st_mode & 077) != 0 && ::chmod(dir_.c_str(), 0700) != 0) {
+      const int error = errno;
+      throw StateDirError("the state directory " + dir_.string() + " is open to other users and cannot be closed (chmod 0700): " + std::strerror(error));
+    }
+    return;
+  }
   fs::create_directories(dir_, ec);
   if (ec) throw StateDirError("cannot create the state directory " + dir_.string() + ": " + ec.message());
   ::chmod(dir_.c_str(), 0700);

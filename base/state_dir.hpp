@@ -34,7 +34,8 @@ class StateDirectory {
   const std::filesystem::path& path() const { return dir_; }
   std::filesystem::path file(std::string_view name) const { return dir_ / name; }
 
-  // Creates the directory and its parents when missing; the directory itself gets mode 0700.
+  // Creates the directory and its parents when missing; the directory itself gets mode 0700, and
+  // an existing one open to group or others is closed to 0700 (keys go in it).
   void ensure() const;
   // The key in `name`, made (0600, with rng) when missing; the directory is made first.
   Secret<kKeyFileKeySize> load_or_create_key(std::string_view name, Random& rng) const;

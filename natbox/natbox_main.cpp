@@ -27,6 +27,7 @@
 #include "nat/nat_engine.hpp"
 #include "natbox/forwarder.hpp"
 #include "natbox/takeover.hpp"
+#include "tun/link_config.hpp"
 #include "tun/tun_device.hpp"
 
 using namespace knit;
@@ -161,6 +162,17 @@ int main(int argc, char** argv) {
     asio::signal_set dump_signal(io, SIGUSR1);
     asio::steady_timer dump_timer(io);
 
+    // TUNSETIFF attaches to an existing TUN of the same name instead of making a new one: refuse
+    // to take over a device this run did not make (a persistent TUN, or one still held open).
+    {
+      tun::LinkConfig links;
+      for (const std::string& name : {plan.tun_inside, plan.tun_outside}) {
+        if (links.ifindex(name))
+          throw std::runtime_error("an interface named " + name +
+                                   " exists already in this namespace: remove it (ip link del " +
+                                   name + ") and start again");
+      }
+    }
     tun::TunDevice tun_inside = tun::TunDevice::open({plan.tun_inside, 1});
     tun::TunDevice tun_outside = tun::TunDevice::open({plan.tun_outside, 1});
     plan.tun_inside = tun_inside.name();

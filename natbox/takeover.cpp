@@ -18,6 +18,10 @@ constexpr int kTunMtu = 65535;
 // Policy routing tables are picked from here on, skipping any that already hold routes.
 constexpr std::uint32_t kTableBase = 0x6e620000;  // "nb"
 constexpr int kTableTries = 64;
+// Every table pick_tables() can choose lies in [kTableBase, kTableEnd).
+constexpr std::uint32_t kTableEnd = kTableBase + 0x4000 * 2 + kTableTries * 2;
+
+bool is_natbox_table(std::uint32_t table) { return table >= kTableBase && table < kTableEnd; }
 
 std::error_code errno_code(int value) { return {value, std::system_category()}; }
 
@@ -167,18 +171,35 @@ void Takeover::move_local_rule() {
   std::vector<net::Rule> rules;
   if (auto ec = routing_.rules(rules)) throw TakeoverError("cannot list rules: " + ec.message());
   bool at_zero = false;
+  bool at_moved = false;
   for (const net::Rule& r : rules) {
     if (!is_plain_local(r)) continue;
     if (r.priority == 0) {
       at_zero = true;
+    } else if (r.priority == kPrefLocalMoved) {
+      at_moved = true;
     } else if (r.priority <= kPrefInboundToPublic) {
       throw TakeoverError("a 'lookup local' rule at priority " + std::to_string(r.priority) +
                           " would hide the public address from knit-natbox");
     }
   }
-  if (!at_zero) return;  // moved already (by hand, or an earlier run that was killed)
   const net::Rule moved{kPrefLocalMoved, "", std::nullopt, net::kTableLocal, false};
   const net::Rule original{0, "", std::nullopt, net::kTableLocal, false};
+  if (!at_zero) {
+    // Moved already, by an earlier run that was killed before it could put it back: use it, and
+    // put it back at 0 on exit, so the router ends as it was before that earlier run.
+    if (at_moved) {
+      log(LogLevel::info, kLog, "'lookup local' is at priority ", kPrefLocalMoved,
+          " (left by an earlier knit-natbox); it goes back to 0 on exit");
+      undo_.emplace_back("ip rule: lookup local back to 0", [this, moved, original] {
+        if (auto ec = routing_.add_rule(original); ec && ec != errno_code(EEXIST))
+          log(LogLevel::warn, kLog, "cannot put back rule ", original.to_string(), ": ", ec.message());
+        if (auto ec = routing_.delete_rule(moved))
+          log(LogLevel::warn, kLog, "cannot delete rule ", moved.to_string(), ": ", ec.message());
+      });
+    }
+    return;
+  }
   add_rule(moved);
   must("ip rule del 0: lookup local", routing_.delete_rule(original), [this, original] {
     if (auto ec = routing_.add_rule(original))
@@ -210,7 +231,28 @@ void Takeover::take_public_address() {
   set_sysctl("net/ipv4/neigh/" + plan_.outside + "/proxy_delay", "0", true, true);
 }
 
+// Rules that send traffic into a natbox table that no longer holds a route: what a knit-natbox
+// that was killed (SIGKILL, a crash) leaves behind. They route nothing (an empty table falls
+// through to the next rule), but they pile up, hide what this run does from `ip rule`, and in
+// local mode one of them is how an earlier run's "to PUBLIC" rules would outlive it. Removed
+// before this run adds its own.
+void Takeover::remove_stale_rules() {
+  std::vector<net::Rule> rules;
+  if (auto ec = routing_.rules(rules)) throw TakeoverError("cannot list rules: " + ec.message());
+  for (const net::Rule& r : rules) {
+    if (!is_natbox_table(r.table) || r.other_selectors) continue;
+    std::size_t used = 0;
+    if (auto ec = routing_.count_routes(r.table, used); ec || used != 0) continue;
+    if (auto ec = routing_.delete_rule(r)) {
+      log(LogLevel::warn, kLog, "cannot delete the stale rule ", r.to_string(), ": ", ec.message());
+    } else {
+      log(LogLevel::info, kLog, "removed ", r.to_string(), ", left by an earlier knit-natbox");
+    }
+  }
+}
+
 void Takeover::set_up() {
+  remove_stale_rules();
   // The kernel applies max(all, device) for rp_filter, so the TUNs' 0 needs "all" at 0 too.
   if (net::read_sysctl("net/ipv4/conf/all/rp_filter").value_or("0") != "0") {
     log(LogLevel::info, kLog, "setting net.ipv4.conf.all.rp_filter to 0 while running (the TUNs "

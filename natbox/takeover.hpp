@@ -23,6 +23,12 @@
 //
 // Every step is recorded with its undo; the destructor undoes them in reverse order. Packets
 // addressed to the router's other addresses are delivered locally as before (rule order).
+//
+// What a run that could not undo its steps (SIGKILL, a crash) leaves behind is taken back by
+// the next run: rules into natbox tables that hold no route any more are removed before set-up,
+// and a "lookup local" rule found at kPrefLocalMoved goes back to priority 0 on exit. (Routes,
+// the TUNs and their per-device sysctls die with the TUNs; a proxy neighbour entry that exists
+// already is used and kept.)
 #pragma once
 
 #include <cstdint>
@@ -85,6 +91,7 @@ class Takeover {
 
  private:
   void set_up();
+  void remove_stale_rules();
   void prepare_tun(const std::string& name);
   void pick_tables();
   void add_rule(const net::Rule& rule);

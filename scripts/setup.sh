@@ -8,6 +8,9 @@ fi
 packages=(
   # build
   build-essential cmake ninja-build pkg-config
+  # the clang build: sanitizers and libFuzzer (scripts/sanitize.sh, scripts/fuzz.sh); llvm
+  # brings llvm-symbolizer for readable sanitizer stack traces
+  clang libclang-rt-14-dev llvm
   # libraries
   libsodium-dev libb2-dev libasio-dev nlohmann-json3-dev libcli11-dev libsqlite3-dev
   libnl-route-3-dev libgtest-dev libgmock-dev libbenchmark-dev

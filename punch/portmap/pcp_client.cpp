@@ -30,8 +30,7 @@ std::uint32_t seconds(Duration d) {
 
 PcpClient::PcpClient(asio::io_context& io, PortMapClientOptions options, Random& random,
                      PortMapCounters& counters)
-    : io_(io),
-      options_(options),
+    : options_(options),
       random_(random),
       counters_(counters),
       socket_(io),

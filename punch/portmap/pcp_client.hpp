@@ -40,7 +40,6 @@ class PcpClient final : public PortMapClient {
   void finish(PortMapOutcome outcome);
   PortMapFailure fail(PortMapErrc error, std::string detail) const;
 
-  asio::io_context& io_;
   PortMapClientOptions options_;
   Random& random_;
   PortMapCounters& counters_;

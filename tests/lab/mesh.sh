@@ -139,6 +139,7 @@ mesh_token() {
   t=$(mesh_coordinator token create --reusable --advertise "$MESH_COORD_ADDR" "$@" | tail -n 1) \
     || lab_fail "knit-coordinator token create failed"
   [[ "$t" == knit1-* ]] || lab_fail "token create did not print a token as its last line: '$t'"
+  lab_secret_add token "$t"
   printf '%s\n' "$t"
 }
 
@@ -168,6 +169,7 @@ mesh_relay_start() {
     t=$(mesh_coordinator token create --relay --advertise "$MESH_COORD_ADDR" | tail -n 1) \
       || lab_fail "knit-coordinator token create --relay failed"
     [[ "$t" == knit1-* ]] || lab_fail "token create --relay did not print a token: '$t'"
+    lab_secret_add token "$t"
     token_arg=(--token "$t")
   fi
   lab_bg "relay-$name" "$ns" env --default-signal=INT "$KNIT_BIN/knit-relay" "${token_arg[@]}" \

@@ -61,6 +61,7 @@ node_online() { coordinator nodes list --json | jq -e --arg n "$1" 'any(.[]; .na
 lab_step "coordinator up, a reusable token, three agents join"
 start_coordinator
 TOKEN=$(coordinator token create --reusable --advertise "$COORD_ADDR" | tail -n 1)
+lab_secret_add token "$TOKEN"
 [[ "$TOKEN" == knit1-* ]] || lab_fail "token create did not print a token as its last line: '$TOKEN'"
 declare -A MESH_IP
 for i in 1 2 3; do
@@ -131,15 +132,19 @@ TAMPERED="${TOKEN:0:20}$( [[ ${TOKEN:20:1} == A ]] && echo B || echo A )${TOKEN:
 expect_refused "a tampered token" "damaged|copy it again" "$TAMPERED"
 OTHER_STATE="$LAB_DIR/other-coordinator"
 FOREIGN=$("$KNIT_BIN/knit-coordinator" --state-dir "$OTHER_STATE" token create --advertise "$COORD_ADDR" | tail -n 1)
+lab_secret_add token "$FOREIGN"
 expect_refused "a token of another coordinator (wrong key)" "authenticat|coordinator key|token for this coordinator" "$FOREIGN"
 EXPIRING=$(coordinator token create --expires 1s | tail -n 1)
+lab_secret_add token "$EXPIRING"
 sleep 2
 expect_refused "an expired token" "expired" "$EXPIRING"
 REVOKED=$(coordinator token create | tail -n 1)
+lab_secret_add token "$REVOKED"
 REVOKED_ID=$(coordinator token list | awk 'NR>1 {id=$1} END {print id}')
 coordinator token revoke "$REVOKED_ID"
 expect_refused "a revoked token" "revoked" "$REVOKED"
 ONE_USE=$(coordinator token create | tail -n 1)
+lab_secret_add token "$ONE_USE"
 lab_wg_start knitd "${AGENT_NS[3]}" "$(lab_name k3b)"
 ip netns exec "${AGENT_NS[3]}" "$KNIT_BIN/knit" --socket "$LAB_DIR/state/$(lab_name k3b)/knitd.sock" up --token "$ONE_USE" --hostname once \
   || lab_fail "the first use of a one-use token failed"

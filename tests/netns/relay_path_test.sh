@@ -76,6 +76,7 @@ lab_bg coordinator "$(lab_ns coord)" "$KNIT_BIN/knit-coordinator" --state-dir "$
 lab_wait_for 10 "the coordinator to listen" ip netns exec "$(lab_ns coord)" nc -z -w 1 10.201.100.2 7443
 for r in 1 2; do
   RTOKEN=$(coordinator token create --relay --advertise "$COORD_ADDR" | tail -n 1)
+  lab_secret_add token "$RTOKEN"
   start_relay "$r" "$RTOKEN"
 done
 relays_online() { [[ "$(coordinator relays list --json | jq '[.[] | select(.online == true)] | length')" == 2 ]]; }
@@ -84,6 +85,7 @@ lab_pass "relays r1 and r2 registered: $(coordinator relays list --json | jq -c 
 
 lab_step "two agents join and find a direct path"
 TOKEN=$(coordinator token create --reusable --advertise "$COORD_ADDR" | tail -n 1)
+lab_secret_add token "$TOKEN"
 declare -A MESH_IP
 for i in 1 2; do
   lab_wg_start knitd "${AGENT_NS[$i]}" "${AGENT_IF[$i]}"

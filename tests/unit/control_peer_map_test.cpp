@@ -316,9 +316,16 @@ TEST(ControlPeerTable, ADeltaCostsWhatItChangesNotTheMapSize) {
     }
     return std::chrono::steady_clock::now() - start;
   };
-  const auto small = time_deltas(4000);
-  const auto large = time_deltas(40000);
-  EXPECT_LT(large, small * 4 + std::chrono::milliseconds(5))
+  // The fastest of three runs of each size, so a busy machine (CI runs tests in parallel) does
+  // not decide the verdict. 16x the peers: O(changed) stays within 5x, O(all peers) would not.
+  auto fastest = [&](std::uint32_t size) {
+    auto best = time_deltas(size);
+    for (int run = 0; run < 2; ++run) best = std::min(best, time_deltas(size));
+    return best;
+  };
+  const auto small = fastest(2500);
+  const auto large = fastest(40000);
+  EXPECT_LT(large, small * 5 + std::chrono::milliseconds(5))
       << std::chrono::duration<double, std::milli>(small).count() << " ms vs "
       << std::chrono::duration<double, std::milli>(large).count() << " ms";
 }

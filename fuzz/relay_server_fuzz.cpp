@@ -1,0 +1,176 @@
+// The relay server core (relay/server_core.hpp) fed client bytes, in fast mode: two member
+// clients, A and B, finish their Noise handshakes once; then each input drives what follows.
+// The world is rebuilt when A's connection is gone (an input may legitimately kill it) and
+// every kRebuildEvery runs.
+//
+// Operations (op u8 | length u16 | bytes[length]), by op % 8:
+//   0, 5  bytes as a frame from A, sealed by A's session (the frame parser and routing)
+//   1, 6  `send` to B with bytes as the packet (forwarding); B must receive it as `recv` from A
+//   2     bytes from a new, unauthenticated connection (the handshake parser), then it closes
+//   3     op exactly 3: bytes appended raw to A's stream (corrupts it: the last operation on
+//         this world, which is rebuilt for the next input); other ops = 3 mod 8: as 0
+//   4, 7  time passes (first byte: seconds, < 30) and on_timer runs; A and B then send a
+//         keepalive, as live clients do, so the idle timeout ends only worlds that stop
+// Properties: the core's output for A and B always decrypts and parses; a packet A sends to B
+// arrives intact; queues stay bounded.
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <set>
+#include <vector>
+
+#include "base/random.hpp"
+#include "fuzz/fuzz_util.hpp"
+#include "relay/client_session.hpp"
+#include "relay/server_core.hpp"
+#include "wg/crypto.hpp"
+
+using namespace knit;
+using namespace knit::relay;
+
+namespace {
+
+constexpr int kRebuildEvery = 20000;
+
+struct Io : ServerIo {
+  std::set<ConnId> closed;
+  void want_write(ConnId) override {}
+  void close(ConnId id) override { closed.insert(id); }
+  void dial(ConnId, const control::RelayInfo&) override {}
+};
+
+struct Client {
+  wg::PrivateKey key;
+  NodeKey pub{};
+  ServerIo::ConnId id = 0;
+  std::unique_ptr<ClientSession> session;
+  std::vector<Bytes> packets;  // recv'd packets
+  bool over = false;
+};
+
+struct World {
+  SeededRandom rng{3};
+  Io io;
+  wg::PrivateKey relay_key = wg::crypto::generate_private_key(rng);
+  ServerCore core{relay_key, ServerConfig{.max_queue_bytes = 64 * 1024, .max_queue_frames = 64}, io, rng};
+  Client a, b;
+  Instant now{std::chrono::hours(1)};
+  int runs = 0;
+
+  World() {
+    for (Client* c : {&a, &b}) {
+      c->key = wg::crypto::generate_private_key(rng);
+      c->pub = wg::crypto::public_key_of(c->key);
+    }
+    core.set_members({a.pub, b.pub}, now);
+    connect(a);
+    connect(b);
+  }
+
+  void connect(Client& c) {
+    c.id = core.on_accept(now);
+    c.session = std::make_unique<ClientSession>(c.key, core.public_key(), Role::client);
+    Bytes m1;
+    KNIT_FUZZ_CHECK(c.session->start(rng, m1));
+    core.on_bytes(c.id, m1, now);
+    pull(c);
+    KNIT_FUZZ_CHECK(c.session->admitted());
+    Bytes ping;
+    encode_ping(1, ping);
+    send_frame(c, ping);
+  }
+
+  void send_frame(Client& c, ByteSpan frame) {
+    Bytes sealed;
+    KNIT_FUZZ_CHECK(c.session->seal(frame, sealed));
+    core.on_bytes(c.id, sealed, now);
+  }
+
+  // Everything the core queued for c, through c's session: it must decrypt and parse.
+  void pull(Client& c) {
+    if (c.over) return;
+    std::vector<Bytes> frames;
+    const auto take = core.take_output(c.id, frames, SIZE_MAX);
+    for (const Bytes& f : frames) {
+      ByteSpan input(f);
+      while (!input.empty()) {
+        const auto step = c.session->feed(input);
+        KNIT_FUZZ_CHECK(step.kind != ClientSession::Step::Kind::failed);
+        KNIT_FUZZ_CHECK(step.kind != ClientSession::Step::Kind::bad_frame);
+        if (step.kind == ClientSession::Step::Kind::frame && step.frame.type == FrameType::recv)
+          c.packets.emplace_back(step.frame.packet.begin(), step.frame.packet.end());
+        if (step.kind == ClientSession::Step::Kind::need_more) break;
+      }
+    }
+    if (take == ServerCore::Take::close_after) {
+      core.on_closed(c.id, now);
+      c.over = true;
+    }
+    if (io.closed.count(c.id) != 0) c.over = true;
+  }
+};
+
+std::unique_ptr<World> world;
+
+}  // namespace
+
+extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
+  if (!world || world->a.over || world->b.over || ++world->runs > kRebuildEvery)
+    world = std::make_unique<World>();
+  World& w = *world;
+  fuzz::Reader in(data, size);
+  int operations = 0;
+  while (!in.empty() && ++operations <= 32 && !w.a.over && !w.b.over) {
+    const auto [op, bytes] = fuzz::next_record(in, 4096);
+    const unsigned kind = op == 3 ? 3u : (op % 8 == 3 ? 0u : op % 8);
+    switch (kind) {
+      case 0:
+      case 5:
+        w.send_frame(w.a, bytes);
+        break;
+      case 1:
+      case 6: {
+        if (bytes.empty()) break;
+        Bytes frame;
+        KNIT_FUZZ_CHECK(encode_send(w.b.pub, bytes, frame));
+        w.send_frame(w.a, frame);
+        w.b.packets.clear();
+        w.pull(w.b);
+        if (w.b.packets.size() != 1 || w.b.packets[0] != bytes) {
+          std::fprintf(stderr, "B got %zu packets for one send of %zu bytes (a over %d, b over %d)\n",
+                       w.b.packets.size(), bytes.size(), w.a.over, w.b.over);
+          KNIT_FUZZ_CHECK(false);
+        }
+        break;
+      }
+      case 2: {
+        const auto id = w.core.on_accept(w.now);
+        w.core.on_bytes(id, bytes, w.now);
+        std::vector<Bytes> out;
+        (void)w.core.take_output(id, out, SIZE_MAX);
+        w.core.on_closed(id, w.now);
+        break;
+      }
+      case 3:
+        // A's stream is no longer one the session can continue (a partial frame may swallow
+        // what it seals next): this input ends here and the next one gets a fresh world.
+        w.core.on_bytes(w.a.id, bytes, w.now);
+        w.pull(w.a);
+        w.a.over = true;
+        break;
+      default: {
+        w.now += std::chrono::seconds(bytes.empty() ? 1 : bytes[0] % 30);
+        (void)w.core.on_timer(w.now);
+        Bytes keepalive;
+        encode_keepalive(keepalive);
+        w.send_frame(w.a, keepalive);
+        w.send_frame(w.b, keepalive);
+        break;
+      }
+    }
+    w.pull(w.a);
+    w.pull(w.b);
+    KNIT_FUZZ_CHECK(w.core.connections() <= 2 + 1);
+  }
+  return 0;
+}
