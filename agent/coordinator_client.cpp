@@ -35,6 +35,7 @@ class CoordinatorClient::Core : public net::CoordinatorConnection::Listener,
   void on_refused(const control::Message& refusal, bool retrying) override;
   void on_peers(const control::PeerMap& map) override;
   void on_relay_map(control::RelayMap relays) override;
+  void on_dns_config(control::DnsConfig dns) override;
   void on_unreachable(const std::string& error, Duration retry_in) override;
   void on_disconnected(const std::string& reason) override;
 
@@ -93,6 +94,7 @@ control::Message CoordinatorClient::Core::hello() {
   request.os = options_.os;
   request.endpoints = options_.endpoints;
   request.version = options_.version;
+  request.features = {std::string(control::kFeatureDns)};
   sent_endpoints_ = options_.endpoints;
   return request;
 }
@@ -122,6 +124,10 @@ void CoordinatorClient::Core::on_peers(const control::PeerMap& map) {
 
 void CoordinatorClient::Core::on_relay_map(control::RelayMap relays) {
   if (listener_ != nullptr) listener_->on_relay_map(relays);
+}
+
+void CoordinatorClient::Core::on_dns_config(control::DnsConfig dns) {
+  if (listener_ != nullptr) listener_->on_dns_config(dns);
 }
 
 void CoordinatorClient::Core::on_unreachable(const std::string& error, Duration retry_in) {

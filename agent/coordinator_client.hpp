@@ -49,6 +49,7 @@ class CoordinatorClient {
     virtual void on_refused(const control::RegisterResponse& response, bool retrying) = 0;
     virtual void on_peers(const control::PeerMap& map) = 0;
     virtual void on_relay_map(const control::RelayMap& relays) = 0;
+    virtual void on_dns_config(const control::DnsConfig& /*dns*/) {}
     // Every address was tried and none gave a session; the client tries again after retry_in.
     virtual void on_unreachable(const std::string& error, Duration retry_in) = 0;
     // An established session ended; the client reconnects.

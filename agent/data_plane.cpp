@@ -63,6 +63,7 @@ void DataPlane::arm_tun() {
 }
 
 void DataPlane::outbound(const wg::Now& t, MutableByteSpan frame, std::size_t size) {
+  if (local_hook_ && local_hook_(frame.subspan(wg::kFrameHeadroom, size))) return;
   const std::size_t pass = filter_.outbound(t.mono, frame.subspan(wg::kFrameHeadroom, size));
   if (pass == 0) return;
   device_.on_tun_packet(t, frame, pass);
@@ -140,6 +141,16 @@ void DataPlane::write_coalesced(const tun::VirtioNetHeader& header, ByteSpan pac
   std::uint8_t bytes[tun::kVirtioNetHeaderSize];
   header.write(bytes);
   if (!tun_.write(0, bytes, packet)) ++tun_write_errors_;
+}
+
+void DataPlane::write_local(ByteSpan packet) {
+  if (tun_.vnet_header()) {
+    // A whole packet with its checksum done: the all-zero header (no GSO, no checksum to do).
+    const std::uint8_t none[tun::kVirtioNetHeaderSize] = {};
+    if (!tun_.write(0, none, packet)) ++tun_write_errors_;
+    return;
+  }
+  if (!tun_.write(0, packet)) ++tun_write_errors_;
 }
 
 // ---------------------------------------------------------------- time

@@ -7,7 +7,9 @@
 //   1. read one packet from the TUN into frame_, kFrameHeadroom bytes in (room for the header);
 //      with offloads (tun_device.hpp) one read is a virtio-net header and up to 64 KiB: a
 //      packet's unfinished checksum is completed in place, a super-packet is split into
-//      segments (tun/offload.hpp), each into segment_ and through steps 2-4 in turn
+//      segments (tun/offload.hpp), each into segment_ and through steps 2-4 in turn;
+//      a packet (or segment) the local hook takes (the mesh resolver's address,
+//      dns_service.hpp) stops here
 //   2. PacketFilter::outbound       conntrack and port-forward rewrites (packet_filter.hpp)
 //   3. wg::Device::on_tun_packet    allowed IPs pick the peer; sealed in place, or staged while
 //                                   a handshake runs
@@ -68,6 +70,12 @@ class DataPlane final : public wg::TunSink, public WireGuardReceiver, private tu
   std::uint64_t tun_super_packets() const { return tun_super_packets_; }
   std::uint64_t tun_offload_errors() const { return tun_offload_errors_; }
   const tun::TcpCoalescer::Stats& coalescer_stats() const { return coalescer_.stats(); }
+  // Packets knitd answers itself: the hook sees every packet read from the TUN first and
+  // returns true for those it takes (they go no further). Its answers go to the TUN through
+  // write_local, past the filter and the device (they come from knitd, not from a peer).
+  using LocalHook = std::function<bool(ByteSpan packet)>;
+  void set_local_hook(LocalHook hook) { local_hook_ = std::move(hook); }
+  void write_local(ByteSpan packet);
   // One line of the device and filter counters, for the shutdown log.
   std::string summary() const;
   static wg::Now now();
@@ -94,6 +102,7 @@ class DataPlane final : public wg::TunSink, public WireGuardReceiver, private tu
   std::vector<std::uint8_t> segment_;  // one segment of a super-packet, headroom and tailroom
   tun::Segmenter segmenter_;
   tun::TcpCoalescer coalescer_;
+  LocalHook local_hook_;
   std::uint64_t tun_write_errors_ = 0;
   std::uint64_t tun_super_packets_ = 0;
   std::uint64_t tun_offload_errors_ = 0;

@@ -63,7 +63,9 @@ localapi::ControlResponse FilterControl::set(const localapi::SetRequest& request
     log(LogLevel::info, "knitd", "shields ", *request.shields_up ? "up" : "down");
     if (std::string failed = save(); !failed.empty()) return localapi::ErrorReply{failed};
   }
-  return localapi::SetReply{filter_.shields_up()};
+  localapi::SetReply reply;
+  reply.shields_up = filter_.shields_up();
+  return reply;
 }
 
 localapi::ControlResponse FilterControl::forward_add(const localapi::ForwardAddRequest& request) {

@@ -17,6 +17,7 @@
 
 #include "agent/control_server.hpp"
 #include "agent/data_plane.hpp"
+#include "agent/dns_control.hpp"
 #include "agent/filter_control.hpp"
 #include "agent/mesh.hpp"
 #include "agent/knitd_metrics.hpp"
@@ -88,6 +89,8 @@ int main(int argc, char** argv) {
   int mtu = 1420;
   std::string level = "info";
   std::string metrics_address;
+  std::string resolver_address = "100.100.100.100";
+  std::string resolv_conf = "/etc/resolv.conf";
   app.add_option("--tun", tun_name, "TUN interface name")->capture_default_str();
   app.add_option("--port", port, "UDP port (default: random, kept across restarts)")
       ->check(CLI::Range(1, 65535));
@@ -96,6 +99,11 @@ int main(int argc, char** argv) {
   app.add_option("--mtu", mtu, "tunnel MTU")->check(CLI::Range(1280, 65535))->capture_default_str();
   app.add_option("--log-level", level, "debug, info, warn or error")->capture_default_str();
   app.add_option("--metrics", metrics_address, "serve Prometheus metrics over HTTP on IP:PORT (off by default)");
+  app.add_option("--resolver-address", resolver_address,
+                 "the mesh resolver's IPv4 address, routed into the TUN (its IPv6 one is the mesh ULA with it as the last 32 bits)")
+      ->capture_default_str();
+  app.add_option("--resolv-conf", resolv_conf, "the resolv.conf knitd manages with `knit set --manage-resolv-conf=true`")
+      ->capture_default_str();
   app.add_flag_callback("--version", [] {
     std::cout << "knitd " << KNIT_VERSION << "\n";
     std::exit(0);
@@ -110,6 +118,12 @@ int main(int argc, char** argv) {
   set_log_level(parsed_level);
   if (tun_name.empty() || tun_name.size() > 15 || tun_name.find('/') != std::string::npos) {
     std::cerr << "knitd: --tun must be 1 to 15 characters without '/'\n";
+    return 2;
+  }
+
+  const auto resolver_v4 = IpAddress::parse(resolver_address);
+  if (!resolver_v4 || !resolver_v4->is_v4()) {
+    std::cerr << "knitd: --resolver-address must be an IPv4 address\n";
     return 2;
   }
 
@@ -161,7 +175,18 @@ int main(int argc, char** argv) {
     agent::LocalApi local_api(membership);
     agent::FilterControl filter_control(plane.filter(), agent::ForwardStore(state_dir), local_api);
     filter_control.restore();
-    auto control = std::make_unique<agent::ControlServer>(io, socket_path, filter_control);
+    // The mesh's names: a resolver answering packets to its address on the TUN, and the host
+    // pointed at it (dns_control.hpp), in front of the other settings.
+    agent::DnsService dns_service(io, [&plane](ByteSpan packet) { plane.write_local(packet); });
+    plane.set_local_hook([&dns_service](ByteSpan packet) { return dns_service.on_tun_packet(packet); });
+    agent::HostDnsOptions host_dns_options;
+    host_dns_options.state_dir = state_dir;
+    host_dns_options.resolv_conf = resolv_conf;
+    agent::HostDns host_dns(host_dns_options);
+    agent::DnsControl dns_control(membership, dns_service, host_dns, {state_dir, tun.name(), *resolver_v4, &mesh_link},
+                                  filter_control);
+    dns_control.start();
+    auto control = std::make_unique<agent::ControlServer>(io, socket_path, dns_control);
     control->start();
     log(LogLevel::info, "knitd", "TUN ", tun.name(), " ready (up once the node joins a mesh or `ip link set` "
         "brings it up), UDP port ", udp.port(), ", UAPI ", uapi->path(), ", control socket ", control->path());
@@ -184,6 +209,8 @@ int main(int argc, char** argv) {
       if (ec) return;
       log(LogLevel::info, "knitd", "signal ", signo, ": shutting down (", plane.summary(), " ", udp.summary(), ")");
       control->stop();
+      dns_control.stop();
+      dns_service.stop();
       if (metrics_server) metrics_server->stop();
       membership.stop();
       uapi->stop();

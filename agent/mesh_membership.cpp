@@ -172,8 +172,10 @@ void Membership::forget_mesh(const std::string& why) {
   device_.set_mesh_address(std::nullopt);
   peers_ = {};
   relays_ = {};
+  dns_.reset();
   endpoints_.clear();
   poll_timer_.cancel();
+  notify_names();
 }
 
 std::optional<std::string> Membership::not_joined_error() const {
@@ -282,6 +284,14 @@ void Membership::on_refused(const control::RegisterResponse& response, bool retr
 void Membership::on_peers(const control::PeerMap& map) {
   peers_ = map;
   apply_peers();
+  notify_names();
+}
+
+void Membership::on_dns_config(const control::DnsConfig& dns) {
+  if (dns_ == dns) return;
+  log(LogLevel::info, "knitd", "mesh domain ", dns.domain, ", ", dns.split.size(), " split-DNS domains");
+  dns_ = dns;
+  notify_names();
 }
 
 void Membership::on_relay_map(const control::RelayMap& relays) {
@@ -310,6 +320,7 @@ void Membership::apply_self() {
   const SelfAddresses self{mesh_->ipv4, mesh_->ipv6, mesh_->ipv4_prefix, mesh_->ipv6_prefix};
   for (const auto& failure : configurator_.apply_self(link_, self))
     log(LogLevel::warn, "knitd", options_.tun_name, ": ", failure);
+  notify_names();
 }
 
 void Membership::apply_peers() {

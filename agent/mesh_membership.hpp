@@ -73,6 +73,11 @@ class Membership final : private CoordinatorClient::Listener {
   const std::optional<MeshRecord>& mesh() const { return mesh_; }
   const std::optional<NodeIdentity>& identity() const { return identity_; }
   const control::PeerMap& peers() const { return peers_; }
+  // The mesh's DNS settings, once the coordinator sent them (nullopt before, and off the mesh).
+  const std::optional<control::DnsConfig>& dns_config() const { return dns_; }
+  // Called whenever the names the mesh knows may have changed: joined or left, a peer map or a
+  // delta applied, new DNS settings (knitd's DnsService rebuilds its table).
+  void set_names_listener(std::function<void()> listener) { names_listener_ = std::move(listener); }
   // The endpoints sent to the coordinator.
   const std::vector<Endpoint>& endpoints() const { return endpoints_; }
   // Why the CLI cannot ask about the mesh now (not joined, still joining); nullopt when joined.
@@ -92,6 +97,10 @@ class Membership final : private CoordinatorClient::Listener {
   void on_refused(const control::RegisterResponse& response, bool retrying) override;
   void on_peers(const control::PeerMap& map) override;
   void on_relay_map(const control::RelayMap& relays) override;
+  void on_dns_config(const control::DnsConfig& dns) override;
+  void notify_names() {
+    if (names_listener_) names_listener_();
+  }
   void on_unreachable(const std::string& error, Duration retry_in) override;
   void on_disconnected(const std::string& reason) override;
 
@@ -121,6 +130,8 @@ class Membership final : private CoordinatorClient::Listener {
   MeshConfigurator configurator_;
   control::PeerMap peers_;
   control::RelayMap relays_;
+  std::optional<control::DnsConfig> dns_;
+  std::function<void()> names_listener_;
   std::vector<InterfaceAddress> local_;
   std::vector<Endpoint> endpoints_;
   std::string last_problem_;       // why the membership ended, shown while not joined

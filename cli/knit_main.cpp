@@ -36,7 +36,7 @@ void print_json(const json& doc) { std::cout << doc.dump(2, ' ', false, json::er
 
 int run_up(const Globals& g, const std::string& token, const std::string& hostname, bool shields_up) {
   // The shields go up (and are saved) before the join, so no moment of the membership is open.
-  if (shields_up) expect<localapi::SetReply>(call(g, localapi::SetRequest{true}));
+  if (shields_up) expect<localapi::SetReply>(call(g, localapi::SetRequest{true, std::nullopt, std::nullopt}));
   auto reply = expect<localapi::UpReply>(call(g, localapi::UpRequest{token, hostname}, kUpTimeout));
   if (g.json) {
     print_json({{"name", reply.name}, {"ipv4", reply.ipv4.to_string()}, {"ipv6", reply.ipv6.to_string()},
@@ -135,10 +135,48 @@ int run_version(const Globals& g) {
   return 0;
 }
 
-int run_set(const Globals& g, std::optional<bool> shields_up) {
-  const auto reply = expect<localapi::SetReply>(call(g, localapi::SetRequest{shields_up}));
-  if (g.json) print_json({{"shields_up", reply.shields_up}});
-  else std::cout << "shields " << (reply.shields_up ? "up" : "down") << "\n";
+int run_set(const Globals& g, const localapi::SetRequest& request) {
+  const auto reply = expect<localapi::SetReply>(call(g, request));
+  if ((request.accept_dns || request.manage_resolv_conf) && !reply.accept_dns)
+    throw CliError("this knitd does not resolve names (an older version?)");
+  if (g.json) {
+    json out = {{"shields_up", reply.shields_up}};
+    if (reply.accept_dns) out["accept_dns"] = *reply.accept_dns;
+    if (reply.manage_resolv_conf) out["manage_resolv_conf"] = *reply.manage_resolv_conf;
+    print_json(out);
+    return 0;
+  }
+  std::cout << "shields " << (reply.shields_up ? "up" : "down") << "\n";
+  if (reply.accept_dns) std::cout << "accept-dns " << (*reply.accept_dns ? "true" : "false") << "\n";
+  if (reply.manage_resolv_conf)
+    std::cout << "manage-resolv-conf " << (*reply.manage_resolv_conf ? "true" : "false") << "\n";
+  return 0;
+}
+
+int run_dns_status(const Globals& g) {
+  const auto reply = expect<localapi::DnsStatusReply>(call(g, localapi::DnsStatusRequest{}));
+  if (g.json) {
+    std::cout << localapi::encode_dns_status(reply.dns, 2) << "\n";
+    return 0;
+  }
+  const localapi::DnsStatus& d = reply.dns;
+  std::cout << "host integration: " << d.mode << (d.detail.empty() ? "" : " (" + d.detail + ")") << "\n";
+  std::cout << "accept-dns: " << (d.accept_dns ? "true" : "false")
+            << ", manage-resolv-conf: " << (d.manage_resolv_conf ? "true" : "false") << "\n";
+  std::cout << "mesh domain: " << (d.domain.empty() ? "(none yet)" : d.domain) << ", " << d.names << " names\n";
+  std::cout << "resolver:";
+  for (const auto& a : d.listen) std::cout << " " << a;
+  std::cout << "\nupstreams:";
+  for (const auto& u : d.upstreams) std::cout << " " << u;
+  if (d.upstreams.empty()) std::cout << " (none)";
+  std::cout << "\n";
+  for (const auto& [domain, resolvers] : d.split) {
+    std::cout << "split " << domain << ":";
+    for (const auto& r : resolvers) std::cout << " " << r;
+    std::cout << "\n";
+  }
+  for (const auto& [name, value] : d.counters)
+    if (value) std::cout << "  " << name << " " << value << "\n";
   return 0;
 }
 
@@ -239,6 +277,12 @@ int main(int argc, char** argv) {
   auto* set = app.add_subcommand("set", "change settings of the running knitd (kept across restarts)");
   set->add_option("--shields-up", set_shields,
                   "true: refuse connections from the mesh to this host, except replies and port forwards");
+  std::optional<bool> set_accept_dns;
+  std::optional<bool> set_manage_resolv_conf;
+  set->add_option("--accept-dns", set_accept_dns,
+                  "false: configure no resolver on this host (mesh names stop resolving here)");
+  set->add_option("--manage-resolv-conf", set_manage_resolv_conf,
+                  "true: without systemd-resolved, point /etc/resolv.conf at knitd (backed up, restored on down)");
   json_flag(set);
 
   auto* forward = app.add_subcommand("forward", "port forwards: a mesh port of this node to HOST:PORT");
@@ -286,6 +330,11 @@ int main(int argc, char** argv) {
       "netcheck", "measure this node's network: UDP, public addresses, NAT behaviour, port mapping, relay latency");
   json_flag(netcheck);
 
+  auto* dns = app.add_subcommand("dns", "the mesh's names");
+  dns->require_subcommand(1);
+  auto* dns_status = dns->add_subcommand("status", "what knitd configured for names, and where");
+  json_flag(dns_status);
+
   auto* version = app.add_subcommand("version", "knit's and knitd's versions");
   json_flag(version);
 
@@ -298,8 +347,9 @@ int main(int argc, char** argv) {
   try {
     if (*up) return run_up(g, token, hostname, up_shields);
     if (*set) {
-      if (!set_shields) throw CliError("nothing to set: pass --shields-up=true or --shields-up=false");
-      return run_set(g, set_shields);
+      if (!set_shields && !set_accept_dns && !set_manage_resolv_conf)
+        throw CliError("nothing to set: pass --shields-up, --accept-dns or --manage-resolv-conf (=true or =false)");
+      return run_set(g, localapi::SetRequest{set_shields, set_accept_dns, set_manage_resolv_conf});
     }
     if (*forward_add) return run_forward_add(g, forward_proto, forward_port, forward_target);
     if (*forward_list) return print_forwards(g, expect<localapi::ForwardsReply>(call(g, localapi::ForwardListRequest{})));
@@ -309,6 +359,7 @@ int main(int argc, char** argv) {
     if (*ip) return run_ip(g, only_v4, only_v6);
     if (*ping) return run_ping(g, peer, count, timeout_s);
     if (*netcheck) return run_netcheck(g);
+    if (*dns_status) return run_dns_status(g);
     if (*version) return run_version(g);
   } catch (const CliError& e) {
     std::cout.flush();

@@ -138,6 +138,10 @@ void ClientSession::on_message(ByteSpan plaintext, std::vector<ClientEvent>& eve
           event.kind = ClientEvent::Kind::relay_map;
           event.relays = std::move(message);
           return true;
+        } else if constexpr (std::is_same_v<T, DnsConfig>) {
+          event.kind = ClientEvent::Kind::dns_config;
+          event.dns = std::move(message);
+          return true;
         } else if constexpr (std::is_same_v<T, Pong>) {
           event.kind = ClientEvent::Kind::pong;
           return true;

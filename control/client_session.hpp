@@ -42,6 +42,7 @@ struct ClientEvent {
                         // relay_register_response; over() when it refused us
     peers_changed,      // the peer map changed: a full map or a delta applied
     relay_map,          // relays
+    dns_config,         // dns: the mesh domain and split DNS
     pong,               // a Pong (liveness only)
     coordinator_error,  // error: the coordinator ends the session with a reason
     failed,             // the session is unusable (hostile or broken input)
@@ -49,6 +50,7 @@ struct ClientEvent {
   Kind kind = Kind::failed;
   Message answer;
   RelayMap relays;
+  DnsConfig dns;
   ErrorMessage error;
   std::string failure;
 };

@@ -53,6 +53,9 @@ inline constexpr std::size_t kMaxRelayAddresses = 8;
 inline constexpr std::size_t kMaxNameLength = 63;  // node, relay and tag names: one DNS label
 inline constexpr std::size_t kMaxHostnameLength = 255;
 inline constexpr std::size_t kMaxShortTextLength = 64;  // os, version
+inline constexpr std::size_t kMaxFeatures = 16;
+inline constexpr std::size_t kMaxSplitDomains = 64;
+inline constexpr std::size_t kMaxSplitResolvers = 4;
 inline constexpr std::size_t kMaxErrorTextLength = 1024;
 
 }  // namespace knit::control

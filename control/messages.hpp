@@ -6,7 +6,9 @@
 // else in Knit sees JSON.
 //
 //   agent -> coordinator
-//     register         {token?, disco_key, hostname, os, endpoints[], version}
+//     register         {token?, disco_key, hostname, os, endpoints[], version, features[]?}
+//                       (features: what this agent understands beyond the base protocol;
+//                       "dns": send it dns_config)
 //     endpoint_update  {endpoints[]}
 //     ping             {seq}
 //     nat_report       {udp, public_v4?, public_v6?, mapping_varies, filtering,
@@ -25,6 +27,9 @@
 //     peer_map_page    binary (peer_codec.hpp): version, index, count, peers[]
 //     peer_delta       binary (peer_codec.hpp): version, added[], changed[], removed[] (keys)
 //     relay_map        {relays[{name, node_key, addresses[], stun_port}]}
+//     dns_config       {domain, split[{domain, resolvers[]}]}  (only to agents with the "dns"
+//                       feature: an older agent would refuse an unknown type; sent after the
+//                       relay map and again whenever the mesh's DNS settings change)
 //     pong             {seq}
 //     error            {code, message}
 //   peer             {name, node_key, disco_key, ipv4, ipv6, endpoints[], home_relay, online,
@@ -67,6 +72,7 @@ struct RegisterRequest {
   std::string os;        // e.g. "linux"; at most 64
   std::vector<Endpoint> endpoints;
   std::string version;  // knitd's version; at most 64
+  std::vector<std::string> features;  // at most kMaxFeatures names (see the header comment)
   friend bool operator==(const RegisterRequest&, const RegisterRequest&) = default;
 };
 
@@ -204,6 +210,19 @@ struct Pong {
   friend bool operator==(const Pong&, const Pong&) = default;
 };
 
+// Names: every node is NAME.<domain>; names under a split domain go to its resolvers.
+inline constexpr std::string_view kFeatureDns = "dns";
+struct SplitDns {
+  std::string domain;               // lowercase, no trailing dot (is_valid_domain)
+  std::vector<Endpoint> resolvers;  // 1..kMaxSplitResolvers "10.1.0.53:53"
+  friend bool operator==(const SplitDns&, const SplitDns&) = default;
+};
+struct DnsConfig {
+  std::string domain;  // the mesh domain, e.g. "knit.internal"
+  std::vector<SplitDns> split;  // at most kMaxSplitDomains, no domain twice
+  friend bool operator==(const DnsConfig&, const DnsConfig&) = default;
+};
+
 // The coordinator ends a session (or refuses a request) with a reason.
 struct ErrorMessage {
   ErrorCode code = ErrorCode::internal;
@@ -238,10 +257,10 @@ struct ParseError {
 
 using Message = std::variant<RegisterRequest, EndpointUpdate, Ping, NatReport, RegisterResponse,
                              PeerMapPage, PeerDelta, RelayMap, Pong, ErrorMessage, RelayRegister,
-                             RelayRegisterResponse>;
+                             RelayRegisterResponse, DnsConfig>;
 using ParseResult = std::variant<RegisterRequest, EndpointUpdate, Ping, NatReport, RegisterResponse,
                                  PeerMapPage, PeerDelta, RelayMap, Pong, ErrorMessage, RelayRegister,
-                                 RelayRegisterResponse, ParseError>;
+                                 RelayRegisterResponse, DnsConfig, ParseError>;
 
 ParseResult parse_message(std::string_view text);
 // The message, when parse_message did not fail.
@@ -262,6 +281,7 @@ std::string encode(const Pong& message);
 std::string encode(const ErrorMessage& message);
 std::string encode(const RelayRegister& message);
 std::string encode(const RelayRegisterResponse& message);
+std::string encode(const DnsConfig& message);
 std::string encode(const Message& message);
 
 std::string_view to_string(NatFiltering filtering);
@@ -269,5 +289,8 @@ std::string_view to_string(MessageError error);
 
 // A relay's name as relay_register carries it: [a-z0-9]+ joined by single '-', 1..63 long.
 bool is_valid_relay_name(std::string_view name);
+// A DNS domain as the mesh uses it: lowercase labels of [a-z0-9-] (no leading or trailing '-'),
+// 1..63 each, joined by '.', at most 253 in all, no trailing dot.
+bool is_valid_domain(std::string_view domain);
 
 }  // namespace knit::control

@@ -59,6 +59,7 @@ std::string encode(const RegisterRequest& message) {
   out["os"] = message.os;
   out["endpoints"] = endpoints_json(message.endpoints);
   out["version"] = message.version;
+  if (!message.features.empty()) out["features"] = message.features;
   return text(out);
 }
 
@@ -120,6 +121,20 @@ std::string encode(const RelayMap& message) {
     relays.push_back(std::move(entry));
   }
   out["relays"] = std::move(relays);
+  return text(out);
+}
+
+std::string encode(const DnsConfig& message) {
+  Json out = header("dns_config");
+  out["domain"] = message.domain;
+  Json split = Json::array();
+  for (const SplitDns& entry : message.split) {
+    Json item = Json::object();
+    item["domain"] = entry.domain;
+    item["resolvers"] = endpoints_json(entry.resolvers);
+    split.push_back(std::move(item));
+  }
+  out["split"] = std::move(split);
   return text(out);
 }
 

@@ -285,6 +285,40 @@ constexpr auto kU64 = [](Parser& p, const Json& v, const Path& at, std::uint64_t
   return read_unsigned(p, v, at, out);
 };
 
+bool domain_text(std::string_view s) { return is_valid_domain(s); }
+
+// Absent or null: none. Unknown feature names are kept (and ignored by whoever reads them).
+bool read_features(Parser& p, const Json& v, const Path& at, std::vector<std::string>& out) {
+  std::optional<std::vector<std::string>> features;
+  if (!optional_field(p, v, at, "features", features,
+                      list_reader(kMaxFeatures, text_reader(1, kMaxShortTextLength, valid_name))))
+    return false;
+  out = features ? std::move(*features) : std::vector<std::string>{};
+  return true;
+}
+
+bool read_split(Parser& p, const Json& v, const Path& at, SplitDns& out) {
+  if (!v.is_object()) return p.fail(MessageError::wrong_type, at);
+  if (!field(p, v, at, "domain", out.domain, text_reader(1, kMaxHostNameLength, domain_text)) ||
+      !field(p, v, at, "resolvers", out.resolvers,
+             list_reader(kMaxSplitResolvers, endpoint_reader(Family::any))))
+    return false;
+  if (out.resolvers.empty()) return p.fail(MessageError::bad_value, at.field("resolvers"));
+  return true;
+}
+
+bool read_dns_config(Parser& p, const Json& v, const Path& at, DnsConfig& out) {
+  if (!field(p, v, at, "domain", out.domain, text_reader(1, kMaxHostNameLength, domain_text)) ||
+      !field(p, v, at, "split", out.split, list_reader(kMaxSplitDomains, read_split)))
+    return false;
+  std::vector<std::string_view> domains;
+  for (const SplitDns& entry : out.split) domains.push_back(entry.domain);
+  std::sort(domains.begin(), domains.end());
+  if (std::adjacent_find(domains.begin(), domains.end()) != domains.end())
+    return p.fail(MessageError::duplicate, at.field("split"));
+  return true;
+}
+
 // ---- messages ----
 
 bool read_register(Parser& p, const Json& v, const Path& at, RegisterRequest& out) {
@@ -295,7 +329,8 @@ bool read_register(Parser& p, const Json& v, const Path& at, RegisterRequest& ou
          field(p, v, at, "os", out.os, text_reader(0, kMaxShortTextLength, printable)) &&
          field(p, v, at, "endpoints", out.endpoints,
                list_reader(kMaxEndpoints, endpoint_reader(Family::any))) &&
-         field(p, v, at, "version", out.version, text_reader(0, kMaxShortTextLength, printable));
+         field(p, v, at, "version", out.version, text_reader(0, kMaxShortTextLength, printable)) &&
+         read_features(p, v, at, out.features);
 }
 
 bool read_endpoint_update(Parser& p, const Json& v, const Path& at, EndpointUpdate& out) {
@@ -516,6 +551,22 @@ bool is_valid_relay_name(std::string_view name) {
   return !after_dash;  // no trailing '-'
 }
 
+bool is_valid_domain(std::string_view domain) {
+  if (domain.empty() || domain.size() > kMaxHostNameLength) return false;
+  std::size_t start = 0;
+  while (true) {
+    const std::size_t dot = domain.find('.', start);
+    const std::string_view label =
+        domain.substr(start, dot == std::string_view::npos ? std::string_view::npos : dot - start);
+    if (label.empty() || label.size() > kMaxNameLength || label.front() == '-' || label.back() == '-')
+      return false;
+    for (char c : label)
+      if (!((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-')) return false;
+    if (dot == std::string_view::npos) return true;
+    start = dot + 1;
+  }
+}
+
 std::string ParseError::describe() const {
   std::string out(to_string(kind));
   if (!field.empty()) out += " in " + field;
@@ -554,6 +605,7 @@ ParseResult parse_message(std::string_view text) {
     return parse_as<RegisterResponse>(root, read_register_response);
   }
   if (type == "relay_map") return parse_as<RelayMap>(root, read_relay_map);
+  if (type == "dns_config") return parse_as<DnsConfig>(root, read_dns_config);
   if (type == "pong") return parse_as<Pong>(root, read_pong);
   if (type == "error") return parse_as<ErrorMessage>(root, read_error);
   if (type == "relay_register") return parse_as<RelayRegister>(root, read_relay_register);

@@ -2,6 +2,7 @@
 
 #include <sodium.h>
 
+#include <cctype>
 #include <cstdlib>
 #include <filesystem>
 #include <memory>
@@ -154,6 +155,22 @@ void add_token_commands(CLI::App& app, const CliGlobals& globals, CliContext& ct
   });
 }
 
+void add_rename_command(CLI::App* nodes, const CliGlobals& globals, CliContext& ctx, CliAction& action) {
+  auto from = std::make_shared<std::string>();
+  auto to = std::make_shared<std::string>();
+  CLI::App* rename = nodes->add_subcommand("rename", "give a node another name (NAME.<mesh domain>)");
+  rename->add_option("NAME", *from, "the node's name, as nodes list shows it")->required();
+  rename->add_option("NEW_NAME", *to, "1 to 63 of a-z 0-9 -")->required();
+  rename->callback([&globals, &ctx, &action, from, to] {
+    action = [&globals, &ctx, from, to] {
+      auto store = open_existing(globals);
+      Node renamed = take(store->rename_node(*from, *to));
+      ctx.out << "Renamed node " << *from << " to " << renamed.name << ". Agents see it within seconds.\n";
+      return 0;
+    };
+  });
+}
+
 void add_node_commands(CLI::App& app, const CliGlobals& globals, CliContext& ctx,
                        CliAction& action) {
   CLI::App* nodes = app.add_subcommand("nodes", "list and remove the mesh's nodes");
@@ -182,6 +199,7 @@ void add_node_commands(CLI::App& app, const CliGlobals& globals, CliContext& ctx
       return 0;
     };
   });
+  add_rename_command(nodes, globals, ctx, action);
 }
 
 void add_relay_commands(CLI::App& app, const CliGlobals& globals, CliContext& ctx,
@@ -215,6 +233,72 @@ void add_relay_commands(CLI::App& app, const CliGlobals& globals, CliContext& ct
   });
 }
 
+// `dns show|domain|split`: the mesh's DNS settings, pushed to every agent within seconds.
+void add_dns_commands(CLI::App& app, const CliGlobals& globals, CliContext& ctx, CliAction& action) {
+  CLI::App* dns = app.add_subcommand("dns", "the mesh domain (NAME.<domain> for every node) and split DNS");
+  dns->require_subcommand(1);
+  auto show_settings = [&ctx](const DnsSettings& settings) {
+    ctx.out << "domain " << settings.domain << "\n";
+    for (const auto& entry : settings.split) {
+      ctx.out << "split " << entry.domain;
+      for (const Endpoint& r : entry.resolvers) ctx.out << " " << r.to_string();
+      ctx.out << "\n";
+    }
+  };
+  dns->add_subcommand("show", "print the mesh domain and the split-DNS domains")->callback([&globals, &action, show_settings] {
+    action = [&globals, show_settings] {
+      auto store = open_existing(globals);
+      show_settings(take(store->dns_settings()));
+      return 0;
+    };
+  });
+  auto domain = std::make_shared<std::string>();
+  CLI::App* set_domain = dns->add_subcommand("domain", "change the mesh domain (default knit.internal)");
+  set_domain->add_option("DOMAIN", *domain, "e.g. corp.internal")->required();
+  set_domain->callback([&globals, &action, domain, show_settings] {
+    action = [&globals, domain, show_settings] {
+      auto store = open_existing(globals);
+      DnsSettings settings = take(store->dns_settings());
+      settings.domain = *domain;
+      check(store->set_dns_settings(settings));
+      show_settings(take(store->dns_settings()));
+      return 0;
+    };
+  });
+  auto split_domain = std::make_shared<std::string>();
+  auto resolvers = std::make_shared<std::vector<std::string>>();
+  CLI::App* split = dns->add_subcommand(
+      "split", "send names under DOMAIN to RESOLVER (IP or IP:PORT, up to 4); no RESOLVER removes DOMAIN");
+  split->add_option("DOMAIN", *split_domain, "e.g. corp.example")->required();
+  split->add_option("RESOLVER", *resolvers, "e.g. 10.1.0.53");
+  split->callback([&globals, &action, split_domain, resolvers, show_settings] {
+    action = [&globals, split_domain, resolvers, show_settings] {
+      auto store = open_existing(globals);
+      DnsSettings settings = take(store->dns_settings());
+      std::string name = *split_domain;
+      for (char& c : name) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+      if (!name.empty() && name.back() == '.') name.pop_back();
+      std::erase_if(settings.split, [&](const control::SplitDns& e) { return e.domain == name; });
+      if (!resolvers->empty()) {
+        control::SplitDns entry{name, {}};
+        for (const std::string& text : *resolvers) {
+          auto endpoint = Endpoint::parse(text);
+          if (!endpoint) {
+            auto address = IpAddress::parse(text);
+            if (address) endpoint = Endpoint(*address, 53);
+          }
+          if (!endpoint) throw CliError("'" + text + "' is not IP or IP:PORT");
+          entry.resolvers.push_back(*endpoint);
+        }
+        settings.split.push_back(std::move(entry));
+      }
+      check(store->set_dns_settings(settings));
+      show_settings(take(store->dns_settings()));
+      return 0;
+    };
+  });
+}
+
 }  // namespace
 
 StoreLocation store_location(const CliGlobals& globals) {
@@ -229,6 +313,7 @@ void add_admin_commands(CLI::App& app, const CliGlobals& globals, CliContext& ct
   add_token_commands(app, globals, ctx, action);
   add_node_commands(app, globals, ctx, action);
   add_relay_commands(app, globals, ctx, action);
+  add_dns_commands(app, globals, ctx, action);
 }
 
 int run_cli(int argc, const char* const* argv, CliContext& ctx,

@@ -140,6 +140,9 @@ class AgentSession : public std::enable_shared_from_this<AgentSession> {
   // "192.0.2.1:40000", for logs.
   const std::string& remote() const { return remote_; }
   std::size_t queued_bytes() const { return queued_bytes_; }
+  // The agent listed the "dns" feature in its register (it understands dns_config).
+  bool wants_dns() const { return wants_dns_; }
+  void set_wants_dns(bool wants) { wants_dns_ = wants; }
 
  private:
   enum class Phase { handshake, open, flushing };
@@ -184,6 +187,7 @@ class AgentSession : public std::enable_shared_from_this<AgentSession> {
   std::vector<Bytes> writing_;   // frames of the write in progress
   bool write_pending_ = false;
   std::size_t queued_bytes_ = 0;  // queue_, writing_ and held_
+  bool wants_dns_ = false;
   std::shared_ptr<const MapSnapshot> map_;  // being streamed
   std::size_t next_page_ = 0;
   std::deque<std::string> held_;  // sent while the map streams

@@ -56,6 +56,24 @@ Ipam::Allocation Ipam::allocate(std::uint32_t cursor, const RangeLookup& floor,
     if (!range) return out;  // mesh_full
     address = range->first;
   }
+  if (address == kReservedIpv4) {
+    // The resolver address (free ranges built before it was reserved may hold it): take its
+    // neighbour in the range, or the next range.
+    if (address < range->last) {
+      ++address;
+    } else if (address > range->first) {
+      address = range->first;
+    } else {
+      range = above(address);
+      if (!range) {  // wrap
+        range = floor(first_);
+        if (range && range->last < first_) range.reset();
+        if (!range) range = above(first_);
+      }
+      if (!range || range->first == kReservedIpv4) return out;
+      address = std::max(range->first, first_);
+    }
+  }
   if (address < first_ || address > last_ || address < range->first || address > range->last)
     return out;  // a range outside the mesh: treat as full rather than hand out a bad address
   out.status = Status::ok;
@@ -72,7 +90,7 @@ Ipam::Release Ipam::release(std::uint32_t address, const RangeLookup& floor,
                             const RangeLookup& above) const {
   Release out;
   out.merged = FreeRange{address, address};
-  if (address < first_ || address > last_) {
+  if (address < first_ || address > last_ || address == kReservedIpv4) {
     out.already_free = true;  // not ours to track
     return out;
   }
@@ -94,6 +112,7 @@ Ipam::Release Ipam::release(std::uint32_t address, const RangeLookup& floor,
 }
 
 std::vector<FreeRange> Ipam::free_ranges(std::vector<std::uint32_t> used) const {
+  used.push_back(kReservedIpv4);  // never free (ipam.hpp)
   std::sort(used.begin(), used.end());
   std::vector<FreeRange> out;
   std::uint64_t next = first_;  // the first address not yet accounted for

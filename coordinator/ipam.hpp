@@ -1,6 +1,7 @@
 // Address allocation for nodes. IPv4 comes from the mesh prefix (default 100.64.0.0/10, RFC 6598
 // shared address space); the network address, the first address (kept for the mesh itself) and
-// the broadcast address are never handed out. A node's IPv6 address is the mesh's ULA /48 with
+// the broadcast address are never handed out, and neither is 100.100.100.100, the address every
+// knitd's resolver answers on (nor, so, its IPv6 counterpart ULA::6464:6464). A node's IPv6 address is the mesh's ULA /48 with
 // subnet 0 and the node's IPv4 address as the last 32 bits, so it is unique exactly when the
 // IPv4 address is and a person can read one from the other:
 //
@@ -29,6 +30,8 @@
 namespace knit::coordinator {
 
 inline constexpr std::string_view kDefaultIpv4Prefix = "100.64.0.0/10";
+// 100.100.100.100: the mesh resolver's address (agent/dns_service.hpp), never a node's.
+inline constexpr std::uint32_t kReservedIpv4 = 0x64646464;
 
 // Host-order addresses first..last, all unused.
 struct FreeRange {

@@ -29,6 +29,10 @@ Result<StoreSnapshot> migrate_store(Store& from, Store& to) {
   if (!snapshot->mesh)
     return Error{Errc::not_found, "the source holds no mesh (no node has ever joined it)"};
   if (auto r = to.import_all(*snapshot); !r) return r.error();
+  // The DNS settings live in the settings table beside the mesh's; carried over as settings.
+  auto dns = from.dns_settings();
+  if (!dns) return dns.error();
+  if (auto r = to.set_dns_settings(*dns); !r) return r.error();
   // Read back and compare: a migration that lost anything says so.
   auto nodes = to.list_nodes();
   if (!nodes) return nodes.error();

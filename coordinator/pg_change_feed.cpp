@@ -32,6 +32,8 @@ std::optional<StoreChange> parse_notification(std::string_view payload,
     change.kind = StoreChange::Kind::node;
   } else if (kind == "2") {
     change.kind = StoreChange::Kind::relays;
+  } else if (kind == "4") {
+    change.kind = StoreChange::Kind::dns;
   } else {
     change.kind = StoreChange::Kind::nodes;  // and anything newer: read everything
   }

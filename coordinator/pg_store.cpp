@@ -124,6 +124,30 @@ Result<void> PgStore::set_listen_address(std::string_view address) {
   return conn_.run_transaction([&] { return put_setting(kListenKey, address); });
 }
 
+Result<DnsSettings> PgStore::dns_settings() {
+  DnsSettings out;
+  auto r = conn_.run_transaction([&]() -> Result<void> {
+    auto domain = get_setting(kDnsDomainKey);
+    if (!domain) return domain.error();
+    auto split = get_setting(kDnsSplitKey);
+    if (!split) return split.error();
+    out = dns_settings_from(*domain, *split);
+    return Ok{};
+  });
+  if (!r) return r.error();
+  return out;
+}
+
+Result<void> PgStore::set_dns_settings(const DnsSettings& settings) {
+  DnsSettings normal = settings;
+  if (auto why = normalize_dns_settings(normal); !why.empty()) return Error{Errc::invalid, why};
+  return conn_.run_transaction([&]() -> Result<void> {
+    if (auto r = put_setting(kDnsDomainKey, normal.domain); !r) return r;
+    if (auto r = put_setting(kDnsSplitKey, encode_split(normal.split)); !r) return r;
+    return notify(StoreChange::Kind::dns, nullptr);
+  });
+}
+
 Result<std::optional<std::string>> PgStore::listen_address() {
   std::optional<std::string> out;
   auto r = conn_.run_transaction([&]() -> Result<void> {

@@ -38,6 +38,8 @@ class PgStore final : public Store {
   Result<std::optional<MeshSettings>> mesh_settings() override;
   Result<void> set_listen_address(std::string_view address) override;
   Result<std::optional<std::string>> listen_address() override;
+  Result<DnsSettings> dns_settings() override;
+  Result<void> set_dns_settings(const DnsSettings& settings) override;
 
   Result<void> add_token(const Token& token) override;
   Result<std::vector<Token>> list_tokens() override;
@@ -53,6 +55,7 @@ class PgStore final : public Store {
   Result<std::optional<Node>> find_node(const wg::PublicKey& node_key) override;
   Result<std::optional<Node>> find_node_by_name(std::string_view name) override;
   Result<Node> remove_node(std::string_view name) override;
+  Result<Node> rename_node(std::string_view from, std::string_view to) override;
   Result<void> set_node_online(const wg::PublicKey& node_key, bool online,
                                UnixSeconds now) override;
   Result<void> touch_node(const wg::PublicKey& node_key, UnixSeconds now) override;

@@ -326,6 +326,28 @@ Result<Node> PgStore::remove_node(std::string_view name) {
   return removed;
 }
 
+Result<Node> PgStore::rename_node(std::string_view from, std::string_view to) {
+  if (to.empty() || sanitize_label(to) != to)
+    return Error{Errc::invalid, "'" + std::string(to) + "' is not a node name: use 1 to 63 of a-z 0-9 -"};
+  Node renamed;
+  auto done = conn_.run_transaction([&]() -> Result<void> {
+    auto rows = select_nodes("WHERE name = $1 FOR UPDATE", {std::string(from)});
+    if (!rows) return rows.error();
+    if (rows->empty())
+      return Error{Errc::not_found, "no node named '" + std::string(from) + "' (see nodes list)"};
+    auto taken = select_nodes("WHERE name = $1", {std::string(to)});
+    if (!taken) return taken.error();
+    if (!taken->empty()) return Error{Errc::conflict, "a node is already named '" + std::string(to) + "'"};
+    renamed = std::move(rows->front());
+    if (auto r = conn_.exec("UPDATE nodes SET name = $2 WHERE name = $1", {std::string(from), std::string(to)}); !r)
+      return r.error();
+    renamed.name = std::string(to);
+    return notify(StoreChange::Kind::node, &renamed.node_key);
+  });
+  if (!done) return done.error();
+  return renamed;
+}
+
 Result<void> PgStore::set_node_online(const wg::PublicKey& node_key, bool online,
                                       UnixSeconds now) {
   return conn_.run_transaction([&]() -> Result<void> {

@@ -36,6 +36,7 @@ struct ServeOptions {
   std::vector<std::string> advertise;  // HOST:PORT agents dial; empty: the --listen address
   std::string ephemeral_grace = "10m";
   std::string metrics;  // HOST:PORT of the Prometheus endpoint; empty: none
+  std::string dns_domain;  // the mesh domain at first serve; empty: knit.internal
 };
 
 template <typename T>
@@ -66,6 +67,19 @@ MeshSettings fix_mesh(Store& store, const CliGlobals& globals, Random& rng) {
     return current;
   }
   return take(std::move(mesh));
+}
+
+// --dns-domain counts at first serve; later `knit-coordinator dns domain` changes it.
+void fix_dns_domain(Store& store, const std::string& domain, bool first_serve) {
+  DnsSettings settings = take(store.dns_settings());
+  if (domain.empty() || settings.domain == domain) return;
+  if (!first_serve) {
+    log(LogLevel::warn, kLog, "--dns-domain ", domain, " ignored: the mesh domain is ", settings.domain,
+        " (change it with `knit-coordinator dns domain`)");
+    return;
+  }
+  settings.domain = domain;
+  check(store.set_dns_settings(settings));
 }
 
 asio::ip::tcp::endpoint listen_endpoint(asio::io_context& io, const control::HostPort& listen) {
@@ -199,7 +213,9 @@ int serve(const CliGlobals& globals, CliContext& ctx, const ServeOptions& o) {
 
   check(prepare_state_dir(globals.state_dir));
   auto store = take(open_store(store_location(globals)));
+  const bool first_serve = !take(store->mesh_settings()).has_value();
   const MeshSettings mesh = fix_mesh(*store, globals, ctx.rng);
+  fix_dns_domain(*store, o.dns_domain, first_serve);
   const auto key = take(load_or_create_key(fs::path(globals.state_dir) / kKeyFile, ctx.rng));
 
   raise_descriptor_limit();
@@ -279,6 +295,8 @@ void add_serve_command(CLI::App& app, const CliGlobals& globals, CliContext& ctx
   serve_app->add_option("--ephemeral-grace", options->ephemeral_grace,
                         "how long an ephemeral node may stay offline before it is removed")
       ->capture_default_str();
+  serve_app->add_option("--dns-domain", options->dns_domain,
+                        "the mesh domain at first serve (default knit.internal; later: dns domain)");
   serve_app->add_option("--metrics", options->metrics,
                         "IP:PORT to serve Prometheus metrics on (GET /metrics; default: off)");
   serve_app->callback([&globals, &ctx, &action, options] {

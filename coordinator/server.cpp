@@ -73,6 +73,7 @@ void Server::start(const asio::ip::tcp::endpoint& listen) {
   for (const Node& node : *nodes) peers.push_back(peer_info(node));
   view_.reset(peers);
   load_relays();
+  load_dns();
   started_ = true;
   const auto bound = acceptor_.local_endpoint();
   log(LogLevel::info, kLog, "listening on ", bound.address().to_string(), " port ", bound.port(),

@@ -140,6 +140,10 @@ class Server final : private SessionHost {
   void refresh_node(const control::NodeKey& key);
   void reload();
   bool load_relays();
+  // Reads the DNS settings into dns_config_text_; true when they changed.
+  bool load_dns();
+  // Sends dns_config_text_ to every agent that understands it.
+  void push_dns();
   void sweep();
   void arm(asio::steady_timer& timer, std::chrono::steady_clock::duration after,
            void (Server::*handler)());
@@ -171,6 +175,7 @@ class Server final : private SessionHost {
   PeerView view_;
   std::vector<control::RelayInfo> relays_;
   std::string relay_map_text_;
+  std::string dns_config_text_;  // control::DnsConfig, encoded
   std::unique_ptr<ChangeFeed> feed_;
 };
 

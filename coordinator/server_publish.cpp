@@ -86,14 +86,17 @@ void Server::publish() {
 void Server::on_store_changes(std::vector<StoreChange> changes, bool resync) {
   if (resync) return reload();
   bool relays = false;
+  bool dns = false;
   for (const StoreChange& change : changes) {
     switch (change.kind) {
       case StoreChange::Kind::node: refresh_node(change.node_key); break;
       case StoreChange::Kind::relays: relays = true; break;
       case StoreChange::Kind::nodes: return reload();
+      case StoreChange::Kind::dns: dns = true; break;
     }
   }
   if (relays && load_relays()) push_relay_map();
+  if (dns && load_dns()) push_dns();
 }
 
 // One node, read again: O(log N) in the store, O(1) to publish.
@@ -140,6 +143,25 @@ void Server::reload() {
     forget_node(key, "this node was removed from the mesh");
   }
   if (load_relays()) push_relay_map();
+  if (load_dns()) push_dns();
+}
+
+bool Server::load_dns() {
+  auto settings = store_.dns_settings();
+  if (!settings) {
+    log(LogLevel::warn, kLog, "cannot read the DNS settings: ", settings.error().message);
+    return false;
+  }
+  std::string text = control::encode(*settings);
+  if (text == dns_config_text_) return false;
+  dns_config_text_ = std::move(text);
+  log(LogLevel::info, kLog, "mesh domain ", settings->domain, ", ", settings->split.size(), " split-DNS domains");
+  return true;
+}
+
+void Server::push_dns() {
+  for (const auto& [key, session] : owners_)
+    if (session->wants_dns()) session->send(dns_config_text_);
 }
 
 bool Server::load_relays() {

@@ -35,6 +35,8 @@ Response refusal(control::ErrorCode code, std::string message) {
 control::RegisterResponse Server::on_register(AgentSession& session,
                                               const control::RegisterRequest& request) {
   const NodeKey& key = session.node_key();
+  session.set_wants_dns(std::find(request.features.begin(), request.features.end(),
+                                  control::kFeatureDns) != request.features.end());
   auto refuse = [&](control::ErrorCode code, std::string message) {
     log(LogLevel::info, kLog, session.remote(), ": refused ", key_text(key), ": ",
         control::to_string(code), " (", message, ")");
@@ -150,6 +152,7 @@ void Server::on_open(AgentSession& session) {
   // The published map, at the current version: pending changes (this node's own arrival among
   // them) follow as the next delta.
   if (!session.send(relay_map_text_)) return;
+  if (session.wants_dns() && !dns_config_text_.empty() && !session.send(dns_config_text_)) return;
   session.send_map(view_.snapshot());
 }
 

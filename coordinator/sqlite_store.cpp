@@ -118,6 +118,25 @@ Result<void> SqliteStore::set_listen_address(std::string_view address) {
 
 Result<std::optional<std::string>> SqliteStore::listen_address() { return get_setting(kListenKey); }
 
+Result<DnsSettings> SqliteStore::dns_settings() {
+  auto domain = get_setting(kDnsDomainKey);
+  if (!domain) return domain.error();
+  auto split = get_setting(kDnsSplitKey);
+  if (!split) return split.error();
+  return dns_settings_from(*domain, *split);
+}
+
+Result<void> SqliteStore::set_dns_settings(const DnsSettings& settings) {
+  DnsSettings normal = settings;
+  if (auto why = normalize_dns_settings(normal); !why.empty()) return Error{Errc::invalid, why};
+  auto tx = Transaction::begin(db_);
+  if (!tx) return tx.error();
+  if (auto r = put_setting(kDnsDomainKey, normal.domain); !r) return r;
+  if (auto r = put_setting(kDnsSplitKey, encode_split(normal.split)); !r) return r;
+  if (auto r = note(StoreChange::Kind::dns, nullptr); !r) return r;
+  return tx->commit();
+}
+
 Result<void> SqliteStore::add_token(const Token& token) {
   if (!valid_token_id(token.id))
     return Error{Errc::invalid, "a token id is 16 lowercase hex digits, not '" + token.id + "'"};

@@ -49,6 +49,8 @@ Result<std::vector<StoreChange>> SqliteStore::changes_after(std::uint64_t& curso
       change.node_key = rows::parse_key(stmt->column_text(3));
     } else if (kind == static_cast<int>(StoreChange::Kind::relays)) {
       change.kind = StoreChange::Kind::relays;
+    } else if (kind == static_cast<int>(StoreChange::Kind::dns)) {
+      change.kind = StoreChange::Kind::dns;
     } else {
       change.kind = StoreChange::Kind::nodes;  // and anything newer: read everything
     }

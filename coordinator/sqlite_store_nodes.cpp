@@ -195,6 +195,26 @@ Result<Node> SqliteStore::remove_node(std::string_view name) {
   return std::move(**node);
 }
 
+Result<Node> SqliteStore::rename_node(std::string_view from, std::string_view to) {
+  if (to.empty() || sanitize_label(to) != to)
+    return Error{Errc::invalid, "'" + std::string(to) + "' is not a node name: use 1 to 63 of a-z 0-9 -"};
+  auto tx = Transaction::begin(db_);
+  if (!tx) return tx.error();
+  auto node = find_node_by_name(from);
+  if (!node) return node.error();
+  if (!*node) return Error{Errc::not_found, "no node named '" + std::string(from) + "' (see nodes list)"};
+  auto taken = find_node_by_name(to);
+  if (!taken) return taken.error();
+  if (*taken) return Error{Errc::conflict, "a node is already named '" + std::string(to) + "'"};
+  auto stmt = db_.prepare("UPDATE nodes SET name = ?2 WHERE name = ?1");
+  if (!stmt) return stmt.error();
+  if (auto r = stmt->bind(1, from).bind(2, to).run(); !r) return r.error();
+  if (auto r = note(StoreChange::Kind::node, &(*node)->node_key); !r) return r.error();
+  if (auto r = tx->commit(); !r) return r.error();
+  (*node)->name = std::string(to);
+  return std::move(**node);
+}
+
 Result<void> SqliteStore::set_node_online(const wg::PublicKey& node_key, bool online,
                                           UnixSeconds now) {
   auto tx = Transaction::begin(db_);

@@ -22,6 +22,7 @@
 
 #include "base/ip.hpp"
 #include "base/random.hpp"
+#include "coordinator/dns_settings.hpp"
 #include "coordinator/records.hpp"
 #include "coordinator/result.hpp"
 #include "coordinator/tokens.hpp"
@@ -62,6 +63,7 @@ struct StoreChange {
     node = 1,    // node_key joined, changed, or was removed: read it again
     relays = 2,  // the relay map changed
     nodes = 3,   // many nodes at once (a coordinator marking its nodes offline): read them all
+    dns = 4,     // the mesh's DNS settings (older coordinators read everything for it)
   };
   Kind kind = Kind::node;
   wg::PublicKey node_key{};
@@ -100,6 +102,11 @@ class Store {
   // The HOST:PORT `serve --listen` last used; token create puts it in tokens by default.
   virtual Result<void> set_listen_address(std::string_view address) = 0;
   virtual Result<std::optional<std::string>> listen_address() = 0;
+  // The mesh's DNS settings (dns_settings.hpp); defaults (knit.internal, no split) until set.
+  virtual Result<DnsSettings> dns_settings() = 0;
+  // Stores them (normalize_dns_settings first: Errc::invalid with its sentence) and notes a
+  // change, so every coordinator pushes them to its agents.
+  virtual Result<void> set_dns_settings(const DnsSettings& settings) = 0;
 
   // --- Join tokens ---
   virtual Result<void> add_token(const Token& token) = 0;
@@ -128,6 +135,10 @@ class Store {
   virtual Result<std::optional<Node>> find_node_by_name(std::string_view name) = 0;
   // Returns the removed node (the server sends a delta); Errc::not_found if there is none.
   virtual Result<Node> remove_node(std::string_view name) = 0;
+  // Gives a node another name (a DNS label, sanitize_label's form): Errc::invalid for another
+  // form, Errc::conflict when a node has it, Errc::not_found for no node named `from`. The
+  // node keeps it across rejoins until its hostname changes. Returns the renamed node.
+  virtual Result<Node> rename_node(std::string_view from, std::string_view to) = 0;
   // online: last_seen = now, no disconnection time. Offline: disconnected_at = now, which
   // starts an ephemeral node's grace period. Errc::not_found for an unknown key.
   virtual Result<void> set_node_online(const wg::PublicKey& node_key, bool online,

@@ -161,6 +161,52 @@ json netcheck_json(const NetcheckReply& r) {
   return out;
 }
 
+json dns_json(const DnsStatus& d) {
+  json split = json::object();
+  for (const auto& [domain, resolvers] : d.split) split[domain] = resolvers;
+  json counters = json::object();
+  for (const auto& [name, value] : d.counters) counters[name] = value;
+  return {{"accept_dns", d.accept_dns}, {"manage_resolv_conf", d.manage_resolv_conf}, {"mode", d.mode},
+          {"detail", d.detail}, {"domain", d.domain}, {"listen", d.listen}, {"upstreams", d.upstreams},
+          {"split", split}, {"names", d.names}, {"counters", counters}};
+}
+
+std::vector<std::string> short_texts(const json& object, const char* name, std::size_t max) {
+  const json& list = field(object, name);
+  if (!list.is_array() || list.size() > max) throw std::invalid_argument(std::string("\"") + name + "\" must be a short list");
+  std::vector<std::string> out;
+  for (const json& item : list) {
+    if (!item.is_string() || item.get<std::string>().size() > kMaxShortText) throw std::invalid_argument("bad list entry");
+    out.push_back(item.get<std::string>());
+  }
+  return out;
+}
+
+DnsStatus dns_from(const json& object) {
+  DnsStatus d;
+  d.accept_dns = bool_field(object, "accept_dns");
+  d.manage_resolv_conf = bool_field(object, "manage_resolv_conf");
+  d.mode = text_field(object, "mode", 32);
+  d.detail = text_field(object, "detail", 4096, false);
+  d.domain = text_field(object, "domain", 255, false);
+  d.listen = short_texts(object, "listen", 8);
+  d.upstreams = short_texts(object, "upstreams", 16);
+  const json& split = field(object, "split");
+  if (!split.is_object() || split.size() > 64) throw std::invalid_argument("\"split\" must be an object");
+  for (const auto& [domain, resolvers] : split.items()) {
+    if (domain.size() > 255) throw std::invalid_argument("bad split domain");
+    d.split[domain] = short_texts(split, domain.c_str(), 8);
+  }
+  d.names = counter_field(object, "names");
+  const json& counters = field(object, "counters");
+  if (!counters.is_object() || counters.size() > 64) throw std::invalid_argument("\"counters\" must be an object");
+  for (const auto& [name, value] : counters.items()) {
+    if (!value.is_number_unsigned() || name.size() > kMaxShortText) throw std::invalid_argument("bad counter");
+    d.counters[name] = value.get<std::uint64_t>();
+  }
+  return d;
+}
+
 NetcheckReply netcheck_from(const json& object) {
   NetcheckReply r;
   r.nat = nat_from(object);
@@ -395,6 +441,8 @@ std::string encode_request(const ControlRequest& request) {
         } else if constexpr (std::is_same_v<T, SetRequest>) {
           json out = {{"cmd", "set"}};
           if (r.shields_up) out["shields_up"] = *r.shields_up;
+          if (r.accept_dns) out["accept_dns"] = *r.accept_dns;
+          if (r.manage_resolv_conf) out["manage_resolv_conf"] = *r.manage_resolv_conf;
           return out;
         } else if constexpr (std::is_same_v<T, ForwardAddRequest>) {
           return {{"cmd", "forward-add"},
@@ -409,6 +457,8 @@ std::string encode_request(const ControlRequest& request) {
           return {{"cmd", "forward-list"}};
         } else if constexpr (std::is_same_v<T, NetcheckRequest>) {
           return {{"cmd", "netcheck"}};
+        } else if constexpr (std::is_same_v<T, DnsStatusRequest>) {
+          return {{"cmd", "dns-status"}};
         } else {
           return {{"cmd", "version"}};
         }
@@ -441,6 +491,8 @@ std::variant<ControlRequest, ProtocolError> parse_request(std::string_view line)
     if (cmd == "set") {
       SetRequest set;
       if (doc->contains("shields_up")) set.shields_up = bool_field(*doc, "shields_up");
+      if (doc->contains("accept_dns")) set.accept_dns = bool_field(*doc, "accept_dns");
+      if (doc->contains("manage_resolv_conf")) set.manage_resolv_conf = bool_field(*doc, "manage_resolv_conf");
       return ControlRequest{set};
     }
     if (cmd == "forward-add") return ControlRequest{ForwardAddRequest{forward_rule_from(*doc)}};
@@ -453,6 +505,7 @@ std::variant<ControlRequest, ProtocolError> parse_request(std::string_view line)
     }
     if (cmd == "forward-list") return ControlRequest{ForwardListRequest{}};
     if (cmd == "netcheck") return ControlRequest{NetcheckRequest{}};
+    if (cmd == "dns-status") return ControlRequest{DnsStatusRequest{}};
     return ProtocolError{"bad request: unknown command \"" + cmd + "\" (knit and knitd of different versions?)"};
   } catch (const std::exception& e) {
     return ProtocolError{std::string("bad request: ") + e.what()};
@@ -485,11 +538,16 @@ std::string encode_response(const ControlResponse& response) {
         } else if constexpr (std::is_same_v<T, PingInfoReply>) {
           return {{"ok", true}, {"cmd", "ping-info"}, {"peer", peer_json(r.peer)}};
         } else if constexpr (std::is_same_v<T, SetReply>) {
-          return {{"ok", true}, {"cmd", "set"}, {"shields_up", r.shields_up}};
+          json out = {{"ok", true}, {"cmd", "set"}, {"shields_up", r.shields_up}};
+          if (r.accept_dns) out["accept_dns"] = *r.accept_dns;
+          if (r.manage_resolv_conf) out["manage_resolv_conf"] = *r.manage_resolv_conf;
+          return out;
         } else if constexpr (std::is_same_v<T, ForwardsReply>) {
           return {{"ok", true}, {"cmd", "forwards"}, {"forwards", forwards_json(r.forwards)}};
         } else if constexpr (std::is_same_v<T, NetcheckReply>) {
           return {{"ok", true}, {"cmd", "netcheck"}, {"netcheck", netcheck_json(r)}};
+        } else if constexpr (std::is_same_v<T, DnsStatusReply>) {
+          return {{"ok", true}, {"cmd", "dns-status"}, {"dns", dns_json(r.dns)}};
         } else {
           return {{"ok", true}, {"cmd", "version"}, {"version", r.version}};
         }
@@ -522,7 +580,13 @@ std::variant<ControlResponse, ProtocolError> parse_response(std::string_view lin
     if (cmd == "ip") return ControlResponse{IpReply{address_field(*doc, "ipv4"), address_field(*doc, "ipv6")}};
     if (cmd == "ping-info") return ControlResponse{PingInfoReply{peer_from(object_field(*doc, "peer"))}};
     if (cmd == "version") return ControlResponse{VersionReply{text_field(*doc, "version", 64)}};
-    if (cmd == "set") return ControlResponse{SetReply{bool_field(*doc, "shields_up")}};
+    if (cmd == "set") {
+      SetReply set{bool_field(*doc, "shields_up"), std::nullopt, std::nullopt};
+      if (doc->contains("accept_dns")) set.accept_dns = bool_field(*doc, "accept_dns");
+      if (doc->contains("manage_resolv_conf")) set.manage_resolv_conf = bool_field(*doc, "manage_resolv_conf");
+      return ControlResponse{set};
+    }
+    if (cmd == "dns-status") return ControlResponse{DnsStatusReply{dns_from(object_field(*doc, "dns"))}};
     if (cmd == "forwards") return ControlResponse{ForwardsReply{forwards_from(field(*doc, "forwards"))}};
     if (cmd == "netcheck") return ControlResponse{netcheck_from(object_field(*doc, "netcheck"))};
     return ProtocolError{"knitd sent an answer this knit does not know (\"" + cmd + "\"): are knit and knitd the same version?"};
@@ -534,6 +598,8 @@ std::variant<ControlResponse, ProtocolError> parse_response(std::string_view lin
 std::string encode_status(const StatusReport& status, int indent) { return dump(status_json(status), indent); }
 
 std::string encode_peer(const PeerStatus& peer, int indent) { return dump(peer_json(peer), indent); }
+
+std::string encode_dns_status(const DnsStatus& dns, int indent) { return dump(dns_json(dns), indent); }
 
 std::string encode_netcheck(const NetcheckReply& netcheck, int indent) {
   return dump(netcheck_json(netcheck), indent);

@@ -9,7 +9,9 @@
 //   {"cmd": "ip"}                                      "ipv4", "ipv6"
 //   {"cmd": "ping-info", "peer": NAME-OR-MESH-IP}      "peer": {a peer of the status contract}
 //   {"cmd": "version"}                                 "version"
-//   {"cmd": "set", "shields_up": B?}                   "shields_up"
+//   {"cmd": "set", "shields_up": B?, "accept_dns": B?,  "shields_up", "accept_dns"?,
+//    "manage_resolv_conf": B?}                            "manage_resolv_conf"? (knitd with names)
+//   {"cmd": "dns-status"}                              "dns": {DnsStatus below}
 //   {"cmd": "forward-add", "proto": "tcp"|"udp",       "forwards": [{"proto", "mesh_port",
 //    "mesh_port": N, "target": "HOST:PORT"}              "target", "active", "packets_in",
 //   {"cmd": "forward-remove", "proto", "mesh_port"}       "packets_out", "connections"}]
@@ -75,6 +77,8 @@ struct VersionRequest {
 // a set before its up.)
 struct SetRequest {
   std::optional<bool> shields_up;
+  std::optional<bool> accept_dns;          // false: no resolver set up on the host at all
+  std::optional<bool> manage_resolv_conf;  // without systemd-resolved: write /etc/resolv.conf
   friend bool operator==(const SetRequest&, const SetRequest&) = default;
 };
 struct ForwardAddRequest {
@@ -89,6 +93,10 @@ struct ForwardRemoveRequest {
 struct ForwardListRequest {
   friend bool operator==(const ForwardListRequest&, const ForwardListRequest&) = default;
 };
+// `knit dns status`: what knitd configured, where.
+struct DnsStatusRequest {
+  friend bool operator==(const DnsStatusRequest&, const DnsStatusRequest&) = default;
+};
 // `knit netcheck`: a fresh NAT and relay measurement.
 struct NetcheckRequest {
   friend bool operator==(const NetcheckRequest&, const NetcheckRequest&) = default;
@@ -96,7 +104,7 @@ struct NetcheckRequest {
 using ControlRequest =
     std::variant<UpRequest, DownRequest, StatusRequest, IpRequest, PingInfoRequest, VersionRequest,
                  SetRequest, ForwardAddRequest, ForwardRemoveRequest, ForwardListRequest,
-                 NetcheckRequest>;
+                 NetcheckRequest, DnsStatusRequest>;
 
 // ---- answers ----
 struct ErrorReply {
@@ -134,6 +142,8 @@ struct VersionReply {
 };
 struct SetReply {
   bool shields_up = false;
+  std::optional<bool> accept_dns;  // absent from a knitd without names
+  std::optional<bool> manage_resolv_conf;
   friend bool operator==(const SetReply&, const SetReply&) = default;
 };
 // The answer to every forward command: the forwards as they are now.
@@ -153,9 +163,27 @@ struct NetcheckReply {
   std::optional<std::string> home_relay;
   friend bool operator==(const NetcheckReply&, const NetcheckReply&) = default;
 };
+// What `knit dns status` shows.
+struct DnsStatus {
+  bool accept_dns = true;
+  bool manage_resolv_conf = false;
+  std::string mode = "off";  // "resolved" | "resolv.conf" | "off" (nothing configured on the host)
+  std::string detail;        // where: the link and domains, or the file and its backup; why off
+  std::string domain;        // the mesh domain ("" until the coordinator says)
+  std::vector<std::string> listen;     // the resolver addresses ("100.100.100.100", ...)
+  std::vector<std::string> upstreams;  // where other names go
+  std::map<std::string, std::vector<std::string>> split;  // domain -> resolvers
+  std::uint64_t names = 0;             // mesh names it answers
+  std::map<std::string, std::uint64_t> counters;
+  friend bool operator==(const DnsStatus&, const DnsStatus&) = default;
+};
+struct DnsStatusReply {
+  DnsStatus dns;
+  friend bool operator==(const DnsStatusReply&, const DnsStatusReply&) = default;
+};
 using ControlResponse = std::variant<ErrorReply, UpReply, DownReply, StatusReply, IpReply,
                                      PingInfoReply, VersionReply, SetReply, ForwardsReply,
-                                     NetcheckReply>;
+                                     NetcheckReply, DnsStatusReply>;
 
 // A failure to parse, as a sentence.
 struct ProtocolError {
@@ -176,6 +204,7 @@ std::string encode_peer(const PeerStatus& peer, int indent = -1);
 // The forwards as `knit forward list --json` shows them (a list of the objects above).
 std::string encode_forwards(const std::vector<ForwardStatus>& forwards, int indent = -1);
 // `knit netcheck --json`.
+std::string encode_dns_status(const DnsStatus& dns, int indent = -1);
 std::string encode_netcheck(const NetcheckReply& netcheck, int indent = -1);
 
 }  // namespace knit::localapi

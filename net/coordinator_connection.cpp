@@ -383,6 +383,9 @@ void CoordinatorConnection::Core::handle(control::ClientEvent& event) {
     case Kind::relay_map:
       if (auto owner = listener()) owner->on_relay_map(std::move(event.relays));
       return;
+    case Kind::dns_config:
+      if (auto owner = listener()) owner->on_dns_config(std::move(event.dns));
+      return;
     case Kind::pong:
       return;
     case Kind::coordinator_error: {

@@ -59,6 +59,8 @@ class CoordinatorConnection {
     virtual void on_refused(const control::Message& refusal, bool retrying) = 0;
     virtual void on_peers(const control::PeerMap& map) = 0;
     virtual void on_relay_map(control::RelayMap relays) = 0;
+    // The mesh's DNS settings (only to a client whose hello listed the "dns" feature).
+    virtual void on_dns_config(control::DnsConfig /*dns*/) {}
     // Every address was tried and none gave a session; the next round starts after retry_in.
     virtual void on_unreachable(const std::string& error, Duration retry_in) = 0;
     // An established session ended; reconnecting.

@@ -15,6 +15,7 @@ packages=(
   libsodium-dev libb2-dev libasio-dev nlohmann-json3-dev libcli11-dev libsqlite3-dev
   libnl-route-3-dev libgtest-dev libgmock-dev libbenchmark-dev
   libnatpmp-dev libminiupnpc-dev libssl-dev
+  libldns-dev  # the mesh resolver's DNS wire format (dns/)
   libpq-dev zlib1g-dev  # the coordinator's PostgreSQL store; zlib for bench/peer_codec_bench
   # test peers and lab tools
   wireguard-go wireguard-tools iproute2 nftables iputils-ping netcat-openbsd iperf3 tcpdump

@@ -17,7 +17,7 @@ using knit::testing::peer;
 using Coordinator = knit::testing::CoordinatorEnd;
 
 // What knitd makes of a session event: an answer is a registration or a refusal.
-enum class Kind { registered, refused, peers_changed, relay_map, pong, coordinator_error, failed };
+enum class Kind { registered, refused, peers_changed, relay_map, dns_config, pong, coordinator_error, failed };
 
 Kind kind_of(const ClientEvent& event) {
   switch (event.kind) {
@@ -27,6 +27,7 @@ Kind kind_of(const ClientEvent& event) {
     }
     case ClientEvent::Kind::peers_changed: return Kind::peers_changed;
     case ClientEvent::Kind::relay_map: return Kind::relay_map;
+    case ClientEvent::Kind::dns_config: return Kind::dns_config;
     case ClientEvent::Kind::pong: return Kind::pong;
     case ClientEvent::Kind::coordinator_error: return Kind::coordinator_error;
     case ClientEvent::Kind::failed: return Kind::failed;
@@ -92,6 +93,11 @@ TEST_F(SessionTest, RegistersThenFollowsTheMapAndDeltas) {
   auto events = feed(coordinator_.send(relays));
   ASSERT_EQ(events.size(), 1u);
   EXPECT_EQ(kind_of(events[0]), Kind::relay_map);
+  DnsConfig dns{"knit.internal", {{"corp.example", {*Endpoint::parse("10.1.0.53:53")}}}};
+  events = feed(coordinator_.send(dns));
+  ASSERT_EQ(events.size(), 1u);
+  EXPECT_EQ(kind_of(events[0]), Kind::dns_config);
+  EXPECT_EQ(events[0].dns, dns);
 
   // Several frames in one read.
   Bytes stream = coordinator_.send(PeerMapPage{5, 0, 1, {peer(3), peer(2)}});

@@ -73,6 +73,38 @@ TEST(Ipam, RandomUlaIsAFd48) {
   EXPECT_NE(a, b);
 }
 
+TEST(Ipam, NeverHandsOutTheResolverAddress) {
+  auto ipam = Ipam::make(prefix("100.64.0.0/10"), kUla);
+  ASSERT_TRUE(ipam);
+  for (const FreeRange& r : ipam->free_ranges({}))
+    EXPECT_FALSE(r.first <= kReservedIpv4 && kReservedIpv4 <= r.last);
+  // Free ranges built before the address was reserved may still hold it: it is skipped.
+  std::map<std::uint32_t, std::uint32_t> legacy = {{kReservedIpv4 - 1, kReservedIpv4 + 1}};
+  auto floor = [&](std::uint32_t a) -> std::optional<FreeRange> {
+    auto it = legacy.upper_bound(a);
+    if (it == legacy.begin()) return std::nullopt;
+    --it;
+    return FreeRange{it->first, it->second};
+  };
+  auto above = [&](std::uint32_t a) -> std::optional<FreeRange> {
+    auto it = legacy.upper_bound(a);
+    if (it == legacy.end()) return std::nullopt;
+    return FreeRange{it->first, it->second};
+  };
+  auto got = ipam->allocate(kReservedIpv4, floor, above);
+  ASSERT_EQ(got.status, Ipam::Status::ok);
+  EXPECT_NE(got.ipv4.v4_host_order(), kReservedIpv4);
+  // The range that is only the reserved address is passed over.
+  legacy = {{kReservedIpv4, kReservedIpv4}, {kReservedIpv4 + 5, kReservedIpv4 + 5}};
+  got = ipam->allocate(kReservedIpv4, floor, above);
+  ASSERT_EQ(got.status, Ipam::Status::ok);
+  EXPECT_EQ(got.ipv4.v4_host_order(), kReservedIpv4 + 5);
+  legacy = {{kReservedIpv4, kReservedIpv4}};
+  EXPECT_EQ(ipam->allocate(kReservedIpv4, floor, above).status, Ipam::Status::mesh_full);
+  // Giving it back is a no-op.
+  EXPECT_TRUE(ipam->release(kReservedIpv4, floor, above).already_free);
+}
+
 // The free ranges as the store keeps them (first -> last), with its two look-ups.
 class RangeIndex {
  public:

@@ -150,6 +150,64 @@ TEST_P(StoreTest, ListenAddressIsRemembered) {
   EXPECT_EQ(**some, "coord.example.com:7443");
 }
 
+TEST_P(StoreTest, DnsSettingsDefaultThenStoredAndNoted) {
+  auto first = store_->dns_settings();
+  ASSERT_TRUE(first) << first.error().message;
+  EXPECT_EQ(first->domain, "knit.internal");
+  EXPECT_TRUE(first->split.empty());
+
+  DnsSettings wanted;
+  wanted.domain = "Corp.Internal.";
+  wanted.split = {{"lab.example", {*Endpoint::parse("10.1.0.53:53"), *Endpoint::parse("[fd00::53]:5353")}}};
+  ASSERT_TRUE(store_->set_dns_settings(wanted));
+  auto other = open();  // another connection reads what was stored
+  ASSERT_TRUE(other);
+  auto stored = (*other)->dns_settings();
+  ASSERT_TRUE(stored);
+  EXPECT_EQ(stored->domain, "corp.internal");
+  ASSERT_EQ(stored->split.size(), 1u);
+  EXPECT_EQ(stored->split[0].domain, "lab.example");
+  EXPECT_EQ(stored->split[0].resolvers, wanted.split[0].resolvers);
+
+  DnsSettings bad;
+  bad.domain = "not a domain";
+  auto refused = store_->set_dns_settings(bad);
+  ASSERT_FALSE(refused);
+  EXPECT_EQ(refused.error().code, Errc::invalid);
+  bad.domain = "ok.internal";
+  bad.split = {{"a.example", {}}};
+  EXPECT_FALSE(store_->set_dns_settings(bad));
+  bad.split = {{"a.example", {*Endpoint::parse("10.0.0.1:53")}}, {"A.example", {*Endpoint::parse("10.0.0.2:53")}}};
+  EXPECT_FALSE(store_->set_dns_settings(bad));  // the same domain twice, once lowercased
+}
+
+TEST_P(StoreTest, RenameKeepsKeyAndAddressesAndRefusesClashes) {
+  Node a = join(1, "alpha");
+  Node b = join(2, "beta");
+  auto renamed = store_->rename_node("alpha", "desk");
+  ASSERT_TRUE(renamed) << renamed.error().message;
+  EXPECT_EQ(renamed->name, "desk");
+  EXPECT_EQ(renamed->node_key, a.node_key);
+  auto found = store_->find_node(a.node_key);
+  ASSERT_TRUE(found && *found);
+  EXPECT_EQ((*found)->name, "desk");
+  EXPECT_EQ((*found)->ipv4, a.ipv4);
+  auto clash = store_->rename_node("desk", "beta");
+  ASSERT_FALSE(clash);
+  EXPECT_EQ(clash.error().code, Errc::conflict);
+  auto missing = store_->rename_node("nobody", "x");
+  ASSERT_FALSE(missing);
+  EXPECT_EQ(missing.error().code, Errc::not_found);
+  auto bad = store_->rename_node("desk", "Not A Label");
+  ASSERT_FALSE(bad);
+  EXPECT_EQ(bad.error().code, Errc::invalid);
+  // Rejoining with the same hostname keeps the new name.
+  auto again = store_->join_node(reg(1, "alpha"), std::nullopt, 3000);
+  ASSERT_TRUE(again);
+  EXPECT_EQ(again->node.name, "desk");
+  EXPECT_EQ(b.name, "beta");
+}
+
 TEST_P(StoreTest, TokensAreStoredListedAndRevoked) {
   Token t = make_token("0123456789abcdef", 9, false);
   t.ephemeral = true;

@@ -1,0 +1,161 @@
+#!/usr/bin/env bash
+# Names: every node is NAME.knit.internal, answered by each knitd's resolver on 100.100.100.100.
+#
+#                          [kn-core-SFX] router
+#            10.200.100.1 /    |10.200.1.1  |10.200.2.1  |10.200.3.1  \10.200.50.1
+#   10.200.100.2 [coord]   [a1] 10.200.1.2  [a2] .2.2    [a3] .3.2    [up] 10.200.50.2
+#   knit-coordinator        knitd + knit on each agent                 dns_lab: *.lab.example
+#
+# Each agent's /etc/resolv.conf is its own: `ip netns exec` bind-mounts /etc/netns/NS/resolv.conf
+# over /etc/resolv.conf in a private mount namespace (no systemd-resolved in there), so knitd runs
+# in the resolv.conf mode (`knit set --manage-resolv-conf=true`); the mode that ran is printed.
+#
+# Checks: `getent hosts agentJ.knit.internal` and `ping agentJ` (the search domain) from every
+# agent; a rename at the coordinator answers within 2 s, the old name NXDOMAIN; a removed node
+# NXDOMAIN within 2 s; a new mesh domain (`dns domain`) reaches names and the search list; a non-mesh name forwarded to the lab's DNS server (and a truncated answer
+# fetched again over TCP); the resolver answers nothing from the underlay (not on the agent's
+# underlay address, not for a packet routed to 100.100.100.100 through an IP-forwarding agent);
+# `knit down` and knitd's exit restore resolv.conf byte for byte; accept-dns=false leaves it alone.
+# Runs in about 20 s.
+set -euo pipefail
+source "$(dirname "$0")/../lab/lib.sh"
+lab_init ping jq getent cmp
+lab_require_impl knitd
+for tool in knit knit-coordinator; do
+  [[ -x "$KNIT_BIN/$tool" ]] || lab_fail "$KNIT_BIN/$tool is missing: build the project first"
+done
+DNS_LAB="${KNIT_TEST_TOOLS:-$KNIT_BIN/../tests/tools}/dns_lab"
+[[ -x "$DNS_LAB" ]] || lab_fail "$DNS_LAB is missing: build the project first"
+
+COORD_STATE="$LAB_DIR/coordinator"
+COORD_ADDR=10.200.100.2:7443
+ETC_NETNS=()
+# Our /etc/netns/NS directories go with the namespaces.
+trap 'rc=$?; for d in "${ETC_NETNS[@]}"; do rm -rf "$d"; done; (exit $rc); lab__cleanup' EXIT
+
+lab_router_add core
+CORE=$(lab_ns core)
+lab_ns_add coord
+lab_uplink "$(lab_ns coord)" "$(lab_name co)" 10.200.100.2/24 "$CORE" "$(lab_name rco)" 10.200.100.1/24
+lab_ns_add up
+lab_uplink "$(lab_ns up)" "$(lab_name eu)" 10.200.50.2/24 "$CORE" "$(lab_name ru)" 10.200.50.1/24
+declare -A NS IFN ORIGINAL
+for i in 1 2 3; do
+  lab_ns_add "a$i"
+  NS[$i]=$(lab_ns "a$i")
+  IFN[$i]=$(lab_name "k$i")
+  lab_uplink "${NS[$i]}" "$(lab_name "e$i")" "10.200.$i.2/24" "$CORE" "$(lab_name "r$i")" "10.200.$i.1/24"
+  mkdir -p "/etc/netns/${NS[$i]}"
+  ETC_NETNS+=("/etc/netns/${NS[$i]}")
+  printf '# the lab host a%s\nnameserver 10.200.50.2\nsearch lab.example\noptions timeout:1 attempts:2\n' "$i" \
+    >"/etc/netns/${NS[$i]}/resolv.conf"
+  ORIGINAL[$i]="$LAB_DIR/resolv.conf.a$i"
+  cp "/etc/netns/${NS[$i]}/resolv.conf" "${ORIGINAL[$i]}"
+done
+
+coordinator() { "$KNIT_BIN/knit-coordinator" --state-dir "$COORD_STATE" "$@"; }
+knit_in() { local i=$1; shift; ip netns exec "${NS[$i]}" "$KNIT_BIN/knit" --socket "$LAB_DIR/state/${IFN[$i]}/knitd.sock" "$@"; }
+in_ns() { local i=$1; shift; ip netns exec "${NS[$i]}" "$@"; }
+# resolves_to I NAME IPV4 — the host's resolver (glibc, through resolv.conf) gives NAME's A
+resolves_to() { [[ "$(in_ns "$1" getent ahostsv4 "$2" | awk '{print $1; exit}')" == "$3" ]]; }
+rcode() { in_ns "$1" "$DNS_LAB" query 100.100.100.100 "$2" A --timeout 1 | awk '{print $1}'; }
+is_nxdomain() { [[ "$(rcode "$1" "$2")" == NXDOMAIN ]]; }
+peers_online() { [[ "$(knit_in "$1" status --json | jq '[.peers[] | select(.online)] | length')" == "$2" ]]; }
+resolv_is() { cmp -s "/etc/netns/${NS[$1]}/resolv.conf" "$2"; }
+
+lab_step "coordinator (domain knit.internal by default), the lab's DNS server, three agents"
+lab_bg coordinator "$(lab_ns coord)" "$KNIT_BIN/knit-coordinator" --state-dir "$COORD_STATE" serve --listen "$COORD_ADDR"
+lab_wait_for 10 "the coordinator to listen" ip netns exec "$(lab_ns coord)" nc -z -w 1 10.200.100.2 7443
+lab_bg dns_lab "$(lab_ns up)" "$DNS_LAB" serve 10.200.50.2
+lab_wait_for 5 "the lab DNS server" ip netns exec "$(lab_ns up)" nc -z -w 1 10.200.50.2 53
+[[ "$(coordinator dns show | head -n 1)" == "domain knit.internal" ]] || lab_fail "dns show: $(coordinator dns show)"
+TOKEN=$(coordinator token create --reusable --advertise "$COORD_ADDR" | tail -n 1)
+declare -A IP
+for i in 1 2 3; do
+  lab_wg_start knitd "${NS[$i]}" "${IFN[$i]}"
+  knit_in "$i" set --manage-resolv-conf=true >/dev/null
+  knit_in "$i" up --token "$TOKEN" --hostname "agent$i" >/dev/null || lab_fail "knit up on agent$i failed"
+  IP[$i]=$(knit_in "$i" ip -4)
+  [[ "${IP[$i]}" != 100.100.100.100 ]] || lab_fail "the coordinator handed out the resolver address"
+done
+for i in 1 2 3; do lab_wait_for 10 "agent$i to see 2 peers online" peers_online "$i" 2; done
+MODE=$(knit_in 1 dns status --json | jq -r .mode)
+lab_log "host integration mode: $MODE ($(knit_in 1 dns status --json | jq -r .detail))"
+[[ "$MODE" == resolv.conf ]] || lab_fail "expected the resolv.conf mode, got $MODE"
+grep -q '^nameserver 100.100.100.100$' "/etc/netns/${NS[1]}/resolv.conf" || lab_fail "resolv.conf not pointed at the resolver"
+grep -q '^search knit.internal lab.example$' "/etc/netns/${NS[1]}/resolv.conf" || lab_fail "search list: $(cat "/etc/netns/${NS[1]}/resolv.conf")"
+
+lab_step "getent hosts agentJ.knit.internal and ping agentJ (search domain) from every agent"
+for i in 1 2 3; do
+  for j in 1 2 3; do
+    lab_wait_for 5 "agent$i to resolve agent$j.knit.internal" resolves_to "$i" "agent$j.knit.internal" "${IP[$j]}"
+    [[ $i == "$j" ]] && continue
+    in_ns "$i" ping -4 -c 1 -W 2 "agent$j" >/dev/null || lab_fail "ping agent$j from agent$i"
+  done
+done
+V6_2=$(knit_in 1 status --json | jq -r '.peers[] | select(.name == "agent2") | .ipv6')
+got=$(in_ns 1 getent hosts agent2.knit.internal | awk '{print $1}')
+[[ "$got" == "${IP[2]}" || "$got" == "$V6_2" ]] || lab_fail "getent hosts agent2.knit.internal gave '$got' (not ${IP[2]} or $V6_2)"
+[[ "$(in_ns 1 getent ahostsv6 agent2.knit.internal | awk '{print $1; exit}')" == "$V6_2" ]] || lab_fail "no AAAA for agent2"
+resolves_to 1 AGENT2.Knit.Internal "${IP[2]}" || lab_fail "names are not case-insensitive"
+[[ "$(in_ns 1 getent hosts "${IP[2]}" | awk '{print $2}')" == agent2.knit.internal ]] || lab_fail "no PTR for ${IP[2]}"
+is_nxdomain 1 nobody.knit.internal || lab_fail "an unknown mesh name is not NXDOMAIN"
+lab_pass "names, short names, case, PTR and NXDOMAIN answered by the mesh resolver"
+
+lab_step "a non-mesh name is forwarded to the lab's DNS server (TCP after a truncated answer)"
+resolves_to 1 www.lab.example 198.51.100.7 || lab_fail "www.lab.example not forwarded: $(in_ns 1 getent hosts www.lab.example)"
+resolves_to 1 big.lab.example 198.51.100.8 || lab_fail "big.lab.example (truncated over UDP) not fetched over TCP"
+grep -q '^tcp big.lab.example' "$LAB_DIR/logs/dns_lab.log" || lab_fail "the lab server saw no TCP query"
+(( $(knit_in 1 dns status --json | jq '.counters.tcp_retries') >= 1 )) || lab_fail "no TCP retry counted"
+lab_pass "forwarded over UDP, and over TCP after truncation"
+
+lab_step "a rename at the coordinator answers within 2 s; a removed node is NXDOMAIN within 2 s"
+T0=$(date +%s%N)
+coordinator nodes rename agent3 desk3 >/dev/null
+lab_wait_for 2 "agent1 to resolve desk3" resolves_to 1 desk3.knit.internal "${IP[3]}"
+lab_log "rename visible after $((($(date +%s%N) - T0) / 1000000)) ms"
+is_nxdomain 1 agent3.knit.internal || lab_fail "the old name still answers"
+T0=$(date +%s%N)
+coordinator nodes remove desk3 >/dev/null
+lab_wait_for 2 "agent2 to answer NXDOMAIN for desk3" is_nxdomain 2 desk3.knit.internal
+lab_log "removal visible after $((($(date +%s%N) - T0) / 1000000)) ms"
+lab_pass "rename and removal reached the resolvers"
+
+lab_step "a new mesh domain reaches the agents: names and the search list follow"
+T0=$(date +%s%N)
+coordinator dns domain corp.internal >/dev/null
+lab_wait_for 2 "agent1 to resolve agent2.corp.internal" resolves_to 1 agent2.corp.internal "${IP[2]}"
+lab_log "domain change visible after $((($(date +%s%N) - T0) / 1000000)) ms"
+grep -q '^search corp.internal lab.example$' "/etc/netns/${NS[1]}/resolv.conf" || lab_fail "search list not updated"
+in_ns 1 ping -4 -c 1 -W 2 agent2 >/dev/null || lab_fail "ping agent2 (short name) after the domain change"
+! resolves_to 1 agent2.knit.internal "${IP[2]}" || lab_fail "the old domain still answers"
+lab_pass "domain changed to corp.internal on the agents"
+
+lab_step "the resolver is silent on the underlay"
+out=$(ip netns exec "$CORE" "$DNS_LAB" query 10.200.1.2 agent2.knit.internal A --timeout 1 || true)
+[[ "$out" == timeout || "$out" == "bad answer" ]] || lab_fail "agent1's underlay address answered: $out"
+# Even routed into the TUN by an agent that forwards IP: the source is not this node's.
+lab_sysctl "${NS[1]}" net.ipv4.ip_forward 1
+ip -n "$CORE" route replace 100.100.100.100/32 via 10.200.1.2
+before=$(knit_in 1 dns status --json | jq '.counters.refused_source')
+out=$(ip netns exec "$CORE" "$DNS_LAB" query 100.100.100.100 agent2.knit.internal A --timeout 1 || true)
+[[ "$out" == timeout ]] || lab_fail "a query routed from the underlay was answered: $out"
+after=$(knit_in 1 dns status --json | jq '.counters.refused_source')
+lab_log "underlay query routed into agent1's TUN: refused_source $before -> $after"
+(( after > before )) || lab_fail "the routed query never reached agent1's TUN: the check proves nothing"
+ip -n "$CORE" route del 100.100.100.100/32
+lab_sysctl "${NS[1]}" net.ipv4.ip_forward 0
+lab_pass "no answer on the underlay"
+
+lab_step "knit down, accept-dns=false, knitd's exit and removal restore resolv.conf exactly"
+knit_in 1 down >/dev/null
+resolv_is 1 "${ORIGINAL[1]}" || lab_fail "knit down did not restore agent1's resolv.conf: $(cat "/etc/netns/${NS[1]}/resolv.conf")"
+knit_in 2 set --accept-dns=false >/dev/null
+resolv_is 2 "${ORIGINAL[2]}" || lab_fail "accept-dns=false did not restore agent2's resolv.conf"
+[[ "$(knit_in 2 dns status --json | jq -r .mode)" == off ]] || lab_fail "accept-dns=false: mode is not off"
+knit_in 2 set --accept-dns=true >/dev/null
+lab_wait_for 2 "agent2's resolv.conf to point at the resolver again" grep -q '^nameserver 100.100.100.100$' "/etc/netns/${NS[2]}/resolv.conf"
+lab_wg_stop "${IFN[2]}"
+resolv_is 2 "${ORIGINAL[2]}" || lab_fail "knitd's exit did not restore agent2's resolv.conf"
+lab_wait_for 5 "agent3 (removed from the mesh) to restore its resolv.conf" resolv_is 3 "${ORIGINAL[3]}"
+lab_pass "resolv.conf restored byte for byte (down, accept-dns=false, exit, removal); mode was $MODE"
