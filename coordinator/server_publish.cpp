@@ -25,10 +25,12 @@ std::string key_text(const NodeKey& key) { return to_base64(key); }
 
 void Server::push_relay_map() {
   std::vector<AgentSession*> removed;
-  for (const auto& [key, session] : relay_owners_) {
+  for (const auto& owner : relay_owners_) {
+    // Not a structured binding: clang before 16 cannot capture one in a lambda.
+    const NodeKey& key = owner.first;
     const bool listed = std::any_of(relays_.begin(), relays_.end(),
                                     [&](const control::RelayInfo& r) { return r.node_key == key; });
-    if (!listed) removed.push_back(session);
+    if (!listed) removed.push_back(owner.second);
   }
   for (AgentSession* session : removed) {
     log(LogLevel::info, kLog, "relay ", key_text(session->node_key()), " was removed");

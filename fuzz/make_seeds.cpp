@@ -162,7 +162,7 @@ void control_seeds() {
   peer.last_seen = 1700000000;
   peer.tags = {"tag:a"};
   peer.routes = {*IpPrefix::parse("192.168.1.0/24")};
-  write("control_message", "peer_map", control::encode(control::Message{control::PeerMap{3, {peer}}}));
+  write("control_message", "peer_map", control::encode(control::Message{control::PeerMapPage{3, 0, 1, {peer}}}));
   control::PeerDelta delta;
   delta.version = 4;
   delta.changed = {peer};

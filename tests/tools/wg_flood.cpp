@@ -20,11 +20,11 @@
 #include "base/bytes.hpp"
 #include "base/ip.hpp"
 #include "base/random.hpp"
+#include "base/time.hpp"
 #include "wg/constants.hpp"
 #include "wg/cookie.hpp"
 
 using namespace knit;
-using Clock = std::chrono::steady_clock;
 
 int main(int argc, char** argv) {
   CLI::App app{"wg_flood: WireGuard handshake initiations with a valid mac1, at a fixed rate"};

@@ -240,6 +240,8 @@ TEST_F(CoordinatorLinkTest, ReconnectsWithoutTheTokenAfterACoordinatorRestart) {
   auto a = joined(reusable_token(), "alpha");
   start_link(options(relay_token()));  // one-use: a reconnect must not need it again
   ASSERT_TRUE(eventually([&] { return recorder_.connected(); }));
+  // The membership comes after the answer (the map's pages follow it): have it before the stop.
+  ASSERT_TRUE(eventually([&] { return recorder_.has_member(a->public_key()); }));
   stop();
   ASSERT_TRUE(eventually([&] { return !recorder_.connected(); }));
   EXPECT_TRUE(recorder_.has_member(a->public_key()));
