@@ -139,4 +139,13 @@ IpPrefix random_ula_prefix(Random& rng) {
   return IpPrefix{IpAddress::v6(bytes.data()), 48};
 }
 
+std::optional<FreeRange> FallibleRanges::lookup(bool floor, std::uint32_t at) {
+  auto range = query_(floor, at);
+  if (!range) {
+    if (!failed_) failed_ = range.error();
+    return std::nullopt;
+  }
+  return *range;
+}
+
 }  // namespace knit::coordinator

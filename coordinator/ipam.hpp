@@ -26,6 +26,7 @@
 
 #include "base/ip.hpp"
 #include "base/random.hpp"
+#include "coordinator/result.hpp"
 
 namespace knit::coordinator {
 
@@ -91,6 +92,31 @@ class Ipam {
   std::uint32_t first_;
   std::uint32_t last_;
   IpPrefix ipv6_prefix_;
+};
+
+// A store's ordered query on its free ranges can fail (a database error); the Ipam's look-ups
+// cannot. FallibleRanges adapts one to the other for one allocate() or release(): a failed query
+// answers "none" and keeps the first error, which the store returns after the Ipam call.
+//
+//   FallibleRanges ranges([&](bool floor, std::uint32_t at) { return range_lookup(floor, at); });
+//   auto allocation = ipam->allocate(cursor, ranges.floor(), ranges.above());
+//   if (ranges.failed()) return *ranges.failed();
+class FallibleRanges {
+ public:
+  using Query = std::function<Result<std::optional<FreeRange>>(bool floor, std::uint32_t at)>;
+  explicit FallibleRanges(Query query) : query_(std::move(query)) {}
+  FallibleRanges(const FallibleRanges&) = delete;  // the look-ups point at this object
+  FallibleRanges& operator=(const FallibleRanges&) = delete;
+
+  Ipam::RangeLookup floor() { return [this](std::uint32_t at) { return lookup(true, at); }; }
+  Ipam::RangeLookup above() { return [this](std::uint32_t at) { return lookup(false, at); }; }
+  const std::optional<Error>& failed() const { return failed_; }
+
+ private:
+  std::optional<FreeRange> lookup(bool floor, std::uint32_t at);
+
+  Query query_;
+  std::optional<Error> failed_;
 };
 
 // A random ULA /48: fd00::/8 and a 40-bit random global id (RFC 4193 §3.2).

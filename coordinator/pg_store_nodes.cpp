@@ -125,19 +125,9 @@ Result<Ipam::Allocation> PgStore::take_address(const MeshSettings& mesh) {
   std::uint32_t cursor = 0;
   if (const auto& text = *cursor_text) std::from_chars(text->data(), text->data() + text->size(), cursor);
 
-  std::optional<Error> failed;
-  auto lookup = [&](bool floor) {
-    return [&, floor](std::uint32_t at) -> std::optional<FreeRange> {
-      auto r = range_lookup(floor, at);
-      if (!r) {
-        if (!failed) failed = r.error();
-        return std::nullopt;
-      }
-      return *r;
-    };
-  };
-  Ipam::Allocation allocation = ipam->allocate(cursor, lookup(true), lookup(false));
-  if (failed) return *failed;
+  FallibleRanges ranges([this](bool floor, std::uint32_t at) { return range_lookup(floor, at); });
+  Ipam::Allocation allocation = ipam->allocate(cursor, ranges.floor(), ranges.above());
+  if (ranges.failed()) return *ranges.failed();
   if (allocation.status == Ipam::Status::mesh_full) return allocation;
   if (auto r = conn_.exec("DELETE FROM ipv4_free WHERE first = $1",
                           {pg_int(std::int64_t{allocation.from.first})});
@@ -162,19 +152,9 @@ Result<void> PgStore::release_address(const MeshSettings& mesh, const IpAddress&
   if (!*built) return Ok{};
   auto ipam = Ipam::make(mesh.ipv4_prefix, mesh.ipv6_prefix);
   if (!ipam) return Error{Errc::io, "the database holds an unusable mesh prefix"};
-  std::optional<Error> failed;
-  auto lookup = [&](bool floor) {
-    return [&, floor](std::uint32_t at) -> std::optional<FreeRange> {
-      auto r = range_lookup(floor, at);
-      if (!r) {
-        if (!failed) failed = r.error();
-        return std::nullopt;
-      }
-      return *r;
-    };
-  };
-  const Ipam::Release release = ipam->release(ipv4.v4_host_order(), lookup(true), lookup(false));
-  if (failed) return *failed;
+  FallibleRanges ranges([this](bool floor, std::uint32_t at) { return range_lookup(floor, at); });
+  const Ipam::Release release = ipam->release(ipv4.v4_host_order(), ranges.floor(), ranges.above());
+  if (ranges.failed()) return *ranges.failed();
   if (release.already_free) return Ok{};
   for (const FreeRange& range : release.remove)
     if (auto r = conn_.exec("DELETE FROM ipv4_free WHERE first = $1",

@@ -72,19 +72,9 @@ Result<Ipam::Allocation> SqliteStore::take_address(const MeshSettings& mesh) {
   if (const auto& text = *cursor_text)
     std::from_chars(text->data(), text->data() + text->size(), cursor);
 
-  std::optional<Error> failed;
-  auto lookup = [&](bool floor) {
-    return [&, floor](std::uint32_t at) -> std::optional<FreeRange> {
-      auto r = range_lookup(floor, at);
-      if (!r) {
-        if (!failed) failed = r.error();
-        return std::nullopt;
-      }
-      return *r;
-    };
-  };
-  Ipam::Allocation allocation = ipam->allocate(cursor, lookup(true), lookup(false));
-  if (failed) return *failed;
+  FallibleRanges ranges([this](bool floor, std::uint32_t at) { return range_lookup(floor, at); });
+  Ipam::Allocation allocation = ipam->allocate(cursor, ranges.floor(), ranges.above());
+  if (ranges.failed()) return *ranges.failed();
   if (allocation.status == Ipam::Status::mesh_full) return allocation;
 
   auto drop = db_.prepare("DELETE FROM ipv4_free WHERE first = ?1");
@@ -108,20 +98,10 @@ Result<void> SqliteStore::release_address(const MeshSettings& mesh, const IpAddr
   if (!*built) return Ok{};  // built from the nodes when first needed
   auto ipam = Ipam::make(mesh.ipv4_prefix, mesh.ipv6_prefix);
   if (!ipam) return Error{Errc::io, "the state database holds an unusable mesh prefix"};
-  std::optional<Error> failed;
-  auto lookup = [&](bool floor) {
-    return [&, floor](std::uint32_t at) -> std::optional<FreeRange> {
-      auto r = range_lookup(floor, at);
-      if (!r) {
-        if (!failed) failed = r.error();
-        return std::nullopt;
-      }
-      return *r;
-    };
-  };
+  FallibleRanges ranges([this](bool floor, std::uint32_t at) { return range_lookup(floor, at); });
   const Ipam::Release release =
-      ipam->release(ipv4.v4_host_order(), lookup(true), lookup(false));
-  if (failed) return *failed;
+      ipam->release(ipv4.v4_host_order(), ranges.floor(), ranges.above());
+  if (ranges.failed()) return *ranges.failed();
   if (release.already_free) return Ok{};
   auto drop = db_.prepare("DELETE FROM ipv4_free WHERE first = ?1");
   if (!drop) return drop.error();
