@@ -314,10 +314,13 @@ int main(int argc, char** argv) {
                   "false: configure no resolver on this host (mesh names stop resolving here)");
   set->add_option("--manage-resolv-conf", set_manage_resolv_conf,
                   "true: without systemd-resolved, point /etc/resolv.conf at knitd (backed up, restored on down)");
-  std::optional<std::string> set_operator;
-  set->add_option("--operator", set_operator,
-                  "USER (a name or uid) may change knitd without root (up, down, set, forward, logout); "
-                  "--operator= clears it");
+  // `--operator=` (no value) clears it.
+  std::string set_operator_text;
+  auto* set_operator_option =
+      set->add_option("--operator", set_operator_text,
+                      "USER (a name or uid) may change knitd without root (up, down, set, forward, logout); "
+                      "--operator= clears it")
+          ->expected(0, 1);
   json_flag(set);
 
   auto* forward = app.add_subcommand("forward", "port forwards: a mesh port of this node to HOST:PORT");
@@ -386,6 +389,8 @@ int main(int argc, char** argv) {
   try {
     if (*up) return run_up(g, token, hostname, up_shields, up_operator);
     if (*set) {
+      std::optional<std::string> set_operator;
+      if (set_operator_option->count() > 0) set_operator = set_operator_text;
       if (!set_shields && !set_accept_dns && !set_manage_resolv_conf && !set_operator)
         throw CliError("nothing to set: pass --shields-up, --accept-dns or --manage-resolv-conf (=true or =false), or --operator USER");
       return run_set(g, localapi::SetRequest{set_shields, set_accept_dns, set_manage_resolv_conf, set_operator});

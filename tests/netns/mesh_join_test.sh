@@ -78,6 +78,9 @@ node_listed() { coordinator nodes list --json | jq -e --arg n "$1" 'any(.[]; .na
 as_nobody() {
   local groups=$1; shift
   local g=(--clear-groups)
+  # nobody must reach the socket: search permission down to it (the key files stay 0600;
+  # knitd closes its state dir again whenever it saves something).
+  chmod o+x "$LAB_DIR" "$LAB_DIR/state" "$LAB_DIR/state/${AGENT_IF[1]}"
   [[ -n "$groups" ]] && g=(--groups="$groups")
   ip netns exec "${AGENT_NS[1]}" setpriv --reuid=65534 --regid=65534 "${g[@]}" \
     "$KNIT_BIN/knit" --socket "$LAB_DIR/state/${AGENT_IF[1]}/knitd.sock" "$@"
@@ -122,10 +125,13 @@ lab_pass "agent2 restarted and rejoined as ${MESH_IP[2]} with no token"
 
 lab_step "knit down stays a member; a restart stays down; knit up without a token reconnects"
 knit_in 2 down >/dev/null || lab_fail "knit down on agent2 failed"
+lab_log "agent2 is down"
 grep -q '"down": true' "$LAB_DIR/state/${AGENT_IF[2]}/mesh.json" || lab_fail "mesh.json does not say down: $(cat "$LAB_DIR/state/${AGENT_IF[2]}/mesh.json")"
 lab_wait_for 5 "the coordinator to list agent2 offline" node_offline agent2
+lab_log "the coordinator lists agent2 offline"
 out=$(knit_in 2 status 2>&1) && lab_fail "knit status succeeded while down: $out"
 grep -q "knit up" <<<"$out" || lab_fail "knit status while down does not say how to reconnect: $out"
+lab_log "status while down: $out"
 lab_wg_stop "${AGENT_IF[2]}"
 lab_wg_start knitd "${AGENT_NS[2]}" "${AGENT_IF[2]}"
 sleep 1
@@ -137,8 +143,6 @@ lab_ping "${AGENT_NS[1]}" "${MESH_IP[2]}" 10
 lab_pass "down, restart (still down), up without a token: back as ${MESH_IP[2]}"
 
 lab_step "unprivileged: the group knit reads, only root and the operator change"
-# nobody must reach the socket: search permission down to it (the key files stay 0600).
-chmod o+x "$LAB_DIR" "$LAB_DIR/state" "$LAB_DIR/state/${AGENT_IF[1]}"
 out=$(as_nobody "$KNIT_GID" status --json) || lab_fail "nobody in the group knit cannot run knit status: $out"
 [[ "$(jq -r .self.name <<<"$out")" == agent1 ]] || lab_fail "nobody's knit status --json: $out"
 out=$(as_nobody "" status 2>&1) && lab_fail "nobody without the group read the status: $out"
