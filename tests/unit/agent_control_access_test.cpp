@@ -3,6 +3,7 @@
 // how to become one).
 #include <gtest/gtest.h>
 
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <filesystem>
@@ -134,6 +135,9 @@ TEST(OperatorControl, SetKeptAndUsed) {
     control.handle_request(localapi::SetRequest{true, std::nullopt, std::nullopt, "4000000"}, reply);
     ASSERT_TRUE(answer && std::holds_alternative<localapi::SetReply>(*answer));
     EXPECT_EQ(std::get<localapi::SetReply>(*answer).operator_user, std::optional<std::string>("4000000"));
+    struct stat st {};
+    ASSERT_EQ(::stat((dir / kOperatorFile).c_str(), &st), 0);
+    EXPECT_EQ(st.st_mode & 0777, 0600u);  // who may change knitd: as private as the keys
     // The rest of the set goes on, without the operator.
     ASSERT_TRUE(next.last);
     EXPECT_EQ(std::get<localapi::SetRequest>(*next.last), (localapi::SetRequest{true, std::nullopt, std::nullopt, std::nullopt}));
