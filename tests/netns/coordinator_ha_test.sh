@@ -98,6 +98,8 @@ peers_online() {
   [[ "$got" == "$2" ]] && [[ "$(status_json "$1" | jq '.peers | length')" == "$2" ]]
 }
 has_peer() { status_json "$1" | jq -e --arg n "$2" 'any(.peers[]; .name == $n)' >/dev/null; }
+# `knit status` prints a "# coordinator: STATE" line whenever its session is not up.
+coordinator_session_up() { local out; out=$(knit_in "$1" status) && ! grep -q '^# coordinator:' <<<"$out"; }
 lacks_peer() { ! has_peer "$@"; }
 nodes_json() { admin 1 --store "$PG_URL" nodes list --json | jq -c '[.[] | {name, node_key, ipv4, ipv6}] | sort_by(.name)'; }
 on_coordinator() {  # on_coordinator C NAME — NAME's session is on coordinator C
@@ -134,9 +136,11 @@ ha_mesh() {
   lab_pass "$(jq length <<<"$SQLITE_NODES") nodes moved with their keys, names and addresses"
   # Coordinator 2 starts only once the agents are back on 1: an agent that lost its coordinator
   # tries the token's other address first, and the split below is meant to be 1+2 | 3+4.
+  # (peers_online alone would not do: an agent keeps its peers while its session is down.)
   start_coordinator 1
-  lab_wait_for 10 "agent1 to reconnect (to the migrated store)" peers_online 1 1
-  lab_wait_for 10 "agent2 to reconnect (to the migrated store)" peers_online 2 1
+  lab_wait_for 15 "agent1's session on coordinator 1 (the migrated store)" coordinator_session_up 1
+  lab_wait_for 15 "agent2's session on coordinator 1 (the migrated store)" coordinator_session_up 2
+  lab_wait_for 10 "agent1 to see agent2 again" peers_online 1 1
   start_coordinator 2
   [[ "$(knit_in 1 ip -4)" == "${MESH_IP[1]}" ]] || lab_fail "agent1 changed address across the move"
   lab_ping "${AGENT_NS[1]}" "${MESH_IP[2]}" 10
