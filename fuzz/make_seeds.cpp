@@ -341,8 +341,12 @@ void localapi_seeds() {
   using namespace localapi;
   write("localapi", "up", std::string(1, '\0') + encode_request(ControlRequest{UpRequest{"knit1-AAAA", "host"}}));
   write("localapi", "status", std::string(1, '\0') + encode_request(ControlRequest{StatusRequest{}}));
-  write("localapi", "set", std::string(1, '\0') + encode_request(ControlRequest{SetRequest{true}}));
-  write("localapi", "set_operator", std::string(1, '\0') + encode_request(ControlRequest{SetRequest{std::nullopt, std::nullopt, std::nullopt, "alice"}}));
+  SetRequest shields_up;
+  shields_up.shields_up = true;
+  write("localapi", "set", std::string(1, '\0') + encode_request(ControlRequest{shields_up}));
+  SetRequest set_operator;
+  set_operator.operator_user = "alice";
+  write("localapi", "set_operator", std::string(1, '\0') + encode_request(ControlRequest{set_operator}));
   write("localapi", "logout", std::string(1, '\0') + encode_request(ControlRequest{LogoutRequest{}}));
   write("localapi", "forward", std::string(1, '\0') + encode_request(ControlRequest{ForwardAddRequest{
                                             {ForwardProtocol::udp, 53, ep("100.64.0.1", 5353)}}}));
