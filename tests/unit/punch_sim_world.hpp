@@ -123,24 +123,18 @@ class World {
 
   // netcheck against one knit-relay (one address, STUN on two ports): EIM and ADM look alike.
   LocalCandidates discover_one_relay(Agent& a) {
-    a.stun_seen.clear();
-    send_raw(a, kMainSocket, kStun1, Bytes{'S'});
-    send_raw(a, kMainSocket, Endpoint(kStun1.address(), kStun1.port() + 1), Bytes{'S'});
-    run_for(4 * internet_delay);
-    LocalCandidates c;
-    c.local.push_back(Endpoint(a.addresses[0], kWgPort));
-    if (a.stun_seen.size() == 2) {
-      c.reflexive = a.stun_seen[0];
-      c.mapping_varies = !a.stun_seen[0].same_remote(a.stun_seen[1]);
-    }
-    return c;
+    return discover_via(a, Endpoint(kStun1.address(), kStun1.port() + 1));
   }
 
   // netcheck, simulated: a datagram to each STUN server; what they saw comes back.
-  LocalCandidates discover(Agent& a) {
+  LocalCandidates discover(Agent& a) { return discover_via(a, kStun2); }
+
+  // A datagram to kStun1 and to `second`, from the main socket; the mapping varies when the two
+  // saw different sources.
+  LocalCandidates discover_via(Agent& a, const Endpoint& second) {
     a.stun_seen.clear();
     send_raw(a, kMainSocket, kStun1, Bytes{'S'});
-    send_raw(a, kMainSocket, kStun2, Bytes{'S'});
+    send_raw(a, kMainSocket, second, Bytes{'S'});
     run_for(4 * internet_delay);
     LocalCandidates c;
     c.local.push_back(Endpoint(a.addresses[0], kWgPort));
