@@ -241,6 +241,8 @@ lab__cleanup() {
     ns=${LAB_NAMESPACES[$i]}
     for pid in $(ip netns pids "$ns" 2>/dev/null); do kill -KILL "$pid" 2>/dev/null; done
     ip netns del "$ns" 2>/dev/null
+    # Files a test gave the namespace (`ip netns exec` bind-mounts /etc/netns/NS/*) go with it.
+    [[ -d "/etc/netns/$ns" ]] && rm -rf "/etc/netns/$ns"
   done
   for ifn in "${LAB_WG_EVER[@]}"; do
     [[ -S "/var/run/wireguard/$ifn.sock" ]] && rm -f "/var/run/wireguard/$ifn.sock"

@@ -27,8 +27,6 @@ done
 
 COORD_STATE="$LAB_DIR/coordinator"
 COORD_ADDR=10.200.100.2:7443
-ETC_NETNS=()
-trap 'rc=$?; for d in "${ETC_NETNS[@]}"; do rm -rf "$d"; done; (exit $rc); lab__cleanup' EXIT
 
 lab_router_add core
 CORE=$(lab_ns core)
@@ -46,7 +44,6 @@ done
 KNIT_GID=64000
 while getent group "$KNIT_GID" >/dev/null; do KNIT_GID=$((KNIT_GID + 1)); done
 mkdir -p "/etc/netns/${AGENT_NS[1]}"
-ETC_NETNS+=("/etc/netns/${AGENT_NS[1]}")
 { grep -v '^knit:' /etc/group; echo "knit:x:$KNIT_GID:"; } >"/etc/netns/${AGENT_NS[1]}/group"
 
 coordinator() { "$KNIT_BIN/knit-coordinator" --state-dir "$COORD_STATE" "$@"; }

@@ -29,9 +29,6 @@ DNS_LAB="${KNIT_TEST_TOOLS:-$KNIT_BIN/../tests/tools}/dns_lab"
 
 COORD_STATE="$LAB_DIR/coordinator"
 COORD_ADDR=10.200.100.2:7443
-ETC_NETNS=()
-# Our /etc/netns/NS directories go with the namespaces.
-trap 'rc=$?; for d in "${ETC_NETNS[@]}"; do rm -rf "$d"; done; (exit $rc); lab__cleanup' EXIT
 
 lab_router_add core
 CORE=$(lab_ns core)
@@ -46,7 +43,6 @@ for i in 1 2 3; do
   IFN[$i]=$(lab_name "k$i")
   lab_uplink "${NS[$i]}" "$(lab_name "e$i")" "10.200.$i.2/24" "$CORE" "$(lab_name "r$i")" "10.200.$i.1/24"
   mkdir -p "/etc/netns/${NS[$i]}"
-  ETC_NETNS+=("/etc/netns/${NS[$i]}")
   printf '# the lab host a%s\nnameserver 10.200.50.2\nsearch lab.example\noptions timeout:1 attempts:2\n' "$i" \
     >"/etc/netns/${NS[$i]}/resolv.conf"
   ORIGINAL[$i]="$LAB_DIR/resolv.conf.a$i"
