@@ -8,7 +8,7 @@ namespace knit::agent {
 
 namespace {
 
-constexpr unsigned kSocketMode = 0600;  // root only
+constexpr unsigned kSocketMode = 0666;  // anyone may connect; requests are authorized
 
 void wipe(std::string& text) {
   sodium_memzero(text.data(), text.size());
@@ -18,8 +18,9 @@ void wipe(std::string& text) {
 // One CLI client: a line in, the answer out, then the next line.
 class ControlSession final : public net::UnixSocketSession {
  public:
-  ControlSession(net::UnixSocketConnection& connection, ControlHandler& handler)
-      : connection_(connection), handler_(handler) {}
+  ControlSession(net::UnixSocketConnection& connection, ControlHandler& handler,
+                 const ControlServer::Authorizer& authorizer)
+      : connection_(connection), handler_(handler), authorizer_(authorizer) {}
   ~ControlSession() override { wipe(input_); }
 
   void resume() override;
@@ -36,6 +37,7 @@ class ControlSession final : public net::UnixSocketSession {
 
   net::UnixSocketConnection& connection_;  // owns this session
   ControlHandler& handler_;
+  const ControlServer::Authorizer& authorizer_;  // the server's; may be empty
   std::string input_;
   bool busy_ = false;  // a request is being answered
 };
@@ -62,6 +64,10 @@ void ControlSession::dispatch(std::string line) {
   auto parsed = localapi::parse_request(line);
   wipe(line);  // may hold a join token
   if (auto* error = std::get_if<localapi::ProtocolError>(&parsed)) return answer(localapi::ErrorReply{error->message}, false);
+  if (authorizer_) {
+    if (auto refused = authorizer_(connection_.credentials(), std::get<localapi::ControlRequest>(parsed)))
+      return answer(localapi::ErrorReply{*refused}, false);
+  }
   busy_ = true;
   connection_.hold_idle();  // `up` may take a while: the client is waiting, not idle
   std::weak_ptr<net::UnixSocketConnection> weak = connection_.weak_from_this();
@@ -90,8 +96,9 @@ void ControlSession::answer(const localapi::ControlResponse& response, bool then
 
 }  // namespace
 
-ControlServer::ControlServer(asio::io_context& io, std::string path, ControlHandler& handler)
-    : server_(io,
+ControlServer::ControlServer(asio::io_context& io, std::string path, ControlHandler& handler, Authorizer authorizer)
+    : authorizer_(std::move(authorizer)),
+      server_(io,
               {.path = path,
                .socket_mode = kSocketMode,
                .max_connections = kMaxConnections,
@@ -99,8 +106,8 @@ ControlServer::ControlServer(asio::io_context& io, std::string path, ControlHand
                .what = "control socket",
                .not_a_socket = path + " exists and is not a socket: remove it, or pick another --socket",
                .in_use = "another knitd already serves " + path + ": stop it, or pick another --socket"},
-              [&handler](net::UnixSocketConnection& connection) {
-                return std::make_unique<ControlSession>(connection, handler);
+              [this, &handler](net::UnixSocketConnection& connection) {
+                return std::make_unique<ControlSession>(connection, handler, authorizer_);
               }) {}
 
 }  // namespace knit::agent

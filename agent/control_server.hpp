@@ -3,8 +3,12 @@
 // socket file, the accept loop and the connections are the shared unix-socket server
 // (net/unix_socket_server.hpp); this file is the line protocol on each connection.
 //
-// Socket file: directory created 0755 if missing, socket 0600 (root only), a stale socket file
-// replaced, a live one refused. One request at a time per connection: the next line is not
+// Socket file: directory created 0755 if missing, socket 0666, a stale socket file replaced, a
+// live one refused. Anyone may connect; each request is checked against the caller's
+// credentials (SO_PEERCRED, read at accept) by the Authorizer before the handler sees it
+// (control_access.hpp: read-only commands for the group knit, changes for root and the
+// operator). 0666 rather than a group-owned 0660: the operator need not be in any group, and
+// whoever is refused is told why and what to do, instead of a bare "permission denied". One request at a time per connection: the next line is not
 // read before the answer to the previous one is written, which may be much later (`up` waits
 // for the coordinator). Limits: 16 connections (more are closed at once), a request line of at
 // most kMaxRequestLine bytes (longer: an error answer, then the connection closes), 30 s idle
@@ -16,6 +20,7 @@
 #include <chrono>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 
 #include "localapi/protocol.hpp"
@@ -36,8 +41,13 @@ class ControlServer {
  public:
   static constexpr std::size_t kMaxConnections = 16;
   static constexpr std::chrono::seconds kIdleTimeout{30};
+  // nullopt: the request may go to the handler; else the refusal the caller gets. The
+  // credentials are nullopt when the kernel could not say who connected.
+  using Authorizer = std::function<std::optional<std::string>(const std::optional<net::PeerCredentials>& caller,
+                                                              const localapi::ControlRequest& request)>;
 
-  ControlServer(asio::io_context& io, std::string path, ControlHandler& handler);
+  // Without an authorizer every request goes to the handler (tests).
+  ControlServer(asio::io_context& io, std::string path, ControlHandler& handler, Authorizer authorizer = {});
   ControlServer(const ControlServer&) = delete;
   ControlServer& operator=(const ControlServer&) = delete;
 
@@ -53,6 +63,7 @@ class ControlServer {
   void set_idle_timeout(std::chrono::steady_clock::duration timeout) { server_.set_idle_timeout(timeout); }
 
  private:
+  Authorizer authorizer_;
   net::UnixSocketServer server_;
 };
 

@@ -2,6 +2,7 @@
 
 #include <sodium.h>
 
+#include <algorithm>
 #include <variant>
 
 #include "base/log.hpp"
@@ -23,6 +24,10 @@ class CoordinatorClient::Core : public net::CoordinatorConnection::Listener,
   void stop();
   void set_endpoints(std::vector<Endpoint> endpoints);
   void set_nat_report(const control::NatReport& report);
+  bool logout();
+  bool can_logout() const {
+    return std::find(features_.begin(), features_.end(), control::kFeatureLogout) != features_.end();
+  }
 
   State state() const { return connection_ ? connection_->state() : State::stopped; }
   std::string last_error() const { return connection_ ? connection_->last_error() : std::string(); }
@@ -38,6 +43,10 @@ class CoordinatorClient::Core : public net::CoordinatorConnection::Listener,
   void on_dns_config(control::DnsConfig dns) override;
   void on_unreachable(const std::string& error, Duration retry_in) override;
   void on_disconnected(const std::string& reason) override;
+  // While logging out, the coordinator's not_registered is the answer, not a loss to recover.
+  bool is_final(const control::ErrorMessage& error) const override {
+    return logging_out_ && error.code == control::ErrorCode::not_registered;
+  }
 
   void forget_token() {
     if (options_.token) sodium_memzero(options_.token->data(), options_.token->size());
@@ -53,6 +62,9 @@ class CoordinatorClient::Core : public net::CoordinatorConnection::Listener,
   std::vector<Endpoint> sent_endpoints_;
   std::optional<control::NatReport> nat_report_;
   std::optional<control::NatReport> sent_nat_report_;
+  std::vector<std::string> features_;  // the current session's coordinator's
+  bool logging_out_ = false;
+  bool logout_sent_ = false;  // in the current session
 };
 
 void CoordinatorClient::Core::start() {
@@ -86,6 +98,14 @@ void CoordinatorClient::Core::set_nat_report(const control::NatReport& report) {
   connection_->send(*nat_report_);
 }
 
+bool CoordinatorClient::Core::logout() {
+  logging_out_ = true;
+  if (state() != State::connected) return true;  // sent once a session opens
+  if (!can_logout()) return false;
+  if (!logout_sent_) logout_sent_ = connection_->send(control::Logout{});
+  return true;
+}
+
 control::Message CoordinatorClient::Core::hello() {
   control::RegisterRequest request;
   request.token = options_.token;  // the connection wipes this copy once sent
@@ -102,6 +122,8 @@ control::Message CoordinatorClient::Core::hello() {
 void CoordinatorClient::Core::on_connected(const control::Message& answer) {
   const auto& response = std::get<control::RegisterResponse>(answer);
   forget_token();  // from now on the node key is known: rejoins go without it
+  features_ = response.features;
+  logout_sent_ = false;
   log(LogLevel::info, "knitd", "connected to the coordinator at ", address(), " as ", response.node.name);
   if (listener_ != nullptr) listener_->on_registered(response);
   // Endpoints that changed during the handshake.
@@ -114,6 +136,10 @@ void CoordinatorClient::Core::on_connected(const control::Message& answer) {
 void CoordinatorClient::Core::on_refused(const control::Message& refusal, bool retrying) {
   CoordinatorClient::Listener* listener = listener_;
   if (!retrying) listener_ = nullptr;  // the connection has stopped
+  if (std::holds_alternative<control::ErrorMessage>(refusal) && logging_out_) {
+    if (listener != nullptr) listener->on_logged_out();
+    return;
+  }
   if (const auto* response = std::get_if<control::RegisterResponse>(&refusal); response && listener)
     listener->on_refused(*response, retrying);
 }
@@ -153,6 +179,8 @@ void CoordinatorClient::set_endpoints(std::vector<Endpoint> endpoints) {
 }
 
 void CoordinatorClient::set_nat_report(const control::NatReport& report) { core_->set_nat_report(report); }
+bool CoordinatorClient::logout() { return core_->logout(); }
+bool CoordinatorClient::coordinator_can_logout() const { return core_->can_logout(); }
 CoordinatorClient::State CoordinatorClient::state() const { return core_->state(); }
 std::string CoordinatorClient::last_error() const { return core_->last_error(); }
 std::string CoordinatorClient::address() const { return core_->address(); }

@@ -54,6 +54,9 @@ class CoordinatorClient {
     virtual void on_unreachable(const std::string& error, Duration retry_in) = 0;
     // An established session ended; the client reconnects.
     virtual void on_disconnected(const std::string& reason) = 0;
+    // After logout(): the coordinator removed this node (it ended the session with
+    // not_registered). The client has stopped.
+    virtual void on_logged_out() {}
   };
 
   // The timers and backoff (connect_timeout, handshake_timeout, ping_interval, dead_after,
@@ -83,6 +86,13 @@ class CoordinatorClient {
   void set_endpoints(std::vector<Endpoint> endpoints);
   // The latest netcheck, sent now and again after every reconnection when it changed.
   void set_nat_report(const control::NatReport& report);
+  // `knit logout`: from now on the session exists to say so. Sent at once while connected to a
+  // coordinator that understands it, else as soon as a session with one opens; on_logged_out
+  // tells when it is done. False when the coordinator this client is connected to is too old
+  // to be told (it did not list the "logout" feature).
+  bool logout();
+  // The coordinator of the current session listed the "logout" feature.
+  bool coordinator_can_logout() const;
 
   State state() const;
   // Why the last attempt or session failed; empty when none has.

@@ -61,7 +61,7 @@ void DnsControl::refresh() {
   const auto& mesh = membership_.mesh();
   const auto& dns = membership_.dns_config();
   const IpPrefix resolver_route{options_.resolver_v4, 32};
-  if (!mesh) {
+  if (!mesh || mesh->down) {
     if (routed_ && options_.link) options_.link->remove_route(resolver_route);
     routed_ = false;
     service_.set_listen({});
@@ -116,7 +116,7 @@ void DnsControl::handle_request(localapi::ControlRequest request, Reply reply) {
       });
     }
     // The filter answers shields (with nothing to change when they were not asked about).
-    return next_.handle_request(localapi::SetRequest{mine.shields_up, std::nullopt, std::nullopt},
+    return next_.handle_request(localapi::SetRequest{mine.shields_up, std::nullopt, std::nullopt, std::nullopt},
                                 [this, reply, mine](localapi::ControlResponse response) {
                                   reply(set(mine, std::move(response)));
                                 });

@@ -24,6 +24,7 @@
 #include "agent/local_api.hpp"
 #include "agent/mesh_membership.hpp"
 #include "agent/mesh_paths.hpp"
+#include "agent/operator_control.hpp"
 #include "agent/uapi_device.hpp"
 #include "agent/udp_transport.hpp"
 #include "net/metrics_server.hpp"
@@ -193,7 +194,14 @@ int main(int argc, char** argv) {
     agent::DnsControl dns_control(membership, dns_service, host_dns, {state_dir, tun.name(), *resolver_v4, &mesh_link},
                                   filter_control);
     dns_control.start();
-    auto control = std::make_unique<agent::ControlServer>(io, socket_path, dns_control);
+    // Who may ask what (control_access.hpp), and the operator (`knit set --operator`), in front.
+    agent::OperatorControl operator_control(state_dir, dns_control);
+    operator_control.restore();
+    auto control = std::make_unique<agent::ControlServer>(
+        io, socket_path, operator_control,
+        [&operator_control](const std::optional<net::PeerCredentials>& caller, const localapi::ControlRequest& request) {
+          return operator_control.check(caller, request);
+        });
     control->start();
     log(LogLevel::info, "knitd", "TUN ", tun.name(), " ready (up once the node joins a mesh or `ip link set` "
         "brings it up), UDP port ", udp.port(), ", UAPI ", uapi->path(), ", control socket ", control->path());

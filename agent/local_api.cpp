@@ -74,6 +74,7 @@ void LocalApi::handle_request(localapi::ControlRequest request, Reply reply) {
         using T = std::decay_t<decltype(r)>;
         if constexpr (std::is_same_v<T, localapi::UpRequest>) membership_.up(std::move(r), std::move(reply));
         else if constexpr (std::is_same_v<T, localapi::DownRequest>) reply(membership_.down());
+        else if constexpr (std::is_same_v<T, localapi::LogoutRequest>) membership_.logout(std::move(reply));
         else if constexpr (std::is_same_v<T, localapi::StatusRequest>) reply(status());
         else if constexpr (std::is_same_v<T, localapi::IpRequest>) reply(ip());
         else if constexpr (std::is_same_v<T, localapi::PingInfoRequest>) reply(ping_info(r.peer));

@@ -52,6 +52,7 @@ Membership::Membership(asio::io_context& io, MeshDevice& device, LinkControl& li
       options_(std::move(options)),
       state_(options_.state_dir),
       up_timer_(io),
+      logout_timer_(io),
       poll_timer_(io) {}
 
 Membership::~Membership() { stop(); }
@@ -68,6 +69,10 @@ void Membership::start() {
     return;
   }
   mesh_ = std::move(saved);
+  if (mesh_->down) {
+    log(LogLevel::info, "knitd", "a member of the mesh as ", mesh_->name, ", but down: `knit up` reconnects");
+    return;
+  }
   log(LogLevel::info, "knitd", "rejoining the mesh as ", mesh_->name, " (", mesh_->ipv4.to_string(), ")");
   device_.configure([&](wg::Device& device, wg::Now) { device.set_private_key(identity_->node.private_key); });
   apply_self();
@@ -79,11 +84,18 @@ void Membership::stop() {
   client_.reset();
   stop_paths();
   up_timer_.cancel();
+  logout_timer_.cancel();
   poll_timer_.cancel();
+  reconnecting_ = false;
   if (pending_up_) {
     auto reply = std::move(pending_up_);
     pending_up_ = nullptr;
     reply(localapi::ErrorReply{"knitd is shutting down"});
+  }
+  if (pending_logout_) {
+    auto reply = std::move(pending_logout_);
+    pending_logout_ = nullptr;
+    reply(localapi::ErrorReply{"knitd is shutting down: the node is still a member (`knit logout` again)"});
   }
 }
 
@@ -92,7 +104,9 @@ void Membership::stop() {
 void Membership::up(localapi::UpRequest request, ControlHandler::Reply reply) {
   if (pending_up_)
     return reply(localapi::ErrorReply{"another `knit up` is still waiting for the coordinator: wait for it, or cancel it with `knit down`"});
+  if (pending_logout_) return reply(localapi::ErrorReply{"`knit logout` is in progress: wait for it"});
   if (request.token.empty()) {
+    if (mesh_ && mesh_->down) return reconnect(std::move(reply));
     if (mesh_) return reply(localapi::UpReply{mesh_->name, mesh_->ipv4, mesh_->ipv6, true});
     return reply(localapi::ErrorReply{kNotJoined});
   }
@@ -100,9 +114,12 @@ void Membership::up(localapi::UpRequest request, ControlHandler::Reply reply) {
   const control::TokenError token_error = control::decode_token(request.token, token);
   if (token_error != control::TokenError::ok) return reply(localapi::ErrorReply{control::describe(token_error)});
   if (mesh_) {
-    if (mesh_->coordinator_key == token.coordinator_key)
-      return reply(localapi::UpReply{mesh_->name, mesh_->ipv4, mesh_->ipv6, true});
-    return reply(localapi::ErrorReply{"already joined another mesh as " + mesh_->name + ": run `knit down` first"});
+    sodium_memzero(request.token.data(), request.token.size());
+    if (mesh_->coordinator_key != token.coordinator_key)
+      return reply(localapi::ErrorReply{"already a member of another mesh as " + mesh_->name +
+                                        ": run `knit logout` first to leave it"});
+    if (mesh_->down) return reconnect(std::move(reply));  // a member already: no token needed
+    return reply(localapi::UpReply{mesh_->name, mesh_->ipv4, mesh_->ipv6, true});
   }
   const std::string hostname = request.hostname.empty() ? system_hostname() : request.hostname;
   if (!valid_hostname(hostname))
@@ -142,33 +159,74 @@ void Membership::fail_up(const std::string& message) {
   joining_.reset();
   up_timer_.cancel();
   log(LogLevel::warn, "knitd", "join failed: ", message);
-  if (pending_up_) {
-    auto reply = std::move(pending_up_);
-    pending_up_ = nullptr;
-    reply(localapi::ErrorReply{message});
+  answer_up(localapi::ErrorReply{message});
+}
+
+void Membership::answer_up(localapi::ControlResponse response) {
+  reconnecting_ = false;
+  up_timer_.cancel();
+  if (!pending_up_) return;
+  auto reply = std::move(pending_up_);
+  pending_up_ = nullptr;
+  reply(std::move(response));
+}
+
+void Membership::reconnect(ControlHandler::Reply reply) {
+  MeshRecord record = *mesh_;
+  record.down = false;
+  try {
+    identity_ = state_.load_or_create_identity(rng_);
+    state_.save_mesh(record);
+  } catch (const StateError& e) {
+    return reply(localapi::ErrorReply{e.what()});
   }
+  mesh_ = record;
+  last_problem_.clear();
+  log(LogLevel::info, "knitd", "reconnecting to the mesh as ", mesh_->name, " (`knit up`)");
+  device_.configure([&](wg::Device& device, wg::Now) { device.set_private_key(identity_->node.private_key); });
+  apply_self();
+  pending_up_ = std::move(reply);
+  reconnecting_ = true;
+  up_timer_.expires_after(options_.up_timeout);
+  up_timer_.async_wait([this](std::error_code ec) {
+    if (ec == asio::error::operation_aborted || !reconnecting_) return;
+    const std::string why = client_ ? client_->last_error() : std::string();
+    // Up it is (and saved so): knitd goes on trying, as after a restart.
+    answer_up(localapi::ErrorReply{
+        "not connected yet: no answer from the coordinator within " +
+        std::to_string(std::chrono::duration_cast<std::chrono::seconds>(options_.up_timeout).count()) + " s" +
+        (why.empty() ? "" : " (" + why + ")") + "; knitd keeps trying (`knit status` shows when it is back)"});
+  });
+  start_client(*mesh_, std::nullopt);
 }
 
 localapi::ControlResponse Membership::down() {
   if (joining_) fail_up("cancelled by `knit down`");
+  if (reconnecting_) answer_up(localapi::ErrorReply{"cancelled by `knit down`"});
   last_problem_.clear();
-  if (!mesh_) return localapi::DownReply{false};
-  forget_mesh("`knit down`");
+  if (pending_logout_) return localapi::ErrorReply{"`knit logout` is in progress: wait for it"};
+  if (!mesh_ || mesh_->down) return localapi::DownReply{false};
+  MeshRecord record = *mesh_;
+  record.down = true;
+  std::string unsaved;
+  try {
+    state_.save_mesh(record);
+  } catch (const StateError& e) {
+    unsaved = e.what();
+  }
+  mesh_ = record;
+  log(LogLevel::info, "knitd", "disconnecting from the mesh (`knit down`; still a member as ", mesh_->name, ")");
+  disconnect();
+  if (!unsaved.empty())
+    return localapi::ErrorReply{"disconnected, but a restarted knitd will reconnect (not saved: " + unsaved + ")"};
   return localapi::DownReply{true};
 }
 
-void Membership::forget_mesh(const std::string& why) {
-  log(LogLevel::info, "knitd", "leaving the mesh (", why, ")");
+void Membership::disconnect() {
   client_.reset();
   stop_paths();
   device_.configure([&](wg::Device& device, wg::Now) { configurator_.clear_peers(device); });
   for (const auto& failure : configurator_.clear_self(link_)) log(LogLevel::warn, "knitd", failure);
-  try {
-    state_.forget_mesh();
-  } catch (const StateError& e) {
-    log(LogLevel::error, "knitd", e.what());
-  }
-  mesh_.reset();
   device_.set_mesh_address(std::nullopt);
   peers_ = {};
   relays_ = {};
@@ -178,7 +236,69 @@ void Membership::forget_mesh(const std::string& why) {
   notify_names();
 }
 
+void Membership::forget_mesh(const std::string& why) {
+  log(LogLevel::info, "knitd", "leaving the mesh (", why, ")");
+  try {
+    state_.forget_mesh();
+  } catch (const StateError& e) {
+    log(LogLevel::error, "knitd", e.what());
+  }
+  mesh_.reset();
+  disconnect();
+}
+
+// ---------------------------------------------------------------- logout
+
+void Membership::logout(ControlHandler::Reply reply) {
+  if (pending_logout_) return reply(localapi::ErrorReply{"`knit logout` is already in progress: wait for it"});
+  if (joining_) fail_up("cancelled by `knit logout`");
+  if (reconnecting_) answer_up(localapi::ErrorReply{"cancelled by `knit logout`"});
+  if (!mesh_) return reply(localapi::LogoutReply{false, false, {}, {}});
+  pending_logout_ = std::move(reply);
+  log(LogLevel::info, "knitd", "logging out of the mesh (`knit logout`) as ", mesh_->name);
+  logout_timer_.expires_after(options_.logout_timeout);
+  logout_timer_.async_wait([this](std::error_code ec) {
+    if (ec == asio::error::operation_aborted || !pending_logout_) return;
+    const std::string why = client_ ? client_->last_error() : std::string();
+    finish_logout(false, "no answer from the coordinator within " +
+                             std::to_string(std::chrono::duration_cast<std::chrono::seconds>(options_.logout_timeout).count()) +
+                             " s" + (why.empty() ? "" : " (" + why + ")"));
+  });
+  if (!client_) {
+    // Down: a session only to say goodbye, without the data plane's paths.
+    try {
+      if (!identity_) identity_ = state_.load_or_create_identity(rng_);
+    } catch (const StateError& e) {
+      return finish_logout(false, e.what());
+    }
+    start_client(*mesh_, std::nullopt, /*with_paths=*/false);
+  }
+  send_logout();
+}
+
+void Membership::send_logout() {
+  if (!pending_logout_ || !client_) return;
+  if (!client_->logout())
+    finish_logout(false, "the coordinator is an older version that cannot be told");
+}
+
+void Membership::on_logged_out() { finish_logout(true, {}); }
+
+void Membership::finish_logout(bool told, const std::string& detail) {
+  logout_timer_.cancel();
+  localapi::LogoutReply answer{true, told, mesh_ ? mesh_->name : std::string(), detail};
+  if (told) log(LogLevel::info, "knitd", "the coordinator removed this node");
+  else log(LogLevel::warn, "knitd", "the coordinator was not told of the logout: ", detail);
+  if (mesh_) forget_mesh("`knit logout`");
+  if (!pending_logout_) return;
+  auto reply = std::move(pending_logout_);
+  pending_logout_ = nullptr;
+  reply(std::move(answer));
+}
+
 std::optional<std::string> Membership::not_joined_error() const {
+  if (mesh_ && mesh_->down)
+    return "down: still a member of the mesh as " + mesh_->name + "; `knit up` reconnects (`knit logout` leaves it)";
   if (mesh_) return std::nullopt;
   if (joining_) return std::string("not joined yet: a `knit up` is waiting for the coordinator");
   if (!last_problem_.empty()) return "not joined: " + last_problem_;
@@ -203,8 +323,8 @@ localapi::CoordinatorStatus Membership::coordinator_status() const {
 
 // ---------------------------------------------------------------- the coordinator
 
-void Membership::start_client(const MeshRecord& record, std::optional<std::string> token) {
-  start_paths();
+void Membership::start_client(const MeshRecord& record, std::optional<std::string> token, bool with_paths) {
+  if (with_paths) start_paths();
   refresh_endpoints();
   CoordinatorClient::Options options = options_.client;
   options.addresses = record.coordinator_addresses;
@@ -224,6 +344,7 @@ void Membership::start_client(const MeshRecord& record, std::optional<std::strin
 void Membership::on_registered(const control::RegisterResponse& response) {
   last_problem_.clear();
   last_logged_error_.clear();
+  if (pending_logout_) return send_logout();
   if (joining_) {
     MeshRecord record = *joining_;
     record.name = response.node.name;
@@ -266,11 +387,18 @@ void Membership::on_registered(const control::RegisterResponse& response) {
     }
     apply_self();
   }
+  if (reconnecting_ && mesh_)
+    answer_up(localapi::UpReply{mesh_->name, mesh_->ipv4, mesh_->ipv6, false});
 }
 
 void Membership::on_refused(const control::RegisterResponse& response, bool retrying) {
   const std::string text = refusal_text(response);
   if (joining_) return fail_up(text);
+  if (pending_logout_ && !retrying) {
+    // Not a member there any more (removed already): nothing left to tell it.
+    return finish_logout(response.error_code == control::ErrorCode::not_registered,
+                         response.error_code == control::ErrorCode::not_registered ? "" : text);
+  }
   if (retrying) {
     log(LogLevel::warn, "knitd", "the coordinator refused the rejoin for now: ", text);
     return;
@@ -279,22 +407,25 @@ void Membership::on_refused(const control::RegisterResponse& response, bool retr
   log(LogLevel::error, "knitd", "the coordinator refused the rejoin: ", text);
   last_problem_ = text;
   forget_mesh("refused by the coordinator");
+  if (reconnecting_) answer_up(localapi::ErrorReply{"not joined: " + text});
 }
 
 void Membership::on_peers(const control::PeerMap& map) {
+  if (!joined()) return;  // a session that only logs out
   peers_ = map;
   apply_peers();
   notify_names();
 }
 
 void Membership::on_dns_config(const control::DnsConfig& dns) {
-  if (dns_ == dns) return;
+  if (!joined() || dns_ == dns) return;
   log(LogLevel::info, "knitd", "mesh domain ", dns.domain, ", ", dns.split.size(), " split-DNS domains");
   dns_ = dns;
   notify_names();
 }
 
 void Membership::on_relay_map(const control::RelayMap& relays) {
+  if (!joined()) return;
   relays_ = relays;
   log(LogLevel::debug, "knitd", "relay map: ", relays.relays.size(), " relays");
   if (MeshPaths* paths = this->paths()) paths->set_relays(relays_);
@@ -315,7 +446,7 @@ void Membership::on_disconnected(const std::string& reason) {
 // ---------------------------------------------------------------- applying
 
 void Membership::apply_self() {
-  if (!mesh_) return;
+  if (!joined()) return;
   device_.set_mesh_address(mesh_->ipv4);
   const SelfAddresses self{mesh_->ipv4, mesh_->ipv6, mesh_->ipv4_prefix, mesh_->ipv6_prefix};
   for (const auto& failure : configurator_.apply_self(link_, self))
@@ -324,7 +455,7 @@ void Membership::apply_self() {
 }
 
 void Membership::apply_peers() {
-  if (!mesh_) return;
+  if (!joined()) return;
   PeerChanges changes;
   MeshPaths* paths = this->paths();
   device_.configure([&](wg::Device& device, wg::Now now) {

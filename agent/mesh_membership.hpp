@@ -1,11 +1,24 @@
 // This host as a mesh member: joins with a token (`knit up`), keeps the coordinator session,
 // applies what it says (mesh.hpp) and hands the mesh's paths what they need (mesh_paths.hpp),
 // remembers the membership (node_identity.hpp) so a restarted knitd rejoins without a token,
-// and leaves (`knit down`). The CLI's questions are answered by local_api.hpp from its state.
+// disconnects while staying a member (`knit down`) and leaves for good (`knit logout`). The
+// CLI's questions are answered by local_api.hpp from its state.
 //
-//   not joined --up(token)--> joining --register ok--> joined --down--> not joined
-//                                 |  refused / unreachable / 30 s          |  rejoin refused
-//                                 +--> not joined (the CLI gets why)       +--> not joined
+//   not joined --up(token)--> joining --register ok--> joined <--up (no token)-- down
+//                                 |  refused / unreachable / 30 s  |  |  --down------->  |
+//                                 +--> not joined (the CLI gets why)  |                  |
+//                                                                     | logout           | logout
+//                                                                     v                  v
+//                   not joined <--removed / 15 s / older coordinator-- logging out <-----+
+//
+// down: the coordinator session, the paths, the peers and the TUN's addresses go; mesh.json
+// stays with "down": true, so a restarted knitd stays down and `knit up` reconnects without a
+// token. logout: a session to the coordinator (opened for it when down) sends `logout`; the
+// coordinator removes the node and ends the session with not_registered. When it cannot be
+// told (unreachable for 15 s, or too old to know `logout`), the membership is forgotten here
+// anyway and the answer says so: the node then stays in the coordinator's list until an admin
+// runs `nodes remove`. A rejoin the coordinator refuses for good (the node was removed) also
+// ends the membership.
 //
 // While joined the client reconnects on its own; tunnels are left as they are while the
 // coordinator is away. Without a mesh, knitd is a plain WireGuard interface configured by `wg`.
@@ -49,6 +62,7 @@ class Membership final : private CoordinatorClient::Listener {
     std::string tun_name;  // not reported as an endpoint
     std::string version;
     std::chrono::steady_clock::duration up_timeout = std::chrono::seconds(30);
+    std::chrono::steady_clock::duration logout_timeout = std::chrono::seconds(15);
     std::chrono::steady_clock::duration endpoint_poll = std::chrono::seconds(10);
     CoordinatorClient::Options client;  // timers and backoff; addresses etc. are filled in
   };
@@ -66,10 +80,15 @@ class Membership final : private CoordinatorClient::Listener {
   // `knit up`: joins with the token (or answers for the mesh already joined); the reply comes
   // when the coordinator has answered, or the attempt failed or timed out.
   void up(localapi::UpRequest request, ControlHandler::Reply reply);
-  // `knit down`.
+  // `knit down`: disconnects, staying a member.
   localapi::ControlResponse down();
+  // `knit logout`: tells the coordinator and forgets the mesh; the reply comes when the
+  // coordinator has removed the node, or it could not be told (the answer says why).
+  void logout(ControlHandler::Reply reply);
 
-  bool joined() const { return mesh_.has_value(); }
+  // A member and connected (not down).
+  bool joined() const { return mesh_.has_value() && !mesh_->down; }
+  // The mesh this node is a member of (also while down).
   const std::optional<MeshRecord>& mesh() const { return mesh_; }
   const std::optional<NodeIdentity>& identity() const { return identity_; }
   const control::PeerMap& peers() const { return peers_; }
@@ -103,10 +122,19 @@ class Membership final : private CoordinatorClient::Listener {
   }
   void on_unreachable(const std::string& error, Duration retry_in) override;
   void on_disconnected(const std::string& reason) override;
+  void on_logged_out() override;
 
-  void start_client(const MeshRecord& record, std::optional<std::string> token);
+  // with_paths: the data plane's paths too (not for a session that only logs out).
+  void start_client(const MeshRecord& record, std::optional<std::string> token, bool with_paths = true);
   void fail_up(const std::string& message);
+  // `knit up` after `knit down`: connected again, answered once the coordinator is.
+  void reconnect(ControlHandler::Reply reply);
+  void answer_up(localapi::ControlResponse response);
+  // Drops the session, the paths, the peers and the TUN's addresses; the membership stays.
+  void disconnect();
   void forget_mesh(const std::string& why);
+  void send_logout();
+  void finish_logout(bool told, const std::string& detail);
   void apply_self();
   void apply_peers();
   void refresh_endpoints();
@@ -126,6 +154,8 @@ class Membership final : private CoordinatorClient::Listener {
   std::optional<MeshRecord> mesh_;     // joined, as saved in mesh.json
   std::optional<MeshRecord> joining_;  // a `knit up` waiting for its first register answer
   ControlHandler::Reply pending_up_;
+  bool reconnecting_ = false;  // pending_up_ is a `knit up` after `knit down`
+  ControlHandler::Reply pending_logout_;  // set while logging out
   std::unique_ptr<CoordinatorClient> client_;
   MeshConfigurator configurator_;
   control::PeerMap peers_;
@@ -137,6 +167,7 @@ class Membership final : private CoordinatorClient::Listener {
   std::string last_problem_;       // why the membership ended, shown while not joined
   std::string last_logged_error_;  // the last unreachable error logged at warn level
   asio::steady_timer up_timer_;
+  asio::steady_timer logout_timer_;
   asio::steady_timer poll_timer_;
   bool running_ = false;
 };

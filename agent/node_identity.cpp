@@ -76,6 +76,7 @@ std::string encode_mesh_record(const MeshRecord& record) {
        {{"ipv4_prefix", record.ipv4_prefix.to_string()},
         {"ipv6_prefix", record.ipv6_prefix.to_string()}}},
   };
+  if (record.down) doc["down"] = true;
   return doc.dump(2, ' ', false, json::error_handler_t::replace) + "\n";
 }
 
@@ -105,6 +106,7 @@ std::optional<MeshRecord> parse_mesh_record(const std::string& text, std::string
     const json& mesh = doc.at("mesh");
     record.ipv4_prefix = prefix_of_family(mesh.at("ipv4_prefix").get<std::string>(), true);
     record.ipv6_prefix = prefix_of_family(mesh.at("ipv6_prefix").get<std::string>(), false);
+    if (auto down = doc.find("down"); down != doc.end()) record.down = down->get<bool>();
     return record;
   } catch (const std::exception& e) {
     why = e.what();

@@ -5,8 +5,9 @@
 //               so a later join keeps the node's addresses.
 //   disco.key   the disco key (X25519, for sealed path probes), same format.
 //   mesh.json   the mesh this node is a member of: where the coordinator is, its public key, and
-//               what it assigned us. Present exactly while the node is joined; a restarted knitd
-//               rejoins from it without a token. `knit down` removes it.
+//               what it assigned us, and "down": true after `knit down`. Present exactly while
+//               the node is a member; a restarted knitd rejoins from it without a token (or
+//               stays disconnected while it is down). `knit logout` removes it.
 //
 // A key file that others may read is refused (it may have leaked) with what to do about it. The
 // file handling is the state directory every daemon shares (base/state_dir.hpp).
@@ -52,6 +53,7 @@ struct MeshRecord {
   IpAddress ipv6;
   IpPrefix ipv4_prefix;
   IpPrefix ipv6_prefix;
+  bool down = false;  // `knit down`: a member, but disconnected until `knit up`
   friend bool operator==(const MeshRecord&, const MeshRecord&) = default;
 };
 
@@ -73,7 +75,7 @@ class StateDir : public StateDirectory {
   std::optional<MeshRecord> load_mesh() const;
   // Replaces mesh.json atomically (mode 0600). Throws StateError.
   void save_mesh(const MeshRecord& record) const;
-  // Removes mesh.json; no error when it is already gone.
+  // Removes mesh.json (`knit logout`); no error when it is already gone.
   void forget_mesh() const;
 };
 

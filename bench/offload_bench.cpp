@@ -28,7 +28,7 @@ std::vector<std::uint8_t> tcp_packet(std::size_t payload, std::uint32_t seq, std
   p[10] = p[11] = 0;
   const std::uint8_t addrs[8] = {10, 0, 0, 1, 10, 0, 0, 2};
   std::memcpy(p.data() + 12, addrs, 8);
-  store_be16(p.data() + 10, static_cast<std::uint16_t>(~checksum_fold(checksum_add({p.data(), 20}))));
+  store_be16(p.data() + 10, static_cast<std::uint16_t>(~checksum_fold(checksum_accumulate({p.data(), 20}))));
   std::uint8_t* t = p.data() + 20;
   store_be16(t, 40000);
   store_be16(t + 2, 5201);
@@ -41,7 +41,7 @@ std::vector<std::uint8_t> tcp_packet(std::size_t payload, std::uint32_t seq, std
   const std::uint8_t ts[12] = {1, 1, 8, 10, 0, 0, 0, 1, 0, 0, 0, 2};
   std::memcpy(t + 20, ts, 12);
   const auto len = static_cast<std::uint32_t>(p.size() - 20);
-  const std::uint64_t sum = checksum_add({t, len}, pseudo_header_sum({p.data() + 12, 4}, {p.data() + 16, 4}, 6, len));
+  const std::uint64_t sum = checksum_accumulate({t, len}, pseudo_header_sum({p.data() + 12, 4}, {p.data() + 16, 4}, 6, len));
   store_be16(t + 16, static_cast<std::uint16_t>(~checksum_fold(sum)));
   return p;
 }

@@ -34,9 +34,13 @@ localapi::ControlResponse call(const Globals& g, const localapi::ControlRequest&
 
 void print_json(const json& doc) { std::cout << doc.dump(2, ' ', false, json::error_handler_t::replace) << "\n"; }
 
-int run_up(const Globals& g, const std::string& token, const std::string& hostname, bool shields_up) {
+int run_up(const Globals& g, const std::string& token, const std::string& hostname, bool shields_up,
+           const std::optional<std::string>& operator_user) {
   // The shields go up (and are saved) before the join, so no moment of the membership is open.
-  if (shields_up) expect<localapi::SetReply>(call(g, localapi::SetRequest{true, std::nullopt, std::nullopt}));
+  if (shields_up || operator_user) {
+    expect<localapi::SetReply>(call(
+        g, localapi::SetRequest{shields_up ? std::optional<bool>(true) : std::nullopt, std::nullopt, std::nullopt, operator_user}));
+  }
   auto reply = expect<localapi::UpReply>(call(g, localapi::UpRequest{token, hostname}, kUpTimeout));
   if (g.json) {
     print_json({{"name", reply.name}, {"ipv4", reply.ipv4.to_string()}, {"ipv6", reply.ipv6.to_string()},
@@ -54,8 +58,30 @@ int run_up(const Globals& g, const std::string& token, const std::string& hostna
 int run_down(const Globals& g) {
   const auto reply = expect<localapi::DownReply>(call(g, localapi::DownRequest{}));
   if (g.json) print_json({{"was_joined", reply.was_joined}});
-  else if (reply.was_joined) std::cout << "left the mesh (the node key is kept: a later `knit up` keeps this node's addresses)\n";
-  else std::cout << "not joined: nothing to leave\n";
+  else if (reply.was_joined) std::cout << "disconnected: still a member of the mesh (`knit up` reconnects, `knit logout` leaves it)\n";
+  else std::cout << "not connected: nothing to do\n";
+  return 0;
+}
+
+// The coordinator removes the node; when it cannot be told, the mesh is forgotten here anyway
+// (exit 0) and a warning says what is left to do on the coordinator.
+int run_logout(const Globals& g) {
+  // knitd waits up to 15 s for the coordinator.
+  const auto reply = expect<localapi::LogoutReply>(call(g, localapi::LogoutRequest{}, std::chrono::seconds(30)));
+  if (g.json) {
+    print_json({{"was_member", reply.was_member}, {"coordinator_told", reply.coordinator_told}, {"name", reply.name},
+                {"detail", reply.detail}});
+  } else if (!reply.was_member) {
+    std::cout << "not a member of a mesh: nothing to leave\n";
+  } else if (reply.coordinator_told) {
+    std::cout << "logged out: " << reply.name << " was removed from the mesh\n";
+  } else {
+    std::cout << "left the mesh on this host; " << reply.name << " is forgotten here\n";
+  }
+  if (reply.was_member && !reply.coordinator_told) {
+    std::cerr << "warning: the coordinator was not told (" << reply.detail << "): it still lists " << reply.name
+              << "; remove it there with `knit-coordinator nodes remove " << reply.name << "`\n";
+  }
   return 0;
 }
 
@@ -139,10 +165,12 @@ int run_set(const Globals& g, const localapi::SetRequest& request) {
   const auto reply = expect<localapi::SetReply>(call(g, request));
   if ((request.accept_dns || request.manage_resolv_conf) && !reply.accept_dns)
     throw CliError("this knitd does not resolve names (an older version?)");
+  if (request.operator_user && !reply.operator_user) throw CliError("this knitd has no operator (an older version?)");
   if (g.json) {
     json out = {{"shields_up", reply.shields_up}};
     if (reply.accept_dns) out["accept_dns"] = *reply.accept_dns;
     if (reply.manage_resolv_conf) out["manage_resolv_conf"] = *reply.manage_resolv_conf;
+    if (reply.operator_user) out["operator"] = *reply.operator_user;
     print_json(out);
     return 0;
   }
@@ -150,6 +178,7 @@ int run_set(const Globals& g, const localapi::SetRequest& request) {
   if (reply.accept_dns) std::cout << "accept-dns " << (*reply.accept_dns ? "true" : "false") << "\n";
   if (reply.manage_resolv_conf)
     std::cout << "manage-resolv-conf " << (*reply.manage_resolv_conf ? "true" : "false") << "\n";
+  if (reply.operator_user) std::cout << "operator " << (reply.operator_user->empty() ? "(none)" : *reply.operator_user) << "\n";
   return 0;
 }
 
@@ -271,6 +300,8 @@ int main(int argc, char** argv) {
   bool up_shields = false;
   up->add_flag("--shields-up", up_shields,
                "refuse connections from the mesh to this host (kept; `knit set --shields-up=false` lowers them)");
+  std::optional<std::string> up_operator;
+  up->add_option("--operator", up_operator, "as `knit set --operator`: USER may change knitd without root");
   json_flag(up);
 
   std::optional<bool> set_shields;
@@ -283,6 +314,13 @@ int main(int argc, char** argv) {
                   "false: configure no resolver on this host (mesh names stop resolving here)");
   set->add_option("--manage-resolv-conf", set_manage_resolv_conf,
                   "true: without systemd-resolved, point /etc/resolv.conf at knitd (backed up, restored on down)");
+  // `--operator=` (no value) clears it.
+  std::string set_operator_text;
+  auto* set_operator_option =
+      set->add_option("--operator", set_operator_text,
+                      "USER (a name or uid) may change knitd without root (up, down, set, forward, logout); "
+                      "--operator= clears it")
+          ->expected(0, 1);
   json_flag(set);
 
   auto* forward = app.add_subcommand("forward", "port forwards: a mesh port of this node to HOST:PORT");
@@ -304,8 +342,12 @@ int main(int argc, char** argv) {
   forward_remove->add_option("meshport", forward_port, "the forwarded mesh port")->required()->check(CLI::Range(1, 65535));
   json_flag(forward_remove);
 
-  auto* down = app.add_subcommand("down", "leave the mesh: disconnect and forget it (the node key is kept)");
+  auto* down = app.add_subcommand("down", "disconnect from the mesh, staying a member (`knit up` reconnects)");
   json_flag(down);
+
+  auto* logout = app.add_subcommand(
+      "logout", "leave the mesh for good: the coordinator removes this node, and knitd forgets the mesh");
+  json_flag(logout);
 
   auto* status = app.add_subcommand("status", "this node and every peer: path, endpoint, handshake, traffic");
   json_flag(status);
@@ -345,16 +387,19 @@ int main(int argc, char** argv) {
   }
 
   try {
-    if (*up) return run_up(g, token, hostname, up_shields);
+    if (*up) return run_up(g, token, hostname, up_shields, up_operator);
     if (*set) {
-      if (!set_shields && !set_accept_dns && !set_manage_resolv_conf)
-        throw CliError("nothing to set: pass --shields-up, --accept-dns or --manage-resolv-conf (=true or =false)");
-      return run_set(g, localapi::SetRequest{set_shields, set_accept_dns, set_manage_resolv_conf});
+      std::optional<std::string> set_operator;
+      if (set_operator_option->count() > 0) set_operator = set_operator_text;
+      if (!set_shields && !set_accept_dns && !set_manage_resolv_conf && !set_operator)
+        throw CliError("nothing to set: pass --shields-up, --accept-dns or --manage-resolv-conf (=true or =false), or --operator USER");
+      return run_set(g, localapi::SetRequest{set_shields, set_accept_dns, set_manage_resolv_conf, set_operator});
     }
     if (*forward_add) return run_forward_add(g, forward_proto, forward_port, forward_target);
     if (*forward_list) return print_forwards(g, expect<localapi::ForwardsReply>(call(g, localapi::ForwardListRequest{})));
     if (*forward_remove) return run_forward_remove(g, forward_proto, forward_port);
     if (*down) return run_down(g);
+    if (*logout) return run_logout(g);
     if (*status) return run_status(g);
     if (*ip) return run_ip(g, only_v4, only_v6);
     if (*ping) return run_ping(g, peer, count, timeout_s);

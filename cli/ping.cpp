@@ -9,6 +9,7 @@
 #include <cstring>
 #include <string>
 
+#include "base/checksum.hpp"
 #include "cli/client.hpp"
 
 namespace knit::cli {
@@ -23,15 +24,6 @@ constexpr std::size_t kEchoHeader = 8;
 constexpr char kPayload[] = "knit ping 0123456789abcdef";
 
 }  // namespace
-
-std::uint16_t internet_checksum(ByteSpan bytes) {
-  std::uint32_t sum = 0;
-  std::size_t i = 0;
-  for (; i + 1 < bytes.size(); i += 2) sum += load_be16(bytes.data() + i);
-  if (i < bytes.size()) sum += std::uint32_t{bytes[i]} << 8;
-  while (sum >> 16) sum = (sum & 0xffff) + (sum >> 16);
-  return static_cast<std::uint16_t>(~sum);
-}
 
 Bytes make_echo_request(bool v6, std::uint16_t identifier, std::uint16_t sequence, ByteSpan data) {
   Bytes packet(kEchoHeader + data.size(), 0);

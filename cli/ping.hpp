@@ -46,7 +46,5 @@ Bytes make_echo_request(bool v6, std::uint16_t identifier, std::uint16_t sequenc
 // where the kernel already matched it.
 bool is_echo_reply(ByteSpan datagram, bool v6, bool skip_ip_header, bool check_identifier,
                    std::uint16_t identifier, std::uint16_t sequence);
-// RFC 1071 Internet checksum.
-std::uint16_t internet_checksum(ByteSpan bytes);
 
 }  // namespace knit::cli

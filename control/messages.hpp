@@ -13,6 +13,11 @@
 //     ping             {seq}
 //     nat_report       {udp, public_v4?, public_v6?, mapping_varies, filtering,
 //                       relay_latency_ms{relay: ms}}
+//     logout           {}  (`knit logout`: remove this node from the mesh for good; the
+//                       coordinator answers by ending the session with an error
+//                       {not_registered}. Sent only to a coordinator whose register_response
+//                       listed the "logout" feature: an older one closes the session on a type
+//                       it does not know)
 //   relay -> coordinator (knit-relay; its Noise static key is its relay key)
 //     relay_register   {token?, name, addresses[], stun_port, version}
 //                       (ping as an agent sends it; nothing else)
@@ -22,8 +27,9 @@
 //                       peer_map, peer_delta, pong and error exactly as an agent gets them
 //   coordinator -> agent
 //     register_response {ok, error_code?, error_message?, node?{name, ipv4, ipv6, node_key},
-//                        mesh?{ipv4_prefix, ipv6_prefix}}
-//                        (error_* when !ok; node and mesh when ok)
+//                        mesh?{ipv4_prefix, ipv6_prefix}, features[]?}
+//                        (error_* when !ok; node and mesh when ok; features: what this
+//                        coordinator understands beyond the base protocol: "logout")
 //     peer_map_page    binary (peer_codec.hpp): version, index, count, peers[]
 //     peer_delta       binary (peer_codec.hpp): version, added[], changed[], removed[] (keys)
 //     relay_map        {relays[{name, node_key, addresses[], stun_port}]}
@@ -89,6 +95,11 @@ struct Ping {
 // RFC 4787 filtering behaviour, as the natbox spells it.
 enum class NatFiltering { unknown, eif, adf, apdf };
 
+// `knit logout`: the node leaves the mesh for good (no fields).
+struct Logout {
+  friend bool operator==(const Logout&, const Logout&) = default;
+};
+
 struct NatReport {
   bool udp = false;                   // any STUN answer came back over UDP
   std::optional<Endpoint> public_v4;  // the STUN-mapped IPv4 endpoint
@@ -147,6 +158,7 @@ struct RegisterResponse {
   // When ok:
   NodeAssignment node;
   MeshInfo mesh;
+  std::vector<std::string> features;  // at most kMaxFeatures names (see the header comment)
   friend bool operator==(const RegisterResponse&, const RegisterResponse&) = default;
 };
 
@@ -212,6 +224,8 @@ struct Pong {
 
 // Names: every node is NAME.<domain>; names under a split domain go to its resolvers.
 inline constexpr std::string_view kFeatureDns = "dns";
+// In a register_response: the coordinator understands `logout`.
+inline constexpr std::string_view kFeatureLogout = "logout";
 struct SplitDns {
   std::string domain;               // lowercase, no trailing dot (is_valid_domain)
   std::vector<Endpoint> resolvers;  // 1..kMaxSplitResolvers "10.1.0.53:53"
@@ -257,10 +271,10 @@ struct ParseError {
 
 using Message = std::variant<RegisterRequest, EndpointUpdate, Ping, NatReport, RegisterResponse,
                              PeerMapPage, PeerDelta, RelayMap, Pong, ErrorMessage, RelayRegister,
-                             RelayRegisterResponse, DnsConfig>;
+                             RelayRegisterResponse, DnsConfig, Logout>;
 using ParseResult = std::variant<RegisterRequest, EndpointUpdate, Ping, NatReport, RegisterResponse,
                                  PeerMapPage, PeerDelta, RelayMap, Pong, ErrorMessage, RelayRegister,
-                                 RelayRegisterResponse, DnsConfig, ParseError>;
+                                 RelayRegisterResponse, DnsConfig, Logout, ParseError>;
 
 ParseResult parse_message(std::string_view text);
 // The message, when parse_message did not fail.
@@ -282,6 +296,7 @@ std::string encode(const ErrorMessage& message);
 std::string encode(const RelayRegister& message);
 std::string encode(const RelayRegisterResponse& message);
 std::string encode(const DnsConfig& message);
+std::string encode(const Logout& message);
 std::string encode(const Message& message);
 
 std::string_view to_string(NatFiltering filtering);

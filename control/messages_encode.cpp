@@ -106,6 +106,7 @@ std::string encode(const RegisterResponse& message) {
   mesh["ipv4_prefix"] = message.mesh.ipv4_prefix.to_string();
   mesh["ipv6_prefix"] = message.mesh.ipv6_prefix.to_string();
   out["mesh"] = std::move(mesh);
+  if (!message.features.empty()) out["features"] = message.features;
   return text(out);
 }
 
@@ -172,6 +173,8 @@ std::string encode(const RelayRegisterResponse& message) {
   }
   return text(out);
 }
+
+std::string encode(const Logout&) { return text(header("logout")); }
 
 std::string encode(const Message& message) {
   return std::visit([](const auto& m) { return encode(m); }, message);

@@ -419,7 +419,8 @@ bool read_register_response(Parser& p, const Json& v, const Path& at, RegisterRe
   if (mesh == nullptr) return false;
   const Path mesh_at = at.field("mesh");
   return field(p, *mesh, mesh_at, "ipv4_prefix", out.mesh.ipv4_prefix, prefix_reader(Family::v4)) &&
-         field(p, *mesh, mesh_at, "ipv6_prefix", out.mesh.ipv6_prefix, prefix_reader(Family::v6));
+         field(p, *mesh, mesh_at, "ipv6_prefix", out.mesh.ipv6_prefix, prefix_reader(Family::v6)) &&
+         read_features(p, v, at, out.features);
 }
 
 // A relay's addresses: 1..kMaxRelayAddresses of "host:port".
@@ -612,6 +613,7 @@ ParseResult parse_message(std::string_view text) {
   if (type == "relay_register_response") {
     return parse_as<RelayRegisterResponse>(root, read_relay_register_response);
   }
+  if (type == "logout") return Logout{};  // no fields; unknown ones are ignored
   return ParseError{MessageError::unknown_type, "type"};
 }
 

@@ -188,6 +188,8 @@ void AgentSession::on_message(const Bytes& plaintext) {
           if (role_ == Role::agent) return host_.on_endpoints(*this, message);
         } else if constexpr (std::is_same_v<T, control::NatReport>) {
           if (role_ == Role::agent) return host_.on_nat_report(*this, message);
+        } else if constexpr (std::is_same_v<T, control::Logout>) {
+          if (role_ == Role::agent) return host_.on_logout(*this);
         }
         ++host_.session_counters().malformed;
         if constexpr (std::is_same_v<T, control::ParseError>)

@@ -55,6 +55,7 @@ class PgStore final : public Store {
   Result<std::optional<Node>> find_node(const wg::PublicKey& node_key) override;
   Result<std::optional<Node>> find_node_by_name(std::string_view name) override;
   Result<Node> remove_node(std::string_view name) override;
+  Result<Node> remove_node(const wg::PublicKey& node_key) override;
   Result<Node> rename_node(std::string_view from, std::string_view to) override;
   Result<void> set_node_online(const wg::PublicKey& node_key, bool online,
                                UnixSeconds now) override;
@@ -92,6 +93,8 @@ class PgStore final : public Store {
   Result<void> put_setting(std::string_view key, std::string_view value);
   Result<std::vector<Node>> select_nodes(std::string_view where_and_order,
                                          const std::vector<PgParam>& params);
+  Result<Node> remove_node_where(const std::string& where, const std::string& value,
+                                 const std::string& not_found);
   Result<TokenCheck> judge_token(const PresentedToken& token, TokenUse use, UnixSeconds now,
                                  bool count_use, std::optional<Token>* out);
   Result<Node> insert_node(const NodeRegistration& reg, const Token& token,

@@ -287,14 +287,26 @@ Result<void> PgStore::update_node(const Node& old, const NodeRegistration& reg, 
 }
 
 Result<Node> PgStore::remove_node(std::string_view name) {
+  return remove_node_where("WHERE name = $1 FOR UPDATE", std::string(name),
+                           "no node named '" + std::string(name) + "' (see nodes list)");
+}
+
+Result<Node> PgStore::remove_node(const wg::PublicKey& node_key) {
+  return remove_node_where("WHERE node_key = $1 FOR UPDATE", to_base64(node_key),
+                           "no node with this node key");
+}
+
+// The one node `where` selects (locked): its row goes, its address is free again, and every
+// coordinator is told.
+Result<Node> PgStore::remove_node_where(const std::string& where, const std::string& value,
+                                        const std::string& not_found) {
   Node removed;
   auto done = conn_.run_transaction([&]() -> Result<void> {
-    auto rows = select_nodes("WHERE name = $1 FOR UPDATE", {std::string(name)});
+    auto rows = select_nodes(where, {value});
     if (!rows) return rows.error();
-    if (rows->empty())
-      return Error{Errc::not_found, "no node named '" + std::string(name) + "' (see nodes list)"};
+    if (rows->empty()) return Error{Errc::not_found, not_found};
     removed = std::move(rows->front());
-    if (auto r = conn_.exec("DELETE FROM nodes WHERE name = $1", {std::string(name)}); !r)
+    if (auto r = conn_.exec("DELETE FROM nodes WHERE node_key = $1", {to_base64(removed.node_key)}); !r)
       return r.error();
     auto mesh = mesh_settings();
     if (!mesh) return mesh.error();

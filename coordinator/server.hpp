@@ -116,6 +116,7 @@ class Server final : private SessionHost {
   void on_open(AgentSession& session) override;
   void on_endpoints(AgentSession& session, const control::EndpointUpdate& update) override;
   void on_nat_report(AgentSession& session, const control::NatReport& report) override;
+  void on_logout(AgentSession& session) override;
   void on_closed(AgentSession& session, CloseReason reason) override;
   ServerCounters& session_counters() override { return counters_; }
 

@@ -81,6 +81,7 @@ control::RegisterResponse Server::on_register(AgentSession& session,
   response.ok = true;
   response.node = node_assignment(node);
   response.mesh = mesh_info(mesh_);
+  response.features = {std::string(control::kFeatureLogout)};
   view_.set(peer_info(node));
   schedule_publish();
   return response;
@@ -185,6 +186,25 @@ void Server::on_nat_report(AgentSession& session, const control::NatReport& repo
   if (current_ms && std::uint64_t{best_ms} * 5 >= std::uint64_t{*current_ms} * 4) return;
   const std::vector<Endpoint> endpoints = peer->endpoints;
   update_node(session.node_key(), endpoints, best->name);
+}
+
+// `knit logout`: the node is removed as `nodes remove` would; its session ends with
+// not_registered, which tells the agent it is done. A removal that fails ends the session with
+// an internal error instead (the agent sees it was not removed).
+void Server::on_logout(AgentSession& session) {
+  if (!is_owner(session)) return;
+  const NodeKey key = session.node_key();
+  auto removed = store_.remove_node(key);
+  if (!removed) {
+    log(LogLevel::warn, kLog, "cannot remove ", key_text(key), " as it logs out: ", removed.error().message);
+    control::ErrorMessage message{control::ErrorCode::internal,
+                                  "the coordinator could not remove this node; try again later"};
+    session.close_after(control::encode(message), CloseReason::io_error);
+    return;
+  }
+  log(LogLevel::info, kLog, session.remote(), ": ", removed->name, " (", removed->ipv4.to_string(),
+      ") logged out and was removed");
+  forget_node(key, "this node logged out of the mesh");
 }
 
 void Server::update_node(const NodeKey& key, const std::vector<Endpoint>& endpoints,

@@ -44,6 +44,7 @@ class SqliteStore final : public Store {
   Result<std::optional<Node>> find_node(const wg::PublicKey& node_key) override;
   Result<std::optional<Node>> find_node_by_name(std::string_view name) override;
   Result<Node> remove_node(std::string_view name) override;
+  Result<Node> remove_node(const wg::PublicKey& node_key) override;
   Result<Node> rename_node(std::string_view from, std::string_view to) override;
   Result<void> set_node_online(const wg::PublicKey& node_key, bool online,
                                UnixSeconds now) override;
@@ -106,6 +107,7 @@ class SqliteStore final : public Store {
                            UnixSeconds now);
   Result<std::vector<Node>> select_nodes(std::string_view where_and_order,
                                          const std::function<void(Statement&)>& bind);
+  Result<Node> remove_found_node(Node& node, Transaction& tx);
 
   Database db_;
   std::string path_;

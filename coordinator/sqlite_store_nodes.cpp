@@ -183,16 +183,30 @@ Result<Node> SqliteStore::remove_node(std::string_view name) {
   if (!node) return node.error();
   if (!*node)
     return Error{Errc::not_found, "no node named '" + std::string(name) + "' (see nodes list)"};
-  auto stmt = db_.prepare("DELETE FROM nodes WHERE name = ?1");
+  return remove_found_node(**node, *tx);
+}
+
+Result<Node> SqliteStore::remove_node(const wg::PublicKey& node_key) {
+  auto tx = Transaction::begin(db_);
+  if (!tx) return tx.error();
+  auto node = find_node(node_key);
+  if (!node) return node.error();
+  if (!*node) return Error{Errc::not_found, "no node with this node key"};
+  return remove_found_node(**node, *tx);
+}
+
+// The node, read inside `tx`: its row goes, its address is free again, the change is noted.
+Result<Node> SqliteStore::remove_found_node(Node& node, Transaction& tx) {
+  auto stmt = db_.prepare("DELETE FROM nodes WHERE node_key = ?1");
   if (!stmt) return stmt.error();
-  if (auto r = stmt->bind(1, name).run(); !r) return r.error();
+  if (auto r = stmt->bind(1, rows::key_text(node.node_key)).run(); !r) return r.error();
   auto mesh = mesh_settings();
   if (!mesh) return mesh.error();
   if (*mesh)
-    if (auto r = release_address(**mesh, (*node)->ipv4); !r) return r.error();
-  if (auto r = note(StoreChange::Kind::node, &(*node)->node_key); !r) return r.error();
-  if (auto r = tx->commit(); !r) return r.error();
-  return std::move(**node);
+    if (auto r = release_address(**mesh, node.ipv4); !r) return r.error();
+  if (auto r = note(StoreChange::Kind::node, &node.node_key); !r) return r.error();
+  if (auto r = tx.commit(); !r) return r.error();
+  return std::move(node);
 }
 
 Result<Node> SqliteStore::rename_node(std::string_view from, std::string_view to) {

@@ -135,6 +135,8 @@ class Store {
   virtual Result<std::optional<Node>> find_node_by_name(std::string_view name) = 0;
   // Returns the removed node (the server sends a delta); Errc::not_found if there is none.
   virtual Result<Node> remove_node(std::string_view name) = 0;
+  // The same by node key (a node logging itself out).
+  virtual Result<Node> remove_node(const wg::PublicKey& node_key) = 0;
   // Gives a node another name (a DNS label, sanitize_label's form): Errc::invalid for another
   // form, Errc::conflict when a node has it, Errc::not_found for no node named `from`. The
   // node keeps it across rejoins until its hostname changes. Returns the renamed node.

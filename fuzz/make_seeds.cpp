@@ -180,8 +180,10 @@ void control_seeds() {
   resp.ok = true;
   resp.node = {"host-1", ip("100.64.0.1"), ip("fd7a:115c:a1e0::1"), key};
   resp.mesh = {*IpPrefix::parse("100.64.0.0/10"), *IpPrefix::parse("fd7a:115c:a1e0::/48")};
+  resp.features = {"logout"};
   write("control_message", "register_response", control::encode(control::Message{resp}));
   write("control_message", "ping", control::encode(control::Message{control::Ping{7}}));
+  write("control_message", "logout", control::encode(control::Message{control::Logout{}}));
 
   control::JoinToken token;
   token.coordinator_key = key;
@@ -340,6 +342,8 @@ void localapi_seeds() {
   write("localapi", "up", std::string(1, '\0') + encode_request(ControlRequest{UpRequest{"knit1-AAAA", "host"}}));
   write("localapi", "status", std::string(1, '\0') + encode_request(ControlRequest{StatusRequest{}}));
   write("localapi", "set", std::string(1, '\0') + encode_request(ControlRequest{SetRequest{true}}));
+  write("localapi", "set_operator", std::string(1, '\0') + encode_request(ControlRequest{SetRequest{std::nullopt, std::nullopt, std::nullopt, "alice"}}));
+  write("localapi", "logout", std::string(1, '\0') + encode_request(ControlRequest{LogoutRequest{}}));
   write("localapi", "forward", std::string(1, '\0') + encode_request(ControlRequest{ForwardAddRequest{
                                             {ForwardProtocol::udp, 53, ep("100.64.0.1", 5353)}}}));
   StatusReply status;
@@ -362,6 +366,7 @@ void localapi_seeds() {
   status.coordinator = {"connected", "192.0.2.9:7443", ""};
   write("localapi", "status_reply", "\x01" + encode_response(ControlResponse{status}));
   write("localapi", "error_reply", "\x01" + encode_response(ControlResponse{ErrorReply{"no"}}));
+  write("localapi", "logout_reply", "\x01" + encode_response(ControlResponse{LogoutReply{true, false, "host", "unreachable"}}));
   write("localapi", "ping_reply", "\x01" + encode_response(ControlResponse{PingInfoReply{p}}));
 }
 

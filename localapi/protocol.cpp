@@ -447,6 +447,8 @@ std::string encode_request(const ControlRequest& request) {
           return out;
         } else if constexpr (std::is_same_v<T, DownRequest>) {
           return {{"cmd", "down"}};
+        } else if constexpr (std::is_same_v<T, LogoutRequest>) {
+          return {{"cmd", "logout"}};
         } else if constexpr (std::is_same_v<T, StatusRequest>) {
           return {{"cmd", "status"}};
         } else if constexpr (std::is_same_v<T, IpRequest>) {
@@ -458,6 +460,7 @@ std::string encode_request(const ControlRequest& request) {
           if (r.shields_up) out["shields_up"] = *r.shields_up;
           if (r.accept_dns) out["accept_dns"] = *r.accept_dns;
           if (r.manage_resolv_conf) out["manage_resolv_conf"] = *r.manage_resolv_conf;
+          if (r.operator_user) out["operator"] = *r.operator_user;
           return out;
         } else if constexpr (std::is_same_v<T, ForwardAddRequest>) {
           return {{"cmd", "forward-add"},
@@ -495,6 +498,7 @@ std::variant<ControlRequest, ProtocolError> parse_request(std::string_view line)
       return ControlRequest{std::move(up)};
     }
     if (cmd == "down") return ControlRequest{DownRequest{}};
+    if (cmd == "logout") return ControlRequest{LogoutRequest{}};
     if (cmd == "status") return ControlRequest{StatusRequest{}};
     if (cmd == "ip") return ControlRequest{IpRequest{}};
     if (cmd == "ping-info") {
@@ -508,6 +512,7 @@ std::variant<ControlRequest, ProtocolError> parse_request(std::string_view line)
       if (doc->contains("shields_up")) set.shields_up = bool_field(*doc, "shields_up");
       if (doc->contains("accept_dns")) set.accept_dns = bool_field(*doc, "accept_dns");
       if (doc->contains("manage_resolv_conf")) set.manage_resolv_conf = bool_field(*doc, "manage_resolv_conf");
+      if (doc->contains("operator")) set.operator_user = text_field(*doc, "operator", kMaxUserName, false);
       return ControlRequest{set};
     }
     if (cmd == "forward-add") return ControlRequest{ForwardAddRequest{forward_rule_from(*doc)}};
@@ -540,6 +545,9 @@ std::string encode_response(const ControlResponse& response) {
                   {"ipv6", r.ipv6.to_string()}, {"already_joined", r.already_joined}};
         } else if constexpr (std::is_same_v<T, DownReply>) {
           return {{"ok", true}, {"cmd", "down"}, {"was_joined", r.was_joined}};
+        } else if constexpr (std::is_same_v<T, LogoutReply>) {
+          return {{"ok", true},           {"cmd", "logout"},   {"was_member", r.was_member},
+                  {"coordinator_told", r.coordinator_told}, {"name", r.name}, {"detail", r.detail}};
         } else if constexpr (std::is_same_v<T, StatusReply>) {
           return {{"ok", true},
                   {"cmd", "status"},
@@ -556,6 +564,7 @@ std::string encode_response(const ControlResponse& response) {
           json out = {{"ok", true}, {"cmd", "set"}, {"shields_up", r.shields_up}};
           if (r.accept_dns) out["accept_dns"] = *r.accept_dns;
           if (r.manage_resolv_conf) out["manage_resolv_conf"] = *r.manage_resolv_conf;
+          if (r.operator_user) out["operator"] = *r.operator_user;
           return out;
         } else if constexpr (std::is_same_v<T, ForwardsReply>) {
           return {{"ok", true}, {"cmd", "forwards"}, {"forwards", forwards_json(r.forwards)}};
@@ -583,6 +592,11 @@ std::variant<ControlResponse, ProtocolError> parse_response(std::string_view lin
                                      address_field(*doc, "ipv6"), bool_field(*doc, "already_joined")}};
     }
     if (cmd == "down") return ControlResponse{DownReply{bool_field(*doc, "was_joined")}};
+    if (cmd == "logout") {
+      return ControlResponse{LogoutReply{bool_field(*doc, "was_member"), bool_field(*doc, "coordinator_told"),
+                                         text_field(*doc, "name", kMaxShortText, false),
+                                         text_field(*doc, "detail", 64 * 1024, false)}};
+    }
     if (cmd == "status") {
       StatusReply reply;
       reply.status = status_from(object_field(*doc, "status"));
@@ -596,9 +610,10 @@ std::variant<ControlResponse, ProtocolError> parse_response(std::string_view lin
     if (cmd == "ping-info") return ControlResponse{PingInfoReply{peer_from(object_field(*doc, "peer"))}};
     if (cmd == "version") return ControlResponse{VersionReply{text_field(*doc, "version", 64)}};
     if (cmd == "set") {
-      SetReply set{bool_field(*doc, "shields_up"), std::nullopt, std::nullopt};
+      SetReply set{bool_field(*doc, "shields_up"), std::nullopt, std::nullopt, std::nullopt};
       if (doc->contains("accept_dns")) set.accept_dns = bool_field(*doc, "accept_dns");
       if (doc->contains("manage_resolv_conf")) set.manage_resolv_conf = bool_field(*doc, "manage_resolv_conf");
+      if (doc->contains("operator")) set.operator_user = text_field(*doc, "operator", kMaxUserName, false);
       return ControlResponse{set};
     }
     if (cmd == "dns-status") return ControlResponse{DnsStatusReply{dns_from(object_field(*doc, "dns"))}};

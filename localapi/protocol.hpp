@@ -3,20 +3,28 @@
 //
 //   request                                            answer when ok ({"ok": true, "cmd": ..., ...})
 //   {"cmd": "up", "token": T?, "hostname": H?}         "name", "ipv4", "ipv6", "already_joined"
-//   {"cmd": "down"}                                    "was_joined"
+//   {"cmd": "down"}                                    "was_joined" (was connected; the
+//                                                      membership stays: `up` reconnects)
+//   {"cmd": "logout"}                                  "was_member", "coordinator_told",
+//                                                      "name", "detail" (why not told)
 //   {"cmd": "status"}                                  "status": {the docs/ARCHITECTURE.md contract},
 //                                                      "coordinator": {"state", "address", "error"}
 //   {"cmd": "ip"}                                      "ipv4", "ipv6"
 //   {"cmd": "ping-info", "peer": NAME-OR-MESH-IP}      "peer": {a peer of the status contract}
 //   {"cmd": "version"}                                 "version"
 //   {"cmd": "set", "shields_up": B?, "accept_dns": B?,  "shields_up", "accept_dns"?,
-//    "manage_resolv_conf": B?}                            "manage_resolv_conf"? (knitd with names)
+//    "manage_resolv_conf": B?, "operator": USER?}         "manage_resolv_conf"? (knitd with names),
+//                                                         "operator"? ("" for none)
 //   {"cmd": "dns-status"}                              "dns": {DnsStatus below}
 //   {"cmd": "forward-add", "proto": "tcp"|"udp",       "forwards": [{"proto", "mesh_port",
 //    "mesh_port": N, "target": "HOST:PORT"}              "target", "active", "packets_in",
 //   {"cmd": "forward-remove", "proto", "mesh_port"}       "packets_out", "connections"}]
 //   {"cmd": "forward-list"}                              (every forward, after the change)
 //   any failure                                        {"ok": false, "error": "what to do"}
+//
+// Who may ask (agent/control_access.hpp): read-only requests (status, ip, ping-info, version,
+// netcheck, dns-status, forward-list) root, the operator and members of the group knit; the
+// rest (up, down, logout, set, forward-add, forward-remove) root and the operator only.
 //
 // `knit status --json` prints encode_status() of what it got, so the contract has one writer:
 //
@@ -52,6 +60,7 @@ inline constexpr std::size_t kMaxRequestLine = 64 * 1024;
 inline constexpr std::size_t kMaxResponseLine = 64 * 1024 * 1024;
 inline constexpr std::size_t kMaxTokenText = 4096;
 inline constexpr std::size_t kMaxPeerQuery = 255;
+inline constexpr std::size_t kMaxUserName = 64;  // `knit set --operator`: a user name or uid
 
 // ---- requests ----
 struct UpRequest {
@@ -61,6 +70,10 @@ struct UpRequest {
 };
 struct DownRequest {
   friend bool operator==(const DownRequest&, const DownRequest&) = default;
+};
+// `knit logout`: leave the mesh for good (the coordinator removes the node).
+struct LogoutRequest {
+  friend bool operator==(const LogoutRequest&, const LogoutRequest&) = default;
 };
 struct StatusRequest {
   friend bool operator==(const StatusRequest&, const StatusRequest&) = default;
@@ -81,6 +94,8 @@ struct SetRequest {
   std::optional<bool> shields_up;
   std::optional<bool> accept_dns;          // false: no resolver set up on the host at all
   std::optional<bool> manage_resolv_conf;  // without systemd-resolved: write /etc/resolv.conf
+  // The user (a name or a numeric uid) who may change knitd without root; "" for none.
+  std::optional<std::string> operator_user;
   friend bool operator==(const SetRequest&, const SetRequest&) = default;
 };
 struct ForwardAddRequest {
@@ -106,7 +121,7 @@ struct NetcheckRequest {
 using ControlRequest =
     std::variant<UpRequest, DownRequest, StatusRequest, IpRequest, PingInfoRequest, VersionRequest,
                  SetRequest, ForwardAddRequest, ForwardRemoveRequest, ForwardListRequest,
-                 NetcheckRequest, DnsStatusRequest>;
+                 NetcheckRequest, DnsStatusRequest, LogoutRequest>;
 
 // ---- answers ----
 struct ErrorReply {
@@ -121,8 +136,15 @@ struct UpReply {
   friend bool operator==(const UpReply&, const UpReply&) = default;
 };
 struct DownReply {
-  bool was_joined = false;  // false: there was nothing to leave
+  bool was_joined = false;  // false: it was not connected (down already, or not a member)
   friend bool operator==(const DownReply&, const DownReply&) = default;
+};
+struct LogoutReply {
+  bool was_member = false;        // false: there was no mesh to leave
+  bool coordinator_told = false;  // the coordinator removed the node (else: forgotten here only)
+  std::string name;               // the node's name in the mesh it left
+  std::string detail;             // when not told: why
+  friend bool operator==(const LogoutReply&, const LogoutReply&) = default;
 };
 struct StatusReply {
   StatusReport status;
@@ -146,6 +168,7 @@ struct SetReply {
   bool shields_up = false;
   std::optional<bool> accept_dns;  // absent from a knitd without names
   std::optional<bool> manage_resolv_conf;
+  std::optional<std::string> operator_user;  // "" for none; absent from an older knitd
   friend bool operator==(const SetReply&, const SetReply&) = default;
 };
 // The answer to every forward command: the forwards as they are now.
@@ -185,7 +208,7 @@ struct DnsStatusReply {
 };
 using ControlResponse = std::variant<ErrorReply, UpReply, DownReply, StatusReply, IpReply,
                                      PingInfoReply, VersionReply, SetReply, ForwardsReply,
-                                     NetcheckReply, DnsStatusReply>;
+                                     NetcheckReply, DnsStatusReply, LogoutReply>;
 
 // A failure to parse, as a sentence.
 struct ProtocolError {

@@ -1,5 +1,5 @@
-// The Internet checksum (RFC 1071) computed in full, and updated incrementally when a NAT
-// rewrites a 16- or 32-bit field (RFC 1624, equation 3: HC' = ~(~HC + ~m + m')).
+// The Internet checksum (RFC 1071; the full sum is base/checksum.hpp) updated incrementally when
+// a NAT rewrites a 16- or 32-bit field (RFC 1624, equation 3: HC' = ~(~HC + ~m + m')).
 //
 // Incremental updates are only valid for fields at an even offset from the start of the
 // checksummed data; every field the NAT rewrites (addresses, ports, ICMP identifiers, and the
@@ -10,16 +10,11 @@
 #include <cstdint>
 
 #include "base/bytes.hpp"
+#include "base/checksum.hpp"
 
 namespace knit::nat {
 
-// One's-complement sum of big-endian 16-bit words, an odd final byte padded with zero. The
-// result is unfolded; chain calls through `sum`.
-std::uint32_t checksum_accumulate(ByteSpan data, std::uint32_t sum = 0);
-// Folds carries back into 16 bits.
-std::uint16_t checksum_fold(std::uint32_t sum);
-// The checksum field value for `data` (with its checksum field zeroed): ~fold(sum).
-std::uint16_t internet_checksum(ByteSpan data);
+// The full sum (checksum_accumulate, checksum_fold, internet_checksum) is base/checksum.hpp.
 // Sum of the TCP/UDP pseudo-header: source, destination, protocol and transport length.
 std::uint32_t pseudo_header_sum(std::uint32_t source, std::uint32_t destination,
                                 std::uint8_t protocol, std::uint16_t length);

@@ -66,7 +66,8 @@ UnixSocketConnection::UnixSocketConnection(Owner& owner, Socket socket, SteadyDu
     : owner_(&owner),
       socket_(std::move(socket)),
       deadline_(socket_.get_executor()),
-      idle_timeout_(idle_timeout) {}
+      idle_timeout_(idle_timeout),
+      credentials_(read_peer_credentials(socket_.native_handle())) {}
 
 UnixSocketConnection::~UnixSocketConnection() {
   session_.reset();  // before the buffers it may point into

@@ -25,6 +25,8 @@
 #include <string>
 #include <string_view>
 
+#include "net/peer_credentials.hpp"
+
 namespace knit::net {
 
 class UnixSocketConnection;
@@ -71,6 +73,8 @@ class UnixSocketConnection : public std::enable_shared_from_this<UnixSocketConne
   void arm_idle();   // the idle deadline runs again from now
   void hold_idle();  // no idle deadline until the next arm_idle()
   bool closed() const { return closed_; }
+  // Who connected (read once, at accept); nullopt when the kernel could not say.
+  const std::optional<PeerCredentials>& credentials() const { return credentials_; }
 
  private:
   void send(std::string& text, bool then_close);
@@ -84,6 +88,7 @@ class UnixSocketConnection : public std::enable_shared_from_this<UnixSocketConne
   std::string output_;
   bool held_ = false;
   bool closed_ = false;
+  std::optional<PeerCredentials> credentials_;
 };
 
 class UnixSocketServer {

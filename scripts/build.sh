@@ -1,8 +1,33 @@
 #!/usr/bin/env bash
-# Configures and builds Knit into ./build (executables in ./build/bin).
+# Configures and builds Knit into ./build (executables in ./build/bin), warnings as errors.
+#
+# Usage: scripts/build.sh [--debian-flags]
+#   (default)        CMAKE_BUILD_TYPE=RelWithDebInfo (-O2 -g), the development build
+#   --debian-flags   the flags Debian's packages are built with: CMAKE_BUILD_TYPE=None and
+#                    dpkg-buildflags with hardening=+all (-g -O2, -D_FORTIFY_SOURCE=2,
+#                    -fstack-protector-strong, -Werror=format-security, -z relro -z now), as
+#                    debhelper passes them. CI's main build (scripts/run-tests.sh) uses this, so
+#                    the whole suite runs on what the packages ship.
+# Switching between the two reconfigures ./build in place (the flags are given explicitly).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 generator=()
 command -v ninja >/dev/null && generator=(-G Ninja)
-cmake -S . -B build "${generator[@]}" -DCMAKE_BUILD_TYPE=RelWithDebInfo
+flags=(-DCMAKE_BUILD_TYPE=RelWithDebInfo -DCMAKE_CXX_FLAGS= -DCMAKE_C_FLAGS=
+       -DCMAKE_EXE_LINKER_FLAGS= -DCMAKE_SHARED_LINKER_FLAGS=)
+if [[ "${1:-}" == --debian-flags ]]; then
+  command -v dpkg-buildflags >/dev/null || { echo "build.sh: --debian-flags needs dpkg-buildflags (dpkg-dev)" >&2; exit 1; }
+  export DEB_BUILD_MAINT_OPTIONS=hardening=+all
+  cppflags=$(dpkg-buildflags --get CPPFLAGS)
+  flags=(-DCMAKE_BUILD_TYPE=None
+         "-DCMAKE_CXX_FLAGS=$(dpkg-buildflags --get CXXFLAGS) $cppflags"
+         "-DCMAKE_C_FLAGS=$(dpkg-buildflags --get CFLAGS) $cppflags"
+         "-DCMAKE_EXE_LINKER_FLAGS=$(dpkg-buildflags --get LDFLAGS)"
+         "-DCMAKE_SHARED_LINKER_FLAGS=$(dpkg-buildflags --get LDFLAGS)")
+elif (($#)); then
+  echo "usage: scripts/build.sh [--debian-flags]" >&2
+  exit 2
+fi
+cmake -S . -B build "${generator[@]}" "${flags[@]}" -DKNIT_WERROR=ON
+grep -q '^KNIT_WERROR:BOOL=ON$' build/CMakeCache.txt || { echo "build.sh: KNIT_WERROR is not ON" >&2; exit 1; }
 cmake --build build -j "$(nproc)"

@@ -2,7 +2,9 @@
 # The whole test suite, as CI runs it (.ci/run), in stages whose times are printed at the end:
 #
 #   setup      Debian packages (scripts/setup.sh)
-#   build      GCC, ./build (scripts/build.sh)
+#   build      GCC with Debian's packaging flags (dpkg-buildflags, hardening=+all), ./build
+#              (scripts/build.sh --debian-flags), warnings as errors: the suite runs on what
+#              the packages ship
 #   tests      ctest on ./build: unit tests in parallel, namespace tests (RUN_SERIAL) one at a
 #              time; arguments to this script go to this ctest
 #   sanitizer  clang + AddressSanitizer + UndefinedBehaviorSanitizer build of everything in
@@ -12,9 +14,9 @@
 #              namespace tests leave idle (KNIT_CI_OVERLAP=0: build it after the tests instead)
 #   fuzz       every fuzz target for KNIT_CI_FUZZ_SECONDS (default 10) s (scripts/fuzz.sh;
 #              longer runs: scripts/fuzz.sh --minutes N)
-#   builds     the builds users and distributions make (scripts/check-builds.sh): Release (-O3)
-#              and Debian's dpkg-buildflags, each with warnings as errors, then their unit tests.
-#              Built in the background after the sanitizer build, at the same low priority
+#   builds     the other build users make (scripts/check-builds.sh release): Release (-O3), with
+#              warnings as errors, then its unit tests. Built in the background after the
+#              sanitizer build, at the same low priority. (Debian's flags are the main build.)
 #
 # sanitizer and fuzz need clang (setup.sh installs it); without it they are skipped, loudly.
 # KNIT_CI_SANITIZE=0 skips both, KNIT_CHECK_BUILDS=0 the builds stage. Arguments given to this
@@ -57,7 +59,7 @@ summary() {
 T0=$(now_s)
 
 run_stage setup ./scripts/setup.sh || { summary; exit 1; }
-run_stage build ./scripts/build.sh || { summary; exit 1; }
+run_stage build ./scripts/build.sh --debian-flags || { summary; exit 1; }
 
 sanitize=1 check_builds=1
 [[ "${KNIT_CI_SANITIZE:-1}" == 0 ]] && sanitize=0
@@ -78,13 +80,13 @@ background_builds() {
     date +%s >build-bg/sanitizer.end
   fi
   if (( check_builds )); then
-    ./scripts/check-builds.sh --build-only >build-bg/builds.log 2>&1
+    ./scripts/check-builds.sh --build-only release >build-bg/builds.log 2>&1
     echo $? >build-bg/builds.rc
     date +%s >build-bg/builds.end
   fi
 }
 if (( sanitize || check_builds )) && [[ "${KNIT_CI_OVERLAP:-1}" == 1 ]]; then
-  echo "=== background builds (sanitizer: $sanitize, release+debflags: $check_builds) started at low priority (build-bg/*.log)"
+  echo "=== background builds (sanitizer: $sanitize, release: $check_builds) started at low priority (build-bg/*.log)"
   bg_t0=$(now_s)
   nice -n 19 ionice -c 3 bash -c "$(declare -f background_builds); sanitize=$sanitize check_builds=$check_builds; background_builds" &
   bg_pid=$!
@@ -130,7 +132,7 @@ else
   STAGES+=(sanitizer fuzz) TIMES+=(0 0) RESULTS+=(skipped skipped)
 fi
 if (( check_builds )); then
-  bg_stage builds && run_stage builds ./scripts/check-builds.sh --test-only
+  bg_stage builds && run_stage builds ./scripts/check-builds.sh --test-only release
 else
   STAGES+=(builds) TIMES+=(0) RESULTS+=(skipped)
 fi

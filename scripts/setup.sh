@@ -23,7 +23,7 @@ packages=(
   postgresql  # a real server for the store tests, the coordinator HA netns test and the bench
   miniupnpd-nftables  # lab router for PCP/NAT-PMP/UPnP tests; no maintainer scripts, no service
   # packaging: cpack -G DEB (dpkg-shlibdeps needs file), systemd-analyze verify, lintian;
-  # dpkg-buildflags (dpkg-dev) for the distribution-flags build of scripts/check-builds.sh;
+  # dpkg-buildflags (dpkg-dev) for the Debian-flags builds (build.sh --debian-flags, check-builds.sh);
   # help2man makes the manual pages from each program's --help
   file systemd lintian dpkg-dev help2man
   # the install test: a Debian root filesystem (debootstrap, cached) booted by systemd-nspawn

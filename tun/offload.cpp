@@ -30,7 +30,7 @@ ByteSpan destination_of(const std::uint8_t* ip) {
 
 void set_ipv4_checksum(std::uint8_t* ip, std::size_t header) {
   ip[10] = ip[11] = 0;
-  store_be16(ip + 10, static_cast<std::uint16_t>(~checksum_fold(checksum_add({ip, header}))));
+  store_be16(ip + 10, static_cast<std::uint16_t>(~checksum_fold(checksum_accumulate({ip, header}))));
 }
 
 // The TCP or UDP checksum of packet[ip_header, size), written into its field.
@@ -40,7 +40,7 @@ void set_transport_checksum(std::uint8_t* packet, std::size_t size, std::size_t 
   field[0] = field[1] = 0;
   const auto length = static_cast<std::uint32_t>(size - ip_header);
   std::uint64_t sum = pseudo_header_sum(source_of(packet), destination_of(packet), protocol, length);
-  sum = checksum_add({packet + ip_header, size - ip_header}, sum);
+  sum = checksum_accumulate({packet + ip_header, size - ip_header}, sum);
   std::uint16_t value = static_cast<std::uint16_t>(~checksum_fold(sum));
   if (protocol == kUdp && value == 0) value = 0xffff;  // RFC 768: zero means "no checksum"
   store_be16(field, value);
@@ -70,34 +70,10 @@ void VirtioNetHeader::write(std::uint8_t* p) const {
 
 // ---------------------------------------------------------------- checksums
 
-std::uint64_t checksum_add(ByteSpan data, std::uint64_t sum) {
-  // Summing big-endian 32-bit words and folding equals summing 16-bit words (2^16 = 1 mod
-  // 0xffff); a 64-bit accumulator cannot overflow below 2^32 words.
-  const std::uint8_t* p = data.data();
-  std::size_t n = data.size();
-  while (n >= 4) {
-    sum += load_be32(p);
-    p += 4;
-    n -= 4;
-  }
-  if (n >= 2) {
-    sum += load_be16(p);
-    p += 2;
-    n -= 2;
-  }
-  if (n == 1) sum += std::uint32_t{p[0]} << 8;
-  return sum;
-}
-
-std::uint16_t checksum_fold(std::uint64_t sum) {
-  while (sum >> 16) sum = (sum & 0xffff) + (sum >> 16);
-  return static_cast<std::uint16_t>(sum);
-}
-
 std::uint64_t pseudo_header_sum(ByteSpan source, ByteSpan destination, std::uint8_t protocol,
                                 std::uint32_t length) {
-  std::uint64_t sum = checksum_add(source);
-  sum = checksum_add(destination, sum);
+  std::uint64_t sum = checksum_accumulate(source);
+  sum = checksum_accumulate(destination, sum);
   return sum + protocol + (length >> 16) + (length & 0xffff);
 }
 
@@ -153,7 +129,7 @@ OffloadError complete_checksum(const VirtioNetHeader& header, MutableByteSpan pa
   if (start >= packet.size() || field + 2 > packet.size()) return OffloadError::malformed;
   // The field holds the pseudo-header sum: summing from csum_start includes it.
   std::uint16_t value =
-      static_cast<std::uint16_t>(~checksum_fold(checksum_add(packet.subspan(start))));
+      static_cast<std::uint16_t>(~checksum_fold(checksum_accumulate(packet.subspan(start))));
   if (value == 0) value = 0xffff;  // the same in one's complement, and UDP's rule
   store_be16(packet.data() + field, value);
   return OffloadError::ok;
@@ -272,7 +248,7 @@ std::optional<TransportLayout> holdable(ByteSpan packet) {
   if (packet.size() == layout->headers()) return std::nullopt;
   std::uint64_t sum = pseudo_header_sum(source_of(p), destination_of(p), kTcp,
                                         static_cast<std::uint32_t>(packet.size() - layout->ip_header));
-  sum = checksum_add(packet.subspan(layout->ip_header), sum);
+  sum = checksum_accumulate(packet.subspan(layout->ip_header), sum);
   if (checksum_fold(sum) != 0xffff) return std::nullopt;
   return layout;
 }

@@ -39,6 +39,7 @@
 #include <vector>
 
 #include "base/bytes.hpp"
+#include "base/checksum.hpp"
 
 namespace knit::tun {
 
@@ -65,11 +66,6 @@ struct VirtioNetHeader {
   void write(std::uint8_t* p) const;
 };
 
-// The Internet checksum (RFC 1071): the one's-complement sum of data as big-endian 16-bit
-// words (an odd last byte padded with zero), folded to 16 bits; `sum` carries a previous
-// partial sum. checksum_finish gives the field value, ~fold.
-std::uint64_t checksum_add(ByteSpan data, std::uint64_t sum = 0);
-std::uint16_t checksum_fold(std::uint64_t sum);
 // The pseudo-header sum of a TCP or UDP packet (RFC 793 §3.1, RFC 8200 §8.1); address bytes
 // are 4 or 16 long.
 std::uint64_t pseudo_header_sum(ByteSpan source, ByteSpan destination, std::uint8_t protocol,

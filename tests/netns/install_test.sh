@@ -18,9 +18,7 @@
 #   └─────────────────────────────────────────────────────────────────────────────────────────┘
 #   The test runs commands inside with nsenter (as root, or as alice through runuser -l).
 #
-# Checks, each with a name (the ones in KNIT_INSTALL_TEST_PENDING wait on other work: their
-# failure is reported as PENDING and does not fail the run, and their passing does, so the list
-# is kept honest):
+# Checks, each with a name (the first that fails ends the run):
 #   packages-install        the README's three `apt install ./...deb` lines, offline; knitd
 #                           enabled and running, the servers installed but neither enabled nor
 #                           started; group knit, users knit-coordinator and knit-relay
@@ -41,7 +39,8 @@
 #   upgrade-keeps-running   apt install --reinstall knit: knitd restarted and still joined
 #   unprivileged-status     alice, a member of group knit, runs knit status [--json] without
 #                           root; bob, not a member, is refused; alice cannot `knit down`
-#   down-up-rejoin          knit down, then knit up without a token: back with the same address
+#   down-up-rejoin          knit down (still down after systemctl restart knitd), then knit up
+#                           without a token: back with the same address
 #   purge-knit              apt purge knit: knitd stopped, knit0 gone, no link or
 #                           deb-systemd-helper state left for knitd.service, /var/lib/knit kept
 #   reinstall-rejoins       knit installed again rejoins by itself with the same address
@@ -60,16 +59,12 @@
 #   KNIT_TEST_CACHE             where root filesystems are kept (default:
 #                               $XDG_CACHE_HOME/knit-test, else /var/cache/knit-test)
 #   KNIT_DEBIAN_MIRROR          default http://deb.debian.org/debian
-#   KNIT_INSTALL_TEST_PENDING   default "unprivileged-status down-up-rejoin" (issue 20, items 4
-#                               and 5: SO_PEERCRED access for the knit group; knit down keeping
-#                               the membership); set it empty to count them as any other check
 #   LAB_KEEP_LOGS=1             keep $TMP (the container's journal is printed on failure anyway)
 # Time: 1.5 min with a cached root filesystem (3.7 min on a busy machine), plus 3-4 min to
 # debootstrap one on the first run (225 MB, kept in the cache).
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/../lab/lib.sh"
 
-PENDING=" ${KNIT_INSTALL_TEST_PENDING-unprivileged-status down-up-rejoin} "
 SUITE=bookworm
 MIRROR=${KNIT_DEBIAN_MIRROR:-http://deb.debian.org/debian}
 CACHE=${KNIT_TEST_CACHE:-${XDG_CACHE_HOME:-/var/cache}/knit-test}
@@ -90,8 +85,6 @@ TMP=$(mktemp -d /tmp/knit-install.XXXXXX)
 ROOT=$TMP/root
 NSPAWN_PID=
 LEADER=
-FAILED_PENDING=()
-PASSED_PENDING=()
 
 cleanup() {
   local rc=$?
@@ -139,7 +132,7 @@ as_user() { ct runuser -l "$1" -c "$2"; }
 why() { printf '%s' "$*" >"$TMP/why"; return 1; }
 keep() { local v; for v in "$@"; do printf '%s=%q\n' "$v" "${!v}" >>"$TMP/vars"; done; }
 
-# check NAME FUNCTION — runs one check. A failure ends the test, unless NAME is pending.
+# check NAME FUNCTION — runs one check. A failure ends the test.
 check() {
   local name=$1 fn=$2 t0=${EPOCHREALTIME/./} rc=0 reason ms
   lab_step "$name"
@@ -156,15 +149,7 @@ check() {
   reason=$(cat "$TMP/why")
   ms=$(( (${EPOCHREALTIME/./} - t0) / 1000 ))
   if ((rc == 0)); then
-    if [[ "$PENDING" == *" $name "* ]]; then
-      PASSED_PENDING+=("$name")
-      lab_log "$name passes, but it is listed in KNIT_INSTALL_TEST_PENDING (${ms} ms)"
-    else
-      lab_pass "$name (${ms} ms)"
-    fi
-  elif [[ "$PENDING" == *" $name "* ]]; then
-    FAILED_PENDING+=("$name")
-    lab_log "PENDING: $name fails, as expected until its work lands: ${reason:-a command failed}"
+    lab_pass "$name (${ms} ms)"
   else
     lab_fail "$name: ${reason:-a command failed (above)}"
   fi
@@ -534,17 +519,23 @@ check_unprivileged_status() {
   out=$(as_user alice "knit status --json" 2>&1) || why "alice's knit status --json: $out"
   [[ "$(jq -r .self.ipv4 <<<"$out")" == "$IPV4" ]] || why "alice's knit status --json: $out"
   ! out=$(as_user bob "knit status" 2>&1) || why "bob, not in group knit, may read the status: $out"
+  grep -q "group knit" <<<"$out" || why "bob's refusal does not say how to read the status: $out"
   out=$(as_user alice "knit down" 2>&1) || down_rc=$?
   if ! joined_as "$IPV4"; then  # back in for the checks that follow
     ct knit up --token "$TOKEN" >/dev/null 2>&1 || true
     lab_poll 20 joined_as "$IPV4" || true
   fi
   ((down_rc != 0)) || why "alice, in group knit but no operator, could run knit down: $out"
+  grep -q "root or the operator" <<<"$out" || why "alice's refused knit down does not say who may: $out"
 }
 
 check_down_up_rejoin() {
   local out rc=0
   out=$(ct knit down 2>&1) || why "knit down failed: $out"
+  # Down survives a restart of the service: still a member, still disconnected.
+  ct systemctl restart knitd
+  sleep 2
+  ! joined_as "$IPV4" || why "knitd reconnected by itself after knit down and a restart"
   out=$(ct knit up 2>&1) || rc=$?
   if ((rc == 0)) && lab_poll 20 joined_as "$IPV4"; then return 0; fi
   ct knit up --token "$TOKEN" >/dev/null 2>&1 || true  # back in for the checks that follow
@@ -631,8 +622,4 @@ check start-afresh check_start_afresh
 check purge-all check_purge_all
 
 lab_step "summary"
-((${#FAILED_PENDING[@]} == 0)) || lab_log "PENDING (fail until their work lands): ${FAILED_PENDING[*]}"
-if ((${#PASSED_PENDING[@]})); then
-  lab_fail "now passing, so remove from KNIT_INSTALL_TEST_PENDING in $0: ${PASSED_PENDING[*]}"
-fi
 lab_log "PASS install_test"

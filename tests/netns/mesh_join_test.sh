@@ -7,10 +7,16 @@
 #   knit-coordinator        knitd + knit CLI on each agent; "bad" tries broken tokens
 #
 # Checks: all 6 pairs ping by mesh IP; `knit status --json` lists the peers online; a restarted
-# knitd rejoins without a token and keeps its address; `nodes
-# remove` reaches the others within 2 s; the coordinator killed with -9: tunnels keep passing
-# traffic, agents reconnect within 5 s of its restart, nothing is lost; every kind of bad token
-# makes `knit up` exit non-zero with a message a person understands.
+# knitd rejoins without a token and keeps its address; `knit down` stays a member (a restarted
+# knitd stays down) and `knit up` without a token reconnects with the same address; who may use
+# the control socket: a non-root user (nobody, through setpriv) in the group knit reads `knit
+# status` but cannot `knit down`, without the group it cannot read, as the operator it may do
+# both; `nodes remove` reaches the others within 2 s; the coordinator killed with -9: tunnels
+# keep passing traffic, agents reconnect within 5 s of its restart, nothing is lost; every kind
+# of bad token makes `knit up` exit non-zero with a message a person understands; `knit logout`
+# removes the node from the coordinator's `nodes list` and from the others' maps.
+# The group knit exists only inside a1: `ip netns exec` bind-mounts /etc/netns/NS/group (a
+# copy of /etc/group with it) over /etc/group, for knitd and for the CLI.
 set -euo pipefail
 source "$(dirname "$0")/../lab/lib.sh"
 lab_init ping nc
@@ -21,6 +27,8 @@ done
 
 COORD_STATE="$LAB_DIR/coordinator"
 COORD_ADDR=10.200.100.2:7443
+ETC_NETNS=()
+trap 'rc=$?; for d in "${ETC_NETNS[@]}"; do rm -rf "$d"; done; (exit $rc); lab__cleanup' EXIT
 
 lab_router_add core
 CORE=$(lab_ns core)
@@ -34,6 +42,12 @@ for i in 1 2 3 9; do
   AGENT_IF[$i]=$(lab_name "k$i")
   lab_uplink "${AGENT_NS[$i]}" "$(lab_name "e$i")" "10.200.$i.2/24" "$CORE" "$(lab_name "r$i")" "10.200.$i.1/24"
 done
+# The group knit, in a1 only: the first gid from 64000 this host does not use.
+KNIT_GID=64000
+while getent group "$KNIT_GID" >/dev/null; do KNIT_GID=$((KNIT_GID + 1)); done
+mkdir -p "/etc/netns/${AGENT_NS[1]}"
+ETC_NETNS+=("/etc/netns/${AGENT_NS[1]}")
+{ grep -v '^knit:' /etc/group; echo "knit:x:$KNIT_GID:"; } >"/etc/netns/${AGENT_NS[1]}/group"
 
 coordinator() { "$KNIT_BIN/knit-coordinator" --state-dir "$COORD_STATE" "$@"; }
 COORD_PID=""
@@ -57,6 +71,20 @@ peers_online() {
 has_peer() { status_json "$1" | jq -e --arg n "$2" 'any(.peers[]; .name == $n)' >/dev/null; }
 lacks_peer() { ! has_peer "$@"; }
 node_online() { coordinator nodes list --json | jq -e --arg n "$1" 'any(.[]; .name == $n and .online == true)' >/dev/null; }
+node_offline() { coordinator nodes list --json | jq -e --arg n "$1" 'any(.[]; .name == $n and .online == false)' >/dev/null; }
+node_listed() { coordinator nodes list --json | jq -e --arg n "$1" 'any(.[]; .name == $n)' >/dev/null; }
+# as_nobody GROUPS ARGS... — the knit CLI against agent1's knitd as uid nobody, with the
+# supplementary groups GROUPS (comma-separated gids; "" for none)
+as_nobody() {
+  local groups=$1; shift
+  local g=(--clear-groups)
+  # nobody must reach the socket: search permission down to it (the key files stay 0600;
+  # knitd closes its state dir again whenever it saves something).
+  chmod o+x "$LAB_DIR" "$LAB_DIR/state" "$LAB_DIR/state/${AGENT_IF[1]}"
+  [[ -n "$groups" ]] && g=(--groups="$groups")
+  ip netns exec "${AGENT_NS[1]}" setpriv --reuid=65534 --regid=65534 "${g[@]}" \
+    "$KNIT_BIN/knit" --socket "$LAB_DIR/state/${AGENT_IF[1]}/knitd.sock" "$@"
+}
 
 lab_step "coordinator up, a reusable token, three agents join"
 start_coordinator
@@ -94,6 +122,42 @@ lab_wait_for 10 "agent2 to rejoin by itself" peers_online 2 2
 [[ "$(knit_in 2 ip -4)" == "${MESH_IP[2]}" ]] || lab_fail "agent2 came back with another address: $(knit_in 2 ip -4)"
 lab_ping "${AGENT_NS[1]}" "${MESH_IP[2]}" 10
 lab_pass "agent2 restarted and rejoined as ${MESH_IP[2]} with no token"
+
+lab_step "knit down stays a member; a restart stays down; knit up without a token reconnects"
+knit_in 2 down >/dev/null || lab_fail "knit down on agent2 failed"
+lab_log "agent2 is down"
+grep -q '"down": true' "$LAB_DIR/state/${AGENT_IF[2]}/mesh.json" || lab_fail "mesh.json does not say down: $(cat "$LAB_DIR/state/${AGENT_IF[2]}/mesh.json")"
+lab_wait_for 5 "the coordinator to list agent2 offline" node_offline agent2
+lab_log "the coordinator lists agent2 offline"
+out=$(knit_in 2 status 2>&1) && lab_fail "knit status succeeded while down: $out"
+grep -q "knit up" <<<"$out" || lab_fail "knit status while down does not say how to reconnect: $out"
+lab_log "status while down: $out"
+lab_wg_stop "${AGENT_IF[2]}"
+lab_wg_start knitd "${AGENT_NS[2]}" "${AGENT_IF[2]}"
+sleep 1
+node_offline agent2 || lab_fail "a knitd restarted while down reconnected by itself"
+knit_in 2 up >/dev/null || lab_fail "knit up without a token after knit down failed"
+[[ "$(knit_in 2 ip -4)" == "${MESH_IP[2]}" ]] || lab_fail "agent2 came back with another address: $(knit_in 2 ip -4)"
+lab_wait_for 10 "agent2 to see 2 peers online again" peers_online 2 2
+lab_ping "${AGENT_NS[1]}" "${MESH_IP[2]}" 10
+lab_pass "down, restart (still down), up without a token: back as ${MESH_IP[2]}"
+
+lab_step "unprivileged: the group knit reads, only root and the operator change"
+out=$(as_nobody "$KNIT_GID" status --json) || lab_fail "nobody in the group knit cannot run knit status: $out"
+[[ "$(jq -r .self.name <<<"$out")" == agent1 ]] || lab_fail "nobody's knit status --json: $out"
+out=$(as_nobody "" status 2>&1) && lab_fail "nobody without the group read the status: $out"
+grep -q "group knit" <<<"$out" || lab_fail "the refusal of knit status does not name the group: $out"
+out=$(as_nobody "$KNIT_GID" down 2>&1) && lab_fail "nobody in the group knit could run knit down: $out"
+grep -q "knit down changes knitd: it needs root or the operator" <<<"$out" || lab_fail "the refusal of knit down: $out"
+[[ "$(knit_in 1 ip -4)" == "${MESH_IP[1]}" ]] || lab_fail "agent1 is not joined after a refused knit down"
+knit_in 1 set --operator nobody >/dev/null || lab_fail "knit set --operator nobody failed"
+as_nobody "" status >/dev/null || lab_fail "the operator cannot read the status"
+as_nobody "" down >/dev/null || lab_fail "the operator cannot run knit down"
+as_nobody "" up >/dev/null || lab_fail "the operator cannot run knit up"
+knit_in 1 set --operator= >/dev/null || lab_fail "knit set --operator= failed"
+out=$(as_nobody "" down 2>&1) && lab_fail "nobody could still run knit down once no longer the operator: $out"
+lab_wait_for 10 "agent1 to see 2 peers online again" peers_online 1 2
+lab_pass "group knit: status yes, down no; others: nothing; the operator: everything"
 
 lab_step "nodes remove reaches the other agents within 2 s"
 coordinator nodes remove agent3
@@ -149,5 +213,14 @@ lab_wg_start knitd "${AGENT_NS[3]}" "$(lab_name k3b)"
 ip netns exec "${AGENT_NS[3]}" "$KNIT_BIN/knit" --socket "$LAB_DIR/state/$(lab_name k3b)/knitd.sock" up --token "$ONE_USE" --hostname once \
   || lab_fail "the first use of a one-use token failed"
 expect_refused "a one-use token used twice" "already been used" "$ONE_USE"
+
+lab_step "knit logout: the coordinator removes the node, the others drop it"
+out=$(knit_in 2 logout --json) || lab_fail "knit logout failed: $out"
+[[ "$(jq -r .coordinator_told <<<"$out")" == true ]] || lab_fail "knit logout did not reach the coordinator: $out"
+node_listed agent2 && lab_fail "the coordinator still lists agent2 after knit logout"
+lab_wait_for 2 "agent1 to forget agent2" lacks_peer 1 agent2
+[[ ! -e "$LAB_DIR/state/${AGENT_IF[2]}/mesh.json" ]] || lab_fail "mesh.json survived knit logout"
+out=$(knit_in 2 up 2>&1) && lab_fail "knit up without a token after knit logout succeeded: $out"
+lab_pass "agent2 logged out: gone from nodes list and from agent1's map"
 
 lab_step "PASS: mesh join"

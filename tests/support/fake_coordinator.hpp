@@ -30,6 +30,7 @@ class FakeCoordinator {
     bool send_maps = true;
     bool pong = true;
     bool hang_up = false;  // close each connection right after answering it
+    bool logout = true;    // lists the "logout" feature and answers a logout (false: older)
     std::function<control::RegisterResponse(const control::RegisterRequest&)> respond;
     std::vector<control::PeerInfo> peers = {peer(2), peer(3)};  // the full map, version 1
     std::vector<control::PeerDelta> deltas = {removal(3)};     // then these
@@ -73,6 +74,7 @@ class FakeCoordinator {
   Behaviour behaviour;
   std::vector<control::RegisterRequest> registers;
   std::vector<control::Message> received;
+  int logouts = 0;
 
  private:
   struct Connection : std::enable_shared_from_this<Connection> {
@@ -97,7 +99,8 @@ class FakeCoordinator {
         auto& request = std::get<control::RegisterRequest>(*parsed);
         owner.registers.push_back(request);
         if (!owner.behaviour.answer) return;
-        const auto response = owner.behaviour.respond(request);
+        auto response = owner.behaviour.respond(request);
+        if (response.ok && owner.behaviour.logout) response.features = {std::string(control::kFeatureLogout)};
         if (response.ok && owner.behaviour.hang_up) return send(end.answer(response), /*then_close=*/true);
         send(end.answer(response));
         if (!response.ok) return;
@@ -109,6 +112,14 @@ class FakeCoordinator {
         return;
       }
       owner.received.push_back(*parsed);
+      if (std::holds_alternative<control::Logout>(*parsed)) {
+        ++owner.logouts;
+        if (owner.behaviour.logout)
+          send(end.send(control::ErrorMessage{control::ErrorCode::not_registered, "this node logged out"}), true);
+        else
+          close();  // an older coordinator: a type it does not know
+        return;
+      }
       if (auto* ping = std::get_if<control::Ping>(&*parsed); ping && owner.behaviour.pong)
         send_message(control::Pong{ping->seq});
     }

@@ -8,6 +8,7 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstring>
 #include <filesystem>
 #include <future>
@@ -118,16 +119,49 @@ class ControlServerTest : public ::testing::Test {
   std::thread thread_;
 };
 
-TEST_F(ControlServerTest, SocketIsRootOnly) {
+TEST_F(ControlServerTest, SocketIsOpenToEveryone) {
   start_loop();
   struct stat st {};
   ASSERT_EQ(::stat(path_.c_str(), &st), 0);
   EXPECT_TRUE(S_ISSOCK(st.st_mode));
-  EXPECT_EQ(st.st_mode & 0777, 0600u);
+  EXPECT_EQ(st.st_mode & 0777, 0666u);  // requests are authorized one by one
   ASSERT_EQ(::stat((root_ / "run").c_str(), &st), 0);
   EXPECT_EQ(st.st_mode & 0777, 0755u);
   stop_loop();
   EXPECT_FALSE(fs::exists(path_));  // removed on stop
+}
+
+// The authorizer sees the kernel's word on who connected, and its refusal is the answer; the
+// handler never sees a refused request.
+TEST_F(ControlServerTest, TheAuthorizerSeesTheCallerAndItsRefusalIsTheAnswer) {
+  std::optional<net::PeerCredentials> seen;
+  server_ = std::make_unique<ControlServer>(
+      io_, path_, handler_,
+      [&seen](const std::optional<net::PeerCredentials>& caller,
+              const localapi::ControlRequest& request) -> std::optional<std::string> {
+        seen = caller;
+        if (std::holds_alternative<localapi::IpRequest>(request)) return "knit ip is not for you";
+        return std::nullopt;
+      });
+  start_loop();
+  KnitdConnection connection(path_);
+  EXPECT_EQ(expect<localapi::VersionReply>(connection.call(localapi::VersionRequest{}, 2000ms)).version, "9.9.9");
+  try {
+    expect<localapi::IpReply>(connection.call(localapi::IpRequest{}, 2000ms));
+    FAIL() << "the refused request was answered";
+  } catch (const CliError& e) {
+    EXPECT_STREQ(e.what(), "knit ip is not for you");
+  }
+  EXPECT_EQ(expect<localapi::VersionReply>(connection.call(localapi::VersionRequest{}, 2000ms)).version, "9.9.9");
+  on_loop([] {});
+  EXPECT_EQ(handler_.requests, 2);
+  ASSERT_TRUE(seen);
+  EXPECT_EQ(seen->uid, ::geteuid());
+  EXPECT_EQ(seen->gid, ::getegid());
+  EXPECT_EQ(seen->pid, ::getpid());
+  std::vector<gid_t> groups(static_cast<std::size_t>(::getgroups(0, nullptr)));
+  groups.resize(static_cast<std::size_t>(::getgroups(static_cast<int>(groups.size()), groups.data())));
+  for (gid_t g : groups) EXPECT_NE(std::find(seen->groups.begin(), seen->groups.end(), g), seen->groups.end()) << g;
 }
 
 TEST_F(ControlServerTest, AnswersRequestsInOrderOnOneConnection) {

@@ -290,7 +290,7 @@ Bytes tso_read(int segments) {
   ip[9] = 6;
   store_be32(ip + 12, kA);
   store_be32(ip + 16, kB);
-  store_be16(ip + 10, static_cast<std::uint16_t>(~tun::checksum_fold(tun::checksum_add({ip, 20}))));
+  store_be16(ip + 10, static_cast<std::uint16_t>(~checksum_fold(checksum_accumulate({ip, 20}))));
   std::uint8_t* t = ip + 20;
   store_be16(t, 40000);
   store_be16(t + 2, 5201);
@@ -300,7 +300,7 @@ Bytes tso_read(int segments) {
   t[13] = 0x18;  // ACK | PSH
   store_be16(t + 14, 500);
   for (std::size_t i = 40; i < size; ++i) ip[i] = static_cast<std::uint8_t>(i * 7);
-  store_be16(t + 16, tun::checksum_fold(tun::pseudo_header_sum({ip + 12, 4}, {ip + 16, 4}, 6,
+  store_be16(t + 16, checksum_fold(tun::pseudo_header_sum({ip + 12, 4}, {ip + 16, 4}, 6,
                                                                 static_cast<std::uint32_t>(size - 20))));
   return p;
 }

@@ -53,7 +53,7 @@ TEST(AgentForwardStore, RefusesBadDocuments) {
 
 TEST(AgentForwardStore, ControlMessagesRoundTrip) {
   const std::vector<localapi::ControlRequest> requests = {
-      localapi::SetRequest{true, std::nullopt, std::nullopt}, localapi::SetRequest{false, std::nullopt, std::nullopt}, localapi::SetRequest{std::nullopt, std::nullopt, std::nullopt},
+      localapi::SetRequest{true, std::nullopt, std::nullopt, std::nullopt}, localapi::SetRequest{false, std::nullopt, std::nullopt, std::nullopt}, localapi::SetRequest{std::nullopt, std::nullopt, std::nullopt, std::nullopt},
       localapi::ForwardAddRequest{{localapi::ForwardProtocol::tcp, 8080, ep("10.9.0.2:80")}},
       localapi::ForwardRemoveRequest{localapi::ForwardProtocol::udp, 53}, localapi::ForwardListRequest{},
       localapi::UpRequest{"tok", "h"}};
@@ -63,7 +63,7 @@ TEST(AgentForwardStore, ControlMessagesRoundTrip) {
     EXPECT_EQ(std::get<localapi::ControlRequest>(back), request);
   }
   localapi::ForwardStatus f{{localapi::ForwardProtocol::tcp, 8080, ep("10.9.0.2:80")}, true, 5, 4, 1};
-  const std::vector<localapi::ControlResponse> responses = {localapi::SetReply{true, std::nullopt, std::nullopt}, localapi::ForwardsReply{{f}}, localapi::ForwardsReply{}};
+  const std::vector<localapi::ControlResponse> responses = {localapi::SetReply{true, std::nullopt, std::nullopt, std::nullopt}, localapi::ForwardsReply{{f}}, localapi::ForwardsReply{}};
   for (const auto& response : responses) {
     auto back = localapi::parse_response(localapi::encode_response(response));
     ASSERT_TRUE(std::holds_alternative<localapi::ControlResponse>(back)) << localapi::encode_response(response);

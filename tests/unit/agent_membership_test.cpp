@@ -83,6 +83,7 @@ class MembershipTest : public ::testing::Test {
     options.tun_name = "ka0";
     options.version = "test";
     options.up_timeout = 4s;
+    options.logout_timeout = 2s;
     options.client.connect_timeout = 1s;
     options.client.handshake_timeout = 1s;
     auto m = std::make_unique<Membership>(io_, device, link_, nullptr, options);
@@ -114,7 +115,7 @@ class MembershipTest : public ::testing::Test {
   std::unique_ptr<LocalApi> api_;
 };
 
-TEST_F(MembershipTest, UpAppliesTheMeshAndDownForgetsIt) {
+TEST_F(MembershipTest, UpAppliesTheMeshAndDownDisconnects) {
   FakeMeshDevice device(rng_);
   membership_ = make(device);
   EXPECT_NE(error_of(ask(localapi::StatusRequest{})).find("not joined"), std::string::npos);
@@ -162,19 +163,107 @@ TEST_F(MembershipTest, UpAppliesTheMeshAndDownForgetsIt) {
   // Another mesh's token: refused.
   SeededRandom other_rng(99);
   FakeCoordinator other(io_, other_rng);
-  EXPECT_NE(error_of(ask(localapi::UpRequest{make_token(other.public_key(), {other.address()}), ""})).find("knit down"),
+  EXPECT_NE(error_of(ask(localapi::UpRequest{make_token(other.public_key(), {other.address()}), ""})).find("knit logout"),
             std::string::npos);
 
+  // Down: disconnected, still a member (mesh.json says so).
   link_.ops.clear();
   auto down = ask(localapi::DownRequest{});
   ASSERT_TRUE(std::holds_alternative<localapi::DownReply>(down));
   EXPECT_TRUE(std::get<localapi::DownReply>(down).was_joined);
   EXPECT_EQ(device.device().peer_count(), 0u);
-  EXPECT_FALSE(fs::exists(root_ / "state" / "mesh.json"));
+  ASSERT_TRUE(fs::exists(root_ / "state" / "mesh.json"));
+  auto saved = StateDir(root_ / "state").load_mesh();
+  ASSERT_TRUE(saved);
+  EXPECT_TRUE(saved->down);
   EXPECT_TRUE(fs::exists(root_ / "state" / "node.key"));
   EXPECT_EQ(link_.ops.size(), 4u);
-  EXPECT_NE(error_of(ask(localapi::IpRequest{})).find("not joined"), std::string::npos);
+  EXPECT_NE(error_of(ask(localapi::IpRequest{})).find("knit up"), std::string::npos);
   EXPECT_FALSE(std::get<localapi::DownReply>(ask(localapi::DownRequest{})).was_joined);
+
+  // Up without a token reconnects: the same place, no token sent.
+  auto back = ask(localapi::UpRequest{"", ""});
+  ASSERT_TRUE(std::holds_alternative<localapi::UpReply>(back)) << error_of(back);
+  EXPECT_EQ(std::get<localapi::UpReply>(back).ipv4, *IpAddress::parse("100.64.0.1"));
+  EXPECT_EQ(coordinator_.registers.back().token, std::nullopt);
+  ASSERT_TRUE(run_until([&] { return device.device().peer_count() == 1; }));
+  EXPECT_FALSE(StateDir(root_ / "state").load_mesh()->down);
+}
+
+TEST_F(MembershipTest, ARestartStaysDown) {
+  {
+    FakeMeshDevice device(rng_);
+    membership_ = make(device);
+    ASSERT_TRUE(std::holds_alternative<localapi::UpReply>(ask(localapi::UpRequest{token(), "host-a"})));
+    ASSERT_TRUE(std::holds_alternative<localapi::DownReply>(ask(localapi::DownRequest{})));
+    membership_.reset();
+  }
+  FakeMeshDevice fresh(rng_);
+  membership_ = make(fresh);
+  const std::size_t registers = coordinator_.registers.size();
+  run_until([] { return false; }, 300ms);
+  EXPECT_EQ(coordinator_.registers.size(), registers);  // stays away
+  EXPECT_NE(error_of(ask(localapi::StatusRequest{})).find("down"), std::string::npos);
+  // A token of the same mesh is not needed, and not used.
+  auto back = ask(localapi::UpRequest{token(), ""});
+  ASSERT_TRUE(std::holds_alternative<localapi::UpReply>(back)) << error_of(back);
+  EXPECT_EQ(coordinator_.registers.back().token, std::nullopt);
+}
+
+TEST_F(MembershipTest, LogoutTellsTheCoordinatorAndForgetsTheMesh) {
+  FakeMeshDevice device(rng_);
+  membership_ = make(device);
+  ASSERT_TRUE(std::holds_alternative<localapi::UpReply>(ask(localapi::UpRequest{token(), "host-a"})));
+  auto out = ask(localapi::LogoutRequest{});
+  ASSERT_TRUE(std::holds_alternative<localapi::LogoutReply>(out)) << error_of(out);
+  EXPECT_EQ(std::get<localapi::LogoutReply>(out), (localapi::LogoutReply{true, true, "host-a", ""}));
+  EXPECT_EQ(coordinator_.logouts, 1);
+  EXPECT_FALSE(fs::exists(root_ / "state" / "mesh.json"));
+  EXPECT_EQ(device.device().peer_count(), 0u);
+  EXPECT_NE(error_of(ask(localapi::StatusRequest{})).find("not joined"), std::string::npos);
+  EXPECT_FALSE(std::get<localapi::LogoutReply>(ask(localapi::LogoutRequest{})).was_member);
+}
+
+TEST_F(MembershipTest, LogoutWhileDownConnectsToSaySo) {
+  FakeMeshDevice device(rng_);
+  membership_ = make(device);
+  ASSERT_TRUE(std::holds_alternative<localapi::UpReply>(ask(localapi::UpRequest{token(), "host-a"})));
+  ASSERT_TRUE(std::holds_alternative<localapi::DownReply>(ask(localapi::DownRequest{})));
+  auto out = ask(localapi::LogoutRequest{});
+  ASSERT_TRUE(std::holds_alternative<localapi::LogoutReply>(out)) << error_of(out);
+  EXPECT_TRUE(std::get<localapi::LogoutReply>(out).coordinator_told);
+  EXPECT_EQ(coordinator_.logouts, 1);
+  EXPECT_EQ(device.device().peer_count(), 0u);  // the goodbye session configured nothing
+  EXPECT_FALSE(fs::exists(root_ / "state" / "mesh.json"));
+}
+
+TEST_F(MembershipTest, LogoutWithAnOlderCoordinatorForgetsHereAndSaysSo) {
+  coordinator_.behaviour.logout = false;
+  FakeMeshDevice device(rng_);
+  membership_ = make(device);
+  ASSERT_TRUE(std::holds_alternative<localapi::UpReply>(ask(localapi::UpRequest{token(), "host-a"})));
+  ASSERT_TRUE(run_until([&] { return membership_->coordinator_connected(); }));
+  auto out = ask(localapi::LogoutRequest{});
+  ASSERT_TRUE(std::holds_alternative<localapi::LogoutReply>(out)) << error_of(out);
+  const auto& reply = std::get<localapi::LogoutReply>(out);
+  EXPECT_TRUE(reply.was_member);
+  EXPECT_FALSE(reply.coordinator_told);
+  EXPECT_NE(reply.detail.find("older"), std::string::npos) << reply.detail;
+  EXPECT_EQ(coordinator_.logouts, 0);  // never sent a type it does not know
+  EXPECT_FALSE(fs::exists(root_ / "state" / "mesh.json"));
+}
+
+TEST_F(MembershipTest, LogoutWithTheCoordinatorAwayForgetsHereAfterTheTimeout) {
+  FakeMeshDevice device(rng_);
+  membership_ = make(device);
+  ASSERT_TRUE(std::holds_alternative<localapi::UpReply>(ask(localapi::UpRequest{token(), "host-a"})));
+  ASSERT_TRUE(std::holds_alternative<localapi::DownReply>(ask(localapi::DownRequest{})));
+  coordinator_.crash();
+  auto out = ask(localapi::LogoutRequest{});
+  ASSERT_TRUE(std::holds_alternative<localapi::LogoutReply>(out)) << error_of(out);
+  EXPECT_FALSE(std::get<localapi::LogoutReply>(out).coordinator_told);
+  EXPECT_NE(std::get<localapi::LogoutReply>(out).detail.find("no answer"), std::string::npos);
+  EXPECT_FALSE(fs::exists(root_ / "state" / "mesh.json"));
 }
 
 TEST_F(MembershipTest, ARestartRejoinsWithoutTheToken) {

@@ -152,5 +152,19 @@ TEST(MeshRecordText, RoundTripsAndRefusesWrongFamilies) {
   EXPECT_FALSE(why.empty());
 }
 
+// `knit down` marks the record; a file from before the mark (no "down") is a connected member.
+TEST(MeshRecordText, TheDownMark) {
+  std::string why;
+  MeshRecord down = sample_record();
+  down.down = true;
+  const std::string text = encode_mesh_record(down);
+  EXPECT_NE(text.find("\"down\": true"), std::string::npos) << text;
+  EXPECT_EQ(parse_mesh_record(text, why), down);
+  EXPECT_EQ(encode_mesh_record(sample_record()).find("down"), std::string::npos);
+  std::string wrong = text;
+  wrong.replace(wrong.find("true"), 4, "\"yes\"");
+  EXPECT_EQ(parse_mesh_record(wrong, why), std::nullopt);
+}
+
 }  // namespace
 }  // namespace knit::agent

@@ -69,6 +69,7 @@ std::vector<Message> samples() {
   ok.ok = true;
   ok.node = {"laptop", ip("100.64.0.7"), ip("fd7a:115c:a1e0::7"), key(3)};
   ok.mesh = {prefix("100.64.0.0/10"), prefix("fd7a:115c:a1e0::/48")};
+  ok.features = {"logout"};
 
   RegisterResponse refused;
   refused.ok = false;
@@ -113,7 +114,8 @@ std::vector<Message> samples() {
           relay_reg,
           relay_rejoin,
           relay_ok,
-          relay_refused};
+          relay_refused,
+          Logout{}};
 }
 
 // The binary ones (peer_codec.hpp).
@@ -216,7 +218,7 @@ bool is_optional(const std::string& type, const std::string& field) {
   return ((type == "register" || type == "relay_register") && field == "token") ||
          (type == "relay_register_response" && field == "error_message") ||
          (type == "nat_report" && (field == "public_v4" || field == "public_v6")) ||
-         (type == "register_response" && field == "error_message");
+         (type == "register_response" && (field == "error_message" || field == "features"));
 }
 
 TEST(ControlMessages, EveryMissingFieldAndWrongTypeIsRefused) {
@@ -386,6 +388,25 @@ TEST(ControlMessages, RegisterResponseShapes) {
             "hostname");
   EXPECT_EQ(error_of_json(with(samples()[0], [](json& j) { j["os"] = std::string(65, 'x'); })),
             (ParseError{MessageError::too_long, "os"}));
+}
+
+// `logout` has no fields; the coordinator's features are optional (an older coordinator sends
+// none, and an agent then never sends logout), unknown feature names are kept.
+TEST(ControlMessages, LogoutAndCoordinatorFeatures) {
+  EXPECT_EQ(json::parse(encode(Logout{})), json::parse(R"({"v":1,"type":"logout"})"));
+  EXPECT_TRUE(std::holds_alternative<Logout>(parse_message(R"({"v":1,"type":"logout","why":"x"})")));
+  EXPECT_EQ(error_of(R"({"v":2,"type":"logout"})").kind, MessageError::unsupported_version);
+  json older = json::parse(encode(std::get<RegisterResponse>(samples()[6])));
+  older.erase("features");
+  ParseResult result = parse_message(older.dump());
+  ASSERT_TRUE(std::holds_alternative<RegisterResponse>(result));
+  EXPECT_TRUE(std::get<RegisterResponse>(result).features.empty());
+  older["features"] = {"logout", "teleport"};
+  result = parse_message(older.dump());
+  ASSERT_TRUE(std::holds_alternative<RegisterResponse>(result));
+  EXPECT_EQ(std::get<RegisterResponse>(result).features, (std::vector<std::string>{"logout", "teleport"}));
+  older["features"] = json::array({1});
+  EXPECT_EQ(error_of_json(older).field, "features[0]");
 }
 
 TEST(ControlMessages, HugeListsAreRefused) {

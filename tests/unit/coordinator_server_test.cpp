@@ -416,6 +416,35 @@ TEST_F(ServerTest, AdminRemovingANodeReachesOthersWithinTwoSeconds) {
   EXPECT_EQ(response->error_code, ErrorCode::not_registered);
 }
 
+// `knit logout`: the coordinator says it understands it, removes the node on it (the others get
+// the removal delta, its address is free), and ends the session with not_registered.
+TEST_F(ServerTest, LogoutRemovesTheNodeAndTellsTheOthers) {
+  start();
+  const std::string t = reusable_token();
+  auto a = joined(t, "keeper");
+  auto b = agent();
+  auto response = b->join(t, "leaver");
+  ASSERT_TRUE(response && response->ok);
+  EXPECT_EQ(response->features, std::vector<std::string>{"logout"});
+  ASSERT_TRUE(a->wait_until([&] { return a->peer(b->public_key()) != nullptr; }));
+
+  ASSERT_TRUE(b->send(control::Logout{}));
+  auto error = b->wait_for<control::ErrorMessage>();
+  ASSERT_TRUE(error);
+  EXPECT_EQ(error->code, ErrorCode::not_registered);
+  EXPECT_TRUE(b->closed_by_server());
+  ASSERT_TRUE(a->wait_until([&] { return a->peer(b->public_key()) == nullptr; }, 2000ms));
+  EXPECT_FALSE(a->map_broken());
+  auto stored = admin_->find_node(b->public_key());
+  ASSERT_TRUE(stored);
+  EXPECT_FALSE(stored->has_value());
+  // Gone for good: the key alone does not bring it back.
+  Agent again(port_, coordinator_public_, b->node_key());
+  auto rejoin = again.join(std::nullopt, "leaver");
+  ASSERT_TRUE(rejoin);
+  EXPECT_EQ(rejoin->error_code, ErrorCode::not_registered);
+}
+
 TEST_F(ServerTest, EphemeralNodeIsRemovedAfterTheGrace) {
   ServerOptions options;
   options.sweep_interval = 50ms;

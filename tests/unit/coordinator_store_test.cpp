@@ -333,6 +333,16 @@ TEST_P(StoreTest, PresenceEndpointsAndRemoval) {
   EXPECT_EQ(removed->node_key, key(1));
   EXPECT_FALSE(*store_->find_node(key(1)));
   EXPECT_EQ(store_->remove_node("a").error().code, Errc::not_found);
+
+  // By node key (`knit logout`), noted as a change like the removal by name.
+  const Node b = join(2, "b");
+  auto by_key = store_->remove_node(key(2));
+  ASSERT_TRUE(by_key);
+  EXPECT_EQ(by_key->name, "b");
+  EXPECT_EQ(by_key->ipv4, b.ipv4);
+  EXPECT_FALSE(*store_->find_node(key(2)));
+  EXPECT_FALSE(*store_->find_node_by_name("b"));
+  EXPECT_EQ(store_->remove_node(key(2)).error().code, Errc::not_found);
 }
 
 TEST_P(StoreTest, RecordsAsTheControlProtocolShowsThem) {

@@ -63,7 +63,10 @@ TEST(ControlProtocol, RequestsRoundTrip) {
   const std::vector<ControlRequest> requests = {
       UpRequest{"knit1-abc", "laptop"}, UpRequest{"knit1-abc", ""}, UpRequest{"", ""},
       DownRequest{}, StatusRequest{}, IpRequest{}, PingInfoRequest{"host-b"}, VersionRequest{},
-      NetcheckRequest{}};
+      NetcheckRequest{}, LogoutRequest{},
+      SetRequest{std::nullopt, std::nullopt, std::nullopt, "alice"},
+      SetRequest{true, std::nullopt, std::nullopt, ""},
+      SetRequest{std::nullopt, std::nullopt, std::nullopt, std::nullopt}};
   for (const auto& request : requests) {
     const std::string line = encode_request(request);
     EXPECT_EQ(line.find('\n'), std::string::npos);
@@ -80,6 +83,11 @@ TEST(ControlProtocol, ResponsesRoundTrip) {
       UpReply{"host-a", *IpAddress::parse("100.64.0.1"), *IpAddress::parse("fd7a::1"), true},
       DownReply{true},
       DownReply{false},
+      LogoutReply{true, true, "host-a", ""},
+      LogoutReply{true, false, "host-a", "no answer from the coordinator within 15 s"},
+      LogoutReply{false, false, "", ""},
+      SetReply{true, std::nullopt, std::nullopt, std::string("alice")},
+      SetReply{false, true, false, std::string("")},
       StatusReply{sample_status(), CoordinatorStatus{"connected", "192.0.2.9:443", ""}},
       StatusReply{sample_status(), CoordinatorStatus{"waiting", "", "cannot reach the coordinator"}},
       IpReply{*IpAddress::parse("100.64.0.1"), *IpAddress::parse("fd7a::1")},

@@ -152,7 +152,7 @@ TEST(TunOffload, ChecksumMatchesTheNaiveSumAtEveryLength) {
   std::mt19937 rng(1);
   for (std::size_t n = 0; n < 300; ++n) {
     const Packet data = random_bytes(rng, n);
-    EXPECT_EQ(static_cast<std::uint16_t>(~checksum_fold(checksum_add(data))), naive_checksum(data, 0, 0)) << n;
+    EXPECT_EQ(static_cast<std::uint16_t>(~checksum_fold(checksum_accumulate(data))), naive_checksum(data, 0, 0)) << n;
   }
 }
 
@@ -494,7 +494,7 @@ TEST(TunOffload, ACoalescedPacketCarriesAPartialChecksumTheKernelCanFinish) {
   Packet done = w.bytes;
   ASSERT_EQ(complete_checksum(VirtioNetHeader{VirtioNetHeader::kNeedsCsum, 0, 0, 0, 20, 16}, done), OffloadError::ok);
   std::uint64_t sum = pseudo_header_sum(ByteSpan(done).subspan(12, 4), ByteSpan(done).subspan(16, 4), 6, 3020);
-  EXPECT_EQ(checksum_fold(checksum_add(ByteSpan(done).subspan(20), sum)), 0xffff);
+  EXPECT_EQ(checksum_fold(checksum_accumulate(ByteSpan(done).subspan(20), sum)), 0xffff);
   EXPECT_EQ(naive_checksum(Packet(done.begin(), done.begin() + 20), 0, 0), 0);  // IPv4 header
 }
 
