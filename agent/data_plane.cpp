@@ -66,7 +66,26 @@ void DataPlane::outbound(const wg::Now& t, MutableByteSpan frame, std::size_t si
   if (local_hook_ && local_hook_(frame.subspan(wg::kFrameHeadroom, size))) return;
   const std::size_t pass = filter_.outbound(t.mono, frame.subspan(wg::kFrameHeadroom, size));
   if (pass == 0) return;
+  clamp_mss(frame.subspan(wg::kFrameHeadroom, pass), true);
   device_.on_tun_packet(t, frame, pass);
+}
+
+void DataPlane::clamp_mss(MutableByteSpan packet, bool outbound) {
+  if (!mss_clamp_on_) return;
+  // Checksums are whole here: complete_checksum and the Segmenter ran before the filter, and
+  // peers send whole packets.
+  mss_clamp_.clamp(packet, [&](const nat::MssOption& option) -> std::size_t {
+    const std::size_t address_at = outbound ? (option.ip_version == 4 ? 16 : 24) : (option.ip_version == 4 ? 12 : 8);
+    const IpAddress address = option.ip_version == 4 ? IpAddress::v4(packet.data() + address_at)
+                                                     : IpAddress::v6(packet.data() + address_at);
+    const wg::Peer* peer = device_.peer_for(address);
+    std::size_t mtu = device_.mtu();
+    if (peer && peer_mtu_) {
+      const std::size_t path = peer_mtu_(peer->public_key);
+      if (path != 0 && path < mtu) mtu = path;
+    }
+    return mtu;
+  });
 }
 
 void DataPlane::on_tun_readable() {
@@ -130,6 +149,7 @@ void DataPlane::on_wireguard(wg::Now t, std::span<const ReceivedDatagram> batch)
 void DataPlane::write_tun(MutableByteSpan packet) {
   const std::size_t pass = filter_.inbound(Clock::now(), packet);
   if (pass == 0) return;
+  clamp_mss(packet.first(pass), false);
   if (tun_.vnet_header()) {
     coalescer_.add(packet.first(pass), *this);
     return;
@@ -174,6 +194,8 @@ std::string DataPlane::summary() const {
       << " filter_refused_v6=" << f.refused_v6 << " filter_malformed=" << f.malformed
       << " filter_untracked=" << f.untracked << " forwarded_in=" << f.forwarded_in
       << " forwarded_out=" << f.forwarded_out;
+  const nat::MssClampStats& m = mss_clamp_.stats();
+  out << " mss_syns=" << m.syns_seen << " mss_clamped=" << m.clamped << " mss_malformed=" << m.malformed;
   return out.str();
 }
 

@@ -10,7 +10,9 @@
 //      segments (tun/offload.hpp), each into segment_ and through steps 2-4 in turn;
 //      a packet (or segment) the local hook takes (the mesh resolver's address,
 //      dns_service.hpp) stops here
-//   2. PacketFilter::outbound       conntrack and port-forward rewrites (packet_filter.hpp)
+//   2. PacketFilter::outbound       conntrack and port-forward rewrites (packet_filter.hpp);
+//                                   then the MSS clamp (nat/mss_clamp.hpp): a SYN's MSS fits
+//                                   the tunnel MTU towards its peer (peer_mtu)
 //   3. wg::Device::on_tun_packet    allowed IPs pick the peer; sealed in place, or staged while
 //                                   a handshake runs
 //   4. wg::Transport::send          the path beneath the seam (udp_transport / mesh_transport)
@@ -18,7 +20,8 @@
 // Inbound, network -> TUN (on_wireguard, a batch a transport classified as WireGuard):
 //   1. wg::Device::on_datagram      authenticate, decrypt in place, replay window, cryptokey
 //                                   routing (the inner source must be the peer's)
-//   2. write_tun                    PacketFilter::inbound (shields, forwards), then the TUN;
+//   2. write_tun                    PacketFilter::inbound (shields, forwards), the MSS clamp
+//                                   (a peer's SYN and SYN-ACK fit our path to it), then the TUN;
 //                                   with offloads a TCP flow's segments are coalesced into
 //                                   super-packets (tun/offload.hpp) and written after the batch
 //   3. after the batch              Transport::flush (handshake answers), re-arm the timer
@@ -36,6 +39,7 @@
 #include "agent/datagram.hpp"
 #include "agent/packet_filter.hpp"
 #include "base/random.hpp"
+#include "nat/mss_clamp.hpp"
 #include "net/deadline_timer.hpp"
 #include "tun/offload.hpp"
 #include "tun/tun_device.hpp"
@@ -76,6 +80,13 @@ class DataPlane final : public wg::TunSink, public WireGuardReceiver, private tu
   using LocalHook = std::function<bool(ByteSpan packet)>;
   void set_local_hook(LocalHook hook) { local_hook_ = std::move(hook); }
   void write_local(ByteSpan packet);
+  // The tunnel MTU towards a peer (its path MTU, punch/path/pmtu.hpp); 0: the device's MTU.
+  // Asked only for SYNs that carry an MSS option, in both directions. Without a hook every
+  // SYN is clamped to the device's MTU. set_mss_clamp(false) turns clamping off (KNIT_PMTU=off).
+  using PeerMtu = std::function<std::size_t(const wg::PublicKey& peer)>;
+  void set_peer_mtu(PeerMtu hook) { peer_mtu_ = std::move(hook); }
+  void set_mss_clamp(bool on) { mss_clamp_on_ = on; }
+  const nat::MssClampStats& mss_clamp_stats() const { return mss_clamp_.stats(); }
   // One line of the device and filter counters, for the shutdown log.
   std::string summary() const;
   static wg::Now now();
@@ -91,6 +102,9 @@ class DataPlane final : public wg::TunSink, public WireGuardReceiver, private tu
   void after_work();
   void outbound(const wg::Now& t, MutableByteSpan frame, std::size_t size);
   void write_coalesced(const tun::VirtioNetHeader& header, ByteSpan packet) override;
+  // outbound: the packet goes to the peer that holds its destination; else it came from the
+  // peer that holds its source.
+  void clamp_mss(MutableByteSpan packet, bool outbound);
 
   tun::TunDevice& tun_;
   asio::posix::stream_descriptor tun_stream_;
@@ -103,6 +117,9 @@ class DataPlane final : public wg::TunSink, public WireGuardReceiver, private tu
   tun::Segmenter segmenter_;
   tun::TcpCoalescer coalescer_;
   LocalHook local_hook_;
+  PeerMtu peer_mtu_;
+  nat::MssClamp mss_clamp_;
+  bool mss_clamp_on_ = true;
   std::uint64_t tun_write_errors_ = 0;
   std::uint64_t tun_super_packets_ = 0;
   std::uint64_t tun_offload_errors_ = 0;

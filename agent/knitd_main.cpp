@@ -166,6 +166,13 @@ int main(int argc, char** argv) {
     agent::NetlinkLinkControl mesh_link(tun.name());
     PlaneDevice plane_device(plane, udp);
     agent::MeshPaths mesh_paths(io, plane, udp);
+    // KNIT_PMTU=off: no path MTU discovery and no MSS clamping (what the netns test compares
+    // against: a black hole on a path smaller than the tunnel).
+    const char* pmtu_env = std::getenv("KNIT_PMTU");
+    const bool pmtu = pmtu_env == nullptr || std::string_view(pmtu_env) != "off";
+    plane.set_mss_clamp(pmtu);
+    mesh_paths.set_pmtu_enabled(pmtu);
+    if (!pmtu) log(LogLevel::info, "knitd", "path MTU discovery and MSS clamping off (KNIT_PMTU=off)");
     agent::Membership::Options membership_options;
     membership_options.state_dir = state_dir;
     membership_options.tun_name = tun.name();

@@ -36,6 +36,9 @@ void register_knitd_metrics(metrics::Registry& registry, const DataPlane& plane,
   Counter& handshakes = registry.counter("knit_handshakes_total", "WireGuard handshakes completed.");
   Counter& initiations = registry.counter("knit_handshake_initiations_total",
                                           "WireGuard handshake initiations sent.");
+  Counter& mss_clamped = registry.counter("knit_mss_clamped_total",
+                                          "TCP SYNs and SYN-ACKs whose MSS was lowered to the peer's path MTU.");
+  Counter& pmtu_probes = registry.counter("knit_pmtu_probes_total", "Path MTU probes (padded disco pings) sent.");
   Gauge& nat_bytes = registry.gauge("knit_nat_table_bytes", "Memory of the IPv4 NAT/conntrack table.");
   Gauge& v6_flows = registry.gauge("knit_ipv6_flows", "IPv6 flows tracked by the packet filter.");
   Gauge& coordinator = registry.gauge("knit_control_connected",
@@ -85,6 +88,7 @@ void register_knitd_metrics(metrics::Registry& registry, const DataPlane& plane,
     rx_datagrams.set(st.rx_datagrams);
     handshakes.set(st.handshakes_completed);
     initiations.set(st.handshake_initiations_sent);
+    mss_clamped.set(p.mss_clamp_stats().clamped);
     const localapi::FilterCounters fc = p.filter().counters();
     refused_v4->set(fc.refused_v4);
     refused_v6->set(fc.refused_v6);
@@ -108,6 +112,7 @@ void register_knitd_metrics(metrics::Registry& registry, const DataPlane& plane,
       std::uint64_t disco = 0;
       for (auto d : transport->stats().drops) disco += d;
       disco_drops->set(disco);
+      pmtu_probes.set(transport->stats().pmtu_probes_sent);
     } else {
       for (int i = 0; i < 3; ++i) by_path.peers[i]->set(0);
     }

@@ -43,11 +43,13 @@ void apply_path(localapi::PeerStatus& peer, const PeerPath& path) {
       peer.path = localapi::PathKind::direct;
       peer.endpoint = path.endpoint;
       peer.rtt_ms = path.rtt_ms;
+      peer.path_mtu = path.path_mtu;
       break;
     case punch::PathKind::relay:
       peer.path = localapi::PathKind::relay;
       peer.relay = path.relay;
       peer.endpoint.reset();
+      peer.path_mtu = path.path_mtu;
       break;
     case punch::PathKind::none:
       // Nothing proven by a probe: a fresh handshake to a real endpoint still means direct.
@@ -97,6 +99,7 @@ localapi::ControlResponse LocalApi::status() {
   if (const MeshPaths* paths = membership_.paths()) {
     // Our home relay while the link to it is up (docs/ARCHITECTURE.md: self.relay).
     if (paths->relay_connected() && !paths->home_relay().empty()) self.relay = paths->home_relay();
+    self.mtu = static_cast<std::uint32_t>(paths->tunnel_mtu());
     if (const auto& check = paths->last_netcheck()) self.nat = nat_status(*check, paths->observed_mapping_varies());
     for (localapi::PeerStatus& peer : reply.status.peers) apply_path(peer, paths->path_of(peer.node_key));
   }

@@ -23,8 +23,12 @@ void MeshPaths::start(const NodeIdentity& identity) {
   transport_->set_stun_handler(
       [this](Instant now, const Endpoint& from, ByteSpan datagram) { netcheck_->on_stun(now, from, datagram); });
   netcheck_->on_changed = [this] { on_netcheck_changed(); };
+  transport_->set_pmtu(pmtu_enabled_, plane_.device().mtu());
   transport_->start();
   plane_.configure([this](wg::Device& device, wg::Now) { device.set_transport(*transport_); });
+  plane_.set_peer_mtu([this](const wg::PublicKey& key) -> std::size_t {
+    return transport_ ? transport_->tunnel_mtu_of(key) : 0;
+  });
   netcheck_->start();
 }
 
@@ -32,6 +36,7 @@ void MeshPaths::stop() {
   if (!transport_) return;
   // Peers go back to where their endpoints say, until the membership removes them.
   plane_.configure([this](wg::Device& device, wg::Now) { device.set_transport(udp_); });
+  plane_.set_peer_mtu(nullptr);
   netcheck_->stop();
   transport_->stop();
   relay_->stop();
@@ -74,6 +79,10 @@ PeerPath MeshPaths::path_of(const wg::PublicKey& key) const {
   if (!transport_) return out;
   const punch::PathInfo info = transport_->path_of(key);
   out.kind = info.kind;
+  if (transport_->manages(key)) {
+    const std::size_t mtu = transport_->tunnel_mtu_of(key);
+    out.path_mtu = mtu != 0 ? mtu : plane_.device().mtu();
+  }
   if (info.kind == punch::PathKind::direct) {
     out.endpoint = info.endpoint;
     out.rtt_ms = std::chrono::duration<double, std::milli>(info.rtt).count();

@@ -36,6 +36,7 @@ struct PeerPath {
   std::optional<Endpoint> endpoint;  // direct
   std::optional<std::string> relay;  // relay: our home relay, which forwards to the peer's
   std::optional<double> rtt_ms;      // direct: the latest disco round trip
+  std::optional<std::size_t> path_mtu;  // the tunnel MTU towards the peer (pmtu.hpp)
 };
 
 class MeshPaths {
@@ -46,6 +47,9 @@ class MeshPaths {
   MeshPaths& operator=(const MeshPaths&) = delete;
 
   void start(const NodeIdentity& identity);
+  // Path MTU discovery and the MSS clamp that applies it (on unless KNIT_PMTU=off); takes
+  // effect at the next start().
+  void set_pmtu_enabled(bool enabled) { pmtu_enabled_ = enabled; }
   void stop();
   bool running() const { return transport_ != nullptr; }
 
@@ -70,6 +74,7 @@ class MeshPaths {
   // destination, whatever one STUN address could show.
   bool observed_mapping_varies() const { return transport_ && transport_->observed_mapping_varies(); }
   const std::optional<NetcheckReport>& last_netcheck() const;
+  std::size_t tunnel_mtu() const { return plane_.device().mtu(); }
   std::string home_relay() const { return relay_ ? relay_->name() : std::string(); }
   bool relay_connected() const { return relay_ && relay_->connected(); }
   const MeshTransport* transport() const { return transport_.get(); }
@@ -89,6 +94,7 @@ class MeshPaths {
   std::unique_ptr<Netcheck> netcheck_;
   std::vector<Endpoint> interface_endpoints_;
   std::optional<NetcheckReport> no_report_;
+  bool pmtu_enabled_ = true;
 };
 
 }  // namespace knit::agent

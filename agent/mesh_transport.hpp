@@ -102,6 +102,10 @@ class MeshTransport final : public wg::Transport, public UdpTransport::OtherData
   // The stand-in endpoint of a mesh peer (allocated on first use).
   Endpoint stand_in(const wg::PublicKey& key) { return virtual_.assign(key); }
   punch::PathInfo path_of(const wg::PublicKey& key) const { return paths_.path(key, clock_()); }
+  // Path MTU discovery on direct paths (punch/path/pmtu.hpp) for a tunnel of this MTU, and
+  // what it found: the tunnel MTU towards a peer, 0 for the device's (PathManager::tunnel_mtu_of).
+  void set_pmtu(bool enabled, std::size_t tunnel_mtu) { paths_.set_pmtu(enabled, tunnel_mtu); }
+  std::size_t tunnel_mtu_of(const wg::PublicKey& key) const { return paths_.tunnel_mtu_of(key, clock_()); }
   // Mesh peers by current path: [none, relay, direct].
   std::array<std::size_t, 3> peers_by_path() const;
   const Traffic& traffic() const { return traffic_; }

@@ -84,6 +84,8 @@ std::string format_status(const localapi::StatusReply& reply, WallTime now) {
                "rx " + format_bytes(peer.rx_bytes),
                "tx " + format_bytes(peer.tx_bytes)};
     if (!peer.online) row.push_back("offline");
+    // The path carries less than the tunnel: say so (TCP is clamped to it).
+    if (peer.path_mtu && self.mtu && *peer.path_mtu < *self.mtu) row.push_back("mtu " + std::to_string(*peer.path_mtu));
     rows.push_back(std::move(row));
   }
   const auto widths = column_widths(rows);

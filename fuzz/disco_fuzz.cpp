@@ -43,9 +43,11 @@ bool same(const DiscoMessage& x, const DiscoMessage& y) {
   if (x.type != y.type) return false;
   switch (x.type) {
     case DiscoType::ping:
-      return x.ping.tx_id == y.ping.tx_id && x.ping.node_key == y.ping.node_key;
+      return x.ping.tx_id == y.ping.tx_id && x.ping.node_key == y.ping.node_key &&
+             x.ping.padding == y.ping.padding;
     case DiscoType::pong:
-      return x.pong.tx_id == y.pong.tx_id && x.pong.observed == y.pong.observed;
+      return x.pong.tx_id == y.pong.tx_id && x.pong.observed == y.pong.observed &&
+             x.pong.padded_pings == y.pong.padded_pings;
     case DiscoType::call_me_maybe:
       return x.call_me_maybe.mapping_varies == y.call_me_maybe.mapping_varies &&
              x.call_me_maybe.active == y.call_me_maybe.active &&
@@ -85,7 +87,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
       break;
     }
     case 1: {
-      if (input.size() > kMaxDiscoPacket - kDiscoHeaderSize - kDiscoTagSize) return 0;
+      if (input.size() > kMaxDiscoProbePacket - kDiscoHeaderSize - kDiscoTagSize) return 0;
       Bytes packet(kDiscoHeaderSize + kDiscoTagSize + input.size());
       std::copy(kDiscoMagic.begin(), kDiscoMagic.end(), packet.begin());
       std::copy(pair.b_pub.begin(), pair.b_pub.end(), packet.begin() + kDiscoMagic.size());

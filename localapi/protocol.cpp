@@ -335,7 +335,7 @@ SelfStatus self_from(const json& object) {
 }
 
 json peer_json(const PeerStatus& peer) {
-  return {{"name", peer.name},
+  json out = {{"name", peer.name},
           {"ipv4", peer.ipv4.to_string()},
           {"ipv6", peer.ipv6.to_string()},
           {"node_key", to_base64(peer.node_key)},
@@ -347,6 +347,9 @@ json peer_json(const PeerStatus& peer) {
           {"last_handshake", or_null(peer.last_handshake)},
           {"rx_bytes", peer.rx_bytes},
           {"tx_bytes", peer.tx_bytes}};
+  // knitd's addition (path MTU discovery): present when known.
+  if (peer.path_mtu) out["path_mtu"] = *peer.path_mtu;
+  return out;
 }
 
 PeerStatus peer_from(const json& object) {
@@ -368,6 +371,12 @@ PeerStatus peer_from(const json& object) {
       throw std::invalid_argument("\"rtt_ms\" must be a number of milliseconds");
     peer.rtt_ms = rtt.get<double>();
   }
+  if (object.contains("path_mtu") && !object["path_mtu"].is_null()) {
+    const json& mtu = object["path_mtu"];
+    if (!mtu.is_number_unsigned() || mtu.get<std::uint64_t>() > 65535)
+      throw std::invalid_argument("\"path_mtu\" must be a number of bytes");
+    peer.path_mtu = mtu.get<std::uint32_t>();
+  }
   const json& handshake = field(object, "last_handshake");
   if (!handshake.is_null()) {
     if (!handshake.is_number_integer()) throw std::invalid_argument("\"last_handshake\" must be unix seconds");
@@ -383,12 +392,18 @@ json status_json(const StatusReport& status) {
   for (const PeerStatus& peer : status.peers) peers.push_back(peer_json(peer));
   json self = self_json(status.self);
   if (status.self.filter) add_filter_json(self, *status.self.filter);
+  if (status.self.mtu) self["mtu"] = *status.self.mtu;
   return {{"self", self}, {"peers", peers}};
 }
 
 StatusReport status_from(const json& object) {
   StatusReport status;
   status.self = self_from(object_field(object, "self"));
+  if (const json& self = object_field(object, "self"); self.contains("mtu") && !self["mtu"].is_null()) {
+    if (!self["mtu"].is_number_unsigned() || self["mtu"].get<std::uint64_t>() > 65535)
+      throw std::invalid_argument("\"mtu\" must be a number of bytes");
+    status.self.mtu = self["mtu"].get<std::uint32_t>();
+  }
   const json& peers = field(object, "peers");
   if (!peers.is_array()) throw std::invalid_argument("\"peers\" must be a list");
   for (const json& item : peers) status.peers.push_back(peer_from(item));

@@ -33,6 +33,8 @@
 //    "peers": [{"name", "ipv4", "ipv6", "node_key", "online", "path": "direct"|"relay"|"none",
 //               "endpoint", "relay", "rtt_ms", "last_handshake", "rx_bytes", "tx_bytes"}]}
 //
+// knitd adds "self.mtu" (the tunnel MTU) and "path_mtu" to each peer (when known: the tunnel MTU
+// its path carries, punch/path/pmtu.hpp).
 // knitd extends "self" with its shields and port forwards (filter_status.hpp): "shields_up",
 // "forwards" and "filter" (the filter's counters); absent when talking to an older knitd.
 //

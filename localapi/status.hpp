@@ -44,6 +44,7 @@ struct SelfStatus {
   std::optional<std::string> relay;  // our home relay
   // knitd's shields and port forwards: "shields_up", "forwards", "filter" (filter_status.hpp).
   std::optional<FilterStatus> filter;
+  std::optional<std::uint32_t> mtu;  // "mtu": the tunnel MTU (knitd adds it)
   friend bool operator==(const SelfStatus&, const SelfStatus&) = default;
 };
 
@@ -61,6 +62,9 @@ struct PeerStatus {
   std::optional<Endpoint> endpoint;  // where WireGuard sends to now
   std::optional<std::string> relay;  // the peer's home relay
   std::optional<double> rtt_ms;      // null until measured
+  // "path_mtu": the tunnel MTU towards this peer, as path MTU discovery found it (below the
+  // tunnel MTU when the path is smaller); null or absent when knitd does not know.
+  std::optional<std::uint32_t> path_mtu;
   std::optional<std::int64_t> last_handshake;  // unix seconds
   std::uint64_t rx_bytes = 0;
   std::uint64_t tx_bytes = 0;

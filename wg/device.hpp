@@ -103,6 +103,11 @@ class Device {
   void add_allowed_ip(Peer& peer, const IpPrefix& prefix);
   void clear_allowed_ips(Peer& peer);
   std::vector<IpPrefix> allowed_ips_of(const Peer& peer) const;
+  // The peer whose allowed IPs hold this inner address (cryptokey routing), if any.
+  const Peer* peer_for(const IpAddress& inner) const {
+    const auto p = allowed_ips_.lookup(inner);
+    return p ? *p : nullptr;
+  }
   template <typename F>
   void for_each_peer(F&& f) const {
     for (const auto& key : peer_order_) f(*peers_.at(key));
@@ -126,6 +131,7 @@ class Device {
   bool under_load(Instant now);
   // Padding never grows a packet past the tunnel MTU (whitepaper §5.4.6).
   void set_mtu(std::size_t mtu) { mtu_ = mtu; }
+  std::size_t mtu() const { return mtu_; }
 
  private:
   struct IndexEntry {

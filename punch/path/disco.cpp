@@ -87,10 +87,12 @@ Bytes encode_plaintext(const DiscoMessage& m) {
     case DiscoType::ping:
       out.insert(out.end(), m.ping.tx_id.begin(), m.ping.tx_id.end());
       out.insert(out.end(), m.ping.node_key.begin(), m.ping.node_key.end());
+      out.insert(out.end(), std::min(m.ping.padding, kMaxDiscoProbePacket), std::uint8_t{0});
       break;
     case DiscoType::pong:
       out.insert(out.end(), m.pong.tx_id.begin(), m.pong.tx_id.end());
       put_endpoint(out, m.pong.observed);
+      out.push_back(m.pong.padded_pings ? kPongFlagPaddedPings : 0);
       break;
     case DiscoType::call_me_maybe: {
       const CallMeMaybe& c = m.call_me_maybe;
@@ -124,12 +126,14 @@ DiscoError decode_plaintext(ByteSpan pt, DiscoMessage& out) {
       out.type = DiscoType::ping;
       std::memcpy(out.ping.tx_id.data(), body.data(), 12);
       std::memcpy(out.ping.node_key.data(), body.data() + 12, 32);
+      out.ping.padding = body.size() - kPingBodySize;
       return DiscoError::none;
     case static_cast<std::uint8_t>(DiscoType::pong):
       if (body.size() < kPongBodySize) return DiscoError::malformed;
       out.type = DiscoType::pong;
       std::memcpy(out.pong.tx_id.data(), body.data(), 12);
       if (!get_endpoint(body.data() + 12, out.pong.observed)) return DiscoError::malformed;
+      if (body.size() > kPongBodySize) out.pong.padded_pings = (body[kPongBodySize] & kPongFlagPaddedPings) != 0;
       return DiscoError::none;
     case static_cast<std::uint8_t>(DiscoType::call_me_maybe): {
       if (body.size() < kCallMeMaybeFixedSize) return DiscoError::malformed;
@@ -192,13 +196,14 @@ Bytes DiscoSession::seal(const DiscoMessage& message, std::uint64_t counter, Ran
 DiscoError DiscoSession::open(ByteSpan packet, DiscoMessage& out) {
   if (!looks_like_disco(packet)) return DiscoError::not_disco;
   if (packet.size() < kDiscoHeaderSize + kDiscoTagSize + 2) return DiscoError::truncated;
-  if (packet.size() > kMaxDiscoPacket) return DiscoError::too_big;
+  if (packet.size() > kMaxDiscoProbePacket) return DiscoError::too_big;
   if (!ready_ || sodium_memcmp(packet.data() + kDiscoMagic.size(), theirs_.data(), 32) != 0)
     return DiscoError::unknown_sender;
   const std::uint8_t* nonce = packet.data() + kDiscoMagic.size() + kDiscoKeySize;
   const ByteSpan boxed = packet.subspan(kDiscoHeaderSize);
-  std::array<std::uint8_t, kMaxDiscoPacket> pt{};
   const std::size_t pt_len = boxed.size() - kDiscoTagSize;
+  // On the heap: a padded probe may be kilobytes; it is one allocation per disco message.
+  Bytes pt(pt_len);
   if (crypto_box_open_easy_afternm(pt.data(), boxed.data(), boxed.size(), nonce,
                                    shared_.data()) != 0)
     return DiscoError::bad_box;

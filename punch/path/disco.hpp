@@ -13,13 +13,19 @@
 //                (libsodium crypto_box_easy_afternm): Poly1305 tag (16) | ciphertext
 //
 //   plaintext  = type (1) | version (1) | body
-//     ping          1   tx_id (12) | sender node key (32)
-//     pong          2   tx_id (12) | observed source: endpoint (19)
+//     ping          1   tx_id (12) | sender node key (32) [| padding (zeros)]
+//     pong          2   tx_id (12) | observed source: endpoint (19) [| flags (1)]
 //     call_me_maybe 3   flags (1: bit 0 mapping varies, bit 1 sender has traffic for us,
 //                       bit 2 sender has opened its NAT towards our candidates: ping now) |
 //                       epoch (8) | count (1) |
 //                       count x { kind (1) | endpoint (19) }          count <= 16
 //   endpoint   = family (1: 4 or 6) | address (16: IPv4 in the first 4, the rest zero) | port (2)
+//
+// Path MTU probes (pmtu.hpp) are pings padded with zeros to the size under test. Older agents
+// refuse any datagram longer than a full call-me-maybe (too_big) and so never answer a padded
+// ping; agents that accept them append a flags byte to every pong (bit 0: padded pings are
+// welcome), which older agents ignore (a version may append fields). A peer whose pongs lack it
+// is never sent padded pings.
 //
 // Told apart from the other traffic on the socket by the first byte: WireGuard messages start
 // with 1..4 (whitepaper §5.4) and STUN with the two top bits 00 (RFC 8489 §5); 'K' (0x4b) is
@@ -67,6 +73,11 @@ inline constexpr std::size_t kCallMeMaybeFixedSize = 1 + 8 + 1;
 inline constexpr std::size_t kMaxDiscoPacket = kDiscoHeaderSize + kDiscoTagSize + 2 +
                                                kCallMeMaybeFixedSize +
                                                kMaxCallMeMaybeEndpoints * (1 + kDiscoEndpointSize);
+// The largest padded ping accepted (a path MTU probe; jumbo frames are 9000 bytes).
+inline constexpr std::size_t kMaxDiscoProbePacket = 9216;
+// The sealed size of a ping without padding.
+inline constexpr std::size_t kDiscoPingSize = kDiscoHeaderSize + kDiscoTagSize + 2 + kPingBodySize;
+inline constexpr std::uint8_t kPongFlagPaddedPings = 1;
 
 enum class DiscoType : std::uint8_t { ping = 1, pong = 2, call_me_maybe = 3 };
 
@@ -89,10 +100,12 @@ struct CandidateEndpoint {
 struct DiscoPing {
   TxId tx_id{};
   NodeKey node_key{};
+  std::size_t padding = 0;  // zeros after the body: a path MTU probe
 };
 struct DiscoPong {
   TxId tx_id{};
   Endpoint observed;  // the source the ping arrived from, as the pinged side saw it
+  bool padded_pings = false;  // the sender answers padded pings (its flags byte says so)
 };
 struct CallMeMaybe {
   bool mapping_varies = false;  // the sender's NAT maps per destination ("hard")
@@ -113,7 +126,7 @@ enum class DiscoError : std::uint8_t {
   none,
   not_disco,        // no magic
   truncated,        // shorter than header + tag + type/version
-  too_big,          // longer than any message we send
+  too_big,          // longer than any message we send (kMaxDiscoProbePacket)
   unknown_sender,   // no peer with that disco key
   bad_box,          // the box does not open (wrong key, tampered, forged)
   replay,           // counter seen before or older than the window

@@ -222,6 +222,8 @@ void PathManager::network_changed(Instant now) {
                            peer->candidates.end());
     peer->best.reset();
     peer->pings.clear();
+    peer->pmtu_path.reset();  // whatever path comes next is searched from the base
+    peer->pmtu_probes.clear();
     peer->last_full_probe.reset();  // no spacing: probe at once
     peer->full_probe_at = now;
     peer->reprobe_backoff = kReprobeMin;
@@ -274,6 +276,9 @@ std::vector<PeerPathStatus> PathManager::status(Instant now) const {
     s.candidates = peer->candidates.size();
     s.active = peer->active(now);
     s.predicting = peer->prediction.role != Prediction::Role::none;
+    s.tunnel_mtu = peer_tunnel_mtu(*peer, now);
+    if (peer->pmtu_path && peer->direct(now) && peer->pmtu.state() != PmtuSearch::State::idle)
+      s.path_mtu = peer->pmtu.mtu();
     out.push_back(s);
   }
   return out;
@@ -349,6 +354,7 @@ void PathManager::handle_ping(Instant now, Peer& peer, const DiscoSource& source
   DiscoMessage pong;
   pong.type = DiscoType::pong;
   pong.pong.tx_id = ping.tx_id;
+  pong.pong.padded_pings = true;  // we answer padded pings (path MTU probes)
   if (source.via == DiscoSource::Via::relay) {
     // Answered the way it came (a relay RTT probe); no path to learn.
     if (relay_available_ && peer.cmm_bucket.take(now)) {
@@ -397,6 +403,20 @@ void PathManager::note_observed(Instant now, const Endpoint& to, const Endpoint&
 DiscoError PathManager::handle_pong(Instant now, Peer& peer, const DiscoSource& source,
                                     const DiscoPong& pong) {
   if (source.via != DiscoSource::Via::udp) return DiscoError::unexpected_pong;
+  peer.padded_pings = pong.padded_pings;
+  // An answer to a padded ping: that size gets through on the path under search.
+  auto probe = std::find_if(peer.pmtu_probes.begin(), peer.pmtu_probes.end(),
+                            [&](const PmtuProbe& p) { return p.tx == pong.tx_id; });
+  if (probe != peer.pmtu_probes.end()) {
+    const std::size_t size = probe->size;
+    peer.pmtu_probes.erase(probe);
+    if (!peer.pmtu_path || !peer.pmtu_path->matches(source.socket, source.from))
+      return DiscoError::unexpected_pong;
+    peer.pmtu.acked(now, size);
+    ++stats_.pmtu_probes_acked;
+    if (const auto i = peer.find(source.socket, source.from)) peer.candidates[*i].last_pong = now;
+    return DiscoError::none;
+  }
   Prediction& pr = peer.prediction;
   std::optional<std::size_t> idx;
   Duration rtt{};
@@ -525,6 +545,38 @@ DiscoError PathManager::handle_call_me_maybe(Instant now, Peer& peer, const Call
       peer.prediction.role == Prediction::Role::none)
     peer.predict_at = now + kPredictStartDelay;
   return DiscoError::none;
+}
+
+// ---------------------------------------------------------------- path MTU
+
+void PathManager::set_pmtu(bool enabled, std::size_t tunnel_mtu) {
+  pmtu_enabled_ = enabled;
+  tunnel_mtu_ = tunnel_mtu;
+  for (auto& [key, peer] : peers_) {
+    peer->pmtu_path.reset();
+    peer->pmtu.stop();
+    peer->pmtu_probes.clear();
+    peer->last_direct_tunnel_mtu.reset();
+  }
+}
+
+std::size_t PathManager::peer_tunnel_mtu(const Peer& peer, Instant now) const {
+  if (!pmtu_enabled_ || !peer.padded_pings) return 0;
+  if (peer.direct(now)) {
+    const Candidate& c = peer.candidates[*peer.best];
+    const bool v6 = c.endpoint.address().is_v6();
+    // The search's result on this path; the base on a path not searched yet (a quiet peer's
+    // first SYN comes before the search starts: the base is what is safe).
+    const bool searched = peer.pmtu_path && peer.pmtu_path->matches(c.socket, c.endpoint) &&
+                          peer.pmtu.state() != PmtuSearch::State::idle;
+    return tunnel_mtu_for_path(searched ? peer.pmtu.mtu() : kPmtuBase, v6, tunnel_mtu_);
+  }
+  return peer.last_direct_tunnel_mtu.value_or(0);
+}
+
+std::size_t PathManager::tunnel_mtu_of(const NodeKey& node_key, Instant now) const {
+  const auto it = peers_.find(node_key);
+  return it == peers_.end() ? 0 : peer_tunnel_mtu(*it->second, now);
 }
 
 }  // namespace knit::punch

@@ -134,6 +134,7 @@ enum class SendPurpose : std::uint8_t {
   spray,          // prediction, easy side: ping to a random port
   socket_round,   // prediction, hard side: ping from a probe socket
   opener,         // a ping with a short TTL: opens our own NAT, dies before the peer's router
+  pmtu_probe,     // a ping padded to a size under test on the chosen path (pmtu.hpp)
 };
 
 struct PathAction {
@@ -172,6 +173,8 @@ struct PathStats {
   std::uint64_t candidates_refused = 0; // a peer's candidate table was full
   std::uint64_t mapping_observations = 0; // pongs whose observed source fed MappingEvidence
   std::uint64_t openers_sent = 0;         // short-TTL pings ahead of a full probe
+  std::uint64_t pmtu_probes_sent = 0;     // padded pings (path MTU search)
+  std::uint64_t pmtu_probes_acked = 0;
   std::uint64_t drops_of(DiscoError e) const { return drops[static_cast<std::size_t>(e)]; }
 };
 
@@ -182,6 +185,8 @@ struct PeerPathStatus {
   std::size_t candidates = 0;
   bool active = false;
   bool predicting = false;
+  std::size_t tunnel_mtu = 0;  // tunnel_mtu_of(); 0: the device's
+  std::optional<std::size_t> path_mtu;  // the outer path MTU the search confirmed, while direct
 };
 
 class PathManager {
@@ -213,6 +218,9 @@ class PathManager {
   // not one of ours (a peer configured by hand through `wg`).
   std::optional<PathInfo> route(Instant now, const NodeKey& node_key);
   void on_timers(Instant now);
+  // Path MTU discovery (pmtu.hpp) on each peer's chosen direct path, for a tunnel of this MTU.
+  // Off: no padded pings, and tunnel_mtu_of() says 0 for everyone.
+  void set_pmtu(bool enabled, std::size_t tunnel_mtu);
   // When on_timers() next has work; may be early, never late. nullopt: nothing pending.
   std::optional<Instant> next_deadline() const { return next_deadline_; }
 
@@ -224,6 +232,12 @@ class PathManager {
   // How to send to this peer now: one hash lookup and a comparison.
   PathInfo path(const NodeKey& node_key, Instant now) const;
   std::vector<PeerPathStatus> status(Instant now) const;
+  // The tunnel MTU towards a peer: 0 (use the device's) for strangers, with discovery off, for
+  // peers whose pongs do not offer padded pings (older agents) and for peers only ever reached
+  // through the relay (a TCP stream: no outer MTU); else what the path MTU search of the direct
+  // path confirmed (pmtu.hpp: the base, 1280, until a larger probe is answered). The last
+  // direct result is kept while the peer falls back to the relay.
+  std::size_t tunnel_mtu_of(const NodeKey& node_key, Instant now) const;
   const PathStats& stats() const { return stats_; }
   std::size_t peer_count() const { return peers_.size(); }
   std::size_t open_probe_sockets() const { return open_probe_sockets_; }
@@ -255,6 +269,8 @@ class PathManager {
   void full_probe(Instant now, Peer& peer);
   bool send_ping(Instant now, Peer& peer, std::size_t candidate, SendPurpose purpose);
   bool send_opener(Instant now, Peer& peer, std::size_t candidate);
+  void service_pmtu(Instant now, Peer& peer);
+  std::size_t peer_tunnel_mtu(const Peer& peer, Instant now) const;
   void send_deferred_pings(Instant now, Peer& peer);
   // opened: we have just sent openers or pings to the peer's public candidates (disco.hpp).
   bool send_call_me_maybe(Instant now, Peer& peer, bool opened = false);
@@ -289,6 +305,9 @@ class PathManager {
   // every probe still inside the global bucket.
   std::size_t predictions_easy_ = 0;
   std::size_t predictions_hard_ = 0;
+
+  bool pmtu_enabled_ = false;
+  std::size_t tunnel_mtu_ = 1420;
 
   std::vector<PathAction> actions_;
   std::optional<Instant> next_deadline_;

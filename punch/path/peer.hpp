@@ -11,6 +11,7 @@
 #include "punch/path/disco.hpp"
 #include "punch/path/constants.hpp"
 #include "punch/path/manager.hpp"
+#include "punch/path/pmtu.hpp"
 #include "punch/path/rate.hpp"
 #include "punch/path/predict.hpp"
 
@@ -41,6 +42,14 @@ struct OutstandingPing {
   Endpoint to;
   Instant sent{};
 };
+
+// A padded ping in flight (path MTU search).
+struct PmtuProbe {
+  TxId tx{};
+  std::size_t size = 0;  // outer IP packet size
+  Instant sent{};
+};
+inline constexpr std::size_t kMaxPmtuProbes = 8;
 
 struct Prediction {
   enum class Role : std::uint8_t { none, easy, hard };
@@ -92,6 +101,14 @@ struct PathManager::Peer {
   Prediction prediction;
   std::vector<SocketId> kept_sockets;  // probe sockets a prediction won, still ours
   std::optional<Instant> kept_unused_since;
+
+  // Path MTU (pmtu.hpp): searched on the chosen direct path, once the peer's pongs say it
+  // answers padded pings.
+  bool padded_pings = false;
+  PmtuSearch pmtu;
+  std::optional<Candidate> pmtu_path;      // the path the search is about (socket, endpoint)
+  std::vector<PmtuProbe> pmtu_probes;      // at most kMaxPmtuProbes
+  std::optional<std::size_t> last_direct_tunnel_mtu;  // kept across a fallback to the relay
 
   TokenBucket ping_bucket;
   TokenBucket cmm_bucket;

@@ -69,6 +69,8 @@ void PathManager::service(Instant now, Peer& peer) {
       send_ping(now, peer, *peer.best, SendPurpose::heartbeat);
   }
 
+  service_pmtu(now, peer);
+
   if (peer.predict_at && now >= *peer.predict_at) {
     peer.predict_at.reset();
     maybe_start_prediction(now, peer);
@@ -107,6 +109,8 @@ std::optional<Instant> PathManager::peer_wake(Instant now, const Peer& peer) con
   }
   earliest(w, peer.full_probe_at);
   earliest(w, peer.deferred_pings_at);
+  if (pmtu_enabled_ && peer.padded_pings && active && peer.direct(now))
+    earliest(w, peer.pmtu.next_deadline(now));
   if (active && peer.last_full_probe)
     earliest(w, *peer.last_full_probe + (peer.direct(now) ? kUpgradeInterval : peer.reprobe_backoff));
   earliest(w, peer.predict_at);
@@ -401,6 +405,36 @@ void PathManager::close_socket(SocketId socket) {
   a.socket = socket;
   actions_.push_back(std::move(a));
   if (open_probe_sockets_ > 0) --open_probe_sockets_;
+}
+
+// Path MTU search on the chosen direct path while the peer is in use (pmtu.hpp). A new chosen
+// path starts the search over from the base; the result is kept for a fallback to the relay.
+void PathManager::service_pmtu(Instant now, Peer& peer) {
+  std::erase_if(peer.pmtu_probes, [&](const PmtuProbe& p) { return now - p.sent > kPingTimeout; });
+  if (!pmtu_enabled_ || !peer.padded_pings || !peer.active(now) || !peer.direct(now)) return;
+  const Candidate& c = peer.candidates[*peer.best];
+  const bool v6 = c.endpoint.address().is_v6();
+  if (!peer.pmtu_path || !peer.pmtu_path->matches(c.socket, c.endpoint)) {
+    peer.pmtu_path = c;
+    peer.pmtu_probes.clear();
+    peer.pmtu.start(now, kPmtuBase, path_mtu_for_tunnel(tunnel_mtu_, v6));
+  }
+  peer.last_direct_tunnel_mtu = tunnel_mtu_for_path(peer.pmtu.mtu(), v6, tunnel_mtu_);
+  const std::optional<std::size_t> size = peer.pmtu.poll(now);
+  if (!size) return;
+  // A lost send counts as a lost probe (sent() either way), so a rate bound cannot spin us.
+  peer.pmtu.sent(now, *size);
+  const std::size_t headers = v6 ? kUdpIpHeadersV6 : kUdpIpHeadersV4;
+  if (*size < headers + kDiscoPingSize) return;
+  DiscoMessage m;
+  m.type = DiscoType::ping;
+  m.ping.tx_id = new_tx();
+  m.ping.node_key = self_node_key_;
+  m.ping.padding = *size - headers - kDiscoPingSize;
+  if (!send_disco_udp(now, peer, c.socket, c.endpoint, m, SendPurpose::pmtu_probe, false)) return;
+  if (peer.pmtu_probes.size() >= kMaxPmtuProbes) peer.pmtu_probes.erase(peer.pmtu_probes.begin());
+  peer.pmtu_probes.push_back(PmtuProbe{m.ping.tx_id, *size, now});
+  ++stats_.pmtu_probes_sent;
 }
 
 }  // namespace knit::punch

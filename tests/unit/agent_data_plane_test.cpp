@@ -86,6 +86,16 @@ Bytes udp_packet(std::uint32_t src, std::uint32_t dst, std::uint8_t fill) {
   return p;
 }
 
+// The TCP checksum of an IPv4 packet without options, recomputed in full.
+std::uint16_t tcp_checksum(const Bytes& p) {
+  std::uint32_t sum = load_be16(p.data() + 12) + load_be16(p.data() + 14) + load_be16(p.data() + 16) +
+                      load_be16(p.data() + 18) + 6 + static_cast<std::uint32_t>(p.size() - 20);
+  for (std::size_t i = 20; i + 1 < p.size(); i += 2)
+    if (i != 36) sum += load_be16(p.data() + i);
+  while (sum >> 16) sum = (sum & 0xffff) + (sum >> 16);
+  return static_cast<std::uint16_t>(~sum);
+}
+
 constexpr std::uint32_t kA = 0x0a000001, kB = 0x0a000002;
 
 class DataPlaneTest : public ::testing::Test {
@@ -192,6 +202,63 @@ TEST_F(DataPlaneTest, PacketsForNoPeerAreCountedNotSent) {
   run();
   EXPECT_TRUE(a_.transport.queued.empty());
   EXPECT_EQ(a_.plane->device().stats().tx_no_route, 1u);
+}
+
+// IPv4 TCP SYN from src to dst with an MSS option of `mss`, checksums right.
+Bytes syn_packet(std::uint32_t src, std::uint32_t dst, std::uint16_t mss) {
+  Bytes p(44, 0);
+  p[0] = 0x45;
+  store_be16(p.data() + 2, 44);
+  p[8] = 64;
+  p[9] = 6;
+  store_be32(p.data() + 12, src);
+  store_be32(p.data() + 16, dst);
+  std::uint32_t sum = 0;
+  for (int i = 0; i < 20; i += 2) sum += load_be16(p.data() + i);
+  while (sum >> 16) sum = (sum & 0xffff) + (sum >> 16);
+  store_be16(p.data() + 10, static_cast<std::uint16_t>(~sum));
+  std::uint8_t* t = p.data() + 20;
+  store_be16(t, 40000);
+  store_be16(t + 2, 443);
+  store_be32(t + 4, 1);
+  t[12] = 6 << 4;
+  t[13] = 0x02;
+  store_be16(t + 14, 64240);
+  t[20] = 2;
+  t[21] = 4;
+  store_be16(t + 22, mss);
+  store_be16(t + 16, tcp_checksum(p));
+  return p;
+}
+
+TEST_F(DataPlaneTest, SynsAreClampedToThePeersPathBothWays) {
+  // A knows its path to B carries a tunnel MTU of 1216; B knows nothing (its device MTU, 1420).
+  a_.plane->set_peer_mtu([](const wg::PublicKey&) { return std::size_t{1216}; });
+  a_.write_packet(syn_packet(kA, kB, 1460));
+  carry();
+  auto got = b_.read_packet();
+  ASSERT_TRUE(got);
+  EXPECT_EQ(load_be16(got->data() + 42), 1176) << "outbound: clamped at A to 1216 - 40";
+  EXPECT_EQ(load_be16(got->data() + 36), tcp_checksum(*got));
+  EXPECT_EQ(a_.plane->mss_clamp_stats().clamped, 1u);
+
+  // B's SYN (its own MSS 1380 fits B's MTU) is clamped again on the way into A's TUN.
+  b_.write_packet(syn_packet(kB, kA, 1380));
+  carry();
+  got = a_.read_packet();
+  ASSERT_TRUE(got);
+  EXPECT_EQ(load_be16(got->data() + 42), 1176) << "inbound: clamped at A as well";
+  EXPECT_EQ(load_be16(got->data() + 36), tcp_checksum(*got));
+  EXPECT_EQ(a_.plane->mss_clamp_stats().clamped, 2u);
+  EXPECT_EQ(b_.plane->mss_clamp_stats().clamped, 0u);
+
+  // Off (KNIT_PMTU=off): nothing changes.
+  a_.plane->set_mss_clamp(false);
+  a_.write_packet(syn_packet(kA, kB, 1460));
+  carry();
+  got = b_.read_packet();
+  ASSERT_TRUE(got);
+  EXPECT_EQ(load_be16(got->data() + 42), 1380) << "B still clamps to its own device MTU";
 }
 
 // ---------------------------------------------------------------- offloads

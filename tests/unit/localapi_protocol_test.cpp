@@ -140,6 +140,19 @@ TEST(ControlProtocol, StatusJsonIsTheContract) {
   }
   const json& b = doc["peers"][0];
   EXPECT_EQ(b["path"], "direct");
+  // knitd's additions, when it knows them: the tunnel MTU and each peer's path MTU.
+  StatusReport with_mtu = sample_status();
+  with_mtu.self.mtu = 1420;
+  with_mtu.peers[0].path_mtu = 1216;
+  const json more = json::parse(encode_status(with_mtu));
+  EXPECT_EQ(more["self"]["mtu"], 1420);
+  EXPECT_EQ(more["peers"][0]["path_mtu"], 1216);
+  EXPECT_FALSE(more["peers"][1].contains("path_mtu"));
+  StatusReply reply;
+  reply.status = with_mtu;
+  auto back = parse_response(encode_response(ControlResponse{reply}));
+  ASSERT_TRUE(std::holds_alternative<ControlResponse>(back));
+  EXPECT_EQ(std::get<StatusReply>(std::get<ControlResponse>(back)).status, with_mtu);
   EXPECT_EQ(b["endpoint"], "192.0.2.2:41641");
   EXPECT_EQ(b["relay"], "fra");
   EXPECT_EQ(b["rtt_ms"], 1.25);

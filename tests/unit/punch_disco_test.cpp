@@ -130,7 +130,7 @@ TEST(PunchDisco, TamperedOrMisaddressedPacketsDoNotOpen) {
   EXPECT_EQ(k.b_from_a.open(ByteSpan(good.data(), kDiscoHeaderSize + kDiscoTagSize + 1), out),
             DiscoError::truncated);
   Bytes huge = good;
-  huge.resize(kMaxDiscoPacket + 1);
+  huge.resize(kMaxDiscoProbePacket + 1);
   EXPECT_EQ(k.b_from_a.open(huge, out), DiscoError::too_big);
   // The good packet still opens (failures moved no replay state).
   EXPECT_EQ(k.b_from_a.open(good, out), DiscoError::none);
@@ -237,5 +237,40 @@ TEST(PunchDisco, RandomBytesNeverCrashAndNeverOpen) {
   }
 }
 
+
+TEST(PunchDisco, PaddedPingsAndThePongFlag) {
+  Keys k(9);
+  // A padded ping opens to the same ping, its padding counted.
+  DiscoMessage ping = make_ping(3);
+  ping.ping.padding = 1400 - kDiscoPingSize;
+  const Bytes p = k.a_to_b.seal(ping, 10, k.rng);
+  EXPECT_EQ(p.size(), 1400u);
+  DiscoMessage out;
+  ASSERT_EQ(k.b_from_a.open(p, out), DiscoError::none);
+  EXPECT_EQ(out.ping.tx_id, ping.ping.tx_id);
+  EXPECT_EQ(out.ping.padding, ping.ping.padding);
+  // Up to the probe limit, and not one byte more.
+  ping.ping.padding = kMaxDiscoProbePacket - kDiscoPingSize;
+  ASSERT_EQ(k.b_from_a.open(k.a_to_b.seal(ping, 11, k.rng), out), DiscoError::none);
+  ping.ping.padding += 1;
+  EXPECT_EQ(k.b_from_a.open(k.a_to_b.seal(ping, 12, k.rng), out), DiscoError::too_big);
+
+  // What an older agent's parser sees: the body it knows, then bytes it ignores (a version may
+  // append fields). A pong without the flags byte (from an older agent) says "no padded pings".
+  DiscoMessage pong;
+  pong.type = DiscoType::pong;
+  pong.pong.tx_id.fill(5);
+  pong.pong.observed = ep("192.0.2.1:41641");
+  pong.pong.padded_pings = true;
+  Bytes plain = encode_plaintext(pong);
+  ASSERT_EQ(plain.size(), 2 + kPongBodySize + 1);
+  EXPECT_EQ(plain.back(), kPongFlagPaddedPings);
+  ASSERT_EQ(decode_plaintext(plain, out), DiscoError::none);
+  EXPECT_TRUE(out.pong.padded_pings);
+  plain.pop_back();  // the old layout
+  ASSERT_EQ(decode_plaintext(plain, out), DiscoError::none);
+  EXPECT_FALSE(out.pong.padded_pings);
+  EXPECT_EQ(out.pong.observed, pong.pong.observed);
+}
 }  // namespace
 }  // namespace knit::punch

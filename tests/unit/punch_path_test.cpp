@@ -7,6 +7,7 @@
 #include <algorithm>
 
 #include "punch/path/constants.hpp"
+#include "punch/path/pmtu.hpp"
 #include "punch/path/select.hpp"
 #include "punch_sim_world.hpp"
 
@@ -439,6 +440,53 @@ TEST(PunchPath, SelectionRules) {
   EXPECT_TRUE(is_private_address(ip("fe80::1")));
   EXPECT_FALSE(is_private_address(ip("100.64.0.1")));
   EXPECT_FALSE(is_private_address(ip("2001:db8::1")));
+}
+
+}  // namespace
+}  // namespace knit::punch::sim
+
+namespace knit::punch::sim {
+namespace {
+
+TEST(PunchPath, PathMtuIsSearchedOnTheDirectPathAndGivesTheTunnelMtu) {
+  Pair p({kA}, {kB});
+  p.w.path_mtu = 1280;  // and no ICMP
+  p.a->pm->set_pmtu(true, 1420);
+  p.b->pm->set_pmtu(true, 1420);
+  p.start();
+  EXPECT_EQ(p.a->pm->tunnel_mtu_of(p.b->node_key, p.w.now), 0u) << "relay only: the device's MTU";
+  p.run(seconds(1));
+  ASSERT_EQ(p.ab().kind, PathKind::direct);
+  // Direct, not searched to the end yet: the base (1280) is what is safe.
+  EXPECT_EQ(p.a->pm->tunnel_mtu_of(p.b->node_key, p.w.now), 1216u);
+  p.run(seconds(40));
+  EXPECT_EQ(p.a->pm->tunnel_mtu_of(p.b->node_key, p.w.now), 1216u);
+  EXPECT_EQ(p.b->pm->tunnel_mtu_of(p.a->node_key, p.w.now), 1216u);
+  const auto probes = std::count_if(p.a->sends.begin(), p.a->sends.end(),
+                                    [](const SendRecord& s) { return s.purpose == SendPurpose::pmtu_probe; });
+  EXPECT_GE(probes, 6 * PmtuSearch::kMaxProbes) << "each size above 1280 tried three times";
+  EXPECT_LE(probes, 8 * PmtuSearch::kMaxProbes + 4) << "and not much more (one confirm probe)";
+  EXPECT_EQ(p.ab().kind, PathKind::direct) << "lost probes never cost the path its trust";
+  const auto st = p.a->pm->status(p.w.now);
+  ASSERT_EQ(st.size(), 1u);
+  EXPECT_EQ(st[0].tunnel_mtu, 1216u);
+  EXPECT_EQ(st[0].path_mtu, std::optional<std::size_t>(1280));
+
+  // The path grows (a route change): a network change searches again from the base, up.
+  p.w.path_mtu = 0;
+  p.a->pm->network_changed(p.w.now);
+  p.run(seconds(5));
+  EXPECT_EQ(p.a->pm->tunnel_mtu_of(p.b->node_key, p.w.now), 1420u);
+}
+
+TEST(PunchPath, PathMtuOffLeavesEverythingAlone) {
+  Pair p({kA}, {kB});
+  p.w.path_mtu = 1280;
+  p.start();
+  p.run(seconds(10));
+  ASSERT_EQ(p.ab().kind, PathKind::direct);
+  EXPECT_EQ(p.a->pm->tunnel_mtu_of(p.b->node_key, p.w.now), 0u);
+  EXPECT_EQ(p.a->pm->stats().pmtu_probes_sent, 0u);
 }
 
 }  // namespace

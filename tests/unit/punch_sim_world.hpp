@@ -98,6 +98,7 @@ class World {
   Duration relay_delay = std::chrono::milliseconds(40);     // one way through the relay
   std::map<IpAddress, Duration> extra_delay;  // added for packets to or from this address
   std::set<IpAddress> blackholed;             // packets to or from it vanish
+  std::size_t path_mtu = 0;                   // IP packets larger than this vanish (0: none do)
   bool relay_up = true;
   Instant now{};
 
@@ -308,6 +309,7 @@ class World {
   void to_internet(Bytes packet) {
     const nat::PacketSummary s = nat::summarize(packet);
     if (blackholed.count(s.source.address()) || blackholed.count(s.destination.address())) return;
+    if (path_mtu != 0 && packet.size() > path_mtu) return;  // no ICMP: a black hole
     at(now + delay_of(s), [this, packet = std::move(packet)]() mutable { arrive(std::move(packet)); });
   }
 

@@ -1,0 +1,149 @@
+#!/usr/bin/env bash
+# No black holes: a site whose WAN carries only 1280-byte packets, and no ICMP "fragmentation
+# needed" from any router (issue 13). The tunnel MTU stays at its default, 1420, so a full
+# tunnel packet is 1480 bytes outside. With path MTU discovery (padded disco pings) and MSS
+# clamping, TCP transfers across the mesh complete both ways; with KNIT_PMTU=off the same
+# transfers move (almost) nothing (with KNIT_OFFLOADS=off, see below), which shows the test can
+# fail.
+#
+#   [kn-coord-SFX] coordinator   [kn-ra-SFX] knit-relay "ra"   [kn-pub-SFX] knitd "pub"
+#            \                            |                            /
+#             +--------------------- [kn-core-SFX] "the internet" ----+
+#                                         |  mx-SFX 203.0.113.14/28   MTU 1280, ICMP frag-needed
+#                                         |  mw-SFX 203.0.113.1/28    MTU 1280  dropped (both ends)
+#                                   [kn-mr-SFX] router: masquerade; clamps the MSS of forwarded
+#                                         |     TCP to 1240 (as PPPoE routers do, so knitd's own
+#                                         |     coordinator and relay streams survive)
+#                                   [kn-mh1-SFX] knitd "site" 10.1.0.2
+#
+# The wire is judged by the kernel's own counters (/proc/net/snmp): IpFragFails on both routers
+# counts the packets dropped as too big for the hop (silently: the ICMP is dropped too), and
+# IpFragCreates everywhere the fragments made. With the feature only the path MTU probes are too
+# big (a few dozen) and nothing is fragmented; without it every full-size data packet is dropped.
+#
+# Knobs: PMTU_MB (MiB each way, default 5).
+set -euo pipefail
+source "$(dirname "${BASH_SOURCE[0]}")/../lab/lib.sh"
+source "$(dirname "${BASH_SOURCE[0]}")/../lab/nat.sh"
+source "$(dirname "${BASH_SOURCE[0]}")/../lab/mesh.sh"
+lab_init ping jq nc nft
+
+MB=${PMTU_MB:-5}
+
+lab_step "topology: coordinator, relay, pub on the internet; site m behind a 1280-byte WAN"
+lab_nat_core
+mesh_coordinator_start
+mesh_relay_start ra
+lab_core_host pub
+lab_site_kernel m port-restricted
+R=$(lab_site_router m)
+WAN=${LAB_SITE_WAN[m]}
+CIF=${LAB_SITE_CORE_IF[m]}
+ip -n "$R" link set "$WAN" mtu 1280
+ip -n "$LAB_CORE" link set "$CIF" mtu 1280
+# No ICMP about packets too big, from either router; outer TCP clamped at the site router; and
+# counters of the UDP packets too long for the hop, in each direction.
+lab_nft "$R" <<EOF
+table inet knit_lab_pmtu {
+  chain forward {
+    type filter hook forward priority filter - 10; policy accept;
+    tcp flags & syn == syn tcp option maxseg size set 1240
+  }
+  chain output {
+    type filter hook output priority filter; policy accept;
+    icmp type destination-unreachable icmp code frag-needed counter drop
+  }
+}
+EOF
+lab_nft "$LAB_CORE" <<EOF
+table inet knit_lab_pmtu {
+  chain output {
+    type filter hook output priority filter; policy accept;
+    icmp type destination-unreachable icmp code frag-needed counter drop
+  }
+}
+EOF
+# ip_snmp NS FIELD — one counter of the Ip: line of /proc/net/snmp in NS. IpFragFails counts
+# packets a router dropped because they were too big for the next hop with DF set (forwarded
+# packets, and each segment of a forwarded GSO train); IpFragCreates counts fragments made.
+ip_snmp() {
+  ip netns exec "$1" awk -v f="$2" '$1 == "Ip:" { if (!h) { split($0, k); h = 1 } else { split($0, v); for (i in k) if (k[i] == f) print v[i] } }' /proc/net/snmp
+}
+# too_big: packets dropped at the 1280-byte hop (both routers), fragments made by the hosts.
+too_big() {
+  printf '%s %s\n' $(( $(ip_snmp "$R" FragFails) + $(ip_snmp "$LAB_CORE" FragFails) )) \
+    $(( $(ip_snmp "$P" FragCreates) + $(ip_snmp "$H" FragCreates) + $(ip_snmp "$R" FragCreates) + $(ip_snmp "$LAB_CORE" FragCreates) ))
+}
+H=$(lab_site_host m)
+P=$(lab_host_ns pub)
+f=$(lab_data_file "$MB")
+
+# run LABEL_SUFFIX — starts both agents (the environment decides KNIT_PMTU), joins, waits for
+# the direct path. Sets A and B to the agents' labels.
+agents_up() {
+  A=pub$1 B=site$1
+  mesh_agent_start "$A" "$P"
+  mesh_agent_start "$B" "$H"
+  mesh_agent_up "$A"
+  mesh_agent_up "$B"
+  mesh_wait_full 20
+  mesh_ping "$B" "$A" 10
+  mesh_wait_path 30 "$B" "$A" direct
+  mesh_wait_path 30 "$A" "$B" direct
+  lab_log "direct path both ways: $B -> $(mesh_peer "$B" "$A" endpoint), $A -> $(mesh_peer "$A" "$B" endpoint)"
+}
+agents_down() {
+  mesh_agent_down "$A"; mesh_agent_down "$B"
+  mesh_agent_stop "$A"; mesh_agent_stop "$B"
+}
+
+# ---------------------------------------------------------------- without the feature
+# Offloads off too: Linux sends a UDP_SEGMENT train without DF whenever the train is longer
+# than the route MTU (ip_make_skb compares the whole train), so routers fragment those trains
+# and a transfer may get through, slowly, by luck of batching. One datagram per send always
+# carries DF, as wireguard-go's and the kernel module's do: the black hole of the issue.
+lab_step "KNIT_PMTU=off: the black hole"
+before=$(too_big)
+KNIT_PMTU=off KNIT_OFFLOADS=off agents_up 0
+mesh_ping "$A" "$B" 5
+lab_pass "ping works both ways (the mesh looks healthy)"
+out="$LAB_DIR/data/recv-off.bin"
+lab_bg off-recv "$H" timeout 12 sh -c 'exec nc -l -s "$1" -p 5100 </dev/null >"$2"' nc "$(mesh_ip "$B")" "$out"
+lab_wait_for 10 "a listener in $H" lab__listening "$H" 5100
+lab_bg off-send "$P" timeout 8 sh -c 'exec nc -N "$1" 5100 <"$2"' nc "$(mesh_ip "$B")" "$f"
+lab_bg_wait "$LAB_BG_LAST" 15
+got=$(stat -c %s "$out" 2>/dev/null || echo 0)
+read -r drops frags <<<"$(too_big)"
+read -r drops0 frags0 <<<"$before"
+lab_log "without: $got of $((MB * 1048576)) bytes arrived in 8 s; $((drops - drops0)) packets dropped as too big at the hop, $((frags - frags0)) fragments made"
+(( got < 1048576 )) || lab_fail "without path MTU discovery $got bytes crossed a 1280-byte hop: the test does not build the black hole it means to"
+(( drops - drops0 > 0 )) || lab_fail "without the feature no packet was dropped as too big at the hop: the black hole is not where the test thinks"
+lab_pass "KNIT_PMTU=off: $got bytes of $MB MiB in 8 s (the black hole the issue describes)"
+agents_down
+
+# ---------------------------------------------------------------- with it
+lab_step "path MTU discovery and MSS clamping on"
+before=$(too_big)
+agents_up 1
+lab_tcp_start down "$P" "$H" "$(mesh_ip "$B")" 5001 "$f"
+lab_tcp_start up "$H" "$P" "$(mesh_ip "$A")" 5002 "$f"
+lab_tcp_finish down 60
+lab_tcp_finish up 60
+read -r drops frags <<<"$(too_big)"
+read -r drops0 frags0 <<<"$before"
+lab_log "with: $((drops - drops0)) packets dropped as too big at the hop (path MTU probes), $((frags - frags0)) fragments made"
+(( drops - drops0 <= 80 )) || lab_fail "with path MTU discovery $((drops - drops0)) packets too big for the hop were sent: more than the probes"
+(( frags - frags0 == 0 )) || lab_fail "$((frags - frags0)) fragments were made: the tunnel must fit the path, not be fragmented"
+# What each side learned, as `knit status` shows it.
+for pair in "$A $B" "$B $A"; do
+  read -r x y <<<"$pair"
+  mtu=$(mesh_peer "$x" "$y" path_mtu)
+  lab_log "$x: path_mtu to $y = $mtu (tunnel MTU $(mesh_self "$x" mtu))"
+  [[ "$mtu" =~ ^[0-9]+$ ]] && (( mtu <= 1220 && mtu >= 1200 )) \
+    || lab_fail "$x reports path_mtu $mtu to $y; a 1280-byte IPv4 path carries a tunnel MTU of 1216"
+done
+human=$(mesh_knit "$A" status)
+grep -q "mtu 1216" <<<"$human" || lab_fail "\`knit status\` does not show the smaller path MTU: $human"
+lab_pass "knit status shows it: $(grep "$B" <<<"$human" | tr -s ' ')"
+agents_down
+lab_pass "$MB MiB both ways across a 1280-byte hop without ICMP"
