@@ -41,6 +41,7 @@ if [[ "$mode" != test ]]; then
   for src in tests/unit/*_test.cpp; do targets+=("$(basename "$src" .cpp)"); done
   if [[ "$fuzzers" == ON ]]; then
     for src in fuzz/*_fuzz.cpp; do targets+=("$(basename "$src" .cpp)"); done
+    targets+=(make_seeds)  # not run here, but it must keep compiling with the encoders
   fi
   cmake --build "$dir" -j "$jobs" --target "${targets[@]}"
 fi
