@@ -1,5 +1,8 @@
 #include "agent/data_plane.hpp"
 
+#include <algorithm>
+#include <array>
+#include <cstdint>
 #include <sstream>
 
 #include "base/log.hpp"
@@ -67,7 +70,45 @@ void DataPlane::outbound(const wg::Now& t, MutableByteSpan frame, std::size_t si
   const std::size_t pass = filter_.outbound(t.mono, frame.subspan(wg::kFrameHeadroom, size));
   if (pass == 0) return;
   clamp_mss(frame.subspan(wg::kFrameHeadroom, pass), true);
+  if (pass > mtu_floor_ && too_big(t, frame.subspan(wg::kFrameHeadroom, pass))) return;
   device_.on_tun_packet(t, frame, pass);
+}
+
+void DataPlane::set_mtu_limits(std::vector<std::pair<wg::PublicKey, std::size_t>> limits) {
+  mtu_limits_ = std::move(limits);
+  mtu_floor_ = SIZE_MAX;
+  for (const auto& [key, mtu] : mtu_limits_) mtu_floor_ = std::min(mtu_floor_, mtu);
+}
+
+bool DataPlane::too_big(const wg::Now& t, ByteSpan packet) {
+  const std::uint8_t version = packet[0] >> 4;
+  if ((version != 4 || packet.size() < 20) && (version != 6 || packet.size() < 40)) return false;
+  const IpAddress destination = version == 4 ? IpAddress::v4(packet.data() + 16) : IpAddress::v6(packet.data() + 24);
+  const wg::Peer* peer = device_.peer_for(destination);
+  if (peer == nullptr) return false;
+  const auto it = std::lower_bound(mtu_limits_.begin(), mtu_limits_.end(), peer->public_key,
+                                   [](const auto& entry, const wg::PublicKey& key) { return entry.first < key; });
+  if (it == mtu_limits_.end() || it->first != peer->public_key || packet.size() <= it->second) return false;
+  std::array<std::uint8_t, nat::kTooBigMaxSize> answer{};
+  std::size_t size = 0;
+  switch (nat::write_too_big(answer, packet, it->second, size)) {
+    case nat::TooBigVerdict::fragmentable:
+      ++too_big_stats_.fragmentable;
+      return false;
+    case nat::TooBigVerdict::answered:
+      if (!too_big_limiter_.allow(t.mono)) {
+        ++too_big_stats_.rate_limited;
+        return true;
+      }
+      ++too_big_stats_.answered;
+      write_local(ByteSpan(answer.data(), size));
+      return true;
+    case nat::TooBigVerdict::not_allowed:
+    case nat::TooBigVerdict::malformed:
+      ++too_big_stats_.not_allowed;
+      return true;
+  }
+  return false;
 }
 
 void DataPlane::clamp_mss(MutableByteSpan packet, bool outbound) {
@@ -195,7 +236,8 @@ std::string DataPlane::summary() const {
       << " filter_untracked=" << f.untracked << " forwarded_in=" << f.forwarded_in
       << " forwarded_out=" << f.forwarded_out;
   const nat::MssClampStats& m = mss_clamp_.stats();
-  out << " mss_syns=" << m.syns_seen << " mss_clamped=" << m.clamped << " mss_malformed=" << m.malformed;
+  out << " mss_syns=" << m.syns_seen << " mss_clamped=" << m.clamped << " mss_malformed=" << m.malformed
+      << " too_big_answered=" << too_big_stats_.answered << " too_big_limited=" << too_big_stats_.rate_limited;
   return out.str();
 }
 

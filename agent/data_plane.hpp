@@ -40,6 +40,7 @@
 #include "agent/packet_filter.hpp"
 #include "base/random.hpp"
 #include "nat/mss_clamp.hpp"
+#include "nat/too_big.hpp"
 #include "net/deadline_timer.hpp"
 #include "tun/offload.hpp"
 #include "tun/tun_device.hpp"
@@ -87,6 +88,18 @@ class DataPlane final : public wg::TunSink, public WireGuardReceiver, private tu
   void set_peer_mtu(PeerMtu hook) { peer_mtu_ = std::move(hook); }
   void set_mss_clamp(bool on) { mss_clamp_on_ = on; }
   const nat::MssClampStats& mss_clamp_stats() const { return mss_clamp_.stats(); }
+  // Peers whose path is proven to carry less than the tunnel MTU, and what it carries
+  // (MeshTransport::MtuLimits). A packet from the TUN larger than its peer's limit is not sealed
+  // (the path would drop it): the host gets the "too big" answer a router gives
+  // (nat/too_big.hpp), rate-limited. Checked only for packets above the smallest limit.
+  void set_mtu_limits(std::vector<std::pair<wg::PublicKey, std::size_t>> limits);
+  struct TooBigStats {
+    std::uint64_t answered = 0;      // ICMP 3/4 or ICMPv6 2 written to the TUN
+    std::uint64_t rate_limited = 0;  // dropped without an answer: over the rate
+    std::uint64_t not_allowed = 0;   // dropped without an answer: an error, a fragment, ...
+    std::uint64_t fragmentable = 0;  // IPv4 without DF, sealed as it is
+  };
+  const TooBigStats& too_big_stats() const { return too_big_stats_; }
   // One line of the device and filter counters, for the shutdown log.
   std::string summary() const;
   static wg::Now now();
@@ -105,6 +118,8 @@ class DataPlane final : public wg::TunSink, public WireGuardReceiver, private tu
   // outbound: the packet goes to the peer that holds its destination; else it came from the
   // peer that holds its source.
   void clamp_mss(MutableByteSpan packet, bool outbound);
+  // true: the packet exceeds its peer's proven limit and was answered or dropped.
+  bool too_big(const wg::Now& t, ByteSpan packet);
 
   tun::TunDevice& tun_;
   asio::posix::stream_descriptor tun_stream_;
@@ -120,6 +135,10 @@ class DataPlane final : public wg::TunSink, public WireGuardReceiver, private tu
   PeerMtu peer_mtu_;
   nat::MssClamp mss_clamp_;
   bool mss_clamp_on_ = true;
+  std::vector<std::pair<wg::PublicKey, std::size_t>> mtu_limits_;
+  std::size_t mtu_floor_ = SIZE_MAX;  // the smallest limit; SIZE_MAX: none
+  nat::TooBigLimiter too_big_limiter_;
+  TooBigStats too_big_stats_;
   std::uint64_t tun_write_errors_ = 0;
   std::uint64_t tun_super_packets_ = 0;
   std::uint64_t tun_offload_errors_ = 0;

@@ -39,6 +39,10 @@ void register_knitd_metrics(metrics::Registry& registry, const DataPlane& plane,
   Counter& mss_clamped = registry.counter("knit_mss_clamped_total",
                                           "TCP SYNs and SYN-ACKs whose MSS was lowered to the peer's path MTU.");
   Counter& pmtu_probes = registry.counter("knit_pmtu_probes_total", "Path MTU probes (padded disco pings) sent.");
+  Counter& too_big = registry.counter("knit_too_big_answered_total",
+                                      "Packets larger than their peer's proven path, answered 'too big' to the host.");
+  Counter& too_big_limited = registry.counter("knit_too_big_rate_limited_total",
+                                              "Packets larger than their peer's proven path, dropped over the answer rate.");
   Gauge& nat_bytes = registry.gauge("knit_nat_table_bytes", "Memory of the IPv4 NAT/conntrack table.");
   Gauge& v6_flows = registry.gauge("knit_ipv6_flows", "IPv6 flows tracked by the packet filter.");
   Gauge& coordinator = registry.gauge("knit_control_connected",
@@ -89,6 +93,8 @@ void register_knitd_metrics(metrics::Registry& registry, const DataPlane& plane,
     handshakes.set(st.handshakes_completed);
     initiations.set(st.handshake_initiations_sent);
     mss_clamped.set(p.mss_clamp_stats().clamped);
+    too_big.set(p.too_big_stats().answered);
+    too_big_limited.set(p.too_big_stats().rate_limited);
     const localapi::FilterCounters fc = p.filter().counters();
     refused_v4->set(fc.refused_v4);
     refused_v6->set(fc.refused_v6);

@@ -29,6 +29,15 @@ void MeshPaths::start(const NodeIdentity& identity) {
   plane_.set_peer_mtu([this](const wg::PublicKey& key) -> std::size_t {
     return transport_ ? transport_->tunnel_mtu_of(key) : 0;
   });
+  transport_->set_mtu_limits_handler([this](const MeshTransport::MtuLimits& limits) {
+    plane_.set_mtu_limits(limits);
+    std::size_t smallest = 0;
+    for (const auto& entry : limits) smallest = smallest == 0 ? entry.second : std::min(smallest, entry.second);
+    if (limits.empty()) log(LogLevel::info, "paths", "every direct path carries the tunnel MTU");
+    else
+      log(LogLevel::info, "paths", limits.size(), " peer path(s) proven smaller than the tunnel MTU (smallest ",
+          smallest, "): larger packets to them are answered 'too big'");
+  });
   netcheck_->start();
 }
 
@@ -37,6 +46,7 @@ void MeshPaths::stop() {
   // Peers go back to where their endpoints say, until the membership removes them.
   plane_.configure([this](wg::Device& device, wg::Now) { device.set_transport(udp_); });
   plane_.set_peer_mtu(nullptr);
+  plane_.set_mtu_limits({});
   netcheck_->stop();
   transport_->stop();
   relay_->stop();

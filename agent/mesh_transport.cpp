@@ -169,10 +169,12 @@ void MeshTransport::flush() {
 // ---------------------------------------------------------------- receiving
 
 void MeshTransport::on_other(wg::Now, DatagramKind kind, const Endpoint& from, MutableByteSpan bytes) {
-  if (kind == DatagramKind::disco)
+  if (kind == DatagramKind::disco) {
     paths_.handle_disco(clock_(), punch::DiscoSource::udp(punch::kMainSocket, from), bytes);
-  else if (kind == DatagramKind::stun && stun_)
+    check_mtu_limits(false);
+  } else if (kind == DatagramKind::stun && stun_) {
     stun_(clock_(), from, bytes);
+  }
 }
 
 void MeshTransport::on_relay_packet(const wg::PublicKey& from, MutableByteSpan packet) {
@@ -202,6 +204,7 @@ void MeshTransport::on_probe_datagram(punch::SocketId id, const Endpoint& from, 
   switch (classify_datagram(bytes)) {
     case DatagramKind::disco:
       paths_.handle_disco(clock_(), punch::DiscoSource::udp(id, from), bytes);
+      check_mtu_limits(false);
       flush();
       break;
     case DatagramKind::wireguard:
@@ -298,7 +301,19 @@ void MeshTransport::resend_initiations() {
 void MeshTransport::on_timer() {
   if (!running_) return;
   paths_.on_timers(clock_());
+  check_mtu_limits(true);
   flush();
+}
+
+void MeshTransport::check_mtu_limits(bool now_anyway) {
+  if (!on_limits_) return;
+  const Instant now = clock_();
+  if (!now_anyway && now - limits_checked_ < kLimitsCheckInterval) return;
+  limits_checked_ = now;
+  MtuLimits limits = paths_.proven_tunnel_limits(now);
+  if (limits == limits_) return;
+  limits_ = std::move(limits);
+  on_limits_(limits_);
 }
 
 std::array<std::size_t, 3> MeshTransport::peers_by_path() const {

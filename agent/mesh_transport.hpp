@@ -106,6 +106,11 @@ class MeshTransport final : public wg::Transport, public UdpTransport::OtherData
   // what it found: the tunnel MTU towards a peer, 0 for the device's (PathManager::tunnel_mtu_of).
   void set_pmtu(bool enabled, std::size_t tunnel_mtu) { paths_.set_pmtu(enabled, tunnel_mtu); }
   std::size_t tunnel_mtu_of(const wg::PublicKey& key) const { return paths_.tunnel_mtu_of(key, clock_()); }
+  // Told the peers whose direct path is proven smaller than the tunnel MTU, each time that
+  // list changes (PathManager::proven_tunnel_limits; looked at on timers and after disco
+  // messages, at most every kLimitsCheckInterval).
+  using MtuLimits = std::vector<std::pair<wg::PublicKey, std::size_t>>;
+  void set_mtu_limits_handler(std::function<void(const MtuLimits&)> handler) { on_limits_ = std::move(handler); }
   // Mesh peers by current path: [none, relay, direct].
   std::array<std::size_t, 3> peers_by_path() const;
   const Traffic& traffic() const { return traffic_; }
@@ -131,7 +136,9 @@ class MeshTransport final : public wg::Transport, public UdpTransport::OtherData
   void note_initiation(const wg::PublicKey& peer, punch::PathKind kind, ByteSpan datagram);
   void resend_initiation(const wg::PublicKey& peer, bool only_if_lost);
   void resend_initiations();
+  void check_mtu_limits(bool now_anyway);
 
+  static constexpr Duration kLimitsCheckInterval = std::chrono::milliseconds(500);
   ClockFn clock_;
   UdpTransport& udp_;
   RelayLink& relay_;
@@ -141,6 +148,9 @@ class MeshTransport final : public wg::Transport, public UdpTransport::OtherData
   ProbeSockets probes_;
   net::DeadlineTimer timer_;
   StunHandler stun_;
+  std::function<void(const MtuLimits&)> on_limits_;
+  MtuLimits limits_;
+  Instant limits_checked_{};
   // Mesh peers: node key -> name (for the log) and what the PathManager was told.
   std::unordered_map<wg::PublicKey, std::string, wg::KeyHash> names_;
   std::unordered_map<wg::PublicKey, control::PeerInfo, wg::KeyHash> told_;

@@ -560,6 +560,21 @@ void PathManager::set_pmtu(bool enabled, std::size_t tunnel_mtu) {
   }
 }
 
+std::vector<std::pair<NodeKey, std::size_t>> PathManager::proven_tunnel_limits(Instant now) const {
+  std::vector<std::pair<NodeKey, std::size_t>> out;
+  if (!pmtu_enabled_) return out;
+  for (const auto& [key, peer] : peers_) {
+    if (!peer->padded_pings || !peer->direct(now) || !peer->pmtu_path) continue;
+    if (peer->pmtu.state() == PmtuSearch::State::idle || peer->pmtu.ceiling() >= peer->pmtu.max()) continue;
+    const Candidate& c = peer->candidates[*peer->best];
+    if (!peer->pmtu_path->matches(c.socket, c.endpoint)) continue;
+    const std::size_t mtu = tunnel_mtu_for_path(peer->pmtu.mtu(), c.endpoint.address().is_v6(), tunnel_mtu_);
+    if (mtu < tunnel_mtu_) out.emplace_back(key, mtu);
+  }
+  std::sort(out.begin(), out.end());
+  return out;
+}
+
 std::size_t PathManager::peer_tunnel_mtu(const Peer& peer, Instant now) const {
   if (!pmtu_enabled_ || !peer.padded_pings) return 0;
   if (peer.direct(now)) {

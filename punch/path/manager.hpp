@@ -238,6 +238,14 @@ class PathManager {
   // path confirmed (pmtu.hpp: the base, 1280, until a larger probe is answered). The last
   // direct result is kept while the peer falls back to the relay.
   std::size_t tunnel_mtu_of(const NodeKey& node_key, Instant now) const;
+  // The peers whose direct path the search proved smaller than the tunnel MTU needs (a probe
+  // of the full size went unanswered three times, or an ICMP hint said so: PmtuSearch::ceiling),
+  // with the tunnel MTU of the largest size known to get through (the base until a larger probe
+  // is answered; it grows as the search goes on), sorted by key. Packets larger than that are
+  // answered "too big" to the host (nat/too_big.hpp). Unlike tunnel_mtu_of, nothing while the
+  // full size may still get through: a host told a small MTU keeps it for 10 minutes, so only
+  // a path proven smaller is told. Empty almost always.
+  std::vector<std::pair<NodeKey, std::size_t>> proven_tunnel_limits(Instant now) const;
   const PathStats& stats() const { return stats_; }
   std::size_t peer_count() const { return peers_.size(); }
   std::size_t open_probe_sockets() const { return open_probe_sockets_; }

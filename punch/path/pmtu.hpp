@@ -76,6 +76,9 @@ class PmtuSearch {
   State state() const { return state_; }
   std::size_t mtu() const { return lo_; }  // the largest size known to get through
   std::size_t max() const { return max_; }
+  // Nothing above this has got through (max until a probe of max went unanswered three times,
+  // or an ICMP hint came): below max, the path is proven smaller than the tunnel wants.
+  std::size_t ceiling() const { return state_ == State::idle ? max_ : hi_; }
   // When poll() next has something to do; nullopt while idle.
   std::optional<Instant> next_deadline(Instant now) const;
 

@@ -145,5 +145,15 @@ done
 human=$(mesh_knit "$A" status)
 grep -q "mtu 1216" <<<"$human" || lab_fail "\`knit status\` does not show the smaller path MTU: $human"
 lab_pass "knit status shows it: $(grep "$B" <<<"$human" | tr -s ' ')"
+# Not only TCP: a packet too big for the proven path gets the answer a router gives (ICMP
+# "fragmentation needed" with the MTU), so ping -M do, UDP and QUIC adapt too.
+out=$(ip netns exec "${MESH_AGENT_NS[$A]}" ping -M do -s 1300 -c 2 -i 0.3 -W 1 -n "$(mesh_ip "$B")" 2>&1 || true)
+grep -Eq "Frag needed and DF set \(mtu = 1216\)|message too long, mtu=1216" <<<"$out" \
+  || lab_fail "ping -M do -s 1300 across the 1280-byte hop was not told the MTU: $out"
+route=$(ip netns exec "${MESH_AGENT_NS[$A]}" ip -4 route get "$(mesh_ip "$B")")
+grep -q "mtu 1216" <<<"$route" || lab_fail "the host did not learn the path MTU to $B: $route"
+ip netns exec "${MESH_AGENT_NS[$A]}" ping -M do -s 1188 -c 1 -W 2 -n -q "$(mesh_ip "$B")" >/dev/null \
+  || lab_fail "a 1216-byte ping -M do did not cross"
+lab_pass "ping -M do: told 'mtu = 1216' by knitd; the host's route cache: $(grep -o 'mtu [0-9]*' <<<"$route")"
 agents_down
 lab_pass "$MB MiB both ways across a 1280-byte hop without ICMP"

@@ -15,6 +15,7 @@
 
 #include "agent/data_plane.hpp"
 #include "base/random.hpp"
+#include "nat/packet_builder.hpp"
 #include "wg/crypto.hpp"
 
 namespace knit::agent {
@@ -259,6 +260,57 @@ TEST_F(DataPlaneTest, SynsAreClampedToThePeersPathBothWays) {
   got = b_.read_packet();
   ASSERT_TRUE(got);
   EXPECT_EQ(load_be16(got->data() + 42), 1380) << "B still clamps to its own device MTU";
+}
+
+TEST_F(DataPlaneTest, PacketsTooBigForAProvenPathAreAnsweredAsARouterWould) {
+  // A's path to B is proven to carry a tunnel MTU of 1216 (PathManager::proven_tunnel_limits).
+  const wg::Peer* b = nullptr;
+  a_.plane->configure([&](wg::Device& d, wg::Now) { b = d.peer_for(IpAddress::v4(kB)); });
+  ASSERT_NE(b, nullptr);
+  a_.plane->set_mtu_limits({{b->public_key, 1216}});
+  const Endpoint from(IpAddress::v4(kA), 40000), to(IpAddress::v4(kB), 9);
+  const nat::Ipv4Options df{.dont_fragment = true};
+
+  // 1300 bytes with DF: not sealed; the host gets ICMP 3/4 with the MTU, from B's address.
+  a_.write_packet(nat::make_udp(from, to, Bytes(1272, 1), df));
+  run();
+  EXPECT_TRUE(a_.transport.queued.empty()) << "an outer packet the path drops is never sent";
+  auto answer = a_.read_packet();
+  ASSERT_TRUE(answer);
+  const nat::PacketSummary s = nat::summarize(*answer);
+  EXPECT_EQ(s.icmp_type, 3);
+  EXPECT_EQ(s.icmp_code, 4);
+  EXPECT_EQ(s.source.address(), IpAddress::v4(kB));
+  EXPECT_EQ(s.destination.address(), IpAddress::v4(kA));
+  EXPECT_EQ(load_be16(answer->data() + 26), 1216);
+  EXPECT_TRUE(nat::verify_checksums(*answer).all());
+  EXPECT_EQ(a_.plane->too_big_stats().answered, 1u);
+
+  // What fits goes; so does IPv4 without DF (the sender allowed fragmentation).
+  a_.write_packet(nat::make_udp(from, to, Bytes(1188, 2), df));
+  carry();
+  ASSERT_TRUE(b_.read_packet());
+  a_.write_packet(nat::make_udp(from, to, Bytes(1272, 3)));
+  carry();
+  auto got = b_.read_packet();
+  ASSERT_TRUE(got);
+  EXPECT_EQ(got->size(), 1300u);
+  EXPECT_EQ(a_.plane->too_big_stats().fragmentable, 1u);
+
+  // A flood is answered at the limiter's rate, the rest dropped and counted.
+  for (int i = 0; i < 40; ++i) a_.write_packet(nat::make_udp(from, to, Bytes(1272, 4), df));
+  run();
+  EXPECT_TRUE(a_.transport.queued.empty());
+  EXPECT_EQ(a_.plane->too_big_stats().answered + a_.plane->too_big_stats().rate_limited, 41u);
+  EXPECT_GE(a_.plane->too_big_stats().rate_limited, 15u);
+
+  // The limit lifted (the path grew, or B went to the relay): everything is sealed again.
+  a_.plane->set_mtu_limits({});
+  while (a_.read_packet()) {
+  }
+  a_.write_packet(nat::make_udp(from, to, Bytes(1272, 5), df));
+  carry();
+  EXPECT_TRUE(b_.read_packet());
 }
 
 // ---------------------------------------------------------------- offloads

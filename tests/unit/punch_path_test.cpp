@@ -459,9 +459,16 @@ TEST(PunchPath, PathMtuIsSearchedOnTheDirectPathAndGivesTheTunnelMtu) {
   ASSERT_EQ(p.ab().kind, PathKind::direct);
   // Direct, not searched to the end yet: the base (1280) is what is safe.
   EXPECT_EQ(p.a->pm->tunnel_mtu_of(p.b->node_key, p.w.now), 1216u);
+  // ...but nothing is proven yet (the full size is still being tried): no host is told.
+  EXPECT_TRUE(p.a->pm->proven_tunnel_limits(p.w.now).empty());
   p.run(seconds(40));
   EXPECT_EQ(p.a->pm->tunnel_mtu_of(p.b->node_key, p.w.now), 1216u);
   EXPECT_EQ(p.b->pm->tunnel_mtu_of(p.a->node_key, p.w.now), 1216u);
+  // The search has proven the path smaller than the tunnel needs: packets above 1216 to b are
+  // answered "too big" (nat/too_big.hpp).
+  using Limits = std::vector<std::pair<NodeKey, std::size_t>>;
+  EXPECT_EQ(p.a->pm->proven_tunnel_limits(p.w.now), (Limits{{p.b->node_key, 1216u}}));
+  EXPECT_EQ(p.b->pm->proven_tunnel_limits(p.w.now), (Limits{{p.a->node_key, 1216u}}));
   const auto probes = std::count_if(p.a->sends.begin(), p.a->sends.end(),
                                     [](const SendRecord& s) { return s.purpose == SendPurpose::pmtu_probe; });
   EXPECT_GE(probes, 6 * PmtuSearch::kMaxProbes) << "each size above 1280 tried three times";
@@ -477,6 +484,7 @@ TEST(PunchPath, PathMtuIsSearchedOnTheDirectPathAndGivesTheTunnelMtu) {
   p.a->pm->network_changed(p.w.now);
   p.run(seconds(5));
   EXPECT_EQ(p.a->pm->tunnel_mtu_of(p.b->node_key, p.w.now), 1420u);
+  EXPECT_TRUE(p.a->pm->proven_tunnel_limits(p.w.now).empty()) << "the full path limits nothing";
 }
 
 TEST(PunchPath, PathMtuOffLeavesEverythingAlone) {
@@ -486,6 +494,7 @@ TEST(PunchPath, PathMtuOffLeavesEverythingAlone) {
   p.run(seconds(10));
   ASSERT_EQ(p.ab().kind, PathKind::direct);
   EXPECT_EQ(p.a->pm->tunnel_mtu_of(p.b->node_key, p.w.now), 0u);
+  EXPECT_TRUE(p.a->pm->proven_tunnel_limits(p.w.now).empty());
   EXPECT_EQ(p.a->pm->stats().pmtu_probes_sent, 0u);
 }
 

@@ -45,6 +45,7 @@ TEST(PunchPmtu, FullPathIsConfirmedWithOneProbe) {
   s.run(200ms);
   EXPECT_EQ(s.search.state(), PmtuSearch::State::complete);
   EXPECT_EQ(s.search.mtu(), 1480u);
+  EXPECT_EQ(s.search.ceiling(), 1480u) << "nothing limits it";
   EXPECT_EQ(s.probes, 1);
 }
 
@@ -58,7 +59,20 @@ TEST(PunchPmtu, SmallPathConvergesWithinGranularity) {
     EXPECT_EQ(s.search.state(), PmtuSearch::State::complete);
     EXPECT_LE(s.search.mtu(), path) << "never more than the path carries";
     EXPECT_GT(s.search.mtu() + PmtuSearch::kGranularity, path);
+    EXPECT_LT(s.search.ceiling(), 1480u) << "proven smaller than the tunnel wants";
+    EXPECT_GE(s.search.ceiling(), s.search.mtu());
   }
+  // Proven as soon as the full size has gone unanswered three times, long before the search
+  // ends; until then nothing is proven.
+  Sim s;
+  s.path = 1300;
+  s.search.start(s.now, kPmtuBase, 1480);
+  EXPECT_EQ(s.search.ceiling(), 1480u);
+  s.run(2500ms);
+  EXPECT_EQ(s.search.ceiling(), 1480u);
+  s.run(1000ms);
+  EXPECT_LT(s.search.ceiling(), 1480u);
+  EXPECT_EQ(s.search.state(), PmtuSearch::State::searching);
 }
 
 TEST(PunchPmtu, OneLostProbeIsRetriedNotTakenForTooBig) {
