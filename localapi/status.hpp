@@ -34,6 +34,16 @@ struct NatStatus {
   friend bool operator==(const NatStatus&, const NatStatus&) = default;
 };
 
+// What this node offers to route and whether it uses its peers' routes (`knit set
+// --advertise-routes/--advertise-exit-node/--accept-routes`): "self.routes" {"advertised",
+// "exit_node", "accept"}, absent from an older knitd.
+struct RouteSettingsStatus {
+  std::vector<IpPrefix> advertised;
+  bool exit_node = false;
+  bool accept = false;
+  friend bool operator==(const RouteSettingsStatus&, const RouteSettingsStatus&) = default;
+};
+
 struct SelfStatus {
   std::string name;
   IpAddress ipv4;
@@ -45,6 +55,7 @@ struct SelfStatus {
   // knitd's shields and port forwards: "shields_up", "forwards", "filter" (filter_status.hpp).
   std::optional<FilterStatus> filter;
   std::optional<std::uint32_t> mtu;  // "mtu": the tunnel MTU (knitd adds it)
+  std::optional<RouteSettingsStatus> routes;
   friend bool operator==(const SelfStatus&, const SelfStatus&) = default;
 };
 
@@ -68,6 +79,10 @@ struct PeerStatus {
   std::optional<std::int64_t> last_handshake;  // unix seconds
   std::uint64_t rx_bytes = 0;
   std::uint64_t tx_bytes = 0;
+  // "routes": the approved subnet routes it carries ("0.0.0.0/0" and "::/0" for an exit node);
+  // "routes_accepted": whether this node sends traffic for them through it.
+  std::vector<IpPrefix> routes;
+  bool routes_accepted = false;
   friend bool operator==(const PeerStatus&, const PeerStatus&) = default;
 };
 
