@@ -54,6 +54,8 @@ class MeshDevice {
   virtual std::uint16_t port() const = 0;
   // This node's mesh IPv4 (nullopt when it leaves the mesh), for the packet filter.
   virtual void set_mesh_address(const std::optional<IpAddress>& /*ipv4*/) {}
+  // The subnets this node routes for the mesh (packet_filter.hpp: routed traffic passes).
+  virtual void set_routed_prefixes(const std::vector<IpPrefix>& /*routes*/) {}
 };
 
 class Membership final : private CoordinatorClient::Listener {

@@ -11,7 +11,7 @@ namespace knit::agent {
 namespace {
 
 localapi::RouteSettingsStatus status_of(const RouteSettings& settings) {
-  return localapi::RouteSettingsStatus{settings.advertise, settings.exit_node, settings.accept};
+  return localapi::RouteSettingsStatus{settings.advertise, settings.exit_node, settings.accept, 0};
 }
 
 }  // namespace
@@ -68,6 +68,7 @@ localapi::ControlResponse RouteControl::change(const localapi::RoutesRequest& re
 
 void RouteControl::add_status(localapi::StatusReport& status) const {
   status.self.routes = status_of(membership_.route_settings());
+  status.self.routes->dropped_source = membership_.device().stats().rx_disallowed_source;
   const RouteCarriers& carriers = membership_.route_carriers();
   for (localapi::PeerStatus& peer : status.peers) {
     for (const control::PeerInfo& info : membership_.peers().peers) {

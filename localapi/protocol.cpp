@@ -352,7 +352,8 @@ std::vector<IpPrefix> prefixes_from(const json& list, const char* name) {
 }
 
 json route_settings_json(const RouteSettingsStatus& r) {
-  return {{"advertised", prefixes_json(r.advertised)}, {"exit_node", r.exit_node}, {"accept", r.accept}};
+  return {{"advertised", prefixes_json(r.advertised)}, {"exit_node", r.exit_node}, {"accept", r.accept},
+          {"dropped_source", r.dropped_source}};
 }
 
 RouteSettingsStatus route_settings_from(const json& object) {
@@ -361,6 +362,7 @@ RouteSettingsStatus route_settings_from(const json& object) {
   r.advertised = prefixes_from(field(object, "advertised"), "advertised");
   r.exit_node = bool_field(object, "exit_node");
   r.accept = bool_field(object, "accept");
+  if (object.contains("dropped_source")) r.dropped_source = counter_field(object, "dropped_source");
   return r;
 }
 

@@ -36,11 +36,14 @@ struct NatStatus {
 
 // What this node offers to route and whether it uses its peers' routes (`knit set
 // --advertise-routes/--advertise-exit-node/--accept-routes`): "self.routes" {"advertised",
-// "exit_node", "accept"}, absent from an older knitd.
+// "exit_node", "accept", "dropped_source"}, absent from an older knitd. dropped_source: packets
+// from peers whose inner source is outside the sender's allowed IPs (spoofed, or a subnet it
+// does not carry for us), dropped by cryptokey routing.
 struct RouteSettingsStatus {
   std::vector<IpPrefix> advertised;
   bool exit_node = false;
   bool accept = false;
+  std::uint64_t dropped_source = 0;
   friend bool operator==(const RouteSettingsStatus&, const RouteSettingsStatus&) = default;
 };
 
