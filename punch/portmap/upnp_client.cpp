@@ -4,8 +4,10 @@
 #include <miniupnpc/upnpcommands.h>
 #include <miniupnpc/upnperrors.h>
 
+#include <algorithm>
 #include <cstring>
 #include <string>
+#include <vector>
 
 namespace knit::punch {
 
@@ -119,60 +121,85 @@ std::optional<IpAddress> external_address(auto& igd, std::optional<PortMapFailur
 
 }  // namespace
 
+struct UpnpClient::Worker {
+  struct Entry {
+    std::function<void(Igd&)> run;
+    std::uint64_t id = 0;
+    bool cleanup = false;  // still run after the client is gone (DeletePortMapping)
+  };
+  std::mutex mutex;
+  std::condition_variable wake;
+  std::deque<Entry> jobs;
+  bool stopping = false;
+  asio::io_context* io = nullptr;  // under mutex; null once the client is gone
+  Igd igd;                          // the worker thread only
+
+  void loop() {
+    for (;;) {
+      Entry job;
+      {
+        std::unique_lock lock(mutex);
+        wake.wait(lock, [this] { return stopping || !jobs.empty(); });
+        if (jobs.empty()) return;  // stopping, and nothing left to finish
+        job = std::move(jobs.front());
+        jobs.pop_front();
+      }
+      job.run(igd);
+    }
+  }
+};
+
 UpnpClient::UpnpClient(asio::io_context& io, PortMapClientOptions options,
                        PortMapCounters& counters)
-    : io_(io), options_(options), counters_(counters), igd_(std::make_unique<Igd>()) {}
+    : io_(io), options_(options), counters_(counters), worker_(std::make_shared<Worker>()) {
+  worker_->io = &io_;
+}
 
 UpnpClient::~UpnpClient() {
   alive_.reset();
   {
-    std::lock_guard lock(mutex_);
-    stopping_ = true;
-    jobs_.clear();
+    std::lock_guard lock(worker_->mutex);
+    worker_->io = nullptr;
+    worker_->stopping = true;
+    std::erase_if(worker_->jobs, [](const Worker::Entry& job) { return !job.cleanup; });
   }
-  wake_.notify_all();
-  if (worker_.joinable()) worker_.join();
+  worker_->wake.notify_all();
 }
 
-void UpnpClient::worker_loop() {
-  for (;;) {
-    std::function<void()> job;
-    {
-      std::unique_lock lock(mutex_);
-      wake_.wait(lock, [this] { return stopping_ || !jobs_.empty(); });
-      if (stopping_) return;
-      job = std::move(jobs_.front());
-      jobs_.pop_front();
-    }
-    job();
-  }
-}
-
-void UpnpClient::run(Job job, Done done) {
-  const std::uint64_t gen = generation_;
-  auto deliver = [this, gen, alive = std::weak_ptr<int>(alive_),
-                  done = std::move(done)](PortMapOutcome outcome) {
-    if (!alive.lock() || gen != generation_) return;
-    ++counters_.requests_sent;
-    if (!outcome.failure) ++counters_.answers_accepted;
-    if (outcome.mapping) outcome.mapping->obtained = Clock::now();
-    done(std::move(outcome));
-  };
-  Igd* igd = igd_.get();
+void UpnpClient::run(Job job, Done done, bool cleanup) {
+  const std::uint64_t id = next_job_++;
+  waiting_.emplace(id, std::move(done));
+  if (!busy_) busy_.emplace(asio::make_work_guard(io_));
+  Worker* worker = worker_.get();
   {
-    std::lock_guard lock(mutex_);
-    // The work guard keeps io_context::run() from returning while the loop has nothing to do
-    // but wait for this job.
-    jobs_.push_back([this, igd, job = std::move(job), deliver = std::move(deliver),
-                     work = asio::make_work_guard(io_)]() mutable {
-      PortMapOutcome outcome = job(*igd);
-      asio::post(io_, [deliver = std::move(deliver), outcome = std::move(outcome)]() mutable {
-        deliver(std::move(outcome));
-      });
-    });
+    std::lock_guard lock(worker->mutex);
+    worker->jobs.push_back(
+        {[worker, job = std::move(job), id, client = this, alive = std::weak_ptr<int>(alive_)](Igd& igd) {
+           PortMapOutcome outcome = job(igd);
+           std::lock_guard result_lock(worker->mutex);
+           if (worker->io == nullptr) return;  // the client is gone: nobody to tell
+           asio::post(*worker->io, [client, alive, id, outcome = std::move(outcome)]() mutable {
+             if (alive.lock()) client->finish(id, std::move(outcome));
+           });
+         },
+         id, cleanup});
   }
-  if (!worker_.joinable()) worker_ = std::thread([this] { worker_loop(); });
-  wake_.notify_one();
+  if (!thread_started_) {
+    thread_started_ = true;
+    // Detached: the thread holds the shared state and exits once stopped and drained.
+    std::thread([worker = worker_] { worker->loop(); }).detach();
+  }
+  worker->wake.notify_one();
+}
+
+void UpnpClient::finish(std::uint64_t id, PortMapOutcome outcome) {
+  auto waiter = waiting_.extract(id);
+  if (waiting_.empty()) busy_.reset();
+  if (waiter.empty()) return;  // cancelled
+  ++counters_.requests_sent;
+  if (!outcome.failure) ++counters_.answers_accepted;
+  if (outcome.mapping) outcome.mapping->obtained = Clock::now();
+  waiter.mapped()(std::move(outcome));
 }
 
 void UpnpClient::map(std::uint16_t internal_port, Duration lifetime, Done done) {
@@ -255,13 +282,22 @@ void UpnpClient::unmap(std::function<void()> done) {
           return {{}, fail(PortMapErrc::upnp_error, describe("DeletePortMapping", r)), false};
         return {};
       },
-      [done = std::move(done)](PortMapOutcome) { done(); });
+      [done = std::move(done)](PortMapOutcome) { done(); }, /*cleanup=*/true);
 }
 
 void UpnpClient::cancel() {
-  ++generation_;
-  std::lock_guard lock(mutex_);
-  jobs_.clear();
+  // Queued jobs are dropped (a pending DeletePortMapping stays); the one in flight finishes,
+  // but nobody waits for it any more.
+  std::vector<std::uint64_t> queued;
+  {
+    std::lock_guard lock(worker_->mutex);
+    std::erase_if(worker_->jobs, [](const Worker::Entry& job) { return !job.cleanup; });
+    for (const auto& job : worker_->jobs) queued.push_back(job.id);
+  }
+  std::erase_if(waiting_, [&](const auto& entry) {
+    return std::find(queued.begin(), queued.end(), entry.first) == queued.end();
+  });
+  if (waiting_.empty()) busy_.reset();
 }
 
 }  // namespace knit::punch

@@ -138,6 +138,17 @@ knit_in 2 up >/dev/null || lab_fail "knit up without a token after knit down fai
 lab_wait_for 10 "agent2 to see 2 peers online again" peers_online 2 2
 lab_ping "${AGENT_NS[1]}" "${MESH_IP[2]}" 10
 lab_pass "down, restart (still down), up without a token: back as ${MESH_IP[2]}"
+# Right after `knit up` the port mapper is still looking for a UPnP gateway (three 2 s SSDP
+# searches here, where none answers): `knit down` then must not leave knitd deaf while that
+# search ends (it once held the loop for 7 s, joining the worker thread).
+knit_in 2 down >/dev/null || lab_fail "knit down right after knit up failed"
+t0=$(date +%s%N)
+knit_in 2 status >/dev/null 2>&1 && lab_fail "knit status succeeded while down"
+ms=$(( ($(date +%s%N) - t0) / 1000000 ))
+(( ms < 2000 )) || lab_fail "knitd took $ms ms to answer knit status after a knit down during UPnP discovery"
+knit_in 2 up >/dev/null || lab_fail "knit up after the second knit down failed"
+lab_wait_for 10 "agent2 to see 2 peers online again" peers_online 2 2
+lab_pass "knit down during UPnP discovery: the next request answered in $ms ms"
 
 lab_step "unprivileged: the group knit reads, only root and the operator change"
 out=$(as_nobody "$KNIT_GID" status --json) || lab_fail "nobody in the group knit cannot run knit status: $out"
