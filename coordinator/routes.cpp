@@ -184,6 +184,8 @@ Result<void> store_advertisement(Store& store, const Node& node, const control::
           std::vector<wg::PublicKey>& changed) -> Result<std::optional<std::string>> {
         RouteBook book = old ? RouteBook::parse(*old) : RouteBook{};
         const NodeRoutes* before = book.find(node.node_key);
+        // Most nodes route nothing and say so on every connect: no write for them.
+        if (before == nullptr && ad.routes.empty() && !ad.exit_node) return std::optional<std::string>();
         const NodeRoutes copy = before != nullptr ? *before : NodeRoutes{};
         const bool visible = book.advertise(node.node_key, ad, *auto_approve, mesh);
         if (before != nullptr && *book.find(node.node_key) == copy) return std::optional<std::string>();

@@ -381,8 +381,11 @@ json peer_json(const PeerStatus& peer) {
           {"tx_bytes", peer.tx_bytes}};
   // knitd's addition (path MTU discovery): present when known.
   if (peer.path_mtu) out["path_mtu"] = *peer.path_mtu;
-  out["routes"] = prefixes_json(peer.routes);
-  out["routes_accepted"] = peer.routes_accepted;
+  // knitd's addition (subnet routes): present when the peer carries approved routes.
+  if (!peer.routes.empty()) {
+    out["routes"] = prefixes_json(peer.routes);
+    out["routes_accepted"] = peer.routes_accepted;
+  }
   return out;
 }
 

@@ -83,7 +83,8 @@ struct PeerStatus {
   std::uint64_t rx_bytes = 0;
   std::uint64_t tx_bytes = 0;
   // "routes": the approved subnet routes it carries ("0.0.0.0/0" and "::/0" for an exit node);
-  // "routes_accepted": whether this node sends traffic for them through it.
+  // "routes_accepted": whether this node sends traffic for them through it. Both absent when it
+  // carries none.
   std::vector<IpPrefix> routes;
   bool routes_accepted = false;
   friend bool operator==(const PeerStatus&, const PeerStatus&) = default;

@@ -52,7 +52,7 @@ mesh_knit peer set --accept-routes=true >/dev/null || lab_fail "knit set --accep
 mesh_wait_full 20
 pending() { mesh_coordinator routes list --json | jq -e '.[] | select(.node == "rtr") | .pending == ["10.77.0.0/24"]' >/dev/null; }
 lab_wait_for 5 "the coordinator to record rtr's advertisement" pending
-[[ "$(mesh_peer peer rtr routes)" == "[]" ]] || lab_fail "an unapproved route reached the peer: $(mesh_peer peer rtr routes)"
+[[ "$(mesh_peer peer rtr routes)" == null ]] || lab_fail "an unapproved route reached the peer: $(mesh_peer peer rtr routes)"
 ip -n "$PEER_NS" route show 10.77.0.0/24 | grep -q . && lab_fail "the peer routes 10.77.0.0/24 before approval"
 ip netns exec "$PEER_NS" ping -c 1 -W 1 -n 10.77.0.2 >/dev/null 2>&1 && lab_fail "the LAN host answered before approval"
 lab_pass "advertised and pending; the peer has no route to the LAN"
@@ -79,6 +79,8 @@ carried() { mesh_status peer | jq -e '.peers[] | select(.name == "rtr") | .route
   && ip -n "$PEER_NS" route show 10.77.0.0/24 | grep -q "dev ${MESH_AGENT_IF[peer]}"; }
 lab_poll 2 carried || lab_fail "the approved route is not on the peer after 2 s: $(mesh_status peer | jq -c '.peers[] | {name, routes, routes_accepted}')"
 lab_pass "approved route on the peer after $(( ($(mesh_now_us) - T0) / 1000 )) ms"
+mesh_knit peer status | grep -q "routes 10.77.0.0/24" || lab_fail "knit status on the peer does not show rtr's route: $(mesh_knit peer status)"
+lab_pass "knit status shows which peer carries 10.77.0.0/24"
 
 lab_step "the peer reaches the LAN host: ping, 20 MiB TCP, UDP both ways"
 lab_ping "$PEER_NS" 10.77.0.2 10
@@ -111,7 +113,7 @@ lab_log "throughput: through the router ${ROUTED_MBPS} Mbit/s, to the router's m
 lab_step "reject: the route leaves the peer within 2 s"
 T0=$(mesh_now_us)
 mesh_coordinator routes reject rtr 10.77.0.0/24 >/dev/null || lab_fail "routes reject failed"
-gone() { ! ip -n "$PEER_NS" route show 10.77.0.0/24 | grep -q . && [[ "$(mesh_peer peer rtr routes)" == "[]" ]]; }
+gone() { ! ip -n "$PEER_NS" route show 10.77.0.0/24 | grep -q . && [[ "$(mesh_peer peer rtr routes)" == null ]]; }
 lab_poll 2 gone || lab_fail "the rejected route is still on the peer after 2 s"
 lab_pass "route removed from the peer after $(( ($(mesh_now_us) - T0) / 1000 )) ms"
 ip netns exec "$PEER_NS" ping -c 1 -W 1 -n 10.77.0.2 >/dev/null 2>&1 && lab_fail "the LAN host still answers after the rejection"

@@ -195,6 +195,16 @@ TEST_F(RoutesCli, ApproveRejectAndListThroughTheStore) {
   EXPECT_NE(table.out.find("10.2.0.0/24"), std::string::npos);
 }
 
+TEST_F(RoutesCli, NodesThatRouteNothingWriteNothing) {
+  ASSERT_EQ(run({"token", "create", "--reusable", "--advertise", "127.0.0.1:7443"}).code, 0);
+  auto s = store();
+  const Node plain = join(*s, 1, "plain", "");
+  ASSERT_TRUE(store_advertisement(*s, plain, {{}, false}, kMesh));
+  auto row = s->read_setting(kRoutesKey);
+  ASSERT_TRUE(row);
+  EXPECT_FALSE(row->has_value());  // every connect says "nothing": no row, no change note
+}
+
 TEST_F(RoutesCli, BadInputIsOneLineAndExitOne) {
   ASSERT_EQ(run({"token", "create", "--reusable", "--advertise", "127.0.0.1:7443"}).code, 0);
   auto s = store();
