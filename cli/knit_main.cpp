@@ -38,7 +38,10 @@ void print_json(const json& doc) { std::cout << doc.dump(2, ' ', false, json::er
 int run_up(const Globals& g, const std::string& token, const std::string& hostname, bool shields_up,
            const std::optional<std::string>& operator_user, const RouteFlags& routes) {
   // Routes are checked (and saved) before the join: a refused one stops `up` with its reason.
-  if (routes.any()) expect<localapi::RoutesReply>(call(g, routes_request(routes)));
+  if (routes.any()) {
+    const auto reply = expect<localapi::RoutesReply>(call(g, routes_request(routes)));
+    if (auto warning = forwarding_warning(reply.routes)) std::cerr << *warning << "\n";
+  }
   // The shields go up (and are saved) before the join, so no moment of the membership is open.
   if (shields_up || operator_user) {
     expect<localapi::SetReply>(call(
@@ -166,6 +169,7 @@ int run_version(const Globals& g) {
 
 int run_routes(const Globals& g, const RouteFlags& flags) {
   const auto reply = expect<localapi::RoutesReply>(call(g, routes_request(flags)));
+  if (auto warning = forwarding_warning(reply.routes)) std::cerr << *warning << "\n";
   if (g.json) {
     json advertised = json::array();
     for (const IpPrefix& p : reply.routes.advertised) advertised.push_back(p.to_string());

@@ -1,5 +1,6 @@
 #include "cli/routes.hpp"
 
+#include <fstream>
 #include <memory>
 
 #include "cli/client.hpp"
@@ -42,6 +43,17 @@ localapi::RoutesRequest routes_request(const RouteFlags& flags) {
   request.advertise_exit_node = flags.advertise_exit_node;
   request.accept_routes = flags.accept_routes;
   return request;
+}
+
+std::optional<std::string> forwarding_warning(const localapi::RouteSettingsStatus& routes) {
+  bool v4 = false;
+  for (const IpPrefix& p : routes.advertised) v4 = v4 || p.address.is_v4();
+  if (!v4) return std::nullopt;
+  std::ifstream file("/proc/sys/net/ipv4/ip_forward");
+  char value = '?';
+  if (!(file >> value) || value != '0') return std::nullopt;
+  return "note: IPv4 forwarding is off on this host (net.ipv4.ip_forward=0): the advertised routes "
+         "carry nothing until it is on (knitd does not change it)";
 }
 
 std::string describe(const localapi::RouteSettingsStatus& routes) {

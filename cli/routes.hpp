@@ -24,5 +24,7 @@ void add_route_flags(CLI::App* command, RouteFlags& flags, bool for_up);
 // Throws CliError (one line) for a list that is not CIDR prefixes.
 localapi::RoutesRequest routes_request(const RouteFlags& flags);
 std::string describe(const localapi::RouteSettingsStatus& routes);
+// A line for stderr when IPv4 routes are advertised but this host does not forward IPv4.
+std::optional<std::string> forwarding_warning(const localapi::RouteSettingsStatus& routes);
 
 }  // namespace knit::cli
