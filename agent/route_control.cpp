@@ -52,7 +52,7 @@ localapi::ControlResponse RouteControl::change(const localapi::RoutesRequest& re
     std::vector<IpPrefix> mesh;
     if (const auto& record = membership_.mesh()) mesh = {record->ipv4_prefix, record->ipv6_prefix};
     if (std::string why = advertise_problem(routes, mesh, membership_.coordinator_ips()); !why.empty())
-      return localapi::ErrorReply{"cannot advertise " + why};
+      return localapi::ErrorReply{"cannot advertise routes: " + why};
     settings.advertise = std::move(routes);
   }
   if (request.advertise_exit_node) settings.exit_node = *request.advertise_exit_node;
