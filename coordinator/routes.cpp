@@ -176,6 +176,13 @@ Result<void> save_auto_approve(Store& store, std::string_view token_id, const co
 
 Result<void> store_advertisement(Store& store, const Node& node, const control::RouteAdvertise& ad,
                                  const std::vector<IpPrefix>& mesh) {
+  // Most nodes route nothing and say so on every connect: a plain read, no write transaction
+  // (and no table lock on PostgreSQL) for them.
+  if (ad.routes.empty() && !ad.exit_node) {
+    auto book = load_routes(store);
+    if (!book) return book.error();
+    if (book->find(node.node_key) == nullptr) return Ok{};
+  }
   auto auto_approve = load_auto_approve(store, node.token_id);
   if (!auto_approve) return auto_approve.error();
   return store.update_setting(
