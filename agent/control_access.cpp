@@ -38,6 +38,7 @@ std::string_view command_name(const localapi::ControlRequest& request) {
         else if constexpr (std::is_same_v<T, localapi::ForwardListRequest>) return "forward list";
         else if constexpr (std::is_same_v<T, localapi::NetcheckRequest>) return "netcheck";
         else if constexpr (std::is_same_v<T, localapi::DnsStatusRequest>) return "dns status";
+        else if constexpr (std::is_same_v<T, localapi::RoutesRequest>) return "set";
         else return "this command";
       },
       request);

@@ -25,6 +25,10 @@ class CoordinatorClient::Core : public net::CoordinatorConnection::Listener,
   void set_endpoints(std::vector<Endpoint> endpoints);
   void set_nat_report(const control::NatReport& report);
   bool logout();
+  void set_route_advertise(const control::RouteAdvertise& ad);
+  bool can_route() const {
+    return std::find(features_.begin(), features_.end(), control::kFeatureRoutes) != features_.end();
+  }
   bool can_logout() const {
     return std::find(features_.begin(), features_.end(), control::kFeatureLogout) != features_.end();
   }
@@ -63,6 +67,8 @@ class CoordinatorClient::Core : public net::CoordinatorConnection::Listener,
   std::optional<control::NatReport> nat_report_;
   std::optional<control::NatReport> sent_nat_report_;
   std::vector<std::string> features_;  // the current session's coordinator's
+  control::RouteAdvertise routes_;      // what we offer to route (route_settings.hpp)
+  std::optional<control::RouteAdvertise> sent_routes_;  // in the current session
   bool logging_out_ = false;
   bool logout_sent_ = false;  // in the current session
 };
@@ -106,6 +112,13 @@ bool CoordinatorClient::Core::logout() {
   return true;
 }
 
+void CoordinatorClient::Core::set_route_advertise(const control::RouteAdvertise& ad) {
+  routes_ = ad;
+  // A coordinator without the feature would close the session on an unknown type.
+  if (state() != State::connected || !can_route() || sent_routes_ == routes_) return;
+  if (connection_->send(routes_)) sent_routes_ = routes_;
+}
+
 control::Message CoordinatorClient::Core::hello() {
   control::RegisterRequest request;
   request.token = options_.token;  // the connection wipes this copy once sent
@@ -131,6 +144,9 @@ void CoordinatorClient::Core::on_connected(const control::Message& answer) {
   // A new session has not heard our NAT report yet.
   sent_nat_report_.reset();
   if (state() == State::connected && nat_report_) set_nat_report(*nat_report_);
+  // Every session hears what we route (also "nothing": a withdrawal made while away).
+  sent_routes_.reset();
+  if (state() == State::connected) set_route_advertise(routes_);
 }
 
 void CoordinatorClient::Core::on_refused(const control::Message& refusal, bool retrying) {
@@ -180,6 +196,8 @@ void CoordinatorClient::set_endpoints(std::vector<Endpoint> endpoints) {
 
 void CoordinatorClient::set_nat_report(const control::NatReport& report) { core_->set_nat_report(report); }
 bool CoordinatorClient::logout() { return core_->logout(); }
+void CoordinatorClient::set_route_advertise(const control::RouteAdvertise& ad) { core_->set_route_advertise(ad); }
+bool CoordinatorClient::coordinator_can_route() const { return core_->can_route(); }
 bool CoordinatorClient::coordinator_can_logout() const { return core_->can_logout(); }
 CoordinatorClient::State CoordinatorClient::state() const { return core_->state(); }
 std::string CoordinatorClient::last_error() const { return core_->last_error(); }

@@ -91,6 +91,10 @@ class CoordinatorClient {
   // tells when it is done. False when the coordinator this client is connected to is too old
   // to be told (it did not list the "logout" feature).
   bool logout();
+  // What this node offers to route: sent in every session whose coordinator listed the
+  // "routes" feature, and at once when it changes while connected.
+  void set_route_advertise(const control::RouteAdvertise& ad);
+  bool coordinator_can_route() const;
   // The coordinator of the current session listed the "logout" feature.
   bool coordinator_can_logout() const;
 

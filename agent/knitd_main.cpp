@@ -25,6 +25,7 @@
 #include "agent/mesh_membership.hpp"
 #include "agent/mesh_paths.hpp"
 #include "agent/operator_control.hpp"
+#include "agent/route_control.hpp"
 #include "agent/uapi_device.hpp"
 #include "agent/udp_transport.hpp"
 #include "net/metrics_server.hpp"
@@ -46,6 +47,7 @@ class PlaneDevice final : public agent::MeshDevice {
   wg::Device& device() override { return plane_.device(); }
   std::uint16_t port() const override { return udp_.port(); }
   void set_mesh_address(const std::optional<IpAddress>& ipv4) override { plane_.filter().set_mesh_address(ipv4); }
+  void set_routed_prefixes(const std::vector<IpPrefix>& routes) override { plane_.filter().set_routed_prefixes(routes); }
 
  private:
   agent::DataPlane& plane_;
@@ -181,7 +183,10 @@ int main(int argc, char** argv) {
     // The CLI's requests: shields and port forwards (`knit set`, `knit forward`, kept in the
     // state dir) in front of the mesh's questions and `up`/`down`.
     agent::LocalApi local_api(membership);
-    agent::FilterControl filter_control(plane.filter(), agent::ForwardStore(state_dir), local_api);
+    // Subnet routes (`knit set --advertise-routes/--accept-routes`, kept in the state dir).
+    agent::RouteControl route_control(membership, agent::RouteSettingsStore(state_dir), local_api);
+    route_control.restore();
+    agent::FilterControl filter_control(plane.filter(), agent::ForwardStore(state_dir), route_control);
     filter_control.restore();
     // The mesh's names: a resolver answering packets to its address on the TUN, and the host
     // pointed at it (dns_control.hpp), in front of the other settings.

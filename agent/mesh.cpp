@@ -23,10 +23,13 @@ bool on_our_subnet(const Endpoint& candidate, const std::vector<InterfaceAddress
   });
 }
 
-std::vector<IpPrefix> allowed_ips_of(const control::PeerInfo& peer) {
+// Its own addresses, and the subnet routes it carries for us (none unless we accept routes).
+std::vector<IpPrefix> allowed_ips_of(const control::PeerInfo& peer, const RouteCarriers* carriers) {
   std::vector<IpPrefix> out;
   if (!peer.ipv4.is_unspecified()) out.push_back(host_prefix(peer.ipv4));
   if (!peer.ipv6.is_unspecified()) out.push_back(host_prefix(peer.ipv6));
+  if (carriers != nullptr)
+    for (const IpPrefix& route : routes_carried_by(*carriers, peer.node_key)) out.push_back(route);
   return out;
 }
 
@@ -88,7 +91,8 @@ std::vector<std::string> MeshConfigurator::clear_self(LinkControl& link) {
 
 PeerChanges MeshConfigurator::apply_peers(wg::Device& device, wg::Now now,
                                           const std::vector<control::PeerInfo>& peers,
-                                          const std::vector<InterfaceAddress>& local) {
+                                          const std::vector<InterfaceAddress>& local,
+                                          const RouteCarriers* carriers) {
   PeerChanges changes;
   std::map<wg::PublicKey, const control::PeerInfo*> wanted;
   for (const control::PeerInfo& peer : peers) {
@@ -108,7 +112,7 @@ PeerChanges MeshConfigurator::apply_peers(wg::Device& device, wg::Now now,
   }
 
   for (const auto& [key, info] : wanted) {
-    const std::vector<IpPrefix> allowed = allowed_ips_of(*info);
+    const std::vector<IpPrefix> allowed = allowed_ips_of(*info, carriers);
     const std::optional<Endpoint> chosen = choose_endpoint(info->endpoints, local);
     wg::Peer* peer = device.find_peer(key);
     auto known = managed_.find(key);

@@ -20,6 +20,7 @@
 #include <vector>
 
 #include "agent/local_endpoints.hpp"
+#include "agent/route_choice.hpp"
 #include "base/ip.hpp"
 #include "control/messages.hpp"
 #include "tun/link_config.hpp"
@@ -87,9 +88,15 @@ class MeshConfigurator {
   const std::optional<SelfAddresses>& self() const { return self_; }
 
   // Makes the device's mesh peers match `peers` (any order). local: this host's interface
-  // addresses, for the endpoint choice.
+  // addresses, for the endpoint choice. carriers: the subnet routes this node accepts and who
+  // carries each (route_choice.hpp), added to those peers' allowed IPs; null: none.
   PeerChanges apply_peers(wg::Device& device, wg::Now now, const std::vector<control::PeerInfo>& peers,
-                          const std::vector<InterfaceAddress>& local);
+                          const std::vector<InterfaceAddress>& local, const RouteCarriers* carriers = nullptr);
+  // Routes through the TUN for the accepted subnet routes (mesh_routes.cpp): adds the new,
+  // removes the gone. Returns one line per failed step.
+  std::vector<std::string> apply_routes(LinkControl& link, const RouteCarriers& carriers);
+  std::vector<std::string> clear_routes(LinkControl& link) { return apply_routes(link, {}); }
+  const std::vector<IpPrefix>& routes() const { return routes_; }
   // Removes every peer the configurator added.
   std::size_t clear_peers(wg::Device& device);
 
@@ -103,6 +110,7 @@ class MeshConfigurator {
   };
 
   std::map<wg::PublicKey, Managed> managed_;
+  std::vector<IpPrefix> routes_;  // installed by apply_routes
   std::optional<SelfAddresses> self_;
 };
 

@@ -226,6 +226,8 @@ void Membership::disconnect() {
   client_.reset();
   stop_paths();
   device_.configure([&](wg::Device& device, wg::Now) { configurator_.clear_peers(device); });
+  for (const auto& failure : configurator_.clear_routes(link_)) log(LogLevel::warn, "knitd", failure);
+  carriers_.clear();
   for (const auto& failure : configurator_.clear_self(link_)) log(LogLevel::warn, "knitd", failure);
   device_.set_mesh_address(std::nullopt);
   peers_ = {};
@@ -337,6 +339,7 @@ void Membership::start_client(const MeshRecord& record, std::optional<std::strin
   client_.reset();
   client_ = std::make_unique<CoordinatorClient>(io_, identity_->node.private_key, std::move(options),
                                                 static_cast<CoordinatorClient::Listener&>(*this), rng_);
+  client_->set_route_advertise(control::RouteAdvertise{routes_.advertise, routes_.exit_node});
   client_->start();
   arm_poll();
 }
@@ -458,8 +461,10 @@ void Membership::apply_peers() {
   if (!joined()) return;
   PeerChanges changes;
   MeshPaths* paths = this->paths();
+  const control::NodeKey self = identity_ ? identity_->node.public_key : control::NodeKey{};
+  carriers_ = routes_.accept ? choose_route_carriers(peers_.peers, self, local_) : RouteCarriers{};
   device_.configure([&](wg::Device& device, wg::Now now) {
-    changes = configurator_.apply_peers(device, now, peers_.peers, local_);
+    changes = configurator_.apply_peers(device, now, peers_.peers, local_, &carriers_);
     if (paths == nullptr) return;
     // A peer that published no endpoint we could use is still reachable (relay, or a path a
     // probe finds): WireGuard gets its stand-in so it will start a handshake.
@@ -476,6 +481,8 @@ void Membership::apply_peers() {
       if (configurator_.manages(info.node_key)) managed.push_back(info);
     paths->set_peers(managed);
   }
+  for (const auto& failure : configurator_.apply_routes(link_, carriers_))
+    log(LogLevel::warn, "knitd", options_.tun_name, ": ", failure);
   if (changes.added + changes.updated + changes.removed + changes.refused > 0)
     log(LogLevel::info, "knitd", "peer map ", peers_.version, ": ", changes.added, " added, ", changes.updated,
         " changed, ", changes.removed, " removed", changes.refused ? ", some refused" : "", " (",
@@ -531,6 +538,25 @@ void Membership::arm_poll() {
     refresh_endpoints();
     arm_poll();
   });
+}
+
+// ---------------------------------------------------------------- subnet routes
+
+void Membership::set_route_settings(const RouteSettings& settings) {
+  const bool accept_changed = settings.accept != routes_.accept;
+  routes_ = settings;
+  device_.set_routed_prefixes(routes_.advertise);
+  if (client_) client_->set_route_advertise(control::RouteAdvertise{routes_.advertise, routes_.exit_node});
+  if (accept_changed) apply_peers();
+}
+
+std::vector<IpAddress> Membership::coordinator_ips() const {
+  std::vector<IpAddress> out;
+  const std::optional<MeshRecord>& record = mesh_ ? mesh_ : joining_;
+  if (!record) return out;
+  for (const control::HostPort& address : record->coordinator_addresses)
+    if (auto ip = address.ip()) out.push_back(*ip);
+  return out;
 }
 
 }  // namespace knit::agent

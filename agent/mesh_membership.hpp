@@ -39,6 +39,7 @@
 #include "agent/mesh.hpp"
 #include "agent/mesh_paths.hpp"
 #include "agent/node_identity.hpp"
+#include "agent/route_settings.hpp"
 #include "base/random.hpp"
 
 namespace knit::agent {
@@ -53,6 +54,8 @@ class MeshDevice {
   virtual std::uint16_t port() const = 0;
   // This node's mesh IPv4 (nullopt when it leaves the mesh), for the packet filter.
   virtual void set_mesh_address(const std::optional<IpAddress>& /*ipv4*/) {}
+  // The subnets this node routes for the mesh (packet_filter.hpp: routed traffic passes).
+  virtual void set_routed_prefixes(const std::vector<IpPrefix>& /*routes*/) {}
 };
 
 class Membership final : private CoordinatorClient::Listener {
@@ -106,6 +109,14 @@ class Membership final : private CoordinatorClient::Listener {
   // The paths while joined (null while not, and in tests of the membership alone).
   const MeshPaths* paths() const { return paths_ && paths_->running() ? paths_ : nullptr; }
   MeshPaths* paths() { return paths_ && paths_->running() ? paths_ : nullptr; }
+  // Subnet routes (route_control.hpp): what we advertise (sent to the coordinator) and whether
+  // peers' routes are used (their allowed IPs and the host's routes through the TUN).
+  void set_route_settings(const RouteSettings& settings);
+  const RouteSettings& route_settings() const { return routes_; }
+  // Who carries each accepted route now (empty unless accepting).
+  const RouteCarriers& route_carriers() const { return carriers_; }
+  // The coordinator's addresses that are IP literals (the underlay advertise_problem guards).
+  std::vector<IpAddress> coordinator_ips() const;
   // The WireGuard device, for status.
   wg::Device& device() { return device_.device(); }
   const std::string& version() const { return options_.version; }
@@ -163,6 +174,8 @@ class Membership final : private CoordinatorClient::Listener {
   std::optional<control::DnsConfig> dns_;
   std::function<void()> names_listener_;
   std::vector<InterfaceAddress> local_;
+  RouteSettings routes_;
+  RouteCarriers carriers_;
   std::vector<Endpoint> endpoints_;
   std::string last_problem_;       // why the membership ended, shown while not joined
   std::string last_logged_error_;  // the last unreachable error logged at warn level

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <sstream>
 
+#include "control/route_rules.hpp"
 #include "nat/icmp_error.hpp"
 
 namespace knit::agent {
@@ -174,8 +175,23 @@ std::size_t PacketFilter::inbound(Instant now, MutableByteSpan packet) {
   return 0;
 }
 
+bool PacketFilter::routed(const std::uint8_t* address) const {
+  if (routed_.empty()) return false;
+  const IpAddress ip = IpAddress::v4(address);
+  const bool inside = std::any_of(routed_.begin(), routed_.end(), [&](const IpPrefix& p) {
+    return control::prefix_holds(p, ip);
+  });
+  if (!inside) return false;
+  return std::none_of(rules_.begin(), rules_.end(), [&](const localapi::ForwardRule& r) { return r.target.address() == ip; });
+}
+
 std::size_t PacketFilter::outbound_v4(Instant now, MutableByteSpan packet) {
   if (!engine_) return packet.size();
+  // Source on a LAN this node routes (a reply to a peer, or a LAN host's own flow): not ours.
+  if (packet.size() >= 20 && routed(packet.data() + 12)) {
+    ++routed_packets_;
+    return packet.size();
+  }
   const nat::Result r = engine_->outbound(now, packet);
   if (r.verdict == nat::Verdict::forward) return r.length;
   if (is_malformed(r.reason)) {
@@ -191,6 +207,10 @@ std::size_t PacketFilter::outbound_v4(Instant now, MutableByteSpan packet) {
 
 std::size_t PacketFilter::inbound_v4(Instant now, MutableByteSpan packet) {
   if (!engine_) return packet.size();
+  if (packet.size() >= 20 && routed(packet.data() + 16)) {
+    ++routed_packets_;
+    return packet.size();
+  }
   const nat::Result r = engine_->inbound(now, packet);
   if (r.verdict == nat::Verdict::forward) return r.length;
   if (r.verdict == nat::Verdict::drop && is_malformed(r.reason)) {

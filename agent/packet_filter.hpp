@@ -59,6 +59,14 @@ class PacketFilter {
   void set_mesh_address(std::optional<IpAddress> ipv4);
   const std::optional<IpAddress>& mesh_address() const { return mesh_v4_; }
 
+  // The subnets this node routes for the mesh (`knit set --advertise-routes`). Packets routed
+  // between them and the mesh are not this host's flows: they pass without the engine (which
+  // would otherwise translate a LAN host's replies as an inside host's), and the shields, which
+  // guard this host, do not apply to them. A port forward's target inside them still has its
+  // replies translated.
+  void set_routed_prefixes(std::vector<IpPrefix> routes) { routed_ = std::move(routes); }
+  std::uint64_t routed_packets() const { return routed_packets_; }
+
   void set_shields_up(bool up) { shields_up_ = up; }
   bool shields_up() const { return shields_up_; }
 
@@ -96,6 +104,11 @@ class PacketFilter {
   std::unique_ptr<nat::NatEngine> engine_;
   nat::Ipv6Conntrack v6_;
   std::vector<localapi::ForwardRule> rules_;
+  std::vector<IpPrefix> routed_;
+  std::uint64_t routed_packets_ = 0;
+  // Routed traffic (see set_routed_prefixes): `address` (a packet's LAN side) is inside a routed
+  // prefix and is no port forward's target.
+  bool routed(const std::uint8_t* address) const;
   bool shields_up_ = false;
   localapi::FilterCounters counters_;
   localapi::FilterCounters retired_;  // forward counters of engines replaced since

@@ -86,6 +86,12 @@ std::string format_status(const localapi::StatusReply& reply, WallTime now) {
     if (!peer.online) row.push_back("offline");
     // The path carries less than the tunnel: say so (TCP is clamped to it).
     if (peer.path_mtu && self.mtu && *peer.path_mtu < *self.mtu) row.push_back("mtu " + std::to_string(*peer.path_mtu));
+    if (!peer.routes.empty()) {
+      // The subnets it carries; "(not used)" when this node does not send them to it.
+      std::string routes;
+      for (const IpPrefix& p : peer.routes) routes += (routes.empty() ? "" : ",") + p.to_string();
+      row.push_back("routes " + routes + (peer.routes_accepted ? "" : " (not used)"));
+    }
     rows.push_back(std::move(row));
   }
   const auto widths = column_widths(rows);
@@ -103,6 +109,12 @@ std::string format_status(const localapi::StatusReply& reply, WallTime now) {
              std::to_string(f.rule.mesh_port) + " -> " + f.rule.target.to_string();
     }
     out += "\n";
+  }
+  if (const auto& routes = self.routes; routes && (!routes->advertised.empty() || routes->exit_node || routes->accept)) {
+    std::string advertised;
+    for (const IpPrefix& p : routes->advertised) advertised += (advertised.empty() ? "" : ",") + p.to_string();
+    out += "# routes: advertising " + (advertised.empty() ? std::string("none") : advertised) +
+           (routes->exit_node ? ", exit node" : "") + ", accept-routes " + (routes->accept ? "true" : "false") + "\n";
   }
   if (reply.coordinator.state != "connected") {
     out += "# coordinator: " + (reply.coordinator.state.empty() ? std::string("unknown") : reply.coordinator.state);

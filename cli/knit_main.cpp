@@ -11,6 +11,7 @@
 #include "cli/client.hpp"
 #include "cli/format.hpp"
 #include "cli/ping.hpp"
+#include "cli/routes.hpp"
 
 using namespace knit;
 using namespace knit::cli;
@@ -35,7 +36,12 @@ localapi::ControlResponse call(const Globals& g, const localapi::ControlRequest&
 void print_json(const json& doc) { std::cout << doc.dump(2, ' ', false, json::error_handler_t::replace) << "\n"; }
 
 int run_up(const Globals& g, const std::string& token, const std::string& hostname, bool shields_up,
-           const std::optional<std::string>& operator_user) {
+           const std::optional<std::string>& operator_user, const RouteFlags& routes) {
+  // Routes are checked (and saved) before the join: a refused one stops `up` with its reason.
+  if (routes.any()) {
+    const auto reply = expect<localapi::RoutesReply>(call(g, routes_request(routes)));
+    if (auto warning = forwarding_warning(reply.routes)) std::cerr << *warning << "\n";
+  }
   // The shields go up (and are saved) before the join, so no moment of the membership is open.
   if (shields_up || operator_user) {
     expect<localapi::SetReply>(call(
@@ -158,6 +164,20 @@ int run_version(const Globals& g) {
   }
   std::cout << "knit " << KNIT_VERSION << "\n";
   if (daemon) std::cout << "knitd " << *daemon << "\n";
+  return 0;
+}
+
+int run_routes(const Globals& g, const RouteFlags& flags) {
+  const auto reply = expect<localapi::RoutesReply>(call(g, routes_request(flags)));
+  if (auto warning = forwarding_warning(reply.routes)) std::cerr << *warning << "\n";
+  if (g.json) {
+    json advertised = json::array();
+    for (const IpPrefix& p : reply.routes.advertised) advertised.push_back(p.to_string());
+    print_json({{"advertise_routes", advertised}, {"advertise_exit_node", reply.routes.exit_node},
+                {"accept_routes", reply.routes.accept}});
+  } else {
+    std::cout << describe(reply.routes);
+  }
   return 0;
 }
 
@@ -302,6 +322,8 @@ int main(int argc, char** argv) {
                "refuse connections from the mesh to this host (kept; `knit set --shields-up=false` lowers them)");
   std::optional<std::string> up_operator;
   up->add_option("--operator", up_operator, "as `knit set --operator`: USER may change knitd without root");
+  RouteFlags up_routes;
+  add_route_flags(up, up_routes, /*for_up=*/true);
   json_flag(up);
 
   std::optional<bool> set_shields;
@@ -321,6 +343,8 @@ int main(int argc, char** argv) {
                       "USER (a name or uid) may change knitd without root (up, down, set, forward, logout); "
                       "--operator= clears it")
           ->expected(0, 1);
+  RouteFlags set_routes;
+  add_route_flags(set, set_routes, /*for_up=*/false);
   json_flag(set);
 
   auto* forward = app.add_subcommand("forward", "port forwards: a mesh port of this node to HOST:PORT");
@@ -387,12 +411,16 @@ int main(int argc, char** argv) {
   }
 
   try {
-    if (*up) return run_up(g, token, hostname, up_shields, up_operator);
+    if (*up) return run_up(g, token, hostname, up_shields, up_operator, up_routes);
     if (*set) {
       std::optional<std::string> set_operator;
       if (set_operator_option->count() > 0) set_operator = set_operator_text;
-      if (!set_shields && !set_accept_dns && !set_manage_resolv_conf && !set_operator)
-        throw CliError("nothing to set: pass --shields-up, --accept-dns or --manage-resolv-conf (=true or =false), or --operator USER");
+      const bool other = set_shields || set_accept_dns || set_manage_resolv_conf || set_operator;
+      if (set_routes.any() && !other) return run_routes(g, set_routes);
+      if (set_routes.any()) expect<localapi::RoutesReply>(call(g, routes_request(set_routes)));
+      if (!other && !set_routes.any())
+        throw CliError("nothing to set: pass --shields-up, --accept-dns or --manage-resolv-conf (=true or =false), "
+                       "--operator USER, --advertise-routes CIDR,..., --advertise-exit-node or --accept-routes");
       return run_set(g, localapi::SetRequest{set_shields, set_accept_dns, set_manage_resolv_conf, set_operator});
     }
     if (*forward_add) return run_forward_add(g, forward_proto, forward_port, forward_target);

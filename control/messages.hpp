@@ -18,6 +18,10 @@
 //                       {not_registered}. Sent only to a coordinator whose register_response
 //                       listed the "logout" feature: an older one closes the session on a type
 //                       it does not know)
+//     route_advertise  {routes[], exit_node}  (what this node offers to route: subnets, and the
+//                       default routes when exit_node; sent after every register_response that
+//                       lists the "routes" feature and whenever `knit set` changes it. The
+//                       coordinator publishes only what an admin or the token approved)
 //   relay -> coordinator (knit-relay; its Noise static key is its relay key)
 //     relay_register   {token?, name, addresses[], stun_port, version}
 //                       (ping as an agent sends it; nothing else)
@@ -108,6 +112,14 @@ struct NatReport {
   NatFiltering filtering = NatFiltering::unknown;
   std::map<std::string, std::uint32_t> relay_latency_ms;  // relay name -> round trip
   friend bool operator==(const NatReport&, const NatReport&) = default;
+};
+
+// What a node offers to route (`knit up/set --advertise-routes`, `--advertise-exit-node`).
+// Prefixes have no host bits set; at most kMaxRoutes.
+struct RouteAdvertise {
+  std::vector<IpPrefix> routes;
+  bool exit_node = false;
+  friend bool operator==(const RouteAdvertise&, const RouteAdvertise&) = default;
 };
 
 // ---- relay -> coordinator ----
@@ -226,6 +238,8 @@ struct Pong {
 inline constexpr std::string_view kFeatureDns = "dns";
 // In a register_response: the coordinator understands `logout`.
 inline constexpr std::string_view kFeatureLogout = "logout";
+// In a register_response: the coordinator understands `route_advertise`.
+inline constexpr std::string_view kFeatureRoutes = "routes";
 struct SplitDns {
   std::string domain;               // lowercase, no trailing dot (is_valid_domain)
   std::vector<Endpoint> resolvers;  // 1..kMaxSplitResolvers "10.1.0.53:53"
@@ -271,10 +285,11 @@ struct ParseError {
 
 using Message = std::variant<RegisterRequest, EndpointUpdate, Ping, NatReport, RegisterResponse,
                              PeerMapPage, PeerDelta, RelayMap, Pong, ErrorMessage, RelayRegister,
-                             RelayRegisterResponse, DnsConfig, Logout>;
+                             RelayRegisterResponse, DnsConfig, Logout, RouteAdvertise>;
 using ParseResult = std::variant<RegisterRequest, EndpointUpdate, Ping, NatReport, RegisterResponse,
                                  PeerMapPage, PeerDelta, RelayMap, Pong, ErrorMessage, RelayRegister,
-                                 RelayRegisterResponse, DnsConfig, Logout, ParseError>;
+                                 RelayRegisterResponse, DnsConfig, Logout, RouteAdvertise,
+                                 ParseError>;
 
 ParseResult parse_message(std::string_view text);
 // The message, when parse_message did not fail.
@@ -297,6 +312,7 @@ std::string encode(const RelayRegister& message);
 std::string encode(const RelayRegisterResponse& message);
 std::string encode(const DnsConfig& message);
 std::string encode(const Logout& message);
+std::string encode(const RouteAdvertise& message);
 std::string encode(const Message& message);
 
 std::string_view to_string(NatFiltering filtering);

@@ -176,6 +176,15 @@ std::string encode(const RelayRegisterResponse& message) {
 
 std::string encode(const Logout&) { return text(header("logout")); }
 
+std::string encode(const RouteAdvertise& message) {
+  Json out = header("route_advertise");
+  Json routes = Json::array();
+  for (const IpPrefix& route : message.routes) routes.push_back(route.to_string());
+  out["routes"] = std::move(routes);
+  out["exit_node"] = message.exit_node;
+  return text(out);
+}
+
 std::string encode(const Message& message) {
   return std::visit([](const auto& m) { return encode(m); }, message);
 }

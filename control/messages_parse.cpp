@@ -338,6 +338,11 @@ bool read_endpoint_update(Parser& p, const Json& v, const Path& at, EndpointUpda
                list_reader(kMaxEndpoints, endpoint_reader(Family::any)));
 }
 
+bool read_route_advertise(Parser& p, const Json& v, const Path& at, RouteAdvertise& out) {
+  return field(p, v, at, "routes", out.routes, list_reader(kMaxRoutes, prefix_reader(Family::any))) &&
+         field(p, v, at, "exit_node", out.exit_node, kBool);
+}
+
 bool read_ping(Parser& p, const Json& v, const Path& at, Ping& out) {
   return field(p, v, at, "seq", out.seq, kU64);
 }
@@ -613,6 +618,7 @@ ParseResult parse_message(std::string_view text) {
   if (type == "relay_register_response") {
     return parse_as<RelayRegisterResponse>(root, read_relay_register_response);
   }
+  if (type == "route_advertise") return parse_as<RouteAdvertise>(root, read_route_advertise);
   if (type == "logout") return Logout{};  // no fields; unknown ones are ignored
   return ParseError{MessageError::unknown_type, "type"};
 }

@@ -10,6 +10,7 @@
 
 #include "coordinator/admin_format.hpp"
 #include "coordinator/key_file.hpp"
+#include "coordinator/routes.hpp"
 #include "coordinator/state_dir.hpp"
 #include "coordinator/token_issue.hpp"
 #include "coordinator/tokens.hpp"
@@ -60,6 +61,7 @@ struct CreateOptions {
   std::string expires;
   std::vector<std::string> tags;
   std::vector<std::string> advertise;
+  std::string auto_approve;  // routes.hpp: CIDR,...,exit
 };
 
 int token_create(const CliGlobals& globals, CliContext& ctx, const CreateOptions& o) {
@@ -73,6 +75,11 @@ int token_create(const CliGlobals& globals, CliContext& ctx, const CreateOptions
     if (!options.lifetime)
       throw CliError("--expires " + o.expires + " is not a duration such as 30m, 12h or 7d");
   }
+  std::string route_error;
+  const auto auto_approve = control::parse_route_list(o.auto_approve, true, route_error);
+  if (!auto_approve) throw CliError("--auto-approve: " + route_error);
+  if (o.relay && (auto_approve->exit || !auto_approve->routes.empty()))
+    throw CliError("--auto-approve is for node tokens, not --relay ones");
   auto prefix = requested_prefix(globals);
   // Without --advertise the address comes from a previous serve: no state, no address, and no
   // reason to make a key and a database for a command that fails.
@@ -87,6 +94,8 @@ int token_create(const CliGlobals& globals, CliContext& ctx, const CreateOptions
   auto key = take(load_or_create_key(fs::path(globals.state_dir) / kKeyFile, ctx.rng));
   const UnixSeconds now = ctx.now();
   auto issued = take(issue_token(*store, options, addresses, key.public_key, ctx.rng, now));
+  if (auto_approve->exit || !auto_approve->routes.empty())
+    check(save_auto_approve(*store, issued.record.id, *auto_approve));
 
   std::string where;
   for (const auto& a : addresses) where += (where.empty() ? "" : ", ") + a.to_string();
@@ -96,7 +105,11 @@ int token_create(const CliGlobals& globals, CliContext& ctx, const CreateOptions
           << (issued.record.expires_at
                   ? " (expires " + format_expiry(issued.record.expires_at, now)
                   : std::string(" (never expires"))
-          << (tags.empty() ? "" : ", tags " + tags) << ") for " << where << ":\n";
+          << (tags.empty() ? "" : ", tags " + tags)
+          << (auto_approve->exit || !auto_approve->routes.empty()
+                  ? ", auto-approves " + control::format_route_list(*auto_approve)
+                  : std::string())
+          << ") for " << where << ":\n";
   ctx.out << issued.text << "\n" << std::flush;
   sodium_memzero(issued.text.data(), issued.text.size());  // it carries the secret
   return 0;
@@ -117,6 +130,8 @@ void add_token_commands(CLI::App& app, const CliGlobals& globals, CliContext& ct
                      "it stops working after this long: 30m, 12h, 7d (default: never)");
   create->add_option("--tag", create_options->tags, "tag nodes joining with it (repeatable)")
       ->allow_extra_args(false);
+  create->add_option("--auto-approve", create_options->auto_approve,
+                     "routes its nodes may advertise without an admin's approval: CIDR,...[,exit]");
   create->add_flag("--relay", create_options->relay, "a token for knit-relay, not for nodes");
   create->add_option("--advertise", create_options->advertise,
                      "HOST:PORT agents reach the coordinator at (repeatable or comma-separated; "
@@ -314,6 +329,7 @@ void add_admin_commands(CLI::App& app, const CliGlobals& globals, CliContext& ct
   add_node_commands(app, globals, ctx, action);
   add_relay_commands(app, globals, ctx, action);
   add_dns_commands(app, globals, ctx, action);
+  add_route_commands(app, globals, ctx, action);
 }
 
 int run_cli(int argc, const char* const* argv, CliContext& ctx,

@@ -2,10 +2,11 @@
 //
 //   knit-coordinator [--state-dir DIR] [--ipv4-prefix P] [--store sqlite:PATH|postgres://...]
 //     token create [--reusable] [--ephemeral] [--expires D] [--tag T]... [--relay]
-//                  [--advertise HOST:PORT]...    prints the token alone as its last line
+//                  [--advertise HOST:PORT]... [--auto-approve CIDR,...,exit]    prints the token alone as its last line
 //     token list | token revoke ID
 //     nodes list [--json] | nodes remove NAME
 //     relays list [--json] | relays remove NAME
+//     routes list [--json] | routes approve|reject NODE CIDR|exit   (routes_cli.cpp)
 //     migrate --from sqlite:PATH --to postgres://...   (migrate_command.hpp)
 //
 // Commands are registered on a CLI::App by functions, so `serve` (in its own file) plugs in
@@ -58,6 +59,9 @@ using CommandRegistrar = std::function<void(CLI::App& app, const CliGlobals& glo
 // Adds `token`, `nodes` and `relays`.
 void add_admin_commands(CLI::App& app, const CliGlobals& globals, CliContext& ctx,
                         CliAction& action);
+
+// Adds `routes` (routes_cli.cpp).
+void add_route_commands(CLI::App& app, const CliGlobals& globals, CliContext& ctx, CliAction& action);
 
 // Parses argv (argv[0] is the program), runs the chosen command and returns the exit code:
 // 0 done, 1 failed (message on err), 2 bad usage. `extra` registers more commands (serve).

@@ -190,6 +190,8 @@ void AgentSession::on_message(const Bytes& plaintext) {
           if (role_ == Role::agent) return host_.on_nat_report(*this, message);
         } else if constexpr (std::is_same_v<T, control::Logout>) {
           if (role_ == Role::agent) return host_.on_logout(*this);
+        } else if constexpr (std::is_same_v<T, control::RouteAdvertise>) {
+          if (role_ == Role::agent) return host_.on_route_advertise(*this, message);
         }
         ++host_.session_counters().malformed;
         if constexpr (std::is_same_v<T, control::ParseError>)

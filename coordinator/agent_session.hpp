@@ -94,6 +94,8 @@ class SessionHost {
   virtual void on_nat_report(AgentSession& session, const control::NatReport& report) = 0;
   // The agent logs out (`knit logout`): remove its node; closing the session answers it.
   virtual void on_logout(AgentSession& session) = 0;
+  // The agent says which routes it offers (coordinator/routes.hpp).
+  virtual void on_route_advertise(AgentSession& session, const control::RouteAdvertise& ad) = 0;
   // The session closed (once). It must not be destroyed from inside this call.
   virtual void on_closed(AgentSession& session, CloseReason reason) = 0;
   virtual ServerCounters& session_counters() = 0;

@@ -70,7 +70,8 @@ void Server::start(const asio::ip::tcp::endpoint& listen) {
   if (!nodes) throw std::runtime_error("cannot read the nodes: " + nodes.error().message);
   std::vector<PeerInfo> peers;
   peers.reserve(nodes->size());
-  for (const Node& node : *nodes) peers.push_back(peer_info(node));
+  load_routes();
+  for (const Node& node : *nodes) peers.push_back(routed_peer_info(node));
   view_.reset(peers);
   load_relays();
   load_dns();

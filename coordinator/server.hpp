@@ -56,6 +56,7 @@
 #include "coordinator/agent_session.hpp"
 #include "coordinator/change_feed.hpp"
 #include "coordinator/peer_view.hpp"
+#include "coordinator/routes.hpp"
 #include "coordinator/records.hpp"
 #include "coordinator/store.hpp"
 #include "wg/keys.hpp"
@@ -117,6 +118,7 @@ class Server final : private SessionHost {
   void on_endpoints(AgentSession& session, const control::EndpointUpdate& update) override;
   void on_nat_report(AgentSession& session, const control::NatReport& report) override;
   void on_logout(AgentSession& session) override;
+  void on_route_advertise(AgentSession& session, const control::RouteAdvertise& ad) override;
   void on_closed(AgentSession& session, CloseReason reason) override;
   ServerCounters& session_counters() override { return counters_; }
 
@@ -143,6 +145,9 @@ class Server final : private SessionHost {
   bool load_relays();
   // Reads the DNS settings into dns_config_text_; true when they changed.
   bool load_dns();
+  // The route book, read again (server_routes.cpp); a peer entry with its published routes.
+  void load_routes();
+  control::PeerInfo routed_peer_info(const Node& node) const;
   // Sends dns_config_text_ to every agent that understands it.
   void push_dns();
   void sweep();
@@ -155,6 +160,7 @@ class Server final : private SessionHost {
   wg::PrivateKey key_;
   wg::PublicKey public_key_{};
   MeshSettings mesh_;
+  RouteBook routes_;
   Random& rng_;
   ServerOptions options_;
   asio::ip::tcp::acceptor acceptor_;

@@ -113,7 +113,8 @@ void Server::refresh_node(const NodeKey& key) {
     log(LogLevel::info, kLog, "node ", key_text(key), " was removed");
     return forget_node(key, "this node was removed from the mesh");
   }
-  PeerInfo peer = peer_info(**node);
+  load_routes();
+  PeerInfo peer = routed_peer_info(**node);
   const PeerInfo* current = view_.find(key);
   if (current != nullptr && *current == peer) return;
   // Presence is this coordinator's to say for its own sessions.
@@ -128,11 +129,12 @@ void Server::reload() {
     log(LogLevel::warn, kLog, "cannot reload the nodes: ", nodes.error().message);
     return;
   }
+  load_routes();
   std::unordered_set<NodeKey, control::NodeKeyHash> present;
   present.reserve(nodes->size());
   for (const Node& node : *nodes) {
     present.insert(node.node_key);
-    PeerInfo peer = peer_info(node);
+    PeerInfo peer = routed_peer_info(node);
     const PeerInfo* current = view_.find(node.node_key);
     if (current == nullptr || !(*current == peer)) {
       view_.set(std::move(peer));

@@ -81,8 +81,8 @@ control::RegisterResponse Server::on_register(AgentSession& session,
   response.ok = true;
   response.node = node_assignment(node);
   response.mesh = mesh_info(mesh_);
-  response.features = {std::string(control::kFeatureLogout)};
-  view_.set(peer_info(node));
+  response.features = {std::string(control::kFeatureLogout), std::string(control::kFeatureRoutes)};
+  view_.set(routed_peer_info(node));
   schedule_publish();
   return response;
 }

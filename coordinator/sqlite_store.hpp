@@ -27,6 +27,8 @@ class SqliteStore final : public Store {
   Result<std::optional<MeshSettings>> mesh_settings() override;
   Result<void> set_listen_address(std::string_view address) override;
   Result<std::optional<std::string>> listen_address() override;
+  Result<std::optional<std::string>> read_setting(std::string_view key) override;
+  Result<void> update_setting(std::string_view key, const SettingChange& change) override;
   Result<DnsSettings> dns_settings() override;
   Result<void> set_dns_settings(const DnsSettings& settings) override;
 

@@ -15,6 +15,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -107,6 +108,14 @@ class Store {
   // Stores them (normalize_dns_settings first: Errc::invalid with its sentence) and notes a
   // change, so every coordinator pushes them to its agents.
   virtual Result<void> set_dns_settings(const DnsSettings& settings) = 0;
+
+  // --- Other settings rows (routes.hpp keeps route advertisements and approvals there) ---
+  virtual Result<std::optional<std::string>> read_setting(std::string_view key) = 0;
+  // Reads one row, lets `change` decide its new value (nullopt: leave it) and the nodes whose
+  // peer-map entries that changes (noted as node changes), and writes it, in one transaction.
+  using SettingChange = std::function<Result<std::optional<std::string>>(
+      const std::optional<std::string>& old, std::vector<wg::PublicKey>& changed)>;
+  virtual Result<void> update_setting(std::string_view key, const SettingChange& change) = 0;
 
   // --- Join tokens ---
   virtual Result<void> add_token(const Token& token) = 0;

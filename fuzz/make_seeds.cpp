@@ -209,6 +209,11 @@ void control_seeds() {
   write("control_message", "register_response", control::encode(control::Message{resp}));
   write("control_message", "ping", control::encode(control::Message{control::Ping{7}}));
   write("control_message", "logout", control::encode(control::Message{control::Logout{}}));
+  control::RouteAdvertise routes;
+  routes.routes = {*IpPrefix::parse("10.1.0.0/24"), *IpPrefix::parse("fd00:1::/64")};
+  routes.exit_node = true;
+  write("control_message", "route_advertise", control::encode(control::Message{routes}));
+  write("route_list", "list", "10.0.0.0/8, 192.168.1.0/24,exit");
 
   control::JoinToken token;
   token.coordinator_key = key;
@@ -373,6 +378,16 @@ void localapi_seeds() {
   set_operator.operator_user = "alice";
   write("localapi", "set_operator", std::string(1, '\0') + encode_request(ControlRequest{set_operator}));
   write("localapi", "logout", std::string(1, '\0') + encode_request(ControlRequest{LogoutRequest{}}));
+  RoutesRequest routes;
+  routes.advertise_routes = std::vector<IpPrefix>{*IpPrefix::parse("192.168.1.0/24")};
+  routes.advertise_exit_node = false;
+  routes.accept_routes = true;
+  write("localapi", "routes", std::string(1, '\0') + encode_request(ControlRequest{routes}));
+  RoutesReply routes_reply;
+  routes_reply.routes.advertised = {*IpPrefix::parse("192.168.1.0/24")};
+  routes_reply.routes.accept = true;
+  routes_reply.routes.dropped_source = 3;
+  write("localapi", "routes_reply", "\x01" + encode_response(ControlResponse{routes_reply}));
   write("localapi", "forward", std::string(1, '\0') + encode_request(ControlRequest{ForwardAddRequest{
                                             {ForwardProtocol::udp, 53, ep("100.64.0.1", 5353)}}}));
   StatusReply status;

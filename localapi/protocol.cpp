@@ -334,6 +334,38 @@ SelfStatus self_from(const json& object) {
   return self;
 }
 
+json prefixes_json(const std::vector<IpPrefix>& list) {
+  json out = json::array();
+  for (const IpPrefix& p : list) out.push_back(p.to_string());
+  return out;
+}
+
+std::vector<IpPrefix> prefixes_from(const json& list, const char* name) {
+  if (!list.is_array() || list.size() > 256) throw std::invalid_argument(std::string("\"") + name + "\" must be a list of CIDR prefixes");
+  std::vector<IpPrefix> out;
+  for (const json& item : list) {
+    auto p = item.is_string() ? IpPrefix::parse(item.get<std::string>()) : std::nullopt;
+    if (!p) throw std::invalid_argument(std::string("\"") + name + "\" holds something that is not a CIDR prefix");
+    out.push_back(*p);
+  }
+  return out;
+}
+
+json route_settings_json(const RouteSettingsStatus& r) {
+  return {{"advertised", prefixes_json(r.advertised)}, {"exit_node", r.exit_node}, {"accept", r.accept},
+          {"dropped_source", r.dropped_source}};
+}
+
+RouteSettingsStatus route_settings_from(const json& object) {
+  if (!object.is_object()) throw std::invalid_argument("\"routes\" must be an object");
+  RouteSettingsStatus r;
+  r.advertised = prefixes_from(field(object, "advertised"), "advertised");
+  r.exit_node = bool_field(object, "exit_node");
+  r.accept = bool_field(object, "accept");
+  if (object.contains("dropped_source")) r.dropped_source = counter_field(object, "dropped_source");
+  return r;
+}
+
 json peer_json(const PeerStatus& peer) {
   json out = {{"name", peer.name},
           {"ipv4", peer.ipv4.to_string()},
@@ -349,6 +381,11 @@ json peer_json(const PeerStatus& peer) {
           {"tx_bytes", peer.tx_bytes}};
   // knitd's addition (path MTU discovery): present when known.
   if (peer.path_mtu) out["path_mtu"] = *peer.path_mtu;
+  // knitd's addition (subnet routes): present when the peer carries approved routes.
+  if (!peer.routes.empty()) {
+    out["routes"] = prefixes_json(peer.routes);
+    out["routes_accepted"] = peer.routes_accepted;
+  }
   return out;
 }
 
@@ -384,6 +421,8 @@ PeerStatus peer_from(const json& object) {
   }
   peer.rx_bytes = counter_field(object, "rx_bytes");
   peer.tx_bytes = counter_field(object, "tx_bytes");
+  if (object.contains("routes")) peer.routes = prefixes_from(object["routes"], "routes");
+  if (object.contains("routes_accepted")) peer.routes_accepted = bool_field(object, "routes_accepted");
   return peer;
 }
 
@@ -393,6 +432,7 @@ json status_json(const StatusReport& status) {
   json self = self_json(status.self);
   if (status.self.filter) add_filter_json(self, *status.self.filter);
   if (status.self.mtu) self["mtu"] = *status.self.mtu;
+  if (status.self.routes) self["routes"] = route_settings_json(*status.self.routes);
   return {{"self", self}, {"peers", peers}};
 }
 
@@ -404,6 +444,8 @@ StatusReport status_from(const json& object) {
       throw std::invalid_argument("\"mtu\" must be a number of bytes");
     status.self.mtu = self["mtu"].get<std::uint32_t>();
   }
+  if (const json& self = object_field(object, "self"); self.contains("routes"))
+    status.self.routes = route_settings_from(self["routes"]);
   const json& peers = field(object, "peers");
   if (!peers.is_array()) throw std::invalid_argument("\"peers\" must be a list");
   for (const json& item : peers) status.peers.push_back(peer_from(item));
@@ -477,6 +519,12 @@ std::string encode_request(const ControlRequest& request) {
           return {{"cmd", "netcheck"}};
         } else if constexpr (std::is_same_v<T, DnsStatusRequest>) {
           return {{"cmd", "dns-status"}};
+        } else if constexpr (std::is_same_v<T, RoutesRequest>) {
+          json out = {{"cmd", "routes"}};
+          if (r.advertise_routes) out["advertise_routes"] = prefixes_json(*r.advertise_routes);
+          if (r.advertise_exit_node) out["advertise_exit_node"] = *r.advertise_exit_node;
+          if (r.accept_routes) out["accept_routes"] = *r.accept_routes;
+          return out;
         } else {
           return {{"cmd", "version"}};
         }
@@ -526,6 +574,14 @@ std::variant<ControlRequest, ProtocolError> parse_request(std::string_view line)
     if (cmd == "forward-list") return ControlRequest{ForwardListRequest{}};
     if (cmd == "netcheck") return ControlRequest{NetcheckRequest{}};
     if (cmd == "dns-status") return ControlRequest{DnsStatusRequest{}};
+    if (cmd == "routes") {
+      RoutesRequest routes;
+      if (doc->contains("advertise_routes"))
+        routes.advertise_routes = prefixes_from((*doc)["advertise_routes"], "advertise_routes");
+      if (doc->contains("advertise_exit_node")) routes.advertise_exit_node = bool_field(*doc, "advertise_exit_node");
+      if (doc->contains("accept_routes")) routes.accept_routes = bool_field(*doc, "accept_routes");
+      return ControlRequest{std::move(routes)};
+    }
     return ProtocolError{"bad request: unknown command \"" + cmd + "\" (knit and knitd of different versions?)"};
   } catch (const std::exception& e) {
     return ProtocolError{std::string("bad request: ") + e.what()};
@@ -572,6 +628,8 @@ std::string encode_response(const ControlResponse& response) {
           return {{"ok", true}, {"cmd", "netcheck"}, {"netcheck", netcheck_json(r)}};
         } else if constexpr (std::is_same_v<T, DnsStatusReply>) {
           return {{"ok", true}, {"cmd", "dns-status"}, {"dns", dns_json(r.dns)}};
+        } else if constexpr (std::is_same_v<T, RoutesReply>) {
+          return {{"ok", true}, {"cmd", "routes"}, {"routes", route_settings_json(r.routes)}};
         } else {
           return {{"ok", true}, {"cmd", "version"}, {"version", r.version}};
         }
@@ -617,6 +675,7 @@ std::variant<ControlResponse, ProtocolError> parse_response(std::string_view lin
       return ControlResponse{set};
     }
     if (cmd == "dns-status") return ControlResponse{DnsStatusReply{dns_from(object_field(*doc, "dns"))}};
+    if (cmd == "routes") return ControlResponse{RoutesReply{route_settings_from(object_field(*doc, "routes"))}};
     if (cmd == "forwards") return ControlResponse{ForwardsReply{forwards_from(field(*doc, "forwards"))}};
     if (cmd == "netcheck") return ControlResponse{netcheck_from(object_field(*doc, "netcheck"))};
     return ProtocolError{"knitd sent an answer this knit does not know (\"" + cmd + "\"): are knit and knitd the same version?"};

@@ -15,6 +15,8 @@
 //   {"cmd": "set", "shields_up": B?, "accept_dns": B?,  "shields_up", "accept_dns"?,
 //    "manage_resolv_conf": B?, "operator": USER?}         "manage_resolv_conf"? (knitd with names),
 //                                                         "operator"? ("" for none)
+//   {"cmd": "routes", "advertise_routes": [CIDR]?,     "advertise_routes", "advertise_exit_node",
+//    "advertise_exit_node": B?, "accept_routes": B?}     "accept_routes" (after the change)
 //   {"cmd": "dns-status"}                              "dns": {DnsStatus below}
 //   {"cmd": "forward-add", "proto": "tcp"|"udp",       "forwards": [{"proto", "mesh_port",
 //    "mesh_port": N, "target": "HOST:PORT"}              "target", "active", "packets_in",
@@ -110,6 +112,13 @@ struct ForwardRemoveRequest {
 struct ForwardListRequest {
   friend bool operator==(const ForwardListRequest&, const ForwardListRequest&) = default;
 };
+// `knit up/set --advertise-routes, --advertise-exit-node, --accept-routes`; unset: unchanged.
+struct RoutesRequest {
+  std::optional<std::vector<IpPrefix>> advertise_routes;
+  std::optional<bool> advertise_exit_node;
+  std::optional<bool> accept_routes;
+  friend bool operator==(const RoutesRequest&, const RoutesRequest&) = default;
+};
 // `knit dns status`: what knitd configured, where.
 struct DnsStatusRequest {
   friend bool operator==(const DnsStatusRequest&, const DnsStatusRequest&) = default;
@@ -121,7 +130,7 @@ struct NetcheckRequest {
 using ControlRequest =
     std::variant<UpRequest, DownRequest, StatusRequest, IpRequest, PingInfoRequest, VersionRequest,
                  SetRequest, ForwardAddRequest, ForwardRemoveRequest, ForwardListRequest,
-                 NetcheckRequest, DnsStatusRequest, LogoutRequest>;
+                 NetcheckRequest, DnsStatusRequest, LogoutRequest, RoutesRequest>;
 
 // ---- answers ----
 struct ErrorReply {
@@ -188,6 +197,10 @@ struct NetcheckReply {
   std::optional<std::string> home_relay;
   friend bool operator==(const NetcheckReply&, const NetcheckReply&) = default;
 };
+struct RoutesReply {
+  RouteSettingsStatus routes;
+  friend bool operator==(const RoutesReply&, const RoutesReply&) = default;
+};
 // What `knit dns status` shows.
 struct DnsStatus {
   bool accept_dns = true;
@@ -208,7 +221,7 @@ struct DnsStatusReply {
 };
 using ControlResponse = std::variant<ErrorReply, UpReply, DownReply, StatusReply, IpReply,
                                      PingInfoReply, VersionReply, SetReply, ForwardsReply,
-                                     NetcheckReply, DnsStatusReply, LogoutReply>;
+                                     NetcheckReply, DnsStatusReply, LogoutReply, RoutesReply>;
 
 // A failure to parse, as a sentence.
 struct ProtocolError {

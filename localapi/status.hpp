@@ -34,6 +34,19 @@ struct NatStatus {
   friend bool operator==(const NatStatus&, const NatStatus&) = default;
 };
 
+// What this node offers to route and whether it uses its peers' routes (`knit set
+// --advertise-routes/--advertise-exit-node/--accept-routes`): "self.routes" {"advertised",
+// "exit_node", "accept", "dropped_source"}, absent from an older knitd. dropped_source: packets
+// from peers whose inner source is outside the sender's allowed IPs (spoofed, or a subnet it
+// does not carry for us), dropped by cryptokey routing.
+struct RouteSettingsStatus {
+  std::vector<IpPrefix> advertised;
+  bool exit_node = false;
+  bool accept = false;
+  std::uint64_t dropped_source = 0;
+  friend bool operator==(const RouteSettingsStatus&, const RouteSettingsStatus&) = default;
+};
+
 struct SelfStatus {
   std::string name;
   IpAddress ipv4;
@@ -45,6 +58,7 @@ struct SelfStatus {
   // knitd's shields and port forwards: "shields_up", "forwards", "filter" (filter_status.hpp).
   std::optional<FilterStatus> filter;
   std::optional<std::uint32_t> mtu;  // "mtu": the tunnel MTU (knitd adds it)
+  std::optional<RouteSettingsStatus> routes;
   friend bool operator==(const SelfStatus&, const SelfStatus&) = default;
 };
 
@@ -68,6 +82,11 @@ struct PeerStatus {
   std::optional<std::int64_t> last_handshake;  // unix seconds
   std::uint64_t rx_bytes = 0;
   std::uint64_t tx_bytes = 0;
+  // "routes": the approved subnet routes it carries ("0.0.0.0/0" and "::/0" for an exit node);
+  // "routes_accepted": whether this node sends traffic for them through it. Both absent when it
+  // carries none.
+  std::vector<IpPrefix> routes;
+  bool routes_accepted = false;
   friend bool operator==(const PeerStatus&, const PeerStatus&) = default;
 };
 

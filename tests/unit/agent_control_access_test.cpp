@@ -43,7 +43,7 @@ std::vector<ControlRequest> reads() {
 
 std::vector<ControlRequest> changes() {
   return {localapi::UpRequest{}, localapi::DownRequest{}, localapi::LogoutRequest{}, localapi::SetRequest{},
-          localapi::ForwardAddRequest{}, localapi::ForwardRemoveRequest{}};
+          localapi::ForwardAddRequest{}, localapi::ForwardRemoveRequest{}, localapi::RoutesRequest{}};
 }
 
 TEST(ControlAccess, EveryRequestHasItsClass) {

@@ -425,7 +425,7 @@ TEST_F(ServerTest, LogoutRemovesTheNodeAndTellsTheOthers) {
   auto b = agent();
   auto response = b->join(t, "leaver");
   ASSERT_TRUE(response && response->ok);
-  EXPECT_EQ(response->features, std::vector<std::string>{"logout"});
+  EXPECT_EQ(response->features, (std::vector<std::string>{"logout", "routes"}));
   ASSERT_TRUE(a->wait_until([&] { return a->peer(b->public_key()) != nullptr; }));
 
   ASSERT_TRUE(b->send(control::Logout{}));

@@ -1,0 +1,83 @@
+#include "agent/route_control.hpp"
+
+#include <algorithm>
+#include <type_traits>
+
+#include "base/log.hpp"
+#include "control/constants.hpp"
+
+namespace knit::agent {
+
+namespace {
+
+localapi::RouteSettingsStatus status_of(const RouteSettings& settings) {
+  return localapi::RouteSettingsStatus{settings.advertise, settings.exit_node, settings.accept, 0};
+}
+
+}  // namespace
+
+void RouteControl::restore() {
+  RouteSettings settings;
+  try {
+    settings = store_.load();
+  } catch (const std::exception& e) {
+    log(LogLevel::error, "knitd", e.what(), ": advertising no routes and accepting none");
+    return;
+  }
+  membership_.set_route_settings(settings);
+  if (!settings.advertise.empty() || settings.exit_node || settings.accept)
+    log(LogLevel::info, "knitd", settings.advertise.size(), " routes advertised",
+        settings.exit_node ? ", exit node" : "", settings.accept ? ", accepting routes" : "");
+}
+
+void RouteControl::handle_request(localapi::ControlRequest request, Reply reply) {
+  if (std::holds_alternative<localapi::StatusRequest>(request)) {
+    return next_.handle_request(std::move(request), [this, reply](localapi::ControlResponse response) {
+      if (auto* answer = std::get_if<localapi::StatusReply>(&response)) add_status(answer->status);
+      reply(std::move(response));
+    });
+  }
+  if (auto* routes = std::get_if<localapi::RoutesRequest>(&request)) return reply(change(*routes));
+  next_.handle_request(std::move(request), std::move(reply));
+}
+
+localapi::ControlResponse RouteControl::change(const localapi::RoutesRequest& request) {
+  RouteSettings settings = membership_.route_settings();
+  if (request.advertise_routes) {
+    std::vector<IpPrefix> routes;
+    for (const IpPrefix& p : *request.advertise_routes)
+      if (std::find(routes.begin(), routes.end(), p) == routes.end()) routes.push_back(p);
+    if (routes.size() > control::kMaxRoutes)
+      return localapi::ErrorReply{"at most " + std::to_string(control::kMaxRoutes) + " routes"};
+    std::vector<IpPrefix> mesh;
+    if (const auto& record = membership_.mesh()) mesh = {record->ipv4_prefix, record->ipv6_prefix};
+    if (std::string why = advertise_problem(routes, mesh, membership_.coordinator_ips()); !why.empty())
+      return localapi::ErrorReply{"cannot advertise routes: " + why};
+    settings.advertise = std::move(routes);
+  }
+  if (request.advertise_exit_node) settings.exit_node = *request.advertise_exit_node;
+  if (request.accept_routes) settings.accept = *request.accept_routes;
+  membership_.set_route_settings(settings);
+  try {
+    store_.save(settings);
+  } catch (const std::exception& e) {
+    return localapi::ErrorReply{std::string("applied, but not saved (lost when knitd restarts): ") + e.what()};
+  }
+  return localapi::RoutesReply{status_of(settings)};
+}
+
+void RouteControl::add_status(localapi::StatusReport& status) const {
+  status.self.routes = status_of(membership_.route_settings());
+  status.self.routes->dropped_source = membership_.device().stats().rx_disallowed_source;
+  const RouteCarriers& carriers = membership_.route_carriers();
+  for (localapi::PeerStatus& peer : status.peers) {
+    for (const control::PeerInfo& info : membership_.peers().peers) {
+      if (info.node_key != peer.node_key) continue;
+      peer.routes = info.routes;
+      peer.routes_accepted = !routes_carried_by(carriers, info.node_key).empty();
+      break;
+    }
+  }
+}
+
+}  // namespace knit::agent

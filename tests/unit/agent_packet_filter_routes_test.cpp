@@ -1,0 +1,76 @@
+// PacketFilter on a subnet router (set_routed_prefixes): packets between the mesh and a subnet
+// this node routes pass untranslated and unfiltered; without it the engine would translate a
+// LAN host's reply as an inside host's flow (the peer then resets the connection). A port
+// forward's target inside the subnet still has its replies translated.
+#include <gtest/gtest.h>
+
+#include "agent/packet_filter.hpp"
+#include "nat/packet_builder.hpp"
+
+namespace knit::agent {
+namespace {
+
+using nat::make_tcp;
+
+Endpoint ep(const char* text) { return *Endpoint::parse(text); }
+
+struct Fixture {
+  Fixture() : rng(3), filter(rng) { filter.set_mesh_address(*IpAddress::parse("100.64.0.1")); }
+  std::optional<Bytes> out(Bytes packet) {
+    const std::size_t n = filter.outbound(now, packet);
+    if (n == 0) return std::nullopt;
+    packet.resize(n);
+    return packet;
+  }
+  std::optional<Bytes> in(Bytes packet) {
+    const std::size_t n = filter.inbound(now, packet);
+    if (n == 0) return std::nullopt;
+    packet.resize(n);
+    return packet;
+  }
+  SeededRandom rng;
+  PacketFilter filter;
+  Instant now{};
+};
+
+const Endpoint kPeer = ep("100.64.0.2:40000");
+const Endpoint kLanHost = ep("10.77.0.2:5001");
+
+TEST(AgentPacketFilterRoutes, WithoutRoutedPrefixesALanReplyIsTranslated) {
+  Fixture f;
+  const Bytes syn_ack = make_tcp(kLanHost, kPeer, nat::kTcpSyn | nat::kTcpAck);
+  auto out = f.out(syn_ack);
+  ASSERT_TRUE(out);
+  EXPECT_NE(*out, syn_ack);  // the engine took 10.77.0.2 for an inside host of this node
+}
+
+TEST(AgentPacketFilterRoutes, RoutedTrafficPassesUntouchedEvenWithShieldsUp) {
+  Fixture f;
+  f.filter.set_shields_up(true);
+  f.filter.set_routed_prefixes({*IpPrefix::parse("10.77.0.0/24")});
+  const Bytes syn = make_tcp(kPeer, kLanHost, nat::kTcpSyn);
+  EXPECT_EQ(f.in(syn), syn);
+  const Bytes syn_ack = make_tcp(kLanHost, kPeer, nat::kTcpSyn | nat::kTcpAck);
+  EXPECT_EQ(f.out(syn_ack), syn_ack);
+  EXPECT_EQ(f.filter.routed_packets(), 2u);
+  // This host itself stays behind the shields.
+  EXPECT_FALSE(f.in(make_tcp(kPeer, ep("100.64.0.1:22"), nat::kTcpSyn)));
+  // Outside the routed subnet: as before.
+  const Bytes other = make_tcp(ep("10.78.0.2:5001"), kPeer, nat::kTcpSyn | nat::kTcpAck);
+  EXPECT_NE(f.out(other), std::optional<Bytes>(other));
+}
+
+TEST(AgentPacketFilterRoutes, ForwardTargetsInsideARoutedSubnetAreStillTranslated) {
+  Fixture f;
+  f.filter.set_routed_prefixes({*IpPrefix::parse("10.77.0.0/24")});
+  ASSERT_EQ(f.filter.add_forward(localapi::ForwardRule{localapi::ForwardProtocol::tcp, 8080, ep("10.77.0.5:80")}), "");
+  auto in = f.in(make_tcp(kPeer, ep("100.64.0.1:8080"), nat::kTcpSyn));
+  ASSERT_TRUE(in);
+  EXPECT_EQ(*in, make_tcp(kPeer, ep("10.77.0.5:80"), nat::kTcpSyn));
+  auto out = f.out(make_tcp(ep("10.77.0.5:80"), kPeer, nat::kTcpSyn | nat::kTcpAck));
+  ASSERT_TRUE(out);
+  EXPECT_EQ(*out, make_tcp(ep("100.64.0.1:8080"), kPeer, nat::kTcpSyn | nat::kTcpAck));
+}
+
+}  // namespace
+}  // namespace knit::agent
