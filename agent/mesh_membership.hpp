@@ -53,6 +53,9 @@ class MeshDevice {
   virtual std::uint16_t port() const = 0;
   // This node's mesh IPv4 (nullopt when it leaves the mesh), for the packet filter.
   virtual void set_mesh_address(const std::optional<IpAddress>& /*ipv4*/) {}
+  // The access policy's rules for traffic into this node, as pushed (hostile until the filter
+  // has decoded them); no policy (the mesh is open) when !rules.in_force.
+  virtual void set_policy_rules(const control::PolicyRules& /*rules*/) {}
 };
 
 class Membership final : private CoordinatorClient::Listener {
@@ -117,6 +120,7 @@ class Membership final : private CoordinatorClient::Listener {
   void on_peers(const control::PeerMap& map) override;
   void on_relay_map(const control::RelayMap& relays) override;
   void on_dns_config(const control::DnsConfig& dns) override;
+  void on_policy_rules(const control::PolicyRules& rules) override;
   void notify_names() {
     if (names_listener_) names_listener_();
   }

@@ -115,13 +115,17 @@ struct DnsStatusRequest {
   friend bool operator==(const DnsStatusRequest&, const DnsStatusRequest&) = default;
 };
 // `knit netcheck`: a fresh NAT and relay measurement.
+// `knit debug policy`: the rules this node enforces, as text.
+struct PolicyDebugRequest {
+  friend bool operator==(const PolicyDebugRequest&, const PolicyDebugRequest&) = default;
+};
 struct NetcheckRequest {
   friend bool operator==(const NetcheckRequest&, const NetcheckRequest&) = default;
 };
 using ControlRequest =
     std::variant<UpRequest, DownRequest, StatusRequest, IpRequest, PingInfoRequest, VersionRequest,
                  SetRequest, ForwardAddRequest, ForwardRemoveRequest, ForwardListRequest,
-                 NetcheckRequest, DnsStatusRequest, LogoutRequest>;
+                 NetcheckRequest, DnsStatusRequest, LogoutRequest, PolicyDebugRequest>;
 
 // ---- answers ----
 struct ErrorReply {
@@ -206,9 +210,13 @@ struct DnsStatusReply {
   DnsStatus dns;
   friend bool operator==(const DnsStatusReply&, const DnsStatusReply&) = default;
 };
+struct PolicyDebugReply {
+  std::string text;
+  friend bool operator==(const PolicyDebugReply&, const PolicyDebugReply&) = default;
+};
 using ControlResponse = std::variant<ErrorReply, UpReply, DownReply, StatusReply, IpReply,
                                      PingInfoReply, VersionReply, SetReply, ForwardsReply,
-                                     NetcheckReply, DnsStatusReply, LogoutReply>;
+                                     NetcheckReply, DnsStatusReply, LogoutReply, PolicyDebugReply>;
 
 // A failure to parse, as a sentence.
 struct ProtocolError {
