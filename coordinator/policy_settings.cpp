@@ -12,7 +12,7 @@ std::string encode_admin_tags(const std::map<std::string, std::vector<std::strin
   for (const auto& [key, list] : tags) {
     if (list.empty()) continue;
     if (!out.empty()) out += ';';
-    out += key + "=";
+    out += key + ":";  // base64 has no ':' (it may end in '=')
     for (std::size_t i = 0; i < list.size(); ++i) out += (i ? "," : "") + list[i];
   }
   return out;
@@ -24,7 +24,7 @@ std::map<std::string, std::vector<std::string>> parse_admin_tags(std::string_vie
     const std::size_t end = std::min(text.find(';'), text.size());
     const std::string_view item = text.substr(0, end);
     text.remove_prefix(std::min(end + 1, text.size()));
-    const std::size_t eq = item.find('=');
+    const std::size_t eq = item.find(':');
     if (eq == std::string_view::npos) continue;
     std::vector<std::string>& list = out[std::string(item.substr(0, eq))];
     std::string_view tags = item.substr(eq + 1);

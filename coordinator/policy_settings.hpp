@@ -4,7 +4,7 @@
 //
 //   policy          the document's text as the admin wrote it (comments kept); absent or
 //                   empty: no policy, the mesh is open
-//   policy_tags     tags admins set (`nodes tag`), by node key: "KEY=web,db;KEY=ops"
+//   policy_tags     tags admins set (`nodes tag`), by node key: "KEY:web,db;KEY:ops"
 //                   (keys base64). Agents never set tags: these and their token's are all.
 //   policy_version  counts changes, so agents can tell a newer rule set from an older one
 //
