@@ -65,7 +65,7 @@ void PolicyPublisher::compile_if_needed() {
   stale_ = false;
   compiled_.clear();
   if (!document_) {
-    for (const control::PeerInfo& p : peers_) compiled_[p.node_key] = control::encode(control::PolicyRules{});
+    for (const control::PeerInfo& p : peers_) compiled_[p.node_key] = {control::encode(control::PolicyRules{}), {}};
     return;
   }
   policy::Mesh mesh;
@@ -82,7 +82,9 @@ void PolicyPublisher::compile_if_needed() {
   }
   for (std::size_t i = 0; i < peers_.size(); ++i) {
     const policy::RuleSet set = policy::compile_for(*document_, mesh, mesh.nodes[i]);
-    compiled_[peers_[i].node_key] = control::encode(control::PolicyRules{true, policy::encode_rules(version_, set)});
+    // Compared without the version: a change that leaves this node's rules alone sends nothing.
+    compiled_[peers_[i].node_key] = {control::encode(control::PolicyRules{true, policy::encode_rules(version_, set)}),
+                                     policy::encode_rules(0, set)};
   }
 }
 
@@ -90,10 +92,10 @@ std::optional<std::string> PolicyPublisher::message_for(const control::NodeKey& 
   compile_if_needed();
   const auto it = compiled_.find(key);
   if (it == compiled_.end()) return std::nullopt;
-  auto& sent = sent_[key];
-  if (sent == it->second) return std::nullopt;
-  sent = it->second;
-  return it->second;
+  auto sent = sent_.find(key);
+  if (sent != sent_.end() && sent->second == it->second.rules) return std::nullopt;
+  sent_[key] = it->second.rules;
+  return it->second.message;
 }
 
 }  // namespace knit::coordinator

@@ -49,8 +49,12 @@ class PolicyPublisher {
   std::vector<control::PeerInfo> peers_;  // only what the policy depends on
   std::string fingerprint_;
   bool stale_ = true;
-  std::unordered_map<control::NodeKey, std::string, control::NodeKeyHash> compiled_;  // messages
-  std::unordered_map<control::NodeKey, std::string, control::NodeKeyHash> sent_;
+  struct Compiled {
+    std::string message;  // policy_rules, encoded
+    std::string rules;    // the rule set without the version ("" for no policy): what is compared
+  };
+  std::unordered_map<control::NodeKey, Compiled, control::NodeKeyHash> compiled_;
+  std::unordered_map<control::NodeKey, std::string, control::NodeKeyHash> sent_;  // Compiled::rules
 };
 
 }  // namespace knit::coordinator
