@@ -18,6 +18,7 @@
 #include "base/bytes.hpp"
 #include "base/random.hpp"
 #include "control/messages.hpp"
+#include "control/peer_codec.hpp"
 #include "control/token.hpp"
 #include "localapi/protocol.hpp"
 #include "nat/packet_builder.hpp"
@@ -168,6 +169,30 @@ void control_seeds() {
   delta.changed = {peer};
   delta.removed = {key};
   write("control_message", "peer_delta", control::encode(control::Message{delta}));
+  // The binary forms (control/peer_codec.hpp): a page of two peers (one with an IPv6 address
+  // outside the mesh's base) and a delta with all three lists.
+  control::PeerInfo other = peer;
+  other.name = "peer-2";
+  other.node_key = wg::crypto::public_key_of(wg::crypto::generate_private_key(rng));
+  other.disco_key = wg::crypto::public_key_of(wg::crypto::generate_private_key(rng));
+  other.ipv4 = ip("100.64.0.3");
+  other.ipv6 = ip("2001:db8::3");
+  other.online = false;
+  other.tags = {};
+  other.routes = {*IpPrefix::parse("10.0.0.0/8"), *IpPrefix::parse("2001:db8:1::/48")};
+  control::PeerMap map;
+  map.version = 5;
+  map.peers = {peer, other};
+  write("peer_codec", "page", control::encode_pages(map).front());
+  const control::V6Base base = control::v6_base_of({peer, other});
+  std::string binary_delta = control::delta_header(6, base);
+  control::append_count(binary_delta, 1);
+  control::append_peer(binary_delta, other, base);
+  control::append_count(binary_delta, 1);
+  control::append_peer(binary_delta, peer, base);
+  control::append_count(binary_delta, 1);
+  control::append_key(binary_delta, wg::crypto::public_key_of(wg::crypto::generate_private_key(rng)));
+  write("peer_codec", "delta", binary_delta);
   control::RelayInfo relay{"r1", key, {*control::HostPort::parse("relay.example.net:443")}, 3478};
   write("control_message", "relay_map", control::encode(control::Message{control::RelayMap{{relay}}}));
   control::NatReport nat;

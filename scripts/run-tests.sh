@@ -7,16 +7,18 @@
 #              the packages ship
 #   tests      ctest on ./build: unit tests in parallel, namespace tests (RUN_SERIAL) one at a
 #              time; arguments to this script go to this ctest
-#   sanitizer  clang + AddressSanitizer + UndefinedBehaviorSanitizer build of everything in
-#              ./build-asan (with libFuzzer instrumentation), then the whole unit suite and every
+#   sanitizer  clang + AddressSanitizer + UndefinedBehaviorSanitizer build of the unit tests and
+#              fuzz targets in ./build-asan (libFuzzer instrumentation), then the whole unit suite and every
 #              fuzz seed under the sanitizers (scripts/sanitize.sh). The build starts right after
 #              the GCC build, at the lowest CPU and I/O priority, so it uses the cores the
 #              namespace tests leave idle (KNIT_CI_OVERLAP=0: build it after the tests instead)
-#   fuzz       every fuzz target for KNIT_CI_FUZZ_SECONDS (default 10) s (scripts/fuzz.sh;
+#   fuzz       every fuzz target for KNIT_CI_FUZZ_SECONDS (default 6) s (scripts/fuzz.sh;
 #              longer runs: scripts/fuzz.sh --minutes N)
-#   builds     the other build users make (scripts/check-builds.sh release): Release (-O3), with
-#              warnings as errors, then its unit tests. Built in the background after the
-#              sanitizer build, at the same low priority. (Debian's flags are the main build.)
+#   builds     the other build users make (scripts/check-builds.sh --programs release): the
+#              programs and every library at Release (-O3), warnings as errors, then the fuzz
+#              seeds replayed through the Release parsers. Built in the background after the
+#              sanitizer build, at the same low priority. (Debian's flags are the main build; the
+#              unit suite runs there and under the sanitizers.)
 #
 # sanitizer and fuzz need clang (setup.sh installs it); without it they are skipped, loudly.
 # KNIT_CI_SANITIZE=0 skips both, KNIT_CHECK_BUILDS=0 the builds stage. Arguments given to this
@@ -24,7 +26,7 @@
 # nothing runs without a build); the exit status is 1 if any failed.
 set -uo pipefail
 cd "$(dirname "$0")/.."
-fuzz_seconds=${KNIT_CI_FUZZ_SECONDS:-10}
+fuzz_seconds=${KNIT_CI_FUZZ_SECONDS:-6}
 declare -a STAGES=() TIMES=() RESULTS=()
 failed=0
 
@@ -80,7 +82,7 @@ background_builds() {
     date +%s >build-bg/sanitizer.end
   fi
   if (( check_builds )); then
-    ./scripts/check-builds.sh --build-only release >build-bg/builds.log 2>&1
+    ./scripts/check-builds.sh --build-only --programs release >build-bg/builds.log 2>&1
     echo $? >build-bg/builds.rc
     date +%s >build-bg/builds.end
   fi
@@ -132,7 +134,7 @@ else
   STAGES+=(sanitizer fuzz) TIMES+=(0 0) RESULTS+=(skipped skipped)
 fi
 if (( check_builds )); then
-  bg_stage builds && run_stage builds ./scripts/check-builds.sh --test-only release
+  bg_stage builds && run_stage builds ./scripts/check-builds.sh --test-only --programs release
 else
   STAGES+=(builds) TIMES+=(0) RESULTS+=(skipped)
 fi
