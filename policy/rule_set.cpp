@@ -68,8 +68,36 @@ RuleSet::RuleSet(std::vector<CompiledRule> rules) : rules_(std::move(rules)) {
     f.ports = static_cast<std::uint32_t>(ports_.size());
     ports_.insert(ports_.end(), r.ports.begin(), r.ports.end());
     f.ports_end = static_cast<std::uint32_t>(ports_.size());
+    const auto index = static_cast<std::uint32_t>(flat_.size());
+    std::uint32_t span = 0;
+    for (const PortRange& p : r.ports) span += static_cast<std::uint32_t>(p.last - p.first) + 1;
+    if (f.all_ports || span > kIndexedRange) {
+      wide_.push_back(index);
+    } else {
+      for (const PortRange& p : r.ports)
+        for (std::uint32_t port = p.first; port <= p.last; ++port) {
+          auto& list = by_port_[static_cast<std::uint16_t>(port)];
+          if (list.empty() || list.back() != index) list.push_back(index);
+        }
+    }
     flat_.push_back(f);
   }
+}
+
+bool RuleSet::matches(const Flat& f, bool v4, std::uint32_t s4, std::uint32_t d4, std::uint64_t sh, std::uint64_t sl,
+                      std::uint64_t dh, std::uint64_t dl) const {
+  const auto in4 = [&](std::uint32_t b, std::uint32_t e, std::uint32_t a) {
+    for (; b < e; ++b)
+      if ((a & v4_[b].mask) == v4_[b].net) return true;
+    return false;
+  };
+  const auto in6 = [&](std::uint32_t b, std::uint32_t e, std::uint64_t h, std::uint64_t l) {
+    for (; b < e; ++b)
+      if ((h & v6_[b].mask_hi) == v6_[b].hi && (l & v6_[b].mask_lo) == v6_[b].lo) return true;
+    return false;
+  };
+  if (v4 ? !in4(f.dst4, f.dst4_end, d4) : !in6(f.dst6, f.dst6_end, dh, dl)) return false;
+  return v4 ? in4(f.src4, f.src4_end, s4) : in6(f.src6, f.src6_end, sh, sl);
 }
 
 std::optional<std::size_t> RuleSet::match(const FlowKey& flow) const {
@@ -86,32 +114,28 @@ std::optional<std::size_t> RuleSet::match(const FlowKey& flow) const {
     sh = load64(flow.src.bytes()), sl = load64(flow.src.bytes() + 8);
     dh = load64(flow.dst.bytes()), dl = load64(flow.dst.bytes() + 8);
   }
-  const auto in4 = [&](std::uint32_t b, std::uint32_t e, std::uint32_t a) {
-    for (; b < e; ++b)
-      if ((a & v4_[b].mask) == v4_[b].net) return true;
-    return false;
-  };
-  const auto in6 = [&](std::uint32_t b, std::uint32_t e, std::uint64_t h, std::uint64_t l) {
-    for (; b < e; ++b)
-      if ((h & v6_[b].mask_hi) == v6_[b].hi && (l & v6_[b].mask_lo) == v6_[b].lo) return true;
-    return false;
-  };
-  for (std::size_t i = 0; i < flat_.size(); ++i) {
+  const auto try_rule = [&](std::uint32_t i) -> bool {
     const Flat& f = flat_[i];
-    if (!(f.protocols & bit)) continue;
-    if (has_ports) {
-      if (!f.all_ports) {
-        bool port_ok = false;
-        for (std::uint32_t p = f.ports; p < f.ports_end && !port_ok; ++p)
-          port_ok = flow.dst_port >= ports_[p].first && flow.dst_port <= ports_[p].last;
-        if (!port_ok) continue;
-      }
-    } else if (!f.all_ports) {
-      continue;
+    if (!(f.protocols & bit)) return false;
+    if (!f.all_ports) {
+      if (!has_ports) return false;
+      bool port_ok = false;
+      for (std::uint32_t p = f.ports; p < f.ports_end && !port_ok; ++p)
+        port_ok = flow.dst_port >= ports_[p].first && flow.dst_port <= ports_[p].last;
+      if (!port_ok) return false;
     }
-    if (v4 ? !in4(f.dst4, f.dst4_end, d4) : !in6(f.dst6, f.dst6_end, dh, dl)) continue;
-    if (v4 ? !in4(f.src4, f.src4_end, s4) : !in6(f.src6, f.src6_end, sh, sl)) continue;
-    return i;
+    return matches(f, v4, s4, d4, sh, sl, dh, dl);
+  };
+  // The rules naming this port and the wide ones, merged in rule order.
+  static const std::vector<std::uint32_t> kNone;
+  const std::vector<std::uint32_t>* named = &kNone;
+  if (has_ports)
+    if (auto it = by_port_.find(flow.dst_port); it != by_port_.end()) named = &it->second;
+  std::size_t a = 0, b = 0;
+  while (a < named->size() || b < wide_.size()) {
+    const bool take_named = b == wide_.size() || (a < named->size() && (*named)[a] < wide_[b]);
+    const std::uint32_t i = take_named ? (*named)[a++] : wide_[b++];
+    if (try_rule(i)) return i;
   }
   return std::nullopt;
 }

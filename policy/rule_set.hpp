@@ -1,11 +1,14 @@
 // A node's inbound rules, compiled from the policy (compile.hpp) or decoded from the wire
 // (wire.hpp), and the matcher the agent runs on packets that would open a flow into it.
 // Rules keep the policy's order; the first that matches names the verdict (and its counter).
+// Matching is indexed by destination port (see by_port_), so its cost follows the rules that
+// name the flow's port, not the size of the policy.
 #pragma once
 
 #include <cstdint>
 #include <optional>
 #include <string>
+#include <unordered_map>
 #include <vector>
 
 #include "base/ip.hpp"
@@ -57,8 +60,17 @@ class RuleSet {
     std::uint32_t dst4 = 0, dst4_end = 0, dst6 = 0, dst6_end = 0;
     std::uint32_t ports = 0, ports_end = 0;                        // range into ports_
   };
+  bool matches(const Flat& f, bool v4, std::uint32_t s4, std::uint32_t d4, std::uint64_t sh, std::uint64_t sl,
+               std::uint64_t dh, std::uint64_t dl) const;
+
   std::vector<CompiledRule> rules_;
   std::vector<Flat> flat_;
+  // An index by destination port, so a new flow is checked against the rules that name its
+  // port (ranges of up to kIndexedRange ports are indexed port by port) and the wide ones
+  // (all ports, longer ranges), in rule order: first match wins as in a plain scan.
+  static constexpr std::uint32_t kIndexedRange = 64;
+  std::unordered_map<std::uint16_t, std::vector<std::uint32_t>> by_port_;
+  std::vector<std::uint32_t> wide_;
   std::vector<V4> v4_;
   std::vector<V6> v6_;
   std::vector<PortRange> ports_;

@@ -219,6 +219,7 @@ TEST(PolicyCompile, DifferentialAgainstNaiveEvaluator) {
       for (std::size_t k = 0, n = 1 + pick(3); k < n; ++k) {
         std::string ports;
         if (pick(3) == 0) ports = "*";
+        else if (pick(5) == 0) ports = "15-" + std::to_string(60 + pick(100));  // wider than the port index takes
         else {
           const unsigned lo = 20 + static_cast<unsigned>(pick(10));
           ports = std::to_string(lo) + (pick(2) ? "-" + std::to_string(lo + pick(5)) : "") + (pick(2) ? ",80" : "");
