@@ -26,7 +26,10 @@ void FilterControl::restore() {
 }
 
 localapi::FilterStatus FilterControl::status() const {
-  return localapi::FilterStatus{filter_.shields_up(), filter_.forwards(), filter_.counters()};
+  const PolicyCounters p = filter_.policy().counters();
+  localapi::PolicyStatus policy{p.in_force, p.version, {}, p.denied, p.cut, p.flows, p.rejected_updates};
+  for (const PolicyRuleCounters& r : p.rules) policy.rules.push_back({r.name, r.accepted_flows, r.accepted_packets});
+  return localapi::FilterStatus{filter_.shields_up(), filter_.forwards(), filter_.counters(), std::move(policy)};
 }
 
 std::string FilterControl::save() {
@@ -52,6 +55,7 @@ void FilterControl::handle_request(localapi::ControlRequest request, Reply reply
         else if constexpr (std::is_same_v<T, localapi::ForwardAddRequest>) reply(forward_add(r));
         else if constexpr (std::is_same_v<T, localapi::ForwardRemoveRequest>) reply(forward_remove(r));
         else if constexpr (std::is_same_v<T, localapi::ForwardListRequest>) reply(localapi::ForwardsReply{filter_.forwards()});
+        else if constexpr (std::is_same_v<T, localapi::PolicyDebugRequest>) reply(localapi::PolicyDebugReply{filter_.policy().describe()});
         else next_.handle_request(std::move(request), std::move(reply));
       },
       request);

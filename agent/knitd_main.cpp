@@ -48,6 +48,17 @@ class PlaneDevice final : public agent::MeshDevice {
   std::uint16_t port() const override { return udp_.port(); }
   void set_mesh_address(const std::optional<IpAddress>& ipv4) override { plane_.filter().set_mesh_address(ipv4); }
   void set_routed_prefixes(const std::vector<IpPrefix>& routes) override { plane_.filter().set_routed_prefixes(routes); }
+  void set_policy_rules(const control::PolicyRules& rules) override {
+    std::string why;
+    if (!plane_.filter().policy().apply(rules, &why)) {
+      log(LogLevel::warn, "knitd", why, " (the rules in force stay)");
+      return;
+    }
+    const auto& set = plane_.filter().policy().rules();
+    log(LogLevel::info, "knitd", set ? "access policy version " + std::to_string(plane_.filter().policy().version()) +
+                                           ": " + std::to_string(set->rules().size()) + " rules into this node"
+                                     : std::string("no access policy: the mesh is open"));
+  }
 
  private:
   agent::DataPlane& plane_;

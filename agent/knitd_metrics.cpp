@@ -1,5 +1,7 @@
 #include "agent/knitd_metrics.hpp"
 
+#include <map>
+#include <memory>
 #include <string>
 #include <utility>
 #include <vector>
@@ -83,9 +85,16 @@ void register_knitd_metrics(metrics::Registry& registry, const DataPlane& plane,
   Counter* filter_malformed = filter_drop("filter_malformed");
   Counter* no_path = filter_drop("no_path");
   Counter* disco_drops = filter_drop("disco");
+  Counter* policy_denied = filter_drop("policy_denied");
+  Gauge& policy_in_force = registry.gauge("knit_policy_in_force", "1 while an access policy is enforced on inbound flows.");
+  Counter& policy_cut = registry.counter("knit_policy_cut_flows_total", "Established inbound flows a policy change cut.");
+  Counter& policy_rejected =
+      registry.counter("knit_policy_rejected_updates_total", "Pushed policy rule sets refused as malformed.");
+  // Per rule, by its name; a bounded number of names over knitd's life (samples are never removed).
+  auto policy_rules = std::make_shared<std::map<std::string, Counter*>>();
 
   registry.on_collect([&, by_path, device_samples, refused_v4, refused_v6, filter_malformed, no_path,
-                       disco_drops] {
+                       disco_drops, policy_denied, policy_rules] {
     const DataPlane& p = plane;
     const wg::DeviceStats& st = p.device().stats();
     for (const auto& [counter, field] : device_samples) counter->set(st.*field);
@@ -99,6 +108,22 @@ void register_knitd_metrics(metrics::Registry& registry, const DataPlane& plane,
     refused_v4->set(fc.refused_v4);
     refused_v6->set(fc.refused_v6);
     filter_malformed->set(fc.malformed);
+    const PolicyCounters pc = p.filter().policy().counters();
+    policy_in_force.set(pc.in_force ? 1 : 0);
+    policy_denied->set(pc.denied);
+    policy_cut.set(pc.cut);
+    policy_rejected.set(pc.rejected_updates);
+    for (auto& [name, counter] : *policy_rules) counter->set(0);
+    for (const PolicyRuleCounters& r : pc.rules) {
+      auto it = policy_rules->find(r.name);
+      if (it == policy_rules->end()) {
+        if (policy_rules->size() >= 256) continue;
+        it = policy_rules->emplace(r.name, &registry.counter("knit_policy_accepted_flows_total",
+                                                             "Inbound flows the access policy accepted, by rule.",
+                                                             {{"rule", r.name}})).first;
+      }
+      it->second->set(it->second->value() + r.accepted_flows);
+    }
     nat_bytes.set(static_cast<double>(p.filter().nat_table_bytes()));
     v6_flows.set(static_cast<double>(p.filter().ipv6_flows()));
     coordinator.set(membership.coordinator_connected() ? 1 : 0);

@@ -230,6 +230,7 @@ void Membership::disconnect() {
   carriers_.clear();
   for (const auto& failure : configurator_.clear_self(link_)) log(LogLevel::warn, "knitd", failure);
   device_.set_mesh_address(std::nullopt);
+  device_.set_policy_rules({});
   peers_ = {};
   relays_ = {};
   dns_.reset();
@@ -425,6 +426,11 @@ void Membership::on_dns_config(const control::DnsConfig& dns) {
   log(LogLevel::info, "knitd", "mesh domain ", dns.domain, ", ", dns.split.size(), " split-DNS domains");
   dns_ = dns;
   notify_names();
+}
+
+void Membership::on_policy_rules(const control::PolicyRules& rules) {
+  if (!joined()) return;
+  device_.set_policy_rules(rules);
 }
 
 void Membership::on_relay_map(const control::RelayMap& relays) {

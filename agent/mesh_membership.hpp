@@ -56,6 +56,9 @@ class MeshDevice {
   virtual void set_mesh_address(const std::optional<IpAddress>& /*ipv4*/) {}
   // The subnets this node routes for the mesh (packet_filter.hpp: routed traffic passes).
   virtual void set_routed_prefixes(const std::vector<IpPrefix>& /*routes*/) {}
+  // The access policy's rules for traffic into this node, as pushed (hostile until the filter
+  // has decoded them); no policy (the mesh is open) when !rules.in_force.
+  virtual void set_policy_rules(const control::PolicyRules& /*rules*/) {}
 };
 
 class Membership final : private CoordinatorClient::Listener {
@@ -128,6 +131,7 @@ class Membership final : private CoordinatorClient::Listener {
   void on_peers(const control::PeerMap& map) override;
   void on_relay_map(const control::RelayMap& relays) override;
   void on_dns_config(const control::DnsConfig& dns) override;
+  void on_policy_rules(const control::PolicyRules& rules) override;
   void notify_names() {
     if (names_listener_) names_listener_();
   }

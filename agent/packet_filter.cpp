@@ -157,6 +157,7 @@ void PacketFilter::maybe_expire(Instant now) {
   next_expiry_ = now + kExpiryInterval;
   if (engine_) engine_->expire(now);
   v6_.expire(now);
+  policy_.expire(now);
 }
 
 std::size_t PacketFilter::outbound(Instant now, MutableByteSpan packet) {
@@ -206,13 +207,18 @@ std::size_t PacketFilter::outbound_v4(Instant now, MutableByteSpan packet) {
 }
 
 std::size_t PacketFilter::inbound_v4(Instant now, MutableByteSpan packet) {
-  if (!engine_) return packet.size();
+  if (!engine_) return policy_.unsolicited(now, packet) == PolicyFilter::Verdict::pass ? packet.size() : 0;
   if (packet.size() >= 20 && routed(packet.data() + 16)) {
+    // To a subnet this node routes: past the engine (it is not this host's traffic), but under
+    // the access policy like traffic into the node itself.
     ++routed_packets_;
-    return packet.size();
+    return policy_.unsolicited(now, packet) == PolicyFilter::Verdict::pass ? packet.size() : 0;
   }
   const nat::Result r = engine_->inbound(now, packet);
-  if (r.verdict == nat::Verdict::forward) return r.length;
+  if (r.verdict == nat::Verdict::forward) {
+    const bool cut = policy_.tracked(now, packet.first(r.length)) == PolicyFilter::Verdict::drop;
+    return cut ? 0 : r.length;
+  }
   if (r.verdict == nat::Verdict::drop && is_malformed(r.reason)) {
     ++counters_.malformed;
     return 0;
@@ -221,7 +227,8 @@ std::size_t PacketFilter::inbound_v4(Instant now, MutableByteSpan packet) {
     ++counters_.refused_v4;
     return 0;
   }
-  return packet.size();  // unsolicited, passed as it came (the engine leaves drops untouched)
+  // Unsolicited, untouched by the engine: the policy's to decide (no policy: it passes).
+  return policy_.unsolicited(now, packet) == PolicyFilter::Verdict::pass ? packet.size() : 0;
 }
 
 std::size_t PacketFilter::outbound_v6(Instant now, MutableByteSpan packet) {
@@ -237,10 +244,13 @@ std::size_t PacketFilter::inbound_v6(Instant now, MutableByteSpan packet) {
   switch (v6_.inbound(now, packet)) {
     case nat::Ipv6Conntrack::Outcome::malformed: ++counters_.malformed; return 0;
     case nat::Ipv6Conntrack::Outcome::unsolicited:
-      if (!shields_up_) return packet.size();
-      ++counters_.refused_v6;
-      return 0;
-    default: return packet.size();
+      if (shields_up_) {
+        ++counters_.refused_v6;
+        return 0;
+      }
+      return policy_.unsolicited(now, packet) == PolicyFilter::Verdict::pass ? packet.size() : 0;
+    case nat::Ipv6Conntrack::Outcome::fragment: return packet.size();
+    default: return policy_.tracked(now, packet) == PolicyFilter::Verdict::pass ? packet.size() : 0;
   }
 }
 

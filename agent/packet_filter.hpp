@@ -18,6 +18,9 @@
 // Shields up: an inbound packet passes only when it belongs to a flow this host opened, is an
 // ICMP error about one, or is for a port forward. Malformed packets are dropped either way.
 //
+// The access policy (policy_filter.hpp) sits behind the engines: what they call unsolicited
+// must match a rule once a policy is in force (and the shields, when up, still refuse it all).
+//
 // Port forwards translate only the destination (DNAT): the target sees the peer's mesh address
 // as the source and must send its replies back through this host's TUN, which holds when the
 // target is an address of this host (not loopback: the kernel never accepts 127/8 from another
@@ -31,6 +34,7 @@
 #include <string>
 #include <vector>
 
+#include "agent/policy_filter.hpp"
 #include "localapi/filter_status.hpp"
 #include "nat/ipv6_conntrack.hpp"
 #include "base/bytes.hpp"
@@ -68,6 +72,9 @@ class PacketFilter {
   std::uint64_t routed_packets() const { return routed_packets_; }
 
   void set_shields_up(bool up) { shields_up_ = up; }
+  // The access policy's rules for traffic into this node (policy_filter.hpp).
+  PolicyFilter& policy() { return policy_; }
+  const PolicyFilter& policy() const { return policy_; }
   bool shields_up() const { return shields_up_; }
 
   // Adds a rule; returns why not (a sentence), empty on success. A rule whose mesh port is
@@ -110,6 +117,7 @@ class PacketFilter {
   // prefix and is no port forward's target.
   bool routed(const std::uint8_t* address) const;
   bool shields_up_ = false;
+  PolicyFilter policy_;
   localapi::FilterCounters counters_;
   localapi::FilterCounters retired_;  // forward counters of engines replaced since
   std::optional<Instant> next_expiry_;

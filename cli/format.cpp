@@ -116,6 +116,12 @@ std::string format_status(const localapi::StatusReply& reply, WallTime now) {
     out += "# routes: advertising " + (advertised.empty() ? std::string("none") : advertised) +
            (routes->exit_node ? ", exit node" : "") + ", accept-routes " + (routes->accept ? "true" : "false") + "\n";
   }
+  if (const auto& filter = self.filter; filter && filter->policy && filter->policy->in_force) {
+    const localapi::PolicyStatus& p = *filter->policy;
+    out += "# access policy in force (version " + std::to_string(p.version) + ", " + std::to_string(p.rules.size()) +
+           " rules into this node): " + std::to_string(p.denied) + " inbound packets denied, " +
+           std::to_string(p.cut) + " flows cut\n";
+  }
   if (reply.coordinator.state != "connected") {
     out += "# coordinator: " + (reply.coordinator.state.empty() ? std::string("unknown") : reply.coordinator.state);
     if (!reply.coordinator.error.empty()) out += " (" + reply.coordinator.error + ")";

@@ -403,6 +403,9 @@ int main(int argc, char** argv) {
 
   auto* version = app.add_subcommand("version", "knit's and knitd's versions");
   json_flag(version);
+  auto* debug = app.add_subcommand("debug", "knitd's internals, for people");
+  debug->require_subcommand(1);
+  auto* debug_policy = debug->add_subcommand("policy", "the access policy's rules this node enforces on inbound flows");
 
   try {
     app.parse(argc, argv);
@@ -434,6 +437,10 @@ int main(int argc, char** argv) {
     if (*netcheck) return run_netcheck(g);
     if (*dns_status) return run_dns_status(g);
     if (*version) return run_version(g);
+    if (*debug_policy) {
+      std::cout << expect<localapi::PolicyDebugReply>(call(g, localapi::PolicyDebugRequest{})).text;
+      return 0;
+    }
   } catch (const CliError& e) {
     std::cout.flush();
     std::cerr << e.what() << "\n";

@@ -142,6 +142,10 @@ void ClientSession::on_message(ByteSpan plaintext, std::vector<ClientEvent>& eve
           event.kind = ClientEvent::Kind::dns_config;
           event.dns = std::move(message);
           return true;
+        } else if constexpr (std::is_same_v<T, PolicyRules>) {
+          event.kind = ClientEvent::Kind::policy_rules;
+          event.policy = std::move(message);
+          return true;
         } else if constexpr (std::is_same_v<T, Pong>) {
           event.kind = ClientEvent::Kind::pong;
           return true;

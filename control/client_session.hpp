@@ -43,6 +43,7 @@ struct ClientEvent {
     peers_changed,      // the peer map changed: a full map or a delta applied
     relay_map,          // relays
     dns_config,         // dns: the mesh domain and split DNS
+    policy_rules,       // policy: the access policy's rules for traffic into this node
     pong,               // a Pong (liveness only)
     coordinator_error,  // error: the coordinator ends the session with a reason
     failed,             // the session is unusable (hostile or broken input)
@@ -51,6 +52,7 @@ struct ClientEvent {
   Message answer;
   RelayMap relays;
   DnsConfig dns;
+  PolicyRules policy;
   ErrorMessage error;
   std::string failure;
 };

@@ -40,6 +40,9 @@
 //     dns_config       {domain, split[{domain, resolvers[]}]}  (only to agents with the "dns"
 //                       feature: an older agent would refuse an unknown type; sent after the
 //                       relay map and again whenever the mesh's DNS settings change)
+//     policy_rules     binary (peer_codec.hpp): the access policy's rules for traffic into
+//                       this node (only to agents with the "policy" feature; on register and
+//                       whenever that node's rules change)
 //     pong             {seq}
 //     error            {code, message}
 //   peer             {name, node_key, disco_key, ipv4, ipv6, endpoints[], home_relay, online,
@@ -240,6 +243,16 @@ inline constexpr std::string_view kFeatureDns = "dns";
 inline constexpr std::string_view kFeatureLogout = "logout";
 // In a register_response: the coordinator understands `route_advertise`.
 inline constexpr std::string_view kFeatureRoutes = "routes";
+// Agent feature: it enforces the access policy (send it policy_rules).
+inline constexpr std::string_view kFeaturePolicy = "policy";
+// The rules for traffic into the receiving node. `rules` is policy/wire.hpp's form, opaque to
+// the control layer (the agent decodes it as hostile input); without in_force there is no
+// policy and the mesh is open.
+struct PolicyRules {
+  bool in_force = false;
+  std::string rules;
+  friend bool operator==(const PolicyRules&, const PolicyRules&) = default;
+};
 struct SplitDns {
   std::string domain;               // lowercase, no trailing dot (is_valid_domain)
   std::vector<Endpoint> resolvers;  // 1..kMaxSplitResolvers "10.1.0.53:53"
@@ -285,10 +298,10 @@ struct ParseError {
 
 using Message = std::variant<RegisterRequest, EndpointUpdate, Ping, NatReport, RegisterResponse,
                              PeerMapPage, PeerDelta, RelayMap, Pong, ErrorMessage, RelayRegister,
-                             RelayRegisterResponse, DnsConfig, Logout, RouteAdvertise>;
+                             RelayRegisterResponse, DnsConfig, Logout, RouteAdvertise, PolicyRules>;
 using ParseResult = std::variant<RegisterRequest, EndpointUpdate, Ping, NatReport, RegisterResponse,
                                  PeerMapPage, PeerDelta, RelayMap, Pong, ErrorMessage, RelayRegister,
-                                 RelayRegisterResponse, DnsConfig, Logout, RouteAdvertise,
+                                 RelayRegisterResponse, DnsConfig, Logout, RouteAdvertise, PolicyRules,
                                  ParseError>;
 
 ParseResult parse_message(std::string_view text);
@@ -313,6 +326,7 @@ std::string encode(const RelayRegisterResponse& message);
 std::string encode(const DnsConfig& message);
 std::string encode(const Logout& message);
 std::string encode(const RouteAdvertise& message);
+std::string encode(const PolicyRules& message);  // binary (peer_codec.cpp)
 std::string encode(const Message& message);
 
 std::string_view to_string(NatFiltering filtering);

@@ -427,6 +427,16 @@ ParseResult parse_binary(std::string_view text) {
     if (!keys_unique(std::move(keys))) return ParseError{MessageError::duplicate, "peers"};
     return page;
   }
+  if (kind == kKindPolicy) {
+    PolicyRules policy;
+    std::uint8_t flags = 0;
+    if (!r.u8(flags, "flags")) return r.error();
+    if (flags > 1) return ParseError{MessageError::bad_value, "flags"};
+    policy.in_force = flags == 1;
+    policy.rules = std::string(text.substr(3));
+    if (!policy.in_force && !policy.rules.empty()) return ParseError{MessageError::bad_value, "rules"};
+    return policy;
+  }
   if (kind == kKindDelta) {
     PeerDelta delta;
     if (!r.varint(delta.version, "version") || !r.bytes(base.data(), base.size(), "v6base") ||
@@ -448,6 +458,15 @@ ParseResult parse_binary(std::string_view text) {
     return delta;
   }
   return ParseError{MessageError::unknown_type, "type"};
+}
+
+std::string encode(const PolicyRules& message) {
+  std::string out;
+  out.push_back(static_cast<char>(kBinaryTag));
+  out.push_back(static_cast<char>(kKindPolicy));
+  out.push_back(message.in_force ? 1 : 0);
+  if (message.in_force) out += message.rules;
+  return out;
 }
 
 }  // namespace knit::control

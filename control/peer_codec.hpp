@@ -12,6 +12,7 @@
 // padding bytes), fixed fields are big-endian.
 //
 //   page  := 0xB1 0x01 version:varint index:varint count:varint v6base[12] n:varint peer{n}
+//   policy := 0xB1 0x03 flags:u8 (bit 0: a policy is in force; others 0) rules[rest]
 //   delta := 0xB1 0x02 version:varint v6base[12] n:varint peer{n}  (added)
 //                                                n:varint peer{n}  (changed)
 //                                                n:varint key[32]{n}  (removed)
@@ -44,6 +45,7 @@ namespace knit::control {
 inline constexpr std::uint8_t kBinaryTag = 0xB1;
 inline constexpr std::uint8_t kKindMapPage = 0x01;
 inline constexpr std::uint8_t kKindDelta = 0x02;
+inline constexpr std::uint8_t kKindPolicy = 0x03;
 
 // The first 12 bytes of the peers' IPv6 addresses, when they are the mesh's.
 using V6Base = std::array<std::uint8_t, 12>;

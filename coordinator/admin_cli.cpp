@@ -11,6 +11,7 @@
 #include "coordinator/admin_format.hpp"
 #include "coordinator/key_file.hpp"
 #include "coordinator/routes.hpp"
+#include "coordinator/policy_cli.hpp"
 #include "coordinator/state_dir.hpp"
 #include "coordinator/token_issue.hpp"
 #include "coordinator/tokens.hpp"
@@ -330,7 +331,10 @@ void add_admin_commands(CLI::App& app, const CliGlobals& globals, CliContext& ct
   add_relay_commands(app, globals, ctx, action);
   add_dns_commands(app, globals, ctx, action);
   add_route_commands(app, globals, ctx, action);
+  add_policy_commands(app, globals, ctx, action);
 }
+
+std::unique_ptr<Store> open_existing_store(const CliGlobals& globals) { return open_existing(globals); }
 
 int run_cli(int argc, const char* const* argv, CliContext& ctx,
             const std::vector<CommandRegistrar>& extra) {

@@ -4,7 +4,8 @@
 //     token create [--reusable] [--ephemeral] [--expires D] [--tag T]... [--relay]
 //                  [--advertise HOST:PORT]... [--auto-approve CIDR,...,exit]    prints the token alone as its last line
 //     token list | token revoke ID
-//     nodes list [--json] | nodes remove NAME
+//     nodes list [--json] | nodes remove NAME | nodes tag NAME tag:T... | nodes untag NAME tag:T...
+//     policy get | set FILE | clear | test FILE | check SRC DST PORT/PROTO   (policy_cli.hpp)
 //     relays list [--json] | relays remove NAME
 //     routes list [--json] | routes approve|reject NODE CIDR|exit   (routes_cli.cpp)
 //     migrate --from sqlite:PATH --to postgres://...   (migrate_command.hpp)
@@ -17,6 +18,7 @@
 #include <CLI/CLI.hpp>
 #include <functional>
 #include <iosfwd>
+#include <memory>
 #include <stdexcept>
 #include <string>
 #include <vector>
@@ -56,7 +58,11 @@ struct CliError : std::runtime_error {
 using CommandRegistrar = std::function<void(CLI::App& app, const CliGlobals& globals,
                                             CliContext& ctx, CliAction& action)>;
 
-// Adds `token`, `nodes` and `relays`.
+// The store of an existing mesh (CliError when --state-dir holds none), for commands in other files.
+class Store;
+std::unique_ptr<Store> open_existing_store(const CliGlobals& globals);
+
+// Adds `token`, `nodes`, `relays`, `dns` and `policy` (policy_cli.hpp).
 void add_admin_commands(CLI::App& app, const CliGlobals& globals, CliContext& ctx,
                         CliAction& action);
 

@@ -147,6 +147,9 @@ class AgentSession : public std::enable_shared_from_this<AgentSession> {
   // The agent listed the "dns" feature in its register (it understands dns_config).
   bool wants_dns() const { return wants_dns_; }
   void set_wants_dns(bool wants) { wants_dns_ = wants; }
+  // The agent listed the "policy" feature (it enforces policy_rules).
+  bool wants_policy() const { return wants_policy_; }
+  void set_wants_policy(bool wants) { wants_policy_ = wants; }
 
  private:
   enum class Phase { handshake, open, flushing };
@@ -192,6 +195,7 @@ class AgentSession : public std::enable_shared_from_this<AgentSession> {
   bool write_pending_ = false;
   std::size_t queued_bytes_ = 0;  // queue_, writing_ and held_
   bool wants_dns_ = false;
+  bool wants_policy_ = false;
   std::shared_ptr<const MapSnapshot> map_;  // being streamed
   std::size_t next_page_ = 0;
   std::deque<std::string> held_;  // sent while the map streams

@@ -33,6 +33,11 @@ Result<StoreSnapshot> migrate_store(Store& from, Store& to) {
   auto dns = from.dns_settings();
   if (!dns) return dns.error();
   if (auto r = to.set_dns_settings(*dns); !r) return r.error();
+  // So do the access policy and the tags admins set (its version starts again in the target).
+  auto policy = from.policy_settings();
+  if (!policy) return policy.error();
+  if (!policy->document.empty() || !policy->admin_tags.empty())
+    if (auto r = to.set_policy_settings(*policy); !r) return r.error();
   // Read back and compare: a migration that lost anything says so.
   auto nodes = to.list_nodes();
   if (!nodes) return nodes.error();

@@ -34,6 +34,8 @@ std::optional<StoreChange> parse_notification(std::string_view payload,
     change.kind = StoreChange::Kind::relays;
   } else if (kind == "4") {
     change.kind = StoreChange::Kind::dns;
+  } else if (kind == "5") {
+    change.kind = StoreChange::Kind::policy;
   } else {
     change.kind = StoreChange::Kind::nodes;  // and anything newer: read everything
   }

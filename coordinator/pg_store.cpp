@@ -148,6 +148,34 @@ Result<void> PgStore::set_dns_settings(const DnsSettings& settings) {
   });
 }
 
+Result<PolicySettings> PgStore::policy_settings() {
+  PolicySettings out;
+  auto r = conn_.run_transaction([&]() -> Result<void> {
+    auto document = get_setting(kPolicyKey);
+    if (!document) return document.error();
+    auto tags = get_setting(kPolicyTagsKey);
+    if (!tags) return tags.error();
+    auto version = get_setting(kPolicyVersionKey);
+    if (!version) return version.error();
+    out = policy_settings_from(*document, *tags, *version);
+    return Ok{};
+  });
+  if (!r) return r.error();
+  return out;
+}
+
+Result<void> PgStore::set_policy_settings(const PolicySettings& settings) {
+  return conn_.run_transaction([&]() -> Result<void> {
+    auto version = get_setting(kPolicyVersionKey, true);
+    if (!version) return version.error();
+    const std::uint64_t next = policy_settings_from({}, {}, *version).version + 1;
+    if (auto r = put_setting(kPolicyKey, settings.document); !r) return r;
+    if (auto r = put_setting(kPolicyTagsKey, encode_admin_tags(settings.admin_tags)); !r) return r;
+    if (auto r = put_setting(kPolicyVersionKey, std::to_string(next)); !r) return r;
+    return notify(StoreChange::Kind::policy, nullptr);
+  });
+}
+
 Result<std::optional<std::string>> PgStore::listen_address() {
   std::optional<std::string> out;
   auto r = conn_.run_transaction([&]() -> Result<void> {

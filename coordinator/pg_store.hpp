@@ -42,6 +42,8 @@ class PgStore final : public Store {
   Result<void> update_setting(std::string_view key, const SettingChange& change) override;
   Result<DnsSettings> dns_settings() override;
   Result<void> set_dns_settings(const DnsSettings& settings) override;
+  Result<PolicySettings> policy_settings() override;
+  Result<void> set_policy_settings(const PolicySettings& settings) override;
 
   Result<void> add_token(const Token& token) override;
   Result<std::vector<Token>> list_tokens() override;

@@ -75,6 +75,7 @@ void Server::start(const asio::ip::tcp::endpoint& listen) {
   view_.reset(peers);
   load_relays();
   load_dns();
+  load_policy();
   started_ = true;
   const auto bound = acceptor_.local_endpoint();
   log(LogLevel::info, kLog, "listening on ", bound.address().to_string(), " port ", bound.port(),

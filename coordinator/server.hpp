@@ -57,6 +57,7 @@
 #include "coordinator/change_feed.hpp"
 #include "coordinator/peer_view.hpp"
 #include "coordinator/routes.hpp"
+#include "coordinator/policy_publisher.hpp"
 #include "coordinator/records.hpp"
 #include "coordinator/store.hpp"
 #include "wg/keys.hpp"
@@ -150,6 +151,10 @@ class Server final : private SessionHost {
   control::PeerInfo routed_peer_info(const Node& node) const;
   // Sends dns_config_text_ to every agent that understands it.
   void push_dns();
+  // The access policy (policy_publisher.hpp): reads the store's; true when it changed.
+  bool load_policy();
+  // Sends each agent that enforces policies its rules where they changed (server_publish.cpp).
+  void push_policy();
   void sweep();
   void arm(asio::steady_timer& timer, std::chrono::steady_clock::duration after,
            void (Server::*handler)());
@@ -183,6 +188,7 @@ class Server final : private SessionHost {
   std::vector<control::RelayInfo> relays_;
   std::string relay_map_text_;
   std::string dns_config_text_;  // control::DnsConfig, encoded
+  PolicyPublisher policy_;
   std::unique_ptr<ChangeFeed> feed_;
 };
 

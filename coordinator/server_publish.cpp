@@ -44,6 +44,7 @@ void Server::push_relay_map() {
 
 void Server::forget_node(const NodeKey& key, std::string_view why) {
   view_.remove(key);
+  policy_.forget(key);
   schedule_publish();
   if (auto it = owners_.find(key); it != owners_.end()) {
     control::ErrorMessage message{control::ErrorCode::not_registered, std::string(why)};
@@ -79,6 +80,7 @@ void Server::publish() {
   }
   log(LogLevel::debug, kLog, "peer map version ", published->version, ": ",
       published->keys.size(), " nodes changed, sent to ", sent, " agents");
+  push_policy();
   // A change too large for one delta goes out as several versions.
   if (view_.has_pending()) schedule_publish();
 }
@@ -89,16 +91,19 @@ void Server::on_store_changes(std::vector<StoreChange> changes, bool resync) {
   if (resync) return reload();
   bool relays = false;
   bool dns = false;
+  bool policy = false;
   for (const StoreChange& change : changes) {
     switch (change.kind) {
       case StoreChange::Kind::node: refresh_node(change.node_key); break;
       case StoreChange::Kind::relays: relays = true; break;
       case StoreChange::Kind::nodes: return reload();
       case StoreChange::Kind::dns: dns = true; break;
+      case StoreChange::Kind::policy: policy = true; break;
     }
   }
   if (relays && load_relays()) push_relay_map();
   if (dns && load_dns()) push_dns();
+  if (policy && load_policy()) push_policy();
 }
 
 // One node, read again: O(log N) in the store, O(1) to publish.
@@ -148,6 +153,38 @@ void Server::reload() {
   }
   if (load_relays()) push_relay_map();
   if (load_dns()) push_dns();
+  if (load_policy()) push_policy();
+}
+
+bool Server::load_policy() {
+  auto settings = store_.policy_settings();
+  if (!settings) {
+    log(LogLevel::warn, kLog, "cannot read the access policy: ", settings.error().message);
+    return false;
+  }
+  std::string why;
+  const bool changed = policy_.set_settings(*settings, &why);
+  if (!why.empty()) log(LogLevel::warn, kLog, why);
+  if (changed)
+    log(LogLevel::info, kLog, policy_.in_force() ? "access policy version " + std::to_string(policy_.version())
+                                                 : std::string("no access policy: the mesh is open"));
+  return changed;
+}
+
+void Server::push_policy() {
+  std::vector<const PeerInfo*> peers;
+  for (const NodeKey& key : view_.keys())
+    if (const PeerInfo* p = view_.find(key)) peers.push_back(p);
+  policy_.set_peers(peers);
+  std::size_t sent = 0;
+  for (const auto& [key, session] : owners_) {
+    if (session->closing() || !session->wants_policy()) continue;
+    if (auto message = policy_.message_for(key)) {
+      session->send(*message);
+      ++sent;
+    }
+  }
+  if (sent > 0) log(LogLevel::debug, kLog, "access policy rules sent to ", sent, " agents");
 }
 
 bool Server::load_dns() {

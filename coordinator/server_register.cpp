@@ -37,6 +37,8 @@ control::RegisterResponse Server::on_register(AgentSession& session,
   const NodeKey& key = session.node_key();
   session.set_wants_dns(std::find(request.features.begin(), request.features.end(),
                                   control::kFeatureDns) != request.features.end());
+  session.set_wants_policy(std::find(request.features.begin(), request.features.end(),
+                                     control::kFeaturePolicy) != request.features.end());
   auto refuse = [&](control::ErrorCode code, std::string message) {
     log(LogLevel::info, kLog, session.remote(), ": refused ", key_text(key), ": ",
         control::to_string(code), " (", message, ")");
@@ -154,6 +156,12 @@ void Server::on_open(AgentSession& session) {
   // them) follow as the next delta.
   if (!session.send(relay_map_text_)) return;
   if (session.wants_dns() && !dns_config_text_.empty() && !session.send(dns_config_text_)) return;
+  // The rules before the peers, so they are in force before any peer is configured. A node
+  // not yet in the view gets them when its arrival is published.
+  if (session.wants_policy() && session.role() != AgentSession::Role::relay) {
+    policy_.forget(session.node_key());
+    push_policy();
+  }
   session.send_map(view_.snapshot());
 }
 

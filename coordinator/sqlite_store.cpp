@@ -137,6 +137,29 @@ Result<void> SqliteStore::set_dns_settings(const DnsSettings& settings) {
   return tx->commit();
 }
 
+Result<PolicySettings> SqliteStore::policy_settings() {
+  auto document = get_setting(kPolicyKey);
+  if (!document) return document.error();
+  auto tags = get_setting(kPolicyTagsKey);
+  if (!tags) return tags.error();
+  auto version = get_setting(kPolicyVersionKey);
+  if (!version) return version.error();
+  return policy_settings_from(*document, *tags, *version);
+}
+
+Result<void> SqliteStore::set_policy_settings(const PolicySettings& settings) {
+  auto tx = Transaction::begin(db_);
+  if (!tx) return tx.error();
+  auto version = get_setting(kPolicyVersionKey);
+  if (!version) return version.error();
+  const std::uint64_t next = policy_settings_from({}, {}, *version).version + 1;
+  if (auto r = put_setting(kPolicyKey, settings.document); !r) return r;
+  if (auto r = put_setting(kPolicyTagsKey, encode_admin_tags(settings.admin_tags)); !r) return r;
+  if (auto r = put_setting(kPolicyVersionKey, std::to_string(next)); !r) return r;
+  if (auto r = note(StoreChange::Kind::policy, nullptr); !r) return r;
+  return tx->commit();
+}
+
 Result<void> SqliteStore::add_token(const Token& token) {
   if (!valid_token_id(token.id))
     return Error{Errc::invalid, "a token id is 16 lowercase hex digits, not '" + token.id + "'"};

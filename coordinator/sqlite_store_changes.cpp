@@ -51,6 +51,8 @@ Result<std::vector<StoreChange>> SqliteStore::changes_after(std::uint64_t& curso
       change.kind = StoreChange::Kind::relays;
     } else if (kind == static_cast<int>(StoreChange::Kind::dns)) {
       change.kind = StoreChange::Kind::dns;
+    } else if (kind == static_cast<int>(StoreChange::Kind::policy)) {
+      change.kind = StoreChange::Kind::policy;
     } else {
       change.kind = StoreChange::Kind::nodes;  // and anything newer: read everything
     }

@@ -24,6 +24,7 @@
 #include "base/ip.hpp"
 #include "base/random.hpp"
 #include "coordinator/dns_settings.hpp"
+#include "coordinator/policy_settings.hpp"
 #include "coordinator/records.hpp"
 #include "coordinator/result.hpp"
 #include "coordinator/tokens.hpp"
@@ -65,6 +66,7 @@ struct StoreChange {
     relays = 2,  // the relay map changed
     nodes = 3,   // many nodes at once (a coordinator marking its nodes offline): read them all
     dns = 4,     // the mesh's DNS settings (older coordinators read everything for it)
+    policy = 5,  // the access policy or admin tags (policy_settings.hpp; older: read everything)
   };
   Kind kind = Kind::node;
   wg::PublicKey node_key{};
@@ -108,6 +110,11 @@ class Store {
   // Stores them (normalize_dns_settings first: Errc::invalid with its sentence) and notes a
   // change, so every coordinator pushes them to its agents.
   virtual Result<void> set_dns_settings(const DnsSettings& settings) = 0;
+  // The access policy and the tags admins set (policy_settings.hpp).
+  virtual Result<PolicySettings> policy_settings() = 0;
+  // Stores them with the version one past the stored one (settings.version is ignored) and
+  // notes a change, so every coordinator pushes the new rules. Validate before calling.
+  virtual Result<void> set_policy_settings(const PolicySettings& settings) = 0;
 
   // --- Other settings rows (routes.hpp keeps route advertisements and approvals there) ---
   virtual Result<std::optional<std::string>> read_setting(std::string_view key) = 0;

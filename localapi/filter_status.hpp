@@ -6,6 +6,9 @@
 //   "forwards": [{"proto": "tcp"|"udp", "mesh_port": N, "target": "HOST:PORT", "active": bool,
 //                 "packets_in": N, "packets_out": N, "connections": N}],
 //   "filter": {"refused_v4", "refused_v6", "malformed", "untracked", "forwarded_in", "forwarded_out"}
+//   "policy": {"in_force": bool, "version": N, "denied": N, "cut": N, "flows": N,
+//              "rejected_updates": N, "rules": [{"name", "accepted_flows", "accepted_packets"}]}
+//              (the access policy this node enforces on inbound flows; absent from older knitd)
 #pragma once
 
 #include <cstdint>
@@ -51,11 +54,31 @@ struct FilterCounters {
   friend bool operator==(const FilterCounters&, const FilterCounters&) = default;
 };
 
+// The access policy as this node enforces it, since the rules last changed (per rule) or since
+// knitd started (the rest).
+struct PolicyRuleStatus {
+  std::string name;
+  std::uint64_t accepted_flows = 0;
+  std::uint64_t accepted_packets = 0;
+  friend bool operator==(const PolicyRuleStatus&, const PolicyRuleStatus&) = default;
+};
+struct PolicyStatus {
+  bool in_force = false;
+  std::uint64_t version = 0;
+  std::vector<PolicyRuleStatus> rules;
+  std::uint64_t denied = 0;            // inbound packets no rule accepted
+  std::uint64_t cut = 0;               // established flows a rule change refused
+  std::uint64_t flows = 0;             // inbound flows remembered now
+  std::uint64_t rejected_updates = 0;  // pushed rule sets refused as malformed
+  friend bool operator==(const PolicyStatus&, const PolicyStatus&) = default;
+};
+
 // All of it, as `knit status --json` shows it under "self" (absent from older knitd).
 struct FilterStatus {
   bool shields_up = false;
   std::vector<ForwardStatus> forwards;
   FilterCounters counters;
+  std::optional<PolicyStatus> policy;
   friend bool operator==(const FilterStatus&, const FilterStatus&) = default;
 };
 

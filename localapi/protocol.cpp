@@ -298,6 +298,34 @@ void add_filter_json(json& self, const FilterStatus& filter) {
   self["filter"] = {{"refused_v4", c.refused_v4},         {"refused_v6", c.refused_v6},
                     {"malformed", c.malformed},           {"untracked", c.untracked},
                     {"forwarded_in", c.forwarded_in},     {"forwarded_out", c.forwarded_out}};
+  if (const auto& p = filter.policy) {
+    json rules = json::array();
+    for (const PolicyRuleStatus& r : p->rules)
+      rules.push_back({{"name", r.name}, {"accepted_flows", r.accepted_flows}, {"accepted_packets", r.accepted_packets}});
+    self["policy"] = {{"in_force", p->in_force}, {"version", p->version},   {"denied", p->denied},
+                      {"cut", p->cut},           {"flows", p->flows},       {"rejected_updates", p->rejected_updates},
+                      {"rules", std::move(rules)}};
+  }
+}
+
+std::optional<PolicyStatus> policy_from(const json& self) {
+  if (!self.contains("policy")) return std::nullopt;
+  const json& p = object_field(self, "policy");
+  PolicyStatus out;
+  out.in_force = bool_field(p, "in_force");
+  out.version = counter_field(p, "version");
+  out.denied = counter_field(p, "denied");
+  out.cut = counter_field(p, "cut");
+  out.flows = counter_field(p, "flows");
+  out.rejected_updates = counter_field(p, "rejected_updates");
+  const json& rules = field(p, "rules");
+  if (!rules.is_array() || rules.size() > 65536) throw std::invalid_argument("\"policy.rules\" must be a list");
+  for (const json& r : rules) {
+    if (!r.is_object()) throw std::invalid_argument("a policy rule must be an object");
+    out.rules.push_back({text_field(r, "name", kMaxShortText), counter_field(r, "accepted_flows"),
+                         counter_field(r, "accepted_packets")});
+  }
+  return out;
 }
 
 std::optional<FilterStatus> filter_from(const json& self) {
@@ -312,6 +340,7 @@ std::optional<FilterStatus> filter_from(const json& self) {
   filter.counters.untracked = counter_field(c, "untracked");
   filter.counters.forwarded_in = counter_field(c, "forwarded_in");
   filter.counters.forwarded_out = counter_field(c, "forwarded_out");
+  filter.policy = policy_from(self);
   return filter;
 }
 
@@ -525,6 +554,8 @@ std::string encode_request(const ControlRequest& request) {
           if (r.advertise_exit_node) out["advertise_exit_node"] = *r.advertise_exit_node;
           if (r.accept_routes) out["accept_routes"] = *r.accept_routes;
           return out;
+        } else if constexpr (std::is_same_v<T, PolicyDebugRequest>) {
+          return {{"cmd", "policy-debug"}};
         } else {
           return {{"cmd", "version"}};
         }
@@ -582,6 +613,7 @@ std::variant<ControlRequest, ProtocolError> parse_request(std::string_view line)
       if (doc->contains("accept_routes")) routes.accept_routes = bool_field(*doc, "accept_routes");
       return ControlRequest{std::move(routes)};
     }
+    if (cmd == "policy-debug") return ControlRequest{PolicyDebugRequest{}};
     return ProtocolError{"bad request: unknown command \"" + cmd + "\" (knit and knitd of different versions?)"};
   } catch (const std::exception& e) {
     return ProtocolError{std::string("bad request: ") + e.what()};
@@ -630,6 +662,8 @@ std::string encode_response(const ControlResponse& response) {
           return {{"ok", true}, {"cmd", "dns-status"}, {"dns", dns_json(r.dns)}};
         } else if constexpr (std::is_same_v<T, RoutesReply>) {
           return {{"ok", true}, {"cmd", "routes"}, {"routes", route_settings_json(r.routes)}};
+        } else if constexpr (std::is_same_v<T, PolicyDebugReply>) {
+          return {{"ok", true}, {"cmd", "policy-debug"}, {"text", r.text}};
         } else {
           return {{"ok", true}, {"cmd", "version"}, {"version", r.version}};
         }
@@ -676,6 +710,7 @@ std::variant<ControlResponse, ProtocolError> parse_response(std::string_view lin
     }
     if (cmd == "dns-status") return ControlResponse{DnsStatusReply{dns_from(object_field(*doc, "dns"))}};
     if (cmd == "routes") return ControlResponse{RoutesReply{route_settings_from(object_field(*doc, "routes"))}};
+    if (cmd == "policy-debug") return ControlResponse{PolicyDebugReply{text_field(*doc, "text", kMaxResponseLine)}};
     if (cmd == "forwards") return ControlResponse{ForwardsReply{forwards_from(field(*doc, "forwards"))}};
     if (cmd == "netcheck") return ControlResponse{netcheck_from(object_field(*doc, "netcheck"))};
     return ProtocolError{"knitd sent an answer this knit does not know (\"" + cmd + "\"): are knit and knitd the same version?"};

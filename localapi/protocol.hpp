@@ -124,13 +124,17 @@ struct DnsStatusRequest {
   friend bool operator==(const DnsStatusRequest&, const DnsStatusRequest&) = default;
 };
 // `knit netcheck`: a fresh NAT and relay measurement.
+// `knit debug policy`: the rules this node enforces, as text.
+struct PolicyDebugRequest {
+  friend bool operator==(const PolicyDebugRequest&, const PolicyDebugRequest&) = default;
+};
 struct NetcheckRequest {
   friend bool operator==(const NetcheckRequest&, const NetcheckRequest&) = default;
 };
 using ControlRequest =
     std::variant<UpRequest, DownRequest, StatusRequest, IpRequest, PingInfoRequest, VersionRequest,
                  SetRequest, ForwardAddRequest, ForwardRemoveRequest, ForwardListRequest,
-                 NetcheckRequest, DnsStatusRequest, LogoutRequest, RoutesRequest>;
+                 NetcheckRequest, DnsStatusRequest, LogoutRequest, RoutesRequest, PolicyDebugRequest>;
 
 // ---- answers ----
 struct ErrorReply {
@@ -219,9 +223,14 @@ struct DnsStatusReply {
   DnsStatus dns;
   friend bool operator==(const DnsStatusReply&, const DnsStatusReply&) = default;
 };
+struct PolicyDebugReply {
+  std::string text;
+  friend bool operator==(const PolicyDebugReply&, const PolicyDebugReply&) = default;
+};
 using ControlResponse = std::variant<ErrorReply, UpReply, DownReply, StatusReply, IpReply,
                                      PingInfoReply, VersionReply, SetReply, ForwardsReply,
-                                     NetcheckReply, DnsStatusReply, LogoutReply, RoutesReply>;
+                                     NetcheckReply, DnsStatusReply, LogoutReply, RoutesReply,
+                                     PolicyDebugReply>;
 
 // A failure to parse, as a sentence.
 struct ProtocolError {

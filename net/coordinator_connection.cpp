@@ -386,6 +386,9 @@ void CoordinatorConnection::Core::handle(control::ClientEvent& event) {
     case Kind::dns_config:
       if (auto owner = listener()) owner->on_dns_config(std::move(event.dns));
       return;
+    case Kind::policy_rules:
+      if (auto owner = listener()) owner->on_policy_rules(std::move(event.policy));
+      return;
     case Kind::pong:
       return;
     case Kind::coordinator_error: {

@@ -10,6 +10,7 @@ declare -A allowed=(
   [base]=""
   [wg]="base"
   [nat]="base"
+  [policy]="base"
   [control]="base wg"
   [tun]="base"
   [net]="base tun wg control"
@@ -19,9 +20,9 @@ declare -A allowed=(
   [punch/portmap]="base"
   [punch/path]="base wg"
   [relay]="base wg control net"
-  [coordinator]="base wg control net"
+  [coordinator]="base wg control net policy"
   [natbox]="base nat tun net"
-  [agent]="base wg nat control tun net localapi dns punch/stun punch/portmap punch/path relay"
+  [agent]="base wg nat policy control tun net localapi dns punch/stun punch/portmap punch/path relay"
   [cli]="base localapi"
 )
 # Programs may pull in a room their library does not need.
@@ -29,7 +30,7 @@ declare -A program_extra=(
   [relay/relay_main.cpp]="punch/stun"
 )
 # Cores: no I/O, so no Asio. In punch/, the files named for their I/O are adapters.
-cores="base wg nat control localapi dns punch/stun punch/portmap punch/path"
+cores="base wg nat policy control localapi dns punch/stun punch/portmap punch/path"
 punch_adapters='/(server|mapper|[a-z_]*client|stun_main)\.(hpp|cpp)$'
 
 # The folder a path belongs to, in $REPLY (no subshell: this runs once per include).
@@ -41,7 +42,7 @@ folder_of() {
 }
 
 status=0
-files=$(find base wg nat control tun net localapi dns punch relay coordinator natbox agent cli -name '*.[ch]pp' | sort)
+files=$(find base wg nat policy control tun net localapi dns punch relay coordinator natbox agent cli -name '*.[ch]pp' | sort)
 # Every quoted include, as FILE:LINE:TARGET, in one pass.
 while IFS=: read -r file line target; do
   folder_of "$file"; folder=$REPLY

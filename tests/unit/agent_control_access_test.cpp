@@ -38,7 +38,7 @@ AccessPolicy policy() {
 std::vector<ControlRequest> reads() {
   return {localapi::StatusRequest{}, localapi::IpRequest{}, localapi::PingInfoRequest{"peer"},
           localapi::VersionRequest{}, localapi::NetcheckRequest{}, localapi::DnsStatusRequest{},
-          localapi::ForwardListRequest{}};
+          localapi::ForwardListRequest{}, localapi::PolicyDebugRequest{}};
 }
 
 std::vector<ControlRequest> changes() {

@@ -17,7 +17,7 @@ using knit::testing::peer;
 using Coordinator = knit::testing::CoordinatorEnd;
 
 // What knitd makes of a session event: an answer is a registration or a refusal.
-enum class Kind { registered, refused, peers_changed, relay_map, dns_config, pong, coordinator_error, failed };
+enum class Kind { registered, refused, peers_changed, relay_map, dns_config, policy_rules, pong, coordinator_error, failed };
 
 Kind kind_of(const ClientEvent& event) {
   switch (event.kind) {
@@ -28,6 +28,7 @@ Kind kind_of(const ClientEvent& event) {
     case ClientEvent::Kind::peers_changed: return Kind::peers_changed;
     case ClientEvent::Kind::relay_map: return Kind::relay_map;
     case ClientEvent::Kind::dns_config: return Kind::dns_config;
+    case ClientEvent::Kind::policy_rules: return Kind::policy_rules;
     case ClientEvent::Kind::pong: return Kind::pong;
     case ClientEvent::Kind::coordinator_error: return Kind::coordinator_error;
     case ClientEvent::Kind::failed: return Kind::failed;
@@ -98,6 +99,11 @@ TEST_F(SessionTest, RegistersThenFollowsTheMapAndDeltas) {
   ASSERT_EQ(events.size(), 1u);
   EXPECT_EQ(kind_of(events[0]), Kind::dns_config);
   EXPECT_EQ(events[0].dns, dns);
+  const PolicyRules policy{true, std::string("KP\x01\x01\x00", 5)};
+  events = feed(coordinator_.send(policy));
+  ASSERT_EQ(events.size(), 1u);
+  EXPECT_EQ(kind_of(events[0]), Kind::policy_rules);
+  EXPECT_EQ(events[0].policy, policy);
 
   // Several frames in one read.
   Bytes stream = coordinator_.send(PeerMapPage{5, 0, 1, {peer(3), peer(2)}});

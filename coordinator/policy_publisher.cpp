@@ -1,0 +1,101 @@
+#include "coordinator/policy_publisher.hpp"
+
+#include <algorithm>
+
+#include "base/bytes.hpp"
+#include "policy/compile.hpp"
+#include "policy/wire.hpp"
+
+namespace knit::coordinator {
+
+bool PolicyPublisher::set_settings(const PolicySettings& settings, std::string* why) {
+  if (settings.document == text_ && settings.admin_tags == admin_tags_) {
+    version_ = settings.version;
+    return false;
+  }
+  std::optional<policy::Document> document;
+  if (!settings.document.empty()) {
+    auto parsed = policy::parse_document(settings.document);
+    if (auto* e = std::get_if<policy::PolicyError>(&parsed)) {
+      if (why) *why = "the stored policy does not parse (" + e->describe() + "); the previous one stays";
+      return false;
+    }
+    document = std::move(std::get<policy::Document>(parsed));
+  }
+  document_ = std::move(document);
+  text_ = settings.document;
+  admin_tags_ = settings.admin_tags;
+  version_ = settings.version;
+  stale_ = true;
+  return true;
+}
+
+bool PolicyPublisher::set_peers(const std::vector<const control::PeerInfo*>& peers) {
+  // What compilation reads of each peer, in key order: name, tags, addresses, routes.
+  std::vector<const control::PeerInfo*> sorted = peers;
+  std::sort(sorted.begin(), sorted.end(), [](auto* a, auto* b) { return a->node_key < b->node_key; });
+  std::string fingerprint;
+  for (const control::PeerInfo* p : sorted) {
+    fingerprint.append(reinterpret_cast<const char*>(p->node_key.data()), p->node_key.size());
+    fingerprint += p->name + '\0' + p->ipv4.to_string() + '\0' + p->ipv6.to_string() + '\0';
+    for (const std::string& t : p->tags) fingerprint += t + ',';
+    fingerprint += '\0';
+    for (const IpPrefix& r : p->routes) fingerprint += r.to_string() + ',';
+    fingerprint += '\n';
+  }
+  if (fingerprint == fingerprint_) return false;
+  fingerprint_ = std::move(fingerprint);
+  peers_.clear();
+  for (const control::PeerInfo* p : sorted) {
+    control::PeerInfo copy;
+    copy.name = p->name;
+    copy.node_key = p->node_key;
+    copy.ipv4 = p->ipv4;
+    copy.ipv6 = p->ipv6;
+    copy.tags = p->tags;
+    copy.routes = p->routes;
+    peers_.push_back(std::move(copy));
+  }
+  stale_ = true;
+  return true;
+}
+
+void PolicyPublisher::compile_if_needed() {
+  if (!stale_) return;
+  stale_ = false;
+  compiled_.clear();
+  if (!document_) {
+    for (const control::PeerInfo& p : peers_) compiled_[p.node_key] = {control::encode(control::PolicyRules{}), {}};
+    return;
+  }
+  policy::Mesh mesh;
+  for (const control::PeerInfo& p : peers_) {
+    policy::MeshNode n;
+    n.name = p.name;
+    n.tags = p.tags;
+    if (auto it = admin_tags_.find(to_base64(p.node_key)); it != admin_tags_.end())
+      for (const std::string& t : it->second)
+        if (std::find(n.tags.begin(), n.tags.end(), t) == n.tags.end()) n.tags.push_back(t);
+    n.addresses = {p.ipv4, p.ipv6};
+    n.routes = p.routes;
+    mesh.nodes.push_back(std::move(n));
+  }
+  for (std::size_t i = 0; i < peers_.size(); ++i) {
+    const policy::RuleSet set = policy::compile_for(*document_, mesh, mesh.nodes[i]);
+    // Compared without the version: a change that leaves this node's rules alone sends nothing.
+    compiled_[peers_[i].node_key] = {control::encode(control::PolicyRules{true, policy::encode_rules(version_, set)}),
+                                     policy::encode_rules(0, set)};
+  }
+}
+
+std::optional<std::string> PolicyPublisher::message_for(const control::NodeKey& key) {
+  compile_if_needed();
+  const auto it = compiled_.find(key);
+  if (it == compiled_.end()) return std::nullopt;
+  auto sent = sent_.find(key);
+  if (sent != sent_.end() && sent->second == it->second.rules) return std::nullopt;
+  sent_[key] = it->second.rules;
+  return it->second.message;
+}
+
+}  // namespace knit::coordinator
