@@ -22,16 +22,6 @@ namespace {
 
 namespace fs = std::filesystem;
 
-template <typename T>
-T take(Result<T>&& result) {
-  if (!result) throw CliError(result.error().message);
-  return std::move(result).value();
-}
-
-void check(Result<void>&& result) {
-  if (!result) throw CliError(result.error().message);
-}
-
 // Commands that only read or change an existing mesh refuse to conjure an empty one from a
 // mistyped --state-dir.
 std::unique_ptr<Store> open_existing(const CliGlobals& globals) {

@@ -21,10 +21,12 @@
 #include <memory>
 #include <stdexcept>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "base/random.hpp"
 #include "coordinator/records.hpp"
+#include "coordinator/result.hpp"
 
 namespace knit::coordinator {
 
@@ -54,6 +56,16 @@ using CliAction = std::function<int()>;
 struct CliError : std::runtime_error {
   using std::runtime_error::runtime_error;
 };
+
+// A store result for a command: its value, or its message thrown as a CliError.
+template <typename T>
+T take(Result<T>&& result) {
+  if (!result) throw CliError(result.error().message);
+  return std::move(result).value();
+}
+inline void check(Result<void>&& result) {
+  if (!result) throw CliError(result.error().message);
+}
 
 using CommandRegistrar = std::function<void(CLI::App& app, const CliGlobals& globals,
                                             CliContext& ctx, CliAction& action)>;

@@ -26,16 +26,6 @@ std::string read_file(const std::string& path) {
   return text;
 }
 
-template <typename T>
-T take(Result<T>&& result) {
-  if (!result) throw CliError(result.error().message);
-  return std::move(result).value();
-}
-
-void check(Result<void>&& result) {
-  if (!result) throw CliError(result.error().message);
-}
-
 // Parses and validates `text` against the mesh; throws CliError "WHERE:LINE:COLUMN: what".
 policy::Document validated(const std::string& text, const std::string& where, const policy::Mesh& mesh) {
   auto parsed = policy::parse_document(text);

@@ -39,16 +39,6 @@ struct ServeOptions {
   std::string dns_domain;  // the mesh domain at first serve; empty: knit.internal
 };
 
-template <typename T>
-T take(Result<T>&& result) {
-  if (!result) throw CliError(result.error().message);
-  return std::move(result).value();
-}
-
-void check(Result<void>&& result) {
-  if (!result) throw CliError(result.error().message);
-}
-
 // The mesh's settings. --ipv4-prefix only counts while the mesh has no node yet: after that the
 // addresses handed out fix it, and serve goes on with the stored prefix.
 MeshSettings fix_mesh(Store& store, const CliGlobals& globals, Random& rng) {
