@@ -14,56 +14,18 @@
 #include "coordinator/admin_cli.hpp"
 #include "coordinator/key_file.hpp"
 #include "coordinator/sqlite_store.hpp"
+#include "tests/unit/coordinator_cli_fixture.hpp"
 
 namespace knit::coordinator {
 namespace {
 
 namespace fs = std::filesystem;
 
-struct CliRun {
-  int code;
-  std::string out;
-  std::string err;
-  std::string last_line() const {
-    std::string text = out;
-    while (!text.empty() && text.back() == '\n') text.pop_back();
-    auto newline = text.rfind('\n');
-    return newline == std::string::npos ? text : text.substr(newline + 1);
-  }
-};
+using cli_test::CliRun;
 
-class AdminCli : public ::testing::Test {
+class AdminCli : public cli_test::CoordinatorCliTest {
  protected:
-  void SetUp() override {
-    std::string pattern = (fs::temp_directory_path() / "knit-cli-XXXXXX").string();
-    root_ = ::mkdtemp(pattern.data());
-    state_ = root_ / "state";
-  }
-  void TearDown() override {
-    std::error_code ec;
-    fs::remove_all(root_, ec);
-  }
-
-  CliRun run(std::vector<std::string> args) {
-    args.insert(args.begin(), {"knit-coordinator", "--state-dir", state_.string()});
-    std::vector<const char*> argv;
-    for (const auto& a : args) argv.push_back(a.c_str());
-    std::ostringstream out, err;
-    CliContext ctx{out, err, [this] { return now_; }, rng_};
-    int code = run_cli(static_cast<int>(argv.size()), argv.data(), ctx);
-    return CliRun{code, out.str(), err.str()};
-  }
-
-  std::unique_ptr<SqliteStore> store() {
-    auto s = SqliteStore::open((state_ / "knit.db").string());
-    EXPECT_TRUE(s);
-    return std::move(*s);
-  }
-
-  fs::path root_;
-  fs::path state_;
-  UnixSeconds now_ = 1'700'000'000;
-  SeededRandom rng_{77};
+  AdminCli() : CoordinatorCliTest(77) {}
 };
 
 TEST_F(AdminCli, TokenCreatePrintsTheTokenAsItsLastLine) {

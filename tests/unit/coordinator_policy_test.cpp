@@ -15,33 +15,27 @@
 #include "coordinator/policy_publisher.hpp"
 #include "coordinator/sqlite_store.hpp"
 #include "policy/wire.hpp"
+#include "tests/unit/coordinator_cli_fixture.hpp"
 
 namespace knit::coordinator {
 namespace {
 
 namespace fs = std::filesystem;
 
-struct CliRun {
-  int code;
-  std::string out;
-  std::string err;
-};
+using cli_test::CliRun;
 
-class PolicyCli : public ::testing::Test {
+class PolicyCli : public cli_test::CoordinatorCliTest {
  protected:
+  PolicyCli() : CoordinatorCliTest(78) {}
   void SetUp() override {
-    std::string pattern = (fs::temp_directory_path() / "knit-policy-XXXXXX").string();
-    root_ = ::mkdtemp(pattern.data());
-    state_ = root_ / "state";
+    CoordinatorCliTest::SetUp();
     // Three nodes: web-1 (token tag web), db-1 (token tag db), plain.
     for (const auto& [name, tag, fill] : {std::tuple{"web-1", "web", 1}, {"db-1", "db", 2}, {"plain", "", 3}}) {
       std::vector<std::string> args = {"token", "create", "--advertise", "x:1"};
       if (*tag) args.insert(args.end(), {"--tag", tag});
       CliRun created = run(args);
       ASSERT_EQ(created.code, 0) << created.err;
-      std::string line = created.out;
-      while (!line.empty() && line.back() == '\n') line.pop_back();
-      line = line.substr(line.rfind('\n') + 1);
+      const std::string line = created.last_line();
       control::JoinToken token;
       ASSERT_EQ(control::decode_token(line, token), control::TokenError::ok);
       PresentedToken presented{control::token_id_hex(token.id), control::secret_hash(token.secret)};
@@ -51,34 +45,13 @@ class PolicyCli : public ::testing::Test {
       ASSERT_TRUE(s->join_node({key, key, name, "linux"}, presented, now_));
     }
   }
-  void TearDown() override {
-    std::error_code ec;
-    fs::remove_all(root_, ec);
-  }
-  CliRun run(std::vector<std::string> args) {
-    args.insert(args.begin(), {"knit-coordinator", "--state-dir", state_.string()});
-    std::vector<const char*> argv;
-    for (const auto& a : args) argv.push_back(a.c_str());
-    std::ostringstream out, err;
-    CliContext ctx{out, err, [this] { return now_; }, rng_};
-    int code = run_cli(static_cast<int>(argv.size()), argv.data(), ctx);
-    return CliRun{code, out.str(), err.str()};
-  }
-  std::unique_ptr<SqliteStore> store() {
-    auto s = SqliteStore::open((state_ / "knit.db").string());
-    EXPECT_TRUE(s);
-    return std::move(*s);
-  }
   std::string file(const std::string& text) {
     const fs::path p = root_ / ("policy" + std::to_string(files_++) + ".json");
     std::ofstream(p) << text;
     return p.string();
   }
 
-  fs::path root_, state_;
   int files_ = 0;
-  UnixSeconds now_ = 1'700'000'000;
-  SeededRandom rng_{78};
 };
 
 constexpr const char* kPolicy = R"({

@@ -13,6 +13,7 @@
 #include "coordinator/admin_cli.hpp"
 #include "coordinator/routes.hpp"
 #include "coordinator/sqlite_store.hpp"
+#include "tests/unit/coordinator_cli_fixture.hpp"
 
 namespace knit::coordinator {
 namespace {
@@ -115,37 +116,11 @@ TEST(RouteBook, StoredTextRoundTripsAndHostileTextIsSkipped) {
 
 // ---- the admin CLI on a real store ----
 
-struct CliRun {
-  int code;
-  std::string out;
-  std::string err;
-};
+using cli_test::CliRun;
 
-class RoutesCli : public ::testing::Test {
+class RoutesCli : public cli_test::CoordinatorCliTest {
  protected:
-  void SetUp() override {
-    std::string pattern = (fs::temp_directory_path() / "knit-routes-XXXXXX").string();
-    root_ = ::mkdtemp(pattern.data());
-    state_ = root_ / "state";
-  }
-  void TearDown() override {
-    std::error_code ec;
-    fs::remove_all(root_, ec);
-  }
-  CliRun run(std::vector<std::string> args) {
-    args.insert(args.begin(), {"knit-coordinator", "--state-dir", state_.string()});
-    std::vector<const char*> argv;
-    for (const auto& a : args) argv.push_back(a.c_str());
-    std::ostringstream out, err;
-    CliContext ctx{out, err, [this] { return now_; }, rng_};
-    const int code = run_cli(static_cast<int>(argv.size()), argv.data(), ctx);
-    return CliRun{code, out.str(), err.str()};
-  }
-  std::unique_ptr<SqliteStore> store() {
-    auto s = SqliteStore::open((state_ / "knit.db").string());
-    EXPECT_TRUE(s);
-    return std::move(*s);
-  }
+  RoutesCli() : CoordinatorCliTest(5) {}
   // A node joined with the token `token_id` (created by the CLI) and advertising `ad`.
   Node join(Store& s, std::uint8_t n, const std::string& hostname, const std::string& token_text) {
     (void)token_text;
@@ -158,10 +133,6 @@ class RoutesCli : public ::testing::Test {
     return joined->node;
   }
 
-  fs::path root_;
-  fs::path state_;
-  UnixSeconds now_ = 1'700'000'000;
-  SeededRandom rng_{5};
 };
 
 TEST_F(RoutesCli, ApproveRejectAndListThroughTheStore) {
