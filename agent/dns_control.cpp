@@ -170,6 +170,20 @@ localapi::DnsStatus DnsControl::status() const {
                 {"servfail", f.servfail},         {"mismatched", f.mismatched},
                 {"bad_responses", f.bad_responses}, {"not_udp53", service_.dropped_other()},
                 {"refused_source", service_.refused_source()}};
+  // DNS over TCP from local stubs ("not_udp53" above keeps its name: it now counts what is
+  // neither UDP/53 nor TCP/53).
+  const auto& t = service_.tcp_server().counters();
+  s.counters.insert({{"tcp_connections", t.connections},
+                     {"tcp_open", service_.tcp_server().connections()},
+                     {"tcp_queries", t.queries},
+                     {"tcp_answers", t.answers},
+                     {"tcp_refused_full", t.refused_full},
+                     {"tcp_dropped", t.answers_dropped + t.queries_dropped},
+                     {"tcp_malformed", t.malformed + t.bad_length},
+                     {"tcp_retransmits", t.retransmits},
+                     {"tcp_resets_sent", t.resets_sent},
+                     {"tcp_timed_out", t.timed_out},
+                     {"tcp_idle_closed", t.idle_closed}});
   return s;
 }
 

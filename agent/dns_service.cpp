@@ -3,7 +3,7 @@
 #include <algorithm>
 
 #include "base/log.hpp"
-#include "dns/udp_packet.hpp"
+#include "dns/ip_packet.hpp"
 
 namespace knit::agent {
 namespace {
@@ -68,13 +68,24 @@ bool DnsService::on_tun_packet(ByteSpan packet) {
   bool ours = false;
   for (const IpAddress& a : listen_) ours = ours || dns::addressed_to(packet, a);
   if (!ours) return false;
-  auto udp = dns::parse_udp_packet(packet);
-  if (!udp || udp->destination.port() != dns::kDnsPort) {
-    ++dropped_other_;  // ICMP, TCP/53 (not served yet), another port: taken and dropped
+  const auto ip = dns::parse_ip_packet(packet);
+  const bool tcp = ip && ip->protocol == dns::kProtocolTcp && ip->payload.size() >= 4 &&
+                   load_be16(ip->payload.data() + 2) == dns::kDnsPort;
+  std::optional<dns::UdpPacket> udp;
+  if (!tcp) udp = dns::parse_udp_packet(packet);
+  if (!tcp && (!udp || udp->destination.port() != dns::kDnsPort)) {
+    ++dropped_other_;  // ICMP, another port, a broken packet: taken and dropped
     return true;
   }
-  if (std::find(clients_.begin(), clients_.end(), udp->source.address()) == clients_.end()) {
+  const IpAddress& source = tcp ? ip->source : udp->source.address();
+  if (std::find(clients_.begin(), clients_.end(), source) == clients_.end()) {
     ++refused_source_;
+    return true;
+  }
+  if (tcp) {
+    dns::TcpServer::Actions out;
+    tcp_server_.on_segment(Clock::now(), packet, rng_, out);
+    run_tcp(out);
     return true;
   }
   Endpoint client = udp->source;
@@ -85,9 +96,25 @@ bool DnsService::on_tun_packet(ByteSpan packet) {
   return true;
 }
 
+void DnsService::run_tcp(dns::TcpServer::Actions& out) {
+  for (const Bytes& packet : out.packets) write_tun_(packet);
+  for (const dns::TcpServer::Query& query : out.queries) {
+    actions_.clear();
+    resolver_.on_query(Clock::now(), query.client, query.wire, actions_, dns::Transport::tcp);
+    run(actions_);
+  }
+  arm_timer();
+}
+
 void DnsService::run(dns::Actions& actions) {
   for (const dns::Reply& reply : actions.replies) {
     if (!reply.client.local()) continue;
+    if (reply.transport == dns::Transport::tcp) {
+      dns::TcpServer::Actions out;
+      tcp_server_.on_answer(Clock::now(), reply.client, reply.wire, out);
+      for (const Bytes& packet : out.packets) write_tun_(packet);
+      continue;
+    }
     const Endpoint from(*reply.client.local(), dns::kDnsPort);
     Endpoint to(reply.client.address(), reply.client.port());
     const Bytes packet = dns::build_udp_packet(from, to, reply.wire);
@@ -188,7 +215,8 @@ void DnsService::on_tcp_answer(const std::shared_ptr<TcpQuery>& q) {
 }
 
 void DnsService::arm_timer() {
-  const auto next = resolver_.next_deadline();
+  auto next = resolver_.next_deadline();
+  if (const auto tcp = tcp_server_.next_deadline(); tcp && (!next || *tcp < *next)) next = tcp;
   if (!next) {
     timer_.cancel();
     return;
@@ -196,8 +224,12 @@ void DnsService::arm_timer() {
   timer_.expires_at(*next);
   timer_.async_wait([this, alive = std::weak_ptr<char>(alive_)](std::error_code ec) {
     if (ec || alive.expired()) return;
+    const Instant now = Clock::now();
+    dns::TcpServer::Actions tcp;
+    tcp_server_.on_timer(now, tcp);
+    for (const Bytes& packet : tcp.packets) write_tun_(packet);
     actions_.clear();
-    resolver_.on_timer(Clock::now(), actions_);
+    resolver_.on_timer(now, actions_);
     run(actions_);
   });
 }

@@ -1,7 +1,7 @@
 // knitd's mesh resolver shell: moves bytes and time for the sans-I/O dns::Resolver.
 //
 //   host stub ──query to 100.100.100.100:53──► TUN ──DataPlane local hook──► on_tun_packet
-//        ▲                                                                      │ dns::Resolver
+//        ▲       (UDP, or TCP through dns::TcpServer)                            │ dns::Resolver
 //        └──── IP/UDP answer ◄── DataPlane::write_local ◄── replies ◄───────────┤
 //                                       upstream UDP socket / one TCP connection per retry ◄┘
 //
@@ -10,8 +10,10 @@
 // routed into the TUN by the mesh prefixes. A packet from the underlay never reaches the TUN, so
 // the resolver cannot be used as an open resolver; and only queries from this host's own mesh
 // addresses are taken (a host that forwards IP would otherwise route an underlay packet for
-// 100.100.100.100 into the TUN). Only the upstream queries use sockets: the
-// host's original resolvers (or a split domain's) over ordinary UDP, and TCP after truncation.
+// 100.100.100.100 into the TUN). Stubs that ask over TCP (after a truncated UDP answer, or
+// `dig +tcp`) are served by dns::TcpServer, a small TCP in the core fed the same TUN packets.
+// Only the upstream queries use sockets: the host's original resolvers (or a split domain's)
+// over ordinary UDP, and TCP after truncation.
 #pragma once
 
 #include <asio.hpp>
@@ -23,6 +25,7 @@
 
 #include "base/random.hpp"
 #include "dns/resolver.hpp"
+#include "dns/tcp_server.hpp"
 
 namespace knit::agent {
 
@@ -51,12 +54,14 @@ class DnsService {
   std::uint64_t refused_source() const { return refused_source_; }
 
   const dns::Resolver& resolver() const { return resolver_; }
-  std::uint64_t dropped_other() const { return dropped_other_; }  // to the address, not UDP/53
+  const dns::TcpServer& tcp_server() const { return tcp_server_; }
+  std::uint64_t dropped_other() const { return dropped_other_; }  // to the address, not UDP/TCP 53
   void stop();
 
  private:
   struct TcpQuery;
   void run(dns::Actions& actions);
+  void run_tcp(dns::TcpServer::Actions& out);
   void send_udp(const dns::UpstreamQuery& query);
   void send_tcp(const dns::UpstreamQuery& query);
   void on_tcp_answer(const std::shared_ptr<TcpQuery>& query);
@@ -68,6 +73,7 @@ class DnsService {
   TunWriter write_tun_;
   SystemRandom rng_;
   dns::Resolver resolver_;
+  dns::TcpServer tcp_server_;
   std::vector<IpAddress> listen_;
   std::vector<IpAddress> clients_;
   std::uint64_t refused_source_ = 0;

@@ -15,7 +15,7 @@
 
 #include "base/random.hpp"
 #include "dns/resolver.hpp"
-#include "dns/udp_packet.hpp"
+#include "dns/ip_packet.hpp"
 
 using namespace knit;
 

@@ -10,6 +10,8 @@ bool same_upstream(const Endpoint& a, const Endpoint& b) { return a.address() ==
 
 const std::vector<Endpoint> kNone;
 
+Transport transport_of(const Query& query) { return query.over_tcp ? Transport::tcp : Transport::udp; }
+
 }  // namespace
 
 std::string Forwarder::cache_key(const std::string& name, std::uint16_t qtype, std::uint16_t qclass) {
@@ -33,14 +35,16 @@ const std::vector<Endpoint>& Forwarder::upstreams_for(const std::string& name) c
 
 void Forwarder::reply(const Endpoint& client, const Query& query, Bytes wire, Actions& out) const {
   set_message_id(wire, query.id);
-  // What the client said it takes (512 without EDNS), never over kMaxEdnsUdpSize.
-  const std::size_t limit = std::min<std::size_t>(query.udp_size, kMaxEdnsUdpSize);
+  // What the client said it takes (512 without EDNS), never over kMaxEdnsUdpSize; over TCP
+  // all of it (an upstream answer is at most kMaxResponseSize).
+  const std::size_t limit =
+      query.over_tcp ? kMaxResponseSize : std::min<std::size_t>(query.udp_size, kMaxEdnsUdpSize);
   if (wire.size() > limit) {
     auto cut = truncate_response(wire);
     if (!cut) return;
     wire = std::move(*cut);
   }
-  out.replies.push_back(Reply{client, std::move(wire)});
+  out.replies.push_back(Reply{client, std::move(wire), transport_of(query)});
 }
 
 void Forwarder::query(Instant now, const Endpoint& client, const Query& q, ByteSpan wire, Random& rng, Actions& out) {
@@ -59,12 +63,12 @@ void Forwarder::query(Instant now, const Endpoint& client, const Query& q, ByteS
   const std::vector<Endpoint>& upstreams = upstreams_for(q.name);
   if (upstreams.empty()) {
     ++counters_.no_upstream;
-    out.replies.push_back(Reply{client, build_error(q, Rcode::servfail)});
+    out.replies.push_back(Reply{client, build_error(q, Rcode::servfail), transport_of(q)});
     return;
   }
   if (pending_.size() >= options_.max_pending) {
     ++counters_.overloaded;
-    out.replies.push_back(Reply{client, build_error(q, Rcode::servfail)});
+    out.replies.push_back(Reply{client, build_error(q, Rcode::servfail), transport_of(q)});
     return;
   }
   // A fresh random ID per upstream query (RFC 5452 §9.2); the port is the shell's socket's.
@@ -74,7 +78,7 @@ void Forwarder::query(Instant now, const Endpoint& client, const Query& q, ByteS
     if (!pending_.count(id)) break;
     if (tries == 16) {
       ++counters_.overloaded;
-      out.replies.push_back(Reply{client, build_error(q, Rcode::servfail)});
+      out.replies.push_back(Reply{client, build_error(q, Rcode::servfail), transport_of(q)});
       return;
     }
   }
@@ -166,7 +170,7 @@ void Forwarder::fail_over(Instant now, std::uint16_t id, Actions& out) {
     return;
   }
   ++counters_.servfail;
-  out.replies.push_back(Reply{p.client, build_error(p.query, Rcode::servfail)});
+  out.replies.push_back(Reply{p.client, build_error(p.query, Rcode::servfail), transport_of(p.query)});
   pending_.erase(it);
 }
 

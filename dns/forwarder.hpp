@@ -27,13 +27,15 @@
 
 namespace knit::dns {
 
-// An answer for a client: client.local() is the resolver address it asked (reply from there).
+enum class Transport { udp, tcp };
+
+// An answer for a client: client.local() is the resolver address it asked (reply from there),
+// over the transport it asked on.
 struct Reply {
   Endpoint client;
   Bytes wire;
+  Transport transport = Transport::udp;
 };
-
-enum class Transport { udp, tcp };
 
 // Send `wire` to `upstream`. Over TCP the shell opens one connection per query (tcp_id names
 // it), writes the 2-byte length and the message, and hands back the first response.

@@ -59,6 +59,9 @@ struct Query {
   std::uint16_t qclass = 0;
   bool edns = false;
   std::uint16_t udp_size = 512;  // the largest UDP response the client takes (EDNS or 512)
+  // Not from the wire: the client asked over TCP (tcp_server.hpp), so its answer is never
+  // truncated and goes back on its connection. Set by the resolver.
+  bool over_tcp = false;
 };
 
 std::variant<Query, QueryError> parse_query(ByteSpan wire);

@@ -32,8 +32,10 @@ class Resolver {
   const Forwarder& forwarder() const { return forwarder_; }
   RateLimiter& rate_limiter() { return limiter_; }
 
-  // A query from client (client.local(): the resolver address it was sent to).
-  void on_query(Instant now, const Endpoint& client, ByteSpan wire, Actions& out);
+  // A query from client (client.local(): the resolver address it was sent to), over UDP or
+  // one of tcp_server.hpp's connections; the reply goes back the same way.
+  void on_query(Instant now, const Endpoint& client, ByteSpan wire, Actions& out,
+                Transport transport = Transport::udp);
   void on_upstream_udp(Instant now, const Endpoint& from, ByteSpan wire, Actions& out) {
     forwarder_.on_udp(now, from, wire, out);
   }

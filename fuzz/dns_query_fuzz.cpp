@@ -7,7 +7,7 @@
 
 #include "base/random.hpp"
 #include "dns/resolver.hpp"
-#include "dns/udp_packet.hpp"
+#include "dns/ip_packet.hpp"
 #include "fuzz/fuzz_util.hpp"
 
 using namespace knit;

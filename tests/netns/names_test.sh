@@ -13,7 +13,8 @@
 # Checks: `getent hosts agentJ.knit.internal` and `ping agentJ` (the search domain) from every
 # agent; a rename at the coordinator answers within 2 s, the old name NXDOMAIN; a removed node
 # NXDOMAIN within 2 s; a new mesh domain (`dns domain`) reaches names and the search list; a non-mesh name forwarded to the lab's DNS server (and a truncated answer
-# fetched again over TCP); the resolver answers nothing from the underlay (not on the agent's
+# fetched again over TCP; an answer too large for the stub's UDP comes to it over TCP from knitd);
+# the resolver answers nothing from the underlay (not on the agent's
 # underlay address, not for a packet routed to 100.100.100.100 through an IP-forwarding agent);
 # `knit down` and knitd's exit restore resolv.conf byte for byte; accept-dns=false leaves it alone.
 # Runs in about 20 s.
@@ -104,6 +105,15 @@ resolves_to 1 big.lab.example 198.51.100.8 || lab_fail "big.lab.example (truncat
 grep -q '^tcp big.lab.example' "$LAB_DIR/logs/dns_lab.log" || lab_fail "the lab server saw no TCP query"
 (( $(knit_in 1 dns status --json | jq '.counters.tcp_retries') >= 1 )) || lab_fail "no TCP retry counted"
 lab_pass "forwarded over UDP, and over TCP after truncation"
+
+lab_step "a stub asks knitd over TCP: an answer too large for its UDP (glibc, no EDNS)"
+# 80 A records: knitd fetches them over TCP from the lab server, answers glibc's UDP query
+# truncated (512 bytes), and glibc asks again over TCP to 100.100.100.100:53.
+got=$(in_ns 1 getent ahostsv4 huge.lab.example | awk '{print $1}' | sort -u | wc -l)
+[[ "$got" == 80 ]] || lab_fail "huge.lab.example gave $got addresses over TCP (want 80)"
+tcp_answers=$(knit_in 1 dns status --json | jq '.counters.tcp_answers')
+(( tcp_answers >= 1 )) || lab_fail "knitd counted no TCP answer to the stub ($tcp_answers)"
+lab_pass "80 addresses through knitd's DNS over TCP (tcp_answers $tcp_answers)"
 
 lab_step "a rename at the coordinator answers within 2 s; a removed node is NXDOMAIN within 2 s"
 T0=$(date +%s%N)

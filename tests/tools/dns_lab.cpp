@@ -3,6 +3,8 @@
 //   dns_lab serve IP       answers on IP:53, UDP and TCP: NAME.lab.example A 198.51.100.7
 //                          (TTL 60), big.lab.example A 198.51.100.8 but over UDP only a
 //                          truncated answer (TC), so a resolver must come back over TCP;
+//                          huge.lab.example the same with 80 A records (198.51.100.10-89),
+//                          too large for a stub's 512-byte UDP answer;
 //                          anything else NXDOMAIN. Prints one line per query.
 //   dns_lab query SERVER NAME [TYPE] [--timeout S]
 //                          one UDP query (TYPE: A, AAAA, PTR; default A); prints the rcode
@@ -30,6 +32,19 @@ Bytes answer_for(const Query& q, bool over_udp) {
   const bool ours = q.name == "lab.example" || q.name.ends_with(".lab.example");
   if (!ours) return build_response(q, Rcode::nxdomain, {}, {}, true);
   if (q.qtype != type::A) return build_response(q, Rcode::noerror, {}, {}, true);
+  if (q.name == "huge.lab.example") {
+    // 80 addresses (about 1.3 KB): over 512 bytes, so a stub without EDNS must ask over TCP
+    // too. Over UDP only TC, as for big.lab.example.
+    if (over_udp) {
+      Bytes tc = build_response(q, Rcode::noerror, {}, {}, true);
+      tc[2] |= 0x02;
+      return tc;
+    }
+    std::vector<Record> records;
+    for (int i = 0; i < 80; ++i)
+      records.push_back(Record{q.name, 60, *IpAddress::parse("198.51.100." + std::to_string(10 + i))});
+    return build_response(q, Rcode::noerror, records, {}, true);
+  }
   if (q.name == "big.lab.example") {
     if (over_udp) {
       Bytes tc = build_response(q, Rcode::noerror, {}, {}, true);

@@ -250,6 +250,48 @@ TEST_F(ResolverTest, TruncatedAnswerIsRetriedOverTcp) {
   EXPECT_FALSE(header(got.replies[0].wire).tc);
 }
 
+// A stub that asks over TCP (after a truncated UDP answer) gets the whole answer, marked
+// for its connection; the same answer over UDP without EDNS is cut to the header with TC.
+TEST_F(ResolverTest, TcpClientGetsTheWholeAnswer) {
+  std::vector<Record> many;
+  auto big_answer = [&](const UpstreamQuery& sent) {
+    const Query q = std::get<Query>(parse_query(sent.wire));
+    many.clear();
+    for (int i = 0; i < 60; ++i)
+      many.push_back(Record{q.name, 60, IpAddress::v4(std::array<std::uint8_t, 4>{203, 0, 113, static_cast<std::uint8_t>(i)}.data())});
+    return build_response(q, Rcode::noerror, many, {}, false);
+  };
+  auto udp = ask(make_query(21, "many.example.com", type::A));
+  ASSERT_EQ(udp.queries.size(), 1u);
+  Actions got;
+  resolver_.on_upstream_udp(now_, ep("192.0.2.53:53"), big_answer(udp.queries[0]), got);
+  ASSERT_EQ(got.replies.size(), 1u);
+  EXPECT_TRUE(header(got.replies[0].wire).tc);
+  EXPECT_EQ(got.replies[0].transport, Transport::udp);
+  EXPECT_LE(got.replies[0].wire.size(), 512u);
+
+  Actions tcp;
+  resolver_.on_query(now_, ep("100.64.0.2:40001"), make_query(22, "many.example.com", type::A), tcp, Transport::tcp);
+  ASSERT_EQ(tcp.replies.size(), 1u);  // from the cache, whole
+  EXPECT_EQ(tcp.replies[0].transport, Transport::tcp);
+  EXPECT_FALSE(header(tcp.replies[0].wire).tc);
+  EXPECT_EQ(header(tcp.replies[0].wire).ancount, 60);
+  EXPECT_GT(tcp.replies[0].wire.size(), 900u);
+  EXPECT_EQ(message_id(tcp.replies[0].wire), 22);
+
+  // Mesh answers and errors go back over TCP too.
+  Actions mesh;
+  resolver_.on_query(now_, ep("100.64.0.2:40002"), make_query(23, "laptop.knit.internal", type::A), mesh, Transport::tcp);
+  ASSERT_EQ(mesh.replies.size(), 1u);
+  EXPECT_EQ(mesh.replies[0].transport, Transport::tcp);
+  resolver_.forwarder().set_upstreams({});
+  Actions none;
+  resolver_.on_query(now_, ep("100.64.0.2:40003"), make_query(24, "other.example.com", type::A), none, Transport::tcp);
+  ASSERT_EQ(none.replies.size(), 1u);
+  EXPECT_EQ(header(none.replies[0].wire).rcode, Rcode::servfail);
+  EXPECT_EQ(none.replies[0].transport, Transport::tcp);
+}
+
 TEST_F(ResolverTest, TimeoutTriesTheNextUpstreamThenServfail) {
   auto out = ask(make_query(5, "slow.example.com", type::A));
   ASSERT_EQ(resolver_.next_deadline(), now_ + kUpstreamTimeout);
