@@ -46,6 +46,7 @@ class CoordinatorClient::Core : public net::CoordinatorConnection::Listener,
   void on_relay_map(control::RelayMap relays) override;
   void on_dns_config(control::DnsConfig dns) override;
   void on_policy_rules(control::PolicyRules rules) override;
+  void on_self_update(const control::NodeAssignment& self) override;
   void on_unreachable(const std::string& error, Duration retry_in) override;
   void on_disconnected(const std::string& reason) override;
   // While logging out, the coordinator's not_registered is the answer, not a loss to recover.
@@ -128,7 +129,8 @@ control::Message CoordinatorClient::Core::hello() {
   request.os = options_.os;
   request.endpoints = options_.endpoints;
   request.version = options_.version;
-  request.features = {std::string(control::kFeatureDns), std::string(control::kFeaturePolicy)};
+  request.features = {std::string(control::kFeatureDns), std::string(control::kFeaturePolicy),
+                      std::string(control::kFeatureSelf)};
   sent_endpoints_ = options_.endpoints;
   return request;
 }
@@ -171,6 +173,10 @@ void CoordinatorClient::Core::on_relay_map(control::RelayMap relays) {
 
 void CoordinatorClient::Core::on_dns_config(control::DnsConfig dns) {
   if (listener_ != nullptr) listener_->on_dns_config(dns);
+}
+
+void CoordinatorClient::Core::on_self_update(const control::NodeAssignment& self) {
+  if (listener_ != nullptr) listener_->on_self_update(self);
 }
 
 void CoordinatorClient::Core::on_policy_rules(control::PolicyRules rules) {

@@ -52,6 +52,8 @@ class CoordinatorClient {
     virtual void on_dns_config(const control::DnsConfig& /*dns*/) {}
     // The access policy's rules for traffic into this node (policy/wire.hpp inside).
     virtual void on_policy_rules(const control::PolicyRules& /*rules*/) {}
+    // This node's own entry changed while connected (an admin renamed it).
+    virtual void on_self_update(const control::NodeAssignment& /*self*/) {}
     // Every address was tried and none gave a session; the client tries again after retry_in.
     virtual void on_unreachable(const std::string& error, Duration retry_in) = 0;
     // An established session ended; the client reconnects.

@@ -32,6 +32,13 @@ IpAddress resolver_ipv6(const IpPrefix& ula, const IpAddress& resolver_v4) {
   return IpAddress::v6(bytes.data());
 }
 
+std::string resolver_address_problem(const IpAddress& resolver, const IpPrefix& mesh_v4) {
+  if (resolver == IpAddress::v4(kDefaultResolverIpv4) || !dns::prefix_contains(mesh_v4, resolver)) return {};
+  return "the resolver address " + resolver.to_string() + " is inside the mesh prefix " + mesh_v4.to_string() +
+         ", where the coordinator may give it to a node (it reserves only 100.100.100.100): names are off;"
+         " choose an address outside the prefix with --resolver-address";
+}
+
 DnsControl::DnsControl(Membership& membership, DnsService& service, HostDns& host, Options options,
                        ControlHandler& next)
     : membership_(membership), service_(service), host_(host), options_(std::move(options)), next_(next) {}
@@ -72,6 +79,16 @@ void DnsControl::refresh() {
     applied_.reset();
     return;
   }
+  if (std::string problem = resolver_address_problem(options_.resolver_v4, mesh->ipv4_prefix); !problem.empty()) {
+    if (problem != problem_) log(LogLevel::error, "knitd", "dns: ", problem);
+    problem_ = std::move(problem);
+    service_.set_listen({});
+    service_.set_clients({});
+    if (applied_) host_.revert();
+    applied_.reset();
+    return;
+  }
+  problem_.clear();
   const std::vector<IpAddress> listen = {options_.resolver_v4, resolver_ipv6(mesh->ipv6_prefix, options_.resolver_v4)};
   service_.set_listen(listen);
   if (!routed_ && options_.link && !dns::prefix_contains(mesh->ipv4_prefix, options_.resolver_v4)) {
@@ -99,7 +116,9 @@ void DnsControl::refresh() {
   wish.link = options_.tun_name;
   wish.domain = dns->domain;
   for (const control::SplitDns& entry : dns->split) wish.split_domains.push_back(entry.domain);
-  wish.resolvers = {options_.resolver_v4};  // the IPv6 one is listed by status; stubs need one
+  // Both resolver addresses (the IPv4 one first: a stub asks the next only when one fails);
+  // the IPv6 one is inside the mesh ULA, so the mesh's IPv6 route already takes it to the TUN.
+  wish.resolvers = listen;
   if (applied_ && applied_->first == wish && applied_->second == settings_.manage_resolv_conf) return;
   applied_ = std::make_pair(wish, settings_.manage_resolv_conf);
   host_.apply(wish, settings_.manage_resolv_conf);
@@ -151,7 +170,7 @@ localapi::DnsStatus DnsControl::status() const {
   s.accept_dns = settings_.accept_dns;
   s.manage_resolv_conf = settings_.manage_resolv_conf;
   s.mode = HostDns::to_string(host_.mode());
-  s.detail = host_.detail();
+  s.detail = problem_.empty() ? host_.detail() : problem_;
   if (const auto& dns = membership_.dns_config()) {
     s.domain = dns->domain;
     for (const auto& entry : dns->split)

@@ -26,6 +26,10 @@ DnsSettings parse_dns_settings(const std::string& text);  // unknown lines ignor
 // The IPv6 resolver address: the mesh ULA /48 with the IPv4 resolver as its last 32 bits, as
 // the coordinator maps every node's IPv4 to its IPv6 (so it is never a node's either).
 IpAddress resolver_ipv6(const IpPrefix& ula, const IpAddress& resolver_v4);
+// Why `resolver` (--resolver-address) cannot serve a mesh on `mesh_v4`, as a sentence; empty
+// when it can. The coordinator reserves only 100.100.100.100: another address inside the mesh
+// prefix may be, or become, a node's, whose traffic this host would then answer itself.
+std::string resolver_address_problem(const IpAddress& resolver, const IpPrefix& mesh_v4);
 
 class DnsControl final : public ControlHandler {
  public:
@@ -64,6 +68,7 @@ class DnsControl final : public ControlHandler {
   std::optional<std::pair<HostDnsWish, bool>> applied_;  // what the host was last told
   bool stopped_ = false;
   bool routed_ = false;  // we added the resolver's own route
+  std::string problem_;  // resolver_address_problem() for the current mesh; logged once
 };
 
 }  // namespace knit::agent

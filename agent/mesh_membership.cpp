@@ -421,6 +421,23 @@ void Membership::on_peers(const control::PeerMap& map) {
   notify_names();
 }
 
+void Membership::on_self_update(const control::NodeAssignment& self) {
+  if (!mesh_ || !identity_ || self.node_key != identity_->node.public_key) return;
+  if (self.name == mesh_->name && self.ipv4 == mesh_->ipv4 && self.ipv6 == mesh_->ipv6) return;
+  log(LogLevel::info, "knitd", "the coordinator renamed this node from ", mesh_->name, " to ", self.name);
+  const bool moved = self.ipv4 != mesh_->ipv4 || self.ipv6 != mesh_->ipv6;
+  mesh_->name = self.name;
+  mesh_->ipv4 = self.ipv4;
+  mesh_->ipv6 = self.ipv6;
+  try {
+    state_.save_mesh(*mesh_);
+  } catch (const StateError& e) {
+    log(LogLevel::error, "knitd", e.what());
+  }
+  if (moved) apply_self();
+  notify_names();
+}
+
 void Membership::on_dns_config(const control::DnsConfig& dns) {
   if (!joined() || dns_ == dns) return;
   log(LogLevel::info, "knitd", "mesh domain ", dns.domain, ", ", dns.split.size(), " split-DNS domains");

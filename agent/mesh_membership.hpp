@@ -132,6 +132,7 @@ class Membership final : private CoordinatorClient::Listener {
   void on_relay_map(const control::RelayMap& relays) override;
   void on_dns_config(const control::DnsConfig& dns) override;
   void on_policy_rules(const control::PolicyRules& rules) override;
+  void on_self_update(const control::NodeAssignment& self) override;
   void notify_names() {
     if (names_listener_) names_listener_();
   }

@@ -24,6 +24,10 @@ void MeshPaths::start(const NodeIdentity& identity) {
       [this](Instant now, const Endpoint& from, ByteSpan datagram) { netcheck_->on_stun(now, from, datagram); });
   netcheck_->on_changed = [this] { on_netcheck_changed(); };
   transport_->set_pmtu(pmtu_enabled_, plane_.device().mtu());
+  if (pmtu_enabled_) {
+    if (auto ec = udp_.set_pmtu_probe(true))
+      log(LogLevel::warn, "paths", "cannot set DF on the UDP socket (path MTU probes may be fragmented): ", ec.message());
+  }
   transport_->start();
   plane_.configure([this](wg::Device& device, wg::Now) { device.set_transport(*transport_); });
   plane_.set_peer_mtu([this](const wg::PublicKey& key) -> std::size_t {
@@ -47,6 +51,7 @@ void MeshPaths::stop() {
   plane_.configure([this](wg::Device& device, wg::Now) { device.set_transport(udp_); });
   plane_.set_peer_mtu(nullptr);
   plane_.set_mtu_limits({});
+  udp_.set_pmtu_probe(false);
   netcheck_->stop();
   transport_->stop();
   relay_->stop();

@@ -104,7 +104,10 @@ class MeshTransport final : public wg::Transport, public UdpTransport::OtherData
   punch::PathInfo path_of(const wg::PublicKey& key) const { return paths_.path(key, clock_()); }
   // Path MTU discovery on direct paths (punch/path/pmtu.hpp) for a tunnel of this MTU, and
   // what it found: the tunnel MTU towards a peer, 0 for the device's (PathManager::tunnel_mtu_of).
-  void set_pmtu(bool enabled, std::size_t tunnel_mtu) { paths_.set_pmtu(enabled, tunnel_mtu); }
+  void set_pmtu(bool enabled, std::size_t tunnel_mtu) {
+    paths_.set_pmtu(enabled, tunnel_mtu);
+    probes_.set_pmtu_probe(enabled);
+  }
   std::size_t tunnel_mtu_of(const wg::PublicKey& key) const { return paths_.tunnel_mtu_of(key, clock_()); }
   // Told the peers whose direct path is proven smaller than the tunnel MTU, each time that
   // list changes (PathManager::proven_tunnel_limits; looked at on timers and after disco

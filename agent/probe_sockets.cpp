@@ -31,6 +31,7 @@ bool ProbeSockets::open(punch::SocketId id, bool dual_stack) {
   if (!ec && dual_stack) s->socket.set_option(asio::ip::v6_only(false), ec);
   if (!ec) s->socket.bind(asio::ip::udp::endpoint(protocol, 0), ec);
   if (!ec) s->socket.non_blocking(true, ec);
+  if (!ec && pmtu_probe_) ec = net::set_pmtu_probe(s->socket.native_handle(), dual_stack, true);
   if (ec) {
     log(LogLevel::debug, "paths", "probe socket ", id, ": ", ec.message());
     return false;
@@ -40,6 +41,11 @@ bool ProbeSockets::open(punch::SocketId id, bool dual_stack) {
   sockets_.emplace(id, s);
   read(*s);
   return true;
+}
+
+void ProbeSockets::set_pmtu_probe(bool probe) {
+  pmtu_probe_ = probe;
+  for (auto& [id, s] : sockets_) net::set_pmtu_probe(s->socket.native_handle(), s->dual_stack, probe);
 }
 
 void ProbeSockets::close(punch::SocketId id) {

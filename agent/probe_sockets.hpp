@@ -37,6 +37,9 @@ class ProbeSockets {
   // ttl: the IP TTL / hop limit for this datagram; 0: the system default.
   bool send(punch::SocketId id, const Endpoint& to, ByteSpan datagram, std::uint8_t ttl = 0);
   std::size_t size() const { return sockets_.size(); }
+  // DF on every datagram of every probe socket, now and for those opened later
+  // (net::set_pmtu_probe): on while path MTU discovery runs.
+  void set_pmtu_probe(bool probe);
   std::uint64_t send_errors() const { return send_errors_; }
 
  private:
@@ -47,6 +50,7 @@ class ProbeSockets {
   Handler handler_;
   std::unordered_map<punch::SocketId, std::shared_ptr<Socket>> sockets_;
   std::uint64_t send_errors_ = 0;
+  bool pmtu_probe_ = false;
 };
 
 }  // namespace knit::agent

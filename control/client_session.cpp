@@ -146,6 +146,10 @@ void ClientSession::on_message(ByteSpan plaintext, std::vector<ClientEvent>& eve
           event.kind = ClientEvent::Kind::policy_rules;
           event.policy = std::move(message);
           return true;
+        } else if constexpr (std::is_same_v<T, SelfUpdate>) {
+          event.kind = ClientEvent::Kind::self_update;
+          event.self = std::move(message.node);
+          return true;
         } else if constexpr (std::is_same_v<T, Pong>) {
           event.kind = ClientEvent::Kind::pong;
           return true;

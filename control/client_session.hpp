@@ -44,6 +44,7 @@ struct ClientEvent {
     relay_map,          // relays
     dns_config,         // dns: the mesh domain and split DNS
     policy_rules,       // policy: the access policy's rules for traffic into this node
+    self_update,        // self: this node's own entry changed (`self`)
     pong,               // a Pong (liveness only)
     coordinator_error,  // error: the coordinator ends the session with a reason
     failed,             // the session is unusable (hostile or broken input)
@@ -53,6 +54,7 @@ struct ClientEvent {
   RelayMap relays;
   DnsConfig dns;
   PolicyRules policy;
+  NodeAssignment self;
   ErrorMessage error;
   std::string failure;
 };

@@ -43,6 +43,9 @@
 //     policy_rules     binary (peer_codec.hpp): the access policy's rules for traffic into
 //                       this node (only to agents with the "policy" feature; on register and
 //                       whenever that node's rules change)
+//     self_update      {node{name, ipv4, ipv6, node_key}}  (only to agents with the "self"
+//                       feature: the receiving node's own entry changed, e.g. an admin renamed
+//                       it; a peer delta never carries a node's own entry)
 //     pong             {seq}
 //     error            {code, message}
 //   peer             {name, node_key, disco_key, ipv4, ipv6, endpoints[], home_relay, online,
@@ -245,6 +248,13 @@ inline constexpr std::string_view kFeatureLogout = "logout";
 inline constexpr std::string_view kFeatureRoutes = "routes";
 // Agent feature: it enforces the access policy (send it policy_rules).
 inline constexpr std::string_view kFeaturePolicy = "policy";
+// Agent feature: it follows changes to its own entry (send it self_update).
+inline constexpr std::string_view kFeatureSelf = "self";
+// The receiving node's own assignment, changed while it is connected (a rename).
+struct SelfUpdate {
+  NodeAssignment node;
+  friend bool operator==(const SelfUpdate&, const SelfUpdate&) = default;
+};
 // The rules for traffic into the receiving node. `rules` is policy/wire.hpp's form, opaque to
 // the control layer (the agent decodes it as hostile input); without in_force there is no
 // policy and the mesh is open.
@@ -298,11 +308,12 @@ struct ParseError {
 
 using Message = std::variant<RegisterRequest, EndpointUpdate, Ping, NatReport, RegisterResponse,
                              PeerMapPage, PeerDelta, RelayMap, Pong, ErrorMessage, RelayRegister,
-                             RelayRegisterResponse, DnsConfig, Logout, RouteAdvertise, PolicyRules>;
+                             RelayRegisterResponse, DnsConfig, Logout, RouteAdvertise, PolicyRules,
+                             SelfUpdate>;
 using ParseResult = std::variant<RegisterRequest, EndpointUpdate, Ping, NatReport, RegisterResponse,
                                  PeerMapPage, PeerDelta, RelayMap, Pong, ErrorMessage, RelayRegister,
                                  RelayRegisterResponse, DnsConfig, Logout, RouteAdvertise, PolicyRules,
-                                 ParseError>;
+                                 SelfUpdate, ParseError>;
 
 ParseResult parse_message(std::string_view text);
 // The message, when parse_message did not fail.
@@ -327,6 +338,7 @@ std::string encode(const DnsConfig& message);
 std::string encode(const Logout& message);
 std::string encode(const RouteAdvertise& message);
 std::string encode(const PolicyRules& message);  // binary (peer_codec.cpp)
+std::string encode(const SelfUpdate& message);
 std::string encode(const Message& message);
 
 std::string_view to_string(NatFiltering filtering);

@@ -88,6 +88,19 @@ std::string encode(const NatReport& message) {
   return text(out);
 }
 
+namespace {
+
+Json node_json(const NodeAssignment& assignment) {
+  Json node = Json::object();
+  node["name"] = assignment.name;
+  node["ipv4"] = assignment.ipv4.to_string();
+  node["ipv6"] = assignment.ipv6.to_string();
+  node["node_key"] = key_text(assignment.node_key);
+  return node;
+}
+
+}  // namespace
+
 std::string encode(const RegisterResponse& message) {
   Json out = header("register_response");
   out["ok"] = message.ok;
@@ -96,12 +109,7 @@ std::string encode(const RegisterResponse& message) {
     out["error_message"] = message.error_message;
     return text(out);
   }
-  Json node = Json::object();
-  node["name"] = message.node.name;
-  node["ipv4"] = message.node.ipv4.to_string();
-  node["ipv6"] = message.node.ipv6.to_string();
-  node["node_key"] = key_text(message.node.node_key);
-  out["node"] = std::move(node);
+  out["node"] = node_json(message.node);
   Json mesh = Json::object();
   mesh["ipv4_prefix"] = message.mesh.ipv4_prefix.to_string();
   mesh["ipv6_prefix"] = message.mesh.ipv6_prefix.to_string();
@@ -175,6 +183,12 @@ std::string encode(const RelayRegisterResponse& message) {
 }
 
 std::string encode(const Logout&) { return text(header("logout")); }
+
+std::string encode(const SelfUpdate& message) {
+  Json out = header("self_update");
+  out["node"] = node_json(message.node);
+  return text(out);
+}
 
 std::string encode(const RouteAdvertise& message) {
   Json out = header("route_advertise");

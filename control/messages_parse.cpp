@@ -408,18 +408,25 @@ bool read_refusal(Parser& p, const Json& v, const Path& at, ErrorCode& code,
   return true;
 }
 
-bool read_register_response(Parser& p, const Json& v, const Path& at, RegisterResponse& out) {
-  if (!field(p, v, at, "ok", out.ok, kBool)) return false;
-  if (!out.ok) return read_refusal(p, v, at, out.error_code, out.error_message);
+// {node{name, ipv4, ipv6, node_key}} of register_response and self_update.
+bool read_node(Parser& p, const Json& v, const Path& at, NodeAssignment& out) {
   const Json* node = object_field(p, v, at, "node");
   if (node == nullptr) return false;
   const Path node_at = at.field("node");
-  if (!field(p, *node, node_at, "name", out.node.name, kName) ||
-      !field(p, *node, node_at, "ipv4", out.node.ipv4, ip_reader(Family::v4)) ||
-      !field(p, *node, node_at, "ipv6", out.node.ipv6, ip_reader(Family::v6)) ||
-      !field(p, *node, node_at, "node_key", out.node.node_key, kKey)) {
-    return false;
-  }
+  return field(p, *node, node_at, "name", out.name, kName) &&
+         field(p, *node, node_at, "ipv4", out.ipv4, ip_reader(Family::v4)) &&
+         field(p, *node, node_at, "ipv6", out.ipv6, ip_reader(Family::v6)) &&
+         field(p, *node, node_at, "node_key", out.node_key, kKey);
+}
+
+bool read_self_update(Parser& p, const Json& v, const Path& at, SelfUpdate& out) {
+  return read_node(p, v, at, out.node);
+}
+
+bool read_register_response(Parser& p, const Json& v, const Path& at, RegisterResponse& out) {
+  if (!field(p, v, at, "ok", out.ok, kBool)) return false;
+  if (!out.ok) return read_refusal(p, v, at, out.error_code, out.error_message);
+  if (!read_node(p, v, at, out.node)) return false;
   const Json* mesh = object_field(p, v, at, "mesh");
   if (mesh == nullptr) return false;
   const Path mesh_at = at.field("mesh");
@@ -620,6 +627,7 @@ ParseResult parse_message(std::string_view text) {
   }
   if (type == "route_advertise") return parse_as<RouteAdvertise>(root, read_route_advertise);
   if (type == "logout") return Logout{};  // no fields; unknown ones are ignored
+  if (type == "self_update") return parse_as<SelfUpdate>(root, read_self_update);
   return ParseError{MessageError::unknown_type, "type"};
 }
 

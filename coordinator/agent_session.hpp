@@ -150,6 +150,12 @@ class AgentSession : public std::enable_shared_from_this<AgentSession> {
   // The agent listed the "policy" feature (it enforces policy_rules).
   bool wants_policy() const { return wants_policy_; }
   void set_wants_policy(bool wants) { wants_policy_ = wants; }
+  // "self": tell it when its own entry changes (a rename), with a self_update.
+  bool wants_self() const { return wants_self_; }
+  void set_wants_self(bool wants) { wants_self_ = wants; }
+  // What it last heard of itself (register_response or self_update).
+  const control::NodeAssignment& self_sent() const { return self_sent_; }
+  void set_self_sent(control::NodeAssignment self) { self_sent_ = std::move(self); }
 
  private:
   enum class Phase { handshake, open, flushing };
@@ -196,6 +202,8 @@ class AgentSession : public std::enable_shared_from_this<AgentSession> {
   std::size_t queued_bytes_ = 0;  // queue_, writing_ and held_
   bool wants_dns_ = false;
   bool wants_policy_ = false;
+  bool wants_self_ = false;
+  control::NodeAssignment self_sent_;
   std::shared_ptr<const MapSnapshot> map_;  // being streamed
   std::size_t next_page_ = 0;
   std::deque<std::string> held_;  // sent while the map streams

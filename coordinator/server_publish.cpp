@@ -71,6 +71,16 @@ void Server::publish() {
         std::binary_search(published->keys.begin(), published->keys.end(), key);
     session->send(about_it ? view_.delta_text_for(key) : published->text);
     ++sent;
+    // The delta leaves its own entry out; an agent that follows it hears of a rename here.
+    if (about_it && session->wants_self()) {
+      const PeerInfo* self = view_.find(key);
+      control::NodeAssignment now{};
+      if (self != nullptr) now = {self->name, self->ipv4, self->ipv6, self->node_key};
+      if (self != nullptr && !(now == session->self_sent())) {
+        session->send(control::encode(control::SelfUpdate{now}));
+        session->set_self_sent(std::move(now));
+      }
+    }
   }
   // A relay is never in the map: it gets the delta as it is.
   for (const auto& [key, session] : relay_owners_) {

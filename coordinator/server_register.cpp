@@ -39,6 +39,8 @@ control::RegisterResponse Server::on_register(AgentSession& session,
                                   control::kFeatureDns) != request.features.end());
   session.set_wants_policy(std::find(request.features.begin(), request.features.end(),
                                      control::kFeaturePolicy) != request.features.end());
+  session.set_wants_self(std::find(request.features.begin(), request.features.end(),
+                                   control::kFeatureSelf) != request.features.end());
   auto refuse = [&](control::ErrorCode code, std::string message) {
     log(LogLevel::info, kLog, session.remote(), ": refused ", key_text(key), ": ",
         control::to_string(code), " (", message, ")");
@@ -82,6 +84,7 @@ control::RegisterResponse Server::on_register(AgentSession& session,
   control::RegisterResponse response;
   response.ok = true;
   response.node = node_assignment(node);
+  session.set_self_sent(response.node);
   response.mesh = mesh_info(mesh_);
   response.features = {std::string(control::kFeatureLogout), std::string(control::kFeatureRoutes)};
   view_.set(routed_peer_info(node));

@@ -389,6 +389,9 @@ void CoordinatorConnection::Core::handle(control::ClientEvent& event) {
     case Kind::policy_rules:
       if (auto owner = listener()) owner->on_policy_rules(std::move(event.policy));
       return;
+    case Kind::self_update:
+      if (auto owner = listener()) owner->on_self_update(event.self);
+      return;
     case Kind::pong:
       return;
     case Kind::coordinator_error: {

@@ -63,6 +63,8 @@ class CoordinatorConnection {
     virtual void on_dns_config(control::DnsConfig /*dns*/) {}
     // The access policy's rules for this node (only with the "policy" feature in the hello).
     virtual void on_policy_rules(control::PolicyRules /*rules*/) {}
+    // This node's own entry changed (only with the "self" feature in the hello).
+    virtual void on_self_update(const control::NodeAssignment& /*self*/) {}
     // Every address was tried and none gave a session; the next round starts after retry_in.
     virtual void on_unreachable(const std::string& error, Duration retry_in) = 0;
     // An established session ended; reconnecting.

@@ -29,6 +29,25 @@ UdpSocket::UdpSocket(asio::io_context& io, Options options)
   received_.reserve(kBatch * kMaxSegments);
 }
 
+std::error_code set_pmtu_probe(int fd, bool dual_stack, bool probe) {
+  const int v4 = probe ? IP_PMTUDISC_PROBE : IP_PMTUDISC_WANT;
+  // On a dual-stack socket the IPv4 option governs its v4-mapped traffic.
+  if (::setsockopt(fd, IPPROTO_IP, IP_MTU_DISCOVER, &v4, sizeof v4) != 0)
+    return {errno, std::system_category()};
+  if (dual_stack) {
+    const int v6 = probe ? IPV6_PMTUDISC_PROBE : IPV6_PMTUDISC_WANT;
+    if (::setsockopt(fd, IPPROTO_IPV6, IPV6_MTU_DISCOVER, &v6, sizeof v6) != 0)
+      return {errno, std::system_category()};
+  }
+  return {};
+}
+
+std::error_code UdpSocket::set_pmtu_probe(bool probe) {
+  pmtu_probe_ = probe;
+  if (!socket_.is_open()) return {};
+  return knit::net::set_pmtu_probe(socket_.native_handle(), dual_stack_, probe);
+}
+
 std::error_code UdpSocket::bind(std::uint16_t port) {
   close();
   std::error_code ec;
@@ -69,6 +88,7 @@ std::error_code UdpSocket::bind(std::uint16_t port) {
     ::setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &bytes, sizeof bytes);
   if (::setsockopt(fd, SOL_SOCKET, SO_SNDBUFFORCE, &bytes, sizeof bytes) != 0)
     ::setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &bytes, sizeof bytes);
+  if (pmtu_probe_) knit::net::set_pmtu_probe(fd, dual_stack_, true);
   gso_ = gro_ = false;
   if (options_.offloads) {
     // UDP_SEGMENT has no switch: probe that the option exists (Linux 4.18+).

@@ -27,6 +27,15 @@ namespace knit::net {
 // socket reaches IPv4 peers at their v4-mapped address). Returns its length.
 unsigned socket_address(const Endpoint& to, bool dual_stack, sockaddr_storage& out);
 
+// How the kernel treats DF on a UDP socket's datagrams (IPv4, and IPv6 on a dual-stack socket).
+// probe=false: Linux's default (IP_PMTUDISC_WANT): DF set, but a datagram larger than what an
+// ICMP "fragmentation needed" taught the kernel is fragmented by this host (and a UDP_SEGMENT
+// train longer than the route MTU goes without DF). probe=true (IP_PMTUDISC_PROBE): DF on every
+// datagram and no fragmentation by this host whatever it learned, which is what packetization-
+// layer path MTU discovery (RFC 8899) needs: a probe too big for the path is lost, not carried
+// in fragments, and the tunnel is then fitted to the path. Errors are the kernel's.
+std::error_code set_pmtu_probe(int fd, bool dual_stack, bool probe);
+
 class UdpSocket {
  public:
   static constexpr std::size_t kBatch = 32;
@@ -53,6 +62,8 @@ class UdpSocket {
   std::uint16_t port() const { return port_; }
   bool dual_stack() const { return dual_stack_; }
   asio::ip::udp::socket& socket() { return socket_; }
+  // set_pmtu_probe() on this socket, now and after every bind().
+  std::error_code set_pmtu_probe(bool probe);
 
   // Receives up to kBatch messages without blocking (more datagrams than that when the kernel
   // coalesced them); returns the number of datagrams, 0 when none are waiting.
@@ -102,6 +113,7 @@ class UdpSocket {
   Options options_;
   asio::ip::udp::socket socket_;
   bool dual_stack_ = false;
+  bool pmtu_probe_ = false;
   bool gso_ = false;
   bool gro_ = false;
   bool receive_full_ = false;

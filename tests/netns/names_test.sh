@@ -14,6 +14,9 @@
 # agent; a rename at the coordinator answers within 2 s, the old name NXDOMAIN; a removed node
 # NXDOMAIN within 2 s; a new mesh domain (`dns domain`) reaches names and the search list; a non-mesh name forwarded to the lab's DNS server (and a truncated answer
 # fetched again over TCP; an answer too large for the stub's UDP comes to it over TCP from knitd);
+# resolv.conf lists the IPv6 resolver too, and it answers; split DNS sends lab.example to a
+# resolver on agent2's LAN through agent2 as an approved subnet router, and back when removed; a 5000-query flood is rate-limited
+# per source while the mesh keeps working and the resolver answers again right after;
 # the resolver answers nothing from the underlay (not on the agent's
 # underlay address, not for a packet routed to 100.100.100.100 through an IP-forwarding agent);
 # `knit down` and knitd's exit restore resolv.conf byte for byte; accept-dns=false leaves it alone.
@@ -81,6 +84,8 @@ lab_log "host integration mode: $MODE ($(knit_in 1 dns status --json | jq -r .de
 [[ "$MODE" == resolv.conf ]] || lab_fail "expected the resolv.conf mode, got $MODE"
 grep -q '^nameserver 100.100.100.100$' "/etc/netns/${NS[1]}/resolv.conf" || lab_fail "resolv.conf not pointed at the resolver"
 grep -q '^search knit.internal lab.example$' "/etc/netns/${NS[1]}/resolv.conf" || lab_fail "search list: $(cat "/etc/netns/${NS[1]}/resolv.conf")"
+RESOLVER6=$(knit_in 1 dns status --json | jq -r '.listen[1]')
+grep -q "^nameserver $RESOLVER6\$" "/etc/netns/${NS[1]}/resolv.conf" || lab_fail "resolv.conf lists no IPv6 resolver ($RESOLVER6): $(cat "/etc/netns/${NS[1]}/resolv.conf")"
 
 lab_step "getent hosts agentJ.knit.internal and ping agentJ (search domain) from every agent"
 for i in 1 2 3; do
@@ -97,6 +102,8 @@ got=$(in_ns 1 getent hosts agent2.knit.internal | awk '{print $1}')
 resolves_to 1 AGENT2.Knit.Internal "${IP[2]}" || lab_fail "names are not case-insensitive"
 [[ "$(in_ns 1 getent hosts "${IP[2]}" | awk '{print $2}')" == agent2.knit.internal ]] || lab_fail "no PTR for ${IP[2]}"
 is_nxdomain 1 nobody.knit.internal || lab_fail "an unknown mesh name is not NXDOMAIN"
+out=$(in_ns 1 "$DNS_LAB" query "[$RESOLVER6]:53" agent2.knit.internal A --timeout 2 || true)
+[[ "$out" == "NOERROR answers=1" ]] || lab_fail "the IPv6 resolver $RESOLVER6 answered '$out'"
 lab_pass "names, short names, case, PTR and NXDOMAIN answered by the mesh resolver"
 
 lab_step "a non-mesh name is forwarded to the lab's DNS server (TCP after a truncated answer)"
@@ -115,17 +122,47 @@ tcp_answers=$(knit_in 1 dns status --json | jq '.counters.tcp_answers')
 (( tcp_answers >= 1 )) || lab_fail "knitd counted no TCP answer to the stub ($tcp_answers)"
 lab_pass "80 addresses through knitd's DNS over TCP (tcp_answers $tcp_answers)"
 
+lab_step "split DNS: lab.example goes to a resolver on agent2's LAN, through agent2 as a subnet router"
+# [LAN 10.201.0.53] dns_lab -- agent2 (advertises 10.201.0.0/24, forwards) ~~mesh~~ agent1
+lab_ns_add lan
+LAN_NS=$(lab_ns lan)
+lab_veth "${NS[2]}" "$(lab_name l2)" 10.201.0.1/24 "$LAN_NS" "$(lab_name ll)" 10.201.0.53/24
+lab_sysctl "${NS[2]}" net.ipv4.ip_forward 1
+lab_route "$LAN_NS" 100.64.0.0/10 10.201.0.1
+lab_bg dns_lan "$LAN_NS" "$DNS_LAB" serve 10.201.0.53
+lab_wait_for 5 "the LAN DNS server" ip netns exec "$LAN_NS" nc -z -w 1 10.201.0.53 53
+knit_in 2 set --advertise-routes 10.201.0.0/24 >/dev/null || lab_fail "knit set --advertise-routes on agent2"
+lab_wait_for 5 "the coordinator to record agent2's route" \
+  sh -c "$KNIT_BIN/knit-coordinator --state-dir $COORD_STATE routes list --json | grep -q 10.201.0.0/24"
+coordinator routes approve agent2 10.201.0.0/24 >/dev/null || lab_fail "routes approve agent2 10.201.0.0/24"
+knit_in 1 set --accept-routes=true >/dev/null || lab_fail "knit set --accept-routes=true on agent1"
+coordinator dns split lab.example 10.201.0.53 >/dev/null || lab_fail "dns split lab.example 10.201.0.53"
+lab_wait_for 5 "agent1 to route 10.201.0.0/24 through the mesh" \
+  sh -c "ip -n ${NS[1]} route get 10.201.0.53 | grep -q 'dev ${IFN[1]}'"
+lab_wait_for 5 "agent1 to resolve split.lab.example through the LAN resolver" resolves_to 1 split.lab.example 198.51.100.7
+grep -q '^udp split.lab.example' "$LAB_DIR/logs/dns_lan.log" || lab_fail "the LAN resolver saw no query for split.lab.example"
+! grep -q 'split.lab.example' "$LAB_DIR/logs/dns_lab.log" || lab_fail "split.lab.example went to the default upstream"
+coordinator dns split lab.example >/dev/null || lab_fail "removing the split domain"
+lab_wait_for 5 "split.lab.example to go to the default upstream again" \
+  sh -c "ip netns exec ${NS[1]} getent ahostsv4 split2.lab.example >/dev/null && grep -q split2.lab.example $LAB_DIR/logs/dns_lab.log"
+lab_pass "split DNS through a subnet router: lab.example answered by 10.201.0.53 on agent2's LAN, back to the default when removed"
+
 lab_step "a rename at the coordinator answers within 2 s; a removed node is NXDOMAIN within 2 s"
 T0=$(date +%s%N)
 coordinator nodes rename agent3 desk3 >/dev/null
 lab_wait_for 2 "agent1 to resolve desk3" resolves_to 1 desk3.knit.internal "${IP[3]}"
 lab_log "rename visible after $((($(date +%s%N) - T0) / 1000000)) ms"
 is_nxdomain 1 agent3.knit.internal || lab_fail "the old name still answers"
+# The renamed node itself follows (self_update): its own status and resolver use the new name.
+lab_wait_for 2 "agent3 to know itself as desk3" \
+  sh -c "[ \"\$(ip netns exec ${NS[3]} $KNIT_BIN/knit --socket $LAB_DIR/state/${IFN[3]}/knitd.sock status --json | jq -r .self.name)\" = desk3 ]"
+resolves_to 3 desk3.knit.internal "${IP[3]}" || lab_fail "agent3 does not resolve its own new name"
+is_nxdomain 3 agent3.knit.internal || lab_fail "agent3 still answers its old name"
 T0=$(date +%s%N)
 coordinator nodes remove desk3 >/dev/null
 lab_wait_for 2 "agent2 to answer NXDOMAIN for desk3" is_nxdomain 2 desk3.knit.internal
 lab_log "removal visible after $((($(date +%s%N) - T0) / 1000000)) ms"
-lab_pass "rename and removal reached the resolvers"
+lab_pass "rename (the renamed node too) and removal reached the resolvers"
 
 lab_step "a new mesh domain reaches the agents: names and the search list follow"
 T0=$(date +%s%N)
@@ -136,6 +173,19 @@ grep -q '^search corp.internal lab.example$' "/etc/netns/${NS[1]}/resolv.conf" |
 in_ns 1 ping -4 -c 1 -W 2 agent2 >/dev/null || lab_fail "ping agent2 (short name) after the domain change"
 ! resolves_to 1 agent2.knit.internal "${IP[2]}" || lab_fail "the old domain still answers"
 lab_pass "domain changed to corp.internal on the agents"
+
+lab_step "a query flood is rate-limited per source and the resolver stays up"
+before=$(knit_in 1 dns status --json | jq '.counters.rate_limited')
+flood=$(in_ns 1 "$DNS_LAB" flood 100.100.100.100 agent2.corp.internal 5000)
+after=$(knit_in 1 dns status --json | jq '.counters.rate_limited')
+answered=$(awk '{print $4}' <<<"$flood")
+lab_log "flood from agent1: $flood; rate_limited $before -> $after"
+(( after - before >= 3000 )) || lab_fail "5000 back-to-back queries: only $((after - before)) rate-limited"
+(( answered >= 300 && answered <= 1500 )) || lab_fail "flood: $answered answered (burst 400 + 200/s expected)"
+in_ns 2 ping -4 -c 1 -W 2 "${IP[1]}" >/dev/null || lab_fail "the mesh stopped carrying traffic after the flood"
+sleep 1
+lab_wait_for 3 "agent1's resolver to answer again after the flood" resolves_to 1 agent2.corp.internal "${IP[2]}"
+lab_pass "flood: $answered of 5000 answered, $((after - before)) rate-limited, answers again right after"
 
 lab_step "the resolver is silent on the underlay"
 out=$(ip netns exec "$CORE" "$DNS_LAB" query 10.200.1.2 agent2.knit.internal A --timeout 1 || true)

@@ -21,6 +21,10 @@
 # IpFragCreates everywhere the fragments made. With the feature only the path MTU probes are too
 # big (a few dozen) and nothing is fragmented; without it every full-size data packet is dropped.
 #
+# Then a UDP application doing its own path MTU discovery (DF, IP_MTU after EMSGSIZE) learns
+# 1216 from knitd's answer and its smaller datagrams arrive; and the routers are let send their
+# ICMP: knitd still makes no fragment (DF without local fragmentation while it probes).
+#
 # Knobs: PMTU_MB (MiB each way, default 5).
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/../lab/lib.sh"
@@ -74,6 +78,8 @@ too_big() {
   printf '%s %s\n' $(( $(ip_snmp "$R" FragFails) + $(ip_snmp "$LAB_CORE" FragFails) )) \
     $(( $(ip_snmp "$P" FragCreates) + $(ip_snmp "$H" FragCreates) + $(ip_snmp "$R" FragCreates) + $(ip_snmp "$LAB_CORE" FragCreates) ))
 }
+UDP_PMTU="${KNIT_TEST_TOOLS:-$KNIT_BIN/../tests/tools}/udp_pmtu"
+[[ -x "$UDP_PMTU" ]] || lab_fail "$UDP_PMTU is missing: build the project first"
 H=$(lab_site_host m)
 P=$(lab_host_ns pub)
 f=$(lab_data_file "$MB")
@@ -155,5 +161,57 @@ grep -q "mtu 1216" <<<"$route" || lab_fail "the host did not learn the path MTU 
 ip netns exec "${MESH_AGENT_NS[$A]}" ping -M do -s 1188 -c 1 -W 2 -n -q "$(mesh_ip "$B")" >/dev/null \
   || lab_fail "a 1216-byte ping -M do did not cross"
 lab_pass "ping -M do: told 'mtu = 1216' by knitd; the host's route cache: $(grep -o 'mtu [0-9]*' <<<"$route")"
+# A UDP application doing its own path MTU discovery (DF, IP_MTU on EMSGSIZE, as QUIC stacks
+# do): 1400-byte datagrams are answered "too big" by knitd, it learns 1216, and what it sends
+# then gets through. The host forgets what ping taught it first.
+ip netns exec "${MESH_AGENT_NS[$A]}" ip route flush cache
+lab_bg udp-recv "${MESH_AGENT_NS[$B]}" "$UDP_PMTU" recv "$(mesh_ip "$B")" 5300 4
+lab_wait_for 3 "the UDP receiver" grep -q listening "$LAB_DIR/logs/udp-recv.log"
+RECV_PID=$LAB_BG_LAST
+sent=$(ip netns exec "${MESH_AGENT_NS[$A]}" "$UDP_PMTU" send "$(mesh_ip "$B")" 5300 1400 40)
+lab_bg_wait "$RECV_PID" 8
+got=$(tail -n 1 "$LAB_DIR/logs/udp-recv.log")
+lab_log "UDP sender: $sent; receiver: $got"
+read -r _ n_sent _ n_refused _ mtu _ size <<<"$sent"
+read -r _ n_got _ largest <<<"$got"
+(( n_refused >= 1 && mtu == 1216 && size == 1188 )) || lab_fail "the UDP sender was not told the path MTU: $sent"
+(( n_got >= 30 && largest <= 1188 )) || lab_fail "the datagrams that fit did not get through: $got (sender: $sent)"
+lab_pass "UDP: 1400-byte datagrams refused with EMSGSIZE after knitd's answer (IP_MTU $mtu); $n_got datagrams of $size bytes arrived"
 agents_down
 lab_pass "$MB MiB both ways across a 1280-byte hop without ICMP"
+
+# ---------------------------------------------------------------- ICMP allowed
+# Now the routers send "fragmentation needed" for the outer packets. The kernel would learn
+# 1280 from it and fragment knitd's full-size datagrams itself (and carry oversized path MTU
+# probes in fragments, so the search would "prove" the full size). knitd sets DF without local
+# fragmentation (IP_PMTUDISC_PROBE) while it discovers the path MTU: no fragments anywhere.
+lab_step "the same hop with ICMP allowed: still no outer fragmentation"
+for ns in "$R" "$LAB_CORE"; do
+  ip netns exec "$ns" nft flush chain inet knit_lab_pmtu output
+  ip netns exec "$ns" nft add rule inet knit_lab_pmtu output icmp type destination-unreachable icmp code frag-needed counter accept
+done
+icmp_sent() {
+  local n=0 ns c
+  for ns in "$R" "$LAB_CORE"; do
+    c=$(ip netns exec "$ns" nft list chain inet knit_lab_pmtu output | grep -o 'packets [0-9]*' | awk '{print $2}')
+    n=$((n + ${c:-0}))
+  done
+  echo "$n"
+}
+before=$(too_big)
+agents_up 2
+lab_tcp_start down2 "$P" "$H" "$(mesh_ip "$B")" 5011 "$f"
+lab_tcp_start up2 "$H" "$P" "$(mesh_ip "$A")" 5012 "$f"
+lab_tcp_finish down2 60
+lab_tcp_finish up2 60
+read -r drops frags <<<"$(too_big)"
+read -r drops0 frags0 <<<"$before"
+icmp=$(icmp_sent)
+lab_log "ICMP allowed: $icmp frag-needed sent by the routers, $((drops - drops0)) packets too big at the hop, $((frags - frags0)) fragments made"
+(( icmp > 0 )) || lab_fail "no router sent fragmentation-needed: the ICMP case was not exercised"
+(( frags - frags0 == 0 )) || lab_fail "$((frags - frags0)) fragments were made with ICMP allowed: knitd's datagrams must fit the path, not be fragmented"
+(( drops - drops0 <= 80 )) || lab_fail "$((drops - drops0)) packets too big for the hop: more than the probes"
+mtu=$(mesh_peer "$A" "$B" path_mtu)
+(( mtu <= 1220 && mtu >= 1200 )) || lab_fail "with ICMP allowed, $A reports path_mtu $mtu to $B"
+agents_down
+lab_pass "$MB MiB both ways with ICMP allowed: $icmp frag-needed, 0 fragments, path_mtu $mtu"

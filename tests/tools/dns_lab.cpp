@@ -9,6 +9,8 @@
 //   dns_lab query SERVER NAME [TYPE] [--timeout S]
 //                          one UDP query (TYPE: A, AAAA, PTR; default A); prints the rcode
 //                          name and each answer's address, or "timeout"; exit 0 on an answer
+//   dns_lab flood SERVER NAME COUNT
+//                          COUNT UDP queries back to back; prints "sent N answered M"
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <poll.h>
@@ -158,9 +160,46 @@ int query(const std::string& server, const std::string& name, const std::string&
   return 0;
 }
 
+// COUNT queries for NAME as fast as one UDP socket sends them, then whatever answers arrive
+// within a second of the last: "sent N answered M".
+int flood(const std::string& server, const std::string& name, int count) {
+  auto to = Endpoint::parse(server.find(':') == std::string::npos ? server + ":53" : server);
+  if (!to || count <= 0) return 2;
+  sockaddr_storage ss{};
+  const unsigned len = to->to_sockaddr(ss);
+  const int s = socket(ss.ss_family, SOCK_DGRAM, 0);
+  Bytes q = {0, 0, 0x01, 0, 0, 1, 0, 0, 0, 0, 0, 0};
+  std::size_t start = 0;
+  while (start < name.size()) {
+    std::size_t dot = name.find('.', start);
+    if (dot == std::string::npos) dot = name.size();
+    q.push_back(static_cast<std::uint8_t>(dot - start));
+    q.insert(q.end(), name.begin() + static_cast<long>(start), name.begin() + static_cast<long>(dot));
+    start = dot + 1;
+  }
+  for (std::uint8_t b : {0, 0, 1, 0, 1}) q.push_back(b);
+  int answered = 0;
+  std::vector<std::uint8_t> buf(65536);
+  auto drain = [&](int timeout_ms) {
+    pollfd p{s, POLLIN, 0};
+    while (poll(&p, 1, timeout_ms) > 0)
+      if (recv(s, buf.data(), buf.size(), 0) >= 12) ++answered;
+  };
+  for (int i = 0; i < count; ++i) {
+    store_be16(q.data(), static_cast<std::uint16_t>(i));
+    sendto(s, q.data(), q.size(), 0, reinterpret_cast<sockaddr*>(&ss), len);
+    if (i % 64 == 0) drain(0);
+  }
+  drain(1000);
+  std::cout << "sent " << count << " answered " << answered << std::endl;
+  close(s);
+  return 0;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
+  if (argc >= 5 && std::string(argv[1]) == "flood") return flood(argv[2], argv[3], std::stoi(argv[4]));
   if (argc >= 3 && std::string(argv[1]) == "serve") return serve(argv[2]);
   if (argc >= 4 && std::string(argv[1]) == "query") {
     std::string type_name = "A";
@@ -171,6 +210,6 @@ int main(int argc, char** argv) {
     }
     return query(argv[2], argv[3], type_name, timeout_ms);
   }
-  std::cerr << "usage: dns_lab serve IP | dns_lab query SERVER NAME [A|AAAA|PTR] [--timeout S]\n";
+  std::cerr << "usage: dns_lab serve IP | dns_lab query SERVER NAME [A|AAAA|PTR] [--timeout S] | dns_lab flood SERVER NAME COUNT\n";
   return 2;
 }

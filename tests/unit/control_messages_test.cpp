@@ -115,7 +115,8 @@ std::vector<Message> samples() {
           relay_rejoin,
           relay_ok,
           relay_refused,
-          Logout{}};
+          Logout{},
+          SelfUpdate{{"desk", ip("100.64.0.7"), ip("fd7a:115c:a1e0::7"), key(3)}}};
 }
 
 // The binary ones (peer_codec.hpp).
@@ -356,6 +357,16 @@ TEST(ControlMessages, AddressFamiliesAndShapes) {
                                        {"stun_port", 65536}}});
                                })),
             (ParseError{MessageError::bad_value, "relays[0].stun_port"}));
+}
+
+TEST(ControlMessages, SelfUpdateNeedsAWholeNode) {
+  EXPECT_EQ(error_of(R"({"v":1,"type":"self_update"})").kind, MessageError::missing_field);
+  json j = json::parse(encode(SelfUpdate{{"desk", ip("100.64.0.7"), ip("fd7a:115c:a1e0::7"), key(3)}}));
+  j["node"]["ipv4"] = "fd7a:115c:a1e0::7";
+  EXPECT_EQ(error_of_json(j).field, "node.ipv4");
+  j = json::parse(encode(SelfUpdate{{"desk", ip("100.64.0.7"), ip("fd7a:115c:a1e0::7"), key(3)}}));
+  j["node"]["name"] = "a b";
+  EXPECT_EQ(error_of_json(j).field, "node.name");
 }
 
 TEST(ControlMessages, RegisterResponseShapes) {
