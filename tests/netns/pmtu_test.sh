@@ -23,7 +23,8 @@
 #
 # Then a UDP application doing its own path MTU discovery (DF, IP_MTU after EMSGSIZE) learns
 # 1216 from knitd's answer and its smaller datagrams arrive; and the routers are let send their
-# ICMP: knitd still makes no fragment (DF without local fragmentation while it probes).
+# ICMP: knitd still makes no fragment (DF without local fragmentation while it probes); a knitd
+# pair configured only through `wg` completes its transfers there too (the kernel fragments).
 #
 # Knobs: PMTU_MB (MiB each way, default 5).
 set -euo pipefail
@@ -215,3 +216,28 @@ mtu=$(mesh_peer "$A" "$B" path_mtu)
 (( mtu <= 1220 && mtu >= 1200 )) || lab_fail "with ICMP allowed, $A reports path_mtu $mtu to $B"
 agents_down
 lab_pass "$MB MiB both ways with ICMP allowed: $icmp frag-needed, 0 fragments, path_mtu $mtu"
+
+# A knitd pair set up only through `wg` (no coordinator, no disco, so no path MTU search) over
+# the same hop, ICMP allowed: the hosts learn 1280 from the routers and fragment the outer
+# packets themselves, so the transfer completes (README, "Troubleshooting": without the ICMP
+# such a pair needs --mtu).
+lab_step "a knitd pair configured only by wg, ICMP allowed: the transfer completes"
+WGP=$(lab_name wp) WGH=$(lab_name wh)
+lab_wg_start knitd "$P" "$WGP"
+lab_wg_start knitd "$H" "$WGH"
+lab_wg_setup "$WGP" 51900 10.98.0.1/24
+lab_wg_setup "$WGH" 51901 10.98.0.2/24
+# The site is behind its NAT: it knows pub's endpoint and keeps the mapping open.
+lab_wg_link "$WGP" "$(lab_host_addr pub)" "$WGH" - 5
+lab_wg_wait_handshake "$WGH" "$WGP" 15
+before=$(too_big)
+lab_tcp_start wgdown "$P" "$H" 10.98.0.2 5021 "$f"
+lab_tcp_start wgup "$H" "$P" 10.98.0.1 5022 "$f"
+lab_tcp_finish wgdown 60
+lab_tcp_finish wgup 60
+read -r drops frags <<<"$(too_big)"
+read -r drops0 frags0 <<<"$before"
+lab_log "wg-configured pair: $((drops - drops0)) packets too big at the hop, $((frags - frags0)) fragments made by the hosts"
+lab_wg_stop "$WGP"
+lab_wg_stop "$WGH"
+lab_pass "$MB MiB both ways between wg-configured knitd peers across the 1280-byte hop (the kernel fragments after the ICMP)"

@@ -17,7 +17,7 @@ using knit::testing::peer;
 using Coordinator = knit::testing::CoordinatorEnd;
 
 // What knitd makes of a session event: an answer is a registration or a refusal.
-enum class Kind { registered, refused, peers_changed, relay_map, dns_config, policy_rules, pong, coordinator_error, failed };
+enum class Kind { registered, refused, peers_changed, relay_map, dns_config, policy_rules, self_update, pong, coordinator_error, failed };
 
 Kind kind_of(const ClientEvent& event) {
   switch (event.kind) {
@@ -29,6 +29,7 @@ Kind kind_of(const ClientEvent& event) {
     case ClientEvent::Kind::relay_map: return Kind::relay_map;
     case ClientEvent::Kind::dns_config: return Kind::dns_config;
     case ClientEvent::Kind::policy_rules: return Kind::policy_rules;
+    case ClientEvent::Kind::self_update: return Kind::self_update;
     case ClientEvent::Kind::pong: return Kind::pong;
     case ClientEvent::Kind::coordinator_error: return Kind::coordinator_error;
     case ClientEvent::Kind::failed: return Kind::failed;
@@ -104,6 +105,11 @@ TEST_F(SessionTest, RegistersThenFollowsTheMapAndDeltas) {
   ASSERT_EQ(events.size(), 1u);
   EXPECT_EQ(kind_of(events[0]), Kind::policy_rules);
   EXPECT_EQ(events[0].policy, policy);
+  const NodeAssignment renamed{"desk", *IpAddress::parse("100.64.0.7"), *IpAddress::parse("fd7a:115c:a1e0::7"), peer(7).node_key};
+  events = feed(coordinator_.send(SelfUpdate{renamed}));
+  ASSERT_EQ(events.size(), 1u);
+  EXPECT_EQ(kind_of(events[0]), Kind::self_update);
+  EXPECT_EQ(events[0].self, renamed);
 
   // Several frames in one read.
   Bytes stream = coordinator_.send(PeerMapPage{5, 0, 1, {peer(3), peer(2)}});
