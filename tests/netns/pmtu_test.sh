@@ -24,7 +24,8 @@
 # Then a UDP application doing its own path MTU discovery (DF, IP_MTU after EMSGSIZE) learns
 # 1216 from knitd's answer and its smaller datagrams arrive; and the routers are let send their
 # ICMP: knitd still makes no fragment (DF without local fragmentation while it probes); a knitd
-# pair configured only through `wg` completes its transfers there too (the kernel fragments).
+# pair configured only through `wg` completes its transfers there too (the kernel fragments);
+# with UDP blocked at the site the tunnel goes through knit-relay and carries full size.
 #
 # Knobs: PMTU_MB (MiB each way, default 5).
 set -euo pipefail
@@ -216,6 +217,31 @@ mtu=$(mesh_peer "$A" "$B" path_mtu)
 (( mtu <= 1220 && mtu >= 1200 )) || lab_fail "with ICMP allowed, $A reports path_mtu $mtu to $B"
 agents_down
 lab_pass "$MB MiB both ways with ICMP allowed: $icmp frag-needed, 0 fragments, path_mtu $mtu"
+
+# The relayed path: UDP blocked at the site, so the tunnel rides knit-relay's TCP stream across
+# the same hop. The relay carries any WireGuard datagram up to 65,535 bytes and TCP segments
+# itself to the path (the router clamps the outer MSS), so there is nothing to discover: the
+# full tunnel MTU works.
+lab_step "relayed: UDP blocked at the site, the tunnel over knit-relay across the hop"
+ip netns exec "$R" nft add rule inet knit_lab_pmtu forward meta l4proto udp counter drop
+A=pub3 B=site3
+mesh_agent_start "$A" "$P"
+mesh_agent_start "$B" "$H"
+mesh_agent_up "$A"
+mesh_agent_up "$B"
+mesh_wait_full 20
+mesh_ping "$B" "$A" 15
+mesh_wait_path 20 "$B" "$A" relay
+lab_tcp_start down3 "$P" "$H" "$(mesh_ip "$B")" 5031 "$f"
+lab_tcp_start up3 "$H" "$P" "$(mesh_ip "$A")" 5032 "$f"
+lab_tcp_finish down3 60
+lab_tcp_finish up3 60
+relayed_mtu=$(mesh_peer "$B" "$A" path_mtu)
+lab_log "relayed: path $(mesh_path "$B" "$A"), path_mtu $relayed_mtu"
+agents_down
+ip netns exec "$R" nft flush chain inet knit_lab_pmtu forward
+ip netns exec "$R" nft add rule inet knit_lab_pmtu forward tcp flags \& syn == syn tcp option maxseg size set 1240
+lab_pass "$MB MiB both ways through knit-relay across the 1280-byte hop"
 
 # A knitd pair set up only through `wg` (no coordinator, no disco, so no path MTU search) over
 # the same hop, ICMP allowed: the hosts learn 1280 from the routers and fragment the outer
