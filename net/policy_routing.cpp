@@ -35,6 +35,8 @@ std::string Rule::to_string() const {
   std::string out = std::to_string(priority) + ": from all";
   if (!iif.empty()) out += " iif " + iif;
   if (to) out += " to " + to->to_string();
+  if (ip_proto != 0) out += " ipproto " + std::to_string(ip_proto);
+  if (dport_min != 0) out += " dport " + std::to_string(dport_min) + "-" + std::to_string(dport_max);
   if (other_selectors) out += " (more selectors)";
   if (table == kTableLocal) {
     out += " lookup local";
