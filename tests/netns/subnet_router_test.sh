@@ -25,8 +25,10 @@
 #   the untranslated path (the LAN host sees the peer's mesh address); `routes reject` removes
 #   the route from the peer within 2 s and the LAN host is unreachable again; after rtr's knitd
 #   exits, its `ip rule`, `ip -6 rule`, `ip route show table all` and the sysctls knitd touched
-#   are exactly as before it started.
-# Run time: about 20 s.
+#   are exactly as before it started; a datagram to a closed LAN port earns an ICMP error that
+#   comes back translated; a knitd killed (SIGKILL) while translating leaves its rules and
+#   sysctls, and the next knitd removes and restores them at start.
+# Run time: about 16 s.
 set -euo pipefail
 source "$(dirname "$0")/../lab/lib.sh"
 source "$(dirname "$0")/../lab/nat.sh"
@@ -135,9 +137,13 @@ ports=$(lab_capture_lines lanwire | grep -o "IP 10.77.0.1.[0-9]* > 10.77.0.2.535
 (( ports >= 61000 && ports <= 61999 )) || lab_fail "the UDP source port on the LAN ($ports) is outside 61000-61999"
 lab_pass "the LAN saw only 10.77.0.1 (ping, UDP from port $ports, TCP), never $(mesh_ip peer); its server saw 10.77.0.1"
 
+# A datagram to a closed port: the LAN host's port unreachable comes back through the engine.
+ip netns exec "$PEER_NS" sh -c 'echo knock | timeout 3 nc -u -n -w 1 10.77.0.2 9' >/dev/null 2>&1 || true
+icmp_back() { mesh_knit rtr nat --json | jq -e '.counters.icmp_errors_translated >= 1' >/dev/null; }
+lab_poll 3 icmp_back || lab_fail "no ICMP error translated back to the peer: $(mesh_knit rtr nat --json | jq -c .counters)"
 nat=$(mesh_knit rtr nat --json) || lab_fail "knit nat --json on rtr failed"
 printf '%s\n' "$nat" | jq -e --arg peer "$(mesh_ip peer)" '.active and .egress["10.77.0.0/24"] == "10.77.0.1"
-    and ([.entries[] | select(.internal | startswith($peer + ":"))] | length) >= 3
+    and ([.entries[] | select(.internal | startswith($peer + ":"))] | length) >= 4
     and ([.entries[] | select(.protocol == "tcp" and .remote == "10.77.0.2:5001")] | length) == 1
     and ([.entries[] | select(.protocol == "udp" and .remote == "10.77.0.2:5353")] | length) == 1
     and .counters.translated_to_lan > 5000 and .counters.translated_from_lan > 100' >/dev/null \
@@ -193,3 +199,27 @@ mesh_agent_stop rtr
 STATE_AFTER=$(host_state)
 [[ "$STATE_AFTER" == "$STATE_BEFORE" ]] || lab_fail "rtr's host state changed: $(diff <(printf '%s\n' "$STATE_BEFORE") <(printf '%s\n' "$STATE_AFTER"))"
 lab_pass "ip rule, ip -6 rule, routes and sysctls of rtr identical before and after knitd"
+
+lab_step "a knitd killed while translating: the next one restores the host at start"
+mesh_agent_start rtr "$RTR"
+snat_on() { ip -n "$RTR" rule | grep -q "lookup 1802371155"; }
+lab_poll 5 snat_on || lab_fail "the restarted knitd did not translate its saved routes: $(ip -n "$RTR" rule)"
+ifn=${MESH_AGENT_IF[rtr]}
+pid=$(lab_wg_pid "$ifn")
+kill -KILL "$pid"
+lab_poll 5 lab__not_alive "$pid" || lab_fail "knitd on rtr survived SIGKILL"
+rm -f "/var/run/wireguard/$ifn.sock"
+unset "LAB_WG_PID[$ifn]" "MESH_AGENT_IF[rtr]"
+MESH_AGENTS=(peer)
+lab_poll 3 lab__link_gone "$RTR" "$ifn" || lab_fail "the killed knitd's TUN stayed"
+ip -n "$RTR" rule | grep -q "^0:.*lookup local" && lab_fail "the killed knitd left the local rule at 0: nothing to recover"
+[[ "$(ip netns exec "$RTR" sysctl -n net.ipv4.ip_local_reserved_ports)" == 61000-61999 ]] \
+  || lab_fail "the killed knitd left no reserved ports: nothing to recover"
+mesh_agent_start rtr "$RTR"
+lab_poll 5 snat_on || lab_fail "knitd after the crash does not translate: $(ip -n "$RTR" rule)"
+grep -q "removing the SNAT rules an earlier knitd left" "$LAB_DIR"/logs/knitd-"$ifn"*.log \
+  || lab_fail "knitd did not report the stale rules"
+mesh_agent_stop rtr
+STATE_AFTER=$(host_state)
+[[ "$STATE_AFTER" == "$STATE_BEFORE" ]] || lab_fail "rtr's host state after a crash and a restart: $(diff <(printf '%s\n' "$STATE_BEFORE") <(printf '%s\n' "$STATE_AFTER"))"
+lab_pass "after SIGKILL the next knitd removed the stale rules and restored the sysctls; its exit left the host as before"
