@@ -1,5 +1,6 @@
 #include "agent/snat_control.hpp"
 
+#include <algorithm>
 #include <chrono>
 
 namespace knit::agent {
@@ -45,6 +46,15 @@ localapi::SnatStatus snat_status(const RouterNat& nat, bool enabled, const std::
       out.remote = endpoint_text(e.session.remote);
       if (e.session.protocol == nat::Protocol::tcp) out.state = nat::to_string(e.session.tcp_state);
       out.expires_in = std::chrono::duration_cast<std::chrono::seconds>(e.session.expires - now).count();
+      // Each packet sets the expiry to now + the timeout of the session's state (router_nat.hpp
+      // keeps the engine's default timers), so what is left of it says when the last one came.
+      const nat::Config timers;
+      const Duration timeout = e.session.protocol == nat::Protocol::udp    ? timers.udp_timeout
+                               : e.session.protocol == nat::Protocol::icmp ? timers.icmp_timeout
+                               : nat::tcp_is_established(e.session.tcp_state) ? timers.tcp_established_timeout
+                                                                              : timers.tcp_transitory_timeout;
+      out.idle = std::max<std::int64_t>(
+          0, std::chrono::duration_cast<std::chrono::seconds>(timeout).count() - out.expires_in);
       s.entries.push_back(std::move(out));
     }
   }

@@ -161,13 +161,13 @@ std::string format_snat(const localapi::SnatStatus& snat) {
   out += counters + "\n";
   if (snat.entries.empty()) return out + "no translations\n";
   char line[256];
-  std::snprintf(line, sizeof line, "%-5s %-22s %-22s %-22s %-12s %s\n", "proto", "peer (internal)", "router (external)",
-                "remote", "state", "expires");
+  std::snprintf(line, sizeof line, "%-5s %-22s %-22s %-22s %-12s %-6s %s\n", "proto", "peer (internal)",
+                "router (external)", "remote", "state", "idle", "expires");
   out += line;
   for (const localapi::SnatEntry& e : snat.entries) {
-    std::snprintf(line, sizeof line, "%-5s %-22s %-22s %-22s %-12s %llds\n", e.protocol.c_str(), e.internal.c_str(),
-                  e.external.c_str(), e.remote.c_str(), e.state.empty() ? "-" : e.state.c_str(),
-                  static_cast<long long>(e.expires_in));
+    std::snprintf(line, sizeof line, "%-5s %-22s %-22s %-22s %-12s %-6s %llds\n", e.protocol.c_str(),
+                  e.internal.c_str(), e.external.c_str(), e.remote.c_str(), e.state.empty() ? "-" : e.state.c_str(),
+                  (std::to_string(e.idle) + "s").c_str(), static_cast<long long>(e.expires_in));
     out += line;
   }
   return out;

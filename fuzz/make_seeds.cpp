@@ -400,7 +400,7 @@ void localapi_seeds() {
   nat_reply.nat.ports = "61000-61999";
   nat_reply.nat.egress["10.77.0.0/24"] = "10.77.0.1";
   nat_reply.nat.counters["sessions"] = 1;
-  nat_reply.nat.entries.push_back({"tcp", "100.64.0.2:40000", "10.77.0.1:61000", "10.77.0.2:5001", "established", 7440});
+  nat_reply.nat.entries.push_back({"tcp", "100.64.0.2:40000", "10.77.0.1:61000", "10.77.0.2:5001", "established", 7440, 3});
   write("localapi", "nat_reply", "\x01" + encode_response(ControlResponse{nat_reply}));
   write("localapi", "forward", std::string(1, '\0') + encode_request(ControlRequest{ForwardAddRequest{
                                             {ForwardProtocol::udp, 53, ep("100.64.0.1", 5353)}}}));

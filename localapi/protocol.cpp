@@ -391,7 +391,8 @@ json snat_json(const SnatStatus& s) {
     json entries = json::array();
     for (const SnatEntry& e : s.entries) {
       entries.push_back({{"protocol", e.protocol}, {"internal", e.internal}, {"external", e.external},
-                         {"remote", e.remote}, {"state", e.state}, {"expires_in", e.expires_in}});
+                         {"remote", e.remote}, {"state", e.state}, {"expires_in", e.expires_in},
+                         {"idle", e.idle}});
     }
     out["entries"] = std::move(entries);
   }
@@ -432,6 +433,11 @@ SnatStatus snat_from(const json& object) {
       const json& expires = field(e, "expires_in");
       if (!expires.is_number_integer()) throw std::invalid_argument("\"expires_in\" must be a number");
       entry.expires_in = expires.get<std::int64_t>();
+      if (e.contains("idle")) {
+        const json& idle = field(e, "idle");
+        if (!idle.is_number_integer()) throw std::invalid_argument("\"idle\" must be a number");
+        entry.idle = idle.get<std::int64_t>();
+      }
       s.entries.push_back(std::move(entry));
     }
   }

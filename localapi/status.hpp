@@ -48,6 +48,7 @@ struct SnatEntry {
   std::string remote;    // the LAN host's, "10.77.0.2:5001" (ICMP: port 0)
   std::string state;     // TCP state; "" for UDP and ICMP
   std::int64_t expires_in = 0;  // seconds until it expires without traffic
+  std::int64_t idle = 0;        // seconds since its last packet (its timeout minus expires_in)
   friend bool operator==(const SnatEntry&, const SnatEntry&) = default;
 };
 // Its settings and counters ("self.routes.snat" in status; with entries in `knit nat`).

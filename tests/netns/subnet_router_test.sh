@@ -152,6 +152,7 @@ mesh_status rtr | jq -e '.self.routes.snat.enabled and .self.routes.snat.active 
   || lab_fail "status --json on rtr has no self.routes.snat: $(mesh_status rtr | jq -c .self.routes)"
 lab_pass "knit nat --json lists $(printf '%s' "$nat" | jq '.entries | length') translations (tcp, udp, icmp); status has self.routes.snat"
 lab_log "$(mesh_knit rtr nat | head -8)"
+lab_log "rtr while translating: $(ip -n "$RTR" rule | tr '\n' ';') reserved ports $(ip netns exec "$RTR" sysctl -n net.ipv4.ip_local_reserved_ports)"
 
 lab_step "--snat-routes=false with a route back on the LAN: untranslated again"
 mesh_knit rtr set --snat-routes=false >/dev/null || lab_fail "knit set --snat-routes=false failed"

@@ -6,6 +6,7 @@
 
 #include "agent/packet_filter.hpp"
 #include "agent/router_nat.hpp"
+#include "agent/snat_control.hpp"
 #include "nat/packet_builder.hpp"
 #include "nat/wire.hpp"
 
@@ -226,6 +227,31 @@ TEST(AgentRouterNat, ThroughThePacketFilter) {
   // A stranger's packet to a router port nobody holds goes nowhere.
   Bytes stray = make_udp(ep("10.77.0.9:53"), Endpoint(kRouter, 61111));
   EXPECT_EQ(filter.outbound(now, stray), 0u);
+}
+
+TEST(AgentRouterNat, StatusForKnitNat) {
+  Nat n;
+  auto udp = n.to_lan(make_udp(kPeer, kLanHost));
+  ASSERT_TRUE(udp);
+  EXPECT_FALSE(n.to_lan(make_udp(ep("127.0.0.1:1"), kLanHost)));  // a martian source: dropped
+  const localapi::SnatStatus s = snat_status(n.nat, true, "", n.now + std::chrono::seconds(10), true);
+  EXPECT_TRUE(s.active);
+  EXPECT_EQ(s.ports, "61000-61999");
+  EXPECT_EQ(s.egress.at("10.77.0.0/24"), "10.77.0.1");
+  EXPECT_EQ(s.counters.at("sessions"), 1u);
+  EXPECT_EQ(s.counters.at("translated_to_lan"), 1u);
+  EXPECT_EQ(s.counters.at("dropped_to_lan"), 1u);
+  EXPECT_EQ(s.counters.at("table_full"), 0u);
+  ASSERT_EQ(s.entries.size(), 1u);
+  const localapi::SnatEntry& e = s.entries[0];
+  EXPECT_EQ(e.protocol, "udp");
+  EXPECT_EQ(e.internal, "100.64.0.2:40000");
+  EXPECT_EQ(e.external, "10.77.0.1:" + std::to_string(summarize(*udp).source.port()));
+  EXPECT_EQ(e.remote, "10.77.0.2:5001");
+  EXPECT_EQ(e.expires_in, 290);
+  EXPECT_EQ(e.idle, 10);
+  EXPECT_TRUE(snat_status(n.nat, true, "", n.now, false).entries.empty());
+  EXPECT_EQ(snat_status(n.nat, false, "why", n.now, false).problem, "");
 }
 
 }  // namespace

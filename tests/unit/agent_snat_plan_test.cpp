@@ -149,7 +149,7 @@ TEST(AgentSnatPlan, SnatRoutesSettingRoundTrips) {
   s.ports = "61000-61999";
   s.egress["10.77.0.0/24"] = "10.77.0.1";
   s.counters["sessions"] = 3;
-  s.entries.push_back({"tcp", "100.64.0.2:40000", "10.77.0.1:61000", "10.77.0.2:5001", "established", 7440});
+  s.entries.push_back({"tcp", "100.64.0.2:40000", "10.77.0.1:61000", "10.77.0.2:5001", "established", 7440, 3});
   auto reply = localapi::parse_response(localapi::encode_response(localapi::NatReply{s}));
   ASSERT_TRUE(std::holds_alternative<localapi::ControlResponse>(reply));
   EXPECT_EQ(std::get<localapi::NatReply>(std::get<localapi::ControlResponse>(reply)).nat, s);
