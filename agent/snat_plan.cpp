@@ -54,12 +54,14 @@ RulePlan plan_rules(const std::vector<net::Rule>& existing, const std::vector<Ip
   const std::vector<net::Rule> wanted = snat_rules(addresses, ports);
   if (wanted.empty()) return plan_restore(existing);
   RulePlan plan;
-  if (!has_local_at(existing, kPrefLocalMoved)) plan.add.push_back(local_rule(kPrefLocalMoved));
+  // Moved only from 0: a host whose local rule sits elsewhere keeps its own arrangement.
+  const bool at_zero = has_local_at(existing, 0);
+  if (at_zero && !has_local_at(existing, kPrefLocalMoved)) plan.add.push_back(local_rule(kPrefLocalMoved));
   for (const net::Rule& r : wanted)
     if (!has(existing, r)) plan.add.push_back(r);
   for (const net::Rule& r : existing)
     if (r.table == kSnatTable && !has(wanted, r)) plan.remove.push_back(r);
-  if (has_local_at(existing, 0)) plan.remove.push_back(local_rule(0));
+  if (at_zero) plan.remove.push_back(local_rule(0));
   return plan;
 }
 

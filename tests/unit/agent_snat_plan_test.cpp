@@ -92,6 +92,11 @@ TEST(AgentSnatPlan, RestoreAfterACrashAndOnACleanHost) {
   const std::vector<net::Rule> custom{plain(100, net::kTableLocal), plain(32766, net::kTableMain)};
   EXPECT_TRUE(plan_restore(custom).add.empty());
   EXPECT_TRUE(plan_restore(custom).remove.empty());
+  // There, set up adds only the steering rules, and undo takes only them away.
+  const RulePlan on_custom = plan_rules(custom, {ip("10.77.0.1")}, {});
+  EXPECT_EQ(on_custom.add, snat_rules({ip("10.77.0.1")}, {}));
+  EXPECT_TRUE(on_custom.remove.empty());
+  EXPECT_EQ(after(after(custom, on_custom), plan_restore(after(custom, on_custom))), custom);
   // No addresses: plan_rules is a restore.
   EXPECT_EQ(plan_rules(half, {}, {}).remove, plan.remove);
 }
