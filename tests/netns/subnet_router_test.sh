@@ -126,14 +126,15 @@ lan_sees() {
 }
 lan_sees 10.77.0.1 snat
 lab_capture_stop lanwire
-lab_capture_lines lanwire | grep -q "$(mesh_ip peer)" \
+wire=$(lab_capture_lines lanwire)
+grep -q "$(mesh_ip peer)" <<<"$wire" \
   && lab_fail "the peer's mesh address appeared on the LAN: $(lab_capture_lines lanwire | grep "$(mesh_ip peer)" | head -3)"
 for what in "10.77.0.1 > 10.77.0.2: ICMP echo request" "10.77.0.2 > 10.77.0.1: ICMP echo reply" \
             "IP 10.77.0.1.[0-9]* > 10.77.0.2.5353:" "IP 10.77.0.2.5353 > 10.77.0.1.[0-9]*:" \
             "IP 10.77.0.1.[0-9]* > 10.77.0.2.5003: Flags \[S\]"; do
-  lab_capture_lines lanwire | grep -q "$what" || lab_fail "no '$what' on the LAN: $(lab_capture_lines lanwire | head -5)"
+  grep -q "$what" <<<"$wire" || lab_fail "no '$what' on the LAN: $(lab_capture_lines lanwire | head -5)"
 done
-ports=$(lab_capture_lines lanwire | grep -o "IP 10.77.0.1.[0-9]* > 10.77.0.2.5353" | head -1 | sed -E 's/IP 10.77.0.1.([0-9]+) .*/\1/')
+ports=$(grep -o -m1 "IP 10.77.0.1.[0-9]* > 10.77.0.2.5353" <<<"$wire" | sed -E 's/IP 10.77.0.1.([0-9]+) .*/\1/')
 (( ports >= 61000 && ports <= 61999 )) || lab_fail "the UDP source port on the LAN ($ports) is outside 61000-61999"
 lab_pass "the LAN saw only 10.77.0.1 (ping, UDP from port $ports, TCP), never $(mesh_ip peer); its server saw 10.77.0.1"
 
@@ -159,8 +160,8 @@ mesh_knit rtr set --snat-routes=false >/dev/null || lab_fail "knit set --snat-ro
 lab_route "$LAN" "$MESH_PREFIX" 10.77.0.1
 lan_sees "$(mesh_ip peer)" plain
 mesh_knit rtr nat --json | jq -e '.enabled == false and .active == false' >/dev/null || lab_fail "knit nat still reports SNAT on"
-ip -n "$RTR" rule | grep -q "lookup local" || lab_fail "rtr has no local rule"
-ip -n "$RTR" rule | grep -q "^0:.*lookup local" || lab_fail "with SNAT off the local rule is not back at 0: $(ip -n "$RTR" rule)"
+grep -q "lookup local" <<<"$(ip -n "$RTR" rule)" || lab_fail "rtr has no local rule"
+grep -q "^0:.*lookup local" <<<"$(ip -n "$RTR" rule)" || lab_fail "with SNAT off the local rule is not back at 0: $(ip -n "$RTR" rule)"
 lab_pass "the LAN host saw $(mesh_ip peer), the peer's mesh address; rtr's rules are back to plain"
 
 mesh_knit rtr set --snat-routes=true >/dev/null || lab_fail "knit set --snat-routes=true failed"
@@ -195,7 +196,7 @@ ip netns exec "$PEER_NS" ping -c 1 -W 1 -n 10.77.0.2 >/dev/null 2>&1 && lab_fail
 lab_pass "the LAN host is unreachable from the peer again"
 
 lab_step "knitd on rtr exits: rules, routes and sysctls as before it started"
-ip -n "$RTR" rule | grep -q "lookup 1802371155" || lab_fail "rtr had no SNAT rule before the exit: $(ip -n "$RTR" rule)"
+grep -q "lookup 1802371155" <<<"$(ip -n "$RTR" rule)" || lab_fail "rtr had no SNAT rule before the exit: $(ip -n "$RTR" rule)"
 mesh_agent_stop rtr
 STATE_AFTER=$(host_state)
 [[ "$STATE_AFTER" == "$STATE_BEFORE" ]] || lab_fail "rtr's host state changed: $(diff <(printf '%s\n' "$STATE_BEFORE") <(printf '%s\n' "$STATE_AFTER"))"
@@ -203,7 +204,7 @@ lab_pass "ip rule, ip -6 rule, routes and sysctls of rtr identical before and af
 
 lab_step "a knitd killed while translating: the next one restores the host at start"
 mesh_agent_start rtr "$RTR"
-snat_on() { ip -n "$RTR" rule | grep -q "lookup 1802371155"; }
+snat_on() { grep -q "lookup 1802371155" <<<"$(ip -n "$RTR" rule)"; }
 lab_poll 5 snat_on || lab_fail "the restarted knitd did not translate its saved routes: $(ip -n "$RTR" rule)"
 ifn=${MESH_AGENT_IF[rtr]}
 pid=$(lab_wg_pid "$ifn")
@@ -213,7 +214,7 @@ rm -f "/var/run/wireguard/$ifn.sock"
 unset "LAB_WG_PID[$ifn]" "MESH_AGENT_IF[rtr]"
 MESH_AGENTS=(peer)
 lab_poll 3 lab__link_gone "$RTR" "$ifn" || lab_fail "the killed knitd's TUN stayed"
-ip -n "$RTR" rule | grep -q "^0:.*lookup local" && lab_fail "the killed knitd left the local rule at 0: nothing to recover"
+grep -q "^0:.*lookup local" <<<"$(ip -n "$RTR" rule)" && lab_fail "the killed knitd left the local rule at 0: nothing to recover"
 [[ "$(ip netns exec "$RTR" sysctl -n net.ipv4.ip_local_reserved_ports)" == 61000-61999 ]] \
   || lab_fail "the killed knitd left no reserved ports: nothing to recover"
 mesh_agent_start rtr "$RTR"
