@@ -13,7 +13,8 @@ ControlAccess access_needed(const localapi::ControlRequest& request) {
         if constexpr (std::is_same_v<T, localapi::StatusRequest> || std::is_same_v<T, localapi::IpRequest> ||
                       std::is_same_v<T, localapi::PingInfoRequest> || std::is_same_v<T, localapi::VersionRequest> ||
                       std::is_same_v<T, localapi::NetcheckRequest> || std::is_same_v<T, localapi::DnsStatusRequest> ||
-                      std::is_same_v<T, localapi::ForwardListRequest> || std::is_same_v<T, localapi::PolicyDebugRequest>)
+                      std::is_same_v<T, localapi::ForwardListRequest> || std::is_same_v<T, localapi::PolicyDebugRequest> ||
+                      std::is_same_v<T, localapi::NatRequest>)
           return ControlAccess::read;
         else
           return ControlAccess::change;  // a request added later is a change until said otherwise
@@ -40,6 +41,7 @@ std::string_view command_name(const localapi::ControlRequest& request) {
         else if constexpr (std::is_same_v<T, localapi::DnsStatusRequest>) return "dns status";
         else if constexpr (std::is_same_v<T, localapi::RoutesRequest>) return "set";
         else if constexpr (std::is_same_v<T, localapi::PolicyDebugRequest>) return "debug policy";
+        else if constexpr (std::is_same_v<T, localapi::NatRequest>) return "nat";
         else return "this command";
       },
       request);

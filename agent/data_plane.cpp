@@ -214,6 +214,14 @@ void DataPlane::write_local(ByteSpan packet) {
   if (!tun_.write(0, packet)) ++tun_write_errors_;
 }
 
+void DataPlane::inject_outbound(ByteSpan packet) {
+  constexpr std::size_t kMaxPlain = wg::kMaxDatagramSize - wg::kDataHeaderSize - wg::kFrameTailroom;
+  if (!running_ || packet.empty() || packet.size() > kMaxPlain) return;
+  std::copy(packet.begin(), packet.end(), segment_.begin() + wg::kFrameHeadroom);
+  outbound(now(), segment_, packet.size());
+  after_work();
+}
+
 // ---------------------------------------------------------------- time
 
 void DataPlane::after_work() {

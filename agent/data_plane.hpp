@@ -81,6 +81,9 @@ class DataPlane final : public wg::TunSink, public WireGuardReceiver, private tu
   using LocalHook = std::function<bool(ByteSpan packet)>;
   void set_local_hook(LocalHook hook) { local_hook_ = std::move(hook); }
   void write_local(ByteSpan packet);
+  // A packet the host delivered to knitd some other way than the TUN (the subnet router's raw
+  // ICMP socket, snat_host.hpp): through the outbound path as if read from the TUN.
+  void inject_outbound(ByteSpan packet);
   // The tunnel MTU towards a peer (its path MTU, punch/path/pmtu.hpp); 0: the device's MTU.
   // Asked only for SYNs that carry an MSS option, in both directions. Without a hook every
   // SYN is clamped to the device's MTU. set_mss_clamp(false) turns clamping off (KNIT_PMTU=off).

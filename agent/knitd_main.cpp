@@ -28,6 +28,8 @@
 #include "agent/route_control.hpp"
 #include "agent/uapi_device.hpp"
 #include "agent/udp_transport.hpp"
+#include "agent/snat_control.hpp"
+#include "agent/snat_host.hpp"
 #include "net/metrics_server.hpp"
 #include "agent/uapi_server.hpp"
 #include "base/log.hpp"
@@ -42,12 +44,17 @@ namespace {
 // The membership's view of the packet path.
 class PlaneDevice final : public agent::MeshDevice {
  public:
-  PlaneDevice(agent::DataPlane& plane, agent::UdpTransport& udp) : plane_(plane), udp_(udp) {}
+  PlaneDevice(agent::DataPlane& plane, agent::UdpTransport& udp, agent::SnatHost& snat)
+      : plane_(plane), udp_(udp), snat_(snat) {}
   void configure(const std::function<void(wg::Device&, wg::Now)>& change) override { plane_.configure(change); }
   wg::Device& device() override { return plane_.device(); }
   std::uint16_t port() const override { return udp_.port(); }
   void set_mesh_address(const std::optional<IpAddress>& ipv4) override { plane_.filter().set_mesh_address(ipv4); }
-  void set_routed_prefixes(const std::vector<IpPrefix>& routes) override { plane_.filter().set_routed_prefixes(routes); }
+  void set_routed_prefixes(const std::vector<IpPrefix>& routes) override {
+    plane_.filter().set_routed_prefixes(routes);
+    snat_.set_routes(routes, snat_routes_);
+  }
+  void set_snat_routes(bool on) override { snat_routes_ = on; }
   void set_policy_rules(const control::PolicyRules& rules) override {
     std::string why;
     if (!plane_.filter().policy().apply(rules, &why)) {
@@ -63,6 +70,8 @@ class PlaneDevice final : public agent::MeshDevice {
  private:
   agent::DataPlane& plane_;
   agent::UdpTransport& udp_;
+  agent::SnatHost& snat_;
+  bool snat_routes_ = true;
 };
 
 // The UDP port is kept across restarts so peers' configured endpoints stay valid.
@@ -177,7 +186,10 @@ int main(int argc, char** argv) {
 
     // The mesh side: idle until `knit up`, or rejoining the mesh remembered in the state dir.
     agent::NetlinkLinkControl mesh_link(tun.name());
-    PlaneDevice plane_device(plane, udp);
+    // The subnet router's SNAT on the host (snat_host.hpp): first undo what a knitd that died left.
+    agent::SnatHost snat_host(io, plane, tun.name(), state_dir);
+    snat_host.recover();
+    PlaneDevice plane_device(plane, udp, snat_host);
     agent::MeshPaths mesh_paths(io, plane, udp);
     // KNIT_PMTU=off: no path MTU discovery and no MSS clamping (what the netns test compares
     // against: a black hole on a path smaller than the tunnel).
@@ -197,7 +209,9 @@ int main(int argc, char** argv) {
     // Subnet routes (`knit set --advertise-routes/--accept-routes`, kept in the state dir).
     agent::RouteControl route_control(membership, agent::RouteSettingsStore(state_dir), local_api);
     route_control.restore();
-    agent::FilterControl filter_control(plane.filter(), agent::ForwardStore(state_dir), route_control);
+    // `knit nat` and self.routes.snat, in front of the route settings.
+    agent::SnatControl snat_control(plane.filter().router_nat(), snat_host, route_control);
+    agent::FilterControl filter_control(plane.filter(), agent::ForwardStore(state_dir), snat_control);
     filter_control.restore();
     // The mesh's names: a resolver answering packets to its address on the TUN, and the host
     // pointed at it (dns_control.hpp), in front of the other settings.
@@ -244,6 +258,7 @@ int main(int argc, char** argv) {
       dns_service.stop();
       if (metrics_server) metrics_server->stop();
       membership.stop();
+      snat_host.stop();  // rules, route and sysctls back as they were
       uapi->stop();
       plane.stop();
       udp.stop();

@@ -568,6 +568,7 @@ void Membership::arm_poll() {
 void Membership::set_route_settings(const RouteSettings& settings) {
   const bool accept_changed = settings.accept != routes_.accept;
   routes_ = settings;
+  device_.set_snat_routes(routes_.snat);
   device_.set_routed_prefixes(routes_.advertise);
   if (client_) client_->set_route_advertise(control::RouteAdvertise{routes_.advertise, routes_.exit_node});
   if (accept_changed) apply_peers();

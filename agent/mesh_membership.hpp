@@ -56,6 +56,8 @@ class MeshDevice {
   virtual void set_mesh_address(const std::optional<IpAddress>& /*ipv4*/) {}
   // The subnets this node routes for the mesh (packet_filter.hpp: routed traffic passes).
   virtual void set_routed_prefixes(const std::vector<IpPrefix>& /*routes*/) {}
+  // `--snat-routes` (router_nat.hpp); told before set_routed_prefixes.
+  virtual void set_snat_routes(bool /*on*/) {}
   // The access policy's rules for traffic into this node, as pushed (hostile until the filter
   // has decoded them); no policy (the mesh is open) when !rules.in_force.
   virtual void set_policy_rules(const control::PolicyRules& /*rules*/) {}

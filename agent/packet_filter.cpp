@@ -43,7 +43,8 @@ PacketFilter::PacketFilter(Random& rng, Limits limits)
       limits_(limits),
       v6_(rng.next_u64(), nat::Ipv6Conntrack::Limits{limits.max_ipv6_flows, std::chrono::minutes(5),
                                                 std::chrono::minutes(124), std::chrono::minutes(4),
-                                                std::chrono::seconds(60)}) {}
+                                                std::chrono::seconds(60)}),
+      router_nat_(rng) {}
 
 PacketFilter::~PacketFilter() = default;
 
@@ -158,6 +159,7 @@ void PacketFilter::maybe_expire(Instant now) {
   if (engine_) engine_->expire(now);
   v6_.expire(now);
   policy_.expire(now);
+  router_nat_.expire(now);
 }
 
 std::size_t PacketFilter::outbound(Instant now, MutableByteSpan packet) {
@@ -187,6 +189,12 @@ bool PacketFilter::routed(const std::uint8_t* address) const {
 }
 
 std::size_t PacketFilter::outbound_v4(Instant now, MutableByteSpan packet) {
+  // A LAN host's reply to a peer's translated flow, addressed to the router (router_nat.hpp).
+  switch (const RouterNat::Result r = router_nat_.from_lan(now, packet); r.outcome) {
+    case RouterNat::Outcome::translated: ++routed_packets_; return r.length;
+    case RouterNat::Outcome::dropped: return 0;
+    case RouterNat::Outcome::not_mine: break;
+  }
   if (!engine_) return packet.size();
   // Source on a LAN this node routes (a reply to a peer, or a LAN host's own flow): not ours.
   if (packet.size() >= 20 && routed(packet.data() + 12)) {
@@ -212,7 +220,14 @@ std::size_t PacketFilter::inbound_v4(Instant now, MutableByteSpan packet) {
     // To a subnet this node routes: past the engine (it is not this host's traffic), but under
     // the access policy like traffic into the node itself.
     ++routed_packets_;
-    return policy_.unsolicited(now, packet) == PolicyFilter::Verdict::pass ? packet.size() : 0;
+    if (policy_.unsolicited(now, packet) != PolicyFilter::Verdict::pass) return 0;
+    // The policy judged the peer's own address; now the router's SNAT, if on, takes it over.
+    switch (const RouterNat::Result r = router_nat_.to_lan(now, packet); r.outcome) {
+      case RouterNat::Outcome::translated: return r.length;
+      case RouterNat::Outcome::dropped: return 0;
+      case RouterNat::Outcome::not_mine: break;
+    }
+    return packet.size();
   }
   const nat::Result r = engine_->inbound(now, packet);
   if (r.verdict == nat::Verdict::forward) {

@@ -35,6 +35,7 @@
 #include <vector>
 
 #include "agent/policy_filter.hpp"
+#include "agent/router_nat.hpp"
 #include "localapi/filter_status.hpp"
 #include "nat/ipv6_conntrack.hpp"
 #include "base/bytes.hpp"
@@ -70,6 +71,11 @@ class PacketFilter {
   // replies translated.
   void set_routed_prefixes(std::vector<IpPrefix> routes) { routed_ = std::move(routes); }
   std::uint64_t routed_packets() const { return routed_packets_; }
+  // The subnet router's SNAT (router_nat.hpp): with egress addresses set, IPv4 from peers into
+  // the routed prefixes leaves with the router's address, and replies addressed to it (steered
+  // into the TUN, snat_host.hpp) go back to the peer. Without them: routed as described above.
+  RouterNat& router_nat() { return router_nat_; }
+  const RouterNat& router_nat() const { return router_nat_; }
 
   void set_shields_up(bool up) { shields_up_ = up; }
   // The access policy's rules for traffic into this node (policy_filter.hpp).
@@ -113,6 +119,7 @@ class PacketFilter {
   std::vector<localapi::ForwardRule> rules_;
   std::vector<IpPrefix> routed_;
   std::uint64_t routed_packets_ = 0;
+  RouterNat router_nat_;
   // Routed traffic (see set_routed_prefixes): `address` (a packet's LAN side) is inside a routed
   // prefix and is no port forward's target.
   bool routed(const std::uint8_t* address) const;

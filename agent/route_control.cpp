@@ -11,7 +11,7 @@ namespace knit::agent {
 namespace {
 
 localapi::RouteSettingsStatus status_of(const RouteSettings& settings) {
-  return localapi::RouteSettingsStatus{settings.advertise, settings.exit_node, settings.accept, 0};
+  return localapi::RouteSettingsStatus{settings.advertise, settings.exit_node, settings.accept, 0, std::nullopt};
 }
 
 }  // namespace
@@ -57,6 +57,7 @@ localapi::ControlResponse RouteControl::change(const localapi::RoutesRequest& re
   }
   if (request.advertise_exit_node) settings.exit_node = *request.advertise_exit_node;
   if (request.accept_routes) settings.accept = *request.accept_routes;
+  if (request.snat_routes) settings.snat = *request.snat_routes;
   membership_.set_route_settings(settings);
   try {
     store_.save(settings);

@@ -20,7 +20,8 @@ std::string encode_route_settings(const RouteSettings& settings) {
   for (const IpPrefix& p : settings.advertise) routes.push_back(p.to_string());
   return nlohmann::json{{"advertise_routes", routes},
                         {"advertise_exit_node", settings.exit_node},
-                        {"accept_routes", settings.accept}}
+                        {"accept_routes", settings.accept},
+                        {"snat_routes", settings.snat}}
              .dump() + "\n";
 }
 
@@ -56,6 +57,7 @@ std::optional<RouteSettings> parse_route_settings(const std::string& text, std::
     return true;
   };
   if (!flag("advertise_exit_node", out.exit_node) || !flag("accept_routes", out.accept)) return std::nullopt;
+  if (!flag("snat_routes", out.snat)) return std::nullopt;
   return out;
 }
 

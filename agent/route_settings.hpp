@@ -1,7 +1,8 @@
 // What this node offers to route and whether it uses its peers' routes, kept across knitd
 // restarts in the state directory (`routes.json`, mode 0600, replaced atomically):
 //
-//   {"advertise_routes": ["192.168.1.0/24"], "advertise_exit_node": false, "accept_routes": true}
+//   {"advertise_routes": ["192.168.1.0/24"], "advertise_exit_node": false, "accept_routes": true,
+//    "snat_routes": true}
 //
 // A damaged file is reported and ignored (knitd starts advertising nothing, accepting nothing).
 #pragma once
@@ -22,6 +23,7 @@ struct RouteSettings {
   std::vector<IpPrefix> advertise;
   bool exit_node = false;
   bool accept = false;
+  bool snat = true;  // `--snat-routes`: translate routed IPv4 to the router's address (router_nat.hpp)
   friend bool operator==(const RouteSettings&, const RouteSettings&) = default;
 };
 

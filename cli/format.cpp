@@ -114,7 +114,12 @@ std::string format_status(const localapi::StatusReply& reply, WallTime now) {
     std::string advertised;
     for (const IpPrefix& p : routes->advertised) advertised += (advertised.empty() ? "" : ",") + p.to_string();
     out += "# routes: advertising " + (advertised.empty() ? std::string("none") : advertised) +
-           (routes->exit_node ? ", exit node" : "") + ", accept-routes " + (routes->accept ? "true" : "false") + "\n";
+           (routes->exit_node ? ", exit node" : "") + ", accept-routes " + (routes->accept ? "true" : "false") +
+           (routes->snat && !routes->advertised.empty()
+                ? std::string(", snat ") + (!routes->snat->enabled ? "off" : routes->snat->active ? "on" : "not active") +
+                      (routes->snat->active ? " (" + std::to_string(routes->snat->counters.count("sessions") ? routes->snat->counters.at("sessions") : 0) + " sessions)" : "")
+                : std::string()) +
+           "\n";
   }
   if (const auto& filter = self.filter; filter && filter->policy && filter->policy->in_force) {
     const localapi::PolicyStatus& p = *filter->policy;
@@ -143,6 +148,28 @@ std::string format_forwards(const std::vector<localapi::ForwardStatus>& forwards
   const auto widths = column_widths(rows);
   std::string out;
   for (const Row& row : rows) out += render_row(row, widths);
+  return out;
+}
+
+std::string format_snat(const localapi::SnatStatus& snat) {
+  std::string out = std::string("snat-routes ") + (snat.enabled ? "true" : "false") + ", " +
+                    (snat.active ? "translating" : "not translating") + ", ports " + snat.ports + "\n";
+  for (const auto& [prefix, address] : snat.egress) out += "  " + prefix + " leaves as " + address + "\n";
+  if (!snat.problem.empty()) out += "problem: " + snat.problem + "\n";
+  std::string counters;
+  for (const auto& [name, value] : snat.counters) counters += (counters.empty() ? "" : " ") + name + "=" + std::to_string(value);
+  out += counters + "\n";
+  if (snat.entries.empty()) return out + "no translations\n";
+  char line[256];
+  std::snprintf(line, sizeof line, "%-5s %-22s %-22s %-22s %-12s %-6s %s\n", "proto", "peer (internal)",
+                "router (external)", "remote", "state", "idle", "expires");
+  out += line;
+  for (const localapi::SnatEntry& e : snat.entries) {
+    std::snprintf(line, sizeof line, "%-5s %-22s %-22s %-22s %-12s %-6s %llds\n", e.protocol.c_str(),
+                  e.internal.c_str(), e.external.c_str(), e.remote.c_str(), e.state.empty() ? "-" : e.state.c_str(),
+                  (std::to_string(e.idle) + "s").c_str(), static_cast<long long>(e.expires_in));
+    out += line;
+  }
   return out;
 }
 

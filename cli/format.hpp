@@ -29,5 +29,7 @@ std::string format_status(const localapi::StatusReply& reply, WallTime now);
 
 // `knit forward list`: one row per forward with a header row, or "no port forwards".
 std::string format_forwards(const std::vector<localapi::ForwardStatus>& forwards);
+// `knit nat`: the subnet router's SNAT, its counters and one line per translation.
+std::string format_snat(const localapi::SnatStatus& snat);
 
 }  // namespace knit::cli

@@ -167,14 +167,26 @@ int run_version(const Globals& g) {
   return 0;
 }
 
+int run_nat(const Globals& g) {
+  const auto reply = expect<localapi::NatReply>(call(g, localapi::NatRequest{}));
+  if (g.json) {
+    std::cout << localapi::encode_snat(reply.nat, 2) << "\n";
+  } else {
+    std::cout << format_snat(reply.nat);
+  }
+  return 0;
+}
+
 int run_routes(const Globals& g, const RouteFlags& flags) {
   const auto reply = expect<localapi::RoutesReply>(call(g, routes_request(flags)));
   if (auto warning = forwarding_warning(reply.routes)) std::cerr << *warning << "\n";
   if (g.json) {
     json advertised = json::array();
     for (const IpPrefix& p : reply.routes.advertised) advertised.push_back(p.to_string());
-    print_json({{"advertise_routes", advertised}, {"advertise_exit_node", reply.routes.exit_node},
-                {"accept_routes", reply.routes.accept}});
+    json out = {{"advertise_routes", advertised}, {"advertise_exit_node", reply.routes.exit_node},
+                {"accept_routes", reply.routes.accept}};
+    if (reply.routes.snat) out["snat_routes"] = reply.routes.snat->enabled;
+    print_json(out);
   } else {
     std::cout << describe(reply.routes);
   }
@@ -403,6 +415,9 @@ int main(int argc, char** argv) {
 
   auto* version = app.add_subcommand("version", "knit's and knitd's versions");
   json_flag(version);
+  auto* nat = app.add_subcommand("nat", "the subnet router's address translations (--snat-routes) and counters");
+  json_flag(nat);
+
   auto* debug = app.add_subcommand("debug", "knitd's internals, for people");
   debug->require_subcommand(1);
   auto* debug_policy = debug->add_subcommand("policy", "the access policy's rules this node enforces on inbound flows");
@@ -423,7 +438,7 @@ int main(int argc, char** argv) {
       if (set_routes.any()) expect<localapi::RoutesReply>(call(g, routes_request(set_routes)));
       if (!other && !set_routes.any())
         throw CliError("nothing to set: pass --shields-up, --accept-dns or --manage-resolv-conf (=true or =false), "
-                       "--operator USER, --advertise-routes CIDR,..., --advertise-exit-node or --accept-routes");
+                       "--operator USER, --advertise-routes CIDR,..., --advertise-exit-node, --accept-routes or --snat-routes");
       return run_set(g, localapi::SetRequest{set_shields, set_accept_dns, set_manage_resolv_conf, set_operator});
     }
     if (*forward_add) return run_forward_add(g, forward_proto, forward_port, forward_target);
@@ -437,6 +452,7 @@ int main(int argc, char** argv) {
     if (*netcheck) return run_netcheck(g);
     if (*dns_status) return run_dns_status(g);
     if (*version) return run_version(g);
+    if (*nat) return run_nat(g);
     if (*debug_policy) {
       std::cout << expect<localapi::PolicyDebugReply>(call(g, localapi::PolicyDebugRequest{})).text;
       return 0;

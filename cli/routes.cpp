@@ -12,6 +12,9 @@ void add_route_flags(CLI::App* command, RouteFlags& flags, bool for_up) {
                       "CIDR[,CIDR...]: subnets this node routes for the mesh (once an admin approves them; "
                       "--advertise-routes= withdraws them)")
       ->expected(0, 1);
+  command->add_option("--snat-routes", flags.snat_routes,
+                      "true (default): traffic from peers into the advertised IPv4 subnets leaves with this "
+                      "host's LAN address; false: untranslated, for LANs that route the mesh back themselves");
   if (for_up) {
     command->add_flag_callback("--advertise-exit-node", [&flags] { flags.advertise_exit_node = true; },
                                "offer this node as an exit node (once an admin approves it)");
@@ -42,6 +45,7 @@ localapi::RoutesRequest routes_request(const RouteFlags& flags) {
   }
   request.advertise_exit_node = flags.advertise_exit_node;
   request.accept_routes = flags.accept_routes;
+  request.snat_routes = flags.snat_routes;
   return request;
 }
 
@@ -60,7 +64,8 @@ std::string describe(const localapi::RouteSettingsStatus& routes) {
   std::string advertised;
   for (const IpPrefix& p : routes.advertised) advertised += (advertised.empty() ? "" : ",") + p.to_string();
   return "advertise-routes " + (advertised.empty() ? std::string("(none)") : advertised) + "\nadvertise-exit-node " +
-         (routes.exit_node ? "true" : "false") + "\naccept-routes " + (routes.accept ? "true" : "false") + "\n";
+         (routes.exit_node ? "true" : "false") + "\naccept-routes " + (routes.accept ? "true" : "false") + "\n" +
+         (routes.snat ? std::string("snat-routes ") + (routes.snat->enabled ? "true" : "false") + "\n" : std::string());
 }
 
 }  // namespace knit::cli

@@ -15,11 +15,12 @@ struct RouteFlags {
   std::optional<std::string> advertise_routes;  // "" withdraws every route
   std::optional<bool> advertise_exit_node;
   std::optional<bool> accept_routes;
-  bool any() const { return advertise_routes || advertise_exit_node || accept_routes; }
+  std::optional<bool> snat_routes;
+  bool any() const { return advertise_routes || advertise_exit_node || accept_routes || snat_routes; }
 };
 
 // `up`: --advertise-routes, --advertise-exit-node (a flag); `set`: the same with =true|false
-// and --accept-routes.
+// and --accept-routes; both: --snat-routes=true|false.
 void add_route_flags(CLI::App* command, RouteFlags& flags, bool for_up);
 // Throws CliError (one line) for a list that is not CIDR prefixes.
 localapi::RoutesRequest routes_request(const RouteFlags& flags);

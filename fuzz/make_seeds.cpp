@@ -214,6 +214,9 @@ void control_seeds() {
   routes.exit_node = true;
   write("control_message", "route_advertise", control::encode(control::Message{routes}));
   write("route_list", "list", "10.0.0.0/8, 192.168.1.0/24,exit");
+  write("snat_state", "file",
+        R"({"sysctls_before":{"net/ipv4/ip_local_reserved_ports":"","net/ipv4/conf/knit0/accept_local":"0",)"
+        R"("net/ipv4/conf/knit0/rp_filter":"1"}})" "\n");
 
   control::JoinToken token;
   token.coordinator_key = key;
@@ -388,6 +391,17 @@ void localapi_seeds() {
   routes_reply.routes.accept = true;
   routes_reply.routes.dropped_source = 3;
   write("localapi", "routes_reply", "\x01" + encode_response(ControlResponse{routes_reply}));
+  RoutesRequest snat_off;
+  snat_off.snat_routes = false;
+  write("localapi", "routes_snat", std::string(1, '\0') + encode_request(ControlRequest{snat_off}));
+  write("localapi", "nat", std::string(1, '\0') + encode_request(ControlRequest{NatRequest{}}));
+  NatReply nat_reply;
+  nat_reply.nat.active = true;
+  nat_reply.nat.ports = "61000-61999";
+  nat_reply.nat.egress["10.77.0.0/24"] = "10.77.0.1";
+  nat_reply.nat.counters["sessions"] = 1;
+  nat_reply.nat.entries.push_back({"tcp", "100.64.0.2:40000", "10.77.0.1:61000", "10.77.0.2:5001", "established", 7440, 3});
+  write("localapi", "nat_reply", "\x01" + encode_response(ControlResponse{nat_reply}));
   write("localapi", "forward", std::string(1, '\0') + encode_request(ControlRequest{ForwardAddRequest{
                                             {ForwardProtocol::udp, 53, ep("100.64.0.1", 5353)}}}));
   StatusReply status;

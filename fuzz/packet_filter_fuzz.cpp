@@ -7,7 +7,8 @@
 // Input records: op u8 | length u16 | packet[length]
 //   op bit 0: 0 outbound, 1 inbound; bit 1: toggle shields first; bits 2-4: seconds to advance
 //   (all set: 15 s, the filter's expiry interval, so bulk expiry runs); bit 5: drop and set the
-//   mesh address again (the translator is rebuilt).
+//   mesh address again (the translator is rebuilt); bit 6: toggle the subnet router's SNAT for
+//   the routed 10.77.0.0/24 (agent/router_nat.hpp, egress address 10.77.0.1).
 #include <cstddef>
 #include <cstdint>
 
@@ -33,6 +34,9 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     std::fprintf(stderr, "add_forward: %s\n", why.c_str());
     KNIT_FUZZ_CHECK(false);
   }
+  const IpPrefix routed = *IpPrefix::parse("10.77.0.0/24");
+  filter.set_routed_prefixes({routed});
+  bool snat = false;
   Instant now{std::chrono::seconds(1000)};
   while (!in.empty()) {
     auto [op, packet] = fuzz::next_record(in, 1600);
@@ -42,6 +46,11 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     if (op & 0x20) {
       filter.set_mesh_address(std::nullopt);
       filter.set_mesh_address(mesh);
+    }
+    if (op & 0x40) {
+      snat = !snat;
+      filter.router_nat().set_egress(snat ? std::vector<agent::SnatEgress>{{routed, *IpAddress::parse("10.77.0.1")}}
+                                          : std::vector<agent::SnatEgress>{});
     }
     const std::size_t before = packet.size();
     const std::size_t passed = (op & 1) ? filter.inbound(now, packet) : filter.outbound(now, packet);

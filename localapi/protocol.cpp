@@ -380,9 +380,75 @@ std::vector<IpPrefix> prefixes_from(const json& list, const char* name) {
   return out;
 }
 
+json snat_json(const SnatStatus& s) {
+  json egress = json::object();
+  for (const auto& [prefix, address] : s.egress) egress[prefix] = address;
+  json counters = json::object();
+  for (const auto& [name, value] : s.counters) counters[name] = value;
+  json out = {{"enabled", s.enabled}, {"active", s.active}, {"ports", s.ports}, {"egress", egress},
+              {"problem", s.problem}, {"counters", counters}};
+  if (!s.entries.empty()) {
+    json entries = json::array();
+    for (const SnatEntry& e : s.entries) {
+      entries.push_back({{"protocol", e.protocol}, {"internal", e.internal}, {"external", e.external},
+                         {"remote", e.remote}, {"state", e.state}, {"expires_in", e.expires_in},
+                         {"idle", e.idle}});
+    }
+    out["entries"] = std::move(entries);
+  }
+  return out;
+}
+
+SnatStatus snat_from(const json& object) {
+  if (!object.is_object()) throw std::invalid_argument("\"snat\" must be an object");
+  SnatStatus s;
+  s.enabled = bool_field(object, "enabled");
+  s.active = bool_field(object, "active");
+  s.ports = text_field(object, "ports", 32, false);
+  s.problem = text_field(object, "problem", 4096, false);
+  const json& egress = field(object, "egress");
+  if (!egress.is_object() || egress.size() > 256) throw std::invalid_argument("\"egress\" must be an object");
+  for (const auto& [prefix, address] : egress.items()) {
+    if (prefix.size() > 64 || !address.is_string() || address.get<std::string>().size() > 64)
+      throw std::invalid_argument("bad egress entry");
+    s.egress[prefix] = address.get<std::string>();
+  }
+  const json& counters = field(object, "counters");
+  if (!counters.is_object() || counters.size() > 64) throw std::invalid_argument("\"counters\" must be an object");
+  for (const auto& [name, value] : counters.items()) {
+    if (!value.is_number_unsigned() || name.size() > kMaxShortText) throw std::invalid_argument("bad counter");
+    s.counters[name] = value.get<std::uint64_t>();
+  }
+  if (object.contains("entries")) {
+    const json& entries = field(object, "entries");
+    if (!entries.is_array() || entries.size() > 1000000) throw std::invalid_argument("\"entries\" must be a list");
+    for (const json& e : entries) {
+      if (!e.is_object()) throw std::invalid_argument("bad entry");
+      SnatEntry entry;
+      entry.protocol = text_field(e, "protocol", 8);
+      entry.internal = text_field(e, "internal", 64);
+      entry.external = text_field(e, "external", 64);
+      entry.remote = text_field(e, "remote", 64);
+      entry.state = text_field(e, "state", 32, false);
+      const json& expires = field(e, "expires_in");
+      if (!expires.is_number_integer()) throw std::invalid_argument("\"expires_in\" must be a number");
+      entry.expires_in = expires.get<std::int64_t>();
+      if (e.contains("idle")) {
+        const json& idle = field(e, "idle");
+        if (!idle.is_number_integer()) throw std::invalid_argument("\"idle\" must be a number");
+        entry.idle = idle.get<std::int64_t>();
+      }
+      s.entries.push_back(std::move(entry));
+    }
+  }
+  return s;
+}
+
 json route_settings_json(const RouteSettingsStatus& r) {
-  return {{"advertised", prefixes_json(r.advertised)}, {"exit_node", r.exit_node}, {"accept", r.accept},
-          {"dropped_source", r.dropped_source}};
+  json out = {{"advertised", prefixes_json(r.advertised)}, {"exit_node", r.exit_node}, {"accept", r.accept},
+              {"dropped_source", r.dropped_source}};
+  if (r.snat) out["snat"] = snat_json(*r.snat);
+  return out;
 }
 
 RouteSettingsStatus route_settings_from(const json& object) {
@@ -392,6 +458,7 @@ RouteSettingsStatus route_settings_from(const json& object) {
   r.exit_node = bool_field(object, "exit_node");
   r.accept = bool_field(object, "accept");
   if (object.contains("dropped_source")) r.dropped_source = counter_field(object, "dropped_source");
+  if (object.contains("snat")) r.snat = snat_from(object["snat"]);
   return r;
 }
 
@@ -553,9 +620,12 @@ std::string encode_request(const ControlRequest& request) {
           if (r.advertise_routes) out["advertise_routes"] = prefixes_json(*r.advertise_routes);
           if (r.advertise_exit_node) out["advertise_exit_node"] = *r.advertise_exit_node;
           if (r.accept_routes) out["accept_routes"] = *r.accept_routes;
+          if (r.snat_routes) out["snat_routes"] = *r.snat_routes;
           return out;
         } else if constexpr (std::is_same_v<T, PolicyDebugRequest>) {
           return {{"cmd", "policy-debug"}};
+        } else if constexpr (std::is_same_v<T, NatRequest>) {
+          return {{"cmd", "nat"}};
         } else {
           return {{"cmd", "version"}};
         }
@@ -611,9 +681,11 @@ std::variant<ControlRequest, ProtocolError> parse_request(std::string_view line)
         routes.advertise_routes = prefixes_from((*doc)["advertise_routes"], "advertise_routes");
       if (doc->contains("advertise_exit_node")) routes.advertise_exit_node = bool_field(*doc, "advertise_exit_node");
       if (doc->contains("accept_routes")) routes.accept_routes = bool_field(*doc, "accept_routes");
+      if (doc->contains("snat_routes")) routes.snat_routes = bool_field(*doc, "snat_routes");
       return ControlRequest{std::move(routes)};
     }
     if (cmd == "policy-debug") return ControlRequest{PolicyDebugRequest{}};
+    if (cmd == "nat") return ControlRequest{NatRequest{}};
     return ProtocolError{"bad request: unknown command \"" + cmd + "\" (knit and knitd of different versions?)"};
   } catch (const std::exception& e) {
     return ProtocolError{std::string("bad request: ") + e.what()};
@@ -664,6 +736,8 @@ std::string encode_response(const ControlResponse& response) {
           return {{"ok", true}, {"cmd", "routes"}, {"routes", route_settings_json(r.routes)}};
         } else if constexpr (std::is_same_v<T, PolicyDebugReply>) {
           return {{"ok", true}, {"cmd", "policy-debug"}, {"text", r.text}};
+        } else if constexpr (std::is_same_v<T, NatReply>) {
+          return {{"ok", true}, {"cmd", "nat"}, {"nat", snat_json(r.nat)}};
         } else {
           return {{"ok", true}, {"cmd", "version"}, {"version", r.version}};
         }
@@ -711,6 +785,7 @@ std::variant<ControlResponse, ProtocolError> parse_response(std::string_view lin
     if (cmd == "dns-status") return ControlResponse{DnsStatusReply{dns_from(object_field(*doc, "dns"))}};
     if (cmd == "routes") return ControlResponse{RoutesReply{route_settings_from(object_field(*doc, "routes"))}};
     if (cmd == "policy-debug") return ControlResponse{PolicyDebugReply{text_field(*doc, "text", kMaxResponseLine)}};
+    if (cmd == "nat") return ControlResponse{NatReply{snat_from(object_field(*doc, "nat"))}};
     if (cmd == "forwards") return ControlResponse{ForwardsReply{forwards_from(field(*doc, "forwards"))}};
     if (cmd == "netcheck") return ControlResponse{netcheck_from(object_field(*doc, "netcheck"))};
     return ProtocolError{"knitd sent an answer this knit does not know (\"" + cmd + "\"): are knit and knitd the same version?"};
@@ -728,6 +803,8 @@ std::string encode_dns_status(const DnsStatus& dns, int indent) { return dump(dn
 std::string encode_netcheck(const NetcheckReply& netcheck, int indent) {
   return dump(netcheck_json(netcheck), indent);
 }
+
+std::string encode_snat(const SnatStatus& snat, int indent) { return dump(snat_json(snat), indent); }
 
 std::string encode_forwards(const std::vector<ForwardStatus>& forwards, int indent) {
   return dump(forwards_json(forwards), indent);

@@ -17,6 +17,8 @@
 //                                                         "operator"? ("" for none)
 //   {"cmd": "routes", "advertise_routes": [CIDR]?,     "advertise_routes", "advertise_exit_node",
 //    "advertise_exit_node": B?, "accept_routes": B?}     "accept_routes" (after the change)
+//    "snat_routes": B?}                                  "snat_routes" inside "routes.snat"
+//   {"cmd": "nat"}                                     "nat": {SnatStatus with "entries"}
 //   {"cmd": "dns-status"}                              "dns": {DnsStatus below}
 //   {"cmd": "forward-add", "proto": "tcp"|"udp",       "forwards": [{"proto", "mesh_port",
 //    "mesh_port": N, "target": "HOST:PORT"}              "target", "active", "packets_in",
@@ -117,7 +119,12 @@ struct RoutesRequest {
   std::optional<std::vector<IpPrefix>> advertise_routes;
   std::optional<bool> advertise_exit_node;
   std::optional<bool> accept_routes;
+  std::optional<bool> snat_routes;  // `--snat-routes`: the router translates routed IPv4
   friend bool operator==(const RoutesRequest&, const RoutesRequest&) = default;
+};
+// `knit nat`: the subnet router's translation table.
+struct NatRequest {
+  friend bool operator==(const NatRequest&, const NatRequest&) = default;
 };
 // `knit dns status`: what knitd configured, where.
 struct DnsStatusRequest {
@@ -134,7 +141,8 @@ struct NetcheckRequest {
 using ControlRequest =
     std::variant<UpRequest, DownRequest, StatusRequest, IpRequest, PingInfoRequest, VersionRequest,
                  SetRequest, ForwardAddRequest, ForwardRemoveRequest, ForwardListRequest,
-                 NetcheckRequest, DnsStatusRequest, LogoutRequest, RoutesRequest, PolicyDebugRequest>;
+                 NetcheckRequest, DnsStatusRequest, LogoutRequest, RoutesRequest, PolicyDebugRequest,
+                 NatRequest>;
 
 // ---- answers ----
 struct ErrorReply {
@@ -227,10 +235,14 @@ struct PolicyDebugReply {
   std::string text;
   friend bool operator==(const PolicyDebugReply&, const PolicyDebugReply&) = default;
 };
+struct NatReply {
+  SnatStatus nat;
+  friend bool operator==(const NatReply&, const NatReply&) = default;
+};
 using ControlResponse = std::variant<ErrorReply, UpReply, DownReply, StatusReply, IpReply,
                                      PingInfoReply, VersionReply, SetReply, ForwardsReply,
                                      NetcheckReply, DnsStatusReply, LogoutReply, RoutesReply,
-                                     PolicyDebugReply>;
+                                     PolicyDebugReply, NatReply>;
 
 // A failure to parse, as a sentence.
 struct ProtocolError {
@@ -253,5 +265,7 @@ std::string encode_forwards(const std::vector<ForwardStatus>& forwards, int inde
 // `knit netcheck --json`.
 std::string encode_dns_status(const DnsStatus& dns, int indent = -1);
 std::string encode_netcheck(const NetcheckReply& netcheck, int indent = -1);
+// `knit nat --json`.
+std::string encode_snat(const SnatStatus& snat, int indent = -1);
 
 }  // namespace knit::localapi

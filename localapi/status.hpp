@@ -5,6 +5,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <map>
 #include <optional>
 #include <string>
 #include <vector>
@@ -39,11 +40,35 @@ struct NatStatus {
 // "exit_node", "accept", "dropped_source"}, absent from an older knitd. dropped_source: packets
 // from peers whose inner source is outside the sender's allowed IPs (spoofed, or a subnet it
 // does not carry for us), dropped by cryptokey routing.
+// The subnet router's SNAT (`knit nat`, agent/router_nat.hpp): one translation.
+struct SnatEntry {
+  std::string protocol;  // tcp | udp | icmp
+  std::string internal;  // the peer's endpoint, "100.64.0.7:40000" (ICMP: the query id as port)
+  std::string external;  // the router's, "10.77.0.1:61234"
+  std::string remote;    // the LAN host's, "10.77.0.2:5001" (ICMP: port 0)
+  std::string state;     // TCP state; "" for UDP and ICMP
+  std::int64_t expires_in = 0;  // seconds until it expires without traffic
+  std::int64_t idle = 0;        // seconds since its last packet (its timeout minus expires_in)
+  friend bool operator==(const SnatEntry&, const SnatEntry&) = default;
+};
+// Its settings and counters ("self.routes.snat" in status; with entries in `knit nat`).
+struct SnatStatus {
+  bool enabled = true;  // --snat-routes
+  bool active = false;  // translating now (enabled, and an IPv4 route has an egress address)
+  std::string ports;    // the reserved range, "61000-61999"
+  std::map<std::string, std::string> egress;  // routed prefix -> the router's address towards it
+  std::string problem;                        // why not active although enabled, else ""
+  std::map<std::string, std::uint64_t> counters;  // mappings, sessions, translated_*, drops_*, ...
+  std::vector<SnatEntry> entries;                 // `knit nat` only
+  friend bool operator==(const SnatStatus&, const SnatStatus&) = default;
+};
+
 struct RouteSettingsStatus {
   std::vector<IpPrefix> advertised;
   bool exit_node = false;
   bool accept = false;
   std::uint64_t dropped_source = 0;
+  std::optional<SnatStatus> snat;  // knitd with subnet-router SNAT
   friend bool operator==(const RouteSettingsStatus&, const RouteSettingsStatus&) = default;
 };
 

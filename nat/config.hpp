@@ -57,6 +57,10 @@ struct Config {
   std::uint16_t port_max = 65535;
   bool port_preservation = true;  // RFC 4787 §4.2.1: keep the internal port when it is free
   bool port_parity = true;        // RFC 4787 REQ-4: keep the port's parity
+  // RFC 4787 REQ-3a: internal ports below 1024 map into 1..1023. Off: every TCP/UDP mapping
+  // takes a port of [port_min, port_max] (knitd's subnet-router SNAT, whose replies are steered
+  // by that range alone: agent/router_nat.hpp).
+  bool low_ports_stay_low = true;
   bool hairpinning = true;        // RFC 4787 REQ-9, RFC 5382 REQ-8, RFC 5508 REQ-7
 
   // Timers: each packet moves a session's expiry to now + the timeout of its state. The

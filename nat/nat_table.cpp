@@ -34,6 +34,7 @@ NatTable::NatTable(const Config& config, Random& rng)
       filtering_(config.filtering),
       port_preservation_(config.port_preservation),
       port_parity_(config.port_parity),
+      low_ports_stay_low_(config.low_ports_stay_low),
       port_min_(config.port_min),
       port_max_(config.port_max),
       max_mappings_(config.max_mappings),
@@ -190,7 +191,7 @@ std::optional<std::uint16_t> NatTable::allocate_port(Protocol protocol,
   std::uint16_t hi = 0xffff;
   if (protocol == Protocol::icmp) {
     lo = 1;  // query identifiers: the whole space (0 only when preserved)
-  } else if (internal_port <= kLowPortMax) {
+  } else if (internal_port <= kLowPortMax && low_ports_stay_low_) {
     lo = kLowPortMin;  // RFC 4787 REQ-3a: a well-known port maps to a well-known port
     hi = kLowPortMax;
   } else {

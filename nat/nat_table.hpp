@@ -197,6 +197,7 @@ class NatTable {
   Filtering filtering_;
   bool port_preservation_;
   bool port_parity_;
+  bool low_ports_stay_low_;
   std::uint16_t port_min_;
   std::uint16_t port_max_;
   std::size_t max_mappings_;

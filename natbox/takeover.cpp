@@ -38,7 +38,8 @@ bool has_address(const std::vector<IpPrefix>& addresses, const IpAddress& addres
 }
 
 bool is_plain_local(const net::Rule& rule) {
-  return rule.table == net::kTableLocal && rule.iif.empty() && !rule.to && !rule.other_selectors;
+  return rule.table == net::kTableLocal && rule.iif.empty() && !rule.to && !rule.other_selectors &&
+         rule.ip_proto == 0 && rule.dport_min == 0;
 }
 
 }  // namespace

@@ -9,6 +9,7 @@
 
 #include <array>
 #include <cerrno>
+#include <cstring>
 
 namespace knit::net {
 namespace {
@@ -34,6 +35,8 @@ std::string Rule::to_string() const {
   std::string out = std::to_string(priority) + ": from all";
   if (!iif.empty()) out += " iif " + iif;
   if (to) out += " to " + to->to_string();
+  if (ip_proto != 0) out += " ipproto " + std::to_string(ip_proto);
+  if (dport_min != 0) out += " dport " + std::to_string(dport_min) + "-" + std::to_string(dport_max);
   if (other_selectors) out += " (more selectors)";
   if (table == kTableLocal) {
     out += " lookup local";
@@ -63,6 +66,12 @@ std::error_code PolicyRouting::change_rule(int type, const Rule& rule, std::uint
   request.add_u32(FRA_TABLE, rule.table);
   if (!rule.iif.empty()) request.add_string(FRA_IIFNAME, rule.iif);
   if (rule.to && rule.to->length > 0) request.add(FRA_DST, bytes_of(network_of(*rule.to)));
+  if (rule.ip_proto != 0) request.add(FRA_IP_PROTO, ByteSpan(&rule.ip_proto, 1));
+  if (rule.dport_min != 0) {
+    if (rule.dport_max < rule.dport_min) return errno_code(EINVAL);
+    const fib_rule_port_range range{rule.dport_min, rule.dport_max};
+    request.add(FRA_DPORT_RANGE, ByteSpan(reinterpret_cast<const std::uint8_t*>(&range), sizeof range));
+  }
   return socket_.transact(request);
 }
 
@@ -91,14 +100,20 @@ std::error_code PolicyRouting::rules(std::vector<Rule>& out) {
     rule.iif = attributes.string(FRA_IIFNAME).value_or("");
     if (auto dst = attributes.get(FRA_DST); dst && dst->size() == 4 && info->dst_len <= 32)
       rule.to = IpPrefix{IpAddress::v4(dst->data()), info->dst_len};
+    if (auto proto = attributes.get(FRA_IP_PROTO); proto && proto->size() == 1) rule.ip_proto = (*proto)[0];
+    if (auto range = attributes.get(FRA_DPORT_RANGE); range && range->size() == sizeof(fib_rule_port_range)) {
+      fib_rule_port_range r{};
+      std::memcpy(&r, range->data(), sizeof r);
+      rule.dport_min = r.start;
+      rule.dport_max = r.end;
+    }
     // FRA_SUPPRESS_PREFIXLEN = -1 means "not set" (the default rules carry it on some kernels).
     const auto suppress = attributes.u32(FRA_SUPPRESS_PREFIXLEN);
     rule.other_selectors = info->src_len != 0 || info->tos != 0 ||
                            info->action != FR_ACT_TO_TBL || (info->flags & FIB_RULE_INVERT) != 0 ||
                            attributes.get(FRA_OIFNAME) || attributes.get(FRA_FWMARK) ||
                            attributes.get(FRA_SRC) || attributes.get(FRA_L3MDEV) ||
-                           attributes.get(FRA_UID_RANGE) || attributes.get(FRA_IP_PROTO) ||
-                           attributes.get(FRA_SPORT_RANGE) || attributes.get(FRA_DPORT_RANGE) ||
+                           attributes.get(FRA_UID_RANGE) || attributes.get(FRA_SPORT_RANGE) ||
                            (suppress && *suppress != 0xffffffffu);
     out.push_back(std::move(rule));
   });

@@ -1,5 +1,5 @@
-// Policy routing over rtnetlink, for what knit-natbox steers into its TUNs and nothing else:
-// what `ip rule`, `ip route ... table N` and `ip neigh ... proxy` do. IPv4 only. Every call
+// Policy routing over rtnetlink, for what knit-natbox and knitd's subnet-router SNAT steer into
+// their TUNs and nothing else: what `ip rule`, `ip route ... table N` and `ip neigh ... proxy` do. IPv4 only. Every call
 // answers with the kernel's error code (errno values, system_category); nothing throws after
 // construction. Acts in the network namespace of the thread that constructed it.
 #pragma once
@@ -29,6 +29,11 @@ struct Rule {
   // oif, ...) is reported with `other_selectors` so it is never mistaken for a plain lookup.
   bool other_selectors = false;
   std::string to_string() const;
+  friend bool operator==(const Rule&, const Rule&) = default;
+  // Subnet-router SNAT (agent/snat_host.hpp): `ipproto P dport A-B`. 0: any protocol / port.
+  std::uint8_t ip_proto = 0;
+  std::uint16_t dport_min = 0;
+  std::uint16_t dport_max = 0;
 };
 
 class PolicyRouting {

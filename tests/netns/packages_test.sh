@@ -213,8 +213,8 @@ for unit in "${units[@]}"; do
   [[ -n "$exposure" ]] && awk -v e="$exposure" 'BEGIN { exit !(e < 4.0) }' \
     || lab_fail "$unit: exposure ${exposure:-unknown}, want under 4.0"
 done
-grep -q '^CapabilityBoundingSet=CAP_NET_ADMIN$' "$ROOT/lib/systemd/system/knitd.service" \
-  || lab_fail "knitd.service: capabilities are not exactly CAP_NET_ADMIN"
+grep -q '^CapabilityBoundingSet=CAP_NET_ADMIN CAP_NET_RAW$' "$ROOT/lib/systemd/system/knitd.service" \
+  || lab_fail "knitd.service: capabilities are not exactly CAP_NET_ADMIN CAP_NET_RAW"
 grep -q '^CapabilityBoundingSet=$' "$ROOT/lib/systemd/system/knit-coordinator.service" \
   || lab_fail "knit-coordinator.service: has capabilities"
 grep -q 'ExecStart=/usr/sbin/knitd --state-dir /var/lib/knit --socket /run/knit/knitd.sock' \

@@ -38,7 +38,7 @@ AccessPolicy policy() {
 std::vector<ControlRequest> reads() {
   return {localapi::StatusRequest{}, localapi::IpRequest{}, localapi::PingInfoRequest{"peer"},
           localapi::VersionRequest{}, localapi::NetcheckRequest{}, localapi::DnsStatusRequest{},
-          localapi::ForwardListRequest{}, localapi::PolicyDebugRequest{}};
+          localapi::ForwardListRequest{}, localapi::PolicyDebugRequest{}, localapi::NatRequest{}};
 }
 
 std::vector<ControlRequest> changes() {
