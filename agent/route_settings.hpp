@@ -1,7 +1,11 @@
 // What this node offers to route and whether it uses its peers' routes, kept across knitd
 // restarts in the state directory (`routes.json`, mode 0600, replaced atomically):
 //
-//   {"advertise_routes": ["192.168.1.0/24"], "advertise_exit_node": false, "accept_routes": true}
+//   {"advertise_routes": ["192.168.1.0/24"], "advertise_exit_node": false, "accept_routes": true,
+//    "exit_node": "gw", "exit_node_allow_lan": false}
+//
+// "exit_node" is the exit node this node uses (`knit set --exit-node NAME|IP`; "" or absent for
+// none), as the user named it: a name or a mesh IP, looked up in each peer map.
 //
 // A damaged file is reported and ignored (knitd starts advertising nothing, accepting nothing).
 #pragma once
@@ -22,6 +26,8 @@ struct RouteSettings {
   std::vector<IpPrefix> advertise;
   bool exit_node = false;
   bool accept = false;
+  std::string use_exit;         // the exit node to use: a node name or mesh IP; empty: none
+  bool exit_allow_lan = false;  // --exit-node-allow-lan: the host's LAN stays off the tunnel
   friend bool operator==(const RouteSettings&, const RouteSettings&) = default;
 };
 

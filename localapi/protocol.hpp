@@ -15,8 +15,9 @@
 //   {"cmd": "set", "shields_up": B?, "accept_dns": B?,  "shields_up", "accept_dns"?,
 //    "manage_resolv_conf": B?, "operator": USER?}         "manage_resolv_conf"? (knitd with names),
 //                                                         "operator"? ("" for none)
-//   {"cmd": "routes", "advertise_routes": [CIDR]?,     "advertise_routes", "advertise_exit_node",
-//    "advertise_exit_node": B?, "accept_routes": B?}     "accept_routes" (after the change)
+//   {"cmd": "routes", "advertise_routes": [CIDR]?,     "routes": {RouteSettingsStatus, status.hpp}
+//    "advertise_exit_node": B?, "accept_routes": B?,     (after the change)
+//    "exit_node": NAME-OR-IP?, "exit_node_allow_lan": B?}
 //   {"cmd": "dns-status"}                              "dns": {DnsStatus below}
 //   {"cmd": "forward-add", "proto": "tcp"|"udp",       "forwards": [{"proto", "mesh_port",
 //    "mesh_port": N, "target": "HOST:PORT"}              "target", "active", "packets_in",
@@ -117,6 +118,9 @@ struct RoutesRequest {
   std::optional<std::vector<IpPrefix>> advertise_routes;
   std::optional<bool> advertise_exit_node;
   std::optional<bool> accept_routes;
+  // `--exit-node NAME|IP` ("" for none) and `--exit-node-allow-lan`.
+  std::optional<std::string> exit_node;
+  std::optional<bool> exit_node_allow_lan;
   friend bool operator==(const RoutesRequest&, const RoutesRequest&) = default;
 };
 // `knit dns status`: what knitd configured, where.

@@ -39,12 +39,31 @@ struct NatStatus {
 // "exit_node", "accept", "dropped_source"}, absent from an older knitd. dropped_source: packets
 // from peers whose inner source is outside the sender's allowed IPs (spoofed, or a subnet it
 // does not carry for us), dropped by cryptokey routing.
+//
+// Exit nodes (`knit set --exit-node`): "use_exit_node" (the name or IP the user chose, "" for
+// none) and "exit_node_allow_lan", both absent from an older knitd.
 struct RouteSettingsStatus {
   std::vector<IpPrefix> advertised;
   bool exit_node = false;
   bool accept = false;
   std::uint64_t dropped_source = 0;
+  std::string use_exit;
+  bool exit_allow_lan = false;
   friend bool operator==(const RouteSettingsStatus&, const RouteSettingsStatus&) = default;
+};
+
+// The exit node this node uses: "self.exit_node" {"name", "ip", "active", "allow_lan", "state"},
+// absent when none is chosen (and from an older knitd). name: the node's name once it is in the
+// peer map (else what the user typed); ip: its mesh IPv4 or null; active: the default route
+// goes through it now; state: "active", "unknown" (not in the peer map, pending), "not an exit
+// node" (not approved) or "offline" (the host uses its own default route meanwhile).
+struct ExitNodeStatus {
+  std::string name;
+  std::optional<IpAddress> ip;
+  bool active = false;
+  bool allow_lan = false;
+  std::string state;
+  friend bool operator==(const ExitNodeStatus&, const ExitNodeStatus&) = default;
 };
 
 struct SelfStatus {
@@ -59,6 +78,7 @@ struct SelfStatus {
   std::optional<FilterStatus> filter;
   std::optional<std::uint32_t> mtu;  // "mtu": the tunnel MTU (knitd adds it)
   std::optional<RouteSettingsStatus> routes;
+  std::optional<ExitNodeStatus> exit_node;
   friend bool operator==(const SelfStatus&, const SelfStatus&) = default;
 };
 

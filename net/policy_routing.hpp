@@ -1,5 +1,6 @@
 // Policy routing over rtnetlink, for what knit-natbox steers into its TUNs and nothing else:
-// what `ip rule`, `ip route ... table N` and `ip neigh ... proxy` do. IPv4 only. Every call
+// what `ip rule`, `ip route ... table N` and `ip neigh ... proxy` do. IPv4, and IPv6 where a
+// family is given (knitd's exit-node routing, agent/exit_plan.hpp). Every call
 // answers with the kernel's error code (errno values, system_category); nothing throws after
 // construction. Acts in the network namespace of the thread that constructed it.
 #pragma once
@@ -24,9 +25,17 @@ struct Rule {
   std::string iif;                 // empty: any
   std::optional<IpPrefix> to;      // unset: any destination
   std::uint32_t table = kTableMain;
+  // Exit nodes (agent/exit_plan.hpp): `ip -6 rule` (family 6), `[not] fwmark MARK/MASK`
+  // (fwmask 0: no mark selector), `suppress_prefixlength N`.
+  std::uint8_t family = 4;
+  std::uint32_t fwmark = 0;
+  std::uint32_t fwmask = 0;
+  bool invert = false;
+  std::optional<std::uint8_t> suppress_prefixlength;
 
   // Only what `ip rule` can show that matters here; a rule with other selectors (fwmark, src,
   // oif, ...) is reported with `other_selectors` so it is never mistaken for a plain lookup.
+  // (fwmark, invert and suppress_prefixlength are read into their fields too, and still count.)
   bool other_selectors = false;
   std::string to_string() const;
 };
@@ -39,13 +48,14 @@ class PolicyRouting {
   std::error_code add_rule(const Rule& rule);
   // ENOENT when no rule matches.
   std::error_code delete_rule(const Rule& rule);
-  std::error_code rules(std::vector<Rule>& out);
+  std::error_code rules(std::vector<Rule>& out, std::uint8_t family = 4);
 
   // `ip route add default dev IFINDEX table TABLE` (EEXIST when the table has a default).
-  std::error_code add_default_route(std::uint32_t table, int ifindex);
-  std::error_code delete_default_route(std::uint32_t table, int ifindex);
-  // How many IPv4 routes the table holds (to pick an unused table).
-  std::error_code count_routes(std::uint32_t table, std::size_t& count);
+  // family 6: `ip -6 route add default dev IFINDEX table TABLE`.
+  std::error_code add_default_route(std::uint32_t table, int ifindex, std::uint8_t family = 4);
+  std::error_code delete_default_route(std::uint32_t table, int ifindex, std::uint8_t family = 4);
+  // How many routes of the family the table holds (to pick an unused table).
+  std::error_code count_routes(std::uint32_t table, std::size_t& count, std::uint8_t family = 4);
 
   // `ip neigh add proxy ADDRESS dev IFINDEX`: the router answers ARP for ADDRESS on that link
   // (when it routes ADDRESS through another interface). EEXIST when already there.
@@ -55,7 +65,7 @@ class PolicyRouting {
  private:
   std::error_code change_rule(int type, const Rule& rule, std::uint16_t flags);
   std::error_code change_default_route(int type, std::uint32_t table, int ifindex,
-                                       std::uint16_t flags);
+                                       std::uint16_t flags, std::uint8_t family);
   std::error_code change_proxy(int type, int ifindex, const IpAddress& address,
                                std::uint16_t flags);
 
