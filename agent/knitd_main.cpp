@@ -162,6 +162,11 @@ int main(int argc, char** argv) {
     log(LogLevel::info, "knitd", "TUN offloads ",
         tun.vnet_header() ? "on (flags 0x" + to_hex_flags(tun.offloads()) + ")" : std::string("off"));
 
+    // An exit node's default route (`knit set --exit-node`): what a crashed run left goes
+    // before anything else starts.
+    agent::ExitRouting exit_routing(state_dir, tun.name());
+    for (const auto& failure : exit_routing.remove_stale()) log(LogLevel::warn, "knitd", failure);
+
     tun::LinkConfig link;
     if (auto ec = link.set_mtu(tun.name(), mtu); ec)
       log(LogLevel::warn, "knitd", "cannot set MTU ", mtu, " on ", tun.name(), ": ", ec.message());
@@ -196,9 +201,6 @@ int main(int argc, char** argv) {
     membership_options.tun_name = tun.name();
     membership_options.version = KNIT_VERSION;
     agent::Membership membership(io, plane_device, mesh_link, &mesh_paths, membership_options);
-    // An exit node's default route (`knit set --exit-node`): what a crashed run left goes first.
-    agent::ExitRouting exit_routing(state_dir, tun.name());
-    for (const auto& failure : exit_routing.remove_stale()) log(LogLevel::warn, "knitd", failure);
     membership.set_exit_host(&exit_routing);
     // The CLI's requests: shields and port forwards (`knit set`, `knit forward`, kept in the
     // state dir) in front of the mesh's questions and `up`/`down`.

@@ -474,7 +474,7 @@ void Membership::apply_peers() {
   // The exit node's default routes join its allowed IPs (and only its); the host's default
   // route follows in apply_exit().
   const ExitChoice previous_exit = exit_;
-  exit_ = choose_exit(peers_.peers, self, routes_.use_exit);
+  exit_ = choose_exit(peers_.peers, self, routes_.use_exit, exit_.node);
   add_exit_routes(carriers_, exit_, peers_.peers);
   if (previous_exit.state != exit_.state || previous_exit.name != exit_.name)
     log(LogLevel::info, "knitd", "exit node ", routes_.use_exit.empty() ? std::string("none") : routes_.use_exit, ": ",
@@ -568,8 +568,13 @@ void Membership::arm_poll() {
 void Membership::set_route_settings(const RouteSettings& settings) {
   const bool use_changed = settings.accept != routes_.accept || settings.use_exit != routes_.use_exit ||
                            settings.exit_allow_lan != routes_.exit_allow_lan;
+  if (settings.use_exit != routes_.use_exit) exit_ = {};  // another choice: look it up afresh
   routes_ = settings;
-  device_.set_routed_prefixes(routes_.advertise);
+  // An exit node forwards peers' internet traffic: past its engine like a subnet's (the
+  // packet filter keeps this host's own mesh address out of it).
+  std::vector<IpPrefix> routed = routes_.advertise;
+  if (routes_.exit_node) routed.insert(routed.end(), {*IpPrefix::parse("0.0.0.0/0"), *IpPrefix::parse("::/0")});
+  device_.set_routed_prefixes(routed);
   if (client_) client_->set_route_advertise(control::RouteAdvertise{routes_.advertise, routes_.exit_node});
   if (use_changed) apply_peers();
 }

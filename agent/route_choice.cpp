@@ -45,19 +45,25 @@ bool offers_exit(const control::PeerInfo& peer) {
 }
 
 ExitChoice choose_exit(const std::vector<control::PeerInfo>& peers, const control::NodeKey& self,
-                       const std::string& wanted) {
+                       const std::string& wanted, const std::optional<control::NodeKey>& known) {
   ExitChoice out;
   if (wanted.empty()) return out;
   out.state = ExitState::unknown;
   const std::optional<IpAddress> ip = IpAddress::parse(wanted);
+  auto names = [&](const control::PeerInfo& peer) {
+    return ip ? (peer.ipv4 == *ip || peer.ipv6 == *ip)
+              : (peer.name == wanted || (wanted.size() > peer.name.size() && !peer.name.empty() &&
+                                         wanted.compare(0, peer.name.size(), peer.name) == 0 &&
+                                         wanted[peer.name.size()] == '.'));
+  };
+  const bool known_present = known && std::any_of(peers.begin(), peers.end(), [&](const control::PeerInfo& p) {
+    return p.node_key == *known && p.node_key != self;
+  });
   for (const control::PeerInfo& peer : peers) {
     if (peer.node_key == self) continue;
-    const bool named = ip ? (peer.ipv4 == *ip || peer.ipv6 == *ip)
-                          : (peer.name == wanted || (wanted.size() > peer.name.size() && !peer.name.empty() &&
-                                                     wanted.compare(0, peer.name.size(), peer.name) == 0 &&
-                                                     wanted[peer.name.size()] == '.'));
-    if (!named) continue;
+    if (known_present ? peer.node_key != *known : !names(peer)) continue;
     out.name = peer.name;
+    out.node = peer.node_key;
     if (!peer.ipv4.is_unspecified()) out.ip = peer.ipv4;
     if (!offers_exit(peer)) out.state = ExitState::not_exit;
     else if (!peer.online) out.state = ExitState::offline;

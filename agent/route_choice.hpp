@@ -42,15 +42,18 @@ std::string_view to_string(ExitState state);
 struct ExitChoice {
   ExitState state = ExitState::none;
   std::optional<control::NodeKey> carrier;  // set only when active
+  std::optional<control::NodeKey> node;     // the node named, once found (active or not)
   std::string name;                         // the node's name, once found
   std::optional<IpAddress> ip;              // its mesh IPv4, once found
   bool active() const { return state == ExitState::active; }
   friend bool operator==(const ExitChoice&, const ExitChoice&) = default;
 };
 
-// wanted: a node name (or NAME.domain), or its mesh IPv4/IPv6; empty: none.
+// wanted: a node name (or NAME.domain), or its mesh IPv4/IPv6; empty: none. known: the node
+// `wanted` named before (ExitChoice::node of an earlier map): it stays the choice while it is in
+// the map, so a rename at the coordinator does not lose the exit node.
 ExitChoice choose_exit(const std::vector<control::PeerInfo>& peers, const control::NodeKey& self,
-                       const std::string& wanted);
+                       const std::string& wanted, const std::optional<control::NodeKey>& known = std::nullopt);
 // Adds the exit node's default routes (those of 0.0.0.0/0 and ::/0 it carries) to `carriers`
 // when `exit` is active: they join its allowed IPs, and only its.
 void add_exit_routes(RouteCarriers& carriers, const ExitChoice& exit, const std::vector<control::PeerInfo>& peers);

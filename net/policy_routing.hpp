@@ -1,6 +1,5 @@
 // Policy routing over rtnetlink, for what knit-natbox steers into its TUNs and nothing else:
-// what `ip rule`, `ip route ... table N` and `ip neigh ... proxy` do. IPv4, and IPv6 where a
-// family is given (knitd's exit-node routing, agent/exit_plan.hpp). Every call
+// what `ip rule`, `ip route ... table N` and `ip neigh ... proxy` do. IPv4 only. Every call
 // answers with the kernel's error code (errno values, system_category); nothing throws after
 // construction. Acts in the network namespace of the thread that constructed it.
 #pragma once
@@ -25,8 +24,9 @@ struct Rule {
   std::string iif;                 // empty: any
   std::optional<IpPrefix> to;      // unset: any destination
   std::uint32_t table = kTableMain;
-  // Exit nodes (agent/exit_plan.hpp): `ip -6 rule` (family 6), `[not] fwmark MARK/MASK`
-  // (fwmask 0: no mark selector), `suppress_prefixlength N`.
+  // Exit nodes (agent/exit_plan.hpp): `ip -6 rule` (family 6: IPv6, the one exception to
+  // "IPv4 only" above, with the family arguments of the route calls below), `[not] fwmark
+  // MARK/MASK` (fwmask 0: no mark selector), `suppress_prefixlength N`.
   std::uint8_t family = 4;
   std::uint32_t fwmark = 0;
   std::uint32_t fwmask = 0;

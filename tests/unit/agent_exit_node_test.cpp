@@ -175,6 +175,17 @@ TEST(ExitChoice, ByNameFqdnOrMeshAddressOnlyWhenApprovedAndOnline) {
   EXPECT_EQ(choose_exit(peers, self, "100.64.0.4").state, ExitState::unknown);
   EXPECT_FALSE(choose_exit(peers, self, "node-3").carrier);
   EXPECT_EQ(choose_exit({peer(9, kExit)}, self, "node-9").state, ExitState::unknown);  // never ourselves
+
+  // Renamed at the coordinator: the node found before stays the exit while it is in the map.
+  const ExitChoice before = choose_exit(peers, self, "node-1");
+  std::vector<control::PeerInfo> renamed = peers;
+  renamed[0].name = "gw";
+  const ExitChoice after = choose_exit(renamed, self, "node-1", before.node);
+  EXPECT_TRUE(after.active());
+  EXPECT_EQ(after.name, "gw");
+  EXPECT_EQ(choose_exit(renamed, self, "node-1").state, ExitState::unknown);  // without it: lost
+  // Gone from the map: the name is looked up again.
+  EXPECT_EQ(choose_exit({peers[1]}, self, "node-2", before.node).node, key(2));
 }
 
 class ExitPeers : public ::testing::Test {
