@@ -24,6 +24,11 @@ struct Rule {
   std::string iif;                 // empty: any
   std::optional<IpPrefix> to;      // unset: any destination
   std::uint32_t table = kTableMain;
+
+  // Only what `ip rule` can show that matters here; a rule with other selectors (fwmark, src,
+  // oif, ...) is reported with `other_selectors` so it is never mistaken for a plain lookup.
+  // (fwmark, invert and suppress_prefixlength are read into their fields too, and still count.)
+  bool other_selectors = false;
   // Exit nodes (agent/exit_plan.hpp): `ip -6 rule` (family 6: IPv6, the one exception to
   // "IPv4 only" above, with the family arguments of the route calls below), `[not] fwmark
   // MARK/MASK` (fwmask 0: no mark selector), `suppress_prefixlength N`.
@@ -31,12 +36,7 @@ struct Rule {
   std::uint32_t fwmark = 0;
   std::uint32_t fwmask = 0;
   bool invert = false;
-  std::optional<std::uint8_t> suppress_prefixlength;
-
-  // Only what `ip rule` can show that matters here; a rule with other selectors (fwmark, src,
-  // oif, ...) is reported with `other_selectors` so it is never mistaken for a plain lookup.
-  // (fwmark, invert and suppress_prefixlength are read into their fields too, and still count.)
-  bool other_selectors = false;
+  std::optional<std::uint8_t> suppress_prefixlength{};
   std::string to_string() const;
 };
 
