@@ -3,6 +3,7 @@
 #include <algorithm>
 
 #include "base/log.hpp"
+#include "base/socket_mark.hpp"
 #include "dns/ip_packet.hpp"
 
 namespace knit::agent {
@@ -136,6 +137,8 @@ asio::ip::udp::socket& DnsService::socket_for(const IpAddress& address) {
       log(LogLevel::warn, "knitd", "dns: cannot open an upstream socket: ", ec.message());
       return socket;
     }
+    // The host's resolvers are reached as the host reaches them, also under an exit node.
+    mark_underlay_socket(socket.native_handle());
     receive(socket);
   }
   return socket;
@@ -188,6 +191,9 @@ void DnsService::send_tcp(const dns::UpstreamQuery& query) {
     if (!ec) fail();
   });
   const auto u = to_asio(query.upstream);
+  std::error_code opened;
+  q->socket.open(u.address().is_v4() ? asio::ip::tcp::v4() : asio::ip::tcp::v6(), opened);
+  if (!opened) mark_underlay_socket(q->socket.native_handle());
   q->socket.async_connect(asio::ip::tcp::endpoint(u.address(), u.port()), [this, q, fail](std::error_code connected) {
     if (connected) return connected == asio::error::operation_aborted ? void() : fail();
     asio::async_write(q->socket, asio::buffer(q->out), [this, q, fail](std::error_code written, std::size_t) {

@@ -18,6 +18,7 @@
 #include "agent/control_server.hpp"
 #include "agent/data_plane.hpp"
 #include "agent/dns_control.hpp"
+#include "agent/exit_routing.hpp"
 #include "agent/filter_control.hpp"
 #include "agent/mesh.hpp"
 #include "agent/knitd_metrics.hpp"
@@ -33,6 +34,7 @@
 #include "net/metrics_server.hpp"
 #include "agent/uapi_server.hpp"
 #include "base/log.hpp"
+#include "base/socket_mark.hpp"
 #include "tun/link_config.hpp"
 #include "tun/tun_device.hpp"
 
@@ -152,6 +154,9 @@ int main(int argc, char** argv) {
 
   try {
     const fs::path port_file = fs::path(state_dir) / ("listen-port." + tun_name);
+    // Every socket knitd opens from here on carries the underlay mark, so an exit node's
+    // default route (exit_plan.hpp) never takes knitd's own traffic into the tunnel.
+    set_underlay_mark(kUnderlayMark);
     asio::io_context io;
     // KNIT_OFFLOADS=off keeps the TUN and the UDP socket to one packet per read and write, so
     // the fallback for kernels without offloads stays tested.
@@ -165,6 +170,11 @@ int main(int argc, char** argv) {
     }();
     log(LogLevel::info, "knitd", "TUN offloads ",
         tun.vnet_header() ? "on (flags 0x" + to_hex_flags(tun.offloads()) + ")" : std::string("off"));
+
+    // An exit node's default route (`knit set --exit-node`): what a crashed run left goes
+    // before anything else starts.
+    agent::ExitRouting exit_routing(state_dir, tun.name());
+    for (const auto& failure : exit_routing.remove_stale()) log(LogLevel::warn, "knitd", failure);
 
     tun::LinkConfig link;
     if (auto ec = link.set_mtu(tun.name(), mtu); ec)
@@ -203,6 +213,7 @@ int main(int argc, char** argv) {
     membership_options.tun_name = tun.name();
     membership_options.version = KNIT_VERSION;
     agent::Membership membership(io, plane_device, mesh_link, &mesh_paths, membership_options);
+    membership.set_exit_host(&exit_routing);
     // The CLI's requests: shields and port forwards (`knit set`, `knit forward`, kept in the
     // state dir) in front of the mesh's questions and `up`/`down`.
     agent::LocalApi local_api(membership);
@@ -259,6 +270,7 @@ int main(int argc, char** argv) {
       if (metrics_server) metrics_server->stop();
       membership.stop();
       snat_host.stop();  // rules, route and sysctls back as they were
+      for (const auto& failure : exit_routing.clear()) log(LogLevel::warn, "knitd", failure);
       uapi->stop();
       plane.stop();
       udp.stop();

@@ -228,6 +228,8 @@ void Membership::disconnect() {
   device_.configure([&](wg::Device& device, wg::Now) { configurator_.clear_peers(device); });
   for (const auto& failure : configurator_.clear_routes(link_)) log(LogLevel::warn, "knitd", failure);
   carriers_.clear();
+  exit_ = {};
+  apply_exit();
   for (const auto& failure : configurator_.clear_self(link_)) log(LogLevel::warn, "knitd", failure);
   device_.set_mesh_address(std::nullopt);
   device_.set_policy_rules({});
@@ -486,6 +488,14 @@ void Membership::apply_peers() {
   MeshPaths* paths = this->paths();
   const control::NodeKey self = identity_ ? identity_->node.public_key : control::NodeKey{};
   carriers_ = routes_.accept ? choose_route_carriers(peers_.peers, self, local_) : RouteCarriers{};
+  // The exit node's default routes join its allowed IPs (and only its); the host's default
+  // route follows in apply_exit().
+  const ExitChoice previous_exit = exit_;
+  exit_ = choose_exit(peers_.peers, self, routes_.use_exit, exit_.node);
+  add_exit_routes(carriers_, exit_, peers_.peers);
+  if (previous_exit.state != exit_.state || previous_exit.name != exit_.name)
+    log(LogLevel::info, "knitd", "exit node ", routes_.use_exit.empty() ? std::string("none") : routes_.use_exit, ": ",
+        to_string(exit_.state), exit_.active() ? " (default route through the mesh)" : "");
   device_.configure([&](wg::Device& device, wg::Now now) {
     changes = configurator_.apply_peers(device, now, peers_.peers, local_, &carriers_);
     if (paths == nullptr) return;
@@ -506,10 +516,17 @@ void Membership::apply_peers() {
   }
   for (const auto& failure : configurator_.apply_routes(link_, carriers_))
     log(LogLevel::warn, "knitd", options_.tun_name, ": ", failure);
+  apply_exit();
   if (changes.added + changes.updated + changes.removed + changes.refused > 0)
     log(LogLevel::info, "knitd", "peer map ", peers_.version, ": ", changes.added, " added, ", changes.updated,
         " changed, ", changes.removed, " removed", changes.refused ? ", some refused" : "", " (",
         configurator_.managed_count(), " peers)");
+}
+
+void Membership::apply_exit() {
+  if (exit_host_ == nullptr) return;
+  const std::optional<bool> mode = exit_.active() && joined() ? std::optional<bool>(routes_.exit_allow_lan) : std::nullopt;
+  for (const auto& failure : exit_host_->route_default(mode)) log(LogLevel::warn, "knitd", failure);
 }
 
 void Membership::refresh_endpoints() {
@@ -566,12 +583,18 @@ void Membership::arm_poll() {
 // ---------------------------------------------------------------- subnet routes
 
 void Membership::set_route_settings(const RouteSettings& settings) {
-  const bool accept_changed = settings.accept != routes_.accept;
+  const bool use_changed = settings.accept != routes_.accept || settings.use_exit != routes_.use_exit ||
+                           settings.exit_allow_lan != routes_.exit_allow_lan;
+  if (settings.use_exit != routes_.use_exit) exit_ = {};  // another choice: look it up afresh
   routes_ = settings;
   device_.set_snat_routes(routes_.snat);
-  device_.set_routed_prefixes(routes_.advertise);
+  // An exit node forwards peers' internet traffic: past its engine like a subnet's (the
+  // packet filter keeps this host's own mesh address out of it).
+  std::vector<IpPrefix> routed = routes_.advertise;
+  if (routes_.exit_node) routed.insert(routed.end(), {*IpPrefix::parse("0.0.0.0/0"), *IpPrefix::parse("::/0")});
+  device_.set_routed_prefixes(routed);
   if (client_) client_->set_route_advertise(control::RouteAdvertise{routes_.advertise, routes_.exit_node});
-  if (accept_changed) apply_peers();
+  if (use_changed) apply_peers();
 }
 
 std::vector<IpAddress> Membership::coordinator_ips() const {

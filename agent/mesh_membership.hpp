@@ -63,6 +63,15 @@ class MeshDevice {
   virtual void set_policy_rules(const control::PolicyRules& /*rules*/) {}
 };
 
+// The host's default route, for an exit node (exit_routing.hpp carries it out).
+class ExitHost {
+ public:
+  virtual ~ExitHost() = default;
+  // nullopt: the host's own default route; otherwise through the TUN, with the LAN kept off the
+  // tunnel when allow_lan. Idempotent. Returns one line per failed step.
+  virtual std::vector<std::string> route_default(std::optional<bool> allow_lan) = 0;
+};
+
 class Membership final : private CoordinatorClient::Listener {
  public:
   struct Options {
@@ -118,8 +127,13 @@ class Membership final : private CoordinatorClient::Listener {
   // peers' routes are used (their allowed IPs and the host's routes through the TUN).
   void set_route_settings(const RouteSettings& settings);
   const RouteSettings& route_settings() const { return routes_; }
-  // Who carries each accepted route now (empty unless accepting).
+  // Who carries each accepted route now (empty unless accepting), and the default routes of
+  // the exit node in use.
   const RouteCarriers& route_carriers() const { return carriers_; }
+  // The exit node this node uses (`knit set --exit-node`), as of the last peer map.
+  const ExitChoice& exit_choice() const { return exit_; }
+  // Where the default route is changed (knitd's ExitRouting); null: nowhere (tests).
+  void set_exit_host(ExitHost* host) { exit_host_ = host; }
   // The coordinator's addresses that are IP literals (the underlay advertise_problem guards).
   std::vector<IpAddress> coordinator_ips() const;
   // The WireGuard device, for status.
@@ -183,6 +197,9 @@ class Membership final : private CoordinatorClient::Listener {
   std::vector<InterfaceAddress> local_;
   RouteSettings routes_;
   RouteCarriers carriers_;
+  ExitChoice exit_;
+  ExitHost* exit_host_ = nullptr;
+  void apply_exit();
   std::vector<Endpoint> endpoints_;
   std::string last_problem_;       // why the membership ended, shown while not joined
   std::string last_logged_error_;  // the last unreachable error logged at warn level

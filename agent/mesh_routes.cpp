@@ -2,13 +2,15 @@
 #include <algorithm>
 
 #include "agent/mesh.hpp"
+#include "control/route_rules.hpp"
 
 namespace knit::agent {
 
 std::vector<std::string> MeshConfigurator::apply_routes(LinkControl& link, const RouteCarriers& carriers) {
   std::vector<std::string> failures;
   std::vector<IpPrefix> wanted;
-  for (const auto& [route, carrier] : carriers) wanted.push_back(route);
+  for (const auto& [route, carrier] : carriers)
+    if (!control::is_default_route(route)) wanted.push_back(route);  // an exit's: exit_plan.hpp
   for (const IpPrefix& route : routes_) {
     if (std::find(wanted.begin(), wanted.end(), route) != wanted.end()) continue;
     // Gone already (removed by hand, or with the link) is fine.

@@ -181,6 +181,7 @@ std::size_t PacketFilter::inbound(Instant now, MutableByteSpan packet) {
 bool PacketFilter::routed(const std::uint8_t* address) const {
   if (routed_.empty()) return false;
   const IpAddress ip = IpAddress::v4(address);
+  if (mesh_v4_ && ip == *mesh_v4_) return false;  // this host's own flows (an exit node routes 0/0)
   const bool inside = std::any_of(routed_.begin(), routed_.end(), [&](const IpPrefix& p) {
     return control::prefix_holds(p, ip);
   });

@@ -4,6 +4,7 @@
 #include <sys/socket.h>
 
 #include "base/log.hpp"
+#include "base/socket_mark.hpp"
 #include "net/udp_socket.hpp"
 
 namespace knit::agent {
@@ -29,6 +30,7 @@ bool ProbeSockets::open(punch::SocketId id, bool dual_stack) {
   const auto protocol = dual_stack ? asio::ip::udp::v6() : asio::ip::udp::v4();
   s->socket.open(protocol, ec);
   if (!ec && dual_stack) s->socket.set_option(asio::ip::v6_only(false), ec);
+  if (!ec) mark_underlay_socket(s->socket.native_handle());  // on the underlay under an exit node
   if (!ec) s->socket.bind(asio::ip::udp::endpoint(protocol, 0), ec);
   if (!ec) s->socket.non_blocking(true, ec);
   if (!ec && pmtu_probe_) ec = net::set_pmtu_probe(s->socket.native_handle(), dual_stack, true);

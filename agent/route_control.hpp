@@ -1,5 +1,6 @@
 // RouteControl: the CLI's subnet-route settings (`knit up/set --advertise-routes CIDR,...`,
-// `--advertise-exit-node`, `--accept-routes`), answered in front of the membership. A change is
+// `--advertise-exit-node`, `--accept-routes`, `--exit-node`, `--exit-node-allow-lan`), answered
+// in front of the membership. A change is
 // checked (route_settings.hpp: no mesh, loopback, link-local, multicast or underlay prefixes;
 // one sentence back otherwise), saved (routes.json) and handed to the membership, which tells
 // the coordinator and applies accepted routes. `status` answers get "self.routes" and each
@@ -25,6 +26,10 @@ class RouteControl final : public ControlHandler {
  private:
   localapi::ControlResponse change(const localapi::RoutesRequest& request);
   void add_status(localapi::StatusReport& status) const;
+  // Why `knit set --exit-node wanted` is refused (one sentence), or empty: a node the peer map
+  // has that is not an approved exit, or a name the map does not know. Without a map yet the
+  // choice is accepted and stays pending.
+  std::string exit_problem(const std::string& wanted) const;
 
   Membership& membership_;
   RouteSettingsStore store_;

@@ -21,7 +21,9 @@ std::string encode_route_settings(const RouteSettings& settings) {
   return nlohmann::json{{"advertise_routes", routes},
                         {"advertise_exit_node", settings.exit_node},
                         {"accept_routes", settings.accept},
-                        {"snat_routes", settings.snat}}
+                        {"snat_routes", settings.snat},
+                        {"exit_node", settings.use_exit},
+                        {"exit_node_allow_lan", settings.exit_allow_lan}}
              .dump() + "\n";
 }
 
@@ -56,8 +58,17 @@ std::optional<RouteSettings> parse_route_settings(const std::string& text, std::
     value = it->get<bool>();
     return true;
   };
-  if (!flag("advertise_exit_node", out.exit_node) || !flag("accept_routes", out.accept)) return std::nullopt;
+  if (!flag("advertise_exit_node", out.exit_node) || !flag("accept_routes", out.accept) ||
+      !flag("exit_node_allow_lan", out.exit_allow_lan))
+    return std::nullopt;
   if (!flag("snat_routes", out.snat)) return std::nullopt;
+  if (auto it = doc.find("exit_node"); it != doc.end()) {
+    if (!it->is_string() || it->get<std::string>().size() > control::kMaxHostnameLength) {
+      why = "\"exit_node\" must be a node name or mesh IP";
+      return std::nullopt;
+    }
+    out.use_exit = it->get<std::string>();
+  }
   return out;
 }
 

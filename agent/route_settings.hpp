@@ -2,7 +2,10 @@
 // restarts in the state directory (`routes.json`, mode 0600, replaced atomically):
 //
 //   {"advertise_routes": ["192.168.1.0/24"], "advertise_exit_node": false, "accept_routes": true,
-//    "snat_routes": true}
+//    "snat_routes": true, "exit_node": "gw", "exit_node_allow_lan": false}
+//
+// "exit_node" is the exit node this node uses (`knit set --exit-node NAME|IP`; "" or absent for
+// none), as the user named it: a name or a mesh IP, looked up in each peer map.
 //
 // A damaged file is reported and ignored (knitd starts advertising nothing, accepting nothing).
 #pragma once
@@ -24,6 +27,8 @@ struct RouteSettings {
   bool exit_node = false;
   bool accept = false;
   bool snat = true;  // `--snat-routes`: translate routed IPv4 to the router's address (router_nat.hpp)
+  std::string use_exit;         // the exit node to use: a node name or mesh IP; empty: none
+  bool exit_allow_lan = false;  // --exit-node-allow-lan: the host's LAN stays off the tunnel
   friend bool operator==(const RouteSettings&, const RouteSettings&) = default;
 };
 

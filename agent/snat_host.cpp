@@ -33,6 +33,9 @@ std::optional<IpAddress> egress_address(const IpPrefix& prefix) {
     const std::uint32_t mask = prefix.length == 0 ? 0 : ~(0xffffffffu >> prefix.length);
     host = (host & mask) + 1;
   }
+  // An exit node's 0.0.0.0/0: the source of the default route, found through an address only a
+  // default route reaches on any ordinary host (a well-known public resolver's; nothing is sent).
+  if (prefix.length == 0) host = 0x08080808;
   const int fd = ::socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
   if (fd < 0) return std::nullopt;
   sockaddr_in to{};

@@ -6,6 +6,7 @@
 #include <sstream>
 
 #include "base/log.hpp"
+#include "base/socket_mark.hpp"
 #include "wg/peer.hpp"
 
 namespace knit::agent {
@@ -25,8 +26,7 @@ UdpTransport::~UdpTransport() { stop(); }
 
 std::error_code UdpTransport::bind(std::uint16_t port) {
   if (auto ec = socket_.bind(port); ec) return ec;
-  if (mark_ != 0)
-    ::setsockopt(socket_.socket().native_handle(), SOL_SOCKET, SO_MARK, &mark_, sizeof mark_);
+  apply_mark();
   if (options_.on_port_changed) options_.on_port_changed(socket_.port());
   return {};
 }
@@ -64,8 +64,15 @@ std::error_code UdpTransport::set_port(std::uint16_t port) {
 void UdpTransport::set_mark(std::uint32_t mark) {
   if (mark == mark_) return;
   mark_ = mark;
-  if (socket_.is_open())
-    ::setsockopt(socket_.socket().native_handle(), SOL_SOCKET, SO_MARK, &mark_, sizeof mark_);
+  apply_mark(/*changed=*/true);
+}
+
+void UdpTransport::apply_mark(bool changed) {
+  if (!socket_.is_open()) return;
+  // `wg set fwmark` wins; without one, knitd's underlay mark keeps the tunnel's own datagrams
+  // out of the tunnel while an exit node carries the default route (base/socket_mark.hpp).
+  const std::uint32_t mark = mark_ != 0 ? mark_ : underlay_mark();
+  if (mark != 0 || changed) ::setsockopt(socket_.socket().native_handle(), SOL_SOCKET, SO_MARK, &mark, sizeof mark);
 }
 
 void UdpTransport::send_with_ttl(const Endpoint& to, ByteSpan datagram, std::uint8_t ttl) {

@@ -53,6 +53,7 @@ class UdpTransport final : public wg::Transport {
   // `wg set listen-port`: rebinds; on failure the old socket stays and the error is returned.
   std::error_code set_port(std::uint16_t port);
   // `wg set fwmark` (SO_MARK on every datagram).
+  // 0 removes it (knitd's underlay mark, base/socket_mark.hpp, stays on the socket).
   void set_mark(std::uint32_t mark);
   std::uint32_t mark() const { return mark_; }
   std::uint16_t port() const { return socket_.port(); }
@@ -90,6 +91,7 @@ class UdpTransport final : public wg::Transport {
   OtherDatagrams* other_ = nullptr;
   std::vector<ReceivedDatagram> batch_;
   std::uint32_t mark_ = 0;
+  void apply_mark(bool changed = false);
   std::uint64_t other_dropped_ = 0;
   bool running_ = false;
 };

@@ -121,6 +121,12 @@ std::string format_status(const localapi::StatusReply& reply, WallTime now) {
                 : std::string()) +
            "\n";
   }
+  if (const auto& exit = self.exit_node) {
+    out += "# exit node: " + exit->name + (exit->ip ? " (" + exit->ip->to_string() + ")" : std::string()) + ", " +
+           (exit->active ? std::string("active: the default route goes through it")
+                         : exit->state + ": this host uses its own default route meanwhile") +
+           ", allow-lan " + (exit->allow_lan ? "true" : "false") + "\n";
+  }
   if (const auto& filter = self.filter; filter && filter->policy && filter->policy->in_force) {
     const localapi::PolicyStatus& p = *filter->policy;
     out += "# access policy in force (version " + std::to_string(p.version) + ", " + std::to_string(p.rules.size()) +

@@ -184,7 +184,8 @@ int run_routes(const Globals& g, const RouteFlags& flags) {
     json advertised = json::array();
     for (const IpPrefix& p : reply.routes.advertised) advertised.push_back(p.to_string());
     json out = {{"advertise_routes", advertised}, {"advertise_exit_node", reply.routes.exit_node},
-                {"accept_routes", reply.routes.accept}};
+                {"accept_routes", reply.routes.accept}, {"exit_node", reply.routes.use_exit},
+                {"exit_node_allow_lan", reply.routes.exit_allow_lan}};
     if (reply.routes.snat) out["snat_routes"] = reply.routes.snat->enabled;
     print_json(out);
   } else {
@@ -438,7 +439,8 @@ int main(int argc, char** argv) {
       if (set_routes.any()) expect<localapi::RoutesReply>(call(g, routes_request(set_routes)));
       if (!other && !set_routes.any())
         throw CliError("nothing to set: pass --shields-up, --accept-dns or --manage-resolv-conf (=true or =false), "
-                       "--operator USER, --advertise-routes CIDR,..., --advertise-exit-node, --accept-routes or --snat-routes");
+                       "--operator USER, --advertise-routes CIDR,..., --advertise-exit-node, --accept-routes, "
+                       "--snat-routes, --exit-node NAME|IP or --exit-node-allow-lan");
       return run_set(g, localapi::SetRequest{set_shields, set_accept_dns, set_manage_resolv_conf, set_operator});
     }
     if (*forward_add) return run_forward_add(g, forward_proto, forward_port, forward_target);

@@ -23,6 +23,12 @@ void add_route_flags(CLI::App* command, RouteFlags& flags, bool for_up) {
     command->add_option("--accept-routes", flags.accept_routes,
                         "true: send traffic for peers' approved subnet routes through them");
   }
+  command->add_option("--exit-node", flags.exit_node,
+                      "NAME|IP: send this host's internet traffic through that approved exit node "
+                      "(--exit-node= stops)")
+      ->expected(0, 1);
+  command->add_option("--exit-node-allow-lan", flags.exit_node_allow_lan,
+                      "true: this host's LAN stays reachable directly while an exit node is used (default false)");
 }
 
 localapi::RoutesRequest routes_request(const RouteFlags& flags) {
@@ -46,6 +52,8 @@ localapi::RoutesRequest routes_request(const RouteFlags& flags) {
   request.advertise_exit_node = flags.advertise_exit_node;
   request.accept_routes = flags.accept_routes;
   request.snat_routes = flags.snat_routes;
+  request.exit_node = flags.exit_node;
+  request.exit_node_allow_lan = flags.exit_node_allow_lan;
   return request;
 }
 
@@ -64,7 +72,9 @@ std::string describe(const localapi::RouteSettingsStatus& routes) {
   std::string advertised;
   for (const IpPrefix& p : routes.advertised) advertised += (advertised.empty() ? "" : ",") + p.to_string();
   return "advertise-routes " + (advertised.empty() ? std::string("(none)") : advertised) + "\nadvertise-exit-node " +
-         (routes.exit_node ? "true" : "false") + "\naccept-routes " + (routes.accept ? "true" : "false") + "\n" +
+         (routes.exit_node ? "true" : "false") + "\naccept-routes " + (routes.accept ? "true" : "false") +
+         "\nexit-node " + (routes.use_exit.empty() ? std::string("(none)") : routes.use_exit) +
+         "\nexit-node-allow-lan " + (routes.exit_allow_lan ? "true" : "false") + "\n" +
          (routes.snat ? std::string("snat-routes ") + (routes.snat->enabled ? "true" : "false") + "\n" : std::string());
 }
 

@@ -386,6 +386,10 @@ void localapi_seeds() {
   routes.advertise_exit_node = false;
   routes.accept_routes = true;
   write("localapi", "routes", std::string(1, '\0') + encode_request(ControlRequest{routes}));
+  RoutesRequest exit_node;
+  exit_node.exit_node = "gw";
+  exit_node.exit_node_allow_lan = true;
+  write("localapi", "routes_exit_node", std::string(1, '\0') + encode_request(ControlRequest{exit_node}));
   RoutesReply routes_reply;
   routes_reply.routes.advertised = {*IpPrefix::parse("192.168.1.0/24")};
   routes_reply.routes.accept = true;
@@ -423,6 +427,8 @@ void localapi_seeds() {
   status.status.peers = {p};
   status.coordinator = {"connected", "192.0.2.9:7443", ""};
   write("localapi", "status_reply", "\x01" + encode_response(ControlResponse{status}));
+  status.status.self.exit_node = ExitNodeStatus{"gw", ip("100.64.0.2"), true, false, "active"};
+  write("localapi", "status_reply_exit_node", "\x01" + encode_response(ControlResponse{status}));
   write("localapi", "error_reply", "\x01" + encode_response(ControlResponse{ErrorReply{"no"}}));
   write("localapi", "logout_reply", "\x01" + encode_response(ControlResponse{LogoutReply{true, false, "host", "unreachable"}}));
   write("localapi", "ping_reply", "\x01" + encode_response(ControlResponse{PingInfoReply{p}}));

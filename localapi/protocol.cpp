@@ -446,9 +446,26 @@ SnatStatus snat_from(const json& object) {
 
 json route_settings_json(const RouteSettingsStatus& r) {
   json out = {{"advertised", prefixes_json(r.advertised)}, {"exit_node", r.exit_node}, {"accept", r.accept},
-              {"dropped_source", r.dropped_source}};
+              {"dropped_source", r.dropped_source}, {"use_exit_node", r.use_exit},
+              {"exit_node_allow_lan", r.exit_allow_lan}};
   if (r.snat) out["snat"] = snat_json(*r.snat);
   return out;
+}
+
+json exit_node_json(const ExitNodeStatus& e) {
+  return {{"name", e.name}, {"ip", e.ip ? json(e.ip->to_string()) : json(nullptr)}, {"active", e.active},
+          {"allow_lan", e.allow_lan}, {"state", e.state}};
+}
+
+ExitNodeStatus exit_node_from(const json& object) {
+  if (!object.is_object()) throw std::invalid_argument("\"exit_node\" must be an object");
+  ExitNodeStatus e;
+  e.name = text_field(object, "name", kMaxShortText, false);
+  if (object.contains("ip") && !object["ip"].is_null()) e.ip = address_field(object, "ip");
+  e.active = bool_field(object, "active");
+  if (object.contains("allow_lan")) e.allow_lan = bool_field(object, "allow_lan");
+  e.state = text_field(object, "state", kMaxShortText, false);
+  return e;
 }
 
 RouteSettingsStatus route_settings_from(const json& object) {
@@ -459,6 +476,8 @@ RouteSettingsStatus route_settings_from(const json& object) {
   r.accept = bool_field(object, "accept");
   if (object.contains("dropped_source")) r.dropped_source = counter_field(object, "dropped_source");
   if (object.contains("snat")) r.snat = snat_from(object["snat"]);
+  r.use_exit = text_field(object, "use_exit_node", kMaxShortText, false);
+  if (object.contains("exit_node_allow_lan")) r.exit_allow_lan = bool_field(object, "exit_node_allow_lan");
   return r;
 }
 
@@ -529,6 +548,7 @@ json status_json(const StatusReport& status) {
   if (status.self.filter) add_filter_json(self, *status.self.filter);
   if (status.self.mtu) self["mtu"] = *status.self.mtu;
   if (status.self.routes) self["routes"] = route_settings_json(*status.self.routes);
+  if (status.self.exit_node) self["exit_node"] = exit_node_json(*status.self.exit_node);
   return {{"self", self}, {"peers", peers}};
 }
 
@@ -542,6 +562,8 @@ StatusReport status_from(const json& object) {
   }
   if (const json& self = object_field(object, "self"); self.contains("routes"))
     status.self.routes = route_settings_from(self["routes"]);
+  if (const json& self = object_field(object, "self"); self.contains("exit_node") && !self["exit_node"].is_null())
+    status.self.exit_node = exit_node_from(self["exit_node"]);
   const json& peers = field(object, "peers");
   if (!peers.is_array()) throw std::invalid_argument("\"peers\" must be a list");
   for (const json& item : peers) status.peers.push_back(peer_from(item));
@@ -621,6 +643,8 @@ std::string encode_request(const ControlRequest& request) {
           if (r.advertise_exit_node) out["advertise_exit_node"] = *r.advertise_exit_node;
           if (r.accept_routes) out["accept_routes"] = *r.accept_routes;
           if (r.snat_routes) out["snat_routes"] = *r.snat_routes;
+          if (r.exit_node) out["exit_node"] = *r.exit_node;
+          if (r.exit_node_allow_lan) out["exit_node_allow_lan"] = *r.exit_node_allow_lan;
           return out;
         } else if constexpr (std::is_same_v<T, PolicyDebugRequest>) {
           return {{"cmd", "policy-debug"}};
@@ -682,6 +706,8 @@ std::variant<ControlRequest, ProtocolError> parse_request(std::string_view line)
       if (doc->contains("advertise_exit_node")) routes.advertise_exit_node = bool_field(*doc, "advertise_exit_node");
       if (doc->contains("accept_routes")) routes.accept_routes = bool_field(*doc, "accept_routes");
       if (doc->contains("snat_routes")) routes.snat_routes = bool_field(*doc, "snat_routes");
+      if (doc->contains("exit_node")) routes.exit_node = text_field(*doc, "exit_node", kMaxShortText, false);
+      if (doc->contains("exit_node_allow_lan")) routes.exit_node_allow_lan = bool_field(*doc, "exit_node_allow_lan");
       return ControlRequest{std::move(routes)};
     }
     if (cmd == "policy-debug") return ControlRequest{PolicyDebugRequest{}};

@@ -15,9 +15,10 @@
 //   {"cmd": "set", "shields_up": B?, "accept_dns": B?,  "shields_up", "accept_dns"?,
 //    "manage_resolv_conf": B?, "operator": USER?}         "manage_resolv_conf"? (knitd with names),
 //                                                         "operator"? ("" for none)
-//   {"cmd": "routes", "advertise_routes": [CIDR]?,     "advertise_routes", "advertise_exit_node",
-//    "advertise_exit_node": B?, "accept_routes": B?}     "accept_routes" (after the change)
-//    "snat_routes": B?}                                  "snat_routes" inside "routes.snat"
+//   {"cmd": "routes", "advertise_routes": [CIDR]?,     "routes": {RouteSettingsStatus, status.hpp}
+//    "advertise_exit_node": B?, "accept_routes": B?,     (after the change; "snat_routes"
+//    "snat_routes": B?, "exit_node": NAME-OR-IP?,         inside "routes.snat")
+//    "exit_node_allow_lan": B?}
 //   {"cmd": "nat"}                                     "nat": {SnatStatus with "entries"}
 //   {"cmd": "dns-status"}                              "dns": {DnsStatus below}
 //   {"cmd": "forward-add", "proto": "tcp"|"udp",       "forwards": [{"proto", "mesh_port",
@@ -120,6 +121,9 @@ struct RoutesRequest {
   std::optional<bool> advertise_exit_node;
   std::optional<bool> accept_routes;
   std::optional<bool> snat_routes;  // `--snat-routes`: the router translates routed IPv4
+  // `--exit-node NAME|IP` ("" for none) and `--exit-node-allow-lan`.
+  std::optional<std::string> exit_node;
+  std::optional<bool> exit_node_allow_lan;
   friend bool operator==(const RoutesRequest&, const RoutesRequest&) = default;
 };
 // `knit nat`: the subnet router's translation table.

@@ -35,11 +35,6 @@ struct NatStatus {
   friend bool operator==(const NatStatus&, const NatStatus&) = default;
 };
 
-// What this node offers to route and whether it uses its peers' routes (`knit set
-// --advertise-routes/--advertise-exit-node/--accept-routes`): "self.routes" {"advertised",
-// "exit_node", "accept", "dropped_source"}, absent from an older knitd. dropped_source: packets
-// from peers whose inner source is outside the sender's allowed IPs (spoofed, or a subnet it
-// does not carry for us), dropped by cryptokey routing.
 // The subnet router's SNAT (`knit nat`, agent/router_nat.hpp): one translation.
 struct SnatEntry {
   std::string protocol;  // tcp | udp | icmp
@@ -63,13 +58,37 @@ struct SnatStatus {
   friend bool operator==(const SnatStatus&, const SnatStatus&) = default;
 };
 
+// What this node offers to route and whether it uses its peers' routes (`knit set
+// --advertise-routes/--advertise-exit-node/--accept-routes`): "self.routes" {"advertised",
+// "exit_node", "accept", "dropped_source", "snat"?}, absent from an older knitd. dropped_source: packets
+// from peers whose inner source is outside the sender's allowed IPs (spoofed, or a subnet it
+// does not carry for us), dropped by cryptokey routing.
+// "snat": the subnet router's translation (SnatStatus above), absent from an older knitd.
+// Exit nodes (`knit set --exit-node`): "use_exit_node" (the name or IP the user chose, "" for
+// none) and "exit_node_allow_lan", both absent from an older knitd.
 struct RouteSettingsStatus {
   std::vector<IpPrefix> advertised;
   bool exit_node = false;
   bool accept = false;
   std::uint64_t dropped_source = 0;
   std::optional<SnatStatus> snat;  // knitd with subnet-router SNAT
+  std::string use_exit;
+  bool exit_allow_lan = false;
   friend bool operator==(const RouteSettingsStatus&, const RouteSettingsStatus&) = default;
+};
+
+// The exit node this node uses: "self.exit_node" {"name", "ip", "active", "allow_lan", "state"},
+// absent when none is chosen (and from an older knitd). name: the node's name once it is in the
+// peer map (else what the user typed); ip: its mesh IPv4 or null; active: the default route
+// goes through it now; state: "active", "unknown" (not in the peer map, pending), "not an exit
+// node" (not approved) or "offline" (the host uses its own default route meanwhile).
+struct ExitNodeStatus {
+  std::string name;
+  std::optional<IpAddress> ip;
+  bool active = false;
+  bool allow_lan = false;
+  std::string state;
+  friend bool operator==(const ExitNodeStatus&, const ExitNodeStatus&) = default;
 };
 
 struct SelfStatus {
@@ -84,6 +103,7 @@ struct SelfStatus {
   std::optional<FilterStatus> filter;
   std::optional<std::uint32_t> mtu;  // "mtu": the tunnel MTU (knitd adds it)
   std::optional<RouteSettingsStatus> routes;
+  std::optional<ExitNodeStatus> exit_node;
   friend bool operator==(const SelfStatus&, const SelfStatus&) = default;
 };
 

@@ -1,5 +1,7 @@
 #include "net/coordinator_connection.hpp"
 
+#include "net/underlay_connect.hpp"
+
 #include <sodium.h>
 
 #include <deque>
@@ -224,7 +226,8 @@ void CoordinatorConnection::Core::on_resolved(std::uint64_t gen, std::error_code
                                               const asio::ip::tcp::resolver::results_type& results) {
   if (!current(gen)) return;
   if (ec) return address_failed(timed_out_ ? "timed out" : lower_first(ec.message()));
-  asio::async_connect(socket_, results,
+  // Marked: it stays on the underlay while an exit node carries the default route.
+  async_connect_underlay(socket_, results,
                       [self = shared_from_this(), gen](std::error_code error, const asio::ip::tcp::endpoint&) {
                         self->on_connected(gen, error);
                       });

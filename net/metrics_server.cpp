@@ -5,6 +5,7 @@
 
 #include "base/ip.hpp"
 #include "base/log.hpp"
+#include "base/socket_mark.hpp"
 #include "net/metrics_http.hpp"
 
 namespace knit::net {
@@ -36,6 +37,9 @@ class MetricsServer::Core : public std::enable_shared_from_this<Core> {
 
   void start() {
     acceptor_.open(listen_.protocol());
+    // Accepted connections inherit the mark: a scraper on the LAN gets its answers directly
+    // while an exit node carries knitd's default route (base/socket_mark.hpp; 0 elsewhere).
+    mark_underlay_socket(acceptor_.native_handle());
     acceptor_.set_option(asio::ip::tcp::acceptor::reuse_address(true));
     if (listen_.address().is_v6()) acceptor_.set_option(asio::ip::v6_only(true));
     acceptor_.bind(listen_);

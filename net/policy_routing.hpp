@@ -27,7 +27,16 @@ struct Rule {
 
   // Only what `ip rule` can show that matters here; a rule with other selectors (fwmark, src,
   // oif, ...) is reported with `other_selectors` so it is never mistaken for a plain lookup.
+  // (fwmark, invert and suppress_prefixlength are read into their fields too, and still count.)
   bool other_selectors = false;
+  // Exit nodes (agent/exit_plan.hpp): `ip -6 rule` (family 6: IPv6, the one exception to
+  // "IPv4 only" above, with the family arguments of the route calls below), `[not] fwmark
+  // MARK/MASK` (fwmask 0: no mark selector), `suppress_prefixlength N`.
+  std::uint8_t family = 4;
+  std::uint32_t fwmark = 0;
+  std::uint32_t fwmask = 0;
+  bool invert = false;
+  std::optional<std::uint8_t> suppress_prefixlength{};
   std::string to_string() const;
   friend bool operator==(const Rule&, const Rule&) = default;
   // Subnet-router SNAT (agent/snat_host.hpp): `ipproto P dport A-B`. 0: any protocol / port.
@@ -44,13 +53,14 @@ class PolicyRouting {
   std::error_code add_rule(const Rule& rule);
   // ENOENT when no rule matches.
   std::error_code delete_rule(const Rule& rule);
-  std::error_code rules(std::vector<Rule>& out);
+  std::error_code rules(std::vector<Rule>& out, std::uint8_t family = 4);
 
   // `ip route add default dev IFINDEX table TABLE` (EEXIST when the table has a default).
-  std::error_code add_default_route(std::uint32_t table, int ifindex);
-  std::error_code delete_default_route(std::uint32_t table, int ifindex);
-  // How many IPv4 routes the table holds (to pick an unused table).
-  std::error_code count_routes(std::uint32_t table, std::size_t& count);
+  // family 6: `ip -6 route add default dev IFINDEX table TABLE`.
+  std::error_code add_default_route(std::uint32_t table, int ifindex, std::uint8_t family = 4);
+  std::error_code delete_default_route(std::uint32_t table, int ifindex, std::uint8_t family = 4);
+  // How many routes of the family the table holds (to pick an unused table).
+  std::error_code count_routes(std::uint32_t table, std::size_t& count, std::uint8_t family = 4);
 
   // `ip neigh add proxy ADDRESS dev IFINDEX`: the router answers ARP for ADDRESS on that link
   // (when it routes ADDRESS through another interface). EEXIST when already there.
@@ -60,7 +70,7 @@ class PolicyRouting {
  private:
   std::error_code change_rule(int type, const Rule& rule, std::uint16_t flags);
   std::error_code change_default_route(int type, std::uint32_t table, int ifindex,
-                                       std::uint16_t flags);
+                                       std::uint16_t flags, std::uint8_t family);
   std::error_code change_proxy(int type, int ifindex, const IpAddress& address,
                                std::uint16_t flags);
 

@@ -7,6 +7,7 @@
 #include "base/log.hpp"
 #include "relay/client_session.hpp"
 #include "relay/stream.hpp"
+#include "net/underlay_connect.hpp"
 
 namespace knit::relay {
 namespace {
@@ -165,7 +166,8 @@ void RelayClient::Core::try_address() {
         if (!self->current(gen)) return;
         if (ec) return self->address_failed(ec.message());
         self->link_ = std::make_shared<Link>(self->io_);
-        asio::async_connect(self->link_->stream.socket(), results,
+        // Marked: it stays on the underlay while an exit node carries the default route.
+        net::async_connect_underlay(self->link_->stream.socket(), results,
                             [self, gen, link = self->link_](std::error_code error,
                                                             const asio::ip::tcp::endpoint&) {
                               if (!self->current(gen)) return;

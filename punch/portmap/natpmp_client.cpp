@@ -7,6 +7,7 @@
 #include <cstring>
 
 #include "base/log.hpp"
+#include "base/socket_mark.hpp"
 
 namespace knit::punch {
 
@@ -49,6 +50,7 @@ std::optional<PortMapFailure> NatPmpClient::ensure_open() {
     return fail(PortMapErrc::socket_error, "initnatpmp " + std::to_string(r) + ": " +
                                                std::strerror(errno));
   }
+  mark_underlay_socket(natpmp_.s);  // the gateway is on the underlay (the kernel re-routes it)
   std::error_code ec;
   descriptor_.assign(natpmp_.s, ec);
   if (ec) {

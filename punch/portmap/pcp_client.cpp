@@ -1,6 +1,7 @@
 #include "punch/portmap/pcp_client.hpp"
 
 #include "base/log.hpp"
+#include "base/socket_mark.hpp"
 
 namespace knit::punch {
 
@@ -53,6 +54,7 @@ std::optional<PortMapFailure> PcpClient::ensure_socket() {
     return fail(PortMapErrc::no_gateway, "no IPv4 gateway address");
   std::error_code ec;
   socket_.open(asio::ip::udp::v4(), ec);
+  if (!ec) mark_underlay_socket(socket_.native_handle());  // the gateway is on the underlay
   if (!ec) socket_.connect({to_asio(options_.gateway), kServerPort}, ec);
   asio::ip::udp::endpoint local;
   if (!ec) local = socket_.local_endpoint(ec);

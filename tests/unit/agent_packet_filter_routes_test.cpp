@@ -60,6 +60,24 @@ TEST(AgentPacketFilterRoutes, RoutedTrafficPassesUntouchedEvenWithShieldsUp) {
   EXPECT_NE(f.out(other), std::optional<Bytes>(other));
 }
 
+// An exit node routes 0.0.0.0/0 (the membership adds it when the node advertises an exit):
+// peers' internet traffic passes untranslated both ways, as the exit's own SYN-ACK translated
+// by the engine would make the peer reset the connection; the exit host's own mesh address
+// stays behind the engine and the shields.
+TEST(AgentPacketFilterRoutes, AnExitRoutesEverythingButItsOwnMeshAddress) {
+  Fixture f;
+  f.filter.set_shields_up(true);
+  f.filter.set_routed_prefixes({*IpPrefix::parse("0.0.0.0/0"), *IpPrefix::parse("::/0")});
+  const Endpoint internet = ep("198.51.100.2:5004");
+  const Bytes syn = make_tcp(kPeer, internet, nat::kTcpSyn);
+  EXPECT_EQ(f.in(syn), syn);
+  const Bytes syn_ack = make_tcp(internet, kPeer, nat::kTcpSyn | nat::kTcpAck);
+  EXPECT_EQ(f.out(syn_ack), syn_ack);
+  EXPECT_EQ(f.filter.routed_packets(), 2u);
+  EXPECT_FALSE(f.in(make_tcp(kPeer, ep("100.64.0.1:22"), nat::kTcpSyn)));  // shields up for the host
+  EXPECT_EQ(f.filter.routed_packets(), 2u);
+}
+
 TEST(AgentPacketFilterRoutes, ForwardTargetsInsideARoutedSubnetAreStillTranslated) {
   Fixture f;
   f.filter.set_routed_prefixes({*IpPrefix::parse("10.77.0.0/24")});

@@ -161,7 +161,7 @@ TEST_F(RoutedPeers, AHostRouteThatExistsIsNeitherTakenNorRemoved) {
 }
 
 TEST(RouteSettingsFile, RoundTripAndDamage) {
-  RouteSettings settings{{P("192.168.1.0/24"), P("fd00:1::/64")}, true, true, true};
+  RouteSettings settings{{P("192.168.1.0/24"), P("fd00:1::/64")}, true, true, true, "", false};
   std::string why;
   auto again = parse_route_settings(encode_route_settings(settings), why);
   ASSERT_TRUE(again) << why;
