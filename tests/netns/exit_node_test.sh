@@ -147,7 +147,9 @@ mesh_knit peer set --exit-node-allow-lan=false >/dev/null || lab_fail "knit set 
 lab_poll 3 eval 'mesh_status peer | jq -e ".self.exit_node | .active and (.allow_lan | not)" >/dev/null' || lab_fail "allow-lan did not turn off"
 ip netns exec "$PEER_NS" ping -c 2 -W 1 -n "$LAN_HOST" >/dev/null 2>&1 && lab_fail "the LAN host answered directly with allow-lan=false"
 lab_capture_stop tun
-n=$(lab_capture_lines tun | grep -c "$(mesh_ip peer) > $LAN_HOST: ICMP echo request" || true)
+# What the exit's knitd writes to its TUN: the peer's echo requests, translated to its own
+# default-route address like the rest of the peer's traffic through the exit.
+n=$(lab_capture_lines tun | grep -c "198.51.100.1 > $LAN_HOST: ICMP echo request" || true)
 (( n >= 1 )) || lab_fail "allow-lan=false: no echo request to the LAN host on the exit's TUN"
 mesh_ping peer exit 5  # (the label; its name is gw now)
 lab_pass "allow-lan=true: direct; allow-lan=false: $n echo requests to $LAN_HOST went into the exit's tunnel"
