@@ -200,6 +200,7 @@ std::size_t PacketFilter::outbound_v4(Instant now, MutableByteSpan packet) {
   // Source on a LAN this node routes (a reply to a peer, or a LAN host's own flow): not ours.
   if (packet.size() >= 20 && routed(packet.data() + 12)) {
     ++routed_packets_;
+    policy_.routed_outbound(now, packet);  // the peer's answers to a LAN host's flow are replies
     return packet.size();
   }
   const nat::Result r = engine_->outbound(now, packet);

@@ -162,6 +162,7 @@ void PolicyFilter::apply(std::optional<policy::RuleSet> rules, std::uint64_t ver
   per_rule_.clear();
   if (!rules_) {
     flows_.clear();
+    lan_opened_.clear();
     return;
   }
   for (const policy::CompiledRule& r : rules_->rules()) per_rule_.push_back({r.name, 0, 0});
@@ -178,6 +179,20 @@ void PolicyFilter::apply(std::optional<policy::RuleSet> rules, std::uint64_t ver
   }
 }
 
+void PolicyFilter::routed_outbound(Instant now, ByteSpan packet) {
+  if (!rules_) return;
+  FlowKey key, quoted;
+  if (parse(packet, key, quoted) != Parsed::flow) return;
+  // Keyed as the replies come in: the other way round. An echo reply carries no identifier in
+  // the key (transport() reads it from requests only), so ICMP is keyed by addresses alone.
+  FlowKey reply = key;
+  std::swap(reply.src, reply.dst);
+  std::swap(reply.src_port, reply.dst_port);
+  if (key.protocol == kIcmp || key.protocol == kIcmp6) reply.src_port = reply.dst_port = 0;
+  if (auto it = lan_opened_.find(reply); it != lan_opened_.end()) it->second = now;
+  else if (lan_opened_.size() < kMaxFlows) lan_opened_.emplace(reply, now);
+}
+
 PolicyFilter::Verdict PolicyFilter::unsolicited(Instant now, ByteSpan packet) {
   if (!rules_) return Verdict::pass;
   FlowKey key, quoted;
@@ -189,8 +204,18 @@ PolicyFilter::Verdict PolicyFilter::unsolicited(Instant now, ByteSpan packet) {
         it->second.last_seen = now;
         return Verdict::pass;
       }
+      if (auto it = lan_opened_.find(quoted); it != lan_opened_.end()) {
+        it->second = now;
+        return Verdict::pass;
+      }
       break;
     case Parsed::flow: break;
+  }
+  if (!lan_opened_.empty()) {
+    if (auto it = lan_opened_.find(key); it != lan_opened_.end()) {
+      it->second = now;  // a reply to a LAN host's own flow
+      return Verdict::pass;
+    }
   }
   if (auto it = flows_.find(key); it != flows_.end()) {
     if (it->second.cut) {
@@ -229,6 +254,7 @@ PolicyFilter::Verdict PolicyFilter::tracked(Instant now, ByteSpan packet) {
 
 void PolicyFilter::expire(Instant now) {
   std::erase_if(flows_, [&](const auto& entry) { return now - entry.second.last_seen > kFlowIdle; });
+  std::erase_if(lan_opened_, [&](const auto& entry) { return now - entry.second > kFlowIdle; });
 }
 
 PolicyCounters PolicyFilter::counters() const {

@@ -68,6 +68,11 @@ class PolicyFilter {
   Verdict unsolicited(Instant now, ByteSpan packet);
   // An inbound packet the engines passed: dropped only when it belongs to a cut flow.
   Verdict tracked(Instant now, ByteSpan packet);
+  // A packet a host on a subnet this node routes sent to a peer (forwarded untranslated): the
+  // flow is the LAN host's, so the peer's packets of it are replies, not new flows into the LAN,
+  // and pass as replies to this host's own flows do (remembered while a policy is in force,
+  // bounded like the accepted flows, never cut by a rule change).
+  void routed_outbound(Instant now, ByteSpan packet);
 
   void expire(Instant now);
   PolicyCounters counters() const;
@@ -100,6 +105,8 @@ class PolicyFilter {
   std::optional<policy::RuleSet> rules_;
   std::uint64_t version_ = 0;
   std::unordered_map<FlowKey, Flow, FlowHash> flows_;
+  // Flows LAN hosts behind this router opened towards peers, keyed as their replies come in.
+  std::unordered_map<FlowKey, Instant, FlowHash> lan_opened_;
   std::vector<PolicyRuleCounters> per_rule_;
   std::uint64_t denied_ = 0;
   std::uint64_t cut_ = 0;

@@ -128,6 +128,35 @@ TEST(AgentPolicyFilter, RepliesToThisHostsOwnFlowsPassWhateverThePolicy) {
   EXPECT_EQ(f.filter.policy().counters().denied, 0u);
 }
 
+// db routes 10.77.0.0/24 untranslated (--snat-routes=false): a LAN host's own flows to a peer
+// the policy does not let in get their replies; new flows from that peer into the LAN do not.
+TEST(AgentPolicyFilter, RepliesToALanHostsOwnFlowsPassThroughTheRouter) {
+  Fixture f;
+  f.filter.set_routed_prefixes({*IpPrefix::parse("10.77.0.0/24")});
+  ASSERT_TRUE(f.filter.policy().apply(pushed(kPolicy)));
+  // Before the LAN host opened anything, plain's SYN-ACK is a new flow into the LAN: denied.
+  EXPECT_FALSE(f.in(make_tcp(ep("100.64.0.4:80"), ep("10.77.0.5:40000"), nat::kTcpSyn | nat::kTcpAck)));
+  ASSERT_TRUE(f.out(make_tcp(ep("10.77.0.5:40000"), ep("100.64.0.4:80"), nat::kTcpSyn)));
+  EXPECT_TRUE(f.in(make_tcp(ep("100.64.0.4:80"), ep("10.77.0.5:40000"), nat::kTcpSyn | nat::kTcpAck)));
+  EXPECT_TRUE(f.in(make_tcp(ep("100.64.0.4:80"), ep("10.77.0.5:40000"), nat::kTcpAck)));
+  // Not another port, not another LAN host, not a new flow from plain.
+  EXPECT_FALSE(f.in(make_tcp(ep("100.64.0.4:81"), ep("10.77.0.5:40000"), nat::kTcpSyn | nat::kTcpAck)));
+  EXPECT_FALSE(f.in(make_tcp(ep("100.64.0.4:80"), ep("10.77.0.6:40000"), nat::kTcpSyn | nat::kTcpAck)));
+  EXPECT_FALSE(f.in(make_tcp(ep("100.64.0.4:5000"), ep("10.77.0.5:22"), nat::kTcpSyn)));
+  // UDP and ping the same way.
+  ASSERT_TRUE(f.out(make_udp(ep("10.77.0.5:5353"), ep("100.64.0.4:53"))));
+  EXPECT_TRUE(f.in(make_udp(ep("100.64.0.4:53"), ep("10.77.0.5:5353"))));
+  ASSERT_TRUE(f.out(make_icmp_query(ip("10.77.0.5"), ip("100.64.0.4"), nat::kIcmpEchoRequest, 7, 1)));
+  EXPECT_TRUE(f.in(make_icmp_query(ip("100.64.0.4"), ip("10.77.0.5"), nat::kIcmpEchoReply, 7, 1)));
+  EXPECT_FALSE(f.in(make_icmp_query(ip("100.64.0.4"), ip("10.77.0.5"), nat::kIcmpEchoRequest, 7, 2)));
+  // A rule change keeps them (they are the LAN's flows, not the policy's); they go when idle.
+  ASSERT_TRUE(f.filter.policy().apply(pushed(kPolicy, 2)));
+  EXPECT_TRUE(f.in(make_tcp(ep("100.64.0.4:80"), ep("10.77.0.5:40000"), nat::kTcpAck)));
+  f.now += PolicyFilter::kFlowIdle + std::chrono::seconds(1);
+  f.filter.policy().expire(f.now);
+  EXPECT_FALSE(f.in(make_tcp(ep("100.64.0.4:80"), ep("10.77.0.5:40000"), nat::kTcpAck)));
+}
+
 TEST(AgentPolicyFilter, AChangeAppliesToNewFlowsAtOnceAndCutsEstablishedOnes) {
   Fixture f;
   ASSERT_TRUE(f.filter.policy().apply(pushed(kPolicy)));
