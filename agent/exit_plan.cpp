@@ -2,6 +2,8 @@
 
 #include <algorithm>
 
+#include <nlohmann/json.hpp>
+
 #include "base/socket_mark.hpp"
 
 namespace knit::agent {
@@ -122,6 +124,32 @@ std::vector<SysctlRecord> sysctls_to_restore(const std::vector<SysctlRecord>& re
   std::vector<SysctlRecord> out;
   for (std::size_t i = 0; i < recorded.size() && i < current.size(); ++i)
     if (current[i] && *current[i] == recorded[i].value) out.push_back(recorded[i]);
+  return out;
+}
+
+std::string encode_exit_state(const std::vector<SysctlRecord>& records) {
+  nlohmann::json list = nlohmann::json::array();
+  for (const SysctlRecord& r : records) list.push_back({{"key", r.key}, {"value", r.value}, {"previous", r.previous}});
+  return nlohmann::json{{"sysctl", list}}.dump() + "\n";
+}
+
+std::vector<SysctlRecord> parse_exit_state(const std::string& text) {
+  std::vector<SysctlRecord> out;
+  const auto doc = nlohmann::json::parse(text, nullptr, /*allow_exceptions=*/false);
+  if (!doc.is_object() || !doc.contains("sysctl") || !doc["sysctl"].is_array()) return out;
+  for (const auto& item : doc["sysctl"]) {
+    if (!item.is_object()) continue;
+    auto text_of = [&](const char* name) {
+      auto it = item.find(name);
+      return it != item.end() && it->is_string() ? it->get<std::string>() : std::string();
+    };
+    SysctlRecord record{text_of("key"), text_of("value"), text_of("previous")};
+    // Only the knobs knitd ever changes, so a damaged file cannot write elsewhere.
+    const bool ours = record.key.rfind("net/ipv4/conf/", 0) == 0 && record.key.size() > 24 &&
+                      record.key.compare(record.key.size() - 10, 10, "/rp_filter") == 0 &&
+                      record.key.find("..") == std::string::npos;
+    if (ours && (record.previous == "0" || record.previous == "1" || record.previous == "2")) out.push_back(record);
+  }
   return out;
 }
 

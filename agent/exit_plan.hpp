@@ -84,6 +84,12 @@ struct SysctlRecord {
   std::string previous;
   friend bool operator==(const SysctlRecord&, const SysctlRecord&) = default;
 };
+// exit-host.json in the state directory: the sysctls an exit-node run changed, for the next knitd
+// to put back after a crash. {"sysctl": [{"key", "value", "previous"}, ...]}. Parsing treats the
+// file as hostile: entries that are not rp_filter knobs under net/ipv4/conf/ with a previous
+// value of 0, 1 or 2 are skipped, so a damaged file cannot make knitd write anywhere else.
+std::string encode_exit_state(const std::vector<SysctlRecord>& records);
+std::vector<SysctlRecord> parse_exit_state(const std::string& text);
 std::vector<SysctlRecord> sysctls_to_restore(const std::vector<SysctlRecord>& recorded,
                                              const std::vector<std::optional<std::string>>& current);
 

@@ -2,7 +2,6 @@
 
 #include <net/if.h>
 
-#include <nlohmann/json.hpp>
 
 #include "base/key_file.hpp"
 #include "base/log.hpp"
@@ -99,12 +98,11 @@ std::vector<std::string> ExitRouting::undo() {
 }
 
 void ExitRouting::record_sysctls(const std::vector<ExitStep>& steps) {
-  nlohmann::json list = nlohmann::json::array();
+  std::vector<SysctlRecord> records;
   for (const ExitStep& step : steps)
-    if (step.kind == ExitStep::Kind::sysctl)
-      list.push_back({{"key", step.key}, {"value", step.value}, {"previous", step.previous}});
-  if (list.empty()) return;
-  const std::string text = nlohmann::json{{"sysctl", list}}.dump() + "\n";
+    if (step.kind == ExitStep::Kind::sysctl) records.push_back({step.key, step.value, step.previous});
+  if (records.empty()) return;
+  const std::string text = encode_exit_state(records);
   const ByteSpan bytes(reinterpret_cast<const std::uint8_t*>(text.data()), text.size());
   if (auto failed = write_private_file(file_, bytes, /*replace=*/true))
     log(LogLevel::warn, "knitd", "exit node: cannot record the sysctls it changes (", failed->message,
@@ -112,25 +110,8 @@ void ExitRouting::record_sysctls(const std::vector<ExitStep>& steps) {
 }
 
 std::vector<SysctlRecord> ExitRouting::recorded_sysctls() const {
-  std::vector<SysctlRecord> out;
   auto text = read_small_file(file_, kMaxFileSize);
-  if (!text) return out;
-  const auto doc = nlohmann::json::parse(*text, nullptr, /*allow_exceptions=*/false);
-  if (!doc.is_object() || !doc.contains("sysctl") || !doc["sysctl"].is_array()) return out;
-  for (const auto& item : doc["sysctl"]) {
-    if (!item.is_object()) continue;
-    auto text_of = [&](const char* name) {
-      auto it = item.find(name);
-      return it != item.end() && it->is_string() ? it->get<std::string>() : std::string();
-    };
-    SysctlRecord record{text_of("key"), text_of("value"), text_of("previous")};
-    // Only the knobs knitd ever changes, so a damaged file cannot write elsewhere.
-    const bool ours = record.key.rfind("net/ipv4/conf/", 0) == 0 && record.key.size() > 24 &&
-                      record.key.compare(record.key.size() - 10, 10, "/rp_filter") == 0 &&
-                      record.key.find("..") == std::string::npos;
-    if (ours && (record.previous == "0" || record.previous == "1" || record.previous == "2")) out.push_back(record);
-  }
-  return out;
+  return text ? parse_exit_state(*text) : std::vector<SysctlRecord>{};
 }
 
 std::vector<std::string> ExitRouting::remove_stale() {

@@ -265,7 +265,7 @@ TEST_F(ExitPeers, OnlyTheChosenExitGetsTheDefaultRoutesAndTheyLeaveWhenItGoesAwa
 // ---------------------------------------------------------------- settings
 
 TEST(ExitSettings, RoundTripThroughRoutesJson) {
-  RouteSettings settings{{P("192.168.1.0/24")}, false, true, "gw", true};
+  RouteSettings settings{{P("192.168.1.0/24")}, false, true, true, "gw", true};
   std::string why;
   auto again = parse_route_settings(encode_route_settings(settings), why);
   ASSERT_TRUE(again) << why;
@@ -294,7 +294,7 @@ TEST(ExitSettings, LocalApiCarriesTheChoiceAndTheStatus) {
   reply.status.self.name = "me";
   reply.status.self.ipv4 = *IpAddress::parse("100.64.0.9");
   reply.status.self.ipv6 = *IpAddress::parse("fd7a:115c:a1e0::9");
-  reply.status.self.routes = localapi::RouteSettingsStatus{{}, false, false, 0, "gw", true};
+  reply.status.self.routes = localapi::RouteSettingsStatus{{}, false, false, 0, std::nullopt, "gw", true};
   reply.status.self.exit_node = localapi::ExitNodeStatus{"gw", IpAddress::parse("100.64.0.1"), true, true, "active"};
   const std::string line = localapi::encode_response(reply);
   EXPECT_NE(line.find("\"exit_node\":{\"name\":\"gw\",\"ip\":\"100.64.0.1\",\"active\":true,\"allow_lan\":true,"
@@ -304,6 +304,19 @@ TEST(ExitSettings, LocalApiCarriesTheChoiceAndTheStatus) {
   auto back = localapi::parse_response(line);
   ASSERT_TRUE(std::holds_alternative<localapi::ControlResponse>(back));
   EXPECT_EQ(std::get<localapi::StatusReply>(std::get<localapi::ControlResponse>(back)).status, reply.status);
+}
+
+TEST(ExitState, RoundTripsAndRefusesWhatKnitdNeverWrites) {
+  const std::vector<SysctlRecord> ours{{"net/ipv4/conf/all/rp_filter", "2", "1"},
+                                       {"net/ipv4/conf/eth0/rp_filter", "2", "1"}};
+  EXPECT_EQ(parse_exit_state(encode_exit_state(ours)), ours);
+  // A damaged or hostile file: other knobs, a path escape, odd values, not JSON at all.
+  EXPECT_TRUE(parse_exit_state(R"({"sysctl":[{"key":"net/ipv4/ip_forward","value":"1","previous":"0"}]})").empty());
+  EXPECT_TRUE(parse_exit_state(R"({"sysctl":[{"key":"net/ipv4/conf/../../../kernel/rp_filter","value":"2","previous":"1"}]})").empty());
+  EXPECT_TRUE(parse_exit_state(R"({"sysctl":[{"key":"net/ipv4/conf/all/rp_filter","value":"2","previous":"7"}]})").empty());
+  EXPECT_TRUE(parse_exit_state("{\"sysctl\": [").empty());
+  EXPECT_TRUE(parse_exit_state("").empty());
+  EXPECT_TRUE(parse_exit_state(R"({"sysctl":[1, "x", {"key": 5}]})").empty());
 }
 
 }  // namespace
