@@ -98,7 +98,11 @@ TEST_F(RelayLoopbackTest, TwoClientsThroughOneRelay) {
   server->set_members({a.pub, b.pub});
   a.client.connect({address_of(*server)}, keys_[0]);
   b.client.connect({address_of(*server)}, keys_[0]);
-  ASSERT_TRUE(run_until(io_, [&] { return a.client.connected() && b.client.connected(); }));
+  // Connected on the client's side (message 2) comes a little before the relay admits it (at
+  // its first transport message); a packet for a client not admitted yet is dropped (no route).
+  ASSERT_TRUE(run_until(io_, [&] {
+    return a.client.connected() && b.client.connected() && server->stats().admitted >= 2;
+  }));
   ASSERT_TRUE(exchange(a, b, 200));
   ASSERT_TRUE(exchange(b, a, 200));
   EXPECT_TRUE(run_until(io_, [&] { return a.client.rtt().has_value(); }));
@@ -175,7 +179,11 @@ TEST_F(RelayLoopbackTest, GarbageAndHalfOpenConnectionsDoNotDisturbForwarding) {
   server->set_members({a.pub, b.pub});
   a.client.connect({address_of(*server)}, keys_[0]);
   b.client.connect({address_of(*server)}, keys_[0]);
-  ASSERT_TRUE(run_until(io_, [&] { return a.client.connected() && b.client.connected(); }));
+  // Connected on the client's side (message 2) comes a little before the relay admits it (at
+  // its first transport message); a packet for a client not admitted yet is dropped (no route).
+  ASSERT_TRUE(run_until(io_, [&] {
+    return a.client.connected() && b.client.connected() && server->stats().admitted >= 2;
+  }));
 
   std::vector<std::unique_ptr<asio::ip::tcp::socket>> attackers;
   SeededRandom junk_rng(5);
@@ -221,7 +229,11 @@ TEST_F(RelayLoopbackTest, TlsAndPlainClientsOnOnePort) {
   server->set_members({a.pub, b.pub});
   a.client.connect({address_of(*server, true)}, keys_[0]);
   b.client.connect({address_of(*server, false)}, keys_[0]);
-  ASSERT_TRUE(run_until(io_, [&] { return a.client.connected() && b.client.connected(); }));
+  // Connected on the client's side (message 2) comes a little before the relay admits it (at
+  // its first transport message); a packet for a client not admitted yet is dropped (no route).
+  ASSERT_TRUE(run_until(io_, [&] {
+    return a.client.connected() && b.client.connected() && server->stats().admitted >= 2;
+  }));
   EXPECT_EQ(a.client.address().substr(0, 6), "tls://");
   ASSERT_TRUE(exchange(a, b, 200));
   ASSERT_TRUE(exchange(b, a, 200));
