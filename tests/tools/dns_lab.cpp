@@ -117,13 +117,8 @@ int serve(const char* ip) {
   }
 }
 
-int query(const std::string& server, const std::string& name, const std::string& type_name, int timeout_ms) {
-  std::uint16_t qtype = type::A;
-  if (type_name == "AAAA") qtype = type::AAAA;
-  if (type_name == "PTR") qtype = type::PTR;
-  SystemRandom rng;
-  const auto id = static_cast<std::uint16_t>(rng.uniform(65536));
-  // The query, by hand: header, QNAME labels, QTYPE, QCLASS IN.
+// A query, by hand: header (RD set), QNAME labels, QTYPE, QCLASS IN.
+Bytes query_message(std::uint16_t id, const std::string& name, std::uint16_t qtype) {
   Bytes q = {static_cast<std::uint8_t>(id >> 8), static_cast<std::uint8_t>(id), 0x01, 0, 0, 1, 0, 0, 0, 0, 0, 0};
   std::size_t start = 0;
   while (start < name.size()) {
@@ -133,11 +128,19 @@ int query(const std::string& server, const std::string& name, const std::string&
     q.insert(q.end(), name.begin() + static_cast<long>(start), name.begin() + static_cast<long>(dot));
     start = dot + 1;
   }
-  q.push_back(0);
-  q.push_back(static_cast<std::uint8_t>(qtype >> 8));
-  q.push_back(static_cast<std::uint8_t>(qtype));
-  q.push_back(0);
-  q.push_back(1);
+  for (std::uint8_t b : {std::uint8_t{0}, static_cast<std::uint8_t>(qtype >> 8), static_cast<std::uint8_t>(qtype),
+                         std::uint8_t{0}, std::uint8_t{1}})
+    q.push_back(b);
+  return q;
+}
+
+int query(const std::string& server, const std::string& name, const std::string& type_name, int timeout_ms) {
+  std::uint16_t qtype = type::A;
+  if (type_name == "AAAA") qtype = type::AAAA;
+  if (type_name == "PTR") qtype = type::PTR;
+  SystemRandom rng;
+  const auto id = static_cast<std::uint16_t>(rng.uniform(65536));
+  const Bytes q = query_message(id, name, qtype);
   auto to = Endpoint::parse(server.find(':') == std::string::npos ? server + ":53" : server);
   if (!to) return 2;
   sockaddr_storage ss{};
@@ -169,16 +172,7 @@ int flood(const std::string& server, const std::string& name, int count) {
   sockaddr_storage ss{};
   const unsigned len = to->to_sockaddr(ss);
   const int s = socket(ss.ss_family, SOCK_DGRAM, 0);
-  Bytes q = {0, 0, 0x01, 0, 0, 1, 0, 0, 0, 0, 0, 0};
-  std::size_t start = 0;
-  while (start < name.size()) {
-    std::size_t dot = name.find('.', start);
-    if (dot == std::string::npos) dot = name.size();
-    q.push_back(static_cast<std::uint8_t>(dot - start));
-    q.insert(q.end(), name.begin() + static_cast<long>(start), name.begin() + static_cast<long>(dot));
-    start = dot + 1;
-  }
-  for (std::uint8_t b : {0, 0, 1, 0, 1}) q.push_back(b);
+  Bytes q = query_message(0, name, type::A);
   int answered = 0;
   std::vector<std::uint8_t> buf(65536);
   auto drain = [&](int timeout_ms) {
