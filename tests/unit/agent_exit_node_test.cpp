@@ -14,6 +14,7 @@
 #include "base/random.hpp"
 #include "base/socket_mark.hpp"
 #include "localapi/protocol.hpp"
+#include "tests/support/route_peers.hpp"
 #include "wg/crypto.hpp"
 
 namespace knit::agent {
@@ -138,22 +139,8 @@ TEST(ExitPlan, CrashedRunsSysctlsComeBackUnlessChangedSince) {
 
 // ---------------------------------------------------------------- which exit, and its routes
 
-wg::PublicKey key(std::uint8_t n) {
-  SeededRandom rng(n);
-  return wg::crypto::public_key_of(wg::crypto::generate_private_key(rng));
-}
-
-control::PeerInfo peer(std::uint8_t n, std::vector<IpPrefix> routes, bool online = true) {
-  control::PeerInfo info;
-  info.name = "node-" + std::to_string(n);
-  info.node_key = key(n);
-  info.disco_key = key(static_cast<std::uint8_t>(n + 100));
-  info.ipv4 = *IpAddress::parse("100.64.0." + std::to_string(n));
-  info.ipv6 = *IpAddress::parse("fd7a:115c:a1e0::" + std::to_string(n));
-  info.online = online;
-  info.routes = std::move(routes);
-  return info;
-}
+using knit::testing::routes::key;
+using knit::testing::routes::peer;
 
 const std::vector<IpPrefix> kExit{P("0.0.0.0/0"), P("::/0")};
 

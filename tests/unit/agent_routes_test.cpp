@@ -8,6 +8,7 @@
 #include "agent/mesh.hpp"
 #include "agent/route_settings.hpp"
 #include "base/random.hpp"
+#include "tests/support/route_peers.hpp"
 #include "wg/crypto.hpp"
 
 namespace knit::agent {
@@ -39,22 +40,8 @@ class RecordingLink : public LinkControl {
 
 IpPrefix P(const char* text) { return *IpPrefix::parse(text); }
 
-wg::PublicKey key(std::uint8_t n) {
-  SeededRandom rng(n);
-  return wg::crypto::public_key_of(wg::crypto::generate_private_key(rng));
-}
-
-control::PeerInfo peer(std::uint8_t n, std::vector<IpPrefix> routes, bool online = true) {
-  control::PeerInfo info;
-  info.name = "node-" + std::to_string(n);
-  info.node_key = key(n);
-  info.disco_key = key(static_cast<std::uint8_t>(n + 100));
-  info.ipv4 = *IpAddress::parse("100.64.0." + std::to_string(n));
-  info.ipv6 = *IpAddress::parse("fd7a:115c:a1e0::" + std::to_string(n));
-  info.online = online;
-  info.routes = std::move(routes);
-  return info;
-}
+using knit::testing::routes::key;
+using knit::testing::routes::peer;
 
 InterfaceAddress lan(const char* text) { return InterfaceAddress{"eth0", P(text), false}; }
 
