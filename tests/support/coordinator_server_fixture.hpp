@@ -16,6 +16,7 @@
 #include <filesystem>
 #include <future>
 #include <thread>
+#include <vector>
 #include "tests/support/temp_dir.hpp"
 #include "base/random.hpp"
 #include "control/channel.hpp"
@@ -134,8 +135,10 @@ class Agent {
   }
 
   std::optional<control::RegisterResponse> join(std::optional<std::string> token,
-                                                std::string hostname = "host") {
+                                                std::string hostname = "host",
+                                                std::vector<std::string> features = {}) {
     control::RegisterRequest request;
+    request.features = std::move(features);
     request.token = std::move(token);
     request.disco_key = public_key_;
     request.disco_key[0] ^= 0x55;

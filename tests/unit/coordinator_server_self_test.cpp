@@ -8,28 +8,15 @@
 namespace knit::coordinator {
 namespace {
 
-control::RegisterRequest hello_with(const wg::PublicKey& key, std::string hostname, std::string token,
-                                    std::vector<std::string> features) {
-  control::RegisterRequest request;
-  request.token = std::move(token);
-  request.disco_key = key;
-  request.disco_key[0] ^= 0x55;
-  request.hostname = std::move(hostname);
-  request.os = "linux";
-  request.version = "test";
-  request.features = std::move(features);
-  return request;
-}
-
 TEST_F(ServerTest, RenamedAgentHearsItsNewNameOnlyWithTheSelfFeature) {
   start();
   const std::string t = reusable_token();
   auto follower = agent();
-  auto response = follower->join(hello_with(follower->public_key(), "laptop", t, {"dns", "self"}));
+  auto response = follower->join(t, "laptop", {"dns", "self"});
   ASSERT_TRUE(response && response->ok);
   EXPECT_EQ(response->node.name, "laptop");
   auto plain = agent();
-  ASSERT_TRUE(plain->join(hello_with(plain->public_key(), "server", t, {})));
+  ASSERT_TRUE(plain->join(t, "server"));
   ASSERT_TRUE(plain->wait_until([&] { return plain->peer(follower->public_key()) != nullptr; }));
 
   ASSERT_TRUE(admin_->rename_node("laptop", "desk"));
