@@ -47,6 +47,7 @@ std::string_view to_string(CloseReason reason) {
     case CloseReason::replaced: return "replaced by a new connection";
     case CloseReason::removed: return "node removed";
     case CloseReason::shutdown: return "server stopping";
+    case CloseReason::evicted: return "evicted: too many unfinished handshakes";
   }
   return "closed";
 }

@@ -116,6 +116,7 @@ void register_metrics(metrics::Registry& registry, const Server& server, Store& 
     metrics::Counter* joins;
     metrics::Counter* refused;
     metrics::Counter* too_many;
+    metrics::Counter* evicted;
     metrics::Counter* handshake;
     metrics::Counter* malformed;
     metrics::Counter* overflow;
@@ -138,6 +139,7 @@ void register_metrics(metrics::Registry& registry, const Server& server, Store& 
                         "Register requests refused (bad, used, expired or revoked token; "
                         "unknown key)."),
       drop("too_many_connections"),
+      drop("handshake_evicted"),
       drop("handshake_failed"),
       drop("malformed"),
       drop("queue_overflow"),
@@ -153,6 +155,7 @@ void register_metrics(metrics::Registry& registry, const Server& server, Store& 
     m.joins->set(c.registered);
     m.refused->set(c.rejected);
     m.too_many->set(c.refused_connections);
+    m.evicted->set(c.evicted_handshakes);
     m.handshake->set(c.handshake_failures);
     m.malformed->set(c.malformed);
     m.overflow->set(c.queue_overflows);

@@ -38,6 +38,7 @@ Server::Server(asio::io_context& io, Store& store, const wg::PrivateKey& coordin
       accept_retry_timer_(io),
       sweep_timer_(io),
       publish_timer_(io),
+      handshakes_(options_.max_handshakes, options_.max_handshakes_per_source),
       view_(v6_base_of(mesh)),
       relay_map_text_(control::encode(control::RelayMap{})) {
   if (!options_.now) options_.now = [] { return static_cast<UnixSeconds>(std::time(nullptr)); };
@@ -106,6 +107,7 @@ void Server::stop() {
   }
   for (const auto& [raw, session] : sessions_) session->close(CloseReason::shutdown);
   sessions_.clear();
+  handshakes_.clear();
   owners_.clear();
   relay_owners_.clear();
   closed_.clear();
@@ -124,7 +126,8 @@ std::string Server::summary() const {
          ", handshake failures " + std::to_string(c.handshake_failures) + ", malformed " +
          std::to_string(c.malformed) + ", queue overflows " + std::to_string(c.queue_overflows) +
          ", timeouts " + std::to_string(c.timeouts) + ", refused connections " +
-         std::to_string(c.refused_connections);
+         std::to_string(c.refused_connections) + ", evicted handshakes " +
+         std::to_string(c.evicted_handshakes);
 }
 
 void Server::arm(asio::steady_timer& timer, std::chrono::steady_clock::duration after,
@@ -160,9 +163,10 @@ void Server::on_accept(std::error_code ec, asio::ip::tcp::socket socket) {
     return;
   }
   ++counters_.accepted;
-  const std::size_t handshaking = sessions_.size() - owners_.size() - relay_owners_.size();
-  if (sessions_.size() >= options_.max_sessions || handshaking >= options_.max_handshakes) {
-    ++counters_.refused_connections;
+  std::error_code peer_ec;
+  const asio::ip::tcp::endpoint peer = socket.remote_endpoint(peer_ec);
+  if (peer_ec || sessions_.size() >= options_.max_sessions) {
+    ++counters_.refused_connections;  // gone already, or the descriptors are spoken for
     std::error_code ignored;
     socket.close(ignored);
   } else {
@@ -172,6 +176,11 @@ void Server::on_accept(std::error_code ec, asio::ip::tcp::socket socket) {
     auto session =
         std::make_shared<AgentSession>(std::move(socket), key_, rng_, host, options_.session);
     sessions_.emplace(session.get(), session);
+    // A full table makes room rather than turning the newcomer away (handshake_slots.hpp).
+    if (auto evicted = handshakes_.admit(session.get(), source_key(peer.address()))) {
+      ++counters_.evicted_handshakes;
+      (*evicted)->close(CloseReason::evicted);
+    }
     session->start();
   }
   accept_next();
@@ -179,6 +188,7 @@ void Server::on_accept(std::error_code ec, asio::ip::tcp::socket socket) {
 
 void Server::on_closed(AgentSession& session, CloseReason reason) {
   if (stopped_) return;
+  handshakes_.release(&session);
   if (session.registered() && session.role() == AgentSession::Role::relay) {
     log(LogLevel::info, kLog, session.remote(), ": relay ", key_text(session.node_key()),
         " disconnected (", to_string(reason), ")");
@@ -236,6 +246,7 @@ bool Server::is_owner(const AgentSession& session) const {
 }
 
 void Server::take_ownership(AgentSession& session) {
+  handshakes_.release(&session);
   auto [it, inserted] = owners_of(session).try_emplace(session.node_key(), &session);
   if (inserted || it->second == &session) return;
   AgentSession* older = it->second;
