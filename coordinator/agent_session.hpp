@@ -43,7 +43,7 @@ namespace knit::coordinator {
 struct ServerCounters {
   std::uint64_t accepted = 0;            // TCP connections accepted
   std::uint64_t refused_connections = 0;  // closed at once: too many connections
-  std::uint64_t evicted_handshakes = 0;   // unregistered, closed to make room (handshake_slots.hpp)
+  std::uint64_t evicted_handshakes = 0;   // unregistered, closed to make room (base/handshake_slots.hpp)
   std::uint64_t handshake_failures = 0;  // garbage, wrong key, oversized frame before the answer
   std::uint64_t malformed = 0;           // unparsable or unexpected messages, bad frames after it
   std::uint64_t queue_overflows = 0;     // agents too slow to read what they were sent

@@ -176,8 +176,11 @@ void Server::on_accept(std::error_code ec, asio::ip::tcp::socket socket) {
     auto session =
         std::make_shared<AgentSession>(std::move(socket), key_, rng_, host, options_.session);
     sessions_.emplace(session.get(), session);
-    // A full table makes room rather than turning the newcomer away (handshake_slots.hpp).
-    if (auto evicted = handshakes_.admit(session.get(), source_key(peer.address()))) {
+    // A full table makes room rather than turning the newcomer away (base/handshake_slots.hpp).
+    const asio::ip::address from = peer.address();
+    const IpAddress source = from.is_v4() ? IpAddress::v4(from.to_v4().to_uint())
+                                          : IpAddress::v6(from.to_v6().to_bytes().data());
+    if (auto evicted = handshakes_.admit(session.get(), source_key(source))) {
       ++counters_.evicted_handshakes;
       (*evicted)->close(CloseReason::evicted);
     }

@@ -53,8 +53,8 @@
 #include "base/random.hpp"
 #include "control/messages.hpp"
 #include "control/peer_map.hpp"
+#include "base/handshake_slots.hpp"
 #include "coordinator/agent_session.hpp"
-#include "coordinator/handshake_slots.hpp"
 #include "coordinator/change_feed.hpp"
 #include "coordinator/peer_view.hpp"
 #include "coordinator/routes.hpp"
@@ -72,7 +72,7 @@ struct ServerOptions {
   // Changes within this window go out as one delta (a reconnect storm, a flapping agent).
   std::chrono::steady_clock::duration publish_delay = std::chrono::milliseconds(50);
   std::size_t max_sessions = 100000;   // connections at once; more are closed on accept
-  std::size_t max_handshakes = 4096;   // of them not registered yet (handshake_slots.hpp)
+  std::size_t max_handshakes = 4096;   // of them not registered yet (base/handshake_slots.hpp)
   std::size_t max_handshakes_per_source = 1024;  // of those, from one IPv4 address or IPv6 /64
   std::function<UnixSeconds()> now;    // wall clock, unix seconds; default std::time
   // Who this coordinator is among several on one database (Store::set_coordinator_id).

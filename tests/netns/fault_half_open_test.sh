@@ -71,7 +71,7 @@ mesh_agent_start a3 "$(lab_host_ns a3)"
 t0=$(mesh_now_us)
 joined_a3() { mesh_knit a3 up --token "$MESH_TOKEN" --hostname a3 >"$LAB_DIR/state/a3-up.out" 2>&1; }
 # The coordinator shares its handshake slots by source and makes room by closing the flooder's
-# oldest (coordinator/handshake_slots.hpp): the flood holds at most its share, a3 gets in at once.
+# oldest (base/handshake_slots.hpp): the flood holds at most its share, a3 gets in at once.
 joined_a3 || lab_fail "a3 could not join during the flood: $(tr '\n' ' ' <"$LAB_DIR/state/a3-up.out")"
 join_ms=$(( ($(mesh_now_us) - t0) / 1000 ))
 MESH_IP[a3]=$(mesh_self a3 ipv4)

@@ -1,4 +1,4 @@
-// The coordinator's handshake slots (coordinator/handshake_slots.hpp): a flood of silent
+// Handshake slots (base/handshake_slots.hpp) and the coordinator's use of them: a flood of silent
 // connections, from one source or many, never locks a joining agent out; it costs the flooder
 // its own oldest connections.
 #include <gtest/gtest.h>
@@ -7,13 +7,13 @@
 #include <set>
 #include <string>
 
-#include "coordinator/handshake_slots.hpp"
+#include "base/handshake_slots.hpp"
 #include "tests/support/coordinator_server_fixture.hpp"
 
 namespace knit::coordinator {
 namespace {
 
-SourceKey v4(const char* text) { return source_key(asio::ip::make_address(text)); }
+SourceKey v4(const char* text) { return source_key(*IpAddress::parse(text)); }
 
 TEST(HandshakeSlots, AdmitsWithinTheLimitsWithoutEvicting) {
   HandshakeSlots<int> slots(4, 2);

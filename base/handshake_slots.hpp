@@ -1,5 +1,5 @@
-// Who may hold one of the coordinator's handshake slots: the connections accepted but not yet
-// registered. Without a policy, whoever opens connections fastest and never speaks fills them
+// Who may hold one of a server's handshake slots (the coordinator's, coordinator/server.cpp):
+// the connections accepted but not yet registered. Without a policy, whoever opens connections fastest and never speaks fills them
 // all, and every agent is locked out until those time out (and for good, if the opener keeps
 // opening). So slots are shared by source, and a full table makes room instead of refusing:
 //
@@ -18,7 +18,7 @@
 // from elsewhere reaches its slot, and one from its own source cycles through max_per_source
 // connections first.
 //
-// The table does no I/O: the server closes what it is told to (server.cpp) and removes a
+// The table does no I/O: the server closes what it is told to and removes a
 // connection when it registers or closes. O(1) per admit and removal, except that a full table
 // scans its sources once (at most max_total of them) to find the busiest.
 #pragma once
@@ -32,14 +32,14 @@
 #include <optional>
 #include <unordered_map>
 
-#include <asio/ip/address.hpp>
+#include "base/ip.hpp"
 
-namespace knit::coordinator {
+namespace knit {
 
 // The 16 bytes a source is known by: an IPv4 address mapped into IPv6, or an IPv6 /64 with its
 // interface identifier zeroed.
 using SourceKey = std::array<std::uint8_t, 16>;
-SourceKey source_key(const asio::ip::address& address);
+SourceKey source_key(const IpAddress& address);
 
 struct SourceKeyHash {
   std::size_t operator()(const SourceKey& key) const;
@@ -116,4 +116,4 @@ class HandshakeSlots {
   std::unordered_map<Id, Slot> slots_;
 };
 
-}  // namespace knit::coordinator
+}  // namespace knit
