@@ -128,7 +128,9 @@ std::string format_status(const localapi::StatusReply& reply, WallTime now) {
       std::string others;
       for (const localapi::RouteCarrierCandidate& k : c.candidates) {
         if (k.state == "active") continue;
-        others += (others.empty() ? "" : "; ") + k.name + ": " + k.state + (k.reason.empty() ? "" : ", " + k.reason);
+        // "offline" says it all; "down" and "recovering" say why.
+        const bool why = !k.reason.empty() && k.state != "offline";
+        others += (others.empty() ? "" : "; ") + k.name + ": " + k.state + (why ? ", " + k.reason : std::string());
       }
       out += "# route " + c.prefix.to_string() + " via " + (c.via.empty() ? std::string("none") : c.via) +
              (others.empty() ? std::string() : " (" + others + ")") + "\n";
