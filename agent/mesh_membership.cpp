@@ -9,6 +9,7 @@
 
 #include "base/log.hpp"
 #include "control/constants.hpp"
+#include "control/route_rules.hpp"
 #include "control/token.hpp"
 
 namespace knit::agent {
@@ -51,6 +52,19 @@ Membership::Membership(asio::io_context& io, MeshDevice& device, LinkControl& li
       paths_(paths),
       options_(std::move(options)),
       state_(options_.state_dir),
+      watch_(io, CarrierWatch::Hooks{
+                     [this](const control::NodeKey& key) {
+                       const MeshPaths* p = this->paths();
+                       return p ? p->last_heard(key) : std::nullopt;
+                     },
+                     [this](const control::NodeKey& key) -> std::uint64_t {
+                       const wg::Peer* peer = device_.device().find_peer(key);
+                       return peer ? peer->rx_bytes : 0;
+                     },
+                     [this](const control::NodeKey& key) {
+                       if (MeshPaths* p = this->paths()) p->ping_peer(key);
+                     },
+                     [this] { on_carrier_health_changed(); }}),
       up_timer_(io),
       logout_timer_(io),
       poll_timer_(io) {}
@@ -228,6 +242,7 @@ void Membership::disconnect() {
   device_.configure([&](wg::Device& device, wg::Now) { configurator_.clear_peers(device); });
   for (const auto& failure : configurator_.clear_routes(link_)) log(LogLevel::warn, "knitd", failure);
   carriers_.clear();
+  watch_.watch({});
   exit_ = {};
   apply_exit();
   for (const auto& failure : configurator_.clear_self(link_)) log(LogLevel::warn, "knitd", failure);
@@ -487,7 +502,14 @@ void Membership::apply_peers() {
   PeerChanges changes;
   MeshPaths* paths = this->paths();
   const control::NodeKey self = identity_ ? identity_->node.public_key : control::NodeKey{};
-  carriers_ = routes_.accept ? choose_route_carriers(peers_.peers, self, local_) : RouteCarriers{};
+  // Carriers of a prefix several peers carry are watched (carrier_watch.hpp); one that went
+  // silent is avoided, and the carrier in use is kept while it works (route_choice.hpp).
+  watch_.watch(routes_.accept ? contested_carriers(peers_.peers, self, local_) : std::vector<control::NodeKey>{});
+  const RouteCarriers previous = carriers_;
+  carriers_ = routes_.accept ? choose_route_carriers(peers_.peers, self, local_,
+                                                     CarrierPreference{&previous, watch_.health().down_carriers()})
+                             : RouteCarriers{};
+  log_carrier_changes(previous);
   // The exit node's default routes join its allowed IPs (and only its); the host's default
   // route follows in apply_exit().
   const ExitChoice previous_exit = exit_;
@@ -516,11 +538,43 @@ void Membership::apply_peers() {
   }
   for (const auto& failure : configurator_.apply_routes(link_, carriers_))
     log(LogLevel::warn, "knitd", options_.tun_name, ": ", failure);
+  // knitd's own datagrams follow the host's routes: an endpoint inside a subnet routed into
+  // the TUN (a router's LAN address) would send them into the tunnel they carry.
+  if (paths != nullptr) paths->set_tunnelled_prefixes(configurator_.routes());
   apply_exit();
   if (changes.added + changes.updated + changes.removed + changes.refused > 0)
     log(LogLevel::info, "knitd", "peer map ", peers_.version, ": ", changes.added, " added, ", changes.updated,
         " changed, ", changes.removed, " removed", changes.refused ? ", some refused" : "", " (",
         configurator_.managed_count(), " peers)");
+}
+
+void Membership::on_carrier_health_changed() {
+  if (!joined()) return;
+  apply_peers();
+}
+
+void Membership::log_carrier_changes(const RouteCarriers& previous) const {
+  const Instant now = watch_.now();
+  const auto name_of = [&](const control::NodeKey& key) {
+    for (const control::PeerInfo& peer : peers_.peers)
+      if (peer.node_key == key) return peer.name;
+    return std::string("?");
+  };
+  for (const auto& [route, carrier] : carriers_) {
+    if (control::is_default_route(route)) continue;
+    auto it = previous.find(route);
+    if (it == previous.end() || it->second == carrier) continue;
+    std::string why;
+    const auto before = std::find_if(peers_.peers.begin(), peers_.peers.end(),
+                                     [&](const control::PeerInfo& p) { return p.node_key == it->second; });
+    if (before == peers_.peers.end())
+      why = " (the previous carrier left the map)";
+    else if (!before->online)
+      why = " (" + before->name + " is offline at the coordinator)";
+    else if (auto status = watch_.health().status(it->second, now); status && !status->reason.empty())
+      why = " (" + before->name + ": " + status->reason + ")";
+    log(LogLevel::info, "knitd", "route ", route.to_string(), ": now through ", name_of(carrier), why);
+  }
 }
 
 void Membership::apply_exit() {

@@ -33,6 +33,7 @@
 #include <string>
 #include <vector>
 
+#include "agent/carrier_watch.hpp"
 #include "agent/control_server.hpp"
 #include "agent/coordinator_client.hpp"
 #include "agent/local_endpoints.hpp"
@@ -130,6 +131,10 @@ class Membership final : private CoordinatorClient::Listener {
   // Who carries each accepted route now (empty unless accepting), and the default routes of
   // the exit node in use.
   const RouteCarriers& route_carriers() const { return carriers_; }
+  // The liveness of the carriers of prefixes more than one peer carries (carrier_health.hpp).
+  const CarrierWatch& carrier_watch() const { return watch_; }
+  // This host's interface addresses, as of the last look.
+  const std::vector<InterfaceAddress>& local_addresses() const { return local_; }
   // The exit node this node uses (`knit set --exit-node`), as of the last peer map.
   const ExitChoice& exit_choice() const { return exit_; }
   // Where the default route is changed (knitd's ExitRouting); null: nowhere (tests).
@@ -197,6 +202,9 @@ class Membership final : private CoordinatorClient::Listener {
   std::vector<InterfaceAddress> local_;
   RouteSettings routes_;
   RouteCarriers carriers_;
+  CarrierWatch watch_;
+  void on_carrier_health_changed();
+  void log_carrier_changes(const RouteCarriers& previous) const;
   ExitChoice exit_;
   ExitHost* exit_host_ = nullptr;
   void apply_exit();

@@ -67,6 +67,19 @@ class MeshPaths {
   // The stand-in endpoint of a mesh peer the coordinator published no usable endpoint for.
   std::optional<Endpoint> stand_in(const wg::PublicKey& key);
   PeerPath path_of(const wg::PublicKey& key) const;
+  // Route carriers' liveness (carrier_watch.hpp): a ping along the path in use, and when the
+  // peer last sent an authenticated disco message.
+  void ping_peer(const wg::PublicKey& key) {
+    if (transport_) transport_->ping_peer(key);
+  }
+  std::optional<Instant> last_heard(const wg::PublicKey& key) const {
+    return transport_ ? transport_->last_heard(key) : std::nullopt;
+  }
+  // The accepted subnet routes installed through the TUN: a peer's endpoint inside one is never
+  // a path (it would lead into the tunnel itself).
+  void set_tunnelled_prefixes(const std::vector<IpPrefix>& prefixes) {
+    if (transport_) transport_->set_tunnelled_prefixes(prefixes);
+  }
   // Every endpoint a peer may reach us at: interfaces, STUN-reflexive, port-mapped.
   std::vector<Endpoint> endpoints() const;
   std::optional<control::NatReport> nat_report() const;

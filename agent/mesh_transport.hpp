@@ -102,6 +102,21 @@ class MeshTransport final : public wg::Transport, public UdpTransport::OtherData
   // The stand-in endpoint of a mesh peer (allocated on first use).
   Endpoint stand_in(const wg::PublicKey& key) { return virtual_.assign(key); }
   punch::PathInfo path_of(const wg::PublicKey& key) const { return paths_.path(key, clock_()); }
+  // A route carrier's liveness (carrier_watch.hpp): a ping along the path in use, sent now,
+  // and when the peer last sent an authenticated disco message (PathManager::ping_peer,
+  // last_heard).
+  bool ping_peer(const wg::PublicKey& key) {
+    const bool sent = paths_.ping_peer(clock_(), key);
+    flush();
+    return sent;
+  }
+  std::optional<Instant> last_heard(const wg::PublicKey& key) const { return paths_.last_heard(key); }
+  // The subnets this host routes into the TUN: no path may lead into them
+  // (PathManager::set_tunnelled_prefixes).
+  void set_tunnelled_prefixes(const std::vector<IpPrefix>& prefixes) {
+    paths_.set_tunnelled_prefixes(clock_(), prefixes);
+    flush();
+  }
   // Path MTU discovery on direct paths (punch/path/pmtu.hpp) for a tunnel of this MTU, and
   // what it found: the tunnel MTU towards a peer, 0 for the device's (PathManager::tunnel_mtu_of).
   void set_pmtu(bool enabled, std::size_t tunnel_mtu) {

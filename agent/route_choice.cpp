@@ -1,15 +1,15 @@
 #include "agent/route_choice.hpp"
 
 #include <algorithm>
+#include <tuple>
 
 #include "control/route_rules.hpp"
 
 namespace knit::agent {
 
-RouteCarriers choose_route_carriers(const std::vector<control::PeerInfo>& peers, const control::NodeKey& self,
-                                    const std::vector<InterfaceAddress>& local) {
-  // Candidates per prefix: (offline?, key), so the smallest is an online peer with the lowest key.
-  std::map<IpPrefix, std::pair<bool, control::NodeKey>> best;
+std::map<IpPrefix, std::vector<const control::PeerInfo*>> route_candidates(
+    const std::vector<control::PeerInfo>& peers, const control::NodeKey& self, const std::vector<InterfaceAddress>& local) {
+  std::map<IpPrefix, std::vector<const control::PeerInfo*>> out;
   for (const control::PeerInfo& peer : peers) {
     if (peer.node_key == self) continue;
     for (const IpPrefix& route : peer.routes) {
@@ -18,13 +18,51 @@ RouteCarriers choose_route_carriers(const std::vector<control::PeerInfo>& peers,
         return !a.loopback && control::prefix_holds(route, a.prefix.address);
       });
       if (ours) continue;
-      const std::pair<bool, control::NodeKey> candidate{!peer.online, peer.node_key};
-      auto [it, inserted] = best.emplace(route, candidate);
-      if (!inserted && candidate < it->second) it->second = candidate;
+      std::vector<const control::PeerInfo*>& list = out[route];
+      if (std::find(list.begin(), list.end(), &peer) == list.end()) list.push_back(&peer);
     }
   }
+  for (auto& [route, list] : out)
+    std::sort(list.begin(), list.end(), [](const control::PeerInfo* a, const control::PeerInfo* b) {
+      return std::pair(!a->online, a->node_key) < std::pair(!b->online, b->node_key);
+    });
+  return out;
+}
+
+RouteCarriers choose_route_carriers(const std::vector<control::PeerInfo>& peers, const control::NodeKey& self,
+                                    const std::vector<InterfaceAddress>& local, const CarrierPreference& preference) {
+  const auto is_down = [&](const control::NodeKey& key) {
+    return std::find(preference.down.begin(), preference.down.end(), key) != preference.down.end();
+  };
   RouteCarriers out;
-  for (const auto& [route, candidate] : best) out.emplace(route, candidate.second);
+  for (const auto& [route, candidates] : route_candidates(peers, self, local)) {
+    std::optional<control::NodeKey> previous;
+    if (preference.previous != nullptr)
+      if (auto it = preference.previous->find(route); it != preference.previous->end()) previous = it->second;
+    // The smallest rank wins (the header's order).
+    using Rank = std::tuple<bool, bool, bool, control::NodeKey>;
+    std::optional<Rank> best;
+    for (const control::PeerInfo* peer : candidates) {
+      const Rank rank{!peer->online, is_down(peer->node_key), previous != peer->node_key, peer->node_key};
+      if (!best || rank < *best) best = rank;
+    }
+    if (best) out.emplace(route, std::get<3>(*best));
+  }
+  return out;
+}
+
+std::vector<control::NodeKey> contested_carriers(const std::vector<control::PeerInfo>& peers, const control::NodeKey& self,
+                                                 const std::vector<InterfaceAddress>& local) {
+  std::vector<control::NodeKey> out;
+  for (const auto& [route, candidates] : route_candidates(peers, self, local)) {
+    const auto online = std::count_if(candidates.begin(), candidates.end(),
+                                      [](const control::PeerInfo* p) { return p->online; });
+    if (online < 2) continue;
+    for (const control::PeerInfo* peer : candidates)
+      if (peer->online) out.push_back(peer->node_key);
+  }
+  std::sort(out.begin(), out.end());
+  out.erase(std::unique(out.begin(), out.end()), out.end());
   return out;
 }
 

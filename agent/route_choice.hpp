@@ -2,8 +2,14 @@
 // I/O. A route is left out when it holds one of this host's own interface addresses (the host
 // is on that network already: a route into the tunnel would cut it off) or is a default route
 // (exit nodes are chosen separately). When several peers carry the same prefix (two routers
-// for one LAN), one online peer is chosen, the lowest node key first: WireGuard's allowed IPs
-// give each prefix to one peer. When it goes offline the next map moves the prefix.
+// for one LAN), one is chosen (WireGuard's allowed IPs give each prefix to one peer), ranked by
+//   1. online at the coordinator (an offline one only when no other carries the prefix),
+//   2. alive (carrier_health.hpp: not down, which notices a silently vanished router within
+//      seconds where the coordinator takes its 45 s idle timeout),
+//   3. the carrier in use now (`previous`): no move back when a failed router returns, so
+//      connections through the other one (translated to its address) are not cut a second
+//      time and two routers that come and go cannot make the route flap,
+//   4. the lowest node key (every peer picks the same one when nothing else decides).
 #pragma once
 
 #include <map>
@@ -20,8 +26,24 @@ namespace knit::agent {
 
 using RouteCarriers = std::map<IpPrefix, control::NodeKey>;
 
+// What the choice knows beyond the peer map (both empty: by the map alone).
+struct CarrierPreference {
+  const RouteCarriers* previous = nullptr;  // the carriers in use now
+  std::vector<control::NodeKey> down;       // CarrierHealth::down_carriers()
+};
+
 RouteCarriers choose_route_carriers(const std::vector<control::PeerInfo>& peers, const control::NodeKey& self,
-                                    const std::vector<InterfaceAddress>& local);
+                                    const std::vector<InterfaceAddress>& local,
+                                    const CarrierPreference& preference = {});
+
+// Every peer that may carry each accepted prefix (the same exclusions as above), online ones
+// first, then by node key.
+std::map<IpPrefix, std::vector<const control::PeerInfo*>> route_candidates(
+    const std::vector<control::PeerInfo>& peers, const control::NodeKey& self, const std::vector<InterfaceAddress>& local);
+// The carriers worth watching (carrier_health.hpp): the online peers of every prefix that more
+// than one online peer carries, sorted, each once.
+std::vector<control::NodeKey> contested_carriers(const std::vector<control::PeerInfo>& peers, const control::NodeKey& self,
+                                                 const std::vector<InterfaceAddress>& local);
 
 // The prefixes of `carriers` that `peer` carries.
 std::vector<IpPrefix> routes_carried_by(const RouteCarriers& carriers, const control::NodeKey& peer);

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <type_traits>
 
+#include "agent/carrier_status.hpp"
 #include "base/log.hpp"
 #include "control/constants.hpp"
 
@@ -12,7 +13,7 @@ namespace {
 
 localapi::RouteSettingsStatus status_of(const RouteSettings& settings) {
   return localapi::RouteSettingsStatus{settings.advertise, settings.exit_node, settings.accept, 0, std::nullopt,
-                                       settings.use_exit, settings.exit_allow_lan};
+                                       settings.use_exit, settings.exit_allow_lan, {}};
 }
 
 }  // namespace
@@ -109,6 +110,12 @@ void RouteControl::add_status(localapi::StatusReport& status) const {
   }
   status.self.routes->dropped_source = membership_.device().stats().rx_disallowed_source;
   const RouteCarriers& carriers = membership_.route_carriers();
+  if (membership_.route_settings().accept && membership_.joined()) {
+    const control::NodeKey self = membership_.identity() ? membership_.identity()->node.public_key : control::NodeKey{};
+    const CarrierWatch& watch = membership_.carrier_watch();
+    status.self.routes->carriers = route_carrier_status(membership_.peers().peers, self, membership_.local_addresses(),
+                                                        carriers, watch.health(), watch.now());
+  }
   for (localapi::PeerStatus& peer : status.peers) {
     for (const control::PeerInfo& info : membership_.peers().peers) {
       if (info.node_key != peer.node_key) continue;

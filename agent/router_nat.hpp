@@ -12,8 +12,11 @@
 // replies into the TUN), ICMP query ids anywhere (echo replies and ICMP errors reach knitd on a
 // raw socket instead, see snat_host.hpp). Timers are the engine's defaults (RFC 4787/5382/5508).
 // The kernel forwards the translated packets, so the engine decrements no TTL. A full table is
-// dropped and counted (nat::DropReason::table_full / ports_exhausted). IPv4 only: IPv6 into a
-// routed prefix passes untranslated, as with `--snat-routes=false`.
+// dropped and counted (nat::DropReason::table_full / ports_exhausted). IPv6: an IPv6 routed
+// prefix with an IPv6 egress address gets a nat::Nat66 (the same mapping, filtering, port
+// range and timers); knitd's SnatHost does not hand IPv6 egress addresses over yet (the host's
+// replies are not steered into the TUN for IPv6), so IPv6 into a routed prefix still passes
+// untranslated, as with `--snat-routes=false`.
 #pragma once
 
 #include <array>
@@ -26,6 +29,7 @@
 #include "base/ip.hpp"
 #include "base/random.hpp"
 #include "base/time.hpp"
+#include "nat/nat66.hpp"
 #include "nat/nat_engine.hpp"
 
 namespace knit::agent {
@@ -63,8 +67,8 @@ class RouterNat {
   RouterNat(Random& rng, SnatPortRange ports, Limits limits) : rng_(rng), ports_(ports), limits_(limits) {}
   RouterNat(Random& rng) : RouterNat(rng, SnatPortRange{}, Limits{}) {}
 
-  // The IPv4 routed prefixes with their egress addresses (others are ignored). Engines whose
-  // address stays keep their sessions; the others are dropped.
+  // The routed prefixes with their egress addresses of the same family (others are ignored).
+  // Engines whose address stays keep their sessions; the others are dropped.
   void set_egress(std::vector<SnatEgress> egress);
   const std::vector<SnatEgress>& egress() const { return egress_; }
   // The distinct egress addresses, in first-seen order.
@@ -104,10 +108,11 @@ class RouterNat {
  private:
   struct Slot {
     IpAddress address;
-    std::unique_ptr<nat::NatEngine> engine;
+    std::unique_ptr<nat::NatEngine> engine;  // IPv4
+    std::unique_ptr<nat::Nat66> engine6;     // IPv6
   };
-  nat::NatEngine* engine_for(const IpAddress& address);
-  void retire(const nat::Stats& stats);
+  Slot* slot_for(const IpAddress& address);
+  void retire(const Slot& slot);
 
   Random& rng_;
   SnatPortRange ports_;
@@ -116,6 +121,8 @@ class RouterNat {
   std::vector<Slot> slots_;
   Totals retired_;
 };
+
+nat::Nat66::Config router_nat66_config(const IpAddress& egress, SnatPortRange ports, std::size_t max_sessions);
 
 nat::Config router_nat_config(const IpAddress& egress, SnatPortRange ports, std::size_t max_mappings,
                               std::size_t max_sessions);

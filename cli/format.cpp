@@ -121,6 +121,21 @@ std::string format_status(const localapi::StatusReply& reply, WallTime now) {
                 : std::string()) +
            "\n";
   }
+  if (const auto& routes = self.routes) {
+    // A route several peers carry: which one is in use, and why not the others.
+    for (const localapi::RouteCarrierStatus& c : routes->carriers) {
+      if (c.candidates.size() < 2) continue;
+      std::string others;
+      for (const localapi::RouteCarrierCandidate& k : c.candidates) {
+        if (k.state == "active") continue;
+        // "offline" says it all; "down" and "recovering" say why.
+        const bool why = !k.reason.empty() && k.state != "offline";
+        others += (others.empty() ? "" : "; ") + k.name + ": " + k.state + (why ? ", " + k.reason : std::string());
+      }
+      out += "# route " + c.prefix.to_string() + " via " + (c.via.empty() ? std::string("none") : c.via) +
+             (others.empty() ? std::string() : " (" + others + ")") + "\n";
+    }
+  }
   if (const auto& exit = self.exit_node) {
     out += "# exit node: " + exit->name + (exit->ip ? " (" + exit->ip->to_string() + ")" : std::string()) + ", " +
            (exit->active ? std::string("active: the default route goes through it")

@@ -449,6 +449,47 @@ json route_settings_json(const RouteSettingsStatus& r) {
               {"dropped_source", r.dropped_source}, {"use_exit_node", r.use_exit},
               {"exit_node_allow_lan", r.exit_allow_lan}};
   if (r.snat) out["snat"] = snat_json(*r.snat);
+  if (!r.carriers.empty()) {
+    json carriers = json::array();
+    for (const RouteCarrierStatus& c : r.carriers) {
+      json candidates = json::array();
+      for (const RouteCarrierCandidate& k : c.candidates)
+        candidates.push_back({{"name", k.name}, {"node_key", to_base64(k.node_key)}, {"state", k.state},
+                              {"reason", k.reason}, {"silent_ms", or_null(k.silent_ms)}});
+      carriers.push_back({{"prefix", c.prefix.to_string()}, {"via", c.via}, {"candidates", candidates}});
+    }
+    out["carriers"] = carriers;
+  }
+  return out;
+}
+
+std::vector<RouteCarrierStatus> route_carriers_from(const json& list) {
+  if (!list.is_array() || list.size() > 256) throw std::invalid_argument("\"carriers\" must be a list");
+  std::vector<RouteCarrierStatus> out;
+  for (const json& item : list) {
+    if (!item.is_object()) throw std::invalid_argument("a route carrier must be an object");
+    RouteCarrierStatus c;
+    auto prefix = IpPrefix::parse(text_field(item, "prefix", 64));
+    if (!prefix) throw std::invalid_argument("\"prefix\" must be a CIDR prefix");
+    c.prefix = *prefix;
+    c.via = text_field(item, "via", kMaxShortText, false);
+    const json& candidates = field(item, "candidates");
+    if (!candidates.is_array() || candidates.size() > 256) throw std::invalid_argument("\"candidates\" must be a list");
+    for (const json& k : candidates) {
+      if (!k.is_object()) throw std::invalid_argument("a candidate must be an object");
+      RouteCarrierCandidate candidate;
+      candidate.name = text_field(k, "name", kMaxShortText, false);
+      candidate.node_key = key_field(k, "node_key");
+      candidate.state = text_field(k, "state", 32);
+      candidate.reason = text_field(k, "reason", kMaxShortText, false);
+      if (k.contains("silent_ms") && !k["silent_ms"].is_null()) {
+        if (!k["silent_ms"].is_number_integer()) throw std::invalid_argument("\"silent_ms\" must be a number");
+        candidate.silent_ms = k["silent_ms"].get<std::int64_t>();
+      }
+      c.candidates.push_back(std::move(candidate));
+    }
+    out.push_back(std::move(c));
+  }
   return out;
 }
 
@@ -478,6 +519,7 @@ RouteSettingsStatus route_settings_from(const json& object) {
   if (object.contains("snat")) r.snat = snat_from(object["snat"]);
   r.use_exit = text_field(object, "use_exit_node", kMaxShortText, false);
   if (object.contains("exit_node_allow_lan")) r.exit_allow_lan = bool_field(object, "exit_node_allow_lan");
+  if (object.contains("carriers")) r.carriers = route_carriers_from(object["carriers"]);
   return r;
 }
 

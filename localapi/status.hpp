@@ -58,12 +58,37 @@ struct SnatStatus {
   friend bool operator==(const SnatStatus&, const SnatStatus&) = default;
 };
 
+// One accepted subnet route and the peers that carry it ("self.routes.carriers[]", knitd with
+// route failover): {"prefix", "via" (the name of the carrier in use, "" for none), "candidates":
+// [{"name", "node_key", "state", "reason", "silent_ms"}]}. state: "active" (traffic for the
+// prefix goes to it), "standby" (alive, not used), "down" (nothing heard from it for
+// seconds: agent/carrier_health.hpp), "recovering" (answering again, not trusted yet),
+// "offline" (the coordinator says so). reason: why it is down, recovering or offline, else "".
+// silent_ms: since the last thing heard from it, null when it is not watched (the only carrier)
+// or never heard.
+struct RouteCarrierCandidate {
+  std::string name;
+  wg::PublicKey node_key{};
+  std::string state;
+  std::string reason;
+  std::optional<std::int64_t> silent_ms;
+  friend bool operator==(const RouteCarrierCandidate&, const RouteCarrierCandidate&) = default;
+};
+struct RouteCarrierStatus {
+  IpPrefix prefix;
+  std::string via;
+  std::vector<RouteCarrierCandidate> candidates;
+  friend bool operator==(const RouteCarrierStatus&, const RouteCarrierStatus&) = default;
+};
+
 // What this node offers to route and whether it uses its peers' routes (`knit set
 // --advertise-routes/--advertise-exit-node/--accept-routes`): "self.routes" {"advertised",
 // "exit_node", "accept", "dropped_source", "snat"?}, absent from an older knitd. dropped_source: packets
 // from peers whose inner source is outside the sender's allowed IPs (spoofed, or a subnet it
 // does not carry for us), dropped by cryptokey routing.
 // "snat": the subnet router's translation (SnatStatus above), absent from an older knitd.
+// "carriers": who carries each accepted route and why others do not (RouteCarrierStatus above),
+// present while accepting routes that some peer carries.
 // Exit nodes (`knit set --exit-node`): "use_exit_node" (the name or IP the user chose, "" for
 // none) and "exit_node_allow_lan", both absent from an older knitd.
 struct RouteSettingsStatus {
@@ -74,6 +99,7 @@ struct RouteSettingsStatus {
   std::optional<SnatStatus> snat;  // knitd with subnet-router SNAT
   std::string use_exit;
   bool exit_allow_lan = false;
+  std::vector<RouteCarrierStatus> carriers;  // "carriers" (above), absent when empty
   friend bool operator==(const RouteSettingsStatus&, const RouteSettingsStatus&) = default;
 };
 

@@ -73,6 +73,80 @@ static std::optional<std::size_t> add_candidate(PathManager::Peer& peer, SocketI
   return peer.candidates.size() - 1;
 }
 
+bool PathManager::tunnelled(const Endpoint& e) const {
+  const IpAddress& address = e.address();
+  for (const IpPrefix& prefix : tunnelled_) {
+    if (prefix.address.is_v4() != address.is_v4()) continue;
+    const std::uint8_t* a = prefix.address.bytes();
+    const std::uint8_t* b = address.bytes();
+    unsigned bits = prefix.length;
+    bool inside = true;
+    for (unsigned i = 0; bits > 0 && inside; ++i) {
+      const unsigned take = std::min(bits, 8u);
+      const auto mask = static_cast<std::uint8_t>(0xff << (8 - take));
+      inside = (a[i] & mask) == (b[i] & mask);
+      bits -= take;
+    }
+    if (inside) return true;
+  }
+  return false;
+}
+
+void PathManager::set_tunnelled_prefixes(Instant now, const std::vector<IpPrefix>& prefixes) {
+  if (prefixes == tunnelled_) return;
+  tunnelled_ = prefixes;
+  for (auto& [key, peer] : peers_) {
+    const std::size_t before = peer->candidates.size();
+    std::erase_if(peer->candidates, [&](const Candidate& c) { return tunnelled(c.endpoint); });
+    const bool removed = peer->candidates.size() != before;
+    if (removed) {
+      stats_.candidates_tunnelled += before - peer->candidates.size();
+      peer->best.reset();
+      std::erase_if(peer->pings, [&](const OutstandingPing& p) { return tunnelled(p.to); });
+      if (peer->pmtu_path && tunnelled(peer->pmtu_path->endpoint)) {
+        peer->pmtu_path.reset();
+        peer->pmtu.stop();
+        peer->pmtu_probes.clear();
+      }
+    }
+    // What the coordinator and the peer's call-me-maybe listed and a route had hidden is a
+    // candidate again once the route is gone.
+    bool added = false;
+    for (const Endpoint& e : peer->coordinator_endpoints) {
+      if (tunnelled(e) || peer->find(kMainSocket, e)) continue;
+      if (auto i = add_candidate(*peer, kMainSocket, e, CandidateKind::reflexive, now)) {
+        peer->candidates[*i].from_coordinator = true;
+        added = true;
+      }
+    }
+    for (const CandidateEndpoint& e : peer->remote_candidates) {
+      if (e.endpoint.port() == 0 || e.endpoint.address().is_unspecified()) continue;
+      if (tunnelled(e.endpoint) || peer->find(kMainSocket, e.endpoint)) continue;
+      if (auto i = add_candidate(*peer, kMainSocket, e.endpoint, e.kind, now)) {
+        peer->candidates[*i].from_call_me_maybe = true;
+        added = true;
+      }
+    }
+    if (!removed && !added) continue;
+    if (added) {
+      peer->full_probe_at = now;
+      peer->reprobe_backoff = kReprobeMin;
+    }
+    reselect(now, *peer);
+    service(now, *peer);
+  }
+}
+
+// add_candidate, unless the endpoint is inside a tunnelled prefix (set_tunnelled_prefixes).
+std::optional<std::size_t> PathManager::add_usable_candidate(Peer& peer, SocketId socket, const Endpoint& endpoint,
+                                                             CandidateKind kind, Instant now) {
+  if (tunnelled(endpoint)) {
+    ++stats_.candidates_tunnelled;
+    return std::nullopt;
+  }
+  return add_candidate(peer, socket, endpoint, kind, now);
+}
+
 PathManager::PathManager(const wg::PrivateKey& disco_private, const NodeKey& self_node_key,
                          Random& rng, std::uint64_t initial_counter)
     : disco_private_(disco_private),
@@ -139,6 +213,7 @@ void PathManager::set_peer(Instant now, const NodeKey& node_key, const DiscoKey&
     (void)peer->session.init(disco_private_, disco_public_, disco_key);
     for (Candidate& c : peer->candidates) c.last_pong.reset();
     peer->pings.clear();
+    peer->relay_pings.clear();
     peer->remote_facts = false;
     peer->remote_epoch = 0;
     end_prediction(now, *peer, std::nullopt);
@@ -158,10 +233,10 @@ void PathManager::set_peer(Instant now, const NodeKey& node_key, const DiscoKey&
   }
   for (const Endpoint& e : published) {
     if (peer->find(kMainSocket, e)) continue;
-    if (auto i = add_candidate(*peer, kMainSocket, e, CandidateKind::reflexive, now)) {
+    if (auto i = add_usable_candidate(*peer, kMainSocket, e, CandidateKind::reflexive, now)) {
       peer->candidates[*i].from_coordinator = true;
       probe = true;
-    } else {
+    } else if (!tunnelled(e)) {
       ++stats_.candidates_refused;
     }
   }
@@ -261,6 +336,43 @@ void PathManager::on_timers(Instant now) {
   for (auto& [key, peer] : peers_) service(now, *peer);
 }
 
+bool PathManager::ping_peer(Instant now, const NodeKey& node_key) {
+  Peer* peer = find(node_key);
+  if (!peer || !peer->session.ready()) return false;
+  std::erase_if(peer->relay_pings, [&](const OutstandingPing& p) { return now - p.sent > kPingTimeout; });
+  bool sent = false;
+  if (peer->direct(now)) {
+    sent = send_ping(now, *peer, *peer->best, SendPurpose::liveness);
+  } else if (relay_available_) {
+    // The relay path: the same per-peer bound as call-me-maybe (a relay never sees a flood).
+    if (!peer->cmm_bucket.take(now)) {
+      ++stats_.sends_suppressed;
+      return false;
+    }
+    DiscoMessage m;
+    m.type = DiscoType::ping;
+    m.ping.tx_id = new_tx();
+    m.ping.node_key = self_node_key_;
+    PathAction a;
+    a.kind = ActionKind::send_relay;
+    a.purpose = SendPurpose::liveness;
+    a.peer = peer->node_key;
+    a.bytes = peer->session.seal(m, counter_++, rng_);
+    actions_.push_back(std::move(a));
+    if (peer->relay_pings.size() >= kMaxRelayPings) peer->relay_pings.erase(peer->relay_pings.begin());
+    peer->relay_pings.push_back(OutstandingPing{m.ping.tx_id, kMainSocket, Endpoint{}, now});
+    ++stats_.pings_sent;
+    sent = true;
+  }
+  if (sent) ++stats_.liveness_pings_sent;
+  return sent;
+}
+
+std::optional<Instant> PathManager::last_heard(const NodeKey& node_key) const {
+  auto it = peers_.find(node_key);
+  return it == peers_.end() ? std::nullopt : it->second->last_heard;
+}
+
 PathInfo PathManager::path(const NodeKey& node_key, Instant now) const {
   auto it = peers_.find(node_key);
   if (it == peers_.end()) return PathInfo{};
@@ -344,6 +456,7 @@ DiscoError PathManager::handle_disco(Instant now, const DiscoSource& source, Byt
       break;
   }
   if (result != DiscoError::none) return count(result);
+  peer->last_heard = now;
   ++stats_.received;
   service(now, *peer);
   return DiscoError::none;
@@ -372,9 +485,9 @@ void PathManager::handle_ping(Instant now, Peer& peer, const DiscoSource& source
   if (send_disco_udp(now, peer, source.socket, source.from, pong, SendPurpose::pong, false))
     ++stats_.pongs_sent;
   // The path it came on is a candidate ("peer-reflexive"); prove it from our side too.
-  auto i = add_candidate(peer, source.socket, source.from, CandidateKind::observed, now);
+  auto i = add_usable_candidate(peer, source.socket, source.from, CandidateKind::observed, now);
   if (!i) {
-    ++stats_.candidates_refused;
+    if (!tunnelled(source.from)) ++stats_.candidates_refused;
     return;
   }
   Candidate& c = peer.candidates[*i];
@@ -402,7 +515,15 @@ void PathManager::note_observed(Instant now, const Endpoint& to, const Endpoint&
 
 DiscoError PathManager::handle_pong(Instant now, Peer& peer, const DiscoSource& source,
                                     const DiscoPong& pong) {
-  if (source.via != DiscoSource::Via::udp) return DiscoError::unexpected_pong;
+  if (source.via != DiscoSource::Via::udp) {
+    // Only the answer to a liveness ping we sent through the relay (ping_peer) is expected.
+    auto it = std::find_if(peer.relay_pings.begin(), peer.relay_pings.end(),
+                           [&](const OutstandingPing& p) { return p.tx == pong.tx_id; });
+    if (it == peer.relay_pings.end()) return DiscoError::unexpected_pong;
+    peer.relay_pings.erase(it);
+    ++stats_.liveness_pongs;
+    return DiscoError::none;
+  }
   peer.padded_pings = pong.padded_pings;
   // An answer to a padded ping: that size gets through on the path under search.
   auto probe = std::find_if(peer.pmtu_probes.begin(), peer.pmtu_probes.end(),
@@ -427,14 +548,14 @@ DiscoError PathManager::handle_pong(Instant now, Peer& peer, const DiscoSource& 
     rtt = now - it->sent;
     peer.pings.erase(it);
     idx = peer.find(source.socket, source.from);
-    if (!idx) idx = add_candidate(peer, source.socket, source.from, CandidateKind::observed, now);
+    if (!idx) idx = add_usable_candidate(peer, source.socket, source.from, CandidateKind::observed, now);
   } else if (pr.role == Prediction::Role::easy && pong.tx_id == pr.tx && pr.spray &&
              source.socket == kMainSocket && source.from.address() == pr.target) {
     // A sprayed port answered: the hard side's probe socket behind that mapping got our ping.
     const std::optional<Instant> sent = pr.spray->probed_at(source.from.port());
     if (!sent || now - *sent > kPingTimeout) return DiscoError::unexpected_pong;
     rtt = now - *sent;
-    idx = add_candidate(peer, kMainSocket, source.from, CandidateKind::predicted, now);
+    idx = add_usable_candidate(peer, kMainSocket, source.from, CandidateKind::predicted, now);
     ++stats_.prediction_hits;
     pr.spray->stop();  // the prediction ends below, once the candidate is recorded
   } else if (pr.role == Prediction::Role::hard && pong.tx_id == pr.tx &&
@@ -448,12 +569,12 @@ DiscoError PathManager::handle_pong(Instant now, Peer& peer, const DiscoSource& 
     if (k >= pr.round_sent.size() || pr.round_sent[k] == Instant::min())
       return DiscoError::unexpected_pong;
     rtt = now - pr.round_sent[k];
-    idx = add_candidate(peer, source.socket, source.from, CandidateKind::predicted, now);
+    idx = add_usable_candidate(peer, source.socket, source.from, CandidateKind::predicted, now);
   } else {
     return DiscoError::unexpected_pong;
   }
   if (!idx) {
-    ++stats_.candidates_refused;
+    if (!tunnelled(source.from)) ++stats_.candidates_refused;
     return DiscoError::none;
   }
   Candidate& c = peer.candidates[*idx];
@@ -501,9 +622,9 @@ DiscoError PathManager::handle_call_me_maybe(Instant now, Peer& peer, const Call
     }
     for (const CandidateEndpoint& e : cmm.endpoints) {
       if (e.endpoint.port() == 0 || e.endpoint.address().is_unspecified()) continue;
-      if (auto i = add_candidate(peer, kMainSocket, e.endpoint, e.kind, now))
+      if (auto i = add_usable_candidate(peer, kMainSocket, e.endpoint, e.kind, now))
         peer.candidates[*i].from_call_me_maybe = true;
-      else
+      else if (!tunnelled(e.endpoint))
         ++stats_.candidates_refused;
     }
     peer.reprobe_backoff = kReprobeMin;

@@ -135,6 +135,7 @@ enum class SendPurpose : std::uint8_t {
   socket_round,   // prediction, hard side: ping from a probe socket
   opener,         // a ping with a short TTL: opens our own NAT, dies before the peer's router
   pmtu_probe,     // a ping padded to a size under test on the chosen path (pmtu.hpp)
+  liveness,       // ping_peer(): is the peer there at all, on whatever path is in use
 };
 
 struct PathAction {
@@ -171,10 +172,13 @@ struct PathStats {
   std::uint64_t predictions_started = 0;
   std::uint64_t prediction_hits = 0;
   std::uint64_t candidates_refused = 0; // a peer's candidate table was full
+  std::uint64_t candidates_tunnelled = 0;  // inside a prefix routed into the tunnel (not added)
   std::uint64_t mapping_observations = 0; // pongs whose observed source fed MappingEvidence
   std::uint64_t openers_sent = 0;         // short-TTL pings ahead of a full probe
   std::uint64_t pmtu_probes_sent = 0;     // padded pings (path MTU search)
   std::uint64_t pmtu_probes_acked = 0;
+  std::uint64_t liveness_pings_sent = 0;  // ping_peer()
+  std::uint64_t liveness_pongs = 0;       // answers to them that came through the relay
   std::uint64_t drops_of(DiscoError e) const { return drops[static_cast<std::size_t>(e)]; }
 };
 
@@ -210,6 +214,11 @@ class PathManager {
   void set_local_candidates(Instant now, const LocalCandidates& candidates);
   // Our addresses or routes changed (roaming): every path is re-proven from scratch, at once.
   void network_changed(Instant now);
+  // Destinations this host routes into the tunnel itself (accepted subnet routes): a ping or a
+  // WireGuard datagram to an endpoint inside them would enter the very tunnel it is to carry
+  // (a router's LAN address, published as its endpoint, is such a one for a peer that accepts
+  // its route). Such candidates are dropped and never added (stats().candidates_tunnelled).
+  void set_tunnelled_prefixes(Instant now, const std::vector<IpPrefix>& prefixes);
   // A datagram that looks_like_disco(), or a disco payload the relay delivered.
   DiscoError handle_disco(Instant now, const DiscoSource& source, ByteSpan packet);
   // The data plane sent a packet to this peer (cheap: call it for every packet).
@@ -221,6 +230,14 @@ class PathManager {
   // Path MTU discovery (pmtu.hpp) on each peer's chosen direct path, for a tunnel of this MTU.
   // Off: no padded pings, and tunnel_mtu_of() says 0 for everyone.
   void set_pmtu(bool enabled, std::size_t tunnel_mtu);
+  // A liveness ping (a route carrier's health, agent/carrier_health.hpp) along the path in use:
+  // on a direct path the chosen endpoint's ping (its pong also keeps the path trusted),
+  // otherwise through the relay, whose pong comes back the same way (older agents answer it
+  // too). Rate-bounded like heartbeats and call-me-maybes; false when nothing could be sent.
+  bool ping_peer(Instant now, const NodeKey& node_key);
+  // When an authenticated disco message (any type, any path) last came from this peer; nullopt
+  // for strangers and peers never heard. Evidence that the peer's agent is alive.
+  std::optional<Instant> last_heard(const NodeKey& node_key) const;
   // When on_timers() next has work; may be early, never late. nullopt: nothing pending.
   std::optional<Instant> next_deadline() const { return next_deadline_; }
 
@@ -306,6 +323,10 @@ class PathManager {
   MappingEvidence evidence_;
   bool observed_varies_ = false;
   bool relay_available_ = false;
+  std::vector<IpPrefix> tunnelled_;
+  bool tunnelled(const Endpoint& e) const;
+  std::optional<std::size_t> add_usable_candidate(Peer& peer, SocketId socket, const Endpoint& endpoint,
+                                                  CandidateKind kind, Instant now);
   TokenBucket global_bucket_;
   SocketId next_socket_ = 1;
   std::size_t open_probe_sockets_ = 0;

@@ -50,6 +50,7 @@ struct PmtuProbe {
   Instant sent{};
 };
 inline constexpr std::size_t kMaxPmtuProbes = 8;
+inline constexpr std::size_t kMaxRelayPings = 4;
 
 struct Prediction {
   enum class Role : std::uint8_t { none, easy, hard };
@@ -109,6 +110,11 @@ struct PathManager::Peer {
   std::optional<Candidate> pmtu_path;      // the path the search is about (socket, endpoint)
   std::vector<PmtuProbe> pmtu_probes;      // at most kMaxPmtuProbes
   std::optional<std::size_t> last_direct_tunnel_mtu;  // kept across a fallback to the relay
+
+  // Liveness (PathManager::ping_peer): the last authenticated disco message from the peer, and
+  // the pings sent through the relay whose pongs we expect (at most kMaxRelayPings).
+  std::optional<Instant> last_heard;
+  std::vector<OutstandingPing> relay_pings;
 
   TokenBucket ping_bucket;
   TokenBucket cmm_bucket;

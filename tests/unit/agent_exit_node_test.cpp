@@ -281,7 +281,7 @@ TEST(ExitSettings, LocalApiCarriesTheChoiceAndTheStatus) {
   reply.status.self.name = "me";
   reply.status.self.ipv4 = *IpAddress::parse("100.64.0.9");
   reply.status.self.ipv6 = *IpAddress::parse("fd7a:115c:a1e0::9");
-  reply.status.self.routes = localapi::RouteSettingsStatus{{}, false, false, 0, std::nullopt, "gw", true};
+  reply.status.self.routes = localapi::RouteSettingsStatus{{}, false, false, 0, std::nullopt, "gw", true, {}};
   reply.status.self.exit_node = localapi::ExitNodeStatus{"gw", IpAddress::parse("100.64.0.1"), true, true, "active"};
   const std::string line = localapi::encode_response(reply);
   EXPECT_NE(line.find("\"exit_node\":{\"name\":\"gw\",\"ip\":\"100.64.0.1\",\"active\":true,\"allow_lan\":true,"

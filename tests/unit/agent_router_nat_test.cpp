@@ -4,6 +4,9 @@
 // count; sessions time out as RFC 4787/5382/5508 say. Also through PacketFilter, as knitd uses it.
 #include <gtest/gtest.h>
 
+#include <algorithm>
+#include <cstring>
+
 #include "agent/packet_filter.hpp"
 #include "agent/router_nat.hpp"
 #include "agent/snat_control.hpp"
@@ -203,6 +206,59 @@ TEST(AgentRouterNat, EachPrefixLeavesFromItsOwnEgressAddress) {
   n.nat.set_egress({{pfx("10.77.0.0/24"), kRouter}});
   EXPECT_TRUE(n.from_lan(make_udp(kLanHost, summarize(*a).source)));
   EXPECT_EQ(n.nat.totals().mappings, 1u);
+}
+
+// IPv6 egress (an exit's ::/0, a router's IPv6 LAN): nat::Nat66 behind the same calls. A UDP
+// datagram from a peer's mesh ULA leaves with the egress address, the reply comes back, the
+// sessions and counters are the router's.
+TEST(AgentRouterNat, Ipv6EgressTranslatesWithNat66) {
+  SeededRandom rng(9);
+  RouterNat nat(rng);
+  const IpAddress egress6 = ip("2001:db8:1::1");
+  nat.set_egress({{pfx("10.77.0.0/24"), kRouter}, {pfx("::/0"), egress6}, {pfx("10.1.0.0/16"), egress6}});
+  EXPECT_EQ(nat.addresses(), (std::vector<IpAddress>{kRouter, egress6}));
+  EXPECT_EQ(nat.egress().size(), 2u) << "a prefix and an egress address of different families are ignored";
+  // fd7a::2 port 40000 -> 2001:db8:99::5 port 53, UDP with a valid checksum.
+  Bytes p(48 + 4, 0);
+  p[0] = 0x60;
+  store_be16(&p[4], 12);
+  p[6] = 17;
+  p[7] = 64;
+  const IpAddress peer = ip("fd7a:115c:a1e0::2");
+  const IpAddress remote = ip("2001:db8:99::5");
+  std::memcpy(&p[8], peer.bytes(), 16);
+  std::memcpy(&p[24], remote.bytes(), 16);
+  store_be16(&p[40], 40000);
+  store_be16(&p[42], 53);
+  store_be16(&p[44], 12);
+  p[48] = 'k';
+  const Instant now{};
+  ASSERT_EQ(nat.to_lan(now, p).outcome, RouterNat::Outcome::translated);
+  EXPECT_EQ(IpAddress::v6(&p[8]), egress6);
+  const std::uint16_t port = load_be16(&p[40]);
+  EXPECT_TRUE(in_range(port));
+  Bytes reply = p;
+  std::swap_ranges(reply.begin() + 8, reply.begin() + 24, reply.begin() + 24);
+  std::swap_ranges(reply.begin() + 40, reply.begin() + 42, reply.begin() + 42);
+  ASSERT_EQ(nat.from_lan(now, reply).outcome, RouterNat::Outcome::translated);
+  EXPECT_EQ(IpAddress::v6(&reply[24]), peer);
+  EXPECT_EQ(load_be16(&reply[42]), 40000);
+  // To the egress address itself: this host's, not translated.
+  Bytes to_router = p;
+  std::memcpy(&to_router[24], egress6.bytes(), 16);
+  EXPECT_EQ(nat.to_lan(now, to_router).outcome, RouterNat::Outcome::not_mine);
+  const auto sessions = nat.sessions();
+  ASSERT_EQ(sessions.size(), 1u);
+  EXPECT_EQ(sessions[0].egress, egress6);
+  EXPECT_EQ(sessions[0].session.internal, Endpoint(peer, 40000));
+  const RouterNat::Totals t = nat.totals();
+  EXPECT_EQ(t.translated_to_lan, 1u);
+  EXPECT_EQ(t.translated_from_lan, 1u);
+  EXPECT_EQ(t.sessions, 1u);
+  // The egress goes: its sessions with it, its counters kept.
+  nat.set_egress({{pfx("10.77.0.0/24"), kRouter}});
+  EXPECT_TRUE(nat.sessions().empty());
+  EXPECT_EQ(nat.totals().translated_to_lan, 1u);
 }
 
 TEST(AgentRouterNat, ThroughThePacketFilter) {

@@ -159,7 +159,7 @@ TEST(AgentSnatPlan, SnatRoutesSettingRoundTrips) {
   ASSERT_TRUE(std::holds_alternative<localapi::ControlResponse>(reply));
   EXPECT_EQ(std::get<localapi::NatReply>(std::get<localapi::ControlResponse>(reply)).nat, s);
 
-  localapi::RouteSettingsStatus routes{{*IpPrefix::parse("10.77.0.0/24")}, false, false, 0, s, "", false};
+  localapi::RouteSettingsStatus routes{{*IpPrefix::parse("10.77.0.0/24")}, false, false, 0, s, "", false, {}};
   routes.snat->entries.clear();
   auto routes_reply = localapi::parse_response(localapi::encode_response(localapi::RoutesReply{routes}));
   ASSERT_TRUE(std::holds_alternative<localapi::ControlResponse>(routes_reply));

@@ -56,6 +56,30 @@ TEST(CliFormat, StatusTable) {
             std::string::npos);
 }
 
+// A route several peers carry: which one is used and why not the others (route failover).
+TEST(CliFormat, RouteCarriers) {
+  localapi::StatusReply reply;
+  reply.status.self.name = "host-a";
+  reply.status.self.ipv4 = *IpAddress::parse("100.64.0.1");
+  reply.coordinator.state = "connected";
+  localapi::RouteSettingsStatus routes;
+  routes.accept = true;
+  routes.carriers = {
+      localapi::RouteCarrierStatus{*IpPrefix::parse("10.77.0.0/24"), "r2",
+                                   {localapi::RouteCarrierCandidate{"r1", {}, "down", "no answer for 4.4 s", 4400},
+                                    localapi::RouteCarrierCandidate{"r2", {}, "active", "", 120},
+                                    localapi::RouteCarrierCandidate{"r3", {}, "offline", "offline at the coordinator", {}}}},
+      // One carrier only: its peer row says it already.
+      localapi::RouteCarrierStatus{*IpPrefix::parse("10.88.0.0/24"), "r1",
+                                   {localapi::RouteCarrierCandidate{"r1", {}, "active", "", {}}}}};
+  reply.status.self.routes = routes;
+  const std::string text = format_status(reply, WallTime{});
+  EXPECT_NE(text.find("# route 10.77.0.0/24 via r2 (r1: down, no answer for 4.4 s; r3: offline)\n"),
+            std::string::npos)
+      << text;
+  EXPECT_EQ(text.find("# route 10.88.0.0/24"), std::string::npos);
+}
+
 TEST(IcmpEcho, RequestAndReply) {
   const std::string data = "abc";
   const ByteSpan payload(reinterpret_cast<const std::uint8_t*>(data.data()), data.size());

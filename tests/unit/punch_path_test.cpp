@@ -183,6 +183,85 @@ TEST(PunchPath, FallsBackToRelayWhenPongsStopAndUpgradesAgain) {
   EXPECT_EQ(p.ba().kind, PathKind::direct);
 }
 
+// Route carriers' liveness (agent/carrier_health.hpp): ping_peer goes along the path in use and
+// last_heard records every authenticated disco message, on the direct path and through the relay.
+TEST(PunchPath, LivenessPingsOnTheDirectPathAndThroughTheRelay) {
+  Pair p({kA}, {kB});
+  p.traffic = false;
+  EXPECT_FALSE(p.a->pm->last_heard(p.b->node_key));
+  p.start();
+  p.run(seconds(1));
+  ASSERT_EQ(p.ab().kind, PathKind::direct);
+  ASSERT_TRUE(p.a->pm->last_heard(p.b->node_key));
+  // Direct: a ping to the chosen endpoint, answered after one RTT.
+  p.run(seconds(3));
+  const Instant sent = p.w.now;
+  ASSERT_TRUE(p.a->pm->ping_peer(p.w.now, p.b->node_key));
+  p.w.drain(*p.a);
+  ASSERT_FALSE(p.a->sends.empty());
+  EXPECT_EQ(p.a->sends.back().purpose, SendPurpose::liveness);
+  EXPECT_TRUE(p.a->sends.back().to.same_remote(Endpoint(kB, kWgPort)));
+  p.run(milliseconds(100));
+  EXPECT_EQ(*p.a->pm->last_heard(p.b->node_key), sent + milliseconds(30));
+  // The direct path dies; once the relay is the path, the ping goes through it and its pong
+  // comes back that way (accepted: it answers a ping we sent).
+  p.w.blackholed.insert(kB);
+  p.run(kPathTrust + seconds(1));
+  ASSERT_EQ(p.ab().kind, PathKind::relay);
+  const std::size_t udp_before = p.a->sends.size();
+  const Instant relayed = p.w.now;
+  ASSERT_TRUE(p.a->pm->ping_peer(p.w.now, p.b->node_key));
+  p.w.drain(*p.a);
+  EXPECT_EQ(p.a->sends.size(), udp_before) << "nothing over UDP";
+  p.run(milliseconds(100));
+  EXPECT_EQ(*p.a->pm->last_heard(p.b->node_key), relayed + 2 * p.w.relay_delay);
+  EXPECT_EQ(p.a->pm->stats().liveness_pongs, 1u);
+  EXPECT_EQ(p.a->pm->stats().liveness_pings_sent, 2u);
+  EXPECT_EQ(p.a->pm->stats().drops_of(DiscoError::unexpected_pong), 0u);
+  // B vanishes from the relay too: pings go unanswered and last_heard stays.
+  p.w.relay_cut.insert(p.b->node_key);
+  const Instant last = *p.a->pm->last_heard(p.b->node_key);
+  for (int i = 0; i < 3; ++i) {
+    p.a->pm->ping_peer(p.w.now, p.b->node_key);
+    p.w.drain(*p.a);
+    p.run(seconds(1));
+  }
+  EXPECT_EQ(*p.a->pm->last_heard(p.b->node_key), last);
+  // Rate: through the relay, no more than the call-me-maybe bucket allows.
+  std::size_t sent_now = 0;
+  for (int i = 0; i < 20; ++i) sent_now += p.a->pm->ping_peer(p.w.now, p.b->node_key) ? 1 : 0;
+  EXPECT_LE(sent_now, static_cast<std::size_t>(kCallMeMaybeBurst));
+  // A stranger cannot be pinged.
+  EXPECT_FALSE(p.a->pm->ping_peer(p.w.now, NodeKey{}));
+}
+
+// A peer's endpoint inside a subnet this host routes into the tunnel (a router's LAN address,
+// for a node that accepts the router's route) is no path: pings to it would enter the tunnel.
+TEST(PunchPath, EndpointsInsideTunnelledPrefixesAreNeverPaths) {
+  const IpAddress lan = ip("192.168.7.2");
+  Pair p({kA}, {kB, lan});
+  p.start();
+  p.run(seconds(1));
+  ASSERT_EQ(p.ab().kind, PathKind::direct);
+  ASSERT_TRUE(p.ab().endpoint.same_remote(Endpoint(lan, kWgPort))) << "the LAN endpoint is preferred: " << p.ab().endpoint.to_string();
+  p.a->pm->set_tunnelled_prefixes(p.w.now, {*IpPrefix::parse("192.168.7.0/24")});
+  p.w.drain(*p.a);
+  EXPECT_EQ(p.ab().kind, PathKind::direct);
+  EXPECT_TRUE(p.ab().endpoint.same_remote(Endpoint(kB, kWgPort)));
+  EXPECT_GE(p.a->pm->stats().candidates_tunnelled, 1u);
+  // Call-me-maybes and re-probes list it again: never pinged, never chosen.
+  const std::size_t before = p.a->sends.size();
+  p.a->pm->network_changed(p.w.now);
+  p.run(kUpgradeInterval + seconds(2));
+  for (std::size_t i = before; i < p.a->sends.size(); ++i)
+    EXPECT_NE(p.a->sends[i].to.address(), lan) << "a ping into the tunnel";
+  EXPECT_TRUE(p.ab().endpoint.same_remote(Endpoint(kB, kWgPort)));
+  // The route goes: the LAN endpoint is a candidate again, probed at once.
+  p.a->pm->set_tunnelled_prefixes(p.w.now, {});
+  p.run(seconds(2));
+  EXPECT_TRUE(p.ab().endpoint.same_remote(Endpoint(lan, kWgPort)));
+}
+
 TEST(PunchPath, NetworkChangeReprobesAtOnce) {
   Pair p({kA}, {kB});
   p.start();

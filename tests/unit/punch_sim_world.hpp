@@ -100,6 +100,7 @@ class World {
   std::set<IpAddress> blackholed;             // packets to or from it vanish
   std::size_t path_mtu = 0;                   // IP packets larger than this vanish (0: none do)
   bool relay_up = true;
+  std::set<NodeKey> relay_cut;  // nodes whose relay traffic vanishes (a host gone silent)
   Instant now{};
 
   // A host at `address` (a NAT's inside if `nat_config` is set, else public).
@@ -217,7 +218,7 @@ class World {
           send_raw(a, act.socket, act.endpoint, act.bytes, act.ttl);
           break;
         case ActionKind::send_relay: {
-          if (!relay_up) break;
+          if (!relay_up || relay_cut.count(a.node_key) || relay_cut.count(act.peer)) break;
           Agent* to = find(act.peer);
           if (!to) break;
           const NodeKey from = a.node_key;
