@@ -67,6 +67,10 @@ struct ChannelEvent {
   };
   Kind kind = Kind::need_more;
   Bytes data;
+  // A transport message's plaintext when the channel lends its messages (set_lend_messages):
+  // then `data` stays empty and this points into the channel's own buffer, writable, valid
+  // until the next feed().
+  MutableByteSpan lent;
   ChannelError error = ChannelError::ok;
 };
 
@@ -111,6 +115,16 @@ class Channel {
   [[nodiscard]] ChannelError answer(Random& rng, ByteSpan payload, Bytes& frame);
   // Open channel: plaintext as one transport frame.
   [[nodiscard]] ChannelError seal(ByteSpan plaintext, Bytes& frame);
+  // The same frame appended to out (which keeps its capacity: a caller that reuses one output
+  // buffer seals without allocating). On an error out is as it was.
+  [[nodiscard]] ChannelError seal_append(ByteSpan plaintext, Bytes& out);
+  // Seals in place a frame the caller built at the end of out: out[at, at + kFrameHeaderSize) is
+  // room for the header and out[at + kFrameHeaderSize, end) the plaintext. The tag is appended.
+  // On an error out is cut back to at.
+  [[nodiscard]] ChannelError seal_tail(Bytes& out, std::size_t at);
+  // Transport messages are decrypted into one buffer the channel keeps (ChannelEvent::lent)
+  // instead of a new Bytes each (ChannelEvent::data): for a stream of many small messages.
+  void set_lend_messages(bool lend) { lend_ = lend; }
 
   Role role() const { return role_; }
   State state() const { return state_; }
@@ -140,6 +154,8 @@ class Channel {
   wg::PublicKey remote_static_{};
   wg::noise::CipherState send_;
   wg::noise::CipherState receive_;
+  bool lend_ = false;
+  Bytes lent_;  // the last lent message (capacity kept up to the largest message seen)
 };
 
 }  // namespace knit::control

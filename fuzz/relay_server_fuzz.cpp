@@ -89,10 +89,10 @@ struct World {
   // Everything the core queued for c, through c's session: it must decrypt and parse.
   void pull(Client& c) {
     if (c.over) return;
-    std::vector<Bytes> frames;
-    const auto take = core.take_output(c.id, frames, SIZE_MAX);
-    for (const Bytes& f : frames) {
-      ByteSpan input(f);
+    Bytes queued;
+    const auto take = core.take_output(c.id, queued);
+    {
+      ByteSpan input(queued);
       while (!input.empty()) {
         const auto step = c.session->feed(input);
         KNIT_FUZZ_CHECK(step.kind != ClientSession::Step::Kind::failed);
@@ -146,8 +146,8 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
       case 2: {
         const auto id = w.core.on_accept(w.now);
         w.core.on_bytes(id, bytes, w.now);
-        std::vector<Bytes> out;
-        (void)w.core.take_output(id, out, SIZE_MAX);
+        Bytes out;
+        (void)w.core.take_output(id, out);
         w.core.on_closed(id, w.now);
         break;
       }

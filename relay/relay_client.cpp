@@ -2,7 +2,6 @@
 
 #include <openssl/ssl.h>
 
-#include <deque>
 
 #include "base/log.hpp"
 #include "relay/client_session.hpp"
@@ -12,7 +11,8 @@
 namespace knit::relay {
 namespace {
 
-constexpr std::size_t kWriteBatch = 256 * 1024;
+// An idle link keeps at most this much output storage once a burst is written.
+constexpr std::size_t kKeepWriteCapacity = 64 * 1024;
 
 // One TCP (or TLS) connection and the buffers its pending operations use: handlers hold it, so
 // closing never frees what an operation still touches.
@@ -20,8 +20,7 @@ struct Link {
   explicit Link(asio::io_context& io) : stream(io) {}
   Stream stream;
   Bytes read_buffer;
-  std::vector<Bytes> writing;
-  std::vector<asio::const_buffer> buffers;
+  Bytes writing;  // the write in flight: sealed frames back to back (swapped with the queue)
 };
 
 }  // namespace
@@ -101,8 +100,8 @@ class RelayClient::Core : public std::enable_shared_from_this<Core> {
   std::string round_error_;
   std::shared_ptr<Link> link_;
   std::unique_ptr<ClientSession> session_;
-  std::deque<Bytes> output_;
-  std::size_t queued_bytes_ = 0;
+  Bytes output_;                // sealed frames waiting for the write in flight to finish
+  std::size_t queued_bytes_ = 0;  // output_ and the write in flight
   bool write_pending_ = false;
   Bytes scratch_;
   Instant last_received_{};
@@ -136,7 +135,7 @@ void RelayClient::Core::close_connection() {
   if (link_) link_->stream.close();
   link_.reset();  // pending handlers keep it alive until they run
   session_.reset();
-  output_.clear();
+  Bytes().swap(output_);
   queued_bytes_ = 0;
   write_pending_ = false;
   rtt_.reset();
@@ -198,7 +197,8 @@ void RelayClient::Core::on_transport_ready(std::uint64_t gen) {
   if (!session_->start(rng_, frame)) return address_failed(session_->error());
   arm_deadline(options_.handshake_timeout, "no answer to the handshake");
   link_->read_buffer.resize(std::max<std::size_t>(options_.read_chunk, 1024));
-  output_.push_back(std::move(frame));
+  output_ = std::move(frame);
+  queued_bytes_ = output_.size();
   write_next();
   read_next();
 }
@@ -344,43 +344,53 @@ bool RelayClient::Core::send(const NodeKey& dst, ByteSpan packet) {
     ++stats_.dropped_not_connected;
     return false;
   }
-  if (!encode_send(dst, packet, scratch_)) {
+  if (packet.empty() || packet.size() > kMaxPacketSize) {
     ++stats_.dropped_malformed;
     return false;
   }
-  if (queued_bytes_ + scratch_.size() + 20 > options_.max_queue_bytes) {
+  const std::size_t sealed = control::kFrameHeaderSize + 1 + kKeySize + packet.size() +
+                             control::kAeadTagSize;
+  if (queued_bytes_ + sealed > options_.max_queue_bytes) {
     ++stats_.dropped_queue_full;
     return false;
   }
-  queue_frame(scratch_);
+  // Sealed straight into the output buffer: no allocation, one copy of the packet.
+  const std::size_t before = output_.size();
+  if (!session_ || !session_->seal_send(dst, packet, output_)) {
+    ++stats_.dropped_not_connected;
+    return false;
+  }
+  queued_bytes_ += output_.size() - before;
+  if (!write_pending_) write_next();
   ++stats_.packets_sent;
   stats_.bytes_sent += packet.size();
   return true;
 }
 
 void RelayClient::Core::queue_frame(ByteSpan frame) {
-  Bytes sealed;
-  if (!session_ || !session_->seal(frame, sealed)) return;
-  queued_bytes_ += sealed.size();
-  output_.push_back(std::move(sealed));
+  const std::size_t before = output_.size();
+  if (!session_ || !session_->seal_append(frame, output_)) return;
+  queued_bytes_ += output_.size() - before;
   if (!write_pending_) write_next();
 }
 
 void RelayClient::Core::write_next() {
-  if (output_.empty() || !link_) return;
+  if (!link_) return;
   Link& link = *link_;
-  link.writing.clear();
-  link.buffers.clear();
-  std::size_t batch = 0;
-  while (!output_.empty() && (batch == 0 || batch + output_.front().size() <= kWriteBatch)) {
-    batch += output_.front().size();
-    link.writing.push_back(std::move(output_.front()));
-    output_.pop_front();
+  if (output_.empty()) {
+    // Idle: the burst's buffers are not kept for the link's life.
+    if (link.writing.capacity() > kKeepWriteCapacity) Bytes().swap(link.writing);
+    if (output_.capacity() > kKeepWriteCapacity) Bytes().swap(output_);
+    return;
   }
-  for (const Bytes& frame : link.writing) link.buffers.push_back(asio::buffer(frame));
+  // Everything sealed since the last write goes in this one; the frames queued while it is in
+  // flight fill the other buffer.
+  link.writing.clear();
+  link.writing.swap(output_);
+  const std::size_t batch = link.writing.size();
   write_pending_ = true;
   const std::uint64_t gen = generation_;
-  link.stream.async_write(link.buffers, [self = shared_from_this(), gen, batch, keep = link_](
+  link.stream.async_write(asio::buffer(link.writing), [self = shared_from_this(), gen, batch, keep = link_](
                                             std::error_code ec, std::size_t) {
     if (!self->current(gen)) return;
     self->write_pending_ = false;

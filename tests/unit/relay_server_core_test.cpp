@@ -31,11 +31,9 @@ struct FakeIo : ServerIo {
 // Everything queued for a connection, as one byte string; *close_after when the core wants it
 // closed after that.
 Bytes pull(ServerCore& core, ConnId id, bool* close_after = nullptr) {
-  std::vector<Bytes> frames;
-  const auto take = core.take_output(id, frames, SIZE_MAX);
-  if (close_after != nullptr) *close_after = take == ServerCore::Take::close_after;
   Bytes out;
-  for (const Bytes& f : frames) out.insert(out.end(), f.begin(), f.end());
+  const auto take = core.take_output(id, out);
+  if (close_after != nullptr) *close_after = take == ServerCore::Take::close_after;
   return out;
 }
 
@@ -283,12 +281,12 @@ TEST_F(RelayCoreTest, QueueIsBoundedAndDropsAreCounted) {
   const Stats& s = core.stats();
   EXPECT_GT(s.drop_queue_full, 0u);
   EXPECT_EQ(s.packets_local + s.drop_queue_full, 100u);
-  std::vector<Bytes> frames;
-  core.take_output(b.id(), frames, SIZE_MAX);
-  std::size_t bytes = 0;
-  for (const Bytes& f : frames) bytes += f.size();
-  EXPECT_LE(bytes, config.max_queue_bytes);
-  EXPECT_EQ(frames.size(), s.packets_local);
+  Bytes queued;
+  core.take_output(b.id(), queued);
+  EXPECT_LE(queued.size(), config.max_queue_bytes);
+  // Every queued packet is one sealed frame of the same size.
+  const std::size_t frame_size = control::kFrameHeaderSize + 1 + kKeySize + 1000 + control::kAeadTagSize;
+  EXPECT_EQ(queued.size(), s.packets_local * frame_size);
   // Once drained, packets flow again.
   a.send(b.pub(), Bytes(1000, 1), now_);
   EXPECT_EQ(core.stats().packets_local, s.packets_local);
