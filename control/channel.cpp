@@ -98,7 +98,8 @@ Channel::Channel(Channel&& other) noexcept
       send_(other.send_),
       receive_(other.receive_),
       lend_(other.lend_),
-      lent_(std::move(other.lent_)) {
+      lent_(std::move(other.lent_)),
+      arena_(other.arena_) {
   other.failure_ = ChannelError::wrong_state;
   other.wipe();
 }
@@ -115,6 +116,7 @@ Channel& Channel::operator=(Channel&& other) noexcept {
     receive_ = other.receive_;
     lend_ = other.lend_;
     lent_ = std::move(other.lent_);
+    arena_ = other.arena_;
     other.failure_ = ChannelError::wrong_state;
     other.wipe();
   }
@@ -295,7 +297,11 @@ ChannelEvent Channel::on_transport(ByteSpan body) {
   const std::size_t size = body.size() - kAeadTagSize;
   Bytes plaintext;
   MutableByteSpan out;
-  if (lend_) {
+  if (lend_ && arena_ != nullptr) {
+    const std::size_t at = arena_->size();
+    arena_->resize(at + size);
+    out = MutableByteSpan(*arena_).subspan(at, size);
+  } else if (lend_) {
     // Grows to the largest message and stays: resize within the capacity allocates nothing.
     if (lent_.size() < size) lent_.resize(size);
     out = MutableByteSpan(lent_).first(size);
@@ -304,6 +310,7 @@ ChannelEvent Channel::on_transport(ByteSpan body) {
     out = plaintext;
   }
   const NoiseError err = receive_.decrypt_with_ad(out, {}, body);
+  if (err != NoiseError::ok && lend_ && arena_ != nullptr) arena_->resize(arena_->size() - size);
   switch (err) {
     case NoiseError::ok: {
       ChannelEvent ok = event(ChannelEvent::Kind::message, std::move(plaintext));

@@ -125,6 +125,11 @@ class Channel {
   // Transport messages are decrypted into one buffer the channel keeps (ChannelEvent::lent)
   // instead of a new Bytes each (ChannelEvent::data): for a stream of many small messages.
   void set_lend_messages(bool lend) { lend_ = lend; }
+  // With lending on, each message is appended to *arena instead, so a caller can keep many
+  // messages of one read alive at once (a batch); it clears the arena between batches and
+  // keeps room in its capacity for a whole message (max_frame()), so appending never moves
+  // what was lent before. nullptr: back to the one buffer.
+  void set_lend_arena(Bytes* arena) { arena_ = arena; }
 
   Role role() const { return role_; }
   State state() const { return state_; }
@@ -156,6 +161,7 @@ class Channel {
   wg::noise::CipherState receive_;
   bool lend_ = false;
   Bytes lent_;  // the last lent message (capacity kept up to the largest message seen)
+  Bytes* arena_ = nullptr;
 };
 
 }  // namespace knit::control

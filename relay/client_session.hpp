@@ -55,6 +55,11 @@ class ClientSession {
   // receive buffer, so a receiver may decrypt them in place until the next feed(). Empty when
   // `packet` does not lie in that buffer.
   MutableByteSpan writable(ByteSpan packet);
+  // Frames from now on are kept in *arena (control::Channel::set_lend_arena) rather than in
+  // the session's one buffer: they, and writable() spans of them, stay valid until the caller
+  // clears the arena. The caller keeps kMaxNoiseFrame of room in its capacity before each
+  // feed(). nullptr: back to the one buffer.
+  void set_arena(Bytes* arena) { channel_.set_lend_arena(arena); }
   // One encoded frame (frame.hpp) as a transport message. False when not admitted.
   [[nodiscard]] bool seal(ByteSpan frame, Bytes& out);
   // The same, appended to out; out is unchanged on false.

@@ -20,6 +20,7 @@ struct Link {
   explicit Link(asio::io_context& io) : stream(io) {}
   Stream stream;
   Bytes read_buffer;
+  Bytes arena;    // the frames of one read, opened in place (ClientSession::set_arena)
   Bytes writing;  // the write in flight: sealed frames back to back (swapped with the queue)
 };
 
@@ -54,6 +55,7 @@ class RelayClient::Core : public std::enable_shared_from_this<Core> {
   bool send(const NodeKey& dst, ByteSpan packet);
 
   PacketHandler on_packet_;
+  std::function<void()> on_batch_end_;
   StateHandler on_state_;
   PeerGoneHandler on_peer_gone_;
   State state_ = State::stopped;
@@ -72,6 +74,7 @@ class RelayClient::Core : public std::enable_shared_from_this<Core> {
   void read_next();
   void on_read(std::uint64_t gen, std::error_code ec, std::size_t n);
   void handle(const ClientSession::Step& step);
+  void end_batch();
   void queue_frame(ByteSpan frame);
   void write_next();
   void send_ping();
@@ -106,6 +109,7 @@ class RelayClient::Core : public std::enable_shared_from_this<Core> {
   Bytes scratch_;
   Instant last_received_{};
   std::uint64_t ping_token_ = 0;
+  bool batch_open_ = false;  // packets were handed out since the last end_batch()
   Instant ping_sent_{};
 };
 
@@ -197,6 +201,9 @@ void RelayClient::Core::on_transport_ready(std::uint64_t gen) {
   if (!session_->start(rng_, frame)) return address_failed(session_->error());
   arm_deadline(options_.handshake_timeout, "no answer to the handshake");
   link_->read_buffer.resize(std::max<std::size_t>(options_.read_chunk, 1024));
+  // Room for a whole read's frames and one frame carried over from the read before it.
+  link_->arena.reserve(link_->read_buffer.size() + 2 * kMaxNoiseFrame);
+  session_->set_arena(&link_->arena);
   output_ = std::move(frame);
   queued_bytes_ = output_.size();
   write_next();
@@ -265,14 +272,33 @@ void RelayClient::Core::on_read(std::uint64_t gen, std::error_code ec, std::size
     return lost(why, options_.backoff_min);
   }
   last_received_ = Clock::now();
-  ByteSpan input(link_->read_buffer.data(), n);
+  // Every frame of this read is opened into the link's arena, and the packets handed out stay
+  // there until end_batch(): the receiver gets them as one batch.
+  const std::shared_ptr<Link> link = link_;
+  link->arena.clear();
+  ByteSpan input(link->read_buffer.data(), n);
   while (!input.empty()) {
+    if (link->arena.capacity() - link->arena.size() < kMaxNoiseFrame) {
+      end_batch();
+      if (!current(gen)) return;
+      link->arena.clear();
+    }
     const ClientSession::Step step = session_->feed(input);
     if (step.kind == ClientSession::Step::Kind::need_more) break;
     handle(step);
-    if (!current(gen)) return;  // the step ended the connection, or a callback closed us
+    if (!current(gen)) {  // the step ended the connection, or a callback closed us
+      end_batch();        // what arrived before that is still delivered (the arena is alive)
+      return;
+    }
   }
-  read_next();
+  end_batch();
+  if (current(gen)) read_next();
+}
+
+void RelayClient::Core::end_batch() {
+  if (!batch_open_) return;
+  batch_open_ = false;
+  if (on_batch_end_) on_batch_end_();
 }
 
 void RelayClient::Core::handle(const ClientSession::Step& step) {
@@ -309,11 +335,19 @@ void RelayClient::Core::handle(const ClientSession::Step& step) {
       break;
   }
   const Frame& frame = step.frame;
+  if (frame.type != FrameType::recv) {
+    const std::uint64_t gen = generation_;
+    end_batch();  // in order: the packets before it first
+    if (generation_ != gen || !session_) return;  // the batch's receiver closed us
+  }
   switch (frame.type) {
     case FrameType::recv:
       ++stats_.packets_received;
       stats_.bytes_received += frame.packet.size();
-      if (on_packet_) on_packet_(frame.src, session_->writable(frame.packet));
+      if (on_packet_) {
+        batch_open_ = true;
+        on_packet_(frame.src, session_->writable(frame.packet));
+      }
       return;
     case FrameType::pong:
       if (frame.token == ping_token_ && ping_token_ != 0) {
@@ -435,6 +469,9 @@ RelayClient::~RelayClient() { close(); }
 
 void RelayClient::on_packet(PacketHandler handler) { core_->on_packet_ = std::move(handler); }
 void RelayClient::on_state(StateHandler handler) { core_->on_state_ = std::move(handler); }
+void RelayClient::on_batch_end(std::function<void()> handler) {
+  core_->on_batch_end_ = std::move(handler);
+}
 void RelayClient::on_peer_gone(PeerGoneHandler handler) {
   core_->on_peer_gone_ = std::move(handler);
 }
