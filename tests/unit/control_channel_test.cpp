@@ -463,8 +463,14 @@ TEST(ControlChannelBatch, AppendedFramesOpenFromOneReadAndFromAnySplit) {
     ++n;
   }
   EXPECT_EQ(n, messages.size());
+  // Cut anywhere, into an arena: every message lent stays valid until the arena is cleared.
   one.coordinator.set_lend_messages(true);
+  Bytes arena;
+  arena.reserve(batch.size() + 1024);
+  const std::uint8_t* storage = arena.data();
+  one.coordinator.set_lend_arena(&arena);
   const auto events = feed_split(one.coordinator, batch, rng, 300);
+  EXPECT_EQ(arena.data(), storage) << "the arena never moved";
   ASSERT_EQ(events.size(), messages.size());
   for (std::size_t i = 0; i < events.size(); ++i)
     EXPECT_EQ(Bytes(events[i].lent.begin(), events[i].lent.end()), messages[i]) << i;
