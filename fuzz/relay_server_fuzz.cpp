@@ -134,7 +134,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
         break;
       case 6: {
         if (bytes.size() < 2) break;
-        const ByteSpan body = bytes.subspan(1);
+        const ByteSpan body = ByteSpan(bytes).subspan(1);
         // At most 48 packets: within B's queue bound (64 frames), whatever else waits there.
         const std::size_t piece = std::max<std::size_t>(bytes[0] % 64 + 1, (body.size() + 47) / 48);
         std::vector<Bytes> sent;

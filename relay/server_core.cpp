@@ -186,8 +186,9 @@ ServerCore::Take ServerCore::take_output(ConnId id, Bytes& out) {
   if (conn.out_frames != 0) {
     conn.out.swap(out);
     conn.out_frames = 0;
+  } else if (conn.out.capacity() > kKeepQueueCapacity) {
+    Bytes().swap(conn.out);  // idle: a burst's buffer is not kept for the connection's life
   }
-  if (conn.out.capacity() > kKeepQueueCapacity) Bytes().swap(conn.out);
   return conn.phase == Conn::Phase::closing && conn.queued_frames() == 0 ? Take::close_after
                                                                          : Take::keep;
 }
