@@ -22,19 +22,24 @@ HomeRelay::HomeRelay(asio::io_context& io, const wg::PrivateKey& node_key, Rando
     if (on_packet_) on_packet_(src, packet);
   });
   client_.on_state([this](bool up, const std::string& detail) { on_link_state(up, detail); });
+  client_.on_batch_end([this] {
+    if (on_batch_end_) on_batch_end_();
+  });
 }
 
 HomeRelay::~HomeRelay() { stop(); }
 
-void HomeRelay::set_handlers(PacketHandler on_packet, StateHandler on_state) {
+void HomeRelay::set_handlers(PacketHandler on_packet, StateHandler on_state, BatchEndHandler on_batch_end) {
   on_packet_ = std::move(on_packet);
   on_state_ = std::move(on_state);
+  on_batch_end_ = std::move(on_batch_end);
 }
 
 void HomeRelay::stop() {
   failover_.cancel();
   on_packet_ = nullptr;
   on_state_ = nullptr;
+  on_batch_end_ = nullptr;
   client_.close();
   home_.clear();
 }

@@ -30,6 +30,7 @@ class HomeRelay final : public MeshTransport::RelayLink {
   static constexpr std::chrono::seconds kFailover{4};
   using PacketHandler = std::function<void(const wg::PublicKey& from, MutableByteSpan packet)>;
   using StateHandler = std::function<void(bool connected)>;
+  using BatchEndHandler = std::function<void()>;
 
   HomeRelay(asio::io_context& io, const wg::PrivateKey& node_key, Random& rng);
   ~HomeRelay() override;
@@ -37,7 +38,8 @@ class HomeRelay final : public MeshTransport::RelayLink {
   HomeRelay& operator=(const HomeRelay&) = delete;
 
   // Where packets from the relay and changes of the link go (the mesh transport).
-  void set_handlers(PacketHandler on_packet, StateHandler on_state);
+  // on_batch_end follows the packets of each read (relay::RelayClient::on_batch_end).
+  void set_handlers(PacketHandler on_packet, StateHandler on_state, BatchEndHandler on_batch_end = {});
   void set_relays(const control::RelayMap& relays);
   // A netcheck measured these round trips (relay name -> ms): home on the nearest.
   void choose(const std::map<std::string, std::uint32_t>& latency_ms);
@@ -63,6 +65,7 @@ class HomeRelay final : public MeshTransport::RelayLink {
   net::DeadlineTimer failover_;
   PacketHandler on_packet_;
   StateHandler on_state_;
+  BatchEndHandler on_batch_end_;
 };
 
 }  // namespace knit::agent

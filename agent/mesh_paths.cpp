@@ -19,7 +19,7 @@ void MeshPaths::start(const NodeIdentity& identity) {
   netcheck_ = std::make_unique<Netcheck>(io_, udp_, rng_);
   relay_->set_handlers(
       [this](const wg::PublicKey& from, MutableByteSpan packet) { transport_->on_relay_packet(from, packet); },
-      [this](bool up) { transport_->set_relay_available(up); });
+      [this](bool up) { transport_->set_relay_available(up); }, [this] { transport_->on_relay_batch_end(); });
   transport_->set_stun_handler(
       [this](Instant now, const Endpoint& from, ByteSpan datagram) { netcheck_->on_stun(now, from, datagram); });
   netcheck_->on_changed = [this] { on_netcheck_changed(); };

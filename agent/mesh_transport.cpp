@@ -42,9 +42,12 @@ MeshTransport::MeshTransport(asio::io_context& io, UdpTransport& udp, RelayLink&
       receiver_(receiver),
       // The disco nonce counter only grows across restarts: it starts at the wall clock.
       paths_(disco_private, node_key, rng, wall_nanoseconds()),
-      probes_(io, [this](punch::SocketId id, const Endpoint& from, MutableByteSpan bytes) {
-        on_probe_datagram(id, from, bytes);
-      }),
+      probes_(
+          io,
+          [this](punch::SocketId id, const Endpoint& from, MutableByteSpan bytes) {
+            on_probe_datagram(id, from, bytes);
+          },
+          [this] { deliver_probe_batch(); }, net::UdpSocket::Options{udp.offloads()}),
       timer_(io, [this] { on_timer(); }, clock_) {}
 
 MeshTransport::~MeshTransport() { stop(); }
@@ -164,6 +167,7 @@ void MeshTransport::flush() {
     timer_.arm(paths_.next_deadline());
   }
   udp_.flush();
+  probes_.flush();
 }
 
 // ---------------------------------------------------------------- receiving
@@ -185,13 +189,16 @@ void MeshTransport::on_relay_packet(const wg::PublicKey& from, MutableByteSpan p
       paths_.handle_disco(clock_(), punch::DiscoSource::relay(from), packet);
       // The peer is at the relay now; it may not have been when our initiation went there.
       resend_initiation(from, false);
+      flush();  // the answers, and the resent initiation, wait in the sockets' batches
       break;
     case DatagramKind::wireguard:
       // Its answer to our initiation: nothing left to resend.
       if (!packet.empty() && packet[0] == 2) initiations_.erase(from);
       // The core hears it from the peer's stand-in endpoint, so a cookie reply (the only thing
       // the core sends to a source rather than to a peer) comes back through the relay.
-      if (manages(from)) deliver(virtual_.assign(from), packet);
+      // Collected: the packets of one read from the relay reach the device as one batch
+      // (on_relay_batch_end), so the TUN side can coalesce them as it does for the socket's.
+      if (manages(from)) relay_batch_.push_back({virtual_.assign(from), packet});
       else ++traffic_.rx_not_ours;
       break;
     default:
@@ -208,11 +215,25 @@ void MeshTransport::on_probe_datagram(punch::SocketId id, const Endpoint& from, 
       flush();
       break;
     case DatagramKind::wireguard:
-      deliver(from, bytes);
+      // Collected: the batch goes to the device in one call (deliver_probe_batch).
+      probe_batch_.push_back({from, bytes});
       break;
     default:
       ++traffic_.rx_not_ours;
   }
+}
+
+void MeshTransport::on_relay_batch_end() {
+  if (relay_batch_.empty()) return;
+  receiver_.on_wireguard({clock_(), std::chrono::system_clock::now()}, relay_batch_);
+  relay_batch_.clear();
+}
+
+void MeshTransport::deliver_probe_batch() {
+  if (!probe_batch_.empty())
+    receiver_.on_wireguard({clock_(), std::chrono::system_clock::now()}, probe_batch_);
+  probe_batch_.clear();
+  flush();  // what handling the batch queued (replies, the PathManager's sends)
 }
 
 void MeshTransport::deliver(const Endpoint& from, MutableByteSpan bytes) {

@@ -94,8 +94,10 @@ class MeshTransport final : public wg::Transport, public UdpTransport::OtherData
   void network_changed();
   void set_relay_available(bool available);
   void set_stun_handler(StunHandler handler) { stun_ = std::move(handler); }
-  // A packet the home relay delivered from a node.
+  // A packet the home relay delivered from a node. WireGuard ones are collected and reach the
+  // device at on_relay_batch_end() (the packets stay valid until then: relay_client.hpp).
   void on_relay_packet(const wg::PublicKey& from, MutableByteSpan packet);
+  void on_relay_batch_end();
 
   // --- queries ---
   bool manages(const wg::PublicKey& key) const { return names_.count(key) != 0; }
@@ -148,6 +150,7 @@ class MeshTransport final : public wg::Transport, public UdpTransport::OtherData
  private:
   void on_probe_datagram(punch::SocketId id, const Endpoint& from, MutableByteSpan bytes);
   void deliver(const Endpoint& from, MutableByteSpan bytes);
+  void deliver_probe_batch();
   void drain();
   void on_timer();
   // The first packet (header comment): remember initiations, send one again on a new way.
@@ -164,6 +167,8 @@ class MeshTransport final : public wg::Transport, public UdpTransport::OtherData
   punch::PathManager paths_;
   punch::VirtualEndpoints virtual_;
   ProbeSockets probes_;
+  std::vector<ReceivedDatagram> probe_batch_;  // WireGuard datagrams of one probe-socket read
+  std::vector<ReceivedDatagram> relay_batch_;  // ... and of one read from the relay
   net::DeadlineTimer timer_;
   StunHandler stun_;
   std::function<void(const MtuLimits&)> on_limits_;

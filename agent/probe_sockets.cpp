@@ -5,103 +5,143 @@
 
 #include "base/log.hpp"
 #include "base/socket_mark.hpp"
-#include "net/udp_socket.hpp"
 
 namespace knit::agent {
 
 struct ProbeSockets::Socket {
-  Socket(asio::io_context& io, punch::SocketId socket_id) : socket(io), id(socket_id), buffer(kReceiveSize) {}
-  asio::ip::udp::socket socket;
+  Socket(asio::io_context& io, punch::SocketId socket_id, net::UdpSocket::Options options,
+         std::shared_ptr<net::UdpSocket::Buffers> buffers)
+      : udp(io, options, std::move(buffers)), id(socket_id) {}
+  net::UdpSocket udp;
   punch::SocketId id;
-  bool dual_stack = false;
-  bool ttl_set = false;  // a short TTL is set on the socket
   bool open = true;  // false once closed: a completion still queued must not use it
-  asio::ip::udp::endpoint from;
-  Bytes buffer;
 };
 
-ProbeSockets::ProbeSockets(asio::io_context& io, Handler handler) : io_(io), handler_(std::move(handler)) {}
+ProbeSockets::ProbeSockets(asio::io_context& io, Handler handler, BatchDone batch_done,
+                           net::UdpSocket::Options options)
+    : io_(io),
+      handler_(std::move(handler)),
+      batch_done_(std::move(batch_done)),
+      options_(options),
+      buffers_(net::UdpSocket::make_buffers()) {}
 
 ProbeSockets::~ProbeSockets() { close_all(); }
 
 bool ProbeSockets::open(punch::SocketId id, bool dual_stack) {
-  auto s = std::make_shared<Socket>(io_, id);
-  std::error_code ec;
-  const auto protocol = dual_stack ? asio::ip::udp::v6() : asio::ip::udp::v4();
-  s->socket.open(protocol, ec);
-  if (!ec && dual_stack) s->socket.set_option(asio::ip::v6_only(false), ec);
-  if (!ec) mark_underlay_socket(s->socket.native_handle());  // on the underlay under an exit node
-  if (!ec) s->socket.bind(asio::ip::udp::endpoint(protocol, 0), ec);
-  if (!ec) s->socket.non_blocking(true, ec);
-  if (!ec && pmtu_probe_) ec = net::set_pmtu_probe(s->socket.native_handle(), dual_stack, true);
+  auto s = std::make_shared<Socket>(io_, id, options_, buffers_);
+  std::error_code ec = s->udp.bind(0);
+  if (!ec && s->udp.dual_stack() != dual_stack)
+    log(LogLevel::debug, "paths", "probe socket ", id, ": dual-stack differs from the main socket's");
+  if (!ec) mark_underlay_socket(s->udp.socket().native_handle());  // on the underlay under an exit node
+  if (!ec && pmtu_probe_) ec = s->udp.set_pmtu_probe(true);
   if (ec) {
     log(LogLevel::debug, "paths", "probe socket ", id, ": ", ec.message());
     return false;
   }
-  s->dual_stack = dual_stack;
   close(id);
   sockets_.emplace(id, s);
-  read(*s);
+  arm(s);
   return true;
 }
 
 void ProbeSockets::set_pmtu_probe(bool probe) {
   pmtu_probe_ = probe;
-  for (auto& [id, s] : sockets_) net::set_pmtu_probe(s->socket.native_handle(), s->dual_stack, probe);
+  for (auto& [id, s] : sockets_) s->udp.set_pmtu_probe(probe);
+}
+
+void ProbeSockets::forget(Socket& s) {
+  if (queued_on_ == &s) {
+    s.udp.flush();
+    queued_on_ = nullptr;
+  }
+  s.open = false;
+  closed_send_errors_ += s.udp.send_errors();
+  closed_gso_messages_ += s.udp.gso_messages();
+  s.udp.close();
 }
 
 void ProbeSockets::close(punch::SocketId id) {
   auto it = sockets_.find(id);
   if (it == sockets_.end()) return;
-  it->second->open = false;
-  std::error_code ignored;
-  it->second->socket.close(ignored);
+  forget(*it->second);
   sockets_.erase(it);
 }
 
 void ProbeSockets::close_all() {
-  for (auto& [id, s] : sockets_) {
-    s->open = false;
-    std::error_code ignored;
-    s->socket.close(ignored);
-  }
+  for (auto& [id, s] : sockets_) forget(*s);
   sockets_.clear();
 }
 
 bool ProbeSockets::send(punch::SocketId id, const Endpoint& to, ByteSpan datagram, std::uint8_t ttl) {
   auto it = sockets_.find(id);
   if (it == sockets_.end()) return false;
-  const int fd = it->second->socket.native_handle();
-  sockaddr_storage ss;
-  const unsigned len = net::socket_address(to, it->second->dual_stack, ss);
-  // A probe socket's round ping only has to open our own NAT (punch/path/manager.hpp): a short
-  // TTL, set on the socket, which sends nothing else before the next round ping.
-  const int hops = ttl != 0 ? ttl : -1;  // -1: the system default
-  if (ttl != 0 || it->second->ttl_set) {
-    ::setsockopt(fd, IPPROTO_IP, IP_TTL, &hops, sizeof hops);
-    if (it->second->dual_stack || to.address().is_v6())
-      ::setsockopt(fd, IPPROTO_IPV6, IPV6_UNICAST_HOPS, &hops, sizeof hops);
-    it->second->ttl_set = ttl != 0;
+  Socket& s = *it->second;
+  if (ttl == 0) {
+    s.udp.queue(to, datagram);  // flushes another socket's queued sends first (shared batch)
+    queued_on_ = &s;
+    return true;
   }
-  if (::sendto(fd, datagram.data(), datagram.size(), MSG_DONTWAIT, reinterpret_cast<const sockaddr*>(&ss), len) < 0) {
-    ++send_errors_;
-    return false;
-  }
+  // A probe socket's round ping only has to open our own NAT (punch/path/manager.hpp): one
+  // datagram with a short TTL, sent alone; what is queued keeps the default.
+  s.udp.flush();
+  const int fd = s.udp.socket().native_handle();
+  const int limited = ttl, reset = -1;  // -1: the system default
+  const bool v6 = s.udp.dual_stack() || to.address().is_v6();
+  ::setsockopt(fd, IPPROTO_IP, IP_TTL, &limited, sizeof limited);
+  if (v6) ::setsockopt(fd, IPPROTO_IPV6, IPV6_UNICAST_HOPS, &limited, sizeof limited);
+  s.udp.queue(to, datagram);
+  s.udp.flush();
+  ::setsockopt(fd, IPPROTO_IP, IP_TTL, &reset, sizeof reset);
+  if (v6) ::setsockopt(fd, IPPROTO_IPV6, IPV6_UNICAST_HOPS, &reset, sizeof reset);
+  if (queued_on_ == &s) queued_on_ = nullptr;
   return true;
 }
 
-void ProbeSockets::read(Socket& socket) {
+void ProbeSockets::flush() {
+  if (queued_on_ == nullptr) return;
+  queued_on_->udp.flush();
+  queued_on_ = nullptr;
+}
+
+std::uint64_t ProbeSockets::send_errors() const {
+  std::uint64_t n = closed_send_errors_;
+  for (const auto& [id, s] : sockets_) n += s->udp.send_errors();
+  return n;
+}
+
+std::uint64_t ProbeSockets::gso_messages() const {
+  std::uint64_t n = closed_gso_messages_;
+  for (const auto& [id, s] : sockets_) n += s->udp.gso_messages();
+  return n;
+}
+
+void ProbeSockets::arm(const std::shared_ptr<Socket>& socket) {
   // The completion holds the socket alive; `open` says whether it is still ours.
-  std::shared_ptr<Socket> keep = sockets_.at(socket.id);
-  socket.socket.async_receive_from(asio::buffer(socket.buffer), socket.from,
-                                   [this, keep](std::error_code ec, std::size_t n) {
-    if (ec == asio::error::operation_aborted || !keep->open) return;
-    if (!ec) {
-      if (auto from = Endpoint::from_sockaddr(keep->from.data()))
-        handler_(keep->id, *from, MutableByteSpan(keep->buffer.data(), n));
+  socket->udp.socket().async_wait(asio::socket_base::wait_read, [this, socket](std::error_code ec) {
+    if (ec == asio::error::operation_aborted || !socket->open) return;
+    if (ec) {
+      log(LogLevel::debug, "paths", "probe socket ", socket->id, ": ", ec.message());
+      return;
     }
-    if (keep->open) read(*keep);
+    on_readable(socket);
+    if (socket->open) arm(socket);
   });
+}
+
+void ProbeSockets::on_readable(const std::shared_ptr<Socket>& socket) {
+  for (int round = 0; round < kBatchesPerWake && socket->open; ++round) {
+    const std::size_t n = socket->udp.receive_batch();
+    // The handler may close this socket (the PathManager gives up on it): the datagrams stay
+    // in the shared buffers, but the rest of the batch is dropped with the socket.
+    for (std::size_t i = 0; i < n && socket->open; ++i) {
+      // The remote only: the PathManager knows probe paths by remote address and port.
+      Endpoint from = socket->udp.received_from(i);
+      from.set_local(std::nullopt);
+      handler_(socket->id, from, socket->udp.received(i));
+    }
+    if (n > 0 && batch_done_) batch_done_();
+    if (n == 0 || !socket->udp.receive_was_full()) break;
+  }
 }
 
 }  // namespace knit::agent

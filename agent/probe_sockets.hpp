@@ -1,8 +1,12 @@
 // The secondary UDP sockets of port prediction (punch/path/predict.hpp): the hard side of an
 // easy <-> hard pair opens up to 256 of them, each a NAT mapping of its own, and the one the
 // peer's probes hit carries the traffic from then on. Keyed by the PathManager's SocketId.
-// Sends go straight from a socket address (no text on the way); each socket reads until it is
-// closed, and hands every datagram to the handler.
+//
+// They batch as the main socket does (net/udp_socket.hpp), since a direct path may run through
+// one of them: sends are queued and leave with sendmmsg (UDP_SEGMENT for a run of same-size
+// datagrams to one endpoint) at flush(); a readable socket is drained with recvmmsg (UDP_GRO
+// where the kernel has it), the handler sees every datagram and batch_done() follows each
+// batch. All of them share one set of batch buffers, so 256 sockets cost what one does.
 #pragma once
 
 #include <asio.hpp>
@@ -14,42 +18,60 @@
 
 #include "base/bytes.hpp"
 #include "base/ip.hpp"
+#include "net/udp_socket.hpp"
 #include "punch/path/manager.hpp"
 
 namespace knit::agent {
 
 class ProbeSockets {
  public:
+  // A received datagram; the bytes stay valid until batch_done() returns.
   using Handler = std::function<void(punch::SocketId, const Endpoint& from, MutableByteSpan bytes)>;
-  static constexpr std::size_t kReceiveSize = 2048;
+  // After every batch a socket read: deliver what the handler collected.
+  using BatchDone = std::function<void()>;
 
-  ProbeSockets(asio::io_context& io, Handler handler);
+  ProbeSockets(asio::io_context& io, Handler handler, BatchDone batch_done = {},
+               net::UdpSocket::Options options = {});
   ~ProbeSockets();
   ProbeSockets(const ProbeSockets&) = delete;
   ProbeSockets& operator=(const ProbeSockets&) = delete;
 
-  // Binds a new socket on any port (dual-stack when the main socket is). False when the system
-  // refuses one (logged at debug; the prediction then has one socket fewer).
+  // Binds a new socket on any port (dual-stack where the host has IPv6, as the main socket).
+  // False when the system refuses one (logged at debug; the prediction then has one socket
+  // fewer).
   bool open(punch::SocketId id, bool dual_stack);
   void close(punch::SocketId id);
   void close_all();
-  // False when there is no such socket or the send failed.
-  // ttl: the IP TTL / hop limit for this datagram; 0: the system default.
+  // Queues a datagram (sent by flush()). False when there is no such socket.
+  // ttl: the IP TTL / hop limit for this datagram, sent at once; 0: the system default.
   bool send(punch::SocketId id, const Endpoint& to, ByteSpan datagram, std::uint8_t ttl = 0);
+  // Sends what is queued.
+  void flush();
   std::size_t size() const { return sockets_.size(); }
   // DF on every datagram of every probe socket, now and for those opened later
   // (net::set_pmtu_probe): on while path MTU discovery runs.
   void set_pmtu_probe(bool probe);
-  std::uint64_t send_errors() const { return send_errors_; }
+  // Datagrams the kernel refused, over every socket (closed ones too).
+  std::uint64_t send_errors() const;
+  // Messages sent with UDP_SEGMENT, over every socket.
+  std::uint64_t gso_messages() const;
 
  private:
   struct Socket;
-  void read(Socket& socket);
+  void arm(const std::shared_ptr<Socket>& socket);
+  void on_readable(const std::shared_ptr<Socket>& socket);
+  void forget(Socket& socket);
 
+  static constexpr int kBatchesPerWake = 4;
   asio::io_context& io_;
   Handler handler_;
+  BatchDone batch_done_;
+  net::UdpSocket::Options options_;
+  std::shared_ptr<net::UdpSocket::Buffers> buffers_;
   std::unordered_map<punch::SocketId, std::shared_ptr<Socket>> sockets_;
-  std::uint64_t send_errors_ = 0;
+  Socket* queued_on_ = nullptr;  // the socket whose sends wait in the shared batch
+  std::uint64_t closed_send_errors_ = 0;
+  std::uint64_t closed_gso_messages_ = 0;
   bool pmtu_probe_ = false;
 };
 

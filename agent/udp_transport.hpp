@@ -58,6 +58,7 @@ class UdpTransport final : public wg::Transport {
   std::uint32_t mark() const { return mark_; }
   std::uint16_t port() const { return socket_.port(); }
   bool dual_stack() const { return socket_.dual_stack(); }
+  bool offloads() const { return options_.offloads; }
   // DF on every datagram, never fragmented by this host (net::set_pmtu_probe): while the mesh's
   // path MTU discovery fits the tunnel to each path. Off (the kernel's default) in plain `wg`
   // mode, where what an ICMP taught the kernel is all a hand-configured pair has.

@@ -96,7 +96,10 @@ Channel::Channel(Channel&& other) noexcept
       handshake_(other.handshake_),
       remote_static_(other.remote_static_),
       send_(other.send_),
-      receive_(other.receive_) {
+      receive_(other.receive_),
+      lend_(other.lend_),
+      lent_(std::move(other.lent_)),
+      arena_(other.arena_) {
   other.failure_ = ChannelError::wrong_state;
   other.wipe();
 }
@@ -111,6 +114,9 @@ Channel& Channel::operator=(Channel&& other) noexcept {
     remote_static_ = other.remote_static_;
     send_ = other.send_;
     receive_ = other.receive_;
+    lend_ = other.lend_;
+    lent_ = std::move(other.lent_);
+    arena_ = other.arena_;
     other.failure_ = ChannelError::wrong_state;
     other.wipe();
   }
@@ -174,6 +180,42 @@ ChannelError Channel::seal(ByteSpan plaintext, Bytes& frame) {
   if (err != NoiseError::ok) return fail(ChannelError::wrong_state).error;
   frame = std::move(out);
   return ChannelError::ok;
+}
+
+ChannelError Channel::seal_append(ByteSpan plaintext, Bytes& out) {
+  const std::size_t at = out.size();
+  if (state_ == State::open && plaintext.size() <= kMaxFrameSize - kAeadTagSize) {
+    out.resize(at + kFrameHeaderSize + plaintext.size() + kAeadTagSize);
+    store_be32(out.data() + at, static_cast<std::uint32_t>(plaintext.size() + kAeadTagSize));
+    const NoiseError err = send_.encrypt_with_ad(
+        MutableByteSpan(out).subspan(at + kFrameHeaderSize), {}, plaintext);
+    if (err == NoiseError::ok) return ChannelError::ok;
+    out.resize(at);
+    if (err == NoiseError::nonce_exhausted) return fail(ChannelError::nonce_exhausted).error;
+    return fail(ChannelError::wrong_state).error;
+  }
+  return state_ != State::open ? ChannelError::wrong_state : ChannelError::frame_too_large;
+}
+
+ChannelError Channel::seal_tail(Bytes& out, std::size_t at) {
+  if (at > out.size() || out.size() - at < kFrameHeaderSize) {
+    if (at < out.size()) out.resize(at);
+    return ChannelError::malformed;
+  }
+  const std::size_t plaintext = out.size() - at - kFrameHeaderSize;
+  if (state_ != State::open || plaintext > kMaxFrameSize - kAeadTagSize) {
+    out.resize(at);
+    return state_ != State::open ? ChannelError::wrong_state : ChannelError::frame_too_large;
+  }
+  out.resize(out.size() + kAeadTagSize);
+  store_be32(out.data() + at, static_cast<std::uint32_t>(plaintext + kAeadTagSize));
+  const MutableByteSpan body = MutableByteSpan(out).subspan(at + kFrameHeaderSize);
+  // encrypt_with_ad may work in place: out aliasing the plaintext exactly.
+  const NoiseError err = send_.encrypt_with_ad(body, {}, body.first(plaintext));
+  if (err == NoiseError::ok) return ChannelError::ok;
+  out.resize(at);
+  if (err == NoiseError::nonce_exhausted) return fail(ChannelError::nonce_exhausted).error;
+  return fail(ChannelError::wrong_state).error;
 }
 
 ChannelEvent Channel::feed(ByteSpan& input) {
@@ -252,11 +294,29 @@ ChannelEvent Channel::on_message2(ByteSpan body) {
 
 ChannelEvent Channel::on_transport(ByteSpan body) {
   if (body.size() < kAeadTagSize) return fail(ChannelError::malformed);
-  Bytes plaintext(body.size() - kAeadTagSize);
-  const NoiseError err = receive_.decrypt_with_ad(plaintext, {}, body);
+  const std::size_t size = body.size() - kAeadTagSize;
+  Bytes plaintext;
+  MutableByteSpan out;
+  if (lend_ && arena_ != nullptr) {
+    const std::size_t at = arena_->size();
+    arena_->resize(at + size);
+    out = MutableByteSpan(*arena_).subspan(at, size);
+  } else if (lend_) {
+    // Grows to the largest message and stays: resize within the capacity allocates nothing.
+    if (lent_.size() < size) lent_.resize(size);
+    out = MutableByteSpan(lent_).first(size);
+  } else {
+    plaintext.resize(size);
+    out = plaintext;
+  }
+  const NoiseError err = receive_.decrypt_with_ad(out, {}, body);
+  if (err != NoiseError::ok && lend_ && arena_ != nullptr) arena_->resize(arena_->size() - size);
   switch (err) {
-    case NoiseError::ok:
-      return event(ChannelEvent::Kind::message, std::move(plaintext));
+    case NoiseError::ok: {
+      ChannelEvent ok = event(ChannelEvent::Kind::message, std::move(plaintext));
+      if (lend_) ok.lent = out;
+      return ok;
+    }
     case NoiseError::decrypt_failed:
       return fail(ChannelError::decrypt_failed);
     case NoiseError::nonce_exhausted:

@@ -67,6 +67,10 @@ struct ChannelEvent {
   };
   Kind kind = Kind::need_more;
   Bytes data;
+  // A transport message's plaintext when the channel lends its messages (set_lend_messages):
+  // then `data` stays empty and this points into the channel's own buffer, writable, valid
+  // until the next feed().
+  MutableByteSpan lent;
   ChannelError error = ChannelError::ok;
 };
 
@@ -111,6 +115,21 @@ class Channel {
   [[nodiscard]] ChannelError answer(Random& rng, ByteSpan payload, Bytes& frame);
   // Open channel: plaintext as one transport frame.
   [[nodiscard]] ChannelError seal(ByteSpan plaintext, Bytes& frame);
+  // The same frame appended to out (which keeps its capacity: a caller that reuses one output
+  // buffer seals without allocating). On an error out is as it was.
+  [[nodiscard]] ChannelError seal_append(ByteSpan plaintext, Bytes& out);
+  // Seals in place a frame the caller built at the end of out: out[at, at + kFrameHeaderSize) is
+  // room for the header and out[at + kFrameHeaderSize, end) the plaintext. The tag is appended.
+  // On an error out is cut back to at.
+  [[nodiscard]] ChannelError seal_tail(Bytes& out, std::size_t at);
+  // Transport messages are decrypted into one buffer the channel keeps (ChannelEvent::lent)
+  // instead of a new Bytes each (ChannelEvent::data): for a stream of many small messages.
+  void set_lend_messages(bool lend) { lend_ = lend; }
+  // With lending on, each message is appended to *arena instead, so a caller can keep many
+  // messages of one read alive at once (a batch); it clears the arena between batches and
+  // keeps room in its capacity for a whole message (max_frame()), so appending never moves
+  // what was lent before. nullptr: back to the one buffer.
+  void set_lend_arena(Bytes* arena) { arena_ = arena; }
 
   Role role() const { return role_; }
   State state() const { return state_; }
@@ -140,6 +159,9 @@ class Channel {
   wg::PublicKey remote_static_{};
   wg::noise::CipherState send_;
   wg::noise::CipherState receive_;
+  bool lend_ = false;
+  Bytes lent_;  // the last lent message (capacity kept up to the largest message seen)
+  Bytes* arena_ = nullptr;
 };
 
 }  // namespace knit::control

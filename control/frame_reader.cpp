@@ -13,6 +13,7 @@ FrameReader::Status FrameReader::feed(ByteSpan& input) {
   if (body_complete_) {
     // The previous frame was handed out: start the next one.
     body_complete_ = false;
+    view_ = {};
     if (body_.capacity() > kKeepCapacity) {
       Bytes().swap(body_);
     } else {
@@ -31,12 +32,21 @@ FrameReader::Status FrameReader::feed(ByteSpan& input) {
       return Status::too_large;
     }
   }
+  if (body_.empty() && input.size() >= body_want_) {
+    // The whole body is in this input: hand it out where it is.
+    view_ = input.first(body_want_);
+    input = input.subspan(body_want_);
+    header_have_ = 0;
+    body_complete_ = true;
+    return Status::frame;
+  }
   const std::size_t n = std::min(body_want_ - body_.size(), input.size());
   body_.insert(body_.end(), input.begin(), input.begin() + static_cast<std::ptrdiff_t>(n));
   input = input.subspan(n);
   if (body_.size() < body_want_) return Status::need_more;
   header_have_ = 0;
   body_complete_ = true;
+  view_ = body_;
   return Status::frame;
 }
 

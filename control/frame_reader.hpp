@@ -4,7 +4,9 @@
 //
 // A declared length over the limit is fatal and is refused before anything is allocated for
 // it; a frame within the limit grows its buffer only as its bytes actually arrive, so a peer
-// that announces 16 MiB and sends ten bytes costs ten bytes.
+// that announces 16 MiB and sends ten bytes costs ten bytes. A frame whose body lies whole in
+// the input given to one feed() is not copied at all: body() then points into that input (the
+// caller's read buffer), which is how a busy stream of many frames per read costs no copy.
 #pragma once
 
 #include <array>
@@ -29,18 +31,20 @@ class FrameReader {
   // Consumes bytes from input, advancing it, up to the end of one frame: after `frame` the
   // rest of input is untouched. After too_large every call returns too_large.
   Status feed(ByteSpan& input);
-  // The last frame; valid until the next feed().
-  ByteSpan body() const { return body_; }
+  // The last frame; valid until the next feed() and, when it was not copied (header comment),
+  // only as long as the input given to the feed() that returned it.
+  ByteSpan body() const { return view_; }
   std::size_t max_body() const { return max_body_; }
   // Bytes of a frame still incomplete.
-  std::size_t pending() const { return header_have_ + (body_complete_ ? 0 : body_.size()); }
+  std::size_t pending() const { return body_complete_ ? 0 : header_have_ + body_.size(); }
 
  private:
   std::size_t max_body_;
   std::array<std::uint8_t, kFrameHeaderSize> header_{};
   std::size_t header_have_ = 0;
   std::size_t body_want_ = 0;
-  Bytes body_;
+  Bytes body_;     // a frame that arrives in pieces
+  ByteSpan view_;  // the last whole frame: body_, or a slice of the input
   bool body_complete_ = false;
   bool too_large_ = false;
 };

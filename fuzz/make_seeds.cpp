@@ -272,6 +272,10 @@ void relay_seeds() {
                                        record(1, packet), record(4, Bytes{21}), record(0, ping)}));
   write("relay_server", "stranger", cat({record(2, Bytes{0, 0, 0, 4, 1, 2, 3, 4}), record(2, Bytes{0x16, 3, 1})}));
   write("relay_server", "raw", cat({record(1, packet), record(3, Bytes{0, 0, 0, 20})}));
+  // a batch of packets sealed back to back, fed in two reads (op 6)
+  Bytes batch{37};
+  for (int i = 0; i < 600; ++i) batch.push_back(static_cast<std::uint8_t>(i * 7));
+  write("relay_server", "batch", cat({record(6, batch), record(1, packet), record(6, Bytes{0, 1, 2, 3})}));
 }
 
 void disco_seeds() {

@@ -5,7 +5,10 @@
 //
 // Operations (op u8 | length u16 | bytes[length]), by op % 8:
 //   0, 5  bytes as a frame from A, sealed by A's session (the frame parser and routing)
-//   1, 6  `send` to B with bytes as the packet (forwarding); B must receive it as `recv` from A
+//   1     `send` to B with bytes as the packet (forwarding); B must receive it as `recv` from A
+//   6     a batch: bytes[1..] cut into packets of bytes[0] % 64 + 1 bytes (at most 48), sent to B sealed back
+//         to back in one buffer (as a relay link batches them) and fed in two reads cut where
+//         bytes[0] says; B must receive every packet, in order
 //   2     bytes from a new, unauthenticated connection (the handshake parser), then it closes
 //   3     op exactly 3: bytes appended raw to A's stream (corrupts it: the last operation on
 //         this world, which is rebuilt for the next input); other ops = 3 mod 8: as 0
@@ -13,6 +16,7 @@
 //         keepalive, as live clients do, so the idle timeout ends only worlds that stop
 // Properties: the core's output for A and B always decrypts and parses; a packet A sends to B
 // arrives intact; queues stay bounded.
+#include <algorithm>
 #include <cstddef>
 #include <cstdint>
 #include <memory>
@@ -89,10 +93,10 @@ struct World {
   // Everything the core queued for c, through c's session: it must decrypt and parse.
   void pull(Client& c) {
     if (c.over) return;
-    std::vector<Bytes> frames;
-    const auto take = core.take_output(c.id, frames, SIZE_MAX);
-    for (const Bytes& f : frames) {
-      ByteSpan input(f);
+    Bytes queued;
+    const auto take = core.take_output(c.id, queued);
+    {
+      ByteSpan input(queued);
       while (!input.empty()) {
         const auto step = c.session->feed(input);
         KNIT_FUZZ_CHECK(step.kind != ClientSession::Step::Kind::failed);
@@ -128,8 +132,27 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
       case 5:
         w.send_frame(w.a, bytes);
         break;
-      case 1:
       case 6: {
+        if (bytes.size() < 2) break;
+        const ByteSpan body = ByteSpan(bytes).subspan(1);
+        // At most 48 packets: within B's queue bound (64 frames), whatever else waits there.
+        const std::size_t piece = std::max<std::size_t>(bytes[0] % 64 + 1, (body.size() + 47) / 48);
+        std::vector<Bytes> sent;
+        Bytes batch;
+        for (std::size_t at = 0; at < body.size(); at += piece) {
+          const ByteSpan packet = body.subspan(at, std::min(piece, body.size() - at));
+          KNIT_FUZZ_CHECK(w.a.session->seal_send(w.b.pub, packet, batch));
+          sent.emplace_back(packet.begin(), packet.end());
+        }
+        const std::size_t cut = (static_cast<std::size_t>(bytes[0]) * 131) % (batch.size() + 1);
+        w.core.on_bytes(w.a.id, ByteSpan(batch).first(cut), w.now);
+        w.core.on_bytes(w.a.id, ByteSpan(batch).subspan(cut), w.now);
+        w.b.packets.clear();
+        w.pull(w.b);
+        KNIT_FUZZ_CHECK(w.b.packets == sent);
+        break;
+      }
+      case 1: {
         if (bytes.empty()) break;
         Bytes frame;
         KNIT_FUZZ_CHECK(encode_send(w.b.pub, bytes, frame));
@@ -146,8 +169,8 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
       case 2: {
         const auto id = w.core.on_accept(w.now);
         w.core.on_bytes(id, bytes, w.now);
-        std::vector<Bytes> out;
-        (void)w.core.take_output(id, out, SIZE_MAX);
+        Bytes out;
+        (void)w.core.take_output(id, out);
         w.core.on_closed(id, w.now);
         break;
       }

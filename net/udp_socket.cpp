@@ -8,25 +8,46 @@
 
 namespace knit::net {
 
+UdpSocket::Buffers::Buffers()
+    : receive_buffers(kBatch * kReceiveSlot),
+      receive_from(kBatch),
+      receive_addresses(kBatch),
+      receive_control(kBatch * kControlSlot),
+      receive_iov(kBatch),
+      receive_headers(kBatch),
+      send_buffers(kBatch * kSendSlot),
+      send_addresses(kBatch),
+      send_control(kBatch * kControlSlot),
+      send_messages(kBatch),
+      send_iov(kBatch),
+      send_headers(kBatch) {
+  // A coalesced receive may hold many datagrams; the list grows once to its high mark.
+  received.reserve(kBatch * kMaxSegments);
+}
+
+std::shared_ptr<UdpSocket::Buffers> UdpSocket::make_buffers() { return std::make_shared<Buffers>(); }
+
 UdpSocket::UdpSocket(asio::io_context& io) : UdpSocket(io, Options{}) {}
 
-UdpSocket::UdpSocket(asio::io_context& io, Options options)
-    : options_(options),
-      socket_(io),
-      receive_buffers_(kBatch * kReceiveSlot),
-      receive_from_(kBatch),
-      receive_addresses_(kBatch),
-      receive_control_(kBatch * kControlSlot),
-      receive_iov_(kBatch),
-      receive_headers_(kBatch),
-      send_buffers_(kBatch * kSendSlot),
-      send_addresses_(kBatch),
-      send_control_(kBatch * kControlSlot),
-      send_messages_(kBatch),
-      send_iov_(kBatch),
-      send_headers_(kBatch) {
-  // A coalesced receive may hold many datagrams; the list grows once to its high mark.
-  received_.reserve(kBatch * kMaxSegments);
+UdpSocket::UdpSocket(asio::io_context& io, Options options, std::shared_ptr<Buffers> buffers)
+    : options_(options), socket_(io), b_(buffers ? std::move(buffers) : make_buffers()) {}
+
+UdpSocket::~UdpSocket() {
+  if (b_->owner == this) {
+    b_->send_count = 0;
+    b_->owner = nullptr;
+  }
+}
+
+const UdpSocket::Received& UdpSocket::received_at(std::size_t i) const { return b_->received[i]; }
+std::uint8_t* UdpSocket::receive_buffer() { return b_->receive_buffers.data(); }
+const Endpoint& UdpSocket::from_slot(std::size_t slot) const { return b_->receive_from[slot]; }
+
+void UdpSocket::claim() {
+  if (b_->owner == this) return;
+  if (b_->owner != nullptr && b_->send_count > 0) b_->owner->flush();
+  b_->send_count = 0;
+  b_->owner = this;
 }
 
 std::error_code set_pmtu_probe(int fd, bool dual_stack, bool probe) {
@@ -103,8 +124,8 @@ std::error_code UdpSocket::bind(std::uint16_t port) {
 }
 
 void UdpSocket::close() {
-  send_count_ = 0;
-  received_.clear();
+  // (What a receive_batch() returned stays: a sharer may be walking it.)
+  if (b_->owner == this) b_->send_count = 0;
   std::error_code ignored;
   if (socket_.is_open()) socket_.close(ignored);
   port_ = 0;
@@ -158,49 +179,49 @@ std::size_t gro_segment(const msghdr& hdr) {
 }  // namespace
 
 std::size_t UdpSocket::receive_batch() {
-  received_.clear();
+  b_->received.clear();
   receive_full_ = false;
   if (!socket_.is_open()) return 0;
   for (std::size_t i = 0; i < kBatch; ++i) {
-    receive_iov_[i] = {receive_buffers_.data() + i * kReceiveSlot, kReceiveSlot};
-    std::memset(&receive_headers_[i], 0, sizeof(mmsghdr));
-    receive_headers_[i].msg_hdr.msg_name = &receive_addresses_[i];
-    receive_headers_[i].msg_hdr.msg_namelen = sizeof(sockaddr_storage);
-    receive_headers_[i].msg_hdr.msg_iov = &receive_iov_[i];
-    receive_headers_[i].msg_hdr.msg_iovlen = 1;
-    receive_headers_[i].msg_hdr.msg_control = receive_control_.data() + i * kControlSlot;
-    receive_headers_[i].msg_hdr.msg_controllen = kControlSlot;
+    b_->receive_iov[i] = {b_->receive_buffers.data() + i * kReceiveSlot, kReceiveSlot};
+    std::memset(&b_->receive_headers[i], 0, sizeof(mmsghdr));
+    b_->receive_headers[i].msg_hdr.msg_name = &b_->receive_addresses[i];
+    b_->receive_headers[i].msg_hdr.msg_namelen = sizeof(sockaddr_storage);
+    b_->receive_headers[i].msg_hdr.msg_iov = &b_->receive_iov[i];
+    b_->receive_headers[i].msg_hdr.msg_iovlen = 1;
+    b_->receive_headers[i].msg_hdr.msg_control = b_->receive_control.data() + i * kControlSlot;
+    b_->receive_headers[i].msg_hdr.msg_controllen = kControlSlot;
   }
-  int n = ::recvmmsg(socket_.native_handle(), receive_headers_.data(), kBatch, MSG_DONTWAIT, nullptr);
+  int n = ::recvmmsg(socket_.native_handle(), b_->receive_headers.data(), kBatch, MSG_DONTWAIT, nullptr);
   if (n <= 0) {
     if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) ++receive_errors_;
     return 0;
   }
   receive_full_ = static_cast<std::size_t>(n) == kBatch;
   for (int i = 0; i < n; ++i) {
-    const msghdr& hdr = receive_headers_[i].msg_hdr;
-    auto from = Endpoint::from_sockaddr(reinterpret_cast<const sockaddr*>(&receive_addresses_[i]));
+    const msghdr& hdr = b_->receive_headers[i].msg_hdr;
+    auto from = Endpoint::from_sockaddr(reinterpret_cast<const sockaddr*>(&b_->receive_addresses[i]));
     // Truncated datagrams (larger than a slot) cannot be valid WireGuard messages.
     if (!from || (hdr.msg_flags & MSG_TRUNC)) {
       ++receive_errors_;
       continue;
     }
     from->set_local(local_address(hdr));
-    receive_from_[static_cast<std::size_t>(i)] = *from;
+    b_->receive_from[static_cast<std::size_t>(i)] = *from;
     const std::size_t base = static_cast<std::size_t>(i) * kReceiveSlot;
-    const std::size_t length = receive_headers_[i].msg_len;
+    const std::size_t length = b_->receive_headers[i].msg_len;
     const std::size_t segment = gro_ ? gro_segment(hdr) : 0;
     if (segment == 0 || segment >= length) {
-      received_.push_back({base, length, static_cast<std::size_t>(i)});
+      b_->received.push_back({base, length, static_cast<std::size_t>(i)});
       continue;
     }
     // One sender's run of same-size datagrams (the last may be shorter).
     for (std::size_t off = 0; off < length; off += segment) {
-      received_.push_back({base + off, std::min(segment, length - off), static_cast<std::size_t>(i)});
+      b_->received.push_back({base + off, std::min(segment, length - off), static_cast<std::size_t>(i)});
       ++gro_datagrams_;
     }
   }
-  return received_.size();
+  return b_->received.size();
 }
 
 unsigned socket_address(const Endpoint& to, bool dual_stack, sockaddr_storage& ss) {
@@ -280,11 +301,12 @@ void UdpSocket::queue(const Endpoint& to, ByteSpan datagram) {
   }
   // Joins the run in the last message when it can: same endpoint (and source), same size or
   // a shorter last one, room left.
-  if (gso_ && send_count_ > 0) {
-    Message& last = send_messages_[send_count_ - 1];
+  claim();
+  if (gso_ && b_->send_count > 0) {
+    Message& last = b_->send_messages[b_->send_count - 1];
     if (!last.closed && last.to == to && datagram.size() <= last.segment &&
         last.count < kMaxSegments && last.length + datagram.size() <= kSendSlot) {
-      std::memcpy(send_buffers_.data() + (send_count_ - 1) * kSendSlot + last.length, datagram.data(),
+      std::memcpy(b_->send_buffers.data() + (b_->send_count - 1) * kSendSlot + last.length, datagram.data(),
                   datagram.size());
       last.length += datagram.size();
       ++last.count;
@@ -292,10 +314,10 @@ void UdpSocket::queue(const Endpoint& to, ByteSpan datagram) {
       return;
     }
   }
-  if (send_count_ == kBatch) flush();
-  const std::size_t i = send_count_++;
-  std::memcpy(send_buffers_.data() + i * kSendSlot, datagram.data(), datagram.size());
-  Message& m = send_messages_[i];
+  if (b_->send_count == kBatch) flush();
+  const std::size_t i = b_->send_count++;
+  std::memcpy(b_->send_buffers.data() + i * kSendSlot, datagram.data(), datagram.size());
+  Message& m = b_->send_messages[i];
   m.to = to;
   m.length = datagram.size();
   m.segment = datagram.size();
@@ -304,24 +326,24 @@ void UdpSocket::queue(const Endpoint& to, ByteSpan datagram) {
 }
 
 void UdpSocket::send_segments_alone(std::size_t i) {
-  const Message& m = send_messages_[i];
-  const std::uint8_t* slot = send_buffers_.data() + i * kSendSlot;
+  const Message& m = b_->send_messages[i];
+  const std::uint8_t* slot = b_->send_buffers.data() + i * kSendSlot;
   for (std::size_t off = 0; off < m.length; off += m.segment)
     send_now(m.to, ByteSpan(slot + off, std::min(m.segment, m.length - off)));
 }
 
 void UdpSocket::flush() {
-  if (send_count_ == 0) return;
-  for (std::size_t i = 0; i < send_count_; ++i) {
-    const Message& m = send_messages_[i];
-    send_iov_[i] = {send_buffers_.data() + i * kSendSlot, m.length};
-    std::memset(&send_headers_[i], 0, sizeof(mmsghdr));
-    msghdr& hdr = send_headers_[i].msg_hdr;
-    hdr.msg_name = &send_addresses_[i];
-    hdr.msg_namelen = fill_address(m.to, send_addresses_[i]);
-    hdr.msg_iov = &send_iov_[i];
+  if (b_->owner != this || b_->send_count == 0) return;
+  for (std::size_t i = 0; i < b_->send_count; ++i) {
+    const Message& m = b_->send_messages[i];
+    b_->send_iov[i] = {b_->send_buffers.data() + i * kSendSlot, m.length};
+    std::memset(&b_->send_headers[i], 0, sizeof(mmsghdr));
+    msghdr& hdr = b_->send_headers[i].msg_hdr;
+    hdr.msg_name = &b_->send_addresses[i];
+    hdr.msg_namelen = fill_address(m.to, b_->send_addresses[i]);
+    hdr.msg_iov = &b_->send_iov[i];
     hdr.msg_iovlen = 1;
-    std::uint8_t* control = send_control_.data() + i * kControlSlot;
+    std::uint8_t* control = b_->send_control.data() + i * kControlSlot;
     std::memset(control, 0, kControlSlot);
     std::size_t len = fill_source(m.to, control);
     if (m.count > 1) {
@@ -339,18 +361,18 @@ void UdpSocket::flush() {
     }
   }
   std::size_t sent = 0;
-  while (sent < send_count_) {
-    int n = ::sendmmsg(socket_.native_handle(), send_headers_.data() + sent,
-                       static_cast<unsigned>(send_count_ - sent), MSG_DONTWAIT);
+  while (sent < b_->send_count) {
+    int n = ::sendmmsg(socket_.native_handle(), b_->send_headers.data() + sent,
+                       static_cast<unsigned>(b_->send_count - sent), MSG_DONTWAIT);
     if (n <= 0) {
       if (n < 0 && errno == EINTR) continue;
       if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == ENOBUFS)) {
         // A full socket buffer: the rest of this batch is lost, as a router would lose it;
         // WireGuard and the inner TCP recover.
-        for (std::size_t i = sent; i < send_count_; ++i) send_errors_ += send_messages_[i].count;
+        for (std::size_t i = sent; i < b_->send_count; ++i) send_errors_ += b_->send_messages[i].count;
         break;
       }
-      const Message& m = send_messages_[sent];
+      const Message& m = b_->send_messages[sent];
       if (m.count > 1 && errno == EIO) {
         // The path cannot segment (no checksum offload on the way out): one by one, from now on.
         gso_ = false;
@@ -360,16 +382,16 @@ void UdpSocket::flush() {
       } else {
         // The message failed on its own: retry it alone (send_now drops a source address that
         // no longer exists), then carry on with the rest of the batch.
-        send_now(m.to, ByteSpan(send_buffers_.data() + sent * kSendSlot, m.length));
+        send_now(m.to, ByteSpan(b_->send_buffers.data() + sent * kSendSlot, m.length));
       }
       ++sent;
       continue;
     }
     for (std::size_t i = sent; i < sent + static_cast<std::size_t>(n); ++i)
-      if (send_messages_[i].count > 1) ++gso_messages_;
+      if (b_->send_messages[i].count > 1) ++gso_messages_;
     sent += static_cast<std::size_t>(n);
   }
-  send_count_ = 0;
+  b_->send_count = 0;
 }
 
 }  // namespace knit::net

@@ -9,12 +9,18 @@
 // segmentation (EIO: no checksum offload on the way out) sends those datagrams one by one and
 // stops asking; the buffers are forced past the system limits where the process may
 // (SO_RCVBUFFORCE, as root).
+//
+// The batch buffers (4 MiB: kBatch slots of 64 KiB each way) may be shared by many sockets
+// (Buffers, make_buffers()): knitd's probe sockets, up to 256 of them, share one set. Sharing
+// is safe on one thread: a socket that queues while another's sends wait flushes those first,
+// and what receive_batch() returns is valid until the next receive_batch() of any sharer.
 #pragma once
 
 #include <sys/socket.h>
 
 #include <asio.hpp>
 #include <cstdint>
+#include <memory>
 #include <system_error>
 #include <vector>
 
@@ -49,9 +55,13 @@ class UdpSocket {
   struct Options {
     bool offloads = true;  // UDP_SEGMENT and UDP_GRO where the kernel has them
   };
+  struct Buffers;
+  static std::shared_ptr<Buffers> make_buffers();
 
   explicit UdpSocket(asio::io_context& io);
-  UdpSocket(asio::io_context& io, Options options);
+  // buffers: shared with other sockets (header comment); null: its own.
+  UdpSocket(asio::io_context& io, Options options, std::shared_ptr<Buffers> buffers = nullptr);
+  ~UdpSocket();
   UdpSocket(const UdpSocket&) = delete;
   UdpSocket& operator=(const UdpSocket&) = delete;
 
@@ -71,9 +81,10 @@ class UdpSocket {
   // Whether the last receive_batch filled every slot (more may be waiting).
   bool receive_was_full() const { return receive_full_; }
   MutableByteSpan received(std::size_t i) {
-    return {receive_buffers_.data() + received_[i].offset, received_[i].length};
+    const Received& r = received_at(i);
+    return {receive_buffer() + r.offset, r.length};
   }
-  const Endpoint& received_from(std::size_t i) const { return receive_from_[received_[i].slot]; }
+  const Endpoint& received_from(std::size_t i) const { return from_slot(received_at(i).slot); }
 
   // Queues a datagram; sent by flush() or when the batch is full.
   void queue(const Endpoint& to, ByteSpan datagram);
@@ -96,6 +107,11 @@ class UdpSocket {
   // returns its length, 0 when the endpoint has no local address.
   std::size_t fill_source(const Endpoint& to, std::uint8_t* control) const;
 
+  void send_segments_alone(std::size_t i);
+  // Makes the shared send batch this socket's (flushing another sharer's first).
+  void claim();
+
+ public:
   struct Received {
     std::size_t offset;
     std::size_t length;
@@ -108,7 +124,11 @@ class UdpSocket {
     std::size_t count = 0;     // datagrams
     bool closed = false;       // a shorter datagram ended the run
   };
-  void send_segments_alone(std::size_t i);
+
+ private:
+  const Received& received_at(std::size_t i) const;
+  std::uint8_t* receive_buffer();
+  const Endpoint& from_slot(std::size_t slot) const;
 
   Options options_;
   asio::ip::udp::socket socket_;
@@ -119,27 +139,34 @@ class UdpSocket {
   bool receive_full_ = false;
   std::uint16_t port_ = 0;
 
-  std::vector<std::uint8_t> receive_buffers_;
-  std::vector<Received> received_;
-  std::vector<Endpoint> receive_from_;
-  std::vector<sockaddr_storage> receive_addresses_;
-  std::vector<std::uint8_t> receive_control_;
-  std::vector<iovec> receive_iov_;
-  std::vector<mmsghdr> receive_headers_;
-
-  std::vector<std::uint8_t> send_buffers_;
-  std::vector<sockaddr_storage> send_addresses_;
-  std::vector<std::uint8_t> send_control_;
-  std::vector<Message> send_messages_;
-  std::vector<iovec> send_iov_;
-  std::vector<mmsghdr> send_headers_;
-  std::size_t send_count_ = 0;
+  std::shared_ptr<Buffers> b_;
 
   std::uint64_t send_errors_ = 0;
   std::uint64_t source_resets_ = 0;
   std::uint64_t receive_errors_ = 0;
   std::uint64_t gso_messages_ = 0;
   std::uint64_t gro_datagrams_ = 0;
+};
+
+// The batch buffers and the send batch in them (UdpSocket::make_buffers).
+struct UdpSocket::Buffers {
+  Buffers();
+  std::vector<std::uint8_t> receive_buffers;
+  std::vector<Received> received;
+  std::vector<Endpoint> receive_from;
+  std::vector<sockaddr_storage> receive_addresses;
+  std::vector<std::uint8_t> receive_control;
+  std::vector<iovec> receive_iov;
+  std::vector<mmsghdr> receive_headers;
+
+  std::vector<std::uint8_t> send_buffers;
+  std::vector<sockaddr_storage> send_addresses;
+  std::vector<std::uint8_t> send_control;
+  std::vector<Message> send_messages;
+  std::vector<iovec> send_iov;
+  std::vector<mmsghdr> send_headers;
+  std::size_t send_count = 0;
+  UdpSocket* owner = nullptr;  // whose datagrams the send batch holds
 };
 
 }  // namespace knit::net

@@ -1,10 +1,14 @@
 #include "relay/client_session.hpp"
 
+#include <algorithm>
+
 namespace knit::relay {
 
 ClientSession::ClientSession(const wg::PrivateKey& my_key, const NodeKey& relay_key, Role role)
     : channel_(control::Channel::initiator(my_key, relay_key, kMaxNoiseFrame, kRelayPrologue)),
-      role_(role) {}
+      role_(role) {
+  channel_.set_lend_messages(true);
+}
 
 ClientSession::Step ClientSession::fail(std::string why) {
   over_ = true;
@@ -60,7 +64,7 @@ ClientSession::Step ClientSession::feed(ByteSpan& input) {
       return step;
     }
     case control::ChannelEvent::Kind::message:
-      plaintext_ = std::move(event.data);
+      plaintext_ = event.lent;
       step.parse = parse_frame(plaintext_, step.frame);
       step.kind = step.parse == ParseError::ok ? Step::Kind::frame : Step::Kind::bad_frame;
       return step;
@@ -76,6 +80,28 @@ bool ClientSession::seal(ByteSpan frame, Bytes& out) {
     return false;
   }
   return true;
+}
+
+bool ClientSession::seal_append(ByteSpan frame, Bytes& out) {
+  if (!admitted_) return false;
+  const control::ChannelError err = channel_.seal_append(frame, out);
+  if (err == control::ChannelError::ok) return true;
+  if (!channel_.is_open()) (void)fail(std::string(control::to_string(err)));
+  return false;
+}
+
+bool ClientSession::seal_send(const NodeKey& dst, ByteSpan packet, Bytes& out) {
+  if (!admitted_ || packet.empty() || packet.size() > kMaxPacketSize) return false;
+  const std::size_t at = out.size();
+  out.resize(at + control::kFrameHeaderSize + 1 + kKeySize + packet.size());
+  std::uint8_t* p = out.data() + at + control::kFrameHeaderSize;
+  *p++ = static_cast<std::uint8_t>(FrameType::send);
+  p = std::copy(dst.begin(), dst.end(), p);
+  std::copy(packet.begin(), packet.end(), p);
+  const control::ChannelError err = channel_.seal_tail(out, at);
+  if (err == control::ChannelError::ok) return true;
+  if (!channel_.is_open()) (void)fail(std::string(control::to_string(err)));
+  return false;
 }
 
 MutableByteSpan ClientSession::writable(ByteSpan packet) {

@@ -7,6 +7,10 @@
 //            <- transport messages: one frame each
 //   seal()   -> one frame as a transport message
 //
+// Nothing on the packet path allocates: a transport message is decrypted into one buffer the
+// channel keeps (a frame and writable() point into it until the next feed()), and
+// seal_append / seal_send append to an output buffer the caller reuses.
+//
 // After `admitted` the caller must send something first (a Ping): the relay admits the
 // connection only once a transport message proves we hold the keys (frame.hpp).
 #pragma once
@@ -51,8 +55,18 @@ class ClientSession {
   // receive buffer, so a receiver may decrypt them in place until the next feed(). Empty when
   // `packet` does not lie in that buffer.
   MutableByteSpan writable(ByteSpan packet);
+  // Frames from now on are kept in *arena (control::Channel::set_lend_arena) rather than in
+  // the session's one buffer: they, and writable() spans of them, stay valid until the caller
+  // clears the arena. The caller keeps kMaxNoiseFrame of room in its capacity before each
+  // feed(). nullptr: back to the one buffer.
+  void set_arena(Bytes* arena) { channel_.set_lend_arena(arena); }
   // One encoded frame (frame.hpp) as a transport message. False when not admitted.
   [[nodiscard]] bool seal(ByteSpan frame, Bytes& out);
+  // The same, appended to out; out is unchanged on false.
+  [[nodiscard]] bool seal_append(ByteSpan frame, Bytes& out);
+  // A send frame (dst | packet) built and sealed at the end of out, the packet copied once.
+  // False (out unchanged) when not admitted or the packet is empty or over kMaxPacketSize.
+  [[nodiscard]] bool seal_send(const NodeKey& dst, ByteSpan packet, Bytes& out);
 
   bool admitted() const { return admitted_; }
   bool over() const { return over_; }
@@ -64,7 +78,7 @@ class ClientSession {
 
   control::Channel channel_;
   Role role_;
-  Bytes plaintext_;  // the last transport message; frames point into it
+  MutableByteSpan plaintext_;  // the last transport message (the channel's); frames point into it
   bool admitted_ = false;
   bool over_ = false;
   std::string error_;

@@ -2,7 +2,6 @@
 
 #include <openssl/ssl.h>
 
-#include <deque>
 
 #include "base/log.hpp"
 #include "relay/client_session.hpp"
@@ -12,7 +11,8 @@
 namespace knit::relay {
 namespace {
 
-constexpr std::size_t kWriteBatch = 256 * 1024;
+// An idle link keeps at most this much output storage once a burst is written.
+constexpr std::size_t kKeepWriteCapacity = 64 * 1024;
 
 // One TCP (or TLS) connection and the buffers its pending operations use: handlers hold it, so
 // closing never frees what an operation still touches.
@@ -20,8 +20,8 @@ struct Link {
   explicit Link(asio::io_context& io) : stream(io) {}
   Stream stream;
   Bytes read_buffer;
-  std::vector<Bytes> writing;
-  std::vector<asio::const_buffer> buffers;
+  Bytes arena;    // the frames of one read, opened in place (ClientSession::set_arena)
+  Bytes writing;  // the write in flight: sealed frames back to back (swapped with the queue)
 };
 
 }  // namespace
@@ -55,6 +55,7 @@ class RelayClient::Core : public std::enable_shared_from_this<Core> {
   bool send(const NodeKey& dst, ByteSpan packet);
 
   PacketHandler on_packet_;
+  std::function<void()> on_batch_end_;
   StateHandler on_state_;
   PeerGoneHandler on_peer_gone_;
   State state_ = State::stopped;
@@ -73,6 +74,7 @@ class RelayClient::Core : public std::enable_shared_from_this<Core> {
   void read_next();
   void on_read(std::uint64_t gen, std::error_code ec, std::size_t n);
   void handle(const ClientSession::Step& step);
+  void end_batch();
   void queue_frame(ByteSpan frame);
   void write_next();
   void send_ping();
@@ -101,12 +103,13 @@ class RelayClient::Core : public std::enable_shared_from_this<Core> {
   std::string round_error_;
   std::shared_ptr<Link> link_;
   std::unique_ptr<ClientSession> session_;
-  std::deque<Bytes> output_;
-  std::size_t queued_bytes_ = 0;
+  Bytes output_;                // sealed frames waiting for the write in flight to finish
+  std::size_t queued_bytes_ = 0;  // output_ and the write in flight
   bool write_pending_ = false;
   Bytes scratch_;
   Instant last_received_{};
   std::uint64_t ping_token_ = 0;
+  bool batch_open_ = false;  // packets were handed out since the last end_batch()
   Instant ping_sent_{};
 };
 
@@ -136,7 +139,7 @@ void RelayClient::Core::close_connection() {
   if (link_) link_->stream.close();
   link_.reset();  // pending handlers keep it alive until they run
   session_.reset();
-  output_.clear();
+  Bytes().swap(output_);
   queued_bytes_ = 0;
   write_pending_ = false;
   rtt_.reset();
@@ -198,7 +201,11 @@ void RelayClient::Core::on_transport_ready(std::uint64_t gen) {
   if (!session_->start(rng_, frame)) return address_failed(session_->error());
   arm_deadline(options_.handshake_timeout, "no answer to the handshake");
   link_->read_buffer.resize(std::max<std::size_t>(options_.read_chunk, 1024));
-  output_.push_back(std::move(frame));
+  // Room for a whole read's frames and one frame carried over from the read before it.
+  link_->arena.reserve(link_->read_buffer.size() + 2 * kMaxNoiseFrame);
+  session_->set_arena(&link_->arena);
+  output_ = std::move(frame);
+  queued_bytes_ = output_.size();
   write_next();
   read_next();
 }
@@ -265,14 +272,33 @@ void RelayClient::Core::on_read(std::uint64_t gen, std::error_code ec, std::size
     return lost(why, options_.backoff_min);
   }
   last_received_ = Clock::now();
-  ByteSpan input(link_->read_buffer.data(), n);
+  // Every frame of this read is opened into the link's arena, and the packets handed out stay
+  // there until end_batch(): the receiver gets them as one batch.
+  const std::shared_ptr<Link> link = link_;
+  link->arena.clear();
+  ByteSpan input(link->read_buffer.data(), n);
   while (!input.empty()) {
+    if (link->arena.capacity() - link->arena.size() < kMaxNoiseFrame) {
+      end_batch();
+      if (!current(gen)) return;
+      link->arena.clear();
+    }
     const ClientSession::Step step = session_->feed(input);
     if (step.kind == ClientSession::Step::Kind::need_more) break;
     handle(step);
-    if (!current(gen)) return;  // the step ended the connection, or a callback closed us
+    if (!current(gen)) {  // the step ended the connection, or a callback closed us
+      end_batch();        // what arrived before that is still delivered (the arena is alive)
+      return;
+    }
   }
-  read_next();
+  end_batch();
+  if (current(gen)) read_next();
+}
+
+void RelayClient::Core::end_batch() {
+  if (!batch_open_) return;
+  batch_open_ = false;
+  if (on_batch_end_) on_batch_end_();
 }
 
 void RelayClient::Core::handle(const ClientSession::Step& step) {
@@ -309,11 +335,19 @@ void RelayClient::Core::handle(const ClientSession::Step& step) {
       break;
   }
   const Frame& frame = step.frame;
+  if (frame.type != FrameType::recv) {
+    const std::uint64_t gen = generation_;
+    end_batch();  // in order: the packets before it first
+    if (generation_ != gen || !session_) return;  // the batch's receiver closed us
+  }
   switch (frame.type) {
     case FrameType::recv:
       ++stats_.packets_received;
       stats_.bytes_received += frame.packet.size();
-      if (on_packet_) on_packet_(frame.src, session_->writable(frame.packet));
+      if (on_packet_) {
+        batch_open_ = true;
+        on_packet_(frame.src, session_->writable(frame.packet));
+      }
       return;
     case FrameType::pong:
       if (frame.token == ping_token_ && ping_token_ != 0) {
@@ -344,43 +378,53 @@ bool RelayClient::Core::send(const NodeKey& dst, ByteSpan packet) {
     ++stats_.dropped_not_connected;
     return false;
   }
-  if (!encode_send(dst, packet, scratch_)) {
+  if (packet.empty() || packet.size() > kMaxPacketSize) {
     ++stats_.dropped_malformed;
     return false;
   }
-  if (queued_bytes_ + scratch_.size() + 20 > options_.max_queue_bytes) {
+  const std::size_t sealed = control::kFrameHeaderSize + 1 + kKeySize + packet.size() +
+                             control::kAeadTagSize;
+  if (queued_bytes_ + sealed > options_.max_queue_bytes) {
     ++stats_.dropped_queue_full;
     return false;
   }
-  queue_frame(scratch_);
+  // Sealed straight into the output buffer: no allocation, one copy of the packet.
+  const std::size_t before = output_.size();
+  if (!session_ || !session_->seal_send(dst, packet, output_)) {
+    ++stats_.dropped_not_connected;
+    return false;
+  }
+  queued_bytes_ += output_.size() - before;
+  if (!write_pending_) write_next();
   ++stats_.packets_sent;
   stats_.bytes_sent += packet.size();
   return true;
 }
 
 void RelayClient::Core::queue_frame(ByteSpan frame) {
-  Bytes sealed;
-  if (!session_ || !session_->seal(frame, sealed)) return;
-  queued_bytes_ += sealed.size();
-  output_.push_back(std::move(sealed));
+  const std::size_t before = output_.size();
+  if (!session_ || !session_->seal_append(frame, output_)) return;
+  queued_bytes_ += output_.size() - before;
   if (!write_pending_) write_next();
 }
 
 void RelayClient::Core::write_next() {
-  if (output_.empty() || !link_) return;
+  if (!link_) return;
   Link& link = *link_;
-  link.writing.clear();
-  link.buffers.clear();
-  std::size_t batch = 0;
-  while (!output_.empty() && (batch == 0 || batch + output_.front().size() <= kWriteBatch)) {
-    batch += output_.front().size();
-    link.writing.push_back(std::move(output_.front()));
-    output_.pop_front();
+  if (output_.empty()) {
+    // Idle: the burst's buffers are not kept for the link's life.
+    if (link.writing.capacity() > kKeepWriteCapacity) Bytes().swap(link.writing);
+    if (output_.capacity() > kKeepWriteCapacity) Bytes().swap(output_);
+    return;
   }
-  for (const Bytes& frame : link.writing) link.buffers.push_back(asio::buffer(frame));
+  // Everything sealed since the last write goes in this one; the frames queued while it is in
+  // flight fill the other buffer.
+  link.writing.clear();
+  link.writing.swap(output_);
+  const std::size_t batch = link.writing.size();
   write_pending_ = true;
   const std::uint64_t gen = generation_;
-  link.stream.async_write(link.buffers, [self = shared_from_this(), gen, batch, keep = link_](
+  link.stream.async_write(asio::buffer(link.writing), [self = shared_from_this(), gen, batch, keep = link_](
                                             std::error_code ec, std::size_t) {
     if (!self->current(gen)) return;
     self->write_pending_ = false;
@@ -425,6 +469,9 @@ RelayClient::~RelayClient() { close(); }
 
 void RelayClient::on_packet(PacketHandler handler) { core_->on_packet_ = std::move(handler); }
 void RelayClient::on_state(StateHandler handler) { core_->on_state_ = std::move(handler); }
+void RelayClient::on_batch_end(std::function<void()> handler) {
+  core_->on_batch_end_ = std::move(handler);
+}
 void RelayClient::on_peer_gone(PeerGoneHandler handler) {
   core_->on_peer_gone_ = std::move(handler);
 }

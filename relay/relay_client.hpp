@@ -61,7 +61,8 @@ class RelayClient {
     std::uint64_t sessions = 0;  // times admitted
   };
 
-  // The packet is the connection's receive buffer, writable until the handler returns.
+  // The packet lies in the connection's receive arena, writable until the batch it belongs to
+  // ends (on_batch_end: after every read, and before any frame that is not a packet).
   using PacketHandler = std::function<void(const NodeKey& src, MutableByteSpan packet)>;
   // connected: admitted by the relay; detail says where, or why not.
   using StateHandler = std::function<void(bool connected, const std::string& detail)>;
@@ -77,6 +78,9 @@ class RelayClient {
   // Callbacks run on the loop; they may call any method, close() included.
   void on_packet(PacketHandler handler);
   void on_state(StateHandler handler);
+  // After the packets of one read (or of the part of it before a control frame): a receiver
+  // that collected them hands them on as one batch.
+  void on_batch_end(std::function<void()> handler);
   void on_peer_gone(PeerGoneHandler handler);
 
   // Starts (or moves to) the relay with this key at these addresses. Invalid addresses are

@@ -8,6 +8,7 @@ namespace {
 constexpr std::size_t kReadChunk = 64 * 1024;
 constexpr std::size_t kTlsReadChunk = 16 * 1024;
 constexpr auto kAcceptRetry = std::chrono::milliseconds(100);
+constexpr std::size_t kKeepWriteCapacity = 64 * 1024;
 
 }  // namespace
 
@@ -17,8 +18,7 @@ struct Server::Connection {
   Connection(ConnId conn_id, asio::io_context& io) : id(conn_id), stream(io) {}
   ConnId id;
   Stream stream;
-  std::vector<Bytes> writing;  // frames of the write in flight
-  std::vector<asio::const_buffer> buffers;
+  Bytes writing;  // the sealed frames of the write in flight (swapped with the core's queue)
   Bytes tls_buffer;
   bool write_pending = false;
   bool close_after = false;
@@ -190,17 +190,18 @@ void Server::want_write(ConnId id) {
 }
 
 void Server::pump(const ConnectionPtr& conn) {
-  conn->writing.clear();
-  const ServerCore::Take take = core_.take_output(conn->id, conn->writing, options_.write_batch);
+  const ServerCore::Take take = core_.take_output(conn->id, conn->writing);
   if (conn->writing.empty()) {
+    // Idle again: a burst's buffer is not kept for the connection's life.
+    if (conn->writing.capacity() > kKeepWriteCapacity) Bytes().swap(conn->writing);
     if (take == ServerCore::Take::close_after) finish(conn);
     return;
   }
   conn->close_after = take == ServerCore::Take::close_after;
-  conn->buffers.clear();
-  for (const Bytes& frame : conn->writing) conn->buffers.push_back(asio::buffer(frame));
   conn->write_pending = true;
-  conn->stream.async_write(conn->buffers, [this, conn](std::error_code ec, std::size_t) {
+  // Every frame queued since the last write, in one write (the frames are batched per write;
+  // the kernel coalesces them into as few segments as it can).
+  conn->stream.async_write(asio::buffer(conn->writing), [this, conn](std::error_code ec, std::size_t) {
     conn->write_pending = false;
     if (conn->closed) return;
     if (ec) return fail(conn);

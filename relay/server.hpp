@@ -1,7 +1,8 @@
 // knit-relay's Asio adapter around ServerCore: the TCP acceptor (plain and TLS on one port), the
 // dials to peer relays, and one timer, all on the caller's io_context (one thread).
 //
-// Per connection it keeps a socket and the frames being written; nothing else. A plain
+// Per connection it keeps a socket and the buffer being written (everything the core queued
+// since the last write, sealed frames back to back: one write per batch); nothing else. A plain
 // connection has no read buffer of its own: it waits for readability and reads into one buffer
 // the whole server shares, so an idle client costs a socket and its ServerCore state. A TLS
 // connection reads into its own 16 KiB buffer (OpenSSL holds more than that anyway).
@@ -27,7 +28,6 @@ class Server final : private ServerIo {
     asio::ip::tcp::endpoint listen;
     std::shared_ptr<asio::ssl::context> tls;  // null: plain TCP only
     ServerConfig core;
-    std::size_t write_batch = 256 * 1024;  // bytes handed to one write
     Duration stop_grace = std::chrono::seconds(1);
   };
 

@@ -13,6 +13,8 @@ namespace {
 
 // Bytes a frame takes in a queue once sealed: the length header and the AEAD tag.
 constexpr std::size_t kSealOverhead = control::kFrameHeaderSize + control::kAeadTagSize;
+// An empty queue keeps at most this much storage: a burst's buffer is not kept by an idle client.
+constexpr std::size_t kKeepQueueCapacity = 64 * 1024;
 // Message 1 with the largest Hello we read; anything declaring more is refused unread.
 constexpr std::size_t kMaxMessage1 = wg::noise::IkHandshake::message1_size(kMaxHelloSize);
 constexpr std::size_t kMinMessage1 = wg::noise::IkHandshake::message1_size(0);
@@ -35,9 +37,8 @@ struct ServerCore::Conn {
   NodeKey key{};
   std::optional<control::Channel> channel;  // inbound
   std::unique_ptr<ClientSession> session;   // outbound
-  std::vector<Bytes> queue;                 // sealed frames from head on
-  std::size_t head = 0;
-  std::size_t queued_bytes = 0;
+  Bytes out;                 // sealed frames, whole, waiting for take_output
+  std::size_t out_frames = 0;
   Instant created{};
   Instant last_received{};
   Instant last_sent{};
@@ -45,7 +46,8 @@ struct ServerCore::Conn {
   std::array<std::uint8_t, control::kFrameHeaderSize> first{};  // message 1's length header
   std::size_t first_have = 0;
 
-  std::size_t queued_frames() const { return queue.size() - head; }
+  std::size_t queued_frames() const { return out_frames; }
+  std::size_t queued_bytes() const { return out.size(); }
   bool admitted() const { return phase == Phase::open; }
 };
 
@@ -98,9 +100,8 @@ void ServerCore::remove(Conn& conn, Instant now, bool tell_io) {
     }
   }
   conn.phase = Conn::Phase::gone;
-  conn.queue.clear();
-  conn.head = 0;
-  conn.queued_bytes = 0;
+  Bytes().swap(conn.out);
+  conn.out_frames = 0;
   dead_.push_back(conn.id);  // destroyed on the next entry, never under a caller's feet
   if (tell_io) io_.close(conn.id);
 }
@@ -136,47 +137,57 @@ void ServerCore::begin_close(Conn& conn, CloseReason reason, Instant now) {
   if (!queue_frame(conn, frame, false) && conn.queued_frames() == 0) remove(conn, now, true);
 }
 
-bool ServerCore::queue_frame(Conn& conn, ByteSpan frame, bool is_packet) {
-  const std::size_t size = frame.size() + kSealOverhead;
+bool ServerCore::has_room(const Conn& conn, std::size_t frame_size, bool is_packet) const {
+  const std::size_t size = frame_size + kSealOverhead;
   const std::size_t scale = is_packet ? 1 : 2;  // control frames may use twice the room
-  if (conn.queued_bytes + size > config_.max_queue_bytes * scale ||
-      conn.queued_frames() >= config_.max_queue_frames * scale)
-    return false;
-  Bytes sealed;
-  bool ok = false;
-  if (conn.session) {
-    ok = conn.session->seal(frame, sealed);
-  } else if (conn.channel) {
-    ok = conn.channel->seal(frame, sealed) == control::ChannelError::ok;
-  }
-  if (!ok) return false;
-  return queue_sealed(conn, std::move(sealed));
+  return conn.queued_bytes() + size <= config_.max_queue_bytes * scale &&
+         conn.queued_frames() < config_.max_queue_frames * scale;
 }
 
-bool ServerCore::queue_sealed(Conn& conn, Bytes sealed) {
-  const bool was_empty = conn.queued_frames() == 0;
+void ServerCore::queued(Conn& conn, bool was_empty) {
   conn.last_sent = now_;
-  conn.queued_bytes += sealed.size();
-  conn.queue.push_back(std::move(sealed));
+  ++conn.out_frames;
   if (was_empty) io_.want_write(conn.id);
+}
+
+bool ServerCore::queue_frame(Conn& conn, ByteSpan frame, bool is_packet) {
+  if (!has_room(conn, frame.size(), is_packet)) return false;
+  const bool was_empty = conn.queued_frames() == 0;
+  bool ok = false;
+  if (conn.session) {
+    ok = conn.session->seal_append(frame, conn.out);
+  } else if (conn.channel) {
+    ok = conn.channel->seal_append(frame, conn.out) == control::ChannelError::ok;
+  }
+  if (!ok) return false;
+  queued(conn, was_empty);
   return true;
 }
 
-ServerCore::Take ServerCore::take_output(ConnId id, std::vector<Bytes>& out,
-                                         std::size_t max_bytes) {
+bool ServerCore::queue_recv_in_place(Conn& target, const NodeKey& src, MutableByteSpan raw) {
+  // raw is a send frame (type | dst | packet) or the tail of a forward frame cut to the same
+  // layout; a recv frame is type | src | packet.
+  raw[0] = static_cast<std::uint8_t>(FrameType::recv);
+  std::copy(src.begin(), src.end(), raw.begin() + 1);
+  return queue_frame(target, raw, true);
+}
+
+void ServerCore::queue_sealed(Conn& conn, ByteSpan sealed) {
+  const bool was_empty = conn.queued_frames() == 0;
+  conn.out.insert(conn.out.end(), sealed.begin(), sealed.end());
+  queued(conn, was_empty);
+}
+
+ServerCore::Take ServerCore::take_output(ConnId id, Bytes& out) {
+  out.clear();
   const auto it = conns_.find(id);
   if (it == conns_.end() || it->second->phase == Conn::Phase::gone) return Take::close_after;
   Conn& conn = *it->second;
-  std::size_t taken = 0;
-  while (conn.head < conn.queue.size() && (taken == 0 || taken + conn.queue[conn.head].size() <= max_bytes)) {
-    Bytes& frame = conn.queue[conn.head++];
-    taken += frame.size();
-    conn.queued_bytes -= frame.size();
-    out.push_back(std::move(frame));
-  }
-  if (conn.head == conn.queue.size()) {
-    conn.queue.clear();
-    conn.head = 0;
+  if (conn.out_frames != 0) {
+    conn.out.swap(out);
+    conn.out_frames = 0;
+  } else if (conn.out.capacity() > kKeepQueueCapacity) {
+    Bytes().swap(conn.out);  // idle: a burst's buffer is not kept for the connection's life
   }
   return conn.phase == Conn::Phase::closing && conn.queued_frames() == 0 ? Take::close_after
                                                                          : Take::keep;
@@ -229,6 +240,7 @@ ServerCore::ConnId ServerCore::on_accept(Instant now) {
   ++stats_.accepted;
   Conn& conn = add_conn(now, false);
   conn.channel.emplace(control::Channel::responder(relay_key_, kMaxNoiseFrame, kRelayPrologue));
+  conn.channel->set_lend_messages(true);
   return conn.id;
 }
 
@@ -240,7 +252,7 @@ void ServerCore::on_dialed(ConnId id, Instant now) {
   if (!conn->session->start(rng_, frame)) return remove(*conn, now, true);
   conn->phase = Conn::Phase::handshake;
   conn->last_received = now;
-  queue_sealed(*conn, std::move(frame));
+  queue_sealed(*conn, frame);
 }
 
 void ServerCore::on_closed(ConnId id, Instant now) {
@@ -298,13 +310,13 @@ void ServerCore::feed_inbound(Conn& conn, ByteSpan input, Instant now) {
           if (conn.phase != Conn::Phase::open) return;
         }
         Frame frame;
-        const ParseError err = parse_frame(event.data, frame);
+        const ParseError err = parse_frame(event.lent, frame);
         if (err == ParseError::unknown_type) {
           ++stats_.drop_unknown_type;
         } else if (err != ParseError::ok) {
           ++stats_.drop_malformed;
         } else {
-          on_frame(conn, frame, now);
+          on_frame(conn, frame, event.lent, now);
         }
         break;
       }
@@ -348,12 +360,12 @@ void ServerCore::on_request(Conn& conn, ByteSpan payload, Instant now) {
   if (admission != Admission::ok) {
     conn.phase = Conn::Phase::closing;  // the refusal goes out, then the connection closes
     conn.closing_since = now;
-    queue_sealed(conn, std::move(frame));
+    queue_sealed(conn, frame);
     return;
   }
   conn.role = hello->role;
   conn.phase = Conn::Phase::answered;
-  queue_sealed(conn, std::move(frame));
+  queue_sealed(conn, frame);
 }
 
 void ServerCore::admit(Conn& conn, Instant now) {
@@ -418,9 +430,19 @@ void ServerCore::feed_outbound(Conn& conn, ByteSpan input, Instant now) {
         link_opened(conn, now);
         break;
       }
-      case ClientSession::Step::Kind::frame:
-        on_frame(conn, step.frame, now);
+      case ClientSession::Step::Kind::frame: {
+        // The frame's bytes: from its first byte (the type, just before any key) to the end of
+        // its packet, in the session's buffer; only packet frames are forwarded in place.
+        MutableByteSpan raw;
+        if (!step.frame.packet.empty()) {
+          const MutableByteSpan packet = conn.session->writable(step.frame.packet);
+          const std::size_t head = step.frame.type == FrameType::forward ? 1 + 2 * kKeySize
+                                                                         : 1 + kKeySize;
+          if (!packet.empty()) raw = MutableByteSpan(packet.data() - head, packet.size() + head);
+        }
+        on_frame(conn, step.frame, raw, now);
         break;
+      }
       case ClientSession::Step::Kind::bad_frame:
         ++(step.parse == ParseError::unknown_type ? stats_.drop_unknown_type
                                                   : stats_.drop_malformed);
@@ -465,7 +487,7 @@ void ServerCore::announce(FrameType type, const NodeKey& key) {
 
 // ---------------------------------------------------------------- frames
 
-void ServerCore::on_frame(Conn& conn, const Frame& frame, Instant now) {
+void ServerCore::on_frame(Conn& conn, const Frame& frame, MutableByteSpan raw, Instant now) {
   (void)now;
   switch (frame.type) {
     case FrameType::keepalive:
@@ -481,23 +503,32 @@ void ServerCore::on_frame(Conn& conn, const Frame& frame, Instant now) {
     default:
       break;
   }
-  if (conn.role == Role::client) return on_client_frame(conn, frame);
-  on_relay_frame(conn, frame);
+  if (conn.role == Role::client) return on_client_frame(conn, frame, raw);
+  on_relay_frame(conn, frame, raw);
 }
 
-void ServerCore::on_client_frame(Conn& conn, const Frame& frame) {
+void ServerCore::on_client_frame(Conn& conn, const Frame& frame, MutableByteSpan raw) {
   if (frame.type != FrameType::send) {
     ++stats_.drop_not_allowed;
     return;
   }
-  deliver(conn.key, frame.dst, frame.packet, conn);
+  deliver(conn.key, frame.dst, frame.packet, conn, raw);
 }
 
-void ServerCore::deliver(const NodeKey& src, const NodeKey& dst, ByteSpan packet, Conn& from) {
+void ServerCore::deliver(const NodeKey& src, const NodeKey& dst, ByteSpan packet, Conn& from,
+                         MutableByteSpan recv_room) {
   if (const auto local = clients_.find(dst); local != clients_.end()) {
     Conn* target = find(local->second);
-    if (target == nullptr || !encode_recv(src, packet, scratch_)) return;
-    if (!queue_frame(*target, scratch_, true)) {
+    if (target == nullptr) return;
+    bool queued_ok = false;
+    if (recv_room.size() == 1 + kKeySize + packet.size()) {
+      queued_ok = queue_recv_in_place(*target, src, recv_room);
+    } else if (encode_recv(src, packet, scratch_)) {
+      queued_ok = queue_frame(*target, scratch_, true);
+    } else {
+      return;
+    }
+    if (!queued_ok) {
       ++stats_.drop_queue_full;
       return;
     }
@@ -521,7 +552,7 @@ void ServerCore::deliver(const NodeKey& src, const NodeKey& dst, ByteSpan packet
   if (queue_frame(from, scratch_, false)) ++stats_.peer_gone_sent;
 }
 
-void ServerCore::on_relay_frame(Conn& conn, const Frame& frame) {
+void ServerCore::on_relay_frame(Conn& conn, const Frame& frame, MutableByteSpan raw) {
   switch (frame.type) {
     case FrameType::forward: {
       const auto local = clients_.find(frame.dst);
@@ -530,8 +561,16 @@ void ServerCore::on_relay_frame(Conn& conn, const Frame& frame) {
         ++stats_.drop_mesh_no_client;
         return;
       }
-      if (!encode_recv(frame.src, frame.packet, scratch_)) return;
-      if (!queue_frame(*target, scratch_, true)) {
+      bool queued_ok = false;
+      if (raw.size() == 1 + 2 * kKeySize + frame.packet.size()) {
+        // type | src | dst | packet: the last 1 + 32 + packet bytes become type | src | packet.
+        queued_ok = queue_recv_in_place(*target, frame.src, raw.subspan(kKeySize));
+      } else if (encode_recv(frame.src, frame.packet, scratch_)) {
+        queued_ok = queue_frame(*target, scratch_, true);
+      } else {
+        return;
+      }
+      if (!queued_ok) {
         ++stats_.drop_queue_full;
         return;
       }

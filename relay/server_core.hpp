@@ -6,9 +6,14 @@
 //      │ (handshake_timeout, garbage, refusal)                      │ (idle, cut off, replaced)
 //      └────────────────────────────────────────────────────────────┴──► gone
 //
-// Output is pulled: the core queues sealed frames per connection (bounded: max_queue_bytes and
-// max_queue_frames for packets, twice that for control frames) and calls ServerIo::want_write;
-// the adapter calls take_output when its socket can take more.
+// Output is pulled: the core seals frames into one byte buffer per connection (bounded:
+// max_queue_bytes and max_queue_frames for packets, twice that for control frames) and calls
+// ServerIo::want_write; the adapter calls take_output when its socket can take more and gets
+// everything queued as one buffer for one write. take_output swaps buffers with the caller, so
+// a busy connection cycles between two buffers and the packet path allocates nothing: a
+// transport message is decrypted into the channel's own buffer (its body read straight from
+// the adapter's read buffer when it lies whole in it), a send becomes a recv in place (the
+// same layout: type, key, packet) and is sealed straight into the destination's buffer.
 //
 // Routing: a `send` to dst goes to the local client dst, else over the link of the peer relay
 // that announced dst (present/absent), else it is dropped and a peer_gone goes back. A forward
@@ -101,8 +106,9 @@ class ServerCore {
   // The connection is gone (EOF, error, failed dial, or after close_after). Unknown ids are
   // ignored.
   void on_closed(ConnId id, Instant now);
-  // Moves queued frames (at most max_bytes, at least one frame when any) into out.
-  Take take_output(ConnId id, std::vector<Bytes>& out, std::size_t max_bytes);
+  // Moves every queued byte (whole sealed frames) into out, which must be empty; out's old
+  // storage becomes the connection's next queue (so give back the buffer of the last write).
+  Take take_output(ConnId id, Bytes& out);
   // Timeouts, keepalives, redials. Returns when it wants to run next.
   Instant on_timer(Instant now);
   // Sends a closing frame to every admitted connection and stops admitting.
@@ -135,16 +141,22 @@ class ServerCore {
   void begin_close(Conn& conn, CloseReason reason, Instant now);
   // Seals and queues one frame within the bounds; false (nothing queued) when over them.
   bool queue_frame(Conn& conn, ByteSpan frame, bool is_packet);
-  bool queue_sealed(Conn& conn, Bytes sealed);
+  bool has_room(const Conn& conn, std::size_t frame_size, bool is_packet) const;
+  void queued(Conn& conn, bool was_empty);
+  void queue_sealed(Conn& conn, ByteSpan sealed);
 
   void feed_inbound(Conn& conn, ByteSpan input, Instant now);
   void feed_outbound(Conn& conn, ByteSpan input, Instant now);
   void on_request(Conn& conn, ByteSpan hello, Instant now);
   void admit(Conn& conn, Instant now);
-  void on_frame(Conn& conn, const Frame& frame, Instant now);
-  void on_client_frame(Conn& conn, const Frame& frame);
-  void on_relay_frame(Conn& conn, const Frame& frame);
-  void deliver(const NodeKey& src, const NodeKey& dst, ByteSpan packet, Conn& from);
+  // raw: the frame's bytes, writable (the channel's buffer), for forwarding in place.
+  void on_frame(Conn& conn, const Frame& frame, MutableByteSpan raw, Instant now);
+  void on_client_frame(Conn& conn, const Frame& frame, MutableByteSpan raw);
+  void on_relay_frame(Conn& conn, const Frame& frame, MutableByteSpan raw);
+  void deliver(const NodeKey& src, const NodeKey& dst, ByteSpan packet, Conn& from,
+               MutableByteSpan recv_room);
+  // Rewrites raw's head as a recv frame's (type, src) and queues raw for target.
+  bool queue_recv_in_place(Conn& target, const NodeKey& src, MutableByteSpan raw);
   void announce(FrameType type, const NodeKey& key);
   void send_present_list(Conn& link);
   void link_opened(Conn& conn, Instant now);

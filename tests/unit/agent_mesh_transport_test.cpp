@@ -261,6 +261,8 @@ TEST_F(MeshTransportTest, RelayDeliveriesAndCookieRepliesUseTheStandIn) {
   add_b({});
   Bytes wg = wireguard_like(0xd1);
   transport_->on_relay_packet(node_b_, wg);
+  EXPECT_EQ(received_.from.size(), 0u) << "the relay's packets wait for the end of their batch";
+  transport_->on_relay_batch_end();
   ASSERT_EQ(received_.from.size(), 1u);
   EXPECT_TRUE(punch::VirtualEndpoints::is_virtual(received_.from[0]));
   EXPECT_EQ(received_.from[0], transport_->stand_in(node_b_));
@@ -268,6 +270,7 @@ TEST_F(MeshTransportTest, RelayDeliveriesAndCookieRepliesUseTheStandIn) {
   wg::PublicKey stranger{};
   stranger[0] = 0x55;
   transport_->on_relay_packet(stranger, wg);
+  transport_->on_relay_batch_end();
   EXPECT_EQ(received_.from.size(), 1u) << "WireGuard from a node that is not our peer is dropped";
   Bytes junk = {1, 2, 3};
   transport_->on_relay_packet(node_b_, junk);

@@ -421,3 +421,74 @@ TEST(ControlChannel, RandomGarbageNeverCrashes) {
 
 }  // namespace
 }  // namespace knit::control
+
+namespace knit::control {
+namespace {
+
+// seal_append and seal_tail write the very bytes seal() would (same keys, same nonces), back to
+// back in one buffer; a lending receiver opens many of them from one read, and from reads cut
+// anywhere, into its own buffer.
+TEST(ControlChannelBatch, AppendedFramesOpenFromOneReadAndFromAnySplit) {
+  SeededRandom rng(21);
+  const Keys keys(rng);
+  OpenPair one = open_pair(rng, keys);
+  SeededRandom rng2(21);
+  const Keys keys2(rng2);
+  OpenPair two = open_pair(rng2, keys2);  // the same keys and nonces
+  Bytes batch;
+  std::vector<Bytes> messages;
+  for (int i = 0; i < 50; ++i) {
+    Bytes message(1 + static_cast<std::size_t>(i) * 37, static_cast<std::uint8_t>(i));
+    Bytes single;
+    ASSERT_EQ(one.agent.seal(message, single), ChannelError::ok);
+    const std::size_t at = batch.size();
+    if (i % 2 == 0) {
+      ASSERT_EQ(two.agent.seal_append(message, batch), ChannelError::ok);
+    } else {
+      batch.resize(at + kFrameHeaderSize);
+      batch.insert(batch.end(), message.begin(), message.end());
+      ASSERT_EQ(two.agent.seal_tail(batch, at), ChannelError::ok);
+    }
+    EXPECT_EQ(Bytes(batch.begin() + static_cast<std::ptrdiff_t>(at), batch.end()), single) << i;
+    messages.push_back(std::move(message));
+  }
+  two.coordinator.set_lend_messages(true);
+  ByteSpan input(batch);
+  std::size_t n = 0;
+  while (!input.empty()) {
+    const ChannelEvent event = two.coordinator.feed(input);
+    ASSERT_EQ(event.kind, Kind::message);
+    EXPECT_TRUE(event.data.empty());  // lent, not allocated
+    EXPECT_EQ(Bytes(event.lent.begin(), event.lent.end()), messages[n]) << n;
+    ++n;
+  }
+  EXPECT_EQ(n, messages.size());
+  // Cut anywhere, into an arena: every message lent stays valid until the arena is cleared.
+  one.coordinator.set_lend_messages(true);
+  Bytes arena;
+  arena.reserve(batch.size() + 1024);
+  const std::uint8_t* storage = arena.data();
+  one.coordinator.set_lend_arena(&arena);
+  const auto events = feed_split(one.coordinator, batch, rng, 300);
+  EXPECT_EQ(arena.data(), storage) << "the arena never moved";
+  ASSERT_EQ(events.size(), messages.size());
+  for (std::size_t i = 0; i < events.size(); ++i)
+    EXPECT_EQ(Bytes(events[i].lent.begin(), events[i].lent.end()), messages[i]) << i;
+}
+
+TEST(ControlChannelBatch, SealTailRefusesWhatSealRefuses) {
+  SeededRandom rng(22);
+  const Keys keys(rng);
+  Channel closed = Channel::initiator(keys.node, keys.coordinator_public);
+  Bytes out{1, 2, 3};
+  out.resize(out.size() + kFrameHeaderSize + 5);
+  EXPECT_EQ(closed.seal_tail(out, 3), ChannelError::wrong_state);
+  EXPECT_EQ(out.size(), 3u);  // cut back to where the frame began
+  EXPECT_EQ(closed.seal_append(text("x"), out), ChannelError::wrong_state);
+  EXPECT_EQ(out.size(), 3u);
+  OpenPair pair = open_pair(rng, keys);
+  EXPECT_EQ(pair.agent.seal_tail(out, 2), ChannelError::malformed);  // no room for a header
+}
+
+}  // namespace
+}  // namespace knit::control

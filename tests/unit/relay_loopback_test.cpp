@@ -281,3 +281,74 @@ TEST_F(RelayLoopbackTest, MetricsEndpoint) {
 
 }  // namespace
 }  // namespace knit::relay
+
+namespace knit::relay {
+namespace {
+
+// A burst through the relay arrives whole and in order, in batches: the packets a client hands
+// out stay valid (and writable) until their batch ends, so a receiver may collect spans and
+// use them only at on_batch_end.
+TEST_F(RelayLoopbackTest, BurstArrivesInOrderInBatchesThatStayValid) {
+  auto server = make_server();
+  Node a(io_, rng_), b(io_, rng_);
+  std::vector<MutableByteSpan> pending;
+  std::vector<Bytes> got;
+  std::size_t batches = 0;
+  b.client.on_packet([&](const NodeKey&, MutableByteSpan packet) { pending.push_back(packet); });
+  b.client.on_batch_end([&] {
+    ++batches;
+    for (MutableByteSpan p : pending) got.emplace_back(p.begin(), p.end());
+    pending.clear();
+  });
+  server->set_members({a.pub, b.pub});
+  a.client.connect({address_of(*server)}, keys_[0]);
+  b.client.connect({address_of(*server)}, keys_[0]);
+  ASSERT_TRUE(run_until(io_, [&] {
+    return a.client.connected() && b.client.connected() && server->stats().admitted >= 2;
+  }));
+  constexpr std::size_t kCount = 300;
+  for (std::size_t i = 0; i < kCount; ++i) {
+    Bytes packet(1000 + i % 400);
+    for (std::size_t j = 0; j < packet.size(); ++j) packet[j] = static_cast<std::uint8_t>(i + j);
+    ASSERT_TRUE(a.client.send(b.pub, packet)) << i;
+  }
+  ASSERT_TRUE(run_until(io_, [&] { return got.size() >= kCount; }));
+  ASSERT_EQ(got.size(), kCount);
+  for (std::size_t i = 0; i < kCount; ++i) {
+    ASSERT_EQ(got[i].size(), 1000 + i % 400) << i;
+    EXPECT_EQ(got[i][0], static_cast<std::uint8_t>(i)) << i;
+    EXPECT_EQ(got[i].back(), static_cast<std::uint8_t>(i + got[i].size() - 1)) << i;
+  }
+  EXPECT_TRUE(pending.empty());
+  EXPECT_LT(batches, kCount) << "300 packets queued at once arrive in fewer reads than packets";
+  EXPECT_EQ(server->stats().drop_queue_full, 0u);
+}
+
+// The client's own queue is bounded: a burst past max_queue_bytes is refused (and counted)
+// rather than buffered without limit while the socket is slow.
+TEST_F(RelayLoopbackTest, ClientQueueIsBounded) {
+  auto server = make_server();
+  RelayClient::Options options;
+  options.max_queue_bytes = 64 * 1024;
+  auto key = wg::crypto::generate_private_key(rng_);
+  RelayClient client(io_, key, rng_, options);
+  Node b(io_, rng_);
+  server->set_members({wg::crypto::public_key_of(key), b.pub});
+  client.connect({address_of(*server)}, keys_[0]);
+  b.client.connect({address_of(*server)}, keys_[0]);
+  ASSERT_TRUE(run_until(io_, [&] {
+    return client.connected() && b.client.connected() && server->stats().admitted >= 2;
+  }));
+  std::size_t accepted = 0;
+  for (int i = 0; i < 200; ++i) accepted += client.send(b.pub, Bytes(1400, 7)) ? 1 : 0;
+  EXPECT_LT(accepted, 200u);
+  EXPECT_LE(accepted * 1400, options.max_queue_bytes);
+  EXPECT_EQ(client.stats().dropped_queue_full, 200u - accepted);
+  ASSERT_TRUE(run_until(io_, [&] { return b.packets.size() >= accepted; }));
+  // Drained, it takes packets again.
+  EXPECT_TRUE(client.send(b.pub, Bytes(1400, 8)));
+  client.close();
+}
+
+}  // namespace
+}  // namespace knit::relay
