@@ -16,6 +16,15 @@ constexpr std::uint64_t pack(std::uint32_t run, std::uint32_t count, std::uint32
 constexpr std::uint32_t count_of(std::uint64_t cursor) { return (cursor >> 16) & 0xffff; }
 constexpr std::uint32_t next_of(std::uint64_t cursor) { return cursor & 0xffff; }
 
+// A polite busy-wait step (the other hyperthread gets the core's resources meanwhile).
+inline void relax() {
+#if defined(__x86_64__) || defined(__i386__)
+  __builtin_ia32_pause();
+#elif defined(__aarch64__)
+  asm volatile("yield");
+#endif
+}
+
 }  // namespace
 
 CryptoWorkers::CryptoWorkers(Options options) : options_(options) {
@@ -105,6 +114,17 @@ void CryptoWorkers::worker_main() {
     const std::uint32_t wake = wake_.load(std::memory_order_acquire);
     if (stopping_.load(std::memory_order_acquire)) return;
     while (work_one(true)) {
+    }
+    if (options_.spin.count() > 0) {
+      const auto until = std::chrono::steady_clock::now() + options_.spin;
+      bool woken = false;
+      while (!woken && std::chrono::steady_clock::now() < until) {
+        for (int i = 0; i < 64 && !woken; ++i) {
+          woken = wake_.load(std::memory_order_relaxed) != wake;
+          relax();
+        }
+      }
+      if (woken) continue;
     }
     wake_.wait(wake, std::memory_order_acquire);
   }

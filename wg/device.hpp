@@ -131,9 +131,11 @@ class Device {
   std::optional<Instant> next_deadline() const;
 
   // --- the data path in halves, for batches (crypto_job.hpp) ---
-  // Every job prepared is finished, in the order prepared, in the same burst of work, before any
-  // other input reaches the device (configuration, timers, other datagrams); the frame or
-  // datagram stays untouched in between except by run_crypto.
+  // Every job prepared is finished, in the order prepared (that keeps each peer's order), and
+  // the frame or datagram stays untouched in between except by run_crypto. The peer must stay
+  // (no remove_peer in between); keys may rotate or be zeroed: the job holds its keypair, and
+  // finish_open then drops what the retired keypair can no longer accept. The data plane
+  // finishes each batch within the burst of work that prepared it.
   // true: job holds the packet, to seal; false: handled here (dropped and counted, or staged
   // while a handshake runs). frame as on_tun_packet's.
   bool prepare_seal(Now now, MutableByteSpan frame, std::size_t packet_size, CryptoJob& job);
