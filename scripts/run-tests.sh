@@ -17,8 +17,9 @@
 #   tsan       ThreadSanitizer over what runs on several threads (scripts/sanitize.sh --tsan):
 #              clang -fsanitize=thread builds only the wg_ unit tests, agent_parallel_crypto
 #              (the data plane's crypto workers) and the relay_ unit tests (not the coordinator
-#              link's) with their libraries, in ./build-tsan, in the background right after the
-#              sanitizer build; any race fails the stage. KNIT_CI_TSAN=0 skips it
+#              link's nor wg_allowed_ips: see sanitize.sh) with their libraries, in
+#              ./build-tsan, in the background right after the sanitizer build (a fraction
+#              of its size); any race fails the stage. KNIT_CI_TSAN=0 skips it
 #   builds     the other build users make (scripts/check-builds.sh --programs release): the
 #              programs and every library at Release (-O3), warnings as errors, then the fuzz
 #              seeds replayed through the Release parsers. Built in the background after the
@@ -26,8 +27,8 @@
 #              unit suite runs there and under the sanitizers.)
 #
 # sanitizer, fuzz and tsan need clang (setup.sh installs it); without it they are skipped, loudly.
-# KNIT_CI_SANITIZE=0 skips both, KNIT_CHECK_BUILDS=0 the builds stage. Arguments given to this
-# script (a partial ctest run) leave out sanitizer, fuzz and builds. Every stage runs even when an earlier one failed (except that
+# KNIT_CI_SANITIZE=0 skips the three, KNIT_CHECK_BUILDS=0 the builds stage. Arguments given to this
+# script (a partial ctest run) leave out sanitizer, fuzz, tsan and builds. Every stage runs even when an earlier one failed (except that
 # nothing runs without a build); the exit status is 1 if any failed.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -78,7 +79,8 @@ if (( sanitize || tsan )) && ! command -v clang++ >/dev/null; then
   sanitize=0 tsan=0
 fi
 # The background builds, one after the other at the lowest priority: the sanitizer build, the
-# ThreadSanitizer build, then the Release and dpkg-buildflags builds. Each writes its status to build-bg/<name>.rc.
+# ThreadSanitizer build, then the Release and dpkg-buildflags builds. Each writes its status to
+# build-bg/<name>.rc.
 bg_pid="" bg_t0=0
 rm -rf build-bg && mkdir -p build-bg
 background_builds() {
