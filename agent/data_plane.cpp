@@ -3,13 +3,15 @@
 #include <algorithm>
 #include <array>
 #include <cstdint>
+#include <cstring>
 #include <sstream>
 
 #include "base/log.hpp"
 
 namespace knit::agent {
 
-DataPlane::DataPlane(asio::io_context& io, tun::TunDevice& tun, wg::Transport& transport, int mtu)
+DataPlane::DataPlane(asio::io_context& io, tun::TunDevice& tun, wg::Transport& transport, int mtu,
+                     CryptoWorkers::Options crypto)
     : tun_(tun),
       tun_stream_(io, tun.fd(0)),
       filter_(rng_),
@@ -19,7 +21,15 @@ DataPlane::DataPlane(asio::io_context& io, tun::TunDevice& tun, wg::Transport& t
         after_work();
       }),
       frame_(wg::kFrameHeadroom + tun::kVirtioNetHeaderSize + tun::kMaxSuperPacket + wg::kFrameTailroom),
-      segment_(wg::kFrameHeadroom + wg::kMaxDatagramSize + wg::kFrameTailroom) {
+      segment_(wg::kFrameHeadroom + wg::kMaxDatagramSize + wg::kFrameTailroom),
+      crypto_(crypto),
+      // The TUN carries packets up to the MTU; a little slack for a link MTU set by hand. A
+      // larger packet is sealed on its own (seal()).
+      slot_plain_(std::min<std::size_t>(std::max(mtu, 1280) + 256, wg::kMaxDatagramSize)),
+      // Frames start on cache lines, so two threads never write one line.
+      slot_size_((wg::kFrameHeadroom + slot_plain_ + wg::kFrameTailroom + 63) / 64 * 64),
+      slots_(kBatch * slot_size_),
+      jobs_(kBatch) {
   device_.set_mtu(static_cast<std::size_t>(mtu));
 }
 
@@ -71,7 +81,33 @@ void DataPlane::outbound(const wg::Now& t, MutableByteSpan frame, std::size_t si
   if (pass == 0) return;
   clamp_mss(frame.subspan(wg::kFrameHeadroom, pass), true);
   if (pass > mtu_floor_ && too_big(t, frame.subspan(wg::kFrameHeadroom, pass))) return;
-  device_.on_tun_packet(t, frame, pass);
+  seal(t, frame, pass);
+}
+
+void DataPlane::seal(const wg::Now& t, MutableByteSpan frame, std::size_t size) {
+  MutableByteSpan into = slot();
+  if (frame.data() != into.data()) {
+    if (size > slot_plain_) {
+      // Larger than a batch frame: sealed where it is, after the jobs before it (peer order).
+      finish_batch(t);
+      device_.on_tun_packet(t, frame, size);
+      return;
+    }
+    std::memcpy(into.data() + wg::kFrameHeadroom, frame.data() + wg::kFrameHeadroom, size);
+  }
+  if (device_.prepare_seal(t, into, size, jobs_[pending_]) && ++pending_ == kBatch) finish_batch(t);
+}
+
+void DataPlane::finish_batch(const wg::Now& t) {
+  if (pending_ == 0) return;
+  const std::span<wg::CryptoJob> jobs(jobs_.data(), pending_);
+  crypto_.run(jobs);
+  // In the order prepared: each peer's datagrams leave, and its packets reach the TUN, in order.
+  for (wg::CryptoJob& job : jobs) {
+    if (job.kind == wg::CryptoJob::Kind::seal) device_.finish_seal(t, job);
+    else device_.finish_open(t, job);
+  }
+  pending_ = 0;
 }
 
 void DataPlane::set_mtu_limits(std::vector<std::pair<wg::PublicKey, std::size_t>> limits) {
@@ -140,6 +176,7 @@ void DataPlane::on_tun_readable() {
       if (n <= 0) break;
       outbound(t, frame_, static_cast<std::size_t>(n));
     }
+    finish_batch(t);
     after_work();
     return;
   }
@@ -173,16 +210,38 @@ void DataPlane::on_tun_readable() {
       ++tun_offload_errors_;
       continue;
     }
-    while (const std::size_t part = segmenter_.next(segment_room)) outbound(t, segment_, part);
+    // Segments go straight into the batch's frames when they fit (they do: the kernel cuts
+    // them to the TUN's MTU), else through segment_ and seal()'s path for large packets.
+    if (std::size_t{header.gso_size} + 256 <= slot_plain_) {
+      for (;;) {
+        const MutableByteSpan into = slot();
+        const std::size_t part = segmenter_.next(into.subspan(wg::kFrameHeadroom, slot_plain_));
+        if (part == 0) break;
+        outbound(t, into, part);
+      }
+    } else {
+      while (const std::size_t part = segmenter_.next(segment_room)) outbound(t, segment_, part);
+    }
     if (segmenter_.error() != tun::OffloadError::ok) ++tun_offload_errors_;
   }
+  finish_batch(t);
   after_work();
 }
 
 // ---------------------------------------------------------------- inbound
 
 void DataPlane::on_wireguard(wg::Now t, std::span<const ReceivedDatagram> batch) {
-  for (const ReceivedDatagram& d : batch) device_.on_datagram(t, d.from, d.bytes);
+  for (const ReceivedDatagram& d : batch) {
+    if (!wg::Device::is_data_message(d.bytes)) {
+      // A handshake may rotate or drop keys and send staged packets: what came before it is
+      // finished first.
+      finish_batch(t);
+      device_.on_datagram(t, d.from, d.bytes);
+      continue;
+    }
+    if (device_.prepare_open(t, d.from, d.bytes, jobs_[pending_]) && ++pending_ == kBatch) finish_batch(t);
+  }
+  finish_batch(t);
   coalescer_.flush(*this);
   after_work();
 }
@@ -218,7 +277,9 @@ void DataPlane::inject_outbound(ByteSpan packet) {
   constexpr std::size_t kMaxPlain = wg::kMaxDatagramSize - wg::kDataHeaderSize - wg::kFrameTailroom;
   if (!running_ || packet.empty() || packet.size() > kMaxPlain) return;
   std::copy(packet.begin(), packet.end(), segment_.begin() + wg::kFrameHeadroom);
-  outbound(now(), segment_, packet.size());
+  const wg::Now t = now();
+  outbound(t, segment_, packet.size());
+  finish_batch(t);
   after_work();
 }
 
@@ -238,6 +299,10 @@ std::string DataPlane::summary() const {
       << " tx_no_route=" << st.tx_no_route << " tun_write_errors=" << tun_write_errors_
       << " tun_offloads=" << (tun_.vnet_header() ? "on" : "off") << " tun_super_packets=" << tun_super_packets_
       << " tun_offload_errors=" << tun_offload_errors_ << " tun_coalesced=" << coalescer_.stats().packets_merged;
+  const CryptoWorkers::Stats& c = crypto_.stats();
+  out << " crypto_threads=" << crypto_.threads() << " crypto_batches=" << c.batches
+      << " crypto_parallel_batches=" << c.parallel_batches << " crypto_jobs=" << c.jobs
+      << " crypto_jobs_on_workers=" << c.jobs_on_workers;
   const localapi::FilterCounters f = filter_.counters();
   out << " shields=" << (filter_.shields_up() ? "up" : "down") << " filter_refused_v4=" << f.refused_v4
       << " filter_refused_v6=" << f.refused_v6 << " filter_malformed=" << f.malformed

@@ -13,18 +13,32 @@
 //   2. PacketFilter::outbound       conntrack and port-forward rewrites (packet_filter.hpp);
 //                                   then the MSS clamp (nat/mss_clamp.hpp): a SYN's MSS fits
 //                                   the tunnel MTU towards its peer (peer_mtu)
-//   3. wg::Device::on_tun_packet    allowed IPs pick the peer; sealed in place, or staged while
-//                                   a handshake runs
-//   4. wg::Transport::send          the path beneath the seam (udp_transport / mesh_transport)
-//   5. after the burst              Transport::flush (sendmmsg), re-arm the device's timer
+//   3. wg::Device::prepare_seal     allowed IPs pick the peer; the next counter, header and
+//                                   padding, in place in one of kBatch preallocated frames
+//                                   (slots_), a job (wg/crypto_job.hpp); or staged while a
+//                                   handshake runs
+//   4. the batch's AEAD             when kBatch jobs wait, or at the end of the burst:
+//                                   CryptoWorkers::run seals them on the loop's thread and
+//                                   --crypto-threads - 1 workers (crypto_workers.hpp)
+//   5. wg::Device::finish_seal      in the order prepared: wg::Transport::send, the path beneath
+//                                   the seam (udp_transport / mesh_transport), peer timers
+//   6. after the burst              Transport::flush (sendmmsg), re-arm the device's timer
 // Inbound, network -> TUN (on_wireguard, a batch a transport classified as WireGuard):
-//   1. wg::Device::on_datagram      authenticate, decrypt in place, replay window, cryptokey
-//                                   routing (the inner source must be the peer's)
-//   2. write_tun                    PacketFilter::inbound (shields, forwards), the MSS clamp
+//   1. wg::Device::prepare_open     the index picks peer and keypair; the packet becomes a job;
+//                                   a handshake message finishes the jobs held, then runs at once
+//   2. the batch's AEAD             as outbound (CryptoWorkers)
+//   3. wg::Device::finish_open      in arrival order: replay window (after authentication), key
+//                                   confirmation, cryptokey routing (the inner source must be
+//                                   the peer's)
+//   4. write_tun                    PacketFilter::inbound (shields, forwards), the MSS clamp
 //                                   (a peer's SYN and SYN-ACK fit our path to it), then the TUN;
 //                                   with offloads a TCP flow's segments are coalesced into
 //                                   super-packets (tun/offload.hpp) and written after the batch
 //   3. after the batch              Transport::flush (handshake answers), re-arm the timer
+// Threads: everything here runs on the loop, which alone owns the device's state (peers,
+// handshakes, keys, counters, replay windows, timers); workers only run the AEAD of jobs the
+// loop handed them, and every batch is finished before the handler that prepared it returns,
+// so configuration, timers and other datagrams never meet a half-done batch.
 // Time: the device's next deadline arms one timer (net/deadline_timer.hpp); on_timers runs
 // retransmissions, keepalives, rekeys and key zeroing.
 #pragma once
@@ -36,6 +50,7 @@
 #include <string>
 #include <vector>
 
+#include "agent/crypto_workers.hpp"
 #include "agent/datagram.hpp"
 #include "agent/packet_filter.hpp"
 #include "base/random.hpp"
@@ -51,9 +66,13 @@ namespace knit::agent {
 class DataPlane final : public wg::TunSink, public WireGuardReceiver, private tun::CoalescedSink {
  public:
   static constexpr int kTunPacketsPerWake = 64;
+  // Packets sealed or opened together (the most jobs waiting for the AEAD at once).
+  static constexpr std::size_t kBatch = 128;
 
   // transport: where the device sends until told otherwise (Device::set_transport).
-  DataPlane(asio::io_context& io, tun::TunDevice& tun, wg::Transport& transport, int mtu);
+  // crypto: the threads that seal and open (knitd's --crypto-threads; 1: the loop alone).
+  DataPlane(asio::io_context& io, tun::TunDevice& tun, wg::Transport& transport, int mtu,
+            CryptoWorkers::Options crypto = {});
   ~DataPlane() override;
   DataPlane(const DataPlane&) = delete;
   DataPlane& operator=(const DataPlane&) = delete;
@@ -75,6 +94,7 @@ class DataPlane final : public wg::TunSink, public WireGuardReceiver, private tu
   std::uint64_t tun_super_packets() const { return tun_super_packets_; }
   std::uint64_t tun_offload_errors() const { return tun_offload_errors_; }
   const tun::TcpCoalescer::Stats& coalescer_stats() const { return coalescer_.stats(); }
+  const CryptoWorkers& crypto() const { return crypto_; }
   // Packets knitd answers itself: the hook sees every packet read from the TUN first and
   // returns true for those it takes (they go no further). Its answers go to the TUN through
   // write_local, past the filter and the device (they come from knitd, not from a peer).
@@ -117,6 +137,13 @@ class DataPlane final : public wg::TunSink, public WireGuardReceiver, private tu
   void on_tun_readable();
   void after_work();
   void outbound(const wg::Now& t, MutableByteSpan frame, std::size_t size);
+  // The next free frame of the batch (kFrameHeadroom, slot_plain_ bytes, kFrameTailroom).
+  MutableByteSpan slot() { return {slots_.data() + pending_ * slot_size_, slot_size_}; }
+  // Makes a packet the filter passed a job (copied into the batch's next frame unless it is
+  // there already); runs the batch when it is full.
+  void seal(const wg::Now& t, MutableByteSpan frame, std::size_t size);
+  // Runs the AEAD of every job waiting and finishes them in order.
+  void finish_batch(const wg::Now& t);
   void write_coalesced(const tun::VirtioNetHeader& header, ByteSpan packet) override;
   // outbound: the packet goes to the peer that holds its destination; else it came from the
   // peer that holds its source.
@@ -132,6 +159,12 @@ class DataPlane final : public wg::TunSink, public WireGuardReceiver, private tu
   net::DeadlineTimer timer_;
   std::vector<std::uint8_t> frame_;    // a read: headroom, [virtio header,] packet, tailroom
   std::vector<std::uint8_t> segment_;  // one segment of a super-packet, headroom and tailroom
+  CryptoWorkers crypto_;
+  std::size_t slot_plain_;             // the largest packet a batch frame holds (MTU + slack)
+  std::size_t slot_size_;
+  std::vector<std::uint8_t> slots_;    // kBatch frames, job i seals in frame i
+  std::vector<wg::CryptoJob> jobs_;    // kBatch
+  std::size_t pending_ = 0;            // jobs prepared, not yet finished
   tun::Segmenter segmenter_;
   tun::TcpCoalescer coalescer_;
   LocalHook local_hook_;

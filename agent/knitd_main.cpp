@@ -116,12 +116,17 @@ int main(int argc, char** argv) {
   std::string metrics_address;
   std::string resolver_address = "100.100.100.100";
   std::string resolv_conf = "/etc/resolv.conf";
+  unsigned crypto_threads = 0;
   app.add_option("--tun", tun_name, "TUN interface name")->capture_default_str();
   app.add_option("--port", port, "UDP port (default: random, kept across restarts)")
       ->check(CLI::Range(1, 65535));
   app.add_option("--state-dir", state_dir, "state directory")->capture_default_str();
   app.add_option("--socket", socket_path, "control socket for the knit CLI")->capture_default_str();
   app.add_option("--mtu", mtu, "tunnel MTU")->check(CLI::Range(1280, 65535))->capture_default_str();
+  app.add_option("--crypto-threads", crypto_threads,
+                 "threads that seal and open WireGuard packets, the event loop's included; 1: the loop alone "
+                 "(default: KNIT_CRYPTO_THREADS, else the number of cores, at most 8)")
+      ->check(CLI::Range(1u, agent::CryptoWorkers::kMaxThreads));
   app.add_option("--log-level", level, "debug, info, warn or error")->capture_default_str();
   app.add_option("--metrics", metrics_address, "serve Prometheus metrics over HTTP on IP:PORT (off by default)");
   app.add_option("--resolver-address", resolver_address,
@@ -186,7 +191,10 @@ int main(int argc, char** argv) {
     udp_options.on_port_changed = [port_file](std::uint16_t p) { save_port(port_file, p); };
     udp_options.offloads = offloads;
     agent::UdpTransport udp(io, udp_options);
-    agent::DataPlane plane(io, tun, udp, mtu);
+    agent::CryptoWorkers::Options crypto;
+    crypto.threads = agent::CryptoWorkers::resolve_threads(crypto_threads, std::getenv("KNIT_CRYPTO_THREADS"));
+    log(LogLevel::info, "knitd", "sealing and opening on ", crypto.threads, crypto.threads == 1 ? " thread" : " threads");
+    agent::DataPlane plane(io, tun, udp, mtu, crypto);
     agent::UapiDevice uapi_device(plane, udp);
     // Refuses to start when another live daemon already serves this interface name.
     auto uapi = std::make_unique<agent::UapiServer>(io, uapi_dir + "/" + tun.name() + ".sock", uapi_device);

@@ -1,8 +1,8 @@
 # Compiler-specific flags, sanitizers and fuzzing instrumentation, for every target.
 #
 #   -DKNIT_SANITIZE=address,undefined   ASan + UBSan, any finding aborts (scripts/sanitize.sh)
-#   -DKNIT_SANITIZE=thread              ThreadSanitizer: the hook for the multi-threaded data
-#                                       plane; run `ctest -L unit -R '^(wg_|relay_|agent_)'`
+#   -DKNIT_SANITIZE=thread              ThreadSanitizer for the multi-threaded data plane
+#                                       (scripts/sanitize.sh --tsan builds and runs its tests)
 #   -DKNIT_BUILD_FUZZERS=ON             clang only: libraries get libFuzzer's coverage
 #                                       instrumentation, fuzz/ its targets (scripts/fuzz.sh)
 # Both may be combined: one clang build then serves the sanitizer job and the fuzzers.

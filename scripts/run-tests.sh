@@ -14,15 +14,21 @@
 #              namespace tests leave idle (KNIT_CI_OVERLAP=0: build it after the tests instead)
 #   fuzz       every fuzz target for KNIT_CI_FUZZ_SECONDS (default 6) s (scripts/fuzz.sh;
 #              longer runs: scripts/fuzz.sh --minutes N)
+#   tsan       ThreadSanitizer over what runs on several threads (scripts/sanitize.sh --tsan):
+#              clang -fsanitize=thread builds only the wg_ unit tests, agent_parallel_crypto
+#              (the data plane's crypto workers) and the relay_ unit tests (not the coordinator
+#              link's nor wg_allowed_ips: see sanitize.sh) with their libraries, in
+#              ./build-tsan, in the background right after the sanitizer build (a fraction
+#              of its size); any race fails the stage. KNIT_CI_TSAN=0 skips it
 #   builds     the other build users make (scripts/check-builds.sh --programs release): the
 #              programs and every library at Release (-O3), warnings as errors, then the fuzz
 #              seeds replayed through the Release parsers. Built in the background after the
 #              sanitizer build, at the same low priority. (Debian's flags are the main build; the
 #              unit suite runs there and under the sanitizers.)
 #
-# sanitizer and fuzz need clang (setup.sh installs it); without it they are skipped, loudly.
-# KNIT_CI_SANITIZE=0 skips both, KNIT_CHECK_BUILDS=0 the builds stage. Arguments given to this
-# script (a partial ctest run) leave out sanitizer, fuzz and builds. Every stage runs even when an earlier one failed (except that
+# sanitizer, fuzz and tsan need clang (setup.sh installs it); without it they are skipped, loudly.
+# KNIT_CI_SANITIZE=0 skips the three, KNIT_CHECK_BUILDS=0 the builds stage. Arguments given to this
+# script (a partial ctest run) leave out sanitizer, fuzz, tsan and builds. Every stage runs even when an earlier one failed (except that
 # nothing runs without a build); the exit status is 1 if any failed.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -63,16 +69,18 @@ T0=$(now_s)
 run_stage setup ./scripts/setup.sh || { summary; exit 1; }
 run_stage build ./scripts/build.sh --debian-flags --no-debug-info || { summary; exit 1; }
 
-sanitize=1 check_builds=1
-[[ "${KNIT_CI_SANITIZE:-1}" == 0 ]] && sanitize=0
+sanitize=1 check_builds=1 tsan=1
+[[ "${KNIT_CI_SANITIZE:-1}" == 0 ]] && sanitize=0 tsan=0
+[[ "${KNIT_CI_TSAN:-1}" == 0 ]] && tsan=0
 [[ "${KNIT_CHECK_BUILDS:-1}" == 0 ]] && check_builds=0
-(($# > 0)) && sanitize=0 check_builds=0
-if (( sanitize )) && ! command -v clang++ >/dev/null; then
-  echo "=== NOTE: clang++ missing: the sanitizer and fuzz stages are skipped"
-  sanitize=0
+(($# > 0)) && sanitize=0 check_builds=0 tsan=0
+if (( sanitize || tsan )) && ! command -v clang++ >/dev/null; then
+  echo "=== NOTE: clang++ missing: the sanitizer, fuzz and tsan stages are skipped"
+  sanitize=0 tsan=0
 fi
-# The background builds, one after the other at the lowest priority: the sanitizer build, then
-# the Release and dpkg-buildflags builds. Each writes its status to build-bg/<name>.rc.
+# The background builds, one after the other at the lowest priority: the sanitizer build, the
+# ThreadSanitizer build, then the Release and dpkg-buildflags builds. Each writes its status to
+# build-bg/<name>.rc.
 bg_pid="" bg_t0=0
 rm -rf build-bg && mkdir -p build-bg
 background_builds() {
@@ -81,16 +89,21 @@ background_builds() {
     echo $? >build-bg/sanitizer.rc
     date +%s >build-bg/sanitizer.end
   fi
+  if (( tsan )); then
+    ./scripts/sanitize.sh --tsan --build-only >build-bg/tsan.log 2>&1
+    echo $? >build-bg/tsan.rc
+    date +%s >build-bg/tsan.end
+  fi
   if (( check_builds )); then
     ./scripts/check-builds.sh --build-only --programs release >build-bg/builds.log 2>&1
     echo $? >build-bg/builds.rc
     date +%s >build-bg/builds.end
   fi
 }
-if (( sanitize || check_builds )) && [[ "${KNIT_CI_OVERLAP:-1}" == 1 ]]; then
-  echo "=== background builds (sanitizer: $sanitize, release: $check_builds) started at low priority (build-bg/*.log)"
+if (( sanitize || tsan || check_builds )) && [[ "${KNIT_CI_OVERLAP:-1}" == 1 ]]; then
+  echo "=== background builds (sanitizer: $sanitize, tsan: $tsan, release: $check_builds) started at low priority (build-bg/*.log)"
   bg_t0=$(now_s)
-  nice -n 19 ionice -c 3 bash -c "$(declare -f background_builds); sanitize=$sanitize check_builds=$check_builds; background_builds" &
+  nice -n 19 ionice -c 3 bash -c "$(declare -f background_builds); sanitize=$sanitize tsan=$tsan check_builds=$check_builds; background_builds" &
   bg_pid=$!
 fi
 
@@ -104,7 +117,7 @@ if [[ -n "$bg_pid" ]]; then
   echo "=== waiting for the background builds"
   wait "$bg_pid"
   echo "    ($(( $(now_s) - t0 )) s after the tests ended)"
-elif (( sanitize || check_builds )); then
+elif (( sanitize || tsan || check_builds )); then
   background_builds
 fi
 bg_stage() {  # NAME: the background build NAME's result as a stage
@@ -132,6 +145,11 @@ if (( sanitize )); then
   fi
 else
   STAGES+=(sanitizer fuzz) TIMES+=(0 0) RESULTS+=(skipped skipped)
+fi
+if (( tsan )); then
+  bg_stage tsan && run_stage tsan ./scripts/sanitize.sh --tsan --test-only
+else
+  STAGES+=(tsan) TIMES+=(0) RESULTS+=(skipped)
 fi
 if (( check_builds )); then
   bg_stage builds && run_stage builds ./scripts/check-builds.sh --test-only --programs release

@@ -133,38 +133,46 @@ void Device::send_to_peer(Peer& peer, ByteSpan datagram) {
 }
 
 void Device::on_tun_packet(Now now, MutableByteSpan frame, std::size_t packet_size) {
+  CryptoJob job;
+  if (!prepare_seal(now, frame, packet_size, job)) return;
+  run_crypto(job);
+  finish_seal(now, job);
+}
+
+bool Device::prepare_seal(Now now, MutableByteSpan frame, std::size_t packet_size, CryptoJob& job) {
   if (frame.size() < kFrameHeadroom + packet_size + kFrameTailroom) {
     ++stats_.tx_bad_packet;
-    return;
+    return false;
   }
   auto header = parse_ip_header(frame.subspan(kFrameHeadroom, packet_size));
   if (!header) {
     ++stats_.tx_bad_packet;
-    return;
+    return false;
   }
   std::optional<Peer*> found = header->version == 4 ? allowed_ips_.lookup_v4(header->destination)
                                                     : allowed_ips_.lookup_v6(header->destination);
   if (!found) {
     ++stats_.tx_no_route;
-    return;
+    return false;
   }
   Peer& peer = **found;
   if (!peer.endpoint) {
     ++stats_.tx_no_endpoint;
-    return;
+    return false;
   }
   Keypair* keypair = peer.keypairs.current();
   if (keypair != nullptr && keypair->can_send(now.mono)) {
-    seal_and_send(peer, *keypair, frame, packet_size, now);
-    if (keypair->wants_rekey_on_send(now.mono)) initiate_handshake(peer, now);
-    return;
+    fill_seal_job(peer, *keypair, frame, packet_size, job);
+    job.check_rekey = true;
+    return true;
   }
   stage_packet(peer, frame.subspan(kFrameHeadroom, packet_size));
   initiate_handshake(peer, now);
+  return false;
 }
 
-void Device::seal_and_send(Peer& peer, Keypair& keypair, MutableByteSpan frame,
-                           std::size_t packet_size, Now now) {
+void Device::fill_seal_job(Peer& peer, Keypair& keypair, MutableByteSpan frame, std::size_t packet_size,
+                           CryptoJob& job) {
   // Whitepaper §5.4.6: pad to a multiple of 16, but never past the MTU.
   std::size_t padded = (packet_size + kPaddingMultiple - 1) / kPaddingMultiple * kPaddingMultiple;
   if (padded > mtu_) padded = std::max(packet_size, mtu_);
@@ -175,15 +183,40 @@ void Device::seal_and_send(Peer& peer, Keypair& keypair, MutableByteSpan frame,
   header[0] = static_cast<std::uint8_t>(MessageType::data);
   header[1] = header[2] = header[3] = 0;
   store_le32(header + 4, keypair.remote_index);
+  // Counters are taken here, on the loop, in the order packets leave (§5.4.6).
   const std::uint64_t counter = keypair.send_counter++;
   store_le64(header + 8, counter);
-  crypto::aead_encrypt(MutableByteSpan(body, padded + kAuthTagSize), ByteSpan(body, padded), counter,
-                       keypair.send_key, {});
-  send_to_peer(peer, ByteSpan(frame.data(), kDataHeaderSize + padded + kAuthTagSize));
+  job.kind = CryptoJob::Kind::seal;
+  job.key = &keypair.send_key;
+  job.body = body;
+  job.size = static_cast<std::uint32_t>(padded);
+  job.counter = counter;
+  job.ok = false;
+  job.plain_size = static_cast<std::uint32_t>(packet_size);
+  job.datagram = frame.data();
+  job.datagram_size = static_cast<std::uint32_t>(kDataHeaderSize + padded + kAuthTagSize);
+  job.peer = &peer;
+  job.keypair = peer.keypairs.share(&keypair);
+  job.check_rekey = false;
+}
 
-  if (packet_size > 0) peer.timers.data_sent(now.mono);
+void Device::finish_seal(Now now, CryptoJob& job) {
+  Peer& peer = *job.peer;
+  send_to_peer(peer, ByteSpan(job.datagram, job.datagram_size));
+  if (job.plain_size > 0) peer.timers.data_sent(now.mono);
   peer.timers.any_authenticated_packet_sent(now.mono);
   peer.timers.any_authenticated_packet_traversal(now.mono);
+  const bool rekey = job.check_rekey && job.keypair && job.keypair->wants_rekey_on_send(now.mono);
+  job.reset();
+  if (rekey) initiate_handshake(peer, now);
+}
+
+void Device::seal_and_send(Peer& peer, Keypair& keypair, MutableByteSpan frame,
+                           std::size_t packet_size, Now now) {
+  CryptoJob job;
+  fill_seal_job(peer, keypair, frame, packet_size, job);
+  run_crypto(job);
+  finish_seal(now, job);
 }
 
 void Device::stage_packet(Peer& peer, ByteSpan packet) {
@@ -383,7 +416,7 @@ void Device::handle_cookie_reply(Now now, MutableByteSpan msg) {
 
 void Device::session_established(Peer& peer, SessionKeys&& keys, Now now) {
   const std::uint32_t index = keys.local_index;
-  auto keypair = std::make_unique<Keypair>(std::move(keys), now.mono);
+  auto keypair = std::make_shared<Keypair>(std::move(keys), now.mono);
   Keypair* raw = keypair.get();
   retire(peer.keypairs.install(std::move(keypair)));
   indices_[index] = IndexEntry{&peer, raw};
@@ -392,26 +425,70 @@ void Device::session_established(Peer& peer, SessionKeys&& keys, Now now) {
 }
 
 void Device::handle_data(Now now, const Endpoint& from, MutableByteSpan msg) {
+  CryptoJob job;
+  if (!fill_open_job(now, from, msg, job)) return;
+  run_crypto(job);
+  finish_open(now, job);
+}
+
+bool Device::is_data_message(ByteSpan datagram) { return classify(datagram) == Classified::data; }
+
+bool Device::prepare_open(Now now, const Endpoint& from, MutableByteSpan datagram, CryptoJob& job) {
+  if (!is_data_message(datagram)) {
+    on_datagram(now, from, datagram);
+    return false;
+  }
+  ++stats_.rx_datagrams;
+  return fill_open_job(now, from, datagram, job);
+}
+
+bool Device::fill_open_job(Now now, const Endpoint& from, MutableByteSpan msg, CryptoJob& job) {
   auto entry = indices_.find(receiver_index(msg));
   if (entry == indices_.end() || entry->second.keypair == nullptr) {
     ++stats_.rx_unknown_index;
-    return;
+    return false;
   }
   Peer& peer = *entry->second.peer;
   Keypair& keypair = *entry->second.keypair;
   if (!keypair.can_receive(now.mono)) {
     ++stats_.rx_expired_keypair;
+    return false;
+  }
+  job.kind = CryptoJob::Kind::open;
+  job.key = &keypair.receive_key;
+  job.body = msg.data() + kDataHeaderSize;
+  job.size = static_cast<std::uint32_t>(msg.size() - kDataHeaderSize);
+  job.counter = data_counter(msg);
+  job.ok = false;
+  job.plain_size = static_cast<std::uint32_t>(msg.size() - kDataHeaderSize - kAuthTagSize);
+  job.datagram = msg.data();
+  job.datagram_size = static_cast<std::uint32_t>(msg.size());
+  job.peer = &peer;
+  job.keypair = peer.keypairs.share(&keypair);
+  job.from = from;
+  job.check_rekey = false;
+  return true;
+}
+
+void Device::finish_open(Now now, CryptoJob& job) {
+  Peer& peer = *job.peer;
+  // Keep the keypair until this function returns; the job lets go of it now.
+  const std::shared_ptr<Keypair> held = std::move(job.keypair);
+  job.reset();
+  Keypair& keypair = *held;
+  if (keypair.retired) {
+    // Rotated out or zeroed by a packet finished before this one: its index is gone, so the
+    // device drops this packet as it would have on arrival.
+    ++stats_.rx_unknown_index;
     return;
   }
-  const std::uint64_t counter = data_counter(msg);
-  const std::size_t plain_size = msg.size() - kDataHeaderSize - kAuthTagSize;
-  MutableByteSpan body = msg.subspan(kDataHeaderSize);
-  if (!crypto::aead_decrypt(body.first(plain_size), body, counter, keypair.receive_key, {})) {
+  if (!job.ok) {
     ++stats_.rx_decrypt_failed;
     return;
   }
-  // RFC 6479 window, consulted only once the packet is known to be authentic.
-  if (!keypair.replay.check_and_update(counter)) {
+  // RFC 6479 window, consulted only once the packet is known to be authentic, and in the order
+  // the packets arrived.
+  if (!keypair.replay.check_and_update(job.counter)) {
     ++stats_.rx_replayed_data;
     return;
   }
@@ -424,8 +501,8 @@ void Device::handle_data(Now now, const Endpoint& from, MutableByteSpan msg) {
     ++stats_.handshakes_completed;
     flush_staged(peer, now);
   }
-  if (!peer.endpoint || *peer.endpoint != from) peer.endpoint = from;  // roaming
-  peer.rx_bytes += msg.size();
+  if (!peer.endpoint || *peer.endpoint != job.from) peer.endpoint = job.from;  // roaming
+  peer.rx_bytes += job.datagram_size;
   peer.timers.any_authenticated_packet_received(now.mono);
   peer.timers.any_authenticated_packet_traversal(now.mono);
   if (keypair.wants_rekey_on_receive(now.mono) && !peer.sent_lastminute_handshake) {
@@ -433,12 +510,14 @@ void Device::handle_data(Now now, const Endpoint& from, MutableByteSpan msg) {
     initiate_handshake(peer, now);
   }
 
+  const std::size_t plain_size = job.plain_size;
   if (plain_size == 0) {
     ++stats_.rx_keepalives;
     return;
   }
   peer.timers.data_received(now.mono);
-  auto header = parse_ip_header(body.first(plain_size));
+  MutableByteSpan body(job.body, plain_size);
+  auto header = parse_ip_header(body);
   if (!header) {
     ++stats_.rx_bad_inner_packet;
     return;

@@ -8,6 +8,12 @@
 //
 // Buffers: on_tun_packet takes the packet already placed kFrameHeadroom bytes into a frame with
 // kFrameTailroom spare bytes after it, and encrypts it in place — no copy, no allocation.
+//
+// The data path also comes in two halves around the AEAD (crypto_job.hpp), so a loop can seal
+// or open a batch on several threads: prepare_seal / prepare_open on the loop (counters are
+// assigned here, in order), run_crypto anywhere, finish_seal / finish_open on the loop in the
+// order prepared (the replay window is checked here, after authentication). on_tun_packet and
+// on_datagram are the three steps in one call.
 #pragma once
 
 #include <cstdint>
@@ -24,6 +30,7 @@
 #include "wg/allowed_ips.hpp"
 #include "wg/constants.hpp"
 #include "wg/cookie.hpp"
+#include "wg/crypto_job.hpp"
 #include "wg/handshake.hpp"
 #include "wg/peer.hpp"
 #include "wg/transport.hpp"
@@ -122,6 +129,27 @@ class Device {
   void on_datagram(Now now, const Endpoint& from, MutableByteSpan datagram);
   void on_timers(Now now);
   std::optional<Instant> next_deadline() const;
+
+  // --- the data path in halves, for batches (crypto_job.hpp) ---
+  // Every job prepared is finished, in the order prepared (that keeps each peer's order), and
+  // the frame or datagram stays untouched in between except by run_crypto. The peer must stay
+  // (no remove_peer in between); keys may rotate or be zeroed: the job holds its keypair, and
+  // finish_open then drops what the retired keypair can no longer accept. The data plane
+  // finishes each batch within the burst of work that prepared it.
+  // true: job holds the packet, to seal; false: handled here (dropped and counted, or staged
+  // while a handshake runs). frame as on_tun_packet's.
+  bool prepare_seal(Now now, MutableByteSpan frame, std::size_t packet_size, CryptoJob& job);
+  // Sends the sealed datagram; releases the job's keypair.
+  void finish_seal(Now now, CryptoJob& job);
+  // Whether a datagram is a transport data message (what prepare_open takes into a job).
+  static bool is_data_message(ByteSpan datagram);
+  // true: job holds the data message, to open. false: handled here — dropped and counted, or,
+  // not being a data message, processed at once like on_datagram (a handshake can rotate keys:
+  // the caller finishes the jobs it holds first, which also keeps each peer's order).
+  bool prepare_open(Now now, const Endpoint& from, MutableByteSpan datagram, CryptoJob& job);
+  // The replay window, key confirmation, roaming, timers, cryptokey routing and the TunSink, for
+  // a job run_crypto opened (or failed to); releases the job's keypair.
+  void finish_open(Now now, CryptoJob& job);
   // Starts a handshake with the peer now (as sending a packet would).
   void initiate_handshake(Peer& peer, Now now, bool is_retry = false);
 
@@ -150,6 +178,11 @@ class Device {
   // Encrypts frame in place with the peer's current session and sends it.
   void seal_and_send(Peer& peer, Keypair& keypair, MutableByteSpan frame, std::size_t packet_size,
                      Now now);
+  // Pads, writes the header, takes the next counter: everything of sealing but the AEAD.
+  void fill_seal_job(Peer& peer, Keypair& keypair, MutableByteSpan frame, std::size_t packet_size,
+                     CryptoJob& job);
+  // A data message's index and keypair (no counting of rx_datagrams).
+  bool fill_open_job(Now now, const Endpoint& from, MutableByteSpan msg, CryptoJob& job);
   void stage_packet(Peer& peer, ByteSpan packet);
   void flush_staged(Peer& peer, Now now);
   void send_to_peer(Peer& peer, ByteSpan datagram);

@@ -29,12 +29,21 @@ bool Keypair::wants_rekey_on_receive(Instant now) const {
   return initiator && now - created > kRekeyOnReceiveAge;
 }
 
-void Keypairs::drop(std::unique_ptr<Keypair>& slot, Retired& retired) {
-  if (slot) retired.add(slot->local_index);
+void Keypairs::drop(std::shared_ptr<Keypair>& slot, Retired& retired) {
+  if (slot) {
+    retired.add(slot->local_index);
+    slot->retired = true;
+  }
   slot.reset();
 }
 
-Retired Keypairs::install(std::unique_ptr<Keypair> keypair) {
+std::shared_ptr<Keypair> Keypairs::share(const Keypair* keypair) const {
+  for (const auto* slot : {&current_, &previous_, &next_})
+    if (slot->get() == keypair && keypair != nullptr) return *slot;
+  return {};
+}
+
+Retired Keypairs::install(std::shared_ptr<Keypair> keypair) {
   Retired retired;
   if (keypair->initiator) {
     // The initiator has seen the response, so the new session is usable at once.

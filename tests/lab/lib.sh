@@ -977,9 +977,12 @@ lab__check_initiator() {
 # does), then every knitd log of this lab must say which offload mode it ran in: "off" when
 # KNIT_OFFLOADS=off, else "on"; with offloads on, the knitd daemons together split
 # super-packets read from their TUNs and coalesced segments before writing them (the counters
-# of their shutdown lines); with offloads off, neither.
+# of their shutdown lines); with offloads off, neither. Also the crypto threads (knitd
+# --crypto-threads, KNIT_CRYPTO_THREADS): on one thread no batch is shared with a worker; on
+# several (the default on a machine with more than one core) the bulk transfers these tests make
+# share some.
 lab_check_offloads() {
-  local want=on log split=0 merged=0 n=0 v ifn
+  local want=on log split=0 merged=0 n=0 v ifn shared=0 on_workers=0 threads=1
   [[ "${KNIT_OFFLOADS:-}" == off ]] && want=off
   for ifn in "${!LAB_WG_PID[@]}"; do
     [[ "${LAB_WG_REAL[$ifn]:-}" == knitd ]] && lab_wg_stop "$ifn"
@@ -990,6 +993,9 @@ lab_check_offloads() {
     grep -q "TUN offloads $want" "$log" || lab_fail "$log: expected 'TUN offloads $want': $(grep -m1 'TUN offloads' "$log" || true)"
     v=$(grep -o 'tun_super_packets=[0-9]*' "$log" | tail -n1 | cut -d= -f2 || true); split=$((split + ${v:-0}))
     v=$(grep -o 'tun_coalesced=[0-9]*' "$log" | tail -n1 | cut -d= -f2 || true); merged=$((merged + ${v:-0}))
+    v=$(grep -o 'crypto_parallel_batches=[0-9]*' "$log" | tail -n1 | cut -d= -f2 || true); shared=$((shared + ${v:-0}))
+    v=$(grep -o 'crypto_jobs_on_workers=[0-9]*' "$log" | tail -n1 | cut -d= -f2 || true); on_workers=$((on_workers + ${v:-0}))
+    v=$(grep -o 'crypto_threads=[0-9]*' "$log" | tail -n1 | cut -d= -f2 || true); (( ${v:-1} > threads )) && threads=${v:-1}
   done
   (( n > 0 )) || lab_fail "no knitd log found in $LAB_DIR/logs"
   if [[ "$want" == on ]]; then
@@ -998,4 +1004,10 @@ lab_check_offloads() {
     (( split == 0 && merged == 0 )) || lab_fail "offloads forced off, but knitd split $split super-packets and coalesced $merged segments"
   fi
   lab_log "offloads $want: knitd split $split super-packets, coalesced $merged segments ($n logs)"
+  if (( threads == 1 )); then
+    (( shared == 0 )) || lab_fail "knitd ran on one crypto thread, but shared $shared batches with workers"
+  else
+    (( shared > 0 )) || lab_fail "knitd ran on $threads crypto threads, but shared no batch with a worker"
+  fi
+  lab_log "crypto on up to $threads threads: $shared batches shared, $on_workers packets sealed or opened by workers"
 }
