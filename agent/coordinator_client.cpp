@@ -43,6 +43,7 @@ class CoordinatorClient::Core : public net::CoordinatorConnection::Listener,
   void on_connected(const control::Message& answer) override;
   void on_refused(const control::Message& refusal, bool retrying) override;
   void on_peers(const control::PeerMap& map) override;
+  void on_peer_delta(const control::PeerMap& map, const control::PeerDelta& delta) override;
   void on_relay_map(control::RelayMap relays) override;
   void on_dns_config(control::DnsConfig dns) override;
   void on_policy_rules(control::PolicyRules rules) override;
@@ -165,6 +166,10 @@ void CoordinatorClient::Core::on_refused(const control::Message& refusal, bool r
 
 void CoordinatorClient::Core::on_peers(const control::PeerMap& map) {
   if (listener_ != nullptr) listener_->on_peers(map);
+}
+
+void CoordinatorClient::Core::on_peer_delta(const control::PeerMap& map, const control::PeerDelta& delta) {
+  if (listener_ != nullptr) listener_->on_peer_delta(map, delta);
 }
 
 void CoordinatorClient::Core::on_relay_map(control::RelayMap relays) {

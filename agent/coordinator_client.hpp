@@ -48,6 +48,11 @@ class CoordinatorClient {
     // client tries again; otherwise the client has stopped.
     virtual void on_refused(const control::RegisterResponse& response, bool retrying) = 0;
     virtual void on_peers(const control::PeerMap& map) = 0;
+    // A delta applied (net::CoordinatorConnection::Listener::on_peer_delta); by default the
+    // whole map again.
+    virtual void on_peer_delta(const control::PeerMap& map, const control::PeerDelta& /*delta*/) {
+      on_peers(map);
+    }
     virtual void on_relay_map(const control::RelayMap& relays) = 0;
     virtual void on_dns_config(const control::DnsConfig& /*dns*/) {}
     // The access policy's rules for traffic into this node (policy/wire.hpp inside).

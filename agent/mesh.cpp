@@ -111,47 +111,73 @@ PeerChanges MeshConfigurator::apply_peers(wg::Device& device, wg::Now now,
     ++changes.removed;
   }
 
-  for (const auto& [key, info] : wanted) {
-    const std::vector<IpPrefix> allowed = allowed_ips_of(*info, carriers);
-    const std::optional<Endpoint> chosen = choose_endpoint(info->endpoints, local);
-    wg::Peer* peer = device.find_peer(key);
-    auto known = managed_.find(key);
-    if (peer == nullptr || known == managed_.end()) {
-      // New to us: a newcomer, one removed by hand since, or a hand-made peer the map now names
-      // (the map is authoritative for its own keys).
-      const bool existed = peer != nullptr;
-      if (peer == nullptr) peer = device.add_peer(key, now);
-      if (peer == nullptr) {
-        managed_.erase(key);
-        ++changes.refused;
-        continue;
-      }
-      device.clear_allowed_ips(*peer);
-      for (const IpPrefix& prefix : allowed) device.add_allowed_ip(*peer, prefix);
-      if (chosen) device.set_endpoint(*peer, *chosen);
-      device.set_persistent_keepalive(*peer, kMeshPersistentKeepalive, now);
-      managed_[key] = Managed{chosen, allowed};
-      ++(existed ? changes.updated : changes.added);
-      continue;
-    }
-    Managed& managed = known->second;
-    bool changed = false;
-    if (managed.allowed != allowed) {
-      device.clear_allowed_ips(*peer);
-      for (const IpPrefix& prefix : allowed) device.add_allowed_ip(*peer, prefix);
-      managed.allowed = allowed;
-      changed = true;
-    }
-    // Only a new choice moves the endpoint: WireGuard roams to wherever authenticated packets
-    // come from, and a map that says nothing new must not undo that.
-    if (chosen && chosen != managed.chosen) {
-      device.set_endpoint(*peer, *chosen);
-      changed = true;
-    }
-    managed.chosen = chosen;
-    if (changed) ++changes.updated;
+  for (const auto& [key, info] : wanted) configure_peer(device, now, *info, local, carriers, changes);
+  return changes;
+}
+
+PeerChanges MeshConfigurator::apply_peer_changes(wg::Device& device, wg::Now now,
+                                                 const std::vector<const control::PeerInfo*>& upserts,
+                                                 const std::vector<control::NodeKey>& removed,
+                                                 const std::vector<InterfaceAddress>& local,
+                                                 const RouteCarriers* carriers) {
+  PeerChanges changes;
+  for (const control::NodeKey& key : removed) {
+    auto it = managed_.find(key);
+    if (it == managed_.end()) continue;  // never ours (our own key, a refused one)
+    device.remove_peer(key);
+    managed_.erase(it);
+    ++changes.removed;
+  }
+  for (const control::PeerInfo* info : upserts) {
+    if (!device.identity().empty() && info->node_key == device.identity().public_key) continue;
+    configure_peer(device, now, *info, local, carriers, changes);
   }
   return changes;
+}
+
+void MeshConfigurator::configure_peer(wg::Device& device, wg::Now now, const control::PeerInfo& info,
+                                      const std::vector<InterfaceAddress>& local,
+                                      const RouteCarriers* carriers, PeerChanges& changes) {
+  ++changes.examined;
+  const wg::PublicKey& key = info.node_key;
+  const std::vector<IpPrefix> allowed = allowed_ips_of(info, carriers);
+  const std::optional<Endpoint> chosen = choose_endpoint(info.endpoints, local);
+  wg::Peer* peer = device.find_peer(key);
+  auto known = managed_.find(key);
+  if (peer == nullptr || known == managed_.end()) {
+    // New to us: a newcomer, one removed by hand since, or a hand-made peer the map now names
+    // (the map is authoritative for its own keys).
+    const bool existed = peer != nullptr;
+    if (peer == nullptr) peer = device.add_peer(key, now);
+    if (peer == nullptr) {
+      managed_.erase(key);
+      ++changes.refused;
+      return;
+    }
+    device.clear_allowed_ips(*peer);
+    for (const IpPrefix& prefix : allowed) device.add_allowed_ip(*peer, prefix);
+    if (chosen) device.set_endpoint(*peer, *chosen);
+    device.set_persistent_keepalive(*peer, kMeshPersistentKeepalive, now);
+    managed_[key] = Managed{chosen, allowed};
+    ++(existed ? changes.updated : changes.added);
+    return;
+  }
+  Managed& managed = known->second;
+  bool changed = false;
+  if (managed.allowed != allowed) {
+    device.clear_allowed_ips(*peer);
+    for (const IpPrefix& prefix : allowed) device.add_allowed_ip(*peer, prefix);
+    managed.allowed = allowed;
+    changed = true;
+  }
+  // Only a new choice moves the endpoint: WireGuard roams to wherever authenticated packets
+  // come from, and a map that says nothing new must not undo that.
+  if (chosen && chosen != managed.chosen) {
+    device.set_endpoint(*peer, *chosen);
+    changed = true;
+  }
+  managed.chosen = chosen;
+  if (changed) ++changes.updated;
 }
 
 std::size_t MeshConfigurator::clear_peers(wg::Device& device) {

@@ -76,6 +76,7 @@ struct PeerChanges {
   std::size_t updated = 0;  // allowed IPs or endpoint changed
   std::size_t removed = 0;
   std::size_t refused = 0;  // could not be added (our own key, or the device's peer limit)
+  std::size_t examined = 0;  // peers compared with the device: the work done
 };
 
 class MeshConfigurator {
@@ -92,6 +93,14 @@ class MeshConfigurator {
   // carries each (route_choice.hpp), added to those peers' allowed IPs; null: none.
   PeerChanges apply_peers(wg::Device& device, wg::Now now, const std::vector<control::PeerInfo>& peers,
                           const std::vector<InterfaceAddress>& local, const RouteCarriers* carriers = nullptr);
+  // The same for a peer-map delta, in O(size of the change): `upserts` are the delta's added
+  // and changed peers as they are now, `removed` the keys it removed. The caller keeps the
+  // carriers as they were (it goes through apply_peers when a delta touches routes).
+  PeerChanges apply_peer_changes(wg::Device& device, wg::Now now,
+                                 const std::vector<const control::PeerInfo*>& upserts,
+                                 const std::vector<control::NodeKey>& removed,
+                                 const std::vector<InterfaceAddress>& local,
+                                 const RouteCarriers* carriers = nullptr);
   // Routes through the TUN for the accepted subnet routes (mesh_routes.cpp): adds the new,
   // removes the gone. Returns one line per failed step.
   std::vector<std::string> apply_routes(LinkControl& link, const RouteCarriers& carriers);
@@ -108,6 +117,11 @@ class MeshConfigurator {
     std::optional<Endpoint> chosen;  // the endpoint we set last; WireGuard may roam away from it
     std::vector<IpPrefix> allowed;
   };
+
+  // One peer of the map onto the device: added, or brought up to date.
+  void configure_peer(wg::Device& device, wg::Now now, const control::PeerInfo& info,
+                      const std::vector<InterfaceAddress>& local, const RouteCarriers* carriers,
+                      PeerChanges& changes);
 
   std::map<wg::PublicKey, Managed> managed_;
   std::vector<IpPrefix> routes_;  // installed by apply_routes

@@ -248,7 +248,7 @@ void Membership::disconnect() {
   for (const auto& failure : configurator_.clear_self(link_)) log(LogLevel::warn, "knitd", failure);
   device_.set_mesh_address(std::nullopt);
   device_.set_policy_rules({});
-  peers_ = {};
+  peers_.reset({});
   relays_ = {};
   dns_.reset();
   endpoints_.clear();
@@ -433,9 +433,41 @@ void Membership::on_refused(const control::RegisterResponse& response, bool retr
 
 void Membership::on_peers(const control::PeerMap& map) {
   if (!joined()) return;  // a session that only logs out
-  peers_ = map;
+  if (!peers_.reset(map)) return;  // the session's table has unique keys: not reached
   apply_peers();
   notify_names();
+}
+
+// O(size of the delta) unless it touches routes: the device's peers, the paths and (only when
+// a name or address changed, or a peer came or went) the names. Subnet and exit routes are a
+// choice among all peers, so a delta that touches a peer with routes (before or after), the
+// exit node, or comes while the chosen exit is not found yet, goes the whole way.
+void Membership::on_peer_delta(const control::PeerMap& map, const control::PeerDelta& delta) {
+  if (!joined()) return;
+  const std::uint64_t version = peers_.map().version;
+  if (delta.version <= version && map.version == version) return;  // already in (a full map)
+  if (delta.version != version + 1) return on_peers(map);
+  bool routing = !routes_.use_exit.empty() && !exit_.active();
+  bool names = !delta.added.empty() || !delta.removed.empty();
+  auto touches = [&](const control::NodeKey& key, const control::PeerInfo* now) {
+    const control::PeerInfo* before = peers_.find(key);
+    if ((before != nullptr && !before->routes.empty()) || (now != nullptr && !now->routes.empty()) ||
+        (exit_.node && *exit_.node == key))
+      routing = true;
+    if (before != nullptr && now != nullptr &&
+        (before->name != now->name || before->ipv4 != now->ipv4 || before->ipv6 != now->ipv6))
+      names = true;
+  };
+  for (const control::PeerInfo& peer : delta.added) touches(peer.node_key, &peer);
+  for (const control::PeerInfo& peer : delta.changed) touches(peer.node_key, &peer);
+  for (const control::NodeKey& key : delta.removed) touches(key, nullptr);
+  if (!peers_.apply(delta)) return on_peers(map);
+  if (routing) {
+    apply_peers();
+  } else {
+    apply_peer_delta(delta);
+  }
+  if (names || routing) notify_names();
 }
 
 void Membership::on_self_update(const control::NodeAssignment& self) {
@@ -504,26 +536,27 @@ void Membership::apply_peers() {
   const control::NodeKey self = identity_ ? identity_->node.public_key : control::NodeKey{};
   // Carriers of a prefix several peers carry are watched (carrier_watch.hpp); one that went
   // silent is avoided, and the carrier in use is kept while it works (route_choice.hpp).
-  watch_.watch(routes_.accept ? contested_carriers(peers_.peers, self, local_) : std::vector<control::NodeKey>{});
+  watch_.watch(routes_.accept ? contested_carriers(peers_.map().peers, self, local_) : std::vector<control::NodeKey>{});
   const RouteCarriers previous = carriers_;
-  carriers_ = routes_.accept ? choose_route_carriers(peers_.peers, self, local_,
+  carriers_ = routes_.accept ? choose_route_carriers(peers_.map().peers, self, local_,
                                                      CarrierPreference{&previous, watch_.health().down_carriers()})
                              : RouteCarriers{};
   log_carrier_changes(previous);
   // The exit node's default routes join its allowed IPs (and only its); the host's default
   // route follows in apply_exit().
   const ExitChoice previous_exit = exit_;
-  exit_ = choose_exit(peers_.peers, self, routes_.use_exit, exit_.node);
-  add_exit_routes(carriers_, exit_, peers_.peers);
+  exit_ = choose_exit(peers_.map().peers, self, routes_.use_exit, exit_.node);
+  add_exit_routes(carriers_, exit_, peers_.map().peers);
   if (previous_exit.state != exit_.state || previous_exit.name != exit_.name)
     log(LogLevel::info, "knitd", "exit node ", routes_.use_exit.empty() ? std::string("none") : routes_.use_exit, ": ",
         to_string(exit_.state), exit_.active() ? " (default route through the mesh)" : "");
+  const auto& all = peers_.map().peers;
   device_.configure([&](wg::Device& device, wg::Now now) {
-    changes = configurator_.apply_peers(device, now, peers_.peers, local_, &carriers_);
+    changes = configurator_.apply_peers(device, now, all, local_, &carriers_);
     if (paths == nullptr) return;
     // A peer that published no endpoint we could use is still reachable (relay, or a path a
     // probe finds): WireGuard gets its stand-in so it will start a handshake.
-    for (const control::PeerInfo& info : peers_.peers) {
+    for (const control::PeerInfo& info : all) {
       if (!configurator_.manages(info.node_key)) continue;
       wg::Peer* peer = device.find_peer(info.node_key);
       if (peer == nullptr || peer->endpoint) continue;
@@ -532,7 +565,7 @@ void Membership::apply_peers() {
   });
   if (paths != nullptr) {
     std::vector<control::PeerInfo> managed;
-    for (const control::PeerInfo& info : peers_.peers)
+    for (const control::PeerInfo& info : all)
       if (configurator_.manages(info.node_key)) managed.push_back(info);
     paths->set_peers(managed);
   }
@@ -542,10 +575,41 @@ void Membership::apply_peers() {
   // the TUN (a router's LAN address) would send them into the tunnel they carry.
   if (paths != nullptr) paths->set_tunnelled_prefixes(configurator_.routes());
   apply_exit();
+  log_changes(changes);
+}
+
+void Membership::apply_peer_delta(const control::PeerDelta& delta) {
+  PeerChanges changes;
+  MeshPaths* paths = this->paths();
+  std::vector<const control::PeerInfo*> upserts;
+  upserts.reserve(delta.added.size() + delta.changed.size());
+  for (const auto* list : {&delta.added, &delta.changed})
+    for (const control::PeerInfo& peer : *list) upserts.push_back(&peer);
+  device_.configure([&](wg::Device& device, wg::Now now) {
+    changes = configurator_.apply_peer_changes(device, now, upserts, delta.removed, local_, &carriers_);
+    if (paths == nullptr) return;
+    for (const control::PeerInfo* info : upserts) {
+      if (!configurator_.manages(info->node_key)) continue;
+      wg::Peer* peer = device.find_peer(info->node_key);
+      if (peer == nullptr || peer->endpoint) continue;
+      if (auto stand_in = paths->stand_in(info->node_key)) device.set_endpoint(*peer, *stand_in);
+    }
+  });
+  if (paths != nullptr) {
+    std::vector<const control::PeerInfo*> managed;
+    for (const control::PeerInfo* info : upserts)
+      if (configurator_.manages(info->node_key)) managed.push_back(info);
+    paths->update_peers(managed, delta.removed);
+  }
+  log_changes(changes);
+}
+
+void Membership::log_changes(const PeerChanges& changes) {
+  last_changes_ = changes;
   if (changes.added + changes.updated + changes.removed + changes.refused > 0)
-    log(LogLevel::info, "knitd", "peer map ", peers_.version, ": ", changes.added, " added, ", changes.updated,
-        " changed, ", changes.removed, " removed", changes.refused ? ", some refused" : "", " (",
-        configurator_.managed_count(), " peers)");
+    log(LogLevel::info, "knitd", "peer map ", peers_.map().version, ": ", changes.added, " added, ",
+        changes.updated, " changed, ", changes.removed, " removed", changes.refused ? ", some refused" : "",
+        " (", configurator_.managed_count(), " peers)");
 }
 
 void Membership::on_carrier_health_changed() {
@@ -556,7 +620,7 @@ void Membership::on_carrier_health_changed() {
 void Membership::log_carrier_changes(const RouteCarriers& previous) const {
   const Instant now = watch_.now();
   const auto name_of = [&](const control::NodeKey& key) {
-    for (const control::PeerInfo& peer : peers_.peers)
+    for (const control::PeerInfo& peer : peers_.map().peers)
       if (peer.node_key == key) return peer.name;
     return std::string("?");
   };
@@ -565,9 +629,9 @@ void Membership::log_carrier_changes(const RouteCarriers& previous) const {
     auto it = previous.find(route);
     if (it == previous.end() || it->second == carrier) continue;
     std::string why;
-    const auto before = std::find_if(peers_.peers.begin(), peers_.peers.end(),
+    const auto before = std::find_if(peers_.map().peers.begin(), peers_.map().peers.end(),
                                      [&](const control::PeerInfo& p) { return p.node_key == it->second; });
-    if (before == peers_.peers.end())
+    if (before == peers_.map().peers.end())
       why = " (the previous carrier left the map)";
     else if (!before->online)
       why = " (" + before->name + " is offline at the coordinator)";

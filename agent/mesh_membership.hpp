@@ -41,6 +41,7 @@
 #include "agent/mesh_paths.hpp"
 #include "agent/node_identity.hpp"
 #include "agent/route_settings.hpp"
+#include "control/peer_map.hpp"
 #include "base/random.hpp"
 
 namespace knit::agent {
@@ -109,7 +110,10 @@ class Membership final : private CoordinatorClient::Listener {
   // The mesh this node is a member of (also while down).
   const std::optional<MeshRecord>& mesh() const { return mesh_; }
   const std::optional<NodeIdentity>& identity() const { return identity_; }
-  const control::PeerMap& peers() const { return peers_; }
+  const control::PeerMap& peers() const { return peers_.map(); }
+  // What the last peer-map change cost (mesh.hpp PeerChanges; `examined`: peers compared with
+  // the device). A delta that touches no subnet or exit route costs O(size of the delta).
+  const PeerChanges& last_peer_changes() const { return last_changes_; }
   // The mesh's DNS settings, once the coordinator sent them (nullopt before, and off the mesh).
   const std::optional<control::DnsConfig>& dns_config() const { return dns_; }
   // Called whenever the names the mesh knows may have changed: joined or left, a peer map or a
@@ -150,6 +154,7 @@ class Membership final : private CoordinatorClient::Listener {
   void on_registered(const control::RegisterResponse& response) override;
   void on_refused(const control::RegisterResponse& response, bool retrying) override;
   void on_peers(const control::PeerMap& map) override;
+  void on_peer_delta(const control::PeerMap& map, const control::PeerDelta& delta) override;
   void on_relay_map(const control::RelayMap& relays) override;
   void on_dns_config(const control::DnsConfig& dns) override;
   void on_policy_rules(const control::PolicyRules& rules) override;
@@ -174,6 +179,9 @@ class Membership final : private CoordinatorClient::Listener {
   void finish_logout(bool told, const std::string& detail);
   void apply_self();
   void apply_peers();
+  // A delta that touches no route: only its peers, on the device and the paths.
+  void apply_peer_delta(const control::PeerDelta& delta);
+  void log_changes(const PeerChanges& changes);
   void refresh_endpoints();
   void start_paths();
   void stop_paths();
@@ -195,7 +203,8 @@ class Membership final : private CoordinatorClient::Listener {
   ControlHandler::Reply pending_logout_;  // set while logging out
   std::unique_ptr<CoordinatorClient> client_;
   MeshConfigurator configurator_;
-  control::PeerMap peers_;
+  control::PeerTable peers_;  // follows the session's map delta by delta
+  PeerChanges last_changes_;
   control::RelayMap relays_;
   std::optional<control::DnsConfig> dns_;
   std::function<void()> names_listener_;

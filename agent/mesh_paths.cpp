@@ -65,6 +65,11 @@ void MeshPaths::set_peers(const std::vector<control::PeerInfo>& peers) {
   if (transport_) transport_->set_peers(peers);
 }
 
+void MeshPaths::update_peers(const std::vector<const control::PeerInfo*>& upserts,
+                             const std::vector<wg::PublicKey>& removed) {
+  if (transport_) transport_->update_peers(upserts, removed);
+}
+
 void MeshPaths::set_relays(const control::RelayMap& relays) {
   if (!transport_) return;
   relay_->set_relays(relays);

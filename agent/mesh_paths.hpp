@@ -56,6 +56,9 @@ class MeshPaths {
   // --- from the membership (ignored while stopped) ---
   // The mesh's peers; every peer not listed is forgotten.
   void set_peers(const std::vector<control::PeerInfo>& peers);
+  // A delta's worth of peers (MeshTransport::update_peers): O(size of the change).
+  void update_peers(const std::vector<const control::PeerInfo*>& upserts,
+                    const std::vector<wg::PublicKey>& removed);
   void set_relays(const control::RelayMap& relays);
   // This host's interface endpoints (with the WireGuard port) changed: a network change.
   void set_interface_endpoints(const std::vector<Endpoint>& endpoints);

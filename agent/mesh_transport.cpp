@@ -91,6 +91,28 @@ void MeshTransport::set_peers(const std::vector<control::PeerInfo>& peers) {
   flush();
 }
 
+void MeshTransport::update_peers(const std::vector<const control::PeerInfo*>& upserts,
+                                 const std::vector<wg::PublicKey>& removed) {
+  const Instant now = clock_();
+  for (const wg::PublicKey& key : removed) {
+    if (told_.erase(key) == 0) continue;
+    names_.erase(key);
+    paths_.remove_peer(now, key);
+    virtual_.release(key);
+  }
+  for (const control::PeerInfo* peer : upserts) {
+    names_[peer->node_key] = peer->name;
+    auto it = told_.find(peer->node_key);
+    if (it != told_.end() && it->second.disco_key == peer->disco_key && it->second.endpoints == peer->endpoints) {
+      it->second = *peer;
+      continue;
+    }
+    paths_.set_peer(now, peer->node_key, peer->disco_key, peer->endpoints);
+    told_[peer->node_key] = *peer;
+  }
+  flush();
+}
+
 void MeshTransport::set_local_candidates(const punch::LocalCandidates& candidates) {
   paths_.set_local_candidates(clock_(), candidates);
   flush();

@@ -89,6 +89,10 @@ class MeshTransport final : public wg::Transport, public UdpTransport::OtherData
   // --- inputs ---
   // The mesh's peers (every peer not listed is forgotten); ours is excluded by the caller.
   void set_peers(const std::vector<control::PeerInfo>& peers);
+  // The same for a peer-map delta, in O(size of the change): `upserts` added or changed,
+  // `removed` gone (keys it never had are ignored).
+  void update_peers(const std::vector<const control::PeerInfo*>& upserts,
+                    const std::vector<wg::PublicKey>& removed);
   void set_local_candidates(const punch::LocalCandidates& candidates);
   // Our addresses changed (roaming): every path is re-proven at once.
   void network_changed();

@@ -133,6 +133,7 @@ void ClientSession::on_message(ByteSpan plaintext, std::vector<ClientEvent>& eve
             return false;
           }
           event.kind = ClientEvent::Kind::peers_changed;
+          event.delta = std::move(message);
           return true;
         } else if constexpr (std::is_same_v<T, RelayMap>) {
           event.kind = ClientEvent::Kind::relay_map;

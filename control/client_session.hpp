@@ -40,7 +40,7 @@ struct ClientEvent {
   enum class Kind {
     answered,           // message 2 read: `answer` holds the parsed register_response or
                         // relay_register_response; over() when it refused us
-    peers_changed,      // the peer map changed: a full map or a delta applied
+    peers_changed,      // the peer map changed: a full map or a delta applied (`delta`)
     relay_map,          // relays
     dns_config,         // dns: the mesh domain and split DNS
     policy_rules,       // policy: the access policy's rules for traffic into this node
@@ -51,6 +51,9 @@ struct ClientEvent {
   };
   Kind kind = Kind::failed;
   Message answer;
+  // peers_changed by a delta: the delta, as applied (so a listener can follow in O(change));
+  // nullopt for a full map.
+  std::optional<PeerDelta> delta;
   RelayMap relays;
   DnsConfig dns;
   PolicyRules policy;

@@ -18,6 +18,8 @@ using SteadyClock = std::chrono::steady_clock;
 constexpr std::string_view kLog = "coordinator";
 // Frames handed to one gathered write: fewer system calls when deltas pile up.
 constexpr std::size_t kMaxFramesPerWrite = 64;
+// And sealed bytes per write (at least one frame): what a slow reader holds sealed.
+constexpr std::size_t kMaxBytesPerWrite = 256 * 1024;
 constexpr std::size_t kReadChunk = 64 * 1024;
 // A map's next page is sealed when less than this waits to be written.
 constexpr std::size_t kMapPumpBytes = 128 * 1024;  // about two pages
@@ -165,7 +167,7 @@ void AgentSession::answer(std::string_view text, bool ok) {
   phase_ = Phase::open;
   last_received_ = SteadyClock::now();
   arm_timer();  // from the handshake's deadline to the idle one
-  if (!enqueue(std::move(frame))) return;
+  if (!enqueue(Outgoing{std::move(frame), nullptr})) return;
   if (!ok) {
     ++host_.session_counters().rejected;
     close_after({}, CloseReason::refused);
@@ -221,8 +223,13 @@ void AgentSession::on_channel_error(control::ChannelError error) {
 
 bool AgentSession::send(std::string_view message) {
   if (closing() || phase_ != Phase::open) return false;
-  if (map_ == nullptr) return seal_and_enqueue(message);
-  queued_bytes_ += message.size();
+  return send(std::make_shared<const std::string>(message));
+}
+
+bool AgentSession::send(std::shared_ptr<const std::string> message) {
+  if (closing() || phase_ != Phase::open || message == nullptr) return false;
+  if (map_ == nullptr) return enqueue(Outgoing{{}, std::move(message)});
+  queued_bytes_ += message->size();
   if (queued_bytes_ > limits_.send_queue_bytes) {
     ++host_.session_counters().queue_overflows;
     log(LogLevel::info, kLog, remote_, ": send queue over ", limits_.send_queue_bytes,
@@ -230,19 +237,14 @@ bool AgentSession::send(std::string_view message) {
     close(CloseReason::overflow);
     return false;
   }
-  held_.emplace_back(message);
+  held_.push_back(std::move(message));
   return true;
 }
 
-bool AgentSession::seal_and_enqueue(std::string_view message) {
-  Bytes frame;
-  if (const auto error = channel_.seal(bytes_of(message), frame);
-      error != control::ChannelError::ok) {
-    log(LogLevel::warn, kLog, remote_, ": cannot send a message: ", control::to_string(error));
-    close(CloseReason::io_error);
-    return false;
-  }
-  return enqueue(std::move(frame));
+// Everything after the answer is sealed in write(), in queue order (the channel's nonces count
+// up in the order frames are written).
+bool AgentSession::enqueue_text(std::string message) {
+  return enqueue(Outgoing{{}, std::make_shared<const std::string>(std::move(message))});
 }
 
 bool AgentSession::send_map(std::shared_ptr<const MapSnapshot> map) {
@@ -258,22 +260,22 @@ void AgentSession::pump_map() {
   pumping_ = true;
   while (map_ != nullptr && !closing() && queued_bytes_ < kMapPumpBytes) {
     if (next_page_ < map_->page_count()) {
-      if (!seal_and_enqueue(map_->page_for(next_page_++, node_key_))) break;
+      if (!enqueue_text(map_->page_for(next_page_++, node_key_))) break;
       continue;
     }
     map_.reset();
     while (!held_.empty() && !closing()) {
-      std::string message = std::move(held_.front());
+      std::shared_ptr<const std::string> message = std::move(held_.front());
       held_.pop_front();
-      queued_bytes_ -= message.size();
-      if (!seal_and_enqueue(message)) break;
+      queued_bytes_ -= message->size();
+      if (!enqueue(Outgoing{{}, std::move(message)})) break;
     }
   }
   pumping_ = false;
 }
 
-bool AgentSession::enqueue(Bytes frame) {
-  queued_bytes_ += frame.size();
+bool AgentSession::enqueue(Outgoing item) {
+  queued_bytes_ += item.size();
   if (queued_bytes_ > limits_.send_queue_bytes) {
     ++host_.session_counters().queue_overflows;
     log(LogLevel::info, kLog, remote_, ": send queue over ", limits_.send_queue_bytes,
@@ -281,25 +283,71 @@ bool AgentSession::enqueue(Bytes frame) {
     close(CloseReason::overflow);
     return false;
   }
-  queue_.push_back(std::move(frame));
+  queue_.push_back(std::move(item));
   if (!write_pending_) write();
-  return true;
+  return !closed_;
 }
 
+// Writes at once what the socket takes (it is non-blocking) and leaves only the rest to an
+// asynchronous write: a sealed frame the kernel took is freed here, not when a completion
+// handler runs after the publish that queued it. Otherwise a publish to 10,000 sessions would
+// hold 10,000 sealed copies of the delta at once.
 void AgentSession::write() {
-  writing_.clear();
-  std::vector<asio::const_buffer> buffers;
-  while (!queue_.empty() && writing_.size() < kMaxFramesPerWrite) {
-    writing_.push_back(std::move(queue_.front()));
-    queue_.pop_front();
+  while (!queue_.empty() && !closed_ && !write_pending_) {
+    writing_.clear();
+    writing_bytes_ = 0;
+    std::size_t total = 0;
+    while (!queue_.empty() && writing_.size() < kMaxFramesPerWrite &&
+           (writing_.empty() || total < kMaxBytesPerWrite)) {
+      Outgoing item = std::move(queue_.front());
+      queue_.pop_front();
+      writing_bytes_ += item.size();
+      if (item.text) {
+        // Sealed now, in queue order: the channel's nonces follow the order frames are written.
+        if (const auto error = channel_.seal(bytes_of(*item.text), item.frame);
+            error != control::ChannelError::ok) {
+          log(LogLevel::warn, kLog, remote_, ": cannot send a message: ", control::to_string(error));
+          close(CloseReason::io_error);
+          return;
+        }
+      }
+      total += item.frame.size();
+      writing_.push_back(std::move(item.frame));
+    }
+    std::vector<asio::const_buffer> buffers;
+    buffers.reserve(writing_.size());
+    for (const Bytes& frame : writing_) buffers.push_back(asio::buffer(frame));
+    std::error_code ec;
+    std::size_t written = socket_.write_some(buffers, ec);
+    if (ec == asio::error::would_block || ec == asio::error::try_again) {
+      ec = {};
+      written = 0;
+    }
+    if (ec) {
+      close(CloseReason::io_error);
+      return;
+    }
+    if (written < total) {
+      // The rest when the socket drains.
+      auto first = buffers.begin();
+      while (written >= first->size()) {
+        written -= first->size();
+        ++first;
+      }
+      *first += written;
+      write_pending_ = true;
+      asio::async_write(socket_, std::vector<asio::const_buffer>(first, buffers.end()),
+                        [self = shared_from_this()](std::error_code e, std::size_t) {
+                          self->on_write(e);
+                        });
+      return;
+    }
+    queued_bytes_ -= writing_bytes_;
+    writing_bytes_ = 0;
+    writing_.clear();
+    if (map_ != nullptr) pump_map();  // no-op when called from inside pump_map
   }
-  buffers.reserve(writing_.size());
-  for (const Bytes& frame : writing_) buffers.push_back(asio::buffer(frame));
-  write_pending_ = true;
-  asio::async_write(socket_, buffers,
-                    [self = shared_from_this()](std::error_code ec, std::size_t) {
-                      self->on_write(ec);
-                    });
+  if (flushing_ && !closed_ && !write_pending_ && queue_.empty()) finish();
 }
 
 void AgentSession::on_write(std::error_code ec) {
@@ -309,7 +357,8 @@ void AgentSession::on_write(std::error_code ec) {
     if (ec != asio::error::operation_aborted) close(CloseReason::io_error);
     return;
   }
-  for (const Bytes& frame : writing_) queued_bytes_ -= frame.size();
+  queued_bytes_ -= writing_bytes_;
+  writing_bytes_ = 0;
   writing_.clear();
   if (map_ != nullptr) pump_map();
   if (closed_ || write_pending_) return;
@@ -326,7 +375,7 @@ void AgentSession::close_after(std::string_view last, CloseReason reason) {
   if (closing()) return;
   // The last word goes out after what is queued, not after a map nobody needs any more.
   map_.reset();
-  for (const std::string& message : held_) queued_bytes_ -= message.size();
+  for (const auto& message : held_) queued_bytes_ -= message->size();
   held_.clear();
   if (!last.empty() && !send(last)) return;
   flushing_ = true;

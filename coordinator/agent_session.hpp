@@ -13,7 +13,8 @@
 // send, a handshake not done within the handshake timeout or no message for the idle timeout
 // closes this connection and nothing else. Outgoing frames wait in a queue bounded in bytes; an
 // agent that does not read fast enough to keep it under the bound is disconnected (it comes back
-// for a full map). A full map goes out page by page (map_snapshot.hpp): the next page is sealed
+// for a full map). Queued messages are plaintexts (shared among sessions where they are the
+// same: a delta), sealed only as the socket takes them, up to kMaxFramesPerWrite per write. A full map goes out page by page (map_snapshot.hpp): the next page is sealed
 // only when the queue has drained below kMapPumpBytes, and messages sent meanwhile (deltas)
 // wait, counted against the same bound, until the last page is out. The session decides nothing about the mesh: it hands what the agent said to
 // its SessionHost (the server) and sends what it is given.
@@ -123,9 +124,13 @@ class AgentSession : public std::enable_shared_from_this<AgentSession> {
   // Starts reading and the handshake timer. Call on a session owned by a shared_ptr.
   void start();
 
-  // Seals a message and queues it. false when the session is closed or closing, or when the
-  // message made the queue overflow (the session is then closed).
+  // Queues a message; it is sealed when its turn to be written comes. false when the session
+  // is closed or closing, or when the message made the queue overflow (the session is then
+  // closed). The shared form is how one delta goes to thousands of sessions: each queue holds
+  // a reference to the same plaintext, not a sealed copy, so agents that read slowly cost the
+  // server a pointer each, not the delta's size each.
   bool send(std::string_view message);
+  bool send(std::shared_ptr<const std::string> message);
   // Streams the map's pages, then whatever send() was given meanwhile.
   bool send_map(std::shared_ptr<const MapSnapshot> map);
   bool streaming_map() const { return map_ != nullptr; }
@@ -169,8 +174,14 @@ class AgentSession : public std::enable_shared_from_this<AgentSession> {
   void answer(std::string_view text, bool ok);
   void on_message(const Bytes& plaintext);
   void on_channel_error(control::ChannelError error);
-  bool enqueue(Bytes frame);
-  bool seal_and_enqueue(std::string_view message);
+  // Something to write: a sealed frame, or a plaintext sealed when it is written.
+  struct Outgoing {
+    Bytes frame;
+    std::shared_ptr<const std::string> text;
+    std::size_t size() const { return text ? text->size() : frame.size(); }
+  };
+  bool enqueue(Outgoing item);
+  bool enqueue_text(std::string message);
   // Seals map pages while the queue is short; after the last, the held messages.
   void pump_map();
   void write();
@@ -198,8 +209,9 @@ class AgentSession : public std::enable_shared_from_this<AgentSession> {
   std::chrono::steady_clock::time_point phase_started_;
   std::chrono::steady_clock::time_point last_received_;
 
-  std::deque<Bytes> queue_;      // sealed frames not yet handed to the socket
+  std::deque<Outgoing> queue_;   // not yet handed to the socket
   std::vector<Bytes> writing_;   // frames of the write in progress
+  std::size_t writing_bytes_ = 0;  // what they counted in queued_bytes_
   bool write_pending_ = false;
   std::size_t queued_bytes_ = 0;  // queue_, writing_ and held_
   bool wants_dns_ = false;
@@ -208,7 +220,7 @@ class AgentSession : public std::enable_shared_from_this<AgentSession> {
   control::NodeAssignment self_sent_;
   std::shared_ptr<const MapSnapshot> map_;  // being streamed
   std::size_t next_page_ = 0;
-  std::deque<std::string> held_;  // sent while the map streams
+  std::deque<std::shared_ptr<const std::string>> held_;  // sent while the map streams
   bool pumping_ = false;
 };
 

@@ -89,6 +89,15 @@ void PolicyPublisher::compile_if_needed() {
 }
 
 std::optional<std::string> PolicyPublisher::message_for(const control::NodeKey& key) {
+  if (!document_) {
+    // No policy: the same "none" for every node, known or not, and no peers needed for it (the
+    // server does not hand them in then: set_peers is O(N) and would run at every publish).
+    static const std::string none = control::encode(control::PolicyRules{});
+    auto [sent, fresh] = sent_.try_emplace(key);
+    if (!fresh && sent->second.empty()) return std::nullopt;
+    sent->second.clear();
+    return none;
+  }
   compile_if_needed();
   const auto it = compiled_.find(key);
   if (it == compiled_.end()) return std::nullopt;

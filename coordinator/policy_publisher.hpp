@@ -31,7 +31,8 @@ class PolicyPublisher {
   bool set_peers(const std::vector<const control::PeerInfo*>& peers);
 
   // The encoded policy_rules message for `key` when it differs from what that node was last
-  // given (always after forget(key)); nullopt otherwise or for an unknown node.
+  // given (always after forget(key)); nullopt otherwise, or for an unknown node while a policy
+  // is in force (with none, every node gets "none", known or not: O(1), no peers needed).
   std::optional<std::string> message_for(const control::NodeKey& key);
   // The node's session ended: the next session gets the rules again.
   void forget(const control::NodeKey& key) { sent_.erase(key); }

@@ -13,7 +13,9 @@
 // server's current version V, then one peer delta per version V+1, V+2, ... The server keeps one
 // published map for everybody (PeerView); a change (a join, a disconnect, new endpoints, an
 // admin's `nodes remove` heard through the change feed, an ephemeral node expiring) is noted as
-// pending and published within publish_delay, several changes as one delta. A delta is encoded
+// pending and published within publish_delay, several changes as one delta; while changes keep
+// coming (a join storm), versions are spaced by a multiple of what sending the last one cost, so
+// each session gets fewer, larger deltas and the fan-out cannot crowd out joins. A delta is encoded
 // once and the same bytes go to every session, except to the few nodes the delta is about, who
 // get it without their own entry: O(size of the change) encoding and one seal per session. A
 // joining agent's full map streams as pages from a snapshot of per-peer entries kept with the
@@ -71,6 +73,9 @@ struct ServerOptions {
   std::chrono::steady_clock::duration sweep_interval = std::chrono::seconds(30);
   // Changes within this window go out as one delta (a reconnect storm, a flapping agent).
   std::chrono::steady_clock::duration publish_delay = std::chrono::milliseconds(50);
+  // Under a storm of changes (thousands joining) versions are spaced so that sending them takes
+  // at most 1/kFanOutShare of the loop (server_publish.cpp), but never further apart than this.
+  std::chrono::steady_clock::duration max_publish_spacing = std::chrono::seconds(1);
   std::size_t max_sessions = 100000;   // connections at once; more are closed on accept
   std::size_t max_handshakes = 4096;   // of them not registered yet (base/handshake_slots.hpp)
   std::size_t max_handshakes_per_source = 1024;  // of those, from one IPv4 address or IPv6 /64
@@ -179,6 +184,9 @@ class Server final : private SessionHost {
   bool started_ = false;
   bool stopped_ = false;
   bool publish_armed_ = false;
+  // The last publish: when it started and how long sending it took (the pacing above).
+  std::chrono::steady_clock::time_point last_publish_started_{};
+  std::chrono::steady_clock::duration last_publish_cost_{};
   bool reap_posted_ = false;
 
   ServerCounters counters_;

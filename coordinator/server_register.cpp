@@ -161,9 +161,10 @@ void Server::on_open(AgentSession& session) {
   if (session.wants_dns() && !dns_config_text_.empty() && !session.send(dns_config_text_)) return;
   // The rules before the peers, so they are in force before any peer is configured. A node
   // not yet in the view gets them when its arrival is published.
+  // Only this session's: O(1), where pushing to everybody would make each join O(N).
   if (session.wants_policy() && session.role() != AgentSession::Role::relay) {
     policy_.forget(session.node_key());
-    push_policy();
+    if (auto message = policy_.message_for(session.node_key()); message && !session.send(*message)) return;
   }
   session.send_map(view_.snapshot());
 }

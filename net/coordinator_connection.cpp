@@ -381,7 +381,12 @@ void CoordinatorConnection::Core::handle(control::ClientEvent& event) {
     case Kind::answered:
       return on_answer(event.answer);
     case Kind::peers_changed:
-      if (auto owner = listener()) owner->on_peers(session_->peer_map());
+      if (auto owner = listener()) {
+        if (event.delta)
+          owner->on_peer_delta(session_->peer_map(), *event.delta);
+        else
+          owner->on_peers(session_->peer_map());
+      }
       return;
     case Kind::relay_map:
       if (auto owner = listener()) owner->on_relay_map(std::move(event.relays));

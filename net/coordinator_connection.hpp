@@ -58,6 +58,12 @@ class CoordinatorConnection {
     // otherwise the connection has stopped.
     virtual void on_refused(const control::Message& refusal, bool retrying) = 0;
     virtual void on_peers(const control::PeerMap& map) = 0;
+    // A delta turned the map into `map` (which may already include later deltas of the same
+    // read): a listener that keeps its own state can follow the delta in O(change). By
+    // default, the whole map again.
+    virtual void on_peer_delta(const control::PeerMap& map, const control::PeerDelta& /*delta*/) {
+      on_peers(map);
+    }
     virtual void on_relay_map(control::RelayMap relays) = 0;
     // The mesh's DNS settings (only to a client whose hello listed the "dns" feature).
     virtual void on_dns_config(control::DnsConfig /*dns*/) {}

@@ -49,6 +49,12 @@ class FakeCoordinator {
     listen(0);
   }
 
+  // Sends a message on every open connection (a delta after the map, say).
+  void send_to_all(const control::Message& message) {
+    for (const auto& connection : connections_)
+      if (!connection->closed) connection->send_message(message);
+  }
+
   const wg::PrivateKey& private_key() const { return key_; }
   wg::PublicKey public_key() const { return wg::crypto::public_key_of(key_); }
   std::uint16_t port() const { return port_; }

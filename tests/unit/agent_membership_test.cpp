@@ -190,6 +190,37 @@ TEST_F(MembershipTest, UpAppliesTheMeshAndDownDisconnects) {
   EXPECT_FALSE(StateDir(root_ / "state").load_mesh()->down);
 }
 
+// Deltas are followed as deltas: a changed endpoint touches that peer alone, a removal none of
+// the others (last_peer_changes().examined counts the peers compared with the device).
+TEST_F(MembershipTest, ADeltaTouchesOnlyThePeersItNames) {
+  FakeMeshDevice device(rng_);
+  membership_ = make(device);
+  coordinator_.behaviour.deltas = {};
+  auto up = ask(localapi::UpRequest{token(), "host-a"});
+  ASSERT_TRUE(std::holds_alternative<localapi::UpReply>(up)) << error_of(up);
+  ASSERT_TRUE(run_until([&] { return device.device().peer_count() == 2; }));
+  EXPECT_EQ(membership_->last_peer_changes().examined, 2u);  // the full map: every peer
+
+  control::PeerDelta moved;
+  moved.version = 2;
+  moved.changed = {testing::peer(2)};
+  moved.changed[0].endpoints = {*Endpoint::parse("198.51.100.7:5000")};
+  coordinator_.send_to_all(moved);
+  ASSERT_TRUE(run_until([&] { return membership_->peers().version == 2; }));
+  EXPECT_EQ(membership_->last_peer_changes().examined, 1u);
+  EXPECT_EQ(membership_->last_peer_changes().updated, 1u);
+  EXPECT_EQ(device.device().find_peer(testing::peer(2).node_key)->endpoint, Endpoint::parse("198.51.100.7:5000"));
+
+  control::PeerDelta gone = testing::FakeCoordinator::removal(3);
+  gone.version = 3;
+  coordinator_.send_to_all(gone);
+  ASSERT_TRUE(run_until([&] { return membership_->peers().version == 3; }));
+  EXPECT_EQ(membership_->last_peer_changes().examined, 0u);
+  EXPECT_EQ(membership_->last_peer_changes().removed, 1u);
+  EXPECT_EQ(device.device().peer_count(), 1u);
+  EXPECT_EQ(membership_->peers().peers.size(), 1u);
+}
+
 TEST_F(MembershipTest, ARestartStaysDown) {
   {
     FakeMeshDevice device(rng_);

@@ -173,6 +173,56 @@ struct ChoiceCase {
   const char* want;  // nullptr: none
 };
 
+// A peer of a large map: distinct keys and addresses for any index below 65,536.
+control::PeerInfo nth_peer(std::size_t i) {
+  SeededRandom rng(1000 + i);
+  control::PeerInfo info;
+  info.name = "n" + std::to_string(i);
+  info.node_key = wg::crypto::public_key_of(wg::crypto::generate_private_key(rng));
+  info.disco_key = info.node_key;
+  const std::uint8_t v4[4] = {100, 64, static_cast<std::uint8_t>(i >> 8), static_cast<std::uint8_t>(i)};
+  info.ipv4 = IpAddress::v4(v4);
+  info.ipv6 = *IpAddress::parse("fd7a:115c:a1e0::" + std::to_string(i + 1));
+  info.endpoints = {endpoint("192.0.2.1:41641")};
+  info.online = true;
+  return info;
+}
+
+// The map a delta follows: one peer's new endpoint, one newcomer and one leaver in a map of
+// 5,000 peers cost three peers' work on the device, not 5,000 (the full walk is the reference:
+// it examines every peer).
+TEST_F(MeshPeers, ADeltaCostsItsSizeNotTheMapSize) {
+  constexpr std::size_t kPeers = 5000;
+  std::vector<control::PeerInfo> map;
+  for (std::size_t i = 0; i < kPeers; ++i) map.push_back(nth_peer(i));
+  const PeerChanges full = apply(map);
+  EXPECT_EQ(full.added, kPeers);
+  EXPECT_EQ(full.examined, kPeers);
+  ASSERT_EQ(mesh_.managed_count(), kPeers);
+
+  control::PeerInfo moved = map[1234];
+  moved.endpoints = {endpoint("198.51.100.7:5000")};
+  const control::PeerInfo newcomer = nth_peer(kPeers);
+  const PeerChanges delta = mesh_.apply_peer_changes(device_, now(), {&moved, &newcomer}, {map[42].node_key}, {});
+  EXPECT_EQ(delta.examined, 2u);
+  EXPECT_EQ(delta.added, 1u);
+  EXPECT_EQ(delta.updated, 1u);
+  EXPECT_EQ(delta.removed, 1u);
+  EXPECT_EQ(mesh_.managed_count(), kPeers);
+  EXPECT_EQ(device_.find_peer(map[1234].node_key)->endpoint, endpoint("198.51.100.7:5000"));
+  EXPECT_NE(device_.find_peer(newcomer.node_key), nullptr);
+  EXPECT_EQ(device_.find_peer(map[42].node_key), nullptr);
+
+  // The device ends up exactly where the full walk over the new map would put it.
+  map[1234] = moved;
+  map.erase(map.begin() + 42);
+  map.push_back(newcomer);
+  const PeerChanges again = apply(map);
+  EXPECT_EQ(again.added + again.updated + again.removed + again.refused, 0u);
+  // A removal of a key it never managed (ours, say) is nothing.
+  EXPECT_EQ(mesh_.apply_peer_changes(device_, now(), {}, {map[42].node_key, key(200)}, {}).removed, 1u);
+}
+
 TEST(ChooseEndpoint, Table) {
   const std::vector<ChoiceCase> cases = {
       {"1 nothing reported", {}, {"192.168.1.5/24"}, nullptr},
