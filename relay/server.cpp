@@ -116,7 +116,11 @@ void Server::accept_next() {
     }
     std::error_code ignored;
     socket.set_option(asio::ip::tcp::no_delay(true), ignored);
-    const ConnId id = core_.on_accept(Clock::now());
+    const asio::ip::tcp::endpoint peer = socket.remote_endpoint(ignored);
+    const asio::ip::address from = peer.address();
+    const IpAddress source = from.is_v4() ? IpAddress::v4(from.to_v4().to_uint())
+                                          : IpAddress::v6(from.to_v6().to_bytes().data());
+    const ConnId id = core_.on_accept(Clock::now(), source);
     auto conn = std::make_shared<Connection>(id, std::move(socket));
     conns_[id] = conn;
     start_reading(conn);

@@ -57,7 +57,8 @@ ServerCore::ServerCore(const wg::PrivateKey& relay_key, ServerConfig config, Ser
       public_key_(wg::crypto::public_key_of(relay_key)),
       config_(config),
       io_(io),
-      rng_(rng) {}
+      rng_(rng),
+      handshakes_(config.max_handshakes, config.max_handshakes_per_source) {}
 
 ServerCore::~ServerCore() = default;
 
@@ -86,6 +87,7 @@ void ServerCore::collect_dead() {
 
 void ServerCore::remove(Conn& conn, Instant now, bool tell_io) {
   if (conn.phase == Conn::Phase::gone) return;
+  handshakes_.release(conn.id);
   forget(conn, now);
   if (conn.outbound) {
     const auto peer = relays_.find(conn.key);
@@ -234,14 +236,20 @@ void ServerCore::set_relays(const std::vector<control::RelayInfo>& relays, Insta
 
 // ---------------------------------------------------------------- connections
 
-ServerCore::ConnId ServerCore::on_accept(Instant now) {
+ServerCore::ConnId ServerCore::on_accept(Instant now, const IpAddress& source) {
   now_ = now;
   collect_dead();
   ++stats_.accepted;
   Conn& conn = add_conn(now, false);
   conn.channel.emplace(control::Channel::responder(relay_key_, kMaxNoiseFrame, kRelayPrologue));
   conn.channel->set_lend_messages(true);
-  return conn.id;
+  const ConnId id = conn.id;
+  // Silent connections from a few sources never lock members out: they lose their own oldest.
+  if (auto evicted = handshakes_.admit(id, source_key(source))) {
+    ++stats_.handshake_evicted;
+    if (Conn* victim = find(*evicted)) remove(*victim, now, true);
+  }
+  return id;
 }
 
 void ServerCore::on_dialed(ConnId id, Instant now) {
@@ -375,6 +383,7 @@ void ServerCore::admit(Conn& conn, Instant now) {
       return begin_close(conn, CloseReason::removed, now);
     }
     conn.phase = Conn::Phase::open;
+    handshakes_.release(conn.id);
     ++stats_.admitted;
     const auto old = clients_.find(conn.key);
     if (old != clients_.end()) {
@@ -390,6 +399,7 @@ void ServerCore::admit(Conn& conn, Instant now) {
   }
   if (relays_.count(conn.key) == 0) return remove(conn, now, true);
   conn.phase = Conn::Phase::open;
+  handshakes_.release(conn.id);
   ++stats_.admitted;
   link_opened(conn, now);
 }

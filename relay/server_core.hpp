@@ -34,6 +34,8 @@
 #include <vector>
 
 #include "base/bytes.hpp"
+#include "base/handshake_slots.hpp"
+#include "base/ip.hpp"
 #include "base/random.hpp"
 #include "base/time.hpp"
 #include "control/messages.hpp"
@@ -61,6 +63,10 @@ struct ServerConfig {
   Duration idle_timeout = std::chrono::seconds(65);  // nothing received: the connection is dead
   Duration handshake_timeout = std::chrono::seconds(10);
   Duration closing_grace = std::chrono::seconds(5);  // to flush a refusal or closing frame
+  // Connections accepted and not admitted yet, and of those from one IPv4 address or IPv6 /64:
+  // a newcomer beyond either takes the slot of the busiest source's oldest (base/handshake_slots.hpp).
+  std::size_t max_handshakes = 4096;
+  std::size_t max_handshakes_per_source = 1024;
   Duration tick = std::chrono::seconds(1);           // how often on_timer wants to run
   Duration redial_min = std::chrono::seconds(1);
   Duration redial_max = std::chrono::seconds(30);
@@ -97,8 +103,9 @@ class ServerCore {
   // The full relay map (may include this relay). Links to relays gone from it are closed.
   void set_relays(const std::vector<control::RelayInfo>& relays, Instant now);
 
-  // A TCP (or TLS) connection was accepted; the returned id names it from now on.
-  ConnId on_accept(Instant now);
+  // A TCP (or TLS) connection was accepted from `source`; the returned id names it from now on.
+  // It may cost an older unadmitted connection its slot: that one is closed (ServerIo::close).
+  ConnId on_accept(Instant now, const IpAddress& source = {});
   // A dial asked for by ServerIo::dial is connected: the core queues message 1.
   void on_dialed(ConnId id, Instant now);
   // Bytes read from a connection.
@@ -174,6 +181,7 @@ class ServerCore {
 
   ConnId next_id_ = 1;
   std::unordered_map<ConnId, std::unique_ptr<Conn>> conns_;
+  HandshakeSlots<ConnId> handshakes_;  // accepted, not admitted yet
   std::optional<KeySet> members_;  // nullopt: membership not known yet
   std::unordered_map<NodeKey, PeerRelay, KeyHash> relays_;  // peer relays (not this one)
   std::unordered_map<NodeKey, ConnId, KeyHash> clients_;     // admitted clients here

@@ -43,6 +43,7 @@ constexpr Sample kSamples[] = {
     {"handshakes_refused_total", kRefused, kCounter, "reason", "bad_hello", &Stats::refused_bad_hello},
     {"handshakes_refused_total", kRefused, kCounter, "reason", "handshake_failed", &Stats::handshake_failed},
     {"handshakes_refused_total", kRefused, kCounter, "reason", "timeout", &Stats::handshake_timeouts},
+    {"handshakes_refused_total", kRefused, kCounter, "reason", "evicted", &Stats::handshake_evicted},
     {"connections_closed_total", kClosed, kCounter, "reason", "idle", &Stats::idle_timeouts},
     {"connections_closed_total", kClosed, kCounter, "reason", "replaced", &Stats::replaced},
     {"connections_closed_total", kClosed, kCounter, "reason", "removed", &Stats::cut_off},
@@ -96,7 +97,7 @@ std::string summary_line(const Stats& s) {
   const std::uint64_t bytes = s.bytes_local + s.bytes_to_mesh + s.bytes_from_mesh;
   const std::uint64_t refused = s.refused_not_member + s.refused_not_relay +
                                 s.refused_membership_unknown + s.refused_bad_hello +
-                                s.handshake_failed + s.handshake_timeouts;
+                                s.handshake_failed + s.handshake_timeouts + s.handshake_evicted;
   out << "clients=" << s.clients << " links=" << s.relay_links << " accepted=" << s.accepted
       << " admitted=" << s.admitted << " refused=" << refused << " forwarded=" << packets
       << " packets/" << bytes << " bytes (local=" << s.packets_local

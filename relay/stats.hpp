@@ -28,6 +28,7 @@ struct Stats {
   std::uint64_t refused_bad_hello = 0;
   std::uint64_t handshake_failed = 0;    // bad Noise, oversized or garbage before admission
   std::uint64_t handshake_timeouts = 0;  // slowloris: no admission within the timeout
+  std::uint64_t handshake_evicted = 0;   // not admitted yet, its slot given to a newer one
   std::uint64_t idle_timeouts = 0;
   std::uint64_t replaced = 0;            // a newer connection of the same key took over
   std::uint64_t cut_off = 0;             // a member removed while connected

@@ -335,6 +335,41 @@ TEST_F(RelayCoreTest, SlowlorisHandshakeTimesOut) {
   EXPECT_EQ(core.connections(), 0u);
 }
 
+TEST_F(RelayCoreTest, SilentConnectionsFromOneSourceLoseTheirOwnOldestNotMembers) {
+  ServerConfig config;
+  config.max_handshakes = 4;
+  config.max_handshakes_per_source = 2;
+  ServerCore core = make(config);
+  Client a(rng_, core), b(rng_, core);
+  core.set_members({a.pub(), b.pub()}, now_);
+  const IpAddress flooder = *IpAddress::parse("192.0.2.9");
+  std::vector<ConnId> flood;
+  for (int i = 0; i < 6; ++i) flood.push_back(core.on_accept(now_, flooder));
+  // The source keeps its newest two; each newer one cost it its oldest.
+  for (int i = 0; i < 4; ++i) EXPECT_EQ(io_.closed.count(flood[i]), 1u) << i;
+  for (int i = 4; i < 6; ++i) EXPECT_EQ(io_.closed.count(flood[i]), 0u) << i;
+  EXPECT_EQ(core.stats().handshake_evicted, 4u);
+
+  // Members from elsewhere get in; admission gives their slots back.
+  ASSERT_EQ(a.connect(now_), Admission::ok);
+  a.pump(now_);
+  ASSERT_EQ(b.connect(now_), Admission::ok);
+  b.pump(now_);
+  EXPECT_TRUE(core.has_client(a.pub()));
+  EXPECT_TRUE(core.has_client(b.pub()));
+  EXPECT_EQ(core.stats().handshake_evicted, 4u);
+  // A full table from several sources: the newcomer evicts the busiest source's oldest.
+  const ConnId other = core.on_accept(now_, *IpAddress::parse("198.51.100.7"));
+  const ConnId v6 = core.on_accept(now_, *IpAddress::parse("2001:db8::1"));
+  const ConnId v6_same_64 = core.on_accept(now_, *IpAddress::parse("2001:db8::2"));
+  EXPECT_EQ(io_.closed.count(flood[4]), 1u);  // 192.0.2.9 held the most
+  EXPECT_EQ(io_.closed.count(other), 0u);
+  EXPECT_EQ(io_.closed.count(v6), 0u);
+  EXPECT_EQ(io_.closed.count(v6_same_64), 0u);
+  EXPECT_EQ(core.stats().handshake_evicted, 5u);
+  EXPECT_TRUE(core.has_client(a.pub()));
+}
+
 TEST_F(RelayCoreTest, GarbageAndOversizedHandshakesAreDroppedUnread) {
   ServerCore core = make();
   const ConnId huge = core.on_accept(now_);

@@ -1,7 +1,8 @@
 // The relay's counters as knit-relay --metrics renders them through the shared metrics registry:
 // every knit_relay_* family, sample, label and value exactly as the relay's own Prometheus
 // writer printed them before it was folded into base/metrics (that writer's output for these
-// values is tests/vectors/relay_metrics_before.txt).
+// values is tests/vectors/relay_metrics_before.txt, plus the one sample added since:
+// handshakes_refused_total{reason="evicted"}).
 #include <gtest/gtest.h>
 
 #include <fstream>
