@@ -433,12 +433,12 @@ void localapi_seeds() {
   write("localapi", "status_reply", "\x01" + encode_response(ControlResponse{status}));
   status.status.self.exit_node = ExitNodeStatus{"gw", ip("100.64.0.2"), true, false, "active"};
   write("localapi", "status_reply_exit_node", "\x01" + encode_response(ControlResponse{status}));
-  RouteSettingsStatus routes;
-  routes.accept = true;
-  routes.carriers = {RouteCarrierStatus{*IpPrefix::parse("10.77.0.0/24"), "r2",
+  RouteSettingsStatus route_settings;
+  route_settings.accept = true;
+  route_settings.carriers = {RouteCarrierStatus{*IpPrefix::parse("10.77.0.0/24"), "r2",
                                         {RouteCarrierCandidate{"r1", wg::PublicKey{}, "down", "no answer for 4.2 s", 4200},
                                          RouteCarrierCandidate{"r2", wg::PublicKey{}, "active", "", 120}}}};
-  status.status.self.routes = routes;
+  status.status.self.routes = route_settings;
   write("localapi", "status_reply_route_carriers", "\x01" + encode_response(ControlResponse{status}));
   write("localapi", "error_reply", "\x01" + encode_response(ControlResponse{ErrorReply{"no"}}));
   write("localapi", "logout_reply", "\x01" + encode_response(ControlResponse{LogoutReply{true, false, "host", "unreachable"}}));
