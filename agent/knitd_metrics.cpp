@@ -41,6 +41,14 @@ void register_knitd_metrics(metrics::Registry& registry, const DataPlane& plane,
   Counter& mss_clamped = registry.counter("knit_mss_clamped_total",
                                           "TCP SYNs and SYN-ACKs whose MSS was lowered to the peer's path MTU.");
   Counter& pmtu_probes = registry.counter("knit_pmtu_probes_total", "Path MTU probes (padded disco pings) sent.");
+  Counter& icmp_used = registry.counter("knit_pmtu_icmp_too_big_total",
+                                        "ICMP 'fragmentation needed' / 'packet too big' about knitd's datagrams: "
+                                        "used as a path MTU hint, or about an address no search runs to.",
+                                        {{"result", "used"}});
+  Counter& icmp_unknown = registry.counter("knit_pmtu_icmp_too_big_total",
+                                           "ICMP 'fragmentation needed' / 'packet too big' about knitd's datagrams: "
+                                           "used as a path MTU hint, or about an address no search runs to.",
+                                           {{"result", "unknown"}});
   Counter& too_big = registry.counter("knit_too_big_answered_total",
                                       "Packets larger than their peer's proven path, answered 'too big' to the host.");
   Counter& too_big_limited = registry.counter("knit_too_big_rate_limited_total",
@@ -144,6 +152,8 @@ void register_knitd_metrics(metrics::Registry& registry, const DataPlane& plane,
       for (auto d : transport->stats().drops) disco += d;
       disco_drops->set(disco);
       pmtu_probes.set(transport->stats().pmtu_probes_sent);
+      icmp_used.set(transport->stats().icmp_too_big_used);
+      icmp_unknown.set(transport->stats().icmp_too_big_unknown);
     } else {
       for (int i = 0; i < 3; ++i) by_path.peers[i]->set(0);
     }

@@ -56,6 +56,9 @@ void MeshTransport::start() {
   if (running_) return;
   running_ = true;
   udp_.set_other_datagrams(this);
+  auto too_big = [this](const Endpoint& to, std::size_t mtu) { on_too_big(to, mtu); };
+  udp_.set_too_big_handler(too_big);
+  probes_.set_too_big_handler(too_big);
   paths_.set_relay_available(clock_(), relay_.connected());
   flush();
 }
@@ -64,6 +67,8 @@ void MeshTransport::stop() {
   if (!running_) return;
   running_ = false;
   udp_.set_other_datagrams(nullptr);
+  udp_.set_too_big_handler(nullptr);
+  probes_.set_too_big_handler(nullptr);
   timer_.cancel();
   probes_.close_all();
 }
@@ -201,6 +206,15 @@ void MeshTransport::on_other(wg::Now, DatagramKind kind, const Endpoint& from, M
   } else if (kind == DatagramKind::stun && stun_) {
     stun_(clock_(), from, bytes);
   }
+}
+
+void MeshTransport::on_too_big(const Endpoint& to, std::size_t mtu) {
+  if (!running_ || !paths_.on_too_big(clock_(), to, mtu)) return;
+  log(LogLevel::info, "paths", "ICMP too big: the path to ", to.address().to_string(), " carries at most ", mtu,
+      " bytes (a path MTU hint)");
+  // Nothing is sent from here (the hint may come from inside a socket's flush): the timer
+  // sends the smaller probe.
+  timer_.arm(paths_.next_deadline());
 }
 
 void MeshTransport::on_relay_packet(const wg::PublicKey& from, MutableByteSpan packet) {

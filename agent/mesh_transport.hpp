@@ -8,6 +8,7 @@
 //                                                         published, else the relay
 //   main socket (disco, STUN) ─► on_other ─┬─ disco ─► PathManager
 //                                          └─ STUN ──► the STUN handler (netcheck)
+//   ICMP too big about our datagrams (both kinds of socket) ─► PathManager::on_too_big
 //   probe sockets, relay ─► classify_datagram ─┬─ WireGuard ─► WireGuardReceiver (the loop)
 //                                              └─ disco ─────► PathManager
 //
@@ -153,6 +154,8 @@ class MeshTransport final : public wg::Transport, public UdpTransport::OtherData
 
  private:
   void on_probe_datagram(punch::SocketId id, const Endpoint& from, MutableByteSpan bytes);
+  // An ICMP too-big about a datagram one of our sockets sent (net/socket_error.hpp).
+  void on_too_big(const Endpoint& to, std::size_t mtu);
   void deliver(const Endpoint& from, MutableByteSpan bytes);
   void deliver_probe_batch();
   void drain();

@@ -34,6 +34,7 @@ bool ProbeSockets::open(punch::SocketId id, bool dual_stack) {
     log(LogLevel::debug, "paths", "probe socket ", id, ": dual-stack differs from the main socket's");
   if (!ec) mark_underlay_socket(s->udp.socket().native_handle());  // on the underlay under an exit node
   if (!ec && pmtu_probe_) ec = s->udp.set_pmtu_probe(true);
+  s->udp.set_too_big_handler(on_too_big_);
   if (ec) {
     log(LogLevel::debug, "paths", "probe socket ", id, ": ", ec.message());
     return false;
@@ -47,6 +48,11 @@ bool ProbeSockets::open(punch::SocketId id, bool dual_stack) {
 void ProbeSockets::set_pmtu_probe(bool probe) {
   pmtu_probe_ = probe;
   for (auto& [id, s] : sockets_) s->udp.set_pmtu_probe(probe);
+}
+
+void ProbeSockets::set_too_big_handler(net::UdpSocket::TooBigHandler handler) {
+  on_too_big_ = std::move(handler);
+  for (auto& [id, s] : sockets_) s->udp.set_too_big_handler(on_too_big_);
 }
 
 void ProbeSockets::forget(Socket& s) {

@@ -51,6 +51,9 @@ class ProbeSockets {
   // DF on every datagram of every probe socket, now and for those opened later
   // (net::set_pmtu_probe): on while path MTU discovery runs.
   void set_pmtu_probe(bool probe);
+  // ICMP too-big hints about what the probe sockets sent (net::UdpSocket::set_too_big_handler),
+  // for every socket, open or opened later.
+  void set_too_big_handler(net::UdpSocket::TooBigHandler handler);
   // Datagrams the kernel refused, over every socket (closed ones too).
   std::uint64_t send_errors() const;
   // Messages sent with UDP_SEGMENT, over every socket.
@@ -73,6 +76,7 @@ class ProbeSockets {
   std::uint64_t closed_send_errors_ = 0;
   std::uint64_t closed_gso_messages_ = 0;
   bool pmtu_probe_ = false;
+  net::UdpSocket::TooBigHandler on_too_big_;
 };
 
 }  // namespace knit::agent

@@ -137,7 +137,10 @@ std::string UdpTransport::summary() const {
   out << "udp_send_errors=" << socket_.send_errors() << " udp_source_resets=" << socket_.source_resets()
       << " udp_receive_errors=" << socket_.receive_errors() << " udp_not_ours=" << other_dropped_
       << " udp_gso=" << (socket_.gso() ? "on" : "off") << " udp_gso_messages=" << socket_.gso_messages()
-      << " udp_gro=" << (socket_.gro() ? "on" : "off") << " udp_gro_datagrams=" << socket_.gro_datagrams();
+      << " udp_gro=" << (socket_.gro() ? "on" : "off") << " udp_gro_datagrams=" << socket_.gro_datagrams()
+      << " udp_icmp_too_big=" << socket_.icmp_too_big() << " udp_errqueue_other=" << socket_.socket_errors_other()
+      << " udp_errqueue_malformed=" << socket_.socket_errors_malformed()
+      << " udp_pending_errors=" << socket_.pending_errors();
   return out.str();
 }
 

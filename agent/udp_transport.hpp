@@ -63,6 +63,10 @@ class UdpTransport final : public wg::Transport {
   // path MTU discovery fits the tunnel to each path. Off (the kernel's default) in plain `wg`
   // mode, where what an ICMP taught the kernel is all a hand-configured pair has.
   std::error_code set_pmtu_probe(bool probe) { return socket_.set_pmtu_probe(probe); }
+  // ICMP "fragmentation needed" / "packet too big" about the socket's datagrams (IP_RECVERR,
+  // net/socket_error.hpp): the mesh's path MTU hints. Empty: counted in summary() only (plain
+  // `wg` mode leaves what the ICMP teaches to the kernel).
+  void set_too_big_handler(net::UdpSocket::TooBigHandler handler) { socket_.set_too_big_handler(std::move(handler)); }
 
   // Where disco and STUN go; nullptr drops them (no mesh).
   void set_other_datagrams(OtherDatagrams* handler) { other_ = handler; }

@@ -9,6 +9,7 @@
 // packet through an established WireGuard session.
 #include <algorithm>
 #include <cctype>
+#include <cerrno>
 #include <cstdint>
 #include <filesystem>
 #include <fstream>
@@ -22,6 +23,7 @@
 #include "control/token.hpp"
 #include "localapi/protocol.hpp"
 #include "nat/packet_builder.hpp"
+#include "net/socket_error.hpp"
 #include "punch/path/disco.hpp"
 #include "punch/portmap/natpmp.hpp"
 #include "punch/portmap/pcp.hpp"
@@ -445,6 +447,28 @@ void localapi_seeds() {
   write("localapi", "ping_reply", "\x01" + encode_response(ControlResponse{PingInfoReply{p}}));
 }
 
+// net/socket_error: name length u8 | name | control (socket_error_fuzz.cpp).
+void socket_error_seeds() {
+  auto seed = [](const std::string& name, const Endpoint& to, bool dual_stack, bool v6_level,
+                 std::uint32_t error, std::uint8_t origin, std::uint8_t type, std::uint8_t code, std::uint32_t info) {
+    const Bytes n = net::encode_socket_name(to, dual_stack);
+    Bytes in{static_cast<std::uint8_t>(n.size())};
+    in.insert(in.end(), n.begin(), n.end());
+    const Bytes c = net::encode_socket_error(v6_level, error, origin, type, code, info);
+    in.insert(in.end(), c.begin(), c.end());
+    write("socket_error", name, in);
+  };
+  const Endpoint v4 = *Endpoint::parse("203.0.113.14:41641");
+  const Endpoint v6 = *Endpoint::parse("[2001:db8::2]:41641");
+  seed("frag_needed_v4", v4, false, false, EMSGSIZE, 2, 3, 4, 1280);      // SO_EE_ORIGIN_ICMP
+  seed("frag_needed_mapped", v4, true, true, EMSGSIZE, 2, 3, 4, 1400);
+  seed("packet_too_big_v6", v6, true, true, EMSGSIZE, 3, 2, 0, 1280);     // SO_EE_ORIGIN_ICMP6
+  seed("port_unreachable", v4, true, true, ECONNREFUSED, 2, 3, 3, 0);
+  seed("time_exceeded_v6", v6, true, true, EHOSTUNREACH, 3, 3, 0, 0);
+  seed("local_emsgsize", v4, false, false, EMSGSIZE, 1, 0, 0, 1500);     // SO_EE_ORIGIN_LOCAL
+  seed("frag_needed_no_mtu", v4, false, false, EMSGSIZE, 2, 3, 4, 0);
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -462,6 +486,7 @@ int main(int argc, char** argv) {
   nat_seeds();
   portmap_seeds();
   localapi_seeds();
+  socket_error_seeds();
   std::cout << "seeds written under " << root << "\n";
   return 0;
 }

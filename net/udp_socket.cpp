@@ -6,6 +6,8 @@
 #include <cerrno>
 #include <cstring>
 
+#include "net/socket_error.hpp"
+
 namespace knit::net {
 
 UdpSocket::Buffers::Buffers()
@@ -100,6 +102,11 @@ std::error_code UdpSocket::bind(std::uint16_t port) {
     ::setsockopt(socket_.native_handle(), IPPROTO_IPV6, IPV6_RECVPKTINFO, &on, sizeof on);
   else
     ::setsockopt(socket_.native_handle(), IPPROTO_IP, IP_PKTINFO, &on, sizeof on);
+  // ICMP errors about our datagrams onto the error queue (drain_errors): "fragmentation
+  // needed" / "packet too big" are the path MTU search's hints. IP_RECVERR governs IPv4 (and
+  // a dual-stack socket's v4-mapped traffic), IPV6_RECVERR the IPv6 side.
+  ::setsockopt(socket_.native_handle(), IPPROTO_IP, IP_RECVERR, &on, sizeof on);
+  if (dual_stack_) ::setsockopt(socket_.native_handle(), IPPROTO_IPV6, IPV6_RECVERR, &on, sizeof on);
   socket_.non_blocking(true, ec);
   // Large socket buffers absorb bursts while the loop is busy with the TUN side: past
   // net.core.rmem_max where the process may (CAP_NET_ADMIN), else as large as allowed.
@@ -178,10 +185,59 @@ std::size_t gro_segment(const msghdr& hdr) {
 
 }  // namespace
 
-std::size_t UdpSocket::receive_batch() {
-  b_->received.clear();
-  receive_full_ = false;
+namespace {
+
+// An errno a receive or send may report once for an ICMP error about an earlier datagram
+// (Linux's icmp_err_convert / icmpv6_err_convert, IP_RECVERR): not this call's own failure.
+bool reported_error(int error) {
+  switch (error) {
+    case ECONNREFUSED: case EHOSTUNREACH: case ENETUNREACH: case EHOSTDOWN: case ENONET:
+    case EMSGSIZE: case ENOPROTOOPT: case EOPNOTSUPP: case EACCES: case EPROTO:
+      return true;
+    default:
+      return false;
+  }
+}
+
+bool would_block(int error) { return error == EAGAIN || error == EWOULDBLOCK || error == EINTR; }
+
+}  // namespace
+
+std::size_t UdpSocket::drain_errors() {
   if (!socket_.is_open()) return 0;
+  std::size_t read = 0;
+  for (; read < kMaxErrorsPerDrain; ++read) {
+    // The error's control message (sock_extended_err, the offender, pktinfo) and the original
+    // destination; the payload (our own datagram) is not needed.
+    alignas(cmsghdr) std::uint8_t control[256];
+    sockaddr_storage name{};
+    std::uint8_t payload[1];
+    iovec iov{payload, sizeof payload};
+    msghdr msg{};
+    msg.msg_name = &name;
+    msg.msg_namelen = sizeof name;
+    msg.msg_iov = &iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = control;
+    msg.msg_controllen = sizeof control;
+    if (::recvmsg(socket_.native_handle(), &msg, MSG_ERRQUEUE | MSG_DONTWAIT) < 0) break;  // empty
+    SocketError e;
+    if ((msg.msg_flags & MSG_CTRUNC) == 0)
+      e = parse_socket_error(ByteSpan(control, msg.msg_controllen),
+                             ByteSpan(reinterpret_cast<const std::uint8_t*>(&name), msg.msg_namelen));
+    switch (e.kind) {
+      case SocketErrorKind::too_big:
+        ++icmp_too_big_;
+        if (on_too_big_) on_too_big_(*e.destination, e.mtu);
+        break;
+      case SocketErrorKind::other: ++socket_errors_other_; break;
+      case SocketErrorKind::malformed: ++socket_errors_malformed_; break;
+    }
+  }
+  return read;
+}
+
+int UdpSocket::receive_now() {
   for (std::size_t i = 0; i < kBatch; ++i) {
     b_->receive_iov[i] = {b_->receive_buffers.data() + i * kReceiveSlot, kReceiveSlot};
     std::memset(&b_->receive_headers[i], 0, sizeof(mmsghdr));
@@ -192,9 +248,26 @@ std::size_t UdpSocket::receive_batch() {
     b_->receive_headers[i].msg_hdr.msg_control = b_->receive_control.data() + i * kControlSlot;
     b_->receive_headers[i].msg_hdr.msg_controllen = kControlSlot;
   }
-  int n = ::recvmmsg(socket_.native_handle(), b_->receive_headers.data(), kBatch, MSG_DONTWAIT, nullptr);
+  return ::recvmmsg(socket_.native_handle(), b_->receive_headers.data(), kBatch, MSG_DONTWAIT, nullptr);
+}
+
+std::size_t UdpSocket::receive_batch() {
+  b_->received.clear();
+  receive_full_ = false;
+  if (!socket_.is_open()) return 0;
+  int n = receive_now();
+  if (n < 0 && !would_block(errno)) {
+    // Most likely an ICMP error reported once (header comment), which says nothing about the
+    // datagrams waiting behind it: read the error queue, then those datagrams (no new
+    // readiness event would announce them).
+    ++pending_errors_;
+    drain_errors();
+    n = receive_now();
+    if (n < 0 && !would_block(errno)) ++receive_errors_;
+  }
   if (n <= 0) {
-    if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) ++receive_errors_;
+    // Woken with nothing to read: perhaps only the error queue (EPOLLERR) has something.
+    drain_errors();
     return 0;
   }
   receive_full_ = static_cast<std::size_t>(n) == kBatch;
@@ -263,7 +336,7 @@ std::size_t UdpSocket::fill_source(const Endpoint& to, std::uint8_t* control) co
   return CMSG_SPACE(sizeof(in6_pktinfo));
 }
 
-void UdpSocket::send_now(const Endpoint& to, ByteSpan datagram, bool with_source) {
+void UdpSocket::send_now(const Endpoint& to, ByteSpan datagram, bool with_source, bool again) {
   sockaddr_storage ss;
   std::uint8_t control[kControlSlot];
   iovec iov{const_cast<std::uint8_t*>(datagram.data()), datagram.size()};
@@ -278,11 +351,20 @@ void UdpSocket::send_now(const Endpoint& to, ByteSpan datagram, bool with_source
     msg.msg_controllen = control_len;
   }
   if (::sendmsg(socket_.native_handle(), &msg, MSG_DONTWAIT) >= 0) return;
-  if (control_len > 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != ENOBUFS) {
+  const int error = errno;
+  if (!again && reported_error(error)) {
+    // An ICMP error about an earlier datagram, reported once (header comment): this one did
+    // not leave. Read the queue, then once more.
+    ++pending_errors_;
+    drain_errors();
+    send_now(to, datagram, with_source, true);
+    return;
+  }
+  if (control_len > 0 && error != EAGAIN && error != EWOULDBLOCK && error != ENOBUFS) {
     // Our old source address is gone (this host roamed; Linux says EINVAL or ENETUNREACH):
     // let the kernel choose a new one. The peer's answer then teaches the core the new one.
     ++source_resets_;
-    send_now(to, datagram, false);
+    send_now(to, datagram, false, true);
     return;
   }
   ++send_errors_;
@@ -373,7 +455,14 @@ void UdpSocket::flush() {
         break;
       }
       const Message& m = b_->send_messages[sent];
-      if (m.count > 1 && errno == EIO) {
+      const int error = errno;
+      if (reported_error(error)) {
+        // An ICMP error about an earlier datagram (header comment): read the queue; the
+        // message goes again below.
+        ++pending_errors_;
+        drain_errors();
+      }
+      if (m.count > 1 && error == EIO) {
         // The path cannot segment (no checksum offload on the way out): one by one, from now on.
         gso_ = false;
         send_segments_alone(sent);

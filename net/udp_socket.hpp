@@ -14,12 +14,21 @@
 // (Buffers, make_buffers()): knitd's probe sockets, up to 256 of them, share one set. Sharing
 // is safe on one thread: a socket that queues while another's sends wait flushes those first,
 // and what receive_batch() returns is valid until the next receive_batch() of any sharer.
+//
+// ICMP errors about our datagrams (IP_RECVERR, and IPV6_RECVERR on a dual-stack socket) queue
+// on the socket's error queue (net/socket_error.hpp). Linux also reports each one once as the
+// result of the next receive or send (EMSGSIZE, ECONNREFUSED, EHOSTUNREACH, ...): that is
+// never fatal here, a receive or send that fails so is tried once more, and the queue is
+// drained (a bounded number at a time) whenever a receive fails or finds nothing, since a
+// non-empty queue keeps the socket in EPOLLERR. A "fragmentation needed" / "packet too big"
+// with an MTU goes to the too-big handler: a hint for the path MTU search, nothing more.
 #pragma once
 
 #include <sys/socket.h>
 
 #include <asio.hpp>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <system_error>
 #include <vector>
@@ -51,6 +60,9 @@ class UdpSocket {
   static constexpr std::size_t kMaxSegments = 64;  // the kernel's UDP_MAX_SEGMENTS (at least)
   static constexpr std::size_t kControlSlot = 96;  // pktinfo and a UDP_SEGMENT / UDP_GRO message
   static constexpr int kBufferBytes = 7 << 20;
+  // Error-queue messages read per drain: enough for a burst, bounded so a flood of ICMP
+  // cannot hold the loop (the rest wait for the next drain).
+  static constexpr std::size_t kMaxErrorsPerDrain = 64;
 
   struct Options {
     bool offloads = true;  // UDP_SEGMENT and UDP_GRO where the kernel has them
@@ -74,6 +86,14 @@ class UdpSocket {
   asio::ip::udp::socket& socket() { return socket_; }
   // set_pmtu_probe() on this socket, now and after every bind().
   std::error_code set_pmtu_probe(bool probe);
+
+  // An ICMP "fragmentation needed" / "packet too big" said a datagram to `destination` met a
+  // hop that carries at most `mtu` bytes (an outer IP packet size). Empty: only counted.
+  using TooBigHandler = std::function<void(const Endpoint& destination, std::size_t mtu)>;
+  void set_too_big_handler(TooBigHandler handler) { on_too_big_ = std::move(handler); }
+  // Reads up to kMaxErrorsPerDrain messages of the error queue; returns how many it read.
+  // receive_batch() calls it; public for tests.
+  std::size_t drain_errors();
 
   // Receives up to kBatch messages without blocking (more datagrams than that when the kernel
   // coalesced them); returns the number of datagrams, 0 when none are waiting.
@@ -99,9 +119,16 @@ class UdpSocket {
   // Messages sent with UDP_SEGMENT, and datagrams received coalesced (UDP_GRO).
   std::uint64_t gso_messages() const { return gso_messages_; }
   std::uint64_t gro_datagrams() const { return gro_datagrams_; }
+  // The error queue (socket_error.hpp): too-big hints, other errors, messages not understood;
+  // and receives or sends that failed once because an error was pending, then went on.
+  std::uint64_t icmp_too_big() const { return icmp_too_big_; }
+  std::uint64_t socket_errors_other() const { return socket_errors_other_; }
+  std::uint64_t socket_errors_malformed() const { return socket_errors_malformed_; }
+  std::uint64_t pending_errors() const { return pending_errors_; }
 
  private:
-  void send_now(const Endpoint& to, ByteSpan datagram, bool with_source = true);
+  void send_now(const Endpoint& to, ByteSpan datagram, bool with_source = true, bool again = false);
+  int receive_now();
   unsigned fill_address(const Endpoint& to, sockaddr_storage& ss) const;
   // Writes an IP_PKTINFO / IPV6_PKTINFO message asking the kernel to send from to.local();
   // returns its length, 0 when the endpoint has no local address.
@@ -146,6 +173,11 @@ class UdpSocket {
   std::uint64_t receive_errors_ = 0;
   std::uint64_t gso_messages_ = 0;
   std::uint64_t gro_datagrams_ = 0;
+  std::uint64_t icmp_too_big_ = 0;
+  std::uint64_t socket_errors_other_ = 0;
+  std::uint64_t socket_errors_malformed_ = 0;
+  std::uint64_t pending_errors_ = 0;
+  TooBigHandler on_too_big_;
 };
 
 // The batch buffers and the send batch in them (UdpSocket::make_buffers).

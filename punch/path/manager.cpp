@@ -681,6 +681,23 @@ void PathManager::set_pmtu(bool enabled, std::size_t tunnel_mtu) {
   }
 }
 
+bool PathManager::on_too_big(Instant now, const Endpoint& to, std::size_t mtu) {
+  bool matched = false, changed = false;
+  if (pmtu_enabled_) {
+    for (auto& [key, peer] : peers_) {
+      if (!peer->pmtu_path || peer->pmtu.state() == PmtuSearch::State::idle) continue;
+      if (peer->pmtu_path->endpoint.address() != to.address()) continue;
+      matched = true;
+      if (!peer->pmtu.note_too_big(now, mtu)) continue;
+      changed = true;
+      peer->wake = now;  // the smaller probe now, not when the lost one would time out
+      lower_deadline(now);
+    }
+  }
+  ++(matched ? stats_.icmp_too_big_used : stats_.icmp_too_big_unknown);
+  return changed;
+}
+
 std::vector<std::pair<NodeKey, std::size_t>> PathManager::proven_tunnel_limits(Instant now) const {
   std::vector<std::pair<NodeKey, std::size_t>> out;
   if (!pmtu_enabled_) return out;

@@ -177,6 +177,8 @@ struct PathStats {
   std::uint64_t openers_sent = 0;         // short-TTL pings ahead of a full probe
   std::uint64_t pmtu_probes_sent = 0;     // padded pings (path MTU search)
   std::uint64_t pmtu_probes_acked = 0;
+  std::uint64_t icmp_too_big_used = 0;     // on_too_big() about an address a search is running to
+  std::uint64_t icmp_too_big_unknown = 0;  // ... about any other address (changed nothing)
   std::uint64_t liveness_pings_sent = 0;  // ping_peer()
   std::uint64_t liveness_pongs = 0;       // answers to them that came through the relay
   std::uint64_t drops_of(DiscoError e) const { return drops[static_cast<std::size_t>(e)]; }
@@ -230,6 +232,13 @@ class PathManager {
   // Path MTU discovery (pmtu.hpp) on each peer's chosen direct path, for a tunnel of this MTU.
   // Off: no padded pings, and tunnel_mtu_of() says 0 for everyone.
   void set_pmtu(bool enabled, std::size_t tunnel_mtu);
+  // ICMP "fragmentation needed" / "packet too big" (net/socket_error.hpp) said a datagram to
+  // `to` met a hop that carries at most `mtu` bytes (an outer IP packet size): a hint for the
+  // search of every direct path to that address (the path to an address is the same whatever
+  // its port), which can only lower what is tried (PmtuSearch::note_too_big); the next probe
+  // goes at once. About an address no search runs to, it is counted and changes nothing.
+  // Returns whether a search changed.
+  bool on_too_big(Instant now, const Endpoint& to, std::size_t mtu);
   // A liveness ping (a route carrier's health, agent/carrier_health.hpp) along the path in use:
   // on a direct path the chosen endpoint's ping (its pong also keeps the path trusted),
   // otherwise through the relay, whose pong comes back the same way (older agents answer it

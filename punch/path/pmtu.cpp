@@ -110,19 +110,29 @@ void PmtuSearch::on_timeout(Instant now) {
   next_size(now);
 }
 
-void PmtuSearch::note_too_big(Instant now, std::size_t mtu) {
-  if (state_ == State::idle) return;
+bool PmtuSearch::note_too_big(Instant now, std::size_t mtu) {
+  if (state_ == State::idle) return false;
   mtu = std::max(mtu, base_);
-  if (mtu >= max_) return;
+  if (mtu >= max_) return false;
   if (state_ == State::searching) {
-    if (mtu >= hi_) return;
+    if (mtu >= hi_) return false;
     hi_ = mtu;
     if (probe_ > hi_) search(lo_ > hi_ ? base_ : lo_, hi_, hi_);
-    return;
+    return true;
   }
-  if (mtu >= lo_) return;
-  search(base_, mtu, mtu);
-  (void)now;
+  if (mtu < lo_) {
+    search(base_, mtu, mtu);  // what got through no longer does: search below the hint
+    return true;
+  }
+  if (probe_ > mtu && !confirming_) {
+    // A raise probe (has the path grown?) above the hint: no, it has not; ask again later.
+    probe_ = 0;
+    losses_ = 0;
+    in_flight_.reset();
+    next_raise_ = now + kRaiseInterval;
+    return true;
+  }
+  return false;
 }
 
 std::optional<Instant> PmtuSearch::next_deadline(Instant now) const {

@@ -70,8 +70,9 @@ class PmtuSearch {
   // A pong for a probe of `size` arrived.
   void acked(Instant now, std::size_t size);
   // ICMP "fragmentation needed" / "packet too big" said the path carries `mtu`: a hint, which
-  // can only lower what is tried (never raise mtu()): the next probe is that size.
-  void note_too_big(Instant now, std::size_t mtu);
+  // can only lower what is tried (never raise mtu()): the next probe is that size. Returns
+  // whether it changed the search (false: idle, or nothing above `mtu` was to be tried).
+  bool note_too_big(Instant now, std::size_t mtu);
 
   State state() const { return state_; }
   std::size_t mtu() const { return lo_; }  // the largest size known to get through

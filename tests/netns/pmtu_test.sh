@@ -23,7 +23,8 @@
 #
 # Then a UDP application doing its own path MTU discovery (DF, IP_MTU after EMSGSIZE) learns
 # 1216 from knitd's answer and its smaller datagrams arrive; and the routers are let send their
-# ICMP: knitd still makes no fragment (DF without local fragmentation while it probes); a knitd
+# ICMP: knitd still makes no fragment (DF without local fragmentation while it probes) and
+# reads that ICMP (IP_RECVERR) as a hint for its search, while the runs without it read none; a knitd
 # pair configured only through `wg` completes its transfers there too (the kernel fragments);
 # with UDP blocked at the site the tunnel goes through knit-relay and carries full size.
 #
@@ -101,8 +102,24 @@ agents_up() {
   lab_log "direct path both ways: $B -> $(mesh_peer "$B" "$A" endpoint), $A -> $(mesh_peer "$A" "$B" endpoint)"
 }
 agents_down() {
+  LOG_A=$(agent_log "$A") LOG_B=$(agent_log "$B")
   mesh_agent_down "$A"; mesh_agent_down "$B"
   mesh_agent_stop "$A"; mesh_agent_stop "$B"
+}
+# knitd's log of agent LABEL (lab_wg_start names it after the TUN), and what it says of ICMP
+# "fragmentation needed" about its own datagrams (IP_RECVERR): hints that changed a path MTU
+# search (a log line each, while running), and every too-big the socket read (the shutdown
+# line's udp_icmp_too_big, after agents_down).
+agent_log() { echo "$LAB_DIR/logs/knitd-${MESH_AGENT_IF[$1]}.log"; }
+hints_used() { cat "$@" | grep -c "ICMP too big: the path to" || true; }
+too_big_read() {
+  local n=0 f c
+  for f in "$@"; do
+    c=$(grep -o 'udp_icmp_too_big=[0-9]*' "$f" | tail -n 1 | cut -d= -f2)
+    [[ -n "$c" ]] || lab_fail "no shutdown counters in $f"
+    n=$((n + c))
+  done
+  echo "$n"
 }
 
 # ---------------------------------------------------------------- without the feature
@@ -180,13 +197,16 @@ read -r _ n_got _ largest <<<"$got"
 (( n_got >= 30 && largest <= 1188 )) || lab_fail "the datagrams that fit did not get through: $got (sender: $sent)"
 lab_pass "UDP: 1400-byte datagrams refused with EMSGSIZE after knitd's answer (IP_MTU $mtu); $n_got datagrams of $size bytes arrived"
 agents_down
-lab_pass "$MB MiB both ways across a 1280-byte hop without ICMP"
+read_none=$(too_big_read "$LOG_A" "$LOG_B")
+(( read_none == 0 )) || lab_fail "$read_none ICMP too-big read with the ICMP dropped: the test does not block what it means to"
+lab_pass "$MB MiB both ways across a 1280-byte hop without ICMP (no too-big hint read: nothing depends on it)"
 
 # ---------------------------------------------------------------- ICMP allowed
 # Now the routers send "fragmentation needed" for the outer packets. The kernel would learn
 # 1280 from it and fragment knitd's full-size datagrams itself (and carry oversized path MTU
 # probes in fragments, so the search would "prove" the full size). knitd sets DF without local
 # fragmentation (IP_PMTUDISC_PROBE) while it discovers the path MTU: no fragments anywhere.
+# knitd reads the ICMP itself (IP_RECVERR) as a hint that cuts its search short.
 lab_step "the same hop with ICMP allowed: still no outer fragmentation"
 for ns in "$R" "$LAB_CORE"; do
   ip netns exec "$ns" nft flush chain inet knit_lab_pmtu output
@@ -215,8 +235,13 @@ lab_log "ICMP allowed: $icmp frag-needed sent by the routers, $((drops - drops0)
 (( drops - drops0 <= 80 )) || lab_fail "$((drops - drops0)) packets too big for the hop: more than the probes"
 mtu=$(mesh_peer "$A" "$B" path_mtu)
 (( mtu <= 1220 && mtu >= 1200 )) || lab_fail "with ICMP allowed, $A reports path_mtu $mtu to $B"
+# The ICMP reached knitd (IP_RECVERR) and lowered the search at once: a hint, used.
+used=$(hints_used "$(agent_log "$A")" "$(agent_log "$B")")
 agents_down
-lab_pass "$MB MiB both ways with ICMP allowed: $icmp frag-needed, 0 fragments, path_mtu $mtu"
+read_icmp=$(too_big_read "$LOG_A" "$LOG_B")
+lab_log "ICMP allowed: knitd read $read_icmp too-big about its datagrams, $used changed a path MTU search"
+(( read_icmp > 0 && used > 0 )) || lab_fail "knitd did not use the routers' fragmentation-needed as a hint: $read_icmp read, $used used"
+lab_pass "$MB MiB both ways with ICMP allowed: $icmp frag-needed, $used used as hints by knitd, 0 fragments, path_mtu $mtu"
 
 # The relayed path: UDP blocked at the site, so the tunnel rides knit-relay's TCP stream across
 # the same hop. The relay carries any WireGuard datagram up to 65,535 bytes and TCP segments

@@ -1,7 +1,7 @@
 // net::UdpSocket on loopback: runs of same-size datagrams leave as one UDP_SEGMENT message and
 // arrive through UDP_GRO as one buffer, split again into the datagrams that were queued, in
 // order; mixed sizes and endpoints keep their order; with offloads off every datagram is its
-// own message and nothing is coalesced.
+// own message and nothing is coalesced; an ICMP error about an earlier datagram costs nothing.
 #include <gtest/gtest.h>
 
 #include <asio.hpp>
@@ -86,6 +86,46 @@ TEST_P(UdpSocketTest, MixedSizesAndEndpointsKeepTheirOrder) {
   c.flush();
   EXPECT_EQ(receive(b_, to_b.size()), to_b);
   EXPECT_EQ(receive(c, to_c.size()), to_c);
+}
+
+// An ICMP error about an earlier datagram (here: port unreachable, from loopback) is reported
+// once by the next receive or send (IP_RECVERR): neither fails for it. The receive reads the
+// error queue and then the datagrams behind the error; the send goes again.
+TEST_P(UdpSocketTest, AnIcmpErrorCostsNoDatagramAndIsDrained) {
+  std::uint16_t closed_port;
+  {
+    UdpSocket c(io_);
+    ASSERT_FALSE(c.bind(0));
+    closed_port = c.port();
+  }
+  const Endpoint closed(*IpAddress::parse("127.0.0.1"), closed_port);
+  std::size_t hints = 0;
+  a_.set_too_big_handler([&](const Endpoint&, std::size_t) { ++hints; });
+
+  a_.queue(closed, datagram(100, 1));
+  a_.flush();
+  std::this_thread::sleep_for(20ms);  // the port unreachable comes back
+  const std::vector<Bytes> sent = {datagram(200, 2), datagram(200, 3), datagram(300, 4)};
+  for (const Bytes& d : sent) b_.queue(loopback(a_), d);
+  b_.flush();
+  EXPECT_EQ(receive(a_, sent.size()), sent) << "the datagrams behind the error";
+  EXPECT_EQ(a_.pending_errors(), 1u);
+  EXPECT_EQ(a_.socket_errors_other(), 1u);
+  EXPECT_EQ(a_.socket_errors_malformed(), 0u);
+  EXPECT_EQ(a_.receive_errors(), 0u);
+  EXPECT_EQ(a_.drain_errors(), 0u) << "nothing left in the queue";
+
+  // The same on the send side: the error is reported to the next send, which goes again.
+  a_.queue(closed, datagram(100, 5));
+  a_.flush();
+  std::this_thread::sleep_for(20ms);
+  a_.queue(loopback(b_), datagram(150, 6));
+  a_.flush();
+  EXPECT_EQ(receive(b_, 1), std::vector<Bytes>{datagram(150, 6)});
+  EXPECT_EQ(a_.send_errors(), 0u);
+  EXPECT_EQ(a_.pending_errors(), 2u);
+  EXPECT_EQ(a_.socket_errors_other(), 2u);
+  EXPECT_EQ(hints, 0u) << "a port unreachable is no too-big hint";
 }
 
 INSTANTIATE_TEST_SUITE_P(Offloads, UdpSocketTest, ::testing::Bool(),

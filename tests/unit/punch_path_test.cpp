@@ -566,6 +566,50 @@ TEST(PunchPath, PathMtuIsSearchedOnTheDirectPathAndGivesTheTunnelMtu) {
   EXPECT_TRUE(p.a->pm->proven_tunnel_limits(p.w.now).empty()) << "the full path limits nothing";
 }
 
+TEST(PunchPath, IcmpTooBigIsAHintForTheSearchOfThatAddressOnly) {
+  Pair p({kA}, {kB});
+  p.w.path_mtu = 1280;  // the sim sends no ICMP: the test hands in what the socket would
+  p.a->pm->set_pmtu(true, 1420);
+  p.b->pm->set_pmtu(true, 1420);
+  p.start();
+  p.run(seconds(1));
+  ASSERT_EQ(p.ab().kind, PathKind::direct);
+  const Endpoint to = p.ab().endpoint;
+  const auto probes = [&] {
+    return std::count_if(p.a->sends.begin(), p.a->sends.end(),
+                         [](const SendRecord& s) { return s.purpose == SendPurpose::pmtu_probe; });
+  };
+
+  // About an address no search runs to: counted, nothing changes.
+  EXPECT_FALSE(p.a->pm->on_too_big(p.w.now, Endpoint(*IpAddress::parse("198.51.100.7"), to.port()), 1280));
+  EXPECT_EQ(p.a->pm->stats().icmp_too_big_unknown, 1u);
+  EXPECT_EQ(p.a->pm->stats().icmp_too_big_used, 0u);
+  EXPECT_TRUE(p.a->pm->proven_tunnel_limits(p.w.now).empty());
+
+  // About b's address (any port: the path is the address's): the search skips to the hint
+  // at once instead of losing three probes of each larger size.
+  ASSERT_TRUE(p.a->pm->on_too_big(p.w.now, Endpoint(to.address(), 9), 1280));
+  EXPECT_EQ(p.a->pm->stats().icmp_too_big_used, 1u);
+  ASSERT_TRUE(p.a->pm->next_deadline());
+  EXPECT_LE(*p.a->pm->next_deadline(), p.w.now) << "the smaller probe goes now";
+  const auto before = probes();
+  p.run(milliseconds(100));
+  using Limits = std::vector<std::pair<NodeKey, std::size_t>>;
+  EXPECT_EQ(p.a->pm->proven_tunnel_limits(p.w.now), (Limits{{p.b->node_key, 1216u}}))
+      << "proven within 100 ms of the hint";
+  EXPECT_EQ(p.a->pm->tunnel_mtu_of(p.b->node_key, p.w.now), 1216u);
+  EXPECT_LE(probes() - before, 1) << "no size above the hint is tried";
+
+  // A hint never raises anything, nor pushes below the base.
+  EXPECT_FALSE(p.a->pm->on_too_big(p.w.now, to, 9000));
+  EXPECT_FALSE(p.a->pm->on_too_big(p.w.now, to, 500));
+  EXPECT_EQ(p.a->pm->tunnel_mtu_of(p.b->node_key, p.w.now), 1216u);
+  EXPECT_EQ(p.a->pm->stats().icmp_too_big_used, 3u);
+
+  // b never got a hint: it finds the same by losing probes, later.
+  EXPECT_TRUE(p.b->pm->proven_tunnel_limits(p.w.now).empty());
+}
+
 TEST(PunchPath, PathMtuOffLeavesEverythingAlone) {
   Pair p({kA}, {kB});
   p.w.path_mtu = 1280;
@@ -575,6 +619,8 @@ TEST(PunchPath, PathMtuOffLeavesEverythingAlone) {
   EXPECT_EQ(p.a->pm->tunnel_mtu_of(p.b->node_key, p.w.now), 0u);
   EXPECT_TRUE(p.a->pm->proven_tunnel_limits(p.w.now).empty());
   EXPECT_EQ(p.a->pm->stats().pmtu_probes_sent, 0u);
+  EXPECT_FALSE(p.a->pm->on_too_big(p.w.now, p.ab().endpoint, 1280));
+  EXPECT_EQ(p.a->pm->stats().icmp_too_big_unknown, 1u) << "no search: the hint is nobody's";
 }
 
 }  // namespace

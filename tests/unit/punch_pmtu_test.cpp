@@ -147,6 +147,45 @@ TEST(PunchPmtu, TooBigHintSkipsSizesButNeverRaises) {
   EXPECT_GE(s.search.mtu(), kPmtuBase);
 }
 
+TEST(PunchPmtu, TooBigHintSaysWhetherItChangedTheSearch) {
+  Sim s;
+  EXPECT_FALSE(s.search.note_too_big(s.now, 1300)) << "idle: nothing to change";
+  s.path = 1300;
+  s.search.start(s.now, kPmtuBase, 1480);
+  EXPECT_TRUE(s.search.note_too_big(s.now, 1300));
+  EXPECT_FALSE(s.search.note_too_big(s.now, 1400)) << "above what is left to try";
+  EXPECT_FALSE(s.search.note_too_big(s.now, 1480));
+  s.run(1s);
+  ASSERT_EQ(s.search.state(), PmtuSearch::State::complete);
+  EXPECT_EQ(s.search.mtu(), 1300u);
+  EXPECT_FALSE(s.search.note_too_big(s.now, 1300)) << "what got through still does";
+  // The path shrinks and says so: searched again below the hint, at once.
+  s.path = 1290;
+  EXPECT_TRUE(s.search.note_too_big(s.now, 1290));
+  EXPECT_EQ(s.search.state(), PmtuSearch::State::searching);
+  s.run(1s);
+  EXPECT_EQ(s.search.mtu(), 1290u);
+}
+
+TEST(PunchPmtu, TooBigHintEndsARaiseProbeAboveIt) {
+  Sim s;
+  s.path = 1300;
+  s.search.start(s.now, kPmtuBase, 1480);
+  s.search.note_too_big(s.now, 1300);
+  s.run(1s);
+  ASSERT_EQ(s.search.mtu(), 1300u);
+  // Ten minutes on, a probe of the full size asks whether the path grew.
+  s.now += PmtuSearch::kRaiseInterval;
+  const auto size = s.search.poll(s.now);
+  ASSERT_EQ(size, std::optional<std::size_t>(1480));
+  s.search.sent(s.now, *size);
+  EXPECT_TRUE(s.search.note_too_big(s.now, 1300)) << "no, it did not";
+  const auto next = s.search.poll(s.now);
+  EXPECT_TRUE(!next || *next <= 1300u) << "no retries of the raise probe (a confirm may be due)";
+  EXPECT_EQ(s.search.mtu(), 1300u);
+  EXPECT_EQ(s.search.state(), PmtuSearch::State::complete);
+}
+
 TEST(PunchPmtu, IdleAsksForNothing) {
   PmtuSearch search;
   const Instant now{std::chrono::seconds(5)};
