@@ -20,13 +20,13 @@ namespace {
 // The TCP checksum over [tcp_at, end) with the pseudo-header of the packet's version.
 std::uint16_t full_tcp_checksum(const std::vector<std::uint8_t>& p, std::size_t tcp_at, std::size_t end) {
   const std::size_t len = end - tcp_at;
-  std::uint32_t sum = 0;
+  std::uint64_t sum = 0;  // checksum_accumulate's own width: a 32-bit sum would drop carries
   if ((p[0] >> 4) == 4) {
     sum = pseudo_header_sum(load_be32(p.data() + 12), load_be32(p.data() + 16), 6,
                             static_cast<std::uint16_t>(len));
   } else {
     sum = checksum_accumulate(ByteSpan(p.data() + 8, 32));
-    sum += static_cast<std::uint32_t>(len) + 6;
+    sum += len + 6;
   }
   sum = checksum_accumulate(ByteSpan(p.data() + tcp_at, 16), sum);
   sum = checksum_accumulate(ByteSpan(p.data() + tcp_at + 18, len - 18), sum);

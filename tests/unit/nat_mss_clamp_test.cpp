@@ -19,14 +19,13 @@ constexpr std::uint8_t kAck = 0x10;
 
 std::uint16_t tcp_checksum(const Bytes& p, std::size_t tcp_at) {
   const std::size_t tcp_len = p.size() - tcp_at;
-  std::uint32_t sum = 0;
+  std::uint64_t sum = 0;  // checksum_accumulate's own width
   if ((p[0] >> 4) == 4) {
     sum = pseudo_header_sum(load_be32(p.data() + 12), load_be32(p.data() + 16), 6,
                             static_cast<std::uint16_t>(tcp_len));
   } else {
     sum = checksum_accumulate(ByteSpan(p.data() + 8, 32));
-    sum += static_cast<std::uint32_t>(tcp_len);
-    sum += 6;
+    sum += tcp_len + 6;
   }
   Bytes tcp(p.begin() + static_cast<std::ptrdiff_t>(tcp_at), p.end());
   tcp[16] = tcp[17] = 0;
