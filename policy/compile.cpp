@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <charconv>
 
+#include "policy/limits.hpp"
+
 namespace knit::policy {
 namespace {
 
@@ -195,6 +197,17 @@ std::optional<PolicyError> check_names(const Document& doc, const Mesh& mesh) {
   return std::nullopt;
 }
 
+std::string wire_label(const Document& doc, std::size_t index) {
+  std::string label = rule_label(doc, index);
+  if (label.size() <= kMaxRuleNameLength) return label;
+  // Only a long name gets here: shorten it, on a UTF-8 boundary, so its line number still fits.
+  const Rule& r = doc.rules[index];
+  const std::string tail = "\xe2\x80\xa6\" (line " + std::to_string(r.at.line) + ")";
+  std::size_t keep = std::min(r.name.size(), kMaxRuleNameLength - 1 - tail.size());
+  while (keep > 0 && (static_cast<unsigned char>(r.name[keep]) & 0xc0) == 0x80) --keep;
+  return "\"" + r.name.substr(0, keep) + tail;
+}
+
 RuleSet compile_for(const Document& doc, const Mesh& mesh, const MeshNode& node) {
   std::vector<CompiledRule> out;
   for (std::size_t i = 0; i < doc.rules.size(); ++i) {
@@ -207,7 +220,7 @@ RuleSet compile_for(const Document& doc, const Mesh& mesh, const MeshNode& node)
       destination_prefixes(doc, node, d.target, c.dst);
       if (c.dst.empty()) continue;
       c.rule = static_cast<std::uint32_t>(i);
-      c.name = rule_label(doc, i);
+      c.name = wire_label(doc, i);
       c.protocols = r.protocols;
       c.src = src;
       c.ports = d.ports;

@@ -30,6 +30,9 @@ std::optional<PolicyError> check_names(const Document& doc, const Mesh& mesh);
 
 // The rules for traffic into `node` (its own addresses and its routes).
 RuleSet compile_for(const Document& doc, const Mesh& mesh, const MeshNode& node);
+// A compiled rule's name: rule_label(), shortened (the name, on a UTF-8 boundary, ending in
+// "...") to the kMaxRuleNameLength bytes the wire carries, so agents see what was compiled.
+std::string wire_label(const Document& doc, std::size_t index);
 
 // The same question asked directly of the document, one packet at a time (no compilation):
 // the first rule that accepts a flow into `node`, or nullopt. The differential tests hold the

@@ -6,6 +6,7 @@
 #include <random>
 
 #include "policy/compile.hpp"
+#include "policy/limits.hpp"
 #include "policy/wire.hpp"
 
 using namespace knit;
@@ -275,3 +276,33 @@ TEST(PolicyCompile, DifferentialAgainstNaiveEvaluator) {
   EXPECT_GT(accepted, checked / 50);  // both answers occur
   EXPECT_LT(accepted, checked);
 }
+
+namespace knit::policy {
+namespace {
+
+// A long rule name (the document allows kMaxRuleNameLength bytes) compiles to a label that the
+// wire carries whole: the name is shortened on a UTF-8 boundary and the line number kept. (Found
+// by a 10-minute libFuzzer run: the wire used to cut the label, so agents saw another name.)
+TEST(PolicyCompile, LongRuleNamesSurviveTheWireWithTheirLineNumber) {
+  const std::string name = std::string(60, 'x') + "\xc3\xa9\xc3\xa9";  // 64 bytes, é at the end
+  const std::string text = "{\n\"rules\": [\n{\"action\": \"accept\", \"src\": [\"*\"], \"dst\": [\"*:*\"], \"name\": \"" +
+                           name + "\"}]}";
+  const Document doc = doc_of(text);
+  ASSERT_EQ(doc.rules.size(), 1u);
+  const Mesh mesh = sample_mesh();
+  const RuleSet set = compile_for(doc, mesh, mesh.nodes[0]);
+  ASSERT_FALSE(set.rules().empty());
+  const std::string& label = set.rules()[0].name;
+  EXPECT_LE(label.size(), kMaxRuleNameLength);
+  EXPECT_EQ(label.rfind("\xe2\x80\xa6\" (line 3)"), label.size() - std::string("\xe2\x80\xa6\" (line 3)").size()) << label;
+  EXPECT_EQ(label.substr(0, 11), "\"xxxxxxxxxx");
+  std::uint64_t version = 0;
+  RuleSet back;
+  ASSERT_EQ(decode_rules(encode_rules(1, set), version, back), WireError::none);
+  EXPECT_EQ(back, set);
+  // A short name is the label people read elsewhere, untouched.
+  EXPECT_EQ(wire_label(doc_of(kPolicy), 0), "\"web to db\" (line 5)");
+}
+
+}  // namespace
+}  // namespace knit::policy
