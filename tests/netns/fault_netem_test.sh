@@ -38,6 +38,9 @@ mesh_agent_up a1
 mesh_agent_up a2
 mesh_wait_full 20
 mesh_wait_path 20 a1 a2 direct
+# Both views, before judging them: a2 may still be proving its side (or waiting for the relay to
+# hear of it) a moment after a1 has; the transfer's samples would call that a lie.
+mesh_wait_path 20 a2 a1 direct
 A2_UL=$(lab_host_addr a2)
 lab_pass "a1 -> a2 direct: $(mesh_peer a1 a2 endpoint)"
 
