@@ -16,6 +16,7 @@
 #include "localapi/protocol.hpp"
 #include "tests/support/route_peers.hpp"
 #include "wg/crypto.hpp"
+#include "tests/support/null_io.hpp"
 
 namespace knit::agent {
 namespace {
@@ -177,12 +178,7 @@ TEST(ExitChoice, ByNameFqdnOrMeshAddressOnlyWhenApprovedAndOnline) {
 
 class ExitPeers : public ::testing::Test {
  protected:
-  class NullIo : public wg::Transport, public wg::TunSink {
-   public:
-    void send(const wg::Peer&, std::span<const ByteSpan>) override {}
-    void send_reply(const Endpoint&, ByteSpan) override {}
-    void write_tun(MutableByteSpan) override {}
-  };
+  using NullIo = knit::testing::NullIo;
   class Link : public LinkControl {
    public:
     std::error_code set_up() override { return {}; }

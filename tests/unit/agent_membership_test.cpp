@@ -10,6 +10,7 @@
 #include "control/token.hpp"
 #include "tests/support/fake_coordinator.hpp"
 #include "tests/support/io_loop.hpp"
+#include "tests/support/null_io.hpp"
 
 namespace knit::agent {
 namespace {
@@ -19,12 +20,7 @@ using namespace std::chrono_literals;
 using testing::FakeCoordinator;
 using tcp = asio::ip::tcp;
 
-class NullIo : public wg::Transport, public wg::TunSink {
- public:
-  void send(const wg::Peer&, std::span<const ByteSpan>) override {}
-  void send_reply(const Endpoint&, ByteSpan) override {}
-  void write_tun(MutableByteSpan) override {}
-};
+using knit::testing::NullIo;
 
 class FakeMeshDevice : public MeshDevice {
  public:

@@ -10,16 +10,12 @@
 #include "base/random.hpp"
 #include "tests/support/route_peers.hpp"
 #include "wg/crypto.hpp"
+#include "tests/support/null_io.hpp"
 
 namespace knit::agent {
 namespace {
 
-class NullIo : public wg::Transport, public wg::TunSink {
- public:
-  void send(const wg::Peer&, std::span<const ByteSpan>) override {}
-  void send_reply(const Endpoint&, ByteSpan) override {}
-  void write_tun(MutableByteSpan) override {}
-};
+using knit::testing::NullIo;
 
 class RecordingLink : public LinkControl {
  public:
