@@ -21,6 +21,7 @@
 #include "base/random.hpp"
 #include "wg/crypto.hpp"
 #include "wg/device.hpp"
+#include "bench/bench_packets.hpp"
 
 namespace knit {
 namespace {
@@ -45,15 +46,7 @@ class NullIo : public wg::Transport, public wg::TunSink {
   std::uint64_t sent = 0, tun_bytes = 0;
 };
 
-Bytes ipv4_packet(std::size_t size, std::uint32_t src, std::uint32_t dst) {
-  Bytes p(size, 0x5a);
-  p[0] = 0x45;
-  store_be16(p.data() + 2, static_cast<std::uint16_t>(size));
-  p[9] = 17;
-  store_be32(p.data() + 12, src);
-  store_be32(p.data() + 16, dst);
-  return p;
-}
+using knit::bench::ipv4_packet;
 
 void BM_BareSeal(benchmark::State& state) {
   unsigned char key[crypto_aead_chacha20poly1305_ietf_KEYBYTES];

@@ -9,6 +9,7 @@
 #include "base/random.hpp"
 #include "wg/crypto.hpp"
 #include "wg/device.hpp"
+#include "bench/bench_packets.hpp"
 
 namespace knit::wg {
 namespace {
@@ -33,15 +34,7 @@ class CaptureIo : public Transport, public TunSink {
   std::uint64_t sent = 0, tun_packets = 0, tun_bytes = 0;
 };
 
-Bytes ipv4_packet(std::size_t size, std::uint32_t src, std::uint32_t dst) {
-  Bytes p(size, 0x5a);
-  p[0] = 0x45;
-  store_be16(p.data() + 2, static_cast<std::uint16_t>(size));
-  p[9] = 17;
-  store_be32(p.data() + 12, src);
-  store_be32(p.data() + 16, dst);
-  return p;
-}
+using knit::bench::ipv4_packet;
 
 // Two devices with an established session, A -> B.
 struct Pair {
