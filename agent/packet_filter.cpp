@@ -36,6 +36,24 @@ nat::Config host_config(const IpAddress& mesh_v4, const PacketFilter::Limits& li
   return c;
 }
 
+// Whether an inbound IPv4 packet is addressed to one of this node's port forwards: to `self`,
+// TCP or UDP, a first fragment (or none), destination port a forward's mesh port. Read before
+// the engine rewrites it to the forward's target.
+bool to_forward(ByteSpan packet, const IpAddress& self, const std::vector<localapi::ForwardRule>& rules) {
+  if (rules.empty() || packet.size() < 20) return false;
+  const std::size_t ihl = std::size_t{packet[0] & 0x0fu} * 4;
+  if (ihl < 20 || packet.size() < ihl + 4) return false;
+  if (((packet[6] & 0x1fu) | packet[7]) != 0) return false;  // a later fragment: no ports
+  if (IpAddress::v4(packet.data() + 16) != self) return false;
+  const std::uint8_t protocol = packet[9];
+  if (protocol != 6 && protocol != 17) return false;
+  const auto wanted = protocol == 6 ? localapi::ForwardProtocol::tcp : localapi::ForwardProtocol::udp;
+  const std::uint16_t port = static_cast<std::uint16_t>((packet[ihl + 2] << 8) | packet[ihl + 3]);
+  return std::any_of(rules.begin(), rules.end(), [&](const localapi::ForwardRule& r) {
+    return r.protocol == wanted && r.mesh_port == port;
+  });
+}
+
 }  // namespace
 
 PacketFilter::PacketFilter(Random& rng, Limits limits)
@@ -231,6 +249,12 @@ std::size_t PacketFilter::inbound_v4(Instant now, MutableByteSpan packet) {
     }
     return packet.size();
   }
+  // A port forward is a service of this node: a flow into it is judged by the policy as traffic
+  // into this node on the mesh port, before the engine rewrites it towards the target. Every
+  // packet of it is asked (one lookup once accepted), so a rule change cuts it like any other.
+  if (policy_.in_force() && mesh_v4_ && to_forward(packet, *mesh_v4_, rules_) &&
+      policy_.unsolicited(now, packet) != PolicyFilter::Verdict::pass)
+    return 0;
   const nat::Result r = engine_->inbound(now, packet);
   if (r.verdict == nat::Verdict::forward) {
     const bool cut = policy_.tracked(now, packet.first(r.length)) == PolicyFilter::Verdict::drop;

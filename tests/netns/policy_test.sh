@@ -12,7 +12,7 @@
 #   allowed TCP, UDP and ping work; denied TCP (db -> web, plain -> db, web -> db:22) and ping
 #   (plain -> db) fail and db's / web's `.self.policy.denied` rise; web's own connection to db
 #   gets its replies although db may not open flows into web; `knit debug policy` on db names
-#   the rules. A live change lets db into web:7000 within 2 s (web's rules at the new version),
+#   the rules; a port forward on db (8022 -> its own :22) is open to ops, refused to web. A live change lets db into web:7000 within 2 s (web's rules at the new version),
 #   and taking it away again cuts the established connection (`.self.policy.cut`) and refuses
 #   new ones. A policy whose tests fail is refused with its line and column and changes nothing.
 set -euo pipefail
@@ -130,6 +130,15 @@ denied_web=$(policy_field web denied)
 (( $(policy_field web denied) > denied_web )) || lab_fail "web's denied counter did not rise"
 connects web db 5432 || lab_fail "web's own connection to db got no reply"
 lab_pass "plain -> db:5432, web -> db:22, plain ping db, db -> web:7000 refused (db denied $(policy_field db denied), web denied $(policy_field web denied)); db's replies to web pass"
+
+lab_step "a port forward is a service of its node: the policy decides who may use it"
+knit_on db forward add tcp 8022 10.220.2.2:22 >/dev/null || lab_fail "knit forward add on db failed"
+connects ops db 8022 || lab_fail "ops (admins) cannot reach db's forward 8022 -> :22"
+denied_db=$(policy_field db denied)
+! connects web db 8022 || lab_fail "web reached db's forward 8022, which no rule lets it use"
+(( $(policy_field db denied) > denied_db )) || lab_fail "db's denied counter did not rise for the forward"
+knit_on db forward remove tcp 8022 >/dev/null || lab_fail "knit forward remove on db failed"
+lab_pass "ops reaches db's forward tcp/8022 -> 10.220.2.2:22; web is refused and counted"
 
 lab_step "a live change opens access within 2 s, and taking it back cuts the open connection"
 OPEN=$(write_policy open "$(policy_text '{"action": "accept", "src": ["tag:db"], "dst": ["tag:web:7000"], "proto": "tcp", "name": "db-web"},')")

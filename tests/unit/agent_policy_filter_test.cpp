@@ -237,4 +237,36 @@ TEST(AgentPolicyFilter, ShieldsUpStillRefuseWhatThePolicyAllows) {
   EXPECT_EQ(f.filter.counters().refused_v4, 1u);
 }
 
+// A port forward is a service of this node: who may open a flow into it is the policy's to say,
+// judged as traffic into this node on the mesh port (not the target's), and a rule change cuts
+// an open forwarded connection like any other flow. The target's replies still go back.
+TEST(AgentPolicyFilter, PortForwardsAreUnderThePolicy) {
+  Fixture f;
+  ASSERT_EQ(f.filter.add_forward({localapi::ForwardProtocol::tcp, 5432, ep("10.9.0.2:15432")}), "");
+  ASSERT_EQ(f.filter.add_forward({localapi::ForwardProtocol::udp, 5432, ep("10.9.0.2:15432")}), "");
+  ASSERT_TRUE(f.filter.policy().apply(pushed(kPolicy)));
+  // web may reach tcp/5432 (rule web-db), and the forward takes it to the target.
+  Bytes syn = kWebSyn;
+  const std::size_t n = f.filter.inbound(f.now, syn);
+  ASSERT_NE(n, 0u);
+  EXPECT_EQ(nat::summarize(ByteSpan(syn.data(), n)).destination, ep("10.9.0.2:15432"));
+  ASSERT_TRUE(f.out(make_tcp(ep("10.9.0.2:15432"), ep("100.64.0.2:40000"), nat::kTcpSyn | nat::kTcpAck)));
+  EXPECT_TRUE(f.in(kWebAck));
+  // plain may not; nor may web over UDP (the rule is tcp only). Neither reaches the target.
+  EXPECT_FALSE(f.in(make_tcp(ep("100.64.0.4:40000"), ep("100.64.0.1:5432"), nat::kTcpSyn)));
+  EXPECT_FALSE(f.in(make_udp(ep("100.64.0.2:40000"), ep("100.64.0.1:5432"))));
+  EXPECT_EQ(f.filter.forwards()[0].connections, 1u);
+  EXPECT_EQ(f.filter.policy().counters().denied, 2u);
+  EXPECT_EQ(f.filter.policy().counters().rules[0].accepted_flows, 1u);
+  // A policy that no longer lets web in cuts the forwarded connection.
+  ASSERT_TRUE(f.filter.policy().apply(pushed(R"({"rules": [
+    {"action": "accept", "src": ["tag:ops"], "dst": ["*:*"]}]})", 2)));
+  EXPECT_EQ(f.filter.policy().counters().cut, 1u);
+  EXPECT_FALSE(f.in(kWebAck));
+  // ops may, and without a policy anyone may.
+  EXPECT_TRUE(f.in(make_udp(ep("100.64.0.3:5000"), ep("100.64.0.1:5432"))));
+  ASSERT_TRUE(f.filter.policy().apply(control::PolicyRules{}));
+  EXPECT_TRUE(f.in(make_tcp(ep("100.64.0.4:40001"), ep("100.64.0.1:5432"), nat::kTcpSyn)));
+}
+
 }  // namespace knit::agent
