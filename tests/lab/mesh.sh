@@ -127,8 +127,10 @@ mesh_coordinator_start() {
   lab_bg coordinator "$MESH_COORD_NS" "$KNIT_BIN/knit-coordinator" --state-dir "$MESH_COORD_STATE" \
     serve --listen "$MESH_COORD_ADDR"
   MESH_COORD_PID=$LAB_BG_LAST
+  local host=${MESH_COORD_ADDR%:*}
+  host=${host#[} host=${host%]}  # "[v6]:port" too
   lab_wait_for 10 "the coordinator to listen on $MESH_COORD_ADDR" \
-    ip netns exec "$MESH_COORD_NS" nc -z -w 1 "${MESH_COORD_ADDR%:*}" "${MESH_COORD_ADDR#*:}"
+    ip netns exec "$MESH_COORD_NS" nc -z -w 1 "$host" "${MESH_COORD_ADDR##*:}"
   lab_log "knit-coordinator (pid $MESH_COORD_PID) serves $MESH_COORD_ADDR"
 }
 
