@@ -7,6 +7,7 @@
 #include <sstream>
 
 #include "base/log.hpp"
+#include "net/route_mtu.hpp"
 
 namespace knit::agent {
 
@@ -116,6 +117,12 @@ void DataPlane::set_mtu_limits(std::vector<std::pair<wg::PublicKey, std::size_t>
   for (const auto& [key, mtu] : mtu_limits_) mtu_floor_ = std::min(mtu_floor_, mtu);
 }
 
+void DataPlane::on_path_too_big(const Endpoint& to, std::size_t mtu) {
+  if (path_hints_.record_icmp(now().mono, to.address(), mtu))
+    log(LogLevel::info, "knitd", "ICMP: the path to ", to.address().to_string(), " carries at most ", mtu,
+        " bytes; new TCP connections to peers there are clamped to fit");
+}
+
 bool DataPlane::too_big(const wg::Now& t, ByteSpan packet) {
   const std::uint8_t version = packet[0] >> 4;
   if ((version != 4 || packet.size() < 20) && (version != 6 || packet.size() < 40)) return false;
@@ -159,6 +166,13 @@ void DataPlane::clamp_mss(MutableByteSpan packet, bool outbound) {
     std::size_t mtu = device_.mtu();
     if (peer && peer_mtu_) {
       const std::size_t path = peer_mtu_(peer->public_key);
+      if (path != 0 && path < mtu) mtu = path;
+    } else if (peer && peer->endpoint && path_hints_on_) {
+      // Plain `wg` mode: what ICMP taught this host about the peer's outer path.
+      const Instant at = now().mono;
+      if (path_hints_.should_ask(at, peer->endpoint->address()))
+        path_hints_.record_kernel(at, peer->endpoint->address(), net::kernel_path_mtu(*peer->endpoint));
+      const std::size_t path = path_hints_.tunnel_mtu(at, *peer->endpoint);
       if (path != 0 && path < mtu) mtu = path;
     }
     return mtu;

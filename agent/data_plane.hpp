@@ -53,6 +53,7 @@
 #include "agent/crypto_workers.hpp"
 #include "agent/datagram.hpp"
 #include "agent/packet_filter.hpp"
+#include "agent/path_mtu_hints.hpp"
 #include "base/random.hpp"
 #include "nat/mss_clamp.hpp"
 #include "nat/too_big.hpp"
@@ -116,6 +117,15 @@ class DataPlane final : public wg::TunSink, public WireGuardReceiver, private tu
   // (the path would drop it): the host gets the "too big" answer a router gives
   // (nat/too_big.hpp), rate-limited. Checked only for packets above the smallest limit.
   void set_mtu_limits(std::vector<std::pair<wg::PublicKey, std::size_t>> limits);
+  // Plain `wg` mode (no peer_mtu hook): an ICMP "fragmentation needed" / "packet too big" about
+  // a datagram to `to` (UdpTransport's too-big handler). Kept (path_mtu_hints.hpp), with what the
+  // kernel's route cache says (net/route_mtu.hpp, asked on a SYN at most every 10 s per
+  // address), and used by the MSS clamp for peers whose endpoint is that address, so new TCP
+  // connections fit the path rather than leave every full-size segment to the kernel's
+  // fragmentation. set_path_hints(false) (KNIT_PMTU=off, and in tests) asks nothing.
+  void on_path_too_big(const Endpoint& to, std::size_t mtu);
+  void set_path_hints(bool on) { path_hints_on_ = on; }
+  const PathMtuHints& path_mtu_hints() const { return path_hints_; }
   struct TooBigStats {
     std::uint64_t answered = 0;      // ICMP 3/4 or ICMPv6 2 written to the TUN
     std::uint64_t rate_limited = 0;  // dropped without an answer: over the rate
@@ -169,6 +179,8 @@ class DataPlane final : public wg::TunSink, public WireGuardReceiver, private tu
   tun::TcpCoalescer coalescer_;
   LocalHook local_hook_;
   PeerMtu peer_mtu_;
+  PathMtuHints path_hints_;
+  bool path_hints_on_ = false;
   nat::MssClamp mss_clamp_;
   bool mss_clamp_on_ = true;
   std::vector<std::pair<wg::PublicKey, std::size_t>> mtu_limits_;

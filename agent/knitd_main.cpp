@@ -214,6 +214,10 @@ int main(int argc, char** argv) {
     const char* pmtu_env = std::getenv("KNIT_PMTU");
     const bool pmtu = pmtu_env == nullptr || std::string_view(pmtu_env) != "off";
     plane.set_mss_clamp(pmtu);
+    // Plain `wg` mode: what a router's ICMP says of a peer's path fits the MSS clamp to it
+    // (data_plane.hpp); a mesh takes the handler over while it runs.
+    plane.set_path_hints(pmtu);
+    if (pmtu) udp.set_too_big_handler([&plane](const Endpoint& to, std::size_t path_mtu) { plane.on_path_too_big(to, path_mtu); });
     mesh_paths.set_pmtu_enabled(pmtu);
     if (!pmtu) log(LogLevel::info, "knitd", "path MTU discovery and MSS clamping off (KNIT_PMTU=off)");
     agent::Membership::Options membership_options;

@@ -57,6 +57,7 @@ void MeshTransport::start() {
   running_ = true;
   udp_.set_other_datagrams(this);
   auto too_big = [this](const Endpoint& to, std::size_t mtu) { on_too_big(to, mtu); };
+  plain_too_big_ = udp_.too_big_handler();  // plain `wg` mode's, back when the mesh stops
   udp_.set_too_big_handler(too_big);
   probes_.set_too_big_handler(too_big);
   paths_.set_relay_available(clock_(), relay_.connected());
@@ -67,7 +68,8 @@ void MeshTransport::stop() {
   if (!running_) return;
   running_ = false;
   udp_.set_other_datagrams(nullptr);
-  udp_.set_too_big_handler(nullptr);
+  udp_.set_too_big_handler(std::move(plain_too_big_));
+  plain_too_big_ = nullptr;
   probes_.set_too_big_handler(nullptr);
   timer_.cancel();
   probes_.close_all();

@@ -193,6 +193,7 @@ class MeshTransport final : public wg::Transport, public UdpTransport::OtherData
   };
   std::unordered_map<wg::PublicKey, PendingInitiation, wg::KeyHash> initiations_;
   bool running_ = false;
+  net::UdpSocket::TooBigHandler plain_too_big_;  // the UDP socket's handler before start()
   bool draining_ = false;
 };
 

@@ -64,9 +64,11 @@ class UdpTransport final : public wg::Transport {
   // mode, where what an ICMP taught the kernel is all a hand-configured pair has.
   std::error_code set_pmtu_probe(bool probe) { return socket_.set_pmtu_probe(probe); }
   // ICMP "fragmentation needed" / "packet too big" about the socket's datagrams (IP_RECVERR,
-  // net/socket_error.hpp): the mesh's path MTU hints. Empty: counted in summary() only (plain
-  // `wg` mode leaves what the ICMP teaches to the kernel).
+  // net/socket_error.hpp): the mesh's path MTU hints while a mesh runs (MeshTransport puts back
+  // the handler it found when it stops); in plain `wg` mode knitd's own (DataPlane::on_path_too_big,
+  // for the MSS clamp). Empty: counted in summary() only.
   void set_too_big_handler(net::UdpSocket::TooBigHandler handler) { socket_.set_too_big_handler(std::move(handler)); }
+  const net::UdpSocket::TooBigHandler& too_big_handler() const { return socket_.too_big_handler(); }
 
   // Where disco and STUN go; nullptr drops them (no mesh).
   void set_other_datagrams(OtherDatagrams* handler) { other_ = handler; }

@@ -91,6 +91,7 @@ class UdpSocket {
   // hop that carries at most `mtu` bytes (an outer IP packet size). Empty: only counted.
   using TooBigHandler = std::function<void(const Endpoint& destination, std::size_t mtu)>;
   void set_too_big_handler(TooBigHandler handler) { on_too_big_ = std::move(handler); }
+  const TooBigHandler& too_big_handler() const { return on_too_big_; }
   // Reads up to kMaxErrorsPerDrain messages of the error queue; returns how many it read.
   // receive_batch() calls it; public for tests.
   std::size_t drain_errors();

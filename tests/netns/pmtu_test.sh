@@ -25,7 +25,8 @@
 # 1216 from knitd's answer and its smaller datagrams arrive; and the routers are let send their
 # ICMP: knitd still makes no fragment (DF without local fragmentation while it probes) and
 # reads that ICMP (IP_RECVERR) as a hint for its search, while the runs without it read none; a knitd
-# pair configured only through `wg` completes its transfers there too (the kernel fragments);
+# pair configured only through `wg` completes its transfers there too (the kernel fragments),
+# and its next connections are clamped to what the ICMP said (no fragments);
 # with UDP blocked at the site the tunnel goes through knit-relay and carries full size.
 #
 # Knobs: PMTU_MB (MiB each way, default 5).
@@ -274,6 +275,10 @@ lab_pass "$MB MiB both ways through knit-relay across the 1280-byte hop"
 # such a pair needs --mtu).
 lab_step "a knitd pair configured only by wg, ICMP allowed: the transfer completes"
 WGP=$(lab_name wp) WGH=$(lab_name wh)
+# A fresh pair: the hosts forget what the mesh runs' ICMP taught them (the kernel would otherwise
+# fragment from the first packet, and no router would have anything to say).
+ip netns exec "$P" ip route flush cache
+ip netns exec "$H" ip route flush cache
 lab_wg_start knitd "$P" "$WGP"
 lab_wg_start knitd "$H" "$WGH"
 lab_wg_setup "$WGP" 51900 10.98.0.1/24
@@ -289,6 +294,22 @@ lab_tcp_finish wgup 60
 read -r drops frags <<<"$(too_big)"
 read -r drops0 frags0 <<<"$before"
 lab_log "wg-configured pair: $((drops - drops0)) packets too big at the hop, $((frags - frags0)) fragments made by the hosts"
+# knitd learns the same path MTU (the ICMP through IP_RECVERR, and the kernel's route cache on
+# the next SYN) and clamps new TCP connections to it, SYN and SYN-ACK both ways: a second
+# transfer needs no fragment. (The count of ICMP hints is logged only: a host whose kernel still
+# knew the path from the mesh runs sends nothing too big, and knitd reads its route cache instead.)
+learned=$(cat "$LAB_DIR/logs/knitd-$WGP.log" "$LAB_DIR/logs/knitd-$WGH.log" | grep -c "ICMP: the path to .* carries at most 1280 bytes" || true)
+before=$(too_big)
+lab_tcp_start wgdown2 "$P" "$H" 10.98.0.2 5023 "$f"
+lab_tcp_start wgup2 "$H" "$P" 10.98.0.1 5024 "$f"
+lab_tcp_finish wgdown2 60
+lab_tcp_finish wgup2 60
+read -r drops frags <<<"$(too_big)"
+read -r drops0 frags0 <<<"$before"
 lab_wg_stop "$WGP"
 lab_wg_stop "$WGH"
-lab_pass "$MB MiB both ways between wg-configured knitd peers across the 1280-byte hop (the kernel fragments after the ICMP)"
+clamped=$(cat "$LAB_DIR/logs/knitd-$WGP.log" "$LAB_DIR/logs/knitd-$WGH.log" | grep -o 'mss_clamped=[0-9]*' | cut -d= -f2 | paste -sd+ | bc)
+lab_log "wg-configured pair, second transfer: $((frags - frags0)) fragments, $((drops - drops0)) too big at the hop; $learned ICMP hints taken, SYNs clamped: $clamped"
+(( frags - frags0 == 0 )) || lab_fail "after the ICMP, a new TCP connection between wg-configured peers still made $((frags - frags0)) fragments: not clamped to the path"
+(( clamped > 0 )) || lab_fail "no SYN was clamped between the wg-configured peers"
+lab_pass "$MB MiB both ways between wg-configured knitd peers across the 1280-byte hop (the kernel fragments after the ICMP); then, clamped to what that ICMP said, with no fragment"
