@@ -275,7 +275,8 @@ int main(int argc, char** argv) {
     asio::signal_set signals(io, SIGINT, SIGTERM);
     signals.async_wait([&](std::error_code ec, int signo) {
       if (ec) return;
-      log(LogLevel::info, "knitd", "signal ", signo, ": shutting down (", plane.summary(), " ", udp.summary(), ")");
+      log(LogLevel::info, "knitd", "signal ", signo, ": shutting down (", plane.summary(), " ", udp.summary(), " ",
+          mesh_paths.summary(), ")");
       control->stop();
       dns_control.stop();
       dns_service.stop();

@@ -1,6 +1,7 @@
 #include "agent/mesh_paths.hpp"
 
 #include <algorithm>
+#include <sstream>
 
 #include "base/log.hpp"
 
@@ -56,9 +57,21 @@ void MeshPaths::stop() {
   transport_->stop();
   relay_->stop();
   netcheck_.reset();
+  retired_probes_ += transport_->probe_counters();
   transport_.reset();
   relay_.reset();
   interface_endpoints_.clear();
+}
+
+std::string MeshPaths::summary() const {
+  ProbeSockets::Counters c = retired_probes_;
+  if (transport_) c += transport_->probe_counters();
+  std::ostringstream out;
+  out << "probe_sockets=" << c.opened << " probe_send_errors=" << c.send_errors
+      << " probe_receive_errors=" << c.receive_errors << " probe_gso_messages=" << c.gso_messages
+      << " probe_icmp_too_big=" << c.icmp_too_big << " probe_errqueue_other=" << c.errqueue_other
+      << " probe_errqueue_malformed=" << c.errqueue_malformed << " probe_pending_errors=" << c.pending_errors;
+  return out.str();
 }
 
 void MeshPaths::set_peers(const std::vector<control::PeerInfo>& peers) {

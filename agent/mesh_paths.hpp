@@ -24,6 +24,7 @@
 #include "agent/mesh_transport.hpp"
 #include "agent/netcheck.hpp"
 #include "agent/node_identity.hpp"
+#include "agent/probe_sockets.hpp"
 #include "agent/udp_transport.hpp"
 #include "base/random.hpp"
 #include "control/messages.hpp"
@@ -45,6 +46,10 @@ class MeshPaths {
   ~MeshPaths();
   MeshPaths(const MeshPaths&) = delete;
   MeshPaths& operator=(const MeshPaths&) = delete;
+
+  // For knitd's shutdown line: the probe sockets' counters over every mesh run
+  // (ProbeSockets::Counters), "probe_sockets=N probe_send_errors=N ...".
+  std::string summary() const;
 
   void start(const NodeIdentity& identity);
   // Path MTU discovery and the MSS clamp that applies it (on unless KNIT_PMTU=off); takes
@@ -107,6 +112,7 @@ class MeshPaths {
   SystemRandom rng_;
   std::unique_ptr<HomeRelay> relay_;
   std::unique_ptr<MeshTransport> transport_;
+  ProbeSockets::Counters retired_probes_;  // of the transports stopped so far
   std::unique_ptr<Netcheck> netcheck_;
   std::vector<Endpoint> interface_endpoints_;
   std::optional<NetcheckReport> no_report_;

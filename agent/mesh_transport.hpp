@@ -174,6 +174,11 @@ class MeshTransport final : public wg::Transport, public UdpTransport::OtherData
   punch::PathManager paths_;
   punch::VirtualEndpoints virtual_;
   ProbeSockets probes_;
+
+ public:
+  ProbeSockets::Counters probe_counters() const { return probes_.counters(); }
+
+ private:
   std::vector<ReceivedDatagram> probe_batch_;  // WireGuard datagrams of one probe-socket read
   std::vector<ReceivedDatagram> relay_batch_;  // ... and of one read from the relay
   net::DeadlineTimer timer_;

@@ -8,6 +8,23 @@
 
 namespace knit::agent {
 
+namespace {
+
+ProbeSockets::Counters counters_of(const net::UdpSocket& udp) {
+  ProbeSockets::Counters c;
+  c.opened = 1;
+  c.send_errors = udp.send_errors();
+  c.receive_errors = udp.receive_errors();
+  c.gso_messages = udp.gso_messages();
+  c.icmp_too_big = udp.icmp_too_big();
+  c.errqueue_other = udp.socket_errors_other();
+  c.errqueue_malformed = udp.socket_errors_malformed();
+  c.pending_errors = udp.pending_errors();
+  return c;
+}
+
+}  // namespace
+
 struct ProbeSockets::Socket {
   Socket(asio::io_context& io, punch::SocketId socket_id, net::UdpSocket::Options options,
          std::shared_ptr<net::UdpSocket::Buffers> buffers)
@@ -61,8 +78,7 @@ void ProbeSockets::forget(Socket& s) {
     queued_on_ = nullptr;
   }
   s.open = false;
-  closed_send_errors_ += s.udp.send_errors();
-  closed_gso_messages_ += s.udp.gso_messages();
+  closed_ += counters_of(s.udp);
   s.udp.close();
 }
 
@@ -109,16 +125,22 @@ void ProbeSockets::flush() {
   queued_on_ = nullptr;
 }
 
-std::uint64_t ProbeSockets::send_errors() const {
-  std::uint64_t n = closed_send_errors_;
-  for (const auto& [id, s] : sockets_) n += s->udp.send_errors();
-  return n;
+ProbeSockets::Counters& ProbeSockets::Counters::operator+=(const Counters& o) {
+  opened += o.opened;
+  send_errors += o.send_errors;
+  receive_errors += o.receive_errors;
+  gso_messages += o.gso_messages;
+  icmp_too_big += o.icmp_too_big;
+  errqueue_other += o.errqueue_other;
+  errqueue_malformed += o.errqueue_malformed;
+  pending_errors += o.pending_errors;
+  return *this;
 }
 
-std::uint64_t ProbeSockets::gso_messages() const {
-  std::uint64_t n = closed_gso_messages_;
-  for (const auto& [id, s] : sockets_) n += s->udp.gso_messages();
-  return n;
+ProbeSockets::Counters ProbeSockets::counters() const {
+  Counters c = closed_;
+  for (const auto& [id, s] : sockets_) c += counters_of(s->udp);
+  return c;
 }
 
 void ProbeSockets::arm(const std::shared_ptr<Socket>& socket) {

@@ -54,10 +54,22 @@ class ProbeSockets {
   // ICMP too-big hints about what the probe sockets sent (net::UdpSocket::set_too_big_handler),
   // for every socket, open or opened later.
   void set_too_big_handler(net::UdpSocket::TooBigHandler handler);
-  // Datagrams the kernel refused, over every socket (closed ones too).
-  std::uint64_t send_errors() const;
-  // Messages sent with UDP_SEGMENT, over every socket.
-  std::uint64_t gso_messages() const;
+  // What the sockets' system calls and error queues reported, summed over every socket opened
+  // (closed ones too): the probe side of knitd's shutdown line (MeshPaths::summary).
+  struct Counters {
+    std::uint64_t opened = 0;
+    std::uint64_t send_errors = 0;       // datagrams the kernel refused
+    std::uint64_t receive_errors = 0;
+    std::uint64_t gso_messages = 0;      // messages sent with UDP_SEGMENT
+    std::uint64_t icmp_too_big = 0;      // ICMP too-big about what they sent (IP_RECVERR)
+    std::uint64_t errqueue_other = 0;    // other ICMP errors (port unreachable, ...)
+    std::uint64_t errqueue_malformed = 0;
+    std::uint64_t pending_errors = 0;    // SO_ERROR cleared without an error-queue entry
+    Counters& operator+=(const Counters& o);
+  };
+  Counters counters() const;
+  std::uint64_t send_errors() const { return counters().send_errors; }
+  std::uint64_t gso_messages() const { return counters().gso_messages; }
 
  private:
   struct Socket;
@@ -73,8 +85,7 @@ class ProbeSockets {
   std::shared_ptr<net::UdpSocket::Buffers> buffers_;
   std::unordered_map<punch::SocketId, std::shared_ptr<Socket>> sockets_;
   Socket* queued_on_ = nullptr;  // the socket whose sends wait in the shared batch
-  std::uint64_t closed_send_errors_ = 0;
-  std::uint64_t closed_gso_messages_ = 0;
+  Counters closed_;  // of the sockets closed so far
   bool pmtu_probe_ = false;
   net::UdpSocket::TooBigHandler on_too_big_;
 };
