@@ -132,6 +132,13 @@ bool DataPlane::too_big(const wg::Now& t, ByteSpan packet) {
   const auto it = std::lower_bound(mtu_limits_.begin(), mtu_limits_.end(), peer->public_key,
                                    [](const auto& entry, const wg::PublicKey& key) { return entry.first < key; });
   if (it == mtu_limits_.end() || it->first != peer->public_key || packet.size() <= it->second) return false;
+  // IPv6 promises every link carries 1280 bytes (RFC 8200 §5): a "too big" saying less would be
+  // ignored, so such a packet is sealed and the transport sends it without DF to be fragmented
+  // outside (MeshTransport::send), as an IPv4 packet without DF is.
+  if (version == 6 && packet.size() <= nat::kMinLinkMtuV6) {
+    ++too_big_stats_.fragmentable;
+    return false;
+  }
   std::array<std::uint8_t, nat::kTooBigMaxSize> answer{};
   std::size_t size = 0;
   switch (nat::write_too_big(answer, packet, it->second, size)) {
@@ -324,7 +331,8 @@ std::string DataPlane::summary() const {
       << " forwarded_out=" << f.forwarded_out;
   const nat::MssClampStats& m = mss_clamp_.stats();
   out << " mss_syns=" << m.syns_seen << " mss_clamped=" << m.clamped << " mss_malformed=" << m.malformed
-      << " too_big_answered=" << too_big_stats_.answered << " too_big_limited=" << too_big_stats_.rate_limited;
+      << " too_big_answered=" << too_big_stats_.answered << " too_big_limited=" << too_big_stats_.rate_limited
+      << " too_big_fragmentable=" << too_big_stats_.fragmentable;
   return out.str();
 }
 

@@ -130,7 +130,7 @@ class DataPlane final : public wg::TunSink, public WireGuardReceiver, private tu
     std::uint64_t answered = 0;      // ICMP 3/4 or ICMPv6 2 written to the TUN
     std::uint64_t rate_limited = 0;  // dropped without an answer: over the rate
     std::uint64_t not_allowed = 0;   // dropped without an answer: an error, a fragment, ...
-    std::uint64_t fragmentable = 0;  // IPv4 without DF, sealed as it is
+    std::uint64_t fragmentable = 0;  // IPv4 without DF or IPv6 up to 1280 bytes, sealed as it is
   };
   const TooBigStats& too_big_stats() const { return too_big_stats_; }
   // One line of the device and filter counters, for the shutdown log.

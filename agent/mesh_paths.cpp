@@ -58,6 +58,7 @@ void MeshPaths::stop() {
   relay_->stop();
   netcheck_.reset();
   retired_probes_ += transport_->probe_counters();
+  retired_fragmentable_ += transport_->traffic().tx_fragmentable;
   transport_.reset();
   relay_.reset();
   interface_endpoints_.clear();
@@ -65,9 +66,13 @@ void MeshPaths::stop() {
 
 std::string MeshPaths::summary() const {
   ProbeSockets::Counters c = retired_probes_;
-  if (transport_) c += transport_->probe_counters();
+  std::uint64_t fragmentable = retired_fragmentable_;
+  if (transport_) {
+    c += transport_->probe_counters();
+    fragmentable += transport_->traffic().tx_fragmentable;
+  }
   std::ostringstream out;
-  out << "probe_sockets=" << c.opened << " probe_send_errors=" << c.send_errors
+  out << "tx_fragmentable=" << fragmentable << " probe_sockets=" << c.opened << " probe_send_errors=" << c.send_errors
       << " probe_receive_errors=" << c.receive_errors << " probe_gso_messages=" << c.gso_messages
       << " probe_icmp_too_big=" << c.icmp_too_big << " probe_errqueue_other=" << c.errqueue_other
       << " probe_errqueue_malformed=" << c.errqueue_malformed << " probe_pending_errors=" << c.pending_errors;

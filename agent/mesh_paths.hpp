@@ -47,8 +47,9 @@ class MeshPaths {
   MeshPaths(const MeshPaths&) = delete;
   MeshPaths& operator=(const MeshPaths&) = delete;
 
-  // For knitd's shutdown line: the probe sockets' counters over every mesh run
-  // (ProbeSockets::Counters), "probe_sockets=N probe_send_errors=N ...".
+  // For knitd's shutdown line, over every mesh run: datagrams sent without DF because their
+  // direct path is proven smaller (tx_fragmentable) and the probe sockets' counters
+  // (ProbeSockets::Counters): "tx_fragmentable=N probe_sockets=N probe_send_errors=N ...".
   std::string summary() const;
 
   void start(const NodeIdentity& identity);
@@ -113,6 +114,7 @@ class MeshPaths {
   std::unique_ptr<HomeRelay> relay_;
   std::unique_ptr<MeshTransport> transport_;
   ProbeSockets::Counters retired_probes_;  // of the transports stopped so far
+  std::uint64_t retired_fragmentable_ = 0;
   std::unique_ptr<Netcheck> netcheck_;
   std::vector<Endpoint> interface_endpoints_;
   std::optional<NetcheckReport> no_report_;

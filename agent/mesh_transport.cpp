@@ -152,14 +152,23 @@ void MeshTransport::send(const wg::Peer& peer, std::span<const ByteSpan> datagra
     if (is_initiation(datagram)) note_initiation(peer.public_key, route->kind, datagram);
   }
   switch (route->kind) {
-    case punch::PathKind::direct:
+    case punch::PathKind::direct: {
+      // A path proven smaller than the tunnel: what the data plane still seals above its limit
+      // (IPv4 without DF, IPv6 of up to 1280 bytes, which IPv6 promises to carry) goes without
+      // DF, so the router before the small hop fragments it (over IPv4; data_plane.hpp).
+      const std::size_t limit = limit_of(peer.public_key);
       for (ByteSpan datagram : datagrams) {
-        if (route->socket == punch::kMainSocket)
-          udp_.send_to(route->endpoint, datagram);
-        else
-          probes_.send(route->socket, route->endpoint, datagram);
+        const bool oversized = limit != 0 && datagram.size() > limit + wg::kDataHeaderSize + wg::kAuthTagSize;
+        if (oversized) ++traffic_.tx_fragmentable;
+        if (route->socket == punch::kMainSocket) {
+          if (oversized) udp_.send_fragmentable(route->endpoint, datagram);
+          else udp_.send_to(route->endpoint, datagram);
+        } else {
+          probes_.send(route->socket, route->endpoint, datagram, net::UdpSocket::SendOptions{0, oversized});
+        }
       }
       return;
+    }
     case punch::PathKind::relay:
       for (ByteSpan datagram : datagrams) relay_.send(peer.public_key, datagram);
       return;
@@ -362,6 +371,13 @@ void MeshTransport::on_timer() {
   paths_.on_timers(clock_());
   check_mtu_limits(true);
   flush();
+}
+
+std::size_t MeshTransport::limit_of(const wg::PublicKey& key) const {
+  if (limits_.empty()) return 0;
+  const auto it = std::lower_bound(limits_.begin(), limits_.end(), key,
+                                   [](const auto& entry, const wg::PublicKey& k) { return entry.first < k; });
+  return it != limits_.end() && it->first == key ? it->second : 0;
 }
 
 void MeshTransport::check_mtu_limits(bool now_anyway) {

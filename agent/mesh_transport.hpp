@@ -70,6 +70,7 @@ class MeshTransport final : public wg::Transport, public UdpTransport::OtherData
     std::uint64_t tx_dropped = 0;     // a mesh peer with no path at all
     std::uint64_t rx_not_ours = 0;    // from a probe socket or the relay, neither disco nor a mesh peer's WireGuard
     std::uint64_t initiations_resent = 0;  // a handshake initiation sent again on a new path
+    std::uint64_t tx_fragmentable = 0;  // larger than its direct path carries: sent without DF
   };
 
   using StunHandler = std::function<void(Instant now, const Endpoint& from, ByteSpan datagram)>;
@@ -185,6 +186,9 @@ class MeshTransport final : public wg::Transport, public UdpTransport::OtherData
   StunHandler stun_;
   std::function<void(const MtuLimits&)> on_limits_;
   MtuLimits limits_;
+  // The tunnel MTU a peer's direct path is proven to carry, when smaller than the tunnel's
+  // (limits_); 0 otherwise.
+  std::size_t limit_of(const wg::PublicKey& key) const;
   Instant limits_checked_{};
   // Mesh peers: node key -> name (for the log) and what the PathManager was told.
   std::unordered_map<wg::PublicKey, std::string, wg::KeyHash> names_;

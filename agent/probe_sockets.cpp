@@ -94,27 +94,20 @@ void ProbeSockets::close_all() {
   sockets_.clear();
 }
 
-bool ProbeSockets::send(punch::SocketId id, const Endpoint& to, ByteSpan datagram, std::uint8_t ttl) {
+bool ProbeSockets::send(punch::SocketId id, const Endpoint& to, ByteSpan datagram,
+                        net::UdpSocket::SendOptions options) {
   auto it = sockets_.find(id);
   if (it == sockets_.end()) return false;
   Socket& s = *it->second;
-  if (ttl == 0) {
+  if (options.ttl == 0 && !options.fragmentable) {
     s.udp.queue(to, datagram);  // flushes another socket's queued sends first (shared batch)
     queued_on_ = &s;
     return true;
   }
   // A probe socket's round ping only has to open our own NAT (punch/path/manager.hpp): one
-  // datagram with a short TTL, sent alone; what is queued keeps the default.
-  s.udp.flush();
-  const int fd = s.udp.socket().native_handle();
-  const int limited = ttl, reset = -1;  // -1: the system default
-  const bool v6 = s.udp.dual_stack() || to.address().is_v6();
-  ::setsockopt(fd, IPPROTO_IP, IP_TTL, &limited, sizeof limited);
-  if (v6) ::setsockopt(fd, IPPROTO_IPV6, IPV6_UNICAST_HOPS, &limited, sizeof limited);
-  s.udp.queue(to, datagram);
-  s.udp.flush();
-  ::setsockopt(fd, IPPROTO_IP, IP_TTL, &reset, sizeof reset);
-  if (v6) ::setsockopt(fd, IPPROTO_IPV6, IPV6_UNICAST_HOPS, &reset, sizeof reset);
+  // datagram with a short TTL, sent alone; what is queued keeps the default. Or one larger than
+  // its path carries, without DF (MeshTransport::send).
+  s.udp.send_alone(to, datagram, options);
   if (queued_on_ == &s) queued_on_ = nullptr;
   return true;
 }

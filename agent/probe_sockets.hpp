@@ -44,7 +44,11 @@ class ProbeSockets {
   void close_all();
   // Queues a datagram (sent by flush()). False when there is no such socket.
   // ttl: the IP TTL / hop limit for this datagram, sent at once; 0: the system default.
-  bool send(punch::SocketId id, const Endpoint& to, ByteSpan datagram, std::uint8_t ttl = 0);
+  bool send(punch::SocketId id, const Endpoint& to, ByteSpan datagram, std::uint8_t ttl = 0) {
+    return send(id, to, datagram, net::UdpSocket::SendOptions{ttl, false});
+  }
+  // With options other than the defaults (net::UdpSocket::send_alone): sent at once, alone.
+  bool send(punch::SocketId id, const Endpoint& to, ByteSpan datagram, net::UdpSocket::SendOptions options);
   // Sends what is queued.
   void flush();
   std::size_t size() const { return sockets_.size(); }

@@ -76,19 +76,7 @@ void UdpTransport::apply_mark(bool changed) {
 }
 
 void UdpTransport::send_with_ttl(const Endpoint& to, ByteSpan datagram, std::uint8_t ttl) {
-  if (!socket_.is_open()) return;
-  const int fd = socket_.socket().native_handle();
-  socket_.flush();  // what is queued keeps the default TTL
-  const int limited = ttl, reset = -1;  // -1: back to the system default
-  // IPv4 (and v4-mapped on a dual-stack socket) and IPv6 both.
-  ::setsockopt(fd, IPPROTO_IP, IP_TTL, &limited, sizeof limited);
-  if (socket_.dual_stack() || to.address().is_v6())
-    ::setsockopt(fd, IPPROTO_IPV6, IPV6_UNICAST_HOPS, &limited, sizeof limited);
-  socket_.queue(to, datagram);
-  socket_.flush();
-  ::setsockopt(fd, IPPROTO_IP, IP_TTL, &reset, sizeof reset);
-  if (socket_.dual_stack() || to.address().is_v6())
-    ::setsockopt(fd, IPPROTO_IPV6, IPV6_UNICAST_HOPS, &reset, sizeof reset);
+  socket_.send_alone(to, datagram, {ttl, false});
 }
 
 void UdpTransport::send(const wg::Peer& peer, std::span<const ByteSpan> datagrams) {

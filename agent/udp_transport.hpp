@@ -77,6 +77,10 @@ class UdpTransport final : public wg::Transport {
   // Sends one datagram now with this IP TTL / hop limit (the mesh's short-TTL openers,
   // punch/path/manager.hpp); everything else keeps the system default.
   void send_with_ttl(const Endpoint& to, ByteSpan datagram, std::uint8_t ttl);
+  // Sends one datagram now without DF (to an IPv4 address; net::UdpSocket::send_alone), for a
+  // datagram larger than its path is known to carry that must still arrive in fragments.
+  void send_fragmentable(const Endpoint& to, ByteSpan datagram) { socket_.send_alone(to, datagram, {0, true}); }
+  std::uint64_t fragmentable_sends() const { return socket_.fragmentable_sends(); }
 
   // wg::Transport: a peer's datagrams go to its endpoint.
   void send(const wg::Peer& peer, std::span<const ByteSpan> datagrams) override;

@@ -414,6 +414,35 @@ void UdpSocket::send_segments_alone(std::size_t i) {
     send_now(m.to, ByteSpan(slot + off, std::min(m.segment, m.length - off)));
 }
 
+void UdpSocket::send_alone(const Endpoint& to, ByteSpan datagram, SendOptions options) {
+  if (!socket_.is_open()) return;
+  flush();  // what is queued keeps the socket's options
+  const int fd = socket_.native_handle();
+  const bool v6 = dual_stack_ || to.address().is_v6();  // a dual-stack socket's IPv4 too
+  const bool to_v4 = to.address().is_v4();
+  const int limited = options.ttl, reset = -1;  // -1: back to the system default
+  if (options.ttl != 0) {
+    ::setsockopt(fd, IPPROTO_IP, IP_TTL, &limited, sizeof limited);
+    if (v6) ::setsockopt(fd, IPPROTO_IPV6, IPV6_UNICAST_HOPS, &limited, sizeof limited);
+  }
+  const bool unfragment = options.fragmentable && to_v4;
+  if (unfragment) {
+    const int dont = IP_PMTUDISC_DONT;
+    ::setsockopt(fd, IPPROTO_IP, IP_MTU_DISCOVER, &dont, sizeof dont);
+    ++fragmentable_sends_;
+  }
+  queue(to, datagram);
+  flush();
+  if (options.ttl != 0) {
+    ::setsockopt(fd, IPPROTO_IP, IP_TTL, &reset, sizeof reset);
+    if (v6) ::setsockopt(fd, IPPROTO_IPV6, IPV6_UNICAST_HOPS, &reset, sizeof reset);
+  }
+  if (unfragment) {
+    const int back = pmtu_probe_ ? IP_PMTUDISC_PROBE : IP_PMTUDISC_WANT;
+    ::setsockopt(fd, IPPROTO_IP, IP_MTU_DISCOVER, &back, sizeof back);
+  }
+}
+
 void UdpSocket::flush() {
   if (b_->owner != this || b_->send_count == 0) return;
   for (std::size_t i = 0; i < b_->send_count; ++i) {

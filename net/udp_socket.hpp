@@ -110,6 +110,19 @@ class UdpSocket {
   // Queues a datagram; sent by flush() or when the batch is full.
   void queue(const Endpoint& to, ByteSpan datagram);
   void flush();
+  // One datagram sent at once, alone, with options that differ from the socket's; what is queued
+  // goes first, with the socket's own. ttl: the IP TTL / hop limit (0: the system default).
+  // fragmentable: to an IPv4 address, without DF (IP_PMTUDISC_DONT for this send), so a router
+  // whose next hop is smaller fragments it instead of dropping it — for a datagram known to be
+  // larger than its path carries that must still arrive (agent/mesh_transport.cpp). IPv6 routers
+  // never fragment, and the kernel fragments at the source only for a path MTU it learned, so
+  // to an IPv6 address it changes nothing.
+  struct SendOptions {
+    std::uint8_t ttl = 0;
+    bool fragmentable = false;
+  };
+  void send_alone(const Endpoint& to, ByteSpan datagram, SendOptions options);
+  std::uint64_t fragmentable_sends() const { return fragmentable_sends_; }
 
   std::uint64_t send_errors() const { return send_errors_; }
   // Sends retried without a source address because that address had gone (the host roamed).
@@ -162,6 +175,7 @@ class UdpSocket {
   asio::ip::udp::socket socket_;
   bool dual_stack_ = false;
   bool pmtu_probe_ = false;
+  std::uint64_t fragmentable_sends_ = 0;
   bool gso_ = false;
   bool gro_ = false;
   bool receive_full_ = false;

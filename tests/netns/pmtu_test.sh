@@ -181,6 +181,16 @@ grep -q "mtu 1216" <<<"$route" || lab_fail "the host did not learn the path MTU 
 ip netns exec "${MESH_AGENT_NS[$A]}" ping -M do -s 1188 -c 1 -W 2 -n -q "$(mesh_ip "$B")" >/dev/null \
   || lab_fail "a 1216-byte ping -M do did not cross"
 lab_pass "ping -M do: told 'mtu = 1216' by knitd; the host's route cache: $(grep -o 'mtu [0-9]*' <<<"$route")"
+# IPv6 promises every link 1280 bytes, so knitd cannot tell an IPv6 sender 1216: a 1280-byte
+# IPv6 packet is sealed and sent without DF, and the router before the hop fragments it.
+frag0=$(ip_snmp "$R" FragCreates)
+frag0=$((frag0 + $(ip_snmp "$LAB_CORE" FragCreates)))
+B6=$(mesh_self "$B" ipv6)
+ip netns exec "${MESH_AGENT_NS[$A]}" ping -6 -M do -s 1232 -c 2 -i 0.3 -W 2 -n -q "$B6" >/dev/null \
+  || lab_fail "a 1280-byte IPv6 ping across the 1216-byte path did not cross"
+frag1=$(( $(ip_snmp "$R" FragCreates) + $(ip_snmp "$LAB_CORE" FragCreates) ))
+(( frag1 > frag0 )) || lab_fail "the 1280-byte IPv6 pings crossed without being fragmented outside: the path is not what the test thinks"
+lab_pass "a 1280-byte IPv6 ping crosses (IPv6's minimum MTU): sent without DF, $((frag1 - frag0)) fragments made by the routers"
 # A UDP application doing its own path MTU discovery (DF, IP_MTU on EMSGSIZE, as QUIC stacks
 # do): 1400-byte datagrams are answered "too big" by knitd, it learns 1216, and what it sends
 # then gets through. The host forgets what ping taught it first.
