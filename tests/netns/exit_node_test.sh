@@ -32,7 +32,8 @@
 #   `--exit-node=` and stopping knitd leave `ip rule`, `ip -6 rule`, every routing table and
 #   the rp_filter sysctls exactly as before; a knitd killed with the exit in use leaves its
 #   rules behind and the next knitd removes them (and restores rp_filter) at start; on the
-#   exit, a knitd killed while translating leaves its `ip rule` and `ip -6 rule` steering
+#   exit, `--advertise-exit-node=false` leaves its rules, routes and reserved ports as before
+#   knitd; a knitd killed while translating leaves its `ip rule` and `ip -6 rule` steering
 #   behind, the next one removes it at start, and after it stops the exit's rules, routes (both
 #   families) and reserved ports are as before knitd.
 # Run time: about 17 s.
@@ -237,7 +238,11 @@ mesh_agent_stop peer
 [[ "$(host_state)" == "$BEFORE_KNITD" ]] || lab_fail "the host differs after knitd stopped: $(diff <(echo "$BEFORE_KNITD") <(host_state))"
 lab_pass "stale rules removed at start; after a stop: rules, tables and sysctls as before knitd"
 
-lab_step "the exit: a knitd killed while translating is cleaned up by the next; a stopped one leaves nothing"
+lab_step "the exit: --advertise-exit-node=false undoes its translation; a killed knitd's is undone by the next; a stopped one leaves nothing"
+mesh_knit exit set --advertise-exit-node=false >/dev/null || lab_fail "knit set --advertise-exit-node=false failed"
+lab_poll 3 eval '[[ "$(exit_state)" == "$EXIT_BEFORE_KNITD" ]]' || lab_fail "the exit differs after --advertise-exit-node=false: $(diff <(echo "$EXIT_BEFORE_KNITD") <(exit_state))"
+mesh_knit exit set --advertise-exit-node=true >/dev/null || lab_fail "knit set --advertise-exit-node=true failed"
+lab_poll 3 snat6 || lab_fail "the exit does not translate ::/0 again"
 KILLED=${LAB_WG_PID[$EXIT_IF]}
 kill -KILL "$KILLED"
 wait "$KILLED" 2>/dev/null || true
