@@ -24,7 +24,8 @@
 #   exit --exit-node-allow-lan=true` makes status say active; the peer's ping and TCP to the
 #   internet host go through the exit (tcpdump on the exit's WAN side); so do its IPv6 ping
 #   and a 4 MiB IPv6 TCP transfer (sha256 checked) to the IPv6-only internet address, seen on
-#   the exit's WAN with the exit's IPv6 address as source, never the peer's ULA; the peer's tunnel,
+#   the exit's WAN with the exit's IPv6 address as source, never the peer's ULA, and an ICMPv6
+#   port unreachable from the internet host comes back translated; the peer's tunnel,
 #   relay and coordinator sockets carry knitd's mark and stay established, and a rename at the
 #   coordinator still arrives; allow-lan=true reaches the peer's LAN host directly (nothing on
 #   the exit's TUN), allow-lan=false sends it through the exit; rejecting the exit route
@@ -164,6 +165,13 @@ grep -q "$EXIT6 > $INET6: ICMP6, echo request" <<<"$(lab_capture_lines wan6)" ||
 grep -q "$EXIT6\.61[0-9]* > $INET6\.5006: Flags \[S\]" <<<"$(lab_capture_lines wan6)" || lab_fail "no translated IPv6 SYN on the exit's WAN: $(lab_capture_lines wan6 | head -5)"
 ! grep -q "$PEER_ULA" <<<"$(lab_capture_lines wan6)" || lab_fail "the peer's ULA appeared on the exit's WAN: $(lab_capture_lines wan6 | grep "$PEER_ULA" | head -3)"
 lab_pass "ping6 and TCP from the peer crossed the exit's WAN as $EXIT6 ($(lab_capture_lines wan6 | wc -l) packets, none with the peer's ULA)"
+# A datagram to a closed port: the internet host's ICMPv6 port unreachable (to $EXIT6, read on
+# the exit's raw ICMPv6 socket) comes back translated to the peer.
+icmp_errors() { mesh_knit exit nat --json | jq '.counters.icmp_errors_translated'; }
+ERRORS_BEFORE=$(icmp_errors)
+ip netns exec "$PEER_NS" sh -c "echo knock | timeout 3 nc -6 -u -n -w 1 $INET6 9" >/dev/null 2>&1 || true
+lab_poll 3 eval '(( $(icmp_errors) > ERRORS_BEFORE ))' || lab_fail "no ICMPv6 error translated back to the peer: $(mesh_knit exit nat --json | jq -c .counters)"
+lab_pass "an ICMPv6 port unreachable came back translated"
 
 lab_step "the peer keeps its tunnel, relay and coordinator on the underlay"
 # (ss -e may complain that it finds no cgroup2 mount; the marks are printed all the same)
