@@ -37,7 +37,7 @@
 #   knitd; a knitd killed while translating leaves its `ip rule` and `ip -6 rule` steering
 #   behind, the next one removes it at start, and after it stops the exit's rules, routes (both
 #   families) and reserved ports are as before knitd.
-# Run time: about 17 s.
+# Run time: about 15 s.
 set -euo pipefail
 source "$(dirname "$0")/../lab/lib.sh"
 source "$(dirname "$0")/../lab/nat.sh"
