@@ -352,6 +352,12 @@ TEST(AgentRouterNat, Ipv6ThroughThePacketFilterOnAnExit) {
   EXPECT_EQ(t.icmp_errors_translated, 2u);
   EXPECT_EQ(t.translated_to_lan, 4u);
   EXPECT_EQ(t.translated_from_lan, 4u);
+  // knit nat: IPv6 endpoints in brackets, the egress of ::/0.
+  const localapi::SnatStatus status = snat_status(filter.router_nat(), true, "", now, true);
+  EXPECT_EQ(status.egress.at("::/0"), "2001:db8:100::1");
+  EXPECT_TRUE(std::any_of(status.entries.begin(), status.entries.end(), [](const localapi::SnatEntry& e) {
+    return e.protocol == "tcp" && e.internal == "[fd7a:115c:a1e0::2]:40000" && e.remote == "[2001:db8:100::2]:5006";
+  }));
   // The exit's own ULA: the host's, behind the shields, never translated.
   Bytes to_self = make_tcp6(peer, ep("[fd7a:115c:a1e0::1]:22"), nat::kTcpSyn);
   EXPECT_EQ(filter.inbound(now, to_self), 0u);
