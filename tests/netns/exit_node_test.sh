@@ -151,6 +151,7 @@ lab_pass "ICMP and TCP from the peer crossed the exit's WAN as 198.51.100.1 ($(l
 lab_step "IPv6: the peer reaches an IPv6-only internet host through the exit, as the exit's address"
 snat6() { mesh_knit exit nat --json | jq -e --arg a "$EXIT6" '.egress["::/0"] == $a' >/dev/null; }
 lab_poll 3 snat6 || lab_fail "the exit does not translate ::/0 to $EXIT6: $(mesh_knit exit nat --json | jq -c 'del(.entries)')"
+grep -q "exit node, .*snat on (IPv4 and IPv6, " <<<"$(mesh_knit exit status)" || lab_fail "knit status on the exit: $(mesh_knit exit status | grep routes)"
 grep -q "^1:.*to $EXIT6 ipproto tcp dport 61000-61999 lookup 1802371155" <<<"$(ip -n "$EXIT_NS" -6 rule)" \
   && grep -q "^2:.*lookup local" <<<"$(ip -n "$EXIT_NS" -6 rule)" \
   || lab_fail "the exit's IPv6 steering rules: $(ip -n "$EXIT_NS" -6 rule)"
