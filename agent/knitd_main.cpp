@@ -52,6 +52,7 @@ class PlaneDevice final : public agent::MeshDevice {
   wg::Device& device() override { return plane_.device(); }
   std::uint16_t port() const override { return udp_.port(); }
   void set_mesh_address(const std::optional<IpAddress>& ipv4) override { plane_.filter().set_mesh_address(ipv4); }
+  void set_mesh_ipv6(const std::optional<IpAddress>& ipv6) override { plane_.filter().set_mesh_ipv6(ipv6); }
   void set_routed_prefixes(const std::vector<IpPrefix>& routes) override {
     plane_.filter().set_routed_prefixes(routes);
     snat_.set_routes(routes, snat_routes_);

@@ -247,6 +247,7 @@ void Membership::disconnect() {
   apply_exit();
   for (const auto& failure : configurator_.clear_self(link_)) log(LogLevel::warn, "knitd", failure);
   device_.set_mesh_address(std::nullopt);
+  device_.set_mesh_ipv6(std::nullopt);
   device_.set_policy_rules({});
   peers_.reset({});
   relays_ = {};
@@ -523,6 +524,7 @@ void Membership::on_disconnected(const std::string& reason) {
 void Membership::apply_self() {
   if (!joined()) return;
   device_.set_mesh_address(mesh_->ipv4);
+  device_.set_mesh_ipv6(mesh_->ipv6);
   const SelfAddresses self{mesh_->ipv4, mesh_->ipv6, mesh_->ipv4_prefix, mesh_->ipv6_prefix};
   for (const auto& failure : configurator_.apply_self(link_, self))
     log(LogLevel::warn, "knitd", options_.tun_name, ": ", failure);

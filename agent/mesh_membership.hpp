@@ -56,6 +56,8 @@ class MeshDevice {
   virtual std::uint16_t port() const = 0;
   // This node's mesh IPv4 (nullopt when it leaves the mesh), for the packet filter.
   virtual void set_mesh_address(const std::optional<IpAddress>& /*ipv4*/) {}
+  // Its mesh IPv6 (the ULA), for the packet filter: an exit node's routed ::/0 leaves it out.
+  virtual void set_mesh_ipv6(const std::optional<IpAddress>& /*ipv6*/) {}
   // The subnets this node routes for the mesh (packet_filter.hpp: routed traffic passes).
   virtual void set_routed_prefixes(const std::vector<IpPrefix>& /*routes*/) {}
   // `--snat-routes` (router_nat.hpp); told before set_routed_prefixes.

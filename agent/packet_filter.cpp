@@ -196,10 +196,11 @@ std::size_t PacketFilter::inbound(Instant now, MutableByteSpan packet) {
   return 0;
 }
 
-bool PacketFilter::routed(const std::uint8_t* address) const {
+bool PacketFilter::routed(const IpAddress& ip) const {
   if (routed_.empty()) return false;
-  const IpAddress ip = IpAddress::v4(address);
-  if (mesh_v4_ && ip == *mesh_v4_) return false;  // this host's own flows (an exit node routes 0/0)
+  // This host's own flows (an exit node routes 0/0 and ::/0). Without a mesh IPv6 address
+  // there is no telling them apart: no IPv6 is routed then.
+  if (ip.is_v4() ? mesh_v4_ && ip == *mesh_v4_ : !mesh_v6_ || ip == *mesh_v6_) return false;
   const bool inside = std::any_of(routed_.begin(), routed_.end(), [&](const IpPrefix& p) {
     return control::prefix_holds(p, ip);
   });
@@ -216,7 +217,7 @@ std::size_t PacketFilter::outbound_v4(Instant now, MutableByteSpan packet) {
   }
   if (!engine_) return packet.size();
   // Source on a LAN this node routes (a reply to a peer, or a LAN host's own flow): not ours.
-  if (packet.size() >= 20 && routed(packet.data() + 12)) {
+  if (packet.size() >= 20 && routed(IpAddress::v4(packet.data() + 12))) {
     ++routed_packets_;
     policy_.routed_outbound(now, packet);  // the peer's answers to a LAN host's flow are replies
     return packet.size();
@@ -236,7 +237,7 @@ std::size_t PacketFilter::outbound_v4(Instant now, MutableByteSpan packet) {
 
 std::size_t PacketFilter::inbound_v4(Instant now, MutableByteSpan packet) {
   if (!engine_) return policy_.unsolicited(now, packet) == PolicyFilter::Verdict::pass ? packet.size() : 0;
-  if (packet.size() >= 20 && routed(packet.data() + 16)) {
+  if (packet.size() >= 20 && routed(IpAddress::v4(packet.data() + 16))) {
     // To a subnet this node routes: past the engine (it is not this host's traffic), but under
     // the access policy like traffic into the node itself.
     ++routed_packets_;
@@ -273,6 +274,18 @@ std::size_t PacketFilter::inbound_v4(Instant now, MutableByteSpan packet) {
 }
 
 std::size_t PacketFilter::outbound_v6(Instant now, MutableByteSpan packet) {
+  // As outbound_v4: a reply to a peer's translated flow (steered into the TUN, or an ICMPv6
+  // message from the raw socket), then traffic from a routed prefix, past the tracker.
+  switch (const RouterNat::Result r = router_nat_.from_lan(now, packet); r.outcome) {
+    case RouterNat::Outcome::translated: ++routed_packets_; return r.length;
+    case RouterNat::Outcome::dropped: return 0;
+    case RouterNat::Outcome::not_mine: break;
+  }
+  if (packet.size() >= 40 && routed(IpAddress::v6(packet.data() + 8))) {
+    ++routed_packets_;
+    policy_.routed_outbound(now, packet);
+    return packet.size();
+  }
   switch (v6_.outbound(now, packet)) {
     case nat::Ipv6Conntrack::Outcome::malformed: ++counters_.malformed; return 0;
     case nat::Ipv6Conntrack::Outcome::untracked:
@@ -282,6 +295,18 @@ std::size_t PacketFilter::outbound_v6(Instant now, MutableByteSpan packet) {
 }
 
 std::size_t PacketFilter::inbound_v6(Instant now, MutableByteSpan packet) {
+  if (packet.size() >= 40 && routed(IpAddress::v6(packet.data() + 24))) {
+    // Into a routed prefix: not this host's traffic (the shields guard the host), under the
+    // access policy, then the router's SNAT when it has an IPv6 egress address.
+    ++routed_packets_;
+    if (policy_.unsolicited(now, packet) != PolicyFilter::Verdict::pass) return 0;
+    switch (const RouterNat::Result r = router_nat_.to_lan(now, packet); r.outcome) {
+      case RouterNat::Outcome::translated: return r.length;
+      case RouterNat::Outcome::dropped: return 0;
+      case RouterNat::Outcome::not_mine: break;
+    }
+    return packet.size();
+  }
   switch (v6_.inbound(now, packet)) {
     case nat::Ipv6Conntrack::Outcome::malformed: ++counters_.malformed; return 0;
     case nat::Ipv6Conntrack::Outcome::unsolicited:

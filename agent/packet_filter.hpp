@@ -11,7 +11,9 @@
 // external address is this node's mesh IPv4, the host's own flows keep their address and port
 // and open the way for their replies (filtering is address-and-port dependent, as a stateful
 // firewall), unsolicited SYNs are dropped at once, and the port forwards are the engine's
-// static DNAT rules. IPv6 goes through Ipv6Conntrack (track only, no translation).
+// static DNAT rules. IPv6 goes through Ipv6Conntrack (track only, no translation); IPv6 routed
+// for the mesh (an exit node's ::/0, an IPv6 subnet) passes it by, as routed IPv4 passes the
+// engine, and is translated by the router's SNAT when that has an IPv6 egress address.
 //
 // Shields down (the default): everything passes as it would without the filter, but state
 // is still kept, so raising the shields later does not cut the host's open connections.
@@ -63,6 +65,13 @@ class PacketFilter {
   // changes; without an address IPv4 passes unfiltered (there is no mesh address to protect).
   void set_mesh_address(std::optional<IpAddress> ipv4);
   const std::optional<IpAddress>& mesh_address() const { return mesh_v4_; }
+  // This node's mesh IPv6 (its ULA): kept out of the routed prefixes (an exit node routes ::/0),
+  // so the host's own IPv6 flows stay with the IPv6 tracker. Without it no IPv6 is routed.
+  void set_mesh_ipv6(std::optional<IpAddress> ipv6) {
+    if (ipv6 && !ipv6->is_v6()) ipv6.reset();
+    mesh_v6_ = ipv6;
+  }
+  const std::optional<IpAddress>& mesh_ipv6() const { return mesh_v6_; }
 
   // The subnets this node routes for the mesh (`knit set --advertise-routes`). Packets routed
   // between them and the mesh are not this host's flows: they pass without the engine (which
@@ -71,9 +80,9 @@ class PacketFilter {
   // replies translated.
   void set_routed_prefixes(std::vector<IpPrefix> routes) { routed_ = std::move(routes); }
   std::uint64_t routed_packets() const { return routed_packets_; }
-  // The subnet router's SNAT (router_nat.hpp): with egress addresses set, IPv4 from peers into
-  // the routed prefixes leaves with the router's address, and replies addressed to it (steered
-  // into the TUN, snat_host.hpp) go back to the peer. Without them: routed as described above.
+  // The subnet router's SNAT (router_nat.hpp): with egress addresses set, IPv4 and IPv6 from
+  // peers into the routed prefixes leave with the router's address, and replies addressed to it
+  // (steered into the TUN, snat_host.hpp) go back to the peer. Without them: routed as above.
   RouterNat& router_nat() { return router_nat_; }
   const RouterNat& router_nat() const { return router_nat_; }
 
@@ -114,6 +123,7 @@ class PacketFilter {
   Random& rng_;
   Limits limits_;
   std::optional<IpAddress> mesh_v4_;
+  std::optional<IpAddress> mesh_v6_;
   std::unique_ptr<nat::NatEngine> engine_;
   nat::Ipv6Conntrack v6_;
   std::vector<localapi::ForwardRule> rules_;
@@ -121,8 +131,8 @@ class PacketFilter {
   std::uint64_t routed_packets_ = 0;
   RouterNat router_nat_;
   // Routed traffic (see set_routed_prefixes): `address` (a packet's LAN side) is inside a routed
-  // prefix and is no port forward's target.
-  bool routed(const std::uint8_t* address) const;
+  // prefix, is not this node's mesh address and is no port forward's target.
+  bool routed(const IpAddress& address) const;
   bool shields_up_ = false;
   PolicyFilter policy_;
   localapi::FilterCounters counters_;

@@ -13,10 +13,9 @@
 // raw socket instead, see snat_host.hpp). Timers are the engine's defaults (RFC 4787/5382/5508).
 // The kernel forwards the translated packets, so the engine decrements no TTL. A full table is
 // dropped and counted (nat::DropReason::table_full / ports_exhausted). IPv6: an IPv6 routed
-// prefix with an IPv6 egress address gets a nat::Nat66 (the same mapping, filtering, port
-// range and timers); knitd's SnatHost does not hand IPv6 egress addresses over yet (the host's
-// replies are not steered into the TUN for IPv6), so IPv6 into a routed prefix still passes
-// untranslated, as with `--snat-routes=false`.
+// prefix with an IPv6 egress address (an exit node's ::/0: the source of the IPv6 default
+// route) gets a nat::Nat66 (the same mapping, filtering, port range and timers); SnatHost steers
+// its replies with `ip -6` rules and reads its ICMPv6 on a raw ICMPv6 socket.
 #pragma once
 
 #include <array>

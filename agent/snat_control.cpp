@@ -7,7 +7,9 @@ namespace knit::agent {
 
 namespace {
 
-std::string endpoint_text(const Endpoint& e) { return e.address().to_string() + ":" + std::to_string(e.port()); }
+// "10.77.0.2:5001", "[2001:db8::2]:5001" (an IPv6 address in brackets, or its port would read
+// as part of it).
+std::string endpoint_text(const Endpoint& e) { return e.to_string(); }
 
 }  // namespace
 

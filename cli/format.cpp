@@ -37,6 +37,18 @@ std::string render_row(const Row& row, const std::vector<std::size_t>& widths) {
   return line + "\n";
 }
 
+// ", snat on (IPv4 and IPv6, 3 sessions)" for the `# routes:` line: which families leave
+// translated (an egress prefix of each family), or off / not active.
+std::string snat_summary(const localapi::SnatStatus& snat) {
+  std::string out = std::string(", snat ") + (!snat.enabled ? "off" : snat.active ? "on" : "not active");
+  if (!snat.active) return out;
+  bool v4 = false, v6 = false;
+  for (const auto& [prefix, address] : snat.egress) (address.find(':') == std::string::npos ? v4 : v6) = true;
+  const std::string families = v4 && v6 ? "IPv4 and IPv6, " : v6 ? "IPv6, " : "IPv4, ";
+  const auto sessions = snat.counters.find("sessions");
+  return out + " (" + families + std::to_string(sessions == snat.counters.end() ? 0 : sessions->second) + " sessions)";
+}
+
 }  // namespace
 
 std::string format_bytes(std::uint64_t bytes) {
@@ -115,10 +127,7 @@ std::string format_status(const localapi::StatusReply& reply, WallTime now) {
     for (const IpPrefix& p : routes->advertised) advertised += (advertised.empty() ? "" : ",") + p.to_string();
     out += "# routes: advertising " + (advertised.empty() ? std::string("none") : advertised) +
            (routes->exit_node ? ", exit node" : "") + ", accept-routes " + (routes->accept ? "true" : "false") +
-           (routes->snat && !routes->advertised.empty()
-                ? std::string(", snat ") + (!routes->snat->enabled ? "off" : routes->snat->active ? "on" : "not active") +
-                      (routes->snat->active ? " (" + std::to_string(routes->snat->counters.count("sessions") ? routes->snat->counters.at("sessions") : 0) + " sessions)" : "")
-                : std::string()) +
+           (routes->snat && (!routes->advertised.empty() || routes->exit_node) ? snat_summary(*routes->snat) : std::string()) +
            "\n";
   }
   if (const auto& routes = self.routes) {

@@ -1,7 +1,7 @@
 // The IPv6 source NAPT (nat/nat66.hpp): packets both ways with time passing, into a small table
 // and a small port range. Properties: the table never passes its bound; a packet translated
-// outbound leaves with the external address and a port (or echo identifier) of the range; the
-// mirrored reply to a translated TCP/UDP packet comes back to the original source and port.
+// outbound leaves with the external address and a port (or echo identifier) of the range (an
+// inside host's ICMPv6 error: its quote's destination does); the mirrored reply to a translated TCP/UDP packet comes back to the original source and port.
 //
 // Input records: op u8 | length u16 | packet[length]; op bit 0: 0 outbound, 1 inbound;
 // bits 1-3: seconds to advance first (all set: 10 minutes and expire()).
@@ -49,6 +49,16 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     if (op & 1) continue;
     KNIT_FUZZ_CHECK(std::memcmp(&packet[8], config.external.bytes(), 16) == 0);
     const std::uint8_t next = packet[6];
+    if (next == 58 && packet[40] >= 1 && packet[40] <= 4) {
+      // An inside host's error about a translated reply: the quote now reads the external
+      // address and a port (or echo identifier) of the range as its destination.
+      KNIT_FUZZ_CHECK(packet.size() >= 48 + 40 + 8);
+      KNIT_FUZZ_CHECK(std::memcmp(&packet[48 + 24], config.external.bytes(), 16) == 0);
+      const std::size_t at = 48 + 40 + (packet[48 + 6] == 58 ? 4 : 2);
+      const auto quoted_port = static_cast<std::uint16_t>(packet[at] << 8 | packet[at + 1]);
+      KNIT_FUZZ_CHECK(quoted_port >= config.port_min && quoted_port <= config.port_max);
+      continue;
+    }
     const std::uint16_t port = static_cast<std::uint16_t>(packet[40 + (next == 58 ? 4 : 0)] << 8 |
                                                           packet[41 + (next == 58 ? 4 : 0)]);
     KNIT_FUZZ_CHECK(port >= config.port_min && port <= config.port_max);

@@ -49,7 +49,7 @@ struct SnatEntry {
 // Its settings and counters ("self.routes.snat" in status; with entries in `knit nat`).
 struct SnatStatus {
   bool enabled = true;  // --snat-routes
-  bool active = false;  // translating now (enabled, and an IPv4 route has an egress address)
+  bool active = false;  // translating now (enabled, and a route has an egress address: IPv4 or IPv6)
   std::string ports;    // the reserved range, "61000-61999"
   std::map<std::string, std::string> egress;  // routed prefix -> the router's address towards it
   std::string problem;                        // why not active although enabled, else ""

@@ -149,9 +149,13 @@ Nat66::Outcome Nat66::outbound(Instant now, MutableByteSpan packet) {
     case Parsed::malformed: return drop(Drop::malformed);
     case Parsed::unsupported: return drop(Drop::unsupported);
   }
-  // From the inside only flows and echo requests open mappings; an echo reply or an error
-  // would be about something that came in untranslated: not ours to pass.
-  if (t.protocol == kIcmpv6 && t.icmp_type != kEchoRequest) return drop(Drop::unsupported);
+  // From the inside only flows and echo requests open mappings. An error (1-4) is an inside
+  // host's answer to a translated inbound packet, translated back through its mapping; an echo
+  // reply would answer a request that came in untranslated: not ours to pass.
+  if (t.protocol == kIcmpv6 && t.icmp_type != kEchoRequest) {
+    if (t.icmp_type >= 1 && t.icmp_type <= kIcmpv6ErrorLast) return outbound_error(now, packet, t.l4);
+    return drop(Drop::unsupported);
+  }
   const MappingKey key{t.protocol, address_at(&packet[kSourceOffset]), t.source_port};
   const SessionKey partial{t.protocol, 0, address_at(&packet[kDestinationOffset]),
                            t.protocol == kIcmpv6 ? std::uint16_t{0} : t.destination_port};
@@ -259,6 +263,43 @@ Nat66::Outcome Nat66::inbound_error(Instant now, MutableByteSpan packet, std::si
   quoted.set16(&packet[q.l4 + (q.protocol == kIcmpv6 ? 4 : 0)], inside.port, quoted_sum);
   ++stats_.icmp_errors_translated;
   ++stats_.translated_inbound;
+  return Outcome::translated;
+}
+
+// An inside host's ICMPv6 error about a packet that came in translated (RFC 4443 §3; RFC 5508
+// REQ-3 in spirit): the quoted packet went Y:y -> X:x; it must read Y:y -> E:e, and the error
+// leave from E. The mapping of X:x and a live session with Y:y must exist, so an inside host
+// can neither send errors to strangers through the NAT nor learn other hosts' mappings.
+Nat66::Outcome Nat66::outbound_error(Instant now, MutableByteSpan packet, std::size_t icmp_offset) {
+  const std::size_t quote = icmp_offset + kIcmpv6ErrorHeader;
+  Transport q;
+  switch (parse(packet, quote, true, q)) {
+    case Parsed::ok: break;
+    case Parsed::malformed: return drop(Drop::malformed);
+    case Parsed::unsupported: return drop(Drop::unsupported);
+  }
+  // What came in translated: TCP, UDP, or an echo reply (its identifier is the inside side's).
+  if (q.protocol == kIcmpv6 && q.icmp_type != kEchoReply) return drop(Drop::unsupported);
+  const MappingKey key{q.protocol, address_at(&packet[quote + kDestinationOffset]), q.destination_port};
+  const auto mapping = by_internal_.find(key);
+  if (mapping == by_internal_.end()) return drop(Drop::no_session);
+  const std::uint16_t external_port = mapping->second;
+  const SessionKey skey{q.protocol, external_port, address_at(&packet[quote + kSourceOffset]),
+                        q.protocol == kIcmpv6 ? std::uint16_t{0} : q.source_port};
+  const auto session = sessions_.find(skey);
+  if (session == sessions_.end() || session->second.expires <= now) return drop(Drop::no_session);
+  const ChecksumField icmp_sum{&packet[icmp_offset + 2], false};
+  // The outer source (whoever in the mesh sent it: only the external address may leave).
+  ChecksumWriter outer;
+  set_address(outer, &packet[kSourceOffset], external_, icmp_sum);
+  // The quote's destination and port (or echo identifier), inside the ICMPv6 message.
+  ChecksumWriter quoted(icmp_sum);
+  const ChecksumField quoted_sum{q.checksum && q.checksum + 2 <= q.end ? &packet[q.checksum] : nullptr,
+                                 q.protocol == kUdp};
+  set_address(quoted, &packet[quote + kDestinationOffset], external_, quoted_sum);
+  quoted.set16(&packet[q.l4 + (q.protocol == kIcmpv6 ? 4 : 2)], external_port, quoted_sum);
+  ++stats_.icmp_errors_translated;
+  ++stats_.translated_outbound;
   return Outcome::translated;
 }
 

@@ -7,10 +7,13 @@
 //
 //   IPv6 (RFC 8200 §3)  [ver|tc|flow label][payload length|next header|hop limit][src 16][dst 16]
 //   then TCP (6), UDP (17) or ICMPv6 (58, RFC 4443). Echo request 128 / reply 129 carry their
-//   identifier at bytes 4-5, translated like a port (the querying side's). Errors 1-4 (inbound
-//   only: about a translated flow, from the far side) quote the offending packet from byte 8:
+//   identifier at bytes 4-5, translated like a port (the querying side's). Errors 1-4 quote
+//   the offending packet from byte 8. Inbound (from the far side, about a translated flow):
 //   the outer destination and the quoted source (address and port or identifier) go back to
-//   the inside host's, with the ICMPv6 checksum and the quoted transport checksum kept right.
+//   the inside host's. Outbound (an inside host's error about a packet that came in
+//   translated, e.g. port unreachable, packet too big): the outer source and the quoted
+//   destination become the external address and port, only for a live session with the quoted
+//   source. Either way the ICMPv6 checksum and the quoted transport checksum are kept right.
 //
 // Every checksum that covers a rewritten word (the TCP, UDP and ICMPv6 checksums cover the
 // addresses through their pseudo-header, RFC 8200 §8.1) is updated incrementally (RFC 1624,
@@ -125,6 +128,7 @@ class Nat66 {
   Duration timeout_of(std::uint8_t protocol, TcpState state) const;
   std::optional<std::uint16_t> allocate_port(std::uint8_t protocol);
   Outcome inbound_error(Instant now, MutableByteSpan packet, std::size_t icmp_offset);
+  Outcome outbound_error(Instant now, MutableByteSpan packet, std::size_t icmp_offset);
 
   Config config_;
   Random& rng_;

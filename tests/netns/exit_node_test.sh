@@ -10,24 +10,33 @@
 #          |                                                                 kernel NAT, LAN 10.x.0.0/24
 #   [kn-exit-SFX] knitd "exit" 192.0.2.x (ip_forward on,                     |            |
 #          |       `knit up --advertise-exit-node`, approved)          [kn-ph1-SFX]   [kn-ph2-SFX]
-#          | 198.51.100.1/24 (its WAN)                                 knitd "peer"   its LAN host
-#   [kn-inet-SFX] 198.51.100.2: the "internet host" beyond the exit    (strict rp_filter)
+#          | 198.51.100.1/24, 2001:db8:100::1/64 (its WAN)             knitd "peer"   its LAN host
+#   [kn-inet-SFX] 198.51.100.2, 2001:db8:100::2: the "internet host"   (strict rp_filter)
 #
-# The exit's default route goes through the internet host's link; the internet host has no route
-# to the mesh: the exit's knitd translates peers' traffic to 198.51.100.1 (SNAT on 0.0.0.0/0).
+# The exit's default routes (IPv4 and IPv6) go through the internet host's link; the internet
+# host has no route to the mesh (neither 100.64.0.0/10 nor the mesh's ULA): the exit's knitd
+# translates peers' traffic to 198.51.100.1 (SNAT on 0.0.0.0/0) and 2001:db8:100::1 (::/0).
+# Only the exit's uplink reaches the IPv6 address: the core and the peer's site have no IPv6.
 #
 # Checks:
 #   choosing a node that is not an approved exit node (an unknown name, the peer itself, the exit
 #   before approval) is refused with one line and exit 1; once approved, `knit set --exit-node
 #   exit --exit-node-allow-lan=true` makes status say active; the peer's ping and TCP to the
-#   internet host go through the exit (tcpdump on the exit's WAN side); the peer's tunnel,
+#   internet host go through the exit (tcpdump on the exit's WAN side); so do its IPv6 ping
+#   and a 4 MiB IPv6 TCP transfer (sha256 checked) to the IPv6-only internet address, seen on
+#   the exit's WAN with the exit's IPv6 address as source, never the peer's ULA, and an ICMPv6
+#   port unreachable from the internet host comes back translated; the peer's tunnel,
 #   relay and coordinator sockets carry knitd's mark and stay established, and a rename at the
 #   coordinator still arrives; allow-lan=true reaches the peer's LAN host directly (nothing on
 #   the exit's TUN), allow-lan=false sends it through the exit; rejecting the exit route
 #   withdraws the default route within 2 s and the peer falls back to its underlay;
 #   `--exit-node=` and stopping knitd leave `ip rule`, `ip -6 rule`, every routing table and
 #   the rp_filter sysctls exactly as before; a knitd killed with the exit in use leaves its
-#   rules behind and the next knitd removes them (and restores rp_filter) at start.
+#   rules behind and the next knitd removes them (and restores rp_filter) at start; on the
+#   exit, `--advertise-exit-node=false` leaves its rules, routes and reserved ports as before
+#   knitd; a knitd killed while translating leaves its `ip rule` and `ip -6 rule` steering
+#   behind, the next one removes it at start, and after it stops the exit's rules, routes (both
+#   families) and reserved ports are as before knitd.
 # Run time: about 15 s.
 set -euo pipefail
 source "$(dirname "$0")/../lab/lib.sh"
@@ -58,6 +67,22 @@ CORE_GW=$(ip -n "$EXIT_NS" route show default | awk '{print $3; exit}')
 lab_route "$EXIT_NS" 192.0.2.0/24 "$CORE_GW"
 lab_route "$EXIT_NS" 203.0.113.0/24 "$CORE_GW"
 lab_route "$EXIT_NS" default 198.51.100.2
+# IPv6: the internet host's address, reachable only over the exit's uplink.
+EXIT6=2001:db8:100::1
+INET6=2001:db8:100::2
+lab_sysctl "$EXIT_NS" net.ipv6.conf.all.forwarding 1
+lab_addr "$EXIT_NS" "$EXIT_WAN" "$EXIT6/64"
+lab_addr "$INET" "$(lab_name iw)" "$INET6/64"
+ip -n "$EXIT_NS" -6 route replace default via "$INET6" || lab_fail "no IPv6 default route on the exit"
+# What knitd on the exit must leave as it found it (its TUN's own routes aside).
+exit_state() {
+  ip -n "$EXIT_NS" rule
+  ip -n "$EXIT_NS" -6 rule
+  ip -n "$EXIT_NS" route show table all | grep -v -e "dev ${MESH_AGENT_IF[exit]:-knit-none} " -e ' linkdown' || true
+  ip -n "$EXIT_NS" -6 route show table all | grep -v -e "dev ${MESH_AGENT_IF[exit]:-knit-none} " -e ' linkdown' -e '^multicast' || true
+  ip netns exec "$EXIT_NS" sysctl net.ipv4.ip_local_reserved_ports net.ipv4.conf.all.rp_filter
+}
+EXIT_BEFORE_KNITD=$(exit_state)
 
 # Strict reverse-path filtering on the peer: knitd must loosen it while the exit is in use (the
 # underlay's replies would fail the reverse lookup) and put it back.
@@ -122,6 +147,32 @@ grep -q "198.51.100.1\.61[0-9]* > 198.51.100.2\.5004" <<<"$(lab_capture_lines wa
 grep -q "Connection received on 198.51.100.1 " "$LAB_DIR/logs/inet-src.log" || lab_fail "the internet host saw: $(cat "$LAB_DIR/logs/inet-src.log")"
 ! grep -q "$(mesh_ip peer)" <<<"$(lab_capture_lines wan)" || lab_fail "the peer's mesh address appeared on the exit's WAN: $(lab_capture_lines wan | grep "$(mesh_ip peer)" | head -3)"
 lab_pass "ICMP and TCP from the peer crossed the exit's WAN as 198.51.100.1 ($(lab_capture_lines wan | wc -l) packets)"
+
+lab_step "IPv6: the peer reaches an IPv6-only internet host through the exit, as the exit's address"
+snat6() { mesh_knit exit nat --json | jq -e --arg a "$EXIT6" '.egress["::/0"] == $a' >/dev/null; }
+lab_poll 3 snat6 || lab_fail "the exit does not translate ::/0 to $EXIT6: $(mesh_knit exit nat --json | jq -c 'del(.entries)')"
+grep -q "exit node, .*snat on (IPv4 and IPv6, " <<<"$(mesh_knit exit status)" || lab_fail "knit status on the exit: $(mesh_knit exit status | grep routes)"
+grep -q "^1:.*to $EXIT6 ipproto tcp dport 61000-61999 lookup 1802371155" <<<"$(ip -n "$EXIT_NS" -6 rule)" \
+  && grep -q "^2:.*lookup local" <<<"$(ip -n "$EXIT_NS" -6 rule)" \
+  || lab_fail "the exit's IPv6 steering rules: $(ip -n "$EXIT_NS" -6 rule)"
+PEER_ULA=$(mesh_self peer ipv6)
+[[ "$PEER_ULA" == *:* ]] || lab_fail "the peer has no mesh IPv6 address: $PEER_ULA"
+lab_capture_start wan6 "$EXIT_NS" "$EXIT_WAN" "ip6 and host $INET6 and (icmp6 or tcp port 5006)"
+lab_ping "$PEER_NS" "$INET6" 5
+lab_tcp_start v6 "$PEER_NS" "$INET" "$INET6" 5006 "$(lab_data_file 4)"
+lab_tcp_finish v6 30
+lab_capture_stop wan6
+grep -q "$EXIT6 > $INET6: ICMP6, echo request" <<<"$(lab_capture_lines wan6)" || lab_fail "no translated IPv6 echo request on the exit's WAN: $(lab_capture_lines wan6 | head -5)"
+grep -q "$EXIT6\.61[0-9]* > $INET6\.5006: Flags \[S\]" <<<"$(lab_capture_lines wan6)" || lab_fail "no translated IPv6 SYN on the exit's WAN: $(lab_capture_lines wan6 | head -5)"
+! grep -q "$PEER_ULA" <<<"$(lab_capture_lines wan6)" || lab_fail "the peer's ULA appeared on the exit's WAN: $(lab_capture_lines wan6 | grep "$PEER_ULA" | head -3)"
+lab_pass "ping6 and TCP from the peer crossed the exit's WAN as $EXIT6 ($(lab_capture_lines wan6 | wc -l) packets, none with the peer's ULA)"
+# A datagram to a closed port: the internet host's ICMPv6 port unreachable (to $EXIT6, read on
+# the exit's raw ICMPv6 socket) comes back translated to the peer.
+icmp_errors() { mesh_knit exit nat --json | jq '.counters.icmp_errors_translated'; }
+ERRORS_BEFORE=$(icmp_errors)
+ip netns exec "$PEER_NS" sh -c "echo knock | timeout 3 nc -6 -u -n -w 1 $INET6 9" >/dev/null 2>&1 || true
+lab_poll 3 eval '(( $(icmp_errors) > ERRORS_BEFORE ))' || lab_fail "no ICMPv6 error translated back to the peer: $(mesh_knit exit nat --json | jq -c .counters)"
+lab_pass "an ICMPv6 port unreachable came back translated"
 
 lab_step "the peer keeps its tunnel, relay and coordinator on the underlay"
 # (ss -e may complain that it finds no cgroup2 mount; the marks are printed all the same)
@@ -195,3 +246,22 @@ lab_poll 10 active_gw || lab_fail "the restarted knitd does not use the exit (se
 mesh_agent_stop peer
 [[ "$(host_state)" == "$BEFORE_KNITD" ]] || lab_fail "the host differs after knitd stopped: $(diff <(echo "$BEFORE_KNITD") <(host_state))"
 lab_pass "stale rules removed at start; after a stop: rules, tables and sysctls as before knitd"
+
+lab_step "the exit: --advertise-exit-node=false undoes its translation; a killed knitd's is undone by the next; a stopped one leaves nothing"
+mesh_knit exit set --advertise-exit-node=false >/dev/null || lab_fail "knit set --advertise-exit-node=false failed"
+lab_poll 3 eval '[[ "$(exit_state)" == "$EXIT_BEFORE_KNITD" ]]' || lab_fail "the exit differs after --advertise-exit-node=false: $(diff <(echo "$EXIT_BEFORE_KNITD") <(exit_state))"
+mesh_knit exit set --advertise-exit-node=true >/dev/null || lab_fail "knit set --advertise-exit-node=true failed"
+lab_poll 3 snat6 || lab_fail "the exit does not translate ::/0 again"
+KILLED=${LAB_WG_PID[$EXIT_IF]}
+kill -KILL "$KILLED"
+wait "$KILLED" 2>/dev/null || true
+unset "LAB_WG_PID[$EXIT_IF]" "MESH_AGENT_IF[exit]"
+MESH_AGENTS=()
+rm -f "/var/run/wireguard/$EXIT_IF.sock"
+lab_poll 3 lab__link_gone "$EXIT_NS" "$EXIT_IF" || lab_fail "the killed knitd's TUN is still there"
+grep -q "lookup 1802371155" <<<"$(ip -n "$EXIT_NS" -6 rule)" || lab_fail "expected a killed knitd to leave its IPv6 rules behind: $(ip -n "$EXIT_NS" -6 rule)"
+mesh_agent_start exit "$EXIT_NS"
+lab_wait_for 5 "the restarted knitd to remove the IPv6 leftovers" grep -q "removing the IPv6 SNAT rules an earlier knitd left" "$LAB_DIR/logs/knitd-$EXIT_IF".*.log
+mesh_agent_stop exit
+[[ "$(exit_state)" == "$EXIT_BEFORE_KNITD" ]] || lab_fail "the exit differs after knitd stopped: $(diff <(echo "$EXIT_BEFORE_KNITD") <(exit_state))"
+lab_pass "IPv4 and IPv6 rules, routes and reserved ports of the exit as before knitd"

@@ -6,6 +6,7 @@
 
 #include "agent/packet_filter.hpp"
 #include "nat/packet_builder.hpp"
+#include "tests/support/ipv6_packets.hpp"
 
 namespace knit::agent {
 namespace {
@@ -88,6 +89,36 @@ TEST(AgentPacketFilterRoutes, ForwardTargetsInsideARoutedSubnetAreStillTranslate
   auto out = f.out(make_tcp(ep("10.77.0.5:80"), kPeer, nat::kTcpSyn | nat::kTcpAck));
   ASSERT_TRUE(out);
   EXPECT_EQ(*out, make_tcp(ep("100.64.0.1:8080"), kPeer, nat::kTcpSyn | nat::kTcpAck));
+}
+
+}  // namespace
+}  // namespace knit::agent
+
+namespace knit::agent {
+namespace {
+
+// IPv6 on an exit (::/0 routed), without translation (no IPv6 egress address, or
+// `--snat-routes=false`): peers' IPv6 passes both ways past the host's tracker and shields; the
+// exit's own ULA stays behind them; without its own ULA known, no IPv6 is taken for routed.
+TEST(AgentPacketFilterRoutes, AnExitRoutesIpv6ButItsOwnUla) {
+  using namespace knit::testing;
+  Fixture f;
+  f.filter.set_shields_up(true);
+  f.filter.set_routed_prefixes({*IpPrefix::parse("0.0.0.0/0"), *IpPrefix::parse("::/0")});
+  const Endpoint peer = ep("[fd7a:115c:a1e0::2]:40000");
+  const Endpoint internet = ep("[2001:db8:100::2]:443");
+  const Bytes syn = make_tcp6(peer, internet, nat::kTcpSyn);
+  EXPECT_FALSE(f.in(syn)) << "own ULA unknown: the host's shields decide";
+  f.filter.set_mesh_ipv6(*IpAddress::parse("fd7a:115c:a1e0::1"));
+  EXPECT_EQ(f.in(syn), syn);
+  const Bytes syn_ack = make_tcp6(internet, peer, nat::kTcpSyn | nat::kTcpAck);
+  EXPECT_EQ(f.out(syn_ack), syn_ack);
+  EXPECT_EQ(f.filter.routed_packets(), 2u);
+  EXPECT_FALSE(f.in(make_tcp6(peer, ep("[fd7a:115c:a1e0::1]:22"), nat::kTcpSyn)));
+  EXPECT_EQ(f.filter.routed_packets(), 2u);
+  EXPECT_EQ(f.filter.counters().refused_v6, 2u);
+  f.filter.set_mesh_ipv6(std::nullopt);
+  EXPECT_FALSE(f.in(syn));
 }
 
 }  // namespace

@@ -12,6 +12,7 @@
 #include "agent/snat_control.hpp"
 #include "nat/packet_builder.hpp"
 #include "nat/wire.hpp"
+#include "tests/support/ipv6_packets.hpp"
 
 namespace knit::agent {
 namespace {
@@ -283,6 +284,84 @@ TEST(AgentRouterNat, ThroughThePacketFilter) {
   // A stranger's packet to a router port nobody holds goes nowhere.
   Bytes stray = make_udp(ep("10.77.0.9:53"), Endpoint(kRouter, 61111));
   EXPECT_EQ(filter.outbound(now, stray), 0u);
+}
+
+// An exit node's IPv6 as knitd runs it: the peer's ULA leaves as the exit's egress address
+// (PacketFilter::inbound -> RouterNat -> Nat66), replies and ICMPv6 (an echo reply and an error
+// from the raw socket) come back to the ULA, the peer's own ICMPv6 error about a reply leaves
+// translated too, and the exit's own ULA stays with the host's tracker and its shields.
+TEST(AgentRouterNat, Ipv6ThroughThePacketFilterOnAnExit) {
+  using namespace knit::testing;
+  SeededRandom rng(5);
+  PacketFilter filter(rng);
+  filter.set_mesh_address(ip("100.64.0.1"));
+  filter.set_mesh_ipv6(ip("fd7a:115c:a1e0::1"));
+  filter.set_routed_prefixes({pfx("0.0.0.0/0"), pfx("::/0")});
+  filter.set_shields_up(true);
+  const IpAddress egress = ip("2001:db8:100::1");
+  filter.router_nat().set_egress({{pfx("::/0"), egress}});
+  const Endpoint peer = ep("[fd7a:115c:a1e0::2]:40000");
+  const Endpoint internet = ep("[2001:db8:100::2]:5006");
+  const Instant now{};
+  auto pass_in = [&](Bytes p) {  // mesh -> TUN
+    const std::size_t n = filter.inbound(now, p);
+    p.resize(n);
+    return p;
+  };
+  auto pass_out = [&](Bytes p) {  // TUN -> mesh
+    const std::size_t n = filter.outbound(now, p);
+    p.resize(n);
+    return p;
+  };
+  const Bytes syn = pass_in(make_tcp6(peer, internet, nat::kTcpSyn));
+  ASSERT_FALSE(syn.empty());
+  EXPECT_EQ(v6_source(syn), egress);
+  EXPECT_TRUE(v6_checksum_ok(syn));
+  const Endpoint mapped(egress, load_be16(&syn[40]));
+  EXPECT_TRUE(in_range(mapped.port()));
+  const Bytes syn_ack = pass_out(make_tcp6(internet, mapped, nat::kTcpSyn | nat::kTcpAck));
+  ASSERT_FALSE(syn_ack.empty());
+  EXPECT_EQ(syn_ack, make_tcp6(internet, peer, nat::kTcpSyn | nat::kTcpAck));
+  // UDP: the reply, then the peer's port unreachable about it, which leaves as the exit's.
+  const Bytes dns = pass_in(make_udp6(ep("[fd7a:115c:a1e0::2]:5353"), ep("[2001:db8:100::2]:53")));
+  ASSERT_FALSE(dns.empty());
+  const Endpoint dns_mapped(egress, load_be16(&dns[40]));
+  const Bytes answer = pass_out(make_udp6(ep("[2001:db8:100::2]:53"), dns_mapped));
+  ASSERT_FALSE(answer.empty());
+  const Bytes unreachable = pass_in(make_error6(peer.address(), 1, answer));
+  ASSERT_FALSE(unreachable.empty());
+  EXPECT_EQ(v6_source(unreachable), egress);
+  EXPECT_EQ(IpAddress::v6(&unreachable[48 + 24]), egress) << "the quote's destination";
+  EXPECT_EQ(load_be16(&unreachable[48 + 42]), dns_mapped.port());
+  EXPECT_TRUE(v6_checksum_ok(unreachable));
+  // Echo: the request leaves translated; the reply (read by the raw ICMPv6 socket) comes back.
+  const Bytes ping = pass_in(make_echo6(peer.address(), internet.address(), 128, 0x77));
+  ASSERT_FALSE(ping.empty());
+  const std::uint16_t id = load_be16(&ping[44]);
+  const Bytes pong = pass_out(make_echo6(internet.address(), egress, 129, id));
+  EXPECT_EQ(pong, make_echo6(internet.address(), peer.address(), 129, 0x77));
+  // An error from a router on the way about the SYN (as it left): back to the peer.
+  const Bytes too_big = pass_out(make_error6(ip("2001:db8:100::fe"), 2, syn));
+  ASSERT_FALSE(too_big.empty());
+  EXPECT_EQ(v6_destination(too_big), peer.address());
+  EXPECT_TRUE(v6_checksum_ok(too_big));
+  // A stranger's packet to a mapped port: filtered (APDF), dropped and counted.
+  Bytes stranger = make_udp6(ep("[2001:db8:100::9]:53"), dns_mapped);
+  EXPECT_EQ(filter.outbound(now, stranger), 0u);
+  const RouterNat::Totals t = filter.router_nat().totals();
+  EXPECT_EQ(t.icmp_errors_translated, 2u);
+  EXPECT_EQ(t.translated_to_lan, 4u);
+  EXPECT_EQ(t.translated_from_lan, 4u);
+  // knit nat: IPv6 endpoints in brackets, the egress of ::/0.
+  const localapi::SnatStatus status = snat_status(filter.router_nat(), true, "", now, true);
+  EXPECT_EQ(status.egress.at("::/0"), "2001:db8:100::1");
+  EXPECT_TRUE(std::any_of(status.entries.begin(), status.entries.end(), [](const localapi::SnatEntry& e) {
+    return e.protocol == "tcp" && e.internal == "[fd7a:115c:a1e0::2]:40000" && e.remote == "[2001:db8:100::2]:5006";
+  }));
+  // The exit's own ULA: the host's, behind the shields, never translated.
+  Bytes to_self = make_tcp6(peer, ep("[fd7a:115c:a1e0::1]:22"), nat::kTcpSyn);
+  EXPECT_EQ(filter.inbound(now, to_self), 0u);
+  EXPECT_EQ(filter.counters().refused_v6, 1u);
 }
 
 TEST(AgentRouterNat, StatusForKnitNat) {

@@ -46,6 +46,74 @@ TEST(AgentSnatPlan, RulesPerAddressAndProtocol) {
   EXPECT_EQ(rules[1].ip_proto, IPPROTO_UDP);
 }
 
+TEST(AgentSnatPlan, Ipv6RulesPerAddressAndProtocol) {
+  const auto rules = snat_rules({ip("10.77.0.1"), ip("2001:db8:100::1")}, SnatPortRange{61000, 61999}, 6);
+  ASSERT_EQ(rules.size(), 2u);  // IPv6 only
+  EXPECT_EQ(rules[0].family, 6);
+  EXPECT_EQ(rules[0].to_string(),
+            "1: from all to 2001:db8:100::1/128 ipproto 6 dport 61000-61999 lookup 1802371155 (IPv6)");
+  EXPECT_EQ(rules[1].ip_proto, IPPROTO_UDP);
+  EXPECT_EQ(local_rule(2, 6).family, 6);
+}
+
+// `ip -6 rule` on a fresh host: 0 local, 32766 main (no 32767 default table rule for IPv6).
+std::vector<net::Rule> fresh6() {
+  std::vector<net::Rule> rules{plain(0, net::kTableLocal), plain(32766, net::kTableMain)};
+  for (net::Rule& r : rules) r.family = 6;
+  return rules;
+}
+
+TEST(AgentSnatPlan, Ipv6SetUpMovesItsOwnLocalRuleAndRestores) {
+  const std::vector<IpAddress> addresses{ip("10.77.0.1"), ip("2001:db8:100::1")};
+  const RulePlan plan = plan_rules(fresh6(), addresses, {}, 6);
+  ASSERT_EQ(plan.add.size(), 3u);
+  EXPECT_EQ(plan.add[0], local_rule(kPrefLocalMoved, 6));
+  ASSERT_EQ(plan.remove.size(), 1u);
+  EXPECT_EQ(plan.remove[0], local_rule(0, 6));
+  std::vector<net::Rule> rules = fresh6();
+  for (const net::Rule& r : plan.add) {
+    rules.push_back(r);
+    EXPECT_TRUE(has_local(rules));
+  }
+  const auto applied = after(fresh6(), plan);
+  EXPECT_TRUE(plan_rules(applied, addresses, {}, 6).add.empty());
+  // The IPv4 plan does not touch IPv6 rules (and the reverse): each family is listed apart.
+  EXPECT_TRUE(plan_restore(applied, 4).add.empty());
+  EXPECT_TRUE(plan_restore(applied, 4).remove.empty());
+  EXPECT_TRUE(plan_rules(fresh(), {ip("2001:db8:100::1")}, {}, 4).add.empty());
+  // The IPv6 egress goes (the uplink lost its address), the IPv4 one stays: IPv6 restored.
+  auto restored = after(applied, plan_rules(applied, {ip("10.77.0.1")}, {}, 6));
+  std::sort(restored.begin(), restored.end(), [](const auto& a, const auto& b) { return a.priority < b.priority; });
+  EXPECT_EQ(restored, fresh6());
+  // After a crash: the moved rule and ours, no local at 0.
+  std::vector<net::Rule> left = applied;
+  const RulePlan recover = plan_restore(left, 6);
+  ASSERT_EQ(recover.add.size(), 1u);
+  EXPECT_EQ(recover.add[0], local_rule(0, 6));
+  EXPECT_EQ(recover.remove.size(), 3u);
+  auto back = after(left, recover);
+  std::sort(back.begin(), back.end(), [](const auto& a, const auto& b) { return a.priority < b.priority; });
+  EXPECT_EQ(back, fresh6());
+  // A clean IPv6 host: nothing to do.
+  EXPECT_TRUE(plan_restore(fresh6(), 6).add.empty());
+  EXPECT_TRUE(plan_restore(fresh6(), 6).remove.empty());
+}
+
+TEST(AgentSnatPlan, EgressProbeTargets) {
+  EXPECT_EQ(egress_probe_target(*IpPrefix::parse("10.77.0.0/24")), ip("10.77.0.1"));
+  EXPECT_EQ(egress_probe_target(*IpPrefix::parse("10.77.0.9/24")), ip("10.77.0.1"));
+  EXPECT_EQ(egress_probe_target(*IpPrefix::parse("10.77.0.9/32")), ip("10.77.0.9"));
+  EXPECT_EQ(egress_probe_target(*IpPrefix::parse("10.77.0.8/31")), ip("10.77.0.8"));
+  EXPECT_EQ(egress_probe_target(*IpPrefix::parse("0.0.0.0/0")), ip("8.8.8.8"));
+  EXPECT_EQ(egress_probe_target(*IpPrefix::parse("::/0")), ip("2001:4860:4860::8888"));
+  EXPECT_EQ(egress_probe_target(*IpPrefix::parse("2001:db8:5::/64")), ip("2001:db8:5::1"));
+  EXPECT_EQ(egress_probe_target(*IpPrefix::parse("2001:db8:5::77/64")), ip("2001:db8:5::1"));
+  EXPECT_EQ(egress_probe_target(*IpPrefix::parse("2001:db8:5::77/126")), ip("2001:db8:5::75"));
+  EXPECT_EQ(egress_probe_target(*IpPrefix::parse("2001:db8:5:ff00::/56")), ip("2001:db8:5:ff00::1"));
+  EXPECT_EQ(egress_probe_target(*IpPrefix::parse("2001:db8:5::77/127")), ip("2001:db8:5::77"));
+  EXPECT_EQ(egress_probe_target(*IpPrefix::parse("2001:db8:5::77/128")), ip("2001:db8:5::77"));
+}
+
 TEST(AgentSnatPlan, SetUpMovesTheLocalRuleWithoutAGap) {
   const std::vector<IpAddress> addresses{ip("10.77.0.1")};
   const RulePlan plan = plan_rules(fresh(), addresses, {});

@@ -80,6 +80,32 @@ TEST(CliFormat, RouteCarriers) {
   EXPECT_EQ(text.find("# route 10.88.0.0/24"), std::string::npos);
 }
 
+// An exit node's `# routes:` line: translation of both families, with no subnet advertised.
+TEST(CliFormat, ExitNodeSnatFamilies) {
+  localapi::StatusReply reply;
+  reply.status.self.name = "exit";
+  reply.status.self.ipv4 = *IpAddress::parse("100.64.0.1");
+  reply.coordinator.state = "connected";
+  localapi::RouteSettingsStatus routes;
+  routes.exit_node = true;
+  localapi::SnatStatus snat;
+  snat.active = true;
+  snat.egress = {{"0.0.0.0/0", "198.51.100.1"}, {"::/0", "2001:db8:100::1"}};
+  snat.counters = {{"sessions", 3}};
+  routes.snat = snat;
+  reply.status.self.routes = routes;
+  std::string text = format_status(reply, WallTime{});
+  EXPECT_NE(text.find("# routes: advertising none, exit node, accept-routes false, snat on (IPv4 and IPv6, 3 sessions)\n"),
+            std::string::npos)
+      << text;
+  reply.status.self.routes->snat->egress.erase("::/0");
+  text = format_status(reply, WallTime{});
+  EXPECT_NE(text.find("snat on (IPv4, 3 sessions)"), std::string::npos) << text;
+  reply.status.self.routes->snat->active = false;
+  text = format_status(reply, WallTime{});
+  EXPECT_NE(text.find("exit node, accept-routes false, snat not active\n"), std::string::npos) << text;
+}
+
 TEST(IcmpEcho, RequestAndReply) {
   const std::string data = "abc";
   const ByteSpan payload(reinterpret_cast<const std::uint8_t*>(data.data()), data.size());

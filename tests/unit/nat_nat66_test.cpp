@@ -1,7 +1,8 @@
 // Nat66 on a manual clock: TCP, UDP and ICMPv6 echo from the inside leave with the external
 // address and a port of the range (one mapping per inside endpoint, EIM), replies come back only
 // from endpoints the inside talked to (APDF), ICMPv6 errors about translated packets are
-// translated back (outer destination and quote), every checksum stays valid, timers expire
+// translated back (outer destination and quote), an inside host's errors about translated
+// replies leave with the external address (outer source and quote), every checksum stays valid, timers expire
 // sessions and mappings, the port range and the table are bounded, and malformed or unsupported
 // packets are dropped and counted.
 #include <gtest/gtest.h>
@@ -204,6 +205,62 @@ TEST_F(Nat66Translation, IcmpErrorsAboutTranslatedPacketsGoBackToTheInsideHost) 
   Bytes stray = packet(kUdp, kExternal, 61500, kOther, 9);
   Bytes e = error_about(stray, kOther, 1, stray.size());
   EXPECT_EQ(nat.inbound(now, e), Nat66::Outcome::dropped);
+}
+
+TEST_F(Nat66Translation, InsideHostsErrorsAboutTranslatedRepliesLeaveWithTheExternalAddress) {
+  for (std::uint8_t proto : {kUdp, kTcp, kIcmp}) {
+    Bytes p = proto == kIcmp ? packet(kIcmp, kInside, 77, kRemote, 0, 128) : packet(proto, kInside, 40000, kRemote, 443, 0x02);
+    const std::uint16_t port = out(p);
+    // The reply as it reaches the NAT, then as the inside host gets it.
+    Bytes r = proto == kIcmp ? packet(kIcmp, kRemote, port, kExternal, 0, 129)
+                             : packet(proto, kRemote, 443, kExternal, port, 0x12);
+    const Bytes arrived = r;
+    ASSERT_EQ(nat.inbound(now, r), Nat66::Outcome::translated);
+    // The inside host answers it with an error (port unreachable, then packet too big).
+    for (std::size_t quoted : {r.size(), std::size_t{48}}) {
+      Bytes e = error_about(r, kInside, quoted == 48 ? 2 : 1, quoted);
+      ASSERT_EQ(destination_of(e), kRemote);
+      ASSERT_EQ(nat.outbound(now, e), Nat66::Outcome::translated) << int(proto) << " " << quoted;
+      EXPECT_EQ(source_of(e), kExternal);
+      EXPECT_EQ(destination_of(e), kRemote);
+      EXPECT_TRUE(checksum_ok(e, 0, e.size() - 40)) << "the ICMPv6 checksum";
+      EXPECT_EQ(IpAddress::v6(&e[48 + 24]), kExternal);
+      EXPECT_EQ(load_be16(&e[48 + 40 + (proto == kIcmp ? 4 : 2)]), port);
+      if (quoted == r.size()) {
+        // The quote is the reply as it reached the NAT, its checksum included.
+        EXPECT_TRUE(std::equal(arrived.begin(), arrived.end(), e.begin() + 48)) << int(proto);
+      }
+    }
+  }
+  EXPECT_EQ(nat.stats().icmp_errors_translated, 6u);
+  // About a packet from an endpoint the inside host never talked to, or to an inside endpoint
+  // without a mapping: dropped (no mapping can be learned or used that way).
+  Bytes stranger = packet(kUdp, kOther, 443, kInside, 40000);
+  Bytes e1 = error_about(stranger, kInside, 1, stranger.size());
+  EXPECT_EQ(nat.outbound(now, e1), Nat66::Outcome::dropped);
+  Bytes unmapped = packet(kUdp, kRemote, 443, kInside2, 41000);
+  Bytes e2 = error_about(unmapped, kInside2, 1, unmapped.size());
+  EXPECT_EQ(nat.outbound(now, e2), Nat66::Outcome::dropped);
+  EXPECT_EQ(nat.stats().drops_of(Nat66::Drop::no_session), 2u);
+  // About an echo request (never translated inbound): unsupported.
+  Bytes request = packet(kIcmp, kRemote, 5, kInside, 0, 128);
+  Bytes e3 = error_about(request, kInside, 1, request.size());
+  EXPECT_EQ(nat.outbound(now, e3), Nat66::Outcome::dropped);
+  // Expired: the session is gone, so is the error's way out.
+  Bytes p = packet(kUdp, kInside, 42000, kRemote, 53);
+  const std::uint16_t port = out(p);
+  Bytes r = packet(kUdp, kRemote, 53, kExternal, port);
+  ASSERT_EQ(nat.inbound(now, r), Nat66::Outcome::translated);
+  now += minutes(6);
+  Bytes late = error_about(r, kInside, 1, r.size());
+  EXPECT_EQ(nat.outbound(now, late), Nat66::Outcome::dropped);
+  // Every truncation of an error: dropped, never a crash.
+  Bytes good = error_about(r, kInside, 1, r.size());
+  for (std::size_t n = 40; n < good.size(); ++n) {
+    Bytes cut(good.begin(), good.begin() + static_cast<std::ptrdiff_t>(n));
+    store_be16(&cut[4], static_cast<std::uint16_t>(n - 40));
+    EXPECT_EQ(nat.outbound(now, cut), Nat66::Outcome::dropped) << n;
+  }
 }
 
 TEST_F(Nat66Translation, TimersExpireSessionsAndMappings) {
