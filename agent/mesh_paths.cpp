@@ -59,6 +59,7 @@ void MeshPaths::stop() {
   netcheck_.reset();
   retired_probes_ += transport_->probe_counters();
   retired_fragmentable_ += transport_->traffic().tx_fragmentable;
+  retired_too_big_ += transport_->traffic().tx_too_big;
   transport_.reset();
   relay_.reset();
   interface_endpoints_.clear();
@@ -66,13 +67,14 @@ void MeshPaths::stop() {
 
 std::string MeshPaths::summary() const {
   ProbeSockets::Counters c = retired_probes_;
-  std::uint64_t fragmentable = retired_fragmentable_;
+  std::uint64_t fragmentable = retired_fragmentable_, too_big = retired_too_big_;
   if (transport_) {
     c += transport_->probe_counters();
     fragmentable += transport_->traffic().tx_fragmentable;
+    too_big += transport_->traffic().tx_too_big;
   }
   std::ostringstream out;
-  out << "tx_fragmentable=" << fragmentable << " probe_sockets=" << c.opened << " probe_send_errors=" << c.send_errors
+  out << "tx_fragmentable=" << fragmentable << " tx_too_big=" << too_big << " probe_sockets=" << c.opened << " probe_send_errors=" << c.send_errors
       << " probe_receive_errors=" << c.receive_errors << " probe_gso_messages=" << c.gso_messages
       << " probe_icmp_too_big=" << c.icmp_too_big << " probe_errqueue_other=" << c.errqueue_other
       << " probe_errqueue_malformed=" << c.errqueue_malformed << " probe_pending_errors=" << c.pending_errors;

@@ -115,6 +115,7 @@ class MeshPaths {
   std::unique_ptr<MeshTransport> transport_;
   ProbeSockets::Counters retired_probes_;  // of the transports stopped so far
   std::uint64_t retired_fragmentable_ = 0;
+  std::uint64_t retired_too_big_ = 0;
   std::unique_ptr<Netcheck> netcheck_;
   std::vector<Endpoint> interface_endpoints_;
   std::optional<NetcheckReport> no_report_;

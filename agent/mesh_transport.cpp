@@ -156,9 +156,14 @@ void MeshTransport::send(const wg::Peer& peer, std::span<const ByteSpan> datagra
       // A path proven smaller than the tunnel: what the data plane still seals above its limit
       // (IPv4 without DF, IPv6 of up to 1280 bytes, which IPv6 promises to carry) goes without
       // DF, so the router before the small hop fragments it (over IPv4; data_plane.hpp).
+      // Over IPv6 nothing fragments it on the way, so such a datagram is not sent at all.
       const std::size_t limit = limit_of(peer.public_key);
       for (ByteSpan datagram : datagrams) {
         const bool oversized = limit != 0 && datagram.size() > limit + wg::kDataHeaderSize + wg::kAuthTagSize;
+        if (oversized && !route->endpoint.address().is_v4()) {
+          ++traffic_.tx_too_big;
+          continue;
+        }
         if (oversized) ++traffic_.tx_fragmentable;
         if (route->socket == punch::kMainSocket) {
           if (oversized) udp_.send_fragmentable(route->endpoint, datagram);

@@ -71,6 +71,7 @@ class MeshTransport final : public wg::Transport, public UdpTransport::OtherData
     std::uint64_t rx_not_ours = 0;    // from a probe socket or the relay, neither disco nor a mesh peer's WireGuard
     std::uint64_t initiations_resent = 0;  // a handshake initiation sent again on a new path
     std::uint64_t tx_fragmentable = 0;  // larger than its direct path carries: sent without DF
+    std::uint64_t tx_too_big = 0;       // the same to an IPv6 endpoint: not sent (it would be lost)
   };
 
   using StunHandler = std::function<void(Instant now, const Endpoint& from, ByteSpan datagram)>;

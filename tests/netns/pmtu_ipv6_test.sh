@@ -16,7 +16,7 @@
 # hosts the fragments they made (none: knitd sends with DF, and IPv6 hosts fragment only their
 # own oversized sends). Three runs: Packet Too Big dropped (5 MiB each way, sha256, path_mtu
 # 1200 reported both ways, no too-big read by knitd, an inner IPv6 ping -M do told
-# 1280, IPv6's minimum); allowed (the same, and knitd reads the
+# 1280, IPv6's minimum, a UDP sender's 1400-byte datagrams refused and its 1172-byte ones arriving); allowed (the same, and knitd reads the
 # PTB through IPV6_RECVERR and uses it as a hint); UDP blocked at the router, so the tunnel
 # rides knit-relay's TCP over IPv6 (the router clamps the outer MSS, as PPPoE routers do).
 #
@@ -84,6 +84,8 @@ too_big_read() {
   echo "$n"
 }
 f=$(lab_data_file "$MB")
+UDP_PMTU="${KNIT_TEST_TOOLS:-$KNIT_BIN/../tests/tools}/udp_pmtu"
+[[ -x "$UDP_PMTU" ]] || lab_fail "$UDP_PMTU is missing: build the project first"
 
 # agents_up SUFFIX PATH — starts both agents, joins them, waits for PATH (direct or relay) both ways.
 agents_up() {
@@ -143,6 +145,20 @@ grep -Eq "mtu ?= ?1280" <<<"$out" || lab_fail "ping -6 -M do -s 1300 to $B6 was 
 ip netns exec "$A_NS" ping -6 -M do -s 1152 -c 1 -W 2 -n -q "$B6" >/dev/null \
   || lab_fail "a 1200-byte IPv6 ping -M do did not cross"
 lab_pass "inner IPv6: ping -M do -s 1300 told 'mtu=1280' by knitd; a 1200-byte ping crosses"
+# A UDP application doing its own path MTU discovery over the tunnel's IPv4 (DF, IP_MTU after
+# EMSGSIZE): 1400-byte datagrams are answered "fragmentation needed" by knitd, it learns 1200,
+# and its 1172-byte datagrams arrive.
+lab_bg udp-recv "$B_NS" "$UDP_PMTU" recv "$(mesh_ip "$B")" 5300 4
+lab_wait_for 3 "the UDP receiver" grep -q listening "$LAB_DIR/logs/udp-recv.log"
+RECV_PID=$LAB_BG_LAST
+sent=$(ip netns exec "$A_NS" "$UDP_PMTU" send "$(mesh_ip "$B")" 5300 1400 40)
+lab_bg_wait "$RECV_PID" 8
+got=$(tail -n 1 "$LAB_DIR/logs/udp-recv.log")
+read -r _ n_sent _ n_refused _ mtu _ size <<<"$sent"
+read -r _ n_got _ largest <<<"$got"
+(( n_refused >= 1 && mtu == 1200 && size == 1172 )) || lab_fail "the UDP sender was not told the path MTU: $sent"
+(( n_got >= 30 && largest <= 1172 )) || lab_fail "the datagrams that fit did not get through: $got (sender: $sent)"
+lab_pass "UDP: 1400-byte datagrams refused after knitd's answer (IP_MTU $mtu); $n_got datagrams of $size bytes arrived"
 agents_down
 read_none=$(too_big_read "$LOG_A" "$LOG_B")
 (( read_none == 0 )) || lab_fail "$read_none Packet Too Big read with the ICMPv6 dropped: the test does not block what it means to"

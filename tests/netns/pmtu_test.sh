@@ -289,8 +289,11 @@ WGP=$(lab_name wp) WGH=$(lab_name wh)
 # fragment from the first packet, and no router would have anything to say).
 ip netns exec "$P" ip route flush cache
 ip netns exec "$H" ip route flush cache
-lab_wg_start knitd "$P" "$WGP"
-lab_wg_start knitd "$H" "$WGH"
+# Offloads off: one datagram per send always carries DF, so the hop answers with ICMP. (With
+# UDP_SEGMENT, Linux sends a train longer than the route MTU without DF: routers fragment it,
+# nobody sends an ICMP, and neither the kernel nor knitd ever learns the path MTU.)
+KNIT_OFFLOADS=off lab_wg_start knitd "$P" "$WGP"
+KNIT_OFFLOADS=off lab_wg_start knitd "$H" "$WGH"
 lab_wg_setup "$WGP" 51900 10.98.0.1/24
 lab_wg_setup "$WGH" 51901 10.98.0.2/24
 # The site is behind its NAT: it knows pub's endpoint and keeps the mapping open.
