@@ -12,133 +12,18 @@
 #include "base/random.hpp"
 #include "relay/client_session.hpp"
 #include "relay/server_core.hpp"
+#include "tests/support/relay_clients.hpp"
 #include "wg/crypto.hpp"
 
 namespace knit::relay {
 namespace {
 
 using ConnId = ServerIo::ConnId;
-
-struct FakeIo : ServerIo {
-  std::set<ConnId> wants;
-  std::set<ConnId> closed;
-  std::vector<std::pair<ConnId, control::RelayInfo>> dials;
-  void want_write(ConnId id) override { wants.insert(id); }
-  void close(ConnId id) override { closed.insert(id); }
-  void dial(ConnId id, const control::RelayInfo& relay) override { dials.emplace_back(id, relay); }
-};
-
-// Everything queued for a connection, as one byte string; *close_after when the core wants it
-// closed after that.
-Bytes pull(ServerCore& core, ConnId id, bool* close_after = nullptr) {
-  Bytes out;
-  const auto take = core.take_output(id, out);
-  if (close_after != nullptr) *close_after = take == ServerCore::Take::close_after;
-  return out;
-}
-
-struct Got {
-  FrameType type;
-  NodeKey key;  // src of recv, key of peer_gone
-  Bytes packet;
-  std::uint8_t reason = 0;
-};
-
-// A client of the core: its node key, a ClientSession and what it received.
-class Client {
- public:
-  Client(Random& rng, ServerCore& core, Role role = Role::client)
-      : rng_(rng),
-        key_(wg::crypto::generate_private_key(rng)),
-        pub_(wg::crypto::public_key_of(key_)),
-        core_(core),
-        role_(role) {}
-
-  const NodeKey& pub() const { return pub_; }
-  const wg::PrivateKey& key() const { return key_; }
-  ConnId id() const { return id_; }
-
-  // Accept, handshake and (when admitted) the first Ping; returns the status.
-  Admission connect(Instant now) {
-    id_ = core_.on_accept(now);
-    session_ = std::make_unique<ClientSession>(key_, core_.public_key(), role_);
-    Bytes m1;
-    EXPECT_TRUE(session_->start(rng_, m1));
-    message1_ = m1;
-    core_.on_bytes(id_, m1, now);
-    pump(now);
-    return status_;
-  }
-  // Moves the core's output for us into our session.
-  void pump(Instant now) {
-    const Bytes bytes = pull(core_, id_, &close_after_);
-    ByteSpan input(bytes);
-    while (!input.empty()) {
-      const auto step = session_->feed(input);
-      switch (step.kind) {
-        case ClientSession::Step::Kind::admitted: {
-          status_ = Admission::ok;
-          Bytes ping;
-          encode_ping(1, ping);
-          send_frame(ping, now);
-          break;
-        }
-        case ClientSession::Step::Kind::refused:
-          status_ = step.result.status;
-          break;
-        case ClientSession::Step::Kind::frame: {
-          Got got{step.frame.type, {}, {}, step.frame.reason};
-          if (step.frame.type == FrameType::recv) got.key = step.frame.src;
-          if (step.frame.type == FrameType::peer_gone) got.key = step.frame.dst;
-          got.packet.assign(step.frame.packet.begin(), step.frame.packet.end());
-          received.push_back(got);
-          break;
-        }
-        default:
-          break;
-      }
-    }
-  }
-  void send_frame(ByteSpan frame, Instant now) {
-    Bytes sealed;
-    ASSERT_TRUE(session_->seal(frame, sealed));
-    core_.on_bytes(id_, sealed, now);
-  }
-  void send(const NodeKey& dst, const Bytes& packet, Instant now) {
-    Bytes frame;
-    ASSERT_TRUE(encode_send(dst, packet, frame));
-    send_frame(frame, now);
-  }
-  // Packets to dst sealed back to back (as a relay link batches them), not yet given to the core.
-  Bytes seal_sends(const NodeKey& dst, const std::vector<Bytes>& packets) {
-    Bytes out;
-    for (const Bytes& packet : packets) EXPECT_TRUE(session_->seal_send(dst, packet, out));
-    return out;
-  }
-  void feed_raw(ByteSpan bytes, Instant now) { core_.on_bytes(id_, bytes, now); }
-  std::vector<Got> of(FrameType type) const {
-    std::vector<Got> out;
-    for (const Got& g : received)
-      if (g.type == type) out.push_back(g);
-    return out;
-  }
-  const Bytes& message1() const { return message1_; }
-  bool close_after() const { return close_after_; }
-
-  std::vector<Got> received;
-
- private:
-  Random& rng_;
-  wg::PrivateKey key_;
-  NodeKey pub_;
-  ServerCore& core_;
-  Role role_;
-  ConnId id_ = 0;
-  std::unique_ptr<ClientSession> session_;
-  Admission status_ = Admission::bad_hello;
-  Bytes message1_;
-  bool close_after_ = false;
-};
+using testing::admit_all;
+using testing::Client;
+using testing::FakeIo;
+using testing::Got;
+using testing::pull;
 
 class RelayCoreTest : public ::testing::Test {
  protected:
@@ -154,9 +39,7 @@ class RelayCoreTest : public ::testing::Test {
 TEST_F(RelayCoreTest, MembersAreAdmittedAndForwardLocally) {
   ServerCore core(relay_key_, {}, io_, rng_);
   Client a(rng_, core), b(rng_, core);
-  core.set_members({a.pub(), b.pub()}, now_);
-  ASSERT_EQ(a.connect(now_), Admission::ok);
-  ASSERT_EQ(b.connect(now_), Admission::ok);
+  ASSERT_TRUE(admit_all(core, {&a, &b}, now_));
   EXPECT_TRUE(core.has_client(a.pub()));
   EXPECT_TRUE(core.has_client(b.pub()));
 
@@ -200,9 +83,7 @@ TEST_F(RelayCoreTest, UnknownKeyIsRefusedAndCounted) {
 TEST_F(RelayCoreTest, RemovedMemberIsCutOffAtOnce) {
   ServerCore core = make();
   Client a(rng_, core), b(rng_, core);
-  core.set_members({a.pub(), b.pub()}, now_);
-  ASSERT_EQ(a.connect(now_), Admission::ok);
-  ASSERT_EQ(b.connect(now_), Admission::ok);
+  ASSERT_TRUE(admit_all(core, {&a, &b}, now_));
   core.set_members({b.pub()}, now_);
   EXPECT_FALSE(core.has_client(a.pub()));
   a.pump(now_);
@@ -223,8 +104,7 @@ TEST_F(RelayCoreTest, RemovedMemberIsCutOffAtOnce) {
 TEST_F(RelayCoreTest, UnknownDestinationGetsPeerGone) {
   ServerCore core = make();
   Client a(rng_, core);
-  core.set_members({a.pub()}, now_);
-  ASSERT_EQ(a.connect(now_), Admission::ok);
+  ASSERT_TRUE(admit_all(core, {&a}, now_));
   NodeKey nobody{};
   nobody.fill(5);
   a.send(nobody, Bytes(100, 1), now_);
@@ -239,9 +119,7 @@ TEST_F(RelayCoreTest, UnknownDestinationGetsPeerGone) {
 TEST_F(RelayCoreTest, ReconnectReplacesTheOldConnection) {
   ServerCore core = make();
   Client a(rng_, core), b(rng_, core);
-  core.set_members({a.pub(), b.pub()}, now_);
-  ASSERT_EQ(a.connect(now_), Admission::ok);
-  ASSERT_EQ(b.connect(now_), Admission::ok);
+  ASSERT_TRUE(admit_all(core, {&a, &b}, now_));
   const ConnId first = a.id();
   ASSERT_EQ(a.connect(now_), Admission::ok);  // same key, new connection
   EXPECT_NE(a.id(), first);
@@ -260,9 +138,7 @@ TEST_F(RelayCoreTest, ReconnectReplacesTheOldConnection) {
 TEST_F(RelayCoreTest, ReplayedMessage1ReplacesNothing) {
   ServerCore core = make();
   Client a(rng_, core), b(rng_, core);
-  core.set_members({a.pub(), b.pub()}, now_);
-  ASSERT_EQ(a.connect(now_), Admission::ok);
-  ASSERT_EQ(b.connect(now_), Admission::ok);
+  ASSERT_TRUE(admit_all(core, {&a, &b}, now_));
   const ConnId replay = core.on_accept(now_);
   core.on_bytes(replay, a.message1(), now_);
   EXPECT_FALSE(pull(core, replay).empty());  // an answer nobody can read
@@ -279,9 +155,7 @@ TEST_F(RelayCoreTest, QueueIsBoundedAndDropsAreCounted) {
   config.max_queue_frames = 1000;
   ServerCore core = make(config);
   Client a(rng_, core), b(rng_, core);
-  core.set_members({a.pub(), b.pub()}, now_);
-  ASSERT_EQ(a.connect(now_), Admission::ok);
-  ASSERT_EQ(b.connect(now_), Admission::ok);
+  ASSERT_TRUE(admit_all(core, {&a, &b}, now_));
   b.pump(now_);
   // b does not read: its queue fills and the rest is dropped.
   for (int i = 0; i < 100; ++i) a.send(b.pub(), Bytes(1000, static_cast<std::uint8_t>(i)), now_);
@@ -304,9 +178,7 @@ TEST_F(RelayCoreTest, FrameCountBoundToo) {
   config.max_queue_frames = 10;
   ServerCore core = make(config);
   Client a(rng_, core), b(rng_, core);
-  core.set_members({a.pub(), b.pub()}, now_);
-  ASSERT_EQ(a.connect(now_), Admission::ok);
-  ASSERT_EQ(b.connect(now_), Admission::ok);
+  ASSERT_TRUE(admit_all(core, {&a, &b}, now_));
   b.pump(now_);
   for (int i = 0; i < 30; ++i) a.send(b.pub(), Bytes(10, 1), now_);
   EXPECT_EQ(core.stats().packets_local, 10u);
@@ -393,9 +265,7 @@ TEST_F(RelayCoreTest, KeepalivesAndIdleTimeout) {
   ServerConfig config;
   ServerCore core = make(config);
   Client a(rng_, core), b(rng_, core);
-  core.set_members({a.pub(), b.pub()}, now_);
-  ASSERT_EQ(a.connect(now_), Admission::ok);
-  ASSERT_EQ(b.connect(now_), Admission::ok);
+  ASSERT_TRUE(admit_all(core, {&a, &b}, now_));
   a.pump(now_);
   b.pump(now_);
   now_ += config.keepalive;
@@ -421,9 +291,7 @@ TEST_F(RelayCoreTest, KeepalivesAndIdleTimeout) {
 TEST_F(RelayCoreTest, ClientsMayNotSendRelayFrames) {
   ServerCore core = make();
   Client a(rng_, core), b(rng_, core);
-  core.set_members({a.pub(), b.pub()}, now_);
-  ASSERT_EQ(a.connect(now_), Admission::ok);
-  ASSERT_EQ(b.connect(now_), Admission::ok);
+  ASSERT_TRUE(admit_all(core, {&a, &b}, now_));
   Bytes frame;
   encode_forward(b.pub(), b.pub(), Bytes(10, 1), frame);  // spoofing a source
   a.send_frame(frame, now_);
@@ -576,9 +444,7 @@ std::vector<Bytes> numbered_packets(std::size_t n, std::size_t size) {
 TEST_F(RelayCoreTest, ManyFramesInOneReadAreForwardedInOrder) {
   ServerCore core = make();
   Client a(rng_, core), b(rng_, core);
-  core.set_members({a.pub(), b.pub()}, now_);
-  ASSERT_EQ(a.connect(now_), Admission::ok);
-  ASSERT_EQ(b.connect(now_), Admission::ok);
+  ASSERT_TRUE(admit_all(core, {&a, &b}, now_));
   b.pump(now_);
   b.received.clear();
   const auto packets = numbered_packets(100, 1400);
@@ -597,9 +463,7 @@ TEST_F(RelayCoreTest, ManyFramesInOneReadAreForwardedInOrder) {
 TEST_F(RelayCoreTest, FramesSplitAcrossReadsAtAnyByte) {
   ServerCore core = make();
   Client a(rng_, core), b(rng_, core);
-  core.set_members({a.pub(), b.pub()}, now_);
-  ASSERT_EQ(a.connect(now_), Admission::ok);
-  ASSERT_EQ(b.connect(now_), Admission::ok);
+  ASSERT_TRUE(admit_all(core, {&a, &b}, now_));
   b.pump(now_);
   b.received.clear();
   std::size_t expected = 0;
@@ -632,9 +496,7 @@ TEST_F(RelayCoreTest, SlowClientNeverCostsUnboundedMemory) {
   config.max_queue_bytes = 64 * 1024;
   ServerCore core = make(config);
   Client a(rng_, core), b(rng_, core);
-  core.set_members({a.pub(), b.pub()}, now_);
-  ASSERT_EQ(a.connect(now_), Admission::ok);
-  ASSERT_EQ(b.connect(now_), Admission::ok);
+  ASSERT_TRUE(admit_all(core, {&a, &b}, now_));
   b.pump(now_);
   for (int round = 0; round < 20; ++round)
     a.feed_raw(a.seal_sends(b.pub(), numbered_packets(50, 1400)), now_);
@@ -657,9 +519,7 @@ TEST_F(RelayCoreTest, SlowClientNeverCostsUnboundedMemory) {
 TEST_F(RelayCoreTest, OutputBuffersAreReused) {
   ServerCore core = make();
   Client a(rng_, core), b(rng_, core);
-  core.set_members({a.pub(), b.pub()}, now_);
-  ASSERT_EQ(a.connect(now_), Admission::ok);
-  ASSERT_EQ(b.connect(now_), Admission::ok);
+  ASSERT_TRUE(admit_all(core, {&a, &b}, now_));
   b.pump(now_);
   Bytes writing;
   std::set<const std::uint8_t*> storage;
