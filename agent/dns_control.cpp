@@ -53,7 +53,10 @@ void DnsControl::start() {
   }
   upstreams_ = host_.original_resolvers();
   service_.set_upstreams(upstreams_);
-  membership_.set_names_listener([this] { refresh(); });
+  membership_.set_names_listener([this](const Membership::NamesChange* change) {
+    if (change != nullptr) return update_names(*change);
+    refresh();
+  });
   refresh();
 }
 
@@ -61,6 +64,21 @@ void DnsControl::stop() {
   stopped_ = true;
   membership_.set_names_listener(nullptr);
   host_.revert();
+}
+
+// A delta renamed, added or removed a few peers: only the resolver's table changes, in
+// O(changed). While the resolver is off (no mesh, a bad resolver address) there is nothing to
+// follow: refresh() decides everything then.
+void DnsControl::update_names(const Membership::NamesChange& change) {
+  if (stopped_) return;
+  const auto& mesh = membership_.mesh();
+  if (!mesh || mesh->down || !problem_.empty()) return refresh();
+  std::vector<dns::MeshNode> gone, came;
+  gone.reserve(change.gone.size());
+  came.reserve(change.came.size());
+  for (const control::PeerInfo& p : change.gone) gone.push_back({p.name, p.ipv4, p.ipv6});
+  for (const control::PeerInfo& p : change.came) came.push_back({p.name, p.ipv4, p.ipv6});
+  service_.update_names(gone, came);
 }
 
 void DnsControl::refresh() {

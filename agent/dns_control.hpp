@@ -55,6 +55,7 @@ class DnsControl final : public ControlHandler {
 
  private:
   void refresh();
+  void update_names(const Membership::NamesChange& change);
   localapi::ControlResponse set(const localapi::SetRequest& request, localapi::ControlResponse next_answer);
   std::filesystem::path settings_path() const { return options_.state_dir / "dns.conf"; }
 

@@ -247,6 +247,10 @@ void DnsService::set_names(const std::string& domain, const std::vector<dns::Mes
   resolver_.table().set_prefixes(v4, v6);
 }
 
+void DnsService::update_names(const std::vector<dns::MeshNode>& gone, const std::vector<dns::MeshNode>& came) {
+  resolver_.table().update_nodes(gone, came);
+}
+
 void DnsService::set_split(std::map<std::string, std::vector<Endpoint>> split) {
   if (split != resolver_.forwarder().split()) resolver_.forwarder().clear_cache();
   resolver_.forwarder().set_split(std::move(split));

@@ -44,6 +44,8 @@ class DnsService {
   // What the mesh knows. domain empty: answer nothing from the table (everything forwards).
   void set_names(const std::string& domain, const std::vector<dns::MeshNode>& nodes, std::optional<IpPrefix> v4,
                  std::optional<IpPrefix> v6);
+  // A few nodes changed (dns::MeshTable::update_nodes): O(changed), not a rebuild.
+  void update_names(const std::vector<dns::MeshNode>& gone, const std::vector<dns::MeshNode>& came);
   void set_split(std::map<std::string, std::vector<Endpoint>> split);
   void set_upstreams(std::vector<Endpoint> upstreams);
   // The addresses the resolver answers on (0 to 2: IPv4 and IPv6). None: it takes nothing.

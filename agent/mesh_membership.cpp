@@ -449,15 +449,16 @@ void Membership::on_peer_delta(const control::PeerMap& map, const control::PeerD
   if (delta.version <= version && map.version == version) return;  // already in (a full map)
   if (delta.version != version + 1) return on_peers(map);
   bool routing = !routes_.use_exit.empty() && !exit_.active();
-  bool names = !delta.added.empty() || !delta.removed.empty();
+  NamesChange names;
   auto touches = [&](const control::NodeKey& key, const control::PeerInfo* now) {
     const control::PeerInfo* before = peers_.find(key);
     if ((before != nullptr && !before->routes.empty()) || (now != nullptr && !now->routes.empty()) ||
         (exit_.node && *exit_.node == key))
       routing = true;
-    if (before != nullptr && now != nullptr &&
-        (before->name != now->name || before->ipv4 != now->ipv4 || before->ipv6 != now->ipv6))
-      names = true;
+    const bool renamed = before != nullptr && now != nullptr &&
+                         (before->name != now->name || before->ipv4 != now->ipv4 || before->ipv6 != now->ipv6);
+    if (before != nullptr && (now == nullptr || renamed)) names.gone.push_back(*before);
+    if (now != nullptr && (before == nullptr || renamed)) names.came.push_back(*now);
   };
   for (const control::PeerInfo& peer : delta.added) touches(peer.node_key, &peer);
   for (const control::PeerInfo& peer : delta.changed) touches(peer.node_key, &peer);
@@ -465,10 +466,11 @@ void Membership::on_peer_delta(const control::PeerMap& map, const control::PeerD
   if (!peers_.apply(delta)) return on_peers(map);
   if (routing) {
     apply_peers();
+    notify_names();
   } else {
     apply_peer_delta(delta);
+    if (!names.gone.empty() || !names.came.empty()) notify_names(&names);
   }
-  if (names || routing) notify_names();
 }
 
 void Membership::on_self_update(const control::NodeAssignment& self) {

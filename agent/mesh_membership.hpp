@@ -119,8 +119,18 @@ class Membership final : private CoordinatorClient::Listener {
   // The mesh's DNS settings, once the coordinator sent them (nullopt before, and off the mesh).
   const std::optional<control::DnsConfig>& dns_config() const { return dns_; }
   // Called whenever the names the mesh knows may have changed: joined or left, a peer map or a
-  // delta applied, new DNS settings (knitd's DnsService rebuilds its table).
-  void set_names_listener(std::function<void()> listener) { names_listener_ = std::move(listener); }
+  // delta applied, new DNS settings (knitd's DnsService follows in its table). What a peer-map
+  // delta did to names: the entries of the peers it removed, renamed or gave new
+  // addresses as they were (`gone`) and of those it added, renamed or readdressed as they are now
+  // (`came`), so the resolver's table follows in O(changed) (dns_control.cpp). Anything else
+  // that changes names (a full map, a delta through the routing path, this node renamed, new DNS
+  // settings, joining or leaving) calls the listener with nullptr: look at everything again.
+  struct NamesChange {
+    std::vector<control::PeerInfo> gone;
+    std::vector<control::PeerInfo> came;
+  };
+  using NamesListener = std::function<void(const NamesChange* change)>;
+  void set_names_listener(NamesListener listener) { names_listener_ = std::move(listener); }
   // The endpoints sent to the coordinator.
   const std::vector<Endpoint>& endpoints() const { return endpoints_; }
   // Why the CLI cannot ask about the mesh now (not joined, still joining); nullopt when joined.
@@ -161,8 +171,8 @@ class Membership final : private CoordinatorClient::Listener {
   void on_dns_config(const control::DnsConfig& dns) override;
   void on_policy_rules(const control::PolicyRules& rules) override;
   void on_self_update(const control::NodeAssignment& self) override;
-  void notify_names() {
-    if (names_listener_) names_listener_();
+  void notify_names(const NamesChange* change = nullptr) {
+    if (names_listener_) names_listener_(change);
   }
   void on_unreachable(const std::string& error, Duration retry_in) override;
   void on_disconnected(const std::string& reason) override;
@@ -209,7 +219,7 @@ class Membership final : private CoordinatorClient::Listener {
   PeerChanges last_changes_;
   control::RelayMap relays_;
   std::optional<control::DnsConfig> dns_;
-  std::function<void()> names_listener_;
+  NamesListener names_listener_;
   std::vector<InterfaceAddress> local_;
   RouteSettings routes_;
   RouteCarriers carriers_;

@@ -127,6 +127,27 @@ void MeshTable::set_nodes(const std::vector<MeshNode>& nodes) {
   }
 }
 
+void MeshTable::update_nodes(const std::vector<MeshNode>& gone, const std::vector<MeshNode>& came) {
+  for (const MeshNode& node : gone) {
+    const std::string key = lower(node.name);
+    const auto it = by_name_.find(key);
+    if (it == by_name_.end() || it->second.ipv4 != node.ipv4 || it->second.ipv6 != node.ipv6) continue;
+    by_name_.erase(it);
+    for (const std::optional<IpAddress>& address : {node.ipv4, node.ipv6}) {
+      if (!address) continue;
+      const auto at = by_address_.find(*address);
+      if (at != by_address_.end() && at->second == key) by_address_.erase(at);
+    }
+  }
+  for (const MeshNode& node : came) {
+    const std::string key = lower(node.name);
+    if (key.empty() || key.find('.') != std::string::npos) continue;
+    by_name_[key] = node;
+    if (node.ipv4) by_address_[*node.ipv4] = key;
+    if (node.ipv6) by_address_[*node.ipv6] = key;
+  }
+}
+
 MeshTable::Lookup MeshTable::lookup_address(const IpAddress& address, const std::string& name,
                                             std::uint16_t qtype) const {
   const bool ours = (v4_prefix_ && prefix_contains(*v4_prefix_, address)) ||

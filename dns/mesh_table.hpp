@@ -40,6 +40,10 @@ class MeshTable {
   void set_prefixes(std::optional<IpPrefix> v4, std::optional<IpPrefix> v6);
   // Replaces every node (the peer map changed). Names compare case-insensitively.
   void set_nodes(const std::vector<MeshNode>& nodes);
+  // Follows a change of a few nodes in O(changed · log n): each of `gone` (a node as it was:
+  // removed, renamed or readdressed) leaves, then each of `came` (as it is now) enters. With
+  // unique names and addresses the table is then what set_nodes of the whole new list makes.
+  void update_nodes(const std::vector<MeshNode>& gone, const std::vector<MeshNode>& came);
   std::size_t size() const { return by_name_.size(); }
 
   // name as Query::name spells it (lowercase, no trailing dot).

@@ -187,10 +187,15 @@ TEST_F(MembershipTest, UpAppliesTheMeshAndDownDisconnects) {
 }
 
 // Deltas are followed as deltas: a changed endpoint touches that peer alone, a removal none of
-// the others (last_peer_changes().examined counts the peers compared with the device).
+// the others (last_peer_changes().examined counts the peers compared with the device); the
+// names listener hears only of the peers whose names changed (an endpoint is not a name).
 TEST_F(MembershipTest, ADeltaTouchesOnlyThePeersItNames) {
   FakeMeshDevice device(rng_);
   membership_ = make(device);
+  std::vector<std::optional<Membership::NamesChange>> heard;  // nullopt: "look at everything"
+  membership_->set_names_listener([&](const Membership::NamesChange* change) {
+    heard.push_back(change ? std::optional<Membership::NamesChange>(*change) : std::nullopt);
+  });
   coordinator_.behaviour.deltas = {};
   auto up = ask(localapi::UpRequest{token(), "host-a"});
   ASSERT_TRUE(std::holds_alternative<localapi::UpReply>(up)) << error_of(up);
@@ -206,15 +211,39 @@ TEST_F(MembershipTest, ADeltaTouchesOnlyThePeersItNames) {
   EXPECT_EQ(membership_->last_peer_changes().examined, 1u);
   EXPECT_EQ(membership_->last_peer_changes().updated, 1u);
   EXPECT_EQ(device.device().find_peer(testing::peer(2).node_key)->endpoint, Endpoint::parse("198.51.100.7:5000"));
+  ASSERT_FALSE(heard.empty());
+  EXPECT_FALSE(heard.back().has_value());  // the full map: everything
+  const std::size_t before_names = heard.size();
+  // Not a name change: nobody is told.
+  EXPECT_EQ(heard.size(), before_names);
+
+  control::PeerDelta renamed;
+  renamed.version = 3;
+  renamed.changed = {testing::peer(2)};
+  renamed.changed[0].endpoints = {*Endpoint::parse("198.51.100.7:5000")};
+  renamed.changed[0].name = "desk";
+  coordinator_.send_to_all(renamed);
+  ASSERT_TRUE(run_until([&] { return membership_->peers().version == 3; }));
+  ASSERT_EQ(heard.size(), before_names + 1);
+  ASSERT_TRUE(heard.back().has_value());
+  ASSERT_EQ(heard.back()->gone.size(), 1u);
+  ASSERT_EQ(heard.back()->came.size(), 1u);
+  EXPECT_EQ(heard.back()->gone[0].name, testing::peer(2).name);
+  EXPECT_EQ(heard.back()->came[0].name, "desk");
 
   control::PeerDelta gone = testing::FakeCoordinator::removal(3);
-  gone.version = 3;
+  gone.version = 4;
   coordinator_.send_to_all(gone);
-  ASSERT_TRUE(run_until([&] { return membership_->peers().version == 3; }));
+  ASSERT_TRUE(run_until([&] { return membership_->peers().version == 4; }));
   EXPECT_EQ(membership_->last_peer_changes().examined, 0u);
   EXPECT_EQ(membership_->last_peer_changes().removed, 1u);
   EXPECT_EQ(device.device().peer_count(), 1u);
   EXPECT_EQ(membership_->peers().peers.size(), 1u);
+  ASSERT_EQ(heard.size(), before_names + 2);
+  ASSERT_TRUE(heard.back().has_value());
+  ASSERT_EQ(heard.back()->gone.size(), 1u);
+  EXPECT_EQ(heard.back()->gone[0].node_key, testing::peer(3).node_key);
+  EXPECT_TRUE(heard.back()->came.empty());
 }
 
 TEST_F(MembershipTest, ARestartStaysDown) {
