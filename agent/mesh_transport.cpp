@@ -128,6 +128,10 @@ void MeshTransport::network_changed() {
   flush();
 }
 
+void MeshTransport::set_relay_expected(bool expected) {
+  paths_.set_relay_expected(clock_(), expected);
+}
+
 void MeshTransport::set_relay_available(bool available) {
   paths_.set_relay_available(clock_(), available);
   // Admitted at last: what we sent while the relay refused us never left.

@@ -98,6 +98,8 @@ class MeshTransport final : public wg::Transport, public UdpTransport::OtherData
   // Our addresses changed (roaming): every path is re-proven at once.
   void network_changed();
   void set_relay_available(bool available);
+  // The relay map lists a relay (PathManager::set_relay_expected: who sends first).
+  void set_relay_expected(bool expected);
   void set_stun_handler(StunHandler handler) { stun_ = std::move(handler); }
   // A packet the home relay delivered from a node. WireGuard ones are collected and reach the
   // device at on_relay_batch_end() (the packets stay valid until then: relay_client.hpp).

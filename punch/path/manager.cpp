@@ -185,12 +185,18 @@ void PathManager::set_relay_available(Instant now, bool available) {
   if (available == relay_available_) return;
   relay_available_ = available;
   for (auto& [key, peer] : peers_) {
-    // With a relay, call-me-maybe can reach the peer now: probe at once.
-    if (available) peer->full_probe_at = now;
+    // With a relay, call-me-maybe can reach the peer now: probe at once (the probes sent while
+    // it was not up were openers only, waiting for this exchange: no spacing holds it back).
+    if (available) {
+      peer->full_probe_at = now;
+      peer->last_full_probe.reset();
+    }
     report_path(now, *peer);
     service(now, *peer);
   }
 }
+
+void PathManager::set_relay_expected(Instant, bool expected) { relay_expected_ = expected; }
 
 void PathManager::set_peer(Instant now, const NodeKey& node_key, const DiscoKey& disco_key,
                            const std::vector<Endpoint>& endpoints) {
@@ -601,7 +607,8 @@ DiscoError PathManager::handle_pong(Instant now, Peer& peer, const DiscoSource& 
 DiscoError PathManager::handle_call_me_maybe(Instant now, Peer& peer, const CallMeMaybe& cmm) {
   if (peer.remote_facts && cmm.epoch < peer.remote_epoch) return DiscoError::stale;
   peer.remote_active = cmm.active;
-  if (!peer.remote_facts || cmm.epoch > peer.remote_epoch) {
+  const bool fresh = !peer.remote_facts || cmm.epoch > peer.remote_epoch;
+  if (fresh) {
     peer.remote_facts = true;
     peer.remote_epoch = cmm.epoch;
     peer.remote_candidates = cmm.endpoints;
@@ -655,11 +662,14 @@ DiscoError PathManager::handle_call_me_maybe(Instant now, Peer& peer, const Call
     peer.deferred_pings_at = now + kOpenerFallback;
   }
   // The sender may not know our candidates or NAT yet (it may be the only side sending data);
-  // one that has not opened towards us must hear that we have opened towards it.
+  // one that has not opened towards us must hear that we have opened towards it. Facts new to
+  // us mean the sender may have missed our last call-me-maybe (a joining agent's relay admits
+  // it only after our first one went out): it waits for our "opened" before its full pings,
+  // which a double NAT needs (its openers do not cross the carrier NAT, our pings die there).
   const bool any_public = std::any_of(peer.candidates.begin(), peer.candidates.end(), [](const Candidate& c) {
     return c.socket == kMainSocket && !c.lan;
   });
-  if (opened_now || peer.cmm_epoch_sent != local_epoch_ || !peer.last_cmm_sent ||
+  if (opened_now || fresh || peer.cmm_epoch_sent != local_epoch_ || !peer.last_cmm_sent ||
       now - *peer.last_cmm_sent >= kReprobeMin)
     send_call_me_maybe(now, peer, any_public || !behind_nat);
   if (!peer.direct(now) && !peer.predict_at &&

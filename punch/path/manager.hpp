@@ -35,6 +35,10 @@
 //    on a Linux router without an input firewall such a probe creates a conntrack entry that
 //    takes the port, masquerade gives the local flow another one, and every later probe
 //    refreshes that entry (the path never opens). LAN candidates are pinged at once.
+//    The same holds while a relay we expect (set_relay_expected) has not admitted us yet: a
+//    peer that does not know us yet cannot have a flow to us, so only openers go, and the full
+//    pings wait for the call-me-maybe exchange once the relay is up (or kOpenerFallback). Only
+//    a mesh without any relay pings at full TTL at once (nothing could tell the peer to open).
 //  * Easy <-> hard pairs: port prediction (predict.hpp) once plain probing has had
 //    kPredictStartDelay; hard <-> hard: relay.
 //  * Rate bounds: per-peer and global token buckets (path_rate.hpp); prediction is paced.
@@ -46,6 +50,7 @@
 //   PathManager pm(identity.disco.private_key, node_key, system_random, unix_time_ns());
 //   coordinator peer map      -> pm.set_peer(now, node_key, disco_key, endpoints) / remove_peer
 //   netcheck (STUN, portmap)  -> pm.set_local_candidates(now, {local, reflexive, portmapped, varies})
+//   relay map (non-empty?)    -> pm.set_relay_expected(now, true / false)
 //   relay connected / lost    -> pm.set_relay_available(now, true / false)
 //   address or route change   -> pm.network_changed(now), then netcheck again
 //   datagram on socket s      -> looks_like_disco(b) ? pm.handle_disco(now, DiscoSource::udp(s, from), b)
@@ -209,6 +214,10 @@ class PathManager {
 
   // --- inputs ---
   void set_relay_available(Instant now, bool available);
+  // The mesh has a relay we are (or will be) connected to (the relay map lists one). Until it
+  // admits us, full probes open our NAT with openers and hold the full pings back (who sends
+  // first, above); without any relay they ping at once.
+  void set_relay_expected(Instant now, bool expected);
   // Adds or updates a peer (its disco key and the endpoints the coordinator published).
   void set_peer(Instant now, const NodeKey& node_key, const DiscoKey& disco_key,
                 const std::vector<Endpoint>& endpoints);
@@ -332,6 +341,7 @@ class PathManager {
   MappingEvidence evidence_;
   bool observed_varies_ = false;
   bool relay_available_ = false;
+  bool relay_expected_ = false;
   std::vector<IpPrefix> tunnelled_;
   bool tunnelled(const Endpoint& e) const;
   std::optional<std::size_t> add_usable_candidate(Peer& peer, SocketId socket, const Endpoint& endpoint,
