@@ -225,12 +225,16 @@ void MeshTransport::on_relay_packet(const wg::PublicKey& from, MutableByteSpan p
   ++traffic_.rx_relay_packets;
   traffic_.rx_relay_bytes += packet.size();
   switch (classify_datagram(packet)) {
-    case DatagramKind::disco:
-      paths_.handle_disco(clock_(), punch::DiscoSource::relay(from), packet);
-      // The peer is at the relay now; it may not have been when our initiation went there.
-      resend_initiation(from, false);
+    case DatagramKind::disco: {
+      const punch::DiscoError opened = paths_.handle_disco(clock_(), punch::DiscoSource::relay(from), packet);
+      // The peer is at the relay now; it may not have been when our initiation went there. An
+      // authenticated message (its call-me-maybe) also proves it knows us now: our initiation
+      // sent again the moment the relay admitted us may have reached it before the
+      // coordinator's delta did (dropped as from an unknown peer), so one more copy goes.
+      resend_initiation(from, false, opened == punch::DiscoError::none);
       flush();  // the answers, and the resent initiation, wait in the sockets' batches
       break;
+    }
     case DatagramKind::wireguard:
       // Its answer to our initiation: nothing left to resend.
       if (!packet.empty() && packet[0] == 2) initiations_.erase(from);
@@ -324,18 +328,22 @@ void MeshTransport::note_initiation(const wg::PublicKey& peer, punch::PathKind k
   // Dropped (no relay, no endpoint) or sent to a published endpoint nothing has proven.
   p.lost = kind == punch::PathKind::none;
   p.resent = false;
+  p.resent_known = false;
   // Bounded by the mesh's peers; forget the stale ones as we go.
   if (initiations_.size() > names_.size() + 1)
     std::erase_if(initiations_, [&](const auto& e) { return p.sent - e.second.sent > wg::kRekeyTimeout; });
 }
 
-void MeshTransport::resend_initiation(const wg::PublicKey& peer, bool only_if_lost) {
+void MeshTransport::resend_initiation(const wg::PublicKey& peer, bool only_if_lost, bool peer_knows_us) {
   auto it = initiations_.find(peer);
   if (it == initiations_.end()) return;
   PendingInitiation& p = it->second;
   const Instant now = clock_();
-  // After REKEY_TIMEOUT WireGuard sends a fresh one itself.
-  if (p.resent || now - p.sent >= wg::kRekeyTimeout || (only_if_lost && !p.lost)) return;
+  // After REKEY_TIMEOUT WireGuard sends a fresh one itself. A copy the peer already took is
+  // refused by it as a replay (its timestamp is not newer): harmless.
+  if (now - p.sent >= wg::kRekeyTimeout || (only_if_lost && !p.lost)) return;
+  const bool again = p.resent && peer_knows_us && !p.resent_known;
+  if (p.resent && !again) return;
   const punch::PathInfo route = paths_.path(peer, now);
   switch (route.kind) {
     case punch::PathKind::direct:
@@ -348,6 +356,7 @@ void MeshTransport::resend_initiation(const wg::PublicKey& peer, bool only_if_lo
     case punch::PathKind::none:
       return;
   }
+  if (again) p.resent_known = true;
   p.resent = true;
   ++traffic_.initiations_resent;
 }

@@ -164,7 +164,7 @@ class MeshTransport final : public wg::Transport, public UdpTransport::OtherData
   void on_timer();
   // The first packet (header comment): remember initiations, send one again on a new way.
   void note_initiation(const wg::PublicKey& peer, punch::PathKind kind, ByteSpan datagram);
-  void resend_initiation(const wg::PublicKey& peer, bool only_if_lost);
+  void resend_initiation(const wg::PublicKey& peer, bool only_if_lost, bool peer_knows_us = false);
   void resend_initiations();
   void check_mtu_limits(bool now_anyway);
 
@@ -192,6 +192,7 @@ class MeshTransport final : public wg::Transport, public UdpTransport::OtherData
     Instant sent{};
     bool lost = false;    // it left by no path at all, or only to a published endpoint
     bool resent = false;
+    bool resent_known = false;  // sent once more when the peer's own disco proved it knows us
   };
   std::unordered_map<wg::PublicKey, PendingInitiation, wg::KeyHash> initiations_;
   bool running_ = false;

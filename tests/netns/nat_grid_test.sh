@@ -7,13 +7,13 @@
 #          \__________________________________|
 #                                      [kn-core-SFX] "the internet"  ─── [kn-pub-SFX] agent pub
 #                                             |                           192.0.2.33 (no NAT)
-#     +---------+---------+----------+----------+---------+----------+----------+-----------+---------+
-#   [fcr]     [rcr]     [prcr]     [pror]     [snr]     [skr]      [skor]     [dblc] CGNAT [lanr]    [blkr]
-#   natbox    natbox    kernel     kernel     natbox    kernel     kernel     masquerade  natbox    kernel
-#   EIM/EIF   EIM/ADF   masquerade masquerade APDM/APDF masquerade masquerade [dblr] home EIM/APDF  masquerade,
+#     +---------+---------+----------+----------+---------+----------+----------+-----------+---------+-----------+---------+
+#   [fcr]     [rcr]     [prcr]     [pror]     [snr]     [skr]      [skor]     [dblc] CGNAT [lanr]    [blkr]      [admr]
+#   natbox    natbox    kernel     kernel     natbox    kernel     kernel     masquerade  natbox    kernel      natbox
+#   EIM/EIF   EIM/ADF   masquerade masquerade APDM/APDF masquerade masquerade [dblr] home EIM/APDF  masquerade, ADM/APDF
 #   full cone restrict. port-restr port-restr symmetric random     random     masquerade  hairpin   UDP dropped
-#                       WAN fw     NO WAN fw            WAN fw     NO WAN fw    |        /     \      |
-#   [fch1] fc [rch1] rc [prch1]prc [proh1]pro [snh1] sn [skh1] sk  [skoh1]sko [dblh1]dbl [lanh1][lanh2] [blkh1]blk
+#                       WAN fw     NO WAN fw            WAN fw     NO WAN fw    |        /     \      |           |
+#   [fch1] fc [rch1] rc [prch1]prc [proh1]pro [snh1] sn [skh1] sk  [skoh1]sko [dblh1]dbl [lanh1][lanh2] [blkh1]blk [admh1]adm
 #                                                                                         lan1   lan2
 #   (every namespace is kn-NAME-SFX; site i's public address is 203.0.113.(16i+1); LANs 10.(i+1).0.0/24;
 #    kernel routers and natboxes drop idle UDP mappings after 30 s)
@@ -31,10 +31,10 @@
 # ONE relay: an agent learns whether its NAT maps per destination ("hard") from the relay's
 # STUN on two ports of one address (RFC 5780 OTHER-ADDRESS; punch/stun/nat_probe.hpp).
 #
-# For every pair of the grid's 11 agents (55 cells): ping answers both ways, and `knit status
+# For every pair of the grid's 12 agents (66 cells): ping answers both ways, and `knit status
 # --json` on both sides shows path "direct" when at least one side has endpoint-independent
-# mapping (easy <-> symmetric included: port prediction), "relay" only for symmetric <->
-# symmetric. The wire must agree: counters in the core count WireGuard data packets (UDP,
+# mapping (easy <-> symmetric and easy <-> ADM included: port prediction), "relay" only when
+# neither has (symmetric or ADM on both sides: HARD below). The wire must agree: counters in the core count WireGuard data packets (UDP,
 # first payload byte 4) between every pair of public addresses while one last ping crosses
 # each pair; a "direct" cell needs them both ways, a "relay" cell none. The two LAN hosts use
 # their LAN addresses. Time to direct is measured from the later `knit up` of the pair: within
@@ -65,11 +65,12 @@ UDP_TIMEOUT=30
 
 # The grid, in row order: label, what it is behind, easy (EIM) or hard.
 GRID=(pub fc rc prc pro sn sk sko dbl lan1 lan2)
-# GRID_ADM=1 adds adm, an address-dependent mapping (natbox ADM/APDF; nftables cannot express
-# one). One relay's STUN cannot tell it from EIM (one address); the pongs of peers at three
-# addresses do (punch/path/mapping_evidence.hpp), and it is hard from then on: direct with
-# every endpoint-independent side (port prediction), relay with the symmetric ones.
-[[ "${GRID_ADM:-0}" == 1 ]] && GRID+=(adm)
+# adm: an address-dependent mapping (natbox ADM/APDF; nftables cannot express one). One relay's
+# STUN cannot tell it from EIM (one address); the pongs of peers at three addresses do
+# (punch/path/mapping_evidence.hpp), and it is hard from then on: direct with every
+# endpoint-independent side (port prediction), relay with the symmetric ones. GRID_ADM=0 leaves
+# it out (it costs ~4 s).
+[[ "${GRID_ADM:-1}" == 1 ]] && GRID+=(adm)
 declare -A KIND=([pub]="public" [fc]="full cone" [rc]="restricted" [prc]="port-r fw"
                  [pro]="port-r open" [sn]="sym natbox" [sk]="sym k fw" [sko]="sym k open"
                  [dbl]="double NAT" [lan1]="LAN host 1" [lan2]="LAN host 2" [adm]="ADM natbox")
@@ -90,7 +91,7 @@ lab_site_kernel sko symmetric
 lab_site_double dbl
 lab_site_natbox lan eim apdf --hosts 2 --hairpin --udp-timeout "$UDP_TIMEOUT"
 lab_site_udp_blocked blk
-[[ "${GRID_ADM:-0}" == 1 ]] && lab_site_natbox adm adm apdf --udp-timeout "$UDP_TIMEOUT"
+[[ "${GRID_ADM:-1}" == 1 ]] && lab_site_natbox adm adm apdf --udp-timeout "$UDP_TIMEOUT"
 for r in prcr pror skr skor dblr dblc blkr; do lab_conntrack_udp_timeout "$(lab_ns "$r")" "$UDP_TIMEOUT"; done
 # These kernel routers drop new flows from the WAN to themselves, as home routers do (mesh.sh
 # says why that matters for hole punching); pro and sko never do. GRID_FIREWALL=0 leaves every
@@ -111,7 +112,7 @@ declare -A HOST_NS=([pub]=$(lab_host_ns pub) [fc]=$(lab_site_host fc) [rc]=$(lab
                     [sk]=$(lab_site_host sk) [sko]=$(lab_site_host sko)
                     [dbl]=$(lab_site_host dbl) [lan1]=$(lab_site_host lan 1)
                     [lan2]=$(lab_site_host lan 2) [blk]=$(lab_site_host blk))
-[[ "${GRID_ADM:-0}" == 1 ]] && HOST_NS[adm]=$(lab_site_host adm)
+[[ "${GRID_ADM:-1}" == 1 ]] && HOST_NS[adm]=$(lab_site_host adm)
 
 lab_step "knitd in every host; a recorder polls every agent's status from now on"
 for a in "${GRID[@]}" blk; do mesh_agent_start "$a" "${HOST_NS[$a]}"; done
@@ -208,14 +209,19 @@ for a in "${GRID[@]}" blk; do
   AGENT_AT[$ad]+="${AGENT_AT[$ad]:++}$a"
 done
 FIRST_UP=${MESH_UP_US[${GRID[0]}]}
-read -r PPS_MAX PPS_ADDR PPS_SEC PPS_TOTAL < <(
-  awk -v t0="$FIRST_UP" '$1 ~ /^[0-9]+\.[0-9]+$/ {
+read -r PPS_MAX PPS_ADDR PPS_SEC PPS_TOTAL PPS_ONE PPS_ONE_ADDR PPS_ONE_SEC < <(
+  awk -v t0="$FIRST_UP" -v shared="$(lab_site_public lan)" '$1 ~ /^[0-9]+\.[0-9]+$/ {
       for (i = 2; i < NF; i++) if ($i == "IP") break
       n = split($(i + 1), q, "."); a = q[1] "." q[2] "." q[3] "." q[4]
       s = int($1 - t0 / 1e6); c[a " " s]++; total++
     }
-    END { best = 0; for (k in c) if (c[k] > best) { best = c[k]; bk = k }
-          if (best == 0) bk = "- 0"; print best, bk, total + 0 }' "$LAB_DIR/logs/probes.log")
+    END { best = 0; one = 0
+          for (k in c) {
+            if (c[k] > best) { best = c[k]; bk = k }
+            split(k, f, " "); if (f[1] != shared && c[k] > one) { one = c[k]; ok = k }
+          }
+          if (best == 0) bk = "- 0"; if (one == 0) ok = "- 0"
+          print best, bk, total + 0, one, ok }' "$LAB_DIR/logs/probes.log")
 
 # Time to direct per pair, from the recorders: the later of the moments each side first said
 # "direct", minus the later `knit up` of the two.
@@ -263,6 +269,25 @@ wire_counts() {
     jq -r '.nftables[] | select(.rule) | .rule | "\(.comment) \([.expr[] | select(.counter) | .counter.packets][0])"'
 }
 declare -A WIRE=()  # WIRE[A,B]: WireGuard data packets A's public address sent B's during A's and B's pings
+
+# What the routers without a WAN firewall hold for themselves (the diagnosis of issue 12's pro
+# cells): conntrack entries of flows from a peer to the router's own public address at the port
+# its agent published (STUN), i.e. a probe that arrived before the agent's flow to that peer and
+# took the port. Printed, not judged: the cells above say whether a path suffered.
+declare -A OPEN_ROUTER=([pro]=pror)
+[[ "${GRID_FIREWALL:-1}" == 1 ]] || OPEN_ROUTER+=([prc]=prcr [dbl]=dblr)
+held=()
+for a in "${!OPEN_ROUTER[@]}"; do
+  r=${OPEN_ROUTER[$a]}
+  port=$(mesh_status "$a" | jq -r '.self.nat.public_v4 // "" | split(":")[1] // ""')
+  [[ -n "$port" ]] || continue
+  if [[ "$a" == dbl ]]; then pubr=$(ip -n "$(lab_ns "$r")" -4 -o addr show dev "$(lab_name dblhw)" | awk '{ print $4 }'); pubr=${pubr%/*}
+  else pubr=$(lab_site_public "$a"); fi
+  n=$(ip netns exec "$(lab_ns "$r")" cat /proc/net/nf_conntrack 2>/dev/null |
+      awk -v d="dst=$pubr" -v p="dport=$port" '$3 == "udp" && $7 == d && $9 == p' | wc -l)
+  held+=("$a ($r): $n")
+done
+lab_log "port-taking conntrack entries on routers without a WAN firewall at the published port: ${held[*]:-none checked}"
 
 lab_step "ping both ways across every pair, counting WireGuard data on the wire"
 for pid in "${PINGERS[@]}"; do kill "$pid" 2>/dev/null || true; done
@@ -354,8 +379,9 @@ print_grid() {
 }
 lab_step "the NAT grid ($( [[ "${GRID_FIREWALL:-1}" == 1 ]] && echo "kernel routers with and without a WAN firewall" || echo "every kernel router WITHOUT a WAN firewall" ))"
 print_grid
-echo "probe rate: at most $PPS_MAX disco datagrams in one second from one agent (${AGENT_AT[$PPS_ADDR]:-?} at $PPS_ADDR," \
-  "second $PPS_SEC after the first knit up); $PPS_TOTAL disco datagrams crossed the core in all"
+echo "probe rate: at most $PPS_ONE disco datagrams in one second from one agent (${AGENT_AT[$PPS_ONE_ADDR]:-?} at" \
+  "$PPS_ONE_ADDR, second $PPS_ONE_SEC after the first knit up); from one public address $PPS_MAX" \
+  "(${AGENT_AT[$PPS_ADDR]:-?}, second $PPS_SEC); $PPS_TOTAL disco datagrams crossed the core in all"
 # The global bucket (punch/path/constants.hpp) bounds every agent; the LAN site's address is two.
 pps_limit=800
 [[ "${AGENT_AT[$PPS_ADDR]:-}" == *+* ]] && pps_limit=1600
