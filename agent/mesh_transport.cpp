@@ -37,6 +37,7 @@ MeshTransport::MeshTransport(asio::io_context& io, UdpTransport& udp, RelayLink&
                              WireGuardReceiver& receiver, const wg::PrivateKey& disco_private,
                              const wg::PublicKey& node_key, Random& rng, ClockFn clock)
     : clock_(std::move(clock)),
+      node_key_(node_key),
       udp_(udp),
       relay_(relay),
       receiver_(receiver),
@@ -230,14 +231,18 @@ void MeshTransport::on_relay_packet(const wg::PublicKey& from, MutableByteSpan p
       // The peer is at the relay now; it may not have been when our initiation went there. An
       // authenticated message (its call-me-maybe) also proves it knows us now: our initiation
       // sent again the moment the relay admitted us may have reached it before the
-      // coordinator's delta did (dropped as from an unknown peer), so one more copy goes.
-      resend_initiation(from, false, opened == punch::DiscoError::none);
+      // coordinator's delta did (dropped as from an unknown peer), so one more copy goes, from
+      // one side of the pair only (the lower node key): both agents initiate to a new peer, and
+      // copies sent by both at the same event cross, each side's answer replacing its own
+      // handshake, and the pair waits out WireGuard's 5 s retry (seen in bench/punch_timing.sh).
+      resend_initiation(from, false, opened == punch::DiscoError::none && node_key_ < from);
       flush();  // the answers, and the resent initiation, wait in the sockets' batches
       break;
     }
     case DatagramKind::wireguard:
-      // Its answer to our initiation: nothing left to resend.
-      if (!packet.empty() && packet[0] == 2) initiations_.erase(from);
+      // Its answer to our initiation: nothing left to resend. Its own initiation: it knows us and
+      // a handshake is under way; a copy of ours now would only cross it (above).
+      if (!packet.empty() && (packet[0] == 2 || (packet[0] == 1 && manages(from)))) initiations_.erase(from);
       // The core hears it from the peer's stand-in endpoint, so a cookie reply (the only thing
       // the core sends to a source rather than to a peer) comes back through the relay.
       // Collected: the packets of one read from the relay reach the device as one batch
@@ -329,6 +334,11 @@ void MeshTransport::note_initiation(const wg::PublicKey& peer, punch::PathKind k
   p.lost = kind == punch::PathKind::none;
   p.resent = false;
   p.resent_known = false;
+  if (log_level() == LogLevel::debug) {
+    auto it = names_.find(peer);
+    log(LogLevel::debug, kLog, it != names_.end() ? it->second : std::string("?"), ": handshake initiation via ",
+        punch::to_string(kind));
+  }
   // Bounded by the mesh's peers; forget the stale ones as we go.
   if (initiations_.size() > names_.size() + 1)
     std::erase_if(initiations_, [&](const auto& e) { return p.sent - e.second.sent > wg::kRekeyTimeout; });
@@ -359,6 +369,11 @@ void MeshTransport::resend_initiation(const wg::PublicKey& peer, bool only_if_lo
   if (again) p.resent_known = true;
   p.resent = true;
   ++traffic_.initiations_resent;
+  if (log_level() == LogLevel::debug) {
+    auto n = names_.find(peer);
+    log(LogLevel::debug, kLog, n != names_.end() ? n->second : std::string("?"), ": handshake initiation sent again via ",
+        punch::to_string(route.kind), again ? " (the peer knows us now)" : "");
+  }
 }
 
 void MeshTransport::resend_initiations() {

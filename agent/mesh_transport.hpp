@@ -170,6 +170,7 @@ class MeshTransport final : public wg::Transport, public UdpTransport::OtherData
 
   static constexpr Duration kLimitsCheckInterval = std::chrono::milliseconds(500);
   ClockFn clock_;
+  wg::PublicKey node_key_{};  // ours: the tie-break of who resends an initiation (resend_initiation)
   UdpTransport& udp_;
   RelayLink& relay_;
   WireGuardReceiver& receiver_;

@@ -272,6 +272,7 @@ void PathManager::set_local_candidates(Instant now, const LocalCandidates& candi
   ++local_epoch_;
   evidence_.set_stun(c.reflexive);
   observed_varies_ = evidence_.varies(now);
+  remapped_ = evidence_.remapped(now);
   // Every peer must hear our new candidates, and may now reach us on paths it could not.
   for (auto& [key, peer] : peers_) {
     // The call-me-maybe goes now even if a full probe just went out (after network_changed,
@@ -289,6 +290,7 @@ void PathManager::network_changed(Instant now) {
   evidence_.clear();
   evidence_.set_stun(local_.reflexive);
   observed_varies_ = false;
+  remapped_.reset();
   for (auto& [key, peer] : peers_) {
     end_prediction(now, *peer, std::nullopt);
     for (SocketId s : peer->kept_sockets) close_socket(s);
@@ -505,12 +507,29 @@ void PathManager::handle_ping(Instant now, Peer& peer, const DiscoSource& source
 void PathManager::note_observed(Instant now, const Endpoint& to, const Endpoint& observed) {
   evidence_.add(now, to, observed);
   ++stats_.mapping_observations;
+  update_remapped(now);
   const bool varies = evidence_.varies(now);
   if (varies == observed_varies_) return;
   observed_varies_ = varies;
   // We turned out to be hard: every peer must hear it (call-me-maybe carries it) and may now
   // need port prediction.
   // Serviced from on_timers, not from inside this pong's handling.
+  ++local_epoch_;
+  for (auto& [key, peer] : peers_) {
+    if (!peer->full_probe_at) peer->full_probe_at = now;
+    peer->reprobe_backoff = kReprobeMin;
+  }
+  lower_deadline(now);
+}
+
+void PathManager::update_remapped(Instant now) {
+  const std::optional<Endpoint> r = evidence_.remapped(now);
+  const bool same = r.has_value() == remapped_.has_value() && (!r || r->same_remote(*remapped_));
+  if (same) return;
+  remapped_ = r;
+  if (r) ++stats_.remaps_noticed;
+  // Every peer must hear where our new flows leave from (a new epoch: its facts change), soon:
+  // serviced from on_timers, not from inside this pong's handling.
   ++local_epoch_;
   for (auto& [key, peer] : peers_) {
     if (!peer->full_probe_at) peer->full_probe_at = now;

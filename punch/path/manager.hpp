@@ -39,6 +39,10 @@
 //    peer that does not know us yet cannot have a flow to us, so only openers go, and the full
 //    pings wait for the call-me-maybe exchange once the relay is up (or kOpenerFallback). Only
 //    a mesh without any relay pings at full TTL at once (nothing could tell the peer to open).
+//  * A port moved anyway (a peer without this ordering, an older agent): Linux then gives every
+//    new flow of ours the moved port, so the reflexive endpoint we published is wrong for peers
+//    we meet later. When peers' pongs show it (MappingEvidence::remapped), our call-me-maybes
+//    offer the moved endpoint first.
 //  * Easy <-> hard pairs: port prediction (predict.hpp) once plain probing has had
 //    kPredictStartDelay; hard <-> hard: relay.
 //  * Rate bounds: per-peer and global token buckets (path_rate.hpp); prediction is paced.
@@ -179,6 +183,7 @@ struct PathStats {
   std::uint64_t candidates_refused = 0; // a peer's candidate table was full
   std::uint64_t candidates_tunnelled = 0;  // inside a prefix routed into the tunnel (not added)
   std::uint64_t mapping_observations = 0; // pongs whose observed source fed MappingEvidence
+  std::uint64_t remaps_noticed = 0;       // peers' pongs showed our mapping moved off STUN's port
   std::uint64_t openers_sent = 0;         // short-TTL pings ahead of a full probe
   std::uint64_t pmtu_probes_sent = 0;     // padded pings (path MTU search)
   std::uint64_t pmtu_probes_acked = 0;
@@ -287,6 +292,10 @@ class PathManager {
   // Our NAT maps per destination, as peers' pongs on direct paths show (mapping_evidence.hpp),
   // whatever STUN said. Counts as "hard" like LocalCandidates::mapping_varies.
   bool observed_mapping_varies() const { return observed_varies_; }
+  // Peers' pongs show that new flows of ours leave from another port than the one STUN saw
+  // (MappingEvidence::remapped: a router without a WAN firewall moved us). Offered first in our
+  // call-me-maybes, so a hard peer's probe sockets aim at it.
+  std::optional<Endpoint> remapped() const { return remapped_; }
   // mapping_varies from STUN or from the peers' pongs, and no port mapping: we are "hard".
   bool hard() const { return my_hard(); }
 
@@ -340,6 +349,8 @@ class PathManager {
   std::uint64_t local_epoch_;
   MappingEvidence evidence_;
   bool observed_varies_ = false;
+  std::optional<Endpoint> remapped_;
+  void update_remapped(Instant now);
   bool relay_available_ = false;
   bool relay_expected_ = false;
   std::vector<IpPrefix> tunnelled_;

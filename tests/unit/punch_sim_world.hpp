@@ -95,6 +95,7 @@ struct Agent {
   std::map<std::pair<std::uint16_t, Endpoint>, std::uint16_t> moved;
   std::map<std::pair<std::uint16_t, Endpoint>, std::uint16_t> moved_back;  // (ext port, remote) -> inside port
   std::map<std::pair<std::uint16_t, Endpoint>, Instant> moved_used;  // last outbound packet of a moved flow
+  std::map<std::pair<std::uint16_t, Endpoint>, std::uint16_t> moved_from;  // the port it would have had
   // Flows from (inside port, remote) the router has seen, with their last outbound packet: a
   // packet to a remote not in here (or expired) starts a NEW flow.
   std::map<std::pair<std::uint16_t, Endpoint>, Instant> flows;
@@ -293,6 +294,7 @@ class World {
         // The moved flow's conntrack entry expired: this packet starts a new flow.
         a.moved_back.erase({moved->second, remote});
         a.moved_used.erase(key);
+        a.moved_from.erase(key);
         a.moved.erase(moved);
         moved = a.moved.end();
       }
@@ -324,6 +326,7 @@ class World {
       a.flows[key] = now;
       if (moved != a.moved.end()) {
         a.moved_used[key] = now;
+        a.moved_from[key] = s.source.port();
         packet = nat::make_udp(Endpoint(s.source.address(), moved->second), remote, payload);
       }
     }
@@ -385,6 +388,15 @@ class World {
             held != a->stolen.end() && held->second > now) {
           // The router's own flow: it takes the packet, and the entry lives on.
           held->second = now + kSimUdpTimeout;
+          return;
+        }
+        // A remote whose flow from us was moved reaches that flow at the moved port only (handled
+        // above); at the port the flow would have had it matches no flow (the NAT engine would let
+        // it in): the router takes it (or drops it).
+        for (const auto& [k, port] : a->moved) {
+          if (!(k.second == s.source) || now - a->moved_used[k] > kSimUdpTimeout) continue;
+          if (a->moved_from[k] != s.destination.port()) continue;
+          if (a->unfirewalled) a->stolen[{s.destination.port(), s.source}] = now + kSimUdpTimeout;
           return;
         }
         const nat::Result r = a->nat->inbound(now, packet);
