@@ -528,14 +528,12 @@ void PathManager::update_remapped(Instant now) {
   if (same) return;
   remapped_ = r;
   if (r) ++stats_.remaps_noticed;
-  // Every peer must hear where our new flows leave from (a new epoch: its facts change), soon:
-  // serviced from on_timers, not from inside this pong's handling.
-  ++local_epoch_;
-  for (auto& [key, peer] : peers_) {
-    if (!peer->full_probe_at) peer->full_probe_at = now;
-    peer->reprobe_backoff = kReprobeMin;
-  }
-  lower_deadline(now);
+  // Noticed and counted only. Offering it first in call-me-maybes (so a symmetric peer's probe
+  // sockets aim at it) passed the two-agent simulation but failed in the lab's long-lived mesh
+  // (bench/punch_timing.sh: a port-restricted anchor behind an open router never went direct
+  // with 3 of 4 new symmetric peers): heartbeats of flows made before the move keep STUN's port
+  // the newest observation, so the verdict flapped (a new epoch each time), and once the moved
+  // flows expired the offered port was stale. See the branch's report.
 }
 
 DiscoError PathManager::handle_pong(Instant now, Peer& peer, const DiscoSource& source,

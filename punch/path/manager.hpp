@@ -41,8 +41,8 @@
 //    a mesh without any relay pings at full TTL at once (nothing could tell the peer to open).
 //  * A port moved anyway (a peer without this ordering, an older agent): Linux then gives every
 //    new flow of ours the moved port, so the reflexive endpoint we published is wrong for peers
-//    we meet later. When peers' pongs show it (MappingEvidence::remapped), our call-me-maybes
-//    offer the moved endpoint first.
+//    we meet later. Peers' pongs show it (MappingEvidence::remapped): noticed and counted
+//    (stats().remaps_noticed), not yet acted on (update_remapped says why).
 //  * Easy <-> hard pairs: port prediction (predict.hpp) once plain probing has had
 //    kPredictStartDelay; hard <-> hard: relay.
 //  * Rate bounds: per-peer and global token buckets (path_rate.hpp); prediction is paced.
@@ -293,8 +293,7 @@ class PathManager {
   // whatever STUN said. Counts as "hard" like LocalCandidates::mapping_varies.
   bool observed_mapping_varies() const { return observed_varies_; }
   // Peers' pongs show that new flows of ours leave from another port than the one STUN saw
-  // (MappingEvidence::remapped: a router without a WAN firewall moved us). Offered first in our
-  // call-me-maybes, so a hard peer's probe sockets aim at it.
+  // (MappingEvidence::remapped: a router without a WAN firewall moved us). Diagnostic only.
   std::optional<Endpoint> remapped() const { return remapped_; }
   // mapping_varies from STUN or from the peers' pongs, and no port mapping: we are "hard".
   bool hard() const { return my_hard(); }

@@ -19,7 +19,8 @@
 // moved flow lives, every peer we meet from then on sees us at the moved port, and the port
 // STUN saw (which we published) is wrong for them. remapped() notices it: two or more peers
 // saw us at one port that is not STUN's, no third port was seen (that would be a symmetric NAT),
-// and the newest observation says that port. The PathManager then offers it to peers first.
+// and the newest observation says that port. The PathManager counts it (not acted on yet:
+// heartbeats of older flows make "newest" flap in a long-lived mesh; PathManager::update_remapped).
 //
 // Bounded (kMaxObservations, newest kept); observations age out after kLifetime; a network
 // change forgets them all.

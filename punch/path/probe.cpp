@@ -256,9 +256,6 @@ bool PathManager::send_call_me_maybe(Instant now, Peer& peer, bool opened) {
       c.endpoints.push_back(CandidateEndpoint{kind, Endpoint(e.address(), e.port())});
   };
   if (local_.portmapped) add(CandidateKind::portmapped, *local_.portmapped);
-  // Where our new flows leave from, if a router moved us (manager.hpp): first, so a hard peer
-  // aims its probe sockets at it; STUN's port stays listed for flows that still use it.
-  if (remapped_) add(CandidateKind::reflexive, *remapped_);
   if (local_.reflexive) add(CandidateKind::reflexive, *local_.reflexive);
   for (const Endpoint& e : local_.local) add(CandidateKind::local, e);
   PathAction a;

@@ -283,10 +283,14 @@ for a in "${!OPEN_ROUTER[@]}"; do
   [[ -n "$port" ]] || continue
   if [[ "$a" == dbl ]]; then pubr=$(ip -n "$(lab_ns "$r")" -4 -o addr show dev "$(lab_name dblhw)" | awk '{ print $4 }'); pubr=${pubr%/*}
   else pubr=$(lab_site_public "$a"); fi
-  n=$(ip netns exec "$(lab_ns "$r")" cat /proc/net/nf_conntrack 2>/dev/null |
-      awk -v d="dst=$pubr" -v p="dport=$port" '$3 == "udp" && $7 == d && $9 == p' | wc -l)
-  held+=("$a ($r): $n")
+  srcs=$(ip netns exec "$(lab_ns "$r")" cat /proc/net/nf_conntrack 2>/dev/null |
+      awk -v d="dst=$pubr" -v p="dport=$port" '$3 == "udp" && $7 == d && $9 == p { sub("src=", "", $6); print $6 }')
+  names=()
+  for ad in $srcs; do names+=("${AGENT_AT[$ad]:-$ad}"); done
+  held+=("$a ($r): ${#names[@]}${names[*]:+ (from ${names[*]})};")
 done
+# Symmetric peers' first pings come from a port nobody can predict, so they always take one
+# (harmless: no flow of ours will ever use that remote port); from an EIM peer it would block.
 lab_log "port-taking conntrack entries on routers without a WAN firewall at the published port: ${held[*]:-none checked}"
 
 lab_step "ping both ways across every pair, counting WireGuard data on the wire"

@@ -384,29 +384,25 @@ TEST(PunchSim, PeersRevealAnAddressDependentMapping) {
 // A port taken anyway (an agent that pings at once because it has no relay, as every agent did
 // before openers waited for the relay) moves our flow to that agent, and Linux then gives every
 // later flow of ours the moved port (punch_sim_world.hpp). Peers met afterwards see us there; the
-// PathManager notices it from their pongs (MappingEvidence::remapped) and offers the moved
-// endpoint first, so a symmetric peer's probe sockets aim at it. Without that they wait at
-// STUN's port, which our spray never leaves from: relay.
-TEST(PunchSim, AMovedPortIsNoticedAndOfferedFirst) {
+// PathManager notices it from their pongs (MappingEvidence::remapped) without taking itself for a
+// symmetric NAT. (It does not offer the moved endpoint: see PathManager::update_remapped.)
+TEST(PunchSim, AMovedPortIsNoticedNotTakenForSymmetric) {
   using M = nat::Mapping;
   using F = nat::Filtering;
   const Site easy{"eim/apdf-o", false, M::endpoint_independent, F::address_and_port_dependent, true};
-  const Site hard{"apdm/apdf", false, M::address_and_port_dependent, F::address_and_port_dependent};
   World w;
   Agent& e = w.add_agent("E", {ip("10.0.1.2")}, nat_config(easy, "203.0.113.1"), 61);
   e.unfirewalled = true;
   Agent& thief = w.add_agent("T", {ip("198.51.100.9")}, std::nullopt, 62);
   Agent& p1 = w.add_agent("P1", {ip("198.51.100.1")}, std::nullopt, 63);
   Agent& p2 = w.add_agent("P2", {ip("198.51.100.2")}, std::nullopt, 64);
-  Agent& s = w.add_agent("S", {ip("10.0.2.2")}, nat_config(hard, "203.0.113.2"), 65);
   w.set_relay(true);
   std::map<Agent*, LocalCandidates> c;
-  for (Agent* x : {&e, &thief, &p1, &p2, &s}) {
+  for (Agent* x : {&e, &thief, &p1, &p2}) {
     c[x] = w.discover_one_relay(*x);
     x->pm->set_local_candidates(w.now, c[x]);
     w.drain(*x);
   }
-  ASSERT_TRUE(c[&s].mapping_varies);
   ASSERT_FALSE(c[&e].mapping_varies);
   const auto published = [&](Agent* x) {
     std::vector<Endpoint> v = c[x].local;
@@ -446,21 +442,6 @@ TEST(PunchSim, AMovedPortIsNoticedAndOfferedFirst) {
   EXPECT_NE(e.pm->remapped()->port(), c[&e].reflexive->port());
   EXPECT_EQ(e.pm->stats().remaps_noticed, 1u);
   EXPECT_FALSE(e.pm->hard()) << "a moved port is not a symmetric NAT";
-  // The symmetric peer: prediction aims at the moved endpoint.
-  w.introduce(e, c[&e], s, c[&s]);
-  met.push_back(&s);
-  const Instant start = w.now;
-  std::optional<Duration> direct;
-  while (!direct && w.now - start < std::chrono::seconds(30)) {
-    w.run_for(std::chrono::milliseconds(100), tick);
-    if (e.pm->path(s.node_key, w.now).kind == PathKind::direct &&
-        s.pm->path(e.node_key, w.now).kind == PathKind::direct)
-      direct = w.now - start;
-  }
-  ASSERT_TRUE(direct) << "E <-> S stayed on the relay";
-  EXPECT_LE(*direct, std::chrono::seconds(20));
-  std::printf("a moved port noticed from 2 peers' pongs; symmetric peer direct after %.2f s\n",
-              std::chrono::duration<double>(*direct).count());
 }
 
 // An easy <-> hard pair on a predicted path loses the internet for 8 s (the NAT mappings
