@@ -92,6 +92,8 @@ void MeshPaths::update_peers(const std::vector<const control::PeerInfo*>& upsert
 
 void MeshPaths::set_relays(const control::RelayMap& relays) {
   if (!transport_) return;
+  // Before the relay admits us, probes only open our NAT (punch/path/manager.hpp).
+  transport_->set_relay_expected(!relays.relays.empty());
   relay_->set_relays(relays);
   netcheck_->set_home_relay(relay_->name());
   netcheck_->set_relays(relays);

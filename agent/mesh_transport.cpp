@@ -37,6 +37,7 @@ MeshTransport::MeshTransport(asio::io_context& io, UdpTransport& udp, RelayLink&
                              WireGuardReceiver& receiver, const wg::PrivateKey& disco_private,
                              const wg::PublicKey& node_key, Random& rng, ClockFn clock)
     : clock_(std::move(clock)),
+      node_key_(node_key),
       udp_(udp),
       relay_(relay),
       receiver_(receiver),
@@ -128,6 +129,10 @@ void MeshTransport::set_local_candidates(const punch::LocalCandidates& candidate
 void MeshTransport::network_changed() {
   paths_.network_changed(clock_());
   flush();
+}
+
+void MeshTransport::set_relay_expected(bool expected) {
+  paths_.set_relay_expected(clock_(), expected);
 }
 
 void MeshTransport::set_relay_available(bool available) {
@@ -237,15 +242,23 @@ void MeshTransport::on_relay_packet(const wg::PublicKey& from, MutableByteSpan p
   ++traffic_.rx_relay_packets;
   traffic_.rx_relay_bytes += packet.size();
   switch (classify_datagram(packet)) {
-    case DatagramKind::disco:
-      paths_.handle_disco(clock_(), punch::DiscoSource::relay(from), packet);
-      // The peer is at the relay now; it may not have been when our initiation went there.
-      resend_initiation(from, false);
+    case DatagramKind::disco: {
+      const punch::DiscoError opened = paths_.handle_disco(clock_(), punch::DiscoSource::relay(from), packet);
+      // The peer is at the relay now; it may not have been when our initiation went there. An
+      // authenticated message (its call-me-maybe) also proves it knows us now: our initiation
+      // sent again the moment the relay admitted us may have reached it before the
+      // coordinator's delta did (dropped as from an unknown peer), so one more copy goes, from
+      // one side of the pair only (the lower node key): both agents initiate to a new peer, and
+      // copies sent by both at the same event cross, each side's answer replacing its own
+      // handshake, and the pair waits out WireGuard's 5 s retry (seen in bench/punch_timing.sh).
+      resend_initiation(from, false, opened == punch::DiscoError::none && node_key_ < from);
       flush();  // the answers, and the resent initiation, wait in the sockets' batches
       break;
+    }
     case DatagramKind::wireguard:
-      // Its answer to our initiation: nothing left to resend.
-      if (!packet.empty() && packet[0] == 2) initiations_.erase(from);
+      // Its answer to our initiation: nothing left to resend. Its own initiation: it knows us and
+      // a handshake is under way; a copy of ours now would only cross it (above).
+      if (!packet.empty() && (packet[0] == 2 || (packet[0] == 1 && manages(from)))) initiations_.erase(from);
       // The core hears it from the peer's stand-in endpoint, so a cookie reply (the only thing
       // the core sends to a source rather than to a peer) comes back through the relay.
       // Collected: the packets of one read from the relay reach the device as one batch
@@ -336,18 +349,27 @@ void MeshTransport::note_initiation(const wg::PublicKey& peer, punch::PathKind k
   // Dropped (no relay, no endpoint) or sent to a published endpoint nothing has proven.
   p.lost = kind == punch::PathKind::none;
   p.resent = false;
+  p.resent_known = false;
+  if (log_level() == LogLevel::debug) {
+    auto it = names_.find(peer);
+    log(LogLevel::debug, kLog, it != names_.end() ? it->second : std::string("?"), ": handshake initiation via ",
+        punch::to_string(kind));
+  }
   // Bounded by the mesh's peers; forget the stale ones as we go.
   if (initiations_.size() > names_.size() + 1)
     std::erase_if(initiations_, [&](const auto& e) { return p.sent - e.second.sent > wg::kRekeyTimeout; });
 }
 
-void MeshTransport::resend_initiation(const wg::PublicKey& peer, bool only_if_lost) {
+void MeshTransport::resend_initiation(const wg::PublicKey& peer, bool only_if_lost, bool peer_knows_us) {
   auto it = initiations_.find(peer);
   if (it == initiations_.end()) return;
   PendingInitiation& p = it->second;
   const Instant now = clock_();
-  // After REKEY_TIMEOUT WireGuard sends a fresh one itself.
-  if (p.resent || now - p.sent >= wg::kRekeyTimeout || (only_if_lost && !p.lost)) return;
+  // After REKEY_TIMEOUT WireGuard sends a fresh one itself. A copy the peer already took is
+  // refused by it as a replay (its timestamp is not newer): harmless.
+  if (now - p.sent >= wg::kRekeyTimeout || (only_if_lost && !p.lost)) return;
+  const bool again = p.resent && peer_knows_us && !p.resent_known;
+  if (p.resent && !again) return;
   const punch::PathInfo route = paths_.path(peer, now);
   switch (route.kind) {
     case punch::PathKind::direct:
@@ -360,8 +382,14 @@ void MeshTransport::resend_initiation(const wg::PublicKey& peer, bool only_if_lo
     case punch::PathKind::none:
       return;
   }
+  if (again) p.resent_known = true;
   p.resent = true;
   ++traffic_.initiations_resent;
+  if (log_level() == LogLevel::debug) {
+    auto n = names_.find(peer);
+    log(LogLevel::debug, kLog, n != names_.end() ? n->second : std::string("?"), ": handshake initiation sent again via ",
+        punch::to_string(route.kind), again ? " (the peer knows us now)" : "");
+  }
 }
 
 void MeshTransport::resend_initiations() {

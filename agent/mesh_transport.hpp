@@ -100,6 +100,8 @@ class MeshTransport final : public wg::Transport, public UdpTransport::OtherData
   // Our addresses changed (roaming): every path is re-proven at once.
   void network_changed();
   void set_relay_available(bool available);
+  // The relay map lists a relay (PathManager::set_relay_expected: who sends first).
+  void set_relay_expected(bool expected);
   void set_stun_handler(StunHandler handler) { stun_ = std::move(handler); }
   // A packet the home relay delivered from a node. WireGuard ones are collected and reach the
   // device at on_relay_batch_end() (the packets stay valid until then: relay_client.hpp).
@@ -164,12 +166,13 @@ class MeshTransport final : public wg::Transport, public UdpTransport::OtherData
   void on_timer();
   // The first packet (header comment): remember initiations, send one again on a new way.
   void note_initiation(const wg::PublicKey& peer, punch::PathKind kind, ByteSpan datagram);
-  void resend_initiation(const wg::PublicKey& peer, bool only_if_lost);
+  void resend_initiation(const wg::PublicKey& peer, bool only_if_lost, bool peer_knows_us = false);
   void resend_initiations();
   void check_mtu_limits(bool now_anyway);
 
   static constexpr Duration kLimitsCheckInterval = std::chrono::milliseconds(500);
   ClockFn clock_;
+  wg::PublicKey node_key_{};  // ours: the tie-break of who resends an initiation (resend_initiation)
   UdpTransport& udp_;
   RelayLink& relay_;
   WireGuardReceiver& receiver_;
@@ -200,6 +203,7 @@ class MeshTransport final : public wg::Transport, public UdpTransport::OtherData
     Instant sent{};
     bool lost = false;    // it left by no path at all, or only to a published endpoint
     bool resent = false;
+    bool resent_known = false;  // sent once more when the peer's own disco proved it knows us
   };
   std::unordered_map<wg::PublicKey, PendingInitiation, wg::KeyHash> initiations_;
   bool running_ = false;

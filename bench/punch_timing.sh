@@ -53,12 +53,16 @@ declare -A KIND=([pub]="public" [fc]="full cone" [prc]="port-restricted fw" [pro
 # ANCHOR_SITE:TRIAL_SITE:CLASS:ROUTERS — the trial agent is the second to come up. CLASS: easy
 # (both EIM), hard (easy <-> symmetric), sym (symmetric <-> symmetric: relay; first packet only).
 # ROUTERS: fw (kernel routers with a WAN input firewall), open (without one); natbox, public and
-# double-NAT sites count as fw.
+# double-NAT sites count as fw. A pair counts as open when one side is behind an open router
+# (pro, sko): pro <-> double NAT and pro <-> symmetric are the pairs that stayed on the relay
+# before knitd held its full pings back until its relay admitted it (branch remap).
 PAIRS=(pub:fc:easy:fw fc:prc:easy:fw prc:dbl:easy:fw dbl:pub:easy:fw pub:prc:easy:fw prc:prc:easy:fw
        pub:sn:hard:fw prc:sk:hard:fw dbl:sn:hard:fw fc:sk:hard:fw sn:prc:hard:fw sk:dbl:hard:fw
        sn:sk:sym:fw sk:sn:sym:fw
        pub:pro:easy:open fc:pro:easy:open pro:dbl:easy:open pro:fc:easy:open prc:pro:easy:open
+       dbl:pro:easy:open
        pub:sko:hard:open pro:sko:hard:open fc:sko:hard:open sko:pro:hard:open dbl:sko:hard:open
+       pro:sn:hard:open sn:pro:hard:open pro:sk:hard:open
        sko:sn:sym:open sn:sko:sym:open)
 
 lab_step "the lab: core, coordinator, ONE relay, seven sites of two hosts"

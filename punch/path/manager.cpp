@@ -185,12 +185,18 @@ void PathManager::set_relay_available(Instant now, bool available) {
   if (available == relay_available_) return;
   relay_available_ = available;
   for (auto& [key, peer] : peers_) {
-    // With a relay, call-me-maybe can reach the peer now: probe at once.
-    if (available) peer->full_probe_at = now;
+    // With a relay, call-me-maybe can reach the peer now: probe at once (the probes sent while
+    // it was not up were openers only, waiting for this exchange: no spacing holds it back).
+    if (available) {
+      peer->full_probe_at = now;
+      peer->last_full_probe.reset();
+    }
     report_path(now, *peer);
     service(now, *peer);
   }
 }
+
+void PathManager::set_relay_expected(Instant, bool expected) { relay_expected_ = expected; }
 
 void PathManager::set_peer(Instant now, const NodeKey& node_key, const DiscoKey& disco_key,
                            const std::vector<Endpoint>& endpoints) {
@@ -266,6 +272,7 @@ void PathManager::set_local_candidates(Instant now, const LocalCandidates& candi
   ++local_epoch_;
   evidence_.set_stun(c.reflexive);
   observed_varies_ = evidence_.varies(now);
+  remapped_ = evidence_.remapped(now);
   // Every peer must hear our new candidates, and may now reach us on paths it could not.
   for (auto& [key, peer] : peers_) {
     // The call-me-maybe goes now even if a full probe just went out (after network_changed,
@@ -283,6 +290,7 @@ void PathManager::network_changed(Instant now) {
   evidence_.clear();
   evidence_.set_stun(local_.reflexive);
   observed_varies_ = false;
+  remapped_.reset();
   for (auto& [key, peer] : peers_) {
     end_prediction(now, *peer, std::nullopt);
     for (SocketId s : peer->kept_sockets) close_socket(s);
@@ -499,6 +507,7 @@ void PathManager::handle_ping(Instant now, Peer& peer, const DiscoSource& source
 void PathManager::note_observed(Instant now, const Endpoint& to, const Endpoint& observed) {
   evidence_.add(now, to, observed);
   ++stats_.mapping_observations;
+  update_remapped(now);
   const bool varies = evidence_.varies(now);
   if (varies == observed_varies_) return;
   observed_varies_ = varies;
@@ -511,6 +520,20 @@ void PathManager::note_observed(Instant now, const Endpoint& to, const Endpoint&
     peer->reprobe_backoff = kReprobeMin;
   }
   lower_deadline(now);
+}
+
+void PathManager::update_remapped(Instant now) {
+  const std::optional<Endpoint> r = evidence_.remapped(now);
+  const bool same = r.has_value() == remapped_.has_value() && (!r || r->same_remote(*remapped_));
+  if (same) return;
+  remapped_ = r;
+  if (r) ++stats_.remaps_noticed;
+  // Noticed and counted only. Offering it first in call-me-maybes (so a symmetric peer's probe
+  // sockets aim at it) passed the two-agent simulation but failed in the lab's long-lived mesh
+  // (bench/punch_timing.sh: a port-restricted anchor behind an open router never went direct
+  // with 3 of 4 new symmetric peers): heartbeats of flows made before the move keep STUN's port
+  // the newest observation, so the verdict flapped (a new epoch each time), and once the moved
+  // flows expired the offered port was stale. See the branch's report.
 }
 
 DiscoError PathManager::handle_pong(Instant now, Peer& peer, const DiscoSource& source,
@@ -601,7 +624,8 @@ DiscoError PathManager::handle_pong(Instant now, Peer& peer, const DiscoSource& 
 DiscoError PathManager::handle_call_me_maybe(Instant now, Peer& peer, const CallMeMaybe& cmm) {
   if (peer.remote_facts && cmm.epoch < peer.remote_epoch) return DiscoError::stale;
   peer.remote_active = cmm.active;
-  if (!peer.remote_facts || cmm.epoch > peer.remote_epoch) {
+  const bool fresh = !peer.remote_facts || cmm.epoch > peer.remote_epoch;
+  if (fresh) {
     peer.remote_facts = true;
     peer.remote_epoch = cmm.epoch;
     peer.remote_candidates = cmm.endpoints;
@@ -655,11 +679,14 @@ DiscoError PathManager::handle_call_me_maybe(Instant now, Peer& peer, const Call
     peer.deferred_pings_at = now + kOpenerFallback;
   }
   // The sender may not know our candidates or NAT yet (it may be the only side sending data);
-  // one that has not opened towards us must hear that we have opened towards it.
+  // one that has not opened towards us must hear that we have opened towards it. Facts new to
+  // us mean the sender may have missed our last call-me-maybe (a joining agent's relay admits
+  // it only after our first one went out): it waits for our "opened" before its full pings,
+  // which a double NAT needs (its openers do not cross the carrier NAT, our pings die there).
   const bool any_public = std::any_of(peer.candidates.begin(), peer.candidates.end(), [](const Candidate& c) {
     return c.socket == kMainSocket && !c.lan;
   });
-  if (opened_now || peer.cmm_epoch_sent != local_epoch_ || !peer.last_cmm_sent ||
+  if (opened_now || fresh || peer.cmm_epoch_sent != local_epoch_ || !peer.last_cmm_sent ||
       now - *peer.last_cmm_sent >= kReprobeMin)
     send_call_me_maybe(now, peer, any_public || !behind_nat);
   if (!peer.direct(now) && !peer.predict_at &&

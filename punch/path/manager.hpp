@@ -35,6 +35,14 @@
 //    on a Linux router without an input firewall such a probe creates a conntrack entry that
 //    takes the port, masquerade gives the local flow another one, and every later probe
 //    refreshes that entry (the path never opens). LAN candidates are pinged at once.
+//    The same holds while a relay we expect (set_relay_expected) has not admitted us yet: a
+//    peer that does not know us yet cannot have a flow to us, so only openers go, and the full
+//    pings wait for the call-me-maybe exchange once the relay is up (or kOpenerFallback). Only
+//    a mesh without any relay pings at full TTL at once (nothing could tell the peer to open).
+//  * A port moved anyway (a peer without this ordering, an older agent): Linux then gives every
+//    new flow of ours the moved port, so the reflexive endpoint we published is wrong for peers
+//    we meet later. Peers' pongs show it (MappingEvidence::remapped): noticed and counted
+//    (stats().remaps_noticed), not yet acted on (update_remapped says why).
 //  * Easy <-> hard pairs: port prediction (predict.hpp) once plain probing has had
 //    kPredictStartDelay; hard <-> hard: relay.
 //  * Rate bounds: per-peer and global token buckets (path_rate.hpp); prediction is paced.
@@ -46,6 +54,7 @@
 //   PathManager pm(identity.disco.private_key, node_key, system_random, unix_time_ns());
 //   coordinator peer map      -> pm.set_peer(now, node_key, disco_key, endpoints) / remove_peer
 //   netcheck (STUN, portmap)  -> pm.set_local_candidates(now, {local, reflexive, portmapped, varies})
+//   relay map (non-empty?)    -> pm.set_relay_expected(now, true / false)
 //   relay connected / lost    -> pm.set_relay_available(now, true / false)
 //   address or route change   -> pm.network_changed(now), then netcheck again
 //   datagram on socket s      -> looks_like_disco(b) ? pm.handle_disco(now, DiscoSource::udp(s, from), b)
@@ -174,6 +183,7 @@ struct PathStats {
   std::uint64_t candidates_refused = 0; // a peer's candidate table was full
   std::uint64_t candidates_tunnelled = 0;  // inside a prefix routed into the tunnel (not added)
   std::uint64_t mapping_observations = 0; // pongs whose observed source fed MappingEvidence
+  std::uint64_t remaps_noticed = 0;       // peers' pongs showed our mapping moved off STUN's port
   std::uint64_t openers_sent = 0;         // short-TTL pings ahead of a full probe
   std::uint64_t pmtu_probes_sent = 0;     // padded pings (path MTU search)
   std::uint64_t pmtu_probes_acked = 0;
@@ -209,6 +219,10 @@ class PathManager {
 
   // --- inputs ---
   void set_relay_available(Instant now, bool available);
+  // The mesh has a relay we are (or will be) connected to (the relay map lists one). Until it
+  // admits us, full probes open our NAT with openers and hold the full pings back (who sends
+  // first, above); without any relay they ping at once.
+  void set_relay_expected(Instant now, bool expected);
   // Adds or updates a peer (its disco key and the endpoints the coordinator published).
   void set_peer(Instant now, const NodeKey& node_key, const DiscoKey& disco_key,
                 const std::vector<Endpoint>& endpoints);
@@ -278,6 +292,9 @@ class PathManager {
   // Our NAT maps per destination, as peers' pongs on direct paths show (mapping_evidence.hpp),
   // whatever STUN said. Counts as "hard" like LocalCandidates::mapping_varies.
   bool observed_mapping_varies() const { return observed_varies_; }
+  // Peers' pongs show that new flows of ours leave from another port than the one STUN saw
+  // (MappingEvidence::remapped: a router without a WAN firewall moved us). Diagnostic only.
+  std::optional<Endpoint> remapped() const { return remapped_; }
   // mapping_varies from STUN or from the peers' pongs, and no port mapping: we are "hard".
   bool hard() const { return my_hard(); }
 
@@ -331,7 +348,10 @@ class PathManager {
   std::uint64_t local_epoch_;
   MappingEvidence evidence_;
   bool observed_varies_ = false;
+  std::optional<Endpoint> remapped_;
+  void update_remapped(Instant now);
   bool relay_available_ = false;
+  bool relay_expected_ = false;
   std::vector<IpPrefix> tunnelled_;
   bool tunnelled(const Endpoint& e) const;
   std::optional<std::size_t> add_usable_candidate(Peer& peer, SocketId socket, const Endpoint& endpoint,

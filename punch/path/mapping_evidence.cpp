@@ -47,4 +47,23 @@ bool MappingEvidence::varies(Instant now) const {
   });
 }
 
+std::optional<Endpoint> MappingEvidence::remapped(Instant now) const {
+  if (!stun_ || varies(now)) return std::nullopt;
+  const Endpoint& stun = stun_->observed;
+  std::set<IpAddress> destinations;
+  std::optional<std::uint16_t> port;
+  const Observation* newest = nullptr;
+  for (const Observation& o : observations_) {
+    if (now - o.at > kLifetime || o.observed.address() != stun.address()) continue;
+    if (!newest || o.at >= newest->at) newest = &o;
+    if (o.observed.port() == stun.port()) continue;
+    if (port && *port != o.observed.port()) return std::nullopt;  // two other ports: not one move
+    port = o.observed.port();
+    destinations.insert(o.destination);
+  }
+  if (!port || destinations.size() < kDestinationsForRemap) return std::nullopt;
+  if (newest->observed.port() != *port) return std::nullopt;  // new flows are back on STUN's port
+  return Endpoint(stun.address(), *port);
+}
+
 }  // namespace knit::punch

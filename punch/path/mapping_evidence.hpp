@@ -14,6 +14,14 @@
 // make two easy nodes treat each other as hard (relay only). A symmetric NAT shows a new port
 // for every destination, so a third one settles it.
 //
+// Such a router moves more than that one flow: Linux masquerade gives every NEW flow from our
+// socket the mapping of the newest flow from it (nf_nat's find_appropriate_src), so while the
+// moved flow lives, every peer we meet from then on sees us at the moved port, and the port
+// STUN saw (which we published) is wrong for them. remapped() notices it: two or more peers
+// saw us at one port that is not STUN's, no third port was seen (that would be a symmetric NAT),
+// and the newest observation says that port. The PathManager counts it (not acted on yet:
+// heartbeats of older flows make "newest" flap in a long-lived mesh; PathManager::update_remapped).
+//
 // Bounded (kMaxObservations, newest kept); observations age out after kLifetime; a network
 // change forgets them all.
 #pragma once
@@ -40,6 +48,10 @@ class MappingEvidence {
   void clear();
 
   bool varies(Instant now) const;
+  // Our endpoint-independent mapping moved away from STUN's port (above): where new flows leave
+  // from now. nullopt without a STUN view, when it varies, or when nothing moved.
+  std::optional<Endpoint> remapped(Instant now) const;
+  static constexpr std::size_t kDestinationsForRemap = 2;
   std::size_t size() const { return observations_.size(); }
 
  private:

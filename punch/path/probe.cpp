@@ -147,7 +147,12 @@ void PathManager::full_probe(Instant now, Peer& peer) {
   const bool any_public = std::any_of(peer.candidates.begin(), peer.candidates.end(), [](const Candidate& c) {
     return c.socket == kMainSocket && !c.lan;
   });
-  const bool open_first = send_call_me_maybe(now, peer, any_public || !behind_nat);
+  // A relay on its way (set_relay_expected) counts as a call-me-maybe sent: the peer may not know
+  // us yet, so a full ping now could reach its router before its flow to us exists (seen in the
+  // lab: a double-NAT agent's first pings, sent while the relay was still admitting it, took a
+  // port-restricted router's port for good). Ours open; the pings follow the exchange.
+  const bool cmm_sent = send_call_me_maybe(now, peer, any_public || !behind_nat);
+  const bool open_first = cmm_sent || (relay_expected_ && !relay_available_);
   bool deferred = false;
   for (std::size_t i = 0; i < peer.candidates.size(); ++i) {
     const Candidate& c = peer.candidates[i];
@@ -158,7 +163,9 @@ void PathManager::full_probe(Instant now, Peer& peer) {
       send_ping(now, peer, i, SendPurpose::probe);
     }
   }
-  if (deferred) peer.deferred_pings_at = now + kOpenerFallback;
+  // The safety net counts from the first deferral: a re-probe must not push it on and on (an
+  // active peer is re-probed every 5..60 s, so it never fired while the peer stayed silent).
+  if (deferred && !peer.deferred_pings_at) peer.deferred_pings_at = now + kOpenerFallback;
   // Prediction needs the peer's facts; if they are known and no path turns up, try it.
   if (peer.remote_facts && !peer.predict_at && peer.prediction.role == Prediction::Role::none &&
       !peer.direct(now))

@@ -227,6 +227,73 @@ TEST_F(MeshTransportTest, AnInitiationLostBeforeTheRelayAdmittedUsGoesOutOnAdmis
   EXPECT_EQ(transport_->traffic().initiations_resent, 1u);
 }
 
+// ... and once more when the peer's own call-me-maybe through the relay proves that it knows us:
+// the copy sent on admission can reach it before the coordinator's delta about us does (it drops
+// an initiation from an unknown peer), and its call-me-maybe is the first sign it has us now.
+// Only once, and only from the side with the lower node key (both sides initiate to a new peer:
+// copies both sent at the same event would cross). A copy it already took is refused as a replay.
+TEST_F(MeshTransportTest, AnInitiationGoesOnceMoreWhenThePeerShowsItKnowsUs) {
+  add_b({});
+  peer_b_->public_key = node_b_;
+  peer_b_->endpoint = transport_->stand_in(node_b_);
+  const Bytes init = initiation_like(0x13);
+  const ByteSpan span(init);
+  transport_->send(*peer_b_, std::span(&span, 1));
+  transport_->flush();
+  now_ += 300ms;
+  relay_.up = true;
+  transport_->set_relay_available(true);
+  const auto copies = [&] {
+    std::size_t n = 0;
+    for (const auto& s : relay_.sent) n += (s.to == node_b_ && s.bytes == init);
+    return n;
+  };
+  ASSERT_EQ(copies(), 1u);
+  // B's call-me-maybe (its relay comes up: a full probe) arrives through the relay.
+  const auto deliver_b_relay = [&] {
+    for (auto& a : b_->take_actions()) {
+      if (a.kind != punch::ActionKind::send_relay) continue;
+      Bytes m = a.bytes;
+      transport_->on_relay_packet(node_b_, MutableByteSpan(m));
+    }
+  };
+  now_ += 200ms;
+  b_->set_relay_available(now_, true);
+  deliver_b_relay();
+  const std::size_t after = node_a_ < node_b_ ? 2 : 1;  // the tie-break
+  EXPECT_EQ(copies(), after);
+  EXPECT_EQ(transport_->traffic().initiations_resent, after);
+  now_ += 1s;
+  b_->network_changed(now_);  // another call-me-maybe
+  deliver_b_relay();
+  EXPECT_EQ(copies(), after);
+  // Something B's key did not seal proves nothing.
+  Bytes junk(120, 0);
+  std::copy(punch::kDiscoMagic.begin(), punch::kDiscoMagic.end(), junk.begin());
+  transport_->on_relay_packet(node_b_, MutableByteSpan(junk));
+  EXPECT_EQ(copies(), after);
+}
+
+// The peer's own initiation through the relay: it knows us and its handshake is under way; a copy
+// of ours sent now would cross it (each answer replaces the answering side's own handshake), so
+// nothing of ours is resent after it.
+TEST_F(MeshTransportTest, ThePeersInitiationEndsOurResends) {
+  add_b({});
+  peer_b_->public_key = node_b_;
+  peer_b_->endpoint = transport_->stand_in(node_b_);
+  const Bytes init = initiation_like(0x14);
+  const ByteSpan span(init);
+  transport_->send(*peer_b_, std::span(&span, 1));
+  transport_->flush();
+  Bytes theirs = initiation_like(0x15);
+  transport_->on_relay_packet(node_b_, MutableByteSpan(theirs));
+  transport_->on_relay_batch_end();
+  relay_.up = true;
+  transport_->set_relay_available(true);
+  for (const auto& s : relay_.sent) EXPECT_NE(s.bytes, init);
+  EXPECT_EQ(transport_->traffic().initiations_resent, 0u);
+}
+
 TEST_F(MeshTransportTest, AStaleInitiationIsNotResent) {
   add_b({});
   peer_b_->public_key = node_b_;

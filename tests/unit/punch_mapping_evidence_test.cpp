@@ -30,6 +30,43 @@ TEST(MappingEvidence, ANewPortPerDestinationIsSymmetric) {
   EXPECT_TRUE(e.varies(t));
 }
 
+// A router without a WAN firewall moved one flow, and Linux gives every later flow the moved
+// port: peers met afterwards all see it. Two of them at one port that is not STUN's, the newest
+// among them: where new flows leave from (remapped); not a symmetric NAT. A third port, or the
+// newest observation back at STUN's port, or a single peer: nothing to publish.
+TEST(MappingEvidence, AMovedPortSeenByTwoPeersIsARemapNotVariation) {
+  MappingEvidence e;
+  Instant t{};
+  e.set_stun(ep("203.0.113.1:41641"));
+  EXPECT_FALSE(e.remapped(t));
+  e.add(t, ep("198.51.100.9:41641"), ep("203.0.113.1:41641"));  // a peer from before the move
+  t += std::chrono::seconds(1);
+  e.add(t, ep("198.51.100.1:41641"), ep("203.0.113.1:61000"));
+  EXPECT_FALSE(e.remapped(t)) << "one peer may be the one odd flow";
+  t += std::chrono::seconds(1);
+  e.add(t, ep("198.51.100.2:41641"), ep("203.0.113.1:61000"));
+  EXPECT_FALSE(e.varies(t));
+  ASSERT_TRUE(e.remapped(t));
+  EXPECT_EQ(*e.remapped(t), ep("203.0.113.1:61000"));
+  // The moved flows expired: new flows are back on STUN's port.
+  t += std::chrono::seconds(1);
+  e.add(t, ep("198.51.100.3:41641"), ep("203.0.113.1:41641"));
+  EXPECT_FALSE(e.remapped(t));
+  // A third port is a symmetric NAT, not a move.
+  t += std::chrono::seconds(1);
+  e.add(t, ep("198.51.100.4:41641"), ep("203.0.113.1:62000"));
+  EXPECT_TRUE(e.varies(t));
+  EXPECT_FALSE(e.remapped(t));
+  // Observations age out; without STUN there is nothing to compare with.
+  MappingEvidence f;
+  f.add(t, ep("198.51.100.1:41641"), ep("203.0.113.1:61000"));
+  f.add(t, ep("198.51.100.2:41641"), ep("203.0.113.1:61000"));
+  EXPECT_FALSE(f.remapped(t));
+  f.set_stun(ep("203.0.113.1:41641"));
+  EXPECT_TRUE(f.remapped(t));
+  EXPECT_FALSE(f.remapped(t + MappingEvidence::kLifetime + std::chrono::seconds(1)));
+}
+
 TEST(MappingEvidence, LanPeersAndOtherAddressesAreJudgedApart) {
   MappingEvidence e;
   const Instant t{};

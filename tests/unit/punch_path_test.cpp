@@ -338,6 +338,65 @@ TEST(PunchPath, CallMeMaybeMakesTheReceiverPingEveryCandidateAtOnce) {
   EXPECT_TRUE(pinged.count(Endpoint(kA, 41641)));
 }
 
+// Who sends first while joining: the relay map lists a relay that has not admitted us yet, so a
+// peer may not know us and a full ping could reach its router before its flow to us exists
+// (tests/unit/punch_sim_world.hpp, "inbound probe takes the port"). Only openers go to public
+// candidates (LAN ones are pinged); once the relay is up the call-me-maybe goes at once, with no
+// probe spacing, and the full pings follow the peer's answer, or kOpenerFallback. A mesh without
+// any relay pings at once.
+TEST(PunchPath, AnExpectedRelayNotUpYetMeansOpenersOnly) {
+  for (bool expected : {true, false}) {
+    SCOPED_TRACE(expected ? "relay expected" : "no relay in the mesh");
+    Pair p({kA}, {kB});
+    p.w.blackholed.insert(kB);  // only what A sends is under test
+    p.w.set_relay(false);
+    p.a->pm->set_relay_expected(p.w.now, expected);
+    LocalCandidates ca;
+    ca.local.push_back(Endpoint(ip("10.0.1.2"), kWgPort));
+    ca.reflexive = Endpoint(kA, kWgPort);  // behind a NAT: the reflexive is none of our addresses
+    p.a->pm->set_local_candidates(p.w.now, ca);
+    const Endpoint pub(kB, kWgPort), lan(ip("10.0.1.3"), kWgPort);
+    p.a->pm->set_peer(p.w.now, p.b->node_key, p.b->disco_public, {pub, lan});
+    p.w.drain(*p.a);
+    const auto count = [&](SendPurpose purpose, const Endpoint& to) {
+      return std::count_if(p.a->sends.begin(), p.a->sends.end(), [&](const SendRecord& r) {
+        return r.purpose == purpose && r.to.same_remote(to);
+      });
+    };
+    EXPECT_EQ(count(SendPurpose::probe, lan), 1);
+    EXPECT_EQ(count(SendPurpose::probe, pub), expected ? 0 : 1);
+    EXPECT_EQ(count(SendPurpose::opener, pub), expected ? 1 : 0);
+    if (!expected) continue;
+    p.run(milliseconds(300));
+    EXPECT_EQ(p.a->pm->stats().call_me_maybes_sent, 0u);
+    p.a->pm->set_relay_available(p.w.now, true);  // admitted 300 ms later: no spacing holds it back
+    p.w.drain(*p.a);
+    EXPECT_EQ(p.a->pm->stats().call_me_maybes_sent, 1u);
+    EXPECT_EQ(count(SendPurpose::probe, pub), 0);  // B has not answered
+    p.run(kOpenerFallback);
+    EXPECT_GE(count(SendPurpose::probe, pub), 1);  // the safety net
+  }
+}
+
+// A call-me-maybe carrying facts new to us is answered with ours even if we sent one a moment
+// ago: that one may have gone to a peer the relay had not admitted yet, and the peer (a double
+// NAT, whose openers cannot open its carrier NAT) waits for our "opened" before its full pings.
+TEST(PunchPath, FreshFactsAreAnsweredWithOurCallMeMaybe) {
+  Pair p({kA}, {kB});
+  p.w.blackholed.insert(kA);
+  p.w.blackholed.insert(kB);
+  p.a->pm->set_peer(p.w.now, p.b->node_key, p.b->disco_public, {Endpoint(kB, kWgPort)});
+  p.w.drain(*p.a);
+  ASSERT_EQ(p.a->pm->stats().call_me_maybes_sent, 1u);  // B does not know A yet: dropped
+  p.w.run_for(p.w.relay_delay + milliseconds(1));
+  p.b->pm->set_peer(p.w.now, p.a->node_key, p.a->disco_public, {Endpoint(kA, kWgPort)});
+  p.w.drain(*p.b);
+  p.w.run_for(p.w.relay_delay + milliseconds(1));
+  EXPECT_EQ(p.a->pm->stats().call_me_maybes_sent, 2u);
+  p.w.run_for(p.w.relay_delay + milliseconds(1));  // B's answer is not fresh: no third one
+  EXPECT_EQ(p.a->pm->stats().call_me_maybes_sent, 2u);
+}
+
 TEST(PunchPath, FloodsAreDroppedAndMemoryStaysBounded) {
   Pair p({kA}, {kB});
   p.start();

@@ -10,6 +10,7 @@
 #include <algorithm>
 #include <cstdio>
 #include <cstdlib>
+#include <map>
 #include <string>
 #include <vector>
 
@@ -25,6 +26,7 @@ struct Site {
   nat::Mapping mapping;
   nat::Filtering filtering;
   bool unfirewalled = false;  // a Linux router without a WAN input firewall (punch_sim_world.hpp)
+  bool double_nat = false;    // behind a carrier NAT: openers open nothing (punch_sim_world.hpp)
   bool easy() const { return is_public || mapping == nat::Mapping::endpoint_independent; }
 };
 
@@ -65,9 +67,18 @@ struct Outcome {
   std::size_t spray_window = 0, spray_total = 0, round_window = 0, all_window = 0;
   std::size_t max_sockets = 0, sockets_left = 0;
   std::size_t steals = 0;  // flows an unfirewalled router moved to another port
+  std::size_t spread = 0;  // new flows that inherited a moved port
 };
 
-Outcome run_pair(const Site& sa, const Site& sb, std::uint64_t seed, Stun stun = Stun::two_servers) {
+// How B joins. together: both learn each other at once, the relay up for both. late: as an agent
+// joins a running mesh — B gets A in its first peer map while the relay is still admitting it
+// (kLateRelay later), and A hears of B only from the coordinator's delta (kLateDelta later).
+enum class Join { together, late };
+constexpr Duration kLateDelta = std::chrono::milliseconds(200);
+constexpr Duration kLateRelay = std::chrono::milliseconds(400);
+
+Outcome run_pair(const Site& sa, const Site& sb, std::uint64_t seed, Stun stun = Stun::two_servers,
+                 Join join = Join::together) {
   World w;
   Agent& a = sa.is_public ? w.add_agent("A", {ip("198.51.100.1")}, std::nullopt, seed)
                           : w.add_agent("A", {ip("10.0.1.2")}, nat_config(sa, "203.0.113.1"), seed);
@@ -75,13 +86,33 @@ Outcome run_pair(const Site& sa, const Site& sb, std::uint64_t seed, Stun stun =
                           : w.add_agent("B", {ip("10.0.2.2")}, nat_config(sb, "203.0.113.2"), seed + 1000);
   a.unfirewalled = sa.unfirewalled;
   b.unfirewalled = sb.unfirewalled;
+  a.double_nat = sa.double_nat;
+  b.double_nat = sb.double_nat;
   w.set_relay(true);
   const LocalCandidates ca = stun == Stun::one_relay ? w.discover_one_relay(a) : w.discover(a);
   const LocalCandidates cb = stun == Stun::one_relay ? w.discover_one_relay(b) : w.discover(b);
   a.pm->set_local_candidates(w.now, ca);
   b.pm->set_local_candidates(w.now, cb);
   const Instant start = w.now;
-  w.introduce(a, ca, b, cb);
+  if (join == Join::together) {
+    w.introduce(a, ca, b, cb);
+  } else {
+    for (Agent* x : {&a, &b}) x->pm->set_relay_expected(w.now, true);
+    w.relay_cut.insert(b.node_key);
+    b.pm->set_relay_available(w.now, false);
+    std::vector<Endpoint> ea = ca.local, eb = cb.local;
+    if (ca.reflexive) ea.push_back(*ca.reflexive);
+    if (cb.reflexive) eb.push_back(*cb.reflexive);
+    b.pm->set_peer(w.now, a.node_key, a.disco_public, ea);
+    w.drain(b);
+    w.run_for(kLateDelta);
+    a.pm->set_peer(w.now, b.node_key, b.disco_public, eb);
+    w.drain(a);
+    w.run_for(kLateRelay - kLateDelta);
+    w.relay_cut.erase(b.node_key);
+    b.pm->set_relay_available(w.now, true);
+    w.drain(b);
+  }
 
   Outcome o;
   // Traffic both ways (a `knit ping`), and the moment both sides see a direct path.
@@ -111,6 +142,7 @@ Outcome run_pair(const Site& sa, const Site& sb, std::uint64_t seed, Stun stun =
   o.data_ba = std::count(a.data_received.begin(), a.data_received.end(), Bytes{'D', 'B'}) > 0;
 
   o.steals = a.steals + b.steals;
+  o.spread = a.spread + b.spread;
   o.stats_a = a.pm->stats();
   o.stats_b = b.pm->stats();
   for (Agent* x : {&a, &b}) {
@@ -205,7 +237,15 @@ TEST(PunchSim, NatGridEveryPair) {
 // other (19 x 19). With one STUN address an address-dependent mapping reads as EIM, so pairs
 // with an ADM side are reported, not asserted; every other pair with an endpoint-independent
 // side must end direct (easy pairs within 2 s), symmetric <-> symmetric on the relay.
-TEST(PunchSim, NatGridOneRelayWithAndWithoutFirewall) {
+// Run twice: both agents meeting at once, and B joining late (Join::late), the order in which a
+// peer's full-TTL pings reach an open router first unless nothing but openers leaves before the
+// call-me-maybe exchange.
+class PunchSimOneRelay : public ::testing::TestWithParam<Join> {};
+INSTANTIATE_TEST_SUITE_P(Joins, PunchSimOneRelay, ::testing::Values(Join::together, Join::late),
+                         [](const ::testing::TestParamInfo<Join>& param) {
+                           return std::string(param.param == Join::late ? "Late" : "Together");
+                         });
+TEST_P(PunchSimOneRelay, NatGridWithAndWithoutFirewall) {
   std::vector<Site> sites;
   for (const Site& base : all_sites()) {
     if (base.is_public) {
@@ -218,20 +258,28 @@ TEST(PunchSim, NatGridOneRelayWithAndWithoutFirewall) {
       s.name += open ? "-o" : "-f";
       sites.push_back(s);
     }
+    if (base.name == "eim/apdf") {
+      // The lab's double NAT: masquerade behind masquerade, both with a WAN firewall.
+      Site s = base;
+      s.double_nat = true;
+      s.name = "dbl eim/apdf";
+      sites.push_back(s);
+    }
   }
   std::string table = "                ";
   for (const Site& s : sites) table += s.name.substr(0, 11) + std::string(12 - std::min<std::size_t>(11, s.name.size()), ' ');
   table += "\n";
   std::vector<Duration> easy_times, mixed_times;
-  std::size_t steals = 0, adm_direct = 0, adm_pairs = 0;
+  std::size_t steals = 0, spread = 0, adm_direct = 0, adm_pairs = 0;
   std::size_t max_pps = 0;
   std::uint64_t seed = 50'001;
   for (const Site& sa : sites) {
     table += sa.name + std::string(16 - sa.name.size(), ' ');
     for (const Site& sb : sites) {
       SCOPED_TRACE(sa.name + " <-> " + sb.name);
-      const Outcome o = run_pair(sa, sb, seed++, Stun::one_relay);
+      const Outcome o = run_pair(sa, sb, seed++, Stun::one_relay, GetParam());
       steals += o.steals;
+      spread += o.spread;
       max_pps = std::max(max_pps, o.all_window);
       const bool direct = o.a == PathKind::direct && o.b == PathKind::direct;
       const bool adm = (!sa.is_public && sa.mapping == nat::Mapping::address_dependent) ||
@@ -280,13 +328,15 @@ TEST(PunchSim, NatGridOneRelayWithAndWithoutFirewall) {
   const auto maxof = [](const std::vector<Duration>& v) {
     return v.empty() ? 0.0 : std::chrono::duration<double>(*std::max_element(v.begin(), v.end())).count();
   };
-  std::printf("one relay; -f: router with a WAN firewall, -o: without (inbound probes take ports)\n%s", table.c_str());
+  std::printf("one relay, %s; -f: router with a WAN firewall, -o: without (inbound probes take ports)\n%s",
+              GetParam() == Join::late ? "B joins late" : "A and B meet at once", table.c_str());
   std::printf("time to direct: easy pairs median %.3f s (max %.3f, n=%zu); easy<->hard median %.3f s (max %.3f, n=%zu)\n",
               median(easy_times), maxof(easy_times), easy_times.size(), median(mixed_times),
               maxof(mixed_times), mixed_times.size());
   std::printf("ADM pairs (not asserted: one STUN address cannot see ADM) direct: %zu of %zu; flows moved "
-              "by a stolen port: %zu; most datagrams any agent sent in 1 s: %zu\n",
-              adm_direct, adm_pairs, steals, max_pps);
+              "by a stolen port: %zu (new flows inheriting a moved port: %zu); most datagrams any agent "
+              "sent in 1 s: %zu\n",
+              adm_direct, adm_pairs, steals, spread, max_pps);
 }
 
 // One relay cannot show an address-dependent mapping (both STUN ports share one address); three
@@ -329,6 +379,69 @@ TEST(PunchSim, PeersRevealAnAddressDependentMapping) {
     EXPECT_EQ(h.pm->hard(), adm);
     for (Agent* p : peers) EXPECT_FALSE(p->pm->observed_mapping_varies());
   }
+}
+
+// A port taken anyway (an agent that pings at once because it has no relay, as every agent did
+// before openers waited for the relay) moves our flow to that agent, and Linux then gives every
+// later flow of ours the moved port (punch_sim_world.hpp). Peers met afterwards see us there; the
+// PathManager notices it from their pongs (MappingEvidence::remapped) without taking itself for a
+// symmetric NAT. (It does not offer the moved endpoint: see PathManager::update_remapped.)
+TEST(PunchSim, AMovedPortIsNoticedNotTakenForSymmetric) {
+  using M = nat::Mapping;
+  using F = nat::Filtering;
+  const Site easy{"eim/apdf-o", false, M::endpoint_independent, F::address_and_port_dependent, true};
+  World w;
+  Agent& e = w.add_agent("E", {ip("10.0.1.2")}, nat_config(easy, "203.0.113.1"), 61);
+  e.unfirewalled = true;
+  Agent& thief = w.add_agent("T", {ip("198.51.100.9")}, std::nullopt, 62);
+  Agent& p1 = w.add_agent("P1", {ip("198.51.100.1")}, std::nullopt, 63);
+  Agent& p2 = w.add_agent("P2", {ip("198.51.100.2")}, std::nullopt, 64);
+  w.set_relay(true);
+  std::map<Agent*, LocalCandidates> c;
+  for (Agent* x : {&e, &thief, &p1, &p2}) {
+    c[x] = w.discover_one_relay(*x);
+    x->pm->set_local_candidates(w.now, c[x]);
+    w.drain(*x);
+  }
+  ASSERT_FALSE(c[&e].mapping_varies);
+  const auto published = [&](Agent* x) {
+    std::vector<Endpoint> v = c[x].local;
+    if (c[x].reflexive) v.push_back(*c[x].reflexive);
+    return v;
+  };
+  std::vector<Agent*> met;
+  auto tick = [&] {
+    for (Agent* x : met) {
+      e.pm->note_data_sent(w.now, x->node_key);
+      x->pm->note_data_sent(w.now, e.node_key);
+      w.drain(*x);
+    }
+    w.drain(e);
+  };
+  // T has no relay: it pings E's published endpoint at once, before E knows T.
+  w.relay_cut.insert(thief.node_key);
+  thief.pm->set_relay_available(w.now, false);
+  thief.pm->set_peer(w.now, e.node_key, e.disco_public, published(&e));
+  w.drain(thief);
+  w.run_for(std::chrono::milliseconds(100));
+  e.pm->set_peer(w.now, thief.node_key, thief.disco_public, published(&thief));
+  w.drain(e);
+  met.push_back(&thief);
+  w.run_for(std::chrono::seconds(1), tick);
+  ASSERT_GE(e.steals, 1u) << "T's ping took E's port";
+  EXPECT_FALSE(e.pm->remapped());
+  // Two peers met afterwards: their flows leave from the moved port, their pongs say so.
+  for (Agent* x : {&p1, &p2}) {
+    w.introduce(e, c[&e], *x, c[x]);
+    met.push_back(x);
+  }
+  w.run_for(std::chrono::seconds(2), tick);
+  EXPECT_GE(e.spread, 2u);
+  for (Agent* x : {&p1, &p2}) EXPECT_EQ(e.pm->path(x->node_key, w.now).kind, PathKind::direct);
+  ASSERT_TRUE(e.pm->remapped().has_value());
+  EXPECT_NE(e.pm->remapped()->port(), c[&e].reflexive->port());
+  EXPECT_EQ(e.pm->stats().remaps_noticed, 1u);
+  EXPECT_FALSE(e.pm->hard()) << "a moved port is not a symmetric NAT";
 }
 
 // An easy <-> hard pair on a predicted path loses the internet for 8 s (the NAT mappings

@@ -15,8 +15,18 @@
 // packet its NAT does not forward is taken by the router itself, and conntrack keeps that flow
 // (30 s, refreshed by every further such packet). An inside flow to the same remote endpoint
 // then cannot have that external port: masquerade gives it another one ("the inbound probe
-// takes the port"). A packet with a TTL (PathAction::ttl) of 2 crosses the agent's own router
-// and dies at the next hop.
+// takes the port"). What the lab's conntrack showed (tests/netns/nat_grid_test.sh, pro) and
+// is modelled here:
+//  * the stolen entry keeps the port for that remote: its further packets to it are the
+//    router's (and refresh the entry), never forwarded inside, even once our moved flow exists;
+//  * Linux masquerade gives a new flow the mapping of the newest flow from the same inside
+//    source (nf_nat's find_appropriate_src): while a moved flow lives, every NEW flow from that
+//    socket leaves from the moved port too, so the port STUN saw and we published is wrong for
+//    every peer we meet from then on (a symmetric peer's probe sockets aim at the wrong port).
+// Moved flows end after kSimUdpTimeout without outbound packets, as conntrack entries do.
+// A double NAT (Agent::double_nat) is modelled by its carrier NAT: openers die before it.
+// A packet with a TTL (PathAction::ttl) of 2 crosses the agent's own router and dies at the
+// next hop.
 #pragma once
 
 #include <gtest/gtest.h>
@@ -47,6 +57,7 @@ inline Endpoint ep(const char* text) { return *Endpoint::parse(text); }
 inline const Endpoint kStun1 = ep("192.0.2.10:3478");
 inline const Endpoint kStun2 = ep("192.0.2.11:3478");
 inline constexpr std::uint16_t kWgPort = 51820;
+inline constexpr Duration kSimUdpTimeout = std::chrono::seconds(30);  // the lab routers' conntrack
 
 struct SendRecord {
   Instant at{};
@@ -75,13 +86,22 @@ struct Agent {
   std::vector<Bytes> data_received;
   std::size_t path_changes = 0;
   bool unfirewalled = false;
+  // Behind a home NAT behind this one (a carrier NAT, as the lab's double NAT): a TTL-2 opener
+  // dies at the carrier before it is translated, so it opens nothing here.
+  bool double_nat = false;
   // Unfirewalled router: (external port, remote) held by a router-local conntrack entry -> expiry.
   std::map<std::pair<std::uint16_t, Endpoint>, Instant> stolen;
   // Flows masquerade moved to another port: (inside port, remote) <-> external port.
   std::map<std::pair<std::uint16_t, Endpoint>, std::uint16_t> moved;
   std::map<std::pair<std::uint16_t, Endpoint>, std::uint16_t> moved_back;  // (ext port, remote) -> inside port
+  std::map<std::pair<std::uint16_t, Endpoint>, Instant> moved_used;  // last outbound packet of a moved flow
+  std::map<std::pair<std::uint16_t, Endpoint>, std::uint16_t> moved_from;  // the port it would have had
+  // Flows from (inside port, remote) the router has seen, with their last outbound packet: a
+  // packet to a remote not in here (or expired) starts a NEW flow.
+  std::map<std::pair<std::uint16_t, Endpoint>, Instant> flows;
   std::uint16_t next_moved_port = 61000;
   std::size_t steals = 0;
+  std::size_t spread = 0;  // new flows that inherited a moved port
 
   explicit Agent(std::uint64_t seed) : rng(seed) {}
   bool behind_nat() const { return nat != nullptr; }
@@ -262,6 +282,7 @@ class World {
     const IpAddress src_ip = to.local() ? *to.local() : a.addresses[0];
     const Endpoint remote(to.address(), to.port());
     Bytes packet = nat::make_udp(Endpoint(src_ip, it->second), remote, payload);
+    if (a.double_nat && ttl != 0 && ttl <= 2) return;
     if (a.nat) {
       const nat::Result r = a.nat->outbound(now, packet);
       if (r.verdict != nat::Verdict::forward) return;
@@ -269,14 +290,45 @@ class World {
       const nat::PacketSummary s = nat::summarize(packet);
       const auto key = std::make_pair(it->second, remote);
       auto moved = a.moved.find(key);
+      if (moved != a.moved.end() && now - a.moved_used[key] > kSimUdpTimeout) {
+        // The moved flow's conntrack entry expired: this packet starts a new flow.
+        a.moved_back.erase({moved->second, remote});
+        a.moved_used.erase(key);
+        a.moved_from.erase(key);
+        a.moved.erase(moved);
+        moved = a.moved.end();
+      }
+      const auto flow = a.flows.find(key);
+      const bool new_flow = flow == a.flows.end() || now - flow->second > kSimUdpTimeout;
       auto held = a.stolen.find({s.source.port(), remote});
       if (moved == a.moved.end() && held != a.stolen.end() && held->second > now) {
         // The router holds (port, remote) for itself: this flow leaves from another port.
         moved = a.moved.emplace(key, a.next_moved_port++).first;
         a.moved_back[{moved->second, remote}] = it->second;
         ++a.steals;
+      } else if (moved == a.moved.end() && new_flow && a.unfirewalled) {
+        // A new flow takes the mapping of the newest live flow from this inside port, if that
+        // one was moved (find_appropriate_src).
+        std::optional<std::pair<Instant, std::uint16_t>> newest;
+        for (const auto& [k, port] : a.moved) {
+          if (k.first != it->second) continue;
+          const Instant used = a.moved_used[k];
+          if (now - used > kSimUdpTimeout) continue;
+          if (!newest || used > newest->first) newest = std::make_pair(used, port);
+        }
+        if (newest && !a.stolen.count({newest->second, remote}) &&
+            !a.moved_back.count({newest->second, remote})) {
+          moved = a.moved.emplace(key, newest->second).first;
+          a.moved_back[{moved->second, remote}] = it->second;
+          ++a.spread;
+        }
       }
-      if (moved != a.moved.end()) packet = nat::make_udp(Endpoint(s.source.address(), moved->second), remote, payload);
+      a.flows[key] = now;
+      if (moved != a.moved.end()) {
+        a.moved_used[key] = now;
+        a.moved_from[key] = s.source.port();
+        packet = nat::make_udp(Endpoint(s.source.address(), moved->second), remote, payload);
+      }
     }
     if (ttl != 0 && ttl <= (a.nat ? 2 : 1)) return;  // expired at the next hop
     to_internet(std::move(packet));
@@ -332,10 +384,25 @@ class World {
           deliver(*a, nat::make_udp(s.source, Endpoint(a->addresses[0], back->second), payload));
           return;
         }
+        if (auto held = a->stolen.find({s.destination.port(), s.source});
+            held != a->stolen.end() && held->second > now) {
+          // The router's own flow: it takes the packet, and the entry lives on.
+          held->second = now + kSimUdpTimeout;
+          return;
+        }
+        // A remote whose flow from us was moved reaches that flow at the moved port only (handled
+        // above); at the port the flow would have had it matches no flow (the NAT engine would let
+        // it in): the router takes it (or drops it).
+        for (const auto& [k, port] : a->moved) {
+          if (!(k.second == s.source) || now - a->moved_used[k] > kSimUdpTimeout) continue;
+          if (a->moved_from[k] != s.destination.port()) continue;
+          if (a->unfirewalled) a->stolen[{s.destination.port(), s.source}] = now + kSimUdpTimeout;
+          return;
+        }
         const nat::Result r = a->nat->inbound(now, packet);
         if (r.verdict != nat::Verdict::forward) {
           // Not for the inside: an unfirewalled router takes it and keeps the flow.
-          if (a->unfirewalled) a->stolen[{s.destination.port(), s.source}] = now + std::chrono::seconds(30);
+          if (a->unfirewalled) a->stolen[{s.destination.port(), s.source}] = now + kSimUdpTimeout;
           return;
         }
         packet.resize(r.length);
