@@ -9,8 +9,8 @@
 //   - a race lost on a unique name or key (23505) runs the transaction again.
 // Changes that agents see are announced with NOTIFY knit_changes in the same transaction
 // (pg_change_feed.hpp): "<origin> <kind> <node key>". Each PgStore is one connection, used from
-// one thread. Implemented in pg_store.cpp (mesh, tokens, export and import) and
-// pg_store_nodes.cpp (nodes, addresses, relays).
+// one thread. Implemented in pg_store.cpp (mesh, tokens, export and import),
+// pg_store_nodes.cpp (nodes, addresses, relays) and pg_store_leases.cpp (coordinators' leases).
 #pragma once
 
 #include <memory>
@@ -79,6 +79,9 @@ class PgStore final : public Store {
                                 UnixSeconds now) override;
 
   void set_coordinator_id(std::string id) override { coordinator_id_ = std::move(id); }
+  Result<bool> renew_lease(UnixSeconds now, UnixSeconds duration) override;
+  Result<ExpiredLeases> expire_leases(UnixSeconds now) override;
+  Result<void> release_lease() override;
   StoreBackend backend() const override { return StoreBackend::postgres; }
   const std::string& origin() const override { return origin_; }
   Result<StoreSnapshot> export_all() override;

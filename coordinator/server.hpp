@@ -23,7 +23,9 @@
 //
 // Presence: a node is online while it has a live session here (the newest session of a node
 // key replaces an older one). On disconnect it goes offline with last_seen, which for an
-// ephemeral node starts its grace period; a periodic sweep removes those past it.
+// ephemeral node starts its grace period; a periodic sweep removes those past it. A coordinator
+// that dies cannot say its nodes went offline: each holds a lease in the store, renewed every
+// few seconds, and the others take the nodes of a lease that ran out offline (keep_lease).
 //
 // Other processes (the admin CLI, other coordinators on one PostgreSQL) change the same store:
 // the change feed (change_feed.hpp) tells the server which nodes changed, it reads those again
@@ -82,6 +84,12 @@ struct ServerOptions {
   std::function<UnixSeconds()> now;    // wall clock, unix seconds; default std::time
   // Who this coordinator is among several on one database (Store::set_coordinator_id).
   std::string coordinator_id;
+  // With a coordinator_id: its lease (Store::renew_lease) is renewed every lease_renew_interval
+  // for lease_duration seconds, and each renewal expires the leases of others that ran out. So
+  // the nodes of a coordinator that died go offline for everyone at most about lease_duration +
+  // lease_renew_interval after its last renewal.
+  UnixSeconds lease_duration = 30;
+  std::chrono::steady_clock::duration lease_renew_interval = std::chrono::seconds(10);
   // Hears of others' changes; default make_change_feed(io, store). Tests may give none.
   std::function<std::unique_ptr<ChangeFeed>(asio::io_context&, Store&)> change_feed;
 };
@@ -163,6 +171,8 @@ class Server final : private SessionHost {
   // Sends each agent that enforces policies its rules where they changed (server_publish.cpp).
   void push_policy();
   void sweep();
+  // Renews this coordinator's lease and expires others' (server_publish.cpp).
+  void keep_lease();
   void arm(asio::steady_timer& timer, std::chrono::steady_clock::duration after,
            void (Server::*handler)());
   UnixSeconds now() const { return options_.now(); }
@@ -179,6 +189,7 @@ class Server final : private SessionHost {
   asio::steady_timer accept_retry_timer_;
   asio::steady_timer sweep_timer_;
   asio::steady_timer publish_timer_;
+  asio::steady_timer lease_timer_;
   // Handlers hold a weak reference: one that runs after the server is gone does nothing.
   std::shared_ptr<char> alive_ = std::make_shared<char>();
   bool started_ = false;

@@ -1,8 +1,8 @@
 // The Store on one SQLite file, <state-dir>/knit.db. Each SqliteStore is one connection, used
 // from one thread; an admin command and the server each open their own, and WAL mode plus a busy
 // timeout let them work side by side. Implemented in sqlite_store.cpp (mesh, tokens),
-// sqlite_store_nodes.cpp, sqlite_store_addresses.cpp (the free ranges), sqlite_store_relays.cpp
-// and sqlite_store_changes.cpp (the change log, export and import).
+// sqlite_store_nodes.cpp, sqlite_store_addresses.cpp (the free ranges), sqlite_store_relays.cpp,
+// sqlite_store_changes.cpp (the change log, export and import) and sqlite_store_leases.cpp.
 #pragma once
 
 #include <functional>
@@ -68,6 +68,9 @@ class SqliteStore final : public Store {
                                 UnixSeconds now) override;
 
   void set_coordinator_id(std::string id) override { coordinator_id_ = std::move(id); }
+  Result<bool> renew_lease(UnixSeconds now, UnixSeconds duration) override;
+  Result<ExpiredLeases> expire_leases(UnixSeconds now) override;
+  Result<void> release_lease() override;
   StoreBackend backend() const override { return StoreBackend::sqlite; }
   const std::string& origin() const override { return origin_; }
   Result<StoreSnapshot> export_all() override;

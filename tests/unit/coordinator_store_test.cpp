@@ -16,6 +16,7 @@
 
 #include "tests/support/postgres_server.hpp"
 #include "tests/support/temp_dir.hpp"
+#include "base/bytes.hpp"
 #include "base/random.hpp"
 #include "coordinator/control_view.hpp"
 #include "coordinator/migrations.hpp"
@@ -530,6 +531,88 @@ TEST_P(StoreTest, AnotherCoordinatorDoesNotTakeThisOnesNodesOffline) {
   EXPECT_TRUE((*store_->find_node(key(1)))->online);
   ASSERT_TRUE((*other)->set_node_online(key(1), false, 2006));
   EXPECT_FALSE((*store_->find_node(key(1)))->online);
+}
+
+// ---- coordinators' leases ----
+
+TEST_P(StoreTest, ADeadCoordinatorsNodesGoOfflineWhenItsLeaseRunsOut) {
+  join(1, "a");
+  join(2, "b");
+  join(3, "c");
+  auto other = open();
+  ASSERT_TRUE(other);
+  Store& two = **other;
+  store_->set_coordinator_id("host/one:7443");
+  two.set_coordinator_id("host/two:7443");
+  EXPECT_FALSE(*store_->renew_lease(2000, 30));  // a first lease
+  EXPECT_TRUE(*store_->renew_lease(2010, 30));   // renewed: held
+  EXPECT_FALSE(*two.renew_lease(2010, 30));
+  // a and b on one, c on two.
+  ASSERT_TRUE(store_->set_node_online(key(1), true, 2011));
+  ASSERT_TRUE(store_->set_node_online(key(2), true, 2011));
+  ASSERT_TRUE(two.set_node_online(key(3), true, 2011));
+  // One's lease runs to 2040: not expired at 2040, expired after; a coordinator never expires
+  // its own.
+  EXPECT_TRUE(two.expire_leases(2040)->coordinators.empty());
+  ASSERT_TRUE(two.renew_lease(2041, 30));
+  EXPECT_TRUE(store_->expire_leases(2060)->coordinators.empty());
+  EXPECT_TRUE((*two.find_node(key(1)))->online);
+  auto expired = two.expire_leases(2041);
+  ASSERT_TRUE(expired) << expired.error().message;
+  EXPECT_EQ(expired->coordinators, std::vector<std::string>{"host/one:7443"});
+  std::set<wg::PublicKey> nodes(expired->nodes.begin(), expired->nodes.end());
+  EXPECT_EQ(nodes, (std::set<wg::PublicKey>{key(1), key(2)}));
+  auto a = *two.find_node(key(1));
+  EXPECT_FALSE(a->online);
+  EXPECT_EQ(a->disconnected_at, 2041);  // an ephemeral node's grace starts
+  EXPECT_TRUE((*two.find_node(key(3)))->online);
+  // Once only: the lease is gone.
+  EXPECT_TRUE(two.expire_leases(2042)->coordinators.empty());
+  // a reconnects to two: online, two's.
+  ASSERT_TRUE(two.set_node_online(key(1), true, 2043));
+  EXPECT_TRUE((*two.find_node(key(1)))->online);
+  // One was only stalled: its renewal says it had lost the lease; b is still connected to it.
+  EXPECT_FALSE(*store_->renew_lease(2050, 30));
+  ASSERT_TRUE(store_->set_node_online(key(2), true, 2050));
+  EXPECT_TRUE((*two.find_node(key(2)))->online);
+  // A clean stop leaves no lease behind to expire.
+  ASSERT_TRUE(store_->release_lease());
+  EXPECT_TRUE(two.expire_leases(9999)->coordinators.empty());
+  EXPECT_TRUE((*two.find_node(key(2)))->online);
+}
+
+TEST_P(StoreTest, ALeaseExpiryIsNotedForTheOtherCoordinators) {
+  join(1, "a");
+  store_->set_coordinator_id("one");
+  ASSERT_TRUE(store_->renew_lease(2000, 10));
+  ASSERT_TRUE(store_->set_node_online(key(1), true, 2000));
+  auto other = open();
+  ASSERT_TRUE(other);
+  (*other)->set_coordinator_id("two");
+  // A third connection reads the notes the expiry wrote (another coordinator's change feed).
+  auto reader = open();
+  ASSERT_TRUE(reader);
+  if (GetParam() == StoreBackend::sqlite) {
+    auto& sqlite = static_cast<SqliteStore&>(**reader);
+    std::uint64_t cursor = *sqlite.latest_change();
+    ASSERT_EQ((*other)->expire_leases(2011)->nodes.size(), 1u);
+    auto notes = sqlite.changes_after(cursor);
+    ASSERT_TRUE(notes);
+    EXPECT_EQ(*notes, (std::vector<StoreChange>{{StoreChange::Kind::node, key(1)}}));
+  } else {
+    auto& pg = static_cast<PgStore&>(**reader);
+    ASSERT_TRUE(pg.connection().exec(std::string("LISTEN ") + std::string(kNotifyChannel)));
+    ASSERT_EQ((*other)->expire_leases(2011)->nodes.size(), 1u);
+    PGnotify* note = nullptr;
+    for (int i = 0; i < 200 && note == nullptr; ++i) {
+      ASSERT_EQ(PQconsumeInput(pg.connection().handle()), 1);
+      note = PQnotifies(pg.connection().handle());
+      if (note == nullptr) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    }
+    ASSERT_NE(note, nullptr);
+    EXPECT_NE(std::string(note->extra).find(to_base64(key(1))), std::string::npos) << note->extra;
+    PQfreemem(note);
+  }
 }
 
 // ---- moving a mesh (migrate) ----
