@@ -9,6 +9,10 @@
 //                       └──── relay map, map pages, deltas ──────────┘     │ ChangeFeed
 //                                    PeerView (peer_view.hpp)              │ (others' changes)
 //
+// Joins: the register requests that arrive in one turn of the loop are stored in one
+// transaction (Store::join_nodes) on the next, then answered: a join storm costs the store one
+// commit per batch, not two per node.
+//
 // What each agent holds: the relay map, then a full peer map (every node but itself) at the
 // server's current version V, then one peer delta per version V+1, V+2, ... The server keeps one
 // published map for everybody (PeerView); a change (a join, a disconnect, new endpoints, an
@@ -126,8 +130,13 @@ class Server final : private SessionHost {
   const Owners& owners_of(const AgentSession& session) const;
 
   // SessionHost
-  control::RegisterResponse on_register(AgentSession& session,
-                                        const control::RegisterRequest& request) override;
+  std::optional<control::RegisterResponse> on_register(
+      AgentSession& session, const control::RegisterRequest& request) override;
+  // The register requests of one turn of the loop, stored as one batch (Store::join_nodes) and
+  // answered (server_register.cpp).
+  void store_joins();
+  control::RegisterResponse finish_register(AgentSession& session, const BatchedJoin& join,
+                                            Result<JoinResult>& joined);
   control::RelayRegisterResponse on_relay_register(AgentSession& session,
                                                    const control::RelayRegister& request) override;
   void on_open(AgentSession& session) override;
@@ -206,6 +215,12 @@ class Server final : private SessionHost {
   Owners owners_;        // agents: registered, live
   Owners relay_owners_;  // relays: registered, live
   std::vector<AgentSession*> closed_;  // to forget on the next turn of the loop
+  struct PendingJoin {
+    std::shared_ptr<AgentSession> session;
+    BatchedJoin join;
+  };
+  std::vector<PendingJoin> pending_joins_;  // registers waiting for store_joins
+  bool joins_posted_ = false;
   PeerView view_;
   std::vector<control::RelayInfo> relays_;
   std::string relay_map_text_;

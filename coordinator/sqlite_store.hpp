@@ -44,6 +44,8 @@ class SqliteStore final : public Store {
   Result<JoinResult> join_node(const NodeRegistration& node,
                                const std::optional<PresentedToken>& token,
                                UnixSeconds now) override;
+  std::vector<Result<JoinResult>> join_nodes(const std::vector<BatchedJoin>& joins,
+                                             UnixSeconds now) override;
   Result<std::vector<Node>> list_nodes() override;
   Result<std::optional<Node>> find_node(const wg::PublicKey& node_key) override;
   Result<std::optional<Node>> find_node_by_name(std::string_view name) override;
@@ -108,6 +110,10 @@ class SqliteStore final : public Store {
   // The token a presenter names, judged; counts a use when `count_use` and it is ok.
   Result<TokenCheck> judge_token(const PresentedToken& token, TokenUse use, UnixSeconds now,
                                  bool count_use, std::optional<Token>* out);
+  // join_node inside the caller's transaction; a refused join may have written: roll it back.
+  Result<JoinResult> join_in_transaction(const NodeRegistration& reg,
+                                         const std::optional<PresentedToken>& presented,
+                                         UnixSeconds now);
   Result<Node> insert_node(const NodeRegistration& reg, const Token* token,
                            const MeshSettings& mesh, UnixSeconds now);
   Result<void> update_node(const Node& old, const NodeRegistration& reg, const Token* token,

@@ -52,6 +52,14 @@ struct JoinResult {
   Node node;
 };
 
+// One join of a batch (Store::join_nodes): what join_node takes, and the endpoints the agent
+// reported with it, stored with the node (set_node_endpoints) when they differ.
+struct BatchedJoin {
+  NodeRegistration registration;
+  std::optional<PresentedToken> token;
+  std::vector<Endpoint> endpoints;
+};
+
 struct RelayRegistration {
   std::string name;  // sanitised to a DNS label
   wg::PublicKey node_key{};
@@ -157,6 +165,13 @@ class Store {
   virtual Result<JoinResult> join_node(const NodeRegistration& node,
                                        const std::optional<PresentedToken>& token,
                                        UnixSeconds now) = 0;
+  // Several joins (the register requests that arrived in one turn of the server's loop), each
+  // with join_node's semantics and its own result, then its endpoints stored when they differ
+  // from the node's. A backend may run them in one transaction, a savepoint each, so a join
+  // storm costs one commit per batch rather than two per node; a failed commit fails every join
+  // of the batch. The default runs them one by one.
+  virtual std::vector<Result<JoinResult>> join_nodes(const std::vector<BatchedJoin>& joins,
+                                                     UnixSeconds now);
   virtual Result<std::vector<Node>> list_nodes() = 0;  // by name
   virtual Result<std::optional<Node>> find_node(const wg::PublicKey& node_key) = 0;
   virtual Result<std::optional<Node>> find_node_by_name(std::string_view name) = 0;

@@ -533,6 +533,50 @@ TEST_P(StoreTest, AnotherCoordinatorDoesNotTakeThisOnesNodesOffline) {
   EXPECT_FALSE((*store_->find_node(key(1)))->online);
 }
 
+// ---- joins in a batch (one transaction per turn of the server's loop) ----
+
+TEST_P(StoreTest, ABatchOfJoinsGivesEachItsOwnResult) {
+  Token once = make_token("00000000000000bb", 9, /*reusable=*/false);
+  ASSERT_TRUE(store_->add_token(once));
+  join(1, "known");
+  const std::vector<Endpoint> endpoints = {*Endpoint::parse("192.0.2.7:41641")};
+  std::vector<BatchedJoin> batch;
+  batch.push_back({reg(2, "new"), presented(token_), endpoints});
+  batch.push_back({reg(3, "first"), presented(once), {}});
+  batch.push_back({reg(4, "second"), presented(once), {}});    // the one-use token is used
+  batch.push_back({reg(5, "stranger"), std::nullopt, {}});     // unknown key, no token
+  batch.push_back({reg(1, "known"), std::nullopt, endpoints});  // re-joins, new endpoints
+  batch.push_back({reg(6, "bad"), PresentedToken{token_.id, hash(99)}, {}});
+  auto results = store_->join_nodes(batch, 3000);
+  ASSERT_EQ(results.size(), batch.size());
+  for (const auto& r : results) ASSERT_TRUE(r) << r.error().message;
+  EXPECT_EQ(results[0]->token, TokenCheck::ok);
+  EXPECT_TRUE(results[0]->created);
+  EXPECT_EQ(results[0]->node.endpoints, endpoints);
+  EXPECT_EQ(results[1]->token, TokenCheck::ok);
+  EXPECT_EQ(results[2]->token, TokenCheck::used);
+  EXPECT_EQ(results[3]->token, TokenCheck::unknown);
+  EXPECT_EQ(results[4]->token, TokenCheck::ok);
+  EXPECT_FALSE(results[4]->created);
+  EXPECT_EQ(results[5]->token, TokenCheck::unknown);
+  // What was stored is what join_node would have stored, one by one.
+  auto nodes = store_->list_nodes();
+  ASSERT_TRUE(nodes);
+  std::set<std::string> names;
+  std::set<IpAddress> v4;
+  for (const Node& n : *nodes) {
+    names.insert(n.name);
+    v4.insert(n.ipv4);
+  }
+  EXPECT_EQ(names, (std::set<std::string>{"known", "new", "first"}));
+  EXPECT_EQ(v4.size(), 3u);
+  EXPECT_EQ((*store_->find_node(key(2)))->endpoints, endpoints);
+  EXPECT_EQ((*store_->find_node(key(1)))->endpoints, endpoints);
+  EXPECT_TRUE((*store_->find_node(key(2)))->online);
+  EXPECT_EQ((*store_->find_token(once.id))->uses, 1u);
+  EXPECT_FALSE(*store_->find_node(key(4)));
+}
+
 // ---- coordinators' leases ----
 
 TEST_P(StoreTest, ADeadCoordinatorsNodesGoOfflineWhenItsLeaseRunsOut) {
