@@ -80,9 +80,11 @@ void Server::store_joins() {
   auto results = store_.join_nodes(joins, now());
   for (std::size_t i = 0; i < pending.size(); ++i) {
     AgentSession& session = *pending[i].session;
-    // Stored but gone meanwhile (answering another closed it): offline again.
+    // Stored but gone meanwhile (answering another closed it): offline again, unless another
+    // session holds the node now.
     if (session.closing()) {
-      if (results[i] && results[i]->token == TokenCheck::ok)
+      const bool joined = results[i] && results[i]->token == TokenCheck::ok;
+      if (joined && owners_.count(session.node_key()) == 0)
         if (auto r = store_.set_node_online(session.node_key(), false, now()); !r)
           log(LogLevel::warn, kLog, "cannot mark a node offline: ", r.error().message);
       continue;

@@ -577,6 +577,47 @@ TEST_P(StoreTest, ABatchOfJoinsGivesEachItsOwnResult) {
   EXPECT_FALSE(*store_->find_node(key(4)));
 }
 
+// Coordinators storing batches at once on one database: every join lands once, with a unique
+// name and address (on PostgreSQL a batch that loses a race on a name runs again whole).
+TEST_P(StoreTest, ConcurrentBatchesGetUniqueAddressesAndNames) {
+  constexpr int kThreads = 3;
+  constexpr int kBatches = 4;
+  constexpr int kEach = 5;
+  std::atomic<int> failed{0};
+  std::vector<std::thread> threads;
+  for (int t = 0; t < kThreads; ++t) {
+    threads.emplace_back([&, t] {
+      auto conn = open();
+      if (!conn) {
+        ++failed;
+        return;
+      }
+      for (int b = 0; b < kBatches; ++b) {
+        std::vector<BatchedJoin> batch;
+        for (int i = 0; i < kEach; ++i) {
+          const auto n = static_cast<std::uint8_t>(1 + (t * kBatches + b) * kEach + i);
+          batch.push_back({reg(n, "same-host"), presented(token_), {}});
+        }
+        for (const auto& r : (*conn)->join_nodes(batch, 2000))
+          if (!r || r->token != TokenCheck::ok) ++failed;
+      }
+    });
+  }
+  for (auto& th : threads) th.join();
+  EXPECT_EQ(failed, 0);
+  auto nodes = store_->list_nodes();
+  ASSERT_TRUE(nodes);
+  ASSERT_EQ(nodes->size(), static_cast<std::size_t>(kThreads * kBatches * kEach));
+  std::set<IpAddress> v4;
+  std::set<std::string> names;
+  for (const Node& n : *nodes) {
+    v4.insert(n.ipv4);
+    names.insert(n.name);
+  }
+  EXPECT_EQ(v4.size(), nodes->size());
+  EXPECT_EQ(names.size(), nodes->size());
+}
+
 // ---- coordinators' leases ----
 
 TEST_P(StoreTest, ADeadCoordinatorsNodesGoOfflineWhenItsLeaseRunsOut) {
