@@ -328,6 +328,9 @@ Swarm::~Swarm() {
   } catch (const std::exception&) {
     // on_loop abandoned the loop and joined the thread.
   }
+  // Every agent is closed; a handler that re-armed something on its way out would keep run()
+  // from returning (the bench hung here now and then after printing its results).
+  io_.stop();
   if (thread_.joinable()) thread_.join();
 }
 

@@ -134,9 +134,9 @@ void AgentSession::on_request(Bytes& payload) {
   sodium_memzero(payload.data(), payload.size());  // it carries the join token
   node_key_ = channel_.remote_static();
   if (auto* request = std::get_if<control::RegisterRequest>(&parsed)) {
-    const control::RegisterResponse response = host_.on_register(*this, *request);
+    const auto response = host_.on_register(*this, *request);
     if (request->token) sodium_memzero(request->token->data(), request->token->size());
-    answer(control::encode(response), response.ok);
+    if (response) answer(control::encode(*response), response->ok);
     return;
   }
   if (auto* relay = std::get_if<control::RelayRegister>(&parsed)) {
@@ -151,6 +151,10 @@ void AgentSession::on_request(Bytes& payload) {
   log(LogLevel::info, kLog, remote_, ": message 1 is not a register request (",
       error ? error->describe() : std::string("another message type"), ")");
   close(CloseReason::malformed);
+}
+
+void AgentSession::answer_register(const control::RegisterResponse& response) {
+  answer(control::encode(response), response.ok);
 }
 
 void AgentSession::answer(std::string_view text, bool ok) {

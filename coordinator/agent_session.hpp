@@ -27,6 +27,7 @@
 #include <cstdint>
 #include <deque>
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -85,9 +86,11 @@ class AgentSession;
 class SessionHost {
  public:
   // Message 1 was read and parsed: decide. The session sends the answer; after an ok one it is
-  // the node's session (registered()) until on_closed, even if answering fails.
-  virtual control::RegisterResponse on_register(AgentSession& session,
-                                                const control::RegisterRequest& request) = 0;
+  // the node's session (registered()) until on_closed, even if answering fails. No answer yet
+  // (nullopt): the host answers later with answer_register, on a later turn of the loop (joins
+  // are stored in batches), unless the session closed meanwhile.
+  virtual std::optional<control::RegisterResponse> on_register(
+      AgentSession& session, const control::RegisterRequest& request) = 0;
   // The same for a relay registering itself (session.role() == relay).
   virtual control::RelayRegisterResponse on_relay_register(
       AgentSession& session, const control::RelayRegister& request) = 0;
@@ -139,6 +142,9 @@ class AgentSession : public std::enable_shared_from_this<AgentSession> {
   // Sends `last` (if not empty) after what is queued, then closes; closes anyway after the
   // flush timeout. Reads stop at once.
   void close_after(std::string_view last, CloseReason reason);
+
+  // The answer to a register request the host deferred (SessionHost::on_register).
+  void answer_register(const control::RegisterResponse& response);
 
   bool closed() const { return closed_; }
   bool closing() const { return closed_ || flushing_; }

@@ -85,11 +85,22 @@ CREATE TABLE changes (
 ALTER TABLE nodes ADD COLUMN connected_to TEXT NOT NULL DEFAULT '';
 )sql";
 
+// v5: coordinators' leases (Store::renew_lease): a coordinator that died without marking its
+// nodes offline is found by its lease running out, and its nodes by connected_to.
+constexpr const char* kV5 = R"sql(
+CREATE TABLE coordinators (
+  id         TEXT PRIMARY KEY,            -- Store::set_coordinator_id, "host/listen"
+  expires_at INTEGER NOT NULL             -- unix seconds, the holder's clock
+) WITHOUT ROWID;
+CREATE INDEX nodes_connected_to ON nodes (connected_to) WHERE online = 1;
+)sql";
+
 constexpr Migration kMigrations[] = {
     {1, "settings, tokens and nodes", kV1},
     {2, "ephemeral expiry and relays", kV2},
     {3, "relay presence", kV3},
     {4, "free address ranges, change log, node's coordinator", kV4},
+    {5, "coordinator leases", kV5},
 };
 
 }  // namespace

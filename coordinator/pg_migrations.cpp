@@ -76,11 +76,20 @@ CREATE TABLE ipv4_free (
 ALTER TABLE nodes ADD COLUMN connected_to TEXT NOT NULL DEFAULT '';
 )sql";
 
+constexpr const char* kV5 = R"sql(
+CREATE TABLE coordinators (
+  id         TEXT PRIMARY KEY,
+  expires_at BIGINT NOT NULL
+);
+CREATE INDEX nodes_connected_to ON nodes (connected_to) WHERE online = 1;
+)sql";
+
 constexpr PgMigration kMigrations[] = {
     {1, "settings, tokens and nodes", kV1},
     {2, "ephemeral expiry and relays", kV2},
     {3, "relay presence", kV3},
     {4, "free address ranges, change log, node's coordinator", kV4},
+    {5, "coordinator leases", kV5},
 };
 
 // Any number, the same in every coordinator: serialises migrations across processes.

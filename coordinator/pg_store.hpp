@@ -9,8 +9,8 @@
 //   - a race lost on a unique name or key (23505) runs the transaction again.
 // Changes that agents see are announced with NOTIFY knit_changes in the same transaction
 // (pg_change_feed.hpp): "<origin> <kind> <node key>". Each PgStore is one connection, used from
-// one thread. Implemented in pg_store.cpp (mesh, tokens, export and import) and
-// pg_store_nodes.cpp (nodes, addresses, relays).
+// one thread. Implemented in pg_store.cpp (mesh, tokens, export and import),
+// pg_store_nodes.cpp (nodes, addresses, relays) and pg_store_leases.cpp (coordinators' leases).
 #pragma once
 
 #include <memory>
@@ -55,6 +55,8 @@ class PgStore final : public Store {
   Result<JoinResult> join_node(const NodeRegistration& node,
                                const std::optional<PresentedToken>& token,
                                UnixSeconds now) override;
+  std::vector<Result<JoinResult>> join_nodes(const std::vector<BatchedJoin>& joins,
+                                             UnixSeconds now) override;
   Result<std::vector<Node>> list_nodes() override;
   Result<std::optional<Node>> find_node(const wg::PublicKey& node_key) override;
   Result<std::optional<Node>> find_node_by_name(std::string_view name) override;
@@ -79,6 +81,9 @@ class PgStore final : public Store {
                                 UnixSeconds now) override;
 
   void set_coordinator_id(std::string id) override { coordinator_id_ = std::move(id); }
+  Result<bool> renew_lease(UnixSeconds now, UnixSeconds duration) override;
+  Result<ExpiredLeases> expire_leases(UnixSeconds now) override;
+  Result<void> release_lease() override;
   StoreBackend backend() const override { return StoreBackend::postgres; }
   const std::string& origin() const override { return origin_; }
   Result<StoreSnapshot> export_all() override;
@@ -101,6 +106,12 @@ class PgStore final : public Store {
                                  const std::string& not_found);
   Result<TokenCheck> judge_token(const PresentedToken& token, TokenUse use, UnixSeconds now,
                                  bool count_use, std::optional<Token>* out);
+  // join_node's body, inside the caller's transaction; the result says a refusal (Errc::invalid,
+  // result.token). `decided`: the error is this join's own outcome (refused, mesh full, a
+  // relay's key), not the transaction's.
+  Result<void> join_in_transaction(const NodeRegistration& reg,
+                                   const std::optional<PresentedToken>& presented,
+                                   UnixSeconds now, JoinResult& result, bool& decided);
   Result<Node> insert_node(const NodeRegistration& reg, const Token& token,
                            const MeshSettings& mesh, UnixSeconds now);
   Result<void> update_node(const Node& old, const NodeRegistration& reg, const Token* token,

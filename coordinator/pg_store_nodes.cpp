@@ -176,52 +176,113 @@ Result<JoinResult> PgStore::join_node(const NodeRegistration& reg,
   JoinResult result;
   auto done = conn_.run_transaction([&]() -> Result<void> {
     result = {};
-    auto mesh = mesh_settings();
-    if (!mesh) return mesh.error();
-    if (!*mesh) return Error{Errc::conflict, "the mesh is not set up yet (ensure_mesh first)"};
-    auto existing_rows = select_nodes("WHERE node_key = $1 FOR UPDATE", {to_base64(reg.node_key)});
-    if (!existing_rows) return existing_rows.error();
-    std::optional<Node> existing;
-    if (!existing_rows->empty()) existing = std::move(existing_rows->front());
-    auto relay = key_in_table("relays", reg.node_key);
-    if (!relay) return relay.error();
-    if (*relay) return Error{Errc::conflict, "this key is a relay's key, not a node's"};
-
-    std::optional<Token> token;
-    if (presented) {
-      const bool own = existing && existing->token_id == presented->id;
-      std::optional<Token> stored;
-      auto check = judge_token(*presented, TokenUse::node, now, /*count_use=*/!own, &stored);
-      if (!check) return check.error();
-      if (own ? !accepts_own_token(*check) : *check != TokenCheck::ok) {
-        result.token = *check;
-        return Error{Errc::invalid, "refused"};  // rolls back; reported through result.token
-      }
-      if (!own) token = std::move(stored);
-    } else if (!existing) {
-      result.token = TokenCheck::unknown;
-      return Error{Errc::invalid, "refused"};
-    }
-    result.token = TokenCheck::ok;
-    if (existing) {
-      if (auto r = update_node(*existing, reg, token ? &*token : nullptr, now); !r) return r;
-      auto rows = select_nodes("WHERE node_key = $1", {to_base64(reg.node_key)});
-      if (!rows) return rows.error();
-      if (rows->empty()) return Error{Errc::io, "database: the node vanished"};
-      result.node = std::move(rows->front());
-    } else {
-      auto node = insert_node(reg, *token, **mesh, now);
-      if (!node) return node.error();
-      result.node = std::move(*node);
-      result.created = true;
-    }
-    return notify(StoreChange::Kind::node, &reg.node_key);
+    bool decided = false;
+    return join_in_transaction(reg, presented, now, result, decided);
   });
   if (!done) {
     if (done.error().code == Errc::invalid && result.token != TokenCheck::ok) return result;
     return done.error();
   }
   return result;
+}
+
+std::vector<Result<JoinResult>> PgStore::join_nodes(const std::vector<BatchedJoin>& joins,
+                                                    UnixSeconds now) {
+  std::vector<Result<JoinResult>> out;
+  auto done = conn_.run_transaction([&]() -> Result<void> {
+    out.clear();  // a retried transaction starts again
+    for (const BatchedJoin& join : joins) {
+      if (auto r = conn_.exec("SAVEPOINT one_join"); !r) return r.error();
+      JoinResult result;
+      bool decided = false;
+      auto r = join_in_transaction(join.registration, join.token, now, result, decided);
+      if (r && result.node.endpoints != join.endpoints) {
+        // As set_node_endpoints; the join's own notification covers it.
+        auto updated = conn_.exec(
+            "UPDATE nodes SET endpoints = $2, last_seen = $3 WHERE node_key = $1",
+            {to_base64(join.registration.node_key), pg_rows::join_endpoints(join.endpoints),
+             pg_int(now)});
+        if (!updated) return updated.error();
+        result.node.endpoints = join.endpoints;
+        result.node.last_seen = now;
+      }
+      if (r) {
+        if (auto released = conn_.exec("RELEASE SAVEPOINT one_join"); !released)
+          return released.error();
+        out.emplace_back(std::move(result));
+        continue;
+      }
+      // Anything but this join's own outcome (a refusal, a full mesh, a relay's key) is the
+      // transaction's: a lost connection or a race with another coordinator runs it all again.
+      if (!decided) return r.error();
+      if (auto back = conn_.exec("ROLLBACK TO SAVEPOINT one_join"); !back) return back.error();
+      if (auto released = conn_.exec("RELEASE SAVEPOINT one_join"); !released)
+        return released.error();
+      if (r.error().code == Errc::invalid && result.token != TokenCheck::ok)
+        out.emplace_back(std::move(result));
+      else
+        out.emplace_back(r.error());
+    }
+    return Ok{};
+  });
+  if (!done) {
+    out.clear();
+    for (std::size_t i = 0; i < joins.size(); ++i) out.emplace_back(done.error());
+  }
+  return out;
+}
+
+Result<void> PgStore::join_in_transaction(const NodeRegistration& reg,
+                                          const std::optional<PresentedToken>& presented,
+                                          UnixSeconds now, JoinResult& result, bool& decided) {
+  auto mesh = mesh_settings();
+  if (!mesh) return mesh.error();
+  if (!*mesh) return Error{Errc::conflict, "the mesh is not set up yet (ensure_mesh first)"};
+  auto existing_rows = select_nodes("WHERE node_key = $1 FOR UPDATE", {to_base64(reg.node_key)});
+  if (!existing_rows) return existing_rows.error();
+  std::optional<Node> existing;
+  if (!existing_rows->empty()) existing = std::move(existing_rows->front());
+  auto relay = key_in_table("relays", reg.node_key);
+  if (!relay) return relay.error();
+  if (*relay) {
+    decided = true;
+    return Error{Errc::conflict, "this key is a relay's key, not a node's"};
+  }
+
+  std::optional<Token> token;
+  if (presented) {
+    const bool own = existing && existing->token_id == presented->id;
+    std::optional<Token> stored;
+    auto check = judge_token(*presented, TokenUse::node, now, /*count_use=*/!own, &stored);
+    if (!check) return check.error();
+    if (own ? !accepts_own_token(*check) : *check != TokenCheck::ok) {
+      result.token = *check;
+      decided = true;
+      return Error{Errc::invalid, "refused"};  // rolls back; reported through result.token
+    }
+    if (!own) token = std::move(stored);
+  } else if (!existing) {
+    result.token = TokenCheck::unknown;
+    decided = true;
+    return Error{Errc::invalid, "refused"};
+  }
+  result.token = TokenCheck::ok;
+  if (existing) {
+    if (auto r = update_node(*existing, reg, token ? &*token : nullptr, now); !r) return r;
+    auto rows = select_nodes("WHERE node_key = $1", {to_base64(reg.node_key)});
+    if (!rows) return rows.error();
+    if (rows->empty()) return Error{Errc::io, "database: the node vanished"};
+    result.node = std::move(rows->front());
+  } else {
+    auto node = insert_node(reg, *token, **mesh, now);
+    if (!node) {
+      decided = node.error().code == Errc::mesh_full;
+      return node.error();
+    }
+    result.node = std::move(*node);
+    result.created = true;
+  }
+  return notify(StoreChange::Kind::node, &reg.node_key);
 }
 
 Result<Node> PgStore::insert_node(const NodeRegistration& reg, const Token& token,

@@ -35,6 +35,7 @@ struct ServeOptions {
   std::string listen;
   std::vector<std::string> advertise;  // HOST:PORT agents dial; empty: the --listen address
   std::string ephemeral_grace = "10m";
+  std::string lease = "30s";  // Server's lease_duration
   std::string metrics;  // HOST:PORT of the Prometheus endpoint; empty: none
   std::string dns_domain;  // the mesh domain at first serve; empty: knit.internal
 };
@@ -196,6 +197,10 @@ int serve(const CliGlobals& globals, CliContext& ctx, const ServeOptions& o) {
     throw CliError("--ephemeral-grace " + o.ephemeral_grace +
                    " is not a duration such as 10m, 1h or 2d");
 
+  const auto lease = parse_duration(o.lease);
+  if (!lease || *lease < 3 || *lease > 3600)
+    throw CliError("--lease " + o.lease + " is not a duration from 3s to 1h, such as 30s or 2m");
+
   std::optional<asio::ip::tcp::endpoint> metrics_listen;
   if (!o.metrics.empty()) {
     metrics_listen = net::parse_listen_address(o.metrics);
@@ -219,6 +224,9 @@ int serve(const CliGlobals& globals, CliContext& ctx, const ServeOptions& o) {
   // Who this is among several coordinators on one database: a restarted coordinator takes its
   // own nodes offline, not another's.
   options.coordinator_id = coordinator_id(*listen);
+  // One that dies is found by its lease running out: renewed three times a lease.
+  options.lease_duration = *lease;
+  options.lease_renew_interval = std::chrono::seconds(*lease / 3);
   Server server(io, *store, key.private_key, mesh, ctx.rng, options);
   try {
     server.start(listen_endpoint(io, *listen));
@@ -287,6 +295,10 @@ void add_serve_command(CLI::App& app, const CliGlobals& globals, CliContext& ctx
       ->allow_extra_args(false);
   serve_app->add_option("--ephemeral-grace", options->ephemeral_grace,
                         "how long an ephemeral node may stay offline before it is removed")
+      ->capture_default_str();
+  serve_app->add_option("--lease", options->lease,
+                        "with several coordinators on one database: how long after this one "
+                        "stops (a crash) the others take its nodes offline (3s to 1h)")
       ->capture_default_str();
   serve_app->add_option("--dns-domain", options->dns_domain,
                         "the mesh domain at first serve (default knit.internal; later: dns domain)");

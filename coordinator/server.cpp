@@ -38,6 +38,7 @@ Server::Server(asio::io_context& io, Store& store, const wg::PrivateKey& coordin
       accept_retry_timer_(io),
       sweep_timer_(io),
       publish_timer_(io),
+      lease_timer_(io),
       handshakes_(options_.max_handshakes, options_.max_handshakes_per_source),
       view_(v6_base_of(mesh)),
       relay_map_text_(control::encode(control::RelayMap{})) {
@@ -59,6 +60,17 @@ void Server::start(const asio::ip::tcp::endpoint& listen) {
   // Nobody is connected yet: nodes a crash left online go offline as of now.
   if (auto r = store_.mark_all_offline(now()); !r)
     throw std::runtime_error("cannot update the nodes: " + r.error().message);
+  // The lease first, then the nodes of coordinators that died meanwhile go offline, before the
+  // nodes are read.
+  if (!options_.coordinator_id.empty()) {
+    if (auto r = store_.renew_lease(now(), options_.lease_duration); !r)
+      throw std::runtime_error("cannot take this coordinator's lease: " + r.error().message);
+    if (auto r = store_.expire_leases(now()); !r)
+      throw std::runtime_error("cannot expire other coordinators' leases: " + r.error().message);
+    else if (!r->coordinators.empty())
+      log(LogLevel::info, kLog, r->coordinators.size(), " coordinators had stopped renewing their lease: ",
+          r->nodes.size(), " of their nodes are offline now");
+  }
   // Following changes before reading the nodes: one committed meanwhile is not missed.
   feed_ = options_.change_feed ? options_.change_feed(io_, store_) : make_change_feed(io_, store_);
   if (feed_) {
@@ -84,6 +96,8 @@ void Server::start(const asio::ip::tcp::endpoint& listen) {
       key_text(public_key_), ")");
   accept_next();
   arm(sweep_timer_, options_.sweep_interval, &Server::sweep);
+  if (!options_.coordinator_id.empty())
+    arm(lease_timer_, options_.lease_renew_interval, &Server::keep_lease);
 }
 
 void Server::stop() {
@@ -95,6 +109,7 @@ void Server::stop() {
   if (feed_) feed_->stop();
   sweep_timer_.cancel();
   publish_timer_.cancel();
+  lease_timer_.cancel();
   if (!started_) return;
   const UnixSeconds t = now();
   for (const auto& [key, session] : owners_) {
@@ -105,6 +120,9 @@ void Server::stop() {
     if (auto r = store_.set_relay_online(key, false, t); !r && r.error().code != Errc::not_found)
       log(LogLevel::warn, kLog, "cannot mark a relay offline: ", r.error().message);
   }
+  // Its nodes are offline: nothing is left for the others to take over.
+  if (auto r = store_.release_lease(); !r)
+    log(LogLevel::warn, kLog, "cannot release this coordinator's lease: ", r.error().message);
   for (const auto& [raw, session] : sessions_) session->close(CloseReason::shutdown);
   sessions_.clear();
   handshakes_.clear();

@@ -9,6 +9,10 @@
 //                       └──── relay map, map pages, deltas ──────────┘     │ ChangeFeed
 //                                    PeerView (peer_view.hpp)              │ (others' changes)
 //
+// Joins: the register requests that arrive in one turn of the loop are stored in one
+// transaction (Store::join_nodes) on the next, then answered: a join storm costs the store one
+// commit per batch, not two per node.
+//
 // What each agent holds: the relay map, then a full peer map (every node but itself) at the
 // server's current version V, then one peer delta per version V+1, V+2, ... The server keeps one
 // published map for everybody (PeerView); a change (a join, a disconnect, new endpoints, an
@@ -23,7 +27,9 @@
 //
 // Presence: a node is online while it has a live session here (the newest session of a node
 // key replaces an older one). On disconnect it goes offline with last_seen, which for an
-// ephemeral node starts its grace period; a periodic sweep removes those past it.
+// ephemeral node starts its grace period; a periodic sweep removes those past it. A coordinator
+// that dies cannot say its nodes went offline: each holds a lease in the store, renewed every
+// few seconds, and the others take the nodes of a lease that ran out offline (keep_lease).
 //
 // Other processes (the admin CLI, other coordinators on one PostgreSQL) change the same store:
 // the change feed (change_feed.hpp) tells the server which nodes changed, it reads those again
@@ -82,6 +88,12 @@ struct ServerOptions {
   std::function<UnixSeconds()> now;    // wall clock, unix seconds; default std::time
   // Who this coordinator is among several on one database (Store::set_coordinator_id).
   std::string coordinator_id;
+  // With a coordinator_id: its lease (Store::renew_lease) is renewed every lease_renew_interval
+  // for lease_duration seconds, and each renewal expires the leases of others that ran out. So
+  // the nodes of a coordinator that died go offline for everyone at most about lease_duration +
+  // lease_renew_interval after its last renewal.
+  UnixSeconds lease_duration = 30;
+  std::chrono::steady_clock::duration lease_renew_interval = std::chrono::seconds(10);
   // Hears of others' changes; default make_change_feed(io, store). Tests may give none.
   std::function<std::unique_ptr<ChangeFeed>(asio::io_context&, Store&)> change_feed;
 };
@@ -118,8 +130,13 @@ class Server final : private SessionHost {
   const Owners& owners_of(const AgentSession& session) const;
 
   // SessionHost
-  control::RegisterResponse on_register(AgentSession& session,
-                                        const control::RegisterRequest& request) override;
+  std::optional<control::RegisterResponse> on_register(
+      AgentSession& session, const control::RegisterRequest& request) override;
+  // The register requests of one turn of the loop, stored as one batch (Store::join_nodes) and
+  // answered (server_register.cpp).
+  void store_joins();
+  control::RegisterResponse finish_register(AgentSession& session, const BatchedJoin& join,
+                                            Result<JoinResult>& joined);
   control::RelayRegisterResponse on_relay_register(AgentSession& session,
                                                    const control::RelayRegister& request) override;
   void on_open(AgentSession& session) override;
@@ -163,6 +180,8 @@ class Server final : private SessionHost {
   // Sends each agent that enforces policies its rules where they changed (server_publish.cpp).
   void push_policy();
   void sweep();
+  // Renews this coordinator's lease and expires others' (server_publish.cpp).
+  void keep_lease();
   void arm(asio::steady_timer& timer, std::chrono::steady_clock::duration after,
            void (Server::*handler)());
   UnixSeconds now() const { return options_.now(); }
@@ -179,6 +198,7 @@ class Server final : private SessionHost {
   asio::steady_timer accept_retry_timer_;
   asio::steady_timer sweep_timer_;
   asio::steady_timer publish_timer_;
+  asio::steady_timer lease_timer_;
   // Handlers hold a weak reference: one that runs after the server is gone does nothing.
   std::shared_ptr<char> alive_ = std::make_shared<char>();
   bool started_ = false;
@@ -195,6 +215,12 @@ class Server final : private SessionHost {
   Owners owners_;        // agents: registered, live
   Owners relay_owners_;  // relays: registered, live
   std::vector<AgentSession*> closed_;  // to forget on the next turn of the loop
+  struct PendingJoin {
+    std::shared_ptr<AgentSession> session;
+    BatchedJoin join;
+  };
+  std::vector<PendingJoin> pending_joins_;  // registers waiting for store_joins
+  bool joins_posted_ = false;
   PeerView view_;
   std::vector<control::RelayInfo> relays_;
   std::string relay_map_text_;

@@ -1,5 +1,5 @@
 // Server: publishing the peer map and the relay map, changes made by others (the change feed),
-// and the sweep that removes ephemeral nodes (and hands freed memory back).
+// coordinators' leases, and the sweep that removes ephemeral nodes (and hands freed memory back).
 #include <malloc.h>
 
 #include <algorithm>
@@ -151,10 +151,10 @@ void Server::refresh_node(const NodeKey& key) {
   }
   load_routes();
   PeerInfo peer = routed_peer_info(**node);
+  // Presence is this coordinator's to say for its own sessions.
+  if (owners_.count(key) != 0) peer.online = true;
   const PeerInfo* current = view_.find(key);
   if (current != nullptr && *current == peer) return;
-  // Presence is this coordinator's to say for its own sessions.
-  if (owners_.count(key) != 0 && !peer.online) return;
   view_.set(std::move(peer));
   schedule_publish();
 }
@@ -171,6 +171,7 @@ void Server::reload() {
   for (const Node& node : *nodes) {
     present.insert(node.node_key);
     PeerInfo peer = routed_peer_info(node);
+    if (owners_.count(node.node_key) != 0) peer.online = true;  // as in refresh_node
     const PeerInfo* current = view_.find(node.node_key);
     if (current == nullptr || !(*current == peer)) {
       view_.set(std::move(peer));
@@ -260,6 +261,40 @@ bool Server::load_relays() {
   relays_ = std::move(infos);
   relay_map_text_ = control::encode(control::RelayMap{relays_});
   return true;
+}
+
+void Server::keep_lease() {
+  const UnixSeconds t = now();
+  if (auto held = store_.renew_lease(t, options_.lease_duration); !held) {
+    log(LogLevel::warn, kLog, "cannot renew this coordinator's lease: ", held.error().message);
+  } else if (!*held && !owners_.empty()) {
+    // This loop stalled past its lease (or the database was away that long), and another
+    // coordinator took these nodes offline: they are still connected here.
+    log(LogLevel::warn, kLog, "this coordinator's lease had run out and another coordinator took its nodes "
+        "offline: marking its ", owners_.size(), " connected nodes online again");
+    for (const auto& owner : owners_)
+      if (auto r = store_.set_node_online(owner.first, true, t); !r && r.error().code != Errc::not_found)
+        log(LogLevel::warn, kLog, "cannot mark a node online: ", r.error().message);
+  }
+  auto expired = store_.expire_leases(t);
+  if (!expired) {
+    log(LogLevel::warn, kLog, "cannot expire other coordinators' leases: ", expired.error().message);
+  } else if (!expired->coordinators.empty()) {
+    std::string ids;
+    for (const std::string& id : expired->coordinators) ids += (ids.empty() ? "" : ", ") + id;
+    log(LogLevel::info, kLog, "coordinator ", ids, " stopped renewing its lease: ",
+        expired->nodes.size(), " of its nodes are offline now");
+    // This coordinator's own notes do not come back through the feed: its view, directly.
+    for (const NodeKey& key : expired->nodes) {
+      const PeerInfo* current = view_.find(key);
+      if (current == nullptr || !current->online || owners_.count(key) != 0) continue;
+      PeerInfo peer = *current;
+      peer.online = false;
+      view_.set(std::move(peer));
+      schedule_publish();
+    }
+  }
+  arm(lease_timer_, options_.lease_renew_interval, &Server::keep_lease);
 }
 
 void Server::sweep() {

@@ -32,8 +32,8 @@ Response refusal(control::ErrorCode code, std::string message) {
 
 // ---- what agents say ----
 
-control::RegisterResponse Server::on_register(AgentSession& session,
-                                              const control::RegisterRequest& request) {
+std::optional<control::RegisterResponse> Server::on_register(
+    AgentSession& session, const control::RegisterRequest& request) {
   const NodeKey& key = session.node_key();
   session.set_wants_dns(std::find(request.features.begin(), request.features.end(),
                                   control::kFeatureDns) != request.features.end());
@@ -50,9 +50,58 @@ control::RegisterResponse Server::on_register(AgentSession& session,
   std::optional<PresentedToken> presented;
   if (std::string why; request.token && !read_token(*request.token, presented, why))
     return refuse(control::ErrorCode::token_invalid, why);
-  const UnixSeconds t = now();
-  auto joined = store_.join_node(
-      NodeRegistration{key, request.disco_key, request.hostname, request.os}, presented, t);
+  // Stored with the others that arrive in this turn of the loop, in one transaction.
+  auto it = sessions_.find(&session);
+  if (it == sessions_.end()) return refuse(control::ErrorCode::internal, "the session is gone");
+  pending_joins_.push_back(PendingJoin{
+      it->second,
+      BatchedJoin{NodeRegistration{key, request.disco_key, request.hostname, request.os},
+                  std::move(presented), request.endpoints}});
+  if (!joins_posted_) {
+    joins_posted_ = true;
+    asio::post(io_, [this, alive = std::weak_ptr<char>(alive_)] {
+      if (!alive.expired()) store_joins();
+    });
+  }
+  return std::nullopt;
+}
+
+void Server::store_joins() {
+  joins_posted_ = false;
+  std::vector<PendingJoin> pending;
+  pending.swap(pending_joins_);
+  if (stopped_) return;
+  // Sessions that closed while they waited are not joined (nobody would take them offline).
+  std::erase_if(pending, [](const PendingJoin& p) { return p.session->closing(); });
+  if (pending.empty()) return;
+  std::vector<BatchedJoin> joins;
+  joins.reserve(pending.size());
+  for (PendingJoin& p : pending) joins.push_back(std::move(p.join));
+  auto results = store_.join_nodes(joins, now());
+  for (std::size_t i = 0; i < pending.size(); ++i) {
+    AgentSession& session = *pending[i].session;
+    // Stored but gone meanwhile (answering another closed it): offline again, unless another
+    // session holds the node now.
+    if (session.closing()) {
+      const bool joined = results[i] && results[i]->token == TokenCheck::ok;
+      if (joined && owners_.count(session.node_key()) == 0)
+        if (auto r = store_.set_node_online(session.node_key(), false, now()); !r)
+          log(LogLevel::warn, kLog, "cannot mark a node offline: ", r.error().message);
+      continue;
+    }
+    session.answer_register(finish_register(session, joins[i], results[i]));
+  }
+}
+
+control::RegisterResponse Server::finish_register(AgentSession& session, const BatchedJoin& join,
+                                                  Result<JoinResult>& joined) {
+  const NodeKey& key = session.node_key();
+  const bool presented = join.token.has_value();
+  auto refuse = [&](control::ErrorCode code, std::string message) {
+    log(LogLevel::info, kLog, session.remote(), ": refused ", key_text(key), ": ",
+        control::to_string(code), " (", message, ")");
+    return refusal<control::RegisterResponse>(code, std::move(message));
+  };
   if (!joined) {
     if (joined.error().code == Errc::mesh_full)
       return refuse(control::ErrorCode::mesh_full, joined.error().message);
@@ -69,15 +118,7 @@ control::RegisterResponse Server::on_register(AgentSession& session,
     return refuse(error_code(joined->token),
                   "the join token was refused (" + std::string(to_string(joined->token)) + ")");
   }
-  Node node = std::move(joined->node);
-  if (node.endpoints != request.endpoints) {
-    if (auto r = store_.set_node_endpoints(key, request.endpoints, node.home_relay, t)) {
-      node.endpoints = request.endpoints;
-      node.last_seen = t;
-    } else {
-      log(LogLevel::warn, kLog, "cannot store endpoints: ", r.error().message);
-    }
-  }
+  Node node = std::move(joined->node);  // with the endpoints it reported (join_nodes)
   take_ownership(session);
   log(LogLevel::info, kLog, session.remote(), ": ", node.name,
       joined->created ? " joined as " : " is back as ", node.ipv4.to_string());

@@ -1,22 +1,57 @@
 #include "coordinator/sqlite_db.hpp"
 
+#include <string>
+#include <unordered_map>
 #include <utility>
 
 namespace knit::coordinator {
 
+// A connection's idle prepared statements by SQL text. The SQL the store runs is a bounded set
+// of texts written in the code; the bound is a safety net.
+struct StatementCache {
+  static constexpr std::size_t kMaxStatements = 128;
+  std::unordered_map<std::string, sqlite3_stmt*> idle;
+  bool closed = false;  // the connection is gone: finalize, do not keep
+
+  void finalize_all() {
+    for (auto& [sql, stmt] : idle) sqlite3_finalize(stmt);
+    idle.clear();
+  }
+};
+
 Statement::Statement(Statement&& other) noexcept
-    : db_(std::exchange(other.db_, nullptr)), stmt_(std::exchange(other.stmt_, nullptr)) {}
+    : db_(std::exchange(other.db_, nullptr)),
+      stmt_(std::exchange(other.stmt_, nullptr)),
+      cache_(std::move(other.cache_)),
+      sql_(std::move(other.sql_)) {}
 
 Statement& Statement::operator=(Statement&& other) noexcept {
   if (this != &other) {
-    sqlite3_finalize(stmt_);
+    release();
     db_ = std::exchange(other.db_, nullptr);
     stmt_ = std::exchange(other.stmt_, nullptr);
+    cache_ = std::move(other.cache_);
+    sql_ = std::move(other.sql_);
   }
   return *this;
 }
 
-Statement::~Statement() { sqlite3_finalize(stmt_); }
+Statement::~Statement() { release(); }
+
+void Statement::release() {
+  sqlite3_stmt* stmt = std::exchange(stmt_, nullptr);
+  if (stmt == nullptr) return;
+  auto cache = std::move(cache_);
+  if (cache == nullptr || cache->closed || cache->idle.size() >= StatementCache::kMaxStatements) {
+    sqlite3_finalize(stmt);
+    return;
+  }
+  // Reset ends any read it had open (a WAL snapshot); bindings go, so none leaks to the next use.
+  sqlite3_reset(stmt);
+  sqlite3_clear_bindings(stmt);
+  auto [it, inserted] = cache->idle.try_emplace(std::move(sql_), stmt);
+  if (!inserted) sqlite3_finalize(stmt);  // another of the same text is kept already
+}
 
 Statement& Statement::bind(int index, std::int64_t value) {
   sqlite3_bind_int64(stmt_, index, value);
@@ -95,17 +130,33 @@ Error Statement::error() const {
   return Error{Errc::io, std::string("database: ") + sqlite3_errmsg(db_)};
 }
 
-Database::Database(Database&& other) noexcept : db_(std::exchange(other.db_, nullptr)) {}
+Database::Database(sqlite3* db) : db_(db), cache_(std::make_shared<StatementCache>()) {}
+
+Database::Database(Database&& other) noexcept
+    : db_(std::exchange(other.db_, nullptr)), cache_(std::move(other.cache_)) {}
+
+namespace {
+
+void close_connection(sqlite3* db, StatementCache* cache) {
+  if (cache != nullptr) {
+    cache->finalize_all();
+    cache->closed = true;  // statements still out finalize themselves
+  }
+  sqlite3_close_v2(db);  // and it closes once they have
+}
+
+}  // namespace
 
 Database& Database::operator=(Database&& other) noexcept {
   if (this != &other) {
-    sqlite3_close_v2(db_);
+    close_connection(db_, cache_.get());
     db_ = std::exchange(other.db_, nullptr);
+    cache_ = std::move(other.cache_);
   }
   return *this;
 }
 
-Database::~Database() { sqlite3_close_v2(db_); }
+Database::~Database() { close_connection(db_, cache_.get()); }
 
 Result<Database> Database::open(const std::string& path, int busy_timeout_ms) {
   sqlite3* raw = nullptr;
@@ -126,13 +177,22 @@ Result<Database> Database::open(const std::string& path, int busy_timeout_ms) {
 }
 
 Result<Statement> Database::prepare(std::string_view sql) {
+  std::string text(sql);
+  if (cache_ != nullptr) {
+    if (auto it = cache_->idle.find(text); it != cache_->idle.end()) {
+      sqlite3_stmt* stmt = it->second;
+      cache_->idle.erase(it);
+      return Statement(db_, stmt, cache_, std::move(text));
+    }
+  }
   sqlite3_stmt* stmt = nullptr;
-  int rc = sqlite3_prepare_v2(db_, sql.data(), static_cast<int>(sql.size()), &stmt, nullptr);
+  int rc = sqlite3_prepare_v3(db_, text.data(), static_cast<int>(text.size()),
+                              SQLITE_PREPARE_PERSISTENT, &stmt, nullptr);
   if (rc != SQLITE_OK) {
     sqlite3_finalize(stmt);
     return error("prepare");
   }
-  return Statement(db_, stmt);
+  return Statement(db_, stmt, cache_, std::move(text));
 }
 
 Result<void> Database::exec(const char* sql) {
@@ -154,8 +214,19 @@ Error Database::error(std::string_view context) const {
   return Error{Errc::io, "database " + std::string(context) + ": " + sqlite3_errmsg(db_)};
 }
 
+namespace {
+
+// BEGIN, COMMIT and ROLLBACK, prepared once like any statement.
+Result<void> run_sql(Database& db, std::string_view sql) {
+  auto stmt = db.prepare(sql);
+  if (!stmt) return stmt.error();
+  return stmt->run();
+}
+
+}  // namespace
+
 Result<Transaction> Transaction::begin(Database& db) {
-  auto r = db.exec("BEGIN IMMEDIATE");
+  auto r = run_sql(db, "BEGIN IMMEDIATE");
   if (!r) return r.error();
   return Transaction(&db);
 }
@@ -163,13 +234,13 @@ Result<Transaction> Transaction::begin(Database& db) {
 Transaction::Transaction(Transaction&& other) noexcept : db_(std::exchange(other.db_, nullptr)) {}
 
 Transaction::~Transaction() {
-  if (db_ != nullptr) (void)db_->exec("ROLLBACK");
+  if (db_ != nullptr) (void)run_sql(*db_, "ROLLBACK");
 }
 
 Result<void> Transaction::commit() {
   Database* db = std::exchange(db_, nullptr);
-  auto r = db->exec("COMMIT");
-  if (!r) (void)db->exec("ROLLBACK");
+  auto r = run_sql(*db, "COMMIT");
+  if (!r) (void)run_sql(*db, "ROLLBACK");
   return r;
 }
 

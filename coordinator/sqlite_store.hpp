@@ -1,8 +1,8 @@
 // The Store on one SQLite file, <state-dir>/knit.db. Each SqliteStore is one connection, used
 // from one thread; an admin command and the server each open their own, and WAL mode plus a busy
 // timeout let them work side by side. Implemented in sqlite_store.cpp (mesh, tokens),
-// sqlite_store_nodes.cpp, sqlite_store_addresses.cpp (the free ranges), sqlite_store_relays.cpp
-// and sqlite_store_changes.cpp (the change log, export and import).
+// sqlite_store_nodes.cpp, sqlite_store_addresses.cpp (the free ranges), sqlite_store_relays.cpp,
+// sqlite_store_changes.cpp (the change log, export and import) and sqlite_store_leases.cpp.
 #pragma once
 
 #include <functional>
@@ -44,6 +44,8 @@ class SqliteStore final : public Store {
   Result<JoinResult> join_node(const NodeRegistration& node,
                                const std::optional<PresentedToken>& token,
                                UnixSeconds now) override;
+  std::vector<Result<JoinResult>> join_nodes(const std::vector<BatchedJoin>& joins,
+                                             UnixSeconds now) override;
   Result<std::vector<Node>> list_nodes() override;
   Result<std::optional<Node>> find_node(const wg::PublicKey& node_key) override;
   Result<std::optional<Node>> find_node_by_name(std::string_view name) override;
@@ -68,6 +70,9 @@ class SqliteStore final : public Store {
                                 UnixSeconds now) override;
 
   void set_coordinator_id(std::string id) override { coordinator_id_ = std::move(id); }
+  Result<bool> renew_lease(UnixSeconds now, UnixSeconds duration) override;
+  Result<ExpiredLeases> expire_leases(UnixSeconds now) override;
+  Result<void> release_lease() override;
   StoreBackend backend() const override { return StoreBackend::sqlite; }
   const std::string& origin() const override { return origin_; }
   Result<StoreSnapshot> export_all() override;
@@ -105,6 +110,10 @@ class SqliteStore final : public Store {
   // The token a presenter names, judged; counts a use when `count_use` and it is ok.
   Result<TokenCheck> judge_token(const PresentedToken& token, TokenUse use, UnixSeconds now,
                                  bool count_use, std::optional<Token>* out);
+  // join_node inside the caller's transaction; a refused join may have written: roll it back.
+  Result<JoinResult> join_in_transaction(const NodeRegistration& reg,
+                                         const std::optional<PresentedToken>& presented,
+                                         UnixSeconds now);
   Result<Node> insert_node(const NodeRegistration& reg, const Token* token,
                            const MeshSettings& mesh, UnixSeconds now);
   Result<void> update_node(const Node& old, const NodeRegistration& reg, const Token* token,

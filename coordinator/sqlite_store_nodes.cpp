@@ -57,6 +57,59 @@ Result<JoinResult> SqliteStore::join_node(const NodeRegistration& reg,
                                           UnixSeconds now) {
   auto tx = Transaction::begin(db_);
   if (!tx) return tx.error();
+  auto result = join_in_transaction(reg, presented, now);
+  if (!result || result->token != TokenCheck::ok) return result;  // the transaction rolls back
+  if (auto r = tx->commit(); !r) return r.error();
+  return result;
+}
+
+std::vector<Result<JoinResult>> SqliteStore::join_nodes(const std::vector<BatchedJoin>& joins,
+                                                        UnixSeconds now) {
+  std::vector<Result<JoinResult>> out;
+  out.reserve(joins.size());
+  auto fail_all = [&](const Error& e) {
+    out.clear();
+    for (std::size_t i = 0; i < joins.size(); ++i) out.emplace_back(e);
+    return std::move(out);
+  };
+  auto run = [&](std::string_view sql) -> Result<void> {
+    auto stmt = db_.prepare(sql);
+    if (!stmt) return stmt.error();
+    return stmt->run();
+  };
+  auto tx = Transaction::begin(db_);
+  if (!tx) return fail_all(tx.error());
+  for (const BatchedJoin& join : joins) {
+    if (auto r = run("SAVEPOINT one_join"); !r) return fail_all(r.error());
+    auto result = join_in_transaction(join.registration, join.token, now);
+    if (result && result->token == TokenCheck::ok && result->node.endpoints != join.endpoints) {
+      // As set_node_endpoints; the join's own note covers it.
+      auto stmt = db_.prepare("UPDATE nodes SET endpoints = ?2, last_seen = ?3 WHERE node_key = ?1");
+      if (!stmt) {
+        result = stmt.error();
+      } else if (auto r = stmt->bind(1, rows::key_text(join.registration.node_key))
+                              .bind(2, rows::join_endpoints(join.endpoints))
+                              .bind(3, now)
+                              .run();
+                 !r) {
+        result = r.error();
+      } else {
+        result->node.endpoints = join.endpoints;
+        result->node.last_seen = now;
+      }
+    }
+    if (!result || result->token != TokenCheck::ok)
+      if (auto r = run("ROLLBACK TO one_join"); !r) return fail_all(r.error());
+    if (auto r = run("RELEASE one_join"); !r) return fail_all(r.error());
+    out.push_back(std::move(result));
+  }
+  if (auto r = tx->commit(); !r) return fail_all(r.error());
+  return out;
+}
+
+Result<JoinResult> SqliteStore::join_in_transaction(const NodeRegistration& reg,
+                                                    const std::optional<PresentedToken>& presented,
+                                                    UnixSeconds now) {
   auto mesh = mesh_settings();
   if (!mesh) return mesh.error();
   if (!*mesh) return Error{Errc::conflict, "the mesh is not set up yet (ensure_mesh first)"};
@@ -75,7 +128,7 @@ Result<JoinResult> SqliteStore::join_node(const NodeRegistration& reg,
     if (!check) return check.error();
     if (own ? !accepts_own_token(*check) : *check != TokenCheck::ok) {
       result.token = *check;
-      return result;  // refused; the transaction rolls back
+      return result;  // refused; the caller rolls back
     }
     if (!own) token = std::move(stored);
   } else if (!*existing) {
@@ -97,7 +150,6 @@ Result<JoinResult> SqliteStore::join_node(const NodeRegistration& reg,
     result.created = true;
   }
   if (auto r = note(StoreChange::Kind::node, &reg.node_key); !r) return r.error();
-  if (auto r = tx->commit(); !r) return r.error();
   return result;
 }
 

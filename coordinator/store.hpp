@@ -52,6 +52,14 @@ struct JoinResult {
   Node node;
 };
 
+// One join of a batch (Store::join_nodes): what join_node takes, and the endpoints the agent
+// reported with it, stored with the node (set_node_endpoints) when they differ.
+struct BatchedJoin {
+  NodeRegistration registration;
+  std::optional<PresentedToken> token;
+  std::vector<Endpoint> endpoints;
+};
+
 struct RelayRegistration {
   std::string name;  // sanitised to a DNS label
   wg::PublicKey node_key{};
@@ -84,6 +92,17 @@ struct StoreSnapshot {
 };
 
 enum class StoreBackend { sqlite, postgres };
+
+// What Store::expire_leases did: the coordinators whose lease ran out, and their nodes it took
+// offline.
+struct ExpiredLeases {
+  std::vector<std::string> coordinators;
+  std::vector<wg::PublicKey> nodes;
+};
+
+// Past this many nodes a lease expiry is noted as one Kind::nodes change (others read every
+// node again) rather than one note per node.
+inline constexpr std::size_t kMaxLeaseNodeNotes = 256;
 
 struct RelayJoinResult {
   TokenCheck token = TokenCheck::unknown;
@@ -146,6 +165,13 @@ class Store {
   virtual Result<JoinResult> join_node(const NodeRegistration& node,
                                        const std::optional<PresentedToken>& token,
                                        UnixSeconds now) = 0;
+  // Several joins (the register requests that arrived in one turn of the server's loop), each
+  // with join_node's semantics and its own result, then its endpoints stored when they differ
+  // from the node's. A backend may run them in one transaction, a savepoint each, so a join
+  // storm costs one commit per batch rather than two per node; a failed commit fails every join
+  // of the batch. The default runs them one by one.
+  virtual std::vector<Result<JoinResult>> join_nodes(const std::vector<BatchedJoin>& joins,
+                                                     UnixSeconds now);
   virtual Result<std::vector<Node>> list_nodes() = 0;  // by name
   virtual Result<std::optional<Node>> find_node(const wg::PublicKey& node_key) = 0;
   virtual Result<std::optional<Node>> find_node_by_name(std::string_view name) = 0;
@@ -193,6 +219,24 @@ class Store {
   // only for the coordinator it is connected to, so a node that moved to another coordinator
   // is not marked offline by the one it left. Empty (the admin CLI): every node.
   virtual void set_coordinator_id(std::string id) = 0;
+  // Leases: a coordinator that dies (kill -9, a lost host) cannot mark its nodes offline, so
+  // each running coordinator holds a lease in the store, `coordinators(id, expires_at)`, and
+  // renews it well before it runs out; the others take the nodes of a lease that ran out
+  // offline. Times are each coordinator's wall clock: their clocks must agree to well within a
+  // lease (NTP does). The id is set_coordinator_id's; with an empty id these do nothing.
+  //
+  // Extends this coordinator's lease to now + duration. Returns whether it still held it:
+  // false when it had none (its first renewal) or when another coordinator found it expired
+  // (this one stalled for longer than a lease) and took its nodes offline; the caller then
+  // marks the nodes it serves online again.
+  virtual Result<bool> renew_lease(UnixSeconds now, UnixSeconds duration) = 0;
+  // Every other coordinator whose lease ran out before `now`: its nodes still marked online
+  // go offline as of now (disconnected_at = now, so ephemeral ones start their grace) and
+  // its lease is deleted, in one transaction; each node is noted as changed (many at once as
+  // Kind::nodes). O(expired leases + their nodes), by the index on connected_to.
+  virtual Result<ExpiredLeases> expire_leases(UnixSeconds now) = 0;
+  // Deletes this coordinator's lease (a clean stop, once its nodes went offline).
+  virtual Result<void> release_lease() = 0;
 
   // --- Changes made by others ---
   virtual StoreBackend backend() const = 0;

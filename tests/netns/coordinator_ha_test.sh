@@ -22,8 +22,12 @@
 #      coordinator 2's agents (and coordinator 1's) within 2 s; a join through c1 reaches c2's
 #      agents within 2 s;
 #   4. failover (separate function, needs knitd's coordinator client to move between the token's
-#      addresses): kill -9 c1 — its agents move to c2 within 5 s and pings never stop.
-#      Skip it with KNIT_HA_FAILOVER=skip.
+#      addresses): kill -9 c1 — its agents move to c2 within 5 s and pings never stop;
+#   5. dead-coordinator cleanup (in the failover): agent2 cannot reach c2 (a route to c2 made
+#      unreachable in its namespace), so after the kill it stays "held" by the dead c1 — c2 takes
+#      it offline when c1's lease (--lease 3s) runs out, within 8 s of the kill, and agent3 sees
+#      that; once the route is back agent2 reconnects to c2 and is online again.
+#      Skip 4 and 5 with KNIT_HA_FAILOVER=skip.
 set -euo pipefail
 source "$(dirname "$0")/../lab/lib.sh"
 lab_init ping nc jq setpriv
@@ -35,6 +39,7 @@ PG_BIN=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1)
 [[ -x "$PG_BIN/initdb" && -x "$PG_BIN/postgres" ]] \
   || lab_skip "PostgreSQL is not installed (apt-get install postgresql; scripts/setup.sh does)"
 FAILOVER=${KNIT_HA_FAILOVER:-run}
+LEASE=3s  # a coordinator that dies has its nodes taken offline by the other after this
 
 # ---- PostgreSQL, as nobody, on a Unix socket only ----
 chmod 711 "$LAB_DIR"
@@ -77,7 +82,7 @@ admin() { local c=$1; shift; "$KNIT_BIN/knit-coordinator" --state-dir "${COORD_S
 start_coordinator() {  # start_coordinator C [STORE]
   local c=$1 store=${2:-$PG_URL}
   lab_bg "coordinator$c" "${COORD_NS[$c]}" "$KNIT_BIN/knit-coordinator" --state-dir "${COORD_STATE[$c]}" \
-    --store "$store" serve --listen "${COORD_ADDR[$c]}"
+    --store "$store" serve --listen "${COORD_ADDR[$c]}" --lease "$LEASE"
   COORD_PID[$c]=$LAB_BG_LAST
   lab_wait_for 10 "coordinator $c to listen on ${COORD_ADDR[$c]}" \
     ip netns exec "${COORD_NS[$c]}" nc -z -w 1 "${COORD_ADDR[$c]%:*}" "${COORD_ADDR[$c]#*:}"
@@ -92,6 +97,10 @@ knit_in() {
   ip netns exec "${AGENT_NS[$i]}" "$KNIT_BIN/knit" --socket "$LAB_DIR/state/${AGENT_IF[$i]}/knitd.sock" "$@"
 }
 status_json() { knit_in "$1" status --json; }
+peer_online() {  # peer_online I NAME true|false — agent I sees NAME online (or not)
+  status_json "$1" | jq -e --arg n "$2" --argjson want "$3" \
+    'any(.peers[]; .name == $n and .online == $want)' >/dev/null
+}
 peers_online() {
   local got
   got=$(status_json "$1" | jq '[.peers[] | select(.online == true)] | length') || return 1
@@ -167,16 +176,28 @@ ha_mesh() {
 
 ha_failover() {
   lab_step "failover: kill -9 coordinator 1; its agents move to coordinator 2 within 5 s, pings never stop"
-  local ping_log="$LAB_DIR/logs/failover-ping.log" lost
+  local ping_log="$LAB_DIR/logs/failover-ping.log" lost killed took
   ip netns exec "${AGENT_NS[1]}" ping -i 0.2 -c 60 -W 1 "${MESH_IP[3]}" >"$ping_log" 2>&1 &
   local ping_pid=$!
   LAB_BG_PIDS+=("$ping_pid")
+  # agent2 cannot reach coordinator 2: after the kill nobody holds its session but the dead one.
+  ip -n "${AGENT_NS[2]}" route add unreachable "${COORD_ADDR[2]%:*}/32"
   sleep 1
   kill -9 "${COORD_PID[1]}"
+  killed=$(date +%s%N)
   wait "${COORD_PID[1]}" 2>/dev/null || true
   # The store says which coordinator a node's session is on.
   lab_wait_for 5 "agent1 to move to coordinator 2" on_coordinator 2 agent1
-  lab_wait_for 5 "agent2 to move to coordinator 2" on_coordinator 2 agent2
+
+  lab_step "dead-coordinator cleanup: agent2, stranded on the dead coordinator 1, goes offline once its lease ($LEASE) runs out"
+  lab_wait_for 8 "agent3 (on coordinator 2) to see agent2 offline" peer_online 3 agent2 false
+  took=$(( ($(date +%s%N) - killed) / 1000000 ))
+  (( took <= 8000 )) || lab_fail "agent2 went offline only ${took} ms after coordinator 1 died (bound: 8 s)"
+  lab_pass "agent2 offline for coordinator 2's agents ${took} ms after coordinator 1 died"
+  ip -n "${AGENT_NS[2]}" route del unreachable "${COORD_ADDR[2]%:*}/32"
+  lab_wait_for 10 "agent2 to reconnect to coordinator 2" on_coordinator 2 agent2
+  lab_wait_for 3 "agent3 to see agent2 online again" peer_online 3 agent2 true
+  lab_pass "agent2 online again through coordinator 2"
   # A change only coordinator 2 can deliver now.
   admin 2 --store "$PG_URL" nodes remove agent2 >/dev/null
   lab_wait_for 2 "agent1 to hear (through coordinator 2) that agent2 was removed" lacks_peer 1 agent2

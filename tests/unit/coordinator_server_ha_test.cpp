@@ -1,7 +1,9 @@
 // Two coordinators (Servers) on one real PostgreSQL (tests/support/postgres_server.hpp): an
 // agent of one sees what happens through the other within 2 s — a join, new endpoints, a node
-// removed by an admin — and a server whose store connection is cut off keeps serving once the
-// database is back. Skipped, with the reason, where the postgresql package is not installed.
+// removed by an admin; the nodes of a coordinator that stops dead go offline for the other's
+// agents once its lease runs out; and a server whose store connection is cut off keeps serving
+// once the database is back. Skipped, with the reason, where the postgresql package is not
+// installed.
 #include "tests/support/coordinator_server_fixture.hpp"
 #include "tests/support/postgres_server.hpp"
 
@@ -42,6 +44,16 @@ class TwoCoordinators : public ::testing::Test {
     for (int i = 0; i < 2; ++i) start(coordinators_[i], "coordinator-" + std::to_string(i));
   }
 
+  // A coordinator whose loop stops dead (kill -9, a frozen host): nothing it holds is released.
+  static void stall(Coordinator& c) {
+    c.io.stop();
+    c.thread.join();
+  }
+  static void resume(Coordinator& c) {
+    c.io.restart();
+    c.thread = std::thread([&c] { c.io.run(); });
+  }
+
   void start(Coordinator& c, const std::string& id) {
     auto store = PgStore::open(conninfo_);
     ASSERT_TRUE(store) << store.error().message;
@@ -49,6 +61,8 @@ class TwoCoordinators : public ::testing::Test {
     ServerOptions options;
     options.coordinator_id = id;
     options.publish_delay = std::chrono::milliseconds(10);
+    options.lease_duration = 1;  // whole seconds: runs out 1-2 s after the last renewal
+    options.lease_renew_interval = std::chrono::milliseconds(200);
     c.server = std::make_unique<Server>(c.io, *c.store, key_, mesh_, c.rng, options);
     c.server->start(asio::ip::tcp::endpoint(asio::ip::address_v4::loopback(), 0));
     c.thread = std::thread([&c] { c.io.run(); });
@@ -110,6 +124,25 @@ TEST_F(TwoCoordinators, WhatHappensThroughOneReachesTheAgentsOfTheOther) {
   c->disconnect();
   ASSERT_TRUE(d->wait_until(
       [&] { return d->peer(c->public_key()) && !d->peer(c->public_key())->online; }, 2000ms));
+}
+
+TEST_F(TwoCoordinators, ADeadCoordinatorsNodesGoOfflineForTheOthersAgents) {
+  auto a = joined(0, "alpha");  // on coordinator 0
+  auto b = joined(1, "beta");   // on coordinator 1
+  ASSERT_TRUE(b->wait_until(
+      [&] { return b->peer(a->public_key()) && b->peer(a->public_key())->online; }, 2000ms));
+  // Coordinator 0 stops dead with alpha connected: its lease runs out and coordinator 1 takes
+  // alpha offline, which beta hears as a delta.
+  stall(coordinators_[0]);
+  ASSERT_TRUE(b->wait_until([&] { return !b->peer(a->public_key())->online; }, 5000ms));
+  auto row = admin_->find_node(a->public_key());
+  ASSERT_TRUE(row && *row);
+  EXPECT_FALSE((*row)->online);
+  // It was only frozen: on its next renewal it finds its lease taken and says again that the
+  // node still connected to it is online.
+  resume(coordinators_[0]);
+  ASSERT_TRUE(b->wait_until([&] { return b->peer(a->public_key())->online; }, 3000ms));
+  EXPECT_FALSE(b->map_broken());
 }
 
 TEST_F(TwoCoordinators, ServersCarryOnAfterTheDatabaseRestarts) {

@@ -16,6 +16,7 @@
 
 #include "tests/support/postgres_server.hpp"
 #include "tests/support/temp_dir.hpp"
+#include "base/bytes.hpp"
 #include "base/random.hpp"
 #include "coordinator/control_view.hpp"
 #include "coordinator/migrations.hpp"
@@ -530,6 +531,173 @@ TEST_P(StoreTest, AnotherCoordinatorDoesNotTakeThisOnesNodesOffline) {
   EXPECT_TRUE((*store_->find_node(key(1)))->online);
   ASSERT_TRUE((*other)->set_node_online(key(1), false, 2006));
   EXPECT_FALSE((*store_->find_node(key(1)))->online);
+}
+
+// ---- joins in a batch (one transaction per turn of the server's loop) ----
+
+TEST_P(StoreTest, ABatchOfJoinsGivesEachItsOwnResult) {
+  Token once = make_token("00000000000000bb", 9, /*reusable=*/false);
+  ASSERT_TRUE(store_->add_token(once));
+  join(1, "known");
+  const std::vector<Endpoint> endpoints = {*Endpoint::parse("192.0.2.7:41641")};
+  std::vector<BatchedJoin> batch;
+  batch.push_back({reg(2, "new"), presented(token_), endpoints});
+  batch.push_back({reg(3, "first"), presented(once), {}});
+  batch.push_back({reg(4, "second"), presented(once), {}});    // the one-use token is used
+  batch.push_back({reg(5, "stranger"), std::nullopt, {}});     // unknown key, no token
+  batch.push_back({reg(1, "known"), std::nullopt, endpoints});  // re-joins, new endpoints
+  batch.push_back({reg(6, "bad"), PresentedToken{token_.id, hash(99)}, {}});
+  auto results = store_->join_nodes(batch, 3000);
+  ASSERT_EQ(results.size(), batch.size());
+  for (const auto& r : results) ASSERT_TRUE(r) << r.error().message;
+  EXPECT_EQ(results[0]->token, TokenCheck::ok);
+  EXPECT_TRUE(results[0]->created);
+  EXPECT_EQ(results[0]->node.endpoints, endpoints);
+  EXPECT_EQ(results[1]->token, TokenCheck::ok);
+  EXPECT_EQ(results[2]->token, TokenCheck::used);
+  EXPECT_EQ(results[3]->token, TokenCheck::unknown);
+  EXPECT_EQ(results[4]->token, TokenCheck::ok);
+  EXPECT_FALSE(results[4]->created);
+  EXPECT_EQ(results[5]->token, TokenCheck::unknown);
+  // What was stored is what join_node would have stored, one by one.
+  auto nodes = store_->list_nodes();
+  ASSERT_TRUE(nodes);
+  std::set<std::string> names;
+  std::set<IpAddress> v4;
+  for (const Node& n : *nodes) {
+    names.insert(n.name);
+    v4.insert(n.ipv4);
+  }
+  EXPECT_EQ(names, (std::set<std::string>{"known", "new", "first"}));
+  EXPECT_EQ(v4.size(), 3u);
+  EXPECT_EQ((*store_->find_node(key(2)))->endpoints, endpoints);
+  EXPECT_EQ((*store_->find_node(key(1)))->endpoints, endpoints);
+  EXPECT_TRUE((*store_->find_node(key(2)))->online);
+  EXPECT_EQ((*store_->find_token(once.id))->uses, 1u);
+  EXPECT_FALSE(*store_->find_node(key(4)));
+}
+
+// Coordinators storing batches at once on one database: every join lands once, with a unique
+// name and address (on PostgreSQL a batch that loses a race on a name runs again whole).
+TEST_P(StoreTest, ConcurrentBatchesGetUniqueAddressesAndNames) {
+  constexpr int kThreads = 3;
+  constexpr int kBatches = 4;
+  constexpr int kEach = 5;
+  std::atomic<int> failed{0};
+  std::vector<std::thread> threads;
+  for (int t = 0; t < kThreads; ++t) {
+    threads.emplace_back([&, t] {
+      auto conn = open();
+      if (!conn) {
+        ++failed;
+        return;
+      }
+      for (int b = 0; b < kBatches; ++b) {
+        std::vector<BatchedJoin> batch;
+        for (int i = 0; i < kEach; ++i) {
+          const auto n = static_cast<std::uint8_t>(1 + (t * kBatches + b) * kEach + i);
+          batch.push_back({reg(n, "same-host"), presented(token_), {}});
+        }
+        for (const auto& r : (*conn)->join_nodes(batch, 2000))
+          if (!r || r->token != TokenCheck::ok) ++failed;
+      }
+    });
+  }
+  for (auto& th : threads) th.join();
+  EXPECT_EQ(failed, 0);
+  auto nodes = store_->list_nodes();
+  ASSERT_TRUE(nodes);
+  ASSERT_EQ(nodes->size(), static_cast<std::size_t>(kThreads * kBatches * kEach));
+  std::set<IpAddress> v4;
+  std::set<std::string> names;
+  for (const Node& n : *nodes) {
+    v4.insert(n.ipv4);
+    names.insert(n.name);
+  }
+  EXPECT_EQ(v4.size(), nodes->size());
+  EXPECT_EQ(names.size(), nodes->size());
+}
+
+// ---- coordinators' leases ----
+
+TEST_P(StoreTest, ADeadCoordinatorsNodesGoOfflineWhenItsLeaseRunsOut) {
+  join(1, "a");
+  join(2, "b");
+  join(3, "c");
+  auto other = open();
+  ASSERT_TRUE(other);
+  Store& two = **other;
+  store_->set_coordinator_id("host/one:7443");
+  two.set_coordinator_id("host/two:7443");
+  EXPECT_FALSE(*store_->renew_lease(2000, 30));  // a first lease
+  EXPECT_TRUE(*store_->renew_lease(2010, 30));   // renewed: held
+  EXPECT_FALSE(*two.renew_lease(2010, 30));
+  // a and b on one, c on two.
+  ASSERT_TRUE(store_->set_node_online(key(1), true, 2011));
+  ASSERT_TRUE(store_->set_node_online(key(2), true, 2011));
+  ASSERT_TRUE(two.set_node_online(key(3), true, 2011));
+  // One's lease runs to 2040: not expired at 2040, expired after; a coordinator never expires
+  // its own.
+  EXPECT_TRUE(two.expire_leases(2040)->coordinators.empty());
+  ASSERT_TRUE(two.renew_lease(2041, 30));
+  EXPECT_TRUE(store_->expire_leases(2060)->coordinators.empty());
+  EXPECT_TRUE((*two.find_node(key(1)))->online);
+  auto expired = two.expire_leases(2041);
+  ASSERT_TRUE(expired) << expired.error().message;
+  EXPECT_EQ(expired->coordinators, std::vector<std::string>{"host/one:7443"});
+  std::set<wg::PublicKey> nodes(expired->nodes.begin(), expired->nodes.end());
+  EXPECT_EQ(nodes, (std::set<wg::PublicKey>{key(1), key(2)}));
+  auto a = *two.find_node(key(1));
+  EXPECT_FALSE(a->online);
+  EXPECT_EQ(a->disconnected_at, 2041);  // an ephemeral node's grace starts
+  EXPECT_TRUE((*two.find_node(key(3)))->online);
+  // Once only: the lease is gone.
+  EXPECT_TRUE(two.expire_leases(2042)->coordinators.empty());
+  // a reconnects to two: online, two's.
+  ASSERT_TRUE(two.set_node_online(key(1), true, 2043));
+  EXPECT_TRUE((*two.find_node(key(1)))->online);
+  // One was only stalled: its renewal says it had lost the lease; b is still connected to it.
+  EXPECT_FALSE(*store_->renew_lease(2050, 30));
+  ASSERT_TRUE(store_->set_node_online(key(2), true, 2050));
+  EXPECT_TRUE((*two.find_node(key(2)))->online);
+  // A clean stop leaves no lease behind to expire.
+  ASSERT_TRUE(store_->release_lease());
+  EXPECT_TRUE(two.expire_leases(9999)->coordinators.empty());
+  EXPECT_TRUE((*two.find_node(key(2)))->online);
+}
+
+TEST_P(StoreTest, ALeaseExpiryIsNotedForTheOtherCoordinators) {
+  join(1, "a");
+  store_->set_coordinator_id("one");
+  ASSERT_TRUE(store_->renew_lease(2000, 10));
+  ASSERT_TRUE(store_->set_node_online(key(1), true, 2000));
+  auto other = open();
+  ASSERT_TRUE(other);
+  (*other)->set_coordinator_id("two");
+  // A third connection reads the notes the expiry wrote (another coordinator's change feed).
+  auto reader = open();
+  ASSERT_TRUE(reader);
+  if (GetParam() == StoreBackend::sqlite) {
+    auto& sqlite = static_cast<SqliteStore&>(**reader);
+    std::uint64_t cursor = *sqlite.latest_change();
+    ASSERT_EQ((*other)->expire_leases(2011)->nodes.size(), 1u);
+    auto notes = sqlite.changes_after(cursor);
+    ASSERT_TRUE(notes);
+    EXPECT_EQ(*notes, (std::vector<StoreChange>{{StoreChange::Kind::node, key(1)}}));
+  } else {
+    auto& pg = static_cast<PgStore&>(**reader);
+    ASSERT_TRUE(pg.connection().exec(std::string("LISTEN ") + std::string(kNotifyChannel)));
+    ASSERT_EQ((*other)->expire_leases(2011)->nodes.size(), 1u);
+    PGnotify* note = nullptr;
+    for (int i = 0; i < 200 && note == nullptr; ++i) {
+      ASSERT_EQ(PQconsumeInput(pg.connection().handle()), 1);
+      note = PQnotifies(pg.connection().handle());
+      if (note == nullptr) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    }
+    ASSERT_NE(note, nullptr);
+    EXPECT_NE(std::string(note->extra).find(to_base64(key(1))), std::string::npos) << note->extra;
+    PQfreemem(note);
+  }
 }
 
 // ---- moving a mesh (migrate) ----
