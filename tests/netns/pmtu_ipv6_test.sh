@@ -140,6 +140,10 @@ direct_checks "PTB dropped"
 # says 1280 although the path carries 1200, and ping -M do learns 1280. (A packet of 1201..1280
 # bytes would need the outer datagram fragmented; see README, "Troubleshooting".)
 B6=$(mesh_self "$B" ipv6)
+# knitd answers only once the full size has gone unanswered three times (the path is proven
+# smaller); the transfers above may finish before that.
+lab_wait_for 20 "$A to prove the path to $B smaller than the tunnel" \
+  grep -q "proven smaller than the tunnel MTU" "$(agent_log "$A")"
 out=$(ip netns exec "$A_NS" ping -6 -M do -s 1300 -c 2 -i 0.3 -W 1 -n "$B6" 2>&1 || true)
 grep -Eq "mtu ?= ?1280" <<<"$out" || lab_fail "ping -6 -M do -s 1300 to $B6 was not told the MTU (1280, IPv6's minimum): $(tr '\n' ' ' <<<"$out")"
 ip netns exec "$A_NS" ping -6 -M do -s 1152 -c 1 -W 2 -n -q "$B6" >/dev/null \

@@ -173,6 +173,10 @@ grep -q "mtu 1216" <<<"$human" || lab_fail "\`knit status\` does not show the sm
 lab_pass "knit status shows it: $(grep "$B" <<<"$human" | tr -s ' ')"
 # Not only TCP: a packet too big for the proven path gets the answer a router gives (ICMP
 # "fragmentation needed" with the MTU), so ping -M do, UDP and QUIC adapt too.
+# knitd answers only once the full size has gone unanswered three times (the path is proven
+# smaller); the transfers above may finish before that.
+lab_wait_for 20 "$A to prove the path to $B smaller than the tunnel" \
+  grep -q "proven smaller than the tunnel MTU" "$(agent_log "$A")"
 out=$(ip netns exec "${MESH_AGENT_NS[$A]}" ping -M do -s 1300 -c 2 -i 0.3 -W 1 -n "$(mesh_ip "$B")" 2>&1 || true)
 grep -Eq "Frag needed and DF set \(mtu = 1216\)|message too long, mtu=1216" <<<"$out" \
   || lab_fail "ping -M do -s 1300 across the 1280-byte hop was not told the MTU: $out"
