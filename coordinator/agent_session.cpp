@@ -251,9 +251,11 @@ bool AgentSession::enqueue_text(std::string message) {
   return enqueue(Outgoing{{}, std::make_shared<const std::string>(std::move(message))});
 }
 
-bool AgentSession::send_map(std::shared_ptr<const MapSnapshot> map) {
+bool AgentSession::send_map(std::shared_ptr<const MapSnapshot> map,
+                            std::shared_ptr<const std::vector<control::NodeKey>> only) {
   if (closing() || phase_ != Phase::open || map_ != nullptr || map == nullptr) return false;
   map_ = std::move(map);
+  map_only_ = std::move(only);
   next_page_ = 0;
   pump_map();
   return !closing();
@@ -264,10 +266,11 @@ void AgentSession::pump_map() {
   pumping_ = true;
   while (map_ != nullptr && !closing() && queued_bytes_ < kMapPumpBytes) {
     if (next_page_ < map_->page_count()) {
-      if (!enqueue_text(map_->page_for(next_page_++, node_key_))) break;
+      if (!enqueue_text(map_->page_for(next_page_++, node_key_, map_only_.get()))) break;
       continue;
     }
     map_.reset();
+    map_only_.reset();
     while (!held_.empty() && !closing()) {
       std::shared_ptr<const std::string> message = std::move(held_.front());
       held_.pop_front();
@@ -379,6 +382,7 @@ void AgentSession::close_after(std::string_view last, CloseReason reason) {
   if (closing()) return;
   // The last word goes out after what is queued, not after a map nobody needs any more.
   map_.reset();
+  map_only_.reset();
   for (const auto& message : held_) queued_bytes_ -= message->size();
   held_.clear();
   if (!last.empty() && !send(last)) return;
@@ -410,6 +414,7 @@ void AgentSession::close(CloseReason reason) {
   queue_.clear();  // writing_ stays until the aborted write hands it back
   queued_bytes_ = 0;
   map_.reset();
+  map_only_.reset();
   held_.clear();
   host_.on_closed(*this, reason);
 }

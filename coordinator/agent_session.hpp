@@ -28,6 +28,7 @@
 #include <deque>
 #include <memory>
 #include <optional>
+#include <set>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -134,8 +135,19 @@ class AgentSession : public std::enable_shared_from_this<AgentSession> {
   // server a pointer each, not the delta's size each.
   bool send(std::string_view message);
   bool send(std::shared_ptr<const std::string> message);
-  // Streams the map's pages, then whatever send() was given meanwhile.
-  bool send_map(std::shared_ptr<const MapSnapshot> map);
+  // Streams the map's pages, then whatever send() was given meanwhile. With `only` (sorted
+  // keys), the pages hold only those peers: the map trimmed by the access policy.
+  bool send_map(std::shared_ptr<const MapSnapshot> map,
+                std::shared_ptr<const std::vector<control::NodeKey>> only = nullptr);
+  // The peers this agent's map holds once it has read what is queued, while its map is trimmed
+  // by the access policy (server_publish.cpp); null while it holds every peer. The generation
+  // is the policy publisher's visibility generation the set was last reconciled with.
+  std::set<control::NodeKey>* trimmed() { return trimmed_ ? &*trimmed_ : nullptr; }
+  void set_trimmed(std::optional<std::set<control::NodeKey>> held, std::uint64_t generation) {
+    trimmed_ = std::move(held);
+    trimmed_generation_ = generation;
+  }
+  std::uint64_t trimmed_generation() const { return trimmed_generation_; }
   bool streaming_map() const { return map_ != nullptr; }
   // Closes at once; pending output is dropped. Idempotent.
   void close(CloseReason reason);
@@ -225,6 +237,9 @@ class AgentSession : public std::enable_shared_from_this<AgentSession> {
   bool wants_self_ = false;
   control::NodeAssignment self_sent_;
   std::shared_ptr<const MapSnapshot> map_;  // being streamed
+  std::shared_ptr<const std::vector<control::NodeKey>> map_only_;  // its visible keys, or null
+  std::optional<std::set<control::NodeKey>> trimmed_;
+  std::uint64_t trimmed_generation_ = 0;
   std::size_t next_page_ = 0;
   std::deque<std::shared_ptr<const std::string>> held_;  // sent while the map streams
   bool pumping_ = false;

@@ -27,8 +27,19 @@ MapSnapshot::MapSnapshot(std::uint64_t version, const control::V6Base& base,
   }
 }
 
-std::string MapSnapshot::page_for(std::size_t i, const control::NodeKey& own) const {
+std::string MapSnapshot::page_for(std::size_t i, const control::NodeKey& own,
+                                  const std::vector<control::NodeKey>* only) const {
   const auto [first, last] = pages_.at(i);
+  if (only != nullptr) {
+    std::size_t n = 0;
+    std::string entries;
+    for (std::size_t k = first; k < last; ++k) {
+      if (keys_[k] == own || !std::binary_search(only->begin(), only->end(), keys_[k])) continue;
+      entries.append(data_, offsets_[k], offsets_[k + 1] - offsets_[k]);
+      ++n;
+    }
+    return control::page_header(version_, i, pages_.size(), base_, n) + entries;
+  }
   const auto it = std::lower_bound(keys_.begin() + static_cast<std::ptrdiff_t>(first),
                                    keys_.begin() + static_cast<std::ptrdiff_t>(last), own);
   const bool skip = it != keys_.begin() + static_cast<std::ptrdiff_t>(last) && *it == own;

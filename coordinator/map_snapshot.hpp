@@ -26,8 +26,11 @@ class MapSnapshot {
   std::uint64_t version() const { return version_; }
   std::size_t page_count() const { return pages_.size(); }
   std::size_t peer_count() const { return keys_.size(); }
-  // Page i as node `own` must see it: every entry of the page but its own.
-  std::string page_for(std::size_t i, const control::NodeKey& own) const;
+  // Page i as node `own` must see it: every entry of the page but its own; with `only` (sorted),
+  // only the entries of those keys (a map trimmed by the access policy, visibility.hpp).
+  std::string page_for(std::size_t i, const control::NodeKey& own,
+                       const std::vector<control::NodeKey>* only = nullptr) const;
+  const std::vector<control::NodeKey>& keys() const { return keys_; }
   std::size_t bytes() const { return data_.size(); }
 
  private:

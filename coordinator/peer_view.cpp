@@ -91,6 +91,7 @@ std::optional<PeerView::Published> PeerView::publish() {
         bytes += entry.size();
         entry_bytes_ += entry.size();
         if (it == published_.end()) {
+          out.added.push_back(key);
           added_.push_back(Item{key, entry});
           published_[key] = Entry{std::move(*state), std::move(entry)};
         } else {
@@ -129,6 +130,35 @@ std::string PeerView::delta_text(const NodeKey* skip) const {
 }
 
 std::string PeerView::delta_text_for(const NodeKey& own) const { return delta_text(&own); }
+
+const std::string* PeerView::entry(const NodeKey& key) const {
+  const auto it = published_.find(key);
+  return it == published_.end() ? nullptr : &it->second.bytes;
+}
+
+std::string PeerView::delta_text_of(const std::vector<const std::string*>& added,
+                                    const std::vector<const std::string*>& changed,
+                                    const std::vector<NodeKey>& removed) const {
+  std::string out = control::delta_header(version_, base_);
+  control::append_count(out, added.size());
+  for (const std::string* e : added) out += *e;
+  control::append_count(out, changed.size());
+  for (const std::string* e : changed) out += *e;
+  control::append_count(out, removed.size());
+  for (const NodeKey& key : removed) control::append_key(out, key);
+  return out;
+}
+
+PeerView::Published PeerView::bump() {
+  added_.clear();
+  changed_.clear();
+  removed_.clear();
+  Published out;
+  out.version = ++version_;
+  snapshot_.reset();
+  out.text = delta_text(nullptr);
+  return out;
+}
 
 std::shared_ptr<const MapSnapshot> PeerView::snapshot() {
   if (snapshot_) return snapshot_;

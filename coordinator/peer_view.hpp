@@ -45,6 +45,7 @@ class PeerView {
   struct Published {
     std::uint64_t version = 0;
     std::vector<control::NodeKey> keys;  // sorted: every node the delta mentions
+    std::vector<control::NodeKey> added;  // sorted: those of keys it adds
     std::string text;                    // the delta, for a node not in keys
   };
   // Turns pending changes into the next version (up to the size limits above; has_pending()
@@ -58,6 +59,21 @@ class PeerView {
 
   std::uint64_t version() const { return version_; }
   std::size_t size() const { return published_.size(); }
+
+  // For maps trimmed by the access policy (server_publish.cpp): a published peer's encoded
+  // entry (nullptr: not published), every published key in order, and a delta of the current
+  // version made of the given entries and removals.
+  const std::string* entry(const control::NodeKey& key) const;
+  template <typename F>
+  void for_each_published(F&& f) const {
+    for (const auto& [key, entry] : published_) f(key);
+  }
+  std::string delta_text_of(const std::vector<const std::string*>& added,
+                            const std::vector<const std::string*>& changed,
+                            const std::vector<control::NodeKey>& removed) const;
+  // A new version with no change in it: what a change of who sees whom rides on when the peers
+  // themselves did not change (every agent must step to the same version).
+  Published bump();
 
  private:
   struct Entry {

@@ -64,7 +64,9 @@ void PolicyPublisher::compile_if_needed() {
   if (!stale_) return;
   stale_ = false;
   compiled_.clear();
+  ++visibility_generation_;
   if (!document_) {
+    visibility_.reset();
     for (const control::PeerInfo& p : peers_) compiled_[p.node_key] = {control::encode(control::PolicyRules{}), {}};
     return;
   }
@@ -80,12 +82,30 @@ void PolicyPublisher::compile_if_needed() {
     n.routes = p.routes;
     mesh.nodes.push_back(std::move(n));
   }
+  std::vector<policy::RuleSet> sets;
+  sets.reserve(peers_.size());
   for (std::size_t i = 0; i < peers_.size(); ++i) {
-    const policy::RuleSet set = policy::compile_for(*document_, mesh, mesh.nodes[i]);
+    const policy::RuleSet& set = sets.emplace_back(policy::compile_for(*document_, mesh, mesh.nodes[i]));
     // Compared without the version: a change that leaves this node's rules alone sends nothing.
     compiled_[peers_[i].node_key] = {control::encode(control::PolicyRules{true, policy::encode_rules(version_, set)}),
                                      policy::encode_rules(0, set)};
   }
+  std::vector<Visibility::Node> nodes;
+  nodes.reserve(peers_.size());
+  for (std::size_t i = 0; i < peers_.size(); ++i)
+    nodes.push_back({peers_[i].node_key, peers_[i].ipv4, peers_[i].ipv6, !peers_[i].routes.empty(), &sets[i]});
+  visibility_ = Visibility::build(nodes);
+}
+
+const Visibility* PolicyPublisher::visibility() {
+  if (!document_) return nullptr;
+  compile_if_needed();
+  return visibility_ ? &*visibility_ : nullptr;
+}
+
+std::uint64_t PolicyPublisher::visibility_generation() {
+  compile_if_needed();
+  return visibility_generation_;
 }
 
 std::optional<std::string> PolicyPublisher::message_for(const control::NodeKey& key) {

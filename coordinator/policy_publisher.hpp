@@ -17,6 +17,7 @@
 #include "control/messages.hpp"
 #include "control/peer_map.hpp"
 #include "coordinator/policy_settings.hpp"
+#include "coordinator/visibility.hpp"
 #include "policy/document.hpp"
 
 namespace knit::coordinator {
@@ -39,6 +40,12 @@ class PolicyPublisher {
 
   bool in_force() const { return document_.has_value(); }
   std::uint64_t version() const { return version_; }
+  // Who sees whom in the peer map under the policy (visibility.hpp), from the same compilation
+  // as the rules; null while no policy is in force (everyone sees everyone). generation()
+  // changes whenever the answer may have (every compilation, setting or clearing the policy),
+  // so the server knows when to trim the agents' maps again.
+  const Visibility* visibility();
+  std::uint64_t visibility_generation();
 
  private:
   void compile_if_needed();
@@ -56,6 +63,8 @@ class PolicyPublisher {
   };
   std::unordered_map<control::NodeKey, Compiled, control::NodeKeyHash> compiled_;
   std::unordered_map<control::NodeKey, std::string, control::NodeKeyHash> sent_;  // Compiled::rules
+  std::optional<Visibility> visibility_;
+  std::uint64_t visibility_generation_ = 0;
 };
 
 }  // namespace knit::coordinator

@@ -179,6 +179,15 @@ class Server final : private SessionHost {
   bool load_policy();
   // Sends each agent that enforces policies its rules where they changed (server_publish.cpp).
   void push_policy();
+  // Hands the peer view to the policy publisher while a policy is in force (what the rules and
+  // who-sees-whom are compiled against).
+  void update_policy_peers();
+  // The delta of `published` as `session` must see it while the access policy trims maps
+  // (visibility.hpp): only the peers it may see, plus those it must now gain or lose; `regroup`:
+  // who sees whom changed since its last delta, so every peer is looked at, not only those the
+  // delta names. Keeps the session's set of held peers.
+  std::string trimmed_delta(AgentSession& session, const Visibility* visibility, std::uint64_t generation,
+                            bool regroup, const PeerView::Published& published);
   void sweep();
   // Renews this coordinator's lease and expires others' (server_publish.cpp).
   void keep_lease();
@@ -226,6 +235,7 @@ class Server final : private SessionHost {
   std::string relay_map_text_;
   std::string dns_config_text_;  // control::DnsConfig, encoded
   PolicyPublisher policy_;
+  std::uint64_t published_generation_ = 0;  // the visibility generation of the last publish
   std::unique_ptr<ChangeFeed> feed_;
 };
 

@@ -3,6 +3,7 @@
 #include <malloc.h>
 
 #include <algorithm>
+#include <set>
 #include <unordered_set>
 
 #include "base/bytes.hpp"
@@ -77,19 +78,37 @@ void Server::publish() {
   publish_armed_ = false;
   const auto started = std::chrono::steady_clock::now();
   auto published = view_.publish();
+  // With an access policy in force each agent's map holds only the peers it may reach
+  // (visibility.hpp). Who sees whom can change with no peer changing (a policy set or cleared, a
+  // tag): the trimmed maps then step to a version of their own.
+  const bool in_force = policy_.in_force();
+  if (in_force) update_policy_peers();
+  const Visibility* visibility = in_force ? policy_.visibility() : nullptr;
+  const std::uint64_t generation = policy_.visibility_generation();
+  const bool regroup = generation != published_generation_;
+  if (!published && regroup &&
+      (visibility != nullptr ||
+       std::any_of(owners_.begin(), owners_.end(), [](const auto& o) { return o.second->trimmed() != nullptr; })))
+    published = view_.bump();
   if (!published) return;
+  published_generation_ = generation;
   last_publish_started_ = started;
   // One plaintext for every session that gets the delta as it is; each seals it as it writes.
   const auto text = std::make_shared<const std::string>(std::move(published->text));
   std::size_t sent = 0;
+  std::size_t trimmed = 0;
   for (const auto& [key, session] : owners_) {
     if (session->closing()) continue;
     const bool about_it =
         std::binary_search(published->keys.begin(), published->keys.end(), key);
-    if (about_it)
+    if (visibility != nullptr || session->trimmed() != nullptr) {
+      session->send(trimmed_delta(*session, visibility, generation, regroup, *published));
+      ++trimmed;
+    } else if (about_it) {
       session->send(view_.delta_text_for(key));
-    else
+    } else {
       session->send(text);
+    }
     ++sent;
     // The delta leaves its own entry out; an agent that follows it hears of a rename here.
     if (about_it && session->wants_self()) {
@@ -109,11 +128,59 @@ void Server::publish() {
     ++sent;
   }
   log(LogLevel::debug, kLog, "peer map version ", published->version, ": ",
-      published->keys.size(), " nodes changed, sent to ", sent, " agents");
+      published->keys.size(), " nodes changed, sent to ", sent, " agents (", trimmed, " trimmed by the policy)");
   push_policy();
   last_publish_cost_ = std::chrono::steady_clock::now() - started;
   // A change too large for one delta goes out as several versions.
   if (view_.has_pending()) schedule_publish();
+}
+
+std::string Server::trimmed_delta(AgentSession& session, const Visibility* visibility, std::uint64_t generation,
+                                  bool regroup, const PeerView::Published& published) {
+  const NodeKey own = session.node_key();
+  auto visible = [&](const NodeKey& k) { return k != own && (visibility == nullptr || visibility->sees(own, k)); };
+  std::set<NodeKey> held;
+  bool everything = regroup || session.trimmed_generation() != generation;
+  if (std::set<NodeKey>* mine = session.trimmed()) {
+    held = std::move(*mine);
+  } else {
+    // It held every peer of the last version: the view now, less what this version added, plus
+    // what it removed.
+    view_.for_each_published([&](const NodeKey& k) {
+      if (k != own && !std::binary_search(published.added.begin(), published.added.end(), k)) held.insert(k);
+    });
+    for (const NodeKey& k : published.keys)
+      if (view_.entry(k) == nullptr && k != own) held.insert(k);
+    everything = true;
+  }
+  std::vector<const std::string*> added, changed;
+  std::vector<NodeKey> removed;
+  auto consider = [&](const NodeKey& k) {
+    const std::string* entry = view_.entry(k);
+    const bool want = entry != nullptr && visible(k);
+    const bool has = held.count(k) != 0;
+    if (want && !has) {
+      added.push_back(entry);
+      held.insert(k);
+    } else if (!want && has) {
+      removed.push_back(k);
+      held.erase(k);
+    } else if (want && std::binary_search(published.keys.begin(), published.keys.end(), k)) {
+      changed.push_back(entry);
+    }
+  };
+  if (everything) {
+    view_.for_each_published(consider);
+    std::vector<NodeKey> gone;
+    for (const NodeKey& k : held)
+      if (view_.entry(k) == nullptr) gone.push_back(k);
+    for (const NodeKey& k : gone) consider(k);
+  } else {
+    for (const NodeKey& k : published.keys) consider(k);
+  }
+  if (visibility == nullptr) session.set_trimmed(std::nullopt, generation);  // holds every peer again
+  else session.set_trimmed(std::move(held), generation);
+  return view_.delta_text_of(added, changed, removed);
 }
 
 // ---- changes made by others ----
@@ -134,7 +201,10 @@ void Server::on_store_changes(std::vector<StoreChange> changes, bool resync) {
   }
   if (relays && load_relays()) push_relay_map();
   if (dns && load_dns()) push_dns();
-  if (policy && load_policy()) push_policy();
+  if (policy && load_policy()) {
+    push_policy();
+    schedule_publish();  // who sees whom may have changed: the trimmed maps follow
+  }
 }
 
 // One node, read again: O(log N) in the store, O(1) to publish.
@@ -185,7 +255,10 @@ void Server::reload() {
   }
   if (load_relays()) push_relay_map();
   if (load_dns()) push_dns();
-  if (load_policy()) push_policy();
+  if (load_policy()) {
+    push_policy();
+    schedule_publish();
+  }
 }
 
 bool Server::load_policy() {
@@ -203,15 +276,17 @@ bool Server::load_policy() {
   return changed;
 }
 
+void Server::update_policy_peers() {
+  std::vector<const PeerInfo*> peers;
+  for (const NodeKey& key : view_.keys())
+    if (const PeerInfo* p = view_.find(key)) peers.push_back(p);
+  policy_.set_peers(peers);
+}
+
 void Server::push_policy() {
   // The mesh the rules are compiled against matters only while a policy is in force; without
   // one this costs a lookup per policy-aware session, not a walk of the whole view.
-  if (policy_.in_force()) {
-    std::vector<const PeerInfo*> peers;
-    for (const NodeKey& key : view_.keys())
-      if (const PeerInfo* p = view_.find(key)) peers.push_back(p);
-    policy_.set_peers(peers);
-  }
+  if (policy_.in_force()) update_policy_peers();
   std::size_t sent = 0;
   for (const auto& [key, session] : owners_) {
     if (session->closing() || !session->wants_policy()) continue;

@@ -1,5 +1,7 @@
 // Server: agents and relays registering, and what agents report afterwards (endpoints, NAT).
 #include <algorithm>
+#include <memory>
+#include <set>
 
 #include "base/bytes.hpp"
 #include "base/log.hpp"
@@ -207,7 +209,20 @@ void Server::on_open(AgentSession& session) {
     policy_.forget(session.node_key());
     if (auto message = policy_.message_for(session.node_key()); message && !session.send(*message)) return;
   }
-  session.send_map(view_.snapshot());
+  std::shared_ptr<const MapSnapshot> snapshot = view_.snapshot();
+  // With an access policy in force the map holds only the peers this node may reach
+  // (visibility.hpp); the session remembers which, so the deltas that follow keep to them.
+  if (session.role() != AgentSession::Role::relay && policy_.in_force()) {
+    if (const Visibility* visibility = policy_.visibility()) {
+      auto only = std::make_shared<std::vector<NodeKey>>();
+      for (const NodeKey& k : snapshot->keys())
+        if (visibility->sees(session.node_key(), k)) only->push_back(k);
+      session.set_trimmed(std::set<NodeKey>(only->begin(), only->end()), policy_.visibility_generation());
+      session.send_map(std::move(snapshot), std::move(only));
+      return;
+    }
+  }
+  session.send_map(std::move(snapshot));
 }
 
 void Server::on_endpoints(AgentSession& session, const control::EndpointUpdate& update) {

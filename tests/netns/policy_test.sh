@@ -47,6 +47,8 @@ lab_wait_for 10 "the coordinator to listen on $COORD_ADDR" \
 coordinator() { "$KNIT_BIN/knit-coordinator" --state-dir "$COORD_STATE" "$@"; }
 knit_on() { local n=$1; shift; ip netns exec "${NS[$n]}" "$KNIT_BIN/knit" --socket "$LAB_DIR/state/${IF[$n]}/knitd.sock" "$@"; }
 policy_field() { knit_on "$1" status --json | jq -r ".self.policy.$2"; }
+# field_test NODE FIELD OP VALUE — `test` on a policy field read afresh at every poll.
+field_test() { test "$(policy_field "$1" "$2")" "$3" "$4"; }
 sees_all() { [[ "$(knit_on "$1" status --json | jq '[.peers[] | select(.online)] | length')" == 3 ]]; }
 # connects FROM TO PORT — a TCP handshake to TO's mesh IPv4 completes within 2 s.
 connects() { ip netns exec "${NS[$1]}" timeout 4 nc -z -w 2 "${IP4[$2]}" "$3"; }
@@ -99,12 +101,21 @@ JSON
 POLICY=$(write_policy base "$(policy_text)")
 t0=${EPOCHREALTIME/./}
 coordinator policy set "$POLICY" | grep -q '^Policy set: 3 rules' || lab_fail "policy set did not confirm"
-for n in "${NODES[@]}"; do lab_wait_for 5 "$n to enforce the policy" test "$(policy_field "$n" in_force)" == true; done
+for n in "${NODES[@]}"; do lab_wait_for 5 "$n to enforce the policy" field_test "$n" in_force == true; done
 lab_pass "every agent enforces it ($(( (${EPOCHREALTIME/./} - t0) / 1000 )) ms after policy set)"
 [[ "$(coordinator policy check web db 5432/tcp)" == *'allowed'*'"web-db"'* ]] || lab_fail "policy check web db 5432/tcp: $(coordinator policy check web db 5432/tcp)"
 ! coordinator policy check plain db 5432/tcp >/dev/null || lab_fail "policy check says plain may reach db:5432"
 knit_on db debug policy | grep -q '"web-db"' || lab_fail "knit debug policy on db does not list web-db: $(knit_on db debug policy)"
 knit_on db status | grep -q '^# access policy in force' || lab_fail "knit status on db does not say a policy is in force"
+# Each map is trimmed to the peers a node may reach or be reached by: plain only ops (admins
+# reach everyone); web and db each other and ops; ops everyone.
+peer_names() { knit_on "$1" status --json | jq -r '[.peers[].name] | sort | join(",")'; }
+sees_exactly() { [[ "$(peer_names "$1")" == "$2" ]]; }
+declare -A SEES=([plain]=ops [web]=db,ops [db]=ops,web [ops]=db,plain,web)
+for n in "${NODES[@]}"; do
+  lab_wait_for 5 "$n's map to be trimmed to ${SEES[$n]}" sees_exactly "$n" "${SEES[$n]}"
+done
+lab_pass "maps trimmed by the policy: plain sees ${SEES[plain]}, web ${SEES[web]}, db ${SEES[db]}, ops ${SEES[ops]}"
 
 lab_step "allowed traffic works"
 connects web db 5432 || lab_fail "web cannot reach db:5432/tcp"
@@ -145,7 +156,7 @@ OPEN=$(write_policy open "$(policy_text '{"action": "accept", "src": ["tag:db"],
 v0=$(policy_field web version)
 t0=${EPOCHREALTIME/./}
 coordinator policy set "$OPEN" >/dev/null || lab_fail "policy set (open) failed"
-lab_wait_for 2 "web to get the new rules" test "$(policy_field web version)" -gt "$v0"
+lab_wait_for 2 "web to get the new rules" field_test web version -gt "$v0"
 ms=$(( (${EPOCHREALTIME/./} - t0) / 1000 ))
 connects db web 7000 || lab_fail "db cannot reach web:7000 after the change"
 lab_pass "web enforces the new rules ${ms} ms after policy set; db reaches web:7000"
@@ -162,7 +173,7 @@ cut0=$(policy_field web cut)
 v1=$(policy_field web version)
 t0=${EPOCHREALTIME/./}
 coordinator policy set "$POLICY" >/dev/null || lab_fail "policy set (back) failed"
-lab_wait_for 2 "web to get the old rules back" test "$(policy_field web version)" -gt "$v1"
+lab_wait_for 2 "web to get the old rules back" field_test web version -gt "$v1"
 ms=$(( (${EPOCHREALTIME/./} - t0) / 1000 ))
 (( $(policy_field web cut) > cut0 )) || lab_fail "web cut no flow: $(knit_on web status --json | jq -c .self.policy)"
 ! connects db web 7000 || lab_fail "db still reaches web:7000 after the rule was taken away"
@@ -182,3 +193,11 @@ sleep 1
 [[ "$(policy_field db version)" == "$vb" ]] || lab_fail "db got new rules from a refused policy"
 ! connects plain db 5432 || lab_fail "plain reaches db:5432 after a refused policy"
 lab_pass "refused ($out); the stored policy and the agents' rules are unchanged"
+
+lab_step "clearing the policy opens the mesh again: every map whole"
+t0=${EPOCHREALTIME/./}
+coordinator policy clear >/dev/null || lab_fail "policy clear failed"
+lab_wait_for 3 "plain to see the three others again" sees_exactly plain db,ops,web
+lab_pass "plain's map is whole again $(( (${EPOCHREALTIME/./} - t0) / 1000 )) ms after policy clear"
+lab_poll 10 connects plain db 5432 || lab_fail "with the policy cleared, plain cannot reach db:5432"
+lab_pass "plain reaches db:5432 again"
