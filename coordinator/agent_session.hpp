@@ -53,6 +53,12 @@ struct ServerCounters {
   std::uint64_t timeouts = 0;            // handshake not done in time, or idle too long
   std::uint64_t registered = 0;          // register requests answered ok
   std::uint64_t rejected = 0;            // register requests refused (token, unknown key, ...)
+  // Several coordinators on one database (Store::renew_lease): other coordinators' leases this
+  // one found run out, their online nodes it marked offline, and the times this one found its
+  // own lease gone (its loop or the database stalled past it) and took its nodes back.
+  std::uint64_t leases_expired = 0;
+  std::uint64_t lease_nodes_offline = 0;
+  std::uint64_t lease_lost = 0;
 };
 
 enum class CloseReason {

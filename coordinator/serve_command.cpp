@@ -122,6 +122,9 @@ void register_metrics(metrics::Registry& registry, const Server& server, Store& 
     metrics::Counter* malformed;
     metrics::Counter* overflow;
     metrics::Counter* timeout;
+    metrics::Counter* leases_expired;
+    metrics::Counter* lease_nodes_offline;
+    metrics::Counter* lease_lost;
   };
   const auto drop = [&registry](std::string_view reason) {
     return &registry.counter("knit_coordinator_connection_drops_total",
@@ -145,6 +148,12 @@ void register_metrics(metrics::Registry& registry, const Server& server, Store& 
       drop("malformed"),
       drop("queue_overflow"),
       drop("timeout"),
+      &registry.counter("knit_coordinator_leases_expired_total",
+                        "Other coordinators' leases this one found run out (serve --lease)."),
+      &registry.counter("knit_coordinator_lease_nodes_offline_total",
+                        "Nodes of coordinators whose lease ran out, marked offline by this one."),
+      &registry.counter("knit_coordinator_lease_lost_total",
+                        "Times this coordinator found its own lease gone and took its nodes back."),
   };
   registry.on_collect([m, &server, &store] {
     const ServerCounters& c = server.counters();
@@ -161,6 +170,9 @@ void register_metrics(metrics::Registry& registry, const Server& server, Store& 
     m.malformed->set(c.malformed);
     m.overflow->set(c.queue_overflows);
     m.timeout->set(c.timeouts);
+    m.leases_expired->set(c.leases_expired);
+    m.lease_nodes_offline->set(c.lease_nodes_offline);
+    m.lease_lost->set(c.lease_lost);
   });
 }
 

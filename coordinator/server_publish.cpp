@@ -347,6 +347,7 @@ void Server::keep_lease() {
     // coordinator took these nodes offline: they are still connected here.
     log(LogLevel::warn, kLog, "this coordinator's lease had run out and another coordinator took its nodes "
         "offline: marking its ", owners_.size(), " connected nodes online again");
+    ++counters_.lease_lost;
     for (const auto& owner : owners_)
       if (auto r = store_.set_node_online(owner.first, true, t); !r && r.error().code != Errc::not_found)
         log(LogLevel::warn, kLog, "cannot mark a node online: ", r.error().message);
@@ -359,6 +360,8 @@ void Server::keep_lease() {
     for (const std::string& id : expired->coordinators) ids += (ids.empty() ? "" : ", ") + id;
     log(LogLevel::info, kLog, "coordinator ", ids, " stopped renewing its lease: ",
         expired->nodes.size(), " of its nodes are offline now");
+    counters_.leases_expired += expired->coordinators.size();
+    counters_.lease_nodes_offline += expired->nodes.size();
     // This coordinator's own notes do not come back through the feed: its view, directly.
     for (const NodeKey& key : expired->nodes) {
       const PeerInfo* current = view_.find(key);

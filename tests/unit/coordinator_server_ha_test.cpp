@@ -4,6 +4,8 @@
 // agents once its lease runs out; and a server whose store connection is cut off keeps serving
 // once the database is back. Skipped, with the reason, where the postgresql package is not
 // installed.
+#include <future>
+
 #include "tests/support/coordinator_server_fixture.hpp"
 #include "tests/support/postgres_server.hpp"
 
@@ -52,6 +54,12 @@ class TwoCoordinators : public ::testing::Test {
   static void resume(Coordinator& c) {
     c.io.restart();
     c.thread = std::thread([&c] { c.io.run(); });
+  }
+  // The server's counters, read on its own loop.
+  static ServerCounters counters_of(Coordinator& c) {
+    std::promise<ServerCounters> got;
+    asio::post(c.io, [&] { got.set_value(c.server->counters()); });
+    return got.get_future().get();
   }
 
   void start(Coordinator& c, const std::string& id) {
@@ -138,10 +146,14 @@ TEST_F(TwoCoordinators, ADeadCoordinatorsNodesGoOfflineForTheOthersAgents) {
   auto row = admin_->find_node(a->public_key());
   ASSERT_TRUE(row && *row);
   EXPECT_FALSE((*row)->online);
+  const ServerCounters survivor = counters_of(coordinators_[1]);
+  EXPECT_EQ(survivor.leases_expired, 1u);
+  EXPECT_EQ(survivor.lease_nodes_offline, 1u);
   // It was only frozen: on its next renewal it finds its lease taken and says again that the
   // node still connected to it is online.
   resume(coordinators_[0]);
   ASSERT_TRUE(b->wait_until([&] { return b->peer(a->public_key())->online; }, 3000ms));
+  EXPECT_EQ(counters_of(coordinators_[0]).lease_lost, 1u);
   EXPECT_FALSE(b->map_broken());
 }
 
