@@ -825,6 +825,42 @@ TEST_F(PgOutage, TheStoreCarriesOnAfterTheServerRestarts) {
   EXPECT_EQ((*store)->list_nodes()->size(), 1u);
 }
 
+// A batch of joins (Store::join_nodes) whose connection was lost (every backend of the database
+// terminated, as a failover does): the batch reconnects and runs once, each join with its own
+// result, a one-use token used once, every node stored once with its own address.
+TEST_F(PgOutage, ABatchOfJoinsAfterALostConnectionLandsOnce) {
+  auto store = PgStore::open(conninfo_);
+  ASSERT_TRUE(store);
+  SeededRandom rng(1);
+  ASSERT_TRUE((*store)->ensure_mesh(std::nullopt, rng));
+  Token many = make_token("00000000000000aa", 1, /*reusable=*/true);
+  Token once = make_token("00000000000000bb", 2, /*reusable=*/false);
+  ASSERT_TRUE((*store)->add_token(many));
+  ASSERT_TRUE((*store)->add_token(once));
+  ASSERT_TRUE((*store)->list_nodes());  // the connection is up and used
+  PgConnection killer(conninfo_);
+  ASSERT_TRUE(killer.connect());
+  auto killed = killer.exec("SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                            "WHERE datname = current_database() AND pid <> pg_backend_pid()");
+  ASSERT_TRUE(killed);
+  ASSERT_GE(killed->integer(0, 0), 1);
+  std::vector<BatchedJoin> batch;
+  for (int i = 1; i <= 3; ++i) batch.push_back({reg(i, "m" + std::to_string(i)), PresentedToken{many.id, hash(1)}, {}});
+  batch.push_back({reg(4, "first"), PresentedToken{once.id, hash(2)}, {}});
+  batch.push_back({reg(5, "second"), PresentedToken{once.id, hash(2)}, {}});
+  auto results = (*store)->join_nodes(batch, 10);
+  ASSERT_EQ(results.size(), batch.size());
+  for (const auto& r : results) ASSERT_TRUE(r) << r.error().message;
+  for (int i = 0; i < 4; ++i) EXPECT_EQ(results[static_cast<std::size_t>(i)]->token, TokenCheck::ok) << i;
+  EXPECT_EQ(results[4]->token, TokenCheck::used);
+  auto nodes = (*store)->list_nodes();
+  ASSERT_TRUE(nodes);
+  ASSERT_EQ(nodes->size(), 4u);
+  std::set<IpAddress> v4;
+  for (const Node& n : *nodes) v4.insert(n.ipv4);
+  EXPECT_EQ(v4.size(), 4u);
+}
+
 TEST(StoreReopen, StateSurvivesReopening) {
   TempDir dir;
   SeededRandom rng(1);
