@@ -178,7 +178,8 @@ class Server final : private SessionHost {
   // The access policy (policy_publisher.hpp): reads the store's; true when it changed.
   bool load_policy();
   // Sends each agent that enforces policies its rules where they changed (server_publish.cpp).
-  void push_policy();
+  // peers_fresh: update_policy_peers() just ran (publish), so the view is not walked again.
+  void push_policy(bool peers_fresh = false);
   // Hands the peer view to the policy publisher while a policy is in force (what the rules and
   // who-sees-whom are compiled against).
   void update_policy_peers();

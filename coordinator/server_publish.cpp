@@ -129,7 +129,7 @@ void Server::publish() {
   }
   log(LogLevel::debug, kLog, "peer map version ", published->version, ": ",
       published->keys.size(), " nodes changed, sent to ", sent, " agents (", trimmed, " trimmed by the policy)");
-  push_policy();
+  push_policy(in_force);
   last_publish_cost_ = std::chrono::steady_clock::now() - started;
   // A change too large for one delta goes out as several versions.
   if (view_.has_pending()) schedule_publish();
@@ -283,10 +283,10 @@ void Server::update_policy_peers() {
   policy_.set_peers(peers);
 }
 
-void Server::push_policy() {
+void Server::push_policy(bool peers_fresh) {
   // The mesh the rules are compiled against matters only while a policy is in force; without
   // one this costs a lookup per policy-aware session, not a walk of the whole view.
-  if (policy_.in_force()) update_policy_peers();
+  if (policy_.in_force() && !peers_fresh) update_policy_peers();
   std::size_t sent = 0;
   for (const auto& [key, session] : owners_) {
     if (session->closing() || !session->wants_policy()) continue;
