@@ -292,3 +292,19 @@ mesh_ping() {
   lab_poll "${3:-10}" mesh_ping_once "$1" "$2" \
     || lab_fail "ping from $1 to $2 (${MESH_IP[$2]}) through the mesh got no answer within ${3:-10}s (path: $(mesh_path "$1" "$2"))"
 }
+
+# mesh_agent_log LABEL — knitd's log file of agent LABEL (lab_wg_start names it after the TUN).
+mesh_agent_log() { printf '%s\n' "$LAB_DIR/logs/knitd-${MESH_AGENT_IF[$1]}.log"; }
+
+# mesh_shutdown_counter NAME LOG... — the sum over the logs of counter NAME in each knitd's last
+# shutdown line (NAME=value); fails when a log has none (the agent was not stopped).
+mesh_shutdown_counter() {
+  local name=$1 n=0 f c
+  shift
+  for f in "$@"; do
+    c=$(grep -o "$name=[0-9]*" "$f" | tail -n 1 | cut -d= -f2)
+    [[ -n "$c" ]] || lab_fail "no shutdown counter $name in $f"
+    n=$((n + c))
+  done
+  printf '%s\n' "$n"
+}

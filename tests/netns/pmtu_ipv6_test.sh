@@ -72,17 +72,9 @@ too_big() {
   printf '%s %s\n' "$(snmp6 "$CORE" Ip6InTooBigErrors)" \
     $(( $(snmp6 "$A_NS" Ip6FragCreates) + $(snmp6 "$B_NS" Ip6FragCreates) + $(snmp6 "$CORE" Ip6FragCreates) ))
 }
-agent_log() { echo "$LAB_DIR/logs/knitd-${MESH_AGENT_IF[$1]}.log"; }
+agent_log() { mesh_agent_log "$@"; }
 hints_used() { cat "$@" | grep -c "ICMP too big: the path to" || true; }
-too_big_read() {
-  local n=0 f c
-  for f in "$@"; do
-    c=$(grep -o 'udp_icmp_too_big=[0-9]*' "$f" | tail -n 1 | cut -d= -f2)
-    [[ -n "$c" ]] || lab_fail "no shutdown counters in $f"
-    n=$((n + c))
-  done
-  echo "$n"
-}
+too_big_read() { mesh_shutdown_counter udp_icmp_too_big "$@"; }
 f=$(lab_data_file "$MB")
 UDP_PMTU="${KNIT_TEST_TOOLS:-$KNIT_BIN/../tests/tools}/udp_pmtu"
 [[ -x "$UDP_PMTU" ]] || lab_fail "$UDP_PMTU is missing: build the project first"

@@ -107,21 +107,12 @@ agents_down() {
   mesh_agent_down "$A"; mesh_agent_down "$B"
   mesh_agent_stop "$A"; mesh_agent_stop "$B"
 }
-# knitd's log of agent LABEL (lab_wg_start names it after the TUN), and what it says of ICMP
-# "fragmentation needed" about its own datagrams (IP_RECVERR): hints that changed a path MTU
-# search (a log line each, while running), and every too-big the socket read (the shutdown
-# line's udp_icmp_too_big, after agents_down).
-agent_log() { echo "$LAB_DIR/logs/knitd-${MESH_AGENT_IF[$1]}.log"; }
+# What knitd says of ICMP "fragmentation needed" about its own datagrams (IP_RECVERR): hints
+# that changed a path MTU search (a log line each, while running), and every too-big the socket
+# read (the shutdown line's udp_icmp_too_big, after agents_down).
+agent_log() { mesh_agent_log "$@"; }
 hints_used() { cat "$@" | grep -c "ICMP too big: the path to" || true; }
-too_big_read() {
-  local n=0 f c
-  for f in "$@"; do
-    c=$(grep -o 'udp_icmp_too_big=[0-9]*' "$f" | tail -n 1 | cut -d= -f2)
-    [[ -n "$c" ]] || lab_fail "no shutdown counters in $f"
-    n=$((n + c))
-  done
-  echo "$n"
-}
+too_big_read() { mesh_shutdown_counter udp_icmp_too_big "$@"; }
 
 # ---------------------------------------------------------------- without the feature
 # Offloads off too: Linux sends a UDP_SEGMENT train without DF whenever the train is longer
@@ -325,7 +316,7 @@ read -r drops frags <<<"$(too_big)"
 read -r drops0 frags0 <<<"$before"
 lab_wg_stop "$WGP"
 lab_wg_stop "$WGH"
-clamped=$(cat "$LAB_DIR/logs/knitd-$WGP.log" "$LAB_DIR/logs/knitd-$WGH.log" | grep -o 'mss_clamped=[0-9]*' | cut -d= -f2 | paste -sd+ | bc)
+clamped=$(mesh_shutdown_counter mss_clamped "$LAB_DIR/logs/knitd-$WGP.log" "$LAB_DIR/logs/knitd-$WGH.log")
 lab_log "wg-configured pair, second transfer: $((frags - frags0)) fragments, $((drops - drops0)) too big at the hop; $learned ICMP hints taken, SYNs clamped: $clamped"
 (( frags - frags0 == 0 )) || lab_fail "after the ICMP, a new TCP connection between wg-configured peers still made $((frags - frags0)) fragments: not clamped to the path"
 (( clamped > 0 )) || lab_fail "no SYN was clamped between the wg-configured peers"
