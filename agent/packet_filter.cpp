@@ -235,21 +235,24 @@ std::size_t PacketFilter::outbound_v4(Instant now, MutableByteSpan packet) {
   return packet.size();
 }
 
+// To a subnet this node routes (IPv4 or IPv6): past the engine and the IPv6 tracker (it is not
+// this host's traffic, and the shields guard the host), but under the access policy like traffic
+// into the node itself; then the router's SNAT, when it has an egress address of the family.
+std::size_t PacketFilter::inbound_routed(Instant now, MutableByteSpan packet) {
+  ++routed_packets_;
+  if (policy_.unsolicited(now, packet) != PolicyFilter::Verdict::pass) return 0;
+  // The policy judged the peer's own address; now the router's SNAT, if on, takes it over.
+  switch (const RouterNat::Result r = router_nat_.to_lan(now, packet); r.outcome) {
+    case RouterNat::Outcome::translated: return r.length;
+    case RouterNat::Outcome::dropped: return 0;
+    case RouterNat::Outcome::not_mine: break;
+  }
+  return packet.size();
+}
+
 std::size_t PacketFilter::inbound_v4(Instant now, MutableByteSpan packet) {
   if (!engine_) return policy_.unsolicited(now, packet) == PolicyFilter::Verdict::pass ? packet.size() : 0;
-  if (packet.size() >= 20 && routed(IpAddress::v4(packet.data() + 16))) {
-    // To a subnet this node routes: past the engine (it is not this host's traffic), but under
-    // the access policy like traffic into the node itself.
-    ++routed_packets_;
-    if (policy_.unsolicited(now, packet) != PolicyFilter::Verdict::pass) return 0;
-    // The policy judged the peer's own address; now the router's SNAT, if on, takes it over.
-    switch (const RouterNat::Result r = router_nat_.to_lan(now, packet); r.outcome) {
-      case RouterNat::Outcome::translated: return r.length;
-      case RouterNat::Outcome::dropped: return 0;
-      case RouterNat::Outcome::not_mine: break;
-    }
-    return packet.size();
-  }
+  if (packet.size() >= 20 && routed(IpAddress::v4(packet.data() + 16))) return inbound_routed(now, packet);
   // A port forward is a service of this node: a flow into it is judged by the policy as traffic
   // into this node on the mesh port, before the engine rewrites it towards the target. Every
   // packet of it is asked (one lookup once accepted), so a rule change cuts it like any other.
@@ -295,18 +298,7 @@ std::size_t PacketFilter::outbound_v6(Instant now, MutableByteSpan packet) {
 }
 
 std::size_t PacketFilter::inbound_v6(Instant now, MutableByteSpan packet) {
-  if (packet.size() >= 40 && routed(IpAddress::v6(packet.data() + 24))) {
-    // Into a routed prefix: not this host's traffic (the shields guard the host), under the
-    // access policy, then the router's SNAT when it has an IPv6 egress address.
-    ++routed_packets_;
-    if (policy_.unsolicited(now, packet) != PolicyFilter::Verdict::pass) return 0;
-    switch (const RouterNat::Result r = router_nat_.to_lan(now, packet); r.outcome) {
-      case RouterNat::Outcome::translated: return r.length;
-      case RouterNat::Outcome::dropped: return 0;
-      case RouterNat::Outcome::not_mine: break;
-    }
-    return packet.size();
-  }
+  if (packet.size() >= 40 && routed(IpAddress::v6(packet.data() + 24))) return inbound_routed(now, packet);
   switch (v6_.inbound(now, packet)) {
     case nat::Ipv6Conntrack::Outcome::malformed: ++counters_.malformed; return 0;
     case nat::Ipv6Conntrack::Outcome::unsolicited:

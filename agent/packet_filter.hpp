@@ -119,6 +119,7 @@ class PacketFilter {
   std::size_t inbound_v4(Instant now, MutableByteSpan packet);
   std::size_t outbound_v6(Instant now, MutableByteSpan packet);
   std::size_t inbound_v6(Instant now, MutableByteSpan packet);
+  std::size_t inbound_routed(Instant now, MutableByteSpan packet);
 
   Random& rng_;
   Limits limits_;
