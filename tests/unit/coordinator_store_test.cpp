@@ -9,6 +9,7 @@
 
 #include <atomic>
 #include <filesystem>
+#include <functional>
 #include <set>
 #include <thread>
 
@@ -66,6 +67,40 @@ class StoreTest : public ::testing::TestWithParam<StoreBackend> {
     auto s = SqliteStore::open(location_);
     if (!s) return s.error();
     return std::unique_ptr<Store>(std::move(*s));
+  }
+
+  // Runs body(connection, t) on `threads` threads at once, each with a connection of its own (as
+  // several coordinators); a connection that cannot be opened counts as a failure in `failed`.
+  void on_own_connections(int threads, std::atomic<int>& failed, const std::function<void(Store&, int)>& body) {
+    std::vector<std::thread> running;
+    for (int t = 0; t < threads; ++t) {
+      running.emplace_back([&, t] {
+        auto conn = open();
+        if (!conn) {
+          ++failed;
+          return;
+        }
+        body(**conn, t);
+      });
+    }
+    for (auto& th : running) th.join();
+  }
+
+  // There are `count` nodes, each with its own IPv4, IPv6 and name.
+  void expect_unique_nodes(std::size_t count) {
+    auto nodes = store_->list_nodes();
+    ASSERT_TRUE(nodes);
+    ASSERT_EQ(nodes->size(), count);
+    std::set<IpAddress> v4, v6;
+    std::set<std::string> names;
+    for (const Node& n : *nodes) {
+      v4.insert(n.ipv4);
+      v6.insert(n.ipv6);
+      names.insert(n.name);
+    }
+    EXPECT_EQ(v4.size(), count);
+    EXPECT_EQ(v6.size(), count);
+    EXPECT_EQ(names.size(), count);
   }
 
   Node join(std::uint8_t n, const std::string& hostname, UnixSeconds now = 2000) {
@@ -429,22 +464,12 @@ TEST_P(StoreTest, AOneUseTokenAdmitsExactlyOneOfManyConcurrentJoins) {
   std::atomic<int> admitted{0};
   std::atomic<int> used{0};
   std::atomic<int> failed{0};
-  std::vector<std::thread> threads;
-  for (int t = 0; t < kThreads; ++t) {
-    threads.emplace_back([&, t] {
-      auto conn = open();
-      if (!conn) {
-        ++failed;
-        return;
-      }
-      auto r = (*conn)->join_node(reg(static_cast<std::uint8_t>(10 + t), "racer"), presented(once),
-                                  2000);
-      if (!r) ++failed;
-      else if (r->token == TokenCheck::ok) ++admitted;
-      else if (r->token == TokenCheck::used) ++used;
-    });
-  }
-  for (auto& th : threads) th.join();
+  on_own_connections(kThreads, failed, [&](Store& conn, int t) {
+    auto r = conn.join_node(reg(static_cast<std::uint8_t>(10 + t), "racer"), presented(once), 2000);
+    if (!r) ++failed;
+    else if (r->token == TokenCheck::ok) ++admitted;
+    else if (r->token == TokenCheck::used) ++used;
+  });
   EXPECT_EQ(failed, 0);
   EXPECT_EQ(admitted, 1);
   EXPECT_EQ(used, kThreads - 1);
@@ -456,37 +481,15 @@ TEST_P(StoreTest, ConcurrentJoinsGetUniqueAddressesAndNames) {
   constexpr int kThreads = 4;
   constexpr int kEach = 15;
   std::atomic<int> failed{0};
-  std::vector<std::thread> threads;
-  for (int t = 0; t < kThreads; ++t) {
-    threads.emplace_back([&, t] {
-      auto conn = open();
-      if (!conn) {
-        ++failed;
-        return;
-      }
-      for (int i = 0; i < kEach; ++i) {
-        const auto n = static_cast<std::uint8_t>(1 + t * kEach + i);
-        auto r = (*conn)->join_node(reg(n, "same-host"), presented(token_), 2000);
-        if (!r || r->token != TokenCheck::ok) ++failed;
-      }
-    });
-  }
-  for (auto& th : threads) th.join();
+  on_own_connections(kThreads, failed, [&](Store& conn, int t) {
+    for (int i = 0; i < kEach; ++i) {
+      const auto n = static_cast<std::uint8_t>(1 + t * kEach + i);
+      auto r = conn.join_node(reg(n, "same-host"), presented(token_), 2000);
+      if (!r || r->token != TokenCheck::ok) ++failed;
+    }
+  });
   EXPECT_EQ(failed, 0);
-  auto nodes = store_->list_nodes();
-  ASSERT_TRUE(nodes);
-  ASSERT_EQ(nodes->size(), static_cast<std::size_t>(kThreads * kEach));
-  std::set<IpAddress> v4;
-  std::set<IpAddress> v6;
-  std::set<std::string> names;
-  for (const Node& n : *nodes) {
-    v4.insert(n.ipv4);
-    v6.insert(n.ipv6);
-    names.insert(n.name);
-  }
-  EXPECT_EQ(v4.size(), nodes->size());
-  EXPECT_EQ(v6.size(), nodes->size());
-  EXPECT_EQ(names.size(), nodes->size());
+  expect_unique_nodes(static_cast<std::size_t>(kThreads * kEach));
 }
 
 TEST_P(StoreTest, AnotherCoordinatorDoesNotTakeThisOnesNodesOffline) {
@@ -558,38 +561,19 @@ TEST_P(StoreTest, ConcurrentBatchesGetUniqueAddressesAndNames) {
   constexpr int kBatches = 4;
   constexpr int kEach = 5;
   std::atomic<int> failed{0};
-  std::vector<std::thread> threads;
-  for (int t = 0; t < kThreads; ++t) {
-    threads.emplace_back([&, t] {
-      auto conn = open();
-      if (!conn) {
-        ++failed;
-        return;
+  on_own_connections(kThreads, failed, [&](Store& conn, int t) {
+    for (int b = 0; b < kBatches; ++b) {
+      std::vector<BatchedJoin> batch;
+      for (int i = 0; i < kEach; ++i) {
+        const auto n = static_cast<std::uint8_t>(1 + (t * kBatches + b) * kEach + i);
+        batch.push_back({reg(n, "same-host"), presented(token_), {}});
       }
-      for (int b = 0; b < kBatches; ++b) {
-        std::vector<BatchedJoin> batch;
-        for (int i = 0; i < kEach; ++i) {
-          const auto n = static_cast<std::uint8_t>(1 + (t * kBatches + b) * kEach + i);
-          batch.push_back({reg(n, "same-host"), presented(token_), {}});
-        }
-        for (const auto& r : (*conn)->join_nodes(batch, 2000))
-          if (!r || r->token != TokenCheck::ok) ++failed;
-      }
-    });
-  }
-  for (auto& th : threads) th.join();
+      for (const auto& r : conn.join_nodes(batch, 2000))
+        if (!r || r->token != TokenCheck::ok) ++failed;
+    }
+  });
   EXPECT_EQ(failed, 0);
-  auto nodes = store_->list_nodes();
-  ASSERT_TRUE(nodes);
-  ASSERT_EQ(nodes->size(), static_cast<std::size_t>(kThreads * kBatches * kEach));
-  std::set<IpAddress> v4;
-  std::set<std::string> names;
-  for (const Node& n : *nodes) {
-    v4.insert(n.ipv4);
-    names.insert(n.name);
-  }
-  EXPECT_EQ(v4.size(), nodes->size());
-  EXPECT_EQ(names.size(), nodes->size());
+  expect_unique_nodes(static_cast<std::size_t>(kThreads * kBatches * kEach));
 }
 
 // ---- coordinators' leases ----
