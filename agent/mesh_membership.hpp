@@ -22,6 +22,9 @@
 //
 // While joined the client reconnects on its own; tunnels are left as they are while the
 // coordinator is away. Without a mesh, knitd is a plain WireGuard interface configured by `wg`.
+//
+// mesh_membership.cpp: the states above and the CLI's requests; mesh_membership_session.cpp:
+// the coordinator's answers, and applying the peer map to the device, paths and host routes.
 #pragma once
 
 #include <asio.hpp>

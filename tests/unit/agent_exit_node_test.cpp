@@ -201,7 +201,7 @@ class ExitPeers : public ::testing::Test {
   }
   wg::Now now() const { return {Instant{} + std::chrono::seconds(1000), WallTime{} + std::chrono::hours(500000)}; }
   const wg::Peer* owner(const char* address) { return device_.peer_for(*IpAddress::parse(address)); }
-  // What the membership does with each peer map (mesh_membership.cpp apply_peers).
+  // What the membership does with each peer map (mesh_membership_session.cpp apply_peers).
   ExitChoice apply(const std::vector<control::PeerInfo>& peers, const std::string& wanted, bool accept = false) {
     RouteCarriers carriers = accept ? choose_route_carriers(peers, key(9), {}) : RouteCarriers{};
     const ExitChoice exit = choose_exit(peers, key(9), wanted);
