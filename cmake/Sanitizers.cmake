@@ -33,13 +33,3 @@ if(KNIT_BUILD_FUZZERS)
   # Coverage feedback for every library; the fuzz targets link -fsanitize=fuzzer (fuzz/).
   add_compile_options(-fsanitize=fuzzer-no-link)
 endif()
-
-# knit_clang_warning_not_error(SOURCE WARNING REASON): in this folder's SOURCE, clang's WARNING
-# stays a warning instead of an error. Only for files whose owners are rewriting them; REASON
-# says which and where the fix goes. GCC builds are not affected.
-function(knit_clang_warning_not_error source warning reason)
-  if(KNIT_COMPILER_IS_CLANG)
-    set_property(SOURCE ${source} APPEND PROPERTY COMPILE_OPTIONS -Wno-error=${warning})
-    message(STATUS "knit: clang -W${warning} is not an error in ${CMAKE_CURRENT_SOURCE_DIR}/${source} (${reason})")
-  endif()
-endfunction()
