@@ -5,6 +5,7 @@
 #include <gtest/gtest.h>
 
 #include "agent/packet_filter.hpp"
+#include "tests/support/filter_harness.hpp"
 #include "nat/packet_builder.hpp"
 #include "tests/support/ipv6_packets.hpp"
 
@@ -15,24 +16,7 @@ using nat::make_tcp;
 
 Endpoint ep(const char* text) { return *Endpoint::parse(text); }
 
-struct Fixture {
-  Fixture() : rng(3), filter(rng) { filter.set_mesh_address(*IpAddress::parse("100.64.0.1")); }
-  std::optional<Bytes> out(Bytes packet) {
-    const std::size_t n = filter.outbound(now, packet);
-    if (n == 0) return std::nullopt;
-    packet.resize(n);
-    return packet;
-  }
-  std::optional<Bytes> in(Bytes packet) {
-    const std::size_t n = filter.inbound(now, packet);
-    if (n == 0) return std::nullopt;
-    packet.resize(n);
-    return packet;
-  }
-  SeededRandom rng;
-  PacketFilter filter;
-  Instant now{};
-};
+using Fixture = testing::FilterHarness;
 
 const Endpoint kPeer = ep("100.64.0.2:40000");
 const Endpoint kLanHost = ep("10.77.0.2:5001");

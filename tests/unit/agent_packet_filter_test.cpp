@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include "agent/packet_filter.hpp"
+#include "tests/support/filter_harness.hpp"
 #include "nat/packet_builder.hpp"
 #include "nat/wire.hpp"
 
@@ -23,25 +24,7 @@ const IpAddress kSelf = ip("100.64.0.1");
 const Endpoint kSelfPort = ep("100.64.0.1:40000");
 const Endpoint kPeerSsh = ep("100.64.0.2:22");
 
-struct Fixture {
-  Fixture() : rng(3), filter(rng) { filter.set_mesh_address(kSelf); }
-  // The bytes the filter passes on, or nullopt when it drops the packet.
-  std::optional<Bytes> out(Bytes packet) {
-    const std::size_t n = filter.outbound(now, packet);
-    if (n == 0) return std::nullopt;
-    packet.resize(n);
-    return packet;
-  }
-  std::optional<Bytes> in(Bytes packet) {
-    const std::size_t n = filter.inbound(now, packet);
-    if (n == 0) return std::nullopt;
-    packet.resize(n);
-    return packet;
-  }
-  SeededRandom rng;
-  PacketFilter filter;
-  Instant now{};
-};
+using Fixture = testing::FilterHarness;
 
 // ---- IPv4 shields ----
 
