@@ -11,6 +11,7 @@
 #include "tests/support/fake_coordinator.hpp"
 #include "tests/support/io_loop.hpp"
 #include "tests/support/null_io.hpp"
+#include "tests/support/recording_link.hpp"
 
 namespace knit::agent {
 namespace {
@@ -36,21 +37,7 @@ class FakeMeshDevice : public MeshDevice {
   wg::Device device_;
 };
 
-class RecordingLink : public LinkControl {
- public:
-  std::error_code set_up() override { return record("up"); }
-  std::error_code add_address(const IpPrefix& p) override { return record("addr+ " + p.to_string()); }
-  std::error_code remove_address(const IpPrefix& p) override { return record("addr- " + p.to_string()); }
-  std::error_code add_route(const IpPrefix& d) override { return record("route+ " + d.to_string()); }
-  std::error_code remove_route(const IpPrefix& d) override { return record("route- " + d.to_string()); }
-  std::vector<std::string> ops;
-
- private:
-  std::error_code record(std::string op) {
-    ops.push_back(std::move(op));
-    return {};
-  }
-};
+using testing::RecordingLink;
 
 std::string make_token(const wg::PublicKey& coordinator_key, std::vector<control::HostPort> addresses) {
   control::JoinToken token;

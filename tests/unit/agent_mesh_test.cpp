@@ -5,6 +5,7 @@
 
 #include "agent/mesh.hpp"
 #include "base/random.hpp"
+#include "tests/support/recording_link.hpp"
 #include "wg/crypto.hpp"
 
 namespace knit::agent {
@@ -20,22 +21,7 @@ class RecordingIo : public wg::Transport, public wg::TunSink {
   std::vector<Endpoint> sent;
 };
 
-class RecordingLink : public LinkControl {
- public:
-  std::error_code set_up() override { return record("up"); }
-  std::error_code add_address(const IpPrefix& p) override { return record("addr+ " + p.to_string()); }
-  std::error_code remove_address(const IpPrefix& p) override { return record("addr- " + p.to_string()); }
-  std::error_code add_route(const IpPrefix& d) override { return record("route+ " + d.to_string()); }
-  std::error_code remove_route(const IpPrefix& d) override { return record("route- " + d.to_string()); }
-  std::vector<std::string> ops;
-  std::error_code fail_with;
-
- private:
-  std::error_code record(std::string op) {
-    ops.push_back(std::move(op));
-    return fail_with;
-  }
-};
+using testing::RecordingLink;
 
 IpPrefix prefix(const char* text) { return *IpPrefix::parse(text); }
 Endpoint endpoint(const char* text) { return *Endpoint::parse(text); }

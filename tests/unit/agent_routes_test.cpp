@@ -8,31 +8,17 @@
 #include "agent/mesh.hpp"
 #include "agent/route_settings.hpp"
 #include "base/random.hpp"
+#include "tests/support/null_io.hpp"
+#include "tests/support/recording_link.hpp"
 #include "tests/support/route_peers.hpp"
 #include "wg/crypto.hpp"
-#include "tests/support/null_io.hpp"
 
 namespace knit::agent {
 namespace {
 
 using knit::testing::NullIo;
 
-class RecordingLink : public LinkControl {
- public:
-  std::error_code set_up() override { return {}; }
-  std::error_code add_address(const IpPrefix&) override { return {}; }
-  std::error_code remove_address(const IpPrefix&) override { return {}; }
-  std::error_code add_route(const IpPrefix& d) override {
-    ops.push_back("route+ " + d.to_string());
-    return d == refuse ? std::make_error_code(std::errc::file_exists) : std::error_code{};
-  }
-  std::error_code remove_route(const IpPrefix& d) override {
-    ops.push_back("route- " + d.to_string());
-    return {};
-  }
-  std::vector<std::string> ops;
-  IpPrefix refuse{};
-};
+using testing::RecordingLink;
 
 IpPrefix P(const char* text) { return *IpPrefix::parse(text); }
 
@@ -131,7 +117,7 @@ TEST_F(RoutedPeers, AcceptedRoutesGoToTheCarriersAllowedIpsAndTheTun) {
 }
 
 TEST_F(RoutedPeers, AHostRouteThatExistsIsNeitherTakenNorRemoved) {
-  link_.refuse = P("10.1.0.0/24");
+  link_.refuse_route = P("10.1.0.0/24");
   std::vector<control::PeerInfo> peers{peer(1, {P("10.1.0.0/24")})};
   const RouteCarriers carriers = choose_route_carriers(peers, key(9), {});
   const auto failures = mesh_.apply_routes(link_, carriers);
