@@ -79,6 +79,11 @@ class ClientSession {
   // A data frame whose head (type and keys, split_head_size) and packet are given, appended to
   // out: split when granted, else whole. False (out unchanged) as for seal_send.
   [[nodiscard]] bool seal_data(ByteSpan head, ByteSpan packet, Bytes& out);
+  // Any split message (head sealed, tail as it is), unchecked: what a hostile client can send
+  // (tests and fuzzing). False when not admitted or the channel refuses it.
+  [[nodiscard]] bool seal_split_unchecked(ByteSpan head, ByteSpan tail, Bytes& out) {
+    return admitted_ && channel_.seal_split_append(head, tail, out) == control::ChannelError::ok;
+  }
   // The relay granted split data frames (both directions use them).
   bool split_data() const { return (granted_ & kFeatureSplitData) != 0; }
 
