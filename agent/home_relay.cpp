@@ -11,8 +11,16 @@ constexpr const char* kLog = "relay";
 constexpr std::uint32_t kUnmeasuredMs = 60'000;
 }  // namespace
 
-HomeRelay::HomeRelay(asio::io_context& io, const wg::PrivateKey& node_key, Random& rng)
-    : client_(io, node_key, rng), failover_(io, [this] {
+namespace {
+relay::RelayClient::Options client_options(bool split_data) {
+  relay::RelayClient::Options options;
+  options.split_data = split_data;
+  return options;
+}
+}  // namespace
+
+HomeRelay::HomeRelay(asio::io_context& io, const wg::PrivateKey& node_key, Random& rng, bool split_data)
+    : client_(io, node_key, rng, client_options(split_data)), failover_(io, [this] {
         if (relays_.relays.size() < 2 || client_.connected()) return;
         log(LogLevel::warn, kLog, "home relay ", home_, " unreachable for ", kFailover.count(),
             " s: choosing another");

@@ -32,7 +32,8 @@ class HomeRelay final : public MeshTransport::RelayLink {
   using StateHandler = std::function<void(bool connected)>;
   using BatchEndHandler = std::function<void()>;
 
-  HomeRelay(asio::io_context& io, const wg::PrivateKey& node_key, Random& rng);
+  // split_data: offer the relay split data frames (relay::RelayClient::Options).
+  HomeRelay(asio::io_context& io, const wg::PrivateKey& node_key, Random& rng, bool split_data = true);
   ~HomeRelay() override;
   HomeRelay(const HomeRelay&) = delete;
   HomeRelay& operator=(const HomeRelay&) = delete;

@@ -221,6 +221,12 @@ int main(int argc, char** argv) {
     if (pmtu) udp.set_too_big_handler([&plane](const Endpoint& to, std::size_t path_mtu) { plane.on_path_too_big(to, path_mtu); });
     mesh_paths.set_pmtu_enabled(pmtu);
     if (!pmtu) log(LogLevel::info, "knitd", "path MTU discovery and MSS clamping off (KNIT_PMTU=off)");
+    // KNIT_RELAY_SPLIT=off: relayed packets sealed whole on the relay hop too (the form before
+    // split data frames; for comparison, and for a relay operator's stricter traffic analysis).
+    const char* split_env = std::getenv("KNIT_RELAY_SPLIT");
+    const bool relay_split = split_env == nullptr || std::string_view(split_env) != "off";
+    mesh_paths.set_relay_split(relay_split);
+    if (!relay_split) log(LogLevel::info, "knitd", "relay data frames sealed whole (KNIT_RELAY_SPLIT=off)");
     agent::Membership::Options membership_options;
     membership_options.state_dir = state_dir;
     membership_options.tun_name = tun.name();

@@ -56,6 +56,9 @@ class MeshPaths {
   // Path MTU discovery and the MSS clamp that applies it (on unless KNIT_PMTU=off); takes
   // effect at the next start().
   void set_pmtu_enabled(bool enabled) { pmtu_enabled_ = enabled; }
+  // Offer the home relay split data frames (on unless KNIT_RELAY_SPLIT=off: every relayed
+  // packet then sealed whole on the relay hop as well); takes effect at the next start().
+  void set_relay_split(bool enabled) { relay_split_ = enabled; }
   void stop();
   bool running() const { return transport_ != nullptr; }
 
@@ -120,6 +123,7 @@ class MeshPaths {
   std::vector<Endpoint> interface_endpoints_;
   std::optional<NetcheckReport> no_report_;
   bool pmtu_enabled_ = true;
+  bool relay_split_ = true;
 };
 
 }  // namespace knit::agent

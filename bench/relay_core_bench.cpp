@@ -1,14 +1,16 @@
 // The relay path's cost per packet, without sockets: relay::ServerCore with two admitted
-// clients (tests/support/relay_clients.hpp), against the bare AEAD. A packet through knit-relay
-// is sealed by the sender's relay link, opened and sealed again by the relay, and opened by the
-// receiver's link: four AEAD operations on top of WireGuard's own two. CPU time per packet.
+// clients (tests/support/relay_clients.hpp), against the bare AEAD. With whole frames a packet
+// through knit-relay is sealed by the sender's relay link, opened and sealed again by the relay,
+// and opened by the receiver's link: four AEAD operations on top of WireGuard's own two. With
+// split data frames (relay/frame.hpp, the default) each of the four seals or opens only the
+// 33-byte head. CPU time per packet; the second argument is the form (0 whole, 1 split).
 //
-//   BM_BareSeal/SIZE        crypto_aead_chacha20poly1305_ietf_encrypt of one packet (the unit)
-//   BM_LinkSeal/SIZE        the sender's link: ClientSession::seal_send into a reused buffer
-//   BM_RelayForward/SIZE    the relay: ServerCore::on_bytes of a batch of sealed sends and
+//   BM_BareSeal/SIZE          crypto_aead_chacha20poly1305_ietf_encrypt of one packet (the unit)
+//   BM_LinkSeal/SIZE/SPLIT    the sender's link: ClientSession::seal_send into a reused buffer
+//   BM_RelayForward/SIZE/SPLIT  the relay: ServerCore::on_bytes of a batch of sealed sends and
 //                           take_output of the recvs sealed for the receiver (sealing by the
 //                           sender and opening by the receiver not timed)
-//   BM_RelayPath/SIZE       all three: seal, forward, open, per packet
+//   BM_RelayPath/SIZE/SPLIT   all three: seal, forward, open, per packet
 #include <benchmark/benchmark.h>
 #include <sodium.h>
 
@@ -26,8 +28,13 @@ using testing::FakeIo;
 
 constexpr std::size_t kBatch = 64;  // sends sealed back to back, as the agent's link writes them
 
+// split: both clients offer split data frames (false: the whole form, as before the feature).
 struct Pair {
-  Pair() : relay_key(wg::crypto::generate_private_key(rng)), core(relay_key, {}, io, rng), a(rng, core), b(rng, core) {
+  explicit Pair(bool split)
+      : relay_key(wg::crypto::generate_private_key(rng)),
+        core(relay_key, {}, io, rng),
+        a(rng, core, Role::client, split ? kKnownFeatures : 0),
+        b(rng, core, Role::client, split ? kKnownFeatures : 0) {
     if (!admit_all(core, {&a, &b}, now)) throw std::runtime_error("the clients were not admitted");
     a.absorb(scratch);  // the pongs to the first pings
     b.absorb(scratch);
@@ -56,7 +63,7 @@ void BM_BareSeal(benchmark::State& state) {
 }
 
 void BM_LinkSeal(benchmark::State& state) {
-  Pair p;
+  Pair p(state.range(1) != 0);
   const Bytes packet(static_cast<std::size_t>(state.range(0)), 0x5a);
   const std::vector<Bytes> one{packet};
   for (auto _ : state) {
@@ -67,7 +74,7 @@ void BM_LinkSeal(benchmark::State& state) {
 }
 
 void BM_RelayForward(benchmark::State& state) {
-  Pair p;
+  Pair p(state.range(1) != 0);
   const std::vector<Bytes> packets(kBatch, Bytes(static_cast<std::size_t>(state.range(0)), 0x5a));
   std::size_t forwarded = 0;
   for (auto _ : state) {
@@ -88,7 +95,7 @@ void BM_RelayForward(benchmark::State& state) {
 }
 
 void BM_RelayPath(benchmark::State& state) {
-  Pair p;
+  Pair p(state.range(1) != 0);
   const std::vector<Bytes> packets(kBatch, Bytes(static_cast<std::size_t>(state.range(0)), 0x5a));
   std::size_t received = 0;
   for (auto _ : state) {
@@ -101,9 +108,9 @@ void BM_RelayPath(benchmark::State& state) {
 }
 
 BENCHMARK(BM_BareSeal)->Arg(1420);
-BENCHMARK(BM_LinkSeal)->Arg(1420);
-BENCHMARK(BM_RelayForward)->Arg(1420);
-BENCHMARK(BM_RelayPath)->Arg(1420);
+BENCHMARK(BM_LinkSeal)->Args({1420, 0})->Args({1420, 1});
+BENCHMARK(BM_RelayForward)->Args({1420, 0})->Args({1420, 1});
+BENCHMARK(BM_RelayPath)->Args({1420, 0})->Args({1420, 1});
 
 }  // namespace
 }  // namespace knit::relay

@@ -3,6 +3,7 @@
 #include <sodium.h>
 
 #include <algorithm>
+#include <array>
 
 #include "wg/crypto.hpp"
 
@@ -292,23 +293,74 @@ ChannelEvent Channel::on_message2(ByteSpan body) {
   return event(ChannelEvent::Kind::handshake_done, std::move(payload));
 }
 
-ChannelEvent Channel::on_transport(ByteSpan body) {
-  if (body.size() < kAeadTagSize) return fail(ChannelError::malformed);
-  const std::size_t size = body.size() - kAeadTagSize;
-  Bytes plaintext;
-  MutableByteSpan out;
+MutableByteSpan Channel::plaintext_room(std::size_t size, Bytes& plain) {
   if (lend_ && arena_ != nullptr) {
     const std::size_t at = arena_->size();
     arena_->resize(at + size);
-    out = MutableByteSpan(*arena_).subspan(at, size);
-  } else if (lend_) {
+    return MutableByteSpan(*arena_).subspan(at, size);
+  }
+  if (lend_) {
     // Grows to the largest message and stays: resize within the capacity allocates nothing.
     if (lent_.size() < size) lent_.resize(size);
-    out = MutableByteSpan(lent_).first(size);
-  } else {
-    plaintext.resize(size);
-    out = plaintext;
+    return MutableByteSpan(lent_).first(size);
   }
+  plain.resize(size);
+  return plain;
+}
+
+ChannelError Channel::seal_split_append(ByteSpan head, ByteSpan tail, Bytes& out) {
+  if (state_ != State::open) return ChannelError::wrong_state;
+  if (head.empty() || head.size() > kMaxSplitHead) return ChannelError::malformed;
+  const std::size_t body = kSplitOverhead + head.size() + tail.size();
+  if (body > kMaxFrameSize) return ChannelError::frame_too_large;
+  const std::size_t at = out.size();
+  out.resize(at + kFrameHeaderSize + body);
+  std::uint8_t* p = out.data() + at;
+  store_be32(p, static_cast<std::uint32_t>(body) | kSplitFlag);
+  p[kFrameHeaderSize] = static_cast<std::uint8_t>(head.size());
+  const ByteSpan ad(p, kFrameHeaderSize + 1);
+  const MutableByteSpan sealed(p + kFrameHeaderSize + 1, head.size() + kAeadTagSize);
+  std::copy(tail.begin(), tail.end(), sealed.data() + sealed.size());
+  const NoiseError err = send_.encrypt_with_ad(sealed, ad, head);
+  if (err == NoiseError::ok) return ChannelError::ok;
+  out.resize(at);
+  if (err == NoiseError::nonce_exhausted) return fail(ChannelError::nonce_exhausted).error;
+  return fail(ChannelError::wrong_state).error;
+}
+
+ChannelEvent Channel::on_split(ByteSpan body) {
+  // head_size u8 | AEAD(head) | tail; at least one byte of head.
+  if (body.size() < kSplitOverhead + 1) return fail(ChannelError::malformed);
+  const std::size_t head = body[0];
+  if (head == 0 || body.size() < kSplitOverhead + head) return fail(ChannelError::malformed);
+  std::array<std::uint8_t, kFrameHeaderSize + 1> ad{};
+  std::copy(reader_.header().begin(), reader_.header().end(), ad.begin());
+  ad[kFrameHeaderSize] = body[0];
+  const ByteSpan sealed = body.subspan(1, head + kAeadTagSize);
+  const ByteSpan tail = body.subspan(1 + head + kAeadTagSize);
+  Bytes plaintext;
+  const MutableByteSpan out = plaintext_room(head + tail.size(), plaintext);
+  const NoiseError err = receive_.decrypt_with_ad(out.first(head), ad, sealed);
+  if (err != NoiseError::ok) {
+    if (lend_ && arena_ != nullptr) arena_->resize(arena_->size() - out.size());
+    if (err == NoiseError::decrypt_failed) return fail(ChannelError::decrypt_failed);
+    if (err == NoiseError::nonce_exhausted) return fail(ChannelError::nonce_exhausted);
+    return fail(ChannelError::malformed);
+  }
+  std::copy(tail.begin(), tail.end(), out.begin() + static_cast<std::ptrdiff_t>(head));
+  ChannelEvent ok = event(ChannelEvent::Kind::message, std::move(plaintext));
+  if (lend_) ok.lent = out;
+  ok.split = true;
+  ok.sealed_size = head;
+  return ok;
+}
+
+ChannelEvent Channel::on_transport(ByteSpan body) {
+  if (reader_.split()) return on_split(body);
+  if (body.size() < kAeadTagSize) return fail(ChannelError::malformed);
+  const std::size_t size = body.size() - kAeadTagSize;
+  Bytes plaintext;
+  const MutableByteSpan out = plaintext_room(size, plaintext);
   const NoiseError err = receive_.decrypt_with_ad(out, {}, body);
   if (err != NoiseError::ok && lend_ && arena_ != nullptr) arena_->resize(arena_->size() - size);
   switch (err) {

@@ -21,6 +21,20 @@
 // no rekey: 2^64 - 1 messages a direction cannot be reached, and the channel fails closed
 // rather than reuse a nonce.
 //
+// Split messages (only where both sides enabled them: set_split_frames; the relay negotiates
+// it for its data frames, relay/frame.hpp). A message whose tail is already authenticated end
+// to end (a WireGuard packet) seals only its head and carries the tail as it is:
+//
+//   0 length be32 | kSplitFlag | 4 head_size u8 | 5 AEAD(k, n, ad, head)[head_size + 16] | tail
+//     ad = the 4 length bytes as sent (the flag included) | head_size
+//
+// The nonce is the same counter as every other transport message's, so a split message can be
+// neither replayed, reordered, dropped nor moved to another channel without the next head
+// failing; the ad binds the tail's length. The tail's bytes are not authenticated on this hop:
+// the receiver learns which bytes were (ChannelEvent::sealed_size) and must treat the rest as
+// untrusted until their own AEAD has been checked. A split message to a side that did not
+// enable them reads there as a frame over the limit (fatal), never as something else.
+//
 // Message 1 is replayable (Noise §7.7, IK payload 1 has no freshness from the responder): the
 // coordinator must treat a register request as idempotent, or commit its effects only once the
 // first transport frame from the agent proves the agent is live.
@@ -43,6 +57,10 @@ inline constexpr std::string_view kChannelProtocolName = "Noise_IK_25519_ChaChaP
 inline constexpr std::string_view kChannelPrologue = "knit control v1";
 // The smallest receive limit a side may set: room for both handshake messages' overhead.
 inline constexpr std::size_t kMinFrameLimit = 256;
+// A split message's sealed head: its size travels in one byte.
+inline constexpr std::size_t kMaxSplitHead = 255;
+// What a split message adds to head + tail: the head size byte and the head's tag.
+inline constexpr std::size_t kSplitOverhead = 1 + kAeadTagSize;
 
 enum class ChannelError {
   ok,
@@ -72,6 +90,10 @@ struct ChannelEvent {
   // until the next feed().
   MutableByteSpan lent;
   ChannelError error = ChannelError::ok;
+  // A split message (header comment): only its first sealed_size bytes were authenticated by
+  // this channel; the rest is the tail as it arrived.
+  bool split = false;
+  std::size_t sealed_size = 0;
 };
 
 class Channel {
@@ -122,6 +144,13 @@ class Channel {
   // room for the header and out[at + kFrameHeaderSize, end) the plaintext. The tag is appended.
   // On an error out is cut back to at.
   [[nodiscard]] ChannelError seal_tail(Bytes& out, std::size_t at);
+  // Open channel: head sealed and tail appended as they are, one split message appended to
+  // out (header comment). The tail is copied once, nothing allocated beyond out's growth. A
+  // head of 0 or over kMaxSplitHead bytes, or a message over the limit, is refused (out as it
+  // was); the caller sends split messages only to a side that enabled them.
+  [[nodiscard]] ChannelError seal_split_append(ByteSpan head, ByteSpan tail, Bytes& out);
+  // Accept split messages from the other side (off by default: they are then fatal).
+  void set_split_frames(bool allowed) { reader_.set_split_allowed(allowed); }
   // Transport messages are decrypted into one buffer the channel keeps (ChannelEvent::lent)
   // instead of a new Bytes each (ChannelEvent::data): for a stream of many small messages.
   void set_lend_messages(bool lend) { lend_ = lend; }
@@ -150,6 +179,9 @@ class Channel {
   ChannelEvent on_message1(ByteSpan body);
   ChannelEvent on_message2(ByteSpan body);
   ChannelEvent on_transport(ByteSpan body);
+  ChannelEvent on_split(ByteSpan body);
+  // Where a transport message's plaintext of `size` bytes goes (lent buffer, arena, or plain).
+  MutableByteSpan plaintext_room(std::size_t size, Bytes& plain);
 
   Role role_;
   State state_;

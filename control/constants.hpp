@@ -34,6 +34,9 @@ inline constexpr std::size_t kMaxFrameSize = std::size_t{2} << 20;
 // responder passes it as max_frame so an unauthenticated stranger's JSON stays small.
 inline constexpr std::size_t kMaxAgentFrameSize = std::size_t{1} << 20;
 inline constexpr std::size_t kAeadTagSize = 16;
+// The top bit of a frame's length marks a split message (channel.hpp): only on a channel that
+// enabled them (the relay's data frames); elsewhere such a length is simply over the limit.
+inline constexpr std::uint32_t kSplitFlag = 0x80000000u;
 
 // ---- messages (messages.hpp) ----
 inline constexpr int kMessageVersion = 1;

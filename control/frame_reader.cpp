@@ -26,7 +26,10 @@ FrameReader::Status FrameReader::feed(ByteSpan& input) {
     header_have_ += n;
     input = input.subspan(n);
     if (header_have_ < header_.size()) return Status::need_more;
-    body_want_ = load_be32(header_.data());
+    std::uint32_t length = load_be32(header_.data());
+    split_ = split_allowed_ && (length & kSplitFlag) != 0;
+    if (split_) length &= ~kSplitFlag;
+    body_want_ = length;
     if (body_want_ > max_body_) {
       too_large_ = true;
       return Status::too_large;

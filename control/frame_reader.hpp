@@ -2,6 +2,9 @@
 //
 //   0 length be32 | 4 body[length]          length <= the reader's limit (at most 16 MiB)
 //
+// With split frames allowed (set_split_allowed), the length's top bit (kSplitFlag) is a mark
+// the reader takes off and reports (split(), header()); without, it makes the length too large.
+//
 // A declared length over the limit is fatal and is refused before anything is allocated for
 // it; a frame within the limit grows its buffer only as its bytes actually arrive, so a peer
 // that announces 16 MiB and sends ten bytes costs ten bytes. A frame whose body lies whole in
@@ -35,6 +38,11 @@ class FrameReader {
   // only as long as the input given to the feed() that returned it.
   ByteSpan body() const { return view_; }
   std::size_t max_body() const { return max_body_; }
+  void set_split_allowed(bool allowed) { split_allowed_ = allowed; }
+  // The last frame carried kSplitFlag (only when allowed).
+  bool split() const { return split_; }
+  // The last frame's length header as it was on the wire (the flag included).
+  const std::array<std::uint8_t, kFrameHeaderSize>& header() const { return header_; }
   // Bytes of a frame still incomplete.
   std::size_t pending() const { return body_complete_ ? 0 : header_have_ + body_.size(); }
 
@@ -47,6 +55,8 @@ class FrameReader {
   ByteSpan view_;  // the last whole frame: body_, or a slice of the input
   bool body_complete_ = false;
   bool too_large_ = false;
+  bool split_allowed_ = false;
+  bool split_ = false;
 };
 
 }  // namespace knit::control

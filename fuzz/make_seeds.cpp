@@ -241,6 +241,9 @@ void control_seeds() {
   }
   write("frame_reader", "frames", stream);
   write("frame_reader", "too_large", Bytes{0x00, 0x10, 0x01, 0x00, 0x00, 0x10, 0x00, 1, 2, 3});
+  // split frames allowed (the chunking seed's top bit): a flagged frame, then a plain one
+  write("frame_reader", "split", Bytes{0x04, 0x00, 0x85, 0x80, 0x00, 0x00, 0x03, 7, 8, 9,
+                                       0x00, 0x00, 0x00, 0x01, 4});
 }
 
 void relay_seeds() {
@@ -263,6 +266,18 @@ void relay_seeds() {
   relay::encode_keys(relay::FrameType::present, {key, key}, f);
   write("relay_frame", "present", f);
   write("relay_frame", "hello", relay::encode(relay::Hello{}));
+  relay::Hello offer;
+  offer.features = relay::kFeatureSplitData;
+  write("relay_frame", "hello_features", relay::encode(offer));
+  relay::Result grant;
+  grant.keepalive_s = 20;
+  grant.features = relay::kFeatureSplitData;
+  write("relay_frame", "result_features", relay::encode(grant));
+  // parse_split_frame reads byte 0 as the sealed head's size, the rest as the message
+  relay::encode_send(key, packet, f);
+  write("relay_frame", "split_send", cat({Bytes{relay::kDataHeadSize}, f}));
+  relay::encode_forward(key, key, packet, f);
+  write("relay_frame", "split_forward", cat({Bytes{relay::kForwardHeadSize}, f}));
   // relay server: frames from A, a send to B, an unauthenticated connection, time
   Bytes ping;
   relay::encode_ping(5, ping);
@@ -278,6 +293,14 @@ void relay_seeds() {
   Bytes batch{37};
   for (int i = 0; i < 600; ++i) batch.push_back(static_cast<std::uint8_t>(i * 7));
   write("relay_server", "batch", cat({record(6, batch), record(1, packet), record(6, Bytes{0, 1, 2, 3})}));
+  // op 11: split messages from A: a send's head (to a key not connected: peer_gone), a ping
+  // split after its type, a send with part of its packet sealed
+  Bytes send;
+  relay::encode_send(key, packet, send);
+  write("relay_server", "split", cat({record(11, cat({Bytes{relay::kDataHeadSize - 1}, send})),
+                                      record(11, cat({Bytes{0}, ping})),
+                                      record(11, cat({Bytes{relay::kDataHeadSize + 4}, send})),
+                                      record(6, batch)}));
 }
 
 void disco_seeds() {

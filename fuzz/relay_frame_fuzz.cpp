@@ -1,7 +1,9 @@
 // Relay frames (relay/frame.hpp): parse_frame, parse_hello and parse_result on any bytes, as a
 // relay reads a client's and a client a relay's. Property: a frame that parses re-encodes to
 // exactly the bytes it came from (one spelling per frame); handshake payloads keep their
-// fields through encode.
+// fields (features included) through encode. parse_split_frame, with the first byte as the
+// size of the sealed head and the rest as the message: it accepts only a data frame whose head
+// is exactly what was sealed, and then agrees with parse_frame.
 #include <algorithm>
 #include <cstddef>
 #include <cstdint>
@@ -17,12 +19,25 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   const ByteSpan input(data, size);
   if (const auto hello = parse_hello(input)) {
     const auto again = parse_hello(encode(*hello));
-    KNIT_FUZZ_CHECK(again && again->version == hello->version && again->role == hello->role);
+    KNIT_FUZZ_CHECK(again && again->version == hello->version && again->role == hello->role &&
+                    again->features == hello->features);
   }
   if (const auto result = parse_result(input)) {
     const auto again = parse_result(encode(*result));
     KNIT_FUZZ_CHECK(again && again->status == result->status &&
-                    again->keepalive_s == result->keepalive_s);
+                    again->keepalive_s == result->keepalive_s && again->features == result->features);
+  }
+  if (!input.empty()) {
+    Frame split;
+    const ByteSpan message = input.subspan(1);
+    const ParseError split_error = parse_split_frame(message, input[0], split);
+    (void)to_string(split_error);
+    if (split_error == ParseError::ok) {
+      KNIT_FUZZ_CHECK(split_head_size(split.type) == input[0]);
+      Frame whole;
+      KNIT_FUZZ_CHECK(parse_frame(message, whole) == ParseError::ok);
+      KNIT_FUZZ_CHECK(whole.type == split.type && whole.packet.size() == split.packet.size());
+    }
   }
 
   Frame frame;

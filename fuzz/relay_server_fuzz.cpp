@@ -11,11 +11,16 @@
 //         bytes[0] says; B must receive every packet, in order
 //   2     bytes from a new, unauthenticated connection (the handshake parser), then it closes
 //   3     op exactly 3: bytes appended raw to A's stream (corrupts it: the last operation on
-//         this world, which is rebuilt for the next input); other ops = 3 mod 8: as 0
+//         this world, which is rebuilt for the next input); op exactly 11: a split message
+//         from A (bytes[0] % 80 + 1 bytes of bytes[1..] sealed as its head, the rest as its
+//         tail; A's relay granted them); other ops = 3 mod 8: as 0
 //   4, 7  time passes (first byte: seconds, < 30) and on_timer runs; A and B then send a
 //         keepalive, as live clients do, so the idle timeout ends only worlds that stop
+// Every other world's B offers no features (an agent from before split data frames), so the core
+// forwards A's split sends as whole frames to it; A always offers and gets split data frames.
 // Properties: the core's output for A and B always decrypts and parses; a packet A sends to B
-// arrives intact; queues stay bounded.
+// arrives intact; queues stay bounded; a split message that is not a data head is never
+// forwarded.
 #include <algorithm>
 #include <cstddef>
 #include <cstdint>
@@ -49,6 +54,7 @@ struct Client {
   ServerIo::ConnId id = 0;
   std::unique_ptr<ClientSession> session;
   std::vector<Bytes> packets;  // recv'd packets
+  std::uint8_t features = kKnownFeatures;
   bool over = false;
 };
 
@@ -61,7 +67,8 @@ struct World {
   Instant now{std::chrono::hours(1)};
   int runs = 0;
 
-  World() {
+  explicit World(bool old_b) {
+    b.features = old_b ? 0 : kKnownFeatures;
     for (Client* c : {&a, &b}) {
       c->key = wg::crypto::generate_private_key(rng);
       c->pub = wg::crypto::public_key_of(c->key);
@@ -74,11 +81,13 @@ struct World {
   void connect(Client& c) {
     c.id = core.on_accept(now);
     c.session = std::make_unique<ClientSession>(c.key, core.public_key(), Role::client);
+    c.session->set_offered_features(c.features);
     Bytes m1;
     KNIT_FUZZ_CHECK(c.session->start(rng, m1));
     core.on_bytes(c.id, m1, now);
     pull(c);
     KNIT_FUZZ_CHECK(c.session->admitted());
+    KNIT_FUZZ_CHECK(c.session->split_data() == (c.features != 0));
     Bytes ping;
     encode_ping(1, ping);
     send_frame(c, ping);
@@ -115,19 +124,35 @@ struct World {
 };
 
 std::unique_ptr<World> world;
+int worlds = 0;
 
 }  // namespace
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
   if (!world || world->a.over || world->b.over || ++world->runs > kRebuildEvery)
-    world = std::make_unique<World>();
+    world = std::make_unique<World>(++worlds % 2 == 0);
   World& w = *world;
   fuzz::Reader in(data, size);
   int operations = 0;
   while (!in.empty() && ++operations <= 32 && !w.a.over && !w.b.over) {
     const auto [op, bytes] = fuzz::next_record(in, 4096);
-    const unsigned kind = op == 3 ? 3u : (op % 8 == 3 ? 0u : op % 8);
+    const unsigned kind = op == 3 ? 3u : op == 11 ? 11u : (op % 8 == 3 ? 0u : op % 8);
     switch (kind) {
+      case 11: {
+        if (bytes.size() < 2) break;
+        const ByteSpan body = ByteSpan(bytes).subspan(1);
+        const std::size_t head = std::min<std::size_t>(bytes[0] % 80 + 1, body.size());
+        const std::uint64_t local = w.core.stats().packets_local;
+        const std::uint64_t not_data = w.core.stats().drop_split_not_data;
+        Bytes sealed;
+        KNIT_FUZZ_CHECK(w.a.session->seal_split_unchecked(body.first(head), body.subspan(head), sealed));
+        w.core.on_bytes(w.a.id, sealed, w.now);
+        Frame frame;
+        const ParseError parsed = parse_split_frame(body, head, frame);
+        if (parsed == ParseError::not_data) KNIT_FUZZ_CHECK(w.core.stats().drop_split_not_data == not_data + 1);
+        if (parsed != ParseError::ok) KNIT_FUZZ_CHECK(w.core.stats().packets_local == local);
+        break;
+      }
       case 0:
       case 5:
         w.send_frame(w.a, bytes);

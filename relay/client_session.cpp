@@ -1,6 +1,7 @@
 #include "relay/client_session.hpp"
 
 #include <algorithm>
+#include <array>
 
 namespace knit::relay {
 
@@ -23,6 +24,7 @@ ClientSession::Step ClientSession::fail(std::string why) {
 bool ClientSession::start(Random& rng, Bytes& frame) {
   Hello hello;
   hello.role = role_;
+  hello.features = offered_;
   const control::ChannelError err = channel_.start(rng, encode(hello), frame);
   if (err != control::ChannelError::ok) {
     (void)fail(std::string(control::to_string(err)));
@@ -60,12 +62,16 @@ ClientSession::Step ClientSession::feed(ByteSpan& input) {
         return step;
       }
       admitted_ = true;
+      // A relay may grant only what we offered; anything else is ignored.
+      granted_ = result->features & offered_;
+      channel_.set_split_frames(split_data());
       step.kind = Step::Kind::admitted;
       return step;
     }
     case control::ChannelEvent::Kind::message:
       plaintext_ = event.lent;
-      step.parse = parse_frame(plaintext_, step.frame);
+      step.parse = event.split ? parse_split_frame(plaintext_, event.sealed_size, step.frame)
+                               : parse_frame(plaintext_, step.frame);
       step.kind = step.parse == ParseError::ok ? Step::Kind::frame : Step::Kind::bad_frame;
       return step;
   }
@@ -90,8 +96,35 @@ bool ClientSession::seal_append(ByteSpan frame, Bytes& out) {
   return false;
 }
 
+bool ClientSession::seal_data(ByteSpan head, ByteSpan packet, Bytes& out) {
+  if (!admitted_ || packet.empty() || packet.size() > kMaxPacketSize || head.empty() ||
+      split_head_size(static_cast<FrameType>(head[0])) != head.size())
+    return false;
+  const control::ChannelError err = split_data()
+                                        ? channel_.seal_split_append(head, packet, out)
+                                        : seal_whole(head, packet, out);
+  if (err == control::ChannelError::ok) return true;
+  if (!channel_.is_open()) (void)fail(std::string(control::to_string(err)));
+  return false;
+}
+
+control::ChannelError ClientSession::seal_whole(ByteSpan head, ByteSpan packet, Bytes& out) {
+  const std::size_t at = out.size();
+  out.resize(at + control::kFrameHeaderSize + head.size() + packet.size());
+  std::uint8_t* p = out.data() + at + control::kFrameHeaderSize;
+  p = std::copy(head.begin(), head.end(), p);
+  std::copy(packet.begin(), packet.end(), p);
+  return channel_.seal_tail(out, at);
+}
+
 bool ClientSession::seal_send(const NodeKey& dst, ByteSpan packet, Bytes& out) {
   if (!admitted_ || packet.empty() || packet.size() > kMaxPacketSize) return false;
+  if (split_data()) {
+    std::array<std::uint8_t, kDataHeadSize> head;
+    head[0] = static_cast<std::uint8_t>(FrameType::send);
+    std::copy(dst.begin(), dst.end(), head.begin() + 1);
+    return seal_data(head, packet, out);
+  }
   const std::size_t at = out.size();
   out.resize(at + control::kFrameHeaderSize + 1 + kKeySize + packet.size());
   std::uint8_t* p = out.data() + at + control::kFrameHeaderSize;

@@ -7,6 +7,10 @@
 //            <- transport messages: one frame each
 //   seal()   -> one frame as a transport message
 //
+// The Hello offers split data frames (frame.hpp); when the relay's Result grants them, packets
+// go both ways with only their head sealed, and a split message that is not a data frame is a
+// bad_frame (dropped, counted).
+//
 // Nothing on the packet path allocates: a transport message is decrypted into one buffer the
 // channel keeps (a frame and writable() point into it until the next feed()), and
 // seal_append / seal_send append to an output buffer the caller reuses.
@@ -16,6 +20,7 @@
 #pragma once
 
 #include <cstddef>
+#include <cstdint>
 #include <string>
 
 #include "base/bytes.hpp"
@@ -47,6 +52,9 @@ class ClientSession {
   // my_key: our static key (the node key, or this relay's key); relay_key: the relay we dial.
   ClientSession(const wg::PrivateKey& my_key, const NodeKey& relay_key, Role role);
 
+  // The features the Hello offers (frame.hpp); kKnownFeatures unless changed before start().
+  // 0 sends the original two-byte Hello (what an agent before the features sent).
+  void set_offered_features(std::uint8_t features) { offered_ = features & kKnownFeatures; }
   // Message 1 as a frame to write; false (error() says why) when it cannot be made.
   [[nodiscard]] bool start(Random& rng, Bytes& frame);
   // Consumes input up to the end of one message (advancing it) and reports it.
@@ -64,9 +72,20 @@ class ClientSession {
   [[nodiscard]] bool seal(ByteSpan frame, Bytes& out);
   // The same, appended to out; out is unchanged on false.
   [[nodiscard]] bool seal_append(ByteSpan frame, Bytes& out);
-  // A send frame (dst | packet) built and sealed at the end of out, the packet copied once.
+  // A send frame (dst | packet) built and sealed at the end of out, the packet copied once:
+  // split (only the head sealed) when the relay granted split_data, else whole.
   // False (out unchanged) when not admitted or the packet is empty or over kMaxPacketSize.
   [[nodiscard]] bool seal_send(const NodeKey& dst, ByteSpan packet, Bytes& out);
+  // A data frame whose head (type and keys, split_head_size) and packet are given, appended to
+  // out: split when granted, else whole. False (out unchanged) as for seal_send.
+  [[nodiscard]] bool seal_data(ByteSpan head, ByteSpan packet, Bytes& out);
+  // Any split message (head sealed, tail as it is), unchecked: what a hostile client can send
+  // (tests and fuzzing). False when not admitted or the channel refuses it.
+  [[nodiscard]] bool seal_split_unchecked(ByteSpan head, ByteSpan tail, Bytes& out) {
+    return admitted_ && channel_.seal_split_append(head, tail, out) == control::ChannelError::ok;
+  }
+  // The relay granted split data frames (both directions use them).
+  bool split_data() const { return (granted_ & kFeatureSplitData) != 0; }
 
   bool admitted() const { return admitted_; }
   bool over() const { return over_; }
@@ -75,10 +94,13 @@ class ClientSession {
 
  private:
   Step fail(std::string why);
+  control::ChannelError seal_whole(ByteSpan head, ByteSpan packet, Bytes& out);
 
   control::Channel channel_;
   Role role_;
   MutableByteSpan plaintext_;  // the last transport message (the channel's); frames point into it
+  std::uint8_t offered_ = kKnownFeatures;
+  std::uint8_t granted_ = 0;
   bool admitted_ = false;
   bool over_ = false;
   std::string error_;

@@ -70,18 +70,22 @@ std::string_view to_string(ParseError error) {
     case ParseError::trailing: return "trailing bytes";
     case ParseError::bad_packet: return "bad packet";
     case ParseError::bad_keys: return "bad key list";
+    case ParseError::not_data: return "split message that is not a data frame";
   }
   return "unknown";
 }
 
 Bytes encode(const Hello& hello) {
-  return Bytes{hello.version, static_cast<std::uint8_t>(hello.role)};
+  Bytes out{hello.version, static_cast<std::uint8_t>(hello.role)};
+  if (hello.features != 0) out.push_back(hello.features);
+  return out;
 }
 
 Bytes encode(const Result& result) {
   Bytes out(kResultSize);
   out[0] = static_cast<std::uint8_t>(result.status);
   store_be16(out.data() + 1, result.keepalive_s);
+  if (result.features != 0) out.push_back(result.features);
   return out;
 }
 
@@ -90,6 +94,7 @@ std::optional<Hello> parse_hello(ByteSpan payload) {
   Hello hello;
   hello.version = payload[0];
   hello.role = static_cast<Role>(payload[1]);
+  if (payload.size() > kHelloSize) hello.features = payload[kHelloSize];
   return hello;
 }
 
@@ -98,7 +103,30 @@ std::optional<Result> parse_result(ByteSpan payload) {
   Result result;
   result.status = static_cast<Admission>(payload[0]);
   result.keepalive_s = load_be16(payload.data() + 1);
+  if (payload.size() > kResultSize) result.features = payload[kResultSize];
   return result;
+}
+
+std::size_t split_head_size(FrameType type) {
+  switch (type) {
+    case FrameType::send:
+    case FrameType::recv:
+      return kDataHeadSize;
+    case FrameType::forward:
+      return kForwardHeadSize;
+    default:
+      return 0;
+  }
+}
+
+ParseError parse_split_frame(ByteSpan bytes, std::size_t sealed_size, Frame& out) {
+  if (bytes.empty()) return ParseError::empty;
+  const std::size_t head = split_head_size(static_cast<FrameType>(bytes[0]));
+  if (head == 0 || sealed_size != head) {
+    out = Frame{};
+    return ParseError::not_data;
+  }
+  return parse_frame(bytes, out);
 }
 
 NodeKey Frame::key(std::size_t i) const { return get_key(keys.data() + i * kKeySize); }

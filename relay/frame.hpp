@@ -10,8 +10,28 @@
 //   -> e, es, s, ss  + Hello    s = the client's node key (its WireGuard key), or a relay's key
 //   <- e, ee, se     + Result   the responder's static key = the relay key from the relay map
 //
-//   Hello:  0 version u8 (1) | 1 role u8 (0 client, 1 relay)          more bytes are ignored
-//   Result: 0 status u8 (Admission) | 1 keepalive_s be16               more bytes are ignored
+//   Hello:  0 version u8 (1) | 1 role u8 (0 client, 1 relay) | 2 features u8   more bytes ignored
+//   Result: 0 status u8 (Admission) | 1 keepalive_s be16 | 3 features u8       more bytes ignored
+//
+// features (optional: an older side sends the short form, read as 0): the Hello offers, the
+// Result grants a subset of what was offered, and only granted features are used, both ways.
+//   bit 0  split_data: data frames (send, recv, forward) travel as split channel messages
+//          (control/channel.hpp): the head (type and keys) sealed, the packet as it is.
+//
+// A split data frame on the wire, inside the channel's framing:
+//
+//   0 length be32 | 0x80000000 | 4 head_size u8 (33, or 65 for forward)
+//   5 AEAD(head: type u8 | key[32] (| key[32]), ad = length | head_size) | tag[16]
+//   head_size + 21 packet (not sealed again: a WireGuard message or a disco message)
+//
+// Why the packet may go unsealed on this hop: it is already authenticated end to end by its
+// own AEAD (WireGuard's transport data or handshake MACs, disco's crypto_box), so on the relay
+// hop it gets exactly the protection it has on a direct UDP path; the hop's seal keeps covering
+// everything the relay acts on: the type, the keys, the length and the place in the stream (the
+// nonce), so frames cannot be injected, replayed, reordered or redirected. A tampered packet is
+// dropped by WireGuard at the receiver. Control frames are always sealed whole; a split
+// message that is not a data frame with exactly its head sealed is dropped and counted.
+// docs/ARCHITECTURE.md ("The relay hop's seal") has the full argument and what it gives up.
 //
 // A refused client reads the Result and the relay closes. An admitted one must send a transport
 // message first (it sends a Ping): message 1 is replayable (channel.hpp), so until then the
@@ -58,11 +78,18 @@ inline constexpr std::size_t kKeySize = 32;
 inline constexpr std::size_t kMaxPacketSize = 65535;
 // The largest frame (a forward with a full packet) and the largest Noise frame body carrying it.
 inline constexpr std::size_t kMaxFrameSize = 1 + 2 * kKeySize + kMaxPacketSize;
-inline constexpr std::size_t kMaxNoiseFrame = kMaxFrameSize + control::kAeadTagSize;
+// (a split message adds the head size byte: one more than a whole sealed frame).
+inline constexpr std::size_t kMaxNoiseFrame = kMaxFrameSize + control::kAeadTagSize + 1;
 // Handshake payloads are tiny; a larger message 1 is refused before any crypto.
 inline constexpr std::size_t kMaxHelloSize = 64;
 inline constexpr std::size_t kHelloSize = 2;
 inline constexpr std::size_t kResultSize = 3;
+// Feature bits of Hello and Result.
+inline constexpr std::uint8_t kFeatureSplitData = 0x01;
+inline constexpr std::uint8_t kKnownFeatures = kFeatureSplitData;
+// The sealed head of a split data frame: type and key(s).
+inline constexpr std::size_t kDataHeadSize = 1 + kKeySize;         // send, recv
+inline constexpr std::size_t kForwardHeadSize = 1 + 2 * kKeySize;  // forward
 // present/absent carry at most this many keys (16 KiB of keys).
 inline constexpr std::size_t kMaxKeysPerFrame = 512;
 
@@ -108,14 +135,17 @@ std::string_view to_string(Admission admission);
 std::string_view to_string(CloseReason reason);
 std::string_view to_string(FrameType type);
 
+// features 0 encodes the short (version 1 original) form, byte for byte.
 struct Hello {
   std::uint8_t version = kRelayVersion;
   Role role = Role::client;
+  std::uint8_t features = 0;  // offered
 };
 
 struct Result {
   Admission status = Admission::ok;
   std::uint16_t keepalive_s = 0;  // how often the relay expects to hear something (0: unknown)
+  std::uint8_t features = 0;      // granted: a subset of the Hello's
 };
 
 Bytes encode(const Hello& hello);
@@ -146,11 +176,18 @@ enum class ParseError {
   trailing,      // bytes after a fixed-size body
   bad_packet,    // an empty packet (over the limit cannot reach here: the channel's limit)
   bad_keys,      // present/absent with no key, too many, or a partial key
+  not_data,      // a split message that is not a data frame with exactly its head sealed
 };
 
 std::string_view to_string(ParseError error);
 
 ParseError parse_frame(ByteSpan bytes, Frame& out);
+// A split message (control::ChannelEvent::split) whose first sealed_size bytes were sealed:
+// parses as parse_frame, and only a send, recv or forward whose sealed head is exactly its
+// type and keys is ok (not_data otherwise: a control frame must never arrive split).
+ParseError parse_split_frame(ByteSpan bytes, std::size_t sealed_size, Frame& out);
+// The head a data frame type seals in the split form; 0 for the other types.
+std::size_t split_head_size(FrameType type);
 
 // Encoders write one frame into out (cleared first). A packet over kMaxPacketSize or empty, or
 // more than kMaxKeysPerFrame keys, is refused with false.

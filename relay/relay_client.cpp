@@ -197,6 +197,7 @@ void RelayClient::Core::on_transport_ready(std::uint64_t gen) {
     return;
   }
   session_ = std::make_unique<ClientSession>(my_key_, relay_key_, options_.role);
+  session_->set_offered_features(options_.split_data ? kKnownFeatures : 0);
   Bytes frame;
   if (!session_->start(rng_, frame)) return address_failed(session_->error());
   arm_deadline(options_.handshake_timeout, "no answer to the handshake");
@@ -383,7 +384,7 @@ bool RelayClient::Core::send(const NodeKey& dst, ByteSpan packet) {
     return false;
   }
   const std::size_t sealed = control::kFrameHeaderSize + 1 + kKeySize + packet.size() +
-                             control::kAeadTagSize;
+                             control::kAeadTagSize + 1;  // + 1: a split message's head size
   if (queued_bytes_ + sealed > options_.max_queue_bytes) {
     ++stats_.dropped_queue_full;
     return false;

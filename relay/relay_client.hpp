@@ -47,6 +47,9 @@ class RelayClient {
     std::size_t max_queue_bytes = 512 * 1024;  // sealed bytes waiting for the socket
     std::size_t read_chunk = 64 * 1024;        // the receive buffer
     Role role = Role::client;                  // relay: a relay's own link (tests)
+    // Offer split data frames (frame.hpp: packets with only their head sealed on this hop);
+    // false sends the original Hello, and every frame goes sealed whole.
+    bool split_data = true;
   };
 
   struct Stats {

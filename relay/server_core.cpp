@@ -45,6 +45,7 @@ struct ServerCore::Conn {
   Instant closing_since{};
   std::array<std::uint8_t, control::kFrameHeaderSize> first{};  // message 1's length header
   std::size_t first_have = 0;
+  bool split = false;  // split data frames granted (both directions)
 
   std::size_t queued_frames() const { return out_frames; }
   std::size_t queued_bytes() const { return out.size(); }
@@ -172,6 +173,33 @@ bool ServerCore::queue_recv_in_place(Conn& target, const NodeKey& src, MutableBy
   raw[0] = static_cast<std::uint8_t>(FrameType::recv);
   std::copy(src.begin(), src.end(), raw.begin() + 1);
   return queue_frame(target, raw, true);
+}
+
+bool ServerCore::queue_split(Conn& conn, ByteSpan head, ByteSpan packet) {
+  if (!has_room(conn, head.size() + packet.size() + 1, true)) return false;
+  const bool was_empty = conn.queued_frames() == 0;
+  bool ok = false;
+  if (conn.session) {
+    ok = conn.session->seal_data(head, packet, conn.out);
+  } else if (conn.channel) {
+    ok = conn.channel->seal_split_append(head, packet, conn.out) == control::ChannelError::ok;
+  }
+  if (!ok) return false;
+  queued(conn, was_empty);
+  return true;
+}
+
+bool ServerCore::queue_recv(Conn& target, const NodeKey& src, ByteSpan packet,
+                            MutableByteSpan recv_room) {
+  if (target.split) {
+    std::array<std::uint8_t, kDataHeadSize> head;
+    head[0] = static_cast<std::uint8_t>(FrameType::recv);
+    std::copy(src.begin(), src.end(), head.begin() + 1);
+    return queue_split(target, head, packet);
+  }
+  if (recv_room.size() == 1 + kKeySize + packet.size())
+    return queue_recv_in_place(target, src, recv_room);
+  return encode_recv(src, packet, scratch_) && queue_frame(target, scratch_, true);
 }
 
 void ServerCore::queue_sealed(Conn& conn, ByteSpan sealed) {
@@ -318,9 +346,13 @@ void ServerCore::feed_inbound(Conn& conn, ByteSpan input, Instant now) {
           if (conn.phase != Conn::Phase::open) return;
         }
         Frame frame;
-        const ParseError err = parse_frame(event.lent, frame);
+        const ParseError err = event.split
+                                   ? parse_split_frame(event.lent, event.sealed_size, frame)
+                                   : parse_frame(event.lent, frame);
         if (err == ParseError::unknown_type) {
           ++stats_.drop_unknown_type;
+        } else if (err == ParseError::not_data) {
+          ++stats_.drop_split_not_data;
         } else if (err != ParseError::ok) {
           ++stats_.drop_malformed;
         } else {
@@ -357,6 +389,9 @@ void ServerCore::on_request(Conn& conn, ByteSpan payload, Instant now) {
   }
   Result result;
   result.status = admission;
+  // Grant what we support of what was offered (nothing to a refused connection).
+  if (admission == Admission::ok && config_.split_data)
+    result.features = hello->features & kKnownFeatures;
   result.keepalive_s = static_cast<std::uint16_t>(
       std::chrono::duration_cast<std::chrono::seconds>(config_.keepalive).count());
   Bytes frame;
@@ -372,6 +407,8 @@ void ServerCore::on_request(Conn& conn, ByteSpan payload, Instant now) {
     return;
   }
   conn.role = hello->role;
+  conn.split = (result.features & kFeatureSplitData) != 0;
+  conn.channel->set_split_frames(conn.split);
   conn.phase = Conn::Phase::answered;
   queue_sealed(conn, frame);
 }
@@ -416,6 +453,7 @@ void ServerCore::dial_due(Instant now) {
     conn.role = Role::relay;
     conn.key = key;
     conn.session = std::make_unique<ClientSession>(relay_key_, key, Role::relay);
+    conn.session->set_offered_features(config_.split_data ? kKnownFeatures : 0);
     peer.dialing = conn.id;
     io_.dial(conn.id, peer.info);
   }
@@ -432,6 +470,7 @@ void ServerCore::feed_outbound(Conn& conn, ByteSpan input, Instant now) {
         return remove(conn, now, true);
       case ClientSession::Step::Kind::admitted: {
         conn.phase = Conn::Phase::open;
+        conn.split = conn.session->split_data();
         Bytes ping;  // proves the link before anything else (frame.hpp)
         encode_ping(rng_.next_u64(), ping);
         queue_frame(conn, ping, false);
@@ -455,6 +494,7 @@ void ServerCore::feed_outbound(Conn& conn, ByteSpan input, Instant now) {
       }
       case ClientSession::Step::Kind::bad_frame:
         ++(step.parse == ParseError::unknown_type ? stats_.drop_unknown_type
+           : step.parse == ParseError::not_data   ? stats_.drop_split_not_data
                                                   : stats_.drop_malformed);
         break;
     }
@@ -530,15 +570,7 @@ void ServerCore::deliver(const NodeKey& src, const NodeKey& dst, ByteSpan packet
   if (const auto local = clients_.find(dst); local != clients_.end()) {
     Conn* target = find(local->second);
     if (target == nullptr) return;
-    bool queued_ok = false;
-    if (recv_room.size() == 1 + kKeySize + packet.size()) {
-      queued_ok = queue_recv_in_place(*target, src, recv_room);
-    } else if (encode_recv(src, packet, scratch_)) {
-      queued_ok = queue_frame(*target, scratch_, true);
-    } else {
-      return;
-    }
-    if (!queued_ok) {
+    if (!queue_recv(*target, src, packet, recv_room)) {
       ++stats_.drop_queue_full;
       return;
     }
@@ -548,8 +580,20 @@ void ServerCore::deliver(const NodeKey& src, const NodeKey& dst, ByteSpan packet
   }
   if (const auto route = routes_.find(dst); route != routes_.end()) {
     Conn* link = find(route->second);
-    if (link == nullptr || !encode_forward(src, dst, packet, scratch_)) return;
-    if (!queue_frame(*link, scratch_, true)) {
+    if (link == nullptr) return;
+    bool queued_ok = false;
+    if (link->split) {
+      std::array<std::uint8_t, kForwardHeadSize> head;
+      head[0] = static_cast<std::uint8_t>(FrameType::forward);
+      std::copy(src.begin(), src.end(), head.begin() + 1);
+      std::copy(dst.begin(), dst.end(), head.begin() + 1 + kKeySize);
+      queued_ok = queue_split(*link, head, packet);
+    } else if (encode_forward(src, dst, packet, scratch_)) {
+      queued_ok = queue_frame(*link, scratch_, true);
+    } else {
+      return;
+    }
+    if (!queued_ok) {
       ++stats_.drop_queue_full;
       return;
     }
@@ -571,16 +615,11 @@ void ServerCore::on_relay_frame(Conn& conn, const Frame& frame, MutableByteSpan 
         ++stats_.drop_mesh_no_client;
         return;
       }
-      bool queued_ok = false;
-      if (raw.size() == 1 + 2 * kKeySize + frame.packet.size()) {
-        // type | src | dst | packet: the last 1 + 32 + packet bytes become type | src | packet.
-        queued_ok = queue_recv_in_place(*target, frame.src, raw.subspan(kKeySize));
-      } else if (encode_recv(frame.src, frame.packet, scratch_)) {
-        queued_ok = queue_frame(*target, scratch_, true);
-      } else {
-        return;
-      }
-      if (!queued_ok) {
+      // type | src | dst | packet: the last 1 + 32 + packet bytes become type | src | packet.
+      const MutableByteSpan room = raw.size() == 1 + 2 * kKeySize + frame.packet.size()
+                                       ? raw.subspan(kKeySize)
+                                       : MutableByteSpan{};
+      if (!queue_recv(*target, frame.src, frame.packet, room)) {
         ++stats_.drop_queue_full;
         return;
       }

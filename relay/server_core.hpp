@@ -15,6 +15,10 @@
 // the adapter's read buffer when it lies whole in it), a send becomes a recv in place (the
 // same layout: type, key, packet) and is sealed straight into the destination's buffer.
 //
+// Split data frames (frame.hpp): granted to a client or relay that offers them (and offered
+// on dialed links) unless config.split_data is off; a packet then goes out split to every
+// connection that has them, whole to the rest, whichever form it came in.
+//
 // Routing: a `send` to dst goes to the local client dst, else over the link of the peer relay
 // that announced dst (present/absent), else it is dropped and a peer_gone goes back. A forward
 // from a peer relay reaches only a local client (one hop: relays form a full mesh).
@@ -70,6 +74,9 @@ struct ServerConfig {
   Duration tick = std::chrono::seconds(1);           // how often on_timer wants to run
   Duration redial_min = std::chrono::seconds(1);
   Duration redial_max = std::chrono::seconds(30);
+  // Grant split data frames (frame.hpp) to clients and peer relays that offer them, and offer
+  // them on the links this relay dials. false: the original Hello and Result, whole frames.
+  bool split_data = true;
 };
 
 class ServerIo {
@@ -164,6 +171,11 @@ class ServerCore {
                MutableByteSpan recv_room);
   // Rewrites raw's head as a recv frame's (type, src) and queues raw for target.
   bool queue_recv_in_place(Conn& target, const NodeKey& src, MutableByteSpan raw);
+  // A recv frame for target: split when target has split data frames, else whole (in place in
+  // recv_room when it is the packet's send frame or a forward's tail).
+  bool queue_recv(Conn& target, const NodeKey& src, ByteSpan packet, MutableByteSpan recv_room);
+  // A data frame split (head sealed, packet as it is) within the packet bounds.
+  bool queue_split(Conn& conn, ByteSpan head, ByteSpan packet);
   void announce(FrameType type, const NodeKey& key);
   void send_present_list(Conn& link);
   void link_opened(Conn& conn, Instant now);

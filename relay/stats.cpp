@@ -62,6 +62,7 @@ constexpr Sample kSamples[] = {
     {"drops_total", kDrops, kCounter, "reason", "unknown_type", &Stats::drop_unknown_type},
     {"drops_total", kDrops, kCounter, "reason", "not_allowed", &Stats::drop_not_allowed},
     {"drops_total", kDrops, kCounter, "reason", "oversize", &Stats::drop_oversize},
+    {"drops_total", kDrops, kCounter, "reason", "split_not_data", &Stats::drop_split_not_data},
 };
 
 }  // namespace
@@ -104,7 +105,8 @@ std::string summary_line(const Stats& s) {
       << " to_mesh=" << s.packets_to_mesh << " from_mesh=" << s.packets_from_mesh
       << ") drops: queue_full=" << s.drop_queue_full << " no_route=" << s.drop_no_route
       << " mesh_no_client=" << s.drop_mesh_no_client << " malformed=" << s.drop_malformed
-      << " oversize=" << s.drop_oversize << " idle=" << s.idle_timeouts
+      << " oversize=" << s.drop_oversize << " split_not_data=" << s.drop_split_not_data
+      << " idle=" << s.idle_timeouts
       << " cut_off=" << s.cut_off;
   return out.str();
 }

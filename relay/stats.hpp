@@ -49,6 +49,7 @@ struct Stats {
   std::uint64_t drop_unknown_type = 0;
   std::uint64_t drop_not_allowed = 0;    // a frame the sender's role may not send
   std::uint64_t drop_oversize = 0;       // a frame over the limit (the connection ends)
+  std::uint64_t drop_split_not_data = 0; // a split message that was not a data frame
 };
 
 // Declares the knit_relay_* families in `registry` (gauges, connection, traffic and drop

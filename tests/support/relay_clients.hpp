@@ -47,12 +47,15 @@ struct Got {
 // A client of the core: its node key, a ClientSession and what it received.
 class Client {
  public:
-  Client(Random& rng, ServerCore& core, Role role = Role::client)
+  // features: what the Hello offers (0: an agent from before split data frames).
+  Client(Random& rng, ServerCore& core, Role role = Role::client,
+         std::uint8_t features = kKnownFeatures)
       : rng_(rng),
         key_(wg::crypto::generate_private_key(rng)),
         pub_(wg::crypto::public_key_of(key_)),
         core_(core),
-        role_(role) {}
+        role_(role),
+        features_(features) {}
 
   const NodeKey& pub() const { return pub_; }
   const wg::PrivateKey& key() const { return key_; }
@@ -62,6 +65,7 @@ class Client {
   Admission connect(Instant now) {
     id_ = core_.on_accept(now);
     session_ = std::make_unique<ClientSession>(key_, core_.public_key(), role_);
+    session_->set_offered_features(features_);
     Bytes m1;
     if (!session_->start(rng_, m1)) throw std::runtime_error("ClientSession::start failed");
     message1_ = m1;
@@ -86,6 +90,12 @@ class Client {
         case ClientSession::Step::Kind::refused:
           status_ = step.result.status;
           break;
+        case ClientSession::Step::Kind::bad_frame:
+          ++bad_frames;
+          break;
+        case ClientSession::Step::Kind::failed:
+          failed = true;
+          break;
         case ClientSession::Step::Kind::frame: {
           Got got{step.frame.type, {}, {}, step.frame.reason};
           if (step.frame.type == FrameType::recv) got.key = step.frame.src;
@@ -94,7 +104,7 @@ class Client {
           received.push_back(got);
           break;
         }
-        default:
+        case ClientSession::Step::Kind::need_more:
           break;
       }
     }
@@ -138,9 +148,12 @@ class Client {
     return out;
   }
   const Bytes& message1() const { return message1_; }
+  ClientSession& session() { return *session_; }
   bool close_after() const { return close_after_; }
 
   std::vector<Got> received;
+  std::size_t bad_frames = 0;  // frames from the core that did not parse (dropped)
+  bool failed = false;         // the session failed (its channel is closed)
 
  private:
   Random& rng_;
@@ -148,6 +161,7 @@ class Client {
   NodeKey pub_;
   ServerCore& core_;
   Role role_;
+  std::uint8_t features_;
   ConnId id_ = 0;
   std::unique_ptr<ClientSession> session_;
   Admission status_ = Admission::bad_hello;

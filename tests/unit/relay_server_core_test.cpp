@@ -165,8 +165,9 @@ TEST_F(RelayCoreTest, QueueIsBoundedAndDropsAreCounted) {
   Bytes queued;
   core.take_output(b.id(), queued);
   EXPECT_LE(queued.size(), config.max_queue_bytes);
-  // Every queued packet is one sealed frame of the same size.
-  const std::size_t frame_size = control::kFrameHeaderSize + 1 + kKeySize + 1000 + control::kAeadTagSize;
+  // Every queued packet is one split frame of the same size (b has split data frames).
+  const std::size_t frame_size =
+      control::kFrameHeaderSize + control::kSplitOverhead + kDataHeadSize + 1000;
   EXPECT_EQ(queued.size(), s.packets_local * frame_size);
   // Once drained, packets flow again.
   a.send(b.pub(), Bytes(1000, 1), now_);

@@ -1,8 +1,8 @@
 // The relay's counters as knit-relay --metrics renders them through the shared metrics registry:
 // every knit_relay_* family, sample, label and value exactly as the relay's own Prometheus
 // writer printed them before it was folded into base/metrics (that writer's output for these
-// values is tests/vectors/relay_metrics_before.txt, plus the one sample added since:
-// handshakes_refused_total{reason="evicted"}).
+// values is tests/vectors/relay_metrics_before.txt, plus the samples added since:
+// handshakes_refused_total{reason="evicted"} and drops_total{reason="split_not_data"}).
 #include <gtest/gtest.h>
 
 #include <fstream>
@@ -54,6 +54,7 @@ Stats numbered() {
   s.drop_unknown_type = 127;
   s.drop_not_allowed = 128;
   s.drop_oversize = 129;
+  s.drop_split_not_data = 130;
   return s;
 }
 
