@@ -117,6 +117,27 @@ class PgStore final : public Store {
                                    const MeshSettings& mesh, UnixSeconds now,
                                    const std::vector<Endpoint>* endpoints, bool savepoint,
                                    JoinResult& result, bool& decided);
+  // Its three steps; join_nodes sends one join's writes and the next one's reads in one round
+  // trip. Where each step's statements sit among the results of their pipeline:
+  struct JoinPlan {
+    std::size_t node_at = 0;   // reads: the node row, then the relay key
+    std::size_t token_at = 0;  // reads, with a token: its row, then the base name's
+    std::size_t floor_at = 0;  // reads: the free range at the held cursor (0: not read)
+    std::size_t node_row = 0;  // writes: the node's row (RETURNING)
+    bool existing = false;
+  };
+  void join_reads(const NodeRegistration& reg, const std::optional<PresentedToken>& presented,
+                  bool savepoint, std::vector<PgStatement>& reads, JoinPlan& plan);
+  // The reads' results from `offset` of `rows`; appends the writes.
+  Result<void> join_writes(const NodeRegistration& reg,
+                           const std::optional<PresentedToken>& presented,
+                           const MeshSettings& mesh, UnixSeconds now,
+                           const std::vector<Endpoint>* endpoints, bool savepoint,
+                           const std::vector<PgResult>& rows, std::size_t offset, JoinPlan& plan,
+                           std::vector<PgStatement>& writes, JoinResult& result, bool& decided);
+  // The writes' results from `offset` of `rows`: the node as stored.
+  Result<void> join_finish(const std::vector<PgResult>& rows, std::size_t offset,
+                           const JoinPlan& plan, JoinResult& result);
   // An address for a new node, its writes appended to `writes`. The first allocation of a
   // transaction locks the cursor row and keeps it (cursor_); `floor_at_cursor`, when given, is
   // the free range at or before that cursor, read in the join's first round trip.

@@ -215,16 +215,37 @@ std::vector<Result<JoinResult>> PgStore::join_nodes(const std::vector<BatchedJoi
     auto mesh = mesh_settings();  // once: this transaction's, as every join's read was
     if (!mesh) return mesh.error();
     if (!*mesh) return Error{Errc::conflict, std::string(kMeshNotSetUp)};
+    // One round trip a join: the writes of the join before, then this one's reads. A join's
+    // reads see everything the joins before it wrote (a pipeline runs in order).
+    std::vector<PgStatement> carried;  // the writes of the last join, not sent yet
+    JoinPlan carried_plan;
+    JoinResult carried_result;
+    bool carrying = false;
     for (const BatchedJoin& join : joins) {
+      JoinPlan plan;
+      std::vector<PgStatement> statements = std::move(carried);
+      carried.clear();
+      const std::size_t offset = statements.size();
+      join_reads(join.registration, join.token, /*savepoint=*/true, statements, plan);
+      auto rows = conn_.exec_pipeline(statements);
+      if (!rows) return rows.error();
+      if (carrying) {
+        if (auto r = join_finish(*rows, 0, carried_plan, carried_result); !r) return r;
+        out.emplace_back(std::move(carried_result));
+        carrying = false;
+      }
       JoinResult result;
       bool decided = false;
       const bool held = cursor_.has_value();
-      auto r = join_in_transaction(join.registration, join.token, **mesh, now, &join.endpoints,
-                                   /*savepoint=*/true, result, decided);
+      auto r = join_writes(join.registration, join.token, **mesh, now, &join.endpoints,
+                           /*savepoint=*/true, *rows, offset, plan, carried, result, decided);
       if (r) {
-        out.emplace_back(std::move(result));
+        carried_plan = plan;
+        carried_result = std::move(result);
+        carrying = true;
         continue;
       }
+      carried.clear();
       // Anything but this join's own outcome (a refusal, a full mesh, a relay's key) is the
       // transaction's: a lost connection or a race with another coordinator runs it all again.
       if (!decided) return r.error();
@@ -237,6 +258,12 @@ std::vector<Result<JoinResult>> PgStore::join_nodes(const std::vector<BatchedJoi
         out.emplace_back(std::move(result));
       else
         out.emplace_back(r.error());
+    }
+    if (carrying) {
+      auto rows = conn_.exec_pipeline(carried);
+      if (!rows) return rows.error();
+      if (auto r = join_finish(*rows, 0, carried_plan, carried_result); !r) return r;
+      out.emplace_back(std::move(carried_result));
     }
     return Ok{};
   });
@@ -253,54 +280,74 @@ Result<void> PgStore::join_in_transaction(const NodeRegistration& reg,
                                           const MeshSettings& mesh, UnixSeconds now,
                                           const std::vector<Endpoint>* endpoints, bool savepoint,
                                           JoinResult& result, bool& decided) {
-  auto ipam = Ipam::make(mesh.ipv4_prefix, mesh.ipv6_prefix);
-  if (!ipam) return Error{Errc::io, "the database holds an unusable mesh prefix"};
-  const std::string key = to_base64(reg.node_key);
-  const std::string base_name = sanitize_label(reg.hostname);
-
-  // 1. The reads, in one round trip. The node row is locked first, then the token's (as before
-  // pipelining: the same lock order as every other transaction). The name and the free range
-  // at the cursor are read in case this is a new node.
+  JoinPlan plan;
   std::vector<PgStatement> reads;
+  join_reads(reg, presented, savepoint, reads, plan);
+  auto rows = conn_.exec_pipeline(reads);
+  if (!rows) return rows.error();
+  std::vector<PgStatement> writes;
+  if (auto r = join_writes(reg, presented, mesh, now, endpoints, savepoint, *rows, 0, plan, writes,
+                           result, decided);
+      !r)
+    return r;
+  auto wrote = conn_.exec_pipeline(writes);
+  if (!wrote) return wrote.error();
+  return join_finish(*wrote, 0, plan, result);
+}
+
+// The node row is locked first, then the token's (the same lock order as every other
+// transaction). The name and the free range at the cursor are read in case this is a new node.
+void PgStore::join_reads(const NodeRegistration& reg,
+                         const std::optional<PresentedToken>& presented, bool savepoint,
+                         std::vector<PgStatement>& reads, JoinPlan& plan) {
+  const std::string key = to_base64(reg.node_key);
+  const std::size_t base = reads.size();  // the plan counts from here
   if (savepoint) reads.push_back({"SAVEPOINT one_join", {}});
-  const std::size_t node_at = reads.size();
+  plan.node_at = reads.size() - base;
   reads.push_back({"SELECT " + std::string(pg_rows::kNodeColumns) +
                        " FROM nodes WHERE node_key = $1 FOR UPDATE",
                    {key}});
   reads.push_back({"SELECT 1 FROM relays WHERE node_key = $1", {key}});
-  std::size_t token_at = 0, name_at = 0, floor_at = 0;
-  if (presented) {
-    token_at = reads.size();
-    reads.push_back({"SELECT " + std::string(pg_rows::kTokenColumns) +
-                         " FROM tokens WHERE id = $1 FOR UPDATE",
-                     {presented->id}});
-    name_at = reads.size();
-    reads.push_back({"SELECT 1 FROM nodes WHERE name = $1", {base_name}});
-    if (cursor_) {
-      floor_at = reads.size();
-      reads.push_back({"SELECT first, last FROM ipv4_free WHERE first <= $1 "
-                       "ORDER BY first DESC LIMIT 1",
-                       {pg_int(std::int64_t{cursor_->value})}});
-    }
+  if (!presented) return;
+  plan.token_at = reads.size() - base;
+  reads.push_back({"SELECT " + std::string(pg_rows::kTokenColumns) +
+                       " FROM tokens WHERE id = $1 FOR UPDATE",
+                   {presented->id}});
+  reads.push_back({"SELECT 1 FROM nodes WHERE name = $1", {sanitize_label(reg.hostname)}});
+  if (cursor_) {
+    plan.floor_at = reads.size() - base;
+    reads.push_back({"SELECT first, last FROM ipv4_free WHERE first <= $1 "
+                     "ORDER BY first DESC LIMIT 1",
+                     {pg_int(std::int64_t{cursor_->value})}});
   }
-  auto read = conn_.exec_pipeline(reads);
-  if (!read) return read.error();
-  const std::vector<PgResult>& rows = *read;
+}
+
+Result<void> PgStore::join_writes(const NodeRegistration& reg,
+                                  const std::optional<PresentedToken>& presented,
+                                  const MeshSettings& mesh, UnixSeconds now,
+                                  const std::vector<Endpoint>* endpoints, bool savepoint,
+                                  const std::vector<PgResult>& all_rows, std::size_t offset,
+                                  JoinPlan& plan, std::vector<PgStatement>& writes,
+                                  JoinResult& result, bool& decided) {
+  auto ipam = Ipam::make(mesh.ipv4_prefix, mesh.ipv6_prefix);
+  if (!ipam) return Error{Errc::io, "the database holds an unusable mesh prefix"};
+  const std::string key = to_base64(reg.node_key);
+  const std::string base_name = sanitize_label(reg.hostname);
+  auto row = [&](std::size_t at) -> const PgResult& { return all_rows[offset + at]; };
 
   std::optional<Node> existing;
-  if (rows[node_at].rows() > 0) existing = pg_rows::read_node(rows[node_at], 0);
-  if (rows[node_at + 1].rows() > 0) {
+  if (row(plan.node_at).rows() > 0) existing = pg_rows::read_node(row(plan.node_at), 0);
+  plan.existing = existing.has_value();
+  if (row(plan.node_at + 1).rows() > 0) {
     decided = true;
     return Error{Errc::conflict, "this key is a relay's key, not a node's"};
   }
 
-  // 2. Deciding, and the writes.
-  std::vector<PgStatement> writes;
   std::optional<Token> token;
   if (presented) {
     const bool own = existing && existing->token_id == presented->id;
     std::optional<Token> stored;
-    if (rows[token_at].rows() > 0) stored = pg_rows::read_token(rows[token_at], 0);
+    if (row(plan.token_at).rows() > 0) stored = pg_rows::read_token(row(plan.token_at), 0);
     // The row is locked: a concurrent use of the same token waits until this one commits,
     // then sees the count it left.
     const TokenCheck check =
@@ -357,13 +404,12 @@ Result<void> PgStore::join_in_transaction(const NodeRegistration& reg,
                       std::move(params)});
   } else {
     std::optional<std::optional<FreeRange>> floor;
-    if (floor_at != 0) {
+    if (plan.floor_at != 0) {
       floor.emplace();
-      if (rows[floor_at].rows() > 0)
-        *floor = FreeRange{static_cast<std::uint32_t>(rows[floor_at].integer(0, 0)),
-                           static_cast<std::uint32_t>(rows[floor_at].integer(0, 1))};
+      if (row(plan.floor_at).rows() > 0)
+        *floor = FreeRange{static_cast<std::uint32_t>(row(plan.floor_at).integer(0, 0)),
+                           static_cast<std::uint32_t>(row(plan.floor_at).integer(0, 1))};
     }
-    // take_address appends its writes after the token's, before the node's row.
     auto taken = take_address(*ipam, mesh, floor, writes);
     if (!taken) return taken.error();
     if (taken->status == Ipam::Status::mesh_full) {
@@ -372,7 +418,7 @@ Result<void> PgStore::join_in_transaction(const NodeRegistration& reg,
                                         " addresses of " + mesh.ipv4_prefix.to_string() +
                                         " are taken; remove nodes to make room"};
     }
-    const bool base_taken = rows[name_at].rows() > 0;
+    const bool base_taken = row(plan.token_at + 1).rows() > 0;
     std::string name = unique_name(base_name, [&](const std::string& n) {
       if (n == base_name) return base_taken;
       auto r = conn_.exec("SELECT 1 FROM nodes WHERE name = $1", {n});
@@ -405,18 +451,22 @@ Result<void> PgStore::join_in_transaction(const NodeRegistration& reg,
              (endpoints ? ", $13" : "") + ") RETURNING " + std::string(pg_rows::kNodeColumns),
          std::move(params)});
   }
-  const std::size_t node_row = writes.size() - 1;
+  plan.node_row = writes.size() - 1;
   writes.push_back({"SELECT pg_notify($1, $2)",
                     {std::string(kNotifyChannel),
                      origin_ + " " + std::to_string(static_cast<int>(StoreChange::Kind::node)) +
                          " " + key}});
   if (savepoint) writes.push_back({"RELEASE SAVEPOINT one_join", {}});
-  auto wrote = conn_.exec_pipeline(writes);
-  if (!wrote) return wrote.error();
-  if ((*wrote)[node_row].rows() == 0)
-    return Error{Errc::io, existing ? "database: the node vanished" : "database: the new node vanished"};
-  result.node = pg_rows::read_node((*wrote)[node_row], 0);
-  result.created = !existing;
+  return Ok{};
+}
+
+Result<void> PgStore::join_finish(const std::vector<PgResult>& rows, std::size_t offset,
+                                  const JoinPlan& plan, JoinResult& result) {
+  const PgResult& node = rows[offset + plan.node_row];
+  if (node.rows() == 0)
+    return Error{Errc::io, plan.existing ? "database: the node vanished" : "database: the new node vanished"};
+  result.node = pg_rows::read_node(node, 0);
+  result.created = !plan.existing;
   return Ok{};
 }
 
