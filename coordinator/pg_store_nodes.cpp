@@ -140,10 +140,17 @@ Result<Ipam::Allocation> PgStore::take_address(
   Ipam::Allocation allocation = ipam.allocate(cursor, ranges.floor(), ranges.above());
   if (ranges.failed()) return *ranges.failed();
   if (allocation.status == Ipam::Status::mesh_full) return allocation;
-  writes.push_back({"DELETE FROM ipv4_free WHERE first = $1", {pg_int(std::int64_t{allocation.from.first})}});
-  for (const FreeRange& range : allocation.rest)
-    writes.push_back({"INSERT INTO ipv4_free (first, last) VALUES ($1, $2)",
-                      {pg_int(std::int64_t{range.first}), pg_int(std::int64_t{range.last})}});
+  if (allocation.rest.size() == 1 && allocation.rest[0].last == allocation.from.last) {
+    // The usual case (next-fit from the range's first address): the range shrinks in place.
+    writes.push_back({"UPDATE ipv4_free SET first = $2 WHERE first = $1",
+                      {pg_int(std::int64_t{allocation.from.first}),
+                       pg_int(std::int64_t{allocation.rest[0].first})}});
+  } else {
+    writes.push_back({"DELETE FROM ipv4_free WHERE first = $1", {pg_int(std::int64_t{allocation.from.first})}});
+    for (const FreeRange& range : allocation.rest)
+      writes.push_back({"INSERT INTO ipv4_free (first, last) VALUES ($1, $2)",
+                        {pg_int(std::int64_t{range.first}), pg_int(std::int64_t{range.last})}});
+  }
   writes.push_back({"INSERT INTO settings (key, value) VALUES ($1, $2) "
                     "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
                     {std::string(kIpv4CursorKey), std::to_string(allocation.next_cursor)}});
@@ -226,7 +233,9 @@ std::vector<Result<JoinResult>> PgStore::join_nodes(const std::vector<BatchedJoi
       std::vector<PgStatement> statements = std::move(carried);
       carried.clear();
       const std::size_t offset = statements.size();
-      join_reads(join.registration, join.token, /*savepoint=*/true, statements, plan);
+      // No savepoint: a join writes nothing before it is decided (its writes are sent with the
+      // next join's reads), so a refused one is dropped, not rolled back.
+      join_reads(join.registration, join.token, /*savepoint=*/false, statements, plan);
       auto rows = conn_.exec_pipeline(statements);
       if (!rows) return rows.error();
       if (carrying) {
@@ -236,9 +245,8 @@ std::vector<Result<JoinResult>> PgStore::join_nodes(const std::vector<BatchedJoi
       }
       JoinResult result;
       bool decided = false;
-      const bool held = cursor_.has_value();
       auto r = join_writes(join.registration, join.token, **mesh, now, &join.endpoints,
-                           /*savepoint=*/true, *rows, offset, plan, carried, result, decided);
+                           /*savepoint=*/false, *rows, offset, plan, carried, result, decided);
       if (r) {
         carried_plan = plan;
         carried_result = std::move(result);
@@ -249,11 +257,7 @@ std::vector<Result<JoinResult>> PgStore::join_nodes(const std::vector<BatchedJoi
       // Anything but this join's own outcome (a refusal, a full mesh, a relay's key) is the
       // transaction's: a lost connection or a race with another coordinator runs it all again.
       if (!decided) return r.error();
-      // The cursor row's lock goes back with the savepoint when this join took it.
-      if (!held) cursor_.reset();
-      auto back = conn_.exec_pipeline(
-          {{"ROLLBACK TO SAVEPOINT one_join", {}}, {"RELEASE SAVEPOINT one_join", {}}});
-      if (!back) return back.error();
+      // Its row locks (its node's, the token's, the cursor's) stay until the commit.
       if (r.error().code == Errc::invalid && result.token != TokenCheck::ok)
         out.emplace_back(std::move(result));
       else
