@@ -109,14 +109,14 @@ class PgStore final : public Store {
   // join_node's body, inside the caller's transaction, in two round trips (pipelines): the
   // reads (the node, the relay key, the token, the name, the free range at the cursor), then
   // the writes. The result says a refusal (Errc::invalid, result.token). `decided`: the error is
-  // this join's own outcome (refused, mesh full, a relay's key), not the transaction's. With
-  // `savepoint` the join runs in SAVEPOINT one_join, released on success (the caller rolls back
-  // to it when decided); with `endpoints` the node's endpoints are written too.
+  // this join's own outcome (refused, mesh full, a relay's key), not the transaction's: it is
+  // decided before anything of the join is written, so nothing needs rolling back. With
+  // `endpoints` the node's endpoints are written too.
   Result<void> join_in_transaction(const NodeRegistration& reg,
                                    const std::optional<PresentedToken>& presented,
                                    const MeshSettings& mesh, UnixSeconds now,
-                                   const std::vector<Endpoint>* endpoints, bool savepoint,
-                                   JoinResult& result, bool& decided);
+                                   const std::vector<Endpoint>* endpoints, JoinResult& result,
+                                   bool& decided);
   // Its three steps; join_nodes sends one join's writes and the next one's reads in one round
   // trip. Where each step's statements sit among the results of their pipeline:
   struct JoinPlan {
@@ -127,12 +127,12 @@ class PgStore final : public Store {
     bool existing = false;
   };
   void join_reads(const NodeRegistration& reg, const std::optional<PresentedToken>& presented,
-                  bool savepoint, std::vector<PgStatement>& reads, JoinPlan& plan);
+                  std::vector<PgStatement>& reads, JoinPlan& plan);
   // The reads' results from `offset` of `rows`; appends the writes.
   Result<void> join_writes(const NodeRegistration& reg,
                            const std::optional<PresentedToken>& presented,
                            const MeshSettings& mesh, UnixSeconds now,
-                           const std::vector<Endpoint>* endpoints, bool savepoint,
+                           const std::vector<Endpoint>* endpoints,
                            const std::vector<PgResult>& rows, std::size_t offset, JoinPlan& plan,
                            std::vector<PgStatement>& writes, JoinResult& result, bool& decided);
   // The writes' results from `offset` of `rows`: the node as stored.
@@ -154,8 +154,7 @@ class PgStore final : public Store {
 
   // The IPv4 cursor while this transaction holds its row's lock (a join transaction, from its
   // first allocation): allocations are serialised by that lock, so nobody else moves it and the
-  // next join needs no round trip to read it. Reset when a transaction starts and when a
-  // savepoint that took the lock rolls back.
+  // next join needs no round trip to read it. Reset when a transaction starts.
   struct HeldCursor {
     std::uint32_t value = 0;
   };

@@ -202,8 +202,7 @@ Result<JoinResult> PgStore::join_node(const NodeRegistration& reg,
     if (!mesh) return mesh.error();
     if (!*mesh) return Error{Errc::conflict, std::string(kMeshNotSetUp)};
     bool decided = false;
-    return join_in_transaction(reg, presented, **mesh, now, nullptr, /*savepoint=*/false, result,
-                               decided);
+    return join_in_transaction(reg, presented, **mesh, now, nullptr, result, decided);
   });
   cursor_.reset();
   if (!done) {
@@ -233,9 +232,9 @@ std::vector<Result<JoinResult>> PgStore::join_nodes(const std::vector<BatchedJoi
       std::vector<PgStatement> statements = std::move(carried);
       carried.clear();
       const std::size_t offset = statements.size();
-      // No savepoint: a join writes nothing before it is decided (its writes are sent with the
-      // next join's reads), so a refused one is dropped, not rolled back.
-      join_reads(join.registration, join.token, /*savepoint=*/false, statements, plan);
+      // A join writes nothing before it is decided (its writes go with the next join's reads),
+      // so a refused one is dropped; no savepoint is needed.
+      join_reads(join.registration, join.token, statements, plan);
       auto rows = conn_.exec_pipeline(statements);
       if (!rows) return rows.error();
       if (carrying) {
@@ -245,8 +244,8 @@ std::vector<Result<JoinResult>> PgStore::join_nodes(const std::vector<BatchedJoi
       }
       JoinResult result;
       bool decided = false;
-      auto r = join_writes(join.registration, join.token, **mesh, now, &join.endpoints,
-                           /*savepoint=*/false, *rows, offset, plan, carried, result, decided);
+      auto r = join_writes(join.registration, join.token, **mesh, now, &join.endpoints, *rows,
+                           offset, plan, carried, result, decided);
       if (r) {
         carried_plan = plan;
         carried_result = std::move(result);
@@ -282,16 +281,16 @@ std::vector<Result<JoinResult>> PgStore::join_nodes(const std::vector<BatchedJoi
 Result<void> PgStore::join_in_transaction(const NodeRegistration& reg,
                                           const std::optional<PresentedToken>& presented,
                                           const MeshSettings& mesh, UnixSeconds now,
-                                          const std::vector<Endpoint>* endpoints, bool savepoint,
+                                          const std::vector<Endpoint>* endpoints,
                                           JoinResult& result, bool& decided) {
   JoinPlan plan;
   std::vector<PgStatement> reads;
-  join_reads(reg, presented, savepoint, reads, plan);
+  join_reads(reg, presented, reads, plan);
   auto rows = conn_.exec_pipeline(reads);
   if (!rows) return rows.error();
   std::vector<PgStatement> writes;
-  if (auto r = join_writes(reg, presented, mesh, now, endpoints, savepoint, *rows, 0, plan, writes,
-                           result, decided);
+  if (auto r = join_writes(reg, presented, mesh, now, endpoints, *rows, 0, plan, writes, result,
+                           decided);
       !r)
     return r;
   auto wrote = conn_.exec_pipeline(writes);
@@ -302,11 +301,10 @@ Result<void> PgStore::join_in_transaction(const NodeRegistration& reg,
 // The node row is locked first, then the token's (the same lock order as every other
 // transaction). The name and the free range at the cursor are read in case this is a new node.
 void PgStore::join_reads(const NodeRegistration& reg,
-                         const std::optional<PresentedToken>& presented, bool savepoint,
+                         const std::optional<PresentedToken>& presented,
                          std::vector<PgStatement>& reads, JoinPlan& plan) {
   const std::string key = to_base64(reg.node_key);
   const std::size_t base = reads.size();  // the plan counts from here
-  if (savepoint) reads.push_back({"SAVEPOINT one_join", {}});
   plan.node_at = reads.size() - base;
   reads.push_back({"SELECT " + std::string(pg_rows::kNodeColumns) +
                        " FROM nodes WHERE node_key = $1 FOR UPDATE",
@@ -329,7 +327,7 @@ void PgStore::join_reads(const NodeRegistration& reg,
 Result<void> PgStore::join_writes(const NodeRegistration& reg,
                                   const std::optional<PresentedToken>& presented,
                                   const MeshSettings& mesh, UnixSeconds now,
-                                  const std::vector<Endpoint>* endpoints, bool savepoint,
+                                  const std::vector<Endpoint>* endpoints,
                                   const std::vector<PgResult>& all_rows, std::size_t offset,
                                   JoinPlan& plan, std::vector<PgStatement>& writes,
                                   JoinResult& result, bool& decided) {
@@ -460,7 +458,6 @@ Result<void> PgStore::join_writes(const NodeRegistration& reg,
                     {std::string(kNotifyChannel),
                      origin_ + " " + std::to_string(static_cast<int>(StoreChange::Kind::node)) +
                          " " + key}});
-  if (savepoint) writes.push_back({"RELEASE SAVEPOINT one_join", {}});
   return Ok{};
 }
 
