@@ -78,6 +78,8 @@ struct Options {
   std::size_t full_every = 100;
   std::size_t repeats = 5;
   double budget_seconds = 300;
+  std::string pg_settings = "-c fsync=off";
+  std::string policy;  // an access policy document in force before the joins; "" for none
 };
 
 struct Row {
@@ -96,6 +98,7 @@ struct Row {
   std::size_t live_kib = 0;
   double server_cpu_s = 0;  // during the joins
   double agents_cpu_s = 0;
+  double db_cpu_s = 0;  // the PostgreSQL cluster's, all processes
   bool capped = false;
 };
 
@@ -256,6 +259,14 @@ Row run(const std::string& backend, std::size_t n, const Options& options) {
                                     {control::HostPort{"127.0.0.1", server.port()}},
                                     key.public_key, rng, std::time(nullptr)),
            "token");
+  if (!options.policy.empty()) {
+    coordinator::PolicySettings policy;
+    policy.document = options.policy;
+    policy.version = 1;
+    if (auto r = admin->set_policy_settings(policy); !r)
+      throw std::runtime_error("policy: " + r.error().message);
+    std::this_thread::sleep_for(500ms);  // the change feed brings it to the server
+  }
   const ServerStats before = server.stats();
   row.rss_before_kib = before.rss_kib;
   row.live_before_kib = server.trimmed_stats().rss_kib;
@@ -272,6 +283,10 @@ Row run(const std::string& backend, std::size_t n, const Options& options) {
   const auto budget = std::chrono::duration_cast<SteadyClock::duration>(
       std::chrono::duration<double>(options.budget_seconds));
   const double agents_cpu_before = own_cpu_seconds();
+  auto db_cpu_ms = [&]() -> std::uint64_t {
+    return backend == "postgres" ? knit::testing::PostgresServer::instance().cpu_ms() : 0;
+  };
+  const std::uint64_t db_cpu_before = db_cpu_ms();
   const JoinReport joins = swarm.join(n, budget);
   row.joined = joins.joined;
   row.join_s = seconds(joins.elapsed);
@@ -292,6 +307,7 @@ Row run(const std::string& backend, std::size_t n, const Options& options) {
   const ServerStats joined = server.stats();
   row.agents_cpu_s = own_cpu_seconds() - agents_cpu_before;
   row.server_cpu_s = static_cast<double>(joined.cpu_ms - before.cpu_ms) / 1000;
+  row.db_cpu_s = static_cast<double>(db_cpu_ms() - db_cpu_before) / 1000;
   row.rss_kib = joined.rss_kib;
   row.live_kib = server.trimmed_stats().rss_kib;
   std::printf("  every agent's map complete %.2f s after the start: %s; %zu open agents at "
@@ -312,6 +328,10 @@ Row run(const std::string& backend, std::size_t n, const Options& options) {
               row.server_cpu_s,
               joins.joined > 0 ? row.server_cpu_s * 1000 / static_cast<double>(joins.joined) : 0.0,
               row.agents_cpu_s);
+  if (backend == "postgres")
+    std::printf("  PostgreSQL (every process of the cluster) %.1f s (%.2f ms per join)\n",
+                row.db_cpu_s,
+                joins.joined > 0 ? row.db_cpu_s * 1000 / static_cast<double>(joins.joined) : 0.0);
 
   // 2. one change to every agent
   measure_change("endpoint update", server, swarm, options.repeats, false,
@@ -361,8 +381,8 @@ std::string ms_text(const std::optional<double>& ms) {
 }
 
 void print_table(const std::vector<Row>& rows) {
-  std::printf("\n%-10s %6s %7s %9s %8s %9s %9s %12s %11s %12s %11s %9s %9s %10s %10s\n",
-              "store", "agents", "joined", "join", "joins/s", "all-maps", "CPU/join",
+  std::printf("\n%-10s %6s %7s %9s %8s %9s %9s %9s %12s %11s %12s %11s %9s %9s %10s %10s\n",
+              "store", "agents", "joined", "join", "joins/s", "all-maps", "CPU/join", "DB CPU/j",
               "endpoint p50", "(p99)", "remove p50", "(p99)", "RSS/node", "live/node",
               "map B/join", "delta B/j");
   for (const Row& r : rows) {
@@ -379,9 +399,11 @@ void print_table(const std::vector<Row>& rows) {
     std::snprintf(live_per_node, sizeof live_per_node, "%.1f KiB", live_kib / joined);
     char cpu[16];
     std::snprintf(cpu, sizeof cpu, "%.2f ms", r.server_cpu_s * 1000 / joined);
-    std::printf("%-10s %6zu %6zu%s %9s %8.0f %9s %9s %12s %11s %12s %11s %9s %9s %10.0f %10.0f\n",
+    char db_cpu[16] = "-";
+    if (r.backend == "postgres") std::snprintf(db_cpu, sizeof db_cpu, "%.2f ms", r.db_cpu_s * 1000 / joined);
+    std::printf("%-10s %6zu %6zu%s %9s %8.0f %9s %9s %9s %12s %11s %12s %11s %9s %9s %10.0f %10.0f\n",
                 r.backend.c_str(), r.asked, r.joined, r.capped ? "*" : " ", join,
-                r.join_s > 0 ? static_cast<double>(r.joined) / r.join_s : 0.0, consistent, cpu,
+                r.join_s > 0 ? static_cast<double>(r.joined) / r.join_s : 0.0, consistent, cpu, db_cpu,
                 ms_text(r.endpoint_ms).c_str(), ms_text(r.endpoint_p99_ms).c_str(),
                 ms_text(r.remove_ms).c_str(), ms_text(r.remove_p99_ms).c_str(), per_node,
                 live_per_node, r.map_bytes_per_join, r.delta_bytes_per_join);
@@ -389,7 +411,7 @@ void print_table(const std::vector<Row>& rows) {
   std::printf(
       "\njoin: first connect to the last agent holding its full map; all-maps: to every agent "
       "holding the final map;\nCPU/join: the coordinator's CPU time over the joins and settling, "
-      "per join.\nendpoint/remove: change made to the last agent applying its delta (median of "
+      "per join; DB CPU/j: PostgreSQL's (every process of its cluster), per join.\nendpoint/remove: change made to the last agent applying its delta (median of "
       "the repeats); p99: until 99%% of the agents applied it (worst repeat).\nRSS/node: "
       "(coordinator VmRSS after the joins - before any agent) / joined; live/node: the same, each "
       "measured after malloc_trim(0).\nmap/delta B per join: plaintext bytes the agents received, "
@@ -420,7 +442,17 @@ int bench_main(int argc, char** argv) {
   app.add_option("--budget", options.budget_seconds, "seconds the joins of one run may take")
       ->check(CLI::Range(1.0, 3600.0))
       ->capture_default_str();
+  app.add_option("--pg-settings", options.pg_settings,
+                 "settings the bench's PostgreSQL starts with (postgres -c ...); \"\" for "
+                 "PostgreSQL's defaults (fsync on)")
+      ->capture_default_str();
+  app.add_option("--policy", options.policy,
+                 "an access policy document (JSON) set before the joins, e.g. {\"rules\": "
+                 "[{\"action\": \"accept\", \"src\": [\"100.64.0.0/10\"], \"dst\": "
+                 "[\"100.64.0.0/10:22\"]}]}: every node may reach every other, so maps stay "
+                 "whole, but each is compiled and trimmed");
   CLI11_PARSE(app, argc, argv);
+  knit::testing::PostgresServer::settings() = options.pg_settings;
 
   std::signal(SIGPIPE, SIG_IGN);
   set_log_level(LogLevel::warn);
@@ -429,6 +461,11 @@ int bench_main(int argc, char** argv) {
               "per agent); %zu joins in flight; every agent parses and applies every delta, "
               "every %zu-th into a full PeerTable\n",
               static_cast<unsigned long long>(limit), options.in_flight, options.full_every);
+  if (!options.policy.empty()) std::printf("access policy in force: %s\n", options.policy.c_str());
+  if (std::find(options.backends.begin(), options.backends.end(), "postgres") != options.backends.end())
+    std::printf("PostgreSQL started with: %s\n",
+                options.pg_settings.empty() ? "its defaults (fsync on, synchronous_commit on)"
+                                            : options.pg_settings.c_str());
 
   std::vector<Row> rows;
   for (std::size_t n : options.agents) {

@@ -7,6 +7,7 @@
 #include <cstring>
 #include <limits>
 #include <optional>
+#include <utility>
 
 #include "base/bytes.hpp"
 #include "control/constants.hpp"
@@ -267,9 +268,33 @@ bool read_peers(Reader& r, const V6Base& base, std::vector<PeerInfo>& out, const
   return true;
 }
 
+// Sorts the keys' first 8 bytes as integers, which costs a fraction of sorting 32-byte keys
+// with memcmp (every agent checks every page and delta: at 10,000 joins that sort was a tenth
+// of a simulated agent's CPU); only keys whose first 8 bytes tie are compared whole. Random
+// keys never tie; a hostile message of ties costs what the whole-key sort did.
 bool keys_unique(std::vector<NodeKey> keys) {
-  std::sort(keys.begin(), keys.end());
-  return std::adjacent_find(keys.begin(), keys.end()) == keys.end();
+  std::vector<std::pair<std::uint64_t, std::uint32_t>> order(keys.size());
+  for (std::size_t i = 0; i < keys.size(); ++i) {
+    std::uint64_t prefix = 0;
+    std::memcpy(&prefix, keys[i].data(), sizeof prefix);
+    order[i] = {prefix, static_cast<std::uint32_t>(i)};
+  }
+  std::sort(order.begin(), order.end());
+  std::vector<NodeKey> run;
+  for (std::size_t i = 1; i < order.size();) {
+    if (order[i].first != order[i - 1].first) {
+      ++i;
+      continue;
+    }
+    std::size_t end = i + 1;
+    while (end < order.size() && order[end].first == order[i].first) ++end;
+    run.clear();
+    for (std::size_t j = i - 1; j < end; ++j) run.push_back(keys[order[j].second]);
+    std::sort(run.begin(), run.end());
+    if (std::adjacent_find(run.begin(), run.end()) != run.end()) return false;
+    i = end;
+  }
+  return true;
 }
 
 }  // namespace

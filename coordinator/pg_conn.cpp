@@ -1,6 +1,7 @@
 #include "coordinator/pg_conn.hpp"
 
 #include <charconv>
+#include <optional>
 #include <thread>
 
 #include "base/bytes.hpp"
@@ -101,6 +102,7 @@ PgConnection::~PgConnection() {
 
 Result<void> PgConnection::connect() {
   if (conn_ != nullptr) PQfinish(conn_);
+  prepared_.clear();  // a new session has none
   conn_ = PQconnectdb(conninfo_.c_str());
   if (conn_ == nullptr || PQstatus(conn_) != CONNECTION_OK) {
     std::string why = conn_ != nullptr ? first_line(PQerrorMessage(conn_)) : "out of memory";
@@ -117,6 +119,27 @@ bool PgConnection::connection_lost() const {
   return conn_ == nullptr || PQstatus(conn_) != CONNECTION_OK;
 }
 
+namespace {
+
+// Distinct statement texts a connection keeps prepared; the store has a few dozen.
+constexpr std::size_t kMaxPrepared = 512;
+
+}  // namespace
+
+std::string PgConnection::prepared_name(const std::string& sql, std::string* fresh) {
+  if (auto it = prepared_.find(sql); it != prepared_.end()) return it->second;
+  if (fresh != nullptr) *fresh = prepared_.size() < kMaxPrepared ? "knit_" + std::to_string(prepared_.size()) : "";
+  return {};
+}
+
+Error PgConnection::failure(PGresult* raw) {
+  const char* state = raw != nullptr ? PQresultErrorField(raw, PG_DIAG_SQLSTATE) : nullptr;
+  last_state_ = state != nullptr ? state : "";
+  const char* message = raw != nullptr ? PQresultErrorMessage(raw) : nullptr;
+  std::string why = first_line(message != nullptr && *message != 0 ? message : PQerrorMessage(conn_));
+  return Error{last_state_ == "23505" ? Errc::conflict : Errc::io, "database: " + why};
+}
+
 Result<PgResult> PgConnection::exec(std::string_view sql, const std::vector<PgParam>& params) {
   last_state_.clear();
   if (conn_ == nullptr) return Error{Errc::io, "not connected to PostgreSQL"};
@@ -124,15 +147,121 @@ Result<PgResult> PgConnection::exec(std::string_view sql, const std::vector<PgPa
   values.reserve(params.size());
   for (const PgParam& p : params) values.push_back(p ? p->c_str() : nullptr);
   const std::string text(sql);
-  PGresult* raw = PQexecParams(conn_, text.c_str(), static_cast<int>(params.size()), nullptr,
-                               values.data(), nullptr, nullptr, 0);
+  std::string fresh;
+  std::string name = prepared_name(text, &fresh);
+  if (name.empty() && !fresh.empty()) {
+    ++round_trips_;
+    PGresult* prepared = PQprepare(conn_, fresh.c_str(), text.c_str(), static_cast<int>(params.size()), nullptr);
+    const bool ok = prepared != nullptr && PQresultStatus(prepared) == PGRES_COMMAND_OK;
+    if (!ok) {
+      Error error = failure(prepared);
+      if (prepared != nullptr) PQclear(prepared);
+      return error;
+    }
+    PQclear(prepared);
+    prepared_.emplace(text, fresh);
+    name = fresh;
+  }
+  ++round_trips_;
+  PGresult* raw = name.empty()
+                      ? PQexecParams(conn_, text.c_str(), static_cast<int>(params.size()), nullptr,
+                                     values.data(), nullptr, nullptr, 0)
+                      : PQexecPrepared(conn_, name.c_str(), static_cast<int>(params.size()),
+                                       values.data(), nullptr, nullptr, 0);
   const auto status = raw != nullptr ? PQresultStatus(raw) : PGRES_FATAL_ERROR;
   if (status == PGRES_COMMAND_OK || status == PGRES_TUPLES_OK) return PgResult(raw);
-  const char* state = raw != nullptr ? PQresultErrorField(raw, PG_DIAG_SQLSTATE) : nullptr;
-  last_state_ = state != nullptr ? state : "";
-  std::string why = first_line(PQerrorMessage(conn_));
+  Error error = failure(raw);
   if (raw != nullptr) PQclear(raw);
-  return Error{last_state_ == "23505" ? Errc::conflict : Errc::io, "database: " + why};
+  return error;
+}
+
+Result<std::vector<PgResult>> PgConnection::exec_pipeline(const std::vector<PgStatement>& statements) {
+  last_state_.clear();
+  if (conn_ == nullptr) return Error{Errc::io, "not connected to PostgreSQL"};
+  if (statements.empty()) return std::vector<PgResult>{};
+  if (PQenterPipelineMode(conn_) != 1) return Error{Errc::io, "database: " + first_line(PQerrorMessage(conn_))};
+  ++round_trips_;
+  // What is sent: for each statement, a prepare first when its text is new here.
+  struct Sent {
+    bool prepare = false;
+    std::string name;
+    const std::string* sql = nullptr;
+  };
+  std::vector<Sent> sent;
+  sent.reserve(statements.size() * 2);
+  std::unordered_map<std::string, std::string> preparing;  // in this pipeline
+  bool send_failed = false;
+  for (const PgStatement& statement : statements) {
+    std::vector<const char*> values;
+    values.reserve(statement.params.size());
+    for (const PgParam& p : statement.params) values.push_back(p ? p->c_str() : nullptr);
+    const int n = static_cast<int>(statement.params.size());
+    std::string fresh;
+    std::string name = prepared_name(statement.sql, &fresh);
+    if (name.empty())
+      if (auto it = preparing.find(statement.sql); it != preparing.end()) name = it->second;
+    if (name.empty() && !fresh.empty()) {
+      fresh = "knit_" + std::to_string(prepared_.size() + preparing.size());
+      if (PQsendPrepare(conn_, fresh.c_str(), statement.sql.c_str(), n, nullptr) != 1) {
+        send_failed = true;
+        break;
+      }
+      sent.push_back(Sent{true, fresh, &statement.sql});
+      preparing.emplace(statement.sql, fresh);
+      name = fresh;
+    }
+    const int ok = name.empty() ? PQsendQueryParams(conn_, statement.sql.c_str(), n, nullptr,
+                                                    values.data(), nullptr, nullptr, 0)
+                                : PQsendQueryPrepared(conn_, name.c_str(), n, values.data(),
+                                                      nullptr, nullptr, 0);
+    if (ok != 1) {
+      send_failed = true;
+      break;
+    }
+    sent.push_back(Sent{false, name, &statement.sql});
+  }
+  std::optional<Error> error;
+  if (send_failed) error = Error{Errc::io, "database: " + first_line(PQerrorMessage(conn_))};
+  if (PQpipelineSync(conn_) != 1 && !error)
+    error = Error{Errc::io, "database: " + first_line(PQerrorMessage(conn_))};
+  std::vector<PgResult> out;
+  out.reserve(statements.size());
+  // One result (then a null) per command sent, then the sync's.
+  for (const Sent& s : sent) {
+    PGresult* raw = PQgetResult(conn_);
+    if (raw == nullptr) {  // the connection went away
+      if (!error) error = Error{Errc::io, "database: " + first_line(PQerrorMessage(conn_))};
+      break;
+    }
+    const auto status = PQresultStatus(raw);
+    const bool ok = status == PGRES_COMMAND_OK || status == PGRES_TUPLES_OK;
+    if (!ok && !error && status != PGRES_PIPELINE_ABORTED) error = failure(raw);
+    if (!ok && !error) error = Error{Errc::io, "database: a pipelined statement was skipped"};
+    if (s.prepare) {
+      if (ok) prepared_.emplace(*s.sql, s.name);
+      PQclear(raw);
+    } else if (ok) {
+      out.emplace_back(raw);
+    } else {
+      PQclear(raw);
+    }
+    while (PGresult* extra = PQgetResult(conn_)) PQclear(extra);  // the command's terminating null
+  }
+  // The sync's result, then out of pipeline mode.
+  for (int guard = 0; guard < 4; ++guard) {
+    PGresult* raw = PQgetResult(conn_);
+    if (raw == nullptr) {
+      if (connection_lost()) break;
+      continue;
+    }
+    const bool sync = PQresultStatus(raw) == PGRES_PIPELINE_SYNC;
+    PQclear(raw);
+    if (sync) break;
+  }
+  if (PQexitPipelineMode(conn_) != 1 && !error)
+    error = Error{Errc::io, "database: " + first_line(PQerrorMessage(conn_))};
+  if (error) return *error;
+  return out;
 }
 
 Result<void> PgConnection::exec_script(std::string_view sql) {

@@ -106,22 +106,59 @@ class PgStore final : public Store {
                                  const std::string& not_found);
   Result<TokenCheck> judge_token(const PresentedToken& token, TokenUse use, UnixSeconds now,
                                  bool count_use, std::optional<Token>* out);
-  // join_node's body, inside the caller's transaction; the result says a refusal (Errc::invalid,
-  // result.token). `decided`: the error is this join's own outcome (refused, mesh full, a
-  // relay's key), not the transaction's.
+  // join_node's body, inside the caller's transaction, in two round trips (pipelines): the
+  // reads (the node, the relay key, the token, the name, the free range at the cursor), then
+  // the writes. The result says a refusal (Errc::invalid, result.token). `decided`: the error is
+  // this join's own outcome (refused, mesh full, a relay's key), not the transaction's: it is
+  // decided before anything of the join is written, so nothing needs rolling back. With
+  // `endpoints` the node's endpoints are written too.
   Result<void> join_in_transaction(const NodeRegistration& reg,
                                    const std::optional<PresentedToken>& presented,
-                                   UnixSeconds now, JoinResult& result, bool& decided);
-  Result<Node> insert_node(const NodeRegistration& reg, const Token& token,
-                           const MeshSettings& mesh, UnixSeconds now);
-  Result<void> update_node(const Node& old, const NodeRegistration& reg, const Token* token,
-                           UnixSeconds now);
-  Result<Ipam::Allocation> take_address(const MeshSettings& mesh);
+                                   const MeshSettings& mesh, UnixSeconds now,
+                                   const std::vector<Endpoint>* endpoints, JoinResult& result,
+                                   bool& decided);
+  // Its three steps; join_nodes sends one join's writes and the next one's reads in one round
+  // trip. Where each step's statements sit among the results of their pipeline:
+  struct JoinPlan {
+    std::size_t node_at = 0;   // reads: the node row, then the relay key
+    std::size_t token_at = 0;  // reads, with a token: its row, then the base name's
+    std::size_t floor_at = 0;  // reads: the free range at the held cursor (0: not read)
+    std::size_t node_row = 0;  // writes: the node's row (RETURNING)
+    bool existing = false;
+  };
+  void join_reads(const NodeRegistration& reg, const std::optional<PresentedToken>& presented,
+                  std::vector<PgStatement>& reads, JoinPlan& plan);
+  // The reads' results from `offset` of `rows`; appends the writes.
+  Result<void> join_writes(const NodeRegistration& reg,
+                           const std::optional<PresentedToken>& presented,
+                           const MeshSettings& mesh, UnixSeconds now,
+                           const std::vector<Endpoint>* endpoints,
+                           const std::vector<PgResult>& rows, std::size_t offset, JoinPlan& plan,
+                           std::vector<PgStatement>& writes, JoinResult& result, bool& decided);
+  // The writes' results from `offset` of `rows`: the node as stored.
+  Result<void> join_finish(const std::vector<PgResult>& rows, std::size_t offset,
+                           const JoinPlan& plan, JoinResult& result);
+  // An address for a new node, its writes appended to `writes`. The first allocation of a
+  // transaction locks the cursor row and keeps it (cursor_); `floor_at_cursor`, when given, is
+  // the free range at or before that cursor, read in the join's first round trip.
+  Result<Ipam::Allocation> take_address(const Ipam& ipam, const MeshSettings& mesh,
+                                        const std::optional<std::optional<FreeRange>>& floor_at_cursor,
+                                        std::vector<PgStatement>& writes);
+  // Reads and locks the cursor row into cursor_ when this transaction does not hold it yet.
+  Result<void> hold_cursor(const MeshSettings& mesh);
   Result<void> release_address(const MeshSettings& mesh, const IpAddress& ipv4);
   Result<void> rebuild_free_ranges(const MeshSettings& mesh);
   Result<std::optional<FreeRange>> range_lookup(bool floor, std::uint32_t at);
   Result<bool> key_in_table(std::string_view table, const wg::PublicKey& key);
   Result<void> insert_token(const Token& token);
+
+  // The IPv4 cursor while this transaction holds its row's lock (a join transaction, from its
+  // first allocation): allocations are serialised by that lock, so nobody else moves it and the
+  // next join needs no round trip to read it. Reset when a transaction starts.
+  struct HeldCursor {
+    std::uint32_t value = 0;
+  };
+  std::optional<HeldCursor> cursor_;
 
   PgConnection conn_;
   std::string origin_;

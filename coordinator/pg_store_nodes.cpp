@@ -112,9 +112,8 @@ Result<void> PgStore::rebuild_free_ranges(const MeshSettings& mesh) {
   return put_setting(kFreeBuiltKey, "1");
 }
 
-Result<Ipam::Allocation> PgStore::take_address(const MeshSettings& mesh) {
-  auto ipam = Ipam::make(mesh.ipv4_prefix, mesh.ipv6_prefix);
-  if (!ipam) return Error{Errc::io, "the database holds an unusable mesh prefix"};
+Result<void> PgStore::hold_cursor(const MeshSettings& mesh) {
+  if (cursor_) return Ok{};
   // The cursor row's lock serialises every allocation in the mesh (see pg_store.hpp).
   auto cursor_text = get_setting(kIpv4CursorKey, /*for_update=*/true);
   if (!cursor_text) return cursor_text.error();
@@ -124,22 +123,38 @@ Result<Ipam::Allocation> PgStore::take_address(const MeshSettings& mesh) {
     if (auto r = rebuild_free_ranges(mesh); !r) return r.error();
   std::uint32_t cursor = 0;
   if (const auto& text = *cursor_text) std::from_chars(text->data(), text->data() + text->size(), cursor);
+  cursor_ = HeldCursor{cursor};
+  return Ok{};
+}
 
-  FallibleRanges ranges([this](bool floor, std::uint32_t at) { return range_lookup(floor, at); });
-  Ipam::Allocation allocation = ipam->allocate(cursor, ranges.floor(), ranges.above());
+Result<Ipam::Allocation> PgStore::take_address(
+    const Ipam& ipam, const MeshSettings& mesh,
+    const std::optional<std::optional<FreeRange>>& floor_at_cursor, std::vector<PgStatement>& writes) {
+  const bool prefetched = cursor_.has_value() && floor_at_cursor.has_value();
+  if (auto r = hold_cursor(mesh); !r) return r.error();
+  const std::uint32_t cursor = cursor_->value;
+  FallibleRanges ranges([&](bool floor, std::uint32_t at) -> Result<std::optional<FreeRange>> {
+    if (prefetched && floor && at == cursor) return *floor_at_cursor;
+    return range_lookup(floor, at);
+  });
+  Ipam::Allocation allocation = ipam.allocate(cursor, ranges.floor(), ranges.above());
   if (ranges.failed()) return *ranges.failed();
   if (allocation.status == Ipam::Status::mesh_full) return allocation;
-  if (auto r = conn_.exec("DELETE FROM ipv4_free WHERE first = $1",
-                          {pg_int(std::int64_t{allocation.from.first})});
-      !r)
-    return r.error();
-  for (const FreeRange& range : allocation.rest)
-    if (auto r = conn_.exec("INSERT INTO ipv4_free (first, last) VALUES ($1, $2)",
-                            {pg_int(std::int64_t{range.first}), pg_int(std::int64_t{range.last})});
-        !r)
-      return r.error();
-  if (auto r = put_setting(kIpv4CursorKey, std::to_string(allocation.next_cursor)); !r)
-    return r.error();
+  if (allocation.rest.size() == 1 && allocation.rest[0].last == allocation.from.last) {
+    // The usual case (next-fit from the range's first address): the range shrinks in place.
+    writes.push_back({"UPDATE ipv4_free SET first = $2 WHERE first = $1",
+                      {pg_int(std::int64_t{allocation.from.first}),
+                       pg_int(std::int64_t{allocation.rest[0].first})}});
+  } else {
+    writes.push_back({"DELETE FROM ipv4_free WHERE first = $1", {pg_int(std::int64_t{allocation.from.first})}});
+    for (const FreeRange& range : allocation.rest)
+      writes.push_back({"INSERT INTO ipv4_free (first, last) VALUES ($1, $2)",
+                        {pg_int(std::int64_t{range.first}), pg_int(std::int64_t{range.last})}});
+  }
+  writes.push_back({"INSERT INTO settings (key, value) VALUES ($1, $2) "
+                    "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                    {std::string(kIpv4CursorKey), std::to_string(allocation.next_cursor)}});
+  cursor_->value = allocation.next_cursor;
   return allocation;
 }
 
@@ -170,15 +185,26 @@ Result<void> PgStore::release_address(const MeshSettings& mesh, const IpAddress&
 
 // ---- joining ----
 
+namespace {
+
+constexpr std::string_view kMeshNotSetUp = "the mesh is not set up yet (ensure_mesh first)";
+
+}  // namespace
+
 Result<JoinResult> PgStore::join_node(const NodeRegistration& reg,
                                       const std::optional<PresentedToken>& presented,
                                       UnixSeconds now) {
   JoinResult result;
   auto done = conn_.run_transaction([&]() -> Result<void> {
     result = {};
+    cursor_.reset();  // a retried transaction holds no lock
+    auto mesh = mesh_settings();
+    if (!mesh) return mesh.error();
+    if (!*mesh) return Error{Errc::conflict, std::string(kMeshNotSetUp)};
     bool decided = false;
-    return join_in_transaction(reg, presented, now, result, decided);
+    return join_in_transaction(reg, presented, **mesh, now, nullptr, result, decided);
   });
+  cursor_.reset();
   if (!done) {
     if (done.error().code == Errc::invalid && result.token != TokenCheck::ok) return result;
     return done.error();
@@ -191,40 +217,60 @@ std::vector<Result<JoinResult>> PgStore::join_nodes(const std::vector<BatchedJoi
   std::vector<Result<JoinResult>> out;
   auto done = conn_.run_transaction([&]() -> Result<void> {
     out.clear();  // a retried transaction starts again
+    cursor_.reset();
+    auto mesh = mesh_settings();  // once: this transaction's, as every join's read was
+    if (!mesh) return mesh.error();
+    if (!*mesh) return Error{Errc::conflict, std::string(kMeshNotSetUp)};
+    // One round trip a join: the writes of the join before, then this one's reads. A join's
+    // reads see everything the joins before it wrote (a pipeline runs in order).
+    std::vector<PgStatement> carried;  // the writes of the last join, not sent yet
+    JoinPlan carried_plan;
+    JoinResult carried_result;
+    bool carrying = false;
     for (const BatchedJoin& join : joins) {
-      if (auto r = conn_.exec("SAVEPOINT one_join"); !r) return r.error();
+      JoinPlan plan;
+      std::vector<PgStatement> statements = std::move(carried);
+      carried.clear();
+      const std::size_t offset = statements.size();
+      // A join writes nothing before it is decided (its writes go with the next join's reads),
+      // so a refused one is dropped; no savepoint is needed.
+      join_reads(join.registration, join.token, statements, plan);
+      auto rows = conn_.exec_pipeline(statements);
+      if (!rows) return rows.error();
+      if (carrying) {
+        if (auto r = join_finish(*rows, 0, carried_plan, carried_result); !r) return r;
+        out.emplace_back(std::move(carried_result));
+        carrying = false;
+      }
       JoinResult result;
       bool decided = false;
-      auto r = join_in_transaction(join.registration, join.token, now, result, decided);
-      if (r && result.node.endpoints != join.endpoints) {
-        // As set_node_endpoints; the join's own notification covers it.
-        auto updated = conn_.exec(
-            "UPDATE nodes SET endpoints = $2, last_seen = $3 WHERE node_key = $1",
-            {to_base64(join.registration.node_key), pg_rows::join_endpoints(join.endpoints),
-             pg_int(now)});
-        if (!updated) return updated.error();
-        result.node.endpoints = join.endpoints;
-        result.node.last_seen = now;
-      }
+      auto r = join_writes(join.registration, join.token, **mesh, now, &join.endpoints, *rows,
+                           offset, plan, carried, result, decided);
       if (r) {
-        if (auto released = conn_.exec("RELEASE SAVEPOINT one_join"); !released)
-          return released.error();
-        out.emplace_back(std::move(result));
+        carried_plan = plan;
+        carried_result = std::move(result);
+        carrying = true;
         continue;
       }
+      carried.clear();
       // Anything but this join's own outcome (a refusal, a full mesh, a relay's key) is the
       // transaction's: a lost connection or a race with another coordinator runs it all again.
       if (!decided) return r.error();
-      if (auto back = conn_.exec("ROLLBACK TO SAVEPOINT one_join"); !back) return back.error();
-      if (auto released = conn_.exec("RELEASE SAVEPOINT one_join"); !released)
-        return released.error();
+      // Its row locks (its node's, the token's, the cursor's) stay until the commit.
       if (r.error().code == Errc::invalid && result.token != TokenCheck::ok)
         out.emplace_back(std::move(result));
       else
         out.emplace_back(r.error());
     }
+    if (carrying) {
+      auto rows = conn_.exec_pipeline(carried);
+      if (!rows) return rows.error();
+      if (auto r = join_finish(*rows, 0, carried_plan, carried_result); !r) return r;
+      out.emplace_back(std::move(carried_result));
+    }
     return Ok{};
   });
+  cursor_.reset();
   if (!done) {
     out.clear();
     for (std::size_t i = 0; i < joins.size(); ++i) out.emplace_back(done.error());
@@ -234,17 +280,67 @@ std::vector<Result<JoinResult>> PgStore::join_nodes(const std::vector<BatchedJoi
 
 Result<void> PgStore::join_in_transaction(const NodeRegistration& reg,
                                           const std::optional<PresentedToken>& presented,
-                                          UnixSeconds now, JoinResult& result, bool& decided) {
-  auto mesh = mesh_settings();
-  if (!mesh) return mesh.error();
-  if (!*mesh) return Error{Errc::conflict, "the mesh is not set up yet (ensure_mesh first)"};
-  auto existing_rows = select_nodes("WHERE node_key = $1 FOR UPDATE", {to_base64(reg.node_key)});
-  if (!existing_rows) return existing_rows.error();
+                                          const MeshSettings& mesh, UnixSeconds now,
+                                          const std::vector<Endpoint>* endpoints,
+                                          JoinResult& result, bool& decided) {
+  JoinPlan plan;
+  std::vector<PgStatement> reads;
+  join_reads(reg, presented, reads, plan);
+  auto rows = conn_.exec_pipeline(reads);
+  if (!rows) return rows.error();
+  std::vector<PgStatement> writes;
+  if (auto r = join_writes(reg, presented, mesh, now, endpoints, *rows, 0, plan, writes, result,
+                           decided);
+      !r)
+    return r;
+  auto wrote = conn_.exec_pipeline(writes);
+  if (!wrote) return wrote.error();
+  return join_finish(*wrote, 0, plan, result);
+}
+
+// The node row is locked first, then the token's (the same lock order as every other
+// transaction). The name and the free range at the cursor are read in case this is a new node.
+void PgStore::join_reads(const NodeRegistration& reg,
+                         const std::optional<PresentedToken>& presented,
+                         std::vector<PgStatement>& reads, JoinPlan& plan) {
+  const std::string key = to_base64(reg.node_key);
+  const std::size_t base = reads.size();  // the plan counts from here
+  plan.node_at = reads.size() - base;
+  reads.push_back({"SELECT " + std::string(pg_rows::kNodeColumns) +
+                       " FROM nodes WHERE node_key = $1 FOR UPDATE",
+                   {key}});
+  reads.push_back({"SELECT 1 FROM relays WHERE node_key = $1", {key}});
+  if (!presented) return;
+  plan.token_at = reads.size() - base;
+  reads.push_back({"SELECT " + std::string(pg_rows::kTokenColumns) +
+                       " FROM tokens WHERE id = $1 FOR UPDATE",
+                   {presented->id}});
+  reads.push_back({"SELECT 1 FROM nodes WHERE name = $1", {sanitize_label(reg.hostname)}});
+  if (cursor_) {
+    plan.floor_at = reads.size() - base;
+    reads.push_back({"SELECT first, last FROM ipv4_free WHERE first <= $1 "
+                     "ORDER BY first DESC LIMIT 1",
+                     {pg_int(std::int64_t{cursor_->value})}});
+  }
+}
+
+Result<void> PgStore::join_writes(const NodeRegistration& reg,
+                                  const std::optional<PresentedToken>& presented,
+                                  const MeshSettings& mesh, UnixSeconds now,
+                                  const std::vector<Endpoint>* endpoints,
+                                  const std::vector<PgResult>& all_rows, std::size_t offset,
+                                  JoinPlan& plan, std::vector<PgStatement>& writes,
+                                  JoinResult& result, bool& decided) {
+  auto ipam = Ipam::make(mesh.ipv4_prefix, mesh.ipv6_prefix);
+  if (!ipam) return Error{Errc::io, "the database holds an unusable mesh prefix"};
+  const std::string key = to_base64(reg.node_key);
+  const std::string base_name = sanitize_label(reg.hostname);
+  auto row = [&](std::size_t at) -> const PgResult& { return all_rows[offset + at]; };
+
   std::optional<Node> existing;
-  if (!existing_rows->empty()) existing = std::move(existing_rows->front());
-  auto relay = key_in_table("relays", reg.node_key);
-  if (!relay) return relay.error();
-  if (*relay) {
+  if (row(plan.node_at).rows() > 0) existing = pg_rows::read_node(row(plan.node_at), 0);
+  plan.existing = existing.has_value();
+  if (row(plan.node_at + 1).rows() > 0) {
     decided = true;
     return Error{Errc::conflict, "this key is a relay's key, not a node's"};
   }
@@ -253,97 +349,125 @@ Result<void> PgStore::join_in_transaction(const NodeRegistration& reg,
   if (presented) {
     const bool own = existing && existing->token_id == presented->id;
     std::optional<Token> stored;
-    auto check = judge_token(*presented, TokenUse::node, now, /*count_use=*/!own, &stored);
-    if (!check) return check.error();
-    if (own ? !accepts_own_token(*check) : *check != TokenCheck::ok) {
-      result.token = *check;
+    if (row(plan.token_at).rows() > 0) stored = pg_rows::read_token(row(plan.token_at), 0);
+    // The row is locked: a concurrent use of the same token waits until this one commits,
+    // then sees the count it left.
+    const TokenCheck check =
+        check_token(stored ? &*stored : nullptr, presented->secret_hash, TokenUse::node, now);
+    if (own ? !accepts_own_token(check) : check != TokenCheck::ok) {
+      result.token = check;
       decided = true;
       return Error{Errc::invalid, "refused"};  // rolls back; reported through result.token
     }
-    if (!own) token = std::move(stored);
+    if (!own) {
+      writes.push_back({"UPDATE tokens SET uses = uses + 1 WHERE id = $1", {presented->id}});
+      ++stored->uses;
+      token = std::move(stored);
+    }
   } else if (!existing) {
     result.token = TokenCheck::unknown;
     decided = true;
     return Error{Errc::invalid, "refused"};
   }
   result.token = TokenCheck::ok;
+
+  std::optional<Error> failed;
   if (existing) {
-    if (auto r = update_node(*existing, reg, token ? &*token : nullptr, now); !r) return r;
-    auto rows = select_nodes("WHERE node_key = $1", {to_base64(reg.node_key)});
-    if (!rows) return rows.error();
-    if (rows->empty()) return Error{Errc::io, "database: the node vanished"};
-    result.node = std::move(rows->front());
+    std::string name = existing->name;
+    if (base_name != sanitize_label(existing->hostname)) {
+      name = unique_name(base_name, [&](const std::string& n) {
+        auto r = conn_.exec("SELECT 1 FROM nodes WHERE name = $1 AND node_key <> $2", {n, key});
+        if (!r) {
+          if (!failed) failed = r.error();
+          return true;
+        }
+        return r->rows() > 0;
+      });
+    }
+    if (failed) return *failed;
+    PgParam token_id = token ? PgParam(token->id)
+                             : (existing->token_id.empty() ? PgParam() : PgParam(existing->token_id));
+    std::vector<PgParam> params{key,
+                                to_base64(reg.disco_key),
+                                name,
+                                reg.hostname,
+                                reg.os,
+                                pg_int(now),
+                                pg_rows::join_list(token ? token->tags : existing->tags),
+                                pg_int(token ? token->ephemeral : existing->ephemeral),
+                                token_id,
+                                coordinator_id_};
+    if (endpoints) params.push_back(pg_rows::join_endpoints(*endpoints));
+    writes.push_back({std::string("UPDATE nodes SET disco_key = $2, name = $3, hostname = $4, os = $5, "
+                                  "last_seen = $6, online = 1, disconnected_at = NULL, tags = $7, "
+                                  "ephemeral = $8, token_id = $9, connected_to = $10") +
+                          (endpoints ? ", endpoints = $11" : "") + " WHERE node_key = $1 RETURNING " +
+                          std::string(pg_rows::kNodeColumns),
+                      std::move(params)});
   } else {
-    auto node = insert_node(reg, *token, **mesh, now);
-    if (!node) {
-      decided = node.error().code == Errc::mesh_full;
-      return node.error();
+    std::optional<std::optional<FreeRange>> floor;
+    if (plan.floor_at != 0) {
+      floor.emplace();
+      if (row(plan.floor_at).rows() > 0)
+        *floor = FreeRange{static_cast<std::uint32_t>(row(plan.floor_at).integer(0, 0)),
+                           static_cast<std::uint32_t>(row(plan.floor_at).integer(0, 1))};
     }
-    result.node = std::move(*node);
-    result.created = true;
-  }
-  return notify(StoreChange::Kind::node, &reg.node_key);
-}
-
-Result<Node> PgStore::insert_node(const NodeRegistration& reg, const Token& token,
-                                  const MeshSettings& mesh, UnixSeconds now) {
-  auto ipam = Ipam::make(mesh.ipv4_prefix, mesh.ipv6_prefix);
-  if (!ipam) return Error{Errc::io, "the database holds an unusable mesh prefix"};
-  auto taken = take_address(mesh);
-  if (!taken) return taken.error();
-  if (taken->status == Ipam::Status::mesh_full)
-    return Error{Errc::mesh_full, "the mesh is full: all " + std::to_string(ipam->capacity()) +
-                                      " addresses of " + mesh.ipv4_prefix.to_string() +
-                                      " are taken; remove nodes to make room"};
-  std::optional<Error> failed;
-  std::string name = unique_name(sanitize_label(reg.hostname), [&](const std::string& n) {
-    auto r = conn_.exec("SELECT 1 FROM nodes WHERE name = $1", {n});
-    if (!r) {
-      if (!failed) failed = r.error();
-      return true;
+    auto taken = take_address(*ipam, mesh, floor, writes);
+    if (!taken) return taken.error();
+    if (taken->status == Ipam::Status::mesh_full) {
+      decided = true;
+      return Error{Errc::mesh_full, "the mesh is full: all " + std::to_string(ipam->capacity()) +
+                                        " addresses of " + mesh.ipv4_prefix.to_string() +
+                                        " are taken; remove nodes to make room"};
     }
-    return r->rows() > 0;
-  });
-  if (failed) return *failed;
-  auto r = conn_.exec(
-      "INSERT INTO nodes (node_key, disco_key, name, hostname, os, ipv4, ipv6, tags, ephemeral, "
-      "token_id, created_at, last_seen, online, disconnected_at, connected_to) "
-      "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $11, 1, NULL, $12)",
-      {to_base64(reg.node_key), to_base64(reg.disco_key), name, reg.hostname, reg.os,
-       taken->ipv4.to_string(), taken->ipv6.to_string(), pg_rows::join_list(token.tags),
-       pg_int(token.ephemeral), token.id, pg_int(now), coordinator_id_});
-  if (!r) return r.error();
-  auto rows = select_nodes("WHERE node_key = $1", {to_base64(reg.node_key)});
-  if (!rows) return rows.error();
-  if (rows->empty()) return Error{Errc::io, "database: the new node vanished"};
-  return std::move(rows->front());
-}
-
-Result<void> PgStore::update_node(const Node& old, const NodeRegistration& reg, const Token* token,
-                                  UnixSeconds now) {
-  std::string name = old.name;
-  std::optional<Error> failed;
-  if (sanitize_label(reg.hostname) != sanitize_label(old.hostname)) {
-    name = unique_name(sanitize_label(reg.hostname), [&](const std::string& n) {
-      auto r = conn_.exec("SELECT 1 FROM nodes WHERE name = $1 AND node_key <> $2",
-                          {n, to_base64(old.node_key)});
+    const bool base_taken = row(plan.token_at + 1).rows() > 0;
+    std::string name = unique_name(base_name, [&](const std::string& n) {
+      if (n == base_name) return base_taken;
+      auto r = conn_.exec("SELECT 1 FROM nodes WHERE name = $1", {n});
       if (!r) {
         if (!failed) failed = r.error();
         return true;
       }
       return r->rows() > 0;
     });
+    if (failed) return *failed;
+    std::vector<PgParam> params{key,
+                                to_base64(reg.disco_key),
+                                name,
+                                reg.hostname,
+                                reg.os,
+                                taken->ipv4.to_string(),
+                                taken->ipv6.to_string(),
+                                pg_rows::join_list(token->tags),
+                                pg_int(token->ephemeral),
+                                token->id,
+                                pg_int(now),
+                                coordinator_id_};
+    if (endpoints) params.push_back(pg_rows::join_endpoints(*endpoints));
+    writes.push_back(
+        {std::string("INSERT INTO nodes (node_key, disco_key, name, hostname, os, ipv4, ipv6, tags, "
+                     "ephemeral, token_id, created_at, last_seen, online, disconnected_at, "
+                     "connected_to") +
+             (endpoints ? ", endpoints" : "") +
+             ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $11, 1, NULL, $12" +
+             (endpoints ? ", $13" : "") + ") RETURNING " + std::string(pg_rows::kNodeColumns),
+         std::move(params)});
   }
-  if (failed) return *failed;
-  PgParam token_id = token ? PgParam(token->id) : (old.token_id.empty() ? PgParam() : PgParam(old.token_id));
-  auto r = conn_.exec(
-      "UPDATE nodes SET disco_key = $2, name = $3, hostname = $4, os = $5, last_seen = $6, "
-      "online = 1, disconnected_at = NULL, tags = $7, ephemeral = $8, token_id = $9, "
-      "connected_to = $10 WHERE node_key = $1",
-      {to_base64(old.node_key), to_base64(reg.disco_key), name, reg.hostname, reg.os, pg_int(now),
-       pg_rows::join_list(token ? token->tags : old.tags),
-       pg_int(token ? token->ephemeral : old.ephemeral), token_id, coordinator_id_});
-  if (!r) return r.error();
+  plan.node_row = writes.size() - 1;
+  writes.push_back({"SELECT pg_notify($1, $2)",
+                    {std::string(kNotifyChannel),
+                     origin_ + " " + std::to_string(static_cast<int>(StoreChange::Kind::node)) +
+                         " " + key}});
+  return Ok{};
+}
+
+Result<void> PgStore::join_finish(const std::vector<PgResult>& rows, std::size_t offset,
+                                  const JoinPlan& plan, JoinResult& result) {
+  const PgResult& node = rows[offset + plan.node_row];
+  if (node.rows() == 0)
+    return Error{Errc::io, plan.existing ? "database: the node vanished" : "database: the new node vanished"};
+  result.node = pg_rows::read_node(node, 0);
+  result.created = !plan.existing;
   return Ok{};
 }
 

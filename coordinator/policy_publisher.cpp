@@ -27,6 +27,7 @@ bool PolicyPublisher::set_settings(const PolicySettings& settings, std::string* 
   admin_tags_ = settings.admin_tags;
   version_ = settings.version;
   stale_ = true;
+  document_changed_ = true;
   return true;
 }
 
@@ -65,7 +66,11 @@ void PolicyPublisher::compile_if_needed() {
   stale_ = false;
   compiled_.clear();
   ++visibility_generation_;
+  changes_known_ = false;
+  changes_.clear();
   if (!document_) {
+    signature_.clear();
+    document_changed_ = true;
     visibility_.reset();
     for (const control::PeerInfo& p : peers_) compiled_[p.node_key] = {control::encode(control::PolicyRules{}), {}};
     return;
@@ -95,6 +100,32 @@ void PolicyPublisher::compile_if_needed() {
   for (std::size_t i = 0; i < peers_.size(); ++i)
     nodes.push_back({peers_[i].node_key, peers_[i].ipv4, peers_[i].ipv6, !peers_[i].routes.empty(), &sets[i]});
   visibility_ = Visibility::build(nodes);
+  // Which nodes visibility may have changed for (visibility.hpp: sees(a, b) reads a's and b's
+  // rules, addresses and carrier flag, nothing else), against the compilation before.
+  std::unordered_map<control::NodeKey, std::string, control::NodeKeyHash> signature;
+  signature.reserve(peers_.size());
+  for (const control::PeerInfo& p : peers_) {
+    std::string s = compiled_[p.node_key].rules;
+    s += '\0';
+    s.append(reinterpret_cast<const char*>(p.ipv4.bytes()), p.ipv4.is_v4() ? 4 : 16);
+    s.append(reinterpret_cast<const char*>(p.ipv6.bytes()), p.ipv6.is_v6() ? 16 : 4);
+    s += p.routes.empty() ? '0' : '1';
+    auto old = signature_.find(p.node_key);
+    if (old == signature_.end() || old->second != s) changes_.push_back(p.node_key);
+    signature.emplace(p.node_key, std::move(s));
+  }
+  for (const auto& [key, s] : signature_)
+    if (signature.count(key) == 0) changes_.push_back(key);  // gone
+  std::sort(changes_.begin(), changes_.end());
+  signature_ = std::move(signature);
+  changes_known_ = !document_changed_;
+  document_changed_ = false;
+}
+
+const std::vector<control::NodeKey>* PolicyPublisher::visibility_changes(std::uint64_t from) {
+  compile_if_needed();
+  if (!changes_known_ || !document_ || from + 1 != visibility_generation_) return nullptr;
+  return &changes_;
 }
 
 const Visibility* PolicyPublisher::visibility() {

@@ -46,6 +46,12 @@ class PolicyPublisher {
   // so the server knows when to trim the agents' maps again.
   const Visibility* visibility();
   std::uint64_t visibility_generation();
+  // The nodes who-sees-whom may differ for between the compilation of generation `from` and
+  // the current one, sorted: those whose rules, addresses or carrier flag changed, and those
+  // that came or went. sees(a, b) depends on nothing else, so a node not listed sees the same
+  // nodes not listed as before. nullptr when that is not known (`from` is not the generation
+  // just before, or the document changed): anything may differ.
+  const std::vector<control::NodeKey>* visibility_changes(std::uint64_t from);
 
  private:
   void compile_if_needed();
@@ -65,6 +71,12 @@ class PolicyPublisher {
   std::unordered_map<control::NodeKey, std::string, control::NodeKeyHash> sent_;  // Compiled::rules
   std::optional<Visibility> visibility_;
   std::uint64_t visibility_generation_ = 0;
+  // What visibility depends on, per node, at the last compilation (rules, addresses, carrier),
+  // and which nodes it changed for since the one before (visibility_changes).
+  std::unordered_map<control::NodeKey, std::string, control::NodeKeyHash> signature_;
+  std::vector<control::NodeKey> changes_;
+  bool changes_known_ = false;
+  bool document_changed_ = true;
 };
 
 }  // namespace knit::coordinator

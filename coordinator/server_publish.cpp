@@ -141,6 +141,17 @@ std::string Server::trimmed_delta(AgentSession& session, const Visibility* visib
   auto visible = [&](const NodeKey& k) { return k != own && (visibility == nullptr || visibility->sees(own, k)); };
   std::set<NodeKey> held;
   bool everything = regroup || session.trimmed_generation() != generation;
+  // Who-sees-whom changed since this session's last delta: when the compilations in between
+  // say for which nodes (policy_publisher.hpp), and this node is not one of them, only those
+  // can have come into or gone out of its view, so a join storm costs O(changed) per session.
+  const std::vector<NodeKey>* changes = nullptr;
+  if (everything && visibility != nullptr && session.trimmed() != nullptr) {
+    changes = policy_.visibility_changes(session.trimmed_generation());
+    if (changes != nullptr && !std::binary_search(changes->begin(), changes->end(), own))
+      everything = false;
+    else
+      changes = nullptr;
+  }
   if (std::set<NodeKey>* mine = session.trimmed()) {
     held = std::move(*mine);
   } else {
@@ -177,6 +188,9 @@ std::string Server::trimmed_delta(AgentSession& session, const Visibility* visib
     for (const NodeKey& k : gone) consider(k);
   } else {
     for (const NodeKey& k : published.keys) consider(k);
+    if (changes != nullptr)
+      for (const NodeKey& k : *changes)
+        if (!std::binary_search(published.keys.begin(), published.keys.end(), k)) consider(k);
   }
   if (visibility == nullptr) session.set_trimmed(std::nullopt, generation);  // holds every peer again
   else session.set_trimmed(std::move(held), generation);

@@ -22,7 +22,7 @@ Visibility Visibility::build(const std::vector<Node>& nodes) {
     by_address.emplace_back(nodes[i].ipv6, i);
   }
   std::sort(by_address.begin(), by_address.end());
-  std::vector<std::vector<std::size_t>> peers(nodes.size());
+  std::vector<std::vector<std::uint32_t>> peers(nodes.size());
   std::vector<bool> everyone(nodes.size(), false);
   for (std::size_t i = 0; i < nodes.size(); ++i) {
     if (nodes[i].carrier) everyone[i] = true;
@@ -40,22 +40,25 @@ Visibility Visibility::build(const std::vector<Node>& nodes) {
         while (it != by_address.begin() && policy::prefix_contains(src, std::prev(it)->first)) --it;
         for (; it != by_address.end() && policy::prefix_contains(src, it->first); ++it)
           if (it->second != i) {
-            peers[i].push_back(it->second);
-            peers[it->second].push_back(i);  // symmetric: i's rules let it in, so it sees i
+            peers[i].push_back(static_cast<std::uint32_t>(it->second));
+            peers[it->second].push_back(static_cast<std::uint32_t>(i));  // symmetric: i's rules let it in, so it sees i
           }
       }
     }
   }
+  v.nodes_.reserve(nodes.size());
   for (std::size_t i = 0; i < nodes.size(); ++i) {
     State s;
     s.everyone = everyone[i];
+    s.position = static_cast<std::uint32_t>(i);
     if (!s.everyone) {
-      s.peers.reserve(peers[i].size());
-      for (std::size_t j : peers[i]) s.peers.push_back(nodes[j].key);
+      s.peers = std::move(peers[i]);
       std::sort(s.peers.begin(), s.peers.end());
       s.peers.erase(std::unique(s.peers.begin(), s.peers.end()), s.peers.end());
+      s.peers.shrink_to_fit();
       v.pair_entries_ += s.peers.size();
     }
+    std::vector<std::uint32_t>().swap(peers[i]);
     v.nodes_[nodes[i].key] = std::move(s);
   }
   return v;
@@ -68,7 +71,8 @@ bool Visibility::sees(const control::NodeKey& viewer, const control::NodeKey& pe
   const auto v = nodes_.find(viewer);
   if (v == nodes_.end()) return false;
   if (v->second.everyone) return true;
-  return std::binary_search(v->second.peers.begin(), v->second.peers.end(), peer);
+  if (p == nodes_.end()) return false;  // unknown to the build and not open
+  return std::binary_search(v->second.peers.begin(), v->second.peers.end(), p->second.position);
 }
 
 }  // namespace knit::coordinator

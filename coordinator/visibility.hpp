@@ -43,9 +43,13 @@ class Visibility {
   std::size_t pair_entries() const { return pair_entries_; }
 
  private:
+  // The lists hold positions in the build's node list, not keys: a mesh-wide rule names every
+  // pair, and sorting and searching 4-byte positions costs a fraction of 32-byte keys (at 2,000
+  // nodes under such a rule, sorting keys with memcmp was half of the coordinator's CPU).
   struct State {
-    bool everyone = false;                // open, or a carrier: seen by all (and sees all)
-    std::vector<control::NodeKey> peers;  // sorted: the others it sees by name of a rule
+    bool everyone = false;              // open, or a carrier: seen by all (and sees all)
+    std::uint32_t position = 0;         // in the build's node list
+    std::vector<std::uint32_t> peers;   // sorted: the others it sees by name of a rule
   };
   std::unordered_map<control::NodeKey, State, control::NodeKeyHash> nodes_;
   std::size_t pair_entries_ = 0;

@@ -17,6 +17,8 @@
 #include <atomic>
 #include <cstdio>
 #include <filesystem>
+#include <fstream>
+#include <sstream>
 #include <memory>
 #include <string>
 #include <vector>
@@ -53,6 +55,45 @@ class PostgresServer {
   std::string conninfo(const std::string& database) const {
     return "host=" + socket_dir_ + " port=5432 user=knit dbname=" + database +
            " connect_timeout=5";
+  }
+
+  // Settings given to every start (postgres -c ...). The store tests run with fsync off (their
+  // data is thrown away); a benchmark may ask for PostgreSQL's defaults before instance().
+  static std::string& settings() {
+    static std::string value = "-c fsync=off";
+    return value;
+  }
+
+  // CPU time (user + system) of the whole cluster so far, in ms: the postmaster, its live
+  // children and those it reaped. 0 when /proc cannot tell.
+  std::uint64_t cpu_ms() const {
+    std::ifstream pidfile(dir_ + "/data/postmaster.pid");
+    long postmaster = 0;
+    if (!(pidfile >> postmaster) || postmaster <= 0) return 0;
+    const long ticks = ::sysconf(_SC_CLK_TCK);
+    std::uint64_t total = 0;
+    std::error_code ec;
+    for (const auto& entry : std::filesystem::directory_iterator("/proc", ec)) {
+      const std::string name = entry.path().filename().string();
+      if (name.empty() || name.find_first_not_of("0123456789") != std::string::npos) continue;
+      std::ifstream stat(entry.path() / "stat");
+      std::string line;
+      if (!std::getline(stat, line)) continue;
+      const auto close = line.rfind(')');
+      if (close == std::string::npos) continue;
+      std::istringstream fields(line.substr(close + 2));
+      std::string state;
+      long ppid = 0;
+      fields >> state >> ppid;
+      const long pid = std::stol(name);
+      if (pid != postmaster && ppid != postmaster) continue;
+      std::string skip;
+      for (int i = 0; i < 9; ++i) fields >> skip;  // pgrp .. cmajflt
+      std::uint64_t utime = 0, stime = 0, cutime = 0, cstime = 0;
+      fields >> utime >> stime >> cutime >> cstime;
+      total += utime + stime + (pid == postmaster ? cutime + cstime : 0);
+    }
+    return ticks > 0 ? total * 1000 / static_cast<std::uint64_t>(ticks) : 0;
   }
 
   // Stops and starts the server: connections drop, data stays.
@@ -123,7 +164,7 @@ class PostgresServer {
 
   int run_ctl(const std::string& what) {
     return run({bin_ + "/pg_ctl", "-D", dir_ + "/data", "-l", dir_ + "/log", "-w", "-t", "30",
-                "-o", "-k " + socket_dir_ + " -c listen_addresses='' -c fsync=off -p 5432", what});
+                "-o", "-k " + socket_dir_ + " -c listen_addresses='' " + settings() + " -p 5432", what});
   }
 
   // Runs argv as the unprivileged user (or as ourselves when we are not root); exit status.

@@ -183,6 +183,24 @@ TEST(ControlPeerCodec, NumberedBadValues) {
   EXPECT_EQ(error_of(std::string(kMaxPeerMessageBytes + 1, '\xB1')).kind, MessageError::too_large);
 }
 
+// Uniqueness is checked on the keys' first 8 bytes first, then whole among those that tie.
+TEST(ControlPeerCodec, KeysThatShareTheirFirstBytesAreToldApart) {
+  auto tied = [](std::uint32_t n) {
+    PeerInfo p = peer(n);
+    p.node_key.fill(0x22);
+    store_be32(p.node_key.data() + 28, n + 1);  // the same first 28 bytes
+    return p;
+  };
+  std::vector<PeerInfo> peers{peer(1), tied(2), tied(3), peer(4), tied(5)};
+  auto parsed = parse_message(encode(PeerMapPage{1, 0, 1, peers}));
+  ASSERT_TRUE(std::holds_alternative<PeerMapPage>(parsed));
+  EXPECT_EQ(std::get<PeerMapPage>(parsed).peers.size(), 5u);
+  peers.push_back(tied(3));
+  EXPECT_EQ(error_of(encode(PeerMapPage{1, 0, 1, peers})).kind, MessageError::duplicate);
+  EXPECT_EQ(error_of(encode(PeerDelta{2, {tied(2), peer(1)}, {tied(7)}, {tied(2).node_key}})).kind,
+            MessageError::duplicate);
+}
+
 TEST(ControlPeerCodec, CountsAreCheckedBeforeAnythingIsReserved) {
   // A delta claiming 2^60 removed keys in a few bytes.
   std::string delta = delta_header(1, V6Base{});

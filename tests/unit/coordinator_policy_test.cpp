@@ -195,4 +195,52 @@ TEST(PolicyPublisher, EachNodeGetsItsOwnRulesAndOnlyWhenTheyChange) {
   EXPECT_TRUE(pub.in_force());
 }
 
+// Which nodes who-sees-whom may have changed for between two compilations: what the server
+// reconciles trimmed maps against instead of every peer (server_publish.cpp).
+TEST(PolicyPublisher, SaysWhichNodesVisibilityChangedFor) {
+  PolicyPublisher pub;
+  const auto peer = [](const char* name, std::uint8_t fill, std::vector<std::string> tags) {
+    control::PeerInfo p;
+    p.name = name;
+    p.node_key.fill(fill);
+    p.ipv4 = *IpAddress::parse(("100.64.0." + std::to_string(fill)).c_str());
+    p.ipv6 = *IpAddress::parse(("fd7a::" + std::to_string(fill)).c_str());
+    p.tags = std::move(tags);
+    return p;
+  };
+  control::PeerInfo web = peer("web-1", 1, {"web"}), db = peer("db-1", 2, {"db"}),
+                    web2 = peer("web-2", 3, {"web"}), other = peer("other", 4, {});
+  PolicySettings settings;
+  settings.document = R"({"rules": [{"action": "accept", "src": ["tag:web"], "dst": ["tag:db:5432"]}]})";
+  settings.version = 1;
+  ASSERT_TRUE(pub.set_settings(settings));
+  pub.set_peers({&web, &db});
+  const std::uint64_t g1 = pub.visibility_generation();
+  EXPECT_EQ(pub.visibility_changes(g1 - 1), nullptr);  // the document is new: anything
+  // web-2 joins: db's rules now name its address too; web-1's view of the others is unchanged.
+  pub.set_peers({&web, &db, &web2});
+  const std::uint64_t g2 = pub.visibility_generation();
+  ASSERT_EQ(g2, g1 + 1);
+  const auto* changes = pub.visibility_changes(g1);
+  ASSERT_NE(changes, nullptr);
+  EXPECT_EQ(*changes, (std::vector<control::NodeKey>{db.node_key, web2.node_key}));
+  EXPECT_TRUE(pub.visibility()->sees(web2.node_key, db.node_key));
+  EXPECT_EQ(pub.visibility_changes(g1 - 1), nullptr);  // generations skipped
+  // A node nobody's rules name joins: only it.
+  pub.set_peers({&web, &db, &web2, &other});
+  changes = pub.visibility_changes(g2);
+  ASSERT_NE(changes, nullptr);
+  EXPECT_EQ(*changes, (std::vector<control::NodeKey>{other.node_key}));
+  // web-1 leaves: db's rules change, and web-1 went.
+  pub.set_peers({&db, &web2, &other});
+  changes = pub.visibility_changes(g2 + 1);
+  ASSERT_NE(changes, nullptr);
+  EXPECT_EQ(*changes, (std::vector<control::NodeKey>{web.node_key, db.node_key}));
+  // A new document: anything.
+  settings.document = R"({"rules": [{"action": "accept", "src": ["tag:db"], "dst": ["tag:web:*"]}]})";
+  settings.version = 2;
+  ASSERT_TRUE(pub.set_settings(settings));
+  EXPECT_EQ(pub.visibility_changes(pub.visibility_generation() - 1), nullptr);
+}
+
 }  // namespace knit::coordinator
