@@ -147,6 +147,8 @@ enum class SendPurpose : std::uint8_t {
   liveness,       // ping_peer(): is the peer there at all, on whatever path is in use
 };
 
+const char* to_string(SendPurpose purpose);
+
 struct PathAction {
   ActionKind kind = ActionKind::send_udp;
   SendPurpose purpose = SendPurpose::none;
@@ -332,7 +334,12 @@ class PathManager {
   void end_prediction(Instant now, Peer& peer, std::optional<SocketId> keep);
   void close_socket(SocketId socket);
   bool my_hard() const;
-  bool behind_a_nat() const;  // our reflexive address is none of our interfaces
+  // Whether our packets leave through a NAT: from STUN (our reflexive address is none of our
+  // interfaces), or guessed from the interface addresses until STUN answers.
+  enum class NatGuess : std::uint8_t { none, behind, unknown };
+  NatGuess nat_guess() const;
+  // A call-me-maybe's "opened" after openers to the peer's public candidates (disco.hpp).
+  bool opened_towards(const Peer& peer, NatGuess guess) const;
   std::optional<Instant> peer_wake(Instant now, const Peer& peer) const;
   TxId new_tx();
 
