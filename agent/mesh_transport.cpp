@@ -222,7 +222,8 @@ void MeshTransport::flush() {
 
 void MeshTransport::on_other(wg::Now, DatagramKind kind, const Endpoint& from, MutableByteSpan bytes) {
   if (kind == DatagramKind::disco) {
-    paths_.handle_disco(clock_(), punch::DiscoSource::udp(punch::kMainSocket, from), bytes);
+    const punch::DiscoError e = paths_.handle_disco(clock_(), punch::DiscoSource::udp(punch::kMainSocket, from), bytes);
+    if (log_level() <= LogLevel::debug) log(LogLevel::debug, "disco", "from ", from.to_string(), ": ", punch::to_string(e));
     check_mtu_limits(false);
   } else if (kind == DatagramKind::stun && stun_) {
     stun_(clock_(), from, bytes);
@@ -244,6 +245,11 @@ void MeshTransport::on_relay_packet(const wg::PublicKey& from, MutableByteSpan p
   switch (classify_datagram(packet)) {
     case DatagramKind::disco: {
       const punch::DiscoError opened = paths_.handle_disco(clock_(), punch::DiscoSource::relay(from), packet);
+      if (log_level() <= LogLevel::debug) {
+        auto n = names_.find(from);
+        log(LogLevel::debug, "disco", "via relay from ", n != names_.end() ? n->second : std::string("?"), ": ",
+            punch::to_string(opened));
+      }
       // The peer is at the relay now; it may not have been when our initiation went there. An
       // authenticated message (its call-me-maybe) also proves it knows us now: our initiation
       // sent again the moment the relay admitted us may have reached it before the
@@ -312,6 +318,15 @@ void MeshTransport::drain() {
   if (!paths_.has_actions()) return;
   draining_ = true;
   for (punch::PathAction& a : paths_.take_actions()) {
+    if (log_level() <= LogLevel::debug && (a.kind == punch::ActionKind::send_relay ||
+                                           (a.kind == punch::ActionKind::send_udp &&
+                                            a.purpose != punch::SendPurpose::spray &&
+                                            a.purpose != punch::SendPurpose::socket_round))) {
+      auto n = names_.find(a.peer);
+      log(LogLevel::debug, "disco", punch::to_string(a.purpose), " to ", n != names_.end() ? n->second : std::string("?"),
+          a.kind == punch::ActionKind::send_relay ? std::string(" via relay") : " " + a.endpoint.to_string(),
+          a.ttl != 0 ? " ttl " + std::to_string(a.ttl) : std::string());
+    }
     switch (a.kind) {
       case punch::ActionKind::send_udp:
         if (a.socket == punch::kMainSocket && a.ttl != 0) udp_.send_with_ttl(a.endpoint, a.bytes, a.ttl);
