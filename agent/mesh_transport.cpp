@@ -61,6 +61,7 @@ void MeshTransport::start() {
   plain_too_big_ = udp_.too_big_handler();  // plain `wg` mode's, back when the mesh stops
   udp_.set_too_big_handler(too_big);
   probes_.set_too_big_handler(too_big);
+  udp_.set_time_exceeded_handler([this](const Endpoint& to, const IpAddress& offender) { on_time_exceeded(to, offender); });
   paths_.set_relay_available(clock_(), relay_.connected());
   flush();
 }
@@ -72,6 +73,7 @@ void MeshTransport::stop() {
   udp_.set_too_big_handler(std::move(plain_too_big_));
   plain_too_big_ = nullptr;
   probes_.set_too_big_handler(nullptr);
+  udp_.set_time_exceeded_handler(nullptr);
   timer_.cancel();
   probes_.close_all();
 }
@@ -228,6 +230,14 @@ void MeshTransport::on_other(wg::Now, DatagramKind kind, const Endpoint& from, M
   } else if (kind == DatagramKind::stun && stun_) {
     stun_(clock_(), from, bytes);
   }
+}
+
+void MeshTransport::on_time_exceeded(const Endpoint& to, const IpAddress& offender) {
+  if (!running_ || !paths_.on_time_exceeded(clock_(), to, offender)) return;
+  log(LogLevel::info, "paths", "an opener died at ", offender.to_string(), ", a NAT of ours: openers now go with TTL ",
+      static_cast<unsigned>(paths_.opener_ttl()));
+  // As for too-big hints: the timer sends the openers again.
+  timer_.arm(paths_.next_deadline());
 }
 
 void MeshTransport::on_too_big(const Endpoint& to, std::size_t mtu) {

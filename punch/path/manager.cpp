@@ -303,6 +303,8 @@ void PathManager::set_local_candidates(Instant now, const LocalCandidates& candi
 
 void PathManager::network_changed(Instant now) {
   ++local_epoch_;
+  opener_ttl_ = kOpenerTtl;  // other NATs, perhaps fewer
+  opener_ttl_raised_at_.reset();
   // Another network, another NAT: what peers saw of the old one says nothing.
   evidence_.clear();
   evidence_.set_stun(local_.reflexive);
@@ -708,6 +710,33 @@ DiscoError PathManager::handle_call_me_maybe(Instant now, Peer& peer, const Call
       peer.prediction.role == Prediction::Role::none)
     peer.predict_at = now + kPredictStartDelay;
   return DiscoError::none;
+}
+
+// ---------------------------------------------------------------- opener TTL
+
+bool PathManager::on_time_exceeded(Instant now, const Endpoint& to, const IpAddress& offender) {
+  // Ours: an opener at the current TTL to that endpoint, still outstanding. (One round of
+  // openers brings one answer per endpoint; the TTL grows once per round.)
+  bool ours = false;
+  for (auto& [key, peer] : peers_) {
+    ours = std::any_of(peer->pings.begin(), peer->pings.end(), [&](const OutstandingPing& p) {
+      return p.ttl == opener_ttl_ && p.socket == kMainSocket && p.to.same_remote(to) && now - p.sent <= kPingTimeout;
+    });
+    if (ours) break;
+  }
+  const IpAddress& a = offender;
+  const bool shared = a.is_v4() && a.bytes()[0] == 100 && (a.bytes()[1] & 0xc0) == 64;
+  const bool inside = is_private_address(a) || shared;
+  const bool held_off = opener_ttl_raised_at_ && now - *opener_ttl_raised_at_ < kOpenerTtlHoldoff;
+  if (!ours || !inside || opener_ttl_ >= kOpenerTtlMax || held_off) {
+    ++stats_.time_exceeded_ignored;
+    return false;
+  }
+  ++opener_ttl_;
+  opener_ttl_raised_at_ = now;
+  ++stats_.opener_ttl_raised;
+  lower_deadline(now);  // the openers again, from on_timers (service)
+  return true;
 }
 
 // ---------------------------------------------------------------- path MTU

@@ -80,6 +80,7 @@
 #include "base/ip.hpp"
 #include "base/random.hpp"
 #include "base/time.hpp"
+#include "punch/path/constants.hpp"
 #include "punch/path/disco.hpp"
 #include "punch/path/mapping_evidence.hpp"
 #include "punch/path/rate.hpp"
@@ -187,6 +188,8 @@ struct PathStats {
   std::uint64_t mapping_observations = 0; // pongs whose observed source fed MappingEvidence
   std::uint64_t remaps_noticed = 0;       // peers' pongs showed our mapping moved off STUN's port
   std::uint64_t openers_sent = 0;         // short-TTL pings ahead of a full probe
+  std::uint64_t opener_ttl_raised = 0;    // on_time_exceeded(): a NAT of ours the openers missed
+  std::uint64_t time_exceeded_ignored = 0;  // ... about anything else (a forged one included)
   std::uint64_t pmtu_probes_sent = 0;     // padded pings (path MTU search)
   std::uint64_t pmtu_probes_acked = 0;
   std::uint64_t icmp_too_big_used = 0;     // on_too_big() about an address a search is running to
@@ -248,6 +251,14 @@ class PathManager {
   // Path MTU discovery (pmtu.hpp) on each peer's chosen direct path, for a tunnel of this MTU.
   // Off: no padded pings, and tunnel_mtu_of() says 0 for everyone.
   void set_pmtu(bool enabled, std::size_t tunnel_mtu);
+  // An ICMP "time exceeded" (net/socket_error.hpp) said a datagram of the main socket to `to`
+  // died at the hop `offender`. About one of our openers at the current opener TTL, from a
+  // private or shared address (a NAT of ours it did not cross): the opener TTL grows by one (up
+  // to kOpenerTtlMax, at most once per kOpenerTtlHoldoff) and the peers still waiting for their openers get them again at once
+  // (through on_timers: lower next_deadline()). Anything else is counted and changes nothing
+  // (stats().time_exceeded_ignored). Returns whether the TTL grew.
+  bool on_time_exceeded(Instant now, const Endpoint& to, const IpAddress& offender);
+  std::uint8_t opener_ttl() const { return opener_ttl_; }
   // ICMP "fragmentation needed" / "packet too big" (net/socket_error.hpp) said a datagram to
   // `to` met a hop that carries at most `mtu` bytes (an outer IP packet size): a hint for the
   // search of every direct path to that address (the path to an address is the same whatever
@@ -357,6 +368,8 @@ class PathManager {
   bool observed_varies_ = false;
   std::optional<Endpoint> remapped_;
   void update_remapped(Instant now);
+  std::uint8_t opener_ttl_ = kOpenerTtl;
+  std::optional<Instant> opener_ttl_raised_at_;
   bool relay_available_ = false;
   bool relay_expected_ = false;
   std::vector<IpPrefix> tunnelled_;

@@ -85,6 +85,15 @@ void PathManager::service(Instant now, Peer& peer) {
 
   // The peer never answered our call-me-maybe: the full pings go anyway.
   if (peer.deferred_pings_at && now >= *peer.deferred_pings_at) send_deferred_pings(now, peer);
+  // Our openers died inside our own NATs (on_time_exceeded): again, one hop further, while the
+  // full pings still wait for them.
+  if (peer.deferred_pings_at && peer.opener_ttl != 0 && peer.opener_ttl < opener_ttl_) {
+    for (std::size_t i = 0; i < peer.candidates.size(); ++i) {
+      const Candidate& c = peer.candidates[i];
+      if (c.socket == kMainSocket && !c.lan && !c.trusted(now)) send_opener(now, peer, i);
+    }
+    peer.opener_ttl = opener_ttl_;
+  }
 
   // Heartbeat on the chosen path while in use: keeps NAT mappings open and trust fresh.
   if (active && peer.direct(now)) {
@@ -241,11 +250,12 @@ bool PathManager::send_opener(Instant now, Peer& peer, std::size_t index) {
   m.ping.tx_id = new_tx();
   m.ping.node_key = self_node_key_;
   if (!send_disco_udp(now, peer, c.socket, c.endpoint, m, SendPurpose::opener, false)) return false;
-  actions_.back().ttl = kOpenerTtl;
+  actions_.back().ttl = opener_ttl_;
+  peer.opener_ttl = opener_ttl_;
   // If a path is short enough for it to arrive after all, its pong is a proof like any other.
   // c.last_ping stays: the full ping must not wait for kPingBackSpacing.
   if (peer.pings.size() >= kMaxOutstandingPings) peer.pings.erase(peer.pings.begin());
-  peer.pings.push_back(OutstandingPing{m.ping.tx_id, c.socket, c.endpoint, now});
+  peer.pings.push_back(OutstandingPing{m.ping.tx_id, c.socket, c.endpoint, now, opener_ttl_});
   ++stats_.openers_sent;
   return true;
 }
@@ -394,7 +404,7 @@ void PathManager::advance_prediction(Instant now, Peer& peer) {
         // easy side behind a router without a WAN firewall, it would take (its port, this
         // mapping) there, and the spray ping that finds this mapping would leave from another
         // port (manager.hpp, who sends first). The easy side's spray finds it instead.
-        actions_.back().ttl = kOpenerTtl;
+        actions_.back().ttl = opener_ttl_;
         pr.round_sent[*k] = now;
         ++stats_.socket_round_pings_sent;
       }

@@ -292,11 +292,16 @@ TEST_P(PunchSimOneRelay, NatGridWithAndWithoutFirewall) {
       sites.push_back(s);
     }
     if (base.name == "eim/apdf") {
-      // The lab's double NAT: masquerade behind masquerade, both with a WAN firewall.
-      Site s = base;
-      s.double_nat = true;
-      s.name = "dbl eim/apdf";
-      sites.push_back(s);
+      // The lab's double NAT: masquerade behind masquerade, both with a WAN firewall; and with
+      // the carrier's open (nat_grid's GRID_OPEN_CARRIER=1): its openers must cross both NATs
+      // (the opener TTL learnt from the carrier's "time exceeded").
+      for (bool open : {false, true}) {
+        Site s = base;
+        s.double_nat = true;
+        s.unfirewalled = open;
+        s.name = open ? "dbl eim/apdf-o" : "dbl eim/apdf";
+        sites.push_back(s);
+      }
     }
   }
   std::string table = "                ";
