@@ -39,6 +39,10 @@
 //    peer that does not know us yet cannot have a flow to us, so only openers go, and the full
 //    pings wait for the call-me-maybe exchange once the relay is up (or kOpenerFallback). Only
 //    a mesh without any relay pings at full TTL at once (nothing could tell the peer to open).
+//    The opener TTL starts at kOpenerTtl and grows when an opener's ICMP "time exceeded" comes
+//    from inside our own NATs (on_time_exceeded: a carrier NAT). A host without a NAT sends no
+//    openers (nat_guess(): STUN, or the interface addresses until STUN answers: from a public
+//    host a TTL-2 opener would reach a router two hops away).
 //  * A port moved anyway (a peer without this ordering, an older agent): Linux then gives every
 //    new flow of ours the moved port, so the reflexive endpoint we published is wrong for peers
 //    we meet later. Peers' pongs show it (MappingEvidence::remapped): noticed and counted
@@ -254,8 +258,9 @@ class PathManager {
   // An ICMP "time exceeded" (net/socket_error.hpp) said a datagram of the main socket to `to`
   // died at the hop `offender`. About one of our openers at the current opener TTL, from a
   // private or shared address (a NAT of ours it did not cross): the opener TTL grows by one (up
-  // to kOpenerTtlMax, at most once per kOpenerTtlHoldoff) and the peers still waiting for their openers get them again at once
-  // (through on_timers: lower next_deadline()). Anything else is counted and changes nothing
+  // to kOpenerTtlMax, at most once per kOpenerTtlHoldoff), and the peers still waiting for
+  // their full pings get the openers again at once (through on_timers: lower next_deadline()).
+  // Anything else (a forged one too) is counted and changes nothing
   // (stats().time_exceeded_ignored). Returns whether the TTL grew.
   bool on_time_exceeded(Instant now, const Endpoint& to, const IpAddress& offender);
   std::uint8_t opener_ttl() const { return opener_ttl_; }
