@@ -61,6 +61,7 @@ void MeshTransport::start() {
   plain_too_big_ = udp_.too_big_handler();  // plain `wg` mode's, back when the mesh stops
   udp_.set_too_big_handler(too_big);
   probes_.set_too_big_handler(too_big);
+  udp_.set_time_exceeded_handler([this](const Endpoint& to, const IpAddress& offender) { on_time_exceeded(to, offender); });
   paths_.set_relay_available(clock_(), relay_.connected());
   flush();
 }
@@ -72,6 +73,7 @@ void MeshTransport::stop() {
   udp_.set_too_big_handler(std::move(plain_too_big_));
   plain_too_big_ = nullptr;
   probes_.set_too_big_handler(nullptr);
+  udp_.set_time_exceeded_handler(nullptr);
   timer_.cancel();
   probes_.close_all();
 }
@@ -222,11 +224,20 @@ void MeshTransport::flush() {
 
 void MeshTransport::on_other(wg::Now, DatagramKind kind, const Endpoint& from, MutableByteSpan bytes) {
   if (kind == DatagramKind::disco) {
-    paths_.handle_disco(clock_(), punch::DiscoSource::udp(punch::kMainSocket, from), bytes);
+    const punch::DiscoError e = paths_.handle_disco(clock_(), punch::DiscoSource::udp(punch::kMainSocket, from), bytes);
+    if (log_level() <= LogLevel::debug) log(LogLevel::debug, "disco", "from ", from.to_string(), ": ", punch::to_string(e));
     check_mtu_limits(false);
   } else if (kind == DatagramKind::stun && stun_) {
     stun_(clock_(), from, bytes);
   }
+}
+
+void MeshTransport::on_time_exceeded(const Endpoint& to, const IpAddress& offender) {
+  if (!running_ || !paths_.on_time_exceeded(clock_(), to, offender)) return;
+  log(LogLevel::info, "paths", "an opener died at ", offender.to_string(), ", a NAT of ours: openers now go with TTL ",
+      static_cast<unsigned>(paths_.opener_ttl()));
+  // As for too-big hints: the timer sends the openers again.
+  timer_.arm(paths_.next_deadline());
 }
 
 void MeshTransport::on_too_big(const Endpoint& to, std::size_t mtu) {
@@ -244,6 +255,11 @@ void MeshTransport::on_relay_packet(const wg::PublicKey& from, MutableByteSpan p
   switch (classify_datagram(packet)) {
     case DatagramKind::disco: {
       const punch::DiscoError opened = paths_.handle_disco(clock_(), punch::DiscoSource::relay(from), packet);
+      if (log_level() <= LogLevel::debug) {
+        auto n = names_.find(from);
+        log(LogLevel::debug, "disco", "via relay from ", n != names_.end() ? n->second : std::string("?"), ": ",
+            punch::to_string(opened));
+      }
       // The peer is at the relay now; it may not have been when our initiation went there. An
       // authenticated message (its call-me-maybe) also proves it knows us now: our initiation
       // sent again the moment the relay admitted us may have reached it before the
@@ -312,6 +328,15 @@ void MeshTransport::drain() {
   if (!paths_.has_actions()) return;
   draining_ = true;
   for (punch::PathAction& a : paths_.take_actions()) {
+    if (log_level() <= LogLevel::debug && (a.kind == punch::ActionKind::send_relay ||
+                                           (a.kind == punch::ActionKind::send_udp &&
+                                            a.purpose != punch::SendPurpose::spray &&
+                                            a.purpose != punch::SendPurpose::socket_round))) {
+      auto n = names_.find(a.peer);
+      log(LogLevel::debug, "disco", punch::to_string(a.purpose), " to ", n != names_.end() ? n->second : std::string("?"),
+          a.kind == punch::ActionKind::send_relay ? std::string(" via relay") : " " + a.endpoint.to_string(),
+          a.ttl != 0 ? " ttl " + std::to_string(a.ttl) : std::string());
+    }
     switch (a.kind) {
       case punch::ActionKind::send_udp:
         if (a.socket == punch::kMainSocket && a.ttl != 0) udp_.send_with_ttl(a.endpoint, a.bytes, a.ttl);

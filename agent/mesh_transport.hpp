@@ -9,6 +9,7 @@
 //   main socket (disco, STUN) ─► on_other ─┬─ disco ─► PathManager
 //                                          └─ STUN ──► the STUN handler (netcheck)
 //   ICMP too big about our datagrams (both kinds of socket) ─► PathManager::on_too_big
+//   ICMP time exceeded about the main socket's openers       ─► PathManager::on_time_exceeded
 //   probe sockets, relay ─► classify_datagram ─┬─ WireGuard ─► WireGuardReceiver (the loop)
 //                                              └─ disco ─────► PathManager
 //
@@ -160,6 +161,7 @@ class MeshTransport final : public wg::Transport, public UdpTransport::OtherData
   void on_probe_datagram(punch::SocketId id, const Endpoint& from, MutableByteSpan bytes);
   // An ICMP too-big about a datagram one of our sockets sent (net/socket_error.hpp).
   void on_too_big(const Endpoint& to, std::size_t mtu);
+  void on_time_exceeded(const Endpoint& to, const IpAddress& offender);
   void deliver(const Endpoint& from, MutableByteSpan bytes);
   void deliver_probe_batch();
   void drain();

@@ -69,6 +69,10 @@ class UdpTransport final : public wg::Transport {
   // for the MSS clamp). Empty: counted in summary() only.
   void set_too_big_handler(net::UdpSocket::TooBigHandler handler) { socket_.set_too_big_handler(std::move(handler)); }
   const net::UdpSocket::TooBigHandler& too_big_handler() const { return socket_.too_big_handler(); }
+  // ICMP time exceeded about what this socket sent (net::UdpSocket::set_time_exceeded_handler).
+  void set_time_exceeded_handler(net::UdpSocket::TimeExceededHandler handler) {
+    socket_.set_time_exceeded_handler(std::move(handler));
+  }
 
   // Where disco and STUN go; nullptr drops them (no mesh).
   void set_other_datagrams(OtherDatagrams* handler) { other_ = handler; }

@@ -24,16 +24,23 @@
 # Usage: bench/punch_timing.sh [-n ROUNDS] [--timeout SECONDS]
 #   -n, --rounds N       times the list of pairs is run (default 1); medians over all trials
 #   --timeout SECONDS    give a trial up after this long (default 40)
+#   --pairs SPEC,...     run only these pairs (ANCHOR:SITE:CLASS:ROUTERS as in PAIRS below,
+#                        e.g. pro:dbl:easy:open), to repeat one case
+# Environment: PUNCH_LOG_LEVEL (default warn) is the knitd log level of the agents (LAB_KEEP_LOGS=1
+#   keeps their logs); PUNCH_CONNTRACK="pror dblc" saves those routers' UDP conntrack tables at
+#   the end of every trial (ct-tN-ROUTER.txt in the kept directory).
 # Environment: KNIT_BIN (knitd, knit, knit-coordinator, knit-relay, knit-natbox), as for the tests.
 set -euo pipefail
 
 ROUNDS=1
 TRIAL_TIMEOUT=40
+ONLY_PAIRS=""
 usage() { sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; }
 while (( $# )); do
   case "$1" in
     -n|--rounds) ROUNDS=$2; shift 2 ;;
     --timeout) TRIAL_TIMEOUT=$2; shift 2 ;;
+    --pairs) ONLY_PAIRS=$2; shift 2 ;;
     -h|--help) usage; exit 0 ;;
     *) echo "unknown option: $1 (see --help)" >&2; exit 2 ;;
   esac
@@ -64,6 +71,13 @@ PAIRS=(pub:fc:easy:fw fc:prc:easy:fw prc:dbl:easy:fw dbl:pub:easy:fw pub:prc:eas
        pub:sko:hard:open pro:sko:hard:open fc:sko:hard:open sko:pro:hard:open dbl:sko:hard:open
        pro:sn:hard:open sn:pro:hard:open pro:sk:hard:open
        sko:sn:sym:open sn:sko:sym:open)
+if [[ -n "$ONLY_PAIRS" ]]; then
+  IFS=, read -ra PAIRS <<<"$ONLY_PAIRS"
+  for spec in "${PAIRS[@]}"; do
+    [[ "$spec" =~ ^(pub|fc|prc|pro|dbl|sn|sk|sko):(pub|fc|prc|pro|dbl|sn|sk|sko):(easy|hard|sym):(fw|open)$ ]] \
+      || { echo "--pairs: '$spec' is not ANCHOR:SITE:CLASS:ROUTERS" >&2; exit 2; }
+  done
+fi
 
 lab_step "the lab: core, coordinator, ONE relay, seven sites of two hosts"
 lab_nat_core
@@ -87,7 +101,7 @@ for s in fc prc pro dbl sn sk sko; do ANCHOR_NS[$s]=$(lab_site_host "$s" 1); TRI
 
 lab_step "anchors: one agent on host 1 of every site"
 for s in pub fc prc pro dbl sn sk sko; do
-  mesh_agent_start "$s" "${ANCHOR_NS[$s]}" --log-level warn
+  mesh_agent_start "$s" "${ANCHOR_NS[$s]}" --log-level "${PUNCH_LOG_LEVEL:-warn}"
   mesh_agent_up "$s"
 done
 mesh_wait_full 20
@@ -98,7 +112,7 @@ mesh_wait_full 20
 # trial stops at its first answer.
 trial() {
   local n=$1 anchor=$2 site=$3 class=$4 label="t$1" t0 now first_ping="" direct="" deadline path
-  mesh_agent_start "$label" "${TRIAL_NS[$site]}" --log-level warn >/dev/null
+  mesh_agent_start "$label" "${TRIAL_NS[$site]}" --log-level "${PUNCH_LOG_LEVEL:-warn}" >/dev/null
   mesh_agent_up "$label" >/dev/null
   t0=$(mesh_now_us)   # `knit up` returned; the first ping leaves now
   deadline=$(( t0 + TRIAL_TIMEOUT * 1000000 ))
@@ -115,6 +129,12 @@ trial() {
   [[ -n "$first_ping" ]] && TRIAL_PING_S=$(awk -v us="$first_ping" 'BEGIN { printf "%.2f", us / 1e6 }')
   [[ -n "$direct" ]] && TRIAL_DIRECT_S=$(awk -v us="$direct" 'BEGIN { printf "%.2f", us / 1e6 }')
   TRIAL_PATH=$(mesh_path "$label" "$anchor")
+  if [[ -n "${PUNCH_CONNTRACK:-}" ]]; then   # debugging: UDP conntrack of these routers at the end
+    local r
+    for r in $PUNCH_CONNTRACK; do
+      ip netns exec "$(lab_ns "$r")" cat /proc/net/nf_conntrack 2>/dev/null | grep udp >"$LAB_DIR/ct-$label-$r.txt" || true
+    done
+  fi
   mesh_agent_down "$label"
   mesh_agent_stop "$label" >/dev/null
   mesh_coordinator nodes remove "$label" >/dev/null 2>&1 || true

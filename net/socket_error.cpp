@@ -15,6 +15,8 @@ namespace {
 constexpr std::uint8_t kIcmpDestUnreachable = 3;
 constexpr std::uint8_t kIcmpFragNeeded = 4;
 constexpr std::uint8_t kIcmp6PacketTooBig = 2;
+constexpr std::uint8_t kIcmpTimeExceeded = 11;
+constexpr std::uint8_t kIcmp6TimeExceeded = 3;
 
 // The cmsg walk by hand, with memcpy: the bytes may be anyone's and unaligned (a fuzzer's),
 // and CMSG_NXTHDR would read the header through a pointer before checking it fits.
@@ -33,6 +35,11 @@ std::optional<Endpoint> destination(ByteSpan name) {
 }
 
 }  // namespace
+
+bool SocketError::time_exceeded() const {
+  return (origin == SO_EE_ORIGIN_ICMP && type == kIcmpTimeExceeded) ||
+         (origin == SO_EE_ORIGIN_ICMP6 && type == kIcmp6TimeExceeded);
+}
 
 SocketError parse_socket_error(ByteSpan control, ByteSpan name) {
   SocketError out;
@@ -54,6 +61,12 @@ SocketError parse_socket_error(ByteSpan control, ByteSpan name) {
       out.type = ee.ee_type;
       out.code = ee.ee_code;
       out.destination = destination(name);
+      // SO_EE_OFFENDER: the sockaddr right after the sock_extended_err, inside this cmsg.
+      const std::size_t after = kHeader + sizeof ee;
+      if (h.cmsg_len > after) {
+        if (auto o = destination(ByteSpan(control.data() + off + after, h.cmsg_len - after)))
+          out.offender = o->address();
+      }
       const bool too_big =
           (ee.ee_origin == SO_EE_ORIGIN_ICMP && ee.ee_type == kIcmpDestUnreachable && ee.ee_code == kIcmpFragNeeded) ||
           (ee.ee_origin == SO_EE_ORIGIN_ICMP6 && ee.ee_type == kIcmp6PacketTooBig);
@@ -73,7 +86,7 @@ SocketError parse_socket_error(ByteSpan control, ByteSpan name) {
 }
 
 Bytes encode_socket_error(bool v6_level, std::uint32_t error, std::uint8_t origin, std::uint8_t type,
-                          std::uint8_t code, std::uint32_t info) {
+                          std::uint8_t code, std::uint32_t info, const std::optional<IpAddress>& offender) {
   // sock_extended_err and the (empty) offender sockaddr_in6 after it, as ipv6_recv_error writes.
   const std::size_t payload = sizeof(sock_extended_err) + sizeof(sockaddr_in6);
   Bytes out(CMSG_SPACE(payload), 0);
@@ -89,6 +102,11 @@ Bytes encode_socket_error(bool v6_level, std::uint32_t error, std::uint8_t origi
   ee.ee_code = code;
   ee.ee_info = info;
   std::memcpy(out.data() + kHeader, &ee, sizeof ee);
+  if (offender) {
+    sockaddr_storage ss{};
+    const unsigned length = Endpoint(*offender, 0).to_sockaddr(ss);
+    std::memcpy(out.data() + kHeader + sizeof ee, &ss, std::min<std::size_t>(length, sizeof(sockaddr_in6)));
+  }
   return out;
 }
 

@@ -13,7 +13,8 @@
 //     u32 ee_errno | u8 ee_origin | u8 ee_type | u8 ee_code | u8 ee_pad | u32 ee_info | u32 ee_data
 //     origin SO_EE_ORIGIN_ICMP,  type 3 code 4 (RFC 1191): ee_info = the next-hop MTU
 //     origin SO_EE_ORIGIN_ICMP6, type 2 (RFC 8201):        ee_info = the MTU
-//   then the offender's address (SO_EE_OFFENDER), not used here.
+//   then the offender's address (SO_EE_OFFENDER: sockaddr_in or sockaddr_in6, AF_UNSPEC when
+//   none), the hop that sent the error: SocketError::offender.
 //   Other messages (IP_PKTINFO / IPV6_PKTINFO, which the kernel adds to an error of a socket
 //   that asks for them) are skipped.
 //
@@ -42,6 +43,12 @@ struct SocketError {
   std::size_t mtu = 0;                  // too_big: the largest packet the next hop carries
   std::uint32_t error = 0;              // ee_errno (EMSGSIZE, ECONNREFUSED, ...)
   std::uint8_t origin = 0, type = 0, code = 0;
+  // The address of the hop that sent the ICMP error (SO_EE_OFFENDER), when the kernel named one
+  // (a v4-mapped one is reported as IPv4).
+  std::optional<IpAddress> offender;
+  // ICMP "time exceeded in transit" / ICMPv6 "hop limit exceeded": a datagram sent with a
+  // short TTL (an opener, punch/path/manager.hpp) died at `offender`. Counted as `other`.
+  bool time_exceeded() const;
 };
 
 // A too-big hint below this is not an MTU (IPv4's minimum is 68, RFC 791): malformed.
@@ -55,7 +62,8 @@ SocketError parse_socket_error(ByteSpan control, ByteSpan name);
 // IPPROTO_IPV6/IPV6_RECVERR (v6_level) or IPPROTO_IP/IP_RECVERR, then the sock_extended_err
 // fields and an empty offender address.
 Bytes encode_socket_error(bool v6_level, std::uint32_t error, std::uint8_t origin, std::uint8_t type,
-                          std::uint8_t code, std::uint32_t info);
+                          std::uint8_t code, std::uint32_t info,
+                          const std::optional<IpAddress>& offender = std::nullopt);
 // The name bytes of a destination (sockaddr_in, or sockaddr_in6 when v6 or mapped).
 Bytes encode_socket_name(const Endpoint& destination, bool dual_stack);
 

@@ -230,7 +230,11 @@ std::size_t UdpSocket::drain_errors() {
         ++icmp_too_big_;
         if (on_too_big_) on_too_big_(*e.destination, e.mtu);
         break;
-      case SocketErrorKind::other: ++socket_errors_other_; break;
+      case SocketErrorKind::other:
+        ++socket_errors_other_;
+        if (on_time_exceeded_ && e.time_exceeded() && e.destination && e.offender)
+          on_time_exceeded_(*e.destination, *e.offender);
+        break;
       case SocketErrorKind::malformed: ++socket_errors_malformed_; break;
     }
   }

@@ -92,6 +92,10 @@ class UdpSocket {
   using TooBigHandler = std::function<void(const Endpoint& destination, std::size_t mtu)>;
   void set_too_big_handler(TooBigHandler handler) { on_too_big_ = std::move(handler); }
   const TooBigHandler& too_big_handler() const { return on_too_big_; }
+  // An ICMP "time exceeded" said a datagram to `destination` (sent with a short TTL) died at
+  // the hop `offender`. Empty: only counted (as other errors).
+  using TimeExceededHandler = std::function<void(const Endpoint& destination, const IpAddress& offender)>;
+  void set_time_exceeded_handler(TimeExceededHandler handler) { on_time_exceeded_ = std::move(handler); }
   // Reads up to kMaxErrorsPerDrain messages of the error queue; returns how many it read.
   // receive_batch() calls it; public for tests.
   std::size_t drain_errors();
@@ -193,6 +197,7 @@ class UdpSocket {
   std::uint64_t socket_errors_malformed_ = 0;
   std::uint64_t pending_errors_ = 0;
   TooBigHandler on_too_big_;
+  TimeExceededHandler on_time_exceeded_;
 };
 
 // The batch buffers and the send batch in them (UdpSocket::make_buffers).

@@ -100,6 +100,9 @@ class RelayClient::Core : public std::enable_shared_from_this<Core> {
   std::uint64_t generation_ = 0;
   std::size_t index_ = 0;
   int failures_ = 0;
+  // Quick retries after a "not a member" refusal so far (reset on admission; see handle()).
+  static constexpr int kQuickMemberRetries = 3;
+  int quick_member_retries_ = 0;
   std::string round_error_;
   std::shared_ptr<Link> link_;
   std::unique_ptr<ClientSession> session_;
@@ -121,6 +124,7 @@ void RelayClient::Core::connect(std::vector<std::string> addresses, const NodeKe
   relay_key_ = relay_key;
   if (addresses_.empty()) return notify(false, "no valid relay address");
   failures_ = 0;
+  quick_member_retries_ = 0;
   begin_round();
 }
 
@@ -316,12 +320,20 @@ void RelayClient::Core::handle(const ClientSession::Step& step) {
       // first retry comes within a second (the coordinator polls every 250 ms), then the usual
       // doubling slows a node that really is not a member down to backoff_max.
       round_error_ = "relay refused us: " + std::string(to_string(step.result.status));
+      if (step.result.status == Admission::not_member && quick_member_retries_ < kQuickMemberRetries) {
+        // The relay hears of a new member ~100 ms after the coordinator admits it: retry after
+        // 100, 200, 400 ms before the usual backoff (the first packets wait on this).
+        const Duration delay = std::chrono::milliseconds(100) * (1 << quick_member_retries_);
+        ++quick_member_retries_;
+        return lost(round_error_, delay);
+      }
       failures_ = std::max(failures_, 1);
       return lost(round_error_, next_backoff());
     }
     case Kind::admitted: {
       state_ = State::connected;
       failures_ = 0;
+      quick_member_retries_ = 0;
       ++stats_.sessions;
       address_text_ = to_string(addresses_[index_]);
       deadline_.cancel();

@@ -55,6 +55,18 @@ inline constexpr Duration kPingBackSpacing = std::chrono::milliseconds(500);
 // expires at the next router, long before the peer's. A carrier NAT behind ours is not opened
 // by it (two NATs are three hops); carrier NATs firewall their own address in practice.
 inline constexpr std::uint8_t kOpenerTtl = 2;
+// ...unless an ICMP "time exceeded" about an opener comes from a private or shared (100.64/10)
+// address: that hop is inside our own NATs (a carrier NAT's inside interface), so the opener
+// died before it opened them all. The TTL then grows by one, up to this (three NATs of ours),
+// and the openers go again (PathManager::on_time_exceeded). A hop with a public address answering
+// means the opener left our NATs: the TTL is right. An ISP's own routers on private addresses can
+// push it up too; at most two hops more, and still short of a peer's router in all but
+// neighbouring networks.
+inline constexpr std::uint8_t kOpenerTtlMax = 4;
+// One raise per this long: the answers about one round of openers (one per public candidate of
+// every peer) come back together, and those still arriving after the next round left cannot be
+// told from answers about it (ICMP does not carry our TTL).
+inline constexpr Duration kOpenerTtlHoldoff = std::chrono::milliseconds(500);
 // Full pings follow the openers when the peer's call-me-maybe arrives, else after this long: a
 // safety net only. A peer that does not know us yet drops our call-me-maybe and sends its own
 // when the coordinator's delta reaches it; full pings sent before that would reach its router

@@ -20,6 +20,23 @@ const char* to_string(PathKind kind) {
   return "?";
 }
 
+const char* to_string(SendPurpose purpose) {
+  switch (purpose) {
+    case SendPurpose::none: return "none";
+    case SendPurpose::probe: return "probe";
+    case SendPurpose::heartbeat: return "heartbeat";
+    case SendPurpose::ping_back: return "ping-back";
+    case SendPurpose::pong: return "pong";
+    case SendPurpose::call_me_maybe: return "call-me-maybe";
+    case SendPurpose::spray: return "spray";
+    case SendPurpose::socket_round: return "socket-round";
+    case SendPurpose::opener: return "opener";
+    case SendPurpose::pmtu_probe: return "pmtu-probe";
+    case SendPurpose::liveness: return "liveness";
+  }
+  return "?";
+}
+
 namespace {
 
 Endpoint remote_only(const Endpoint& e) { return Endpoint(e.address(), e.port()); }
@@ -286,6 +303,8 @@ void PathManager::set_local_candidates(Instant now, const LocalCandidates& candi
 
 void PathManager::network_changed(Instant now) {
   ++local_epoch_;
+  opener_ttl_ = kOpenerTtl;  // other NATs, perhaps fewer
+  opener_ttl_raised_at_.reset();
   // Another network, another NAT: what peers saw of the old one says nothing.
   evidence_.clear();
   evidence_.set_stun(local_.reflexive);
@@ -659,7 +678,8 @@ DiscoError PathManager::handle_call_me_maybe(Instant now, Peer& peer, const Call
   // full TTL only if it says it has opened its NAT towards us (who sends first, manager.hpp).
   // If not (it knew no candidate of ours), our full pings could reach its router before its
   // flow to us exists: send openers, and tell it we have opened; it pings us, we answer.
-  const bool behind_nat = behind_a_nat();
+  const NatGuess guess = nat_guess();
+  const bool behind_nat = guess == NatGuess::behind;
   bool opened_now = false;
   for (std::size_t i = 0; i < peer.candidates.size(); ++i) {
     const Candidate& c = peer.candidates[i];
@@ -683,16 +703,40 @@ DiscoError PathManager::handle_call_me_maybe(Instant now, Peer& peer, const Call
   // us mean the sender may have missed our last call-me-maybe (a joining agent's relay admits
   // it only after our first one went out): it waits for our "opened" before its full pings,
   // which a double NAT needs (its openers do not cross the carrier NAT, our pings die there).
-  const bool any_public = std::any_of(peer.candidates.begin(), peer.candidates.end(), [](const Candidate& c) {
-    return c.socket == kMainSocket && !c.lan;
-  });
   if (opened_now || fresh || peer.cmm_epoch_sent != local_epoch_ || !peer.last_cmm_sent ||
       now - *peer.last_cmm_sent >= kReprobeMin)
-    send_call_me_maybe(now, peer, any_public || !behind_nat);
+    send_call_me_maybe(now, peer, opened_towards(peer, guess));
   if (!peer.direct(now) && !peer.predict_at &&
       peer.prediction.role == Prediction::Role::none)
     peer.predict_at = now + kPredictStartDelay;
   return DiscoError::none;
+}
+
+// ---------------------------------------------------------------- opener TTL
+
+bool PathManager::on_time_exceeded(Instant now, const Endpoint& to, const IpAddress& offender) {
+  // Ours: an opener at the current TTL to that endpoint, still outstanding. (One round of
+  // openers brings one answer per endpoint; the TTL grows once per round.)
+  bool ours = false;
+  for (auto& [key, peer] : peers_) {
+    ours = std::any_of(peer->pings.begin(), peer->pings.end(), [&](const OutstandingPing& p) {
+      return p.ttl == opener_ttl_ && p.socket == kMainSocket && p.to.same_remote(to) && now - p.sent <= kPingTimeout;
+    });
+    if (ours) break;
+  }
+  const IpAddress& a = offender;
+  const bool shared = a.is_v4() && a.bytes()[0] == 100 && (a.bytes()[1] & 0xc0) == 64;
+  const bool inside = is_private_address(a) || shared;
+  const bool held_off = opener_ttl_raised_at_ && now - *opener_ttl_raised_at_ < kOpenerTtlHoldoff;
+  if (!ours || !inside || opener_ttl_ >= kOpenerTtlMax || held_off) {
+    ++stats_.time_exceeded_ignored;
+    return false;
+  }
+  ++opener_ttl_;
+  opener_ttl_raised_at_ = now;
+  ++stats_.opener_ttl_raised;
+  lower_deadline(now);  // the openers again, from on_timers (service)
+  return true;
 }
 
 // ---------------------------------------------------------------- path MTU

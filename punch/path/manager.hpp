@@ -39,6 +39,10 @@
 //    peer that does not know us yet cannot have a flow to us, so only openers go, and the full
 //    pings wait for the call-me-maybe exchange once the relay is up (or kOpenerFallback). Only
 //    a mesh without any relay pings at full TTL at once (nothing could tell the peer to open).
+//    The opener TTL starts at kOpenerTtl and grows when an opener's ICMP "time exceeded" comes
+//    from inside our own NATs (on_time_exceeded: a carrier NAT). A host without a NAT sends no
+//    openers (nat_guess(): STUN, or the interface addresses until STUN answers: from a public
+//    host a TTL-2 opener would reach a router two hops away).
 //  * A port moved anyway (a peer without this ordering, an older agent): Linux then gives every
 //    new flow of ours the moved port, so the reflexive endpoint we published is wrong for peers
 //    we meet later. Peers' pongs show it (MappingEvidence::remapped): noticed and counted
@@ -80,6 +84,7 @@
 #include "base/ip.hpp"
 #include "base/random.hpp"
 #include "base/time.hpp"
+#include "punch/path/constants.hpp"
 #include "punch/path/disco.hpp"
 #include "punch/path/mapping_evidence.hpp"
 #include "punch/path/rate.hpp"
@@ -147,6 +152,8 @@ enum class SendPurpose : std::uint8_t {
   liveness,       // ping_peer(): is the peer there at all, on whatever path is in use
 };
 
+const char* to_string(SendPurpose purpose);
+
 struct PathAction {
   ActionKind kind = ActionKind::send_udp;
   SendPurpose purpose = SendPurpose::none;
@@ -185,6 +192,8 @@ struct PathStats {
   std::uint64_t mapping_observations = 0; // pongs whose observed source fed MappingEvidence
   std::uint64_t remaps_noticed = 0;       // peers' pongs showed our mapping moved off STUN's port
   std::uint64_t openers_sent = 0;         // short-TTL pings ahead of a full probe
+  std::uint64_t opener_ttl_raised = 0;    // on_time_exceeded(): a NAT of ours the openers missed
+  std::uint64_t time_exceeded_ignored = 0;  // ... about anything else (a forged one included)
   std::uint64_t pmtu_probes_sent = 0;     // padded pings (path MTU search)
   std::uint64_t pmtu_probes_acked = 0;
   std::uint64_t icmp_too_big_used = 0;     // on_too_big() about an address a search is running to
@@ -246,6 +255,15 @@ class PathManager {
   // Path MTU discovery (pmtu.hpp) on each peer's chosen direct path, for a tunnel of this MTU.
   // Off: no padded pings, and tunnel_mtu_of() says 0 for everyone.
   void set_pmtu(bool enabled, std::size_t tunnel_mtu);
+  // An ICMP "time exceeded" (net/socket_error.hpp) said a datagram of the main socket to `to`
+  // died at the hop `offender`. About one of our openers at the current opener TTL, from a
+  // private or shared address (a NAT of ours it did not cross): the opener TTL grows by one (up
+  // to kOpenerTtlMax, at most once per kOpenerTtlHoldoff), and the peers still waiting for
+  // their full pings get the openers again at once (through on_timers: lower next_deadline()).
+  // Anything else (a forged one too) is counted and changes nothing
+  // (stats().time_exceeded_ignored). Returns whether the TTL grew.
+  bool on_time_exceeded(Instant now, const Endpoint& to, const IpAddress& offender);
+  std::uint8_t opener_ttl() const { return opener_ttl_; }
   // ICMP "fragmentation needed" / "packet too big" (net/socket_error.hpp) said a datagram to
   // `to` met a hop that carries at most `mtu` bytes (an outer IP packet size): a hint for the
   // search of every direct path to that address (the path to an address is the same whatever
@@ -332,7 +350,12 @@ class PathManager {
   void end_prediction(Instant now, Peer& peer, std::optional<SocketId> keep);
   void close_socket(SocketId socket);
   bool my_hard() const;
-  bool behind_a_nat() const;  // our reflexive address is none of our interfaces
+  // Whether our packets leave through a NAT: from STUN (our reflexive address is none of our
+  // interfaces), or guessed from the interface addresses until STUN answers.
+  enum class NatGuess : std::uint8_t { none, behind, unknown };
+  NatGuess nat_guess() const;
+  // A call-me-maybe's "opened" after openers to the peer's public candidates (disco.hpp).
+  bool opened_towards(const Peer& peer, NatGuess guess) const;
   std::optional<Instant> peer_wake(Instant now, const Peer& peer) const;
   TxId new_tx();
 
@@ -350,6 +373,8 @@ class PathManager {
   bool observed_varies_ = false;
   std::optional<Endpoint> remapped_;
   void update_remapped(Instant now);
+  std::uint8_t opener_ttl_ = kOpenerTtl;
+  std::optional<Instant> opener_ttl_raised_at_;
   bool relay_available_ = false;
   bool relay_expected_ = false;
   std::vector<IpPrefix> tunnelled_;

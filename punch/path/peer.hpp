@@ -41,6 +41,7 @@ struct OutstandingPing {
   SocketId socket = kMainSocket;
   Endpoint to;
   Instant sent{};
+  std::uint8_t ttl = 0;  // an opener's TTL; 0: a full ping
 };
 
 // A padded ping in flight (path MTU search).
@@ -84,6 +85,7 @@ struct PathManager::Peer {
   std::optional<Instant> last_data;
   std::optional<Instant> last_full_probe;
   std::optional<Instant> deferred_pings_at;  // openers went: full pings then, or on its cmm
+  std::uint8_t opener_ttl = 0;  // the TTL of the last openers to it (0: none yet)
   std::optional<Instant> full_probe_at;  // an event asked for a full probe at this time
   Duration reprobe_backoff = kReprobeMin;
   std::optional<Instant> last_cmm_sent;

@@ -4,6 +4,7 @@
 
 #include "punch/path/manager.hpp"
 #include "punch/path/peer.hpp"
+#include "punch/path/select.hpp"
 
 namespace knit::punch {
 
@@ -22,9 +23,32 @@ TxId PathManager::new_tx() {
   return tx;
 }
 
-bool PathManager::behind_a_nat() const {
-  return !local_.reflexive || std::none_of(local_.local.begin(), local_.local.end(),
-                                           [&](const Endpoint& e) { return e.same_remote(*local_.reflexive); });
+PathManager::NatGuess PathManager::nat_guess() const {
+  if (local_.reflexive)
+    return std::any_of(local_.local.begin(), local_.local.end(),
+                       [&](const Endpoint& e) { return e.same_remote(*local_.reflexive); })
+               ? NatGuess::none
+               : NatGuess::behind;
+  // STUN has not answered yet (a joining agent meets its peers first). A host with a public
+  // interface address has no NAT: an opener from it must not go out, for with no router of
+  // ours to cross it travels a hop further and reaches a peer's router next to ours (the lab's
+  // public host is two hops from every site's WAN address: such an opener took the port of a
+  // router without a WAN firewall, bench/punch_timing.sh). Only private or shared (100.64/10)
+  // interface addresses mean a NAT.
+  if (local_.local.empty()) return NatGuess::unknown;
+  const bool any_public = std::any_of(local_.local.begin(), local_.local.end(), [](const Endpoint& e) {
+    const IpAddress& a = e.address();
+    const bool shared = a.is_v4() && a.bytes()[0] == 100 && (a.bytes()[1] & 0xc0) == 64;
+    return !is_private_address(a) && !shared;
+  });
+  return any_public ? NatGuess::none : NatGuess::behind;
+}
+
+bool PathManager::opened_towards(const Peer& peer, NatGuess guess) const {
+  if (guess == NatGuess::none) return true;  // nothing of ours to open
+  if (guess == NatGuess::unknown) return false;  // we sent no opener
+  return std::any_of(peer.candidates.begin(), peer.candidates.end(),
+                     [](const Candidate& c) { return c.socket == kMainSocket && !c.lan; });
 }
 
 bool PathManager::my_hard() const { return (local_.mapping_varies || observed_varies_) && !local_.portmapped; }
@@ -61,6 +85,15 @@ void PathManager::service(Instant now, Peer& peer) {
 
   // The peer never answered our call-me-maybe: the full pings go anyway.
   if (peer.deferred_pings_at && now >= *peer.deferred_pings_at) send_deferred_pings(now, peer);
+  // Our openers died inside our own NATs (on_time_exceeded): again, one hop further, while the
+  // full pings still wait for them.
+  if (peer.deferred_pings_at && peer.opener_ttl != 0 && peer.opener_ttl < opener_ttl_) {
+    for (std::size_t i = 0; i < peer.candidates.size(); ++i) {
+      const Candidate& c = peer.candidates[i];
+      if (c.socket == kMainSocket && !c.lan && !c.trusted(now)) send_opener(now, peer, i);
+    }
+    peer.opener_ttl = opener_ttl_;
+  }
 
   // Heartbeat on the chosen path while in use: keeps NAT mappings open and trust fresh.
   if (active && peer.direct(now)) {
@@ -141,17 +174,16 @@ void PathManager::full_probe(Instant now, Peer& peer) {
   // opener now and the full ping when the peer has opened its side.
   // A host without a NAT has nothing to open (and a TTL of 2 could reach a router 2 hops away);
   // it still lets the peer send first.
-  const bool behind_nat = behind_a_nat();
+  const NatGuess guess = nat_guess();
+  const bool behind_nat = guess == NatGuess::behind;
   // "opened": the openers below reach every public candidate we know of the peer (or we have
-  // no NAT); a peer told so pings us at once. Knowing none, we have opened nothing.
-  const bool any_public = std::any_of(peer.candidates.begin(), peer.candidates.end(), [](const Candidate& c) {
-    return c.socket == kMainSocket && !c.lan;
-  });
+  // no NAT); a peer told so pings us at once. Knowing none, or not knowing whether we are
+  // behind a NAT (no opener then), we have opened nothing.
   // A relay on its way (set_relay_expected) counts as a call-me-maybe sent: the peer may not know
   // us yet, so a full ping now could reach its router before its flow to us exists (seen in the
   // lab: a double-NAT agent's first pings, sent while the relay was still admitting it, took a
   // port-restricted router's port for good). Ours open; the pings follow the exchange.
-  const bool cmm_sent = send_call_me_maybe(now, peer, any_public || !behind_nat);
+  const bool cmm_sent = send_call_me_maybe(now, peer, opened_towards(peer, guess));
   const bool open_first = cmm_sent || (relay_expected_ && !relay_available_);
   bool deferred = false;
   for (std::size_t i = 0; i < peer.candidates.size(); ++i) {
@@ -218,11 +250,12 @@ bool PathManager::send_opener(Instant now, Peer& peer, std::size_t index) {
   m.ping.tx_id = new_tx();
   m.ping.node_key = self_node_key_;
   if (!send_disco_udp(now, peer, c.socket, c.endpoint, m, SendPurpose::opener, false)) return false;
-  actions_.back().ttl = kOpenerTtl;
+  actions_.back().ttl = opener_ttl_;
+  peer.opener_ttl = opener_ttl_;
   // If a path is short enough for it to arrive after all, its pong is a proof like any other.
   // c.last_ping stays: the full ping must not wait for kPingBackSpacing.
   if (peer.pings.size() >= kMaxOutstandingPings) peer.pings.erase(peer.pings.begin());
-  peer.pings.push_back(OutstandingPing{m.ping.tx_id, c.socket, c.endpoint, now});
+  peer.pings.push_back(OutstandingPing{m.ping.tx_id, c.socket, c.endpoint, now, opener_ttl_});
   ++stats_.openers_sent;
   return true;
 }
@@ -371,7 +404,7 @@ void PathManager::advance_prediction(Instant now, Peer& peer) {
         // easy side behind a router without a WAN firewall, it would take (its port, this
         // mapping) there, and the spray ping that finds this mapping would leave from another
         // port (manager.hpp, who sends first). The easy side's spray finds it instead.
-        actions_.back().ttl = kOpenerTtl;
+        actions_.back().ttl = opener_ttl_;
         pr.round_sent[*k] = now;
         ++stats_.socket_round_pings_sent;
       }

@@ -19,14 +19,16 @@
 #    kernel routers and natboxes drop idle UDP mappings after 30 s)
 #
 # Both kinds of kernel router: with a WAN input firewall (drops new flows from the WAN to the
-# router itself, as home routers do: prc, sk, dbl, blk) and without one (Docker hosts, VPS
-# gateways, hand-built routers: pro, sko). Without one, a peer's probe that arrives before our
+# router itself, as home routers do: prc, sk, dbl's home router, blk) and without one (Docker
+# hosts, VPS gateways, hand-built routers: pro, sko). Without one, a peer's probe that arrives before our
 # own flow to it takes the port (mesh.sh, mesh_router_firewall); knitd's short-TTL openers and
 # who-sends-first ordering (punch/path/manager.hpp) are what keep such pairs direct. An agent
 # that joins sends only openers until its relay admits it (a double-NAT or symmetric agent's
 # full pings, sent then, took pro's port for good: pro stayed on the relay with them, and its
 # later flows inherited the moved port, so symmetric peers' probe sockets aimed at the wrong
 # one). GRID_FIREWALL=0 runs the grid with every kernel router open (the other router kind).
+# dbl's carrier NAT is open in both (GRID_OPEN_CARRIER=0 firewalls it): its openers must learn
+# to cross two NATs (TTL 3, from the carrier's ICMP time exceeded).
 #
 # ONE relay: an agent learns whether its NAT maps per destination ("hard") from the relay's
 # STUN on two ports of one address (RFC 5780 OTHER-ADDRESS; punch/stun/nat_probe.hpp).
@@ -95,17 +97,20 @@ lab_site_udp_blocked blk
 for r in prcr pror skr skor dblr dblc blkr; do lab_conntrack_udp_timeout "$(lab_ns "$r")" "$UDP_TIMEOUT"; done
 # These kernel routers drop new flows from the WAN to themselves, as home routers do (mesh.sh
 # says why that matters for hole punching); pro and sko never do. GRID_FIREWALL=0 leaves every
-# site's own router open (the other router kind). The carrier NAT of the double NAT keeps its
-# firewall in both: a carrier's pool address is no host that takes flows, and a TTL-2 opener
-# from behind two NATs dies at the carrier before it opens anything there (GRID_OPEN_CARRIER=1
-# opens it too: those cells are expected to fail, see the report of branch remap).
-mesh_router_firewall "$(lab_ns dblc)" "$(lab_name dblw)"
+# site's own router open (the other router kind). The carrier NAT of the double NAT has no WAN
+# firewall in both (the harder case: a peer's probe that reaches it before dbl's own flow takes
+# the port there). A TTL-2 opener from behind two NATs dies at the carrier; the carrier's ICMP
+# "time exceeded" comes from its inside (shared, 100.64/10) address, so knitd sends its openers
+# again with TTL 3, which opens both NATs (PathManager::on_time_exceeded). GRID_OPEN_CARRIER=0
+# gives the carrier a WAN firewall, as most carriers have.
+if [[ "${GRID_OPEN_CARRIER:-1}" == 0 ]]; then
+  mesh_router_firewall "$(lab_ns dblc)" "$(lab_name dblw)"
+fi
 if [[ "${GRID_FIREWALL:-1}" == 1 ]]; then
   for rw in prcr:prcw skr:skw dblr:dblhw blkr:blkw; do
     mesh_router_firewall "$(lab_ns "${rw%%:*}")" "$(lab_name "${rw#*:}")"
   done
 fi
-[[ "${GRID_OPEN_CARRIER:-0}" == 1 ]] && ip netns exec "$(lab_ns dblc)" nft delete table inet knit_lab_fw
 
 declare -A HOST_NS=([pub]=$(lab_host_ns pub) [fc]=$(lab_site_host fc) [rc]=$(lab_site_host rc)
                     [prc]=$(lab_site_host prc) [pro]=$(lab_site_host pro) [sn]=$(lab_site_host sn)

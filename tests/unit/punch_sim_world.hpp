@@ -24,9 +24,10 @@
 //    socket leaves from the moved port too, so the port STUN saw and we published is wrong for
 //    every peer we meet from then on (a symmetric peer's probe sockets aim at the wrong port).
 // Moved flows end after kSimUdpTimeout without outbound packets, as conntrack entries do.
-// A double NAT (Agent::double_nat) is modelled by its carrier NAT: openers die before it.
-// A packet with a TTL (PathAction::ttl) of 2 crosses the agent's own router and dies at the
-// next hop.
+// A double NAT (Agent::double_nat) is modelled by its carrier NAT: TTL-2 openers die before it
+// (an ICMP "time exceeded" from the carrier's inside address, kCarrierInside, tells the agent);
+// unfirewalled, it is the carrier that takes ports. A packet with a TTL (PathAction::ttl) of 2
+// (3 from behind a double NAT) crosses the agent's NATs and dies at the next hop (kNextHop).
 #pragma once
 
 #include <gtest/gtest.h>
@@ -58,6 +59,8 @@ inline const Endpoint kStun1 = ep("192.0.2.10:3478");
 inline const Endpoint kStun2 = ep("192.0.2.11:3478");
 inline constexpr std::uint16_t kWgPort = 51820;
 inline constexpr Duration kSimUdpTimeout = std::chrono::seconds(30);  // the lab routers' conntrack
+inline const IpAddress kCarrierInside = *IpAddress::parse("100.64.1.1");  // a double NAT's carrier
+inline const IpAddress kNextHop = *IpAddress::parse("192.0.2.254");       // the hop past our NATs
 
 struct SendRecord {
   Instant at{};
@@ -282,7 +285,11 @@ class World {
     const IpAddress src_ip = to.local() ? *to.local() : a.addresses[0];
     const Endpoint remote(to.address(), to.port());
     Bytes packet = nat::make_udp(Endpoint(src_ip, it->second), remote, payload);
-    if (a.double_nat && ttl != 0 && ttl <= 2) return;
+    if (a.double_nat && ttl != 0 && ttl <= 2) {
+      // Died at the carrier before its NAT: "time exceeded" from the carrier's inside address.
+      if (socket == kMainSocket) time_exceeded(a, remote, kCarrierInside);
+      return;
+    }
     if (a.nat) {
       const nat::Result r = a.nat->outbound(now, packet);
       if (r.verdict != nat::Verdict::forward) return;
@@ -330,8 +337,20 @@ class World {
         packet = nat::make_udp(Endpoint(s.source.address(), moved->second), remote, payload);
       }
     }
-    if (ttl != 0 && ttl <= (a.nat ? 2 : 1)) return;  // expired at the next hop
+    if (ttl != 0 && ttl <= (a.double_nat ? 3 : a.nat ? 2 : 1)) {
+      // Expired at the next hop, past every NAT of ours: it answers from a public address.
+      if (socket == kMainSocket) time_exceeded(a, remote, kNextHop);
+      return;
+    }
     to_internet(std::move(packet));
+  }
+
+  // An ICMP "time exceeded" about a datagram of a's main socket to `to`, from `offender`.
+  void time_exceeded(Agent& a, const Endpoint& to, const IpAddress& offender) {
+    at(now + std::chrono::milliseconds(1), [this, &a, to, offender] {
+      a.pm->on_time_exceeded(now, to, offender);
+      drain(a);
+    });
   }
 
   Agent* find(const NodeKey& key) {
