@@ -14,6 +14,7 @@
 #include <filesystem>
 #include <fstream>
 #include <iostream>
+#include <optional>
 #include <string>
 
 #include "base/bytes.hpp"
@@ -473,11 +474,12 @@ void localapi_seeds() {
 // net/socket_error: name length u8 | name | control (socket_error_fuzz.cpp).
 void socket_error_seeds() {
   auto seed = [](const std::string& name, const Endpoint& to, bool dual_stack, bool v6_level,
-                 std::uint32_t error, std::uint8_t origin, std::uint8_t type, std::uint8_t code, std::uint32_t info) {
+                 std::uint32_t error, std::uint8_t origin, std::uint8_t type, std::uint8_t code, std::uint32_t info,
+                 std::optional<IpAddress> offender = std::nullopt) {
     const Bytes n = net::encode_socket_name(to, dual_stack);
     Bytes in{static_cast<std::uint8_t>(n.size())};
     in.insert(in.end(), n.begin(), n.end());
-    const Bytes c = net::encode_socket_error(v6_level, error, origin, type, code, info);
+    const Bytes c = net::encode_socket_error(v6_level, error, origin, type, code, info, offender);
     in.insert(in.end(), c.begin(), c.end());
     write("socket_error", name, in);
   };
@@ -488,6 +490,9 @@ void socket_error_seeds() {
   seed("packet_too_big_v6", v6, true, true, EMSGSIZE, 3, 2, 0, 1280);     // SO_EE_ORIGIN_ICMP6
   seed("port_unreachable", v4, true, true, ECONNREFUSED, 2, 3, 3, 0);
   seed("time_exceeded_v6", v6, true, true, EHOSTUNREACH, 3, 3, 0, 0);
+  // A carrier NAT's time exceeded about a TTL-limited opener: the hop that sent it.
+  seed("time_exceeded_offender_v4", *Endpoint::parse("203.0.113.33:41641"), false, false, EHOSTUNREACH, 2, 11, 0, 0,
+       *IpAddress::parse("100.64.5.1"));
   seed("local_emsgsize", v4, false, false, EMSGSIZE, 1, 0, 0, 1500);     // SO_EE_ORIGIN_LOCAL
   seed("frag_needed_no_mtu", v4, false, false, EMSGSIZE, 2, 3, 4, 0);
 }
