@@ -316,11 +316,11 @@ class PathManager {
   // mapping_varies from STUN or from the peers' pongs, and no port mapping: we are "hard".
   bool hard() const { return my_hard(); }
 
-  struct Peer;  // path_peer.hpp
+  struct Peer;  // peer.hpp
 
  private:
 
-  // path_manager.cpp: events and bookkeeping
+  // manager.cpp: events and bookkeeping; receive.cpp: disco messages and ICMP coming in
   Peer* find(const NodeKey& key);
   void note_data_sent(Instant now, Peer& peer);
   Peer* find_by_disco(const DiscoKey& key);
@@ -333,7 +333,7 @@ class PathManager {
   void lower_deadline(std::optional<Instant> t);
   void note_observed(Instant now, const Endpoint& to, const Endpoint& observed);
 
-  // path_probe.cpp: what to send when
+  // probe.cpp: what to send when
   void service(Instant now, Peer& peer);
   void full_probe(Instant now, Peer& peer);
   bool send_ping(Instant now, Peer& peer, std::size_t candidate, SendPurpose purpose);
