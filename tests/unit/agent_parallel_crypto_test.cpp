@@ -12,6 +12,7 @@
 
 #include "agent/crypto_workers.hpp"
 #include "base/random.hpp"
+#include "tests/support/ipv4_udp_packet.hpp"
 #include "wg/crypto.hpp"
 #include "wg/device.hpp"
 #include "wg/keypair.hpp"
@@ -41,13 +42,7 @@ class RecordingIo : public wg::Transport, public wg::TunSink {
 
 // IPv4/UDP from src to dst; the payload starts with the sender's sequence number.
 Bytes numbered_packet(std::uint32_t src, std::uint32_t dst, std::uint32_t seq, std::size_t payload) {
-  Bytes p(28 + payload, static_cast<std::uint8_t>(seq));
-  p[0] = 0x45;
-  store_be16(p.data() + 2, static_cast<std::uint16_t>(p.size()));
-  p[8] = 64;
-  p[9] = 17;
-  store_be32(p.data() + 12, src);
-  store_be32(p.data() + 16, dst);
+  Bytes p = testing::ipv4_udp_packet(src, dst, payload, static_cast<std::uint8_t>(seq));
   store_be32(p.data() + 28, seq);
   return p;
 }

@@ -14,6 +14,7 @@
 #include "relay/client_session.hpp"
 #include "relay/server_core.hpp"
 #include "tests/support/relay_clients.hpp"
+#include "tests/support/ipv4_udp_packet.hpp"
 #include "wg/crypto.hpp"
 #include "wg/device.hpp"
 
@@ -380,14 +381,7 @@ struct WgEnd : wg::Transport, wg::TunSink {
 };
 
 Bytes ipv4_udp(std::uint32_t src, std::uint32_t dst, std::size_t payload) {
-  Bytes p(28 + payload, 0xab);
-  p[0] = 0x45;
-  store_be16(p.data() + 2, static_cast<std::uint16_t>(p.size()));
-  p[8] = 64;
-  p[9] = 17;
-  store_be32(p.data() + 12, src);
-  store_be32(p.data() + 16, dst);
-  return p;
+  return knit::testing::ipv4_udp_packet(src, dst, payload);
 }
 
 // Two WireGuard devices whose datagrams go through the relay core, split on both hops; the

@@ -7,6 +7,7 @@
 #include <set>
 
 #include "base/random.hpp"
+#include "tests/support/ipv4_udp_packet.hpp"
 #include "wg/crypto.hpp"
 #include "wg/device.hpp"
 
@@ -37,15 +38,7 @@ class RecordingIo : public Transport, public TunSink {
 
 // A minimal IPv4/UDP packet from src to dst with `payload` bytes of payload.
 Bytes ipv4_packet(std::uint32_t src, std::uint32_t dst, std::size_t payload = 20) {
-  Bytes p(28 + payload, 0xab);
-  p[0] = 0x45;
-  p[1] = 0;
-  store_be16(p.data() + 2, static_cast<std::uint16_t>(p.size()));
-  p[8] = 64;
-  p[9] = 17;
-  store_be32(p.data() + 12, src);
-  store_be32(p.data() + 16, dst);
-  return p;
+  return testing::ipv4_udp_packet(src, dst, payload);
 }
 
 constexpr std::uint32_t kAddrA = 0x0a000001;  // 10.0.0.1
