@@ -77,6 +77,10 @@ class RelayClient::Core : public std::enable_shared_from_this<Core> {
   void end_batch();
   void queue_frame(ByteSpan frame);
   void write_next();
+  // Starts the next write once the caller's handler has returned, so that every frame queued
+  // by this handler (a batch of packets from the TUN) goes in one write: written at once, the
+  // batch's first packet would leave alone, as its own TCP segment and system call.
+  void flush_soon();
   void send_ping();
   void arm_ping();
   void arm_deadline(Duration after, std::string why);
@@ -109,6 +113,7 @@ class RelayClient::Core : public std::enable_shared_from_this<Core> {
   Bytes output_;                // sealed frames waiting for the write in flight to finish
   std::size_t queued_bytes_ = 0;  // output_ and the write in flight
   bool write_pending_ = false;
+  bool flush_posted_ = false;  // a flush_soon() is on its way
   Bytes scratch_;
   Instant last_received_{};
   std::uint64_t ping_token_ = 0;
@@ -408,7 +413,7 @@ bool RelayClient::Core::send(const NodeKey& dst, ByteSpan packet) {
     return false;
   }
   queued_bytes_ += output_.size() - before;
-  if (!write_pending_) write_next();
+  if (!write_pending_) flush_soon();
   ++stats_.packets_sent;
   stats_.bytes_sent += packet.size();
   return true;
@@ -418,7 +423,18 @@ void RelayClient::Core::queue_frame(ByteSpan frame) {
   const std::size_t before = output_.size();
   if (!session_ || !session_->seal_append(frame, output_)) return;
   queued_bytes_ += output_.size() - before;
-  if (!write_pending_) write_next();
+  if (!write_pending_) flush_soon();
+}
+
+void RelayClient::Core::flush_soon() {
+  if (flush_posted_) return;
+  flush_posted_ = true;
+  // Not tied to this connection's generation: what a new connection queued meanwhile waits on
+  // this same flush (write_next() writes nothing without a link).
+  asio::post(io_, [self = shared_from_this()] {
+    self->flush_posted_ = false;
+    if (self->state_ != State::stopped && !self->write_pending_) self->write_next();
+  });
 }
 
 void RelayClient::Core::write_next() {

@@ -170,7 +170,7 @@ void Server::on_readable(const ConnectionPtr& conn) {
   const std::size_t n = conn->stream.socket().read_some(asio::buffer(read_buffer_), ec);
   if (ec == asio::error::would_block) return wait_readable(conn);
   if (ec) return fail(conn);
-  core_.on_bytes(conn->id, ByteSpan(read_buffer_.data(), n), Clock::now());
+  feed(conn, ByteSpan(read_buffer_.data(), n));
   if (!conn->closed) wait_readable(conn);
 }
 
@@ -179,18 +179,34 @@ void Server::read_tls(const ConnectionPtr& conn) {
                                [this, conn](std::error_code ec, std::size_t n) {
                                  if (conn->closed) return;
                                  if (ec) return fail(conn);
-                                 core_.on_bytes(conn->id, ByteSpan(conn->tls_buffer.data(), n),
-                                                Clock::now());
+                                 feed(conn, ByteSpan(conn->tls_buffer.data(), n));
                                  if (!conn->closed) read_tls(conn);
                                });
+}
+
+void Server::feed(const ConnectionPtr& conn, ByteSpan bytes) {
+  in_read_ = true;
+  core_.on_bytes(conn->id, bytes, Clock::now());
+  in_read_ = false;
+  flush_deferred();
 }
 
 // ---------------------------------------------------------------- writing
 
 void Server::want_write(ConnId id) {
+  if (in_read_) {
+    deferred_.push_back(id);  // the core asks once per connection until it is written
+    return;
+  }
   const auto it = conns_.find(id);
   if (it == conns_.end() || it->second->write_pending || it->second->closed) return;
   pump(it->second);
+}
+
+void Server::flush_deferred() {
+  // By index: a pump may fail a connection, and the core may then queue for others.
+  for (std::size_t i = 0; i < deferred_.size(); ++i) want_write(deferred_[i]);
+  deferred_.clear();
 }
 
 void Server::pump(const ConnectionPtr& conn) {

@@ -68,6 +68,8 @@ class Server final : private ServerIo {
   void dial_next(const ConnectionPtr& conn, std::shared_ptr<control::RelayInfo> relay,
                  std::size_t index);
   void pump(const ConnectionPtr& conn);
+  void feed(const ConnectionPtr& conn, ByteSpan bytes);  // to the core, then flush_deferred
+  void flush_deferred();
   void finish(const ConnectionPtr& conn);  // close after the last write
   void fail(const ConnectionPtr& conn);    // the transport ended: tell the core
   void drop_all();
@@ -81,6 +83,11 @@ class Server final : private ServerIo {
   asio::steady_timer stop_timer_;
   std::unordered_map<ConnId, ConnectionPtr> conns_;
   std::vector<std::uint8_t> read_buffer_;  // shared by every plain connection
+  // While the core takes a read's frames, the connections it queued output for: written once
+  // the whole read is forwarded (flush_deferred), one write each, rather than the first
+  // frame alone at once and the rest after it.
+  bool in_read_ = false;
+  std::vector<ConnId> deferred_;
   bool stopping_ = false;
 };
 
