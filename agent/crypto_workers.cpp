@@ -1,5 +1,7 @@
 #include "agent/crypto_workers.hpp"
 
+#include <sched.h>
+
 #include <algorithm>
 #include <charconv>
 #include <stdexcept>
@@ -123,6 +125,10 @@ void CryptoWorkers::worker_main() {
           woken = wake_.load(std::memory_order_relaxed) != wake;
           relax();
         }
+        // Polling must not take the core from work that is ready: the other threads of a
+        // busy machine (the peer's agent, the relay, the application) get it meanwhile, and
+        // on an idle core this returns at once.
+        if (!woken) sched_yield();
       }
       if (woken) continue;
     }
