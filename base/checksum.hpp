@@ -4,9 +4,9 @@
 //   field value = ~fold( sum of the covered bytes as big-endian 16-bit words )
 //                        (an odd last byte is padded with a zero byte)
 //
-// checksum_accumulate sums big-endian 32-bit words into a 64-bit accumulator, which folds to
-// the same 16-bit sum (2^16 = 1 mod 0xffff) in half the additions and cannot overflow for any
-// packet; chain calls through `sum` (e.g. a pseudo-header sum first). An odd-length chunk may
+// checksum_accumulate sums the data (as native 64-bit words with their carries, RFC 1071's
+// byte-order independence) and adds it, folded and in big-endian order, to a 64-bit accumulator
+// that folds to the same 16-bit sum (2^16 = 1 mod 0xffff) and cannot overflow for any packet; chain calls through `sum` (e.g. a pseudo-header sum first). An odd-length chunk may
 // only come last: the sum assumes every chunk starts at an even offset of the covered data.
 #pragma once
 

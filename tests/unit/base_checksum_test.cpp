@@ -44,6 +44,21 @@ TEST(Checksum, AgreesWithTheWordByWordSumOnRandomData) {
   }
 }
 
+TEST(Checksum, SuperPacketSizesAndEveryAlignmentAgree) {
+  // The word loop's carries (all 0xff, up to a 64 KiB super-packet) and each start address
+  // modulo 8, since the data is read as unaligned native words.
+  std::mt19937 rng(8);
+  Bytes storage(65535 + 8);
+  for (std::size_t size : {std::size_t{15}, std::size_t{16}, std::size_t{17}, std::size_t{24}, std::size_t{65535}}) {
+    for (std::size_t shift = 0; shift < 8; ++shift) {
+      const bool ones = shift % 2 == 0;
+      for (auto& b : storage) b = ones ? 0xff : static_cast<std::uint8_t>(rng());
+      const ByteSpan data(storage.data() + shift, size);
+      EXPECT_EQ(checksum_fold(checksum_accumulate(data)), reference_fold(data)) << size << " " << shift;
+    }
+  }
+}
+
 TEST(Checksum, ChainedChunksAtEvenOffsetsEqualTheWhole) {
   std::mt19937 rng(1624);
   for (int round = 0; round < 200; ++round) {
