@@ -10,7 +10,8 @@
 //            └─ waits for done == count (futex: std::atomic::wait)
 //   worker:  sleeps on wake; claims jobs of the current run until none is left; the last job
 //            done wakes the loop; then stays awake for `spin` in case the next run follows (in
-//            a bulk transfer it does, within tens of microseconds), and sleeps again
+//            a bulk transfer it does, within tens of microseconds), yielding the core to any
+//            ready thread between polls, and sleeps again
 //
 // No lock and no allocation per packet or per batch: the hand-off is the cursor (one atomic
 // word holding which run, how many jobs and the next to claim), the completion a counter. A
