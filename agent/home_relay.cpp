@@ -12,15 +12,17 @@ constexpr std::uint32_t kUnmeasuredMs = 60'000;
 }  // namespace
 
 namespace {
-relay::RelayClient::Options client_options(bool split_data) {
+relay::RelayClient::Options client_options(bool split_data, bool data_runs) {
   relay::RelayClient::Options options;
   options.split_data = split_data;
+  options.data_runs = data_runs;
   return options;
 }
 }  // namespace
 
-HomeRelay::HomeRelay(asio::io_context& io, const wg::PrivateKey& node_key, Random& rng, bool split_data)
-    : client_(io, node_key, rng, client_options(split_data)), failover_(io, [this] {
+HomeRelay::HomeRelay(asio::io_context& io, const wg::PrivateKey& node_key, Random& rng, bool split_data,
+                     bool data_runs)
+    : client_(io, node_key, rng, client_options(split_data, data_runs)), failover_(io, [this] {
         if (relays_.relays.size() < 2 || client_.connected()) return;
         log(LogLevel::warn, kLog, "home relay ", home_, " unreachable for ", kFailover.count(),
             " s: choosing another");

@@ -33,7 +33,8 @@ class HomeRelay final : public MeshTransport::RelayLink {
   using BatchEndHandler = std::function<void()>;
 
   // split_data: offer the relay split data frames (relay::RelayClient::Options).
-  HomeRelay(asio::io_context& io, const wg::PrivateKey& node_key, Random& rng, bool split_data = true);
+  HomeRelay(asio::io_context& io, const wg::PrivateKey& node_key, Random& rng, bool split_data = true,
+            bool data_runs = true);
   ~HomeRelay() override;
   HomeRelay(const HomeRelay&) = delete;
   HomeRelay& operator=(const HomeRelay&) = delete;

@@ -227,6 +227,11 @@ int main(int argc, char** argv) {
     const bool relay_split = split_env == nullptr || std::string_view(split_env) != "off";
     mesh_paths.set_relay_split(relay_split);
     if (!relay_split) log(LogLevel::info, "knitd", "relay data frames sealed whole (KNIT_RELAY_SPLIT=off)");
+    // KNIT_RELAY_RUNS=off: split frames one by one, no runs (for comparison).
+    const char* runs_env = std::getenv("KNIT_RELAY_RUNS");
+    const bool relay_runs = runs_env == nullptr || std::string_view(runs_env) != "off";
+    mesh_paths.set_relay_runs(relay_runs);
+    if (relay_split && !relay_runs) log(LogLevel::info, "knitd", "relay data runs off (KNIT_RELAY_RUNS=off)");
     agent::Membership::Options membership_options;
     membership_options.state_dir = state_dir;
     membership_options.tun_name = tun.name();

@@ -14,7 +14,7 @@ MeshPaths::~MeshPaths() { stop(); }
 
 void MeshPaths::start(const NodeIdentity& identity) {
   if (transport_) return;
-  relay_ = std::make_unique<HomeRelay>(io_, identity.node.private_key, rng_, relay_split_);
+  relay_ = std::make_unique<HomeRelay>(io_, identity.node.private_key, rng_, relay_split_, relay_runs_);
   transport_ = std::make_unique<MeshTransport>(io_, udp_, *relay_, plane_, identity.disco.private_key,
                                                identity.node.public_key, rng_);
   netcheck_ = std::make_unique<Netcheck>(io_, udp_, rng_);

@@ -59,6 +59,9 @@ class MeshPaths {
   // Offer the home relay split data frames (on unless KNIT_RELAY_SPLIT=off: every relayed
   // packet then sealed whole on the relay hop as well); takes effect at the next start().
   void set_relay_split(bool enabled) { relay_split_ = enabled; }
+  // Offer the home relay data runs with them (on unless KNIT_RELAY_RUNS=off: one sealed head
+  // per relayed packet then, not per burst); takes effect at the next start().
+  void set_relay_runs(bool enabled) { relay_runs_ = enabled; }
   void stop();
   bool running() const { return transport_ != nullptr; }
 
@@ -124,6 +127,7 @@ class MeshPaths {
   std::optional<NetcheckReport> no_report_;
   bool pmtu_enabled_ = true;
   bool relay_split_ = true;
+  bool relay_runs_ = true;
 };
 
 }  // namespace knit::agent

@@ -32,7 +32,8 @@
 #                            "0" skips them
 # Environment: KNIT_BIN (folder holding knitd), as for the tests; KNIT_OFFLOADS=off and
 # KNIT_CRYPTO_THREADS=N are passed on to knitd (KNIT_CRYPTO_THREADS=1: sealing and opening on
-# the event loop alone, against the default of every core).
+# the event loop alone, against the default of every core), and so are KNIT_RELAY_RUNS=off and
+# KNIT_RELAY_SPLIT=off (the relay path with one split frame per packet, or whole frames).
 set -euo pipefail
 
 DURATION=10
@@ -195,7 +196,7 @@ done
 
 echo
 echo "Knit throughput: TCP A -> B (1 and 4 streams) and UDP at $UDP_RATE, iperf3, ${DURATION} s per run, median of $RUNS"
-echo "machine: $(nproc) CPUs, load average $(cut -d' ' -f1-3 /proc/loadavg), $(uname -r), KNIT_OFFLOADS=${KNIT_OFFLOADS:-on}, KNIT_CRYPTO_THREADS=${KNIT_CRYPTO_THREADS:-default}"
+echo "machine: $(nproc) CPUs, load average $(cut -d' ' -f1-3 /proc/loadavg), $(uname -r), KNIT_OFFLOADS=${KNIT_OFFLOADS:-on}, KNIT_CRYPTO_THREADS=${KNIT_CRYPTO_THREADS:-default}, KNIT_RELAY_RUNS=${KNIT_RELAY_RUNS:-on}"
 printf '%-34s %12s %12s %8s   %s\n' "path" "median Mbit/s" "CPU s/Gbit" "loss %" "runs"
 for path in veth wggo knitd wggo4 knitd4 wggou knitdu relay; do
   [[ -n "${RESULTS[$path]:-}" ]] || continue

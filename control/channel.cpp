@@ -99,6 +99,7 @@ Channel::Channel(Channel&& other) noexcept
       send_(other.send_),
       receive_(other.receive_),
       lend_(other.lend_),
+      runs_(other.runs_),
       lent_(std::move(other.lent_)),
       arena_(other.arena_) {
   other.failure_ = ChannelError::wrong_state;
@@ -116,6 +117,7 @@ Channel& Channel::operator=(Channel&& other) noexcept {
     send_ = other.send_;
     receive_ = other.receive_;
     lend_ = other.lend_;
+    runs_ = other.runs_;
     lent_ = std::move(other.lent_);
     arena_ = other.arena_;
     other.failure_ = ChannelError::wrong_state;
@@ -328,9 +330,101 @@ ChannelError Channel::seal_split_append(ByteSpan head, ByteSpan tail, Bytes& out
   return fail(ChannelError::wrong_state).error;
 }
 
+namespace {
+
+// The run's associated data: the length word, the head size byte and the trailer.
+struct RunAd {
+  std::array<std::uint8_t, kFrameHeaderSize + 1 + run_trailer_size(kMaxRunTails)> bytes{};
+  std::size_t size = 0;
+  RunAd(ByteSpan header, std::uint8_t head_byte, ByteSpan trailer) {
+    std::copy(header.begin(), header.end(), bytes.begin());
+    bytes[kFrameHeaderSize] = head_byte;
+    std::copy(trailer.begin(), trailer.end(), bytes.begin() + kFrameHeaderSize + 1);
+    size = kFrameHeaderSize + 1 + trailer.size();
+  }
+  ByteSpan span() const { return ByteSpan(bytes.data(), size); }
+};
+
+// The trailer at the end of a run's bytes after its sealed head (tails | trailer): its size
+// when the count is 1..kMaxRunTails, every length >= 1 and the lengths add up exactly; else 0.
+std::size_t check_run_trailer(ByteSpan after_head) {
+  if (after_head.empty()) return 0;
+  const std::size_t count = after_head.back();
+  const std::size_t trailer = run_trailer_size(count);
+  if (count == 0 || count > kMaxRunTails || after_head.size() < trailer) return 0;
+  const std::size_t tails = after_head.size() - trailer;
+  const std::uint8_t* lengths = after_head.data() + tails;
+  std::size_t sum = 0;
+  for (std::size_t i = 0; i < count; ++i) {
+    const std::size_t length = load_be16(lengths + 2 * i);
+    if (length == 0) return 0;
+    sum += length;
+  }
+  return sum == tails ? trailer : 0;
+}
+
+}  // namespace
+
+ChannelError Channel::seal_run(Bytes& out, std::size_t at, std::size_t head_size) {
+  const std::size_t before_tails = kFrameHeaderSize + 1 + head_size + kAeadTagSize;
+  if (at > out.size() || out.size() - at < before_tails) {
+    if (at < out.size()) out.resize(at);
+    return ChannelError::malformed;
+  }
+  if (state_ != State::open) {
+    out.resize(at);
+    return ChannelError::wrong_state;
+  }
+  const std::size_t body = out.size() - at - kFrameHeaderSize;
+  const ByteSpan after_head = ByteSpan(out).subspan(at + before_tails);
+  const std::size_t trailer = check_run_trailer(after_head);
+  if (head_size == 0 || head_size > kMaxRunHead || trailer == 0 || body > kMaxFrameSize) {
+    out.resize(at);
+    return body > kMaxFrameSize ? ChannelError::frame_too_large : ChannelError::malformed;
+  }
+  std::uint8_t* p = out.data() + at;
+  store_be32(p, static_cast<std::uint32_t>(body) | kSplitFlag);
+  p[kFrameHeaderSize] = static_cast<std::uint8_t>(kRunMark | head_size);
+  const RunAd ad(ByteSpan(p, kFrameHeaderSize), p[kFrameHeaderSize], after_head.last(trailer));
+  const MutableByteSpan sealed(p + kFrameHeaderSize + 1, head_size + kAeadTagSize);
+  const NoiseError err = send_.encrypt_with_ad(sealed, ad.span(), sealed.first(head_size));
+  if (err == NoiseError::ok) return ChannelError::ok;
+  out.resize(at);
+  if (err == NoiseError::nonce_exhausted) return fail(ChannelError::nonce_exhausted).error;
+  return fail(ChannelError::wrong_state).error;
+}
+
+ChannelEvent Channel::on_run(ByteSpan body) {
+  // kRunMark | head_size u8 | AEAD(head) | tails | trailer.
+  const std::size_t head = body[0] & kMaxRunHead;
+  if (head == 0 || body.size() < kSplitOverhead + head) return fail(ChannelError::malformed);
+  const ByteSpan after_head = body.subspan(kSplitOverhead + head);
+  const std::size_t trailer = check_run_trailer(after_head);
+  if (trailer == 0) return fail(ChannelError::malformed);
+  const RunAd ad(reader_.header(), body[0], after_head.last(trailer));
+  const ByteSpan sealed = body.subspan(1, head + kAeadTagSize);
+  Bytes plaintext;
+  const MutableByteSpan out = plaintext_room(head + after_head.size(), plaintext);
+  const NoiseError err = receive_.decrypt_with_ad(out.first(head), ad.span(), sealed);
+  if (err != NoiseError::ok) {
+    if (lend_ && arena_ != nullptr) arena_->resize(arena_->size() - out.size());
+    if (err == NoiseError::decrypt_failed) return fail(ChannelError::decrypt_failed);
+    if (err == NoiseError::nonce_exhausted) return fail(ChannelError::nonce_exhausted);
+    return fail(ChannelError::malformed);
+  }
+  std::copy(after_head.begin(), after_head.end(), out.begin() + static_cast<std::ptrdiff_t>(head));
+  ChannelEvent ok = event(ChannelEvent::Kind::message, std::move(plaintext));
+  if (lend_) ok.lent = out;
+  ok.split = true;
+  ok.sealed_size = head;
+  ok.run_tails = after_head.back();
+  return ok;
+}
+
 ChannelEvent Channel::on_split(ByteSpan body) {
   // head_size u8 | AEAD(head) | tail; at least one byte of head.
   if (body.size() < kSplitOverhead + 1) return fail(ChannelError::malformed);
+  if (runs_ && (body[0] & kRunMark) != 0) return on_run(body);
   const std::size_t head = body[0];
   if (head == 0 || body.size() < kSplitOverhead + head) return fail(ChannelError::malformed);
   std::array<std::uint8_t, kFrameHeaderSize + 1> ad{};

@@ -35,6 +35,19 @@
 // untrusted until their own AEAD has been checked. A split message to a side that did not
 // enable them reads there as a frame over the limit (fatal), never as something else.
 //
+// Runs (only where both sides enabled them: set_run_frames, on top of split messages): one
+// sealed head for several tails (a burst of packets to one node), their lengths in a trailer
+// the head's tag covers:
+//
+//   0 length be32 | kSplitFlag | 4 kRunMark | head_size | 5 AEAD(k, n, ad, head)[head_size + 16]
+//     | tail 1 | ... | tail n | len 1 be16 | ... | len n be16 | n u8
+//     ad = the 4 length bytes as sent | byte 4 | the trailer (the lengths and n)
+//
+// n is 1..kMaxRunTails, every tail at least one byte, and the lengths add up to exactly the
+// bytes between the tag and the trailer; anything else, or a tag that does not verify, is
+// fatal like any bad transport message. What a run authenticates is what a split message of
+// each tail would: the head, the place in the stream, and where every tail starts and ends.
+//
 // Message 1 is replayable (Noise §7.7, IK payload 1 has no freshness from the responder): the
 // coordinator must treat a register request as idempotent, or commit its effects only once the
 // first transport frame from the agent proves the agent is live.
@@ -61,6 +74,12 @@ inline constexpr std::size_t kMinFrameLimit = 256;
 inline constexpr std::size_t kMaxSplitHead = 255;
 // What a split message adds to head + tail: the head size byte and the head's tag.
 inline constexpr std::size_t kSplitOverhead = 1 + kAeadTagSize;
+// A run (header comment): its head size byte carries this mark, so its head is at most 127.
+inline constexpr std::uint8_t kRunMark = 0x80;
+inline constexpr std::size_t kMaxRunHead = 0x7f;
+inline constexpr std::size_t kMaxRunTails = 64;
+// A run's trailer for n tails: n lengths and the count.
+constexpr std::size_t run_trailer_size(std::size_t tails) { return 2 * tails + 1; }
 
 enum class ChannelError {
   ok,
@@ -94,6 +113,9 @@ struct ChannelEvent {
   // this channel; the rest is the tail as it arrived.
   bool split = false;
   std::size_t sealed_size = 0;
+  // A run (split too): lent/data = head | tails | trailer, as on the wire but for the head's
+  // tag; run_tails tails, whose lengths the channel has checked (each >= 1, the sum exact).
+  std::size_t run_tails = 0;
 };
 
 class Channel {
@@ -151,6 +173,15 @@ class Channel {
   [[nodiscard]] ChannelError seal_split_append(ByteSpan head, ByteSpan tail, Bytes& out);
   // Accept split messages from the other side (off by default: they are then fatal).
   void set_split_frames(bool allowed) { reader_.set_split_allowed(allowed); }
+  // Open channel: seals in place a run (header comment) the caller built at the end of out:
+  // out[at, at + 5) is room for the length word and the head size byte, then head_size bytes
+  // of head, kAeadTagSize bytes of room for its tag, the tails and the trailer. Refused (out cut
+  // back to at) when the layout does not hold or the run is over the limit; the caller sends
+  // runs only to a side that enabled them.
+  [[nodiscard]] ChannelError seal_run(Bytes& out, std::size_t at, std::size_t head_size);
+  // Accept runs from the other side (with split messages on; off by default: a head size byte
+  // with kRunMark is then an ordinary head of that size).
+  void set_run_frames(bool allowed) { runs_ = allowed; }
   // Transport messages are decrypted into one buffer the channel keeps (ChannelEvent::lent)
   // instead of a new Bytes each (ChannelEvent::data): for a stream of many small messages.
   void set_lend_messages(bool lend) { lend_ = lend; }
@@ -180,6 +211,7 @@ class Channel {
   ChannelEvent on_message2(ByteSpan body);
   ChannelEvent on_transport(ByteSpan body);
   ChannelEvent on_split(ByteSpan body);
+  ChannelEvent on_run(ByteSpan body);
   // Where a transport message's plaintext of `size` bytes goes (lent buffer, arena, or plain).
   MutableByteSpan plaintext_room(std::size_t size, Bytes& plain);
 
@@ -192,6 +224,7 @@ class Channel {
   wg::noise::CipherState send_;
   wg::noise::CipherState receive_;
   bool lend_ = false;
+  bool runs_ = false;
   Bytes lent_;  // the last lent message (capacity kept up to the largest message seen)
   Bytes* arena_ = nullptr;
 };

@@ -279,6 +279,11 @@ void relay_seeds() {
   write("relay_frame", "split_send", cat({Bytes{relay::kDataHeadSize}, f}));
   relay::encode_forward(key, key, packet, f);
   write("relay_frame", "split_forward", cat({Bytes{relay::kForwardHeadSize}, f}));
+  // parse_run reads byte 0 as the packet count: a send head, packets of 3 and 2 bytes, trailer
+  relay::encode_send(key, Bytes{1, 2, 3, 4, 5}, f);
+  write("relay_frame", "run_send", cat({Bytes{2}, f, Bytes{0, 3, 0, 2, 2}}));
+  offer.features = relay::kKnownFeatures;
+  write("relay_frame", "hello_runs", relay::encode(offer));
   // relay server: frames from A, a send to B, an unauthenticated connection, time
   Bytes ping;
   relay::encode_ping(5, ping);

@@ -3,7 +3,9 @@
 // exactly the bytes it came from (one spelling per frame); handshake payloads keep their
 // fields (features included) through encode. parse_split_frame, with the first byte as the
 // size of the sealed head and the rest as the message: it accepts only a data frame whose head
-// is exactly what was sealed, and then agrees with parse_frame.
+// is exactly what was sealed, and then agrees with parse_frame. parse_run, with the first byte
+// (mod 70) as the number of packets the channel reported: a run it accepts has exactly that
+// many packets, none empty, filling what lies between the head and the trailer.
 #include <algorithm>
 #include <cstddef>
 #include <cstdint>
@@ -37,6 +39,24 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
       Frame whole;
       KNIT_FUZZ_CHECK(parse_frame(message, whole) == ParseError::ok);
       KNIT_FUZZ_CHECK(whole.type == split.type && whole.packet.size() == split.packet.size());
+    }
+  }
+
+  if (!input.empty()) {
+    RunFrame run;
+    const std::size_t tails = input[0] % 70;
+    const ParseError run_error = parse_run(input.subspan(1), kDataHeadSize, tails, run);
+    (void)to_string(run_error);
+    if (run_error == ParseError::ok) {
+      KNIT_FUZZ_CHECK(run.count() == tails && (run.type == FrameType::send || run.type == FrameType::recv));
+      std::size_t seen = 0, total = 0;
+      run.for_each([&](ByteSpan packet) {
+        KNIT_FUZZ_CHECK(!packet.empty());
+        ++seen;
+        total += packet.size();
+      });
+      KNIT_FUZZ_CHECK(seen == tails && total == run.packets.size());
+      KNIT_FUZZ_CHECK(kDataHeadSize + run.after_head().size() == size - 1);
     }
   }
 

@@ -7,8 +7,9 @@
 //   0, 5  bytes as a frame from A, sealed by A's session (the frame parser and routing)
 //   1     `send` to B with bytes as the packet (forwarding); B must receive it as `recv` from A
 //   6     a batch: bytes[1..] cut into packets of bytes[0] % 64 + 1 bytes (at most 48), sent to B sealed back
-//         to back in one buffer (as a relay link batches them) and fed in two reads cut where
-//         bytes[0] says; B must receive every packet, in order
+//         to back in one buffer (as a relay link batches them: one run when the relay granted
+//         data runs) and fed in two reads cut where bytes[0] says; B must receive every packet,
+//         in order (as one run when B has them too, else one by one)
 //   2     bytes from a new, unauthenticated connection (the handshake parser), then it closes
 //   3     op exactly 3: bytes appended raw to A's stream (corrupts it: the last operation on
 //         this world, which is rebuilt for the next input); op exactly 11: a split message
@@ -17,7 +18,8 @@
 //   4, 7  time passes (first byte: seconds, < 30) and on_timer runs; A and B then send a
 //         keepalive, as live clients do, so the idle timeout ends only worlds that stop
 // Every other world's B offers no features (an agent from before split data frames), so the core
-// forwards A's split sends as whole frames to it; A always offers and gets split data frames.
+// forwards A's split sends as whole frames and A's runs packet by packet to it; A always offers
+// and gets split data frames and data runs.
 // Properties: the core's output for A and B always decrypts and parses; a packet A sends to B
 // arrives intact; queues stay bounded; a split message that is not a data head is never
 // forwarded.
@@ -112,6 +114,10 @@ struct World {
         KNIT_FUZZ_CHECK(step.kind != ClientSession::Step::Kind::bad_frame);
         if (step.kind == ClientSession::Step::Kind::frame && step.frame.type == FrameType::recv)
           c.packets.emplace_back(step.frame.packet.begin(), step.frame.packet.end());
+        if (step.kind == ClientSession::Step::Kind::run) {
+          KNIT_FUZZ_CHECK(step.run.type == FrameType::recv);
+          step.run.for_each([&](ByteSpan packet) { c.packets.emplace_back(packet.begin(), packet.end()); });
+        }
         if (step.kind == ClientSession::Step::Kind::need_more) break;
       }
     }
@@ -169,6 +175,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
           KNIT_FUZZ_CHECK(w.a.session->seal_send(w.b.pub, packet, batch));
           sent.emplace_back(packet.begin(), packet.end());
         }
+        KNIT_FUZZ_CHECK(w.a.session->flush_run());
         const std::size_t cut = (static_cast<std::size_t>(bytes[0]) * 131) % (batch.size() + 1);
         w.core.on_bytes(w.a.id, ByteSpan(batch).first(cut), w.now);
         w.core.on_bytes(w.a.id, ByteSpan(batch).subspan(cut), w.now);

@@ -129,6 +129,31 @@ ParseError parse_split_frame(ByteSpan bytes, std::size_t sealed_size, Frame& out
   return parse_frame(bytes, out);
 }
 
+ParseError parse_run(ByteSpan bytes, std::size_t sealed_size, std::size_t tails, RunFrame& out) {
+  out = RunFrame{};
+  if (bytes.empty()) return ParseError::empty;
+  const auto type = static_cast<FrameType>(bytes[0]);
+  if ((type != FrameType::send && type != FrameType::recv) || sealed_size != kDataHeadSize)
+    return ParseError::not_data;
+  const std::size_t trailer = 2 * tails + 1;
+  if (tails == 0 || bytes.size() < kDataHeadSize + trailer || bytes.back() != tails)
+    return ParseError::truncated;
+  const ByteSpan packets = bytes.subspan(kDataHeadSize, bytes.size() - kDataHeadSize - trailer);
+  const ByteSpan lengths = bytes.last(trailer);
+  std::size_t sum = 0;
+  for (std::size_t i = 0; i < tails; ++i) {
+    const std::size_t length = load_be16(lengths.data() + 2 * i);
+    if (length == 0 || length > kMaxPacketSize) return ParseError::bad_packet;
+    sum += length;
+  }
+  if (sum != packets.size()) return ParseError::truncated;
+  out.type = type;
+  out.key = get_key(bytes.data() + 1);
+  out.packets = packets;
+  out.trailer = lengths;
+  return ParseError::ok;
+}
+
 NodeKey Frame::key(std::size_t i) const { return get_key(keys.data() + i * kKeySize); }
 
 ParseError parse_frame(ByteSpan bytes, Frame& out) {

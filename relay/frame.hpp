@@ -17,6 +17,11 @@
 // Result grants a subset of what was offered, and only granted features are used, both ways.
 //   bit 0  split_data: data frames (send, recv, forward) travel as split channel messages
 //          (control/channel.hpp): the head (type and keys) sealed, the packet as it is.
+//   bit 1  data_runs (granted with split_data, to clients only): consecutive packets to one
+//          node may travel as one run (control/channel.hpp): one sealed send or recv head for
+//          up to kMaxRunTails packets, their lengths in the trailer the head's tag covers.
+//          A relay forwards a run to a client that has them as a run (one head opened, one
+//          sealed, where split frames need one of each per packet), packet by packet otherwise.
 //
 // A split data frame on the wire, inside the channel's framing:
 //
@@ -86,7 +91,11 @@ inline constexpr std::size_t kHelloSize = 2;
 inline constexpr std::size_t kResultSize = 3;
 // Feature bits of Hello and Result.
 inline constexpr std::uint8_t kFeatureSplitData = 0x01;
-inline constexpr std::uint8_t kKnownFeatures = kFeatureSplitData;
+inline constexpr std::uint8_t kFeatureDataRuns = 0x02;
+inline constexpr std::uint8_t kKnownFeatures = kFeatureSplitData | kFeatureDataRuns;
+// The packet bytes a sender puts in one run: with its head and trailer it stays well inside
+// kMaxNoiseFrame, and a relay forwards it as it is.
+inline constexpr std::size_t kMaxRunBytes = 60 * 1024;
 // The sealed head of a split data frame: type and key(s).
 inline constexpr std::size_t kDataHeadSize = 1 + kKeySize;         // send, recv
 inline constexpr std::size_t kForwardHeadSize = 1 + 2 * kKeySize;  // forward
@@ -188,6 +197,32 @@ ParseError parse_frame(ByteSpan bytes, Frame& out);
 ParseError parse_split_frame(ByteSpan bytes, std::size_t sealed_size, Frame& out);
 // The head a data frame type seals in the split form; 0 for the other types.
 std::size_t split_head_size(FrameType type);
+
+// A run's message (control::ChannelEvent with run_tails > 0): head | packets | trailer, the head
+// a send or recv (type and key). Spans point into the bytes given to parse_run.
+struct RunFrame {
+  FrameType type = FrameType::send;
+  NodeKey key{};      // dst of a send, src of a recv
+  ByteSpan packets;   // every packet, back to back
+  ByteSpan trailer;   // len be16 x count | count u8
+  std::size_t count() const { return trailer.empty() ? 0 : trailer.back(); }
+  // The run's bytes after the head (packets and trailer), as a relay forwards them.
+  ByteSpan after_head() const { return ByteSpan(packets.data(), packets.size() + trailer.size()); }
+  // Calls fn(ByteSpan packet) for each packet in order.
+  template <typename Fn>
+  void for_each(Fn&& fn) const {
+    std::size_t at = 0;
+    for (std::size_t i = 0; i < count(); ++i) {
+      const std::size_t length = load_be16(trailer.data() + 2 * i);
+      fn(packets.subspan(at, length));
+      at += length;
+    }
+  }
+};
+// ok for a send or recv head of exactly kDataHeadSize sealed bytes (not_data otherwise) whose
+// trailer says `tails` packets of 1..kMaxPacketSize bytes filling the rest exactly (truncated
+// or bad_packet otherwise).
+ParseError parse_run(ByteSpan bytes, std::size_t sealed_size, std::size_t tails, RunFrame& out);
 
 // Encoders write one frame into out (cleared first). A packet over kMaxPacketSize or empty, or
 // more than kMaxKeysPerFrame keys, is refused with false.

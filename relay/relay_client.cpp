@@ -206,7 +206,9 @@ void RelayClient::Core::on_transport_ready(std::uint64_t gen) {
     return;
   }
   session_ = std::make_unique<ClientSession>(my_key_, relay_key_, options_.role);
-  session_->set_offered_features(options_.split_data ? kKnownFeatures : 0);
+  session_->set_offered_features(!options_.split_data ? 0
+                                 : options_.data_runs ? kKnownFeatures
+                                                      : kFeatureSplitData);
   Bytes frame;
   if (!session_->start(rng_, frame)) return address_failed(session_->error());
   arm_deadline(options_.handshake_timeout, "no answer to the handshake");
@@ -349,6 +351,18 @@ void RelayClient::Core::handle(const ClientSession::Step& step) {
     case Kind::bad_frame:
       ++stats_.dropped_malformed;
       return;
+    case Kind::run:
+      // Packets from one node, in order, as if they had come one recv frame each.
+      step.run.for_each([&, gen = generation_](ByteSpan packet) {
+        if (generation_ != gen || !session_) return;  // a receiver closed us: the rest is dropped
+        ++stats_.packets_received;
+        stats_.bytes_received += packet.size();
+        if (on_packet_) {
+          batch_open_ = true;
+          on_packet_(step.run.key, session_->writable(packet));
+        }
+      });
+      return;
     case Kind::frame:
       break;
   }
@@ -446,8 +460,10 @@ void RelayClient::Core::write_next() {
     if (output_.capacity() > kKeepWriteCapacity) Bytes().swap(output_);
     return;
   }
-  // Everything sealed since the last write goes in this one; the frames queued while it is in
-  // flight fill the other buffer.
+  // Everything sealed since the last write goes in this one (the open run sealed first); the
+  // frames queued while it is in flight fill the other buffer.
+  if (session_ && !session_->flush_run()) return lost("relay session failed: " + session_->error(), options_.backoff_min);
+  if (output_.empty()) return;
   link.writing.clear();
   link.writing.swap(output_);
   const std::size_t batch = link.writing.size();

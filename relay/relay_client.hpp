@@ -50,6 +50,8 @@ class RelayClient {
     // Offer split data frames (frame.hpp: packets with only their head sealed on this hop);
     // false sends the original Hello, and every frame goes sealed whole.
     bool split_data = true;
+    // Offer data runs with them (frame.hpp: one sealed head for a burst of packets to one node).
+    bool data_runs = true;
   };
 
   struct Stats {

@@ -46,6 +46,7 @@ struct ServerCore::Conn {
   std::array<std::uint8_t, control::kFrameHeaderSize> first{};  // message 1's length header
   std::size_t first_have = 0;
   bool split = false;  // split data frames granted (both directions)
+  bool runs = false;   // data runs granted (both directions; clients only)
 
   std::size_t queued_frames() const { return out_frames; }
   std::size_t queued_bytes() const { return out.size(); }
@@ -345,6 +346,18 @@ void ServerCore::feed_inbound(Conn& conn, ByteSpan input, Instant now) {
           admit(conn, now);
           if (conn.phase != Conn::Phase::open) return;
         }
+        if (event.run_tails > 0) {
+          RunFrame run;
+          const ParseError err = parse_run(event.lent, event.sealed_size, event.run_tails, run);
+          if (err == ParseError::not_data) {
+            ++stats_.drop_split_not_data;
+          } else if (err != ParseError::ok) {
+            ++stats_.drop_malformed;
+          } else {
+            on_client_run(conn, run);
+          }
+          break;
+        }
         Frame frame;
         const ParseError err = event.split
                                    ? parse_split_frame(event.lent, event.sealed_size, frame)
@@ -390,8 +403,12 @@ void ServerCore::on_request(Conn& conn, ByteSpan payload, Instant now) {
   Result result;
   result.status = admission;
   // Grant what we support of what was offered (nothing to a refused connection).
-  if (admission == Admission::ok && config_.split_data)
+  if (admission == Admission::ok && config_.split_data) {
     result.features = hello->features & kKnownFeatures;
+    // Runs ride on split frames, and only a client's: relay links forward packet by packet.
+    if ((result.features & kFeatureSplitData) == 0 || hello->role != Role::client || !config_.data_runs)
+      result.features &= static_cast<std::uint8_t>(~kFeatureDataRuns);
+  }
   result.keepalive_s = static_cast<std::uint16_t>(
       std::chrono::duration_cast<std::chrono::seconds>(config_.keepalive).count());
   Bytes frame;
@@ -408,7 +425,9 @@ void ServerCore::on_request(Conn& conn, ByteSpan payload, Instant now) {
   }
   conn.role = hello->role;
   conn.split = (result.features & kFeatureSplitData) != 0;
+  conn.runs = (result.features & kFeatureDataRuns) != 0;
   conn.channel->set_split_frames(conn.split);
+  conn.channel->set_run_frames(conn.runs);
   conn.phase = Conn::Phase::answered;
   queue_sealed(conn, frame);
 }
@@ -453,7 +472,7 @@ void ServerCore::dial_due(Instant now) {
     conn.role = Role::relay;
     conn.key = key;
     conn.session = std::make_unique<ClientSession>(relay_key_, key, Role::relay);
-    conn.session->set_offered_features(config_.split_data ? kKnownFeatures : 0);
+    conn.session->set_offered_features(config_.split_data ? kFeatureSplitData : 0);  // no runs on links
     peer.dialing = conn.id;
     io_.dial(conn.id, peer.info);
   }
@@ -492,6 +511,9 @@ void ServerCore::feed_outbound(Conn& conn, ByteSpan input, Instant now) {
         on_frame(conn, step.frame, raw, now);
         break;
       }
+      case ClientSession::Step::Kind::run:  // never offered on a link: a relay must not send one
+        stats_.drop_not_allowed += step.run.count();
+        break;
       case ClientSession::Step::Kind::bad_frame:
         ++(step.parse == ParseError::unknown_type ? stats_.drop_unknown_type
            : step.parse == ParseError::not_data   ? stats_.drop_split_not_data
@@ -563,6 +585,39 @@ void ServerCore::on_client_frame(Conn& conn, const Frame& frame, MutableByteSpan
     return;
   }
   deliver(conn.key, frame.dst, frame.packet, conn, raw);
+}
+
+void ServerCore::on_client_run(Conn& conn, const RunFrame& run) {
+  if (conn.role != Role::client || run.type != FrameType::send) {
+    stats_.drop_not_allowed += run.count();
+    return;
+  }
+  if (const auto local = clients_.find(run.key); local != clients_.end()) {
+    Conn* target = find(local->second);
+    // A run that does not fit whole goes packet by packet below: as much of it as fits.
+    if (target != nullptr && target->runs && queue_recv_run(*target, conn.key, run)) {
+      stats_.packets_local += run.count();
+      stats_.bytes_local += run.packets.size();
+      return;
+    }
+  }
+  run.for_each([&](ByteSpan packet) { deliver(conn.key, run.key, packet, conn, {}); });
+}
+
+bool ServerCore::queue_recv_run(Conn& target, const NodeKey& src, const RunFrame& run) {
+  const ByteSpan rest = run.after_head();
+  if (!target.channel || !has_room(target, kDataHeadSize + rest.size() + 1, true)) return false;
+  const bool was_empty = target.queued_frames() == 0;
+  Bytes& out = target.out;
+  const std::size_t at = out.size();
+  out.resize(at + control::kFrameHeaderSize + 1 + kDataHeadSize + control::kAeadTagSize + rest.size());
+  std::uint8_t* head = out.data() + at + control::kFrameHeaderSize + 1;
+  head[0] = static_cast<std::uint8_t>(FrameType::recv);
+  std::copy(src.begin(), src.end(), head + 1);
+  std::copy(rest.begin(), rest.end(), head + kDataHeadSize + control::kAeadTagSize);
+  if (target.channel->seal_run(out, at, kDataHeadSize) != control::ChannelError::ok) return false;
+  queued(target, was_empty);
+  return true;
 }
 
 void ServerCore::deliver(const NodeKey& src, const NodeKey& dst, ByteSpan packet, Conn& from,

@@ -17,7 +17,10 @@
 //
 // Split data frames (frame.hpp): granted to a client or relay that offers them (and offered
 // on dialed links) unless config.split_data is off; a packet then goes out split to every
-// connection that has them, whole to the rest, whichever form it came in.
+// connection that has them, whole to the rest, whichever form it came in. Data runs (one head
+// for a burst of packets to one node) are granted with them to clients only: a run from a
+// client reaches a local client that has runs as one run (one head opened, one sealed), and
+// anywhere else packet by packet, as sends.
 //
 // Routing: a `send` to dst goes to the local client dst, else over the link of the peer relay
 // that announced dst (present/absent), else it is dropped and a peer_gone goes back. A forward
@@ -77,6 +80,8 @@ struct ServerConfig {
   // Grant split data frames (frame.hpp) to clients and peer relays that offer them, and offer
   // them on the links this relay dials. false: the original Hello and Result, whole frames.
   bool split_data = true;
+  // Grant data runs (frame.hpp) to clients that offer them with split data frames.
+  bool data_runs = true;
 };
 
 class ServerIo {
@@ -166,6 +171,9 @@ class ServerCore {
   // raw: the frame's bytes, writable (the channel's buffer), for forwarding in place.
   void on_frame(Conn& conn, const Frame& frame, MutableByteSpan raw, Instant now);
   void on_client_frame(Conn& conn, const Frame& frame, MutableByteSpan raw);
+  void on_client_run(Conn& conn, const RunFrame& run);
+  // A run of recv packets from src for target, sealed into its buffer (target has runs).
+  bool queue_recv_run(Conn& target, const NodeKey& src, const RunFrame& run);
   void on_relay_frame(Conn& conn, const Frame& frame, MutableByteSpan raw);
   void deliver(const NodeKey& src, const NodeKey& dst, ByteSpan packet, Conn& from,
                MutableByteSpan recv_room);

@@ -104,6 +104,12 @@ class Client {
           received.push_back(got);
           break;
         }
+        case ClientSession::Step::Kind::run:
+          ++runs;
+          step.run.for_each([&](ByteSpan packet) {
+            received.push_back(Got{FrameType::recv, step.run.key, Bytes(packet.begin(), packet.end())});
+          });
+          break;
         case ClientSession::Step::Kind::need_more:
           break;
       }
@@ -124,6 +130,7 @@ class Client {
     Bytes out;
     for (const Bytes& packet : packets)
       if (!session_->seal_send(dst, packet, out)) throw std::runtime_error("ClientSession::seal_send failed");
+    if (!session_->flush_run()) throw std::runtime_error("ClientSession::flush_run failed");
     return out;
   }
   void feed_raw(ByteSpan bytes, Instant now) { core_.on_bytes(id_, bytes, now); }
@@ -137,6 +144,7 @@ class Client {
     while (!input.empty()) {
       const auto step = session_->feed(input);
       if (step.kind == ClientSession::Step::Kind::frame) ++frames;
+      else if (step.kind == ClientSession::Step::Kind::run) frames += step.run.count();
       else if (step.kind != ClientSession::Step::Kind::need_more) break;
     }
     return frames;
@@ -153,6 +161,7 @@ class Client {
 
   std::vector<Got> received;
   std::size_t bad_frames = 0;  // frames from the core that did not parse (dropped)
+  std::size_t runs = 0;        // runs received (their packets are in `received` as recv)
   bool failed = false;         // the session failed (its channel is closed)
 
  private:

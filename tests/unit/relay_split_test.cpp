@@ -237,11 +237,13 @@ TEST_F(RelaySplitCore, NewAgentsOnANewRelaySplit) {
   ASSERT_TRUE(admit_all(core, {&a, &b}, now_));
   EXPECT_TRUE(a.session().split_data());
   EXPECT_TRUE(b.session().split_data());
-  // a's send leaves split: the packet is in the clear on the wire after a 33-byte sealed head.
+  EXPECT_TRUE(a.session().data_runs());
+  // a's send leaves as a run of one: the packet is in the clear on the wire after a 33-byte
+  // sealed head, then its length and the count.
   const Bytes packet(300, 0x77);
   const Bytes wire = a.seal_sends(b.pub(), {packet});
-  ASSERT_EQ(wire.size(), 4 + control::kSplitOverhead + kDataHeadSize + packet.size());
-  EXPECT_TRUE(std::equal(packet.begin(), packet.end(), wire.end() - 300));
+  ASSERT_EQ(wire.size(), 4 + control::kSplitOverhead + kDataHeadSize + packet.size() + control::run_trailer_size(1));
+  EXPECT_TRUE(std::equal(packet.begin(), packet.end(), wire.end() - 300 - 3));
   a.feed_raw(wire, now_);  // (it took a nonce: the relay must see it)
   b.pump(now_);
   ASSERT_EQ(b.of(FrameType::recv).size(), 1u);
@@ -423,6 +425,8 @@ TEST_F(RelaySplitCore, TamperedPacketIsPassedOnAndDroppedByWireGuard) {
         ASSERT_NE(step.kind, ClientSession::Step::Kind::failed) << step.error;
         if (step.kind == ClientSession::Step::Kind::frame && step.frame.type == FrameType::recv)
           b.on_datagram(wnow, ep, cb.session().writable(step.frame.packet));
+        if (step.kind == ClientSession::Step::Kind::run)
+          step.run.for_each([&](ByteSpan p) { b.on_datagram(wnow, ep, cb.session().writable(p)); });
       }
       ca.received.clear();
       ca.pump(now_);
