@@ -258,7 +258,8 @@ class PathManager {
   // An ICMP "time exceeded" (net/socket_error.hpp) said a datagram of the main socket to `to`
   // died at the hop `offender`. About one of our openers at the current opener TTL, from a
   // private or shared address (a NAT of ours it did not cross): the opener TTL grows by one (up
-  // to kOpenerTtlMax, at most once per kOpenerTtlHoldoff), and the peers still waiting for
+  // to kOpenerTtlMax, at most once per kOpenerTtlHoldoff, never twice for the same hop: an
+  // answer from the hop that made the last raise is about an older opener), and the peers still waiting for
   // their full pings get the openers again at once (through on_timers: lower next_deadline()).
   // Anything else (a forged one too) is counted and changes nothing
   // (stats().time_exceeded_ignored). Returns whether the TTL grew.
@@ -375,6 +376,7 @@ class PathManager {
   void update_remapped(Instant now);
   std::uint8_t opener_ttl_ = kOpenerTtl;
   std::optional<Instant> opener_ttl_raised_at_;
+  std::optional<IpAddress> opener_ttl_offender_;  // the hop whose answer made the last raise
   bool relay_available_ = false;
   bool relay_expected_ = false;
   std::vector<IpPrefix> tunnelled_;
