@@ -46,7 +46,13 @@
 //  * A port moved anyway (a peer without this ordering, an older agent): Linux then gives every
 //    new flow of ours the moved port, so the reflexive endpoint we published is wrong for peers
 //    we meet later. Peers' pongs show it (MappingEvidence::remapped): noticed and counted
-//    (stats().remaps_noticed), not yet acted on (update_remapped says why).
+//    (stats().remaps_noticed), not yet acted on (update_remapped says why). It still happens
+//    with easy <-> hard pairs (seen with bench/punch_timing.sh, pro <-> sn, under load): the
+//    hard peer's full pings from its main socket reach our open router from a port we never
+//    learn, and the router keeps each as its own flow (30 s, refreshed by the peer's re-probes);
+//    when our spray (prediction) to that peer's address hits such a port, masquerade moves the
+//    spray's flow to another port, and every later flow of ours inherits it (the peer's probe
+//    sockets, aimed at our published port, never see our sprays again). Not solved yet.
 //  * Easy <-> hard pairs: port prediction (predict.hpp) once plain probing has had
 //    kPredictStartDelay; hard <-> hard: relay.
 //  * Rate bounds: per-peer and global token buckets (path_rate.hpp); prediction is paced.
