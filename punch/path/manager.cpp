@@ -306,6 +306,7 @@ void PathManager::network_changed(Instant now) {
   ++local_epoch_;
   opener_ttl_ = kOpenerTtl;  // other NATs, perhaps fewer
   opener_ttl_raised_at_.reset();
+  opener_ttl_offender_.reset();
   // Another network, another NAT: what peers saw of the old one says nothing.
   evidence_.clear();
   evidence_.set_stun(local_.reflexive);

@@ -46,7 +46,13 @@
 //  * A port moved anyway (a peer without this ordering, an older agent): Linux then gives every
 //    new flow of ours the moved port, so the reflexive endpoint we published is wrong for peers
 //    we meet later. Peers' pongs show it (MappingEvidence::remapped): noticed and counted
-//    (stats().remaps_noticed), not yet acted on (update_remapped says why).
+//    (stats().remaps_noticed), not yet acted on (update_remapped says why). It still happens
+//    with easy <-> hard pairs (seen with bench/punch_timing.sh, pro <-> sn, under load): the
+//    hard peer's full pings from its main socket reach our open router from a port we never
+//    learn, and the router keeps each as its own flow (30 s, refreshed by the peer's re-probes);
+//    when our spray (prediction) to that peer's address hits such a port, masquerade moves the
+//    spray's flow to another port, and every later flow of ours inherits it (the peer's probe
+//    sockets, aimed at our published port, never see our sprays again). Not solved yet.
 //  * Easy <-> hard pairs: port prediction (predict.hpp) once plain probing has had
 //    kPredictStartDelay; hard <-> hard: relay.
 //  * Rate bounds: per-peer and global token buckets (path_rate.hpp); prediction is paced.
@@ -258,7 +264,8 @@ class PathManager {
   // An ICMP "time exceeded" (net/socket_error.hpp) said a datagram of the main socket to `to`
   // died at the hop `offender`. About one of our openers at the current opener TTL, from a
   // private or shared address (a NAT of ours it did not cross): the opener TTL grows by one (up
-  // to kOpenerTtlMax, at most once per kOpenerTtlHoldoff), and the peers still waiting for
+  // to kOpenerTtlMax, at most once per kOpenerTtlHoldoff, never twice for the same hop: an
+  // answer from the hop that made the last raise is about an older opener), and the peers still waiting for
   // their full pings get the openers again at once (through on_timers: lower next_deadline()).
   // Anything else (a forged one too) is counted and changes nothing
   // (stats().time_exceeded_ignored). Returns whether the TTL grew.
@@ -375,6 +382,7 @@ class PathManager {
   void update_remapped(Instant now);
   std::uint8_t opener_ttl_ = kOpenerTtl;
   std::optional<Instant> opener_ttl_raised_at_;
+  std::optional<IpAddress> opener_ttl_offender_;  // the hop whose answer made the last raise
   bool relay_available_ = false;
   bool relay_expected_ = false;
   std::vector<IpPrefix> tunnelled_;

@@ -184,7 +184,13 @@ void PathManager::full_probe(Instant now, Peer& peer) {
   // lab: a double-NAT agent's first pings, sent while the relay was still admitting it, took a
   // port-restricted router's port for good). Ours open; the pings follow the exchange.
   const bool cmm_sent = send_call_me_maybe(now, peer, opened_towards(peer, guess));
-  const bool open_first = cmm_sent || (relay_expected_ && !relay_available_);
+  // A call-me-maybe held back by its rate bound (a burst of candidate changes, call-me-maybes
+  // answered and relay pongs spent it) changes nothing: the peer may not know us yet, so the
+  // full pings still wait for its answer; ours goes when the bound allows (full_probe_at). Only a
+  // mesh without any relay pings at full TTL at once.
+  const bool relay = relay_available_ || relay_expected_;
+  const bool open_first = cmm_sent || relay;
+  const bool cmm_held = !cmm_sent && relay_available_ && peer.session.ready();
   bool deferred = false;
   for (std::size_t i = 0; i < peer.candidates.size(); ++i) {
     const Candidate& c = peer.candidates[i];
@@ -198,6 +204,7 @@ void PathManager::full_probe(Instant now, Peer& peer) {
   // The safety net counts from the first deferral: a re-probe must not push it on and on (an
   // active peer is re-probed every 5..60 s, so it never fired while the peer stayed silent).
   if (deferred && !peer.deferred_pings_at) peer.deferred_pings_at = now + kOpenerFallback;
+  if (cmm_held) peer.full_probe_at = peer.cmm_bucket.when_available(now);
   // Prediction needs the peer's facts; if they are known and no path turns up, try it.
   if (peer.remote_facts && !peer.predict_at && peer.prediction.role == Prediction::Role::none &&
       !peer.direct(now))

@@ -290,12 +290,19 @@ bool PathManager::on_time_exceeded(Instant now, const Endpoint& to, const IpAddr
   const bool shared = a.is_v4() && a.bytes()[0] == 100 && (a.bytes()[1] & 0xc0) == 64;
   const bool inside = is_private_address(a) || shared;
   const bool held_off = opener_ttl_raised_at_ && now - *opener_ttl_raised_at_ < kOpenerTtlHoldoff;
-  if (!ours || !inside || opener_ttl_ >= kOpenerTtlMax || held_off) {
+  // The hop that made us raise the TTL cannot be where an opener at the raised TTL dies (that
+  // one goes a hop further): an answer from it is about an older, shorter opener, however late
+  // it comes. A busy host can read it after the holdoff, when the new round's openers are
+  // outstanding to the same endpoints; a second raise then made a double NAT's openers (TTL 4)
+  // reach the peer's router two hops past our carrier and take its port there.
+  const bool same_hop = opener_ttl_offender_ && *opener_ttl_offender_ == offender;
+  if (!ours || !inside || opener_ttl_ >= kOpenerTtlMax || held_off || same_hop) {
     ++stats_.time_exceeded_ignored;
     return false;
   }
   ++opener_ttl_;
   opener_ttl_raised_at_ = now;
+  opener_ttl_offender_ = offender;
   ++stats_.opener_ttl_raised;
   lower_deadline(now);  // the openers again, from on_timers (service)
   return true;

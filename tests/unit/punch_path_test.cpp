@@ -435,6 +435,83 @@ TEST(PunchPath, OpenersThatDieInsideOurNatsGoAgainOneHopFurther) {
   EXPECT_EQ(pm.opener_ttl(), kOpenerTtl);
 }
 
+// A late answer about an older opener (a busy host reads its error queue after the holdoff,
+// while the raised round is outstanding to the same endpoint) comes from the hop that made us
+// raise the TTL, where no opener at the raised TTL can die: it must not raise it again. Behind a
+// double NAT (carrier 2 hops away) a second raise made the openers cross the next router and
+// reach the peer's, which on a router without a WAN firewall takes the port there.
+TEST(PunchPath, ALateAnswerFromTheSameHopRaisesTheOpenerTtlOnce) {
+  Pair p({kA}, {kB});
+  p.w.set_relay(false);
+  PathManager& pm = *p.a->pm;
+  pm.set_relay_expected(p.w.now, true);
+  LocalCandidates ca;
+  ca.local.push_back(Endpoint(ip("10.0.1.2"), kWgPort));
+  ca.reflexive = Endpoint(kA, kWgPort);
+  pm.set_local_candidates(p.w.now, ca);
+  const Endpoint pub(kB, kWgPort);
+  pm.set_peer(p.w.now, p.b->node_key, p.b->disco_public, {pub});
+  (void)pm.take_actions();
+  const IpAddress carrier = ip("100.64.3.1");
+  ASSERT_TRUE(pm.on_time_exceeded(p.w.now, pub, carrier));
+  pm.on_timers(p.w.now);  // the openers again at TTL 3, outstanding to `pub`
+  (void)pm.take_actions();
+  p.w.now += kOpenerTtlHoldoff + milliseconds(100);
+  EXPECT_FALSE(pm.on_time_exceeded(p.w.now, pub, carrier));
+  EXPECT_EQ(pm.opener_ttl(), kOpenerTtl + 1);
+  EXPECT_EQ(pm.stats().opener_ttl_raised, 1u);
+  // Another NAT of ours further on still raises it.
+  EXPECT_TRUE(pm.on_time_exceeded(p.w.now, pub, ip("100.64.9.1")));
+  EXPECT_EQ(pm.opener_ttl(), kOpenerTtl + 2);
+  pm.network_changed(p.w.now);  // other NATs: the carrier's answer counts again
+  EXPECT_EQ(pm.opener_ttl(), kOpenerTtl);
+  pm.on_timers(p.w.now);
+  (void)pm.take_actions();
+  p.w.now += kOpenerTtlHoldoff;
+  EXPECT_TRUE(pm.on_time_exceeded(p.w.now, pub, carrier));
+}
+
+// Who sends first when the call-me-maybe's own rate bound holds it back: a burst of candidate
+// changes spent it (each sends one), then a full probe comes (here a network change). The peer
+// may not know us: the full pings still wait for its answer (or kOpenerFallback), only openers go
+// to public candidates, and our call-me-maybe follows as soon as the bound allows. Before, a
+// full probe whose call-me-maybe was held back pinged every candidate at full TTL at once.
+TEST(PunchPath, AHeldBackCallMeMaybeStillMeansOpenersOnly) {
+  Pair p({kA}, {kB});
+  p.w.blackholed.insert(kB);  // B never answers: only what A sends is under test
+  PathManager& pm = *p.a->pm;
+  pm.set_relay_expected(p.w.now, true);
+  LocalCandidates ca;
+  ca.local.push_back(Endpoint(ip("10.0.1.2"), kWgPort));
+  ca.reflexive = Endpoint(kA, kWgPort);  // behind a NAT
+  pm.set_local_candidates(p.w.now, ca);
+  const Endpoint pub(kB, kWgPort);
+  pm.set_peer(p.w.now, p.b->node_key, p.b->disco_public, {pub});
+  p.w.drain(*p.a);
+  ASSERT_EQ(pm.stats().call_me_maybes_sent, 1u);
+  for (std::uint32_t i = 1; i <= kCallMeMaybeBurst; ++i) {  // candidate changes, one after another
+    ca.local.push_back(Endpoint(IpAddress::v4(0x0a000200u + i), kWgPort));
+    pm.set_local_candidates(p.w.now, ca);
+    p.w.drain(*p.a);
+  }
+  const std::uint64_t sent = pm.stats().call_me_maybes_sent;
+  ASSERT_EQ(sent, kCallMeMaybeBurst);  // the bound held the last one back
+  pm.network_changed(p.w.now);  // a full probe at once, no spacing
+  p.w.drain(*p.a);
+  const auto full_pings = [&] {
+    return std::count_if(p.a->sends.begin(), p.a->sends.end(), [&](const SendRecord& r) {
+      return r.to.same_remote(pub) && r.purpose != SendPurpose::opener;
+    });
+  };
+  EXPECT_EQ(full_pings(), 0);
+  EXPECT_EQ(pm.stats().call_me_maybes_sent, sent);
+  p.w.run_for(seconds(2));
+  EXPECT_GT(pm.stats().call_me_maybes_sent, sent);  // when the bound allowed
+  EXPECT_EQ(full_pings(), 0);
+  p.w.run_for(kOpenerFallback);
+  EXPECT_GE(full_pings(), 1);  // the safety net
+}
+
 // A call-me-maybe carrying facts new to us is answered with ours even if we sent one a moment
 // ago: that one may have gone to a peer the relay had not admitted yet, and the peer (a double
 // NAT, whose openers cannot open its carrier NAT) waits for our "opened" before its full pings.
