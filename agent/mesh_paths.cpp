@@ -178,6 +178,8 @@ void MeshPaths::push_candidates() {
     c.reflexive = report->probe.public_v4 ? report->probe.public_v4 : report->probe.public_v6;
     c.portmapped = report->portmapped;
     c.mapping_varies = report->probe.mapping_varies.value_or(false);
+    c.open_filter = report->probe.filtering == punch::NatFiltering::endpoint_independent ||
+                    report->probe.filtering == punch::NatFiltering::address_dependent;
   }
   transport_->set_local_candidates(c);
   if (on_candidates_changed) on_candidates_changed();

@@ -96,7 +96,8 @@ Bytes encode_plaintext(const DiscoMessage& m) {
       break;
     case DiscoType::call_me_maybe: {
       const CallMeMaybe& c = m.call_me_maybe;
-      out.push_back(static_cast<std::uint8_t>((c.mapping_varies ? 1 : 0) | (c.active ? 2 : 0) | (c.opened ? 4 : 0)));
+      out.push_back(static_cast<std::uint8_t>((c.mapping_varies ? 1 : 0) | (c.active ? 2 : 0) | (c.opened ? 4 : 0) |
+                                                (c.full_pings_welcome ? 8 : 0)));
       std::uint8_t epoch[8];
       store_be64(epoch, c.epoch);
       out.insert(out.end(), epoch, epoch + 8);
@@ -142,6 +143,7 @@ DiscoError decode_plaintext(ByteSpan pt, DiscoMessage& out) {
       c.mapping_varies = (body[0] & 1) != 0;
       c.active = (body[0] & 2) != 0;
       c.opened = (body[0] & 4) != 0;
+      c.full_pings_welcome = (body[0] & 8) != 0;
       c.epoch = load_be64(body.data() + 1);
       const std::size_t n = body[9];
       if (n > kMaxCallMeMaybeEndpoints) return DiscoError::malformed;

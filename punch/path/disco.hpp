@@ -16,7 +16,9 @@
 //     ping          1   tx_id (12) | sender node key (32) [| padding (zeros)]
 //     pong          2   tx_id (12) | observed source: endpoint (19) [| flags (1)]
 //     call_me_maybe 3   flags (1: bit 0 mapping varies, bit 1 sender has traffic for us,
-//                       bit 2 sender has opened its NAT towards our candidates: ping now) |
+//                       bit 2 sender has opened its NAT towards our candidates: ping now,
+//                       bit 3 full pings welcome: the sender has no NAT, or its NAT's filtering
+//                       was measured not to depend on the port (EIF/ADF)) |
 //                       epoch (8) | count (1) |
 //                       count x { kind (1) | endpoint (19) }          count <= 16
 //   endpoint   = family (1: 4 or 6) | address (16: IPv4 in the first 4, the rest zero) | port (2)
@@ -111,6 +113,9 @@ struct CallMeMaybe {
   bool mapping_varies = false;  // the sender's NAT maps per destination ("hard")
   bool active = false;          // the sender is sending us data: port prediction is worth it
   bool opened = false;          // the sender just sent openers/pings to our public candidates
+  // The sender has no NAT, or its NAT filters by address at most (measured): a ping to its
+  // public candidates from a port it never sent to cannot take a port on its router.
+  bool full_pings_welcome = false;
   std::uint64_t epoch = 0;      // grows whenever the sender's candidates change
   std::vector<CandidateEndpoint> endpoints;  // at most kMaxCallMeMaybeEndpoints
 };

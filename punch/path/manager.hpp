@@ -97,6 +97,8 @@
 
 namespace knit::punch {
 
+struct Candidate;  // peer.hpp
+
 // A UDP socket of the agent: 0 is the WireGuard socket; probe sockets get ids from 1 up, never
 // reused by one PathManager.
 using SocketId = std::uint32_t;
@@ -176,6 +178,7 @@ struct LocalCandidates {
   std::optional<Endpoint> reflexive;     // STUN: our public endpoint
   std::optional<Endpoint> portmapped;    // NAT-PMP / PCP / UPnP mapping
   bool mapping_varies = false;           // STUN: our NAT maps per destination ("hard")
+  bool open_filter = false;              // STUN: our NAT's filtering is EIF or ADF (measured)
   friend bool operator==(const LocalCandidates&, const LocalCandidates&) = default;
 };
 
@@ -363,6 +366,9 @@ class PathManager {
   NatGuess nat_guess() const;
   // A call-me-maybe's "opened" after openers to the peer's public candidates (disco.hpp).
   bool opened_towards(const Peer& peer, NatGuess guess) const;
+  // Who sends first, for a hard side (header comment): no full ping from our main socket to
+  // this public candidate of the peer until the peer has sent to us from it.
+  bool holds_full_pings(Instant now, const Peer& peer, const Candidate& c) const;
   std::optional<Instant> peer_wake(Instant now, const Peer& peer) const;
   TxId new_tx();
 

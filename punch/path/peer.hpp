@@ -94,6 +94,7 @@ struct PathManager::Peer {
   // What the peer told us about itself in call-me-maybe.
   bool remote_facts = false;
   bool remote_hard = false;
+  bool remote_welcomes_pings = false;  // its last call-me-maybe: full pings cannot take a port there
   bool remote_active = false;  // its last call-me-maybe said it sends us data
   std::uint64_t remote_epoch = 0;
   std::vector<CandidateEndpoint> remote_candidates;

@@ -51,6 +51,14 @@ bool PathManager::opened_towards(const Peer& peer, NatGuess guess) const {
                      [](const Candidate& c) { return c.socket == kMainSocket && !c.lan; });
 }
 
+bool PathManager::holds_full_pings(Instant now, const Peer& peer, const Candidate& c) const {
+  if (!my_hard() || peer.remote_welcomes_pings || c.socket != kMainSocket || c.lan ||
+      c.kind == CandidateKind::portmapped || c.trusted(now))
+    return false;
+  if (c.last_heard && now - *c.last_heard <= kPathTrust) return false;  // its flow to us exists
+  return relay_available_ || relay_expected_;  // without a relay nothing else could open the path
+}
+
 bool PathManager::my_hard() const { return (local_.mapping_varies || observed_varies_) && !local_.portmapped; }
 
 void PathManager::service(Instant now, Peer& peer) {
@@ -196,7 +204,7 @@ void PathManager::full_probe(Instant now, Peer& peer) {
     const Candidate& c = peer.candidates[i];
     if (open_first && c.socket == kMainSocket && !c.lan && !c.trusted(now)) {
       if (behind_nat) send_opener(now, peer, i);
-      deferred = true;
+      if (!holds_full_pings(now, peer, c)) deferred = true;  // a held one has no full ping to follow
     } else {
       send_ping(now, peer, i, SendPurpose::probe);
     }
@@ -272,7 +280,7 @@ void PathManager::send_deferred_pings(Instant now, Peer& peer) {
   peer.deferred_pings_at.reset();
   for (std::size_t i = 0; i < peer.candidates.size(); ++i) {
     const Candidate& c = peer.candidates[i];
-    if (c.socket != kMainSocket || c.lan || c.trusted(now)) continue;
+    if (c.socket != kMainSocket || c.lan || c.trusted(now) || holds_full_pings(now, peer, c)) continue;
     if (c.last_ping && now - *c.last_ping < kPingBackSpacing) continue;
     send_ping(now, peer, i, SendPurpose::probe);
   }
@@ -290,6 +298,7 @@ bool PathManager::send_call_me_maybe(Instant now, Peer& peer, bool opened) {
   c.mapping_varies = my_hard();
   c.active = peer.active(now);
   c.opened = opened;
+  c.full_pings_welcome = nat_guess() == NatGuess::none || local_.open_filter;
   c.epoch = local_epoch_;
   const auto add = [&](CandidateKind kind, const Endpoint& e) {
     if (c.endpoints.size() < kMaxCallMeMaybeEndpoints && !e.empty())

@@ -205,6 +205,7 @@ DiscoError PathManager::handle_pong(Instant now, Peer& peer, const DiscoSource& 
 DiscoError PathManager::handle_call_me_maybe(Instant now, Peer& peer, const CallMeMaybe& cmm) {
   if (peer.remote_facts && cmm.epoch < peer.remote_epoch) return DiscoError::stale;
   peer.remote_active = cmm.active;
+  peer.remote_welcomes_pings = cmm.full_pings_welcome;
   const bool fresh = !peer.remote_facts || cmm.epoch > peer.remote_epoch;
   if (fresh) {
     peer.remote_facts = true;
@@ -247,7 +248,7 @@ DiscoError PathManager::handle_call_me_maybe(Instant now, Peer& peer, const Call
     const Candidate& c = peer.candidates[i];
     if (c.socket != kMainSocket || (!c.from_call_me_maybe && !c.from_coordinator)) continue;
     if (c.last_ping && now - *c.last_ping < kPingBackSpacing) continue;
-    if (cmm.opened || c.lan || c.trusted(now)) {
+    if ((cmm.opened || c.lan || c.trusted(now)) && !holds_full_pings(now, peer, c)) {
       send_ping(now, peer, i, SendPurpose::probe);
     } else {
       if (behind_nat) send_opener(now, peer, i);

@@ -512,6 +512,51 @@ TEST(PunchPath, AHeldBackCallMeMaybeStillMeansOpenersOnly) {
   EXPECT_GE(full_pings(), 1);  // the safety net
 }
 
+// A hard side's main socket sends a NATed peer's public candidates openers only, never a full
+// ping, until the peer has sent to it: behind a router without a WAN firewall the full ping
+// (from a port the peer never sent to: the mapping varies) would be kept as a flow to the router
+// itself, and the peer's own prediction probe that later hits that port would leave from
+// another one, for this and every later flow (the lab's rare easy <-> hard trials that never
+// went direct). A peer whose call-me-maybe says full pings are welcome (no NAT, or a filter
+// measured not to depend on the port) still gets them at once.
+TEST(PunchPath, AHardSideSendsANatedPeerOpenersNotFullPings) {
+  for (const bool welcome : {false, true}) {
+    SCOPED_TRACE(welcome);
+    Pair p({kA}, {kB});
+    p.w.blackholed.insert(kA);  // nothing arrives over UDP: only what A sends is under test
+    p.w.blackholed.insert(kB);
+    LocalCandidates ca = p.candidates(*p.a), cb = p.candidates(*p.b);
+    ca.reflexive = Endpoint(kA, kWgPort);
+    ca.local = {Endpoint(ip("10.0.1.2"), kWgPort)};
+    ca.mapping_varies = true;  // A is hard, behind a NAT
+    cb.reflexive = Endpoint(kB, kWgPort);
+    cb.local = {Endpoint(ip("10.0.2.2"), kWgPort)};  // B is behind a NAT
+    cb.open_filter = welcome;
+    p.a->pm->set_local_candidates(p.w.now, ca);
+    p.b->pm->set_local_candidates(p.w.now, cb);
+    p.w.introduce(*p.a, ca, *p.b, cb);
+    p.run(seconds(20));  // past the opener fallback, with traffic both ways
+    ASSERT_TRUE(p.a->pm->hard());
+    const Endpoint pub(kB, kWgPort);
+    const auto count = [&](bool openers) {
+      return std::count_if(p.a->sends.begin(), p.a->sends.end(), [&](const SendRecord& r) {
+        return r.socket == kMainSocket && r.to.same_remote(pub) &&
+               (r.purpose == SendPurpose::opener) == openers;
+      });
+    };
+    EXPECT_GE(count(true), 1);
+    if (welcome)
+      EXPECT_GE(count(false), 1);
+    else
+      EXPECT_EQ(count(false), 0);
+    // B, easy, is not held back: its full pings go to A as before.
+    EXPECT_GE(std::count_if(p.b->sends.begin(), p.b->sends.end(), [&](const SendRecord& r) {
+                return r.to.same_remote(Endpoint(kA, kWgPort)) && r.purpose == SendPurpose::probe;
+              }),
+              1);
+  }
+}
+
 // A call-me-maybe carrying facts new to us is answered with ours even if we sent one a moment
 // ago: that one may have gone to a peer the relay had not admitted yet, and the peer (a double
 // NAT, whose openers cannot open its carrier NAT) waits for our "opened" before its full pings.
