@@ -46,13 +46,16 @@
 //  * A port moved anyway (a peer without this ordering, an older agent): Linux then gives every
 //    new flow of ours the moved port, so the reflexive endpoint we published is wrong for peers
 //    we meet later. Peers' pongs show it (MappingEvidence::remapped): noticed and counted
-//    (stats().remaps_noticed), not yet acted on (update_remapped says why). It still happens
-//    with easy <-> hard pairs (seen with bench/punch_timing.sh, pro <-> sn, under load): the
-//    hard peer's full pings from its main socket reach our open router from a port we never
-//    learn, and the router keeps each as its own flow (30 s, refreshed by the peer's re-probes);
-//    when our spray (prediction) to that peer's address hits such a port, masquerade moves the
-//    spray's flow to another port, and every later flow of ours inherits it (the peer's probe
-//    sockets, aimed at our published port, never see our sprays again). Not solved yet.
+//    (stats().remaps_noticed), not yet acted on (update_remapped says why).
+//  * A hard side holds its full pings too (holds_full_pings): from its main socket, a NATed
+//    peer's public candidates get openers only until the peer has sent to it. Its full pings
+//    leave from ports the peer never learns (the mapping varies), so they never open anything,
+//    and on a router without a WAN firewall each one was kept as a flow to the router itself
+//    (seen with bench/punch_timing.sh, pro <-> sn, under load): when the easy peer's
+//    prediction probe hit such a port, masquerade moved that flow to another port, and every
+//    later flow of the easy peer inherited it. A peer whose call-me-maybe says full pings are
+//    welcome (no NAT, or a filter measured not to depend on the port: they reach it at once)
+//    still gets them; a port-mapped candidate always does.
 //  * Easy <-> hard pairs: port prediction (predict.hpp) once plain probing has had
 //    kPredictStartDelay; hard <-> hard: relay.
 //  * Rate bounds: per-peer and global token buckets (path_rate.hpp); prediction is paced.
