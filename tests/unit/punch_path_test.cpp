@@ -381,13 +381,9 @@ TEST(PunchPath, AnExpectedRelayNotUpYetMeansOpenersOnly) {
   }
 }
 
-// The opener TTL (constants.hpp, kOpenerTtlMax): an ICMP "time exceeded" about an opener at the
-// current TTL from a private or shared address (a carrier NAT of ours) makes the openers go again
-// one hop further, at once, while the full pings still wait; once per round, up to the bound.
-// Any other such ICMP (about a datagram we did not send as an opener, or from a public hop) is
-// counted and changes nothing; a network change starts from kOpenerTtl again.
-TEST(PunchPath, OpenersThatDieInsideOurNatsGoAgainOneHopFurther) {
-  Pair p({kA}, {kB});
+// A behind a NAT (10.0.1.2 inside, kA outside), its relay listed but not up yet, meets B at
+// B's public endpoint (returned): A's full probe sends that endpoint an opener, nothing more.
+Endpoint meet_behind_nat_before_the_relay(Pair& p) {
   p.w.set_relay(false);
   PathManager& pm = *p.a->pm;
   pm.set_relay_expected(p.w.now, true);
@@ -397,6 +393,18 @@ TEST(PunchPath, OpenersThatDieInsideOurNatsGoAgainOneHopFurther) {
   pm.set_local_candidates(p.w.now, ca);
   const Endpoint pub(kB, kWgPort);
   pm.set_peer(p.w.now, p.b->node_key, p.b->disco_public, {pub});
+  return pub;
+}
+
+// The opener TTL (constants.hpp, kOpenerTtlMax): an ICMP "time exceeded" about an opener at the
+// current TTL from a private or shared address (a carrier NAT of ours) makes the openers go again
+// one hop further, at once, while the full pings still wait; once per round, up to the bound.
+// Any other such ICMP (about a datagram we did not send as an opener, or from a public hop) is
+// counted and changes nothing; a network change starts from kOpenerTtl again.
+TEST(PunchPath, OpenersThatDieInsideOurNatsGoAgainOneHopFurther) {
+  Pair p({kA}, {kB});
+  PathManager& pm = *p.a->pm;
+  const Endpoint pub = meet_behind_nat_before_the_relay(p);
   const auto opener_ttls = [&] {
     std::vector<unsigned> ttls;
     for (const PathAction& a : pm.take_actions())
@@ -442,15 +450,8 @@ TEST(PunchPath, OpenersThatDieInsideOurNatsGoAgainOneHopFurther) {
 // reach the peer's, which on a router without a WAN firewall takes the port there.
 TEST(PunchPath, ALateAnswerFromTheSameHopRaisesTheOpenerTtlOnce) {
   Pair p({kA}, {kB});
-  p.w.set_relay(false);
   PathManager& pm = *p.a->pm;
-  pm.set_relay_expected(p.w.now, true);
-  LocalCandidates ca;
-  ca.local.push_back(Endpoint(ip("10.0.1.2"), kWgPort));
-  ca.reflexive = Endpoint(kA, kWgPort);
-  pm.set_local_candidates(p.w.now, ca);
-  const Endpoint pub(kB, kWgPort);
-  pm.set_peer(p.w.now, p.b->node_key, p.b->disco_public, {pub});
+  const Endpoint pub = meet_behind_nat_before_the_relay(p);
   (void)pm.take_actions();
   const IpAddress carrier = ip("100.64.3.1");
   ASSERT_TRUE(pm.on_time_exceeded(p.w.now, pub, carrier));

@@ -12,6 +12,7 @@
 #include "control/channel.hpp"
 #include "relay/client_session.hpp"
 #include "relay/server_core.hpp"
+#include "tests/support/relay_channel_pair.hpp"
 #include "tests/support/relay_clients.hpp"
 #include "wg/crypto.hpp"
 
@@ -22,30 +23,18 @@ using control::Channel;
 using control::ChannelError;
 using control::ChannelEvent;
 using testing::admit_all;
+using testing::ChannelPair;
 using testing::Client;
 using testing::FakeIo;
 
 // ---------------------------------------------------------------- the channel alone
 
-struct ChannelPair {
-  ChannelPair() {
-    const wg::PrivateKey server_key = wg::crypto::generate_private_key(rng);
-    const wg::PrivateKey client_key = wg::crypto::generate_private_key(rng);
-    client = Channel::initiator(client_key, wg::crypto::public_key_of(server_key), 1 << 17, kRelayPrologue);
-    server = Channel::responder(server_key, 1 << 17, kRelayPrologue);
-    Bytes m1, m2;
-    if (client.start(rng, {}, m1) != ChannelError::ok) throw std::runtime_error("start");
-    ByteSpan in(m1);
-    if (server.feed(in).kind != ChannelEvent::Kind::request) throw std::runtime_error("m1");
-    if (server.answer(rng, {}, m2) != ChannelError::ok) throw std::runtime_error("answer");
-    ByteSpan in2(m2);
-    if (client.feed(in2).kind != ChannelEvent::Kind::handshake_done) throw std::runtime_error("m2");
+// A channel pair whose server reads split messages and runs.
+struct RunPair : ChannelPair {
+  RunPair() : ChannelPair(6) {
     server.set_split_frames(true);
     server.set_run_frames(true);
   }
-  SeededRandom rng{6};
-  Channel client = Channel::responder(wg::PrivateKey{});
-  Channel server = Channel::responder(wg::PrivateKey{});
 };
 
 const Bytes kHead{0x01, 2, 3, 4};
@@ -70,7 +59,7 @@ std::size_t lay_out(Bytes& out, const std::vector<Bytes>& tails, std::vector<std
 }
 
 TEST(ChannelRuns, RoundTripShowsHeadTailsAndTrailer) {
-  ChannelPair p;
+  RunPair p;
   const std::vector<Bytes> tails{Bytes(1420, 0x11), Bytes(1, 0x22), Bytes(300, 0x33)};
   Bytes wire;
   const std::size_t at = lay_out(wire, tails);
@@ -90,7 +79,7 @@ TEST(ChannelRuns, RoundTripShowsHeadTailsAndTrailer) {
 }
 
 TEST(ChannelRuns, BadLayoutsAreRefusedOnSealAndOutIsKept) {
-  ChannelPair p;
+  RunPair p;
   const Bytes before{9, 9, 9};
   const std::vector<Bytes> two{Bytes(10, 1), Bytes(20, 2)};
   struct Case {
@@ -118,7 +107,7 @@ TEST(ChannelRuns, BadLayoutsAreRefusedOnSealAndOutIsKept) {
 TEST(ChannelRuns, TamperedTailPassesTamperedLengthsOrCountDoNot) {
   const std::vector<Bytes> tails{Bytes(100, 0x11), Bytes(200, 0x22)};
   {
-    ChannelPair p;
+    RunPair p;
     Bytes wire;
     ASSERT_EQ(p.client.seal_run(wire, lay_out(wire, tails), kHead.size()), ChannelError::ok);
     wire[5 + 4 + 16 + 50] ^= 0xff;  // inside tail 1: not this hop's to check
@@ -126,7 +115,7 @@ TEST(ChannelRuns, TamperedTailPassesTamperedLengthsOrCountDoNot) {
     EXPECT_EQ(p.server.feed(in).kind, ChannelEvent::Kind::message);
   }
   {
-    ChannelPair p;
+    RunPair p;
     Bytes wire;
     ASSERT_EQ(p.client.seal_run(wire, lay_out(wire, tails), kHead.size()), ChannelError::ok);
     // The lengths swapped: they still add up, so only the tag can tell.
@@ -139,7 +128,7 @@ TEST(ChannelRuns, TamperedTailPassesTamperedLengthsOrCountDoNot) {
     EXPECT_EQ(e.error, ChannelError::decrypt_failed);
   }
   {
-    ChannelPair p;
+    RunPair p;
     Bytes wire;
     ASSERT_EQ(p.client.seal_run(wire, lay_out(wire, tails), kHead.size()), ChannelError::ok);
     wire.back() = 1;  // the count: the trailer no longer adds up
@@ -151,7 +140,7 @@ TEST(ChannelRuns, TamperedTailPassesTamperedLengthsOrCountDoNot) {
 }
 
 TEST(ChannelRuns, ARunToASideWithoutRunsIsFatal) {
-  ChannelPair p;
+  RunPair p;
   p.server.set_run_frames(false);
   Bytes wire;
   ASSERT_EQ(p.client.seal_run(wire, lay_out(wire, {Bytes(50, 1)}), kHead.size()), ChannelError::ok);

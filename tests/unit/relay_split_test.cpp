@@ -13,6 +13,7 @@
 #include "control/channel.hpp"
 #include "relay/client_session.hpp"
 #include "relay/server_core.hpp"
+#include "tests/support/relay_channel_pair.hpp"
 #include "tests/support/relay_clients.hpp"
 #include "tests/support/ipv4_udp_packet.hpp"
 #include "wg/crypto.hpp"
@@ -25,37 +26,18 @@ using control::Channel;
 using control::ChannelError;
 using control::ChannelEvent;
 using testing::admit_all;
+using testing::ChannelPair;
 using testing::Client;
 using testing::FakeIo;
 using testing::pull;
 
 // ---------------------------------------------------------------- the channel alone
 
-struct ChannelPair {
-  ChannelPair() {
-    const wg::PrivateKey server_key = wg::crypto::generate_private_key(rng);
-    const wg::PrivateKey client_key = wg::crypto::generate_private_key(rng);
-    client = Channel::initiator(client_key, wg::crypto::public_key_of(server_key), 1 << 17,
-                                kRelayPrologue);
-    server = Channel::responder(server_key, 1 << 17, kRelayPrologue);
-    Bytes m1, m2;
-    if (client.start(rng, {}, m1) != ChannelError::ok) throw std::runtime_error("start");
-    ByteSpan in(m1);
-    if (server.feed(in).kind != ChannelEvent::Kind::request) throw std::runtime_error("m1");
-    if (server.answer(rng, {}, m2) != ChannelError::ok) throw std::runtime_error("answer");
-    ByteSpan in2(m2);
-    if (client.feed(in2).kind != ChannelEvent::Kind::handshake_done) throw std::runtime_error("m2");
-  }
-  SeededRandom rng{5};
-  Channel client = Channel::responder(wg::PrivateKey{});
-  Channel server = Channel::responder(wg::PrivateKey{});
-};
-
 const Bytes kHead{0x01, 2, 3, 4};
 const Bytes kTail(1420, 0x5c);
 
 TEST(ChannelSplit, RoundTripShowsWhatWasSealed) {
-  ChannelPair p;
+  ChannelPair p(5);
   p.server.set_split_frames(true);
   Bytes wire;
   ASSERT_EQ(p.client.seal_split_append(kHead, kTail, wire), ChannelError::ok);
@@ -84,7 +66,7 @@ TEST(ChannelSplit, RoundTripShowsWhatWasSealed) {
 TEST(ChannelSplit, TamperedTailPassesTheChannelTamperedHeadOrLengthDoesNot) {
   for (int where = 0; where < 5; ++where) {
     SCOPED_TRACE(where);
-    ChannelPair p;
+    ChannelPair p(5);
     p.server.set_split_frames(true);
     Bytes wire;
     ASSERT_EQ(p.client.seal_split_append(kHead, kTail, wire), ChannelError::ok);
@@ -114,7 +96,7 @@ TEST(ChannelSplit, TamperedTailPassesTheChannelTamperedHeadOrLengthDoesNot) {
 }
 
 TEST(ChannelSplit, ReplayedOrReorderedSplitMessagesFail) {
-  ChannelPair p;
+  ChannelPair p(5);
   p.server.set_split_frames(true);
   Bytes first, second;
   ASSERT_EQ(p.client.seal_split_append(kHead, kTail, first), ChannelError::ok);
@@ -126,7 +108,7 @@ TEST(ChannelSplit, ReplayedOrReorderedSplitMessagesFail) {
   EXPECT_EQ(ev.kind, ChannelEvent::Kind::error);
   EXPECT_EQ(ev.error, ChannelError::decrypt_failed);
 
-  ChannelPair q;
+  ChannelPair q(5);
   q.server.set_split_frames(true);
   Bytes a, b;
   ASSERT_EQ(q.client.seal_split_append(kHead, kTail, a), ChannelError::ok);
@@ -136,7 +118,7 @@ TEST(ChannelSplit, ReplayedOrReorderedSplitMessagesFail) {
 }
 
 TEST(ChannelSplit, NotEnabledIsFatalAndMalformedSplitIsFatal) {
-  ChannelPair p;  // the server never enabled split messages
+  ChannelPair p(5);  // the server never enabled split messages
   Bytes wire;
   ASSERT_EQ(p.client.seal_split_append(kHead, kTail, wire), ChannelError::ok);
   ByteSpan in(wire);
@@ -146,7 +128,7 @@ TEST(ChannelSplit, NotEnabledIsFatalAndMalformedSplitIsFatal) {
 
   // A head size of 0, and one longer than the body: malformed, never read past the frame.
   for (std::uint8_t head : {std::uint8_t{0}, std::uint8_t{200}}) {
-    ChannelPair q;
+    ChannelPair q(5);
     q.server.set_split_frames(true);
     Bytes bad(4 + 1 + 20, 0);
     store_be32(bad.data(), static_cast<std::uint32_t>(bad.size() - 4) | control::kSplitFlag);
@@ -157,7 +139,7 @@ TEST(ChannelSplit, NotEnabledIsFatalAndMalformedSplitIsFatal) {
     EXPECT_EQ(e.error, ChannelError::malformed);
   }
   // Sealing refuses an empty or oversized head.
-  ChannelPair r;
+  ChannelPair r(5);
   Bytes out;
   EXPECT_EQ(r.client.seal_split_append({}, kTail, out), ChannelError::malformed);
   EXPECT_EQ(r.client.seal_split_append(Bytes(256, 1), kTail, out), ChannelError::malformed);
