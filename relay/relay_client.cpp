@@ -352,7 +352,12 @@ void RelayClient::Core::handle(const ClientSession::Step& step) {
       ++stats_.dropped_malformed;
       return;
     case Kind::run:
-      // Packets from one node, in order, as if they had come one recv frame each.
+      // Packets from one node, in order, as if they had come one recv frame each. A relay
+      // sends only recv runs; anything else is dropped, as a send frame from it would be.
+      if (step.run.type != FrameType::recv) {
+        stats_.dropped_malformed += step.run.count();
+        return;
+      }
       step.run.for_each([&, gen = generation_](ByteSpan packet) {
         if (generation_ != gen || !session_) return;  // a receiver closed us: the rest is dropped
         ++stats_.packets_received;

@@ -61,7 +61,7 @@ class RelayClient {
     std::uint64_t bytes_received = 0;
     std::uint64_t dropped_queue_full = 0;
     std::uint64_t dropped_not_connected = 0;
-    std::uint64_t dropped_malformed = 0;  // frames from the relay that did not parse
+    std::uint64_t dropped_malformed = 0;  // frames from the relay that did not parse (or a run it may not send)
     std::uint64_t peer_gone = 0;
     std::uint64_t sessions = 0;  // times admitted
   };
