@@ -310,33 +310,14 @@ MutableByteSpan Channel::plaintext_room(std::size_t size, Bytes& plain) {
   return plain;
 }
 
-ChannelError Channel::seal_split_append(ByteSpan head, ByteSpan tail, Bytes& out) {
-  if (state_ != State::open) return ChannelError::wrong_state;
-  if (head.empty() || head.size() > kMaxSplitHead) return ChannelError::malformed;
-  const std::size_t body = kSplitOverhead + head.size() + tail.size();
-  if (body > kMaxFrameSize) return ChannelError::frame_too_large;
-  const std::size_t at = out.size();
-  out.resize(at + kFrameHeaderSize + body);
-  std::uint8_t* p = out.data() + at;
-  store_be32(p, static_cast<std::uint32_t>(body) | kSplitFlag);
-  p[kFrameHeaderSize] = static_cast<std::uint8_t>(head.size());
-  const ByteSpan ad(p, kFrameHeaderSize + 1);
-  const MutableByteSpan sealed(p + kFrameHeaderSize + 1, head.size() + kAeadTagSize);
-  std::copy(tail.begin(), tail.end(), sealed.data() + sealed.size());
-  const NoiseError err = send_.encrypt_with_ad(sealed, ad, head);
-  if (err == NoiseError::ok) return ChannelError::ok;
-  out.resize(at);
-  if (err == NoiseError::nonce_exhausted) return fail(ChannelError::nonce_exhausted).error;
-  return fail(ChannelError::wrong_state).error;
-}
-
 namespace {
 
-// The run's associated data: the length word, the head size byte and the trailer.
-struct RunAd {
+// A split message's associated data: the length word, the head size byte and, for a run, the
+// trailer (empty for a plain split message).
+struct SplitAd {
   std::array<std::uint8_t, kFrameHeaderSize + 1 + run_trailer_size(kMaxRunTails)> bytes{};
   std::size_t size = 0;
-  RunAd(ByteSpan header, std::uint8_t head_byte, ByteSpan trailer) {
+  SplitAd(ByteSpan header, std::uint8_t head_byte, ByteSpan trailer) {
     std::copy(header.begin(), header.end(), bytes.begin());
     bytes[kFrameHeaderSize] = head_byte;
     std::copy(trailer.begin(), trailer.end(), bytes.begin() + kFrameHeaderSize + 1);
@@ -365,6 +346,27 @@ std::size_t check_run_trailer(ByteSpan after_head) {
 
 }  // namespace
 
+ChannelError Channel::seal_split_append(ByteSpan head, ByteSpan tail, Bytes& out) {
+  if (state_ != State::open) return ChannelError::wrong_state;
+  if (head.empty() || head.size() > kMaxSplitHead) return ChannelError::malformed;
+  const std::size_t body = kSplitOverhead + head.size() + tail.size();
+  if (body > kMaxFrameSize) return ChannelError::frame_too_large;
+  const std::size_t at = out.size();
+  out.resize(at + kFrameHeaderSize + body);
+  std::uint8_t* p = out.data() + at;
+  store_be32(p, static_cast<std::uint32_t>(body) | kSplitFlag);
+  p[kFrameHeaderSize] = static_cast<std::uint8_t>(head.size());
+  const ByteSpan ad(p, kFrameHeaderSize + 1);
+  const MutableByteSpan sealed(p + kFrameHeaderSize + 1, head.size() + kAeadTagSize);
+  std::copy(tail.begin(), tail.end(), sealed.data() + sealed.size());
+  const NoiseError err = send_.encrypt_with_ad(sealed, ad, head);
+  if (err == NoiseError::ok) return ChannelError::ok;
+  out.resize(at);
+  if (err == NoiseError::nonce_exhausted) return fail(ChannelError::nonce_exhausted).error;
+  return fail(ChannelError::wrong_state).error;
+}
+
+
 ChannelError Channel::seal_run(Bytes& out, std::size_t at, std::size_t head_size) {
   const std::size_t before_tails = kFrameHeaderSize + 1 + head_size + kAeadTagSize;
   if (at > out.size() || out.size() - at < before_tails) {
@@ -385,7 +387,7 @@ ChannelError Channel::seal_run(Bytes& out, std::size_t at, std::size_t head_size
   std::uint8_t* p = out.data() + at;
   store_be32(p, static_cast<std::uint32_t>(body) | kSplitFlag);
   p[kFrameHeaderSize] = static_cast<std::uint8_t>(kRunMark | head_size);
-  const RunAd ad(ByteSpan(p, kFrameHeaderSize), p[kFrameHeaderSize], after_head.last(trailer));
+  const SplitAd ad(ByteSpan(p, kFrameHeaderSize), p[kFrameHeaderSize], after_head.last(trailer));
   const MutableByteSpan sealed(p + kFrameHeaderSize + 1, head_size + kAeadTagSize);
   const NoiseError err = send_.encrypt_with_ad(sealed, ad.span(), sealed.first(head_size));
   if (err == NoiseError::ok) return ChannelError::ok;
@@ -394,47 +396,21 @@ ChannelError Channel::seal_run(Bytes& out, std::size_t at, std::size_t head_size
   return fail(ChannelError::wrong_state).error;
 }
 
-ChannelEvent Channel::on_run(ByteSpan body) {
-  // kRunMark | head_size u8 | AEAD(head) | tails | trailer.
-  const std::size_t head = body[0] & kMaxRunHead;
-  if (head == 0 || body.size() < kSplitOverhead + head) return fail(ChannelError::malformed);
-  const ByteSpan after_head = body.subspan(kSplitOverhead + head);
-  const std::size_t trailer = check_run_trailer(after_head);
-  if (trailer == 0) return fail(ChannelError::malformed);
-  const RunAd ad(reader_.header(), body[0], after_head.last(trailer));
-  const ByteSpan sealed = body.subspan(1, head + kAeadTagSize);
-  Bytes plaintext;
-  const MutableByteSpan out = plaintext_room(head + after_head.size(), plaintext);
-  const NoiseError err = receive_.decrypt_with_ad(out.first(head), ad.span(), sealed);
-  if (err != NoiseError::ok) {
-    if (lend_ && arena_ != nullptr) arena_->resize(arena_->size() - out.size());
-    if (err == NoiseError::decrypt_failed) return fail(ChannelError::decrypt_failed);
-    if (err == NoiseError::nonce_exhausted) return fail(ChannelError::nonce_exhausted);
-    return fail(ChannelError::malformed);
-  }
-  std::copy(after_head.begin(), after_head.end(), out.begin() + static_cast<std::ptrdiff_t>(head));
-  ChannelEvent ok = event(ChannelEvent::Kind::message, std::move(plaintext));
-  if (lend_) ok.lent = out;
-  ok.split = true;
-  ok.sealed_size = head;
-  ok.run_tails = after_head.back();
-  return ok;
-}
-
 ChannelEvent Channel::on_split(ByteSpan body) {
-  // head_size u8 | AEAD(head) | tail; at least one byte of head.
+  // head_size u8 | AEAD(head) | tail; at least one byte of head. A run (runs enabled, kRunMark
+  // on the head size): its tail ends in the trailer, which the ad covers too.
   if (body.size() < kSplitOverhead + 1) return fail(ChannelError::malformed);
-  if (runs_ && (body[0] & kRunMark) != 0) return on_run(body);
-  const std::size_t head = body[0];
+  const bool run = runs_ && (body[0] & kRunMark) != 0;
+  const std::size_t head = run ? body[0] & kMaxRunHead : body[0];
   if (head == 0 || body.size() < kSplitOverhead + head) return fail(ChannelError::malformed);
-  std::array<std::uint8_t, kFrameHeaderSize + 1> ad{};
-  std::copy(reader_.header().begin(), reader_.header().end(), ad.begin());
-  ad[kFrameHeaderSize] = body[0];
+  const ByteSpan tail = body.subspan(kSplitOverhead + head);
+  const std::size_t trailer = run ? check_run_trailer(tail) : 0;
+  if (run && trailer == 0) return fail(ChannelError::malformed);
+  const SplitAd ad(reader_.header(), body[0], tail.last(trailer));
   const ByteSpan sealed = body.subspan(1, head + kAeadTagSize);
-  const ByteSpan tail = body.subspan(1 + head + kAeadTagSize);
   Bytes plaintext;
   const MutableByteSpan out = plaintext_room(head + tail.size(), plaintext);
-  const NoiseError err = receive_.decrypt_with_ad(out.first(head), ad, sealed);
+  const NoiseError err = receive_.decrypt_with_ad(out.first(head), ad.span(), sealed);
   if (err != NoiseError::ok) {
     if (lend_ && arena_ != nullptr) arena_->resize(arena_->size() - out.size());
     if (err == NoiseError::decrypt_failed) return fail(ChannelError::decrypt_failed);
@@ -446,6 +422,7 @@ ChannelEvent Channel::on_split(ByteSpan body) {
   if (lend_) ok.lent = out;
   ok.split = true;
   ok.sealed_size = head;
+  if (run) ok.run_tails = tail.back();
   return ok;
 }
 

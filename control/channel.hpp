@@ -210,8 +210,7 @@ class Channel {
   ChannelEvent on_message1(ByteSpan body);
   ChannelEvent on_message2(ByteSpan body);
   ChannelEvent on_transport(ByteSpan body);
-  ChannelEvent on_split(ByteSpan body);
-  ChannelEvent on_run(ByteSpan body);
+  ChannelEvent on_split(ByteSpan body);  // runs too
   // Where a transport message's plaintext of `size` bytes goes (lent buffer, arena, or plain).
   MutableByteSpan plaintext_room(std::size_t size, Bytes& plain);
 
