@@ -27,8 +27,8 @@ inline control::PeerInfo peer(std::uint8_t n) {
   info.name = "node-" + std::to_string(n);
   info.node_key.fill(n);
   info.disco_key.fill(static_cast<std::uint8_t>(n + 100));
-  info.ipv4 = *IpAddress::parse("100.64.0." + std::to_string(n));
-  info.ipv6 = *IpAddress::parse("fd7a::" + std::to_string(n));
+  info.ipv4 = IpAddress::parse("100.64.0." + std::to_string(n)).value();
+  info.ipv6 = IpAddress::parse("fd7a::" + std::to_string(n)).value();
   return info;
 }
 
@@ -36,9 +36,9 @@ inline control::PeerInfo peer(std::uint8_t n) {
 inline control::RegisterResponse accepted(const std::string& hostname = "host-a") {
   control::RegisterResponse r;
   r.ok = true;
-  r.node = {hostname, *IpAddress::parse("100.64.0.1"), *IpAddress::parse("fd7a::1"), {}};
+  r.node = {hostname, IpAddress::parse("100.64.0.1").value(), IpAddress::parse("fd7a::1").value(), {}};
   r.node.node_key.fill(1);  // all-zero keys are refused on the wire
-  r.mesh = {*IpPrefix::parse("100.64.0.0/10"), *IpPrefix::parse("fd7a::/48")};
+  r.mesh = {IpPrefix::parse("100.64.0.0/10").value(), IpPrefix::parse("fd7a::/48").value()};
   return r;
 }
 

@@ -11,7 +11,7 @@
 namespace knit::testing {
 
 struct FilterHarness {
-  FilterHarness() : rng(3), filter(rng) { filter.set_mesh_address(*IpAddress::parse("100.64.0.1")); }
+  FilterHarness() : rng(3), filter(rng) { filter.set_mesh_address(IpAddress::parse("100.64.0.1").value()); }
   std::optional<Bytes> out(Bytes packet) { return pass(filter.outbound(now, packet), packet); }
   std::optional<Bytes> in(Bytes packet) { return pass(filter.inbound(now, packet), packet); }
 

@@ -23,8 +23,8 @@ inline control::PeerInfo peer(std::uint8_t n, std::vector<IpPrefix> routes, bool
   info.name = "node-" + std::to_string(n);
   info.node_key = key(n);
   info.disco_key = key(static_cast<std::uint8_t>(n + 100));
-  info.ipv4 = *IpAddress::parse("100.64.0." + std::to_string(n));
-  info.ipv6 = *IpAddress::parse("fd7a:115c:a1e0::" + std::to_string(n));
+  info.ipv4 = IpAddress::parse("100.64.0." + std::to_string(n)).value();
+  info.ipv6 = IpAddress::parse("fd7a:115c:a1e0::" + std::to_string(n)).value();
   info.online = online;
   info.routes = std::move(routes);
   return info;

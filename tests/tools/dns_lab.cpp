@@ -45,7 +45,7 @@ Bytes answer_for(const Query& q, bool over_udp) {
     }
     std::vector<Record> records;
     for (int i = 0; i < 80; ++i)
-      records.push_back(Record{q.name, 60, *IpAddress::parse("198.51.100." + std::to_string(10 + i))});
+      records.push_back(Record{q.name, 60, IpAddress::parse("198.51.100." + std::to_string(10 + i)).value()});
     return build_response(q, Rcode::noerror, records, {}, true);
   }
   if (q.name == "big.lab.example") {
@@ -54,10 +54,10 @@ Bytes answer_for(const Query& q, bool over_udp) {
       tc[2] |= 0x02;
       return tc;
     }
-    Record r{q.name, 60, *IpAddress::parse("198.51.100.8")};
+    Record r{q.name, 60, IpAddress::parse("198.51.100.8").value()};
     return build_response(q, Rcode::noerror, std::span<const Record>(&r, 1), {}, true);
   }
-  Record r{q.name, 60, *IpAddress::parse("198.51.100.7")};
+  Record r{q.name, 60, IpAddress::parse("198.51.100.7").value()};
   return build_response(q, Rcode::noerror, std::span<const Record>(&r, 1), {}, true);
 }
 

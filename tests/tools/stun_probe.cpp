@@ -116,7 +116,7 @@ int main(int argc, char** argv) {
       if (!e) throw std::runtime_error("--server wants a numeric HOST:PORT, not '" + t + "'");
       servers.push_back(*e);
     }
-    Endpoint bind = servers[0].address().is_v4() ? Endpoint(IpAddress::v4(0u), 0) : *Endpoint::parse("[::]:0");
+    Endpoint bind = servers[0].address().is_v4() ? Endpoint(IpAddress::v4(0u), 0) : Endpoint::parse("[::]:0").value();
     if (!bind_text.empty()) {
       auto e = Endpoint::parse(bind_text);
       if (!e) throw std::runtime_error("--bind wants ADDR:PORT");

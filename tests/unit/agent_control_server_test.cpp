@@ -38,11 +38,11 @@ class FakeHandler : public ControlHandler {
     }
     if (std::holds_alternative<localapi::VersionRequest>(request)) return reply(localapi::VersionReply{"9.9.9"});
     if (std::holds_alternative<localapi::IpRequest>(request))
-      return reply(localapi::IpReply{*IpAddress::parse("100.64.0.1"), *IpAddress::parse("fd7a::1")});
+      return reply(localapi::IpReply{IpAddress::parse("100.64.0.1").value(), IpAddress::parse("fd7a::1").value()});
     reply(localapi::ErrorReply{"not joined: run `knit up --token TOKEN`"});
   }
   void release_up() {
-    if (held) held(localapi::UpReply{"host-a", *IpAddress::parse("100.64.0.1"), *IpAddress::parse("fd7a::1"), false});
+    if (held) held(localapi::UpReply{"host-a", IpAddress::parse("100.64.0.1").value(), IpAddress::parse("fd7a::1").value(), false});
     held = nullptr;
   }
   int requests = 0;
@@ -168,7 +168,7 @@ TEST_F(ControlServerTest, AnswersRequestsInOrderOnOneConnection) {
   start_loop();
   KnitdConnection connection(path_);
   EXPECT_EQ(expect<localapi::VersionReply>(connection.call(localapi::VersionRequest{}, 2000ms)).version, "9.9.9");
-  EXPECT_EQ(expect<localapi::IpReply>(connection.call(localapi::IpRequest{}, 2000ms)).ipv4, *IpAddress::parse("100.64.0.1"));
+  EXPECT_EQ(expect<localapi::IpReply>(connection.call(localapi::IpRequest{}, 2000ms)).ipv4, IpAddress::parse("100.64.0.1").value());
   try {
     expect<localapi::StatusReply>(connection.call(localapi::StatusRequest{}, 2000ms));
     FAIL();

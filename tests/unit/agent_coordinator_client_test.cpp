@@ -59,7 +59,7 @@ class ClientTest : public ::testing::Test {
     o.disco_key.fill(9);
     o.hostname = "host-a";
     o.version = "0.1.0";
-    o.endpoints = {*Endpoint::parse("192.0.2.1:41641")};
+    o.endpoints = {Endpoint::parse("192.0.2.1:41641").value()};
     o.connect_timeout = 1s;
     o.handshake_timeout = 1s;
     return o;
@@ -94,16 +94,16 @@ TEST_F(ClientTest, RegistersAndFollowsTheMap) {
   EXPECT_EQ(request.token, std::optional<std::string>("knit1-secret"));
   EXPECT_EQ(request.hostname, "host-a");
   EXPECT_EQ(request.os, "linux");
-  EXPECT_EQ(request.endpoints, (std::vector<Endpoint>{*Endpoint::parse("192.0.2.1:41641")}));
+  EXPECT_EQ(request.endpoints, (std::vector<Endpoint>{Endpoint::parse("192.0.2.1:41641").value()}));
 
   // New endpoints go out as an update; the same ones again do not.
-  client.set_endpoints({*Endpoint::parse("192.0.2.7:41641")});
-  client.set_endpoints({*Endpoint::parse("192.0.2.7:41641")});
+  client.set_endpoints({Endpoint::parse("192.0.2.7:41641").value()});
+  client.set_endpoints({Endpoint::parse("192.0.2.7:41641").value()});
   ASSERT_TRUE(run_until([&] { return !coordinator_.received.empty(); }));
   run_until([] { return false; }, 100ms);
   ASSERT_EQ(coordinator_.received.size(), 1u);
   EXPECT_EQ(coordinator_.received[0],
-            control::Message(control::EndpointUpdate{{*Endpoint::parse("192.0.2.7:41641")}}));
+            control::Message(control::EndpointUpdate{{Endpoint::parse("192.0.2.7:41641").value()}}));
   client.stop();
   EXPECT_EQ(client.state(), CoordinatorClient::State::stopped);
 }
@@ -171,9 +171,9 @@ TEST_F(ClientTest, AnInternalErrorIsRetried) {
     control::RegisterResponse r;
     if (++calls == 1) return r;  // ok=false, internal
     r.ok = true;
-    r.node = {request.hostname, *IpAddress::parse("100.64.0.1"), *IpAddress::parse("fd7a::1"), {}};
+    r.node = {request.hostname, IpAddress::parse("100.64.0.1").value(), IpAddress::parse("fd7a::1").value(), {}};
     r.node.node_key.fill(1);
-    r.mesh = {*IpPrefix::parse("100.64.0.0/10"), *IpPrefix::parse("fd7a::/48")};
+    r.mesh = {IpPrefix::parse("100.64.0.0/10").value(), IpPrefix::parse("fd7a::/48").value()};
     return r;
   };
   CoordinatorClient client(io_, node_key_, options({coordinator_.address()}), recorder_, rng_);

@@ -111,14 +111,14 @@ class DataPlaneTest : public ::testing::Test {
     a_.plane->configure([&](wg::Device& d, wg::Now now) {
       d.set_private_key(ka);
       wg::Peer* p = d.add_peer(pb, now);
-      d.set_endpoint(*p, *Endpoint::parse("192.0.2.2:51820"));
-      d.add_allowed_ip(*p, *IpPrefix::parse("10.0.0.2/32"));
+      d.set_endpoint(*p, Endpoint::parse("192.0.2.2:51820").value());
+      d.add_allowed_ip(*p, IpPrefix::parse("10.0.0.2/32").value());
     });
     b_.plane->configure([&](wg::Device& d, wg::Now now) {
       d.set_private_key(kb);
       wg::Peer* p = d.add_peer(pa, now);
-      d.set_endpoint(*p, *Endpoint::parse("192.0.2.1:51820"));
-      d.add_allowed_ip(*p, *IpPrefix::parse("10.0.0.1/32"));
+      d.set_endpoint(*p, Endpoint::parse("192.0.2.1:51820").value());
+      d.add_allowed_ip(*p, IpPrefix::parse("10.0.0.1/32").value());
     });
     a_.plane->start();
     b_.plane->start();
@@ -139,14 +139,14 @@ class DataPlaneTest : public ::testing::Test {
           std::deque<Bytes> all = std::move(from->transport.queued);
           from->transport.queued.clear();
           std::vector<ReceivedDatagram> batch;
-          for (Bytes& d : all) batch.push_back({*Endpoint::parse(addr), MutableByteSpan(d)});
+          for (Bytes& d : all) batch.push_back({Endpoint::parse(addr).value(), MutableByteSpan(d)});
           to->plane->on_wireguard(DataPlane::now(), batch);
           moved = true;
         }
         while (!from->transport.queued.empty()) {
           Bytes d = std::move(from->transport.queued.front());
           from->transport.queued.pop_front();
-          const ReceivedDatagram r{*Endpoint::parse(addr), MutableByteSpan(d)};
+          const ReceivedDatagram r{Endpoint::parse(addr).value(), MutableByteSpan(d)};
           to->plane->on_wireguard(DataPlane::now(), std::span(&r, 1));
           moved = true;
         }

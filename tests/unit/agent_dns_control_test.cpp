@@ -7,8 +7,8 @@
 namespace knit::agent {
 namespace {
 
-IpAddress ip(const char* text) { return *IpAddress::parse(text); }
-IpPrefix prefix(const char* text) { return *IpPrefix::parse(text); }
+IpAddress ip(const char* text) { return IpAddress::parse(text).value(); }
+IpPrefix prefix(const char* text) { return IpPrefix::parse(text).value(); }
 
 TEST(DnsControl, Ipv6ResolverIsTheUlaWithTheIpv4AsItsLast32Bits) {
   EXPECT_EQ(resolver_ipv6(prefix("fd7a:115c:a1e0::/48"), ip("100.100.100.100")), ip("fd7a:115c:a1e0::6464:6464"));

@@ -21,7 +21,7 @@
 namespace knit::agent {
 namespace {
 
-IpPrefix P(const char* text) { return *IpPrefix::parse(text); }
+IpPrefix P(const char* text) { return IpPrefix::parse(text).value(); }
 
 std::vector<std::string> lines(const std::vector<ExitStep>& steps) {
   std::vector<std::string> out;
@@ -200,7 +200,7 @@ class ExitPeers : public ::testing::Test {
     device_.set_private_key(wg::crypto::generate_private_key(keys));
   }
   wg::Now now() const { return {Instant{} + std::chrono::seconds(1000), WallTime{} + std::chrono::hours(500000)}; }
-  const wg::Peer* owner(const char* address) { return device_.peer_for(*IpAddress::parse(address)); }
+  const wg::Peer* owner(const char* address) { return device_.peer_for(IpAddress::parse(address).value()); }
   // What the membership does with each peer map (mesh_membership_session.cpp apply_peers).
   ExitChoice apply(const std::vector<control::PeerInfo>& peers, const std::string& wanted, bool accept = false) {
     RouteCarriers carriers = accept ? choose_route_carriers(peers, key(9), {}) : RouteCarriers{};
@@ -275,8 +275,8 @@ TEST(ExitSettings, LocalApiCarriesTheChoiceAndTheStatus) {
 
   localapi::StatusReply reply;
   reply.status.self.name = "me";
-  reply.status.self.ipv4 = *IpAddress::parse("100.64.0.9");
-  reply.status.self.ipv6 = *IpAddress::parse("fd7a:115c:a1e0::9");
+  reply.status.self.ipv4 = IpAddress::parse("100.64.0.9").value();
+  reply.status.self.ipv6 = IpAddress::parse("fd7a:115c:a1e0::9").value();
   reply.status.self.routes = localapi::RouteSettingsStatus{{}, false, false, 0, std::nullopt, "gw", true, {}};
   reply.status.self.exit_node = localapi::ExitNodeStatus{"gw", IpAddress::parse("100.64.0.1"), true, true, "active"};
   const std::string line = localapi::encode_response(reply);

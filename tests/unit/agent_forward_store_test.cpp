@@ -12,7 +12,7 @@
 namespace knit::agent {
 namespace {
 
-Endpoint ep(const char* text) { return *Endpoint::parse(text); }
+Endpoint ep(const char* text) { return Endpoint::parse(text).value(); }
 
 FilterSettings sample() {
   return FilterSettings{true,
@@ -77,8 +77,8 @@ TEST(AgentForwardStore, ControlMessagesRoundTrip) {
 TEST(AgentForwardStore, StatusCarriesTheFilterUnderSelf) {
   localapi::StatusReport status;
   status.self.name = "a";
-  status.self.ipv4 = *IpAddress::parse("100.64.0.1");
-  status.self.ipv6 = *IpAddress::parse("fd7a::1");
+  status.self.ipv4 = IpAddress::parse("100.64.0.1").value();
+  status.self.ipv6 = IpAddress::parse("fd7a::1").value();
   localapi::FilterStatus filter;
   filter.shields_up = true;
   filter.forwards = {localapi::ForwardStatus{{localapi::ForwardProtocol::udp, 53, ep("10.0.0.1:53")}, false, 0, 0, 0}};

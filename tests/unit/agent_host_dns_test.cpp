@@ -39,7 +39,7 @@ class HostDnsTest : public ::testing::Test {
     HostDnsWish w;
     w.link = "knit0";
     w.domain = "knit.internal";
-    w.resolvers = {*IpAddress::parse("100.100.100.100")};
+    w.resolvers = {IpAddress::parse("100.100.100.100").value()};
     return w;
   }
   knit::testing::TempDir dir_;
@@ -128,7 +128,7 @@ TEST(DnsSettings, RoundTripAndDefaults) {
 }
 
 TEST(ResolverIpv6, IsTheUlaWithTheIpv4Resolver) {
-  EXPECT_EQ(resolver_ipv6(*IpPrefix::parse("fd12:3456:789a::/48"), *IpAddress::parse("100.100.100.100")).to_string(),
+  EXPECT_EQ(resolver_ipv6(IpPrefix::parse("fd12:3456:789a::/48").value(), IpAddress::parse("100.100.100.100").value()).to_string(),
             "fd12:3456:789a::6464:6464");
 }
 

@@ -7,7 +7,7 @@ namespace knit::agent {
 namespace {
 
 InterfaceAddress at(const char* interface, const char* prefix, bool loopback = false) {
-  return InterfaceAddress{interface, *IpPrefix::parse(prefix), loopback};
+  return InterfaceAddress{interface, IpPrefix::parse(prefix).value(), loopback};
 }
 
 TEST(LocalEndpoints, ReportsUsableAddressesIpv4First) {
@@ -24,7 +24,7 @@ TEST(LocalEndpoints, ReportsUsableAddressesIpv4First) {
       at("eth2", "10.0.0.5/8"),
       at("eth2", "10.0.0.5/8"),  // listed twice
   };
-  auto got = endpoints_to_report(addresses, 41641, "knit0", {*IpPrefix::parse("100.64.0.0/10")}, 64);
+  auto got = endpoints_to_report(addresses, 41641, "knit0", {IpPrefix::parse("100.64.0.0/10").value()}, 64);
   std::vector<std::string> text;
   for (const auto& e : got) text.push_back(e.to_string());
   EXPECT_EQ(text, (std::vector<std::string>{"192.168.1.5:41641", "10.0.0.5:41641", "[2001:db8::5]:41641",
@@ -33,8 +33,8 @@ TEST(LocalEndpoints, ReportsUsableAddressesIpv4First) {
 }
 
 TEST(LocalEndpoints, PrefixContains) {
-  auto p = [](const char* t) { return *IpPrefix::parse(t); };
-  auto a = [](const char* t) { return *IpAddress::parse(t); };
+  auto p = [](const char* t) { return IpPrefix::parse(t).value(); };
+  auto a = [](const char* t) { return IpAddress::parse(t).value(); };
   EXPECT_TRUE(prefix_contains(p("100.64.0.0/10"), a("100.127.255.255")));
   EXPECT_FALSE(prefix_contains(p("100.64.0.0/10"), a("100.128.0.0")));
   EXPECT_TRUE(prefix_contains(p("0.0.0.0/0"), a("1.2.3.4")));

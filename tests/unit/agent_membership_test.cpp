@@ -132,7 +132,7 @@ TEST_F(MembershipTest, UpAppliesTheMeshAndDownDisconnects) {
 
   auto ip = ask(localapi::IpRequest{});
   ASSERT_TRUE(std::holds_alternative<localapi::IpReply>(ip));
-  EXPECT_EQ(std::get<localapi::IpReply>(ip).ipv4, *IpAddress::parse("100.64.0.1"));
+  EXPECT_EQ(std::get<localapi::IpReply>(ip).ipv4, IpAddress::parse("100.64.0.1").value());
   EXPECT_TRUE(std::holds_alternative<localapi::PingInfoReply>(ask(localapi::PingInfoRequest{"node-2"})));
   EXPECT_TRUE(std::holds_alternative<localapi::PingInfoReply>(ask(localapi::PingInfoRequest{"NODE-2"})));
   EXPECT_TRUE(std::holds_alternative<localapi::PingInfoReply>(ask(localapi::PingInfoRequest{"100.64.0.2"})));
@@ -167,7 +167,7 @@ TEST_F(MembershipTest, UpAppliesTheMeshAndDownDisconnects) {
   // Up without a token reconnects: the same place, no token sent.
   auto back = ask(localapi::UpRequest{"", ""});
   ASSERT_TRUE(std::holds_alternative<localapi::UpReply>(back)) << error_of(back);
-  EXPECT_EQ(std::get<localapi::UpReply>(back).ipv4, *IpAddress::parse("100.64.0.1"));
+  EXPECT_EQ(std::get<localapi::UpReply>(back).ipv4, IpAddress::parse("100.64.0.1").value());
   EXPECT_EQ(coordinator_.registers.back().token, std::nullopt);
   ASSERT_TRUE(run_until([&] { return device.device().peer_count() == 1; }));
   EXPECT_FALSE(StateDir(root_ / "state").load_mesh()->down);
@@ -192,7 +192,7 @@ TEST_F(MembershipTest, ADeltaTouchesOnlyThePeersItNames) {
   control::PeerDelta moved;
   moved.version = 2;
   moved.changed = {testing::peer(2)};
-  moved.changed[0].endpoints = {*Endpoint::parse("198.51.100.7:5000")};
+  moved.changed[0].endpoints = {Endpoint::parse("198.51.100.7:5000").value()};
   coordinator_.send_to_all(moved);
   ASSERT_TRUE(run_until([&] { return membership_->peers().version == 2; }));
   EXPECT_EQ(membership_->last_peer_changes().examined, 1u);
@@ -207,7 +207,7 @@ TEST_F(MembershipTest, ADeltaTouchesOnlyThePeersItNames) {
   control::PeerDelta renamed;
   renamed.version = 3;
   renamed.changed = {testing::peer(2)};
-  renamed.changed[0].endpoints = {*Endpoint::parse("198.51.100.7:5000")};
+  renamed.changed[0].endpoints = {Endpoint::parse("198.51.100.7:5000").value()};
   renamed.changed[0].name = "desk";
   coordinator_.send_to_all(renamed);
   ASSERT_TRUE(run_until([&] { return membership_->peers().version == 3; }));

@@ -23,8 +23,8 @@ class RecordingIo : public wg::Transport, public wg::TunSink {
 
 using testing::RecordingLink;
 
-IpPrefix prefix(const char* text) { return *IpPrefix::parse(text); }
-Endpoint endpoint(const char* text) { return *Endpoint::parse(text); }
+IpPrefix prefix(const char* text) { return IpPrefix::parse(text).value(); }
+Endpoint endpoint(const char* text) { return Endpoint::parse(text).value(); }
 
 wg::PublicKey key(std::uint8_t n) {
   SeededRandom rng(n);
@@ -36,8 +36,8 @@ control::PeerInfo peer(std::uint8_t n, std::vector<Endpoint> endpoints = {}) {
   info.name = "node-" + std::to_string(n);
   info.node_key = key(n);
   info.disco_key = key(static_cast<std::uint8_t>(n + 100));
-  info.ipv4 = *IpAddress::parse("100.64.0." + std::to_string(n));
-  info.ipv6 = *IpAddress::parse("fd7a:115c:a1e0::" + std::to_string(n));
+  info.ipv4 = IpAddress::parse("100.64.0." + std::to_string(n)).value();
+  info.ipv6 = IpAddress::parse("fd7a:115c:a1e0::" + std::to_string(n)).value();
   info.endpoints = std::move(endpoints);
   info.online = true;
   return info;
@@ -89,7 +89,7 @@ TEST_F(MeshPeers, AddsEachPeerWithItsAddressesEndpointAndKeepalive) {
 TEST_F(MeshPeers, FollowsChangesAndRemovesPeersThatLeft) {
   apply({peer(2, {endpoint("192.0.2.2:41641")}), peer(3), peer(4)});
   auto moved = peer(2, {endpoint("198.51.100.2:41641")});
-  moved.ipv4 = *IpAddress::parse("100.64.0.22");
+  moved.ipv4 = IpAddress::parse("100.64.0.22").value();
   auto changes = apply({moved, peer(3)});
   EXPECT_EQ(changes.removed, 1u);
   EXPECT_EQ(changes.updated, 1u);
@@ -168,7 +168,7 @@ control::PeerInfo nth_peer(std::size_t i) {
   info.disco_key = info.node_key;
   const std::uint8_t v4[4] = {100, 64, static_cast<std::uint8_t>(i >> 8), static_cast<std::uint8_t>(i)};
   info.ipv4 = IpAddress::v4(v4);
-  info.ipv6 = *IpAddress::parse("fd7a:115c:a1e0::" + std::to_string(i + 1));
+  info.ipv6 = IpAddress::parse("fd7a:115c:a1e0::" + std::to_string(i + 1)).value();
   info.endpoints = {endpoint("192.0.2.1:41641")};
   info.online = true;
   return info;
@@ -223,7 +223,7 @@ TEST(ChooseEndpoint, Table) {
   };
   for (const auto& c : cases) {
     std::vector<Endpoint> candidates;
-    for (const char* text : c.candidates) candidates.push_back(*Endpoint::parse(text));
+    for (const char* text : c.candidates) candidates.push_back(Endpoint::parse(text).value());
     std::vector<InterfaceAddress> local;
     for (const char* text : c.local) local.push_back(lan(text));
     local.push_back(InterfaceAddress{"lo", prefix("127.0.0.1/8"), true});
@@ -239,7 +239,7 @@ TEST(ChooseEndpoint, Table) {
 TEST(MeshSelf, AddsAddressesRoutesAndBringsTheLinkUp) {
   RecordingLink link;
   MeshConfigurator mesh;
-  SelfAddresses self{*IpAddress::parse("100.64.0.1"), *IpAddress::parse("fd7a:115c:a1e0::1"),
+  SelfAddresses self{IpAddress::parse("100.64.0.1").value(), IpAddress::parse("fd7a:115c:a1e0::1").value(),
                      prefix("100.64.0.0/10"), prefix("fd7a:115c:a1e0::/48")};
   EXPECT_TRUE(mesh.apply_self(link, self).empty());
   EXPECT_EQ(link.ops, (std::vector<std::string>{"up", "addr+ 100.64.0.1/32", "addr+ fd7a:115c:a1e0::1/128",
@@ -247,7 +247,7 @@ TEST(MeshSelf, AddsAddressesRoutesAndBringsTheLinkUp) {
   // Moved: the old assignment goes first.
   link.ops.clear();
   SelfAddresses moved = self;
-  moved.ipv4 = *IpAddress::parse("100.64.0.7");
+  moved.ipv4 = IpAddress::parse("100.64.0.7").value();
   mesh.apply_self(link, moved);
   EXPECT_EQ(link.ops, (std::vector<std::string>{"route- 100.64.0.0/10", "route- fd7a:115c:a1e0::/48",
                                                 "addr- 100.64.0.1/32", "addr- fd7a:115c:a1e0::1/128", "up",
@@ -266,7 +266,7 @@ TEST(MeshSelf, ReportsFailuresAndGoesOn) {
   RecordingLink link;
   link.fail_with = std::make_error_code(std::errc::permission_denied);
   MeshConfigurator mesh;
-  SelfAddresses self{*IpAddress::parse("100.64.0.1"), *IpAddress::parse("fd7a::1"), prefix("100.64.0.0/10"),
+  SelfAddresses self{IpAddress::parse("100.64.0.1").value(), IpAddress::parse("fd7a::1").value(), prefix("100.64.0.0/10"),
                      prefix("fd7a::/48")};
   auto failures = mesh.apply_self(link, self);
   EXPECT_EQ(failures.size(), 5u);

@@ -52,7 +52,7 @@ Bytes wireguard_like(std::uint8_t tag) {
   return b;
 }
 
-Endpoint loopback(std::uint16_t port) { return Endpoint(*IpAddress::parse("127.0.0.1"), port); }
+Endpoint loopback(std::uint16_t port) { return Endpoint(IpAddress::parse("127.0.0.1").value(), port); }
 
 class MeshTransportTest : public ::testing::Test {
  protected:

@@ -52,10 +52,10 @@ MeshRecord sample_record() {
   record.coordinator_key.fill(7);
   record.hostname = "laptop";
   record.name = "laptop";
-  record.ipv4 = *IpAddress::parse("100.64.0.5");
-  record.ipv6 = *IpAddress::parse("fd7a:115c:a1e0::5");
-  record.ipv4_prefix = *IpPrefix::parse("100.64.0.0/10");
-  record.ipv6_prefix = *IpPrefix::parse("fd7a:115c:a1e0::/48");
+  record.ipv4 = IpAddress::parse("100.64.0.5").value();
+  record.ipv6 = IpAddress::parse("fd7a:115c:a1e0::5").value();
+  record.ipv4_prefix = IpPrefix::parse("100.64.0.0/10").value();
+  record.ipv6_prefix = IpPrefix::parse("fd7a:115c:a1e0::/48").value();
   return record;
 }
 

@@ -14,7 +14,7 @@ namespace {
 
 using nat::make_tcp;
 
-Endpoint ep(const char* text) { return *Endpoint::parse(text); }
+Endpoint ep(const char* text) { return Endpoint::parse(text).value(); }
 
 using Fixture = testing::FilterHarness;
 
@@ -32,7 +32,7 @@ TEST(AgentPacketFilterRoutes, WithoutRoutedPrefixesALanReplyIsTranslated) {
 TEST(AgentPacketFilterRoutes, RoutedTrafficPassesUntouchedEvenWithShieldsUp) {
   Fixture f;
   f.filter.set_shields_up(true);
-  f.filter.set_routed_prefixes({*IpPrefix::parse("10.77.0.0/24")});
+  f.filter.set_routed_prefixes({IpPrefix::parse("10.77.0.0/24").value()});
   const Bytes syn = make_tcp(kPeer, kLanHost, nat::kTcpSyn);
   EXPECT_EQ(f.in(syn), syn);
   const Bytes syn_ack = make_tcp(kLanHost, kPeer, nat::kTcpSyn | nat::kTcpAck);
@@ -52,7 +52,7 @@ TEST(AgentPacketFilterRoutes, RoutedTrafficPassesUntouchedEvenWithShieldsUp) {
 TEST(AgentPacketFilterRoutes, AnExitRoutesEverythingButItsOwnMeshAddress) {
   Fixture f;
   f.filter.set_shields_up(true);
-  f.filter.set_routed_prefixes({*IpPrefix::parse("0.0.0.0/0"), *IpPrefix::parse("::/0")});
+  f.filter.set_routed_prefixes({IpPrefix::parse("0.0.0.0/0").value(), IpPrefix::parse("::/0").value()});
   const Endpoint internet = ep("198.51.100.2:5004");
   const Bytes syn = make_tcp(kPeer, internet, nat::kTcpSyn);
   EXPECT_EQ(f.in(syn), syn);
@@ -65,7 +65,7 @@ TEST(AgentPacketFilterRoutes, AnExitRoutesEverythingButItsOwnMeshAddress) {
 
 TEST(AgentPacketFilterRoutes, ForwardTargetsInsideARoutedSubnetAreStillTranslated) {
   Fixture f;
-  f.filter.set_routed_prefixes({*IpPrefix::parse("10.77.0.0/24")});
+  f.filter.set_routed_prefixes({IpPrefix::parse("10.77.0.0/24").value()});
   ASSERT_EQ(f.filter.add_forward(localapi::ForwardRule{localapi::ForwardProtocol::tcp, 8080, ep("10.77.0.5:80")}), "");
   auto in = f.in(make_tcp(kPeer, ep("100.64.0.1:8080"), nat::kTcpSyn));
   ASSERT_TRUE(in);
@@ -88,12 +88,12 @@ TEST(AgentPacketFilterRoutes, AnExitRoutesIpv6ButItsOwnUla) {
   using namespace knit::testing;
   Fixture f;
   f.filter.set_shields_up(true);
-  f.filter.set_routed_prefixes({*IpPrefix::parse("0.0.0.0/0"), *IpPrefix::parse("::/0")});
+  f.filter.set_routed_prefixes({IpPrefix::parse("0.0.0.0/0").value(), IpPrefix::parse("::/0").value()});
   const Endpoint peer = ep("[fd7a:115c:a1e0::2]:40000");
   const Endpoint internet = ep("[2001:db8:100::2]:443");
   const Bytes syn = make_tcp6(peer, internet, nat::kTcpSyn);
   EXPECT_FALSE(f.in(syn)) << "own ULA unknown: the host's shields decide";
-  f.filter.set_mesh_ipv6(*IpAddress::parse("fd7a:115c:a1e0::1"));
+  f.filter.set_mesh_ipv6(IpAddress::parse("fd7a:115c:a1e0::1").value());
   EXPECT_EQ(f.in(syn), syn);
   const Bytes syn_ack = make_tcp6(internet, peer, nat::kTcpSyn | nat::kTcpAck);
   EXPECT_EQ(f.out(syn_ack), syn_ack);

@@ -17,8 +17,8 @@ using nat::make_udp;
 using nat::summarize;
 using nat::verify_checksums;
 
-Endpoint ep(const char* text) { return *Endpoint::parse(text); }
-IpAddress ip(const char* text) { return *IpAddress::parse(text); }
+Endpoint ep(const char* text) { return Endpoint::parse(text).value(); }
+IpAddress ip(const char* text) { return IpAddress::parse(text).value(); }
 
 const IpAddress kSelf = ip("100.64.0.1");
 const Endpoint kSelfPort = ep("100.64.0.1:40000");

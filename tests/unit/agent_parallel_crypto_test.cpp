@@ -89,8 +89,8 @@ struct Mesh {
   RecordingIo io_a, io_b, io_c;
   SeededRandom rng_a{1}, rng_b{2}, rng_c{3};
   Device a{io_a, io_a, rng_a}, b{io_b, io_b, rng_b}, c{io_c, io_c, rng_c};
-  Endpoint ep_a = *Endpoint::parse("192.0.2.1:1000"), ep_b = *Endpoint::parse("192.0.2.2:2000"),
-           ep_c = *Endpoint::parse("192.0.2.3:3000");
+  Endpoint ep_a = Endpoint::parse("192.0.2.1:1000").value(), ep_b = Endpoint::parse("192.0.2.2:2000").value(),
+           ep_c = Endpoint::parse("192.0.2.3:3000").value();
   wg::Peer* b_at_a = nullptr;
   wg::Peer* b_at_c = nullptr;
   wg::Peer* a_at_b = nullptr;
@@ -109,7 +109,7 @@ struct Mesh {
   static wg::Peer* link(Device& self, Device& other, const Endpoint& at, const char* allowed) {
     wg::Peer* p = self.add_peer(other.identity().public_key, {});
     self.set_endpoint(*p, at);
-    self.add_allowed_ip(*p, *IpPrefix::parse(allowed));
+    self.add_allowed_ip(*p, IpPrefix::parse(allowed).value());
     return p;
   }
   void tun_packet(Device& dev, const Bytes& packet) {

@@ -7,8 +7,8 @@
 namespace knit::agent {
 namespace {
 
-IpAddress ip(const char* text) { return *IpAddress::parse(text); }
-Endpoint ep(const char* text) { return *Endpoint::parse(text); }
+IpAddress ip(const char* text) { return IpAddress::parse(text).value(); }
+Endpoint ep(const char* text) { return Endpoint::parse(text).value(); }
 
 }  // namespace
 

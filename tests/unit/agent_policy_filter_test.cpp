@@ -18,8 +18,8 @@ using nat::make_icmp_query;
 using nat::make_tcp;
 using nat::make_udp;
 
-Endpoint ep(const char* text) { return *Endpoint::parse(text); }
-IpAddress ip(const char* text) { return *IpAddress::parse(text); }
+Endpoint ep(const char* text) { return Endpoint::parse(text).value(); }
+IpAddress ip(const char* text) { return IpAddress::parse(text).value(); }
 
 // db (100.64.0.1) is this node; web (.2) may reach it on 5432/tcp and ping it; ops (.3) may
 // reach everything; plain (.4) nothing.
@@ -132,7 +132,7 @@ TEST(AgentPolicyFilter, RepliesToThisHostsOwnFlowsPassWhateverThePolicy) {
 // the policy does not let in get their replies; new flows from that peer into the LAN do not.
 TEST(AgentPolicyFilter, RepliesToALanHostsOwnFlowsPassThroughTheRouter) {
   Fixture f;
-  f.filter.set_routed_prefixes({*IpPrefix::parse("10.77.0.0/24")});
+  f.filter.set_routed_prefixes({IpPrefix::parse("10.77.0.0/24").value()});
   ASSERT_TRUE(f.filter.policy().apply(pushed(kPolicy)));
   // Before the LAN host opened anything, plain's SYN-ACK is a new flow into the LAN: denied.
   EXPECT_FALSE(f.in(make_tcp(ep("100.64.0.4:80"), ep("10.77.0.5:40000"), nat::kTcpSyn | nat::kTcpAck)));

@@ -20,7 +20,7 @@ using knit::testing::routes::peer;
 using std::chrono::milliseconds;
 using std::chrono::seconds;
 
-IpPrefix P(const char* text) { return *IpPrefix::parse(text); }
+IpPrefix P(const char* text) { return IpPrefix::parse(text).value(); }
 
 const control::NodeKey kSelf = key(9);
 

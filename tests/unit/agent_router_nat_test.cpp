@@ -23,9 +23,9 @@ using nat::make_tcp;
 using nat::make_udp;
 using nat::summarize;
 
-Endpoint ep(const char* text) { return *Endpoint::parse(text); }
-IpAddress ip(const char* text) { return *IpAddress::parse(text); }
-IpPrefix pfx(const char* text) { return *IpPrefix::parse(text); }
+Endpoint ep(const char* text) { return Endpoint::parse(text).value(); }
+IpAddress ip(const char* text) { return IpAddress::parse(text).value(); }
+IpPrefix pfx(const char* text) { return IpPrefix::parse(text).value(); }
 
 const Endpoint kPeer = ep("100.64.0.2:40000");
 const Endpoint kPeer2 = ep("100.64.0.3:40000");

@@ -20,7 +20,7 @@ using knit::testing::NullIo;
 
 using testing::RecordingLink;
 
-IpPrefix P(const char* text) { return *IpPrefix::parse(text); }
+IpPrefix P(const char* text) { return IpPrefix::parse(text).value(); }
 
 using knit::testing::routes::key;
 using knit::testing::routes::peer;
@@ -66,7 +66,7 @@ class RoutedPeers : public ::testing::Test {
     const wg::Peer* p = device_.find_peer(key(n));
     return p ? device_.allowed_ips_of(*p) : std::vector<IpPrefix>{};
   }
-  const wg::Peer* owner(const char* address) { return device_.peer_for(*IpAddress::parse(address)); }
+  const wg::Peer* owner(const char* address) { return device_.peer_for(IpAddress::parse(address).value()); }
 
   NullIo io_;
   SeededRandom rng_{7};
@@ -144,7 +144,7 @@ TEST(RouteSettingsFile, RoundTripAndDamage) {
 
 TEST(RouteSettingsFile, AdvertiseChecks) {
   const std::vector<IpPrefix> mesh{P("100.64.0.0/10"), P("fd7a:115c:a1e0::/48")};
-  const std::vector<IpAddress> coordinator{*IpAddress::parse("198.51.100.7")};
+  const std::vector<IpAddress> coordinator{IpAddress::parse("198.51.100.7").value()};
   EXPECT_EQ(advertise_problem({P("192.168.1.0/24")}, mesh, coordinator), "");
   EXPECT_NE(advertise_problem({P("192.168.1.0/24"), P("100.64.0.0/16")}, mesh, coordinator), "");
   EXPECT_NE(advertise_problem({P("198.51.100.0/24")}, mesh, coordinator).find("underlay"), std::string::npos);

@@ -13,7 +13,7 @@
 namespace knit::agent {
 namespace {
 
-IpAddress ip(const char* text) { return *IpAddress::parse(text); }
+IpAddress ip(const char* text) { return IpAddress::parse(text).value(); }
 
 net::Rule plain(std::uint32_t priority, std::uint32_t table) {
   net::Rule r;
@@ -100,18 +100,18 @@ TEST(AgentSnatPlan, Ipv6SetUpMovesItsOwnLocalRuleAndRestores) {
 }
 
 TEST(AgentSnatPlan, EgressProbeTargets) {
-  EXPECT_EQ(egress_probe_target(*IpPrefix::parse("10.77.0.0/24")), ip("10.77.0.1"));
-  EXPECT_EQ(egress_probe_target(*IpPrefix::parse("10.77.0.9/24")), ip("10.77.0.1"));
-  EXPECT_EQ(egress_probe_target(*IpPrefix::parse("10.77.0.9/32")), ip("10.77.0.9"));
-  EXPECT_EQ(egress_probe_target(*IpPrefix::parse("10.77.0.8/31")), ip("10.77.0.8"));
-  EXPECT_EQ(egress_probe_target(*IpPrefix::parse("0.0.0.0/0")), ip("8.8.8.8"));
-  EXPECT_EQ(egress_probe_target(*IpPrefix::parse("::/0")), ip("2001:4860:4860::8888"));
-  EXPECT_EQ(egress_probe_target(*IpPrefix::parse("2001:db8:5::/64")), ip("2001:db8:5::1"));
-  EXPECT_EQ(egress_probe_target(*IpPrefix::parse("2001:db8:5::77/64")), ip("2001:db8:5::1"));
-  EXPECT_EQ(egress_probe_target(*IpPrefix::parse("2001:db8:5::77/126")), ip("2001:db8:5::75"));
-  EXPECT_EQ(egress_probe_target(*IpPrefix::parse("2001:db8:5:ff00::/56")), ip("2001:db8:5:ff00::1"));
-  EXPECT_EQ(egress_probe_target(*IpPrefix::parse("2001:db8:5::77/127")), ip("2001:db8:5::77"));
-  EXPECT_EQ(egress_probe_target(*IpPrefix::parse("2001:db8:5::77/128")), ip("2001:db8:5::77"));
+  EXPECT_EQ(egress_probe_target(IpPrefix::parse("10.77.0.0/24").value()), ip("10.77.0.1"));
+  EXPECT_EQ(egress_probe_target(IpPrefix::parse("10.77.0.9/24").value()), ip("10.77.0.1"));
+  EXPECT_EQ(egress_probe_target(IpPrefix::parse("10.77.0.9/32").value()), ip("10.77.0.9"));
+  EXPECT_EQ(egress_probe_target(IpPrefix::parse("10.77.0.8/31").value()), ip("10.77.0.8"));
+  EXPECT_EQ(egress_probe_target(IpPrefix::parse("0.0.0.0/0").value()), ip("8.8.8.8"));
+  EXPECT_EQ(egress_probe_target(IpPrefix::parse("::/0").value()), ip("2001:4860:4860::8888"));
+  EXPECT_EQ(egress_probe_target(IpPrefix::parse("2001:db8:5::/64").value()), ip("2001:db8:5::1"));
+  EXPECT_EQ(egress_probe_target(IpPrefix::parse("2001:db8:5::77/64").value()), ip("2001:db8:5::1"));
+  EXPECT_EQ(egress_probe_target(IpPrefix::parse("2001:db8:5::77/126").value()), ip("2001:db8:5::75"));
+  EXPECT_EQ(egress_probe_target(IpPrefix::parse("2001:db8:5:ff00::/56").value()), ip("2001:db8:5:ff00::1"));
+  EXPECT_EQ(egress_probe_target(IpPrefix::parse("2001:db8:5::77/127").value()), ip("2001:db8:5::77"));
+  EXPECT_EQ(egress_probe_target(IpPrefix::parse("2001:db8:5::77/128").value()), ip("2001:db8:5::77"));
 }
 
 TEST(AgentSnatPlan, SetUpMovesTheLocalRuleWithoutAGap) {
@@ -195,7 +195,7 @@ TEST(AgentSnatPlan, StateFileRoundTripTakesOnlyItsOwnKeys) {
 }
 
 TEST(AgentSnatPlan, SnatRoutesSettingRoundTrips) {
-  RouteSettings settings{{*IpPrefix::parse("10.77.0.0/24")}, false, false, false, "", false};
+  RouteSettings settings{{IpPrefix::parse("10.77.0.0/24").value()}, false, false, false, "", false};
   std::string why;
   auto again = parse_route_settings(encode_route_settings(settings), why);
   ASSERT_TRUE(again) << why;
@@ -227,7 +227,7 @@ TEST(AgentSnatPlan, SnatRoutesSettingRoundTrips) {
   ASSERT_TRUE(std::holds_alternative<localapi::ControlResponse>(reply));
   EXPECT_EQ(std::get<localapi::NatReply>(std::get<localapi::ControlResponse>(reply)).nat, s);
 
-  localapi::RouteSettingsStatus routes{{*IpPrefix::parse("10.77.0.0/24")}, false, false, 0, s, "", false, {}};
+  localapi::RouteSettingsStatus routes{{IpPrefix::parse("10.77.0.0/24").value()}, false, false, 0, s, "", false, {}};
   routes.snat->entries.clear();
   auto routes_reply = localapi::parse_response(localapi::encode_response(localapi::RoutesReply{routes}));
   ASSERT_TRUE(std::holds_alternative<localapi::ControlResponse>(routes_reply));

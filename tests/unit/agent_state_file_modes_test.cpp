@@ -27,10 +27,10 @@ MeshRecord record(const std::string& name) {
   r.coordinator_key.fill(7);
   r.hostname = name;
   r.name = name;
-  r.ipv4 = *IpAddress::parse("100.64.0.5");
-  r.ipv6 = *IpAddress::parse("fd7a:115c:a1e0::5");
-  r.ipv4_prefix = *IpPrefix::parse("100.64.0.0/10");
-  r.ipv6_prefix = *IpPrefix::parse("fd7a:115c:a1e0::/48");
+  r.ipv4 = IpAddress::parse("100.64.0.5").value();
+  r.ipv6 = IpAddress::parse("fd7a:115c:a1e0::5").value();
+  r.ipv4_prefix = IpPrefix::parse("100.64.0.0/10").value();
+  r.ipv6_prefix = IpPrefix::parse("fd7a:115c:a1e0::/48").value();
   return r;
 }
 

@@ -21,8 +21,8 @@ control::PeerInfo info(const wg::PublicKey& key, const char* name) {
   control::PeerInfo p;
   p.name = name;
   p.node_key = key;
-  p.ipv4 = *IpAddress::parse("100.64.0.2");
-  p.ipv6 = *IpAddress::parse("fd7a::2");
+  p.ipv4 = IpAddress::parse("100.64.0.2").value();
+  p.ipv6 = IpAddress::parse("fd7a::2").value();
   p.online = true;
   p.home_relay = "fra";
   return p;
@@ -43,7 +43,7 @@ TEST(PeerStatus, PathIsDirectOnlyWithARecentHandshake) {
   EXPECT_EQ(status.rtt_ms, std::nullopt);
   EXPECT_EQ(status.relay, std::optional<std::string>("fra"));
 
-  device.set_endpoint(*peer, *Endpoint::parse("192.0.2.2:41641"));
+  device.set_endpoint(*peer, Endpoint::parse("192.0.2.2:41641").value());
   peer->last_handshake = now - 179s;
   peer->rx_bytes = 10;
   peer->tx_bytes = 20;

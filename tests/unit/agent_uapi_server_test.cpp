@@ -106,7 +106,7 @@ wg::UapiDeviceState sample_state() {
   peer.public_key.fill(0x11);
   peer.endpoint = Endpoint::parse("192.0.2.1:51820");
   peer.rx_bytes = 10;
-  peer.allowed_ips = {*IpPrefix::parse("10.0.0.0/24")};
+  peer.allowed_ips = {IpPrefix::parse("10.0.0.0/24").value()};
   state.peers.push_back(peer);
   return state;
 }
@@ -500,8 +500,8 @@ TEST_F(UapiServerWgTest, WgSetReachesTheHandler) {
   EXPECT_EQ(set.peers[0].persistent_keepalive_interval, 25);
   EXPECT_TRUE(set.peers[0].replace_allowed_ips);
   EXPECT_EQ(set.peers[0].allowed_ips,
-            (std::vector<IpPrefix>{*IpPrefix::parse("10.9.0.0/16"),
-                                   *IpPrefix::parse("fd00:9::/64")}));
+            (std::vector<IpPrefix>{IpPrefix::parse("10.9.0.0/16").value(),
+                                   IpPrefix::parse("fd00:9::/64").value()}));
 
   std::string show = run("wg show " + name_);
   EXPECT_NE(show.find("interface: " + name_), std::string::npos) << show;

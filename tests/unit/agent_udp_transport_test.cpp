@@ -78,7 +78,7 @@ class UdpTransportTest : public ::testing::Test {
   }
 
   Endpoint client_endpoint() const {
-    return Endpoint(*IpAddress::parse("127.0.0.1"), client_.local_endpoint().port());
+    return Endpoint(IpAddress::parse("127.0.0.1").value(), client_.local_endpoint().port());
   }
 
   asio::io_context io_;

@@ -29,11 +29,11 @@ TEST(CliFormat, Units) {
 TEST(CliFormat, StatusTable) {
   localapi::StatusReply reply;
   reply.status.self.name = "host-a";
-  reply.status.self.ipv4 = *IpAddress::parse("100.64.0.1");
-  reply.status.self.endpoints = {*Endpoint::parse("192.0.2.1:41641")};
+  reply.status.self.ipv4 = IpAddress::parse("100.64.0.1").value();
+  reply.status.self.endpoints = {Endpoint::parse("192.0.2.1:41641").value()};
   localapi::PeerStatus b;
   b.name = "host-b";
-  b.ipv4 = *IpAddress::parse("100.64.0.2");
+  b.ipv4 = IpAddress::parse("100.64.0.2").value();
   b.online = true;
   b.path = localapi::PathKind::direct;
   b.endpoint = Endpoint::parse("192.0.2.2:41641");
@@ -42,7 +42,7 @@ TEST(CliFormat, StatusTable) {
   b.tx_bytes = 100;
   localapi::PeerStatus c;
   c.name = "c";
-  c.ipv4 = *IpAddress::parse("100.64.0.30");
+  c.ipv4 = IpAddress::parse("100.64.0.30").value();
   reply.status.peers = {b, c};
   reply.coordinator.state = "connected";
   const std::string text = format_status(reply, WallTime{} + 100000s);
@@ -60,17 +60,17 @@ TEST(CliFormat, StatusTable) {
 TEST(CliFormat, RouteCarriers) {
   localapi::StatusReply reply;
   reply.status.self.name = "host-a";
-  reply.status.self.ipv4 = *IpAddress::parse("100.64.0.1");
+  reply.status.self.ipv4 = IpAddress::parse("100.64.0.1").value();
   reply.coordinator.state = "connected";
   localapi::RouteSettingsStatus routes;
   routes.accept = true;
   routes.carriers = {
-      localapi::RouteCarrierStatus{*IpPrefix::parse("10.77.0.0/24"), "r2",
+      localapi::RouteCarrierStatus{IpPrefix::parse("10.77.0.0/24").value(), "r2",
                                    {localapi::RouteCarrierCandidate{"r1", {}, "down", "no answer for 4.4 s", 4400},
                                     localapi::RouteCarrierCandidate{"r2", {}, "active", "", 120},
                                     localapi::RouteCarrierCandidate{"r3", {}, "offline", "offline at the coordinator", {}}}},
       // One carrier only: its peer row says it already.
-      localapi::RouteCarrierStatus{*IpPrefix::parse("10.88.0.0/24"), "r1",
+      localapi::RouteCarrierStatus{IpPrefix::parse("10.88.0.0/24").value(), "r1",
                                    {localapi::RouteCarrierCandidate{"r1", {}, "active", "", {}}}}};
   reply.status.self.routes = routes;
   const std::string text = format_status(reply, WallTime{});
@@ -84,7 +84,7 @@ TEST(CliFormat, RouteCarriers) {
 TEST(CliFormat, ExitNodeSnatFamilies) {
   localapi::StatusReply reply;
   reply.status.self.name = "exit";
-  reply.status.self.ipv4 = *IpAddress::parse("100.64.0.1");
+  reply.status.self.ipv4 = IpAddress::parse("100.64.0.1").value();
   reply.coordinator.state = "connected";
   localapi::RouteSettingsStatus routes;
   routes.exit_node = true;

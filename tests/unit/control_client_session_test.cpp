@@ -56,7 +56,7 @@ class SessionTest : public ::testing::Test {
     r.disco_key.fill(9);
     r.hostname = "host-a";
     r.os = "linux";
-    r.endpoints = {*Endpoint::parse("192.0.2.1:41641")};
+    r.endpoints = {Endpoint::parse("192.0.2.1:41641").value()};
     r.version = "0.1.0";
     return r;
   }
@@ -95,7 +95,7 @@ TEST_F(SessionTest, RegistersThenFollowsTheMapAndDeltas) {
   auto events = feed(coordinator_.send(relays));
   ASSERT_EQ(events.size(), 1u);
   EXPECT_EQ(kind_of(events[0]), Kind::relay_map);
-  DnsConfig dns{"knit.internal", {{"corp.example", {*Endpoint::parse("10.1.0.53:53")}}}};
+  DnsConfig dns{"knit.internal", {{"corp.example", {Endpoint::parse("10.1.0.53:53").value()}}}};
   events = feed(coordinator_.send(dns));
   ASSERT_EQ(events.size(), 1u);
   EXPECT_EQ(kind_of(events[0]), Kind::dns_config);
@@ -105,7 +105,7 @@ TEST_F(SessionTest, RegistersThenFollowsTheMapAndDeltas) {
   ASSERT_EQ(events.size(), 1u);
   EXPECT_EQ(kind_of(events[0]), Kind::policy_rules);
   EXPECT_EQ(events[0].policy, policy);
-  const NodeAssignment renamed{"desk", *IpAddress::parse("100.64.0.7"), *IpAddress::parse("fd7a:115c:a1e0::7"), peer(7).node_key};
+  const NodeAssignment renamed{"desk", IpAddress::parse("100.64.0.7").value(), IpAddress::parse("fd7a:115c:a1e0::7").value(), peer(7).node_key};
   events = feed(coordinator_.send(SelfUpdate{renamed}));
   ASSERT_EQ(events.size(), 1u);
   EXPECT_EQ(kind_of(events[0]), Kind::self_update);

@@ -9,7 +9,7 @@ namespace {
 TEST(DnsConfig, RoundTrips) {
   DnsConfig config;
   config.domain = "knit.internal";
-  config.split = {{"corp.example", {*Endpoint::parse("10.1.0.53:53"), *Endpoint::parse("[fd00::53]:53")}}};
+  config.split = {{"corp.example", {Endpoint::parse("10.1.0.53:53").value(), Endpoint::parse("[fd00::53]:53").value()}}};
   auto parsed = to_message(parse_message(encode(config)));
   ASSERT_TRUE(parsed);
   ASSERT_TRUE(std::holds_alternative<DnsConfig>(*parsed));

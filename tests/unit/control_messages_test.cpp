@@ -25,9 +25,9 @@ wg::PublicKey key(std::uint8_t fill) {
   return k;
 }
 
-Endpoint ep(const char* text) { return *Endpoint::parse(text); }
-IpAddress ip(const char* text) { return *IpAddress::parse(text); }
-IpPrefix prefix(const char* text) { return *IpPrefix::parse(text); }
+Endpoint ep(const char* text) { return Endpoint::parse(text).value(); }
+IpAddress ip(const char* text) { return IpAddress::parse(text).value(); }
+IpPrefix prefix(const char* text) { return IpPrefix::parse(text).value(); }
 
 PeerInfo sample_peer(std::uint8_t n) {
   PeerInfo peer;

@@ -22,7 +22,7 @@ NodeKey key(std::uint32_t n) {
   return k;
 }
 
-const IpPrefix kUla = *IpPrefix::parse("fd12:3456:789a::/48");
+const IpPrefix kUla = IpPrefix::parse("fd12:3456:789a::/48").value();
 
 PeerInfo peer(std::uint32_t n) {
   PeerInfo p;
@@ -34,12 +34,12 @@ PeerInfo peer(std::uint32_t n) {
   std::copy(kUla.address.bytes(), kUla.address.bytes() + 6, v6);
   std::copy(p.ipv4.bytes(), p.ipv4.bytes() + 4, v6 + 12);
   p.ipv6 = IpAddress::v6(v6);
-  p.endpoints = {*Endpoint::parse("10.0.0.7:41641"), *Endpoint::parse("[2001:db8::7]:41641")};
+  p.endpoints = {Endpoint::parse("10.0.0.7:41641").value(), Endpoint::parse("[2001:db8::7]:41641").value()};
   p.home_relay = n % 2 ? "fra" : "";
   p.online = n % 3 == 0;
   p.last_seen = 1700000000 + n;
   if (n % 4 == 0) p.tags = {"tag:server", "prod"};
-  if (n % 5 == 0) p.routes = {*IpPrefix::parse("10.1.0.0/16"), *IpPrefix::parse("fd00:1::/64")};
+  if (n % 5 == 0) p.routes = {IpPrefix::parse("10.1.0.0/16").value(), IpPrefix::parse("fd00:1::/64").value()};
   return p;
 }
 
@@ -66,7 +66,7 @@ TEST(ControlPeerCodec, TheMeshIpv6IsLeftOutAndOthersAreKept) {
   PeerInfo mesh = peer(1);
   PeerInfo other = peer(1);
   other.node_key = key(2);
-  other.ipv6 = *IpAddress::parse("2001:db8::5");
+  other.ipv6 = IpAddress::parse("2001:db8::5").value();
   std::string a;
   std::string b;
   const V6Base base = v6_base_of({mesh});
@@ -162,7 +162,7 @@ TEST(ControlPeerCodec, NumberedBadValues) {
   p.endpoints = {Endpoint(IpAddress::v4(std::uint32_t{0}), 5)};
   EXPECT_EQ(error_of(encode(PeerMapPage{1, 0, 1, {p}})).field, "peers[0].endpoints[0]");
   p = peer(0);
-  IpPrefix host_bits = *IpPrefix::parse("10.1.0.0/16");
+  IpPrefix host_bits = IpPrefix::parse("10.1.0.0/16").value();
   host_bits.address = IpAddress::v4(0x0a010203);
   p.routes = {host_bits};
   EXPECT_EQ(error_of(encode(PeerMapPage{1, 0, 1, {p}})).field, "peers[0].routes[0]");

@@ -39,7 +39,7 @@ PeerInfo random_peer(Random& rng, std::uint32_t n) {
   peer.online = rng.uniform(2) == 1;
   peer.last_seen = rng.uniform(3);
   if (rng.uniform(3) == 0) peer.tags = {"tag:a"};
-  if (rng.uniform(3) == 0) peer.routes = {*IpPrefix::parse("10.0.0.0/8")};
+  if (rng.uniform(3) == 0) peer.routes = {IpPrefix::parse("10.0.0.0/8").value()};
   return peer;
 }
 
@@ -123,13 +123,13 @@ TEST(ControlPeerMap, EachFieldCountsAsAChange) {
       [](PeerInfo& p) { p.name += "x"; },
       [](PeerInfo& p) { p.disco_key[0] ^= 1; },
       [](PeerInfo& p) { p.ipv4 = IpAddress::v4(1); },
-      [](PeerInfo& p) { p.ipv6 = *IpAddress::parse("fd00::99"); },
-      [](PeerInfo& p) { p.endpoints.push_back(*Endpoint::parse("192.0.2.99:9")); },
+      [](PeerInfo& p) { p.ipv6 = IpAddress::parse("fd00::99").value(); },
+      [](PeerInfo& p) { p.endpoints.push_back(Endpoint::parse("192.0.2.99:9").value()); },
       [](PeerInfo& p) { p.home_relay = "nyc"; },
       [](PeerInfo& p) { p.online = !p.online; },
       [](PeerInfo& p) { p.last_seen += 1; },
       [](PeerInfo& p) { p.tags.push_back("new"); },
-      [](PeerInfo& p) { p.routes.push_back(*IpPrefix::parse("fd01::/64")); },
+      [](PeerInfo& p) { p.routes.push_back(IpPrefix::parse("fd01::/64").value()); },
   };
   for (auto edit : edits) {
     PeerInfo changed = base;

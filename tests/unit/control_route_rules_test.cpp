@@ -7,7 +7,7 @@
 namespace knit::control {
 namespace {
 
-IpPrefix P(const char* text) { return *IpPrefix::parse(text); }
+IpPrefix P(const char* text) { return IpPrefix::parse(text).value(); }
 
 TEST(RouteRules, Table) {
   const std::vector<IpPrefix> mesh{P("100.64.0.0/10"), P("fd7a:115c:a1e0::/48")};
@@ -51,7 +51,7 @@ TEST(RouteRules, Table) {
   }
   // Host bits set.
   IpPrefix host_bits = P("10.0.0.0/24");
-  host_bits.address = *IpAddress::parse("10.0.0.1");
+  host_bits.address = IpAddress::parse("10.0.0.1").value();
   EXPECT_FALSE(route_problem(host_bits, mesh).empty());
 }
 
@@ -60,8 +60,8 @@ TEST(RouteRules, Overlap) {
   EXPECT_TRUE(prefixes_overlap(P("10.1.0.0/16"), P("10.0.0.0/8")));
   EXPECT_FALSE(prefixes_overlap(P("10.0.0.0/16"), P("10.1.0.0/16")));
   EXPECT_FALSE(prefixes_overlap(P("10.0.0.0/8"), P("fd00::/8")));
-  EXPECT_TRUE(prefix_holds(P("0.0.0.0/0"), *IpAddress::parse("8.8.8.8")));
-  EXPECT_FALSE(prefix_holds(P("0.0.0.0/0"), *IpAddress::parse("::1")));
+  EXPECT_TRUE(prefix_holds(P("0.0.0.0/0"), IpAddress::parse("8.8.8.8").value()));
+  EXPECT_FALSE(prefix_holds(P("0.0.0.0/0"), IpAddress::parse("::1").value()));
 }
 
 TEST(RouteRules, ListSyntax) {

@@ -13,7 +13,7 @@
 namespace knit::coordinator {
 namespace {
 
-SourceKey v4(const char* text) { return source_key(*IpAddress::parse(text)); }
+SourceKey v4(const char* text) { return source_key(IpAddress::parse(text).value()); }
 
 TEST(HandshakeSlots, AdmitsWithinTheLimitsWithoutEvicting) {
   HandshakeSlots<int> slots(4, 2);

@@ -18,7 +18,7 @@ namespace {
 
 namespace fs = std::filesystem;
 
-IpPrefix prefix(const char* text) { return *IpPrefix::parse(text); }
+IpPrefix prefix(const char* text) { return IpPrefix::parse(text).value(); }
 
 const IpPrefix kUla = prefix("fd12:3456:789a::/48");
 
@@ -58,8 +58,8 @@ TEST(Ipam, RefusesUnusablePrefixes) {
 
 TEST(Ipam, Ipv6IsTheUlaWithTheIpv4AsItsLastBits) {
   auto ipam = Ipam::make(prefix("100.64.0.0/10"), kUla);
-  EXPECT_EQ(ipam->ipv6_for(*IpAddress::parse("100.64.0.2")).to_string(), "fd12:3456:789a::6440:2");
-  EXPECT_EQ(ipam->ipv6_for(*IpAddress::parse("100.127.255.254")).to_string(),
+  EXPECT_EQ(ipam->ipv6_for(IpAddress::parse("100.64.0.2").value()).to_string(), "fd12:3456:789a::6440:2");
+  EXPECT_EQ(ipam->ipv6_for(IpAddress::parse("100.127.255.254").value()).to_string(),
             "fd12:3456:789a::647f:fffe");
 }
 

@@ -27,13 +27,13 @@ control::PeerInfo peer(std::uint32_t n, bool online = true) {
   std::uint8_t v6[16] = {};
   std::copy(kBase.begin(), kBase.end(), v6);
   std::copy(p.ipv4.bytes(), p.ipv4.bytes() + 4, v6 + 12);
-  p.ipv6 = n % 7 == 0 ? *IpAddress::parse("2001:db8::7") : IpAddress::v6(v6);
+  p.ipv6 = n % 7 == 0 ? IpAddress::parse("2001:db8::7").value() : IpAddress::v6(v6);
   p.online = online;
   p.last_seen = 1000 + n;
-  p.endpoints = {*Endpoint::parse("192.0.2." + std::to_string(n % 250) + ":41641")};
+  p.endpoints = {Endpoint::parse("192.0.2." + std::to_string(n % 250) + ":41641").value()};
   p.home_relay = n % 2 ? "relay-a" : "";
   p.tags = {"t", "server"};
-  p.routes = {*IpPrefix::parse("10." + std::to_string(n % 250) + ".0.0/16")};
+  p.routes = {IpPrefix::parse("10." + std::to_string(n % 250) + ".0.0/16").value()};
   return p;
 }
 

@@ -138,7 +138,7 @@ TEST(PolicyPublisher, EachNodeGetsItsOwnRulesAndOnlyWhenTheyChange) {
     control::PeerInfo p;
     p.name = name;
     p.node_key.fill(fill);
-    p.ipv4 = *IpAddress::parse(v4);
+    p.ipv4 = IpAddress::parse(v4).value();
     p.ipv6 = *IpAddress::parse(("fd7a::" + std::to_string(fill)).c_str());
     p.tags = std::move(tags);
     return p;
@@ -174,7 +174,7 @@ TEST(PolicyPublisher, EachNodeGetsItsOwnRulesAndOnlyWhenTheyChange) {
   EXPECT_EQ(rules_of(*to_web).rules().size(), 0u);  // nothing may open flows into web
   // Endpoints and presence change often and do not matter: nothing is sent.
   db.online = true;
-  db.endpoints = {*Endpoint::parse("192.0.2.1:41641")};
+  db.endpoints = {Endpoint::parse("192.0.2.1:41641").value()};
   EXPECT_FALSE(pub.set_peers({&web, &db}));
   EXPECT_FALSE(pub.message_for(db.node_key));
   // An admin tags web "db" too: only web's rules change.

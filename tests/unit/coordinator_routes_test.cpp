@@ -20,7 +20,7 @@ namespace {
 
 namespace fs = std::filesystem;
 
-IpPrefix P(const char* text) { return *IpPrefix::parse(text); }
+IpPrefix P(const char* text) { return IpPrefix::parse(text).value(); }
 wg::PublicKey key(std::uint8_t n) {
   wg::PublicKey k{};
   k.fill(n);

@@ -110,7 +110,7 @@ TEST_F(TwoCoordinators, WhatHappensThroughOneReachesTheAgentsOfTheOther) {
   EXPECT_TRUE(b->peer(a->public_key())->online);
 
   // New endpoints reported to coordinator 1 reach coordinator 0's agent.
-  const std::vector<Endpoint> endpoints = {*Endpoint::parse("192.0.2.44:41641")};
+  const std::vector<Endpoint> endpoints = {Endpoint::parse("192.0.2.44:41641").value()};
   ASSERT_TRUE(b->send(control::EndpointUpdate{endpoints}));
   ASSERT_TRUE(a->wait_until(
       [&] { return a->peer(b->public_key()) && a->peer(b->public_key())->endpoints == endpoints; },

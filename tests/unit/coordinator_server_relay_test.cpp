@@ -231,12 +231,12 @@ TEST_F(RelayServerTest, ANodeKeyCannotBeARelayNorARelayKeyANode) {
 TEST_F(RelayServerTest, ARelayMaySendOnlyPings) {
   start();
   auto relay = joined_relay(relay_token());
-  ASSERT_TRUE(relay->send(control::EndpointUpdate{{*Endpoint::parse("192.0.2.1:5")}}));
+  ASSERT_TRUE(relay->send(control::EndpointUpdate{{Endpoint::parse("192.0.2.1:5").value()}}));
   EXPECT_TRUE(relay->closed_by_server());
   EXPECT_EQ(counters().malformed, 1u);
   // An agent still may.
   auto a = joined(reusable_token(), "alpha");
-  ASSERT_TRUE(a->send(control::EndpointUpdate{{*Endpoint::parse("192.0.2.1:5")}}));
+  ASSERT_TRUE(a->send(control::EndpointUpdate{{Endpoint::parse("192.0.2.1:5").value()}}));
   ASSERT_TRUE(a->send(control::Ping{1}));
   EXPECT_TRUE(a->wait_for<control::Pong>());
 }

@@ -12,7 +12,7 @@
 namespace knit::coordinator {
 namespace {
 
-IpPrefix P(const char* text) { return *IpPrefix::parse(text); }
+IpPrefix P(const char* text) { return IpPrefix::parse(text).value(); }
 
 std::vector<IpPrefix> sorted(std::vector<IpPrefix> v) {
   std::sort(v.begin(), v.end());

@@ -31,7 +31,7 @@ TEST_F(ServerTest, RenamedAgentHearsItsNewNameOnlyWithTheSelfFeature) {
 
   // A change that is not its name or addresses (it comes online elsewhere, endpoints) sends
   // no second self_update; a rename of the plain agent sends it nothing new either.
-  ASSERT_TRUE(follower->send(control::EndpointUpdate{{*Endpoint::parse("192.0.2.7:41641")}}));
+  ASSERT_TRUE(follower->send(control::EndpointUpdate{{Endpoint::parse("192.0.2.7:41641").value()}}));
   ASSERT_TRUE(admin_->rename_node("server", "db"));
   ASSERT_TRUE(follower->wait_until([&] { return follower->peer(plain->public_key())->name == "db"; }));
   ASSERT_TRUE(follower->send(control::Ping{9}));

@@ -212,8 +212,8 @@ TEST_F(ServerTest, EndpointUpdateReachesOtherAgents) {
   auto a = joined(t, "a");
   auto b = joined(t, "b");
   ASSERT_TRUE(a->wait_until([&] { return a->peer(b->public_key()) != nullptr; }));
-  const std::vector<Endpoint> endpoints{*Endpoint::parse("192.0.2.7:41641"),
-                                        *Endpoint::parse("[2001:db8::7]:41641")};
+  const std::vector<Endpoint> endpoints{Endpoint::parse("192.0.2.7:41641").value(),
+                                        Endpoint::parse("[2001:db8::7]:41641").value()};
   clock_ += 5;
   ASSERT_TRUE(b->send(control::EndpointUpdate{endpoints}));
   ASSERT_TRUE(a->wait_until(
@@ -487,7 +487,7 @@ TEST_F(ServerTest, ManyAgentsGetConsistentStreams) {
   for (int i = 0; i < 12; ++i) agents.push_back(joined(t, "n" + std::to_string(i)));
   agents[3].reset();
   agents[7].reset();
-  ASSERT_TRUE(agents[0]->send(control::EndpointUpdate{{*Endpoint::parse("198.51.100.1:1")}}));
+  ASSERT_TRUE(agents[0]->send(control::EndpointUpdate{{Endpoint::parse("198.51.100.1:1").value()}}));
   for (auto& a : agents) {
     if (!a) continue;
     ASSERT_TRUE(a->wait_until([&] {

@@ -168,7 +168,7 @@ TEST_P(StoreTest, DnsSettingsDefaultThenStoredAndNoted) {
 
   DnsSettings wanted;
   wanted.domain = "Corp.Internal.";
-  wanted.split = {{"lab.example", {*Endpoint::parse("10.1.0.53:53"), *Endpoint::parse("[fd00::53]:5353")}}};
+  wanted.split = {{"lab.example", {Endpoint::parse("10.1.0.53:53").value(), Endpoint::parse("[fd00::53]:5353").value()}}};
   ASSERT_TRUE(store_->set_dns_settings(wanted));
   auto other = open();  // another connection reads what was stored
   ASSERT_TRUE(other);
@@ -187,7 +187,7 @@ TEST_P(StoreTest, DnsSettingsDefaultThenStoredAndNoted) {
   bad.domain = "ok.internal";
   bad.split = {{"a.example", {}}};
   EXPECT_FALSE(store_->set_dns_settings(bad));
-  bad.split = {{"a.example", {*Endpoint::parse("10.0.0.1:53")}}, {"A.example", {*Endpoint::parse("10.0.0.2:53")}}};
+  bad.split = {{"a.example", {Endpoint::parse("10.0.0.1:53").value()}}, {"A.example", {Endpoint::parse("10.0.0.2:53").value()}}};
   EXPECT_FALSE(store_->set_dns_settings(bad));  // the same domain twice, once lowercased
 }
 
@@ -325,8 +325,8 @@ TEST_P(StoreTest, PresenceEndpointsAndRemoval) {
   EXPECT_TRUE(n->online);
   EXPECT_FALSE(n->disconnected_at);
 
-  std::vector<Endpoint> endpoints = {*Endpoint::parse("192.0.2.1:41641"),
-                                     *Endpoint::parse("[2001:db8::1]:41641")};
+  std::vector<Endpoint> endpoints = {Endpoint::parse("192.0.2.1:41641").value(),
+                                     Endpoint::parse("[2001:db8::1]:41641").value()};
   ASSERT_TRUE(store_->set_node_endpoints(key(1), endpoints, "fra", 2300));
   ASSERT_TRUE(store_->touch_node(key(1), 2400));
   n = *store_->find_node(key(1));
@@ -357,7 +357,7 @@ TEST_P(StoreTest, PresenceEndpointsAndRemoval) {
 
 TEST_P(StoreTest, RecordsAsTheControlProtocolShowsThem) {
   Node n = join(1, "a");
-  ASSERT_TRUE(store_->set_node_endpoints(key(1), {*Endpoint::parse("192.0.2.1:1")}, "fra", 2001));
+  ASSERT_TRUE(store_->set_node_endpoints(key(1), {Endpoint::parse("192.0.2.1:1").value()}, "fra", 2001));
   n = **store_->find_node(key(1));
   control::PeerInfo peer = peer_info(n);
   EXPECT_EQ(peer.name, "a");
@@ -516,7 +516,7 @@ TEST_P(StoreTest, ABatchOfJoinsGivesEachItsOwnResult) {
   Token once = make_token("00000000000000bb", 9, /*reusable=*/false);
   ASSERT_TRUE(store_->add_token(once));
   join(1, "known");
-  const std::vector<Endpoint> endpoints = {*Endpoint::parse("192.0.2.7:41641")};
+  const std::vector<Endpoint> endpoints = {Endpoint::parse("192.0.2.7:41641").value()};
   std::vector<BatchedJoin> batch;
   batch.push_back({reg(2, "new"), presented(token_), endpoints});
   batch.push_back({reg(3, "first"), presented(once), {}});
@@ -668,7 +668,7 @@ TEST_P(StoreTest, AMeshMovesWholeIntoAnEmptyStore) {
   join(1, "alpha");
   join(2, "beta");
   ASSERT_TRUE(store_->join_node(reg(3, "gamma"), presented(tagged), 2001));
-  ASSERT_TRUE(store_->set_node_endpoints(key(2), {*Endpoint::parse("192.0.2.9:41641")}, "", 2002));
+  ASSERT_TRUE(store_->set_node_endpoints(key(2), {Endpoint::parse("192.0.2.9:41641").value()}, "", 2002));
   Token relay_token = make_token("00000000000000dd", 4);
   relay_token.relay = true;
   ASSERT_TRUE(store_->add_token(relay_token));

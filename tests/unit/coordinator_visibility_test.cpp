@@ -44,7 +44,7 @@ World random_world(Random& rng, std::size_t n) {
       rule.ports = {policy::kAllPorts};
       const auto kind = rng.next_u64() % 20;
       if (kind == 0) {
-        rule.src = {*IpPrefix::parse("0.0.0.0/0"), *IpPrefix::parse("::/0")};  // `*`
+        rule.src = {IpPrefix::parse("0.0.0.0/0").value(), IpPrefix::parse("::/0").value()};  // `*`
       } else if (kind < 4) {  // a range of the mesh, host bits in the address as people write them
         const std::size_t j = rng.next_u64() % n;
         rule.src = {IpPrefix{v4_of(j), static_cast<std::uint8_t>(26 + rng.next_u64() % 6)}};
@@ -105,7 +105,7 @@ TEST(CoordinatorVisibility, StrangersSeeOnlyOpenNodesAndCarriers) {
   policy::CompiledRule everyone;
   everyone.name = "all";
   everyone.ports = {policy::kAllPorts};
-  everyone.src = {*IpPrefix::parse("0.0.0.0/0")};
+  everyone.src = {IpPrefix::parse("0.0.0.0/0").value()};
   policy::CompiledRule from_b;
   from_b.name = "b";
   from_b.ports = {policy::kAllPorts};

@@ -44,8 +44,8 @@ Answer header(const Bytes& wire) {
           load_be16(wire.data() + 6), load_be16(wire.data() + 8)};
 }
 
-IpAddress ip(const char* text) { return *IpAddress::parse(text); }
-Endpoint ep(const char* text) { return *Endpoint::parse(text); }
+IpAddress ip(const char* text) { return IpAddress::parse(text).value(); }
+Endpoint ep(const char* text) { return Endpoint::parse(text).value(); }
 
 class ResolverTest : public ::testing::Test {
  protected:

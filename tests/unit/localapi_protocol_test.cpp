@@ -23,14 +23,14 @@ wg::PublicKey key(std::uint8_t fill) {
 StatusReport sample_status() {
   StatusReport status;
   status.self.name = "host-a";
-  status.self.ipv4 = *IpAddress::parse("100.64.0.1");
-  status.self.ipv6 = *IpAddress::parse("fd7a:1:2::1");
+  status.self.ipv4 = IpAddress::parse("100.64.0.1").value();
+  status.self.ipv6 = IpAddress::parse("fd7a:1:2::1").value();
   status.self.node_key = key(1);
-  status.self.endpoints = {*Endpoint::parse("192.0.2.1:41641"), *Endpoint::parse("[2001:db8::1]:41641")};
+  status.self.endpoints = {Endpoint::parse("192.0.2.1:41641").value(), Endpoint::parse("[2001:db8::1]:41641").value()};
   PeerStatus direct;
   direct.name = "host-b";
-  direct.ipv4 = *IpAddress::parse("100.64.0.2");
-  direct.ipv6 = *IpAddress::parse("fd7a:1:2::2");
+  direct.ipv4 = IpAddress::parse("100.64.0.2").value();
+  direct.ipv6 = IpAddress::parse("fd7a:1:2::2").value();
   direct.node_key = key(2);
   direct.online = true;
   direct.path = PathKind::direct;
@@ -42,8 +42,8 @@ StatusReport sample_status() {
   direct.tx_bytes = 5678;
   PeerStatus none;
   none.name = "host-c";
-  none.ipv4 = *IpAddress::parse("100.64.0.3");
-  none.ipv6 = *IpAddress::parse("fd7a:1:2::3");
+  none.ipv4 = IpAddress::parse("100.64.0.3").value();
+  none.ipv6 = IpAddress::parse("fd7a:1:2::3").value();
   none.node_key = key(3);
   status.peers = {direct, none};
   return status;
@@ -79,8 +79,8 @@ TEST(ControlProtocol, RequestsRoundTrip) {
 TEST(ControlProtocol, ResponsesRoundTrip) {
   const std::vector<ControlResponse> responses = {
       ErrorReply{"not joined: run `knit up --token ...`"},
-      UpReply{"host-a", *IpAddress::parse("100.64.0.1"), *IpAddress::parse("fd7a::1"), false},
-      UpReply{"host-a", *IpAddress::parse("100.64.0.1"), *IpAddress::parse("fd7a::1"), true},
+      UpReply{"host-a", IpAddress::parse("100.64.0.1").value(), IpAddress::parse("fd7a::1").value(), false},
+      UpReply{"host-a", IpAddress::parse("100.64.0.1").value(), IpAddress::parse("fd7a::1").value(), true},
       DownReply{true},
       DownReply{false},
       LogoutReply{true, true, "host-a", ""},
@@ -90,7 +90,7 @@ TEST(ControlProtocol, ResponsesRoundTrip) {
       SetReply{false, true, false, std::string("")},
       StatusReply{sample_status(), CoordinatorStatus{"connected", "192.0.2.9:443", ""}},
       StatusReply{sample_status(), CoordinatorStatus{"waiting", "", "cannot reach the coordinator"}},
-      IpReply{*IpAddress::parse("100.64.0.1"), *IpAddress::parse("fd7a::1")},
+      IpReply{IpAddress::parse("100.64.0.1").value(), IpAddress::parse("fd7a::1").value()},
       PingInfoReply{sample_status().peers[0]},
       PingInfoReply{sample_status().peers[1]},
       VersionReply{"0.1.0"},

@@ -26,11 +26,11 @@ void operator delete(void* p, std::size_t) noexcept { std::free(p); }
 namespace knit::nat {
 namespace {
 
-Endpoint ep(const char* text) { return *Endpoint::parse(text); }
+Endpoint ep(const char* text) { return Endpoint::parse(text).value(); }
 
 TEST(NatAllocation, ExistingFlowsNeverAllocate) {
   Config config;
-  config.external_addresses = {*IpAddress::parse("203.0.113.1")};
+  config.external_addresses = {IpAddress::parse("203.0.113.1").value()};
   config.filtering = Filtering::endpoint_independent;
   SeededRandom rng(1);
   NatEngine nat(config, rng);

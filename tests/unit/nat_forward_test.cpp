@@ -10,8 +10,8 @@ namespace {
 
 using namespace std::chrono_literals;
 
-Endpoint ep(const char* text) { return *Endpoint::parse(text); }
-IpAddress ip(const char* text) { return *IpAddress::parse(text); }
+Endpoint ep(const char* text) { return Endpoint::parse(text).value(); }
+IpAddress ip(const char* text) { return IpAddress::parse(text).value(); }
 
 const Endpoint kSsh = ep("10.0.0.5:22");
 const Endpoint kForwarded = ep("203.0.113.1:2222");

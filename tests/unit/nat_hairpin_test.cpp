@@ -9,8 +9,8 @@
 namespace knit::nat {
 namespace {
 
-Endpoint ep(const char* text) { return *Endpoint::parse(text); }
-IpAddress ip(const char* text) { return *IpAddress::parse(text); }
+Endpoint ep(const char* text) { return Endpoint::parse(text).value(); }
+IpAddress ip(const char* text) { return IpAddress::parse(text).value(); }
 
 const Endpoint kA = ep("10.0.0.2:4000");
 const Endpoint kB = ep("10.0.0.3:5000");

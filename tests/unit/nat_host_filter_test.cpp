@@ -10,8 +10,8 @@
 namespace knit::nat {
 namespace {
 
-Endpoint ep(const char* text) { return *Endpoint::parse(text); }
-IpAddress ip(const char* text) { return *IpAddress::parse(text); }
+Endpoint ep(const char* text) { return Endpoint::parse(text).value(); }
+IpAddress ip(const char* text) { return IpAddress::parse(text).value(); }
 
 const Endpoint kHost = ep("100.64.0.1:40000");
 const Endpoint kPeer = ep("100.64.0.2:22");

@@ -11,8 +11,8 @@ namespace {
 
 using namespace std::chrono_literals;
 
-Endpoint ep(const char* text) { return *Endpoint::parse(text); }
-IpAddress ip(const char* text) { return *IpAddress::parse(text); }
+Endpoint ep(const char* text) { return Endpoint::parse(text).value(); }
+IpAddress ip(const char* text) { return IpAddress::parse(text).value(); }
 
 const IpAddress kPublic = ip("203.0.113.1");
 const IpAddress kRouter = ip("192.0.2.254");  // a router on the path outside

@@ -14,8 +14,8 @@ namespace {
 
 using namespace std::chrono_literals;
 
-Endpoint ep(const char* text) { return *Endpoint::parse(text); }
-IpAddress ip(const char* text) { return *IpAddress::parse(text); }
+Endpoint ep(const char* text) { return Endpoint::parse(text).value(); }
+IpAddress ip(const char* text) { return IpAddress::parse(text).value(); }
 
 const IpAddress kPublic = ip("203.0.113.1");
 const Endpoint kServer = ep("198.51.100.1:3478");
@@ -215,7 +215,7 @@ TEST(NatRouter, FragmentsFollowTheirFirstFragment) {
 
 TEST(NatRouter, SourceChecks) {
   Config c = config();
-  c.inside_prefixes = {*IpPrefix::parse("10.0.0.0/24")};
+  c.inside_prefixes = {IpPrefix::parse("10.0.0.0/24").value()};
   Nat nat(c);
   Bytes outside = make_udp(ep("10.9.0.2:5000"), kServer);
   EXPECT_EQ(nat.engine.outbound(nat.now, outside).reason, DropReason::not_inside);

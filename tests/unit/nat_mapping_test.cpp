@@ -14,8 +14,8 @@
 namespace knit::nat {
 namespace {
 
-Endpoint ep(const char* text) { return *Endpoint::parse(text); }
-IpAddress ip(const char* text) { return *IpAddress::parse(text); }
+Endpoint ep(const char* text) { return Endpoint::parse(text).value(); }
+IpAddress ip(const char* text) { return IpAddress::parse(text).value(); }
 
 Config make_config(Mapping mapping, Filtering filtering) {
   Config c;

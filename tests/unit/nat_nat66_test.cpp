@@ -19,7 +19,7 @@ namespace {
 using std::chrono::minutes;
 using std::chrono::seconds;
 
-IpAddress ip(const char* text) { return *IpAddress::parse(text); }
+IpAddress ip(const char* text) { return IpAddress::parse(text).value(); }
 
 const IpAddress kInside = ip("fd7a:115c:a1e0::7");
 const IpAddress kInside2 = ip("fd7a:115c:a1e0::8");

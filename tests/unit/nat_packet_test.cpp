@@ -12,8 +12,8 @@
 namespace knit::nat {
 namespace {
 
-Endpoint ep(const char* text) { return *Endpoint::parse(text); }
-IpAddress ip(const char* text) { return *IpAddress::parse(text); }
+Endpoint ep(const char* text) { return Endpoint::parse(text).value(); }
+IpAddress ip(const char* text) { return IpAddress::parse(text).value(); }
 
 Bytes udp() { return make_udp(ep("10.0.0.2:5000"), ep("198.51.100.7:3478"), Bytes(12, 1)); }
 Bytes tcp() { return make_tcp(ep("10.0.0.2:40000"), ep("198.51.100.7:443"), kTcpSyn); }

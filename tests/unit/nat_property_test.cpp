@@ -23,7 +23,7 @@ namespace {
 
 using namespace std::chrono_literals;
 
-const IpAddress kPool[] = {*IpAddress::parse("203.0.113.1"), *IpAddress::parse("203.0.113.2")};
+const IpAddress kPool[] = {IpAddress::parse("203.0.113.1").value(), IpAddress::parse("203.0.113.2").value()};
 
 struct Flow {
   std::uint8_t protocol;  // kProto*
@@ -327,7 +327,7 @@ TEST(NatFuzz, RandomAndMutatedPacketsNeverCorruptTheTable) {
   config.max_held_syns = 16;
   config.max_fragment_flows = 16;
   config.udp_timeout = 2min;
-  config.port_forwards = {PortForward{Protocol::udp, 2000, *IpAddress::parse("10.0.0.9"), 53, {}}};
+  config.port_forwards = {PortForward{Protocol::udp, 2000, IpAddress::parse("10.0.0.9").value(), 53, {}}};
   SeededRandom rng(11);
   NatEngine nat(config, rng);
   SeededRandom fuzz(12);
@@ -352,9 +352,9 @@ TEST(NatFuzz, RandomAndMutatedPacketsNeverCorruptTheTable) {
     for (auto& frag : fragments) corpus_out.push_back(frag);
     flows.push_back(f);
   }
-  corpus_in.push_back(make_udp(*Endpoint::parse("192.0.2.1:999"), Endpoint(kPool[0], 2000)));
-  corpus_in.push_back(make_tcp(*Endpoint::parse("192.0.2.1:999"), Endpoint(kPool[0], 80), kTcpSyn));
-  corpus_out.push_back(make_udp(*Endpoint::parse("10.0.0.2:1"), Endpoint(kPool[1], 2000)));
+  corpus_in.push_back(make_udp(Endpoint::parse("192.0.2.1:999").value(), Endpoint(kPool[0], 2000)));
+  corpus_in.push_back(make_tcp(Endpoint::parse("192.0.2.1:999").value(), Endpoint(kPool[0], 80), kTcpSyn));
+  corpus_out.push_back(make_udp(Endpoint::parse("10.0.0.2:1").value(), Endpoint(kPool[1], 2000)));
 
   for (int i = 0; i < 1000000; ++i) {
     now += std::chrono::milliseconds(fuzz.uniform(30));

@@ -11,8 +11,8 @@ namespace {
 
 using namespace std::chrono_literals;
 
-Endpoint ep(const char* text) { return *Endpoint::parse(text); }
-IpAddress ip(const char* text) { return *IpAddress::parse(text); }
+Endpoint ep(const char* text) { return Endpoint::parse(text).value(); }
+IpAddress ip(const char* text) { return IpAddress::parse(text).value(); }
 
 const Endpoint kHost = ep("10.0.0.2:5000");
 const Endpoint kServer = ep("198.51.100.1:3478");

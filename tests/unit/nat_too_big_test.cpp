@@ -14,7 +14,7 @@
 namespace knit::nat {
 namespace {
 
-IpAddress ip(const char* text) { return *IpAddress::parse(text); }
+IpAddress ip(const char* text) { return IpAddress::parse(text).value(); }
 Endpoint ep(const char* text, std::uint16_t port) { return Endpoint(ip(text), port); }
 
 struct Answer {

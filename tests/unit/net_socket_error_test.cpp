@@ -16,7 +16,7 @@
 namespace knit::net {
 namespace {
 
-Endpoint ep(const char* text) { return *Endpoint::parse(text); }
+Endpoint ep(const char* text) { return Endpoint::parse(text).value(); }
 
 // A cmsghdr of this level and type with `payload` bytes of data (zeros), padded.
 Bytes cmsg(int level, int type, std::size_t payload) {
@@ -93,7 +93,7 @@ TEST(NetSocketError, OtherErrorsAreOther) {
 // An opener that died on the way: the hop that said so (SO_EE_OFFENDER), from an IPv4 socket
 // and from a dual-stack one (a v4-mapped offender is IPv4); an ICMPv6 hop limit exceeded.
 TEST(NetSocketError, TimeExceededNamesTheHopThatSentIt) {
-  const IpAddress carrier = *IpAddress::parse("100.64.5.1");
+  const IpAddress carrier = IpAddress::parse("100.64.5.1").value();
   for (bool v6_level : {false, true}) {
     const Bytes control = encode_socket_error(v6_level, EHOSTUNREACH, SO_EE_ORIGIN_ICMP, 11, 0, 0, carrier);
     const SocketError e = parse_socket_error(control, encode_socket_name(ep("203.0.113.33:41641"), v6_level));
@@ -102,7 +102,7 @@ TEST(NetSocketError, TimeExceededNamesTheHopThatSentIt) {
     EXPECT_EQ(e.offender, carrier);
     EXPECT_EQ(e.destination, ep("203.0.113.33:41641"));
   }
-  const IpAddress router6 = *IpAddress::parse("fd00::1");
+  const IpAddress router6 = IpAddress::parse("fd00::1").value();
   const SocketError e6 = parse_socket_error(encode_socket_error(true, EHOSTUNREACH, SO_EE_ORIGIN_ICMP6, 3, 0, 0, router6),
                                             encode_socket_name(ep("[2001:db8::2]:41641"), true));
   EXPECT_TRUE(e6.time_exceeded());
@@ -118,7 +118,7 @@ TEST(NetSocketError, TimeExceededNamesTheHopThatSentIt) {
 
 // An offender cut short by a cmsg_len that ends inside it is no offender (never read past).
 TEST(NetSocketError, ATruncatedOffenderIsNone) {
-  Bytes control = encode_socket_error(false, EHOSTUNREACH, SO_EE_ORIGIN_ICMP, 11, 0, 0, *IpAddress::parse("10.0.0.1"));
+  Bytes control = encode_socket_error(false, EHOSTUNREACH, SO_EE_ORIGIN_ICMP, 11, 0, 0, IpAddress::parse("10.0.0.1").value());
   cmsghdr h;
   std::memcpy(&h, control.data(), sizeof h);
   h.cmsg_len = CMSG_LEN(sizeof(sock_extended_err) + 4);  // the family and port, not the address

@@ -34,7 +34,7 @@ std::vector<Bytes> receive(UdpSocket& socket, std::size_t want) {
   return got;
 }
 
-Endpoint loopback(const UdpSocket& s) { return Endpoint(*IpAddress::parse("127.0.0.1"), s.port()); }
+Endpoint loopback(const UdpSocket& s) { return Endpoint(IpAddress::parse("127.0.0.1").value(), s.port()); }
 
 class UdpSocketTest : public ::testing::TestWithParam<bool> {
  protected:
@@ -98,7 +98,7 @@ TEST_P(UdpSocketTest, AnIcmpErrorCostsNoDatagramAndIsDrained) {
     ASSERT_FALSE(c.bind(0));
     closed_port = c.port();
   }
-  const Endpoint closed(*IpAddress::parse("127.0.0.1"), closed_port);
+  const Endpoint closed(IpAddress::parse("127.0.0.1").value(), closed_port);
   std::size_t hints = 0;
   a_.set_too_big_handler([&](const Endpoint&, std::size_t) { ++hints; });
 

@@ -14,14 +14,14 @@ using namespace knit::policy;
 
 namespace {
 
-IpAddress ip(const char* s) { return *IpAddress::parse(s); }
+IpAddress ip(const char* s) { return IpAddress::parse(s).value(); }
 
 Mesh sample_mesh() {
   Mesh m;
   m.nodes.push_back({"web-1", {"web"}, {ip("100.64.0.1"), ip("fd7a::1")}, {}});
   m.nodes.push_back({"db-1", {"db"}, {ip("100.64.0.2"), ip("fd7a::2")}, {}});
   m.nodes.push_back({"ops-1", {"ops"}, {ip("100.64.0.3"), ip("fd7a::3")}, {}});
-  m.nodes.push_back({"plain", {}, {ip("100.64.0.4"), ip("fd7a::4")}, {*IpPrefix::parse("10.1.0.0/16")}});
+  m.nodes.push_back({"plain", {}, {ip("100.64.0.4"), ip("fd7a::4")}, {IpPrefix::parse("10.1.0.0/16").value()}});
   return m;
 }
 

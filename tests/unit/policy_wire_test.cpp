@@ -16,15 +16,15 @@ RuleSet sample() {
   a.rule = 0;
   a.name = "rule 1 (line 3)";
   a.protocols = kTcp;
-  a.src = {*IpPrefix::parse("100.64.0.2/32"), *IpPrefix::parse("fd7a::/48")};
-  a.dst = {*IpPrefix::parse("100.64.0.9/32")};
+  a.src = {IpPrefix::parse("100.64.0.2/32").value(), IpPrefix::parse("fd7a::/48").value()};
+  a.dst = {IpPrefix::parse("100.64.0.9/32").value()};
   a.ports = {{5432, 5432}, {80, 90}};
   CompiledRule b;
   b.rule = 3;
   b.name = "ops";
   b.protocols = kAnyProtocol;
-  b.src = {*IpPrefix::parse("0.0.0.0/0")};
-  b.dst = {*IpPrefix::parse("10.1.0.0/16")};
+  b.src = {IpPrefix::parse("0.0.0.0/0").value()};
+  b.dst = {IpPrefix::parse("10.1.0.0/16").value()};
   b.ports = {kAllPorts};
   return RuleSet({a, b});
 }

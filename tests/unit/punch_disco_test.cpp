@@ -11,7 +11,7 @@
 namespace knit::punch {
 namespace {
 
-Endpoint ep(const char* text) { return *Endpoint::parse(text); }
+Endpoint ep(const char* text) { return Endpoint::parse(text).value(); }
 
 struct Keys {
   explicit Keys(std::uint64_t seed) : rng(seed) {

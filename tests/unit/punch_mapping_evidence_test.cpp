@@ -8,7 +8,7 @@
 namespace knit::punch {
 namespace {
 
-Endpoint ep(const char* text) { return *Endpoint::parse(text); }
+Endpoint ep(const char* text) { return Endpoint::parse(text).value(); }
 
 TEST(MappingEvidence, TheSamePortEverywhereIsNotVariation) {
   MappingEvidence e;

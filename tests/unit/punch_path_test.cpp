@@ -193,7 +193,7 @@ TEST(PunchPath, EndpointsInsideTunnelledPrefixesAreNeverPaths) {
   p.run(seconds(1));
   ASSERT_EQ(p.ab().kind, PathKind::direct);
   ASSERT_TRUE(p.ab().endpoint.same_remote(Endpoint(lan, kWgPort))) << "the LAN endpoint is preferred: " << p.ab().endpoint.to_string();
-  p.a->pm->set_tunnelled_prefixes(p.w.now, {*IpPrefix::parse("192.168.7.0/24")});
+  p.a->pm->set_tunnelled_prefixes(p.w.now, {IpPrefix::parse("192.168.7.0/24").value()});
   p.w.drain(*p.a);
   EXPECT_EQ(p.ab().kind, PathKind::direct);
   EXPECT_TRUE(p.ab().endpoint.same_remote(Endpoint(kB, kWgPort)));
@@ -530,7 +530,7 @@ TEST(PunchPath, IcmpTooBigIsAHintForTheSearchOfThatAddressOnly) {
   };
 
   // About an address no search runs to: counted, nothing changes.
-  EXPECT_FALSE(p.a->pm->on_too_big(p.w.now, Endpoint(*IpAddress::parse("198.51.100.7"), to.port()), 1280));
+  EXPECT_FALSE(p.a->pm->on_too_big(p.w.now, Endpoint(IpAddress::parse("198.51.100.7").value(), to.port()), 1280));
   EXPECT_EQ(p.a->pm->stats().icmp_too_big_unknown, 1u);
   EXPECT_EQ(p.a->pm->stats().icmp_too_big_used, 0u);
   EXPECT_TRUE(p.a->pm->proven_tunnel_limits(p.w.now).empty());

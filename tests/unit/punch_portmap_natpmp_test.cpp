@@ -24,7 +24,7 @@ TEST(NatPmpCodec, RequestsMatchTheRfc) {
 }
 
 TEST(NatPmpCodec, AddressAnswer) {
-  const Bytes b = build_natpmp_address_answer(NatPmpResult::success, 99, *IpAddress::parse("198.18.0.1"));
+  const Bytes b = build_natpmp_address_answer(NatPmpResult::success, 99, IpAddress::parse("198.18.0.1").value());
   NatPmpAnswer a;
   ASSERT_EQ(check_natpmp_answer(b, kNatPmpOpAddress, 0, a), NatPmpError::ok);
   EXPECT_EQ(a.external_address.to_string(), "198.18.0.1");
@@ -69,7 +69,7 @@ TEST(NatPmpCodec, HostileTable) {
     return build_natpmp_map_answer(kNatPmpOpMapUdp, NatPmpResult::success, 1, 51820, 40000, 60);
   };
   const auto addr_ok = [] {
-    return build_natpmp_address_answer(NatPmpResult::success, 1, *IpAddress::parse("198.18.0.1"));
+    return build_natpmp_address_answer(NatPmpResult::success, 1, IpAddress::parse("198.18.0.1").value());
   };
   const std::vector<Hostile> table = {
       {1, "empty", kNatPmpOpMapUdp, [] { return Bytes{}; }, NatPmpError::bad_size},

@@ -12,7 +12,7 @@ namespace {
 
 using namespace portmap;
 
-IpAddress ip(const char* text) { return *IpAddress::parse(text); }
+IpAddress ip(const char* text) { return IpAddress::parse(text).value(); }
 
 PcpMapRequest sample_request() {
   PcpMapRequest r;

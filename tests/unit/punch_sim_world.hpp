@@ -52,15 +52,15 @@
 
 namespace knit::punch::sim {
 
-inline IpAddress ip(const char* text) { return *IpAddress::parse(text); }
-inline Endpoint ep(const char* text) { return *Endpoint::parse(text); }
+inline IpAddress ip(const char* text) { return IpAddress::parse(text).value(); }
+inline Endpoint ep(const char* text) { return Endpoint::parse(text).value(); }
 
 inline const Endpoint kStun1 = ep("192.0.2.10:3478");
 inline const Endpoint kStun2 = ep("192.0.2.11:3478");
 inline constexpr std::uint16_t kWgPort = 51820;
 inline constexpr Duration kSimUdpTimeout = std::chrono::seconds(30);  // the lab routers' conntrack
-inline const IpAddress kCarrierInside = *IpAddress::parse("100.64.1.1");  // a double NAT's carrier
-inline const IpAddress kNextHop = *IpAddress::parse("192.0.2.254");       // the hop past our NATs
+inline const IpAddress kCarrierInside = IpAddress::parse("100.64.1.1").value();  // a double NAT's carrier
+inline const IpAddress kNextHop = IpAddress::parse("192.0.2.254").value();       // the hop past our NATs
 
 struct SendRecord {
   Instant at{};

@@ -11,7 +11,7 @@ namespace {
 
 using std::chrono::milliseconds;
 
-Endpoint ep(const char* text) { return *Endpoint::parse(text); }
+Endpoint ep(const char* text) { return Endpoint::parse(text).value(); }
 
 // Send times (ms since start) until the transaction times out; the time of the timeout last.
 std::vector<long> schedule(const StunClientOptions& options) {

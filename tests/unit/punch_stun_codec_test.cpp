@@ -14,7 +14,7 @@ namespace {
 
 using testing::stun_vector;
 
-Endpoint ep(const char* text) { return *Endpoint::parse(text); }
+Endpoint ep(const char* text) { return Endpoint::parse(text).value(); }
 
 StunMessage parse_ok(ByteSpan b, StunParseOptions o = {}) {
   StunMessage m;

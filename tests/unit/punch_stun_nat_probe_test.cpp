@@ -16,7 +16,7 @@ namespace {
 
 using std::chrono::milliseconds;
 
-Endpoint ep(const char* text) { return *Endpoint::parse(text); }
+Endpoint ep(const char* text) { return Endpoint::parse(text).value(); }
 
 // A deliberately small NAT model: a mapping per key (the key depends on the mapping
 // behaviour), external ports handed out in order, and per-mapping filters.
@@ -139,14 +139,14 @@ TEST_P(NatProbeGrid, ClassifiesTheNat) {
   World w;
   w.servers.push_back(rfc5780_server());
   w.servers.push_back(plain_server());
-  w.nat.emplace(mapping, filtering, *IpAddress::parse("203.0.113.1"));
+  w.nat.emplace(mapping, filtering, IpAddress::parse("203.0.113.1").value());
   SeededRandom rng(11);
   NatProbe probe(rng);
   const Duration took = run_routed(w, probe, {ep("198.51.100.1:3478"), ep("192.0.2.77:3478")});
   const auto& r = probe.result();
   EXPECT_TRUE(r.udp);
   ASSERT_TRUE(r.public_v4);
-  EXPECT_EQ(r.public_v4->address(), *IpAddress::parse("203.0.113.1"));
+  EXPECT_EQ(r.public_v4->address(), IpAddress::parse("203.0.113.1").value());
   EXPECT_FALSE(r.public_v6);
   EXPECT_EQ(r.mapping, mapping) << to_string(r.mapping);
   EXPECT_EQ(r.filtering, filtering) << to_string(r.filtering);
@@ -181,7 +181,7 @@ TEST(NatProbe, StrayStateAfterFilteringTestDoesNotFakeVariation) {
   World w;
   w.servers.push_back(rfc5780_server());
   w.nat.emplace(NatMapping::endpoint_independent, NatFiltering::address_and_port_dependent,
-                *IpAddress::parse("203.0.113.1"));
+                IpAddress::parse("203.0.113.1").value());
   w.nat->conntrack_clash = true;
   SeededRandom rng(18);
   NatProbe probe(rng);
@@ -204,7 +204,7 @@ TEST_P(NatProbeOneRelay, TellsSymmetricFromOneAddress) {
   const auto [mapping, filtering, unfirewalled] = GetParam();
   World w;
   w.servers.push_back(StunResponder({.primary = ep("198.51.100.1:3478"), .alternate_port = 3479}));
-  w.nat.emplace(mapping, filtering, *IpAddress::parse("203.0.113.1"));
+  w.nat.emplace(mapping, filtering, IpAddress::parse("203.0.113.1").value());
   w.nat->conntrack_clash = unfirewalled;
   SeededRandom rng(21);
   NatProbe probe(rng);
@@ -238,7 +238,7 @@ TEST(NatProbe, PrefersAServerWithAnotherAddress) {
   World w;
   w.servers.push_back(StunResponder({.primary = ep("192.0.2.77:3478"), .alternate_port = 3479}));
   w.servers.push_back(rfc5780_server());
-  w.nat.emplace(NatMapping::address_dependent, NatFiltering::address_dependent, *IpAddress::parse("203.0.113.1"));
+  w.nat.emplace(NatMapping::address_dependent, NatFiltering::address_dependent, IpAddress::parse("203.0.113.1").value());
   SeededRandom rng(22);
   NatProbe probe(rng);
   run_routed(w, probe, {ep("192.0.2.77:3478"), ep("198.51.100.1:3478")});
@@ -264,7 +264,7 @@ TEST(NatProbe, TwoPlainServersOnlyTellWhetherMappingVaries) {
     World w;
     w.servers.push_back(plain_server());
     w.servers.push_back(StunResponder({.primary = ep("192.0.2.88:3478")}));
-    w.nat.emplace(mapping, NatFiltering::address_and_port_dependent, *IpAddress::parse("203.0.113.1"));
+    w.nat.emplace(mapping, NatFiltering::address_and_port_dependent, IpAddress::parse("203.0.113.1").value());
     SeededRandom rng(13);
     NatProbe probe(rng);
     run_routed(w, probe, {ep("192.0.2.77:3478"), ep("192.0.2.88:3478")});
@@ -279,7 +279,7 @@ TEST(NatProbe, TwoPlainServersOnlyTellWhetherMappingVaries) {
 TEST(NatProbe, OneServerWithoutAlternate) {
   World w;
   w.servers.push_back(plain_server());
-  w.nat.emplace(NatMapping::endpoint_independent, NatFiltering::endpoint_independent, *IpAddress::parse("203.0.113.1"));
+  w.nat.emplace(NatMapping::endpoint_independent, NatFiltering::endpoint_independent, IpAddress::parse("203.0.113.1").value());
   SeededRandom rng(14);
   NatProbe probe(rng);
   run_routed(w, probe, {ep("192.0.2.77:3478")});

@@ -14,8 +14,8 @@ namespace {
 
 using testing::stun_vector;
 
-Endpoint ep(const char* text) { return *Endpoint::parse(text); }
-IpAddress ip(const char* text) { return *IpAddress::parse(text); }
+Endpoint ep(const char* text) { return Endpoint::parse(text).value(); }
+IpAddress ip(const char* text) { return IpAddress::parse(text).value(); }
 
 StunAddressGroup full_group() {
   return {.primary = ep("192.0.2.1:3478"), .alternate_ip = ip("192.0.2.2"), .alternate_port = 3479};

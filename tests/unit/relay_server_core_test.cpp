@@ -215,7 +215,7 @@ TEST_F(RelayCoreTest, SilentConnectionsFromOneSourceLoseTheirOwnOldestNotMembers
   ServerCore core = make(config);
   Client a(rng_, core), b(rng_, core);
   core.set_members({a.pub(), b.pub()}, now_);
-  const IpAddress flooder = *IpAddress::parse("192.0.2.9");
+  const IpAddress flooder = IpAddress::parse("192.0.2.9").value();
   std::vector<ConnId> flood;
   for (int i = 0; i < 6; ++i) flood.push_back(core.on_accept(now_, flooder));
   // The source keeps its newest two; each newer one cost it its oldest.
@@ -232,9 +232,9 @@ TEST_F(RelayCoreTest, SilentConnectionsFromOneSourceLoseTheirOwnOldestNotMembers
   EXPECT_TRUE(core.has_client(b.pub()));
   EXPECT_EQ(core.stats().handshake_evicted, 4u);
   // A full table from several sources: the newcomer evicts the busiest source's oldest.
-  const ConnId other = core.on_accept(now_, *IpAddress::parse("198.51.100.7"));
-  const ConnId v6 = core.on_accept(now_, *IpAddress::parse("2001:db8::1"));
-  const ConnId v6_same_64 = core.on_accept(now_, *IpAddress::parse("2001:db8::2"));
+  const ConnId other = core.on_accept(now_, IpAddress::parse("198.51.100.7").value());
+  const ConnId v6 = core.on_accept(now_, IpAddress::parse("2001:db8::1").value());
+  const ConnId v6_same_64 = core.on_accept(now_, IpAddress::parse("2001:db8::2").value());
   EXPECT_EQ(io_.closed.count(flood[4]), 1u);  // 192.0.2.9 held the most
   EXPECT_EQ(io_.closed.count(other), 0u);
   EXPECT_EQ(io_.closed.count(v6), 0u);

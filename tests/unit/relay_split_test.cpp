@@ -387,11 +387,11 @@ TEST_F(RelaySplitCore, TamperedPacketIsPassedOnAndDroppedByWireGuard) {
                      WallTime{} + std::chrono::hours(24 * 365 * 50)};
   wg::Peer* pb = a.add_peer(b.identity().public_key, wnow);
   wg::Peer* pa = b.add_peer(a.identity().public_key, wnow);
-  const Endpoint ep = *Endpoint::parse("100::1:1");
+  const Endpoint ep = Endpoint::parse("[100::1]:1").value();
   a.set_endpoint(*pb, ep);
   b.set_endpoint(*pa, ep);
-  a.add_allowed_ip(*pb, *IpPrefix::parse("10.0.0.2/32"));
-  b.add_allowed_ip(*pa, *IpPrefix::parse("10.0.0.1/32"));
+  a.add_allowed_ip(*pb, IpPrefix::parse("10.0.0.2/32").value());
+  b.add_allowed_ip(*pa, IpPrefix::parse("10.0.0.1/32").value());
 
   // Carries every datagram through the relay: a's via ca -> core -> cb -> b, and back.
   auto relay_all = [&](bool tamper) {

@@ -88,8 +88,8 @@ std::optional<Bytes> read_until(TunDevice& device, int queue,
   return std::nullopt;
 }
 
-IpAddress ip(const char* text) { return *IpAddress::parse(text); }
-IpPrefix prefix(const char* text) { return *IpPrefix::parse(text); }
+IpAddress ip(const char* text) { return IpAddress::parse(text).value(); }
+IpPrefix prefix(const char* text) { return IpPrefix::parse(text).value(); }
 
 const Bytes kPayload = {'h', 'e', 'l', 'l', 'o', ' ', 'k', 'n', 'i', 't'};
 

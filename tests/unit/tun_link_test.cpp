@@ -52,7 +52,7 @@ class LinkConfigTest : public PrivateNetns {
   std::optional<LinkConfig> links_;
 };
 
-IpPrefix prefix(const char* text) { return *IpPrefix::parse(text); }
+IpPrefix prefix(const char* text) { return IpPrefix::parse(text).value(); }
 
 bool contains(const std::vector<IpPrefix>& list, const IpPrefix& wanted) {
   return std::find(list.begin(), list.end(), wanted) != list.end();
@@ -183,7 +183,7 @@ TEST_F(LinkConfigTest, RouteDumpSpanningManyDatagramsIsComplete) {
   constexpr int kCount = 600;  // tens of kilobytes of dump: several datagrams
   for (int i = 0; i < kCount; ++i) {
     const std::string route = "10.50." + std::to_string(i / 256) + "." + std::to_string(i % 256) + "/32";
-    ASSERT_FALSE(links_->add_route(kName, *IpPrefix::parse(route))) << route;
+    ASSERT_FALSE(links_->add_route(kName, IpPrefix::parse(route).value())) << route;
   }
   const auto present = links_->routes(kName);
   const auto ours = std::count_if(present.begin(), present.end(), [](const IpPrefix& p) {
@@ -234,8 +234,8 @@ TEST_F(LinkConfigTest, UnknownInterfacesAreErrorCodes) {
   const auto einval = errno_code(EINVAL);
   EXPECT_EQ(links_->set_up("", true), einval);
   EXPECT_EQ(links_->set_up("a-name-far-too-long", true), einval);
-  EXPECT_EQ(links_->add_address(kName, IpPrefix{*IpAddress::parse("10.0.0.1"), 33}), einval);
-  EXPECT_EQ(links_->add_route(kName, IpPrefix{*IpAddress::parse("fd00::"), 129}), einval);
+  EXPECT_EQ(links_->add_address(kName, IpPrefix{IpAddress::parse("10.0.0.1").value(), 33}), einval);
+  EXPECT_EQ(links_->add_route(kName, IpPrefix{IpAddress::parse("fd00::").value(), 129}), einval);
 }
 
 }  // namespace

@@ -56,8 +56,8 @@ class DevicePair : public ::testing::Test {
     peer_a_ = b_.add_peer(a_.identity().public_key, now_);
     a_.set_endpoint(*peer_b_, ep_b_);
     b_.set_endpoint(*peer_a_, ep_a_);
-    a_.add_allowed_ip(*peer_b_, *IpPrefix::parse("10.0.0.2/32"));
-    b_.add_allowed_ip(*peer_a_, *IpPrefix::parse("10.0.0.1/32"));
+    a_.add_allowed_ip(*peer_b_, IpPrefix::parse("10.0.0.2/32").value());
+    b_.add_allowed_ip(*peer_a_, IpPrefix::parse("10.0.0.1/32").value());
   }
 
   void advance(Duration d) {
@@ -105,8 +105,8 @@ class DevicePair : public ::testing::Test {
   PrivateKey key_a_, key_b_;
   Peer* peer_a_ = nullptr;  // A as seen by B
   Peer* peer_b_ = nullptr;  // B as seen by A
-  Endpoint ep_a_ = *Endpoint::parse("192.0.2.1:1000");
-  Endpoint ep_b_ = *Endpoint::parse("192.0.2.2:2000");
+  Endpoint ep_a_ = Endpoint::parse("192.0.2.1:1000").value();
+  Endpoint ep_b_ = Endpoint::parse("192.0.2.2:2000").value();
   Endpoint source_a_ = ep_a_;  // where A's datagrams appear to come from (roaming changes it)
 };
 
@@ -282,7 +282,7 @@ TEST_F(DevicePair, InnerSourceOutsideAllowedIpsIsDropped) {
   send_from(a_, ipv4_packet(kAddrA, kAddrB));
   pump();
   io_b_.tun.clear();
-  a_.add_allowed_ip(*peer_b_, *IpPrefix::parse("10.9.0.0/16"));
+  a_.add_allowed_ip(*peer_b_, IpPrefix::parse("10.9.0.0/16").value());
   send_from(a_, ipv4_packet(0x0a630001 /* 10.99.0.1, not A's */, kAddrB));
   pump();
   EXPECT_TRUE(io_b_.tun.empty());
@@ -292,7 +292,7 @@ TEST_F(DevicePair, InnerSourceOutsideAllowedIpsIsDropped) {
 TEST_F(DevicePair, RoamingFollowsTheLatestAuthenticatedSource) {
   send_from(a_, ipv4_packet(kAddrA, kAddrB));
   pump();
-  source_a_ = *Endpoint::parse("198.51.100.7:4444");
+  source_a_ = Endpoint::parse("198.51.100.7:4444").value();
   send_from(a_, ipv4_packet(kAddrA, kAddrB));
   pump();
   EXPECT_EQ(peer_a_->endpoint, source_a_);
@@ -306,7 +306,7 @@ TEST_F(DevicePair, ForgedDataFromAStrangerChangesNothing) {
   send_from(a_, ipv4_packet(kAddrA, kAddrB));
   auto data = std::exchange(io_a_.sent, {});
   data[0].bytes[20] ^= 1;
-  b_.on_datagram(now_, *Endpoint::parse("203.0.113.9:9"), data[0].bytes);
+  b_.on_datagram(now_, Endpoint::parse("203.0.113.9:9").value(), data[0].bytes);
   EXPECT_EQ(b_.stats().rx_decrypt_failed, 1u);
   EXPECT_EQ(peer_a_->endpoint, ep_a_) << "a forged packet must not move the endpoint";
 }
