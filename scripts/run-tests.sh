@@ -63,6 +63,24 @@ summary() {
   local passed=0 skipped=0
   for r in "${RESULTS[@]}"; do [[ "$r" == ok ]] && passed=$((passed + 1)); [[ "$r" == skipped ]] && skipped=$((skipped + 1)); done
   echo "stages: $passed passed, $failed failed, $skipped skipped"
+  failed_tests_digest
+}
+# What failed in the tests stage, again at the very end where a reader of the log's tail sees it:
+# each failed test's name and the last lines it printed (ctest --output-on-failure put them
+# right after its "Failed" line, mixed among the other tests' progress lines).
+failed_tests_digest() {
+  local list=build/Testing/Temporary/LastTestsFailed.log
+  [[ "${tests_rc:-0}" != 0 && -s build/ctest-output.log && -s $list ]] || return 0
+  echo
+  echo "=== tests that failed: $(cut -d: -f2 "$list" | tr '\n' ' ')"
+  local name
+  while IFS=: read -r _ name; do
+    echo "--- $name: the last lines it printed"
+    awk -v n="$name" '
+      index($0, " " n " ") && /\*\*\*|Failed|Timeout|Exception/ { on = 1; next }
+      on && (/^ *Start +[0-9]+:/ || /^ *[0-9]+\/[0-9]+ Test +#/) { on = 0 }
+      on { print }' build/ctest-output.log | tail -n 40
+  done <"$list"
 }
 T0=$(now_s)
 
@@ -109,8 +127,10 @@ fi
 
 t0=$(now_s)
 echo "=== stage tests: ctest on build/ $*"
-( cd build && ctest --output-on-failure -j "$(nproc)" "$@" )
-if (( $? == 0 )); then record tests "$t0" ok; else record tests "$t0" failed; fi
+rm -f build/Testing/Temporary/LastTestsFailed.log
+( cd build && ctest --output-on-failure -j "$(nproc)" "$@" ) 2>&1 | tee build/ctest-output.log
+tests_rc=${PIPESTATUS[0]}
+if (( tests_rc == 0 )); then record tests "$t0" ok; else record tests "$t0" failed; fi
 
 if [[ -n "$bg_pid" ]]; then
   t0=$(now_s)
