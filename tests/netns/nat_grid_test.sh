@@ -60,8 +60,13 @@ lab_require_impl knitd
 
 GRID_EASY_S=${GRID_EASY_S:-10}
 # Easy <-> hard pairs open by port prediction, several peers at once (punch/path/constants.hpp,
-# kMaxPredictions*); bench/punch_timing.sh measures the median and maximum.
-GRID_HARD_S=${GRID_HARD_S:-60}
+# kMaxPredictions*); bench/punch_timing.sh measures the median and maximum of one pair at a time
+# (the issue's targets: median 10 s, max 30 s). The grid is harder: each symmetric agent here
+# predicts for 7 easy peers, two at a time, and a birthday search has a tail. On this 2-core
+# machine with two busy loops beside it, its slowest cell took 14-21 s in 6 runs of 8 and 38.5
+# and 39.4 s in the other two (19.4 s quiet); so the bound is 90 s, and the slowest cell is
+# printed for the note.
+GRID_HARD_S=${GRID_HARD_S:-90}
 GRID_MB=${GRID_MB:-20}
 UDP_TIMEOUT=30
 
@@ -320,6 +325,7 @@ done
 
 # The verdict per cell, the table, the failures.
 FAILURES=()
+SLOWEST_US=0 SLOWEST=-
 CELLS=$(( ${#GRID[@]} * (${#GRID[@]} - 1) / 2 ))
 short() { case "$1" in direct) echo D ;; relay) echo R ;; none) echo N ;; *) echo "?" ;; esac; }
 secs() { awk -v us="$1" 'BEGIN { printf "%.1f", us / 1e6 }'; }
@@ -352,6 +358,7 @@ for ((i = 0; i < ${#GRID[@]}; i++)); do
         bad+=("direct only after $(secs "$ft") s (limit $lim s)")
       fi
       cell="D${ft:+ $(secs "$ft")s}"
+      if [[ -n "$ft" ]] && (( ft > SLOWEST_US )); then SLOWEST_US=$ft SLOWEST="$a-$b"; fi
     else
       cell=R
     fi
@@ -391,6 +398,8 @@ print_grid
 echo "probe rate: at most $PPS_ONE disco datagrams in one second from one agent (${AGENT_AT[$PPS_ONE_ADDR]:-?} at" \
   "$PPS_ONE_ADDR, second $PPS_ONE_SEC after the first knit up); from one public address $PPS_MAX" \
   "(${AGENT_AT[$PPS_ADDR]:-?}, second $PPS_SEC); $PPS_TOTAL disco datagrams crossed the core in all"
+echo "slowest direct cell: $SLOWEST, $(secs "$SLOWEST_US") s from the later knit up (limit $GRID_HARD_S s;" \
+  "bench/punch_timing.sh measures one pair at a time against the 30 s target)"
 # The global bucket (punch/path/constants.hpp) bounds every agent; the LAN site's address is two.
 pps_limit=800
 [[ "${AGENT_AT[$PPS_ADDR]:-}" == *+* ]] && pps_limit=1600
