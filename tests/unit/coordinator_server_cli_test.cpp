@@ -44,6 +44,17 @@ bool can_connect(std::uint16_t port) {
   return ok;
 }
 
+void ignore_signal(int) {}
+
+// Whether SIGTERM is handled by someone other than this test (serve's asio signal_set).
+bool serve_handles_sigterm() {
+  struct sigaction current{};
+  if (::sigaction(SIGTERM, nullptr, &current) != 0) return false;
+  if (current.sa_flags & SA_SIGINFO) return true;
+  return current.sa_handler != SIG_DFL && current.sa_handler != SIG_IGN &&
+         current.sa_handler != &ignore_signal;
+}
+
 int run(const std::vector<std::string>& args, std::string* err = nullptr) {
   std::vector<const char*> argv{"knit-coordinator"};
   for (const auto& a : args) argv.push_back(a.c_str());
@@ -82,7 +93,7 @@ std::string serve_once(const std::string& state, std::vector<std::string> extra)
                                 "127.0.0.1:" + std::to_string(port)};
   args.insert(args.end(), extra.begin(), extra.end());
 
-  std::signal(SIGTERM, [](int) {});
+  std::signal(SIGTERM, ignore_signal);
   std::string err;
   auto serving = std::async(std::launch::async, [&] { return run(args, &err); });
   // Up once it accepts and has saved the address (the signal handler follows right after).
@@ -94,13 +105,21 @@ std::string serve_once(const std::string& state, std::vector<std::string> extra)
     up = store && (*store)->listen_address() && (*store)->listen_address()->has_value();
   }
   EXPECT_TRUE(up);
-  // serve installs its SIGTERM handler just after saving the address: until it has, the test's
-  // own handler swallows the signal, so keep signalling until serve returns.
-  bool returned = false;
-  for (int i = 0; i < 50 && !returned; ++i) {
-    ::kill(::getpid(), SIGTERM);
-    returned = serving.wait_for(100ms) == std::future_status::ready;
+  // Signal exactly once, when serve's own SIGTERM handler is in place. Signalling again later
+  // would race serve's return: once it has stopped, its signal_set gives SIGTERM back to the
+  // default action, and a second signal would kill the test binary.
+  bool signalled = false;
+  for (int i = 0; i < 500 && !signalled; ++i) {
+    if (serving.wait_for(0ms) == std::future_status::ready) break;  // it stopped by itself
+    if (serve_handles_sigterm()) {
+      ::kill(::getpid(), SIGTERM);
+      signalled = true;
+    } else {
+      std::this_thread::sleep_for(10ms);
+    }
   }
+  EXPECT_TRUE(signalled);
+  const bool returned = serving.wait_for(30s) == std::future_status::ready;
   std::signal(SIGTERM, SIG_DFL);
   EXPECT_TRUE(returned);
   if (!returned) return {};
