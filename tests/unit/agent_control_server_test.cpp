@@ -192,7 +192,7 @@ TEST_F(ControlServerTest, AnAnswerMayComeLater) {
     KnitdConnection connection(path_);
     return expect<localapi::UpReply>(connection.call(localapi::UpRequest{"knit1-t", ""}, 5000ms));
   });
-  for (int i = 0; i < 200; ++i) {
+  for (int i = 0; i < 1000; ++i) {
     bool held = false;
     on_loop([&] { held = handler_.held != nullptr; });
     if (held) break;
@@ -228,7 +228,7 @@ TEST_F(ControlServerTest, ConnectionsBeyondTheLimitAreClosed) {
   start_loop();
   std::vector<int> fds;
   for (std::size_t i = 0; i < ControlServer::kMaxConnections; ++i) fds.push_back(raw_connect(path_));
-  for (int i = 0; i < 200; ++i) {
+  for (int i = 0; i < 1000; ++i) {
     std::size_t count = 0;
     on_loop([&] { count = server_->connection_count(); });
     if (count == ControlServer::kMaxConnections) break;

@@ -403,7 +403,7 @@ TEST_F(UapiServerTest, ConnectionsOverTheLimitAreClosedAtOnce) {
   EXPECT_TRUE(extra.closed_by_server());
 
   clients.pop_back();  // a slot frees up
-  for (int i = 0; i < 100 && on_loop([this] { return server_->connection_count(); }) >=
+  for (int i = 0; i < 500 && on_loop([this] { return server_->connection_count(); }) >=
                                  UapiServer::kMaxConnections;
        ++i)
     std::this_thread::sleep_for(std::chrono::milliseconds(10));

@@ -234,7 +234,7 @@ TEST_F(MetricsServerTest, ConnectionsOverTheLimitAreClosed) {
   auto a = connect();
   auto b = connect();
   // Both held open (no request yet): wait until the server has them.
-  for (int i = 0; i < 100 && on_loop([&] { return server_->connection_count(); }) < 2; ++i)
+  for (int i = 0; i < 1000 && on_loop([&] { return server_->connection_count(); }) < 2; ++i)
     std::this_thread::sleep_for(5ms);
   ASSERT_EQ(on_loop([&] { return server_->connection_count(); }), 2u);
   auto c = connect();
@@ -248,7 +248,7 @@ TEST_F(MetricsServerTest, ConnectionsOverTheLimitAreClosed) {
 TEST_F(MetricsServerTest, StopClosesOpenConnections) {
   start({});
   auto s = connect();
-  for (int i = 0; i < 100 && on_loop([&] { return server_->connection_count(); }) < 1; ++i)
+  for (int i = 0; i < 1000 && on_loop([&] { return server_->connection_count(); }) < 1; ++i)
     std::this_thread::sleep_for(5ms);
   asio::post(io_, [this] { server_->stop(); });
   EXPECT_TRUE(read_all(s).empty());

@@ -26,7 +26,7 @@ Bytes datagram(std::size_t size, std::uint8_t tag) {
 // Everything the socket receives within a second, until `want` datagrams are in.
 std::vector<Bytes> receive(UdpSocket& socket, std::size_t want) {
   std::vector<Bytes> got;
-  for (int i = 0; i < 200 && got.size() < want; ++i) {
+  for (int i = 0; i < 1000 && got.size() < want; ++i) {
     const std::size_t n = socket.receive_batch();
     for (std::size_t j = 0; j < n; ++j) got.emplace_back(socket.received(j).begin(), socket.received(j).end());
     if (n == 0) std::this_thread::sleep_for(5ms);
