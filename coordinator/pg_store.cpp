@@ -7,26 +7,11 @@
 #include <array>
 
 #include "base/bytes.hpp"
+#include "coordinator/mesh_settings.hpp"
 #include "coordinator/pg_migrations.hpp"
 #include "coordinator/pg_store_rows.hpp"
 
 namespace knit::coordinator {
-
-namespace {
-
-constexpr std::string_view kIpv4PrefixKey = "ipv4_prefix";
-constexpr std::string_view kIpv6PrefixKey = "ipv6_prefix";
-constexpr std::string_view kIpv4CursorKey = "ipv4_cursor";
-constexpr std::string_view kListenKey = "listen_address";
-
-bool valid_token_id(std::string_view id) {
-  if (id.size() != 16) return false;
-  for (char c : id)
-    if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'))) return false;
-  return true;
-}
-
-}  // namespace
 
 bool is_postgres_location(std::string_view location) {
   return location.starts_with("postgres://") || location.starts_with("postgresql://") ||
@@ -75,12 +60,7 @@ Result<std::optional<MeshSettings>> PgStore::mesh_settings() {
   if (!v4) return v4.error();
   auto v6 = get_setting(kIpv6PrefixKey);
   if (!v6) return v6.error();
-  if (!*v4 || !*v6) return std::optional<MeshSettings>();
-  auto p4 = IpPrefix::parse(**v4);
-  auto p6 = IpPrefix::parse(**v6);
-  if (!p4 || !p6 || !Ipam::make(*p4, *p6))
-    return Error{Errc::io, "the database holds unusable mesh prefixes (" + **v4 + ", " + **v6 + ")"};
-  return std::optional<MeshSettings>(MeshSettings{*p4, *p6});
+  return mesh_settings_from(*v4, *v6);
 }
 
 Result<MeshSettings> PgStore::ensure_mesh(const std::optional<IpPrefix>& ipv4_prefix,
@@ -205,11 +185,7 @@ Result<void> PgStore::insert_token(const Token& token) {
 }
 
 Result<void> PgStore::add_token(const Token& token) {
-  if (!valid_token_id(token.id))
-    return Error{Errc::invalid, "a token id is 16 lowercase hex digits, not '" + token.id + "'"};
-  for (const auto& tag : token.tags)
-    if (!valid_tag(tag))
-      return Error{Errc::invalid, "invalid tag '" + tag + "': use 1 to 63 of a-z 0-9 - _"};
+  if (auto why = why_invalid_token(token); !why.empty()) return Error{Errc::invalid, why};
   // Not in run_transaction: a duplicate id is the caller's mistake, not a race to retry.
   auto r = conn_.exec("SELECT 1 FROM tokens WHERE id = $1", {token.id});
   if (!r) {

@@ -5,17 +5,14 @@
 #include "base/bytes.hpp"
 #include "control/constants.hpp"
 #include "control/host_port.hpp"
+#include "coordinator/mesh_settings.hpp"
 #include "coordinator/names.hpp"
 #include "coordinator/pg_store.hpp"
 #include "coordinator/pg_store_rows.hpp"
 
 namespace knit::coordinator {
 
-
 namespace {
-
-constexpr std::string_view kIpv4CursorKey = "ipv4_cursor";
-constexpr std::string_view kFreeBuiltKey = "ipv4_free_built";
 
 bool accepts_own_token(TokenCheck check) {
   return check != TokenCheck::unknown && check != TokenCheck::wrong_kind;

@@ -3,17 +3,11 @@
 // before schema v4, or a prefix just set) and kept in step by every join and removal.
 #include <charconv>
 
+#include "coordinator/mesh_settings.hpp"
 #include "coordinator/sqlite_rows.hpp"
 #include "coordinator/sqlite_store.hpp"
 
 namespace knit::coordinator {
-
-namespace {
-
-constexpr std::string_view kIpv4CursorKey = "ipv4_cursor";
-constexpr std::string_view kFreeBuiltKey = "ipv4_free_built";
-
-}  // namespace
 
 Result<std::optional<FreeRange>> SqliteStore::range_lookup(bool floor, std::uint32_t at) {
   auto stmt = db_.prepare(floor ? "SELECT first, last FROM ipv4_free WHERE first <= ?1 "

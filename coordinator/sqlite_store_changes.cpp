@@ -1,5 +1,6 @@
 // SqliteStore: the change log the server tails (store.hpp, sqlite_change_feed.hpp), and moving
 // a whole mesh out and in (`knit-coordinator migrate`).
+#include "coordinator/mesh_settings.hpp"
 #include "coordinator/sqlite_rows.hpp"
 #include "coordinator/sqlite_store.hpp"
 
@@ -80,7 +81,7 @@ Result<StoreSnapshot> SqliteStore::export_all() {
   auto listen = listen_address();
   if (!listen) return listen.error();
   out.listen_address = *listen;
-  auto cursor = get_setting("ipv4_cursor");
+  auto cursor = get_setting(kIpv4CursorKey);
   if (!cursor) return cursor.error();
   if (*cursor) out.ipv4_cursor = static_cast<std::uint32_t>(std::strtoul((*cursor)->c_str(), nullptr, 10));
   auto tokens = list_tokens();
@@ -111,12 +112,12 @@ Result<void> SqliteStore::import_all(const StoreSnapshot& snapshot) {
   if (count->column_int(0) != 0)
     return Error{Errc::conflict, "the target store already holds a mesh: migrate into an empty one"};
   if (snapshot.mesh) {
-    if (auto r = put_setting("ipv4_prefix", snapshot.mesh->ipv4_prefix.to_string()); !r) return r;
-    if (auto r = put_setting("ipv6_prefix", snapshot.mesh->ipv6_prefix.to_string()); !r) return r;
+    if (auto r = put_setting(kIpv4PrefixKey, snapshot.mesh->ipv4_prefix.to_string()); !r) return r;
+    if (auto r = put_setting(kIpv6PrefixKey, snapshot.mesh->ipv6_prefix.to_string()); !r) return r;
   }
   if (snapshot.listen_address)
-    if (auto r = put_setting("listen_address", *snapshot.listen_address); !r) return r;
-  if (auto r = put_setting("ipv4_cursor", std::to_string(snapshot.ipv4_cursor)); !r) return r;
+    if (auto r = put_setting(kListenKey, *snapshot.listen_address); !r) return r;
+  if (auto r = put_setting(kIpv4CursorKey, std::to_string(snapshot.ipv4_cursor)); !r) return r;
   for (const Token& token : snapshot.tokens)
     if (auto r = add_token(token); !r) return r;
   for (const Node& n : snapshot.nodes) {

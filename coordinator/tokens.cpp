@@ -56,6 +56,25 @@ std::optional<UnixSeconds> parse_duration(std::string_view text) {
   return total;
 }
 
+namespace {
+
+bool valid_token_id(std::string_view id) {
+  if (id.size() != 16) return false;
+  for (char c : id)
+    if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'))) return false;
+  return true;
+}
+
+}  // namespace
+
+std::string why_invalid_token(const Token& token) {
+  if (!valid_token_id(token.id))
+    return "a token id is 16 lowercase hex digits, not '" + token.id + "'";
+  for (const auto& tag : token.tags)
+    if (!valid_tag(tag)) return "invalid tag '" + tag + "': use 1 to 63 of a-z 0-9 - _";
+  return {};
+}
+
 bool valid_tag(std::string_view tag) {
   if (tag.empty() || tag.size() > 63) return false;
   for (char c : tag) {

@@ -40,6 +40,10 @@ std::optional<UnixSeconds> parse_duration(std::string_view text);
 // protocol carries as it is (control/messages.hpp).
 bool valid_tag(std::string_view tag);
 
+// Why a token cannot be stored (an id that is not 16 lowercase hex digits, an invalid tag);
+// empty if it can.
+std::string why_invalid_token(const Token& token);
+
 // "one-use", "reusable", with ",ephemeral" and ",relay" when they apply.
 std::string token_kind(const Token& token);
 

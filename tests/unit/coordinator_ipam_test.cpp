@@ -7,10 +7,13 @@
 #include <filesystem>
 #include <map>
 #include <set>
+#include <utility>
+#include <vector>
 
 #include "tests/support/temp_dir.hpp"
 #include "base/random.hpp"
 #include "coordinator/ipam.hpp"
+#include "coordinator/mesh_settings.hpp"
 #include "coordinator/sqlite_store.hpp"
 
 namespace knit::coordinator {
@@ -71,6 +74,29 @@ TEST(Ipam, RandomUlaIsAFd48) {
   EXPECT_EQ(a.address.bytes()[0], 0xfd);
   for (int i = 6; i < 16; ++i) EXPECT_EQ(a.address.bytes()[i], 0);
   EXPECT_NE(a, b);
+}
+
+TEST(MeshSettings, ReadBackFromTheStoredRows) {
+  auto none = mesh_settings_from(std::nullopt, std::string("fd00:1:2::/48"));
+  ASSERT_TRUE(none);
+  EXPECT_FALSE(*none);  // not set up yet
+  auto both = mesh_settings_from(std::string("10.99.0.0/16"), std::string("fd00:1:2::/48"));
+  ASSERT_TRUE(both);
+  ASSERT_TRUE(*both);
+  EXPECT_EQ((*both)->ipv4_prefix.to_string(), "10.99.0.0/16");
+  EXPECT_EQ((*both)->ipv6_prefix.to_string(), "fd00:1:2::/48");
+  // Damaged rows are an error naming them, not a mesh with garbage prefixes.
+  for (const auto& [v4, v6] : std::vector<std::pair<std::string, std::string>>{
+           {"10.99.0.0/16", "nonsense"},
+           {"10.99.0.0", "fd00:1:2::/48"},
+           {"10.99.0.0/31", "fd00:1:2::/48"},
+           {"fd00::/64", "fd00:1:2::/48"}}) {
+    auto bad = mesh_settings_from(v4, v6);
+    ASSERT_FALSE(bad) << v4 << " " << v6;
+    EXPECT_NE(bad.error().message.find("unusable mesh prefixes (" + v4 + ", " + v6 + ")"),
+              std::string::npos)
+        << bad.error().message;
+  }
 }
 
 TEST(Ipam, NeverHandsOutTheResolverAddress) {

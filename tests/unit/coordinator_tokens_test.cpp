@@ -92,6 +92,21 @@ TEST(Tags, Validation) {
   EXPECT_FALSE(valid_tag("a,b"));
 }
 
+TEST(Tokens, OnlyWellFormedOnesCanBeStored) {
+  Token t;
+  t.id = "0123456789abcdef";
+  t.tags = {"server", "db_2-eu"};
+  EXPECT_EQ(why_invalid_token(t), "");
+  for (const char* id : {"", "0123456789abcde", "0123456789abcdef0", "0123456789ABCDEF",
+                         "0123456789abcdeg", "0123456789abcde "}) {
+    t.id = id;
+    EXPECT_NE(why_invalid_token(t).find("16 lowercase hex digits"), std::string::npos) << id;
+  }
+  t.id = "0123456789abcdef";
+  t.tags = {"server", "Bad!"};
+  EXPECT_NE(why_invalid_token(t).find("invalid tag 'Bad!'"), std::string::npos);
+}
+
 TEST(Kinds, Labels) {
   Token t;
   EXPECT_EQ(token_kind(t), "one-use");
